@@ -1,0 +1,57 @@
+/** The `cordon` command. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseLedgerText } from '../core/ledger.js';
+import { buildAttribution, renderSummaryHtml, renderSummaryMarkdown } from '../summary/render.js';
+import { verdictFor } from '../summary/verify.js';
+
+const USAGE = `usage: cordon <command>
+
+commands:
+  summary <ledger.jsonl> [--json] [--html FILE]   render a run ledger as markdown (or JSON)
+`;
+
+function summary(args: string[]): number {
+  const file = args.find((a) => !a.startsWith('--'));
+  if (!file) {
+    process.stderr.write(`cordon summary: give the ledger file\n${USAGE}`);
+    return 2;
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    process.stderr.write(`cordon summary: cannot read ${file}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  const lines = parseLedgerText(text);
+  const input = { lines, verdict: verdictFor(lines) };
+  const htmlAt = args.indexOf('--html');
+  if (htmlAt >= 0) {
+    const out = args[htmlAt + 1];
+    if (!out) {
+      process.stderr.write('cordon summary: --html needs a file name\n');
+      return 2;
+    }
+    writeFileSync(out, renderSummaryHtml(input));
+  }
+  process.stdout.write(args.includes('--json') ? JSON.stringify(buildAttribution(input), null, 2) + '\n' : renderSummaryMarkdown(input));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'summary':
+      return summary(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`cordon: unknown command "${cmd}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

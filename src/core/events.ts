@@ -1,0 +1,138 @@
+/**
+ * The ledger's event types and their data: the contract between the actions that write
+ * events and the summary that renders them. Data carries names, ARNs, scopes, counts and
+ * times, never a secret value. Fields may be added; the summary renders unknown ones.
+ */
+export interface RunRecorded {
+  repository?: string;
+  sha?: string;
+  ref?: string;
+  event?: string;
+  actor?: string;
+  triggeringActor?: string;
+  workflow?: string;
+  workflowRef?: string;
+  job?: string;
+  runId?: string;
+  runAttempt?: string;
+  runnerOs?: string;
+  serverUrl?: string;
+  /** OIDC claims when `id-token: write` was granted. */
+  oidc?: Record<string, unknown>;
+}
+
+export interface CredentialsIssued {
+  provider: 'aws';
+  role: string;
+  assumedRoleArn: string;
+  sessionName: string;
+  expiration: string;
+  durationSeconds: number;
+  account?: string;
+  region?: string;
+  export: string;
+  statements?: { effect: string; actions: string[]; resources: string[] }[];
+  managedPolicies?: string[];
+}
+
+export interface CredentialsEnded {
+  provider: 'aws';
+  role: string;
+  filesRemoved: string[];
+  secondsLeft: number;
+}
+
+export interface TokenIssued {
+  app: string;
+  bot: string;
+  botId?: number;
+  installationId: number;
+  repositories: string[];
+  permissions: Record<string, string>;
+  expiresAt: string;
+}
+
+export interface TokenRevoked {
+  installationId?: number;
+  status: 'revoked' | 'failed' | 'skipped';
+  /** HTTP status of the follow-up call that confirms the token no longer works. */
+  confirmStatus?: number;
+  detail?: string;
+}
+
+export interface EgressStarted {
+  policy: 'block' | 'audit';
+  domains: string[];
+  ips: string[];
+  preset: string;
+  disableSudo: boolean;
+  disableDocker: boolean;
+  setupMs?: number;
+}
+
+export interface EgressReport {
+  policy: 'block' | 'audit';
+  /** Names answered, with the addresses allowed and the count of queries. */
+  allowed: { name: string; queries: number; addresses: string[] }[];
+  /** Names refused (block) or that would have been refused (audit). */
+  blockedNames: { name: string; queries: number; process?: string }[];
+  /** Destinations refused in the kernel. */
+  blockedDestinations: { address: string; protocol: string; port?: number; packets?: number; process?: string }[];
+  suggestedAllowlist?: string[];
+}
+
+export interface SecretsFetched {
+  secrets: { name: string; source: string; forms?: number }[];
+  export?: string;
+}
+
+export interface RunStarted {
+  commandSha256: string;
+  shell: string;
+  secrets: { name: string; source: string }[];
+  envRemoved: string[];
+  credentials?: string[];
+}
+
+export interface RunFinished {
+  exitCode: number | null;
+  signal?: string;
+  durationMs: number;
+  bytesScrubbed: number;
+  timedOut?: boolean;
+  leaks: { secret: string; path: string; line: number }[];
+  processesKilled?: number;
+}
+
+export interface CommitObserved {
+  sha: string;
+  author: string;
+  authorEmail: string;
+  committer: string;
+  committerEmail: string;
+  coAuthors: string[];
+  signature: string;
+  subject: string;
+  verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
+}
+
+export interface CommitsObserved {
+  base: string;
+  head: string;
+  commits: CommitObserved[];
+}
+
+/** Every event type Cordon writes, with its data shape. */
+export interface EventTypes {
+  'run.recorded': RunRecorded;
+  'credentials.issued': CredentialsIssued;
+  'credentials.ended': CredentialsEnded;
+  'token.issued': TokenIssued;
+  'token.revoked': TokenRevoked;
+  'egress.started': EgressStarted;
+  'egress.report': EgressReport;
+  'secrets.fetched': SecretsFetched;
+  'run.started': RunStarted;
+  'run.finished': RunFinished;
+  'commits.observed': CommitsObserved;
+}

@@ -1,0 +1,125 @@
+/**
+ * A small document model rendered to both GitHub markdown and standalone HTML, so every
+ * untrusted string is escaped in one place for each output.
+ */
+export type Block =
+  | { kind: 'heading'; level: 2 | 3 | 4; text: string }
+  | { kind: 'para'; text: string; strong?: boolean }
+  | { kind: 'table'; headers: string[]; rows: string[][]; note?: string }
+  | { kind: 'details'; summary: string; blocks: Block[] }
+  | { kind: 'code'; text: string }
+  | { kind: 'list'; items: string[] };
+
+/** Escapes text for a markdown table cell or paragraph; the summary renders HTML, so `<` too. */
+export function mdEscape(s: string): string {
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\r?\n/g, ' ')
+    .replace(/([\\`*_[\]|#~!])/g, '\\$1')
+    .replace(/@/g, '&#64;');
+}
+
+export function htmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+export function renderMarkdown(blocks: Block[]): string {
+  const out: string[] = [];
+  for (const b of blocks) {
+    switch (b.kind) {
+      case 'heading':
+        out.push(`${'#'.repeat(b.level)} ${mdEscape(b.text)}\n`);
+        break;
+      case 'para':
+        out.push(b.strong ? `**${mdEscape(b.text)}**\n` : `${mdEscape(b.text)}\n`);
+        break;
+      case 'list':
+        out.push(b.items.map((i) => `- ${mdEscape(i)}`).join('\n') + '\n');
+        break;
+      case 'code': {
+        const fence = '`'.repeat(Math.max(3, longestRun(b.text, '`') + 1));
+        out.push(`${fence}\n${b.text}\n${fence}\n`);
+        break;
+      }
+      case 'table':
+        out.push(
+          [
+            `| ${b.headers.map(mdEscape).join(' | ')} |`,
+            `| ${b.headers.map(() => '---').join(' | ')} |`,
+            ...b.rows.map((r) => `| ${r.map((c) => (c === '' ? ' ' : mdEscape(c))).join(' | ')} |`),
+          ].join('\n') + '\n',
+        );
+        if (b.note) out.push(`_${mdEscape(b.note)}_\n`);
+        break;
+      case 'details':
+        out.push(`<details><summary>${mdEscape(b.summary)}</summary>\n\n${renderMarkdown(b.blocks)}\n</details>\n`);
+        break;
+    }
+  }
+  return out.join('\n');
+}
+
+function longestRun(s: string, ch: string): number {
+  let best = 0;
+  let cur = 0;
+  for (const c of s) {
+    cur = c === ch ? cur + 1 : 0;
+    if (cur > best) best = cur;
+  }
+  return best;
+}
+
+export function renderHtmlBlocks(blocks: Block[]): string {
+  return blocks
+    .map((b) => {
+      switch (b.kind) {
+        case 'heading':
+          return `<h${b.level}>${htmlEscape(b.text)}</h${b.level}>`;
+        case 'para':
+          return b.strong ? `<p><strong>${htmlEscape(b.text)}</strong></p>` : `<p>${htmlEscape(b.text)}</p>`;
+        case 'list':
+          return `<ul>${b.items.map((i) => `<li>${htmlEscape(i)}</li>`).join('')}</ul>`;
+        case 'code':
+          return `<pre><code>${htmlEscape(b.text)}</code></pre>`;
+        case 'table':
+          return (
+            `<table><thead><tr>${b.headers.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr></thead><tbody>` +
+            b.rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`).join('') +
+            `</tbody></table>` +
+            (b.note ? `<p><em>${htmlEscape(b.note)}</em></p>` : '')
+          );
+        case 'details':
+          return `<details><summary>${htmlEscape(b.summary)}</summary>${renderHtmlBlocks(b.blocks)}</details>`;
+      }
+      return '';
+    })
+    .join('\n');
+}
+
+export function renderHtmlPage(title: string, blocks: Block[]): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title>
+<style>
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#1f2328;line-height:1.5}
+table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #d1d9e0;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}h2{border-bottom:1px solid #d1d9e0;padding-bottom:.3em}pre{background:#f6f8fa;padding:1em;overflow:auto}
+details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+</style></head><body>
+${renderHtmlBlocks(blocks)}
+</body></html>
+`;
+}
+
+/** Caps every table at `maxRows`, noting what was cut, so a huge run degrades instead of vanishing. */
+export function capTables(blocks: Block[], maxRows: number): Block[] {
+  return blocks.map((b) => {
+    if (b.kind === 'table' && b.rows.length > maxRows) {
+      const cut = b.rows.length - maxRows;
+      return { ...b, rows: b.rows.slice(0, maxRows), note: `${cut} more row(s) not shown here; all are in attribution.json` };
+    }
+    if (b.kind === 'details') return { ...b, blocks: capTables(b.blocks, maxRows) };
+    return b;
+  });
+}
