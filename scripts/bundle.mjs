@@ -1,22 +1,35 @@
 // Builds one minified bundle per entry point with @vercel/ncc into dist/<action>/<entry>.js.
 // Entries are listed in scripts/entries.json: { "dist/<action>/<entry>.js": "src/<domain>/<file>.ts" }.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  mkdirSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, dirname } from 'node:path';
 
 const entries = JSON.parse(readFileSync(new URL('./entries.json', import.meta.url), 'utf8'));
 const only = process.argv.slice(2);
-const selected = Object.entries(entries).filter(([out, src]) => !only.length || only.some((o) => out.includes(o) || src.includes(o)));
+const selected = Object.entries(entries).filter(
+  ([out, src]) => !only.length || only.some((o) => out.includes(o) || src.includes(o)),
+);
 
 function build([out, src]) {
   const tmp = mkdtempSync(join(tmpdir(), 'cordon-ncc-'));
   return new Promise((resolve, reject) => {
-    const p = spawn('npx', ['ncc', 'build', src, '-m', '-q', '-o', tmp, '--target', 'es2022'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const p = spawn('npx', ['ncc', 'build', src, '-m', '-q', '-o', tmp, '--target', 'es2022'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     p.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`ncc failed for ${src}`));
       const files = readdirSync(tmp).filter((f) => f.endsWith('.js') || f.endsWith('.mjs'));
-      if (files.length !== 1) return reject(new Error(`ncc wrote ${files.join(', ')} for ${src}; expected one file`));
+      if (files.length !== 1)
+        return reject(new Error(`ncc wrote ${files.join(', ')} for ${src}; expected one file`));
       mkdirSync(dirname(out), { recursive: true });
       renameSync(join(tmp, files[0]), out);
       rmSync(tmp, { recursive: true, force: true });

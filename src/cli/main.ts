@@ -34,7 +34,11 @@ function summary(args: string[]): number {
     }
     writeFileSync(out, renderSummaryHtml(input));
   }
-  process.stdout.write(args.includes('--json') ? JSON.stringify(buildAttribution(input), null, 2) + '\n' : renderSummaryMarkdown(input));
+  process.stdout.write(
+    args.includes('--json')
+      ? JSON.stringify(buildAttribution(input), null, 2) + '\n'
+      : renderSummaryMarkdown(input),
+  );
   return 0;
 }
 

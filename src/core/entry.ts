@@ -6,7 +6,10 @@ import { describeError, isCordonError } from './errors.js';
 import { secrets } from './mask.js';
 import { Runner } from './runner.js';
 
-export async function runEntry(fn: (runner: Runner) => Promise<void> | void, runner = new Runner()): Promise<void> {
+export async function runEntry(
+  fn: (runner: Runner) => Promise<void> | void,
+  runner = new Runner(),
+): Promise<void> {
   try {
     await fn(runner);
   } catch (e) {

@@ -77,7 +77,13 @@ export interface EgressReport {
   /** Names refused (block) or that would have been refused (audit). */
   blockedNames: { name: string; queries: number; process?: string }[];
   /** Destinations refused in the kernel. */
-  blockedDestinations: { address: string; protocol: string; port?: number; packets?: number; process?: string }[];
+  blockedDestinations: {
+    address: string;
+    protocol: string;
+    port?: number;
+    packets?: number;
+    process?: string;
+  }[];
   suggestedAllowlist?: string[];
 }
 

@@ -34,7 +34,12 @@ export class Inputs {
 
   fail(name: string, value: string | undefined, why: string, fix: string, opts: InputOptions = {}): never {
     const shown = opts.secret || value === undefined ? '' : ` "${truncate(value)}"`;
-    throw new CordonError({ what: `${this.action}: input ${name}${shown} is not valid`, why, fix, input: name });
+    throw new CordonError({
+      what: `${this.action}: input ${name}${shown} is not valid`,
+      why,
+      fix,
+      input: name,
+    });
   }
 
   string(name: string, opts: InputOptions & { default?: string } = {}): string {
@@ -73,7 +78,8 @@ export class Inputs {
       if (def === undefined) return this.string(name, { required: true }) as never;
       return def;
     }
-    if (!/^-?\d+$/.test(v)) return this.fail(name, v, 'expected a whole number', `write a number such as ${def ?? range.min ?? 1}`);
+    if (!/^-?\d+$/.test(v))
+      return this.fail(name, v, 'expected a whole number', `write a number such as ${def ?? range.min ?? 1}`);
     const n = Number(v);
     checkRange(this, name, v, n, range);
     return n;
@@ -110,14 +116,25 @@ export class Inputs {
     if (v === '') return defSeconds;
     const n = parseDuration(v);
     if (n === undefined) {
-      return this.fail(name, v, 'expected a duration such as 900, 900s, 15m or 1h30m', 'write a number of seconds or use s/m/h units');
+      return this.fail(
+        name,
+        v,
+        'expected a duration such as 900, 900s, 15m or 1h30m',
+        'write a number of seconds or use s/m/h units',
+      );
     }
     checkRange(this, name, v, n, range);
     return n;
   }
 }
 
-function checkRange(inputs: Inputs, name: string, raw: string, n: number, range: { min?: number; max?: number }): void {
+function checkRange(
+  inputs: Inputs,
+  name: string,
+  raw: string,
+  n: number,
+  range: { min?: number; max?: number },
+): void {
   if ((range.min !== undefined && n < range.min) || (range.max !== undefined && n > range.max)) {
     const bounds = `${range.min ?? '-∞'}..${range.max ?? '∞'}`;
     inputs.fail(name, raw, `it must be within ${bounds}`, `pick a value from ${bounds}`);

@@ -44,6 +44,7 @@ function toBase64Url(b64: string): string {
 /** bash `printf %q`. */
 export function shellQuote(v: string): string {
   if (v === '') return "''";
+  // eslint-disable-next-line no-control-regex -- bash switches to $'...' quoting for control characters
   if (/[\x00-\x1f\x7f]/.test(v)) {
     const body = [...v]
       .map((c) => {
@@ -82,7 +83,14 @@ export function secretForms(value: string): string[] {
   add(encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
   add(json);
   add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
-  add(value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;'));
+  add(
+    value
+      .replace(/&/g, '&amp;')
+      .replace(/</g, '&lt;')
+      .replace(/>/g, '&gt;')
+      .replace(/"/g, '&quot;')
+      .replace(/'/g, '&apos;'),
+  );
   add(shellQuote(value));
   add(value.replace(/'/g, "'\\''"));
   return [...forms];

@@ -47,7 +47,10 @@ export async function getIdToken(audience: string, deps: OidcDeps): Promise<stri
   const token = await retry(
     async () => {
       const res = await doFetch(url, {
-        headers: { Authorization: `Bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}`, Accept: 'application/json' },
+        headers: {
+          Authorization: `Bearer ${env.ACTIONS_ID_TOKEN_REQUEST_TOKEN}`,
+          Accept: 'application/json',
+        },
         signal: AbortSignal.timeout(10000),
       });
       if (!res.ok) throw new HttpError(res.status, `the ID token service answered HTTP ${res.status}`);

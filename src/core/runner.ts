@@ -24,7 +24,11 @@ function escapeProperty(s: string): string {
 }
 
 /** Writes `::name k=v::message` to stdout, escaped as the runner expects. */
-export function issueCommand(name: string, props: Record<string, string | number | undefined>, message: string): void {
+export function issueCommand(
+  name: string,
+  props: Record<string, string | number | undefined>,
+  message: string,
+): void {
   const parts = Object.entries(props)
     .filter(([, v]) => v !== undefined && v !== '')
     .map(([k, v]) => `${k}=${escapeProperty(String(v))}`);

@@ -31,7 +31,9 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 export async function startMoto(opts: { timeoutMs?: number } = {}): Promise<Moto> {
   if (!motoAvailable()) {
-    throw new Error('moto_server is not on PATH: it comes preinstalled with Python 3.11 here (moto 5.2.1); install it with pip where you can');
+    throw new Error(
+      'moto_server is not on PATH: it comes preinstalled with Python 3.11 here (moto 5.2.1); install it with pip where you can',
+    );
   }
   const port = await freePort();
   const child: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
@@ -54,7 +56,9 @@ export async function startMoto(opts: { timeoutMs?: number } = {}): Promise<Moto
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`moto_server did not answer on ${endpoint} within ${opts.timeoutMs ?? 30000} ms: ${stderr}`);
+      throw new Error(
+        `moto_server did not answer on ${endpoint} within ${opts.timeoutMs ?? 30000} ms: ${stderr}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 100));
   }

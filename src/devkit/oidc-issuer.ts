@@ -87,7 +87,8 @@ export async function startOidcIssuer(opts: IssuerOptions = {}): Promise<OidcIss
     }
     if (url.pathname === '/.well-known/jwks') return send(200, { keys: [jwk] });
     if (url.pathname === '/token') {
-      if (req.headers.authorization !== `Bearer ${requestToken}`) return send(401, { message: 'Bad credentials' });
+      if (req.headers.authorization !== `Bearer ${requestToken}`)
+        return send(401, { message: 'Bad credentials' });
       if (failures && failures.left > 0) {
         failures.left--;
         return send(failures.status, { message: 'injected failure' });
@@ -104,7 +105,10 @@ export async function startOidcIssuer(opts: IssuerOptions = {}): Promise<OidcIss
         .setExpirationTime(now + (opts.lifetime ?? 300))
         .setJti(randomBytes(8).toString('hex'))
         .sign(privateKey)
-        .then((value) => send(200, { value }), () => send(500, { message: 'signing failed' }));
+        .then(
+          (value) => send(200, { value }),
+          () => send(500, { message: 'signing failed' }),
+        );
       return;
     }
     send(404, { message: 'Not Found' });

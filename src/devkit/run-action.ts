@@ -116,7 +116,8 @@ export class Job {
       GITHUB_STEP_SUMMARY: this.summaryFile,
       GITHUB_ACTION: `__cordon_${action}`,
     };
-    for (const [k, v] of Object.entries(opts.inputs ?? {})) env[`INPUT_${k.replace(/ /g, '_').toUpperCase()}`] = v;
+    for (const [k, v] of Object.entries(opts.inputs ?? {}))
+      env[`INPUT_${k.replace(/ /g, '_').toUpperCase()}`] = v;
     for (const [k, v] of Object.entries(opts.state ?? {})) env[`STATE_${k}`] = v;
     for (const [k, v] of Object.entries(opts.env ?? {})) {
       if (v === undefined) delete env[k];
@@ -125,7 +126,12 @@ export class Job {
     const script = opts.script ?? join(REPO_ROOT, 'dist', action, `${entry}.js`);
     const argv = [...(opts.wrap ?? []), process.execPath, script];
     const started = Date.now();
-    const { code, stdout, stderr } = await spawnCollect(argv, env, opts.cwd ?? this.workspace, opts.timeoutMs ?? 60000);
+    const { code, stdout, stderr } = await spawnCollect(
+      argv,
+      env,
+      opts.cwd ?? this.workspace,
+      opts.timeoutMs ?? 60000,
+    );
     const result: StepResult = {
       code,
       stdout,
@@ -166,7 +172,11 @@ export function spawnCollect(
     });
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolvePromise({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolvePromise({
+        code,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
   });
 }

@@ -16,12 +16,15 @@ export function writeSummary(inputs: StartInputs, runner: Runner): void {
   const verdict = verdictFor(lines, { nonce, head });
   const input = { lines, verdict };
   if (inputs.summary) {
-    if (!runner.appendSummary(renderSummaryMarkdown(input))) runner.info('start: no job summary file; skipped the summary');
+    if (!runner.appendSummary(renderSummaryMarkdown(input)))
+      runner.info('start: no job summary file; skipped the summary');
   }
   const path = join(ledgerDir(runner.env), 'attribution.json');
   writeFileSync(path, JSON.stringify(buildAttribution(input), null, 2) + '\n', { mode: 0o644 });
   runner.setOutput('attribution-path', path);
-  runner.info(`start: attribution written to ${path} (${lines.length} ledger lines, record ${verdict.status})`);
+  runner.info(
+    `start: attribution written to ${path} (${lines.length} ledger lines, record ${verdict.status})`,
+  );
   if (verdict.status === 'altered' && inputs.failOnTamper) {
     throw new CordonError({
       what: 'start: the run ledger was altered while the job ran',

@@ -22,7 +22,12 @@ export function mdEscape(s: string): string {
 }
 
 export function htmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
 export function renderMarkdown(blocks: Block[]): string {
@@ -54,7 +59,9 @@ export function renderMarkdown(blocks: Block[]): string {
         if (b.note) out.push(`_${mdEscape(b.note)}_\n`);
         break;
       case 'details':
-        out.push(`<details><summary>${mdEscape(b.summary)}</summary>\n\n${renderMarkdown(b.blocks)}\n</details>\n`);
+        out.push(
+          `<details><summary>${mdEscape(b.summary)}</summary>\n\n${renderMarkdown(b.blocks)}\n</details>\n`,
+        );
         break;
     }
   }
@@ -117,7 +124,11 @@ export function capTables(blocks: Block[], maxRows: number): Block[] {
   return blocks.map((b) => {
     if (b.kind === 'table' && b.rows.length > maxRows) {
       const cut = b.rows.length - maxRows;
-      return { ...b, rows: b.rows.slice(0, maxRows), note: `${cut} more row(s) not shown here; all are in attribution.json` };
+      return {
+        ...b,
+        rows: b.rows.slice(0, maxRows),
+        note: `${cut} more row(s) not shown here; all are in attribution.json`,
+      };
     }
     if (b.kind === 'details') return { ...b, blocks: capTables(b.blocks, maxRows) };
     return b;

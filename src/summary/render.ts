@@ -64,22 +64,36 @@ function until(expiration: string | undefined): string {
 }
 
 function verdictBlocks(v: Verdict): Block[] {
-  if (v.status === 'intact') return [{ kind: 'para', text: 'Record intact: every ledger line chains to the one before it.', strong: true }];
+  if (v.status === 'intact')
+    return [
+      { kind: 'para', text: 'Record intact: every ledger line chains to the one before it.', strong: true },
+    ];
   if (v.status === 'unverified') {
     return [
-      { kind: 'para', text: 'Record not verified: the chain could not be checked (see below).', strong: true },
+      {
+        kind: 'para',
+        text: 'Record not verified: the chain could not be checked (see below).',
+        strong: true,
+      },
       { kind: 'list', items: v.details },
     ];
   }
   return [
-    { kind: 'para', text: 'RECORD ALTERED while the agent ran: the lines below were changed, removed or inserted. Do not trust this summary as written.', strong: true },
+    {
+      kind: 'para',
+      text: 'RECORD ALTERED while the agent ran: the lines below were changed, removed or inserted. Do not trust this summary as written.',
+      strong: true,
+    },
     { kind: 'list', items: v.details },
   ];
 }
 
 export function buildBlocks(input: SummaryInput): Block[] {
   const events = input.lines.flatMap((l) => (l.event ? [l.event] : []));
-  const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Cordon: what the agent did' }, ...verdictBlocks(input.verdict)];
+  const blocks: Block[] = [
+    { kind: 'heading', level: 2, text: 'Cordon: what the agent did' },
+    ...verdictBlocks(input.verdict),
+  ];
 
   // Who
   const run = of(events, 'run.recorded')[0];
@@ -87,7 +101,8 @@ export function buildBlocks(input: SummaryInput): Block[] {
   const creds = of(events, 'credentials.issued');
   blocks.push({ kind: 'heading', level: 3, text: 'Who the agent was' });
   const who: string[][] = [];
-  for (const t of tokens) who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
+  for (const t of tokens)
+    who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
   for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
   if (who.length === 0) who.push(['(none issued)', 'the agent ran with no identity of its own', '']);
   blocks.push({ kind: 'table', headers: ['Identity', 'Name', 'Detail'], rows: who });
@@ -109,18 +124,40 @@ export function buildBlocks(input: SummaryInput): Block[] {
   blocks.push({ kind: 'heading', level: 3, text: 'What the agent was allowed' });
   const allowedRows: string[][] = [];
   for (const c of creds) {
-    const stmts = (c.statements ?? []).map((s) => `${s.effect} ${s.actions.join(', ')} on ${s.resources.join(', ')}`).join('; ');
-    allowedRows.push(['AWS', c.role, stmts || 'role policy only', [...(c.managedPolicies ?? [])].join(', '), until(c.expiration)]);
+    const stmts = (c.statements ?? [])
+      .map((s) => `${s.effect} ${s.actions.join(', ')} on ${s.resources.join(', ')}`)
+      .join('; ');
+    allowedRows.push([
+      'AWS',
+      c.role,
+      stmts || 'role policy only',
+      [...(c.managedPolicies ?? [])].join(', '),
+      until(c.expiration),
+    ]);
   }
   for (const t of tokens) {
-    const perms = Object.entries(t.permissions).map(([k, v]) => `${k}: ${v}`).join(', ');
+    const perms = Object.entries(t.permissions)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ');
     allowedRows.push(['GitHub', t.repositories.join(', '), perms, '', until(t.expiresAt)]);
   }
   for (const e of of(events, 'egress.started')) {
-    allowedRows.push(['Network', `${e.policy} mode, preset ${e.preset}`, [...e.domains, ...e.ips].join(', ') || 'nothing', lockText(e), '']);
+    allowedRows.push([
+      'Network',
+      `${e.policy} mode, preset ${e.preset}`,
+      [...e.domains, ...e.ips].join(', ') || 'nothing',
+      lockText(e),
+      '',
+    ]);
   }
   for (const s of of(events, 'secrets.fetched')) {
-    allowedRows.push(['Secrets', s.secrets.map((x) => x.name).join(', '), s.secrets.map((x) => x.source).join(', '), s.export ?? 'command only', '']);
+    allowedRows.push([
+      'Secrets',
+      s.secrets.map((x) => x.name).join(', '),
+      s.secrets.map((x) => x.source).join(', '),
+      s.export ?? 'command only',
+      '',
+    ]);
   }
   blocks.push(
     allowedRows.length
@@ -134,8 +171,13 @@ export function buildBlocks(input: SummaryInput): Block[] {
   const runsFinished = of(events, 'run.finished');
   if (runsStarted.length || runsFinished.length) {
     const rows = runsFinished.map((f, i) => runRow(runsStarted[i], f));
-    if (runsStarted.length > runsFinished.length) rows.push(runRow(runsStarted[runsStarted.length - 1], undefined));
-    blocks.push({ kind: 'table', headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'], rows });
+    if (runsStarted.length > runsFinished.length)
+      rows.push(runRow(runsStarted[runsStarted.length - 1], undefined));
+    blocks.push({
+      kind: 'table',
+      headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
+      rows,
+    });
   }
   const reports = of(events, 'egress.report');
   const allowedNames = reports.flatMap((r) => r.allowed);
@@ -147,25 +189,54 @@ export function buildBlocks(input: SummaryInput): Block[] {
     });
   }
   for (const c of of(events, 'credentials.ended')) {
-    blocks.push({ kind: 'para', text: `AWS credentials for ${c.role} ended with ${c.secondsLeft}s left; removed: ${c.filesRemoved.join(', ') || 'nothing'}.` });
+    blocks.push({
+      kind: 'para',
+      text: `AWS credentials for ${c.role} ended with ${c.secondsLeft}s left; removed: ${c.filesRemoved.join(', ') || 'nothing'}.`,
+    });
   }
-  for (const t of of(events, 'token.revoked')) blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
-  if (!runsStarted.length && !allowedNames.length) blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
+  for (const t of of(events, 'token.revoked'))
+    blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
+  if (!runsStarted.length && !allowedNames.length)
+    blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
 
   // Blocked
   blocks.push({ kind: 'heading', level: 3, text: 'What was blocked' });
-  const blockedNames = reports.flatMap((r) => r.blockedNames.map((b) => [b.name, String(b.queries), b.process ?? '', r.policy === 'audit' ? 'would block (audit)' : 'refused']));
+  const blockedNames = reports.flatMap((r) =>
+    r.blockedNames.map((b) => [
+      b.name,
+      String(b.queries),
+      b.process ?? '',
+      r.policy === 'audit' ? 'would block (audit)' : 'refused',
+    ]),
+  );
   const blockedDest = reports.flatMap((r) =>
-    r.blockedDestinations.map((d) => [d.address, `${d.protocol}${d.port ? `/${d.port}` : ''}`, String(d.packets ?? ''), d.process ?? '']),
+    r.blockedDestinations.map((d) => [
+      d.address,
+      `${d.protocol}${d.port ? `/${d.port}` : ''}`,
+      String(d.packets ?? ''),
+      d.process ?? '',
+    ]),
   );
   const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
-  if (blockedNames.length) blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
-  if (blockedDest.length) blocks.push({ kind: 'table', headers: ['Destination', 'Protocol/port', 'Packets', 'Process'], rows: blockedDest });
-  if (leaks.length) blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
-  if (!blockedNames.length && !blockedDest.length && !leaks.length) blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
+  if (blockedNames.length)
+    blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
+  if (blockedDest.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Destination', 'Protocol/port', 'Packets', 'Process'],
+      rows: blockedDest,
+    });
+  if (leaks.length)
+    blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
+  if (!blockedNames.length && !blockedDest.length && !leaks.length)
+    blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
   const suggestion = reports.flatMap((r) => r.suggestedAllowlist ?? []);
   if (suggestion.length) {
-    blocks.push({ kind: 'details', summary: 'Suggested allowed-domains (from what was used)', blocks: [{ kind: 'code', text: `allowed-domains: |\n${suggestion.map((d) => `  ${d}`).join('\n')}` }] });
+    blocks.push({
+      kind: 'details',
+      summary: 'Suggested allowed-domains (from what was used)',
+      blocks: [{ kind: 'code', text: `allowed-domains: |\n${suggestion.map((d) => `  ${d}`).join('\n')}` }],
+    });
   }
 
   // Commits
@@ -193,20 +264,43 @@ export function buildBlocks(input: SummaryInput): Block[] {
   const other = events.filter((e) => !(KNOWN as string[]).includes(e.type));
   if (other.length) {
     blocks.push({ kind: 'heading', level: 3, text: 'Other events' });
-    blocks.push({ kind: 'table', headers: ['Time', 'Action', 'Event', 'Data'], rows: other.map((e) => [e.time, e.action, e.type, str(e.data)]) });
+    blocks.push({
+      kind: 'table',
+      headers: ['Time', 'Action', 'Event', 'Data'],
+      rows: other.map((e) => [e.time, e.action, e.type, str(e.data)]),
+    });
   }
   const bad = input.lines.filter((l) => l.error);
-  if (bad.length) blocks.push({ kind: 'table', headers: ['Ledger line', 'Problem'], rows: bad.map((l) => [String(l.line), l.error ?? '']) });
+  if (bad.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Ledger line', 'Problem'],
+      rows: bad.map((l) => [String(l.line), l.error ?? '']),
+    });
   blocks.push({
     kind: 'details',
     summary: `Full ledger (${input.lines.length} lines)`,
-    blocks: [{ kind: 'table', headers: ['#', 'Time', 'Action', 'Event'], rows: input.lines.map((l) => [String(l.line), l.event?.time ?? '', l.event?.action ?? '', l.event?.type ?? '(invalid)']) }],
+    blocks: [
+      {
+        kind: 'table',
+        headers: ['#', 'Time', 'Action', 'Event'],
+        rows: input.lines.map((l) => [
+          String(l.line),
+          l.event?.time ?? '',
+          l.event?.action ?? '',
+          l.event?.type ?? '(invalid)',
+        ]),
+      },
+    ],
   });
   return blocks;
 }
 
 function lockText(e: EgressStarted): string {
-  const locks = [e.disableSudo ? 'sudo locked' : 'sudo open', e.disableDocker ? 'docker locked' : 'docker open'];
+  const locks = [
+    e.disableSudo ? 'sudo locked' : 'sudo open',
+    e.disableDocker ? 'docker locked' : 'docker open',
+  ];
   return locks.join(', ');
 }
 
@@ -221,13 +315,20 @@ function runRow(s: RunStarted | undefined, f: RunFinished | undefined): string[]
 }
 
 function tokenRevokedText(t: TokenRevoked): string {
-  if (t.status === 'revoked') return `GitHub token revoked${t.confirmStatus ? ` (confirmed: HTTP ${t.confirmStatus})` : ''}.`;
-  if (t.status === 'skipped') return 'GitHub token NOT revoked: skip-token-revoke was set; it stays valid until it expires.';
+  if (t.status === 'revoked')
+    return `GitHub token revoked${t.confirmStatus ? ` (confirmed: HTTP ${t.confirmStatus})` : ''}.`;
+  if (t.status === 'skipped')
+    return 'GitHub token NOT revoked: skip-token-revoke was set; it stays valid until it expires.';
   return `GitHub token revocation FAILED${t.detail ? `: ${t.detail}` : ''}; it stays valid until it expires.`;
 }
 
 function verdictLabel(v: CommitsObserved['commits'][number]['verdict']): string {
-  return { agent: 'by the agent', impersonation: 'IMPERSONATION', unattributed: 'unattributed', human: 'human' }[v];
+  return {
+    agent: 'by the agent',
+    impersonation: 'IMPERSONATION',
+    unattributed: 'unattributed',
+    human: 'human',
+  }[v];
 }
 
 /** Markdown for the job summary, degraded (tables cut, noted) until it fits the limit. */
@@ -240,7 +341,12 @@ export function renderSummaryMarkdown(input: SummaryInput, limit = SUMMARY_LIMIT
   }
   if (Buffer.byteLength(md) <= limit) return md;
   const tail = '\n\n_Summary cut to fit the job summary limit; see attribution.json._\n';
-  return Buffer.from(md).subarray(0, limit - Buffer.byteLength(tail)).toString('utf8').replace(/\uFFFD$/, '') + tail;
+  return (
+    Buffer.from(md)
+      .subarray(0, limit - Buffer.byteLength(tail))
+      .toString('utf8')
+      .replace(/\uFFFD$/, '') + tail
+  );
 }
 
 export function renderSummaryHtml(input: SummaryInput): string {

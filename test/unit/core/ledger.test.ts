@@ -1,0 +1,134 @@
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { checkChain, hashLine, Ledger, ledgerPath } from '../../../src/core/ledger.js';
+import { SecretRegistry } from '../../../src/core/mask.js';
+import { CordonError } from '../../../src/core/errors.js';
+
+const dirs: string[] = [];
+function tempLedger(): { ledger: Ledger; registry: SecretRegistry; path: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-ledger-'));
+  dirs.push(dir);
+  const registry = new SecretRegistry(() => {});
+  const path = ledgerPath({ RUNNER_TEMP: dir });
+  return { ledger: new Ledger(path, { action: 'test', registry }), registry, path };
+}
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('ledger', () => {
+  test('appends events in order and reads them back with their fields', () => {
+    const { ledger } = tempLedger();
+    const nonce = ledger.open();
+    expect(nonce).toMatch(/^[0-9a-f]{64}$/);
+    ledger.append('a.one', { n: 1 }, nonce);
+    ledger.append('a.two', { n: 2 });
+    const events = ledger.events();
+    expect(events.map((e) => e.type)).toEqual(['a.one', 'a.two']);
+    expect(events[0]).toMatchObject({ v: 1, action: 'test', data: { n: 1 } });
+    expect(Date.parse(events[0].time)).not.toBeNaN();
+  });
+
+  test('chains each line to the one before and to the nonce', () => {
+    const { ledger } = tempLedger();
+    const nonce = ledger.open() as string;
+    ledger.append('x', {}, nonce);
+    const { hash } = ledger.append('y', {});
+    const lines = ledger.read();
+    expect(lines[0].event?.prev).toBe(hashLine(nonce));
+    expect(lines[1].event?.prev).toBe(lines[0].hash);
+    expect(ledger.head()).toBe(hash);
+    expect(checkChain(lines, { nonce, head: hash })).toEqual({ ok: true, broken: [], headFound: true });
+  });
+
+  test('an edited line breaks the chain at the line after it', () => {
+    const { ledger, path } = tempLedger();
+    const nonce = ledger.open() as string;
+    ledger.append('x', { v: 'a' }, nonce);
+    const { hash } = ledger.append('y', {});
+    ledger.append('z', {});
+    const text = readFileSync(path, 'utf8').replace('"v":"a"', '"v":"b"');
+    writeFileSync(path, text);
+    const check = checkChain(ledger.read(), { nonce, head: hash });
+    expect(check.ok).toBe(false);
+    expect(check.broken).toEqual([2]);
+  });
+
+  test('a removed line is detected, and so is a missing head', () => {
+    const { ledger, path } = tempLedger();
+    const nonce = ledger.open() as string;
+    ledger.append('x', {}, nonce);
+    ledger.append('y', {});
+    const { hash } = ledger.append('z', {});
+    const lines = readFileSync(path, 'utf8').split('\n');
+    writeFileSync(path, [lines[0], lines[2]].join('\n') + '\n');
+    expect(checkChain(ledger.read(), { nonce }).broken).toEqual([2]);
+    writeFileSync(path, [lines[0], lines[1]].join('\n') + '\n');
+    expect(checkChain(ledger.read(), { nonce, head: hash })).toMatchObject({ ok: false, headFound: false });
+  });
+
+  test('refuses an event holding a registered secret, in any form, without echoing it', () => {
+    const { ledger, registry, path } = tempLedger();
+    const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    registry.register(secret, { name: 'AWS_SECRET_ACCESS_KEY' });
+    ledger.open();
+    for (const data of [
+      { key: secret },
+      { nested: { b64: Buffer.from(secret).toString('base64') } },
+      { hex: Buffer.from(secret).toString('hex') },
+    ]) {
+      let err: unknown;
+      try {
+        ledger.append('credentials.issued', data);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CordonError);
+      expect((err as Error).message).toContain('AWS_SECRET_ACCESS_KEY');
+      expect((err as Error).message).not.toContain(secret);
+    }
+    let exists = true;
+    try {
+      readFileSync(path);
+    } catch {
+      exists = false;
+    }
+    if (exists) expect(readFileSync(path, 'utf8')).not.toContain(secret);
+  });
+
+  test('keeps every line whole and chained under concurrent writers', async () => {
+    const { path } = tempLedger();
+    const writers = 4;
+    const each = 40;
+    // Run real processes through tsx so the appends race for real.
+    const tsx = join(process.cwd(), 'node_modules', '.bin', 'tsx');
+    const worker = join(dirs[dirs.length - 1], 'writer.ts');
+    writeFileSync(
+      worker,
+      `import { Ledger } from ${JSON.stringify(join(process.cwd(), 'src/core/ledger.ts'))};
+       const l = new Ledger(process.argv[2], { action: 'w' + process.argv[3] });
+       for (let i = 0; i < ${each}; i++) l.append('tick', { i, pad: 'x'.repeat(3000) });`,
+    );
+    await Promise.all(
+      Array.from(
+        { length: writers },
+        (_, w) =>
+          new Promise<void>((resolve, reject) => {
+            const p = spawn(tsx, [worker, path, String(w)], { stdio: 'inherit' });
+            const t = setTimeout(() => p.kill('SIGKILL'), 50000);
+            p.on('exit', (code) => {
+              clearTimeout(t);
+              if (code === 0) resolve();
+              else reject(new Error(`writer exited ${code}`));
+            });
+          }),
+      ),
+    );
+    const ledger = new Ledger(path, { action: 'check' });
+    const lines = ledger.read();
+    expect(lines).toHaveLength(writers * each);
+    expect(lines.every((l) => l.event)).toBe(true);
+    expect(checkChain(lines).broken).toEqual([]);
+  }, 60000);
+});
