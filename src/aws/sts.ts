@@ -1,0 +1,322 @@
+/**
+ * The one STS call: AssumeRoleWithWebIdentity through @aws-sdk/client-sts. Region, endpoint
+ * and timeouts come from the caller's env, never from process globals, so `actions/run` can
+ * mint credentials for one command and the tests can aim it at moto through a fault proxy.
+ * The SDK's own retries are off: Cordon retries throttling, 5xx, timeouts and resets with
+ * backoff and jitter, and never AccessDenied or a validation error.
+ */
+import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { CordonError, describeError } from '../core/errors.js';
+import type { SecretRegistry } from '../core/mask.js';
+import { decodeClaims } from '../core/oidc.js';
+import { retry, type RetryOptions } from '../core/retry.js';
+import type { Env } from '../core/runner.js';
+
+export interface AssumeRequest {
+  roleArn: string;
+  sessionName: string;
+  durationSeconds: number;
+  /** The OIDC ID token (already masked by `getIdToken`). */
+  webIdentityToken: string;
+  region: string;
+  /** Inline session policy, compact JSON (`SessionPolicy.json`). */
+  policy?: string;
+  managedPolicyArns?: string[];
+}
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration: Date;
+  assumedRoleArn: string;
+  account: string;
+}
+
+export interface StsDeps {
+  /** Reads AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT. */
+  env: Env;
+  /** Every credential value is registered (masked) here before the function returns. */
+  registry: SecretRegistry;
+  /** Attempts in all, including the first (default 5). */
+  maxAttempts?: number;
+  /** Per-attempt timeout for the HTTP request, in ms (default 10000). */
+  timeoutMs?: number;
+  /** Called before each retry, for a log line. */
+  onRetry?: (reason: string, attempt: number, delayMs: number) => void;
+  /** Backoff overrides (tests). */
+  retry?: Partial<Pick<RetryOptions, 'baseMs' | 'maxDelayMs' | 'maxTotalMs' | 'sleep' | 'random'>>;
+  /** Input names for error messages (`actions/run` passes `aws-role-to-assume`, ...). */
+  inputNames?: { roleToAssume?: string; duration?: string; audience?: string; inline?: string };
+  /** Prefix for messages (default `aws`). */
+  action?: string;
+}
+
+/** Error names STS (or the network under it) returns for a call worth repeating. */
+const RETRYABLE_NAMES = new Set([
+  'Throttling',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'IDPCommunicationError',
+  'InternalFailure',
+  'InternalError',
+  'ServiceUnavailable',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+]);
+const RETRYABLE_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+]);
+/** Never repeated, whatever the status: the same request gets the same answer. */
+const FINAL_NAMES = new Set([
+  'AccessDenied',
+  'AccessDeniedException',
+  'InvalidIdentityToken',
+  'ExpiredTokenException',
+  'IDPRejectedClaim',
+  'ValidationError',
+  'MalformedPolicyDocument',
+  'MalformedPolicyDocumentException',
+  'PackedPolicyTooLarge',
+  'PackedPolicyTooLargeException',
+  'RegionDisabledException',
+  'InvalidParameterValue',
+]);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $fault?: string;
+}
+
+function errorName(e: unknown): string {
+  return (e as SdkError)?.name ?? 'Error';
+}
+
+function httpStatus(e: unknown): number | undefined {
+  return (e as SdkError)?.$metadata?.httpStatusCode;
+}
+
+/** Whether an STS error is worth another attempt: throttling, 5xx, timeouts, resets. */
+export function isRetryableStsError(e: unknown): boolean {
+  const name = errorName(e);
+  if (FINAL_NAMES.has(name)) return false;
+  if (RETRYABLE_NAMES.has(name)) return true;
+  const status = httpStatus(e);
+  if (status !== undefined && (status >= 500 || status === 429)) return true;
+  const code = (e as SdkError)?.code;
+  if (code && RETRYABLE_CODES.has(code)) return true;
+  // Node's HTTP client reports a reset mid-response as "socket hang up" without a code on some paths.
+  return status === undefined && /socket hang up|ECONNRESET|aborted/i.test((e as SdkError)?.message ?? '');
+}
+
+function reasonOf(e: unknown): string {
+  const status = httpStatus(e);
+  const code = (e as SdkError)?.code;
+  return [errorName(e), code, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
+}
+
+/** The STS endpoint the passed env asks for: AWS_ENDPOINT_URL_STS, then AWS_ENDPOINT_URL. */
+export function stsEndpoint(env: Env): string | undefined {
+  return env.AWS_ENDPOINT_URL_STS || env.AWS_ENDPOINT_URL || undefined;
+}
+
+function envFlag(v: string | undefined): boolean {
+  return /^(true|1)$/i.test(v ?? '');
+}
+
+/**
+ * Exchanges the ID token for role credentials. Retries per `isRetryableStsError`; every
+ * failure ends as a CordonError that names the input to change (for AccessDenied and
+ * InvalidIdentityToken it shows the token's iss/aud/sub and the trust-policy condition that
+ * would match). The access key id, secret key and session token are registered with
+ * `deps.registry` before the credentials are returned.
+ */
+export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDeps): Promise<AwsCredentials> {
+  const endpoint = stsEndpoint(deps.env);
+  const timeoutMs = deps.timeoutMs ?? 10000;
+  const client = new STSClient({
+    region: req.region,
+    endpoint,
+    // The passed env decides the endpoint; the SDK must not read process.env or ~/.aws for it.
+    ignoreConfiguredEndpointUrls: true,
+    useFipsEndpoint: envFlag(deps.env.AWS_USE_FIPS_ENDPOINT),
+    useDualstackEndpoint: envFlag(deps.env.AWS_USE_DUALSTACK_ENDPOINT),
+    maxAttempts: 1,
+    retryMode: 'standard',
+    userAgentAppId: 'cordon',
+    requestHandler: { connectionTimeout: Math.min(timeoutMs, 5000), requestTimeout: timeoutMs },
+  });
+  const command = new AssumeRoleWithWebIdentityCommand({
+    RoleArn: req.roleArn,
+    RoleSessionName: req.sessionName,
+    WebIdentityToken: req.webIdentityToken,
+    DurationSeconds: req.durationSeconds,
+    Policy: req.policy,
+    PolicyArns: req.managedPolicyArns?.length ? req.managedPolicyArns.map((arn) => ({ arn })) : undefined,
+  });
+  let out;
+  try {
+    out = await retry(() => client.send(command), {
+      maxAttempts: deps.maxAttempts ?? 5,
+      baseMs: 250,
+      maxDelayMs: 5000,
+      maxTotalMs: 60000,
+      ...deps.retry,
+      isRetryable: isRetryableStsError,
+      onRetry: (e, attempt, delay) => deps.onRetry?.(reasonOf(e), attempt, delay),
+    });
+  } catch (e) {
+    throw explainStsError(e, req, deps);
+  } finally {
+    client.destroy();
+  }
+  const c = out.Credentials;
+  const arn = out.AssumedRoleUser?.Arn;
+  if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration || !arn) {
+    throw new CordonError({
+      what: `${deps.action ?? 'aws'}: STS answered AssumeRoleWithWebIdentity without credentials`,
+      why: 'the response lacked Credentials or AssumedRoleUser',
+      fix: 'retry the job; if it persists, check AWS_ENDPOINT_URL_STS points at STS',
+    });
+  }
+  deps.registry.register(c.AccessKeyId, { name: 'AWS access key id' });
+  deps.registry.register(c.SecretAccessKey, { name: 'AWS secret access key' });
+  deps.registry.register(c.SessionToken, { name: 'AWS session token' });
+  return {
+    accessKeyId: c.AccessKeyId,
+    secretAccessKey: c.SecretAccessKey,
+    sessionToken: c.SessionToken,
+    expiration: c.Expiration,
+    assumedRoleArn: arn,
+    account: arn.split(':')[4] ?? '',
+  };
+}
+
+/**
+ * The trust-policy statement (with the condition) that would let this run's token assume the
+ * role: the issuer host is the condition key prefix, as IAM names it.
+ */
+export function trustPolicyFor(
+  claims: { iss?: string; aud?: string | string[]; sub?: string },
+  roleArn: string,
+): string {
+  const host = (claims.iss ?? 'https://token.actions.githubusercontent.com')
+    .replace(/^https?:\/\//, '')
+    .replace(/\/$/, '');
+  const partition = roleArn.split(':')[1] || 'aws';
+  const account = roleArn.split(':')[4] || '<account>';
+  const aud = Array.isArray(claims.aud) ? claims.aud[0] : claims.aud;
+  const statement = {
+    Effect: 'Allow',
+    Principal: { Federated: `arn:${partition}:iam::${account}:oidc-provider/${host}` },
+    Action: 'sts:AssumeRoleWithWebIdentity',
+    Condition: {
+      StringEquals: { [`${host}:aud`]: aud ?? 'sts.amazonaws.com' },
+      StringLike: { [`${host}:sub`]: claims.sub ?? 'repo:<owner>/<repo>:*' },
+    },
+  };
+  return JSON.stringify(statement, null, 2);
+}
+
+function tokenFacts(token: string): { iss?: string; aud?: string | string[]; sub?: string } {
+  try {
+    const c = decodeClaims(token);
+    return { iss: c.iss, aud: c.aud, sub: c.sub };
+  } catch {
+    return {};
+  }
+}
+
+/** Turns an STS or network failure into a CordonError with the input to change; never quotes a secret. */
+export function explainStsError(
+  e: unknown,
+  req: AssumeRequest,
+  deps: Pick<StsDeps, 'env' | 'inputNames' | 'action'>,
+): CordonError {
+  if (e instanceof CordonError) return e;
+  const action = deps.action ?? 'aws';
+  const names = {
+    roleToAssume: 'role-to-assume',
+    duration: 'role-duration-seconds',
+    audience: 'audience',
+    inline: 'inline-session-policy',
+    ...deps.inputNames,
+  };
+  const name = errorName(e);
+  const message = describeError(e);
+  if (
+    name === 'AccessDenied' ||
+    name === 'InvalidIdentityToken' ||
+    name === 'IDPRejectedClaim' ||
+    name === 'AccessDeniedException'
+  ) {
+    const t = tokenFacts(req.webIdentityToken);
+    const aud = Array.isArray(t.aud) ? t.aud.join(', ') : t.aud;
+    return new CordonError({
+      what: `${action}: STS refused to let this run assume ${req.roleArn} (${name}: ${message})`,
+      why:
+        `the role's trust policy does not accept this token. The token says iss=${t.iss ?? '?'} aud=${aud ?? '?'} sub=${t.sub ?? '?'}` +
+        (name === 'InvalidIdentityToken'
+          ? '; STS could not verify it: is the OIDC provider for that issuer created in the account, with this audience in its client IDs?'
+          : ''),
+      fix: `check ${names.roleToAssume} and ${names.audience}, and make the role's trust policy hold a statement like:\n${trustPolicyFor(t, req.roleArn)}`,
+      input: names.roleToAssume,
+    });
+  }
+  if (name === 'ValidationError' && /DurationSeconds|MaxSessionDuration/i.test(message)) {
+    return new CordonError({
+      what: `${action}: ${names.duration} ${req.durationSeconds} is above the maximum session duration of ${req.roleArn}`,
+      why: message,
+      fix: `lower ${names.duration} (the default, 900, always works) or raise the role's "Maximum session duration" in IAM`,
+      input: names.duration,
+    });
+  }
+  if (
+    name === 'MalformedPolicyDocument' ||
+    name === 'MalformedPolicyDocumentException' ||
+    name === 'PackedPolicyTooLarge' ||
+    name === 'PackedPolicyTooLargeException'
+  ) {
+    return new CordonError({
+      what: `${action}: STS rejected the session policy (${name}: ${message})`,
+      why: 'the policy passed local checks but STS has further rules (unknown actions, packed size)',
+      fix: `shorten or correct ${names.inline} / allow lines, or move permissions into managed-session-policies`,
+      input: names.inline,
+    });
+  }
+  if (name === 'RegionDisabledException') {
+    return new CordonError({
+      what: `${action}: STS is not activated in region ${req.region} for this account`,
+      why: message,
+      fix: 'activate the region under IAM > Account settings > Security Token Service, or use another aws-region',
+    });
+  }
+  if (name === 'ExpiredTokenException') {
+    return new CordonError({
+      what: `${action}: the OIDC token expired before STS saw it`,
+      why: message,
+      fix: 'retry the job; check the runner clock if this repeats',
+    });
+  }
+  const endpoint = stsEndpoint(deps.env) ?? `the STS endpoint of ${req.region}`;
+  return new CordonError({
+    what: `${action}: AssumeRoleWithWebIdentity failed for ${req.roleArn} (${reasonOf(e)}: ${message})`,
+    why: isRetryableStsError(e)
+      ? `${endpoint} kept failing after the retries allowed`
+      : `${endpoint} answered with an error Cordon does not retry`,
+    fix: isRetryableStsError(e)
+      ? 'retry the job later, or raise retry-max-attempts'
+      : 'read the STS message above; check the role ARN and region',
+  });
+}
