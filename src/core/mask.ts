@@ -4,7 +4,7 @@
  * Cordon's scrubber, ledger and error paths can refuse or redact them.
  */
 import { CordonError } from './errors.js';
-import { Matcher, redact } from './match.js';
+import { Matcher, REDACTED, redact } from './match.js';
 
 export const MIN_SECRET_LENGTH = 4;
 /** Derived fragments (base64 cores, single lines) shorter than this mask too much innocent text. */
@@ -32,13 +32,9 @@ function base64Cores(bytes: Buffer): string[] {
     const usable = Math.floor((bytes.length - skip) / 3) * 3;
     if (usable <= 0) continue;
     const core = bytes.subarray(skip, skip + usable).toString('base64');
-    out.push(core, toBase64Url(core));
+    out.push(core, bytes.subarray(skip, skip + usable).toString('base64url'));
   }
   return out;
-}
-
-function toBase64Url(b64: string): string {
-  return b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
 /** bash `printf %q`. */
@@ -62,43 +58,76 @@ export function shellQuote(v: string): string {
   return v.replace(/([^A-Za-z0-9_./:=@%+,\-\u0080-\uffff])/g, '\\$1');
 }
 
+/** PEM armor lines (`-----BEGIN RSA PRIVATE KEY-----`) are not secret and appear in every log that handles keys. */
+const PEM_ARMOR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;
+/** Characters every text encoding (URL, JSON, HTML, shell) leaves as they are. */
+const PLAIN = /^[A-Za-z0-9_.-]*$/;
+
 /** Every form of a value to look for; each at least MIN_SECRET_LENGTH characters. */
 export function secretForms(value: string): string[] {
   const bytes = Buffer.from(value, 'utf8');
   const b64 = bytes.toString('base64');
-  const json = JSON.stringify(value).slice(1, -1);
   const forms = new Set<string>([value]);
   const add = (f: string, min = MIN_SECRET_LENGTH): void => {
     if (f.length >= min) forms.add(f);
   };
-  for (const line of value.split(/\r?\n/)) add(line.trim(), MIN_FORM_LENGTH);
+  if (value.includes('\n')) {
+    for (const line of value.split(/\r?\n/)) {
+      const t = line.trim();
+      if (!PEM_ARMOR.test(t)) add(t, MIN_FORM_LENGTH);
+    }
+  }
   add(b64);
-  add(b64.replace(/=+$/, ''));
-  add(toBase64Url(b64));
+  const unpadded = b64.replace(/=+$/, '');
+  add(unpadded);
+  add(bytes.toString('base64url'));
+  // `echo "$S" | base64` encodes the value plus a newline: its last group differs.
+  add(Buffer.from(value + '\n', 'utf8').toString('base64'));
   for (const core of base64Cores(bytes)) add(core, 8);
-  add(bytes.toString('hex'));
-  add(bytes.toString('hex').toUpperCase());
-  add(encodeURIComponent(value));
-  add(encodeURIComponent(value).replace(/%20/g, '+'));
-  add(encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
-  add(json);
-  add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
-  add(
-    value
-      .replace(/&/g, '&amp;')
-      .replace(/</g, '&lt;')
-      .replace(/>/g, '&gt;')
-      .replace(/"/g, '&quot;')
-      .replace(/'/g, '&apos;'),
-  );
-  add(shellQuote(value));
-  add(value.replace(/'/g, "'\\''"));
+  const hex = bytes.toString('hex');
+  add(hex);
+  add(hex.toUpperCase());
+  if (!PLAIN.test(value)) {
+    const uri = encodeURIComponent(value);
+    add(uri);
+    add(uri.replace(/%20/g, '+'));
+    add(uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
+    const json = JSON.stringify(value).slice(1, -1);
+    add(json);
+    add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
+    add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    add(
+      value
+        .replace(/&/g, '&amp;')
+        .replace(/</g, '&lt;')
+        .replace(/>/g, '&gt;')
+        .replace(/"/g, '&quot;')
+        .replace(/'/g, '&apos;'),
+    );
+    add(
+      value
+        .replace(/&/g, '&amp;')
+        .replace(/</g, '&lt;')
+        .replace(/>/g, '&gt;')
+        .replace(/"/g, '&quot;')
+        .replace(/'/g, '&#39;'),
+    );
+    add(shellQuote(value));
+    add(value.replace(/'/g, "'\\''"));
+  }
   return [...forms];
+}
+
+export interface SecretHit {
+  start: number;
+  end: number;
+  /** The name the secret was registered under, never its value. */
+  name: string;
 }
 
 export class SecretRegistry {
   private readonly names = new Map<string, string>();
-  private matcherCache: Matcher | undefined;
+  private matcherCache: { matcher: Matcher; names: string[] } | undefined;
 
   constructor(private readonly sink: MaskSink = stdoutMaskSink) {}
 
@@ -116,15 +145,22 @@ export class SecretRegistry {
       });
     }
     const forms = secretForms(value);
-    const fresh = forms.filter((f) => !this.names.has(f));
-    // The runner masks line by line, so a multi-line value is registered one line at a time.
-    for (const f of fresh) {
-      for (const line of f.split(/\r?\n/)) {
-        if (line.trim().length >= MIN_SECRET_LENGTH) this.sink(line.trim());
-      }
+    let fresh = false;
+    for (const f of forms) {
+      if (this.names.has(f)) continue;
+      fresh = true;
       this.names.set(f, opts.name);
+      // The runner masks line by line, so a multi-line value is registered one line at a time.
+      if (!f.includes('\n')) {
+        this.sink(f);
+        continue;
+      }
+      for (const line of f.split(/\r?\n/)) {
+        const t = line.trim();
+        if (t.length >= MIN_SECRET_LENGTH && !PEM_ARMOR.test(t)) this.sink(t);
+      }
     }
-    if (fresh.length) this.matcherCache = undefined;
+    if (fresh) this.matcherCache = undefined;
     return forms;
   }
 
@@ -132,21 +168,40 @@ export class SecretRegistry {
     return this.names.size;
   }
 
-  matcher(): Matcher {
+  private compiled(): { matcher: Matcher; names: string[] } {
     if (!this.matcherCache) {
-      this.matcherCache = new Matcher([...this.names.keys()].map((f) => Buffer.from(f, 'utf8')));
+      this.matcherCache = {
+        matcher: Matcher.fromStrings([...this.names.keys()]),
+        names: [...this.names.values()],
+      };
     }
     return this.matcherCache;
+  }
+
+  matcher(): Matcher {
+    return this.compiled().matcher;
+  }
+
+  /** Every registered form in `buf`, longest at each position, with the secret's name. */
+  findAll(buf: Buffer): SecretHit[] {
+    if (this.names.size === 0) return [];
+    const { matcher, names } = this.compiled();
+    const hits: SecretHit[] = [];
+    matcher.scan(buf, (start, end, i) => {
+      const last = hits[hits.length - 1];
+      if (last && last.start === start) {
+        if (end > last.end) hits[hits.length - 1] = { start, end, name: names[i] };
+        return;
+      }
+      hits.push({ start, end, name: names[i] });
+    });
+    return hits;
   }
 
   /** Name of a registered secret found in `text`, or undefined. Never returns the value. */
   findIn(text: string | Buffer): string | undefined {
     const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
-    const ranges = this.matcher().find(buf);
-    if (ranges.length === 0) return undefined;
-    const hit = buf.subarray(ranges[0].start, ranges[0].end).toString('utf8');
-    for (const [form, name] of this.names) if (hit.includes(form)) return name;
-    return 'a registered secret';
+    return this.findAll(buf)[0]?.name;
   }
 
   scrub(text: string): string {
@@ -168,6 +223,8 @@ export class SecretRegistry {
  */
 export class StreamScrubber {
   private carry: Buffer = Buffer.alloc(0);
+  /** Leading bytes of `carry` already sent out as part of a `***`. */
+  private covered = 0;
   /** Bytes replaced so far (the matched lengths, not the `***`). */
   scrubbed = 0;
 
@@ -175,25 +232,45 @@ export class StreamScrubber {
 
   push(chunk: Buffer): Buffer {
     const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
-    const hold = Math.max(0, this.matcher.maxLength - 1);
-    let safe = buf.length - hold;
-    if (safe <= 0) {
-      this.carry = buf;
-      return Buffer.alloc(0);
-    }
-    const ranges = this.matcher.find(buf).filter((r) => r.start < safe);
-    for (const r of ranges) if (r.end > safe) safe = r.end;
-    for (const r of ranges) this.scrubbed += r.end - r.start;
-    this.carry = Buffer.from(buf.subarray(safe));
-    return redact(buf, ranges, 0, safe);
+    return this.emit(buf, Math.max(0, this.matcher.maxLength - 1));
   }
 
   flush(): Buffer {
-    const buf = this.carry;
+    const out = this.emit(this.carry, 0);
     this.carry = Buffer.alloc(0);
+    this.covered = 0;
+    return out;
+  }
+
+  /**
+   * Sends out everything but the last `hold` bytes. A match that starts before that point
+   * is sent whole as `***`; the held bytes are kept even when part of it, so that another
+   * form that overlaps its end is still seen whole next time.
+   */
+  private emit(buf: Buffer, hold: number): Buffer {
+    const safe = Math.max(0, buf.length - hold);
+    let end = Math.max(safe, this.covered);
     const ranges = this.matcher.find(buf);
-    for (const r of ranges) this.scrubbed += r.end - r.start;
-    return redact(buf, ranges);
+    const parts: Buffer[] = [];
+    let at = this.covered;
+    for (const r of ranges) {
+      if (r.start >= end) break;
+      if (r.end > end) end = r.end;
+      if (r.end <= at) continue;
+      // A match reaching into the bytes already sent as `***` continues that `***`.
+      if (r.start >= this.covered) {
+        if (r.start > at) parts.push(buf.subarray(at, r.start));
+        parts.push(REDACTED);
+        this.scrubbed += r.end - r.start;
+      } else {
+        this.scrubbed += r.end - at;
+      }
+      at = r.end;
+    }
+    if (at < end) parts.push(buf.subarray(at, end));
+    this.carry = hold === 0 ? Buffer.alloc(0) : Buffer.from(buf.subarray(safe));
+    this.covered = end - safe;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 }
 

@@ -1,16 +1,22 @@
 /**
  * Multi-needle byte matcher for secret scrubbing: a Wu-Manber style scan that skips on
  * hashed 4-byte blocks and confirms candidates byte by byte. One pass over the input
- * whatever the number of needles; no allocation per byte, one small array per hit.
+ * whatever the number of needles; no allocation per byte, one small object per hit.
  */
 const BLOCK = 4;
-const TABLE_BITS = 16;
-const TABLE_SIZE = 1 << TABLE_BITS;
+const MIN_TABLE_BITS = 16;
+const MAX_TABLE_BITS = 21;
+/**
+ * Only the last few blocks of each needle's shortest-length prefix feed the shift table:
+ * with thousands of needles, entering every block saturates the table and every shift
+ * drops to zero, while a window of this many bytes still allows skips of up to it.
+ */
+const SHIFT_WINDOW = 16;
 
-function blockHash(buf: Uint8Array, end: number): number {
+function blockHash(buf: Uint8Array, end: number, bits: number): number {
   // The four bytes ending at `end` (inclusive), multiplied to spread them over the table.
   const v = buf[end - 3] | (buf[end - 2] << 8) | (buf[end - 1] << 16) | (buf[end] << 24);
-  return Math.imul(v, 0x9e3779b1) >>> (32 - TABLE_BITS);
+  return Math.imul(v, 0x9e3779b1) >>> (32 - bits);
 }
 
 export interface Range {
@@ -18,76 +24,124 @@ export interface Range {
   end: number;
 }
 
+/** Needles stored back to back: needle i is data[starts[i], starts[i + 1]). */
+export interface PackedNeedles {
+  data: Uint8Array;
+  starts: Int32Array;
+}
+
 export class Matcher {
   readonly minLength: number;
   readonly maxLength: number;
-  private readonly shift: Uint8Array;
-  private readonly buckets: Map<number, Uint8Array[]>;
   readonly size: number;
+  /** Every needle's bytes, back to back; needle i is data[starts[i], starts[i + 1]). */
+  private readonly data: Uint8Array;
+  private readonly starts: Int32Array;
+  private readonly bits: number;
+  private readonly shift: Uint8Array;
+  /** First needle index (+1, 0 = none) whose prefix block hashes to a slot; `next` chains the rest. */
+  private readonly head: Int32Array;
+  private readonly next: Int32Array;
 
-  constructor(needles: Iterable<Uint8Array>) {
-    const list: Uint8Array[] = [];
-    const seen = new Set<string>();
-    for (const n of needles) {
-      if (n.length < BLOCK) throw new Error(`matcher needles need ${BLOCK}+ bytes`);
-      const key = Buffer.from(n).toString('latin1');
-      if (!seen.has(key)) {
-        seen.add(key);
-        list.push(n);
-      }
+  constructor(needles: Iterable<Uint8Array> | PackedNeedles) {
+    let data: Uint8Array;
+    let starts: Int32Array;
+    if ('starts' in needles) {
+      ({ data, starts } = needles);
+    } else {
+      const list = [...needles];
+      starts = new Int32Array(list.length + 1);
+      for (let i = 0; i < list.length; i++) starts[i + 1] = starts[i] + list[i].length;
+      data = new Uint8Array(starts[list.length]);
+      for (let i = 0; i < list.length; i++) data.set(list[i], starts[i]);
     }
-    this.size = list.length;
-    this.minLength = list.length ? Math.min(...list.map((n) => n.length)) : 0;
-    this.maxLength = list.length ? Math.max(...list.map((n) => n.length)) : 0;
+    this.data = data;
+    this.starts = starts;
+    this.size = starts.length - 1;
+    let min = Infinity;
+    let max = 0;
+    for (let i = 0; i < this.size; i++) {
+      const len = starts[i + 1] - starts[i];
+      if (len < BLOCK) throw new Error(`matcher needles need ${BLOCK}+ bytes`);
+      if (len < min) min = len;
+      if (len > max) max = len;
+    }
+    this.minLength = this.size ? min : 0;
+    this.maxLength = max;
     const m = this.minLength;
-    const defaultShift = Math.min(255, m - BLOCK + 1);
-    this.shift = new Uint8Array(TABLE_SIZE).fill(list.length ? defaultShift : 255);
-    this.buckets = new Map();
-    for (const n of list) {
-      for (let j = BLOCK - 1; j < m; j++) {
-        const h = blockHash(n, j);
+    const window = Math.min(m, SHIFT_WINDOW);
+    const entries = this.size * Math.max(1, window - BLOCK + 1);
+    this.bits = Math.max(MIN_TABLE_BITS, Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(entries * 4 + 1))));
+    const tableSize = 1 << this.bits;
+    this.shift = new Uint8Array(tableSize).fill(this.size ? Math.min(255, window - BLOCK + 1) : 255);
+    this.head = new Int32Array(tableSize);
+    this.next = new Int32Array(this.size);
+    const shift = this.shift;
+    for (let i = 0; i < this.size; i++) {
+      const base = starts[i];
+      for (let j = m - window + BLOCK - 1; j < m; j++) {
+        const h = blockHash(data, base + j, this.bits);
         const s = m - 1 - j;
-        if (s < this.shift[h]) this.shift[h] = s;
+        if (s < shift[h]) shift[h] = s;
       }
-      const h = blockHash(n, m - 1);
-      const bucket = this.buckets.get(h);
-      if (bucket) bucket.push(n);
-      else this.buckets.set(h, [n]);
+      const h = blockHash(data, base + m - 1, this.bits);
+      this.next[i] = this.head[h];
+      this.head[h] = i + 1;
     }
-    // Longest first, so the widest match at a position is found first.
-    for (const b of this.buckets.values()) b.sort((a, c) => c.length - a.length);
   }
 
-  /** Every occurrence, as merged, sorted, non-overlapping ranges. */
-  find(buf: Uint8Array, from = 0, to = buf.length): Range[] {
-    const out: Range[] = [];
-    if (this.size === 0) return out;
+  /** A matcher for strings, encoded as UTF-8 in one pass (faster than a Buffer per string). */
+  static fromStrings(strings: string[]): Matcher {
+    const joined = strings.join('');
+    const data = Buffer.from(joined, 'utf8');
+    const ascii = data.length === joined.length;
+    const starts = new Int32Array(strings.length + 1);
+    for (let i = 0; i < strings.length; i++) {
+      starts[i + 1] = starts[i] + (ascii ? strings[i].length : Buffer.byteLength(strings[i], 'utf8'));
+    }
+    return new Matcher({ data, starts });
+  }
+
+  /** Calls `hit` for every needle occurrence (overlapping ones too) with the needle's index. */
+  scan(
+    buf: Uint8Array,
+    hit: (start: number, end: number, needle: number) => void,
+    from = 0,
+    to = buf.length,
+  ): void {
+    if (this.size === 0) return;
     const m = this.minLength;
     const shift = this.shift;
+    const head = this.head;
+    const next = this.next;
+    const data = this.data;
+    const starts = this.starts;
+    const bits = this.bits;
     let pos = from + m - 1;
     while (pos < to) {
-      const h = blockHash(buf, pos);
+      const h = blockHash(buf, pos, bits);
       const s = shift[h];
       if (s !== 0) {
         pos += s;
         continue;
       }
       const start = pos - m + 1;
-      const bucket = this.buckets.get(h);
-      if (bucket) {
-        for (const n of bucket) {
-          const end = start + n.length;
-          if (end > to) continue;
-          let k = 0;
-          while (k < n.length && buf[start + k] === n[k]) k++;
-          if (k === n.length) {
-            addRange(out, start, end);
-            break;
-          }
-        }
+      for (let i = head[h]; i !== 0; i = next[i - 1]) {
+        const a = starts[i - 1];
+        const len = starts[i] - a;
+        if (start + len > to) continue;
+        let k = 0;
+        while (k < len && buf[start + k] === data[a + k]) k++;
+        if (k === len) hit(start, start + len, i - 1);
       }
       pos += 1;
     }
+  }
+
+  /** Every occurrence, as merged, sorted, non-overlapping ranges. */
+  find(buf: Uint8Array, from = 0, to = buf.length): Range[] {
+    const out: Range[] = [];
+    this.scan(buf, (start, end) => addRange(out, start, end), from, to);
     return out;
   }
 }
@@ -109,9 +163,10 @@ export function redact(buf: Buffer, ranges: Range[], from = 0, to = buf.length):
   const parts: Buffer[] = [];
   let at = from;
   for (const r of ranges) {
+    if (r.end <= from || r.start >= to) continue;
     if (r.start > at) parts.push(buf.subarray(at, r.start));
     parts.push(REDACTED);
-    at = r.end;
+    at = Math.min(r.end, to);
   }
   if (at < to) parts.push(buf.subarray(at, to));
   return Buffer.concat(parts);

@@ -1,0 +1,187 @@
+import { describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { SecretRegistry, StreamScrubber, secretForms, shellQuote } from '../../../src/core/mask.js';
+
+const S = 'hunter2-Pa$$w0rd&<x>"q\'/+=';
+
+function registry(...values: string[]): { reg: SecretRegistry; masks: string[] } {
+  const masks: string[] = [];
+  const reg = new SecretRegistry((v) => masks.push(v));
+  values.forEach((v, i) => reg.register(v, { name: `SECRET_${i}` }));
+  return { reg, masks };
+}
+
+function scrubStream(reg: SecretRegistry, chunks: (string | Buffer)[]): string {
+  const s = new StreamScrubber(reg.matcher());
+  const out = chunks.map((c) => s.push(Buffer.isBuffer(c) ? c : Buffer.from(c)));
+  out.push(s.flush());
+  return Buffer.concat(out).toString('utf8');
+}
+
+function bash(script: string, env: Record<string, string>): string {
+  return execFileSync('bash', ['-c', script], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+  }).toString('utf8');
+}
+
+describe('secret forms are scrubbed', () => {
+  const { reg } = registry(S);
+  const cases: [string, string][] = [
+    ['plain', S],
+    ['base64', Buffer.from(S).toString('base64')],
+    ['base64 of echo "$S" (trailing newline)', bash('echo "$S" | base64 -w0', { S })],
+    ['base64url', Buffer.from(S).toString('base64url')],
+    ['unpadded base64', Buffer.from(S).toString('base64').replace(/=+$/, '')],
+    ['hex', Buffer.from(S).toString('hex')],
+    ['HEX', Buffer.from(S).toString('hex').toUpperCase()],
+    ['URL encoding', encodeURIComponent(S)],
+    ['form encoding', new URLSearchParams({ k: S }).toString().slice(2)],
+    ['JSON escape', JSON.stringify(S).slice(1, -1)],
+    [
+      'Go-style \\u0026 escapes',
+      JSON.stringify(S)
+        .slice(1, -1)
+        .replace(/&/g, '\\u0026')
+        .replace(/</g, '\\u003c')
+        .replace(/>/g, '\\u003e'),
+    ],
+    ['printf %q', bash('printf %q "$S"', { S })],
+  ];
+  it.each(cases)('%s', (_label, form) => {
+    const out = reg.scrub(`before ${form} after`);
+    expect(out).toBe('before *** after');
+    expect(scrubStream(reg, [`x ${form} y\n`])).toBe('x *** y\n');
+  });
+
+  it('finds the value inside a larger base64 blob at each of the three offsets', () => {
+    for (const prefix of ['', 'a', 'ab', 'abc', 'some longer prefix text: ']) {
+      const blob = Buffer.from(`${prefix}${S} and a suffix`).toString('base64');
+      const out = reg.scrub(blob);
+      expect(out).toContain('***');
+      // What is left of the blob cannot be decoded back to the value.
+      expect(Buffer.from(out.replace(/\*\*\*/g, ''), 'base64').toString('latin1')).not.toContain(
+        S.slice(3, -3),
+      );
+    }
+  });
+
+  it('names the secret found, never the value', () => {
+    expect(reg.findIn(`x ${Buffer.from(S).toString('hex')} y`)).toBe('SECRET_0');
+    expect(reg.findIn('nothing here')).toBeUndefined();
+    const hits = reg.findAll(Buffer.from(`a ${S} b ${encodeURIComponent(S)}`));
+    expect(hits.map((h) => h.name)).toEqual(['SECRET_0', 'SECRET_0']);
+  });
+
+  it('printf %q matches bash for control characters', () => {
+    const v = "line1\nline2\tx'y";
+    expect(shellQuote(v)).toBe(bash('printf %q "$V"', { V: v }));
+  });
+});
+
+describe('stream scrubbing', () => {
+  it('scrubs a value split across two writes at every split point', () => {
+    const { reg } = registry(S);
+    for (let cut = 1; cut < S.length; cut++) {
+      const out = scrubStream(reg, [`start ${S.slice(0, cut)}`, `${S.slice(cut)} end`]);
+      expect(out).toBe('start *** end');
+    }
+  });
+
+  it('scrubs a value split byte by byte', () => {
+    const { reg } = registry(S);
+    const bytes = Buffer.from(`[${S}]`);
+    const out = scrubStream(
+      reg,
+      [...bytes].map((b) => Buffer.from([b])),
+    );
+    expect(out).toBe('[***]');
+  });
+
+  it('scrubs a multi-line value across lines and writes, and each line alone', () => {
+    const pem =
+      '-----BEGIN RSA PRIVATE KEY-----\r\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\r\n4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onL\r\n-----END RSA PRIVATE KEY-----\r\n';
+    const { reg, masks } = registry(pem);
+    // Every line is masked with the runner on its own, without its CR; armor lines are not secret.
+    expect(masks).toEqual(
+      expect.arrayContaining([
+        'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo',
+        '4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onL',
+      ]),
+    );
+    expect(masks).not.toContain('-----BEGIN RSA PRIVATE KEY-----');
+    expect(scrubStream(reg, [pem.slice(0, 50), pem.slice(50)])).toBe('***');
+    expect(reg.scrub(pem.replace(/\r\n/g, '\n'))).not.toMatch(/MIIE|4lgO/);
+    expect(reg.scrub('key line: 4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onL\n')).toBe('key line: ***\n');
+  });
+
+  it('counts the bytes scrubbed and passes other bytes through untouched', () => {
+    const { reg } = registry(S);
+    const bin = Buffer.from([0, 255, 128, 10, 13, 0xe2, 0x82]);
+    const s = new StreamScrubber(reg.matcher());
+    const out = Buffer.concat([s.push(bin), s.push(Buffer.from(S)), s.push(bin), s.flush()]);
+    expect(out).toEqual(Buffer.concat([bin, Buffer.from('***'), bin]));
+    expect(s.scrubbed).toBe(Buffer.byteLength(S));
+  });
+
+  it('finds a form that overlaps the end of another across a chunk boundary', () => {
+    const { reg } = registry('AAAABBBBCCCC', 'CCCCDDDDEEEE');
+    expect(scrubStream(reg, ['x AAAABBBBCCCCDD', 'DDEEEE y'])).toBe('x *** y');
+    expect(reg.scrub('x AAAABBBBCCCCDDDDEEEE y')).toBe('x *** y');
+  });
+});
+
+describe('registration', () => {
+  it('refuses 1-3 character values unless marked not secret', () => {
+    const reg = new SecretRegistry(() => undefined);
+    for (const v of ['', 'a', 'ab', 'abc']) {
+      expect(() => reg.register(v, { name: 'SHORT' })).toThrow(/secret SHORT is (empty|only \d character)/);
+      expect(reg.register(v, { name: 'SHORT', notSecret: true })).toEqual([]);
+    }
+    expect(reg.size).toBe(0);
+    try {
+      reg.register('abc', { name: 'SHORT' });
+    } catch (e) {
+      expect(String(e)).not.toContain('abc');
+    }
+  });
+
+  it.each([
+    ['%0A', 'val%0Aue-with-percent'],
+    ['::add-mask::', 'x::add-mask::zzzz'],
+    ['newline EVIL=1', 'value-one\nEVIL=1'],
+  ])('masks values containing %s with the runner, escaped', (_label, value) => {
+    const lines: string[] = [];
+    const write = process.stdout.write;
+    const reg = new SecretRegistry((v) => lines.push(v));
+    reg.register(value, { name: 'TRICKY' });
+    expect(reg.scrub(`a ${value} b`)).toBe('a *** b');
+    // Every runner mask is one line: a newline in the value never starts a new command.
+    for (const l of lines) expect(l).not.toMatch(/[\r\n]/);
+    expect(process.stdout.write).toBe(write);
+  });
+
+  it('keeps unicode values and their JSON \\u escapes', () => {
+    const v = 'pässwörd-日本語-🔑';
+    const { reg } = registry(v);
+    expect(reg.scrub(`"${v}"`)).toBe('"***"');
+    expect(reg.scrub(JSON.stringify(v).slice(1, -1))).toBe('***');
+    const escaped = v.replace(
+      /[\u0080-\uffff]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    );
+    expect(reg.scrub(escaped)).toBe('***');
+  });
+
+  it('gives each form at least 4 characters and dedupes', () => {
+    const forms = secretForms('abcd');
+    expect(new Set(forms).size).toBe(forms.length);
+    for (const f of forms) expect(f.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('handles tens of thousands of forms', () => {
+    const reg = new SecretRegistry(() => undefined);
+    for (let i = 0; i < 20000; i++) reg.register(`secret-value-number-${i}-xyz`, { name: `S${i}` });
+    expect(reg.scrub('x secret-value-number-19999-xyz y')).toBe('x *** y');
+    expect(reg.findIn('secret-value-number-123-xyz')).toBe('S123');
+  });
+});
