@@ -1,13 +1,20 @@
 /** The `cordon` command. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseLedgerText } from '../core/ledger.js';
-import { buildAttribution, renderSummaryHtml, renderSummaryMarkdown } from '../summary/render.js';
+import {
+  buildAttribution,
+  renderSummaryHtml,
+  renderSummaryMarkdown,
+  renderSummaryText,
+} from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
+import { runDemo } from './demo.js';
 
 const USAGE = `usage: cordon <command>
 
 commands:
-  summary <ledger.jsonl> [--json] [--html FILE]   render a run ledger as markdown (or JSON)
+  demo [--out DIR]                                 run a whole fenced agent job locally (default DIR: .cordon-demo)
+  summary <ledger.jsonl> [--json|--text] [--html FILE]   render a run ledger as markdown (or JSON, or text)
 `;
 
 function summary(args: string[]): number {
@@ -34,11 +41,9 @@ function summary(args: string[]): number {
     }
     writeFileSync(out, renderSummaryHtml(input));
   }
-  process.stdout.write(
-    args.includes('--json')
-      ? JSON.stringify(buildAttribution(input), null, 2) + '\n'
-      : renderSummaryMarkdown(input),
-  );
+  if (args.includes('--json')) process.stdout.write(JSON.stringify(buildAttribution(input), null, 2) + '\n');
+  else if (args.includes('--text')) process.stdout.write(renderSummaryText(input));
+  else process.stdout.write(renderSummaryMarkdown(input));
   return 0;
 }
 
@@ -47,6 +52,13 @@ export async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'summary':
       return summary(rest);
+    case 'demo': {
+      const at = rest.indexOf('--out');
+      return runDemo({
+        out: at >= 0 && rest[at + 1] ? rest[at + 1] : '.cordon-demo',
+        log: (l) => process.stdout.write(l + '\n'),
+      });
+    }
     case undefined:
     case '-h':
     case '--help':
@@ -58,4 +70,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A closed pipe (`cordon demo | head`) is not an error worth a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+});
 process.exitCode = await main(process.argv.slice(2));

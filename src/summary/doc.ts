@@ -110,7 +110,7 @@ export function renderHtmlPage(title: string, blocks: Block[]): string {
 <html lang="en"><head><meta charset="utf-8"><title>${htmlEscape(title)}</title>
 <style>
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#1f2328;line-height:1.5}
-table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #d1d9e0;padding:4px 10px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0 1em;max-width:100%}td{overflow-wrap:anywhere}th,td{border:1px solid #d1d9e0;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}h2{border-bottom:1px solid #d1d9e0;padding-bottom:.3em}pre{background:#f6f8fa;padding:1em;overflow:auto}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
 </style></head><body>
@@ -133,4 +133,52 @@ export function capTables(blocks: Block[], maxRows: number): Block[] {
     if (b.kind === 'details') return { ...b, blocks: capTables(b.blocks, maxRows) };
     return b;
   });
+}
+
+/** Plain text for a terminal: aligned tables, no markup. */
+export function renderText(blocks: Block[], width = 120): string {
+  const out: string[] = [];
+  const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+  const oneLine = (s: string): string => s.replace(/[\r\n\t]+/g, ' ').replace(/\p{Cc}/gu, '?');
+  for (const b of blocks) {
+    switch (b.kind) {
+      case 'heading':
+        out.push('', b.level === 2 ? `== ${oneLine(b.text)} ==` : `-- ${oneLine(b.text)} --`);
+        break;
+      case 'para':
+        out.push(b.strong ? `>> ${oneLine(b.text)}` : oneLine(b.text));
+        break;
+      case 'list':
+        for (const i of b.items) out.push(`  - ${oneLine(i)}`);
+        break;
+      case 'code':
+        out.push(...b.text.split('\n').map((l) => `    ${oneLine(l)}`));
+        break;
+      case 'table': {
+        const rows = [b.headers, ...b.rows].map((r) => r.map(oneLine));
+        const cols = b.headers.length;
+        const widths = Array.from({ length: cols }, (_, c) =>
+          Math.max(...rows.map((r) => (r[c] ?? '').length)),
+        );
+        // Shrink the widest column first until the table fits, never below 10 characters.
+        for (let guard = 0; guard < 10000 && widths.reduce((a, w) => a + w + 3, 0) > width; guard++) {
+          const widest = widths.indexOf(Math.max(...widths));
+          if (widths[widest] <= 10) break;
+          widths[widest]--;
+        }
+        const fmt = (r: string[]): string =>
+          r
+            .map((c, i) => clip(c ?? '', widths[i]).padEnd(widths[i]))
+            .join(' | ')
+            .trimEnd();
+        out.push(fmt(rows[0]), widths.map((w) => '-'.repeat(w)).join('-+-'), ...rows.slice(1).map(fmt));
+        if (b.note) out.push(`(${oneLine(b.note)})`);
+        break;
+      }
+      case 'details':
+        out.push(`[${oneLine(b.summary)}]`, renderText(b.blocks, width));
+        break;
+    }
+  }
+  return out.join('\n');
 }

@@ -18,7 +18,7 @@ import type {
   TokenIssued,
   TokenRevoked,
 } from '../core/events.js';
-import { capTables, renderHtmlPage, renderMarkdown, type Block } from './doc.js';
+import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
 
@@ -117,7 +117,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
       ['Started by (human, not the agent)', `${str(run.triggeringActor || run.actor)}`],
     ];
     if (run.oidc) rows.push(['OIDC subject', str(run.oidc.sub)], ['OIDC issuer', str(run.oidc.iss)]);
-    blocks.push({ kind: 'table', headers: ['Run', ''], rows });
+    blocks.push({ kind: 'table', headers: ['Run', 'Value'], rows });
   }
 
   // Allowed
@@ -347,6 +347,11 @@ export function renderSummaryMarkdown(input: SummaryInput, limit = SUMMARY_LIMIT
       .toString('utf8')
       .replace(/\uFFFD$/, '') + tail
   );
+}
+
+/** The summary for a terminal (`cordon demo`, `cordon summary --text`). */
+export function renderSummaryText(input: SummaryInput): string {
+  return renderText(buildBlocks(input)) + '\n';
 }
 
 export function renderSummaryHtml(input: SummaryInput): string {
