@@ -50,6 +50,9 @@ export interface TokenIssued {
   repositories: string[];
   permissions: Record<string, string>;
   expiresAt: string;
+  /** The git identity set for the bot; commit attribution matches commits against it. */
+  gitUserName?: string;
+  gitUserEmail?: string;
 }
 
 export interface TokenRevoked {

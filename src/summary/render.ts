@@ -318,7 +318,7 @@ function tokenRevokedText(t: TokenRevoked): string {
   if (t.status === 'revoked')
     return `GitHub token revoked${t.confirmStatus ? ` (confirmed: HTTP ${t.confirmStatus})` : ''}.`;
   if (t.status === 'skipped')
-    return 'GitHub token NOT revoked: skip-token-revoke was set; it stays valid until it expires.';
+    return `GitHub token NOT revoked: ${t.detail ?? 'skip-token-revoke was set; it stays valid until it expires'}.`;
   return `GitHub token revocation FAILED${t.detail ? `: ${t.detail}` : ''}; it stays valid until it expires.`;
 }
 
