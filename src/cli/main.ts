@@ -9,10 +9,12 @@ import {
 } from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
 import { runDemo } from './demo.js';
+import { runCheck } from './check.js';
 
 const USAGE = `usage: cordon <command>
 
 commands:
+  check <workflow.yml>...                          validate every Cordon step's inputs offline (file:line per problem)
   demo [--out DIR]                                 run a whole fenced agent job locally (default DIR: .cordon-demo)
   summary <ledger.jsonl> [--json|--text] [--html FILE]   render a run ledger as markdown (or JSON, or text)
 `;
@@ -52,6 +54,12 @@ export async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'summary':
       return summary(rest);
+    case 'check':
+      return runCheck(
+        rest,
+        (s) => process.stdout.write(s),
+        (s) => process.stderr.write(s),
+      );
     case 'demo': {
       const at = rest.indexOf('--out');
       return runDemo({

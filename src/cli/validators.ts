@@ -1,0 +1,12 @@
+/** Each Cordon action's own input parser, run offline by `cordon check` and `cordon plan`. */
+import { Inputs } from '../core/inputs.js';
+import type { Env } from '../core/runner.js';
+import { parseAwsActionInputs } from '../aws/inputs.js';
+import { parseGithubTokenInputs } from '../github/inputs.js';
+import { parseStartInputs } from '../start/inputs.js';
+
+export const validators: Record<string, (env: Env) => unknown> = {
+  start: (env) => parseStartInputs(env),
+  aws: (env) => parseAwsActionInputs(new Inputs('aws', env)),
+  'github-token': (env) => parseGithubTokenInputs(env),
+};
