@@ -55,15 +55,12 @@ export interface StsDeps {
 /** Error names STS (or the network under it) returns for a call worth repeating. */
 const RETRYABLE_NAMES = new Set([
   'Throttling',
-  'ThrottlingException',
   'RequestLimitExceeded',
-  'TooManyRequestsException',
   'IDPCommunicationError',
   'InternalFailure',
   'InternalError',
   'ServiceUnavailable',
   'RequestTimeout',
-  'RequestTimeoutException',
   'TimeoutError',
 ]);
 const RETRYABLE_CODES = new Set([
@@ -78,16 +75,13 @@ const RETRYABLE_CODES = new Set([
 /** Never repeated, whatever the status: the same request gets the same answer. */
 const FINAL_NAMES = new Set([
   'AccessDenied',
-  'AccessDeniedException',
   'InvalidIdentityToken',
-  'ExpiredTokenException',
+  'ExpiredToken',
   'IDPRejectedClaim',
   'ValidationError',
   'MalformedPolicyDocument',
-  'MalformedPolicyDocumentException',
   'PackedPolicyTooLarge',
-  'PackedPolicyTooLargeException',
-  'RegionDisabledException',
+  'RegionDisabled',
   'InvalidParameterValue',
 ]);
 
@@ -99,8 +93,9 @@ interface SdkError {
   $fault?: string;
 }
 
+/** STS's error code: the SDK names modeled errors `<Code>Exception`, unmodeled ones `<Code>`. */
 function errorName(e: unknown): string {
-  return (e as SdkError)?.name ?? 'Error';
+  return ((e as SdkError)?.name ?? 'Error').replace(/(.)Exception$/, '$1');
 }
 
 function httpStatus(e: unknown): number | undefined {
@@ -255,12 +250,7 @@ export function explainStsError(
   };
   const name = errorName(e);
   const message = describeError(e);
-  if (
-    name === 'AccessDenied' ||
-    name === 'InvalidIdentityToken' ||
-    name === 'IDPRejectedClaim' ||
-    name === 'AccessDeniedException'
-  ) {
+  if (name === 'AccessDenied' || name === 'InvalidIdentityToken' || name === 'IDPRejectedClaim') {
     const t = tokenFacts(req.webIdentityToken);
     const aud = Array.isArray(t.aud) ? t.aud.join(', ') : t.aud;
     return new CordonError({
@@ -282,12 +272,7 @@ export function explainStsError(
       input: names.duration,
     });
   }
-  if (
-    name === 'MalformedPolicyDocument' ||
-    name === 'MalformedPolicyDocumentException' ||
-    name === 'PackedPolicyTooLarge' ||
-    name === 'PackedPolicyTooLargeException'
-  ) {
+  if (name === 'MalformedPolicyDocument' || name === 'PackedPolicyTooLarge') {
     return new CordonError({
       what: `${action}: STS rejected the session policy (${name}: ${message})`,
       why: 'the policy passed local checks but STS has further rules (unknown actions, packed size)',
@@ -295,14 +280,14 @@ export function explainStsError(
       input: names.inline,
     });
   }
-  if (name === 'RegionDisabledException') {
+  if (name === 'RegionDisabled') {
     return new CordonError({
       what: `${action}: STS is not activated in region ${req.region} for this account`,
       why: message,
       fix: 'activate the region under IAM > Account settings > Security Token Service, or use another aws-region',
     });
   }
-  if (name === 'ExpiredTokenException') {
+  if (name === 'ExpiredToken') {
     return new CordonError({
       what: `${action}: the OIDC token expired before STS saw it`,
       why: message,
