@@ -1,0 +1,59 @@
+import { describe, expect, test } from '@jest/globals';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { NoOperationTraceWriter, parseWorkflow } from '@actions/workflow-parser';
+import { parseAction } from '@actions/workflow-parser/actions/action-parser';
+import { REPO_ROOT } from '../../../src/devkit/run-action.js';
+
+const actionFiles = readdirSync(join(REPO_ROOT, 'actions')).map((a) =>
+  join(REPO_ROOT, 'actions', a, 'action.yml'),
+);
+const workflowFiles = ['.github/workflows', 'examples']
+  .map((d) => join(REPO_ROOT, d))
+  .filter((d) => existsSync(d))
+  .flatMap((d) =>
+    readdirSync(d)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .map((f) => join(d, f)),
+  );
+
+describe('action metadata and workflows pass GitHub’s own schema (@actions/workflow-parser)', () => {
+  test.each(actionFiles)('%s', (file) => {
+    const content = readFileSync(file, 'utf8');
+    const result = parseAction({ name: file, content }, new NoOperationTraceWriter());
+    expect(result.context.errors.getErrors().map((e) => e.message)).toEqual([]);
+    const meta = parse(content) as {
+      runs: { using: string; main?: string; post?: string; steps?: unknown[] };
+    };
+    if (meta.runs.using === 'composite') {
+      expect(Array.isArray(meta.runs.steps)).toBe(true);
+    } else {
+      expect(meta.runs.using).toBe('node24');
+      for (const entry of [meta.runs.main, meta.runs.post].filter(Boolean) as string[]) {
+        expect(existsSync(resolve(dirname(file), entry))).toBe(true);
+      }
+    }
+  });
+
+  test('the schema check can fail: a wrong runtime is reported', () => {
+    const bad = parseAction(
+      { name: 'a.yml', content: 'name: x\ndescription: y\nruns:\n  using: node99\n  main: a.js\n' },
+      new NoOperationTraceWriter(),
+    );
+    expect(
+      bad.context.errors
+        .getErrors()
+        .map((e) => e.message)
+        .join(),
+    ).toContain('node99');
+  });
+
+  test.each(workflowFiles)('%s', (file) => {
+    const result = parseWorkflow(
+      { name: file, content: readFileSync(file, 'utf8') },
+      new NoOperationTraceWriter(),
+    );
+    expect(result.context.errors.getErrors().map((e) => e.message)).toEqual([]);
+  });
+});
