@@ -71,6 +71,11 @@ export interface EgressStarted {
   disableSudo: boolean;
   disableDocker: boolean;
   setupMs?: number;
+  /** Resolver the proxy forwards allowed names to. */
+  upstreams?: string[];
+  /** The proxy also listens and filters on IPv6. */
+  ipv6?: boolean;
+  daemonPid?: number;
 }
 
 export interface EgressReport {
@@ -88,6 +93,12 @@ export interface EgressReport {
     process?: string;
   }[];
   suggestedAllowlist?: string[];
+  /** Answers dropped because they came from another address, carried another id or question. */
+  forgedAnswers?: number;
+  /** Changes to the table or the resolver seen while the job ran, or a dead daemon. */
+  tamper?: string[];
+  /** Names not itemised once the daemon's table of names was full. */
+  namesDropped?: number;
 }
 
 export interface SecretsFetched {
@@ -129,6 +140,8 @@ export interface CommitsObserved {
   base: string;
   head: string;
   commits: CommitObserved[];
+  /** More commits were made than listed. */
+  truncated?: boolean;
 }
 
 /** Every event type Cordon writes, with its data shape. */

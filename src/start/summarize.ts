@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import { CordonError } from '../core/errors.js';
 import { Ledger, ledgerDir } from '../core/ledger.js';
 import type { Runner } from '../core/runner.js';
+import { impersonationError, recordCommits } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown } from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
 import type { StartInputs } from './inputs.js';
 
 export function writeSummary(inputs: StartInputs, runner: Runner): void {
   const ledger = Ledger.forEnv(runner.env, { action: 'start' });
+  const commits = recordCommits(ledger, runner);
   const nonce = runner.getState('nonce') || undefined;
   const head = runner.getState('head') || undefined;
   const lines = ledger.read();
@@ -32,4 +34,6 @@ export function writeSummary(inputs: StartInputs, runner: Runner): void {
       fix: 'treat this run as compromised: review the agent step; set fail-on-tamper: false only to debug',
     });
   }
+  const impersonation = commits && inputs.failOnImpersonation ? impersonationError(commits) : undefined;
+  if (impersonation) throw impersonation;
 }
