@@ -1,0 +1,180 @@
+/**
+ * After the command: look for secret values and their forms in the files it created or
+ * changed in the workspace. Reports the path, line and secret name, never the value.
+ */
+import { spawnSync } from 'node:child_process';
+import { lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
+import type { SecretRegistry } from '../core/mask.js';
+
+export interface Leak {
+  secret: string;
+  path: string;
+  line: number;
+}
+
+export interface LeakScan {
+  leaks: Leak[];
+  filesScanned: number;
+  /** Files too large to read, or left out past the file limit. */
+  skipped: string[];
+}
+
+export interface ScanOptions {
+  workspace: string;
+  registry: SecretRegistry;
+  /** Files modified at or after this time (ms since epoch) are scanned. */
+  since: number;
+  /** HEAD before the command, when the workspace is a git repository. */
+  headBefore?: string;
+  maxFiles?: number;
+  maxFileBytes?: number;
+}
+
+/**
+ * git with the settings a hostile checkout could use to run code switched off: the agent
+ * wrote `.git/config`, and an fsmonitor or hook there would run as this step.
+ */
+function git(workspace: string, args: string[]): string | undefined {
+  const r = spawnSync(
+    'git',
+    [
+      '-c',
+      'core.fsmonitor=false',
+      '-c',
+      'core.hooksPath=/dev/null',
+      '-c',
+      'core.untrackedCache=false',
+      '-C',
+      workspace,
+      ...args,
+    ],
+    {
+      encoding: 'buffer',
+      maxBuffer: 256 * 1024 * 1024,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent' },
+    },
+  );
+  return r.status === 0 ? r.stdout.toString('utf8') : undefined;
+}
+
+/** HEAD of the workspace, or undefined when it is not a git repository. */
+export function gitHead(workspace: string): string | undefined {
+  return git(workspace, ['rev-parse', '--verify', '-q', 'HEAD'])?.trim() || undefined;
+}
+
+function isGitRepo(workspace: string): boolean {
+  return git(workspace, ['rev-parse', '--is-inside-work-tree'])?.trim() === 'true';
+}
+
+/** Changed and untracked files (`git status`), plus files changed by commits made since `headBefore`. */
+function gitChanged(workspace: string, headBefore?: string): string[] {
+  const out = new Set<string>();
+  const status =
+    git(workspace, ['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames']) ?? '';
+  for (const entry of status.split('\0')) {
+    if (entry.length > 3 && entry[0] !== 'D' && entry[1] !== 'D') out.add(entry.slice(3));
+  }
+  const head = gitHead(workspace);
+  if (headBefore && head && head !== headBefore) {
+    const diff =
+      git(workspace, ['diff', '--name-only', '-z', '--no-renames', '--diff-filter=d', headBefore, head]) ??
+      '';
+    for (const p of diff.split('\0')) if (p) out.add(p);
+  }
+  return [...out];
+}
+
+/** Files under `root` (not `.git`) modified at or after `since`; bounded by `limit` entries visited. */
+function modifiedSince(root: string, since: number, limit: number): { files: string[]; truncated: boolean } {
+  const files: string[] = [];
+  const stack = [root];
+  let visited = 0;
+  while (stack.length) {
+    const dir = stack.pop() as string;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of entries) {
+      if (++visited > limit) return { files, truncated: true };
+      if (name === '.git' && dir === root) continue;
+      const p = join(dir, name);
+      let st;
+      try {
+        st = lstatSync(p);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) stack.push(p);
+      else if (st.isFile() && Math.max(st.mtimeMs, st.ctimeMs) >= since) files.push(relative(root, p));
+    }
+  }
+  return { files, truncated: false };
+}
+
+function lineAt(offset: number, lineStarts: number[]): number {
+  // Binary search over the positions where lines start.
+  let lo = 0;
+  let hi = lineStarts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (lineStarts[mid] <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo + 1;
+}
+
+/** Scans one buffer; returns each distinct (secret, line) found. */
+export function findLeaks(buf: Buffer, path: string, registry: SecretRegistry): Leak[] {
+  const hits = registry.findAll(buf);
+  if (hits.length === 0) return [];
+  const starts = [0];
+  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) starts.push(i + 1);
+  const seen = new Set<string>();
+  const out: Leak[] = [];
+  for (const h of hits) {
+    const line = lineAt(h.start, starts);
+    const key = `${h.name}:${line}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ secret: h.name, path, line });
+  }
+  return out;
+}
+
+export function scanWorkspace(opts: ScanOptions): LeakScan {
+  const root = resolve(opts.workspace);
+  const maxFiles = opts.maxFiles ?? 100000;
+  const maxBytes = opts.maxFileBytes ?? 64 * 1024 * 1024;
+  const candidates = new Set<string>();
+  const skipped: string[] = [];
+  if (isGitRepo(root)) for (const p of gitChanged(root, opts.headBefore)) candidates.add(p);
+  // Also what git does not show: ignored files (build output, .env) are uploaded as artifacts too.
+  const walked = modifiedSince(root, opts.since, maxFiles);
+  for (const p of walked.files) candidates.add(p);
+  if (walked.truncated)
+    skipped.push(`(more than ${maxFiles} entries in the workspace: the walk stopped there)`);
+  const leaks: Leak[] = [];
+  let filesScanned = 0;
+  for (const rel of [...candidates].sort()) {
+    const abs = resolve(root, rel);
+    if (abs !== root && !abs.startsWith(root + sep)) continue;
+    let st;
+    try {
+      st = lstatSync(abs);
+    } catch {
+      continue;
+    }
+    if (!st.isFile()) continue;
+    if (st.size > maxBytes) {
+      skipped.push(rel);
+      continue;
+    }
+    filesScanned++;
+    leaks.push(...findLeaks(readFileSync(abs), rel, opts.registry));
+  }
+  return { leaks, filesScanned, skipped };
+}

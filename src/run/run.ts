@@ -1,0 +1,289 @@
+/**
+ * `run`'s main: fetch every secret (and mint AWS credentials) first, start the command with
+ * a clean environment holding them, scrub its output as a stream, then scan the workspace
+ * for leaked values, record the run and hand back the command's exit code.
+ */
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
+import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
+import { CordonError } from '../core/errors.js';
+import type { CredentialsIssued, RunFinished, RunStarted } from '../core/events.js';
+import { Ledger } from '../core/ledger.js';
+import { StreamScrubber, type SecretRegistry } from '../core/mask.js';
+import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../core/oidc.js';
+import type { Env, Runner } from '../core/runner.js';
+import { fetchSecrets, type FetchDeps } from '../secrets/fetch.js';
+import { registerFetched } from '../secrets/register.js';
+import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
+import type { RunInputs } from './inputs.js';
+import { gitHead, scanWorkspace, type Leak } from './leaks.js';
+import { launchCommand, type CommandExit } from './spawn.js';
+
+export interface RunDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  fetch?: typeof fetch;
+  /** Where the command's output goes (the runner's log). */
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Between SIGTERM and SIGKILL on timeout (default 5000 ms). */
+  killGraceMs?: number;
+  /** Backoff overrides for secret fetches (tests). */
+  fetchRetry?: FetchDeps['retry'];
+}
+
+export interface RunResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  bytesScrubbed: number;
+  leaks: Leak[];
+  processesKilled: number;
+}
+
+/** How long to wait for the output pipes to close once the command's group is killed. */
+const DRAIN_MS = 5000;
+
+class ScrubTransform extends Transform {
+  constructor(readonly scrubber: StreamScrubber) {
+    super();
+  }
+  _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const out = this.scrubber.push(chunk);
+    if (out.length) this.push(out);
+    done();
+  }
+  _flush(done: TransformCallback): void {
+    const out = this.scrubber.flush();
+    if (out.length) this.push(out);
+    done();
+  }
+}
+
+/** Pipes `from` to `to` (scrubbed or not) and resolves when `from` has ended and all was written. */
+function forward(from: Readable, to: Writable, scrubber?: StreamScrubber): Promise<void> {
+  const src = scrubber ? from.pipe(new ScrubTransform(scrubber)) : from;
+  src.pipe(to, { end: false });
+  return new Promise((res) => {
+    src.once('end', res);
+    src.once('error', res);
+    from.once('error', res);
+  });
+}
+
+async function mintAwsCredentials(inputs: RunInputs, deps: RunDeps): Promise<AwsCredentials | undefined> {
+  const aws = inputs.aws;
+  if (!aws) return undefined;
+  if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
+  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
+  const creds = await assumeRoleWithWebIdentity(
+    {
+      roleArn: aws.role.arn,
+      sessionName: aws.sessionName,
+      durationSeconds: aws.durationSeconds,
+      webIdentityToken: token,
+      region: aws.region,
+      policy: aws.policy.json,
+      managedPolicyArns: aws.policy.managedPolicyArns,
+    },
+    {
+      env: deps.env,
+      registry: deps.registry,
+      action: 'run',
+      inputNames: {
+        roleToAssume: 'aws-role-to-assume',
+        duration: 'aws-role-duration-seconds',
+        audience: 'aws-audience',
+        inline: 'aws-inline-session-policy',
+      },
+      onRetry: (reason, attempt, delay) =>
+        deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
+    },
+  );
+  const event: CredentialsIssued = {
+    provider: 'aws',
+    role: aws.role.arn,
+    assumedRoleArn: creds.assumedRoleArn,
+    sessionName: aws.sessionName,
+    expiration: creds.expiration.toISOString(),
+    durationSeconds: aws.durationSeconds,
+    account: creds.account,
+    region: aws.region,
+    export: 'command',
+    statements: aws.policy.statements,
+    managedPolicies: aws.policy.managedPolicyArns,
+  };
+  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append(
+    'credentials.issued',
+    event as unknown as Record<string, unknown>,
+  );
+  return creds;
+}
+
+function workingDirectory(inputs: RunInputs, workspace: string): string {
+  const cwd = resolve(workspace, inputs.workingDirectory || '.');
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
+    throw new CordonError({
+      what: `run: working-directory "${inputs.workingDirectory}" does not exist`,
+      why: `it resolves to ${cwd}`,
+      fix: 'give a directory inside the workspace, relative to it',
+      input: 'working-directory',
+    });
+  }
+  return cwd;
+}
+
+export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
+  const { env, runner, registry } = deps;
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
+  const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
+  const cwd = workingDirectory(inputs, workspace);
+
+  // Everything the command needs, before it starts: when any of it fails, nothing runs.
+  const creds = await mintAwsCredentials(inputs, deps);
+  const fetched = await fetchSecrets(inputs.specs, {
+    env,
+    secretsJson: inputs.secretsJson,
+    credentials: creds,
+    input: 'secrets',
+    retry: deps.fetchRetry,
+    onRetry: (source, reason, attempt, delay) =>
+      runner.info(`run: fetching ${source} failed (${reason}, attempt ${attempt}); retrying in ${delay} ms`),
+  });
+  registerFetched(fetched, registry);
+
+  const { env: commandEnv, removed } = buildCommandEnv({
+    base: env,
+    keepEnv: inputs.keepEnv,
+    secrets: fetched,
+    githubToken: inputs.githubToken || undefined,
+    aws: creds && { ...creds, region: inputs.aws?.region },
+  });
+  const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
+  const headBefore = inputs.leakScan === 'off' ? undefined : gitHead(workspace);
+  const ledger = Ledger.forEnv(env, { action: 'run', registry });
+  const credentialsGiven = [
+    ...(creds ? [`aws:${creds.assumedRoleArn}`] : []),
+    ...(inputs.githubToken ? ['github-token'] : []),
+  ];
+  const started: RunStarted = {
+    commandSha256: commandDigest(inputs.run),
+    shell: shell.shell,
+    secrets: fetched.map((f) => ({ name: f.name, source: f.source })),
+    envRemoved: removed,
+    credentials: credentialsGiven.length ? credentialsGiven : undefined,
+  };
+  ledger.append('run.started', started as unknown as Record<string, unknown>);
+  runner.info(
+    `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
+  );
+
+  const startedAt = Date.now();
+  let exit: CommandExit;
+  let timedOut = false;
+  let processesKilled = 0;
+  const matcher = registry.size ? registry.matcher() : undefined;
+  const scrubbers =
+    inputs.scrubOutput && matcher ? [new StreamScrubber(matcher), new StreamScrubber(matcher)] : [];
+  try {
+    const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd });
+    const drained = Promise.all([
+      forward(proc.stdout, stdout, scrubbers[0]),
+      forward(proc.stderr, stderr, scrubbers[1]),
+    ]);
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer =
+      inputs.timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            processesKilled += proc.kill('SIGTERM');
+            killTimer = setTimeout(() => proc.kill('SIGKILL'), deps.killGraceMs ?? 5000);
+          }, inputs.timeoutMs)
+        : undefined;
+    exit = await proc.exited;
+    if (timer) clearTimeout(timer);
+    if (killTimer) clearTimeout(killTimer);
+    // Nothing the command started outlives its step.
+    processesKilled += proc.kill('SIGKILL');
+    let drainTimer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      drained.then(() => false),
+      new Promise<boolean>((res) => (drainTimer = setTimeout(() => res(true), DRAIN_MS))),
+    ]);
+    if (drainTimer) clearTimeout(drainTimer);
+    if (late) {
+      // A process outside the group still holds the pipes: stop reading them.
+      proc.stdout.destroy();
+      proc.stderr.destroy();
+      runner.warning('run: a process the command started left its process group and kept the output open');
+    }
+  } finally {
+    rmSync(shell.scriptPath, { force: true });
+  }
+  const durationMs = Date.now() - startedAt;
+  const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
+
+  let leaks: Leak[] = [];
+  if (inputs.leakScan !== 'off' && registry.size) {
+    const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
+    // A file name can hold a value too: the path is scrubbed before it is shown or recorded.
+    leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
+    for (const s of scan.skipped) runner.warning(`run: leak scan skipped ${s} (too large)`);
+  }
+  const finished: RunFinished = {
+    exitCode: exit.code,
+    signal: exit.signal ?? undefined,
+    durationMs,
+    bytesScrubbed,
+    timedOut: timedOut || undefined,
+    leaks,
+    processesKilled,
+  };
+  ledger.append('run.finished', finished as unknown as Record<string, unknown>);
+  runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
+  runner.setOutput('duration-ms', String(durationMs));
+  runner.setOutput('bytes-scrubbed', String(bytesScrubbed));
+  runner.setOutput('leaks', String(leaks.length));
+  runner.info(
+    `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${bytesScrubbed} byte(s) of secrets scrubbed from its output; ${processesKilled} leftover process(es) killed`,
+  );
+  const report = inputs.leakScan === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);
+  for (const l of leaks) {
+    report(`run: secret ${l.secret} was written to ${l.path}:${l.line}`, {
+      file: l.path,
+      line: l.line,
+      title: 'Secret written to the workspace',
+    });
+  }
+
+  if (timedOut) {
+    throw new CordonError({
+      what: `run: the command timed out after ${inputs.timeoutMs / 60000} minute(s) and its process group was killed`,
+      fix: 'raise timeout-minutes, or find out why the command hangs',
+      input: 'timeout-minutes',
+    });
+  }
+  if (leaks.length && inputs.leakScan === 'fail') {
+    const names = [...new Set(leaks.map((l) => l.secret))].join(', ');
+    throw new CordonError({
+      what: `run: the command wrote ${names} into ${leaks.length} place(s) in the workspace`,
+      why: `secrets must not be left in files a later step could commit or upload: ${leaks.map((l) => `${l.path}:${l.line}`).join(', ')}`,
+      fix: 'remove the files and make the command stop writing the value; set leak-scan: warn to only report',
+      input: 'leak-scan',
+    });
+  }
+  return {
+    exitCode: exit.code,
+    signal: exit.signal,
+    timedOut,
+    durationMs,
+    bytesScrubbed,
+    leaks,
+    processesKilled,
+  };
+}
