@@ -144,6 +144,56 @@ export interface CommitsObserved {
   truncated?: boolean;
 }
 
+/** The process that asked the broker, found from its socket (best effort). */
+export interface BrokerRequester {
+  pid: number;
+  /** `/proc/<pid>/comm`. */
+  comm?: string;
+}
+
+export interface BrokerStarted {
+  port: number;
+  serves: ('aws' | 'github')[];
+  refreshBeforeSeconds: number;
+  /** When the broker stops on its own if nobody stops it (ISO 8601). */
+  stopsBy: string;
+}
+
+export interface CredentialsRefreshed {
+  provider: 'aws';
+  role: string;
+  assumedRoleArn: string;
+  sessionName: string;
+  expiration: string;
+  durationSeconds: number;
+  /** 1 for the first issuance, then counting. */
+  issuance: number;
+  reason: 'start' | 'expiring';
+  requester?: BrokerRequester;
+}
+
+export interface TokenRefreshed {
+  app: string;
+  installationId: number;
+  repositories: string[];
+  permissions: Record<string, string>;
+  expiresAt: string;
+  issuance: number;
+  reason: 'start' | 'expiring';
+  requester?: BrokerRequester;
+}
+
+export interface BrokerStopped {
+  reason: 'stop' | 'signal' | 'lifetime' | 'parent-exited';
+  requests: number;
+  unauthorized: number;
+  awsRefreshes: number;
+  tokenRefreshes: number;
+  revocations: { revoked: number; failed: number; skipped: number };
+  /** Latest expiry among credentials already handed out: they stay valid until then. */
+  handedOutValidUntil?: string;
+}
+
 /** Every event type Cordon writes, with its data shape. */
 export interface EventTypes {
   'run.recorded': RunRecorded;
@@ -157,4 +207,8 @@ export interface EventTypes {
   'run.started': RunStarted;
   'run.finished': RunFinished;
   'commits.observed': CommitsObserved;
+  'broker.started': BrokerStarted;
+  'credentials.refreshed': CredentialsRefreshed;
+  'token.refreshed': TokenRefreshed;
+  'broker.stopped': BrokerStopped;
 }
