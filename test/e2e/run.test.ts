@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/core/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
+import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 
 const available = motoAvailable();
@@ -31,10 +32,12 @@ const TRICKY = 'line1%0Aline2::add-mask::x\nEVIL=1\nEOF\nghadelimiter_1234';
 const ALL = [PEM, DB_PASSWORD, SSM_VALUE, JSON_VALUE, ENV_VALUE, UNICODE, TRICKY];
 
 let moto: Moto;
+let issuer: OidcIssuer;
 
 beforeAll(async () => {
   if (!available) return;
   moto = await startMoto();
+  issuer = await startOidcIssuer();
   const sm = new SecretsManagerClient({
     region: 'us-east-1',
     endpoint: moto.endpoint,
@@ -60,6 +63,7 @@ beforeAll(async () => {
 }, 60000);
 
 afterAll(async () => {
+  await issuer?.close();
   await moto?.stop();
 });
 
@@ -420,5 +424,57 @@ maybe('run action, as a whole program', () => {
       'DB_PASSWORD would be set twice',
     );
     expectNoSecrets(job, clash, [DB_PASSWORD, SSM_VALUE]);
+  });
+
+  test('mints AWS credentials for the command only, fetches with them, and records the role', async () => {
+    // Moto keeps data per account and takes the account from the caller's keys: the secret is
+    // found only because the fetch used the credentials minted for this role's account.
+    const job = new Job({
+      env: {
+        ...moto.env,
+        ...issuer.env,
+        AWS_ACCESS_KEY_ID: 'runner-key-id',
+        AWS_SECRET_ACCESS_KEY: 'runner-secret-key',
+      },
+    });
+    const dump = join(job.root, 'env.json');
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `node -e 'require("fs").writeFileSync(process.argv[1], JSON.stringify(process.env))' ${dump}; echo "key=$AWS_SECRET_ACCESS_KEY"`,
+        secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
+        'aws-role-to-assume': 'arn:aws:iam::123456789012:role/cordon-agent',
+        'aws-region': 'us-east-1',
+        'aws-allow':
+          'secretsmanager:GetSecretValue arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*',
+      },
+    });
+    expect(r.code).toBe(0);
+    const seen = JSON.parse(readFileSync(dump, 'utf8')) as Record<string, string>;
+    expect(seen.AWS_ACCESS_KEY_ID).toMatch(/^[A-Z0-9]{16,}$/);
+    expect(seen.AWS_ACCESS_KEY_ID).not.toBe('runner-key-id');
+    expect(seen.AWS_SESSION_TOKEN?.length).toBeGreaterThan(20);
+    expect(seen.AWS_REGION).toBe('us-east-1');
+    expect(seen.DB_PASSWORD).toBe(DB_PASSWORD);
+    expect(seen.ACTIONS_ID_TOKEN_REQUEST_TOKEN).toBeUndefined();
+    expect(seen.ACTIONS_ID_TOKEN_REQUEST_URL).toBeUndefined();
+    expect(r.stdout).toContain('key=***');
+    expect(r.env).toEqual({});
+    expectNoSecrets(job, r, [
+      DB_PASSWORD,
+      seen.AWS_SECRET_ACCESS_KEY,
+      seen.AWS_SESSION_TOKEN,
+      seen.AWS_ACCESS_KEY_ID,
+    ]);
+    const ev = events(job);
+    const issued = ev.find((e) => e.type === 'credentials.issued')?.data as Record<string, unknown>;
+    expect(issued).toMatchObject({
+      role: 'arn:aws:iam::123456789012:role/cordon-agent',
+      export: 'command',
+      region: 'us-east-1',
+    });
+    const started = ev.find((e) => e.type === 'run.started')?.data as Record<string, unknown>;
+    expect((started.credentials as string[])[0]).toMatch(
+      /^aws:arn:aws:sts::123456789012:assumed-role\/cordon-agent\//,
+    );
   });
 });
