@@ -273,6 +273,37 @@ describe('github-token', () => {
     expect(s.tokens).toHaveLength(0);
   });
 
+  test('a repository outside the installation fails with 422 explained; * takes every repository installed', async () => {
+    const s = await server();
+    const j = job();
+    const r = await j.run('github-token', 'main', {
+      inputs: inputs(s, { repositories: 'octo-repo, private-repo' }),
+    });
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(
+      /installation 777 of app cordon-agent cannot reach every repository asked for \(octo-repo, private-repo\).*GitHub answered 422: There is at least one repository/,
+    );
+    expect(s.tokens).toHaveLength(0);
+
+    const all = await j.run('github-token', 'main', {
+      inputs: inputs(s, { repositories: '*', 'configure-git': 'false' }),
+    });
+    expect(errorOf(all)).toBe('');
+    expect(s.count('GET', '/orgs/octo-org/installation')).toBe(1);
+    expect(s.tokens[0].repositories).toEqual(['octo-repo', 'docs']);
+    expect(ledger(j).find((e) => e.type === 'token.issued')?.data.repositories).toEqual([
+      'octo-org/octo-repo',
+      'octo-org/docs',
+    ]);
+  });
+
+  test('post after a failed main has nothing to revoke and does not fail', async () => {
+    const j = job();
+    const post = await j.run('github-token', 'post', { state: {} });
+    expect(post.code).toBe(0);
+    expect(post.stdout).toMatch(/no token was issued; nothing to revoke/);
+  });
+
   test('a runner clock far off is corrected from GitHub Date header, and fails with a fix when it cannot be', async () => {
     const behind = await server({ clockOffsetS: -1200 });
     const j = job();
