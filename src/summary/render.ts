@@ -259,6 +259,13 @@ export function buildBlocks(input: SummaryInput): Block[] {
         }
       : { kind: 'para', text: 'No new commits.' },
   );
+  if (of(events, 'commits.observed').some((c) => c.truncated)) {
+    blocks.push({
+      kind: 'para',
+      text: 'More commits were made than listed; see the repository history.',
+      strong: true,
+    });
+  }
 
   // Anything else, generically
   const other = events.filter((e) => !(KNOWN as string[]).includes(e.type));
