@@ -25,14 +25,22 @@ export function stdoutMaskSink(value: string): void {
   process.stdout.write(`::add-mask::${escaped}\n`);
 }
 
-/** Base64 of the value's bytes as they appear inside a larger blob at each of the three offsets. */
-function base64Cores(bytes: Buffer): string[] {
+/**
+ * Base64 of the value's bytes as they appear inside a larger blob at each of the three
+ * offsets: only the groups made of the value's bytes alone. At offset 0 that is a prefix of
+ * the value's own base64.
+ */
+function base64Cores(bytes: Buffer, b64: string, b64url: string): string[] {
   const out: string[] = [];
   for (let skip = 0; skip < 3; skip++) {
     const usable = Math.floor((bytes.length - skip) / 3) * 3;
     if (usable <= 0) continue;
-    const core = bytes.subarray(skip, skip + usable).toString('base64');
-    out.push(core, bytes.subarray(skip, skip + usable).toString('base64url'));
+    if (skip === 0) {
+      out.push(b64.slice(0, (usable / 3) * 4), b64url.slice(0, (usable / 3) * 4));
+      continue;
+    }
+    const part = bytes.subarray(skip, skip + usable);
+    out.push(part.toString('base64'), part.toString('base64url'));
   }
   return out;
 }
@@ -80,10 +88,12 @@ export function secretForms(value: string): string[] {
   add(b64);
   const unpadded = b64.replace(/=+$/, '');
   add(unpadded);
-  add(bytes.toString('base64url'));
-  // `echo "$S" | base64` encodes the value plus a newline: its last group differs.
+  const b64url = bytes.toString('base64url');
+  add(b64url);
+  // `echo "$S" | base64` encodes the value plus a newline: its last group differs, and the
+  // whole of it is masked so that no group with the value's last bytes stays readable.
   add(Buffer.from(value + '\n', 'utf8').toString('base64'));
-  for (const core of base64Cores(bytes)) add(core, 8);
+  for (const core of base64Cores(bytes, b64, b64url)) add(core, 8);
   const hex = bytes.toString('hex');
   add(hex);
   add(hex.toUpperCase());
@@ -126,8 +136,12 @@ export interface SecretHit {
 }
 
 export class SecretRegistry {
-  private readonly names = new Map<string, string>();
-  private matcherCache: { matcher: Matcher; names: string[] } | undefined;
+  /** Values registered, so that registering one again costs one lookup. */
+  private readonly values = new Set<string>();
+  /** Every form, with the name of the secret it came from at the same index. */
+  private readonly forms: string[] = [];
+  private readonly formNames: string[] = [];
+  private matcherCache: Matcher | undefined;
 
   constructor(private readonly sink: MaskSink = stdoutMaskSink) {}
 
@@ -145,11 +159,13 @@ export class SecretRegistry {
       });
     }
     const forms = secretForms(value);
-    let fresh = false;
+    if (this.values.has(value)) return forms;
+    this.values.add(value);
+    // A form shared with another secret is kept twice: one more needle costs less than a
+    // lookup per form, and the first registered name wins in reports.
     for (const f of forms) {
-      if (this.names.has(f)) continue;
-      fresh = true;
-      this.names.set(f, opts.name);
+      this.forms.push(f);
+      this.formNames.push(opts.name);
       // The runner masks line by line, so a multi-line value is registered one line at a time.
       if (!f.includes('\n')) {
         this.sink(f);
@@ -160,40 +176,35 @@ export class SecretRegistry {
         if (t.length >= MIN_SECRET_LENGTH && !PEM_ARMOR.test(t)) this.sink(t);
       }
     }
-    if (fresh) this.matcherCache = undefined;
+    this.matcherCache = undefined;
     return forms;
   }
 
+  /** Number of forms registered. */
   get size(): number {
-    return this.names.size;
-  }
-
-  private compiled(): { matcher: Matcher; names: string[] } {
-    if (!this.matcherCache) {
-      this.matcherCache = {
-        matcher: Matcher.fromStrings([...this.names.keys()]),
-        names: [...this.names.values()],
-      };
-    }
-    return this.matcherCache;
+    return this.forms.length;
   }
 
   matcher(): Matcher {
-    return this.compiled().matcher;
+    this.matcherCache ??= Matcher.fromStrings(this.forms);
+    return this.matcherCache;
   }
 
   /** Every registered form in `buf`, longest at each position, with the secret's name. */
   findAll(buf: Buffer): SecretHit[] {
-    if (this.names.size === 0) return [];
-    const { matcher, names } = this.compiled();
+    if (this.forms.length === 0) return [];
+    const names = this.formNames;
     const hits: SecretHit[] = [];
-    matcher.scan(buf, (start, end, i) => {
+    let lastNeedle = -1;
+    this.matcher().scan(buf, (start, end, i) => {
       const last = hits[hits.length - 1];
+      // At one position the longest form wins, then the first registered.
       if (last && last.start === start) {
-        if (end > last.end) hits[hits.length - 1] = { start, end, name: names[i] };
-        return;
+        if (end < last.end || (end === last.end && i > lastNeedle)) return;
+        hits.pop();
       }
       hits.push({ start, end, name: names[i] });
+      lastNeedle = i;
     });
     return hits;
   }
@@ -205,14 +216,14 @@ export class SecretRegistry {
   }
 
   scrub(text: string): string {
-    if (this.names.size === 0) return text;
+    if (this.forms.length === 0) return text;
     const buf = Buffer.from(text, 'utf8');
     const ranges = this.matcher().find(buf);
     return ranges.length ? redact(buf, ranges).toString('utf8') : text;
   }
 
   scrubBuffer(buf: Buffer): Buffer {
-    if (this.names.size === 0) return buf;
+    if (this.forms.length === 0) return buf;
     return redact(buf, this.matcher().find(buf));
   }
 }

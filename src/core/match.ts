@@ -5,7 +5,7 @@
  */
 const BLOCK = 4;
 const MIN_TABLE_BITS = 16;
-const MAX_TABLE_BITS = 21;
+const MAX_TABLE_BITS = 19;
 /**
  * Only the last few blocks of each needle's shortest-length prefix feed the shift table:
  * with thousands of needles, entering every block saturates the table and every shift
