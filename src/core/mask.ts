@@ -268,8 +268,8 @@ export class StreamScrubber {
       if (r.start >= end) break;
       if (r.end > end) end = r.end;
       if (r.end <= at) continue;
-      // A match reaching into the bytes already sent as `***` continues that `***`.
-      if (r.start >= this.covered) {
+      // A match reaching into (or touching) the bytes already sent as `***` continues it.
+      if (this.covered === 0 || r.start > this.covered) {
         if (r.start > at) parts.push(buf.subarray(at, r.start));
         parts.push(REDACTED);
         this.scrubbed += r.end - r.start;

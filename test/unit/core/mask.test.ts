@@ -130,6 +130,30 @@ describe('stream scrubbing', () => {
   });
 });
 
+describe('stream scrubbing matches scrubbing the whole', () => {
+  test('for random values, texts and chunk sizes', () => {
+    let seed = 7;
+    const r = (): number => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const word = (n: number): string => Array.from({ length: n }, () => 'abc'[Math.floor(r() * 3)]).join('');
+    for (let round = 0; round < 150; round++) {
+      const reg = new SecretRegistry(() => undefined);
+      const values = Array.from({ length: 1 + Math.floor(r() * 4) }, () => word(4 + Math.floor(r() * 10)));
+      values.forEach((v, i) => reg.register(v, { name: `V${i}` }));
+      const text = Buffer.from(word(Math.floor(r() * 400)));
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < text.length;) {
+        const n = 1 + Math.floor(r() * 40);
+        chunks.push(text.subarray(at, at + n));
+        at += n;
+      }
+      expect(scrubStream(reg, chunks)).toBe(reg.scrub(text.toString()));
+    }
+  });
+});
+
 describe('registration', () => {
   it('refuses 1-3 character values unless marked not secret', () => {
     const reg = new SecretRegistry(() => undefined);
