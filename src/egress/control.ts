@@ -1,0 +1,83 @@
+/**
+ * Where the daemon keeps its records (`/run/cordon/egress-<id>`, root's, out of the
+ * runner user's reach) and the read-only control socket post asks for the report.
+ */
+import net from 'node:net';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { Cidr, DomainPattern } from './policy.js';
+import type { ResolverBackup } from './resolver.js';
+import type { LockdownBackup } from './lockdown.js';
+
+export const STATE_ROOT = '/run/cordon';
+
+export interface DaemonConfig {
+  id: string;
+  policy: 'block' | 'audit';
+  domains: DomainPattern[];
+  ips: Cidr[];
+  upstream?: string;
+  minTtl: number;
+  disableSudo: boolean;
+  disableDocker: boolean;
+  /** The runner user whose sudo and docker access are removed. */
+  user: string;
+}
+
+export interface DaemonState {
+  pid: number;
+  uid: number;
+  upstreams: string[];
+  resolver?: ResolverBackup;
+  lockdown?: LockdownBackup;
+  user: string;
+  setupMs: number;
+}
+
+export interface DaemonReport {
+  policy: 'block' | 'audit';
+  names: { name: string; queries: number; allowed: boolean; addresses: string[] }[];
+  namesDropped: number;
+  forgedAnswers: number;
+  malformed: number;
+  upstreamTimeouts: number;
+  setFailures: number;
+  setUpdates: number;
+  blocked: { address: string; protocol: string; port: number; packets: number }[];
+  tamper: string[];
+}
+
+/** A stable id per job: the same RUNNER_TEMP gives the same state directory in main and post. */
+export function fenceId(runnerTemp: string): string {
+  return createHash('sha256').update(runnerTemp).digest('hex').slice(0, 16);
+}
+
+export function stateDir(id: string): string {
+  return join(STATE_ROOT, `egress-${id}`);
+}
+
+/** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */
+export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonReport> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(join(stateDir(id), 'control.sock'));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('connect', () => s.write('report\n'));
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as DaemonReport);
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  });
+}

@@ -1,0 +1,278 @@
+/**
+ * The egress daemon, run as root: `daemon.js start <config.json>` binds the proxy, loads
+ * the table, points the resolver at the proxy, applies the lockdown, then gives up root
+ * for the proxy's own user (its `nft -i` child stays root) and prints one line,
+ * `READY {json}` or `ERROR {json}`, for the action that started it. Any failure before
+ * READY undoes everything done so far. `daemon.js teardown <id>` removes it all.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { describeError } from '../core/errors.js';
+import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReport, type DaemonState } from './control.js';
+import { applyRuleset, execSync, removeTable, renderRuleset } from './firewall.js';
+import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from './lockdown.js';
+import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
+import { DomainMatcher } from './policy.js';
+import { DnsProxy } from './proxy.js';
+import { detectUpstreams, pointResolver, restoreResolver, type ResolverBackup } from './resolver.js';
+
+export const DNS_USER = 'cordon-dns';
+
+function ensureUser(name: string): { uid: number; gid: number } {
+  if (execSync(['id', '-u', name]).code !== 0) {
+    const r = execSync([
+      'useradd',
+      '--system',
+      '--no-create-home',
+      '--home-dir',
+      '/nonexistent',
+      '--shell',
+      '/usr/sbin/nologin',
+      name,
+    ]);
+    if (r.code !== 0) throw new Error(`could not create the system user ${name}: ${r.stderr.trim()}`);
+  }
+  return {
+    uid: Number(execSync(['id', '-u', name]).stdout.trim()),
+    gid: Number(execSync(['id', '-g', name]).stdout.trim()),
+  };
+}
+
+function bindUdp(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket({ type, ipv6Only: type === 'udp6', reuseAddr: true });
+    s.once('error', reject);
+    s.bind(53, address, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+function listenTcp(host: string, ipv6Only: boolean): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ port: 53, host, ipv6Only }, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+async function start(configPath: string): Promise<void> {
+  const started = Date.now();
+  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as DaemonConfig;
+  const dir = stateDir(cfg.id);
+  mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 });
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { mode: 0o755 });
+  const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o644);
+  const log = (line: string): void => {
+    writeSync(logFd, `${new Date().toISOString()} ${line}\n`);
+  };
+
+  let applied = false;
+  let resolver: ResolverBackup | undefined;
+  const lockdown: LockdownBackup = { sudoers: [], groupsLeft: [] };
+  const closers: (() => void)[] = [];
+  try {
+    const { uid, gid } = ensureUser(DNS_USER);
+    const upstreams = cfg.upstream ? [cfg.upstream] : detectUpstreams();
+    const udp4 = await bindUdp('udp4', '0.0.0.0');
+    const tcp4 = await listenTcp('0.0.0.0', false);
+    closers.push(
+      () => udp4.close(),
+      () => tcp4.close(),
+    );
+    let udp6: dgram.Socket | undefined;
+    let tcp6: net.Server | undefined;
+    try {
+      udp6 = await bindUdp('udp6', '::');
+      tcp6 = await listenTcp('::', true);
+      closers.push(
+        () => udp6?.close(),
+        () => tcp6?.close(),
+      );
+    } catch (e) {
+      log(`no IPv6 listener: ${describeError(e)}`);
+    }
+
+    applyRuleset(
+      renderRuleset({ policy: cfg.policy, staticAllowed: cfg.ips, dnsUid: uid, upstreams }),
+      join(dir, 'ruleset.nft'),
+    );
+    applied = true;
+    const shell = new NftShell();
+    await shell.run(`list set ${TABLE} ack`);
+    resolver = pointResolver('/etc/resolv.conf', udp6 !== undefined);
+    if (cfg.disableSudo) disableSudo(cfg.user, lockdown);
+    if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
+
+    const sets = new AllowSets(shell, cfg.minTtl);
+    const proxy = new DnsProxy({
+      matcher: new DomainMatcher(cfg.domains),
+      policy: cfg.policy,
+      upstream: { address: upstreams[0], port: 53 },
+      sink: sets,
+      log,
+    });
+    for (const s of [udp4, udp6]) if (s) proxy.serveUdp(s);
+    for (const s of [tcp4, tcp6]) if (s) proxy.serveTcp(s);
+
+    const tamper: string[] = [];
+    const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
+    const watch = setInterval(() => {
+      sets.sweep();
+      shell.run(`list chain ${TABLE} output`).then(
+        (out) => {
+          if (cfg.policy === 'block' && !/policy drop/.test(out))
+            note(tamper, log, 'the output chain no longer drops by default');
+        },
+        () => note(tamper, log, 'the table inet cordon was removed or changed'),
+      );
+      let now = '';
+      try {
+        now = readFileSync('/etc/resolv.conf', 'utf8');
+      } catch {
+        now = '';
+      }
+      if (now !== resolvText) note(tamper, log, '/etc/resolv.conf was changed');
+    }, 2000);
+    watch.unref();
+
+    const control = net.createServer((c) => {
+      c.on('error', () => c.destroy());
+      c.setTimeout(5000, () => c.destroy());
+      c.once('data', () => {
+        collect(proxy, sets, shell, cfg, tamper).then(
+          (r) => c.end(JSON.stringify(r)),
+          (e) => c.end(JSON.stringify({ error: describeError(e) })),
+        );
+      });
+    });
+    const sock = join(dir, 'control.sock');
+    await new Promise<void>((resolve, reject) => {
+      control.once('error', reject);
+      control.listen(sock, () => resolve());
+    });
+    chmodSync(sock, 0o666);
+
+    const state: DaemonState = {
+      pid: process.pid,
+      uid,
+      upstreams,
+      resolver,
+      lockdown,
+      user: cfg.user,
+      setupMs: Date.now() - started,
+    };
+    writeFileSync(join(dir, 'state.json'), JSON.stringify(state), { mode: 0o600 });
+
+    // From here on the process is the proxy's user: its upstream sockets carry that uid,
+    // which is what the output chain lets through to the upstream.
+    process.setgroups!([]);
+    process.setgid!(gid);
+    process.setuid!(uid);
+    proxy.connectUpstream();
+    log(
+      `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns, nft pid ${shell.pid}`,
+    );
+    process.stdout.write(
+      `READY ${JSON.stringify({ pid: process.pid, upstreams, setupMs: state.setupMs, ipv6: udp6 !== undefined })}\n`,
+    );
+  } catch (e) {
+    for (const c of closers) c();
+    if (applied) removeTable();
+    if (resolver) restoreResolver(resolver);
+    restoreLockdown(lockdown, cfg.user);
+    rmSync(dir, { recursive: true, force: true });
+    process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
+    process.exit(1);
+  }
+}
+
+function note(tamper: string[], log: (l: string) => void, what: string): void {
+  if (tamper.includes(what)) return;
+  tamper.push(what);
+  log(`tamper: ${what}`);
+}
+
+async function collect(
+  proxy: DnsProxy,
+  sets: AllowSets,
+  shell: NftShell,
+  cfg: DaemonConfig,
+  tamper: string[],
+): Promise<DaemonReport> {
+  const blocked: BlockedEntry[] = [];
+  for (const set of ['blocked4', 'blocked6']) {
+    try {
+      blocked.push(...parseBlocked(await shell.run(`list set ${TABLE} ${set}`)));
+    } catch {
+      note(tamper, () => undefined, `the set ${set} could not be read`);
+    }
+  }
+  const s = proxy.stats;
+  return {
+    policy: cfg.policy,
+    names: [...s.names].map(([name, n]) => ({
+      name,
+      queries: n.queries,
+      allowed: n.allowed,
+      addresses: [...n.addresses],
+    })),
+    namesDropped: s.namesDropped,
+    forgedAnswers: s.forgedAnswers,
+    malformed: s.malformed,
+    upstreamTimeouts: s.upstreamTimeouts,
+    setFailures: s.setFailures,
+    setUpdates: sets.updates,
+    blocked,
+    tamper,
+  };
+}
+
+/** Stops the daemon, removes the table, restores the resolver and the lockdown. */
+function teardown(id: string): void {
+  const dir = stateDir(id);
+  const file = join(dir, 'state.json');
+  if (!existsSync(file)) {
+    process.stdout.write(`ERROR ${JSON.stringify({ message: `no egress state in ${dir}` })}\n`);
+    process.exit(1);
+  }
+  const state = JSON.parse(readFileSync(file, 'utf8')) as DaemonState;
+  try {
+    if (readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').includes('daemon'))
+      process.kill(state.pid, 'SIGTERM');
+  } catch {
+    // Already gone.
+  }
+  removeTable();
+  if (state.resolver) restoreResolver(state.resolver);
+  if (state.lockdown) restoreLockdown(state.lockdown, state.user);
+  rmSync(dir, { recursive: true, force: true });
+  process.stdout.write('DONE\n');
+}
+
+process.stdout.on('error', () => undefined);
+process.on('SIGHUP', () => undefined);
+process.on('SIGPIPE', () => undefined);
+const [cmd, arg] = process.argv.slice(2);
+if (cmd === 'start' && arg) await start(arg);
+else if (cmd === 'teardown' && arg) teardown(arg);
+else {
+  process.stderr.write('usage: daemon.js start <config.json> | teardown <id>\n');
+  process.exitCode = 2;
+}

@@ -1,0 +1,211 @@
+/**
+ * Just enough of the DNS wire format (RFC 1035) for the proxy: read the one question of
+ * a query, build a refusal, and pull the A/AAAA addresses of an answer through its
+ * CNAME chain. Everything is bounded: names at 255 bytes, pointer jumps at 32.
+ */
+export const TYPE_A = 1;
+export const TYPE_CNAME = 5;
+export const TYPE_AAAA = 28;
+export const RCODE_FORMERR = 1;
+export const RCODE_SERVFAIL = 2;
+export const RCODE_NXDOMAIN = 3;
+export const RCODE_NOTIMP = 4;
+export const RCODE_REFUSED = 5;
+
+export interface Question {
+  id: number;
+  /** Lower case, dot separated, no trailing dot ('' for the root). */
+  name: string;
+  qtype: number;
+  qclass: number;
+  /** Offset just past the question. */
+  end: number;
+}
+
+export type QueryCheck = { ok: true; q: Question } | { ok: false; rcode: number; end: number; why: string };
+
+/** Reads a name at `off`; returns it lower-cased and the offset after it in the original stream. */
+export function readName(
+  buf: Buffer,
+  off: number,
+  allowPointers = true,
+): { name: string; end: number; dottedLabel: boolean } | undefined {
+  const labels: string[] = [];
+  let dottedLabel = false;
+  let at = off;
+  let end = -1;
+  let total = 0;
+  for (let jumps = 0; jumps < 32;) {
+    if (at >= buf.length) return undefined;
+    const len = buf[at];
+    if (len === 0) {
+      if (end < 0) end = at + 1;
+      return { name: labels.join('.'), end, dottedLabel };
+    }
+    if ((len & 0xc0) === 0xc0) {
+      if (!allowPointers || at + 1 >= buf.length) return undefined;
+      if (end < 0) end = at + 2;
+      at = ((len & 0x3f) << 8) | buf[at + 1];
+      jumps++;
+      continue;
+    }
+    if (len & 0xc0) return undefined;
+    if (at + 1 + len > buf.length) return undefined;
+    total += len + 1;
+    if (total > 255) return undefined;
+    const label = buf.toString('latin1', at + 1, at + 1 + len).toLowerCase();
+    if (label.includes('.')) dottedLabel = true;
+    labels.push(label);
+    at += 1 + len;
+  }
+  return undefined;
+}
+
+/**
+ * A label may only hold letters, digits, `-`, `_` (and `*` as a whole label): a `.` or
+ * a control byte inside a label would make the text we match differ from the name the
+ * upstream sees.
+ */
+function plainName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    const ok =
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x2d ||
+      c === 0x5f ||
+      c === 0x2e ||
+      c === 0x2a;
+    if (!ok) return false;
+  }
+  return !name.includes('..');
+}
+
+/** Checks a client's query: a standard query with exactly one question and a plain name. */
+export function readQuery(buf: Buffer): QueryCheck {
+  if (buf.length < 12) return { ok: false, rcode: RCODE_FORMERR, end: buf.length, why: 'short packet' };
+  const flags = buf.readUInt16BE(2);
+  if (flags & 0x8000) return { ok: false, rcode: RCODE_FORMERR, end: 12, why: 'not a query' };
+  const qd = buf.readUInt16BE(4);
+  if (qd !== 1) return { ok: false, rcode: RCODE_FORMERR, end: 12, why: `${qd} questions` };
+  const opcode = (flags >> 11) & 0xf;
+  const n = readName(buf, 12, false);
+  if (!n || n.end + 4 > buf.length)
+    return { ok: false, rcode: RCODE_FORMERR, end: 12, why: 'malformed question' };
+  const end = n.end + 4;
+  if (opcode !== 0) return { ok: false, rcode: RCODE_NOTIMP, end, why: `opcode ${opcode}` };
+  if (buf.readUInt16BE(6) !== 0 || buf.readUInt16BE(8) !== 0) {
+    return { ok: false, rcode: RCODE_FORMERR, end, why: 'records in a query' };
+  }
+  if (n.dottedLabel || !plainName(n.name))
+    return { ok: false, rcode: RCODE_REFUSED, end, why: 'unusual bytes in the name' };
+  return {
+    ok: true,
+    q: {
+      id: buf.readUInt16BE(0),
+      name: n.name,
+      qtype: buf.readUInt16BE(n.end),
+      qclass: buf.readUInt16BE(n.end + 2),
+      end,
+    },
+  };
+}
+
+/** A reply to `query` with `rcode` and its question only (no records). */
+export function refusal(query: Buffer, end: number, rcode: number): Buffer {
+  const qEnd = Math.min(end, query.length);
+  const hasQuestion = qEnd > 12;
+  const out = Buffer.alloc(hasQuestion ? qEnd : 12);
+  if (query.length >= 2) query.copy(out, 0, 0, 2);
+  const flags = query.length >= 4 ? query.readUInt16BE(2) : 0;
+  // QR, the opcode and RD of the query, RA, and the rcode.
+  out.writeUInt16BE(0x8000 | (flags & 0x7900) | 0x0080 | rcode, 2);
+  out.writeUInt16BE(hasQuestion ? 1 : 0, 4);
+  if (hasQuestion) query.copy(out, 12, 12, qEnd);
+  return out;
+}
+
+export interface AnswerAddresses {
+  rcode: number;
+  /** The answer's own question name (lower case). */
+  name: string;
+  qtype: number;
+  v4: { address: string; ttl: number }[];
+  v6: { address: string; ttl: number }[];
+  /** Names reached through CNAMEs from the question name. */
+  aliases: string[];
+}
+
+function ipv6Text(buf: Buffer, at: number): string {
+  const g: string[] = [];
+  for (let i = 0; i < 16; i += 2) g.push(buf.readUInt16BE(at + i).toString(16));
+  // Canonical form: collapse the longest run of zero groups.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return g.join(':');
+  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
+}
+
+/** Parses an upstream answer; undefined when malformed. Only records owned by the question name or its CNAME chain count. */
+export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
+  if (buf.length < 12 || !(buf.readUInt16BE(2) & 0x8000)) return undefined;
+  const rcode = buf.readUInt16BE(2) & 0xf;
+  const qd = buf.readUInt16BE(4);
+  const an = buf.readUInt16BE(6);
+  if (qd !== 1) return undefined;
+  const q = readName(buf, 12);
+  if (!q || q.end + 4 > buf.length) return undefined;
+  const qtype = buf.readUInt16BE(q.end);
+  let at = q.end + 4;
+  const records: { owner: string; type: number; ttl: number; rdata: number; rdlen: number }[] = [];
+  for (let i = 0; i < an; i++) {
+    const owner = readName(buf, at);
+    if (!owner || owner.end + 10 > buf.length) return undefined;
+    const type = buf.readUInt16BE(owner.end);
+    const ttl = buf.readUInt32BE(owner.end + 4);
+    const rdlen = buf.readUInt16BE(owner.end + 8);
+    const rdata = owner.end + 10;
+    if (rdata + rdlen > buf.length) return undefined;
+    records.push({ owner: owner.name, type, ttl: ttl > 0x7fffffff ? 0 : ttl, rdata, rdlen });
+    at = rdata + rdlen;
+  }
+  const chain = new Set([q.name]);
+  for (let round = 0; round < 16; round++) {
+    let grew = false;
+    for (const r of records) {
+      if (r.type !== TYPE_CNAME || !chain.has(r.owner)) continue;
+      const target = readName(buf, r.rdata);
+      if (target && !chain.has(target.name)) {
+        chain.add(target.name);
+        grew = true;
+      }
+    }
+    if (!grew) break;
+  }
+  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: [...chain].slice(1) };
+  for (const r of records) {
+    if (!chain.has(r.owner)) continue;
+    if (r.type === TYPE_A && r.rdlen === 4) {
+      out.v4.push({
+        address: `${buf[r.rdata]}.${buf[r.rdata + 1]}.${buf[r.rdata + 2]}.${buf[r.rdata + 3]}`,
+        ttl: r.ttl,
+      });
+    } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
+      out.v6.push({ address: ipv6Text(buf, r.rdata), ttl: r.ttl });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,208 @@
+/**
+ * One long-lived `nft -e -i` child, fed lines on stdin: a set update costs a netlink
+ * transaction, not a process spawn. `nft -i` prints nothing that marks the end of a
+ * command, so each request is followed by a sentinel element added to the `ack` set;
+ * its echo closes the request, and any `Error:` before it fails the request.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CordonError } from '../core/errors.js';
+
+export const TABLE = 'inet cordon';
+
+interface Request {
+  seq: number;
+  resolve: (out: string) => void;
+  reject: (e: Error) => void;
+  lines: string[];
+}
+
+export class NftShell {
+  private readonly child: ChildProcess;
+  private readonly queue: Request[] = [];
+  private seq = 0;
+  private partial = '';
+  private closed: Error | undefined;
+
+  constructor(nft = 'nft') {
+    // stderr joined to stdout so an error is read in order with the echoes around it.
+    this.child = spawn('/bin/sh', ['-c', 'exec "$0" -e -i 2>&1', nft], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stdout!.on('data', (d: string) => this.read(d));
+    this.child.stdin!.on('error', () => undefined);
+    this.child.on('exit', (code, signal) => this.fail(new Error(`nft exited (${signal ?? code})`)));
+    this.child.on('error', (e) => this.fail(e));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Runs one line (several commands joined with `;` are one transaction); resolves with what nft printed. */
+  run(line: string): Promise<string> {
+    if (this.closed) return Promise.reject(this.closed);
+    const seq = (this.seq = (this.seq % 65535) + 1);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ seq, resolve, reject, lines: [] });
+      this.child.stdin!.write(
+        `${line.replace(/\n/g, ' ')}\nadd element ${TABLE} ack { ${seq} timeout 1s }\n`,
+      );
+    });
+  }
+
+  private read(chunk: string): void {
+    const text = this.partial + chunk;
+    const lines = text.split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const head = this.queue[0];
+      if (!head) continue;
+      const ack = /^add element inet cordon ack \{ (\d+) /.exec(line);
+      if (ack && Number(ack[1]) === head.seq) {
+        this.queue.shift();
+        const out = head.lines.join('\n');
+        const err = head.lines.findIndex((l) => l.startsWith('Error:'));
+        if (err >= 0) head.reject(new Error(head.lines.slice(err).join('\n')));
+        else head.resolve(out);
+        continue;
+      }
+      if (!line.startsWith('# new generation')) head.lines.push(line);
+    }
+  }
+
+  private fail(e: Error): void {
+    this.closed ??= e;
+    for (const r of this.queue.splice(0)) r.reject(e);
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+  }
+}
+
+/**
+ * Keeps answered addresses in `allow4`/`allow6`. Updates are batched: while one line is
+ * with nft, new addresses wait and go together in the next. An address already in the
+ * set for long enough costs nothing. A refreshed element is written with 25% extra time,
+ * so repeated lookups of a name do not each cost a set update.
+ */
+export class AllowSets {
+  private readonly expiry = new Map<string, number>();
+  private batch: { family: 4 | 6; address: string; seconds: number; refresh: boolean }[] = [];
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private inFlight = false;
+  /** Set updates written and addresses added, for the report. */
+  updates = 0;
+
+  constructor(
+    private readonly shell: NftShell,
+    private readonly minTtl: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Undefined when every address is already in its set for at least max(ttl, min-ttl); else a promise for the update. */
+  ensure(
+    v4: { address: string; ttl: number }[],
+    v6: { address: string; ttl: number }[],
+  ): Promise<void> | undefined {
+    const now = this.now();
+    let added = false;
+    for (const [family, list] of [
+      [4, v4],
+      [6, v6],
+    ] as const) {
+      for (const { address, ttl } of list) {
+        const seconds = Math.max(ttl, this.minTtl);
+        const until = this.expiry.get(address);
+        if (until !== undefined && until >= now + seconds * 1000) continue;
+        const write = Math.ceil(seconds * 1.25);
+        this.expiry.set(address, now + write * 1000);
+        this.batch.push({ family, address, seconds: write, refresh: until !== undefined });
+        added = true;
+      }
+    }
+    if (!added) return undefined;
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      if (!this.inFlight) this.flush();
+    });
+  }
+
+  private flush(): void {
+    const batch = this.batch;
+    const waiters = this.waiters;
+    this.batch = [];
+    this.waiters = [];
+    if (!batch.length) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    this.inFlight = true;
+    this.updates++;
+    const cmds: string[] = [];
+    for (const family of [4, 6] as const) {
+      const set = family === 4 ? 'allow4' : 'allow6';
+      const items = batch.filter((b) => b.family === family);
+      if (!items.length) continue;
+      const elems = items.map((b) => `${b.address} timeout ${b.seconds}s`).join(', ');
+      const refresh = items.filter((b) => b.refresh).map((b) => b.address);
+      // The kernel keeps an element's old timeout on a plain add; delete and re-add in
+      // the same transaction (the first add makes the delete safe if it already expired).
+      if (refresh.length) {
+        cmds.push(
+          `add element ${TABLE} ${set} { ${elems} }`,
+          `delete element ${TABLE} ${set} { ${refresh.join(', ')} }`,
+        );
+      }
+      cmds.push(`add element ${TABLE} ${set} { ${elems} }`);
+    }
+    this.shell.run(cmds.join('; ')).then(
+      () => this.done(waiters),
+      (e: Error) => {
+        for (const b of batch) this.expiry.delete(b.address);
+        for (const w of waiters) w.reject(e);
+        this.done([]);
+      },
+    );
+  }
+
+  private done(waiters: { resolve: () => void }[]): void {
+    this.inFlight = false;
+    for (const w of waiters) w.resolve();
+    if (this.batch.length) this.flush();
+  }
+
+  /** Forgets addresses whose element has expired. */
+  sweep(): void {
+    const now = this.now();
+    for (const [a, t] of this.expiry) if (t <= now) this.expiry.delete(a);
+  }
+
+  get size(): number {
+    return this.expiry.size;
+  }
+}
+
+export interface BlockedEntry {
+  address: string;
+  protocol: string;
+  port: number;
+  packets: number;
+}
+
+/** Parses `list set` output of the blocked sets (`addr . proto . port counter packets N ...`). */
+export function parseBlocked(text: string): BlockedEntry[] {
+  const out: BlockedEntry[] = [];
+  const re = /([0-9a-fA-F.:]+) \. (\w+) \. (\d+) counter packets (\d+)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    out.push({ address: m[1], protocol: m[2], port: Number(m[3]), packets: Number(m[4]) });
+  }
+  return out;
+}
+
+export function nftError(what: string, e: unknown): CordonError {
+  return new CordonError({
+    what,
+    why: `nft said: ${e instanceof Error ? e.message : String(e)}`.slice(0, 2000),
+    fix: 'check allowed-ips for overlapping networks and that the kernel has nf_tables; the host was left as it was',
+  });
+}

@@ -1,0 +1,278 @@
+/**
+ * The DNS proxy: a name on the list is forwarded to the one upstream and its answer's
+ * addresses are in the sets before the client sees the answer; any other name gets
+ * NXDOMAIN at once and is never sent on (in audit mode it is forwarded and recorded).
+ * An answer counts only when it comes from the upstream's address and port, carries the
+ * id we sent and repeats the question we asked.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import {
+  readAnswer,
+  readQuery,
+  refusal,
+  RCODE_NXDOMAIN,
+  RCODE_SERVFAIL,
+  type AnswerAddresses,
+} from './dnswire.js';
+import type { DomainMatcher } from './policy.js';
+
+export interface AddressSink {
+  ensure(
+    v4: { address: string; ttl: number }[],
+    v6: { address: string; ttl: number }[],
+  ): Promise<void> | undefined;
+}
+
+export interface NameStats {
+  queries: number;
+  allowed: boolean;
+  addresses: Set<string>;
+}
+
+export class ProxyStats {
+  readonly names = new Map<string, NameStats>();
+  /** Names not kept once the table is full (a flood of random names is itself a finding). */
+  namesDropped = 0;
+  forgedAnswers = 0;
+  malformed = 0;
+  upstreamTimeouts = 0;
+  setFailures = 0;
+
+  constructor(private readonly maxNames = 5000) {}
+
+  query(name: string, allowed: boolean): NameStats | undefined {
+    let s = this.names.get(name);
+    if (!s) {
+      if (this.names.size >= this.maxNames) {
+        this.namesDropped++;
+        return undefined;
+      }
+      s = { queries: 0, allowed, addresses: new Set() };
+      this.names.set(name, s);
+    }
+    s.queries++;
+    return s;
+  }
+}
+
+export interface ProxyOptions {
+  matcher: DomainMatcher;
+  policy: 'block' | 'audit';
+  upstream: { address: string; port: number };
+  sink: AddressSink;
+  stats?: ProxyStats;
+  timeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+interface Pending {
+  reply: (b: Buffer) => void;
+  origId: number;
+  name: string;
+  qtype: number;
+  stats: NameStats | undefined;
+  at: number;
+}
+
+const MAX_PENDING = 50000;
+
+export class DnsProxy {
+  readonly stats: ProxyStats;
+  private readonly pending = new Map<number, Pending>();
+  private upstreamSocket: dgram.Socket | undefined;
+  private readonly servers: (dgram.Socket | net.Server)[] = [];
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly o: ProxyOptions) {
+    this.stats = o.stats ?? new ProxyStats();
+    this.timeoutMs = o.timeoutMs ?? 5000;
+  }
+
+  /** Serves clients on an already-bound UDP socket. */
+  serveUdp(sock: dgram.Socket): void {
+    this.servers.push(sock);
+    sock.on('message', (msg, rinfo) => this.handle(msg, (b) => sock.send(b, rinfo.port, rinfo.address)));
+    sock.on('error', (e) => this.o.log?.(`udp server: ${e.message}`));
+  }
+
+  /** Serves clients on an already-listening TCP server (length-prefixed, pipelined). */
+  serveTcp(server: net.Server): void {
+    this.servers.push(server);
+    server.on('connection', (c) => this.tcpClient(c));
+  }
+
+  /** Opens the upstream socket; called after the process has taken the proxy's uid, so the socket is owned by it. */
+  connectUpstream(): void {
+    const type = net.isIP(this.o.upstream.address) === 6 ? 'udp6' : 'udp4';
+    const s = dgram.createSocket(type);
+    s.on('message', (msg, rinfo) => this.fromUpstream(msg, rinfo));
+    s.on('error', (e) => this.o.log?.(`upstream socket: ${e.message}`));
+    s.bind(0);
+    this.upstreamSocket = s;
+    this.sweeper = setInterval(() => this.sweep(), 1000);
+    this.sweeper.unref();
+  }
+
+  private handle(msg: Buffer, reply: (b: Buffer) => void): void {
+    const check = readQuery(msg);
+    if (!check.ok) {
+      this.stats.malformed++;
+      if (msg.length >= 12) reply(refusal(msg, check.end, check.rcode));
+      return;
+    }
+    const q = check.q;
+    const allowed = this.o.matcher.matches(q.name);
+    const stats = this.stats.query(q.name, allowed);
+    if (!allowed && this.o.policy === 'block') {
+      reply(refusal(msg, q.end, RCODE_NXDOMAIN));
+      return;
+    }
+    if (this.pending.size >= MAX_PENDING || !this.upstreamSocket) {
+      reply(refusal(msg, q.end, RCODE_SERVFAIL));
+      return;
+    }
+    let id = randomInt(65536);
+    for (let i = 0; this.pending.has(id) && i < 65536; i++) id = (id + 1) & 0xffff;
+    this.pending.set(id, { reply, origId: q.id, name: q.name, qtype: q.qtype, stats, at: Date.now() });
+    msg.writeUInt16BE(id, 0);
+    this.upstreamSocket.send(msg, this.o.upstream.port, this.o.upstream.address);
+  }
+
+  private fromUpstream(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (rinfo.address !== this.o.upstream.address || rinfo.port !== this.o.upstream.port || msg.length < 12) {
+      this.stats.forgedAnswers++;
+      return;
+    }
+    const p = this.pending.get(msg.readUInt16BE(0));
+    if (!p) return;
+    const ans = readAnswer(msg);
+    if (!ans || ans.name !== p.name || ans.qtype !== p.qtype) {
+      this.stats.forgedAnswers++;
+      return;
+    }
+    this.pending.delete(msg.readUInt16BE(0));
+    msg.writeUInt16BE(p.origId, 0);
+    this.release(ans, p, msg);
+  }
+
+  /** Sends the answer once its addresses are in the sets; SERVFAIL if they could not be added. */
+  private release(ans: AnswerAddresses, p: Pick<Pending, 'reply' | 'stats'>, msg: Buffer): void {
+    if (p.stats)
+      for (const a of [...ans.v4, ...ans.v6])
+        if (p.stats.addresses.size < 64) p.stats.addresses.add(a.address);
+    const update = ans.v4.length || ans.v6.length ? this.o.sink.ensure(ans.v4, ans.v6) : undefined;
+    if (!update) {
+      p.reply(msg);
+      return;
+    }
+    update.then(
+      () => p.reply(msg),
+      (e: Error) => {
+        this.stats.setFailures++;
+        this.o.log?.(`set update failed: ${e.message}`);
+        p.reply(refusal(msg, msg.length, RCODE_SERVFAIL));
+      },
+    );
+  }
+
+  private sweep(): void {
+    const old = Date.now() - this.timeoutMs;
+    for (const [id, p] of this.pending) {
+      if (p.at < old) {
+        this.pending.delete(id);
+        this.stats.upstreamTimeouts++;
+      }
+    }
+  }
+
+  private tcpClient(c: net.Socket): void {
+    let buf = Buffer.alloc(0);
+    let upstream: net.Socket | undefined;
+    let upBuf = Buffer.alloc(0);
+    const waiting = new Map<number, Pending>();
+    c.setTimeout(10000, () => c.destroy());
+    c.on('error', () => c.destroy());
+    const write = (b: Buffer): void => {
+      if (c.destroyed) return;
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(b.length);
+      c.write(Buffer.concat([len, b]));
+    };
+    const fromUp = (msg: Buffer): void => {
+      if (msg.length < 12) return;
+      const id = msg.readUInt16BE(0);
+      const p = waiting.get(id);
+      if (!p) return;
+      const ans = readAnswer(msg);
+      if (!ans || ans.name !== p.name || ans.qtype !== p.qtype) {
+        this.stats.forgedAnswers++;
+        return;
+      }
+      waiting.delete(id);
+      msg.writeUInt16BE(p.origId, 0);
+      this.release(ans, p, msg);
+    };
+    const openUpstream = (): net.Socket => {
+      const u = net.connect({ host: this.o.upstream.address, port: this.o.upstream.port });
+      u.on('data', (d: Buffer) => {
+        upBuf = Buffer.concat([upBuf, d]);
+        while (upBuf.length >= 2 && upBuf.length >= 2 + upBuf.readUInt16BE(0)) {
+          const n = upBuf.readUInt16BE(0);
+          fromUp(Buffer.from(upBuf.subarray(2, 2 + n)));
+          upBuf = upBuf.subarray(2 + n);
+        }
+      });
+      u.on('error', (e) => this.o.log?.(`tcp upstream: ${e.message}`));
+      u.on('close', () => {
+        upstream = undefined;
+        upBuf = Buffer.alloc(0);
+      });
+      u.setTimeout(10000, () => u.destroy());
+      return u;
+    };
+    c.on('close', () => upstream?.destroy());
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const n = buf.readUInt16BE(0);
+        const msg = Buffer.from(buf.subarray(2, 2 + n));
+        buf = buf.subarray(2 + n);
+        const check = readQuery(msg);
+        if (!check.ok) {
+          this.stats.malformed++;
+          if (msg.length >= 12) write(refusal(msg, check.end, check.rcode));
+          continue;
+        }
+        const q = check.q;
+        const allowed = this.o.matcher.matches(q.name);
+        const stats = this.stats.query(q.name, allowed);
+        if (!allowed && this.o.policy === 'block') {
+          write(refusal(msg, q.end, RCODE_NXDOMAIN));
+          continue;
+        }
+        if (waiting.size >= 256) {
+          write(refusal(msg, q.end, RCODE_SERVFAIL));
+          continue;
+        }
+        let id = randomInt(65536);
+        while (waiting.has(id)) id = (id + 1) & 0xffff;
+        waiting.set(id, { reply: write, origId: q.id, name: q.name, qtype: q.qtype, stats, at: Date.now() });
+        msg.writeUInt16BE(id, 0);
+        upstream ??= openUpstream();
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(msg.length);
+        upstream.write(Buffer.concat([len, msg]));
+      }
+      if (buf.length > 70000) c.destroy();
+    });
+  }
+
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.upstreamSocket?.close();
+    for (const s of this.servers) s.close();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Post: ask the daemon what it saw, record it in the ledger, annotate each blocked name
+ * once, and in audit mode print an `allowed-domains` block built from what was used.
+ * Nothing that keeps the fence up is stopped unless `teardown` asks for it.
+ */
+import { spawnSync } from 'node:child_process';
+import { CordonError } from '../core/errors.js';
+import type { EgressReport } from '../core/events.js';
+import type { Ledger } from '../core/ledger.js';
+import type { Runner } from '../core/runner.js';
+import { requestReport, type DaemonReport } from './control.js';
+import type { EgressSettings } from './inputs.js';
+import { suggestAllowlist } from './policy.js';
+
+export interface ReportDeps {
+  runner: Runner;
+  ledger: Ledger;
+  daemonScript: string;
+  isRoot?: boolean;
+  node?: string;
+}
+
+export function toEvent(r: DaemonReport): EgressReport {
+  const allowed = r.names
+    .filter((n) => n.allowed)
+    .map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }));
+  const refused = r.names.filter((n) => !n.allowed);
+  const event: EgressReport = {
+    policy: r.policy,
+    allowed:
+      r.policy === 'audit'
+        ? [...allowed, ...refused.map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }))]
+        : allowed,
+    blockedNames: refused.map((n) => ({ name: n.name, queries: n.queries })),
+    blockedDestinations: r.blocked.map((b) => ({
+      address: b.address,
+      protocol: b.protocol,
+      port: b.port || undefined,
+      packets: b.packets,
+    })),
+    forgedAnswers: r.forgedAnswers,
+    tamper: r.tamper,
+    namesDropped: r.namesDropped,
+  };
+  if (r.policy === 'audit')
+    event.suggestedAllowlist = suggestAllowlist(
+      r.names.filter((n) => n.addresses.length || n.allowed).map((n) => n.name),
+    );
+  return event;
+}
+
+export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<void> {
+  const { runner, ledger } = deps;
+  const id = runner.getState('egress-id');
+  if (!id) {
+    runner.info('egress: main did not start the fence; nothing to report');
+    return;
+  }
+  let daemon: DaemonReport;
+  try {
+    daemon = await requestReport(id);
+  } catch (e) {
+    ledger.append('egress.report', {
+      policy: s.policy,
+      allowed: [],
+      blockedNames: [],
+      blockedDestinations: [],
+      tamper: ['the egress daemon was not running'],
+    });
+    throw new CordonError({
+      what: 'egress: the daemon did not answer; it was stopped or killed during the job',
+      why: `${e instanceof Error ? e.message : String(e)}; block mode stays closed (the table is still loaded), but names are no longer answered`,
+      fix: 'find the step that killed it (it needs root, so check sudo use) and set `disable-sudo: true`',
+    });
+  }
+  const event = toEvent(daemon);
+  ledger.append('egress.report', { ...event });
+  const verb = s.policy === 'block' ? 'blocked' : 'would be blocked';
+  for (const n of event.blockedNames)
+    runner.warning(`egress: DNS name ${n.name} ${verb} (${n.queries} queries)`, { title: 'Cordon egress' });
+  for (const d of event.blockedDestinations) {
+    runner.warning(
+      `egress: connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets)`,
+      { title: 'Cordon egress' },
+    );
+  }
+  runner.info(
+    `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored`,
+  );
+  if (event.suggestedAllowlist) {
+    const block = ['allowed-domains: |', ...event.suggestedAllowlist.map((n) => `  ${n}`)].join('\n');
+    runner.notice(`egress audit: paste this into the step's inputs to allow what this run used:\n${block}`, {
+      title: 'Cordon egress audit',
+    });
+    runner.appendSummary(
+      `### Cordon egress audit\n\nSuggested allowlist, built from the names this run resolved:\n\n\`\`\`yaml\n${block}\n\`\`\`\n`,
+    );
+    runner.setOutput('suggested-allowed-domains', event.suggestedAllowlist.join('\n'));
+  }
+  if (s.teardown) teardownFence(id, deps, runner);
+  const tampered = daemon.tamper.length > 0;
+  if (tampered) {
+    throw new CordonError({
+      what: `egress: the fence was tampered with: ${daemon.tamper.join('; ')}`,
+      why: 'only root can change the table or the resolver, so something in the job used root',
+      fix: 'set `disable-sudo: true` and `disable-docker: true`, and find the step that did it',
+    });
+  }
+  const blockedCount = event.blockedNames.length + event.blockedDestinations.length;
+  if (s.failOnBlocked && blockedCount > 0) {
+    throw new CordonError({
+      what: `egress: ${blockedCount} names or destinations were ${verb}`,
+      why: '`fail-on-blocked: true` fails the job when anything was refused',
+      fix: 'add what the job needs to allowed-domains or allowed-ips, or remove the step that reached out',
+      input: 'fail-on-blocked',
+    });
+  }
+}
+
+function teardownFence(id: string, deps: ReportDeps, runner: Runner): void {
+  const isRoot = deps.isRoot ?? process.getuid?.() === 0;
+  const node = deps.node ?? process.execPath;
+  const argv = isRoot
+    ? [node, deps.daemonScript, 'teardown', id]
+    : ['sudo', '-n', node, deps.daemonScript, 'teardown', id];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 15000 });
+  if (r.status === 0) runner.info('egress: fence removed, resolver and sudo restored');
+  else
+    runner.warning(
+      `egress: teardown failed: ${(r.stdout || r.stderr || r.error?.message || '').trim().slice(0, 500)}`,
+    );
+}

@@ -1,0 +1,254 @@
+/**
+ * The egress action's other modes, run for real in namespaces: audit, a ruleset the
+ * kernel refuses, a bad input, and the lockdown started through sudo by an
+ * unprivileged runner user. Needs root, nft, ip, dig and sudo.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
+import { canUseNetns, run } from '../../src/devkit/netns.js';
+import { fenceId, stateDir } from '../../src/egress/control.js';
+import { DNS4, EVIL4, OTHER4, WEB4, World, connect, dig } from './egress-topology.js';
+
+const usable = canUseNetns() && existsSync('/usr/sbin/nft') && existsSync('/usr/bin/dig');
+if (!usable && process.env.CI === 'true') {
+  throw new Error(
+    'egress e2e: needs root, /usr/sbin/nft, ip and dig (CI=true, so not skipping); run .ci/run to install them',
+  );
+}
+if (!usable) console.warn('egress e2e skipped: needs root, nft, ip and dig');
+const suite = usable ? describe : describe.skip;
+
+function ledger(job: Job): { type: string; data: Record<string, unknown> }[] {
+  const path = join(job.runnerTemp, 'cordon', 'ledger.jsonl');
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> });
+}
+
+function errors(r: StepResult): string[] {
+  return r.commands.filter((c) => c.command === 'error').map((c) => c.message);
+}
+
+suite('egress in audit mode', () => {
+  let w: World;
+  let job: Job;
+  let main: StepResult;
+  const inputs = {
+    'egress-policy': 'audit',
+    'allowed-domains': 'www.a.test',
+    preset: 'none',
+    teardown: 'true',
+  };
+
+  beforeAll(async () => {
+    w = new World('a');
+    await w.serve();
+    job = new Job();
+    main = await job.run('egress', 'main', { inputs, wrap: w.runner.wrap, timeoutMs: 30000 });
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+  });
+
+  test('lets everything through, forwards every name, and records it', async () => {
+    expect(errors(main)).toEqual([]);
+    expect(dig(w.runner, 'secret.evil.test').answers).toEqual([EVIL4]);
+    expect(await w.asked('secret.evil.test')).toHaveLength(1);
+    expect(connect(w.runner, OTHER4, 80).result).toBe('open');
+    expect(dig(w.runner, 'www.a.test').answers).toEqual([WEB4]);
+    expect(connect(w.runner, WEB4, 80).result).toBe('open');
+    // Straight to the upstream is let through too, and recorded as a would-be block.
+    expect(dig(w.runner, 'direct.a.test', { server: DNS4 }).answers).toEqual([WEB4]);
+
+    const post = await job.run('egress', 'post', { inputs, state: main.state, wrap: w.runner.wrap });
+    expect(errors(post)).toEqual([]);
+    const report = ledger(job).find((e) => e.type === 'egress.report')?.data as {
+      policy: string;
+      blockedNames: { name: string }[];
+      blockedDestinations: { address: string; protocol: string; port?: number }[];
+      suggestedAllowlist: string[];
+    };
+    expect(report.policy).toBe('audit');
+    expect(report.blockedNames.map((n) => n.name)).toEqual(['secret.evil.test']);
+    expect(report.blockedDestinations).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ address: OTHER4, protocol: 'tcp', port: 80 }),
+        expect.objectContaining({ address: DNS4, protocol: 'udp', port: 53 }),
+      ]),
+    );
+    expect(report.blockedDestinations.find((d) => d.address === WEB4)).toBeUndefined();
+    expect(report.suggestedAllowlist).toEqual(['secret.evil.test', 'www.a.test']);
+    expect(post.outputs['suggested-allowed-domains']).toBe('secret.evil.test\nwww.a.test');
+    expect(post.summary).toContain('allowed-domains: |\n  secret.evil.test\n  www.a.test');
+    const notice = post.commands.find((c) => c.command === 'notice');
+    expect(notice?.message).toContain('allowed-domains: |');
+
+    // teardown: true removed the table and put the resolver back.
+    expect(w.runner.exec(['nft', 'list', 'tables'])).not.toContain('cordon');
+    expect(w.resolvConf()).toBe(`nameserver ${DNS4}\n`);
+    expect(existsSync(stateDir(fenceId(job.runnerTemp)))).toBe(false);
+  });
+});
+
+suite('egress when the kernel refuses the ruleset', () => {
+  let w: World;
+  let job: Job;
+
+  beforeAll(() => {
+    w = new World('r');
+    job = new Job();
+  });
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+  });
+
+  test('the step fails with nft’s message and the host is left exactly as it was', async () => {
+    const before = w.runner.exec(['nft', 'list', 'ruleset']);
+    const resolv = w.resolvConf();
+    // Overlapping networks pass input checks but nft refuses them in an interval set.
+    const main = await job.run('egress', 'main', {
+      inputs: { 'allowed-ips': '10.0.0.0/8\n10.1.0.0/16', preset: 'none' },
+      wrap: w.runner.wrap,
+      timeoutMs: 30000,
+    });
+    expect(main.code).toBe(1);
+    const msg = errors(main).join('\n');
+    expect(msg).toContain('the firewall ruleset did not load');
+    expect(msg).toContain('conflicting intervals');
+    expect(w.runner.exec(['nft', 'list', 'ruleset'])).toBe(before);
+    expect(w.resolvConf()).toBe(resolv);
+    expect(w.runner.exec(['ss', '-lnup'])).not.toMatch(/:53\b/);
+    expect(existsSync(stateDir(fenceId(job.runnerTemp)))).toBe(false);
+    expect(main.state['egress-id']).toBeUndefined();
+    expect(ledger(job).filter((e) => e.type === 'egress.started')).toEqual([]);
+  });
+
+  test('a bad input fails before anything is touched, naming the input', async () => {
+    const main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.com' },
+      wrap: w.runner.wrap,
+    });
+    expect(main.code).toBe(1);
+    expect(errors(main)[0]).toContain('allowed-domains entry "*.com" is not valid');
+    expect(w.runner.exec(['nft', 'list', 'tables'])).toBe('');
+  });
+});
+
+const hasSudo = existsSync('/usr/bin/sudo') && existsSync('/usr/sbin/useradd');
+if (usable && !hasSudo && process.env.CI === 'true')
+  throw new Error('egress e2e: sudo and useradd are needed (CI=true)');
+const sudoSuite = usable && hasSudo ? describe : describe.skip;
+
+sudoSuite('egress started through sudo by an unprivileged runner user, with disable-sudo', () => {
+  const user = `cegr${process.pid % 100000}`;
+  const grant = `/etc/sudoers.d/${user}`;
+  let w: World;
+  let job: Job;
+  let main: StepResult;
+  // The harness writes this step's file-command files as root just before it starts the
+  // step; hand them to the runner user, then drop to it. Node, not sh, runs this: dash
+  // drops variables such as INPUT_ALLOWED-DOMAINS whose names are not identifiers.
+  const asUser = (): string[] => [
+    ...w.runner.wrap,
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+
+  beforeAll(async () => {
+    run(['useradd', '--no-create-home', '--shell', '/bin/sh', user]);
+    writeFileSync(grant, `${user} ALL=(ALL) NOPASSWD:ALL\n`, { mode: 0o440 });
+    w = new World('s');
+    await w.serve();
+    job = new Job();
+    // The runner user owns its job directories, as on a hosted runner.
+    const own = (p: string): void => {
+      chownSync(p, Number(run(['id', '-u', user]).trim()), Number(run(['id', '-g', user]).trim()));
+      if (statSync(p).isDirectory()) for (const f of readdirSync(p)) own(join(p, f));
+    };
+    own(job.root);
+    chmodSync(job.root, 0o755);
+    main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none', 'disable-sudo': 'true' },
+      wrap: asUser(),
+      timeoutMs: 30000,
+    });
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+    rmSync(grant, { force: true });
+    run(['userdel', user], { allowFail: true });
+  });
+
+  test('main starts the root daemon through sudo, then sudo no longer works for the user', () => {
+    expect(errors(main)).toEqual([]);
+    expect(main.code).toBe(0);
+    expect(readFileSync(grant, 'utf8')).not.toContain(user);
+    expect(w.runner.try(['runuser', '-u', user, '--', 'sudo', '-n', 'true']).code).not.toBe(0);
+    // The daemon runs as its own user, not root and not the runner user.
+    const { pid } = JSON.parse(
+      readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
+    ) as { pid: number };
+    const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    expect(uid).toBe(run(['id', '-u', 'cordon-dns']).trim());
+    expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
+  });
+
+  test('the runner user cannot flush the table or rewrite the resolver', () => {
+    const flush = w.runner.try(['runuser', '-u', user, '--', 'nft', 'flush', 'ruleset']);
+    expect(flush.code).not.toBe(0);
+    const edit = w.runner.try([
+      'runuser',
+      '-u',
+      user,
+      '--',
+      'sh',
+      '-c',
+      `echo nameserver ${DNS4} > /etc/resolv.conf`,
+    ]);
+    expect(edit.code).not.toBe(0);
+    expect(w.runner.exec(['nft', 'list', 'chain', 'inet', 'cordon', 'output'])).toContain('policy drop');
+  });
+
+  test('post, as the unprivileged user, reads the report from the daemon', async () => {
+    const post = await job.run('egress', 'post', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none' },
+      state: main.state,
+      wrap: asUser(),
+    });
+    expect(errors(post)).toEqual([]);
+    const report = ledger(job).find((e) => e.type === 'egress.report')?.data as {
+      blockedNames: { name: string }[];
+    };
+    expect(report.blockedNames.map((n) => n.name)).toContain('secret.evil.test');
+    // Root can still undo it all (what `teardown: true` runs through sudo when it is allowed).
+    const down = w.runner.try([
+      process.execPath,
+      join(REPO_ROOT, 'dist/egress/daemon.js'),
+      'teardown',
+      fenceId(job.runnerTemp),
+    ]);
+    expect(down.stdout).toContain('DONE');
+    expect(readFileSync(grant, 'utf8')).toContain(`${user} ALL=(ALL) NOPASSWD:ALL`);
+  });
+});

@@ -1,0 +1,233 @@
+/**
+ * The egress action, run for real: the bundled main and post through the harness inside
+ * a "runner" namespace, against a logging DNS server and web servers in an "internet"
+ * namespace (see egress-topology.ts). Needs root, nft and ip.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Job, type StepResult } from '../../src/devkit/run-action.js';
+import { canUseNetns } from '../../src/devkit/netns.js';
+import { fenceId, stateDir } from '../../src/egress/control.js';
+import {
+  CHAIN4,
+  DNS4,
+  DNS6,
+  EVIL4,
+  FORGED4,
+  OTHER4,
+  OTHER6,
+  REAL4,
+  SHORT4,
+  WEB4,
+  WEB6,
+  World,
+  connect,
+  dig,
+  fetchUrl,
+} from './egress-topology.js';
+
+const usable = canUseNetns() && existsSync('/usr/sbin/nft') && existsSync('/usr/bin/dig');
+if (!usable && process.env.CI === 'true') {
+  throw new Error(
+    'egress e2e: needs root, /usr/sbin/nft, ip and dig (CI=true, so not skipping); run .ci/run to install them',
+  );
+}
+if (!usable) console.warn('egress e2e skipped: needs root, nft, ip and dig');
+const suite = usable ? describe : describe.skip;
+
+function ledger(job: Job): { type: string; data: Record<string, unknown> }[] {
+  const path = join(job.runnerTemp, 'cordon', 'ledger.jsonl');
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string; data: Record<string, unknown> });
+}
+
+function errors(r: StepResult): string[] {
+  return r.commands.filter((c) => c.command === 'error').map((c) => c.message);
+}
+
+function setElements(w: World, set: string): string {
+  return w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
+}
+
+suite('egress in block mode', () => {
+  let w: World;
+  let job: Job;
+  let main: StepResult;
+
+  beforeAll(async () => {
+    w = new World('b');
+    await w.serve();
+    w.addContainer();
+    job = new Job();
+    main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none', 'min-ttl': '2' },
+      wrap: w.runner.wrap,
+      timeoutMs: 30000,
+    });
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+  });
+
+  test('main enforces the fence, records egress.started and points the resolver at the proxy', () => {
+    expect(errors(main)).toEqual([]);
+    expect(main.code).toBe(0);
+    const started = ledger(job).find((e) => e.type === 'egress.started');
+    expect(started?.data).toMatchObject({
+      policy: 'block',
+      domains: ['*.a.test', 'exact.b.test'],
+      upstreams: [DNS4],
+    });
+    expect(w.resolvConf()).toMatch(/^nameserver 127\.0\.0\.1$/m);
+    expect(w.resolvConf()).not.toContain(DNS4);
+    expect(w.runner.exec(['nft', 'list', 'chain', 'inet', 'cordon', 'output'])).toContain('policy drop');
+  });
+
+  test('an allowed name is reachable over IPv4 and IPv6 through the system resolver', () => {
+    expect(fetchUrl(w.runner, 'http://www.a.test/', 4)).toBe(`hello from ${WEB4}`);
+    expect(fetchUrl(w.runner, 'http://www.a.test/', 6)).toBe(`hello from ${WEB6}`);
+    expect(setElements(w, 'allow4')).toContain(WEB4);
+    expect(setElements(w, 'allow6')).toContain(WEB6);
+  });
+
+  test('a name not on the list gets NXDOMAIN over UDP and TCP and never reaches the upstream', async () => {
+    expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    expect(dig(w.runner, 'secret.evil.test', { tcp: true }).status).toBe('NXDOMAIN');
+    expect(dig(w.runner, 'secret.evil.test', { type: 'TXT' }).status).toBe('NXDOMAIN');
+    expect(await w.asked('secret.evil.test')).toEqual([]);
+    // The log works: an allowed name asked here does show up.
+    expect(dig(w.runner, 'txt.a.test', { type: 'TXT', tcp: true }).status).toBe('NOERROR');
+    expect((await w.asked('txt.a.test')).map((q) => q.proto)).toContain('tcp');
+  });
+
+  test('two pipelined queries in one TCP stream are each answered by policy', async () => {
+    const script = `
+      const enc=(id,n)=>{const q=Buffer.concat([Buffer.from([id>>8,id&255,1,0,0,1,0,0,0,0,0,0]),...n.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);const h=Buffer.alloc(2);h.writeUInt16BE(q.length);return Buffer.concat([h,q]);};
+      const s=require('net').connect(53,'127.0.0.1');let b=Buffer.alloc(0);const out=[];
+      s.on('connect',()=>s.write(Buffer.concat([enc(0x1111,'evila.test'),enc(0x2222,'www.a.test')])));
+      s.on('data',d=>{b=Buffer.concat([b,d]);while(b.length>=2&&b.length>=2+b.readUInt16BE(0)){const m=b.subarray(2,2+b.readUInt16BE(0));out.push(m.readUInt16BE(0).toString(16)+':'+(m.readUInt16BE(2)&15)+':'+m.readUInt16BE(6));b=b.subarray(2+m.length);}if(out.length===2){console.log(out.sort().join(' '));process.exit(0)}});
+      setTimeout(()=>{console.log('timeout '+out.join(' '));process.exit(1)},5000);`;
+    const out = w.runner.exec([process.execPath, '-e', script]).trim();
+    // id:rcode:answers — NXDOMAIN (3) for evila.test, an answer for www.a.test.
+    expect(out).toBe('1111:3:0 2222:0:1');
+    expect(await w.asked('evila.test')).toEqual([]);
+  });
+
+  test('wildcards match subdomains only: not the apex, not a suffix trick, not a longer label', async () => {
+    for (const name of ['a.test', 'a.test.evil.test', 'evila.test']) {
+      expect(dig(w.runner, name).status).toBe('NXDOMAIN');
+      expect(await w.asked(name)).toEqual([]);
+    }
+    expect(dig(w.runner, 'WWW.A.TEST.').answers).toEqual([WEB4]);
+    expect(dig(w.runner, 'txt.a.test', { type: 'TXT' }).answers).toEqual(['"hello"']);
+  });
+
+  test('a CNAME from an allowed name allows the target only through the chain', () => {
+    const r = dig(w.runner, 'alias.a.test');
+    expect(r.answers).toEqual(['cdn.other.test.', CHAIN4]);
+    expect(connect(w.runner, CHAIN4, 80).result).toBe('open');
+    expect(dig(w.runner, 'cdn.other.test').status).toBe('NXDOMAIN');
+  });
+
+  test('a direct-IP connection is refused at once and recorded by the kernel', () => {
+    const c = connect(w.runner, OTHER4, 80);
+    expect(c.result).toBe('ECONNREFUSED');
+    expect(c.ms).toBeLessThan(1000);
+    expect(connect(w.runner, OTHER6, 80).result).toBe('ECONNREFUSED');
+    expect(setElements(w, 'blocked4')).toContain(`${OTHER4} . tcp . 80`);
+    expect(setElements(w, 'blocked6')).toContain(`${OTHER6} . tcp . 80`);
+  });
+
+  test('DNS straight to the upstream or any other address is blocked, also to an allowed address', async () => {
+    expect(dig(w.runner, 'direct.a.test', { server: DNS4 }).status).toMatch(/^failed/);
+    expect(dig(w.runner, 'direct.a.test', { server: DNS6 }).status).toMatch(/^failed/);
+    expect(dig(w.runner, 'direct.a.test', { server: DNS4, tcp: true }).status).toMatch(/^failed/);
+    expect(dig(w.runner, 'direct.a.test', { server: WEB4 }).status).toMatch(/^failed/);
+    expect(await w.asked('direct.a.test')).toEqual([]);
+  });
+
+  test('DoT (853) and DoH (443) to a non-allowed address are refused; DoT even to an allowed one', () => {
+    expect(connect(w.runner, OTHER4, 853).result).toBe('ECONNREFUSED');
+    expect(connect(w.runner, OTHER4, 443).result).toBe('ECONNREFUSED');
+    expect(connect(w.runner, WEB4, 853).result).toBe('ECONNREFUSED');
+  });
+
+  test('a forged answer from another address is ignored; the upstream answer wins', () => {
+    expect(dig(w.runner, 'forged.a.test').answers).toEqual([REAL4]);
+    expect(setElements(w, 'allow4')).not.toContain(FORGED4);
+    expect(connect(w.runner, FORGED4, 80).result).toBe('ECONNREFUSED');
+  });
+
+  test('an address leaves the set when max(TTL, min-ttl) runs out', async () => {
+    expect(dig(w.runner, 'short.a.test').answers).toEqual([SHORT4]);
+    expect(setElements(w, 'allow4')).toContain(SHORT4);
+    expect(connect(w.runner, SHORT4, 80).result).toBe('open');
+    await new Promise((r) => setTimeout(r, 4500));
+    expect(setElements(w, 'allow4')).not.toContain(SHORT4);
+    expect(connect(w.runner, SHORT4, 80).result).toBe('ECONNREFUSED');
+  });
+
+  test('a container behind a bridge: its DNS to the old resolver is answered by the proxy, its traffic filtered', async () => {
+    const c = w.container!;
+    expect(dig(c, 'ctr.a.test', { server: DNS4 }).answers).toEqual([WEB4]);
+    expect(dig(c, 'ctr.evil.test', { server: DNS4 }).status).toBe('NXDOMAIN');
+    expect(await w.asked('ctr.evil.test')).toEqual([]);
+    const asked = await w.asked('ctr.a.test');
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((q) => q.from === '198.51.100.2')).toBe(true);
+    expect(connect(c, WEB4, 80).result).toBe('open');
+    expect(connect(c, EVIL4, 80).result).toBe('ECONNREFUSED');
+    expect(connect(c, OTHER6, 80).result).toBe('ECONNREFUSED');
+  });
+
+  test('post records what was allowed and blocked and annotates each blocked name once', async () => {
+    const post = await job.run('egress', 'post', {
+      inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(errors(post)).toEqual([]);
+    const report = ledger(job).find((e) => e.type === 'egress.report')?.data as {
+      allowed: { name: string; addresses: string[] }[];
+      blockedNames: { name: string; queries: number }[];
+      blockedDestinations: { address: string; protocol: string; port?: number; packets: number }[];
+      forgedAnswers: number;
+    };
+    expect(report.allowed.find((a) => a.name === 'www.a.test')?.addresses.sort()).toEqual(
+      [WEB4, WEB6].sort(),
+    );
+    expect(report.blockedNames.find((n) => n.name === 'secret.evil.test')?.queries).toBe(3);
+    expect(report.blockedDestinations).toEqual(
+      expect.arrayContaining([expect.objectContaining({ address: OTHER4, protocol: 'tcp', port: 80 })]),
+    );
+    expect(report.forgedAnswers).toBeGreaterThanOrEqual(1);
+    const warnings = post.commands.filter(
+      (c) => c.command === 'warning' && c.message.includes('secret.evil.test'),
+    );
+    expect(warnings).toHaveLength(1);
+  });
+
+  test('killing the daemon keeps block mode closed, and post fails saying so', async () => {
+    const { pid } = JSON.parse(
+      readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
+    ) as { pid: number };
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
+    expect(dig(w.runner, 'secret.evil.test', { server: DNS4 }).status).toMatch(/^failed/);
+    expect(dig(w.runner, 'www.a.test').status).toMatch(/^failed/);
+    expect(connect(w.runner, WEB4, 80).result).toBe('open');
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(1);
+    expect(errors(post).join('\n')).toContain('the daemon did not answer');
+  });
+});
