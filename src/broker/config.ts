@@ -1,0 +1,123 @@
+/**
+ * What the broker process is told at start, on its stdin pipe (never argv, never its
+ * environment, never a file): the ID-token request pair and the app key live only in this
+ * object, in the broker's memory.
+ */
+import { isIP } from 'node:net';
+import { CordonError } from '../core/errors.js';
+
+export const CONFIG_VERSION = 1;
+export const DEFAULT_REFRESH_BEFORE_SECONDS = 300;
+/** A GitHub-hosted job runs at most 6 hours; the broker never outlives that on its own. */
+export const DEFAULT_MAX_LIFETIME_SECONDS = 6 * 3600 + 600;
+
+/** Variables the broker hands the command. */
+export const ENV_BROKER_URL = 'CORDON_BROKER_URL';
+export const ENV_BROKER_TOKEN = 'CORDON_BROKER_TOKEN';
+
+/** Paths served to the command (bearer token required). */
+export const AWS_PATH = '/aws/credentials';
+export const GITHUB_TOKEN_PATH = '/github/token';
+/** Served to the parent only (control token required). */
+export const STOP_PATH = '/control/stop';
+
+export interface BrokerAwsConfig {
+  roleArn: string;
+  region: string;
+  audience: string;
+  sessionName: string;
+  durationSeconds: number;
+  /** Inline session policy, compact JSON. */
+  policy?: string;
+  managedPolicyArns?: string[];
+  /** ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN: held in memory only. */
+  idTokenRequestUrl: string;
+  idTokenRequestToken: string;
+  /** AWS_ENDPOINT_URL(_STS), AWS_USE_FIPS_ENDPOINT, ...: steers STS (tests aim it at moto). */
+  stsEnv?: Record<string, string>;
+}
+
+export interface BrokerGithubConfig {
+  /** App id or client id. */
+  issuer: string;
+  issuerInput: 'app-id' | 'client-id';
+  /** PEM: held in memory only. */
+  privateKey: string;
+  owner: string;
+  /** Repository names without owner; empty for every repository of the installation. */
+  repositories: string[];
+  permissions: Record<string, string>;
+  apiUrl: string;
+}
+
+export interface BrokerConfig {
+  v: number;
+  /** Must be a loopback address; anything else is refused. */
+  bind: string;
+  /** 0 (default) for any free port. */
+  port?: number;
+  /** The per-run token the command presents (hex). */
+  bearer: string;
+  /** The token the parent presents to stop the broker (hex); the command never sees it. */
+  controlToken: string;
+  ledgerPath: string;
+  /** Ledger `action` name for the broker's events (`run` or `aws`). */
+  action: string;
+  /** Log file for the broker's own lines (no secret reaches it); none when absent. */
+  logPath?: string;
+  refreshBeforeSeconds: number;
+  maxLifetimeSeconds: number;
+  /** Stop when this process is gone (the parent step), checked every 2 s. */
+  parentPid?: number;
+  /** Write `MASK <json>` lines with every new secret value to stdout, for the parent to mask. */
+  maskChannel?: boolean;
+  aws?: BrokerAwsConfig;
+  github?: BrokerGithubConfig;
+}
+
+/** Throws unless `host` is a loopback address: the broker must not be reachable from elsewhere. */
+export function assertLoopback(host: string): void {
+  const v = isIP(host);
+  const loopback = (v === 4 && /^127\./.test(host)) || (v === 6 && host === '::1');
+  if (!loopback) {
+    throw new CordonError({
+      what: `broker: refused to bind ${JSON.stringify(host)}`,
+      why: 'the broker hands out credentials and must be reachable from this host only; it binds a loopback address (127.0.0.1 or ::1), never a name, a wildcard or another interface',
+      fix: 'bind 127.0.0.1 (the default)',
+      input: 'bind',
+    });
+  }
+}
+
+function bad(why: string): never {
+  throw new CordonError({
+    what: 'broker: the configuration on stdin is not valid',
+    why,
+    fix: 'start the broker through startBroker(); this is a bug in Cordon if it did',
+  });
+}
+
+/** Parses and checks the JSON the broker reads from stdin. Error messages never quote values. */
+export function parseBrokerConfig(text: string): BrokerConfig {
+  let c: BrokerConfig;
+  try {
+    c = JSON.parse(text) as BrokerConfig;
+  } catch {
+    return bad('it is not JSON');
+  }
+  if (typeof c !== 'object' || c === null) bad('it is not an object');
+  if (c.v !== CONFIG_VERSION) bad(`version ${String(c.v)} is not ${CONFIG_VERSION}`);
+  if (typeof c.bind !== 'string') bad('bind is missing');
+  assertLoopback(c.bind);
+  if (typeof c.bearer !== 'string' || c.bearer.length < 32) bad('bearer is missing or shorter than 32');
+  if (typeof c.controlToken !== 'string' || c.controlToken.length < 32)
+    bad('controlToken is missing or shorter than 32');
+  if (typeof c.ledgerPath !== 'string' || !c.ledgerPath) bad('ledgerPath is missing');
+  if (!(c.refreshBeforeSeconds >= 0)) bad('refreshBeforeSeconds must be a number >= 0');
+  if (!(c.maxLifetimeSeconds > 0)) bad('maxLifetimeSeconds must be a number > 0');
+  if (!c.aws && !c.github) bad('neither aws nor github is configured');
+  if (c.aws && (!c.aws.idTokenRequestUrl || !c.aws.idTokenRequestToken))
+    bad('aws needs the ID-token request URL and token');
+  if (c.github && !c.github.privateKey) bad('github needs the private key');
+  return c;
+}

@@ -1,0 +1,192 @@
+/**
+ * The two credential sources the broker serves: each keeps its current credential in
+ * memory, hands it out while more than `refreshBeforeSeconds` remain, and otherwise gets a
+ * new one (one exchange at a time however many callers wait on it).
+ */
+import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
+import { getIdToken } from '../core/oidc.js';
+import type { SecretRegistry } from '../core/mask.js';
+import { Runner, type Env } from '../core/runner.js';
+import { GithubApi } from '../github/api.js';
+import { mintToken, revokeAndConfirm, type MintedToken } from '../github/token.js';
+import type { TokenRevoked } from '../core/events.js';
+import type { BrokerAwsConfig, BrokerGithubConfig } from './config.js';
+
+export interface Issued<T> {
+  value: T;
+  /** Seconds since the epoch. */
+  expiresAt: number;
+  /** 1 for the first, then counting. */
+  issuance: number;
+  reason: 'start' | 'expiring';
+}
+
+/** A cached credential with single-flight refresh. */
+export class CachedCredential<T> {
+  private current: Issued<T> | undefined;
+  private pending: Promise<Issued<T>> | undefined;
+  private count = 0;
+  /** Every value issued, oldest first (the GitHub source revokes them all at stop). */
+  readonly issued: Issued<T>[] = [];
+
+  constructor(
+    private readonly fetchNew: () => Promise<{ value: T; expiresAt: number }>,
+    private readonly refreshBeforeSeconds: number,
+    private readonly now: () => number = () => Date.now() / 1000,
+  ) {}
+
+  get refreshes(): number {
+    return this.count;
+  }
+
+  /** The latest expiry of anything handed out (seconds), or undefined. */
+  get latestExpiry(): number | undefined {
+    return this.issued.length ? Math.max(...this.issued.map((i) => i.expiresAt)) : undefined;
+  }
+
+  /** The current credential when it has more than `refreshBeforeSeconds` left, without waiting. */
+  fresh(): Issued<T> | undefined {
+    const c = this.current;
+    return c && c.expiresAt - this.now() > this.refreshBeforeSeconds ? c : undefined;
+  }
+
+  /**
+   * The current credential, or a new one; `fresh` tells whether a new one was made for this
+   * call. When a refresh fails while the old one is still valid, the old one is returned.
+   */
+  async get(): Promise<{ issued: Issued<T>; fresh: boolean }> {
+    const c = this.fresh();
+    if (c) return { issued: c, fresh: false };
+    let mine = false;
+    if (!this.pending) {
+      mine = true;
+      this.pending = this.fetchNew()
+        .then(({ value, expiresAt }) => {
+          this.count++;
+          const issued: Issued<T> = {
+            value,
+            expiresAt,
+            issuance: this.count,
+            reason: this.count === 1 ? 'start' : 'expiring',
+          };
+          this.current = issued;
+          this.issued.push(issued);
+          return issued;
+        })
+        .finally(() => {
+          this.pending = undefined;
+        });
+    }
+    try {
+      return { issued: await this.pending, fresh: mine };
+    } catch (e) {
+      const old = this.current;
+      if (old && old.expiresAt - this.now() > 5) return { issued: old, fresh: false };
+      throw e;
+    }
+  }
+}
+
+export interface SourceDeps {
+  registry: SecretRegistry;
+  log: (line: string) => void;
+  fetch?: typeof fetch;
+}
+
+/** ID token, then AssumeRoleWithWebIdentity with the same role, session policy and name each time. */
+export function awsSource(
+  cfg: BrokerAwsConfig,
+  deps: SourceDeps,
+): () => Promise<{ value: AwsCredentials; expiresAt: number }> {
+  const env: Env = {
+    ...cfg.stsEnv,
+    ACTIONS_ID_TOKEN_REQUEST_URL: cfg.idTokenRequestUrl,
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: cfg.idTokenRequestToken,
+  };
+  return async () => {
+    const token = await getIdToken(cfg.audience, { env, fetch: deps.fetch, registry: deps.registry });
+    const creds = await assumeRoleWithWebIdentity(
+      {
+        roleArn: cfg.roleArn,
+        sessionName: cfg.sessionName,
+        durationSeconds: cfg.durationSeconds,
+        webIdentityToken: token,
+        region: cfg.region,
+        policy: cfg.policy,
+        managedPolicyArns: cfg.managedPolicyArns,
+      },
+      {
+        env,
+        registry: deps.registry,
+        action: 'broker',
+        onRetry: (reason, attempt, delay) =>
+          deps.log(`aws: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
+      },
+    );
+    return { value: creds, expiresAt: creds.expiration.getTime() / 1000 };
+  };
+}
+
+/** Sends mintToken's progress lines to the broker's log instead of a step's stdout. */
+class LogRunner extends Runner {
+  constructor(private readonly log: (line: string) => void) {
+    super({});
+  }
+  override info(message: string): void {
+    this.log(message);
+  }
+  override warning(message: string): void {
+    this.log(`warning: ${message}`);
+  }
+}
+
+/** Mints installation tokens with the same repositories and permissions each time. */
+export function githubSource(
+  cfg: BrokerGithubConfig,
+  deps: SourceDeps,
+): () => Promise<{ value: MintedToken; expiresAt: number }> {
+  const runner = new LogRunner(deps.log);
+  return async () => {
+    const t = await mintToken(
+      {
+        issuer: cfg.issuer,
+        issuerInput: cfg.issuerInput,
+        privateKey: cfg.privateKey,
+        owner: cfg.owner,
+        repositories: cfg.repositories,
+        permissions: cfg.permissions,
+        apiUrl: cfg.apiUrl,
+        skipTokenRevoke: false,
+        configureGit: false,
+      },
+      { env: {}, runner, registry: deps.registry, api: deps.fetch ? { fetch: deps.fetch } : undefined },
+    );
+    return { value: t, expiresAt: Date.parse(t.expiresAt) / 1000 };
+  };
+}
+
+/** Revokes every token still unexpired; counts the outcomes. */
+export async function revokeAll(
+  apiUrl: string,
+  tokens: Issued<MintedToken>[],
+  deps: { fetch?: typeof fetch; now?: () => number },
+): Promise<{ revoked: number; failed: number; skipped: number; results: TokenRevoked[] }> {
+  const api = new GithubApi(apiUrl, { fetch: deps.fetch, maxAttempts: 3, maxTotalMs: 20000 });
+  const now = (deps.now ?? (() => Date.now() / 1000))();
+  const results = await Promise.all(
+    tokens.map((t): Promise<TokenRevoked> =>
+      t.expiresAt <= now
+        ? Promise.resolve({
+            status: 'skipped',
+            detail: 'already expired',
+            installationId: t.value.installationId,
+          })
+        : revokeAndConfirm(api, t.value.token).then((r) => ({
+            installationId: t.value.installationId,
+            ...r,
+          })),
+    ),
+  );
+  const n = (s: TokenRevoked['status']): number => results.filter((r) => r.status === s).length;
+  return { revoked: n('revoked'), failed: n('failed'), skipped: n('skipped'), results };
+}

@@ -1,0 +1,383 @@
+/**
+ * The credential broker as `actions/run` starts it: dist/broker/main.js as a detached
+ * process, against the moto server, the loopback OIDC issuer and the loopback GitHub API.
+ * The command is a real boto3 process and a real `git credential fill`.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAwsSessionInputs, type AwsSessionInputs } from '../../src/aws/inputs.js';
+import { Inputs } from '../../src/core/inputs.js';
+import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
+import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
+import { Job, REPO_ROOT } from '../../src/devkit/run-action.js';
+import { parseGithubTokenInputs, type GithubTokenInputs } from '../../src/github/inputs.js';
+import { startBroker, type StartBrokerConfig, type StartedBroker } from '../../src/broker/start.js';
+
+const ROLE = 'arn:aws:iam::111122223333:role/cordon-agent';
+const BROKER = join(REPO_ROOT, 'dist', 'broker', 'main.js');
+const available = motoAvailable();
+if (!available && process.env.CI === 'true')
+  throw new Error('moto_server is not on PATH; CI must provide it (.ci/run checks)');
+if (!available) console.log('broker e2e skipped: moto_server is not on PATH and CI is unset');
+const maybe = available ? describe : describe.skip;
+
+let moto: Moto;
+let issuer: OidcIssuer;
+let github: GithubApiServer;
+let key: ReturnType<typeof makeAppKey>;
+const jobs: Job[] = [];
+const brokers: StartedBroker[] = [];
+
+beforeAll(async () => {
+  if (!available) return;
+  key = makeAppKey();
+  [moto, issuer, github] = await Promise.all([
+    startMoto(),
+    startOidcIssuer(),
+    startGithubApi({
+      appId: 424242,
+      slug: 'cordon-agent',
+      botId: 9100001,
+      publicKey: key.publicKey,
+      installations: [
+        {
+          id: 777,
+          account: 'octo-org',
+          repositories: ['octo-repo', 'docs'],
+          permissions: { contents: 'write', pull_requests: 'write', metadata: 'read' },
+        },
+      ],
+    }),
+  ]);
+}, 60000);
+
+afterEach(async () => {
+  for (const b of brokers.splice(0)) await b.stop().catch(() => undefined);
+  for (const j of jobs.splice(0)) rmSync(j.root, { recursive: true, force: true });
+});
+
+afterAll(async () => {
+  await Promise.all([moto?.stop(), issuer?.close(), github?.close()]);
+});
+
+/** The step's environment: the runner's, with the ID-token pair, steered at moto. */
+function job(): Job {
+  const j = new Job({
+    env: {
+      ...issuer.env,
+      AWS_ENDPOINT_URL: moto.endpoint,
+      GITHUB_API_URL: github.url,
+      GIT_CONFIG_NOSYSTEM: '1',
+    },
+  });
+  jobs.push(j);
+  return j;
+}
+
+function awsInputs(j: Job): AwsSessionInputs {
+  const env = { ...j.env, 'INPUT_AWS-ROLE-TO-ASSUME': ROLE, 'INPUT_AWS-REGION': 'eu-west-1' };
+  return parseAwsSessionInputs(new Inputs('run', env), { prefix: 'aws-' }) as AwsSessionInputs;
+}
+
+function githubInputs(j: Job): GithubTokenInputs {
+  return parseGithubTokenInputs({
+    ...j.env,
+    'INPUT_APP-ID': '424242',
+    'INPUT_PRIVATE-KEY': key.pkcs1,
+    'INPUT_PERMISSION-CONTENTS': 'write',
+    'INPUT_GITHUB-API-URL': github.url,
+  });
+}
+
+async function broker(j: Job, cfg: Partial<StartBrokerConfig>): Promise<StartedBroker> {
+  const b = await startBroker({ action: 'run', env: j.env, ...cfg }, { brokerScript: BROKER });
+  brokers.push(b);
+  return b;
+}
+
+/** The agent's command environment: the step's, minus what the broker says to drop, plus its own. */
+function commandEnv(j: Job, b: StartedBroker): Record<string, string> {
+  const env: Record<string, string> = { ...j.env };
+  for (const k of b.unset) delete env[k];
+  return { ...env, ...b.env };
+}
+
+function events(j: Job, type: string): LedgerEvent[] {
+  return new Ledger(ledgerPath(j.env), { action: 'test' }).events().filter((e) => e.type === type);
+}
+
+/** Polls (bounded) until `n` events of `type` are in the ledger: issuances are recorded after the answer. */
+async function waitEvents(j: Job, type: string, n: number): Promise<LedgerEvent[]> {
+  for (let i = 0; i < 100; i++) {
+    const e = events(j, type);
+    if (e.length >= n) return e;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  return events(j, type);
+}
+
+const BOTO = `
+import boto3, json
+out = []
+for _ in range(2):
+    s = boto3.session.Session()
+    ident = s.client('sts').get_caller_identity()
+    out.append({'arn': ident['Arn'], 'key': s.get_credentials().get_frozen_credentials().access_key, 'method': s.get_credentials().method})
+print(json.dumps(out))
+`;
+
+function allFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 12) return;
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p, depth + 1);
+      else if (st.isFile()) out.push(p);
+    }
+  };
+  walk(dir, 0);
+  return out;
+}
+
+/**
+ * Runs a command without blocking this process: the OIDC issuer and the GitHub API the
+ * broker calls live in it.
+ */
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env: Record<string, string | undefined>; input?: string; timeoutMs?: number },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+function get(url: string, auth?: string): Promise<Response> {
+  return fetch(url, { headers: auth === undefined ? {} : { authorization: auth } });
+}
+
+maybe('credential broker', () => {
+  test('boto3 with only the container-credentials variables gets two different keys across a forced refresh', async () => {
+    const j = job();
+    // Above the 900 s lifetime: every request is a new exchange.
+    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+    const env = commandEnv(j, b);
+    const onlyContainer = {
+      PATH: env.PATH,
+      HOME: j.home,
+      AWS_CONTAINER_CREDENTIALS_FULL_URI: env.AWS_CONTAINER_CREDENTIALS_FULL_URI,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN: env.AWS_CONTAINER_AUTHORIZATION_TOKEN,
+      AWS_REGION: env.AWS_REGION,
+      AWS_DEFAULT_REGION: env.AWS_DEFAULT_REGION,
+      AWS_ENDPOINT_URL: moto.endpoint,
+    };
+    expect(onlyContainer.AWS_CONTAINER_CREDENTIALS_FULL_URI).toBe(`${b.url}/aws/credentials`);
+    const r = await run('python3', ['-c', BOTO], { env: onlyContainer });
+    expect(r.stderr).toBe('');
+    const calls = JSON.parse(r.stdout) as { arn: string; key: string; method: string }[];
+    expect(calls).toHaveLength(2);
+    expect(calls[0].method).toBe('container-role');
+    for (const c of calls)
+      expect(c.arn).toBe('arn:aws:sts::111122223333:assumed-role/cordon-agent/cordon-4242-1-agent');
+    expect(calls[0].key).not.toBe(calls[1].key);
+
+    // The start's own issuance, then one per boto3 session (each fetches at least once).
+    const refreshed = await waitEvents(j, 'credentials.refreshed', 3);
+    expect(refreshed.length).toBeGreaterThanOrEqual(3);
+    expect(refreshed[0].data).toMatchObject({
+      role: ROLE,
+      reason: 'start',
+      issuance: 1,
+      durationSeconds: 900,
+    });
+    expect(refreshed[1].data).toMatchObject({ reason: 'expiring', issuance: 2 });
+    // Best effort, but on Linux the requester is found: the python process.
+    const requesters = refreshed
+      .slice(1)
+      .map((e) => (e.data.requester as { comm?: string } | undefined)?.comm);
+    expect(requesters.some((c) => /python/.test(c ?? ''))).toBe(true);
+    const report = await b.stop();
+    expect(report.awsRefreshes).toBe(refreshed.length);
+    expect(report.unauthorized).toBe(0);
+    expect(report.handedOutValidUntil).toBeDefined();
+  }, 90000);
+
+  test('cached credentials come back unchanged and add no ledger event', async () => {
+    const j = job();
+    const b = await broker(j, { aws: awsInputs(j) });
+    const auth = b.env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
+    const first = (await (await get(b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI, auth)).json()) as Record<
+      string,
+      string
+    >;
+    const second = (await (await get(b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI, auth)).json()) as Record<
+      string,
+      string
+    >;
+    expect(Object.keys(first).sort()).toEqual(['AccessKeyId', 'Expiration', 'SecretAccessKey', 'Token']);
+    expect(second).toEqual(first);
+    expect(Date.parse(first.Expiration)).toBeGreaterThan(Date.now() + 800_000);
+    expect(events(j, 'credentials.refreshed')).toHaveLength(1);
+  }, 60000);
+
+  test('no or a wrong bearer token gets 401, counted in broker.stopped', async () => {
+    const j = job();
+    const b = await broker(j, { aws: awsInputs(j) });
+    const url = b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+    const token = b.env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
+    expect((await get(url)).status).toBe(401);
+    expect((await get(url, 'wrong')).status).toBe(401);
+    expect((await get(url, token.slice(0, -1) + (token.endsWith('a') ? 'b' : 'a'))).status).toBe(401);
+    expect((await get(url, `${token}x`)).status).toBe(401);
+    // The command's token does not stop the broker.
+    expect(
+      (await fetch(`${b.url}/control/stop`, { method: 'POST', headers: { authorization: token } })).status,
+    ).toBe(401);
+    expect((await get(url, token)).status).toBe(200);
+    expect((await get(url, `Bearer ${token}`)).status).toBe(200);
+    const report = await b.stop();
+    expect(report).toMatchObject({ reason: 'stop', requests: 6, unauthorized: 5 });
+    expect(events(j, 'broker.stopped').at(-1)?.data).toMatchObject({ requests: 6, unauthorized: 5 });
+  }, 60000);
+
+  test('refuses to bind anything but loopback, in the parent and in the broker process', async () => {
+    const j = job();
+    for (const bind of ['0.0.0.0', '::', '10.0.0.1', 'localhost', '']) {
+      await expect(
+        startBroker({ action: 'run', env: j.env, aws: awsInputs(j), bind }, { brokerScript: BROKER }),
+      ).rejects.toThrow(/refused to bind .* loopback address/);
+    }
+    // The process checks again, whatever it is sent.
+    const config = JSON.stringify({
+      v: 1,
+      bind: '0.0.0.0',
+      bearer: 'a'.repeat(64),
+      controlToken: 'b'.repeat(64),
+      ledgerPath: ledgerPath(j.env),
+      action: 'run',
+      refreshBeforeSeconds: 300,
+      maxLifetimeSeconds: 60,
+      aws: { idTokenRequestUrl: 'http://127.0.0.1:9/x', idTokenRequestToken: 'x'.repeat(40) },
+    });
+    const r = spawnSync(process.execPath, [BROKER], { input: config, encoding: 'utf8', timeout: 20000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^ERROR .*refused to bind \\"0\.0\.0\.0\\"/);
+  }, 60000);
+
+  test('git credential fill through the helper returns a token the API accepts, a fresh one after a forced refresh, and every token is dead after stop', async () => {
+    const j = job();
+    // Above the hour an installation token lives: every request mints a new one.
+    const b = await broker(j, { github: githubInputs(j), refreshBeforeSeconds: 4000 });
+    expect(b.gitConfigPath).toBeDefined();
+    const env = commandEnv(j, b);
+    const fill = async (): Promise<{ username: string; password: string }> => {
+      const { stdout: out } = await run('git', ['credential', 'fill'], {
+        input: 'protocol=https\nhost=github.com\n\n',
+        env: { ...env, GIT_TERMINAL_PROMPT: '0' },
+      });
+      const kv = Object.fromEntries(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=', 2) as [string, string]),
+      );
+      return { username: kv.username, password: kv.password };
+    };
+    const one = await fill();
+    expect(one.username).toBe('x-access-token');
+    expect(one.password).toMatch(/^ghs_/);
+    const repos = (t: string): Promise<Response> =>
+      fetch(`${github.url}/installation/repositories`, { headers: { authorization: `token ${t}` } });
+    expect((await repos(one.password)).status).toBe(200);
+    const two = await fill();
+    expect(two.password).not.toBe(one.password);
+    expect((await repos(two.password)).status).toBe(200);
+    // The gh path: cordon-gh-token prints a current token too.
+    const gh = (await run(join(b.binDir, 'cordon-gh-token'), [], { env })).stdout.trim();
+    expect(gh).toMatch(/^ghs_/);
+
+    const minted = await waitEvents(j, 'token.refreshed', 4);
+    expect(minted.map((e) => e.data.issuance)).toEqual([1, 2, 3, 4]);
+    expect(minted[1].data).toMatchObject({
+      installationId: 777,
+      repositories: ['octo-org/octo-repo'],
+      permissions: { contents: 'write', metadata: 'read' },
+      reason: 'expiring',
+    });
+    const report = await b.stop();
+    expect(report.tokenRefreshes).toBe(4);
+    expect(report.revocations).toEqual({ revoked: 4, failed: 0, skipped: 0 });
+    for (const t of [one.password, two.password, gh]) expect((await repos(t)).status).toBe(401);
+    expect(github.tokens.filter((t) => !t.revoked)).toHaveLength(0);
+    // The port is closed and the process gone.
+    await expect(get(`${b.url}/github/token`, b.env.CORDON_BROKER_TOKEN)).rejects.toThrow();
+    expect(() => process.kill(b.pid, 0)).toThrow();
+  }, 90000);
+
+  test('the ID-token request token and the app key reach no environment, file, ledger or log the command can read', async () => {
+    const j = job();
+    const b = await broker(j, { aws: awsInputs(j), github: githubInputs(j), refreshBeforeSeconds: 4000 });
+    const env = commandEnv(j, b);
+    const needles = [
+      issuer.requestToken,
+      // One line of the key's body is enough to tell it.
+      key.pkcs1.split('\n')[5],
+      key.pkcs8.split('\n')[5],
+    ];
+    const child = spawn('sleep', ['30'], { env, stdio: 'ignore' });
+    try {
+      // Exercise both paths so refreshes, logs and events happen.
+      expect(
+        (await get(env.AWS_CONTAINER_CREDENTIALS_FULL_URI, env.AWS_CONTAINER_AUTHORIZATION_TOKEN)).status,
+      ).toBe(200);
+      const filled = await run('git', ['credential', 'fill'], {
+        input: 'protocol=https\nhost=github.com\n\n',
+        env,
+      });
+      expect(filled.stdout).toContain('password=ghs_');
+      await waitEvents(j, 'token.refreshed', 2);
+      const haystacks: [string, string][] = [
+        ['command env', JSON.stringify(env)],
+        [`/proc/${child.pid}/environ`, readFileSync(`/proc/${child.pid}/environ`, 'latin1')],
+        [`/proc/${b.pid}/environ (broker)`, readFileSync(`/proc/${b.pid}/environ`, 'latin1')],
+        [`/proc/${b.pid}/cmdline (broker)`, readFileSync(`/proc/${b.pid}/cmdline`, 'latin1')],
+      ];
+      await b.stop();
+      for (const f of allFiles(j.root)) haystacks.push([f, readFileSync(f, 'latin1')]);
+      expect(haystacks.some(([name]) => name.endsWith('ledger.jsonl'))).toBe(true);
+      expect(haystacks.some(([name]) => name.endsWith('broker.log'))).toBe(true);
+      expect(haystacks.some(([name]) => name.endsWith('gitconfig'))).toBe(true);
+      for (const [name, text] of haystacks)
+        for (const n of needles) expect({ name, leaked: text.includes(n) }).toEqual({ name, leaked: false });
+      // The command's environment has no static keys and no ID-token variables.
+      for (const k of [
+        'AWS_ACCESS_KEY_ID',
+        'AWS_SECRET_ACCESS_KEY',
+        'AWS_SESSION_TOKEN',
+        'ACTIONS_ID_TOKEN_REQUEST_URL',
+        'ACTIONS_ID_TOKEN_REQUEST_TOKEN',
+      ])
+        expect(env[k]).toBeUndefined();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 90000);
+});

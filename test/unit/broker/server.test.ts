@@ -1,0 +1,101 @@
+/** serveBroker in this process against the loopback GitHub API: routes, counts, masking, revocation. */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CONFIG_VERSION, type BrokerConfig } from '../../../src/broker/config.js';
+import { serveBroker } from '../../../src/broker/server.js';
+import { makeAppKey, startGithubApi, type GithubApiServer } from '../../../src/devkit/github-api.js';
+
+let api: GithubApiServer;
+let key: ReturnType<typeof makeAppKey>;
+let dir: string;
+
+beforeAll(async () => {
+  key = makeAppKey();
+  dir = mkdtempSync(join(tmpdir(), 'cordon-broker-unit-'));
+  api = await startGithubApi({
+    appId: 11,
+    slug: 'cordon-agent',
+    botId: 5,
+    publicKey: key.publicKey,
+    installations: [
+      { id: 9, account: 'octo-org', repositories: ['octo-repo'], permissions: { contents: 'write' } },
+    ],
+  });
+});
+
+afterAll(async () => {
+  await api.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(over: Partial<BrokerConfig> = {}): BrokerConfig {
+  return {
+    v: CONFIG_VERSION,
+    bind: '127.0.0.1',
+    bearer: 'c'.repeat(64),
+    controlToken: 'd'.repeat(64),
+    ledgerPath: join(dir, `ledger-${Math.random()}.jsonl`),
+    action: 'run',
+    refreshBeforeSeconds: 300,
+    maxLifetimeSeconds: 60,
+    github: {
+      issuer: '11',
+      issuerInput: 'app-id',
+      privateKey: key.pkcs8,
+      owner: 'octo-org',
+      repositories: ['octo-repo'],
+      permissions: { contents: 'write' },
+      apiUrl: api.url,
+    },
+    ...over,
+  };
+}
+
+describe('serveBroker', () => {
+  test('serves the token, answers 404/405 for the rest, sends new secrets to be masked, revokes at stop', async () => {
+    const masked: string[] = [];
+    const lines: string[] = [];
+    const cfg = config({ refreshBeforeSeconds: 4000 });
+    const b = await serveBroker(cfg, { onSecret: (v) => masked.push(v), log: (l) => lines.push(l) });
+    const base = `http://127.0.0.1:${b.port}`;
+    const auth = { authorization: `Bearer ${cfg.bearer}` };
+    const r1 = await fetch(`${base}/github/token`, { headers: auth });
+    const t1 = (await r1.json()) as { token: string; expiresAt: string };
+    expect(r1.headers.get('cache-control')).toBe('no-store');
+    expect(masked).toContain(t1.token);
+    expect(masked).toContain(cfg.bearer);
+    expect((await fetch(`${base}/aws/credentials`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${base}/github/token`, { method: 'POST', headers: auth })).status).toBe(405);
+    const report = await b.stop('stop');
+    expect(report).toMatchObject({ reason: 'stop', requests: 3, unauthorized: 0, tokenRefreshes: 2 });
+    expect(report.revocations).toEqual({ revoked: 2, failed: 0, skipped: 0 });
+    expect(api.tokens.filter((t) => !t.revoked)).toHaveLength(0);
+    const ledger = readFileSync(cfg.ledgerPath, 'utf8');
+    expect(ledger).not.toContain(t1.token);
+    expect(lines.join('\n')).not.toContain(t1.token);
+    expect(ledger).toContain('"type":"broker.stopped"');
+    await expect(fetch(`${base}/github/token`, { headers: auth })).rejects.toThrow();
+  });
+
+  test('a failed revocation is counted and the report says until when tokens stay valid', async () => {
+    const cfg = config();
+    const b = await serveBroker(cfg);
+    api.breakRevoke(500);
+    try {
+      const report = await b.stop('stop');
+      expect(report.revocations.failed).toBe(1);
+      expect(report.handedOutValidUntil).toBeDefined();
+    } finally {
+      api.breakRevoke(0);
+    }
+  });
+
+  test('refuses a non-loopback bind before doing anything', async () => {
+    const cfg = config({ bind: '0.0.0.0' });
+    const before = api.calls.length;
+    await expect(serveBroker(cfg)).rejects.toThrow(/refused to bind/);
+    expect(api.calls.length).toBe(before);
+  });
+});
