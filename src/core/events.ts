@@ -142,6 +142,8 @@ export interface CommitsObserved {
   commits: CommitObserved[];
   /** More commits were made than listed. */
   truncated?: boolean;
+  /** Remote-tracking refs a push from the workspace moved; their new commits are listed too. */
+  pushedRefs?: string[];
 }
 
 /** The process that asked the broker, found from its socket (best effort). */
@@ -185,6 +187,8 @@ export interface TokenRefreshed {
 
 export interface BrokerStopped {
   reason: 'stop' | 'signal' | 'lifetime' | 'parent-exited';
+  /** The port it served on (tells brokers in one ledger apart). */
+  port?: number;
   requests: number;
   unauthorized: number;
   awsRefreshes: number;
