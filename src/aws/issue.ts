@@ -1,5 +1,6 @@
 /** `aws`'s main: ID token -> STS -> masked credentials, exported the way the step asks, and recorded. */
 import type { CredentialsIssued } from '../core/events.js';
+import { httpGet } from '../core/http-get.js';
 import { Ledger } from '../core/ledger.js';
 import type { SecretRegistry } from '../core/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../core/oidc.js';
@@ -66,7 +67,8 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
   // The account id is masked in the log, not refused by the ledger: the recorded ARNs name it.
   if (inputs.maskAccountId) runner.setSecret(inputs.role.account);
   if (!hasIdTokenAccess(env)) throw missingIdTokenError('aws');
-  const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch, registry });
+  // node:http is loaded for the SDK anyway; global fetch would load undici just for this GET.
+  const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGet, registry });
   const creds = await assumeRoleWithWebIdentity(
     {
       roleArn: inputs.role.arn,

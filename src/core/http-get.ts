@@ -1,0 +1,41 @@
+/**
+ * A GET over node:http/https shaped like the part of `fetch` that `getIdToken` uses. Node's
+ * global `fetch` loads undici on first use (about 100 ms and several MiB here); an action
+ * that already loads node:http for the AWS SDK can fetch its ID token without it.
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export const httpGet = ((
+  input: string | URL,
+  init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+) =>
+  new Promise((resolve, reject) => {
+    const url = new URL(String(input));
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(url, { method: 'GET', headers: init.headers, signal: init.signal }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY_BYTES)
+          req.destroy(new Error(`response from ${url.host} is larger than ${MAX_BODY_BYTES} bytes`));
+        else chunks.push(c);
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const status = res.statusCode ?? 0;
+        resolve({
+          ok: status >= 200 && status < 300,
+          status,
+          text: async () => text,
+          json: async () => JSON.parse(text) as unknown,
+        });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  })) as unknown as typeof fetch;
