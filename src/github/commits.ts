@@ -79,6 +79,28 @@ export function coAuthors(message: string): string[] {
   return out;
 }
 
+/** Most remote-tracking refs whose reflog is read. */
+const MAX_REFS = 200;
+
+/**
+ * Remote-tracking refs a push from this workspace moved: git logs `update by push` in the
+ * ref's reflog. A commit pushed and then dropped locally is still found through them.
+ */
+export function pushedRefs(git: GitRunner, cwd: string): string[] {
+  const refs = git(['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/remotes'], cwd)
+    .split('\n')
+    .filter((r) => r !== '' && !r.endsWith('/HEAD'));
+  return refs.filter((ref) => {
+    try {
+      return git(['reflog', 'show', '--format=%gs', ref, '--'], cwd)
+        .split('\n')
+        .some((l) => l.startsWith('update by push'));
+    } catch {
+      return false;
+    }
+  });
+}
+
 export interface ObserveOptions {
   env: Env;
   git?: GitRunner;
@@ -117,6 +139,7 @@ export function observeCommits(
   } catch {
     return { skipped: 'the workspace repository has no HEAD' };
   }
+  const pushed = pushedRefs(git, cwd);
   const format = ['%H', '%an', '%ae', '%cn', '%ce', '%G?', '%s', '%B'].join('%x1f');
   const out = git(
     [
@@ -127,6 +150,7 @@ export function observeCommits(
       `--max-count=${MAX_COMMITS + 1}`,
       'HEAD',
       '--branches',
+      ...pushed,
       '--not',
       base,
     ],
@@ -151,6 +175,7 @@ export function observeCommits(
     return { ...c, verdict: classify(c, agents) };
   });
   const result: CommitsObserved = { base, head, commits };
+  if (pushed.length) result.pushedRefs = pushed;
   if (records.length > MAX_COMMITS) result.truncated = true;
   return result;
 }

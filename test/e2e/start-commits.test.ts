@@ -84,7 +84,7 @@ async function api(): Promise<GithubApiServer> {
   return s;
 }
 
-function observed(j: Job): { base: string; head: string; commits: CommitData[] } {
+function observed(j: Job): { base: string; head: string; commits: CommitData[]; pushedRefs?: string[] } {
   const lines = readFileSync(join(j.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')
     .split('\n')
     .filter(Boolean);
@@ -92,7 +92,7 @@ function observed(j: Job): { base: string; head: string; commits: CommitData[] }
     .map((l) => JSON.parse(l) as { type: string; data: unknown })
     .filter((x) => x.type === 'commits.observed');
   expect(e).toHaveLength(1);
-  return e[0].data as { base: string; head: string; commits: CommitData[] };
+  return e[0].data as { base: string; head: string; commits: CommitData[]; pushedRefs?: string[] };
 }
 
 function errors(r: StepResult): string {
@@ -129,6 +129,14 @@ describe('start: commit attribution', () => {
       env: { GIT_AUTHOR_NAME: 'Mona Lisa', GIT_AUTHOR_EMAIL: 'mona@example.com' },
     });
     git(j, ['checkout', '-q', 'main']);
+    // Pushed, then dropped locally: found through the remote-tracking ref the push moved.
+    git(j, ['init', '-q', '--bare', join(j.root, 'remote.git')]);
+    git(j, ['remote', 'add', 'origin', join(j.root, 'remote.git')]);
+    git(j, ['checkout', '-q', '-b', 'pushed']);
+    const pushedOnly = commit(j, 'pushed as Mona', { as: ['Mona Lisa', 'mona@example.com'] });
+    git(j, ['push', '-q', 'origin', 'pushed']);
+    git(j, ['checkout', '-q', 'main']);
+    git(j, ['branch', '-q', '-D', 'pushed']);
 
     const post = await j.run('github-token', 'post', { state: token.state });
     expect(post.code).toBe(0);
@@ -140,7 +148,9 @@ describe('start: commit attribution', () => {
     expect(o.base).toBe(j.env.GITHUB_SHA);
     expect(o.head).toBe(asHuman);
     const bySha = Object.fromEntries(o.commits.map((c) => [c.sha, c]));
-    expect(Object.keys(bySha).sort()).toEqual([byBot, coAuthored, asHuman, forgedAuthor].sort());
+    expect(Object.keys(bySha).sort()).toEqual([byBot, coAuthored, asHuman, forgedAuthor, pushedOnly].sort());
+    expect(o.pushedRefs).toEqual(['refs/remotes/origin/pushed']);
+    expect(bySha[pushedOnly]).toMatchObject({ verdict: 'impersonation' });
     expect(bySha[byBot]).toMatchObject({
       author: `${SLUG}[bot]`,
       authorEmail: BOT_EMAIL,
@@ -169,7 +179,7 @@ describe('start: commit attribution', () => {
     expect(end.summary).toContain(asHuman.slice(0, 12));
     expect(
       end.commands.filter((c) => c.command === 'warning' && /not by the agent's identity/.test(c.message)),
-    ).toHaveLength(2);
+    ).toHaveLength(3);
     expect(end.summary + readFileSync(join(j.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')).not.toContain(
       s.tokens[0].token,
     );
