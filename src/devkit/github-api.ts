@@ -61,7 +61,7 @@ export interface GithubApiServer {
   /** The next `n` calls (after any already queued) answer this status (5xx or a rate limit). */
   failNext(status: number, n?: number, retryAfterS?: number): void;
   /** The next `n` calls answer a secondary rate limit: 403 with `retry-after`. */
-  rateLimitNext(n: number, retryAfterS: number): void;
+  rateLimitNext(n: number, retryAfterS?: number): void;
   /** Makes DELETE /installation/token answer this status instead of revoking. */
   breakRevoke(status: number): void;
   close(): Promise<void>;

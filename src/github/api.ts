@@ -38,6 +38,8 @@ export class GithubApiError extends Error {
       const reset = Number(h.get('x-ratelimit-reset'));
       if (reset > 0) return Math.max(0, reset * 1000 - Date.now());
     }
+    // GitHub: after a secondary rate limit with no retry-after, wait at least a minute.
+    if (this.rateLimited) return 60000;
     return undefined;
   }
 

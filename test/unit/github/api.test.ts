@@ -75,6 +75,14 @@ describe('retries', () => {
     expect(server.calls.length - n).toBe(1);
   });
 
+  test('a secondary rate limit without retry-after waits a minute, as GitHub asks', async () => {
+    const waits: number[] = [];
+    const api = new GithubApi(server.url, { sleep: async (ms) => void waits.push(ms) });
+    server.rateLimitNext(1, undefined);
+    await api.request('GET', '/users/unit-app%5Bbot%5D', () => '');
+    expect(waits).toEqual([60000]);
+  });
+
   test('gives up after maxAttempts', async () => {
     const api = new GithubApi(server.url, { sleep: async () => undefined, maxAttempts: 2 });
     server.failNext(500, 2);
