@@ -7,7 +7,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { randomInt } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import {
   readAnswer,
   readQuery,
@@ -68,7 +68,11 @@ export interface ProxyOptions {
 }
 
 interface Pending {
-  reply: (b: Buffer) => void;
+  /** TCP clients: writes a framed reply. UDP clients use `sock`, `port`, `address`. */
+  reply?: (b: Buffer) => void;
+  sock?: dgram.Socket;
+  port: number;
+  address: string;
   origId: number;
   name: string;
   qtype: number;
@@ -78,6 +82,27 @@ interface Pending {
 
 const MAX_PENDING = 50000;
 
+/** Upstream query ids come from a pool of random bytes refilled 32 KiB at a time (not a syscall per query). */
+class IdPool {
+  private readonly buf = Buffer.allocUnsafe(32768);
+  private at = this.buf.length;
+
+  next(): number {
+    if (this.at >= this.buf.length) {
+      randomFillSync(this.buf);
+      this.at = 0;
+    }
+    const id = this.buf.readUInt16BE(this.at);
+    this.at += 2;
+    return id;
+  }
+}
+
+function send(p: Pick<Pending, 'reply' | 'sock' | 'port' | 'address'>, b: Buffer): void {
+  if (p.reply) p.reply(b);
+  else p.sock!.send(b, p.port, p.address);
+}
+
 export class DnsProxy {
   readonly stats: ProxyStats;
   private readonly pending = new Map<number, Pending>();
@@ -85,6 +110,7 @@ export class DnsProxy {
   private readonly servers: (dgram.Socket | net.Server)[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
+  private readonly ids = new IdPool();
 
   constructor(private readonly o: ProxyOptions) {
     this.stats = o.stats ?? new ProxyStats();
@@ -94,7 +120,7 @@ export class DnsProxy {
   /** Serves clients on an already-bound UDP socket. */
   serveUdp(sock: dgram.Socket): void {
     this.servers.push(sock);
-    sock.on('message', (msg, rinfo) => this.handle(msg, (b) => sock.send(b, rinfo.port, rinfo.address)));
+    sock.on('message', (msg, rinfo) => this.handle(msg, sock, rinfo));
     sock.on('error', (e) => this.o.log?.(`udp server: ${e.message}`));
   }
 
@@ -116,27 +142,36 @@ export class DnsProxy {
     this.sweeper.unref();
   }
 
-  private handle(msg: Buffer, reply: (b: Buffer) => void): void {
+  private handle(msg: Buffer, sock: dgram.Socket, rinfo: dgram.RemoteInfo): void {
     const check = readQuery(msg);
     if (!check.ok) {
       this.stats.malformed++;
-      if (msg.length >= 12) reply(refusal(msg, check.end, check.rcode));
+      if (msg.length >= 12) sock.send(refusal(msg, check.end, check.rcode), rinfo.port, rinfo.address);
       return;
     }
     const q = check.q;
     const allowed = this.o.matcher.matches(q.name);
     const stats = this.stats.query(q.name, allowed);
     if (!allowed && this.o.policy === 'block') {
-      reply(refusal(msg, q.end, RCODE_NXDOMAIN));
+      sock.send(refusal(msg, q.end, RCODE_NXDOMAIN), rinfo.port, rinfo.address);
       return;
     }
     if (this.pending.size >= MAX_PENDING || !this.upstreamSocket) {
-      reply(refusal(msg, q.end, RCODE_SERVFAIL));
+      sock.send(refusal(msg, q.end, RCODE_SERVFAIL), rinfo.port, rinfo.address);
       return;
     }
-    let id = randomInt(65536);
+    let id = this.ids.next();
     for (let i = 0; this.pending.has(id) && i < 65536; i++) id = (id + 1) & 0xffff;
-    this.pending.set(id, { reply, origId: q.id, name: q.name, qtype: q.qtype, stats, at: Date.now() });
+    this.pending.set(id, {
+      sock,
+      port: rinfo.port,
+      address: rinfo.address,
+      origId: q.id,
+      name: q.name,
+      qtype: q.qtype,
+      stats,
+      at: Date.now(),
+    });
     msg.writeUInt16BE(id, 0);
     this.upstreamSocket.send(msg, this.o.upstream.port, this.o.upstream.address);
   }
@@ -159,21 +194,21 @@ export class DnsProxy {
   }
 
   /** Sends the answer once its addresses are in the sets; SERVFAIL if they could not be added. */
-  private release(ans: AnswerAddresses, p: Pick<Pending, 'reply' | 'stats'>, msg: Buffer): void {
+  private release(ans: AnswerAddresses, p: Pending, msg: Buffer): void {
     if (p.stats)
       for (const a of [...ans.v4, ...ans.v6])
         if (p.stats.addresses.size < 64) p.stats.addresses.add(a.address);
     const update = ans.v4.length || ans.v6.length ? this.o.sink.ensure(ans.v4, ans.v6) : undefined;
     if (!update) {
-      p.reply(msg);
+      send(p, msg);
       return;
     }
     update.then(
-      () => p.reply(msg),
+      () => send(p, msg),
       (e: Error) => {
         this.stats.setFailures++;
         this.o.log?.(`set update failed: ${e.message}`);
-        p.reply(refusal(msg, msg.length, RCODE_SERVFAIL));
+        send(p, refusal(msg, msg.length, RCODE_SERVFAIL));
       },
     );
   }
@@ -257,9 +292,18 @@ export class DnsProxy {
           write(refusal(msg, q.end, RCODE_SERVFAIL));
           continue;
         }
-        let id = randomInt(65536);
+        let id = this.ids.next();
         while (waiting.has(id)) id = (id + 1) & 0xffff;
-        waiting.set(id, { reply: write, origId: q.id, name: q.name, qtype: q.qtype, stats, at: Date.now() });
+        waiting.set(id, {
+          reply: write,
+          port: 0,
+          address: '',
+          origId: q.id,
+          name: q.name,
+          qtype: q.qtype,
+          stats,
+          at: Date.now(),
+        });
         msg.writeUInt16BE(id, 0);
         upstream ??= openUpstream();
         const len = Buffer.alloc(2);

@@ -61,13 +61,14 @@ suite('egress in block mode', () => {
   beforeAll(async () => {
     w = new World('b');
     await w.serve();
-    w.addContainer();
     job = new Job();
     main = await job.run('egress', 'main', {
       inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none', 'min-ttl': '2' },
       wrap: w.runner.wrap,
       timeoutMs: 30000,
     });
+    // The bridge and its "container" come after the fence is up, as an agent's would.
+    w.addContainer();
   }, 60000);
 
   afterAll(async () => {
@@ -116,6 +117,22 @@ suite('egress in block mode', () => {
     // id:rcode:answers — NXDOMAIN (3) for evila.test, an answer for www.a.test.
     expect(out).toBe('1111:3:0 2222:0:1');
     expect(await w.asked('evila.test')).toEqual([]);
+  });
+
+  test('several questions in one query and malformed packets are refused, never forwarded', async () => {
+    const script = `
+      const lab=n=>Buffer.concat([...n.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
+      const two=Buffer.concat([Buffer.from([0x33,0x33,1,0,0,2,0,0,0,0,0,0]),lab('www.a.test'),lab('multi.evil.test')]);
+      const dotted=Buffer.concat([Buffer.from([0x44,0x44,1,0,0,1,0,0,0,0,0,0]),Buffer.from([5]),Buffer.from('x.www'),lab('a.test')]);
+      const s=require('dgram').createSocket('udp4');const out=[];
+      s.on('message',m=>{out.push(m.readUInt16BE(0).toString(16)+':'+(m.readUInt16BE(2)&15));if(out.length===2){console.log(out.sort().join(' '));process.exit(0)}});
+      s.send(Buffer.from([1,2,3]),53,'127.0.0.1');s.send(two,53,'127.0.0.1');s.send(dotted,53,'127.0.0.1');
+      setTimeout(()=>{console.log('timeout '+out.join(' '));process.exit(1)},3000);`;
+    // FORMERR (1) for two questions, REFUSED (5) for a dot inside a label; the 3-byte packet gets nothing.
+    expect(w.runner.exec([process.execPath, '-e', script]).trim()).toBe('3333:1 4444:5');
+    expect(await w.asked('multi.evil.test')).toEqual([]);
+    expect((await w.asked('x.www.a.test')).length + (await w.asked('a.test')).length).toBe(0);
+    expect(dig(w.runner, 'www.a.test').answers).toEqual([WEB4]);
   });
 
   test('wildcards match subdomains only: not the apex, not a suffix trick, not a longer label', async () => {
@@ -172,7 +189,7 @@ suite('egress in block mode', () => {
     expect(connect(w.runner, SHORT4, 80).result).toBe('ECONNREFUSED');
   });
 
-  test('a container behind a bridge: its DNS to the old resolver is answered by the proxy, its traffic filtered', async () => {
+  test('a container behind a bridge made after the fence: its DNS to the old resolver is answered by the proxy, its traffic filtered', async () => {
     const c = w.container!;
     expect(dig(c, 'ctr.a.test', { server: DNS4 }).answers).toEqual([WEB4]);
     expect(dig(c, 'ctr.evil.test', { server: DNS4 }).status).toBe('NXDOMAIN');
