@@ -171,6 +171,16 @@ describe('github-token', () => {
     expect(confirm.map((c) => c.status)).toEqual([401]);
     const revoked = ledger(j).find((e) => e.type === 'token.revoked');
     expect(revoked?.data).toMatchObject({ installationId: 777, status: 'revoked', confirmStatus: 401 });
+    // And the test's own call with the token after the job: refused.
+    const after = await fetch(`${s.url}/installation/repositories`, {
+      headers: { Authorization: `token ${token}` },
+    });
+    expect(after.status).toBe(401);
+    expect(await after.json()).toEqual({
+      message: 'Bad credentials',
+      documentation_url: 'https://docs.github.com/rest',
+      status: '401',
+    });
 
     // The token's bytes appear nowhere but in its own output.
     const all = everythingPrinted(j, [main, post]);
