@@ -150,7 +150,13 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
     maxAttempts: 1,
     retryMode: 'standard',
     userAgentAppId: 'cordon',
-    requestHandler: { connectionTimeout: Math.min(timeoutMs, 5000), requestTimeout: timeoutMs },
+    // requestTimeout only logs a warning unless throwOnRequestTimeout is set (smithy node-http-handler).
+    requestHandler: {
+      connectionTimeout: Math.min(timeoutMs, 5000),
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: timeoutMs,
+    },
   });
   const command = new AssumeRoleWithWebIdentityCommand({
     RoleArn: req.roleArn,

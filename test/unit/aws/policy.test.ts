@@ -1,0 +1,149 @@
+import { describe, expect, test } from '@jest/globals';
+import { CordonError } from '../../../src/core/errors.js';
+import {
+  buildSessionPolicy,
+  parseAllowLines,
+  parseInlinePolicy,
+  validateManagedPolicyArns,
+} from '../../../src/aws/policy.js';
+
+function errorOf(fn: () => unknown): CordonError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CordonError) return e;
+    throw e;
+  }
+  throw new Error('expected a CordonError');
+}
+
+const lines = (text: string) =>
+  text.split('\n').flatMap((t, i) => (t.trim() ? [{ line: i + 1, text: t.trim() }] : []));
+
+describe('inline session policy', () => {
+  test('accepts a document, a single statement and a list of statements', () => {
+    const st = { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::b/*' };
+    expect(parseInlinePolicy(JSON.stringify({ Version: '2012-10-17', Statement: [st] }))).toEqual([st]);
+    expect(parseInlinePolicy(JSON.stringify({ Version: '2012-10-17', Statement: st }))).toEqual([st]);
+    expect(parseInlinePolicy(JSON.stringify(st))).toEqual([st]);
+    expect(parseInlinePolicy(JSON.stringify([st, { ...st, Effect: 'Deny' }]))).toHaveLength(2);
+  });
+
+  test('names the statement and the problem', () => {
+    const bad = (s: unknown) =>
+      errorOf(() =>
+        parseInlinePolicy(
+          JSON.stringify({ Statement: [{ Effect: 'Allow', Action: '*', Resource: '*' }, s] }),
+        ),
+      );
+    expect(bad({ Effect: 'allow', Action: '*', Resource: '*' }).message).toContain(
+      'statement 2 has Effect "allow"',
+    );
+    expect(bad({ Effect: 'Allow', Action: 's3 GetObject', Resource: '*' }).message).toContain(
+      'statement 2 has action "s3 GetObject"',
+    );
+    expect(bad({ Effect: 'Allow', Action: '*', Resource: 'bucket/*' }).message).toContain(
+      'statement 2 has resource "bucket/*"',
+    );
+    expect(bad({ Effect: 'Allow', Action: '*' }).message).toContain(
+      'needs exactly one of Resource or NotResource',
+    );
+    expect(bad({ Effect: 'Allow', Action: '*', Resource: '*', Principal: '*' }).message).toContain(
+      'take no Principal',
+    );
+    expect(bad({ Effect: 'Allow', Action: '*', NotAction: 'iam:*', Resource: '*' }).message).toContain(
+      'exactly one of Action or NotAction',
+    );
+  });
+
+  test('bad JSON and wrong Version fail with the input named', () => {
+    const e = errorOf(() => parseInlinePolicy('{"Statement": ['));
+    expect(e.input).toBe('inline-session-policy');
+    expect(e.message).toContain('is not valid JSON');
+    expect(errorOf(() => parseInlinePolicy('{"Version":"2008-10-17","Statement":[]}')).message).toContain(
+      'Version "2008-10-17"',
+    );
+    expect(errorOf(() => parseInlinePolicy('{"Statement":[]}')).message).toContain('has no statements');
+    expect(
+      errorOf(() => parseInlinePolicy('"x"', { input: 'aws-inline-session-policy', action: 'run' })).message,
+    ).toMatch(/^run: aws-inline-session-policy: is not a policy document/);
+  });
+});
+
+describe('allow shorthand', () => {
+  test('builds Allow statements, merging lines with the same resources', () => {
+    expect(
+      parseAllowLines(
+        lines(
+          's3:GetObject arn:aws:s3:::b/*\ns3:PutObject arn:aws:s3:::b/*\ns3:ListBucket arn:aws:s3:::b\nsts:GetCallerIdentity,ec2:Describe* *',
+        ),
+      ),
+    ).toEqual([
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: 'arn:aws:s3:::b/*' },
+      { Effect: 'Allow', Action: 's3:ListBucket', Resource: 'arn:aws:s3:::b' },
+      { Effect: 'Allow', Action: ['sts:GetCallerIdentity', 'ec2:Describe*'], Resource: '*' },
+    ]);
+  });
+
+  test('several resources on one line, any partition', () => {
+    expect(parseAllowLines(lines('s3:GetObject arn:aws-cn:s3:::b/* arn:aws-us-gov:s3:::c/*'))).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 's3:GetObject',
+        Resource: ['arn:aws-cn:s3:::b/*', 'arn:aws-us-gov:s3:::c/*'],
+      },
+    ]);
+  });
+
+  test('says which line is wrong and never widens a missing resource', () => {
+    const e = errorOf(() => parseAllowLines(lines('s3:GetObject arn:aws:s3:::b/*\n\ns3:PutObject')));
+    expect(e.message).toContain('allow: line 3 ("s3:PutObject") has no resource');
+    expect(e.message).toContain('never widens a missing resource to *');
+    expect(errorOf(() => parseAllowLines(lines('s3:GetObject s3://bucket/key'))).message).toContain(
+      'line 1 ("s3:GetObject s3://bucket/key") has resource "s3://bucket/key"',
+    );
+    expect(errorOf(() => parseAllowLines(lines('GetObject arn:aws:s3:::b'))).message).toContain(
+      'has action "GetObject"',
+    );
+  });
+});
+
+describe('managed policies and the merged policy', () => {
+  test('validates ARNs and the count of 10', () => {
+    expect(
+      validateManagedPolicyArns([
+        'arn:aws:iam::aws:policy/ReadOnlyAccess',
+        'arn:aws-cn:iam::123456789012:policy/team/x',
+      ]),
+    ).toHaveLength(2);
+    expect(errorOf(() => validateManagedPolicyArns(['arn:aws:iam::aws:role/x'])).message).toContain(
+      'entry 1 "arn:aws:iam::aws:role/x" is not a managed policy ARN',
+    );
+    const eleven = Array.from({ length: 11 }, (_, i) => `arn:aws:iam::aws:policy/P${i}`);
+    expect(errorOf(() => validateManagedPolicyArns(eleven)).message).toContain('lists 11 policies');
+    expect(validateManagedPolicyArns([...eleven.slice(0, 10), eleven[0]])).toHaveLength(10);
+  });
+
+  test('merges JSON and allow lines, JSON first, with a summary for the ledger', () => {
+    const p = buildSessionPolicy({
+      inline:
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","NotAction":"s3:*","NotResource":"arn:aws:s3:::b"}]}',
+      allow: lines('s3:GetObject arn:aws:s3:::b/*'),
+      managed: ['arn:aws:iam::aws:policy/ReadOnlyAccess'],
+    });
+    expect(JSON.parse(p.json ?? '').Statement).toHaveLength(2);
+    expect(p.statements).toEqual([
+      { effect: 'Deny', actions: ['not s3:*'], resources: ['not arn:aws:s3:::b'] },
+      { effect: 'Allow', actions: ['s3:GetObject'], resources: ['arn:aws:s3:::b/*'] },
+    ]);
+    expect(p.managedPolicyArns).toEqual(['arn:aws:iam::aws:policy/ReadOnlyAccess']);
+    expect(buildSessionPolicy({})).toEqual({ statements: [], managedPolicyArns: [] });
+  });
+
+  test('refuses a policy over the 2,048 characters STS accepts', () => {
+    const many = Array.from({ length: 60 }, (_, i) => `s3:GetObject arn:aws:s3:::bucket-number-${i}/*`).join(
+      '\n',
+    );
+    expect(errorOf(() => buildSessionPolicy({ allow: lines(many) })).message).toContain('at most 2048');
+  });
+});
