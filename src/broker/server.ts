@@ -123,7 +123,19 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   if (aws) recordAws((await aws.get()).issued);
   if (github) recordGithub((await github.get()).issued);
 
-  const send = (res: ServerResponse, status: number, body: string, type = 'application/json'): void => {
+  // The cached answer is rendered once per issuance: the hot path is a digest compare and a write.
+  const bodies = new WeakMap<object, Buffer>();
+  const rendered = <T>(i: Issued<T>, render: (v: T) => string): Buffer => {
+    let b = bodies.get(i);
+    if (!b) bodies.set(i, (b = Buffer.from(render(i.value), 'utf8')));
+    return b;
+  };
+  const send = (
+    res: ServerResponse,
+    status: number,
+    body: string | Buffer,
+    type = 'application/json',
+  ): void => {
     res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
     res.end(body);
   };
@@ -139,7 +151,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     recordIssued: (i: Issued<T>, requester?: BrokerRequester) => void,
   ): Promise<void> {
     const cached = source.fresh();
-    if (cached) return send(res, 200, render(cached.value));
+    if (cached) return send(res, 200, rendered(cached, render));
     // Looked up while the exchange runs; recorded after the answer, so it never delays it.
     const peer = findPeer(req.socket.remotePort ?? 0, port).catch(() => undefined);
     let got: { issued: Issued<T>; fresh: boolean };
@@ -149,7 +161,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       log(`refresh failed: ${describeError(e)}`);
       return fail(res, 503, 'the broker could not get new credentials; see the step log');
     }
-    send(res, 200, render(got.issued.value));
+    send(res, 200, rendered(got.issued, render));
     if (got.fresh) recordIssued(got.issued, await peer);
   }
 
@@ -219,6 +231,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       const latest = Math.max(aws?.latestExpiry ?? 0, revocations.failed ? (github?.latestExpiry ?? 0) : 0);
       const report: BrokerStopped = {
         reason,
+        port,
         requests,
         unauthorized,
         awsRefreshes: aws?.refreshes ?? 0,

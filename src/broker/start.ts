@@ -445,7 +445,7 @@ export async function stopBrokerByState(state: BrokerState): Promise<BrokerStopp
   const last = new Ledger(state.ledgerPath, { action: 'broker' })
     .events()
     .reverse()
-    .find((e) => e.type === 'broker.stopped');
+    .find((e) => e.type === 'broker.stopped' && e.data.port === Number(new URL(state.url).port));
   if (last) return last.data as unknown as BrokerStopped;
   throw new CordonError({
     what: 'broker: it stopped without a report',

@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../../src/aws/inputs.js';
 import { Inputs } from '../../src/core/inputs.js';
@@ -152,10 +152,14 @@ function allFiles(dir: string): string[] {
 function run(
   cmd: string,
   args: string[],
-  opts: { env: Record<string, string | undefined>; input?: string; timeoutMs?: number },
+  opts: { env: Record<string, string | undefined>; input?: string; timeoutMs?: number; cwd?: string },
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env as NodeJS.ProcessEnv,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -219,6 +223,60 @@ maybe('credential broker', () => {
     expect(report.unauthorized).toBe(0);
     expect(report.handedOutValidUntil).toBeDefined();
   }, 90000);
+
+  test('the AWS SDK for JavaScript (default chain) uses the broker with only the container variables', async () => {
+    const j = job();
+    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+    const script = [
+      "import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';",
+      'const out = [];',
+      'for (let i = 0; i < 2; i++) {',
+      '  const c = new STSClient({});',
+      '  const id = await c.send(new GetCallerIdentityCommand({}));',
+      '  out.push({ arn: id.Arn, key: (await c.config.credentials()).accessKeyId });',
+      '}',
+      'console.log(JSON.stringify(out));',
+    ].join('\n');
+    const r = await run(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: REPO_ROOT,
+      env: {
+        PATH: j.env.PATH,
+        HOME: j.home,
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN: b.env.AWS_CONTAINER_AUTHORIZATION_TOKEN,
+        AWS_REGION: b.env.AWS_REGION,
+        AWS_ENDPOINT_URL: moto.endpoint,
+      },
+    });
+    // The SDK prints a Node version warning on stderr; the exit code and output tell.
+    if (r.code !== 0) throw new Error(r.stderr);
+    const calls = JSON.parse(r.stdout) as { arn: string; key: string }[];
+    for (const c of calls)
+      expect(c.arn).toBe('arn:aws:sts::111122223333:assumed-role/cordon-agent/cordon-4242-1-agent');
+    expect(calls[0].key).not.toBe(calls[1].key);
+  }, 60000);
+
+  test('the gh wrapper runs the real gh with a current token; SIGTERM still revokes everything', async () => {
+    const j = job();
+    const b = await broker(j, { github: githubInputs(j) });
+    const fakeBin = join(j.root, 'fake-gh');
+    mkdirSync(fakeBin);
+    writeFileSync(join(fakeBin, 'gh'), '#!/bin/sh\necho "args=$* token=$GH_TOKEN"\n', { mode: 0o755 });
+    const env = commandEnv(j, b);
+    env.PATH = `${b.binDir}:${fakeBin}:${j.env.PATH}`;
+    const r = await run('gh', ['pr', 'list'], { env });
+    const m = /^args=pr list token=(ghs_\S+)$/.exec(r.stdout.trim());
+    expect(m).not.toBeNull();
+    const repos = (t: string): Promise<Response> =>
+      fetch(`${github.url}/installation/repositories`, { headers: { authorization: `token ${t}` } });
+    expect((await repos(m![1])).status).toBe(200);
+    // Killed by a signal (the agent can send one), it still stops the same way.
+    process.kill(b.pid, 'SIGTERM');
+    await waitEvents(j, 'broker.stopped', 1);
+    const report = await b.stop();
+    expect(report).toMatchObject({ reason: 'signal', port: b.port, revocations: { revoked: 1, failed: 0 } });
+    expect((await repos(m![1])).status).toBe(401);
+  }, 60000);
 
   test('cached credentials come back unchanged and add no ledger event', async () => {
     const j = job();
