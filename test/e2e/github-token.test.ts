@@ -327,6 +327,11 @@ describe('github-token', () => {
     ).toBe(true);
     expect(behind.count('GET', '/app')).toBe(2);
 
+    const ahead = await server({ clockOffsetS: 1200 });
+    const ok2 = await j.run('github-token', 'main', { inputs: inputs(ahead) });
+    expect(errorOf(ok2)).toBe('');
+    expect(ahead.calls.slice(0, 2).map((c) => c.status)).toEqual([401, 200]);
+
     const noDate = await server({ clockOffsetS: -1200, sendDate: false });
     const bad = await j.run('github-token', 'main', { inputs: inputs(noDate) });
     expect(bad.code).toBe(1);
