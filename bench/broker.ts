@@ -63,7 +63,7 @@ function getOnce(url: string, token: string, agent: Agent | false): Promise<numb
 
 async function series(url: string, token: string, n: number, agent: Agent | false): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < 200; i++) await getOnce(url, token, agent); // warm-up
+  for (let i = 0; i < 50; i++) await getOnce(url, token, agent); // warm-up
   for (let i = 0; i < n; i++) out.push(await getOnce(url, token, agent));
   return out;
 }
@@ -81,12 +81,41 @@ for (let i = 0; i < 5; i++) {
   await b.stop();
 }
 
-// Cached fetches.
+/** A bare Node HTTP server answering a constant, in its own process: the floor under the same load. */
+function startFloor(): Promise<{ url: string; kill: () => void }> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        "const s=require('http').createServer((q,r)=>r.end('{}'));s.listen(0,'127.0.0.1',()=>console.log(s.address().port))",
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    child.stdout.once('data', (d: Buffer) =>
+      resolve({ url: `http://127.0.0.1:${d.toString().trim()}/`, kill: () => child.kill('SIGKILL') }),
+    );
+  });
+}
+
+// Cached fetches, in blocks interleaved with the floor so both see the same machine load.
 const cached = await startBroker({ action: 'run', env, aws }, { brokerScript });
+const floor = await startFloor();
 const url = cached.env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
 const token = cached.env.AWS_CONTAINER_AUTHORIZATION_TOKEN;
-const keepAlive = await series(url, token, cachedN, new Agent({ keepAlive: true, maxSockets: 1 }));
-const fresh = await series(url, token, Math.min(cachedN, 2000), false);
+const keepAlive: number[] = [];
+const floorKeepAlive: number[] = [];
+const fresh: number[] = [];
+const floorFresh: number[] = [];
+const agentB = new Agent({ keepAlive: true, maxSockets: 1 });
+const agentF = new Agent({ keepAlive: true, maxSockets: 1 });
+for (let block = 0; block < 10; block++) {
+  keepAlive.push(...(await series(url, token, cachedN / 10, agentB)));
+  floorKeepAlive.push(...(await series(floor.url, token, cachedN / 10, agentF)));
+  fresh.push(...(await series(url, token, cachedN / 50, false)));
+  floorFresh.push(...(await series(floor.url, token, cachedN / 50, false)));
+}
+floor.kill();
 await cached.stop();
 
 // Forced refresh on every fetch: refresh-before above the 900 s lifetime.
@@ -135,7 +164,11 @@ for (let i = 0; i < 10; i++) awsMs.push(await awsRun());
 
 rows.push('| measurement | n | p50 ms | p99 ms | max ms |', '| --- | --- | --- | --- | --- |');
 rows.push(`| cached fetch, keep-alive connection | ${keepAlive.length} | ${fmt(keepAlive)} |`);
+rows.push(`| floor: bare Node HTTP server, keep-alive | ${floorKeepAlive.length} | ${fmt(floorKeepAlive)} |`);
 rows.push(`| cached fetch, new connection each (botocore's way) | ${fresh.length} | ${fmt(fresh)} |`);
+rows.push(
+  `| floor: bare Node HTTP server, new connection each | ${floorFresh.length} | ${fmt(floorFresh)} |`,
+);
 rows.push(
   `| refresh as the command sees it (ID token + STS via moto) | ${refresh.length} | ${fmt(refresh)} |`,
 );
@@ -144,6 +177,12 @@ rows.push(
 );
 rows.push(`| broker start (spawn to READY, first exchange included) | ${startMs.length} | ${fmt(startMs)} |`);
 console.log(rows.join('\n'));
+console.log(
+  `load average at the end: ${(await import('node:os'))
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+);
 console.log(`forced broker: ${forcedReport.awsRefreshes} refreshes recorded`);
 
 await moto.stop();
