@@ -4,7 +4,17 @@
  * Cordon's scrubber, ledger and error paths can refuse or redact them.
  */
 import { CordonError } from './errors.js';
-import { Matcher, REDACTED, redact } from './match.js';
+import {
+  LINE_START,
+  Matcher,
+  REDACTED,
+  lineStateAt,
+  mergeRanges,
+  redact,
+  scanWrapped,
+  type LineState,
+  type Range,
+} from './match.js';
 
 export const MIN_SECRET_LENGTH = 4;
 /** Derived fragments (base64 cores, single lines) shorter than this mask too much innocent text. */
@@ -194,18 +204,20 @@ export class SecretRegistry {
   findAll(buf: Buffer): SecretHit[] {
     if (this.forms.length === 0) return [];
     const names = this.formNames;
+    const raw: [number, number, number][] = [];
+    const collect = (start: number, end: number, i: number): void => {
+      raw.push([start, end, i]);
+    };
+    const matcher = this.matcher();
+    matcher.scan(buf, collect);
+    scanWrapped(matcher, buf, LINE_START, collect);
+    // At one position the longest form wins, then the first registered.
+    raw.sort((a, b) => a[0] - b[0] || b[1] - a[1] || a[2] - b[2]);
     const hits: SecretHit[] = [];
-    let lastNeedle = -1;
-    this.matcher().scan(buf, (start, end, i) => {
-      const last = hits[hits.length - 1];
-      // At one position the longest form wins, then the first registered.
-      if (last && last.start === start) {
-        if (end < last.end || (end === last.end && i > lastNeedle)) return;
-        hits.pop();
-      }
+    for (const [start, end, i] of raw) {
+      if (hits.length && hits[hits.length - 1].start === start) continue;
       hits.push({ start, end, name: names[i] });
-      lastNeedle = i;
-    });
+    }
     return hits;
   }
 
@@ -218,14 +230,21 @@ export class SecretRegistry {
   scrub(text: string): string {
     if (this.forms.length === 0) return text;
     const buf = Buffer.from(text, 'utf8');
-    const ranges = this.matcher().find(buf);
+    const ranges = findRanges(this.matcher(), buf, LINE_START);
     return ranges.length ? redact(buf, ranges).toString('utf8') : text;
   }
 
   scrubBuffer(buf: Buffer): Buffer {
     if (this.forms.length === 0) return buf;
-    return redact(buf, this.matcher().find(buf));
+    return redact(buf, findRanges(this.matcher(), buf, LINE_START));
   }
+}
+
+/** Every form in `buf`, also across the newlines of wrapped base64, as merged ranges. */
+function findRanges(matcher: Matcher, buf: Buffer, start: LineState): Range[] {
+  const wrapped: Range[] = [];
+  scanWrapped(matcher, buf, start, (s, e) => wrapped.push({ start: s, end: e }));
+  return mergeRanges(matcher.find(buf), wrapped);
 }
 
 /**
@@ -236,6 +255,8 @@ export class StreamScrubber {
   private carry: Buffer = Buffer.alloc(0);
   /** Leading bytes of `carry` already sent out as part of a `***`. */
   private covered = 0;
+  /** The line `carry` starts in, for wrapped base64. */
+  private line: LineState = LINE_START;
   /** Bytes replaced so far (the matched lengths, not the `***`). */
   scrubbed = 0;
 
@@ -243,13 +264,16 @@ export class StreamScrubber {
 
   push(chunk: Buffer): Buffer {
     const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
-    return this.emit(buf, Math.max(0, this.matcher.maxLength - 1));
+    // A wrapped form spans up to one CRLF per 64 characters more than its length.
+    const max = this.matcher.maxLength;
+    return this.emit(buf, Math.max(0, max - 1 + 2 * Math.ceil(max / 64)));
   }
 
   flush(): Buffer {
     const out = this.emit(this.carry, 0);
     this.carry = Buffer.alloc(0);
     this.covered = 0;
+    this.line = LINE_START;
     return out;
   }
 
@@ -261,7 +285,7 @@ export class StreamScrubber {
   private emit(buf: Buffer, hold: number): Buffer {
     const safe = Math.max(0, buf.length - hold);
     let end = Math.max(safe, this.covered);
-    const ranges = this.matcher.find(buf);
+    const ranges = findRanges(this.matcher, buf, this.line);
     const parts: Buffer[] = [];
     let at = this.covered;
     for (const r of ranges) {
@@ -279,6 +303,7 @@ export class StreamScrubber {
       at = r.end;
     }
     if (at < end) parts.push(buf.subarray(at, end));
+    this.line = lineStateAt(buf, safe, this.line);
     this.carry = hold === 0 ? Buffer.alloc(0) : Buffer.from(buf.subarray(safe));
     this.covered = end - safe;
     return parts.length === 1 ? parts[0] : Buffer.concat(parts);

@@ -171,3 +171,100 @@ export function redact(buf: Buffer, ranges: Range[], from = 0, to = buf.length):
   if (at < to) parts.push(buf.subarray(at, to));
   return Buffer.concat(parts);
 }
+
+/**
+ * Base64 wrapped at a fixed width (`base64` wraps at 76 columns, `openssl base64` and PEM
+ * at 64) cuts an encoded value with newlines wherever the line ends. A newline that ends a
+ * line of exactly one of these widths made only of base64 characters is "soft": matching
+ * also runs over the text with the soft newlines taken out.
+ */
+export const WRAP_WIDTHS = [64, 76];
+
+/** The line a buffer starts in: its length so far and whether it is all base64 characters. */
+export interface LineState {
+  col: number;
+  base64: boolean;
+}
+
+export const LINE_START: LineState = { col: 0, base64: true };
+
+function isBase64Byte(c: number): boolean {
+  return (
+    (c >= 65 && c <= 90) ||
+    (c >= 97 && c <= 122) ||
+    (c >= 48 && c <= 57) ||
+    c === 43 ||
+    c === 47 ||
+    c === 61 ||
+    c === 45 ||
+    c === 95
+  );
+}
+
+function allBase64(buf: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (!isBase64Byte(buf[i])) return false;
+  return true;
+}
+
+/** The line state at `pos` of `buf`, given the state at its start. */
+export function lineStateAt(buf: Uint8Array, pos: number, start: LineState): LineState {
+  if (pos === 0) return start;
+  const nl = Buffer.from(buf.buffer, buf.byteOffset, buf.length).lastIndexOf(10, pos - 1);
+  if (nl === -1) return { col: start.col + pos, base64: start.base64 && allBase64(buf, 0, pos) };
+  return { col: pos - nl - 1, base64: allBase64(buf, nl + 1, pos) };
+}
+
+/**
+ * Calls `hit` (in `buf`'s own positions) for needles found only once soft newlines are
+ * taken out; nothing when `buf` holds no soft newline, which is the common case.
+ */
+export function scanWrapped(
+  matcher: Matcher,
+  buf: Uint8Array,
+  start: LineState,
+  hit: (start: number, end: number, needle: number) => void,
+): void {
+  if (matcher.size === 0) return;
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  const drop: number[] = [];
+  let lineStart = 0;
+  let col0 = start.col;
+  let ok0 = start.base64;
+  for (let p = b.indexOf(10); p !== -1; p = b.indexOf(10, p + 1)) {
+    const cr = p > lineStart && b[p - 1] === 13;
+    const end = cr ? p - 1 : p;
+    const len = col0 + end - lineStart;
+    if (ok0 && WRAP_WIDTHS.includes(len) && allBase64(b, lineStart, end)) {
+      if (cr) drop.push(p - 1);
+      drop.push(p);
+    }
+    lineStart = p + 1;
+    col0 = 0;
+    ok0 = true;
+  }
+  if (drop.length === 0) return;
+  const compact = Buffer.allocUnsafe(b.length - drop.length);
+  const origin = new Int32Array(compact.length);
+  let at = 0;
+  let from = 0;
+  for (const d of [...drop, b.length]) {
+    b.copy(compact, at, from, d);
+    for (let i = from; i < d; i++) origin[at++] = i;
+    from = d + 1;
+  }
+  matcher.scan(compact, (s, e, i) => {
+    const os = origin[s];
+    const oe = origin[e - 1] + 1;
+    // Matches that span no soft newline are found by the plain scan already.
+    if (oe - os !== e - s) hit(os, oe, i);
+  });
+}
+
+/** Merges two sorted range lists into one of non-overlapping ranges. */
+export function mergeRanges(a: Range[], b: Range[]): Range[] {
+  if (b.length === 0) return a;
+  const all = [...a, ...b].sort((x, y) => x.start - y.start);
+  const out: Range[] = [];
+  for (const r of all) addRange(out, r.start, r.end);
+  return out;
+}

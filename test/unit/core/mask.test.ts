@@ -78,6 +78,35 @@ describe('secret forms are scrubbed', () => {
   });
 });
 
+describe('wrapped base64', () => {
+  const { reg } = registry(S);
+  const core = Buffer.from(S).toString('base64').slice(0, 32);
+  it.each([76, 64])('finds the value in base64 wrapped at %i columns wherever the line breaks', (width) => {
+    for (let pad = 0; pad < 80; pad += 3) {
+      const blob = bash(`printf '%s' "$T" | base64 -w ${width}`, {
+        T: `${'x'.repeat(pad)}${S}${' and more text after it'.repeat(4)}`,
+      });
+      expect(blob.split('\n')[0].length).toBe(width);
+      for (const out of [
+        reg.scrub(blob),
+        scrubStream(reg, [blob.slice(0, 50), blob.slice(50, 90), blob.slice(90)]),
+      ]) {
+        expect(out).toContain('***');
+        expect(out.replace(/\n/g, '')).not.toContain(core.slice(8, 24));
+      }
+      const crlf = blob.replace(/\n/g, '\r\n');
+      expect(reg.scrub(crlf).replace(/\r\n/g, '')).not.toContain(core.slice(8, 24));
+    }
+  });
+
+  it('leaves other text with newlines alone, and names the secret in a wrapped file', () => {
+    const plain = `${'a'.repeat(76)}\n${'b'.repeat(76)}\nshort line\n`;
+    expect(reg.scrub(plain)).toBe(plain);
+    const blob = bash(`printf '%s' "$T" | base64 -w 76`, { T: `${'y'.repeat(40)}${S}` });
+    expect(reg.findAll(Buffer.from(blob)).map((h) => h.name)).toContain('SECRET_0');
+  });
+});
+
 describe('stream scrubbing', () => {
   it('scrubs a value split across two writes at every split point', () => {
     const { reg } = registry(S);
