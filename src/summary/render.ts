@@ -46,6 +46,10 @@ const KNOWN: Known[] = [
   'run.started',
   'run.finished',
   'commits.observed',
+  'broker.started',
+  'credentials.refreshed',
+  'token.refreshed',
+  'broker.stopped',
 ];
 
 function of<K extends Known>(events: LedgerEvent[], type: K): EventTypes[K][] {
@@ -104,6 +108,15 @@ export function buildBlocks(input: SummaryInput): Block[] {
   for (const t of tokens)
     who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
   for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
+  // Identities the credential broker issued that no step recorded as issued.
+  for (const arn of new Set(of(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
+    if (!creds.some((c) => c.assumedRoleArn === arn))
+      who.push(['AWS role session (broker)', arn, 'refreshed by the credential broker']);
+  for (const inst of new Set(of(events, 'token.refreshed').map((t) => `${t.app} ${t.installationId}`)))
+    if (!tokens.some((t) => `${t.app} ${t.installationId}` === inst)) {
+      const [app, id] = inst.split(' ');
+      who.push(['GitHub App (broker)', `${app}[bot]`, `app ${app}, installation ${id}`]);
+    }
   if (who.length === 0) who.push(['(none issued)', 'the agent ran with no identity of its own', '']);
   blocks.push({ kind: 'table', headers: ['Identity', 'Name', 'Detail'], rows: who });
   if (run) {
@@ -196,6 +209,41 @@ export function buildBlocks(input: SummaryInput): Block[] {
   }
   for (const t of of(events, 'token.revoked'))
     blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
+  const brokerRows = [
+    ...of(events, 'credentials.refreshed').map((c) => [
+      'AWS',
+      c.assumedRoleArn,
+      String(c.issuance),
+      c.expiration,
+      c.requester,
+    ]),
+    ...of(events, 'token.refreshed').map((t) => [
+      'GitHub',
+      t.repositories.join(', '),
+      String(t.issuance),
+      t.expiresAt,
+      t.requester,
+    ]),
+  ].map(([kind, scope, n, expires, who]) => {
+    const r = who as { pid: number; comm?: string } | undefined;
+    return [str(kind), str(scope), str(n), until(str(expires)), r ? `${r.comm ?? '?'} (pid ${r.pid})` : ''];
+  });
+  if (brokerRows.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Broker issued', 'Scope', 'Issuance', 'Expires', 'Asked by'],
+      rows: brokerRows,
+    });
+  for (const b of of(events, 'broker.stopped'))
+    blocks.push({
+      kind: 'para',
+      text:
+        `Credential broker stopped (${b.reason}): ${b.requests} request(s), ${b.unauthorized} refused (401), ` +
+        `${b.awsRefreshes} AWS issuance(s), ${b.tokenRefreshes} GitHub token(s); revoked ${b.revocations.revoked}, ` +
+        `failed ${b.revocations.failed}` +
+        (b.handedOutValidUntil ? `; credentials handed out stay valid until ${b.handedOutValidUntil}.` : '.'),
+      strong: b.unauthorized > 0 || b.revocations.failed > 0,
+    });
   if (!runsStarted.length && !allowedNames.length)
     blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
 
