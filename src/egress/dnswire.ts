@@ -26,16 +26,15 @@ export type QueryCheck = { ok: true; q: Question } | { ok: false; rcode: number;
 
 /** Reads a name at `off`; returns it lower-cased and the offset after it in the original stream. */
 export function readName(buf: Buffer, off: number): { name: string; end: number } | undefined {
-  const labels: string[] = [];
   let at = off;
   let end = -1;
-  let total = 0;
+  let w = 0;
   for (let jumps = 0; jumps < 32;) {
     if (at >= buf.length) return undefined;
     const len = buf[at];
     if (len === 0) {
       if (end < 0) end = at + 1;
-      return { name: labels.join('.'), end };
+      return { name: nameScratch.toString('latin1', 0, w), end };
     }
     if ((len & 0xc0) === 0xc0) {
       if (at + 1 >= buf.length) return undefined;
@@ -44,16 +43,18 @@ export function readName(buf: Buffer, off: number): { name: string; end: number 
       jumps++;
       continue;
     }
-    if (len & 0xc0) return undefined;
-    if (at + 1 + len > buf.length) return undefined;
-    total += len + 1;
-    if (total > 255) return undefined;
-    labels.push(buf.toString('latin1', at + 1, at + 1 + len).toLowerCase());
+    if (len & 0xc0 || at + 1 + len > buf.length || w + len + 1 > 255) return undefined;
+    if (w > 0) nameScratch[w++] = 0x2e;
+    for (let i = at + 1, stop = at + 1 + len; i < stop; i++) {
+      const c = buf[i];
+      nameScratch[w++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+    }
     at += 1 + len;
   }
   return undefined;
 }
 
+const nameScratch = Buffer.allocUnsafe(256);
 const scratch = Buffer.allocUnsafe(256);
 
 /**
@@ -179,33 +180,36 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
   const qtype = buf.readUInt16BE(q.end);
   let at = q.end + 4;
   const records: { owner: string; type: number; ttl: number; rdata: number; rdlen: number }[] = [];
+  let cnames = 0;
   for (let i = 0; i < an; i++) {
-    const owner = readName(buf, at);
+    // Owners are nearly always a pointer to the question name: no need to decode it.
+    const owner = buf[at] === 0xc0 && buf[at + 1] === 12 ? { name: q.name, end: at + 2 } : readName(buf, at);
     if (!owner || owner.end + 10 > buf.length) return undefined;
     const type = buf.readUInt16BE(owner.end);
     const ttl = buf.readUInt32BE(owner.end + 4);
     const rdlen = buf.readUInt16BE(owner.end + 8);
     const rdata = owner.end + 10;
     if (rdata + rdlen > buf.length) return undefined;
+    if (type === TYPE_CNAME) cnames++;
     records.push({ owner: owner.name, type, ttl: ttl > 0x7fffffff ? 0 : ttl, rdata, rdlen });
     at = rdata + rdlen;
   }
-  const chain = new Set([q.name]);
-  for (let round = 0; round < 16; round++) {
+  const chain = [q.name];
+  for (let round = 0; cnames > 0 && round < 16; round++) {
     let grew = false;
     for (const r of records) {
-      if (r.type !== TYPE_CNAME || !chain.has(r.owner)) continue;
+      if (r.type !== TYPE_CNAME || !chain.includes(r.owner)) continue;
       const target = readName(buf, r.rdata);
-      if (target && !chain.has(target.name)) {
-        chain.add(target.name);
+      if (target && !chain.includes(target.name)) {
+        chain.push(target.name);
         grew = true;
       }
     }
     if (!grew) break;
   }
-  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: [...chain].slice(1) };
+  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: chain.slice(1) };
   for (const r of records) {
-    if (!chain.has(r.owner)) continue;
+    if (r.owner !== q.name && !chain.includes(r.owner)) continue;
     if (r.type === TYPE_A && r.rdlen === 4) {
       out.v4.push({
         address: `${buf[r.rdata]}.${buf[r.rdata + 1]}.${buf[r.rdata + 2]}.${buf[r.rdata + 3]}`,
