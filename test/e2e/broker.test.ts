@@ -93,8 +93,12 @@ function githubInputs(j: Job): GithubTokenInputs {
   });
 }
 
-async function broker(j: Job, cfg: Partial<StartBrokerConfig>): Promise<StartedBroker> {
-  const b = await startBroker({ action: 'run', env: j.env, ...cfg }, { brokerScript: BROKER });
+async function broker(
+  j: Job,
+  cfg: Partial<StartBrokerConfig>,
+  deps: { onSecret?: (v: string) => void } = {},
+): Promise<StartedBroker> {
+  const b = await startBroker({ action: 'run', env: j.env, ...cfg }, { brokerScript: BROKER, ...deps });
   brokers.push(b);
   return b;
 }
@@ -343,7 +347,12 @@ maybe('credential broker', () => {
   test('git credential fill through the helper returns a token the API accepts, a fresh one after a forced refresh, and every token is dead after stop', async () => {
     const j = job();
     // Above the hour an installation token lives: every request mints a new one.
-    const b = await broker(j, { github: githubInputs(j), refreshBeforeSeconds: 4000 });
+    const masked: string[] = [];
+    const b = await broker(
+      j,
+      { github: githubInputs(j), refreshBeforeSeconds: 4000 },
+      { onSecret: (v) => masked.push(v) },
+    );
     expect(b.gitConfigPath).toBeDefined();
     const env = commandEnv(j, b);
     const fill = async (): Promise<{ username: string; password: string }> => {
@@ -372,6 +381,9 @@ maybe('credential broker', () => {
     const gh = (await run(join(b.binDir, 'cordon-gh-token'), [], { env })).stdout.trim();
     expect(gh).toMatch(/^ghs_/);
 
+    // Every token minted after start reached the parent to be masked.
+    for (let i = 0; i < 100 && !masked.includes(gh); i++) await new Promise((r) => setTimeout(r, 20));
+    for (const t of [one.password, two.password, gh]) expect(masked).toContain(t);
     const minted = await waitEvents(j, 'token.refreshed', 4);
     expect(minted.map((e) => e.data.issuance)).toEqual([1, 2, 3, 4]);
     expect(minted[1].data).toMatchObject({
@@ -438,4 +450,67 @@ maybe('credential broker', () => {
       child.kill('SIGKILL');
     }
   }, 90000);
+
+  test('a wrong app fails the start with the reason and never the key', async () => {
+    const j = job();
+    const inputs = { ...githubInputs(j), issuer: '999' };
+    const err = await startBroker(
+      { action: 'run', env: j.env, github: inputs },
+      { brokerScript: BROKER },
+    ).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(
+      /credential broker did not start .*does not accept the app JWT for app-id 999/,
+    );
+    expect(err?.message).not.toContain(key.pkcs1.split('\n')[5]);
+    const log = readFileSync(
+      allFiles(j.root).find((f) => f.endsWith('broker.log'))!,
+      'utf8',
+    );
+    expect(log).not.toContain(key.pkcs1.split('\n')[5]);
+  }, 60000);
+
+  test('the broker stops on its own when its parent exits and when its lifetime is up', async () => {
+    const j = job();
+    const parent = spawn('sleep', ['1'], { stdio: 'ignore' });
+    const base = {
+      v: 1,
+      bind: '127.0.0.1',
+      bearer: 'e'.repeat(64),
+      controlToken: 'f'.repeat(64),
+      ledgerPath: ledgerPath(j.env),
+      action: 'run',
+      refreshBeforeSeconds: 300,
+      github: { ...githubInputs(j) },
+    };
+    const start = (over: Record<string, unknown>): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [BROKER], {
+          stdio: ['pipe', 'pipe', 'ignore'],
+          env: { PATH: j.env.PATH },
+        });
+        child.stdout.once('data', (d: Buffer) =>
+          /^READY /.test(d.toString()) ? resolve(child.pid!) : reject(new Error(d.toString())),
+        );
+        child.stdin.end(JSON.stringify({ ...base, ...over }));
+      });
+    const [orphan, shortLived] = await Promise.all([
+      start({ maxLifetimeSeconds: 600, parentPid: parent.pid }),
+      start({ maxLifetimeSeconds: 2 }),
+    ]);
+    const stopped = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const e = events(j, 'broker.stopped');
+        if (e.length >= 2) return e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return events(j, 'broker.stopped');
+    })();
+    expect(stopped.map((e) => e.data.reason).sort()).toEqual(['lifetime', 'parent-exited']);
+    for (const e of stopped) expect(e.data.revocations).toEqual({ revoked: 1, failed: 0, skipped: 0 });
+    await new Promise((r) => setTimeout(r, 500));
+    for (const pid of [orphan, shortLived]) expect(() => process.kill(pid, 0)).toThrow();
+  }, 60000);
 });
