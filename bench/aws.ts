@@ -39,18 +39,28 @@ const env: Record<string, string> = {
   'INPUT_MASK-AWS-ACCOUNT-ID': 'false',
 };
 
-const cases: Record<string, string[]> = {
-  'node -e 0': [process.execPath, '-e', '0'],
-  'plain script (unbundled client-sts)': [process.execPath, join(REPO_ROOT, 'bench/aws-plain.mjs')],
-  'cordon dist/aws/main.js (export: env)': [process.execPath, join(REPO_ROOT, 'dist/aws/main.js')],
+const cases: Record<string, { argv: string[]; env?: Record<string, string> }> = {
+  'node -e 0': { argv: [process.execPath, '-e', '0'] },
+  'plain script (unbundled client-sts)': { argv: [process.execPath, join(REPO_ROOT, 'bench/aws-plain.mjs')] },
+  'cordon dist/aws/main.js (export: env)': { argv: [process.execPath, join(REPO_ROOT, 'dist/aws/main.js')] },
+  'cordon dist/aws/main.js (export: profile)': {
+    argv: [process.execPath, join(REPO_ROOT, 'dist/aws/main.js')],
+    env: { INPUT_EXPORT: 'profile' },
+  },
 };
 
 /** Async spawn: the OIDC issuer answers from this process, so it must not block. */
-function once(argv: string[]): Promise<{ ms: number; rssKiB: number }> {
+function once({
+  argv,
+  env: extra,
+}: {
+  argv: string[];
+  env?: Record<string, string>;
+}): Promise<{ ms: number; rssKiB: number }> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn('/usr/bin/time', ['-v', ...argv], {
-      env,
+      env: { ...env, ...extra },
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -73,12 +83,12 @@ const median = (xs: number[]): number => {
 };
 
 try {
-  for (const argv of Object.values(cases)) await once(argv); // warm the page cache
+  for (const c of Object.values(cases)) await once(c); // warm the page cache
   const samples: Record<string, { ms: number[]; rss: number[] }> = {};
   for (const name of Object.keys(cases)) samples[name] = { ms: [], rss: [] };
   for (let i = 0; i < runs; i++) {
-    for (const [name, argv] of Object.entries(cases)) {
-      const r = await once(argv);
+    for (const [name, c] of Object.entries(cases)) {
+      const r = await once(c);
       samples[name].ms.push(r.ms);
       samples[name].rss.push(r.rssKiB);
     }
