@@ -85,6 +85,8 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   let requests = 0;
   let unauthorized = 0;
   let stopping: Promise<BrokerStopped> | undefined;
+  /** Issuance events still waiting for their requester: written before broker.stopped. */
+  const recording = new Set<Promise<void>>();
   let resolveStopped: (r: BrokerStopped) => void = () => undefined;
   const stopped = new Promise<BrokerStopped>((r) => (resolveStopped = r));
 
@@ -162,7 +164,10 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       return fail(res, 503, 'the broker could not get new credentials; see the step log');
     }
     send(res, 200, rendered(got.issued, render));
-    if (got.fresh) recordIssued(got.issued, await peer);
+    if (!got.fresh) return;
+    const recorded = peer.then((p) => recordIssued(got.issued, p));
+    recording.add(recorded);
+    await recorded.finally(() => recording.delete(recorded));
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -223,6 +228,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   function stop(reason: BrokerStopped['reason']): Promise<BrokerStopped> {
     stopping ??= (async () => {
       log(`stopping (${reason})`);
+      await Promise.allSettled([...recording]);
       const revocations = github
         ? await revokeAll(cfg.github!.apiUrl, github.issued, { fetch: deps.fetch })
         : { revoked: 0, failed: 0, skipped: 0, results: [] };

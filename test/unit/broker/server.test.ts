@@ -92,6 +92,29 @@ describe('serveBroker', () => {
     }
   });
 
+  test('an issuance still looking up its requester is recorded before broker.stopped', async () => {
+    const cfg = config({ refreshBeforeSeconds: 4000 });
+    const slowPeer = (): Promise<{ pid: number; comm: string }> =>
+      new Promise((r) => setTimeout(() => r({ pid: 1, comm: 'slow' }), 300));
+    const b = await serveBroker(cfg, { findPeer: slowPeer });
+    const res = await fetch(`http://127.0.0.1:${b.port}/github/token`, {
+      headers: { authorization: cfg.bearer },
+    });
+    expect(res.status).toBe(200);
+    await b.stop('stop');
+    const types = readFileSync(cfg.ledgerPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; data: { requester?: { comm: string } } });
+    expect(types.map((t) => t.type)).toEqual([
+      'token.refreshed',
+      'broker.started',
+      'token.refreshed',
+      'broker.stopped',
+    ]);
+    expect(types[2].data.requester?.comm).toBe('slow');
+  });
+
   test('refuses a non-loopback bind before doing anything', async () => {
     const cfg = config({ bind: '0.0.0.0' });
     const before = api.calls.length;
