@@ -122,6 +122,8 @@ export interface RunFinished {
   timedOut?: boolean;
   leaks: { secret: string; path: string; line: number }[];
   processesKilled?: number;
+  /** False when the ledger lines before `run.started` changed while the command ran. */
+  ledgerIntact?: boolean;
 }
 
 export interface CommitObserved {

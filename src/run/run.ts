@@ -9,7 +9,7 @@ import { Transform, type TransformCallback, type Readable, type Writable } from 
 import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
 import { CordonError } from '../core/errors.js';
 import type { CredentialsIssued, RunFinished, RunStarted } from '../core/events.js';
-import { Ledger } from '../core/ledger.js';
+import { checkChain, Ledger } from '../core/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../core/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../core/oidc.js';
 import type { Env, Runner } from '../core/runner.js';
@@ -178,7 +178,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     envRemoved: removed,
     credentials: credentialsGiven.length ? credentialsGiven : undefined,
   };
-  ledger.append('run.started', started as unknown as Record<string, unknown>);
+  // The command runs as the same user and can write the ledger: the line written here is
+  // checked, with the chain up to it, once the command's processes are gone.
+  const { hash: startedHash } = ledger.append('run.started', started as unknown as Record<string, unknown>);
   runner.info(
     `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
   );
@@ -235,6 +237,11 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
     for (const s of scan.skipped) runner.warning(`run: leak scan skipped ${s} (too large)`);
   }
+  // Breaks from before this step are not this command's doing; from our line on they are.
+  const lines = ledger.read();
+  const ours = lines.find((l) => l.hash === startedHash);
+  const broken = ours ? checkChain(lines).broken.filter((n) => n >= ours.line) : [];
+  const ledgerIntact = ours !== undefined && broken.length === 0;
   const finished: RunFinished = {
     exitCode: exit.code,
     signal: exit.signal ?? undefined,
@@ -243,6 +250,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     timedOut: timedOut || undefined,
     leaks,
     processesKilled,
+    ledgerIntact,
   };
   ledger.append('run.finished', finished as unknown as Record<string, unknown>);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
@@ -261,6 +269,15 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     });
   }
 
+  if (!ledgerIntact) {
+    throw new CordonError({
+      what: 'run: the run ledger was altered while the command ran',
+      why: ours
+        ? `lines ${broken.join(', ')} no longer chain to the line before them`
+        : 'the run.started line written before the command is gone or changed',
+      fix: 'treat this run as compromised: review what the command did',
+    });
+  }
   if (timedOut) {
     throw new CordonError({
       what: `run: the command timed out after ${inputs.timeoutMs / 60000} minute(s) and its process group was killed`,

@@ -477,4 +477,26 @@ maybe('run action, as a whole program', () => {
       /^aws:arn:aws:sts::123456789012:assumed-role\/cordon-agent\//,
     );
   });
+
+  test('fails when the command alters the ledger, and records that', async () => {
+    const job = newJob();
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: 'sed -i \'s/"commandSha256":"[0-9a-f]*"/"commandSha256":"0"/\' "$RUNNER_TEMP/cordon/ledger.jsonl"',
+      },
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.commands.find((c) => c.command === 'error')?.message).toContain(
+      'the run ledger was altered while the command ran',
+    );
+    const finished = events(job).find((e) => e.type === 'run.finished')?.data as Record<string, unknown>;
+    expect(finished.ledgerIntact).toBe(false);
+
+    const clean = newJob();
+    const ok = await clean.run('run', 'main', { inputs: { run: 'true' } });
+    expect(ok.code).toBe(0);
+    expect(
+      (events(clean).find((e) => e.type === 'run.finished')?.data as Record<string, unknown>).ledgerIntact,
+    ).toBe(true);
+  });
 });

@@ -46,6 +46,21 @@ beforeAll(async () => {
   for (let i = 0; i < 20; i++)
     await sm.send(new CreateSecretCommand({ Name: `bulk/${i}`, SecretString: `bulk-value-${i}-xyzw` }));
   await ssm.send(new PutParameterCommand({ Name: '/p/one', Value: PARAM, Type: 'SecureString' }));
+  await sm.send(
+    new CreateSecretCommand({ Name: 'bin/text', SecretBinary: Buffer.from('bïnary-but-utf8 ✓') }),
+  );
+  await sm.send(
+    new CreateSecretCommand({
+      Name: 'bin/raw',
+      SecretBinary: Buffer.from([0, 1, 2, 0xff, 0xfe, 0x80, 0x41, 0x42]),
+    }),
+  );
+  await sm.send(
+    new CreateSecretCommand({
+      Name: 'json/nested',
+      SecretString: JSON.stringify({ db: { password: 'nested-pass-1234', port: 5432 } }),
+    }),
+  );
   sm.destroy();
   ssm.destroy();
   const upstream = new URL(moto.endpoint);
@@ -177,6 +192,23 @@ maybe('fetchSecrets', () => {
     expect(requests).toBe(20);
     expect(maxInFlight).toBeLessThanOrEqual(4);
     expect(maxInFlight).toBeGreaterThan(1);
+  });
+
+  test('binary secrets: UTF-8 text arrives unchanged; other bytes are refused by name, not altered', async () => {
+    const got = await fetchSecrets(parseSecretSpecs('T=aws-sm:bin/text'), { env: env() });
+    expect(got[0].value).toBe('bïnary-but-utf8 ✓');
+    await expect(fetchSecrets(parseSecretSpecs('R=aws-sm:bin/raw'), { env: env() })).rejects.toThrow(
+      'secrets: aws-sm:bin/raw is a binary secret that is not UTF-8 text',
+    );
+  });
+
+  test('follows a dotted JSON path; non-string leaves come as JSON', async () => {
+    const got = await fetchSecrets(
+      parseSecretSpecs('P=aws-sm:json/nested#db.password\nN=aws-sm:json/nested#db.port'),
+      { env: env() },
+    );
+    expect(got.map((g) => g.value)).toEqual(['nested-pass-1234', '5432']);
+    expect(requests).toBe(1);
   });
 
   test('a missing region is a clear error', async () => {
