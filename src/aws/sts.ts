@@ -149,6 +149,10 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
     useDualstackEndpoint: envFlag(deps.env.AWS_USE_DUALSTACK_ENDPOINT),
     maxAttempts: 1,
     retryMode: 'standard',
+    defaultsMode: 'legacy',
+    // The call is unsigned: an auth_scheme_preference in ~/.aws/config or the environment
+    // must not send the SDK looking for credentials first.
+    authSchemePreference: ['noAuth'],
     userAgentAppId: 'cordon',
     // requestTimeout only logs a warning unless throwOnRequestTimeout is set (smithy node-http-handler).
     requestHandler: {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/core/ledger.js';
 import { startFaultProxy, STS_FAULTS, type FaultProxy } from '../../src/devkit/fault-proxy.js';
@@ -324,6 +324,26 @@ maybe('actions/aws against moto', () => {
     const post = await job.run('aws', 'post', { state: main.state });
     expect(post.code).toBe(0);
     expectNoSecrets(everyOutput(job, [main, post], 'none'), s);
+  });
+
+  test("a runner's own ~/.aws files and AWS_* variables do not steer or sign the call", async () => {
+    const job = newJob({
+      AWS_PROFILE: 'other',
+      AWS_REGION: 'xx-bogus-9',
+      AWS_AUTH_SCHEME_PREFERENCE: 'sigv4a',
+    });
+    mkdirSync(join(job.home, '.aws'));
+    writeFileSync(
+      join(job.home, '.aws', 'config'),
+      '[default]\nregion = xx-bogus-9\nauth_scheme_preference = sigv4a,sigv4\n[profile other]\nregion = xx-bogus-8\nendpoint_url = http://127.0.0.1:1\n',
+    );
+    const before = proxy.requests.length;
+    const main = await job.run('aws', 'main', { inputs: baseInputs });
+    expect(main.commands.filter((c) => c.command === 'error')).toEqual([]);
+    expect(main.code).toBe(0);
+    const req = proxy.requests.slice(before).find((r) => r.params.get('Action'));
+    expect(req?.params.get('RoleArn')).toBe(ROLE);
+    expect(main.env.AWS_REGION).toBe('eu-west-1');
   });
 
   test('throttling, a 500, a reset and a delay are retried and the step succeeds within bounds', async () => {
