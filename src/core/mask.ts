@@ -108,32 +108,30 @@ export function secretForms(value: string): string[] {
   add(hex);
   add(hex.toUpperCase());
   if (!PLAIN.test(value)) {
+    // Each encoding only where the value holds a character it changes: most values hold few.
     const uri = encodeURIComponent(value);
     add(uri);
-    add(uri.replace(/%20/g, '+'));
-    add(uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
+    if (value.includes(' ')) add(uri.replace(/%20/g, '+'));
+    if (/[!'()*]/.test(value))
+      add(uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
     const json = JSON.stringify(value).slice(1, -1);
     add(json);
-    add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
-    add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
-    add(
-      value
+    if (/[<>&]/.test(value))
+      add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
+    if (/[\u0080-\uffff]/.test(value)) {
+      add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    }
+    if (/[&<>"']/.test(value)) {
+      const html = value
         .replace(/&/g, '&amp;')
         .replace(/</g, '&lt;')
         .replace(/>/g, '&gt;')
-        .replace(/"/g, '&quot;')
-        .replace(/'/g, '&apos;'),
-    );
-    add(
-      value
-        .replace(/&/g, '&amp;')
-        .replace(/</g, '&lt;')
-        .replace(/>/g, '&gt;')
-        .replace(/"/g, '&quot;')
-        .replace(/'/g, '&#39;'),
-    );
+        .replace(/"/g, '&quot;');
+      add(html.replace(/'/g, '&apos;'));
+      add(html.replace(/'/g, '&#39;'));
+    }
     add(shellQuote(value));
-    add(value.replace(/'/g, "'\\''"));
+    if (value.includes("'")) add(value.replace(/'/g, "'\\''"));
   }
   return [...forms];
 }
