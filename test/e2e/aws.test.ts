@@ -346,6 +346,25 @@ maybe('actions/aws against moto', () => {
     expect(main.env.AWS_REGION).toBe('eu-west-1');
   });
 
+  test('between start and its post, the summary shows the session, its policy and that it ended', async () => {
+    const job = newJob();
+    const start = await job.run('start', 'main');
+    expect(start.code).toBe(0);
+    const main = await job.run('aws', 'main', {
+      inputs: { ...baseInputs, allow: 's3:GetObject arn:aws:s3:::agent-bucket/*' },
+    });
+    expect(main.code).toBe(0);
+    expect((await job.run('aws', 'post', { state: main.state })).code).toBe(0);
+    const end = await job.run('start', 'post', { state: start.state });
+    expect(end.code).toBe(0);
+    expect(end.summary).toContain('Record intact');
+    expect(end.summary).toContain(main.outputs['assumed-role-arn']);
+    expect(end.summary).toContain('Allow s3:GetObject on arn:aws:s3:::agent-bucket/\\*');
+    expect(end.summary).toMatch(
+      /AWS credentials for arn:aws:iam::111122223333:role\/cordon-agent ended with \d+s left/,
+    );
+  });
+
   test('throttling, a 500, a reset and a delay are retried and the step succeeds within bounds', async () => {
     const job = newJob();
     const before = proxy.requests.length;
