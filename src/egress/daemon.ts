@@ -24,7 +24,7 @@ import { applyRuleset, execSync, removeTable, renderRuleset } from './firewall.j
 import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from './lockdown.js';
 import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
 import { DomainMatcher } from './policy.js';
-import { DnsProxy } from './proxy.js';
+import { BUFFER_BYTES, DnsProxy } from './proxy.js';
 import { detectUpstreams, pointResolver, restoreResolver, type ResolverBackup } from './resolver.js';
 
 export const DNS_USER = 'cordon-dns';
@@ -51,7 +51,13 @@ function ensureUser(name: string): { uid: number; gid: number } {
 
 function bindUdp(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
-    const s = dgram.createSocket({ type, ipv6Only: type === 'udp6', reuseAddr: true });
+    const s = dgram.createSocket({
+      type,
+      ipv6Only: type === 'udp6',
+      reuseAddr: true,
+      recvBufferSize: BUFFER_BYTES,
+      sendBufferSize: BUFFER_BYTES,
+    });
     s.once('error', reject);
     s.bind(53, address, () => {
       s.off('error', reject);
@@ -185,7 +191,7 @@ async function start(configPath: string): Promise<void> {
     process.setgroups!([]);
     process.setgid!(gid);
     process.setuid!(uid);
-    proxy.connectUpstream();
+    await proxy.connectUpstream();
     log(
       `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns, nft pid ${shell.pid}`,
     );

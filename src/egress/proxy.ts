@@ -81,6 +81,8 @@ interface Pending {
 }
 
 const MAX_PENDING = 50000;
+/** Socket buffers asked for (the kernel caps them at net.core.rmem_max / wmem_max). */
+export const BUFFER_BYTES = 4 << 20;
 
 /** Upstream query ids come from a pool of random bytes refilled 32 KiB at a time (not a syscall per query). */
 class IdPool {
@@ -130,13 +132,19 @@ export class DnsProxy {
     server.on('connection', (c) => this.tcpClient(c));
   }
 
-  /** Opens the upstream socket; called after the process has taken the proxy's uid, so the socket is owned by it. */
-  connectUpstream(): void {
+  /**
+   * Opens the upstream socket; called after the process has taken the proxy's uid, so the
+   * socket is owned by it. The socket is connected: the kernel drops datagrams from any
+   * other source before they reach us, and a send skips the per-call address lookup.
+   */
+  async connectUpstream(): Promise<void> {
     const type = net.isIP(this.o.upstream.address) === 6 ? 'udp6' : 'udp4';
-    const s = dgram.createSocket(type);
+    // A burst of answers must not overflow the default ~200 KiB buffer: a dropped answer
+    // costs its client a whole retry timeout.
+    const s = dgram.createSocket({ type, recvBufferSize: BUFFER_BYTES, sendBufferSize: BUFFER_BYTES });
     s.on('message', (msg, rinfo) => this.fromUpstream(msg, rinfo));
     s.on('error', (e) => this.o.log?.(`upstream socket: ${e.message}`));
-    s.bind(0);
+    await new Promise<void>((resolve) => s.connect(this.o.upstream.port, this.o.upstream.address, resolve));
     this.upstreamSocket = s;
     this.sweeper = setInterval(() => this.sweep(), 1000);
     this.sweeper.unref();
@@ -173,7 +181,7 @@ export class DnsProxy {
       at: Date.now(),
     });
     msg.writeUInt16BE(id, 0);
-    this.upstreamSocket.send(msg, this.o.upstream.port, this.o.upstream.address);
+    this.upstreamSocket.send(msg);
   }
 
   private fromUpstream(msg: Buffer, rinfo: dgram.RemoteInfo): void {
