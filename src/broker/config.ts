@@ -8,6 +8,11 @@ import { CordonError } from '../core/errors.js';
 
 export const CONFIG_VERSION = 1;
 export const DEFAULT_REFRESH_BEFORE_SECONDS = 300;
+/**
+ * How long a request waits for a refresh while the current credentials are still valid:
+ * under the JavaScript SDK's 1 s container-credentials timeout (botocore allows 2 s).
+ */
+export const DEFAULT_REFRESH_WAIT_MS = 800;
 /** A GitHub-hosted job runs at most 6 hours; the broker never outlives that on its own. */
 export const DEFAULT_MAX_LIFETIME_SECONDS = 6 * 3600 + 600;
 
@@ -66,6 +71,8 @@ export interface BrokerConfig {
   /** Log file for the broker's own lines (no secret reaches it); none when absent. */
   logPath?: string;
   refreshBeforeSeconds: number;
+  /** See DEFAULT_REFRESH_WAIT_MS. */
+  refreshWaitMs?: number;
   maxLifetimeSeconds: number;
   /** Stop when this process is gone (the parent step), checked every 2 s. */
   parentPid?: number;

@@ -18,7 +18,14 @@ import { Ledger } from '../core/ledger.js';
 import { SecretRegistry } from '../core/mask.js';
 import type { MintedToken } from '../github/token.js';
 import { BearerCheck } from './auth.js';
-import { assertLoopback, AWS_PATH, GITHUB_TOKEN_PATH, STOP_PATH, type BrokerConfig } from './config.js';
+import {
+  assertLoopback,
+  AWS_PATH,
+  DEFAULT_REFRESH_WAIT_MS,
+  GITHUB_TOKEN_PATH,
+  STOP_PATH,
+  type BrokerConfig,
+} from './config.js';
 import { findPeerProcess } from './peer.js';
 import { awsSource, CachedCredential, githubSource, revokeAll, type Issued } from './sources.js';
 
@@ -156,16 +163,20 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     if (cached) return send(res, 200, rendered(cached, render));
     // Looked up while the exchange runs; recorded after the answer, so it never delays it.
     const peer = findPeer(req.socket.remotePort ?? 0, port).catch(() => undefined);
-    let got: { issued: Issued<T>; fresh: boolean };
+    let got: { issued: Issued<T>; started?: Promise<Issued<T>> };
     try {
-      got = await source.get();
+      got = await source.get(cfg.refreshWaitMs ?? DEFAULT_REFRESH_WAIT_MS);
     } catch (e) {
       log(`refresh failed: ${describeError(e)}`);
       return fail(res, 503, 'the broker could not get new credentials; see the step log');
     }
     send(res, 200, rendered(got.issued, render));
-    if (!got.fresh) return;
-    const recorded = peer.then((p) => recordIssued(got.issued, p));
+    if (!got.started) return;
+    // Recorded when the refresh this request began settles, even if it was answered before.
+    const recorded = Promise.all([got.started, peer]).then(
+      ([issued, p]) => recordIssued(issued, p),
+      (e: unknown) => log(`refresh failed: ${describeError(e)}`),
+    );
     recording.add(recorded);
     await recorded.finally(() => recording.delete(recorded));
   }

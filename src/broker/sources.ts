@@ -51,16 +51,19 @@ export class CachedCredential<T> {
   }
 
   /**
-   * The current credential, or a new one; `fresh` tells whether a new one was made for this
-   * call. When a refresh fails while the old one is still valid, the old one is returned.
+   * The current credential, or a new one. `started` is set when this call began a refresh
+   * (the caller records it once it settles). With `waitMs`, a caller whose current
+   * credential still has over a minute left waits at most that long for the refresh and is
+   * otherwise answered with the current one while the refresh goes on: the SDKs give the
+   * endpoint 1-2 s. When a refresh fails while the old one is still valid, the old one is
+   * returned.
    */
-  async get(): Promise<{ issued: Issued<T>; fresh: boolean }> {
+  async get(waitMs?: number): Promise<{ issued: Issued<T>; started?: Promise<Issued<T>> }> {
     const c = this.fresh();
-    if (c) return { issued: c, fresh: false };
-    let mine = false;
+    if (c) return { issued: c };
+    let started: Promise<Issued<T>> | undefined;
     if (!this.pending) {
-      mine = true;
-      this.pending = this.fetchNew()
+      started = this.pending = this.fetchNew()
         .then(({ value, expiresAt }) => {
           this.count++;
           const issued: Issued<T> = {
@@ -77,11 +80,24 @@ export class CachedCredential<T> {
           this.pending = undefined;
         });
     }
+    const pending = this.pending as Promise<Issued<T>>;
+    const old = this.current;
+    if (waitMs !== undefined && old && old.expiresAt - this.now() > 60) {
+      let timer: NodeJS.Timeout | undefined;
+      const winner = await Promise.race([
+        pending.then(
+          (i) => i,
+          () => undefined,
+        ),
+        new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), waitMs))),
+      ]);
+      clearTimeout(timer);
+      return { issued: winner ?? old, started };
+    }
     try {
-      return { issued: await this.pending, fresh: mine };
+      return { issued: await pending, started };
     } catch (e) {
-      const old = this.current;
-      if (old && old.expiresAt - this.now() > 5) return { issued: old, fresh: false };
+      if (old && old.expiresAt - this.now() > 5) return { issued: old, started };
       throw e;
     }
   }

@@ -40,6 +40,11 @@ export interface StartBrokerConfig {
   github?: GithubTokenInputs;
   /** Re-exchange when fewer seconds than this remain (default 300). */
   refreshBeforeSeconds?: number;
+  /**
+   * How long a request waits for a refresh while the current credentials are still valid
+   * (default 800 ms); after that it gets the current ones and the refresh goes on.
+   */
+  refreshWaitMs?: number;
   /** Loopback address to bind (default 127.0.0.1); anything else is refused. */
   bind?: string;
   port?: number;
@@ -303,6 +308,7 @@ export async function startBroker(
     action: cfg.action,
     logPath,
     refreshBeforeSeconds: cfg.refreshBeforeSeconds ?? DEFAULT_REFRESH_BEFORE_SECONDS,
+    refreshWaitMs: cfg.refreshWaitMs,
     maxLifetimeSeconds: cfg.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS,
     parentPid: cfg.watchParent === false ? undefined : process.pid,
     maskChannel: Boolean(deps.onSecret),

@@ -186,7 +186,7 @@ maybe('credential broker', () => {
   test('boto3 with only the container-credentials variables gets two different keys across a forced refresh', async () => {
     const j = job();
     // Above the 900 s lifetime: every request is a new exchange.
-    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000, refreshWaitMs: 30000 });
     const env = commandEnv(j, b);
     const onlyContainer = {
       PATH: env.PATH,
@@ -230,7 +230,7 @@ maybe('credential broker', () => {
 
   test('the AWS SDK for JavaScript (default chain) uses the broker with only the container variables', async () => {
     const j = job();
-    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000, refreshWaitMs: 30000 });
     const script = [
       "import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';",
       'const out = [];',
@@ -350,7 +350,7 @@ maybe('credential broker', () => {
     const masked: string[] = [];
     const b = await broker(
       j,
-      { github: githubInputs(j), refreshBeforeSeconds: 4000 },
+      { github: githubInputs(j), refreshBeforeSeconds: 4000, refreshWaitMs: 30000 },
       { onSecret: (v) => masked.push(v) },
     );
     expect(b.gitConfigPath).toBeDefined();
@@ -404,7 +404,12 @@ maybe('credential broker', () => {
 
   test('the ID-token request token and the app key reach no environment, file, ledger or log the command can read', async () => {
     const j = job();
-    const b = await broker(j, { aws: awsInputs(j), github: githubInputs(j), refreshBeforeSeconds: 4000 });
+    const b = await broker(j, {
+      aws: awsInputs(j),
+      github: githubInputs(j),
+      refreshBeforeSeconds: 4000,
+      refreshWaitMs: 30000,
+    });
     const env = commandEnv(j, b);
     const needles = [
       issuer.requestToken,

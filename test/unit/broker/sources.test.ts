@@ -13,12 +13,13 @@ describe('CachedCredential', () => {
     const cache = new CachedCredential(async () => ({ value: ++n, expiresAt: c.now() + 900 }), 300, c.now);
     expect((await cache.get()).issued).toMatchObject({ value: 1, issuance: 1, reason: 'start' });
     c.advance(599);
-    expect(await cache.get()).toMatchObject({ fresh: false, issued: { value: 1 } });
+    const cached = await cache.get();
+    expect(cached.issued.value).toBe(1);
+    expect(cached.started).toBeUndefined();
     c.advance(2);
-    expect(await cache.get()).toMatchObject({
-      fresh: true,
-      issued: { value: 2, issuance: 2, reason: 'expiring' },
-    });
+    const refreshed = await cache.get();
+    expect(refreshed.issued).toMatchObject({ value: 2, issuance: 2, reason: 'expiring' });
+    expect(refreshed.started).toBeDefined();
     expect(cache.refreshes).toBe(2);
     expect(cache.issued.map((i) => i.value)).toEqual([1, 2]);
   });
@@ -36,7 +37,7 @@ describe('CachedCredential', () => {
     release();
     const got = await all;
     expect(calls).toBe(1);
-    expect(got.filter((g) => g.fresh)).toHaveLength(1);
+    expect(got.filter((g) => g.started)).toHaveLength(1);
   });
 
   test('a failed refresh falls back to a still-valid value, and fails once it has expired', async () => {
@@ -53,8 +54,49 @@ describe('CachedCredential', () => {
     await cache.get();
     fail = true;
     c.advance(700);
-    expect(await cache.get()).toMatchObject({ fresh: false, issued: { value: 'first' } });
+    expect(await cache.get()).toMatchObject({ issued: { value: 'first' } });
     c.advance(200);
     await expect(cache.get()).rejects.toThrow('sts down');
+  });
+
+  test('with a wait, a slow refresh answers with the still-valid value and finishes on its own', async () => {
+    const c = clock();
+    let n = 0;
+    let release: () => void = () => undefined;
+    const cache = new CachedCredential(
+      async () => {
+        n++;
+        if (n > 1) await new Promise<void>((r) => (release = r));
+        return { value: n, expiresAt: c.now() + 900 };
+      },
+      300,
+      c.now,
+    );
+    await cache.get();
+    c.advance(700);
+    const t0 = Date.now();
+    const got = await cache.get(50);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(got.issued.value).toBe(1);
+    release();
+    expect((await got.started!).value).toBe(2);
+    expect((await cache.get(50)).issued.value).toBe(2);
+  });
+
+  test('with a wait but nothing valid left, the caller waits for the refresh', async () => {
+    const c = clock();
+    let n = 0;
+    const cache = new CachedCredential(
+      async () => {
+        n++;
+        await new Promise((r) => setTimeout(r, 100));
+        return { value: n, expiresAt: c.now() + 900 };
+      },
+      300,
+      c.now,
+    );
+    await cache.get();
+    c.advance(860);
+    expect((await cache.get(10)).issued.value).toBe(2);
   });
 });
