@@ -159,12 +159,14 @@ export function checkStep(step: CordonStep, file: string): Problem[] {
   return problems;
 }
 
-function placeholderFor(name: string): string {
+/** A value a parser accepts for an input whose real value is an expression. */
+export function placeholderFor(name: string): string {
   if (/private-key/.test(name)) return '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----';
   if (/role-to-assume/.test(name)) return 'arn:aws:iam::123456789012:role/placeholder';
   if (/region/.test(name)) return 'us-east-1';
   if (/app-id/.test(name)) return '1';
   if (/secrets-json/.test(name)) return '{}';
+  if (/^run$/.test(name)) return 'true';
   return 'placeholder-value';
 }
 

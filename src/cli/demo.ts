@@ -10,8 +10,42 @@ import { join, resolve } from 'node:path';
 import { parseLedgerText } from '../core/ledger.js';
 import { Job, REPO_ROOT, type StepResult } from '../devkit/run-action.js';
 import { startOidcIssuer } from '../devkit/oidc-issuer.js';
+import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
+import { startMoto, motoAvailable } from '../devkit/moto.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
+
+/** A fake API key, fetched from the emulator and printed by the "agent": the log shows it scrubbed. */
+const DEMO_SECRET = 'demo-sk-7Qx9Lr2VbN4pT8wZ';
+
+/** The demo agent: uses its credentials, leaks its secret (scrubbed), commits as its bot. */
+const AGENT_SCRIPT = `echo "agent: calling the model API with key $DEMO_API_KEY"
+echo "agent: the same key, base64: $(printf %s "$DEMO_API_KEY" | base64)"
+if command -v python3 >/dev/null && [ -n "\${AWS_ACCESS_KEY_ID:-}" ]; then
+  python3 -c 'import boto3; print("agent: AWS says I am", boto3.client("sts").get_caller_identity()["Arn"])'
+fi
+echo "agent: GitHub token is there: \${GH_TOKEN:+yes}"
+echo "Agent edit" >> README.md
+git add README.md
+git commit -q -m "Agent: update README"
+echo "agent: committed $(git log -1 --format='%h as %an <%ae>')"
+`;
+
+/** Secrets Manager's JSON protocol, straight to the emulator (moto reads the region from the signature scope). */
+async function createSecret(endpoint: string, name: string, value: string): Promise<void> {
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': 'secretsmanager.CreateSecret',
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    body: JSON.stringify({ Name: name, SecretString: value }),
+  });
+  if (!res.ok)
+    throw new Error(`could not create the demo secret in moto: HTTP ${res.status} ${await res.text()}`);
+}
 
 export interface DemoOptions {
   out: string;
@@ -64,6 +98,75 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const start = await job.run('start', 'main');
     check(start, 'start');
     posts.push({ action: 'start', state: start.state });
+
+    // GitHub: a loopback API that speaks GitHub's shapes, with an app installed on the org.
+    const key = makeAppKey();
+    const github = await startGithubApi({
+      appId: 4242,
+      slug: 'cordon-demo-agent',
+      publicKey: key.publicKey,
+      botId: 990042,
+      installations: [
+        {
+          id: 77,
+          account: 'octo-org',
+          repositories: ['octo-repo'],
+          permissions: { contents: 'write', pull_requests: 'write', issues: 'write', metadata: 'read' },
+        },
+      ],
+    });
+    cleanups.push(() => github.close());
+    job.env.GITHUB_API_URL = github.url;
+    job.env.GIT_CONFIG_GLOBAL = join(job.home, '.gitconfig');
+    say(
+      `github-token: minting the agent's own App installation token (contents + pull-requests write, this repository only) from ${github.url}`,
+    );
+    const token = await job.run('github-token', 'main', {
+      inputs: {
+        'app-id': '4242',
+        'private-key': key.pkcs1,
+        'permission-contents': 'write',
+        'permission-pull-requests': 'write',
+        'github-api-url': github.url,
+      },
+    });
+    check(token, 'github-token');
+    posts.push({ action: 'github-token', state: token.state });
+    log(`    the agent is ${token.outputs['bot-login']}; git commits as ${token.outputs['git-user-email']}`);
+
+    // AWS: the moto server stands in for STS and Secrets Manager.
+    const runInputs: Record<string, string> = {
+      'github-token': token.outputs.token,
+      'leak-scan': 'warn',
+    };
+    if (motoAvailable()) {
+      say('starting the moto server (AWS emulator) on loopback, with one secret in Secrets Manager');
+      const moto = await startMoto();
+      cleanups.push(() => moto.stop());
+      job.env.AWS_ENDPOINT_URL = moto.endpoint;
+      await createSecret(moto.endpoint, 'demo/api-key', DEMO_SECRET);
+      Object.assign(runInputs, {
+        secrets: 'DEMO_API_KEY=aws-sm:demo/api-key',
+        'aws-role-to-assume': 'arn:aws:iam::123456789012:role/cordon-demo-agent',
+        'aws-region': 'us-east-1',
+        'aws-allow': 's3:GetObject arn:aws:s3:::demo-artifacts/*',
+      });
+    } else {
+      log('    moto_server is not on PATH: the demo runs without AWS credentials and secrets');
+      runInputs.secrets = 'DEMO_API_KEY=env:DEMO_API_KEY';
+    }
+
+    say(
+      "run: the agent's command, with its secret and 15-minute AWS credentials in its own environment only",
+    );
+    const run = await job.run('run', 'main', {
+      inputs: { ...runInputs, run: AGENT_SCRIPT },
+      env: { DEMO_API_KEY: DEMO_SECRET },
+    });
+    for (const line of run.stdout.split('\n').filter((l) => l && !l.startsWith('::'))) log(`    | ${line}`);
+    check(run, 'run');
+    if (run.stdout.includes(DEMO_SECRET))
+      throw new Error('the demo secret reached the log: scrubbing failed');
 
     say('running the post steps in reverse order, as the runner does');
     for (const p of posts.reverse()) {

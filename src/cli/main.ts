@@ -10,11 +10,13 @@ import {
 import { verdictFor } from '../summary/verify.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
+import { runPlan } from './plan.js';
 
 const USAGE = `usage: cordon <command>
 
 commands:
   check <workflow.yml>...                          validate every Cordon step's inputs offline (file:line per problem)
+  plan <workflow.yml>...                           print what the fence would do: nftables ruleset, session policy, token scope
   demo [--out DIR]                                 run a whole fenced agent job locally (default DIR: .cordon-demo)
   summary <ledger.jsonl> [--json|--text] [--html FILE]   render a run ledger as markdown (or JSON, or text)
 `;
@@ -56,6 +58,12 @@ export async function main(argv: string[]): Promise<number> {
       return summary(rest);
     case 'check':
       return runCheck(
+        rest,
+        (s) => process.stdout.write(s),
+        (s) => process.stderr.write(s),
+      );
+    case 'plan':
+      return runPlan(
         rest,
         (s) => process.stdout.write(s),
         (s) => process.stderr.write(s),

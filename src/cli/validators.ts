@@ -2,11 +2,17 @@
 import { Inputs } from '../core/inputs.js';
 import type { Env } from '../core/runner.js';
 import { parseAwsActionInputs } from '../aws/inputs.js';
+import { parseEgressInputs } from '../egress/inputs.js';
 import { parseGithubTokenInputs } from '../github/inputs.js';
+import { parseRunInputs } from '../run/inputs.js';
+import { parseSecretsActionInputs } from '../secrets/inputs.js';
 import { parseStartInputs } from '../start/inputs.js';
 
 export const validators: Record<string, (env: Env) => unknown> = {
   start: (env) => parseStartInputs(env),
   aws: (env) => parseAwsActionInputs(new Inputs('aws', env)),
   'github-token': (env) => parseGithubTokenInputs(env),
+  egress: (env) => parseEgressInputs(env),
+  run: (env) => parseRunInputs(env),
+  secrets: (env) => parseSecretsActionInputs(new Inputs('secrets', env)),
 };

@@ -17,7 +17,7 @@ describe('cordon check', () => {
 
   test('reports every bad input with its line', () => {
     const { problems, steps } = checkWorkflowText(fixture('bad.yml'), 'bad.yml');
-    expect(steps).toBe(3);
+    expect(steps).toBe(5);
     const byLine = problems.map((p) => `${p.line}:${p.input}`);
     expect(byLine).toContain('13:fail-on-tamper');
     expect(byLine).toContain('14:colour');
@@ -25,11 +25,28 @@ describe('cordon check', () => {
     expect(byLine).toContain('19:role-duration-seconds');
     expect(byLine).toContain('20:allow');
     expect(problems.find((p) => p.input === 'role-to-assume')?.message).toContain('12 digits');
-    // No permission asked: the agent must ask for what it needs.
-    expect(problems.some((p) => p.action === 'github-token')).toBe(true);
+    expect(byLine).toContain('27:permission-contents');
+    expect(byLine).toContain('30:allowed-domains');
+    expect(byLine).toContain('33:allowed-ips');
+    expect(byLine).toContain('37:secrets');
+    expect(byLine).toContain('39:leak-scan');
+    expect(problems.find((p) => p.input === 'allowed-domains')?.message).toContain('https://evil.test/path');
   });
 
   test('a good workflow with expressions has no problems', () => {
     expect(checkWorkflowText(fixture('good.yml'), 'good.yml').problems).toEqual([]);
+  });
+});
+
+describe('cordon plan', () => {
+  test('prints the ruleset, the session policy and the token scope of a workflow', async () => {
+    const { planWorkflowText } = await import('../../src/cli/plan.js');
+    const text = planWorkflowText(readFileSync(join(REPO_ROOT, 'examples/coding-agent-pr.yml'), 'utf8'));
+    expect(text).toContain('table inet cordon {');
+    expect(text).toContain('policy drop;');
+    expect(text).toContain('"Resource": "arn:aws:s3:::build-cache/*"');
+    expect(text).toContain('permissions: contents: write, pull_requests: write');
+    expect(text).toContain('ACTIONS_ID_TOKEN_REQUEST_TOKEN');
+    expect(text).toContain('api.anthropic.com');
   });
 });
