@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../../src/aws/inputs.js';
 import { Inputs } from '../../src/core/inputs.js';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { startFaultProxy } from '../../src/devkit/fault-proxy.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
@@ -116,7 +117,7 @@ function events(j: Job, type: string): LedgerEvent[] {
 
 /** Polls (bounded) until `n` events of `type` are in the ledger: issuances are recorded after the answer. */
 async function waitEvents(j: Job, type: string, n: number): Promise<LedgerEvent[]> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 200; i++) {
     const e = events(j, type);
     if (e.length >= n) return e;
     await new Promise((r) => setTimeout(r, 30));
@@ -280,6 +281,32 @@ maybe('credential broker', () => {
     const report = await b.stop();
     expect(report).toMatchObject({ reason: 'signal', port: b.port, revocations: { revoked: 1, failed: 0 } });
     expect((await repos(m![1])).status).toBe(401);
+  }, 60000);
+
+  test('a slow STS answers with the still-valid credentials within the SDK timeouts; the refresh lands later', async () => {
+    const j = job();
+    // The start's exchange goes straight through; the next is held 2.5 s.
+    const proxy = await startFaultProxy(moto.endpoint, { plan: [undefined, { kind: 'delay', ms: 2500 }] });
+    try {
+      j.env.AWS_ENDPOINT_URL_STS = proxy.url;
+      const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+      const t0 = Date.now();
+      const res = await get(
+        b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI,
+        b.env.AWS_CONTAINER_AUTHORIZATION_TOKEN,
+      );
+      const waited = Date.now() - t0;
+      expect(res.status).toBe(200);
+      // The 800 ms wait, not the 2.5 s exchange (a margin for this shared machine's load).
+      expect(waited).toBeLessThan(1500);
+      expect(waited).toBeGreaterThanOrEqual(750);
+      const first = (await res.json()) as { Expiration: string };
+      const refreshed = await waitEvents(j, 'credentials.refreshed', 2);
+      expect(first.Expiration).toBe(refreshed[0].data.expiration);
+      expect(refreshed[1].data).toMatchObject({ issuance: 2, reason: 'expiring' });
+    } finally {
+      await proxy.close();
+    }
   }, 60000);
 
   test('cached credentials come back unchanged and add no ledger event', async () => {
