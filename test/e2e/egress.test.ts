@@ -227,6 +227,21 @@ suite('egress in block mode', () => {
     expect(warnings).toHaveLength(1);
   });
 
+  test('a change to the table by root is noticed within seconds and fails post', async () => {
+    w.runner.exec(['nft', 'chain', 'inet', 'cordon', 'output', '{ policy accept; }']);
+    await new Promise((r) => setTimeout(r, 4500));
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(1);
+    expect(errors(post).join('\n')).toContain(
+      'the fence was tampered with: the output chain no longer drops by default',
+    );
+    w.runner.exec(['nft', 'chain', 'inet', 'cordon', 'output', '{ policy drop; }']);
+  });
+
   test('killing the daemon keeps block mode closed, and post fails saying so', async () => {
     const { pid } = JSON.parse(
       readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
