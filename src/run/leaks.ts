@@ -33,7 +33,8 @@ export interface ScanOptions {
 
 /**
  * git with the settings a hostile checkout could use to run code switched off: the agent
- * wrote `.git/config`, and an fsmonitor or hook there would run as this step.
+ * wrote `.git/config`, and an fsmonitor, hook or signature program there would run as this
+ * step, after the command's processes were killed.
  */
 function git(workspace: string, args: string[]): string | undefined {
   const r = spawnSync(
@@ -44,7 +45,7 @@ function git(workspace: string, args: string[]): string | undefined {
       '-c',
       'core.hooksPath=/dev/null',
       '-c',
-      'core.untrackedCache=false',
+      'log.showSignature=false',
       '-C',
       workspace,
       ...args,
@@ -63,26 +64,50 @@ export function gitHead(workspace: string): string | undefined {
   return git(workspace, ['rev-parse', '--verify', '-q', 'HEAD'])?.trim() || undefined;
 }
 
-function isGitRepo(workspace: string): boolean {
-  return git(workspace, ['rev-parse', '--is-inside-work-tree'])?.trim() === 'true';
-}
-
-/** Changed and untracked files (`git status`), plus files changed by commits made since `headBefore`. */
-function gitChanged(workspace: string, headBefore?: string): string[] {
-  const out = new Set<string>();
-  const status =
-    git(workspace, ['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames']) ?? '';
-  for (const entry of status.split('\0')) {
-    if (entry.length > 3 && entry[0] !== 'D' && entry[1] !== 'D') out.add(entry.slice(3));
-  }
+/**
+ * Lines added by the commits the command made (`headBefore..HEAD`), scanned one by one: a
+ * value committed and then deleted again is still in what a push would send. Reported as
+ * `path@commit` and the line in that commit's version of the file.
+ */
+function commitLeaks(workspace: string, headBefore: string, registry: SecretRegistry): Leak[] {
   const head = gitHead(workspace);
-  if (headBefore && head && head !== headBefore) {
-    const diff =
-      git(workspace, ['diff', '--name-only', '-z', '--no-renames', '--diff-filter=d', headBefore, head]) ??
-      '';
-    for (const p of diff.split('\0')) if (p) out.add(p);
+  if (!head || head === headBefore) return [];
+  // No external diff or textconv drivers: both would run commands the agent configured.
+  const log = git(workspace, [
+    '-c',
+    'diff.external=',
+    'log',
+    '-p',
+    '--no-color',
+    '--no-ext-diff',
+    '--no-textconv',
+    '--text',
+    '--unified=0',
+    '--no-renames',
+    '--format=commit %h',
+    `${headBefore}..${head}`,
+  ]);
+  const leaks: Leak[] = [];
+  if (!log) return leaks;
+  let commit = '';
+  let path = '';
+  let line = 0;
+  const seen = new Set<string>();
+  for (const text of log.split('\n')) {
+    if (text.startsWith('commit ')) commit = text.slice(7).trim();
+    else if (text.startsWith('+++ ')) path = text.startsWith('+++ b/') ? text.slice(6) : '';
+    else if (text.startsWith('@@ ')) line = Number(/\+(\d+)/.exec(text)?.[1] ?? 0);
+    else if (text.startsWith('+') && path) {
+      for (const hit of registry.findAll(Buffer.from(text.slice(1), 'utf8'))) {
+        const key = `${hit.name}:${path}@${commit}:${line}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        leaks.push({ secret: hit.name, path: `${path}@${commit}`, line });
+      }
+      line++;
+    }
   }
-  return [...out];
+  return leaks;
 }
 
 /** Files under `root` (not `.git`) modified at or after `since`; bounded by `limit` entries visited. */
@@ -147,17 +172,20 @@ export function findLeaks(buf: Buffer, path: string, registry: SecretRegistry): 
 
 export function scanWorkspace(opts: ScanOptions): LeakScan {
   const root = resolve(opts.workspace);
-  const maxFiles = opts.maxFiles ?? 100000;
+  const maxFiles = opts.maxFiles ?? 500000;
   const maxBytes = opts.maxFileBytes ?? 64 * 1024 * 1024;
   const candidates = new Set<string>();
   const skipped: string[] = [];
-  if (isGitRepo(root)) for (const p of gitChanged(root, opts.headBefore)) candidates.add(p);
-  // Also what git does not show: ignored files (build output, .env) are uploaded as artifacts too.
+  // Every file whose content or metadata changed since the start: a write sets ctime, and
+  // no process can set ctime back. This is what `git status` would list (changed and
+  // untracked) plus ignored files (build output, .env), which get uploaded as artifacts.
+  // git status itself is not run: with a filter driver in the .git/config and
+  // .gitattributes the agent wrote, it would run the agent's command in this step.
+  const leaks: Leak[] = opts.headBefore ? commitLeaks(root, opts.headBefore, opts.registry) : [];
   const walked = modifiedSince(root, opts.since, maxFiles);
   for (const p of walked.files) candidates.add(p);
   if (walked.truncated)
     skipped.push(`(more than ${maxFiles} entries in the workspace: the walk stopped there)`);
-  const leaks: Leak[] = [];
   let filesScanned = 0;
   for (const rel of [...candidates].sort()) {
     const abs = resolve(root, rel);

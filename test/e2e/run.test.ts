@@ -331,7 +331,7 @@ maybe('run action, as a whole program', () => {
     expectNoSecrets(job, r);
   });
 
-  test('in a git workspace, scans changed, untracked and ignored files; leak-scan: warn only warns', async () => {
+  test('in a git workspace, scans changed, untracked and ignored files and new commits; leak-scan: warn only warns', async () => {
     const job = newJob();
     const git = (...args: string[]): void => {
       execFileSync(
@@ -348,8 +348,16 @@ maybe('run action, as a whole program', () => {
     mkdirSync(join(job.workspace, 'ignored'));
     const r = await job.run('run', 'main', {
       inputs: {
-        run: 'echo "$DB_PASSWORD" >> tracked.txt; echo "x $DB_PASSWORD" > new.txt; echo "$DB_PASSWORD" > ignored/cache',
-        secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
+        run: [
+          'echo "$DB_PASSWORD" >> tracked.txt; echo "x $DB_PASSWORD" > new.txt; echo "$DB_PASSWORD" > ignored/cache',
+          // Committed, then deleted again: still in what a push sends.
+          'printf "one\\nkey: %s\\n" "$APP_KEY" > committed.txt',
+          'git -c user.name=a -c user.email=a@example.com add committed.txt',
+          'git -c user.name=a -c user.email=a@example.com commit -qm add',
+          'git -c user.name=a -c user.email=a@example.com rm -q committed.txt',
+          'git -c user.name=a -c user.email=a@example.com commit -qm remove',
+        ].join('\n'),
+        secrets: 'DB_PASSWORD=aws-sm:prod/db#password\nAPP_KEY=ssm:/app/key',
         'leak-scan': 'warn',
       },
     });
@@ -362,6 +370,10 @@ maybe('run action, as a whole program', () => {
         'run: secret DB_PASSWORD was written to ignored/cache:1',
       ]),
     );
+    const sha = execFileSync('git', ['-C', job.workspace, 'rev-parse', '--short', 'HEAD~1'])
+      .toString()
+      .trim();
+    expect(warnings).toContain(`run: secret APP_KEY was written to committed.txt@${sha}:2`);
     expectNoSecrets(job, r);
   });
 
