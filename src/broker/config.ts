@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { CordonError } from '../core/errors.js';
+import type { GithubTokenInputs } from '../github/inputs.js';
 
 export const CONFIG_VERSION = 1;
 export const DEFAULT_REFRESH_BEFORE_SECONDS = 300;
@@ -42,18 +43,8 @@ export interface BrokerAwsConfig {
   stsEnv?: Record<string, string>;
 }
 
-export interface BrokerGithubConfig {
-  /** App id or client id. */
-  issuer: string;
-  issuerInput: 'app-id' | 'client-id';
-  /** PEM: held in memory only. */
-  privateKey: string;
-  owner: string;
-  /** Repository names without owner; empty for every repository of the installation. */
-  repositories: string[];
-  permissions: Record<string, string>;
-  apiUrl: string;
-}
+/** The app token to keep minting: the github-token inputs, the private key held in memory only. */
+export type BrokerGithubConfig = Omit<GithubTokenInputs, 'skipTokenRevoke' | 'configureGit'>;
 
 export interface BrokerConfig {
   v: number;

@@ -164,17 +164,7 @@ export function githubSource(
   const runner = new LogRunner(deps.log);
   return async () => {
     const t = await mintToken(
-      {
-        issuer: cfg.issuer,
-        issuerInput: cfg.issuerInput,
-        privateKey: cfg.privateKey,
-        owner: cfg.owner,
-        repositories: cfg.repositories,
-        permissions: cfg.permissions,
-        apiUrl: cfg.apiUrl,
-        skipTokenRevoke: false,
-        configureGit: false,
-      },
+      { ...cfg, skipTokenRevoke: false, configureGit: false },
       { env: {}, runner, registry: deps.registry, api: deps.fetch ? { fetch: deps.fetch } : undefined },
     );
     return { value: t, expiresAt: Date.parse(t.expiresAt) / 1000 };

@@ -24,6 +24,7 @@ import {
   STOP_PATH,
   assertLoopback,
   type BrokerConfig,
+  type BrokerGithubConfig,
 } from './config.js';
 
 export interface StartBrokerConfig {
@@ -338,7 +339,7 @@ export async function startBroker(
             repositories: cfg.github.repositories,
             permissions: cfg.github.permissions,
             apiUrl: cfg.github.apiUrl,
-          },
+          } satisfies BrokerGithubConfig,
         }
       : {}),
   };
