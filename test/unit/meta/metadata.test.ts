@@ -1,4 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -55,5 +56,38 @@ describe('action metadata and workflows pass GitHub’s own schema (@actions/wor
       new NoOperationTraceWriter(),
     );
     expect(result.context.errors.getErrors().map((e) => e.message)).toEqual([]);
+  });
+});
+
+describe('the one-step fence and the reusable workflow', () => {
+  test('are generated from the actions they wrap, and up to date', () => {
+    const r = spawnSync(process.execPath, ['scripts/gen-agent.mjs', '--check'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('pass every input of the wrapped actions through under the same name, locked down by default', () => {
+    const agent = parse(readFileSync(join(REPO_ROOT, 'actions/agent/action.yml'), 'utf8')) as {
+      inputs: Record<string, { default?: string }>;
+      runs: { steps: { uses: string; with: Record<string, string> }[] };
+    };
+    for (const name of ['start', 'github-token', 'egress', 'run']) {
+      const meta = parse(readFileSync(join(REPO_ROOT, 'actions', name, 'action.yml'), 'utf8')) as {
+        inputs: Record<string, unknown>;
+      };
+      const step = agent.runs.steps.find((s) => s.uses.includes(`/actions/${name}@`));
+      expect(step).toBeDefined();
+      for (const input of Object.keys(meta.inputs)) {
+        if (name === 'run' && input === 'github-token')
+          expect(step?.with[input]).toBe('${{ steps.token.outputs.token }}');
+        else expect(step?.with[input]).toBe(`\${{ inputs.${input} }}`);
+      }
+    }
+    expect(agent.inputs['disable-sudo'].default).toBe('true');
+    expect(agent.inputs['disable-docker'].default).toBe('true');
+    expect(agent.inputs['egress-policy'].default).toBe('block');
   });
 });

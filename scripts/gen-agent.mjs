@@ -1,0 +1,194 @@
+// Generates actions/agent/action.yml (the one-step fence) and .github/workflows/agent.yml
+// (the reusable workflow) from the individual actions' metadata, so their inputs pass
+// through under the same names and cannot drift. `--check` fails if the files are stale.
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
+import * as prettier from 'prettier';
+
+export const REF = 'cordon-dev/cordon';
+export const VERSION = 'v1';
+const PARTS = [
+  { action: 'start', id: 'start' },
+  { action: 'github-token', id: 'token', skip: [] },
+  { action: 'egress', id: 'egress' },
+  { action: 'run', id: 'run', skip: ['github-token'] },
+];
+// The one-step fence locks the runner down unless told otherwise.
+const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
+
+const meta = (a) => parse(readFileSync(`actions/${a}/action.yml`, 'utf8'));
+// An expression in a description is evaluated by the parser; quote it without the braces.
+const plain = (text) => String(text).replace(/\$\{\{\s*(.*?)\s*\}\}/g, '`$1` (as an expression)');
+
+function build() {
+  const inputs = {};
+  const owner = {};
+  const steps = [];
+  for (const part of PARTS) {
+    const m = meta(part.action);
+    const withMap = {};
+    for (const [name, spec] of Object.entries(m.inputs ?? {})) {
+      if ((part.skip ?? []).includes(name)) continue;
+      if (owner[name]) throw new Error(`input ${name} is declared by both ${owner[name]} and ${part.action}`);
+      owner[name] = part.action;
+      const def = OVERRIDES[name] ?? spec.default;
+      inputs[name] = {
+        description: plain(`(${part.action}) ${spec.description}`),
+        required: part.action === 'run' && name === 'run',
+      };
+      if (def !== undefined) inputs[name].default = String(def);
+      withMap[name] = `\${{ inputs.${name} }}`;
+    }
+    if (part.action === 'run') withMap['github-token'] = '${{ steps.token.outputs.token }}';
+    const step = { id: part.id, uses: `${REF}/actions/${part.action}@${VERSION}`, with: withMap };
+    if (part.action === 'github-token') step.if = "inputs.app-id != '' || inputs.client-id != ''";
+    steps.push(step);
+  }
+  const outputs = {
+    'exit-code': {
+      description: "The agent command's exit code.",
+      value: '${{ steps.run.outputs.exit-code }}',
+    },
+    'ledger-path': {
+      description: 'Path of the run ledger.',
+      value: '${{ steps.start.outputs.ledger-path }}',
+    },
+    'bot-login': {
+      description: "The agent's GitHub App bot, when one was issued.",
+      value: '${{ steps.token.outputs.bot-login }}',
+    },
+    'suggested-allowed-domains': {
+      description: 'Audit mode: the allowed-domains the agent used.',
+      value: '${{ steps.egress.outputs.suggested-allowed-domains }}',
+    },
+  };
+  const action = {
+    name: 'Cordon: agent',
+    description:
+      'The whole fence in one step: start, the agent GitHub identity, the egress allowlist (sudo and docker locked), then the agent command with its secrets and credentials; the summary renders at the end of the job.',
+    author: 'Cordon',
+    inputs,
+    outputs,
+    runs: { using: 'composite', steps },
+  };
+
+  const wfInputs = { 'runs-on': { description: 'Runner label.', type: 'string', default: 'ubuntu-latest' } };
+  const wfWith = {};
+  for (const [name, spec] of Object.entries(inputs)) {
+    if (name.startsWith('permission-') || name === 'private-key') continue;
+    wfInputs[name] = {
+      description: spec.description,
+      type: 'string',
+      required: spec.required,
+      ...(spec.default !== undefined && !String(spec.default).includes('${{')
+        ? { default: spec.default }
+        : {}),
+    };
+    wfWith[name] = `\${{ inputs.${name} }}`;
+  }
+  wfInputs.permissions = {
+    description: 'GitHub App permissions, one `name: level` a line (e.g. contents: write).',
+    type: 'string',
+    default: '',
+  };
+  const workflow = {
+    name: 'cordon-agent',
+    on: {
+      workflow_call: {
+        inputs: wfInputs,
+        secrets: {
+          'app-private-key': { description: "The agent GitHub App's private key.", required: false },
+          'agent-secrets': {
+            description:
+              'A JSON object of secrets for `json:` sources, e.g. `toJSON(secrets)` as an expression.',
+            required: false,
+          },
+        },
+        outputs: {
+          'exit-code': {
+            description: "The agent command's exit code.",
+            value: '${{ jobs.agent.outputs.exit-code }}',
+          },
+        },
+      },
+    },
+    jobs: {
+      agent: {
+        'runs-on': '${{ inputs.runs-on }}',
+        permissions: { 'id-token': 'write', contents: 'read' },
+        outputs: { 'exit-code': '${{ steps.fence.outputs.exit-code }}' },
+        steps: [
+          { uses: 'actions/checkout@v4', with: { 'persist-credentials': false } },
+          {
+            name: 'Turn permissions into permission-* inputs',
+            id: 'perms',
+            shell: 'bash',
+            env: { PERMS: '${{ inputs.permissions }}' },
+            run: [
+              'while IFS=: read -r name level; do',
+              '  name=$(echo "$name" | tr -d "[:space:]" | tr _ -); level=$(echo "$level" | tr -d "[:space:]")',
+              '  [ -n "$name" ] && echo "permission-$name=$level" >> "$GITHUB_OUTPUT"',
+              'done <<< "$PERMS"',
+            ].join('\n'),
+          },
+          {
+            id: 'fence',
+            uses: `${REF}/actions/agent@${VERSION}`,
+            with: {
+              ...wfWith,
+              'private-key': '${{ secrets.app-private-key }}',
+              'secrets-json': '${{ secrets.agent-secrets }}',
+              ...Object.fromEntries(
+                Object.keys(inputs)
+                  .filter((n) => n.startsWith('permission-'))
+                  .map((n) => [n, `\${{ steps.perms.outputs.${n} }}`]),
+              ),
+            },
+          },
+          {
+            name: 'Upload attribution.json',
+            if: 'always()',
+            uses: 'actions/upload-artifact@v4',
+            with: {
+              name: 'cordon-attribution-${{ github.job }}-${{ github.run_attempt }}',
+              path: '${{ runner.temp }}/cordon/attribution.json',
+              'if-no-files-found': 'warn',
+            },
+          },
+        ],
+      },
+    },
+  };
+  return {
+    'actions/agent/action.yml':
+      '# Generated by scripts/gen-agent.mjs from the other actions; do not edit by hand.\n' +
+      stringify(action, { lineWidth: 0 }),
+    '.github/workflows/agent.yml':
+      '# Generated by scripts/gen-agent.mjs; do not edit by hand.\n' + stringify(workflow, { lineWidth: 0 }),
+  };
+}
+
+const files = build();
+// Formatted as `prettier --check` expects, so CI's lint and this check agree.
+for (const [p, text] of Object.entries(files)) {
+  files[p] = await prettier.format(text, { ...(await prettier.resolveConfig(p)), filepath: p });
+}
+if (process.argv.includes('--check')) {
+  const stale = Object.entries(files).filter(([p, text]) => {
+    try {
+      return readFileSync(p, 'utf8') !== text;
+    } catch {
+      return true;
+    }
+  });
+  if (stale.length) {
+    console.error(`stale: ${stale.map(([p]) => p).join(', ')}; run node scripts/gen-agent.mjs`);
+    process.exit(1);
+  }
+} else {
+  for (const [p, text] of Object.entries(files)) {
+    mkdirSync(p.slice(0, p.lastIndexOf('/')), { recursive: true });
+    writeFileSync(p, text);
+  }
+  console.log(`wrote ${Object.keys(files).join(', ')}`);
+}
