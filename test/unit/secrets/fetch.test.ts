@@ -219,6 +219,27 @@ maybe('fetchSecrets', () => {
   });
 });
 
+describe('values', () => {
+  test('an empty value is refused by name unless marked not secret', async () => {
+    const specs = parseSecretSpecs('EMPTY=env:E\nFINE=env:F', { notSecret: ['FINE'] });
+    await expect(fetchSecrets(specs, { env: { E: '', F: '' } })).rejects.toThrow(
+      'EMPTY (env:E): the value is empty',
+    );
+    const ok = await fetchSecrets(parseSecretSpecs('FINE=env:F', { notSecret: ['FINE'] }), {
+      env: { F: '' },
+    });
+    expect(ok[0]).toMatchObject({ name: 'FINE', value: '', notSecret: true });
+  });
+
+  test('a missing env or json source names the secret', async () => {
+    const specs = parseSecretSpecs('A=env:NOT_SET\nB=json:NOPE');
+    const p = fetchSecrets(specs, { env: {}, secretsJson: { OTHER: 'other-value-123' } });
+    await expect(p).rejects.toThrow('A (env:NOT_SET): the variable is not set in this step');
+    await expect(p).rejects.toThrow('B (json:NOPE): secrets-json has no such key');
+    await p.catch((e: Error) => expect(e.message).not.toContain('other-value-123'));
+  });
+});
+
 describe('mapBounded', () => {
   test('keeps order and reports each failure', async () => {
     const r = await mapBounded([1, 2, 3], 2, async (n) => {
