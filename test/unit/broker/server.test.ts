@@ -115,6 +115,19 @@ describe('serveBroker', () => {
     expect(types[2].data.requester?.comm).toBe('slow');
   });
 
+  test('serves on the IPv6 loopback too', async () => {
+    const cfg = config({ bind: '::1' });
+    const b = await serveBroker(cfg);
+    try {
+      const res = await fetch(`http://[::1]:${b.port}/github/token`, {
+        headers: { authorization: cfg.bearer },
+      });
+      expect(res.status).toBe(200);
+    } finally {
+      await b.stop('stop');
+    }
+  });
+
   test('refuses a non-loopback bind before doing anything', async () => {
     const cfg = config({ bind: '0.0.0.0' });
     const before = api.calls.length;
