@@ -77,6 +77,55 @@ function listenTcp(host: string, ipv6Only: boolean): Promise<net.Server> {
   });
 }
 
+interface Listeners {
+  udp4: dgram.Socket;
+  tcp4: net.Server;
+  udp6?: dgram.Socket;
+  tcp6?: net.Server;
+  /** Port 53 on every address (needed for containers' redirected DNS), or loopback only. */
+  wildcard: boolean;
+  closers: (() => void)[];
+}
+
+/**
+ * Port 53 on every address, so the bridge redirect lands on the proxy; when another
+ * server already holds port 53 on some address (systemd-resolved's stub on 127.0.0.53),
+ * the wildcard bind fails and the proxy falls back to loopback only.
+ */
+async function bindListeners(log: (l: string) => void): Promise<Listeners> {
+  const attempt = async (v4: string, v6: string): Promise<Listeners> => {
+    const closers: (() => void)[] = [];
+    try {
+      const udp4 = await bindUdp('udp4', v4);
+      closers.push(() => udp4.close());
+      const tcp4 = await listenTcp(v4, false);
+      closers.push(() => tcp4.close());
+      let udp6: dgram.Socket | undefined;
+      let tcp6: net.Server | undefined;
+      try {
+        udp6 = await bindUdp('udp6', v6);
+        closers.push(() => udp6?.close());
+        tcp6 = await listenTcp(v6, true);
+        closers.push(() => tcp6?.close());
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw e;
+        log(`no IPv6 listener: ${describeError(e)}`);
+      }
+      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', closers };
+    } catch (e) {
+      for (const c of closers) c();
+      throw e;
+    }
+  };
+  try {
+    return await attempt('0.0.0.0', '::');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    log(`port 53 is taken on some address (${describeError(e)}); listening on loopback only`);
+    return attempt('127.0.0.1', '::1');
+  }
+}
+
 async function start(configPath: string): Promise<void> {
   const started = Date.now();
   const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as DaemonConfig;
@@ -96,24 +145,9 @@ async function start(configPath: string): Promise<void> {
   try {
     const { uid, gid } = ensureUser(DNS_USER);
     const upstreams = cfg.upstream ? [cfg.upstream] : detectUpstreams();
-    const udp4 = await bindUdp('udp4', '0.0.0.0');
-    const tcp4 = await listenTcp('0.0.0.0', false);
-    closers.push(
-      () => udp4.close(),
-      () => tcp4.close(),
-    );
-    let udp6: dgram.Socket | undefined;
-    let tcp6: net.Server | undefined;
-    try {
-      udp6 = await bindUdp('udp6', '::');
-      tcp6 = await listenTcp('::', true);
-      closers.push(
-        () => udp6?.close(),
-        () => tcp6?.close(),
-      );
-    } catch (e) {
-      log(`no IPv6 listener: ${describeError(e)}`);
-    }
+    const l = await bindListeners(log);
+    closers.push(...l.closers);
+    const { udp4, tcp4, udp6, tcp6 } = l;
 
     applyRuleset(
       renderRuleset({ policy: cfg.policy, staticAllowed: cfg.ips, dnsUid: uid, upstreams }),
@@ -196,7 +230,7 @@ async function start(configPath: string): Promise<void> {
       `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns, nft pid ${shell.pid}`,
     );
     process.stdout.write(
-      `READY ${JSON.stringify({ pid: process.pid, upstreams, setupMs: state.setupMs, ipv6: udp6 !== undefined })}\n`,
+      `READY ${JSON.stringify({ pid: process.pid, upstreams, setupMs: state.setupMs, ipv6: udp6 !== undefined, wildcard: l.wildcard })}\n`,
     );
   } catch (e) {
     for (const c of closers) c();

@@ -29,6 +29,7 @@ interface Ready {
   upstreams: string[];
   setupMs: number;
   ipv6: boolean;
+  wildcard: boolean;
 }
 
 function waitForStatus(argv: string[], timeoutMs: number): Promise<Ready> {
@@ -123,6 +124,12 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     daemonPid: ready.pid,
   });
   runner.setOutput('setup-ms', String(data.setupMs));
+  if (!ready.wildcard) {
+    runner.warning(
+      'egress: another DNS server holds port 53 on a non-loopback address, so the proxy listens on loopback only: containers on bridges get no DNS answers (they stay fenced)',
+      { title: 'Cordon egress' },
+    );
+  }
   runner.info(
     `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
   );

@@ -16,7 +16,8 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
-import { canUseNetns, run } from '../../src/devkit/netns.js';
+import type { ChildProcess } from 'node:child_process';
+import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
 import { fenceId, stateDir } from '../../src/egress/control.js';
 import { DNS4, EVIL4, OTHER4, WEB4, World, connect, dig } from './egress-topology.js';
 
@@ -250,5 +251,49 @@ sudoSuite('egress started through sudo by an unprivileged runner user, with disa
     ]);
     expect(down.stdout).toContain('DONE');
     expect(readFileSync(grant, 'utf8')).toContain(`${user} ALL=(ALL) NOPASSWD:ALL`);
+  });
+});
+
+suite('egress when another server holds port 53 on 127.0.0.53, as systemd-resolved does', () => {
+  let w: World;
+  let job: Job;
+  let stub: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    w = new World('d');
+    await w.serve();
+    const script = `
+      const d=require('dgram').createSocket('udp4');d.bind(53,'127.0.0.53');
+      require('net').createServer(c=>c.end()).listen(53,'127.0.0.53',()=>console.log('up'));`;
+    stub = w.runner.spawn([process.execPath, '-e', script]);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('stub did not start')), 5000);
+      stub!.stdout!.once('data', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    job = new Job();
+  });
+
+  afterAll(async () => {
+    await stop(stub);
+    await w?.destroy([fenceId(job.runnerTemp)]);
+  });
+
+  test('the proxy falls back to loopback, says so, and the fence works', async () => {
+    const main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none' },
+      wrap: w.runner.wrap,
+      timeoutMs: 30000,
+    });
+    expect(errors(main)).toEqual([]);
+    expect(main.commands.some((c) => c.command === 'warning' && c.message.includes('loopback only'))).toBe(
+      true,
+    );
+    expect(dig(w.runner, 'www.a.test').answers).toEqual([WEB4]);
+    expect(dig(w.runner, 'www.a.test', { tcp: true }).answers).toEqual([WEB4]);
+    expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
   });
 });
