@@ -197,6 +197,9 @@ suite('egress in block mode', () => {
     const asked = await w.asked('ctr.a.test');
     expect(asked.length).toBeGreaterThan(0);
     expect(asked.every((q) => q.from === '198.51.100.2')).toBe(true);
+    expect(dig(c, 'ctr.a.test', { server: DNS6 }).answers).toEqual([WEB4]);
+    expect(dig(c, 'ctr.a.test', { server: DNS4, tcp: true }).answers).toEqual([WEB4]);
+    expect(fetchUrl(c, 'http://ctr.a.test/')).toBe(`hello from ${WEB4}`);
     expect(connect(c, WEB4, 80).result).toBe('open');
     expect(connect(c, EVIL4, 80).result).toBe('ECONNREFUSED');
     expect(connect(c, OTHER6, 80).result).toBe('ECONNREFUSED');
