@@ -16,7 +16,7 @@ export interface Leak {
 export interface LeakScan {
   leaks: Leak[];
   filesScanned: number;
-  /** Files too large to read, or left out past the file limit. */
+  /** Files not read, each with the reason. */
   skipped: string[];
 }
 
@@ -184,8 +184,7 @@ export function scanWorkspace(opts: ScanOptions): LeakScan {
   const leaks: Leak[] = opts.headBefore ? commitLeaks(root, opts.headBefore, opts.registry) : [];
   const walked = modifiedSince(root, opts.since, maxFiles);
   for (const p of walked.files) candidates.add(p);
-  if (walked.truncated)
-    skipped.push(`(more than ${maxFiles} entries in the workspace: the walk stopped there)`);
+  if (walked.truncated) skipped.push(`files past the first ${maxFiles} workspace entries`);
   let filesScanned = 0;
   for (const rel of [...candidates].sort()) {
     const abs = resolve(root, rel);
@@ -198,11 +197,19 @@ export function scanWorkspace(opts: ScanOptions): LeakScan {
     }
     if (!st.isFile()) continue;
     if (st.size > maxBytes) {
-      skipped.push(rel);
+      skipped.push(`${rel} (over ${maxBytes} bytes)`);
+      continue;
+    }
+    let content: Buffer;
+    try {
+      content = readFileSync(abs);
+    } catch {
+      // The command can make a file unreadable to this step; it is named, not fatal.
+      skipped.push(`${rel} (unreadable)`);
       continue;
     }
     filesScanned++;
-    leaks.push(...findLeaks(readFileSync(abs), rel, opts.registry));
+    leaks.push(...findLeaks(content, rel, opts.registry));
   }
   return { leaks, filesScanned, skipped };
 }

@@ -235,7 +235,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
     // A file name can hold a value too: the path is scrubbed before it is shown or recorded.
     leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
-    for (const s of scan.skipped) runner.warning(`run: leak scan skipped ${s} (too large)`);
+    for (const s of scan.skipped) runner.warning(`run: the leak scan did not read ${registry.scrub(s)}`);
   }
   // Breaks from before this step are not this command's doing; from our line on they are.
   const lines = ledger.read();
