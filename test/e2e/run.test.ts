@@ -542,4 +542,30 @@ maybe('run action, as a whole program', () => {
       'working-directory "nope" does not exist',
     );
   });
+
+  test('scrubs a secret inside 8 MB of base64 output wrapped at 76 columns', async () => {
+    const job = newJob();
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: '{ head -c 3000001 /dev/urandom; printf %s "$DB_PASSWORD"; head -c 3000000 /dev/urandom; } | base64',
+        secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBeGreaterThan(8_000_000);
+    const joined = r.stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('::add-mask::'))
+      .join('');
+    expect(joined.includes('***')).toBe(true);
+    // Whatever offset the value landed at, no run of its base64 survives.
+    for (let skip = 0; skip < 3; skip++) {
+      const core = Buffer.from(DB_PASSWORD)
+        .subarray(skip, skip + 24)
+        .toString('base64');
+      expect(joined.includes(core.slice(4, 28))).toBe(false);
+    }
+    const finished = events(job).find((e) => e.type === 'run.finished')?.data as Record<string, unknown>;
+    expect(finished.bytesScrubbed as number).toBeGreaterThan(30);
+  });
 });
