@@ -28,6 +28,7 @@ import { BUFFER_BYTES, DnsProxy } from './proxy.js';
 import { detectUpstreams, pointResolver, restoreResolver, type ResolverBackup } from './resolver.js';
 
 export const DNS_USER = 'cordon-dns';
+const CHAINS = ['output', 'forward', 'decide', 'refuse', 'dns_redirect', 'dns_input'];
 
 function ensureUser(name: string): { uid: number; gid: number } {
   if (execSync(['id', '-u', name]).code !== 0) {
@@ -173,15 +174,46 @@ async function start(configPath: string): Promise<void> {
 
     const tamper: string[] = [];
     const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
+    // Everything in the table but the dynamic sets' elements: a change means someone
+    // else (root) edited it. In block mode the table is put back from the same file.
+    // nft fails a line holding several `list` commands, so each is its own request.
+    const listings = [
+      ...CHAINS.map((c) => `list chain ${TABLE} ${c}`),
+      `list set ${TABLE} static4`,
+      `list set ${TABLE} static6`,
+    ];
+    const fingerprint = async (): Promise<string> =>
+      (await Promise.all(listings.map((l) => shell.run(l)))).join('\n');
+    const baseline = await fingerprint();
+    const reclose = (): void => {
+      if (cfg.policy !== 'block') return;
+      shell.run(`include "${join(dir, 'ruleset.nft')}"`).then(
+        () => {
+          sets.forget();
+          log('re-closed: the table was loaded again from ruleset.nft');
+        },
+        (e: Error) => log(`could not re-close: ${e.message}`),
+      );
+    };
+    let checking = false;
     const watch = setInterval(() => {
       sets.sweep();
-      shell.run(`list chain ${TABLE} output`).then(
-        (out) => {
-          if (cfg.policy === 'block' && !/policy drop/.test(out))
-            note(tamper, log, 'the output chain no longer drops by default');
-        },
-        () => note(tamper, log, 'the table inet cordon was removed or changed'),
-      );
+      if (!checking) {
+        checking = true;
+        fingerprint().then(
+          (now) => {
+            checking = false;
+            if (now === baseline) return;
+            note(tamper, log, 'the table inet cordon was changed by someone else');
+            reclose();
+          },
+          () => {
+            checking = false;
+            note(tamper, log, 'the table inet cordon was removed');
+            reclose();
+          },
+        );
+      }
       let now = '';
       try {
         now = readFileSync('/etc/resolv.conf', 'utf8');
@@ -189,7 +221,7 @@ async function start(configPath: string): Promise<void> {
         now = '';
       }
       if (now !== resolvText) note(tamper, log, '/etc/resolv.conf was changed');
-    }, 2000);
+    }, 1000);
     watch.unref();
 
     const control = net.createServer((c) => {

@@ -171,6 +171,11 @@ export class AllowSets {
     if (this.batch.length) this.flush();
   }
 
+  /** Forgets every address (the table was loaded again, empty). */
+  forget(): void {
+    this.expiry.clear();
+  }
+
   /** Forgets addresses whose element has expired. */
   sweep(): void {
     const now = this.now();
