@@ -1,0 +1,76 @@
+/**
+ * The long-lived `nft -i` child against a real table in a namespace: requests resolve in
+ * order, a failing request is rejected without desynchronising the ones after it, and
+ * batched set updates land with their timeouts. Needs root and nft.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canUseNetns, Netns } from '../../../src/devkit/netns.js';
+import { renderRuleset } from '../../../src/egress/firewall.js';
+import { AllowSets, NftShell } from '../../../src/egress/nftshell.js';
+
+const usable = canUseNetns() && existsSync('/usr/sbin/nft');
+if (!usable && process.env.CI === 'true') throw new Error('nftshell test: needs root and nft (CI=true)');
+if (!usable) console.warn('nftshell test skipped: needs root and nft');
+const suite = usable ? describe : describe.skip;
+
+suite('NftShell and AllowSets', () => {
+  let ns: Netns;
+  let shell: NftShell;
+  let dir: string;
+
+  beforeAll(() => {
+    ns = Netns.create(`egn${process.pid % 100000}`);
+    dir = mkdtempSync(join(tmpdir(), 'cordon-nft-'));
+    ns.exec(['nft', '-f', '-'], {
+      input: renderRuleset({ policy: 'audit', staticAllowed: [], dnsUid: 0, upstreams: ['192.0.2.53'] }),
+    });
+    // The child runs inside the namespace through a two-line wrapper.
+    const wrapper = join(dir, 'nft');
+    writeFileSync(wrapper, `#!/bin/sh\nexec /usr/sbin/ip netns exec ${ns.name} /usr/sbin/nft "$@"\n`, {
+      mode: 0o755,
+    });
+    shell = new NftShell(wrapper);
+  });
+
+  afterAll(() => {
+    shell?.close();
+    ns?.delete();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a failing request is rejected with nft’s message and the next ones still resolve in order', async () => {
+    const results = await Promise.allSettled([
+      shell.run('list set inet cordon ack'),
+      shell.run('add element inet cordon nosuch { 192.0.2.1 }'),
+      shell.run('add element inet cordon allow4 { 192.0.2.7 timeout 30s }'),
+      shell.run('list set inet cordon allow4'),
+    ]);
+    expect(results[0].status).toBe('fulfilled');
+    expect(results[1].status).toBe('rejected');
+    expect(String((results[1] as PromiseRejectedResult).reason)).toContain('No such file or directory');
+    expect(results[2].status).toBe('fulfilled');
+    expect((results[3] as PromiseFulfilledResult<string>).value).toContain('192.0.2.7');
+  });
+
+  test('updates are batched, skipped when the address is already in for long enough, and refreshed when not', async () => {
+    let now = 1_000_000;
+    const sets = new AllowSets(shell, 60, () => now);
+    const a = sets.ensure([{ address: '198.51.100.1', ttl: 5 }], [{ address: '2001:db8::1', ttl: 300 }]);
+    const b = sets.ensure([{ address: '198.51.100.2', ttl: 5 }], []);
+    await Promise.all([a, b]);
+    expect(sets.updates).toBe(2);
+    expect(sets.ensure([{ address: '198.51.100.1', ttl: 10 }], [])).toBeUndefined();
+    const v4 = ns.exec(['nft', 'list', 'set', 'inet', 'cordon', 'allow4']);
+    expect(v4).toMatch(/198\.51\.100\.1 timeout 1m15s/);
+    expect(ns.exec(['nft', 'list', 'set', 'inet', 'cordon', 'allow6'])).toMatch(/2001:db8::1 timeout 6m15s/);
+    // 20 s later, 55 s are left: less than min-ttl, so the element is written again.
+    now += 20_000;
+    await sets.ensure([{ address: '198.51.100.1', ttl: 5 }], []);
+    expect(ns.exec(['nft', 'list', 'set', 'inet', 'cordon', 'allow4'])).toMatch(
+      /198\.51\.100\.1 timeout 1m15s expires 1m1[45]s/,
+    );
+  });
+});
