@@ -6,6 +6,8 @@
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
 export const TYPE_AAAA = 28;
+export const TYPE_SVCB = 64;
+export const TYPE_HTTPS = 65;
 export const RCODE_FORMERR = 1;
 export const RCODE_SERVFAIL = 2;
 export const RCODE_NXDOMAIN = 3;
@@ -217,7 +219,35 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
       });
     } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
       out.v6.push({ address: ipv6Text(buf, r.rdata), ttl: r.ttl });
+    } else if (r.type === TYPE_HTTPS || r.type === TYPE_SVCB) {
+      svcbHints(buf, r.rdata, r.rdlen, r.ttl, out);
     }
   }
   return out;
+}
+
+/**
+ * `ipv4hint` (key 4) and `ipv6hint` (key 6) of an SVCB/HTTPS record (RFC 9460): clients
+ * may connect to these without an A/AAAA lookup, so they are allowed like answers.
+ */
+function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: AnswerAddresses): void {
+  const stop = at + len;
+  if (len < 3) return;
+  // Priority, then the target name (never compressed in SVCB).
+  let p = at + 2;
+  for (let i = 0; i < 128 && p < stop && buf[p] !== 0; i++) p += 1 + buf[p];
+  p++;
+  while (p + 4 <= stop) {
+    const key = buf.readUInt16BE(p);
+    const n = buf.readUInt16BE(p + 2);
+    const v = p + 4;
+    if (v + n > stop) return;
+    if (key === 4) {
+      for (let i = v; i + 4 <= v + n; i += 4)
+        out.v4.push({ address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`, ttl });
+    } else if (key === 6) {
+      for (let i = v; i + 16 <= v + n; i += 16) out.v6.push({ address: ipv6Text(buf, i), ttl });
+    }
+    p = v + n;
+  }
 }

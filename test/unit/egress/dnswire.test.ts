@@ -116,4 +116,25 @@ describe('answers', () => {
     expect(readAnswer(Buffer.concat([head, q.subarray(12), Buffer.from([1])]))).toBeUndefined();
     expect(readAnswer(q)).toBeUndefined();
   });
+
+  test('HTTPS records: ipv4hint and ipv6hint addresses count like A/AAAA answers', () => {
+    const q = query('svc.a.test', { type: 65 });
+    const head = Buffer.from(q.subarray(0, 12));
+    head.writeUInt16BE(0x8180, 2);
+    head.writeUInt16BE(1, 6);
+    const alpn = Buffer.from([0, 1, 0, 3, 2, 0x68, 0x32]);
+    const v4 = Buffer.from([0, 4, 0, 8, 192, 0, 2, 10, 192, 0, 2, 11]);
+    const v6 = Buffer.concat([
+      Buffer.from([0, 6, 0, 16]),
+      Buffer.from('20010db8000000000000000000000010', 'hex'),
+    ]);
+    const rdata = Buffer.concat([Buffer.from([0, 1, 0]), alpn, v4, v6]);
+    const msg = Buffer.concat([head, q.subarray(12), rr(Buffer.from([0xc0, 12]), 65, 120, rdata)]);
+    const r = readAnswer(msg);
+    expect(r?.v4).toEqual([
+      { address: '192.0.2.10', ttl: 120 },
+      { address: '192.0.2.11', ttl: 120 },
+    ]);
+    expect(r?.v6).toEqual([{ address: '2001:db8::10', ttl: 120 }]);
+  });
 });
