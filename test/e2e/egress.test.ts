@@ -230,6 +230,16 @@ suite('egress in block mode', () => {
     expect(warnings).toHaveLength(1);
   });
 
+  test('fail-on-blocked fails post when anything was refused', async () => {
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none', 'fail-on-blocked': 'true' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(1);
+    expect(errors(post).join('\n')).toMatch(/egress: \d+ names or destinations were blocked/);
+  });
+
   test('root deleting the table is noticed, the table is put back at once, and post fails', async () => {
     w.runner.exec(['nft', 'delete', 'table', 'inet', 'cordon']);
     expect(connect(w.runner, OTHER4, 80).result).toBe('open');
