@@ -147,7 +147,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   // Everything the command needs, before it starts: when any of it fails, nothing runs.
   const creds = await mintAwsCredentials(inputs, deps);
   const fetched = await fetchSecrets(inputs.specs, {
-    env,
+    // Secrets are fetched with the role minted for this command, in its region.
+    env: inputs.aws ? { ...env, AWS_REGION: inputs.aws.region, AWS_DEFAULT_REGION: inputs.aws.region } : env,
     secretsJson: inputs.secretsJson,
     credentials: creds,
     input: 'secrets',

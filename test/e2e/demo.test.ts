@@ -1,0 +1,33 @@
+import { describe, expect, test } from '@jest/globals';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
+
+describe('cordon demo (README command one)', () => {
+  test('runs a whole fenced agent job and prints the summary it produced', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'cordon-demo-'));
+    const r = await spawnCollect(
+      [process.execPath, join(REPO_ROOT, 'bin/cordon.js'), 'demo', '--out', out],
+      { PATH: process.env.PATH ?? '', HOME: out },
+      REPO_ROOT,
+      240000,
+    );
+    expect(r.stderr).not.toContain('demo failed');
+    expect(r.code).toBe(0);
+    // Identity, credentials with expiry, the scrubbed secret, the bot's commit.
+    expect(r.stdout).toContain('GitHub App bot   | cordon-demo-agent[bot]');
+    expect(r.stdout).toContain('AWS role session');
+    expect(r.stdout).toMatch(/AWS +\| arn:aws:iam::123456789012:role\/cordo.*\| 20\d\d-/);
+    expect(r.stdout).toContain('agent: calling the model API with key ***');
+    expect(r.stdout).toMatch(/by the agent +\| Agent: update READ/);
+    expect(r.stdout).toContain('Record intact');
+    expect(r.stdout).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
+    const md = readFileSync(join(out, 'summary.md'), 'utf8');
+    expect(md).toContain('### Commits the agent authored');
+    expect(readFileSync(join(out, 'summary.html'), 'utf8')).toContain('<table>');
+    for (const f of ['summary.md', 'summary.html', 'ledger.jsonl']) {
+      expect(readFileSync(join(out, f), 'utf8')).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
+    }
+  }, 250000);
+});
