@@ -215,6 +215,17 @@ sudoSuite('egress started through sudo by an unprivileged runner user, with disa
     expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
   });
 
+  test('the runner user cannot read the daemon’s records or memory', () => {
+    const dir = stateDir(fenceId(job.runnerTemp));
+    const { pid } = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pid: number };
+    expect(w.runner.try(['runuser', '-u', user, '--', 'cat', join(dir, 'state.json')]).code).not.toBe(0);
+    expect(w.runner.try(['runuser', '-u', user, '--', 'cat', `/proc/${pid}/environ`]).code).not.toBe(0);
+    expect(
+      w.runner.try(['runuser', '-u', user, '--', 'sh', '-c', `echo x >> ${join(dir, 'daemon.log')}`]).code,
+    ).not.toBe(0);
+    expect(w.runner.try(['runuser', '-u', user, '--', 'kill', '-0', String(pid)]).code).not.toBe(0);
+  });
+
   test('the runner user cannot flush the table or rewrite the resolver', () => {
     const flush = w.runner.try(['runuser', '-u', user, '--', 'nft', 'flush', 'ruleset']);
     expect(flush.code).not.toBe(0);
