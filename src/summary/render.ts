@@ -278,6 +278,8 @@ export function buildBlocks(input: SummaryInput): Block[] {
     blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
   if (!blockedNames.length && !blockedDest.length && !leaks.length)
     blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
+  for (const t of reports.flatMap((r) => r.tamper ?? []))
+    blocks.push({ kind: 'para', text: `Egress fence tampered with: ${t}.`, strong: true });
   const suggestion = reports.flatMap((r) => r.suggestedAllowlist ?? []);
   if (suggestion.length) {
     blocks.push({
