@@ -3,6 +3,7 @@ import { parseAwsSessionInputs, type AwsSessionInputs } from '../aws/inputs.js';
 import { Inputs } from '../core/inputs.js';
 import type { Env } from '../core/runner.js';
 import { parseSecretSourceInputs, type SecretSourceInputs } from '../secrets/inputs.js';
+import { parseRunBrokerInputs, type RunBrokerInputs } from './broker.js';
 
 export const LEAK_SCAN_MODES = ['fail', 'warn', 'off'] as const;
 export type LeakScanMode = (typeof LEAK_SCAN_MODES)[number];
@@ -18,6 +19,8 @@ export interface RunInputs extends SecretSourceInputs {
   scrubOutput: boolean;
   leakScan: LeakScanMode;
   aws?: AwsSessionInputs;
+  /** `credentials` and `refresh-before-seconds`: static keys or the credential broker. */
+  broker?: RunBrokerInputs;
 }
 
 export function parseRunInputs(env: Env): RunInputs {
@@ -37,6 +40,7 @@ export function parseRunInputs(env: Env): RunInputs {
     }
     timeoutMs = Math.round(minutes * 60000);
   }
+  const aws = parseAwsSessionInputs(i, { prefix: 'aws-', optional: true, env });
   return {
     ...parseSecretSourceInputs(i),
     run,
@@ -47,6 +51,7 @@ export function parseRunInputs(env: Env): RunInputs {
     timeoutMs,
     scrubOutput: i.boolean('scrub-output', true),
     leakScan: i.enumeration('leak-scan', LEAK_SCAN_MODES, 'fail'),
-    aws: parseAwsSessionInputs(i, { prefix: 'aws-', optional: true, env }),
+    aws,
+    broker: parseRunBrokerInputs(i, aws),
   };
 }

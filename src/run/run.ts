@@ -16,6 +16,7 @@ import type { Env, Runner } from '../core/runner.js';
 import { fetchSecrets, type FetchDeps } from '../secrets/fetch.js';
 import { registerFetched } from '../secrets/register.js';
 import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
+import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
 import { launchCommand, type CommandExit } from './spawn.js';
@@ -145,7 +146,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   const cwd = workingDirectory(inputs, workspace);
 
   // Everything the command needs, before it starts: when any of it fails, nothing runs.
-  const creds = await mintAwsCredentials(inputs, deps);
+  // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
+  const broker = await startRunBroker(inputs, deps);
+  const creds = broker ? broker.credentials : await mintAwsCredentials(inputs, deps);
   const fetched = await fetchSecrets(inputs.specs, {
     // Secrets are fetched with the role minted for this command, in its region.
     env: inputs.aws ? { ...env, AWS_REGION: inputs.aws.region, AWS_DEFAULT_REGION: inputs.aws.region } : env,
@@ -158,18 +161,19 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   });
   registerFetched(fetched, registry);
 
-  const { env: commandEnv, removed } = buildCommandEnv({
+  const { env: builtEnv, removed } = buildCommandEnv({
     base: env,
     keepEnv: inputs.keepEnv,
     secrets: fetched,
     githubToken: inputs.githubToken || undefined,
-    aws: creds && { ...creds, region: inputs.aws?.region },
+    aws: broker ? undefined : creds && { ...creds, region: inputs.aws?.region },
   });
+  const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
   const headBefore = inputs.leakScan === 'off' ? undefined : gitHead(workspace);
   const ledger = Ledger.forEnv(env, { action: 'run', registry });
   const credentialsGiven = [
-    ...(creds ? [`aws:${creds.assumedRoleArn}`] : []),
+    ...(broker ? [`aws-broker:${inputs.aws?.role.arn}`] : creds ? [`aws:${creds.assumedRoleArn}`] : []),
     ...(inputs.githubToken ? ['github-token'] : []),
   ];
   const started: RunStarted = {
@@ -192,7 +196,11 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   let processesKilled = 0;
   const matcher = registry.size ? registry.matcher() : undefined;
   const scrubbers =
-    inputs.scrubOutput && matcher ? [new StreamScrubber(matcher), new StreamScrubber(matcher)] : [];
+    inputs.scrubOutput && matcher
+      ? broker
+        ? [new RefreshingScrubber(registry), new RefreshingScrubber(registry)]
+        : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
+      : [];
   try {
     const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd });
     const drained = Promise.all([
@@ -227,6 +235,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     }
   } finally {
     rmSync(shell.scriptPath, { force: true });
+    // The command's processes are gone: nothing may fetch credentials after this.
+    if (broker) await stopRunBroker(broker, runner);
   }
   const durationMs = Date.now() - startedAt;
   const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);

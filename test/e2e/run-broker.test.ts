@@ -1,0 +1,251 @@
+/**
+ * `actions/run` with `credentials: broker`, as a whole program (dist/run/main.js through the
+ * harness) against the moto server and the loopback OIDC issuer: the command is a real boto3
+ * process that only has the container-credentials variables.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
+import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
+import { Job, type StepResult } from '../../src/devkit/run-action.js';
+
+const ROLE = 'arn:aws:iam::123456789012:role/cordon-agent';
+const DB_PASSWORD = 'run-broker-db-password-7d1c';
+const available = motoAvailable();
+if (!available && process.env.CI === 'true')
+  throw new Error('moto_server is not on PATH; CI must provide it (.ci/run checks)');
+if (!available) console.log('run-broker e2e skipped: moto_server is not on PATH and CI is unset');
+const maybe = available ? describe : describe.skip;
+
+let moto: Moto;
+let issuer: OidcIssuer;
+const jobs: Job[] = [];
+
+beforeAll(async () => {
+  if (!available) return;
+  [moto, issuer] = await Promise.all([startMoto(), startOidcIssuer()]);
+  // Moto keeps data per account and takes it from the caller's keys: 'testing' is 123456789012.
+  const sm = new SecretsManagerClient({
+    endpoint: moto.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
+  await sm.send(
+    new CreateSecretCommand({ Name: 'prod/db', SecretString: JSON.stringify({ password: DB_PASSWORD }) }),
+  );
+  sm.destroy();
+}, 60000);
+
+afterAll(async () => {
+  for (const j of jobs.splice(0)) rmSync(j.root, { recursive: true, force: true });
+  await Promise.all([moto?.stop(), issuer?.close()]);
+});
+
+function newJob(): Job {
+  const j = new Job({
+    env: {
+      ...moto.env,
+      ...issuer.env,
+      // Static keys on the runner that the command must not get alongside the broker's.
+      AWS_ACCESS_KEY_ID: 'runner-static-key-id',
+      AWS_SECRET_ACCESS_KEY: 'runner-static-secret-key',
+      AWS_SESSION_TOKEN: 'runner-static-session-token',
+      AWS_PROFILE: 'runner-profile',
+    },
+  });
+  jobs.push(j);
+  return j;
+}
+
+function events(j: Job, type: string): LedgerEvent[] {
+  return new Ledger(ledgerPath(j.env), { action: 'test' }).events().filter((e) => e.type === type);
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function allFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 12) return;
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p, depth + 1);
+      else if (st.isFile()) out.push(p);
+    }
+  };
+  walk(dir, 0);
+  return out;
+}
+
+/** No secret value in the log (outside add-mask), outputs, env, state, ledger or any job file. */
+function expectNoSecrets(j: Job, r: StepResult, values: string[], skip: string[] = []): void {
+  const log = r.stdout
+    .split('\n')
+    .filter((l) => !l.startsWith('::add-mask::'))
+    .join('\n');
+  const places: [string, string][] = [
+    ['stdout', log],
+    ['stderr', r.stderr],
+    ['outputs', JSON.stringify(r.outputs)],
+    ['GITHUB_ENV', JSON.stringify(r.env)],
+    ['state', JSON.stringify(r.state)],
+    ...allFiles(j.root)
+      .filter((f) => !skip.includes(f))
+      .map((f): [string, string] => [f, readFileSync(f, 'latin1')]),
+  ];
+  for (const v of values) {
+    for (const [where, text] of places) {
+      if (text.includes(v)) throw new Error(`a secret (${v.length} chars) is in ${where}`);
+    }
+  }
+}
+
+const BOTO = `
+import boto3, json, os, sys, time
+out = []
+for _ in range(8):
+    s = boto3.session.Session()
+    ident = s.client('sts').get_caller_identity()
+    c = s.get_credentials().get_frozen_credentials()
+    out.append({'arn': ident['Arn'], 'key': c.access_key, 'secret': c.secret_key, 'method': s.get_credentials().method})
+    if len({o['key'] for o in out}) >= 2:
+        break
+    time.sleep(0.3)
+proc = open('/proc/self/environ', 'rb').read().decode('latin1').split('\\0')
+json.dump({'calls': out, 'env': dict(os.environ), 'proc': proc}, open(sys.argv[1], 'w'))
+print('secret=' + out[-1]['secret'])
+`;
+
+maybe('run with credentials: broker', () => {
+  test('boto3 refreshes through the broker: two keys, both recorded; no static keys, no ID-token pair; port closed after', async () => {
+    const j = newJob();
+    const dump = join(j.root, 'seen.json');
+    const r = await j.run('run', 'main', {
+      inputs: {
+        run: `python3 -c "$SCRIPT" ${dump}`,
+        shell: 'bash',
+        'aws-role-to-assume': ROLE,
+        'aws-region': 'us-east-1',
+        credentials: 'broker',
+        // Above the 900 s lifetime: every request is a new exchange.
+        'refresh-before-seconds': '1000',
+        secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
+      },
+      env: { SCRIPT: BOTO },
+      timeoutMs: 120000,
+    });
+    if (r.code !== 0) throw new Error(`run failed:\n${r.stdout}\n${r.stderr}`);
+    const seen = JSON.parse(readFileSync(dump, 'utf8')) as {
+      calls: { arn: string; key: string; secret: string; method: string }[];
+      env: Record<string, string>;
+      proc: string[];
+    };
+    rmSync(dump);
+    // Two different access keys, both from the container-credentials provider, same role.
+    expect(seen.calls[0].method).toBe('container-role');
+    const keys = [...new Set(seen.calls.map((c) => c.key))];
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    for (const c of seen.calls)
+      expect(c.arn).toMatch(/^arn:aws:sts::123456789012:assumed-role\/cordon-agent\//);
+    // The command's environment, as Python saw it and as the kernel holds it.
+    const procEnv = Object.fromEntries(
+      seen.proc.filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    );
+    for (const env of [seen.env, procEnv]) {
+      for (const k of [
+        'ACTIONS_ID_TOKEN_REQUEST_URL',
+        'ACTIONS_ID_TOKEN_REQUEST_TOKEN',
+        'AWS_ACCESS_KEY_ID',
+        'AWS_SECRET_ACCESS_KEY',
+        'AWS_SESSION_TOKEN',
+        'AWS_PROFILE',
+      ])
+        expect(env[k]).toBeUndefined();
+      expect(env.AWS_CONTAINER_CREDENTIALS_FULL_URI).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/aws\/credentials$/);
+      expect(env.AWS_CONTAINER_AUTHORIZATION_TOKEN).toMatch(/^[0-9a-f]{64}$/);
+      expect(env.AWS_REGION).toBe('us-east-1');
+      // The secret was fetched with the broker's credentials (moto's account comes from them).
+      expect(env.DB_PASSWORD).toBe(DB_PASSWORD);
+      expect(JSON.stringify(env)).not.toContain(issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN);
+    }
+    // The refreshed secret key the command printed is scrubbed from the step's log.
+    expect(r.stdout).toContain('secret=***');
+
+    // Every issuance is in the ledger: the start's, then at least one per key the command saw.
+    const refreshed = events(j, 'credentials.refreshed');
+    expect(refreshed.length).toBeGreaterThanOrEqual(keys.length);
+    expect(refreshed.map((e) => e.data.issuance)).toEqual(refreshed.map((_, i) => i + 1));
+    for (const e of refreshed) expect(e.data).toMatchObject({ role: ROLE, durationSeconds: 900 });
+    expect(refreshed.slice(1).every((e) => e.data.reason === 'expiring')).toBe(true);
+    expect(events(j, 'credentials.issued')).toHaveLength(0);
+    const started = events(j, 'run.started')[0].data as { credentials: string[]; envRemoved: string[] };
+    expect(started.credentials).toEqual([`aws-broker:${ROLE}`]);
+    expect(started.envRemoved).toEqual(
+      expect.arrayContaining(['ACTIONS_ID_TOKEN_REQUEST_TOKEN', 'AWS_ACCESS_KEY_ID', 'AWS_PROFILE']),
+    );
+
+    // After the step: stopped, recorded, port closed.
+    const brokerStarted = events(j, 'broker.started');
+    const stopped = events(j, 'broker.stopped');
+    expect(brokerStarted).toHaveLength(1);
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0].data).toMatchObject({
+      reason: 'stop',
+      unauthorized: 0,
+      awsRefreshes: refreshed.length,
+    });
+    expect(await portOpen(brokerStarted[0].data.port as number)).toBe(false);
+    const finished = events(j, 'run.finished')[0].data as { ledgerIntact: boolean };
+    expect(finished.ledgerIntact).toBe(true);
+
+    // No secret anywhere: what was masked (the broker's token, every key, the request token), the static keys.
+    const masked = r.masks.filter((m) => m.length >= 8);
+    expect(masked).toEqual(expect.arrayContaining([seen.env.AWS_CONTAINER_AUTHORIZATION_TOKEN]));
+    for (const c of seen.calls) expect(masked).toEqual(expect.arrayContaining([c.secret]));
+    expectNoSecrets(j, r, [
+      ...masked,
+      ...seen.calls.map((c) => c.secret),
+      issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+    ]);
+  }, 150000);
+
+  test('credentials: broker without a role is refused before anything runs', async () => {
+    const j = newJob();
+    const r = await j.run('run', 'main', { inputs: { run: 'echo ran', credentials: 'broker' } });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).not.toContain('\nran\n');
+    expect(r.commands.find((c) => c.command === 'error')?.message).toContain(
+      'credentials: broker was given without aws-role-to-assume',
+    );
+    expect(events(j, 'broker.started')).toHaveLength(0);
+  });
+
+  test('a wrong refresh-before-seconds names the input', async () => {
+    const j = newJob();
+    const r = await j.run('run', 'main', {
+      inputs: {
+        run: 'echo ran',
+        credentials: 'broker',
+        'aws-role-to-assume': ROLE,
+        'aws-region': 'us-east-1',
+        'refresh-before-seconds': 'soon',
+      },
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.commands.find((c) => c.command === 'error')?.message).toContain('refresh-before-seconds');
+  });
+});
