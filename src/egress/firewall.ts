@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { CordonError } from '../core/errors.js';
 import { cidrText, type Cidr } from './policy.js';
 import { nftError, TABLE } from './nftshell.js';
 
@@ -119,6 +120,13 @@ export const execSync: Exec = (argv, input) => {
 export function applyRuleset(text: string, file: string, nft = 'nft', exec: Exec = execSync): void {
   writeFileSync(file, text, { mode: 0o600 });
   const r = exec([nft, '-f', file]);
+  if (r.code === 127) {
+    throw new CordonError({
+      what: 'egress: the nft command is not installed on this runner',
+      why: r.stderr.trim() || `${nft} was not found`,
+      fix: 'install it before this step: `sudo apt-get install -y nftables`',
+    });
+  }
   if (r.code !== 0)
     throw nftError('egress: the firewall ruleset did not load', new Error((r.stderr || r.stdout).trim()));
 }

@@ -1,5 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
-import { renderRuleset } from '../../../src/egress/firewall.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyRuleset, renderRuleset } from '../../../src/egress/firewall.js';
 import { parseBlocked } from '../../../src/egress/nftshell.js';
 import { parseCidrs } from '../../../src/egress/policy.js';
 
@@ -45,5 +48,18 @@ describe('ruleset', () => {
       { address: '198.51.100.1', protocol: 'udp', port: 5353, packets: 3 },
       { address: '203.0.113.9', protocol: 'icmp', port: 0, packets: 1 },
     ]);
+  });
+});
+
+describe('applyRuleset', () => {
+  test('a missing nft binary says how to install it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-fw-'));
+    try {
+      expect(() =>
+        applyRuleset('table inet cordon {}\n', join(dir, 'r.nft'), join(dir, 'no-such-nft')),
+      ).toThrow(/nft command is not installed.*apt-get install -y nftables/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
