@@ -9,6 +9,8 @@ import { profilePaths, removeSection, sectionHeader } from './profile-files.js';
 export function endCredentials(
   runner: Runner,
   now: () => Date = () => new Date(),
+  /** export: broker: the latest expiry among credentials the broker handed out. */
+  validUntil?: string,
 ): CredentialsEnded | undefined {
   const raw = runner.getState('aws');
   if (!raw) {
@@ -24,14 +26,19 @@ export function endCredentials(
       if (removeSection(path, sectionHeader(kind, state.profile))) removed.push(path);
     }
   }
-  const secondsLeft = Math.max(0, Math.round((Date.parse(state.expiration) - now().getTime()) / 1000));
+  const until = validUntil ?? state.expiration;
+  const secondsLeft = Math.max(0, Math.round((Date.parse(until) - now().getTime()) / 1000));
   const event: CredentialsEnded = { provider: 'aws', role: state.role, filesRemoved: removed, secondsLeft };
   Ledger.forEnv(runner.env, { action: 'aws' }).append(
     'credentials.ended',
     event as unknown as Record<string, unknown>,
   );
   const note =
-    state.export === 'env' ? '; AWS_* variables stay set for later steps of this job until they expire' : '';
+    state.export === 'env'
+      ? '; AWS_* variables stay set for later steps of this job until they expire'
+      : state.export === 'broker'
+        ? '; the broker no longer answers, and credentials it handed out expire on their own'
+        : '';
   runner.info(
     `aws: credentials for ${state.role} ended with ${secondsLeft} s left; removed ${removed.length ? removed.join(', ') : 'nothing'}${note}`,
   );

@@ -13,7 +13,7 @@ export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';
 export const DEFAULT_DURATION_SECONDS = 900;
 export const MIN_DURATION_SECONDS = 900;
 export const MAX_DURATION_SECONDS = 43200;
-export const EXPORT_MODES = ['env', 'profile', 'outputs', 'none'] as const;
+export const EXPORT_MODES = ['env', 'profile', 'outputs', 'none', 'broker'] as const;
 export type ExportMode = (typeof EXPORT_MODES)[number];
 
 export interface RoleArn {
@@ -38,6 +38,8 @@ export interface AwsActionInputs extends AwsSessionInputs {
   profileName: string;
   retryMaxAttempts: number;
   maskAccountId: boolean;
+  /** export: broker: get new credentials when fewer seconds than this remain. */
+  refreshBeforeSeconds: number;
 }
 
 const PARTITIONS = [
@@ -220,6 +222,10 @@ export function parseAwsActionInputs(inputs: Inputs, env: Env = inputs.env): Aws
     profileName,
     retryMaxAttempts: inputs.integer('retry-max-attempts', 5, { min: 1, max: 10 }),
     maskAccountId: inputs.boolean('mask-aws-account-id', true),
+    refreshBeforeSeconds: inputs.integer('refresh-before-seconds', 300, {
+      min: 0,
+      max: MAX_DURATION_SECONDS,
+    }),
   };
 }
 

@@ -53,6 +53,7 @@ function exportCredentials(inputs: AwsActionInputs, creds: AwsCredentials, runne
       runner.setOutput('aws-session-token', creds.sessionToken);
       return [];
     case 'none':
+    case 'broker':
       return [];
   }
 }
@@ -130,6 +131,7 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     profile: `as profile ${inputs.profileName}`,
     outputs: 'as step outputs',
     none: 'nowhere (export: none)',
+    broker: 'through the credential broker',
   }[inputs.export];
   runner.info(
     `aws: assumed ${creds.assumedRoleArn} until ${expiration} (${inputs.durationSeconds} s; ${scope}); exported ${where}`,
