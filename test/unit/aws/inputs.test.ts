@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { CordonError } from '../../../src/core/errors.js';
+import { errorOf } from '../../harness/errors.js';
 import { Inputs } from '../../../src/core/inputs.js';
 import {
   defaultSessionName,
@@ -12,16 +12,6 @@ import {
 
 const ROLE = 'arn:aws:iam::111122223333:role/agent';
 const run = { GITHUB_RUN_ID: '99', GITHUB_RUN_ATTEMPT: '2', GITHUB_JOB: 'build' };
-
-function errorOf(fn: () => unknown): CordonError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CordonError) return e;
-    throw e;
-  }
-  throw new Error('expected a CordonError');
-}
 
 describe('role ARN', () => {
   test('accepts every partition and role paths', () => {

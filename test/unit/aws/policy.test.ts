@@ -1,21 +1,11 @@
 import { describe, expect, test } from '@jest/globals';
-import { CordonError } from '../../../src/core/errors.js';
+import { errorOf } from '../../harness/errors.js';
 import {
   buildSessionPolicy,
   parseAllowLines,
   parseInlinePolicy,
   validateManagedPolicyArns,
 } from '../../../src/aws/policy.js';
-
-function errorOf(fn: () => unknown): CordonError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CordonError) return e;
-    throw e;
-  }
-  throw new Error('expected a CordonError');
-}
 
 const lines = (text: string) =>
   text.split('\n').flatMap((t, i) => (t.trim() ? [{ line: i + 1, text: t.trim() }] : []));

@@ -1,22 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
 import { Inputs, parseDuration, splitList } from '../../../src/core/inputs.js';
-import { CordonError } from '../../../src/core/errors.js';
+import { errorOf } from '../../harness/errors.js';
 
 const make = (vals: Record<string, string>): Inputs =>
   new Inputs(
     'test',
     Object.fromEntries(Object.entries(vals).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v])),
   );
-
-function errorOf(fn: () => unknown): CordonError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CordonError) return e;
-    throw e;
-  }
-  throw new Error('expected a CordonError');
-}
 
 describe('inputs', () => {
   test('required string names the input and how to give it', () => {
