@@ -112,6 +112,18 @@ export interface RunStarted {
   secrets: { name: string; source: string }[];
   envRemoved: string[];
   credentials?: string[];
+  /** `fresh` (a new HOME for the command) or `keep`. */
+  home?: 'fresh' | 'keep';
+  /**
+   * What earlier steps left that the command does not get, by name: `~/.aws` and the like
+   * (left out of its HOME), `env:AWS_CONFIG_FILE` (variables dropped), `.git/config:<key>`
+   * (the checkout token, taken out of the file while the command runs).
+   */
+  withheld?: string[];
+  /** `cgroup` (every process the command starts is killed at its end) or `process-group` (weaker). */
+  containment?: 'cgroup' | 'process-group';
+  /** Why containment is the weaker process group. */
+  containmentReason?: string;
 }
 
 export interface RunFinished {
@@ -122,8 +134,45 @@ export interface RunFinished {
   timedOut?: boolean;
   leaks: { secret: string; path: string; line: number }[];
   processesKilled?: number;
+  /** Processes the command left running when it ended (all killed with its cgroup or group). */
+  processesAlive?: number;
+  /** Processes that did not die in time (0 unless one was stuck in the kernel). */
+  processesLeft?: number;
+  containment?: 'cgroup' | 'process-group';
+  containmentReason?: string;
   /** False when the ledger lines before `run.started` changed while the command ran. */
   ledgerIntact?: boolean;
+  /** The checkout token taken out of .git/config was put back after the command. */
+  checkoutTokenRestored?: boolean;
+}
+
+/** A line written while the agent's command ran: never trusted as Cordon's own. */
+export interface LedgerLineRef {
+  line: number;
+  action?: string;
+  type?: string;
+  time?: string;
+  /** The line chains to the one before it. */
+  chained: boolean;
+}
+
+/** `run` checked the chain up to its `run.started` line after the command's processes were gone. */
+export interface LedgerVerified {
+  /** The step that checked. */
+  by: string;
+  /** Line of `run.started` (the last line held in memory). */
+  upTo: number;
+  /** Lines written while the command ran (e.g. by the credential broker): shown apart. */
+  duringRun: LedgerLineRef[];
+}
+
+/** Lines changed, removed or inserted (line numbers; removed as they were). */
+export interface LedgerTampered extends LedgerVerified {
+  changed: number[];
+  removed: number[];
+  inserted: number[];
+  /** Human-readable, one per finding. */
+  details: string[];
 }
 
 export interface CommitObserved {
@@ -217,4 +266,6 @@ export interface EventTypes {
   'credentials.refreshed': CredentialsRefreshed;
   'token.refreshed': TokenRefreshed;
   'broker.stopped': BrokerStopped;
+  'ledger.verified': LedgerVerified;
+  'ledger.tampered': LedgerTampered;
 }

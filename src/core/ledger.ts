@@ -4,7 +4,18 @@
  * processes are serialised by a lock directory; a line is written with one `write` call.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmdirSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CordonError } from './errors.js';
 import { secrets as defaultRegistry, type SecretRegistry } from './mask.js';
@@ -118,12 +129,35 @@ export class Ledger {
 
   /** Appends one event and returns the hash of the line written (the new head). */
   append(type: string, data: Record<string, unknown>, nonce?: string): { hash: string; event: LedgerEvent } {
+    const { hash, event } = this.write(type, data, nonce, false);
+    return { hash, event };
+  }
+
+  /**
+   * Appends one event and returns, with it, the hash of every line up to and including it,
+   * read under the same lock: what a step holds in memory to tell later which lines were
+   * changed, removed or inserted (see `diffLedger`).
+   */
+  appendWithSnapshot(
+    type: string,
+    data: Record<string, unknown>,
+    nonce?: string,
+  ): { hash: string; event: LedgerEvent; hashes: string[] } {
+    const r = this.write(type, data, nonce, true);
+    return { hash: r.hash, event: r.event, hashes: r.hashes ?? [] };
+  }
+
+  private write(
+    type: string,
+    data: Record<string, unknown>,
+    nonce: string | undefined,
+    snapshot: boolean,
+  ): { hash: string; event: LedgerEvent; hashes?: string[] } {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     return withLock(this.path, () => {
-      const lines = this.rawLines();
-      const prev = lines.length
-        ? hashLine(lines[lines.length - 1])
-        : hashLine(nonce ?? randomBytes(32).toString('hex'));
+      const lines = snapshot ? this.rawLines() : undefined;
+      const last = lines ? lines[lines.length - 1] : lastLine(this.path);
+      const prev = last !== undefined ? hashLine(last) : hashLine(nonce ?? randomBytes(32).toString('hex'));
       const event: LedgerEvent = {
         v: LEDGER_VERSION,
         time: this.clock().toISOString(),
@@ -141,8 +175,11 @@ export class Ledger {
           fix: 'record the secret by name, never by value (this is a bug in Cordon: please report it)',
         });
       }
-      appendFileSync(this.path, raw + '\n', { encoding: 'utf8', mode: 0o600 });
-      return { hash: hashLine(raw), event };
+      // A line someone wrote without its newline must not swallow ours.
+      const glue = last !== undefined && !endsWithNewline(this.path) ? '\n' : '';
+      appendFileSync(this.path, glue + raw + '\n', { encoding: 'utf8', mode: 0o600 });
+      const hash = hashLine(raw);
+      return { hash, event, hashes: lines ? [...lines.map(hashLine), hash] : undefined };
     });
   }
 
@@ -164,6 +201,55 @@ export class Ledger {
   head(): string | undefined {
     const lines = this.rawLines();
     return lines.length ? hashLine(lines[lines.length - 1]) : undefined;
+  }
+}
+
+/** Whether the file's last byte is a newline (or the file is empty or missing). */
+function endsWithNewline(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return true;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return true;
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, size - 1);
+    return b[0] === 0x0a;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The last non-empty line of the file, read from its end (an append stays cheap however
+ * long the ledger grows); undefined when there is none.
+ */
+export function lastLine(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    let chunk = 16 * 1024;
+    for (;;) {
+      const start = Math.max(0, size - chunk);
+      const buf = Buffer.alloc(size - start);
+      readSync(fd, buf, 0, buf.length, start);
+      const text = buf.toString('utf8');
+      const trimmed = text.replace(/\n+$/, '');
+      const nl = trimmed.lastIndexOf('\n');
+      if (nl >= 0) return trimmed.slice(nl + 1);
+      if (start === 0) return trimmed === '' ? undefined : trimmed;
+      chunk *= 4;
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -205,4 +291,73 @@ export function checkChain(lines: LedgerLine[], opts: { nonce?: string; head?: s
   });
   const headFound = opts.head === undefined ? undefined : lines.some((l) => l.hash === opts.head);
   return { ok: broken.length === 0 && headFound !== false, broken, headFound };
+}
+
+/** How the lines a step held in memory compare with the file now. */
+export interface LedgerDiff {
+  /** Line numbers (in the file now) whose content differs from what was there. */
+  changed: number[];
+  /** Line numbers (as they were) that are gone. */
+  removed: number[];
+  /** Line numbers (in the file now) that were not there before. */
+  inserted: number[];
+}
+
+/**
+ * Compares `before` (the hash of each line, in order, as a step saw them) with the first
+ * lines of the file now. `after` may run past the end of `before`: lines beyond the last
+ * matched one are not part of the comparison unless the last line of `before` is gone.
+ * A removed line next to an inserted one at the same place counts as changed.
+ */
+export function diffLedger(before: string[], after: LedgerLine[]): LedgerDiff {
+  const diff: LedgerDiff = { changed: [], removed: [], inserted: [] };
+  if (before.length === 0) return diff;
+  // Compare only up to where `before`'s last line is now (or everything when it is gone).
+  const lastAt = after.findIndex((l) => l.hash === before[before.length - 1]);
+  const upTo = lastAt >= 0 ? lastAt + 1 : after.length;
+  const a = before;
+  const b = after.slice(0, upTo).map((l) => l.hash);
+  let pre = 0;
+  while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
+  let suf = 0;
+  while (suf < a.length - pre && suf < b.length - pre && a[a.length - 1 - suf] === b[b.length - 1 - suf])
+    suf++;
+  const am = a.slice(pre, a.length - suf);
+  const bm = b.slice(pre, b.length - suf);
+  if (am.length === 0 && bm.length === 0) return diff;
+  // Longest common subsequence of the middles (bounded: past that, all of it differs).
+  const keepA = new Set<number>();
+  const keepB = new Set<number>();
+  if (am.length * bm.length <= 4_000_000) {
+    const w = bm.length + 1;
+    const dp = new Uint32Array((am.length + 1) * w);
+    for (let i = am.length - 1; i >= 0; i--)
+      for (let j = bm.length - 1; j >= 0; j--)
+        dp[i * w + j] =
+          am[i] === bm[j] ? dp[(i + 1) * w + j + 1] + 1 : Math.max(dp[(i + 1) * w + j], dp[i * w + j + 1]);
+    for (let i = 0, j = 0; i < am.length && j < bm.length;) {
+      if (am[i] === bm[j]) {
+        keepA.add(i++);
+        keepB.add(j++);
+      } else if (dp[(i + 1) * w + j] >= dp[i * w + j + 1]) i++;
+      else j++;
+    }
+  }
+  // Walk both, pairing a removed line with an inserted one in the same gap as changed.
+  let i = 0;
+  let j = 0;
+  while (i < am.length || j < bm.length) {
+    const gapA: number[] = [];
+    const gapB: number[] = [];
+    while (i < am.length && !keepA.has(i)) gapA.push(i++);
+    while (j < bm.length && !keepB.has(j)) gapB.push(j++);
+    const pairs = Math.min(gapA.length, gapB.length);
+    for (let k = 0; k < gapB.length; k++) (k < pairs ? diff.changed : diff.inserted).push(pre + gapB[k] + 1);
+    for (let k = pairs; k < gapA.length; k++) diff.removed.push(pre + gapA[k] + 1);
+    if (i < am.length && j < bm.length && keepA.has(i) && keepB.has(j)) {
+      i++;
+      j++;
+    } else if (gapA.length === 0 && gapB.length === 0) break;
+  }
+  return diff;
 }

@@ -8,6 +8,9 @@ import { parseRunBrokerInputs, type RunBrokerInputs } from './broker.js';
 export const LEAK_SCAN_MODES = ['fail', 'warn', 'off'] as const;
 export type LeakScanMode = (typeof LEAK_SCAN_MODES)[number];
 
+export const HOME_MODES = ['fresh', 'keep'] as const;
+export type HomeMode = (typeof HOME_MODES)[number];
+
 export interface RunInputs extends SecretSourceInputs {
   run: string;
   shell: string;
@@ -18,6 +21,8 @@ export interface RunInputs extends SecretSourceInputs {
   timeoutMs: number;
   scrubOutput: boolean;
   leakScan: LeakScanMode;
+  /** `fresh`: a new HOME, credential-file variables dropped, the checkout token withheld. */
+  home: HomeMode;
   aws?: AwsSessionInputs;
   /** `credentials` and `refresh-before-seconds`: static keys or the credential broker. */
   broker?: RunBrokerInputs;
@@ -51,6 +56,7 @@ export function parseRunInputs(env: Env): RunInputs {
     timeoutMs,
     scrubOutput: i.boolean('scrub-output', true),
     leakScan: i.enumeration('leak-scan', LEAK_SCAN_MODES, 'fail'),
+    home: i.enumeration('home', HOME_MODES, 'fresh'),
     aws,
     broker: parseRunBrokerInputs(i, aws),
   };

@@ -8,8 +8,8 @@ import { join, resolve } from 'node:path';
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
 import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
 import { CordonError } from '../core/errors.js';
-import type { CredentialsIssued, RunFinished, RunStarted } from '../core/events.js';
-import { checkChain, Ledger } from '../core/ledger.js';
+import type { CredentialsIssued, LedgerTampered, RunFinished, RunStarted } from '../core/events.js';
+import { Ledger } from '../core/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../core/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../core/oidc.js';
 import type { Env, Runner } from '../core/runner.js';
@@ -19,7 +19,10 @@ import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
-import { launchCommand, type CommandExit } from './spawn.js';
+import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
+import { createCgroup } from './cgroup.js';
+import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
+import { checkRunWindow } from '../summary/verify.js';
 
 export interface RunDeps {
   env: Env;
@@ -168,12 +171,33 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     githubToken: inputs.githubToken || undefined,
     aws: broker ? undefined : creds && { ...creds, region: inputs.aws?.region },
   });
+  // Earlier steps' credentials: a fresh HOME, credential-file variables dropped.
+  const withheld: string[] = [];
+  const home =
+    inputs.home === 'fresh'
+      ? makeFreshHome({
+          dir: join(runner.tempDir, 'cordon', 'run'),
+          realHome: env.HOME,
+          workspace,
+          identity: gitIdentity(env, Ledger.forEnv(env, { action: 'run' }).events()),
+        })
+      : undefined;
+  if (home) {
+    withheld.push(...home.withheld);
+    for (const k of CREDENTIAL_FILE_VARIABLES) {
+      if (builtEnv[k] !== undefined && !inputs.keepEnv.includes(k)) {
+        delete builtEnv[k];
+        withheld.push(`env:${k}`);
+      }
+    }
+    builtEnv.HOME = home.path;
+  }
   const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
   const headBefore = inputs.leakScan === 'off' ? undefined : gitHead(workspace);
   const ledger = Ledger.forEnv(env, { action: 'run', registry });
   const credentialsGiven = [
-    ...(broker ? [`aws-broker:${inputs.aws?.role.arn}`] : creds ? [`aws:${creds.assumedRoleArn}`] : []),
+    ...(broker ? broker.given : creds ? [`aws:${creds.assumedRoleArn}`] : []),
     ...(inputs.githubToken ? ['github-token'] : []),
   ];
   const started: RunStarted = {
@@ -182,10 +206,28 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     secrets: fetched.map((f) => ({ name: f.name, source: f.source })),
     envRemoved: removed,
     credentials: credentialsGiven.length ? credentialsGiven : undefined,
+    home: inputs.home,
   };
+  const containment = createCgroup();
+  started.containment = containment.kind;
+  if (containment.reason) started.containmentReason = containment.reason;
+  // The checkout token actions/checkout left in .git/config: out of the file while the command runs.
+  const checkoutToken = home ? withholdCheckoutToken(workspace) : undefined;
+  if (checkoutToken) {
+    for (const v of checkoutToken.secrets) registry.register(v, { name: 'checkout token (.git/config)' });
+    withheld.push(...checkoutToken.entries.map((e) => `.git/config:${e.key}`));
+  }
+  if (withheld.length) started.withheld = withheld;
   // The command runs as the same user and can write the ledger: the line written here is
   // checked, with the chain up to it, once the command's processes are gone.
-  const { hash: startedHash } = ledger.append('run.started', started as unknown as Record<string, unknown>);
+  // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
+  const { hashes: held } = ledger.appendWithSnapshot(
+    'run.started',
+    started as unknown as Record<string, unknown>,
+  );
+  if (containment.reason)
+    runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
+  if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
   runner.info(
     `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
   );
@@ -194,6 +236,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   let exit: CommandExit;
   let timedOut = false;
   let processesKilled = 0;
+  let end: CommandEnd = { alive: 0, left: 0 };
+  let checkoutTokenRestored: boolean | undefined;
   const matcher = registry.size ? registry.matcher() : undefined;
   const scrubbers =
     inputs.scrubOutput && matcher
@@ -202,7 +246,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
         : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
       : [];
   try {
-    const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd });
+    const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
     const drained = Promise.all([
       forward(proc.stdout, stdout, scrubbers[0]),
       forward(proc.stderr, stderr, scrubbers[1]),
@@ -219,8 +263,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     exit = await proc.exited;
     if (timer) clearTimeout(timer);
     if (killTimer) clearTimeout(killTimer);
-    // Nothing the command started outlives its step.
-    processesKilled += proc.kill('SIGKILL');
+    // Nothing the command started outlives its step: its cgroup (or group) is killed and removed.
+    end = proc.finish();
+    processesKilled += end.alive;
     let drainTimer: NodeJS.Timeout | undefined;
     const late = await Promise.race([
       drained.then(() => false),
@@ -235,6 +280,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     }
   } finally {
     rmSync(shell.scriptPath, { force: true });
+    home?.remove();
+    if (checkoutToken) checkoutTokenRestored = checkoutToken.restore();
     // The command's processes are gone: nothing may fetch credentials after this.
     if (broker) await stopRunBroker(broker, runner);
   }
@@ -248,11 +295,17 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
     for (const s of scan.skipped) runner.warning(`run: the leak scan did not read ${registry.scrub(s)}`);
   }
-  // Breaks from before this step are not this command's doing; from our line on they are.
-  const lines = ledger.read();
-  const ours = lines.find((l) => l.hash === startedHash);
-  const broken = ours ? checkChain(lines).broken.filter((n) => n >= ours.line) : [];
-  const ledgerIntact = ours !== undefined && broken.length === 0;
+  // The command's processes are gone: compare the ledger with what run held in memory.
+  const window = checkRunWindow(held, ledger.read());
+  const ledgerIntact = window.ok;
+  const { ok: _ok, ...verdict } = window;
+  void _ok;
+  ledger.append(
+    ledgerIntact ? 'ledger.verified' : 'ledger.tampered',
+    (ledgerIntact
+      ? { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun }
+      : (verdict as LedgerTampered)) as unknown as Record<string, unknown>,
+  );
   const finished: RunFinished = {
     exitCode: exit.code,
     signal: exit.signal ?? undefined,
@@ -261,7 +314,12 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     timedOut: timedOut || undefined,
     leaks,
     processesKilled,
+    processesAlive: end.alive,
+    processesLeft: end.left || undefined,
+    containment: containment.kind,
+    containmentReason: containment.reason,
     ledgerIntact,
+    checkoutTokenRestored,
   };
   ledger.append('run.finished', finished as unknown as Record<string, unknown>);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
@@ -280,12 +338,14 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     });
   }
 
+  if (checkoutToken && !checkoutTokenRestored)
+    runner.warning(
+      'run: the checkout token could not be put back into .git/config (the command removed the file)',
+    );
   if (!ledgerIntact) {
     throw new CordonError({
       what: 'run: the run ledger was altered while the command ran',
-      why: ours
-        ? `lines ${broken.join(', ')} no longer chain to the line before them`
-        : 'the run.started line written before the command is gone or changed',
+      why: window.details.join('; '),
       fix: 'treat this run as compromised: review what the command did',
     });
   }

@@ -1,18 +1,31 @@
 /**
  * Starting and stopping the agent's command: the one place that creates its process and
- * ends it. The command leads a process group of its own, so a timeout or the end of the
- * step kills everything it started that stayed in the group. (A later change puts the
- * command in a cgroup of its own here: `launchCommand` and `CommandProcess.kill` are the
- * whole interface the rest of `run` uses.)
+ * ends it. The command runs in a cgroup of its own when `run` can make one (root), so the
+ * end of the step kills everything it started, whatever it did to leave its process
+ * group; it also leads a process group of its own, the only containment without root.
+ * `launchCommand`, `CommandProcess.kill` and `CommandProcess.finish` are the whole
+ * interface the rest of `run` uses.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { killCgroup, signalCgroup, cgroupPids, type Containment } from './cgroup.js';
 
 export interface LaunchOptions {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
+  /** Where the command runs (default: a process group of its own). */
+  containment?: Containment;
+}
+
+export interface CommandEnd {
+  /** Processes the command left that were still alive when it ended (all killed). */
+  alive: number;
+  /** Processes still there after the kill (0 unless one would not die in time). */
+  left: number;
+  /** The cgroup was removed (cgroup containment). */
+  cgroupRemoved?: boolean;
 }
 
 export interface CommandExit {
@@ -26,8 +39,10 @@ export interface CommandProcess {
   stderr: Readable;
   /** Resolves when the command's own process exits (others in its group may live on). */
   exited: Promise<CommandExit>;
-  /** Signals every process left in the command's group; returns how many there were. */
+  /** Signals every process left in the command's group (or cgroup); returns how many there were. */
   kill(signal: NodeJS.Signals): number;
+  /** After the command exited: kills all it left behind, removes the cgroup, counts them. */
+  finish(): CommandEnd;
 }
 
 /** Pids whose process group is `pgid`, read from /proc (Linux). */
@@ -57,9 +72,15 @@ export function groupMembers(pgid: number): number[] {
 export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
   return new Promise((resolve, reject) => {
     let child: ChildProcess;
+    const cg = opts.containment?.kind === 'cgroup' ? opts.containment.path : undefined;
     try {
       // detached: the child calls setsid(), so its pid is the group id of all it starts.
-      child = spawn(opts.argv[0], opts.argv.slice(1), {
+      // In a cgroup, a shell joins it first and then becomes the command (same pid), so
+      // nothing the command starts is ever outside.
+      const argv = cg
+        ? ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" || exit 125; exec "$@"', cg, ...opts.argv]
+        : opts.argv;
+      child = spawn(argv[0], argv.slice(1), {
         env: opts.env,
         cwd: opts.cwd,
         detached: true,
@@ -81,13 +102,28 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
         stderr: child.stderr as Readable,
         exited,
         kill(signal) {
-          const members = groupMembers(pid);
+          const members = new Set(groupMembers(pid));
           try {
             process.kill(-pid, signal);
           } catch {
             // ESRCH: the group is already empty.
           }
-          return members.length;
+          if (cg) for (const p of cgroupPids(cg)) members.add(p);
+          if (cg) signalCgroup(cg, signal);
+          return members.size;
+        },
+        finish() {
+          if (cg) {
+            const r = killCgroup(cg);
+            return { alive: r.alive, left: r.left, cgroupRemoved: r.removed };
+          }
+          const alive = groupMembers(pid).length;
+          try {
+            process.kill(-pid, 'SIGKILL');
+          } catch {
+            // Empty.
+          }
+          return { alive, left: 0 };
         },
       });
     });

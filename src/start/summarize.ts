@@ -1,13 +1,38 @@
 /** `start`'s post step, last of the job: verify the ledger and render the attribution summary. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CordonError } from '../core/errors.js';
+import { CordonError, describeError } from '../core/errors.js';
 import { Ledger, ledgerDir } from '../core/ledger.js';
 import type { Runner } from '../core/runner.js';
 import { impersonationError, recordCommits } from '../github/commits.js';
-import { buildAttribution, renderSummaryMarkdown } from '../summary/render.js';
+import { buildAttribution, renderSummaryMarkdown, type Verdict } from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
 import type { StartInputs } from './inputs.js';
+
+/** The verdict alone, for when the ledger's lines cannot be rendered. */
+export function verdictOnlyMarkdown(v: Verdict): string {
+  const head =
+    v.status === 'intact'
+      ? '**Record intact**, but the summary could not be rendered from the ledger.'
+      : v.status === 'altered'
+        ? '**RECORD ALTERED while the agent ran**: the summary could not be rendered from the ledger.'
+        : '**Record not verified**.';
+  const lines = [
+    '## Cordon: what the agent did',
+    '',
+    head,
+    '',
+    ...v.details.map((d) => `- ${d.replace(/[<>]/g, '')}`),
+  ];
+  if (v.duringRun?.length) {
+    lines.push('', `Written while the agent ran (${v.duringRun.length} line(s)):`, '');
+    for (const d of v.duringRun.slice(0, 200))
+      lines.push(
+        `- line ${d.line}: ${String(d.type ?? '(not an event)').replace(/[<>`|]/g, '')}${d.chained ? '' : ' (does not chain)'}`,
+      );
+  }
+  return lines.join('\n') + '\n';
+}
 
 export function writeSummary(inputs: StartInputs, runner: Runner): void {
   const ledger = Ledger.forEnv(runner.env, { action: 'start' });
@@ -17,12 +42,26 @@ export function writeSummary(inputs: StartInputs, runner: Runner): void {
   const lines = ledger.read();
   const verdict = verdictFor(lines, { nonce, head });
   const input = { lines, verdict };
+  // A line the agent forged can be shaped to break the renderer: the verdict still shows.
+  const [markdown, attribution] = [
+    () => renderSummaryMarkdown(input),
+    () => JSON.stringify(buildAttribution(input), null, 2) + '\n',
+  ].map((render) => {
+    try {
+      return render();
+    } catch (e) {
+      runner.warning(`start: the summary could not be rendered from the ledger: ${describeError(e)}`);
+      return undefined;
+    }
+  });
   if (inputs.summary) {
-    if (!runner.appendSummary(renderSummaryMarkdown(input)))
+    if (!runner.appendSummary(markdown ?? verdictOnlyMarkdown(verdict)))
       runner.info('start: no job summary file; skipped the summary');
   }
   const path = join(ledgerDir(runner.env), 'attribution.json');
-  writeFileSync(path, JSON.stringify(buildAttribution(input), null, 2) + '\n', { mode: 0o644 });
+  writeFileSync(path, attribution ?? JSON.stringify({ version: 1, verdict }, null, 2) + '\n', {
+    mode: 0o644,
+  });
   runner.setOutput('attribution-path', path);
   runner.info(
     `start: attribution written to ${path} (${lines.length} ledger lines, record ${verdict.status})`,

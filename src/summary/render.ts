@@ -26,6 +26,8 @@ export interface Verdict {
   status: 'intact' | 'altered' | 'unverified';
   /** Human-readable reasons (which lines changed, were removed or inserted). */
   details: string[];
+  /** Lines written while the agent's command ran: never trusted as Cordon's own, shown apart. */
+  duringRun?: { line: number; action?: string; type?: string; time?: string; chained: boolean }[];
 }
 
 export interface SummaryInput {
@@ -50,6 +52,8 @@ const KNOWN: Known[] = [
   'credentials.refreshed',
   'token.refreshed',
   'broker.stopped',
+  'ledger.verified',
+  'ledger.tampered',
 ];
 
 function of<K extends Known>(events: LedgerEvent[], type: K): EventTypes[K][] {
@@ -67,10 +71,32 @@ function until(expiration: string | undefined): string {
   return expiration.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+function duringRunBlocks(v: Verdict): Block[] {
+  if (!v.duringRun?.length) return [];
+  return [
+    {
+      kind: 'para',
+      text: `Written while the agent ran (${v.duringRun.length} line(s)): the agent could have written these, so they are not vouched for as Cordon's own.`,
+    },
+    {
+      kind: 'table',
+      headers: ['Line', 'Time', 'Action', 'Event', 'Chained'],
+      rows: v.duringRun.map((d) => [
+        String(d.line),
+        d.time ?? '',
+        d.action ?? '',
+        d.type ?? '(not an event)',
+        d.chained ? 'yes' : 'NO',
+      ]),
+    },
+  ];
+}
+
 function verdictBlocks(v: Verdict): Block[] {
   if (v.status === 'intact')
     return [
       { kind: 'para', text: 'Record intact: every ledger line chains to the one before it.', strong: true },
+      ...duringRunBlocks(v),
     ];
   if (v.status === 'unverified') {
     return [
@@ -89,6 +115,7 @@ function verdictBlocks(v: Verdict): Block[] {
       strong: true,
     },
     { kind: 'list', items: v.details },
+    ...duringRunBlocks(v),
   ];
 }
 

@@ -138,4 +138,18 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     revocations: { revoked: 2, failed: 0, skipped: 0 },
     handedOutValidUntil: '2026-11-25T10:30:00.000Z',
   },
+  'ledger.verified': {
+    by: 'run',
+    upTo: 4,
+    duringRun: [{ line: 5, action: 'run', type: 'credentials.refreshed', chained: true }],
+  },
+  'ledger.tampered': {
+    by: 'run',
+    upTo: 4,
+    duringRun: [{ line: 5, chained: false }],
+    changed: [2],
+    removed: [],
+    inserted: [5],
+    details: ['line 2 was changed', 'line 5 was inserted while the agent ran'],
+  },
 };

@@ -1,0 +1,153 @@
+/**
+ * A cgroup (v2) of the command's own: every process it starts stays in it whatever it
+ * does (`setsid`, double fork, `nohup`), and `cgroup.kill` ends them all at once. Creating
+ * one takes root (or a root daemon); without it `run` falls back to a process group and
+ * says so.
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+
+export interface Containment {
+  kind: 'cgroup' | 'process-group';
+  /** The cgroup's path (cgroup). */
+  path?: string;
+  /** Why the weaker containment was used (process-group). */
+  reason?: string;
+}
+
+/** The cgroup2 mount point, from /proc/mounts (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid layout). */
+export function cgroup2Mount(mounts = '/proc/mounts'): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(mounts, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === 'cgroup2' && f[1]) return f[1].replace(/\\040/g, ' ');
+  }
+  return undefined;
+}
+
+/** The cgroup this process is in, relative to the cgroup2 mount (`0::/path`). */
+function ownCgroup(): string {
+  try {
+    const line = readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    return line ? line.slice(3) : '/';
+  } catch {
+    return '/';
+  }
+}
+
+/**
+ * Creates an empty cgroup for the command, beside this process's own (or at the mount's
+ * root). Returns the weaker containment with the reason when it cannot.
+ */
+export function createCgroup(opts: { mount?: string; uid?: number } = {}): Containment {
+  const uid = opts.uid ?? process.getuid?.() ?? -1;
+  const mount = opts.mount ?? cgroup2Mount();
+  if (!mount) {
+    return { kind: 'process-group', reason: 'no cgroup2 file system is mounted (see /proc/mounts)' };
+  }
+  if (uid !== 0) {
+    return {
+      kind: 'process-group',
+      reason:
+        'run is not root and no root daemon made a cgroup: a process that calls setsid or double-forks leaves the process group and can outlive the step',
+    };
+  }
+  const name = `cordon-run-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const errors: string[] = [];
+  // The mount's root first: a child of our own cgroup may be refused when that cgroup
+  // holds processes and has controllers enabled (the "no internal processes" rule).
+  for (const parent of [mount, join(mount, ownCgroup())]) {
+    const path = join(parent, name);
+    try {
+      mkdirSync(path);
+      if (!existsSync(join(path, 'cgroup.procs'))) throw new Error('no cgroup.procs in the new directory');
+      return { kind: 'cgroup', path };
+    } catch (e) {
+      errors.push(`${path}: ${(e as Error).message}`);
+      try {
+        rmdirSync(path);
+      } catch {
+        // Not created.
+      }
+    }
+  }
+  return { kind: 'process-group', reason: `could not create a cgroup (${errors.join('; ')})` };
+}
+
+/** Pids in the cgroup now. */
+export function cgroupPids(path: string): number[] {
+  try {
+    return readFileSync(join(path, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function populated(path: string): boolean {
+  try {
+    return /^populated 1$/m.test(readFileSync(join(path, 'cgroup.events'), 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Sends `signal` to every process in the cgroup; returns how many there were. */
+export function signalCgroup(path: string, signal: NodeJS.Signals): number {
+  const pids = cgroupPids(path);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Gone already.
+    }
+  }
+  return pids.length;
+}
+
+/**
+ * Kills every process in the cgroup (`cgroup.kill`, or SIGKILL to each pid on kernels
+ * before 5.14 after freezing the cgroup), waits until it is empty (bounded) and removes it.
+ * Returns how many processes were alive when it started, and whether the cgroup is gone.
+ */
+export function killCgroup(path: string, waitMs = 3000): { alive: number; removed: boolean; left: number } {
+  const alive = cgroupPids(path).length;
+  const deadline = Date.now() + waitMs;
+  let killFile = existsSync(join(path, 'cgroup.kill'));
+  if (!killFile) {
+    try {
+      writeFileSync(join(path, 'cgroup.freeze'), '1');
+    } catch {
+      // No freezer: kill in rounds.
+    }
+  }
+  for (let round = 0; populated(path) && Date.now() < deadline; round++) {
+    if (killFile) {
+      try {
+        writeFileSync(join(path, 'cgroup.kill'), '1');
+      } catch {
+        killFile = false;
+      }
+    }
+    if (!killFile) signalCgroup(path, 'SIGKILL');
+    Atomics.wait(sleeper, 0, 0, Math.min(50, 2 + round * 5));
+  }
+  const left = cgroupPids(path).length;
+  let removed = false;
+  try {
+    rmdirSync(path);
+    removed = true;
+  } catch {
+    // Still populated (a process in uninterruptible sleep): left for the runner to clean.
+  }
+  return { alive, removed, left };
+}
