@@ -5,7 +5,9 @@
  * `READY {json}` or `ERROR {json}`, for the action that started it. Any failure before
  * READY undoes everything done so far. `daemon.js teardown <id>` removes it all.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import { createInterface } from 'node:readline';
 import net from 'node:net';
 import {
   chmodSync,
@@ -196,24 +198,32 @@ async function start(configPath: string): Promise<void> {
       );
     };
     let checking = false;
+    const check = (): void => {
+      if (checking) return;
+      checking = true;
+      fingerprint().then(
+        (now) => {
+          checking = false;
+          if (now === baseline) return;
+          note(tamper, log, 'the table inet cordon was changed by someone else');
+          reclose();
+        },
+        () => {
+          checking = false;
+          note(tamper, log, 'the table inet cordon was removed');
+          reclose();
+        },
+      );
+    };
+    // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
+    // changes; our own element updates are the only changes expected. A slow poll
+    // backs it up in case the monitor dies.
+    const monitor = watchRuleset(check);
+    closers.push(() => monitor.stdin!.end());
+    const poll = setInterval(check, 10000);
+    poll.unref();
     const watch = setInterval(() => {
       sets.sweep();
-      if (!checking) {
-        checking = true;
-        fingerprint().then(
-          (now) => {
-            checking = false;
-            if (now === baseline) return;
-            note(tamper, log, 'the table inet cordon was changed by someone else');
-            reclose();
-          },
-          () => {
-            checking = false;
-            note(tamper, log, 'the table inet cordon was removed');
-            reclose();
-          },
-        );
-      }
       let now = '';
       try {
         now = readFileSync('/etc/resolv.conf', 'utf8');
@@ -273,6 +283,27 @@ async function start(configPath: string): Promise<void> {
     process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
     process.exit(1);
   }
+}
+
+const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
+
+/** Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed` soon after any change to our table. */
+function watchRuleset(changed: () => void): ChildProcess {
+  // The shell ends the monitor when our end of its stdin closes, that is when the daemon
+  // dies: a monitor in a namespace nobody changes would otherwise never notice.
+  const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  monitor.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  createInterface({ input: monitor.stdout! }).on('line', (line) => {
+    if (!line.includes('inet cordon') || OWN_CHANGE.test(line)) return;
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      changed();
+    }, 50);
+  });
+  return monitor;
 }
 
 function note(tamper: string[], log: (l: string) => void, what: string): void {
