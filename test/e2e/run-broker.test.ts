@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -23,11 +24,31 @@ const maybe = available ? describe : describe.skip;
 
 let moto: Moto;
 let issuer: OidcIssuer;
+let github: GithubApiServer;
+let key: ReturnType<typeof makeAppKey>;
 const jobs: Job[] = [];
 
 beforeAll(async () => {
   if (!available) return;
-  [moto, issuer] = await Promise.all([startMoto(), startOidcIssuer()]);
+  key = makeAppKey();
+  [moto, issuer, github] = await Promise.all([
+    startMoto(),
+    startOidcIssuer(),
+    startGithubApi({
+      appId: 515151,
+      slug: 'cordon-run-agent',
+      botId: 9100002,
+      publicKey: key.publicKey,
+      installations: [
+        {
+          id: 888,
+          account: 'octo-org',
+          repositories: ['octo-repo', 'docs'],
+          permissions: { contents: 'write', pull_requests: 'write', metadata: 'read' },
+        },
+      ],
+    }),
+  ]);
   // Moto keeps data per account and takes it from the caller's keys: 'testing' is 123456789012.
   const sm = new SecretsManagerClient({
     endpoint: moto.endpoint,
@@ -42,7 +63,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const j of jobs.splice(0)) rmSync(j.root, { recursive: true, force: true });
-  await Promise.all([moto?.stop(), issuer?.close()]);
+  await Promise.all([moto?.stop(), issuer?.close(), github?.close()]);
 });
 
 function newJob(): Job {
@@ -222,6 +243,101 @@ maybe('run with credentials: broker', () => {
       issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
     ]);
   }, 150000);
+
+  test('git and gh get fresh installation tokens through the broker; every one is revoked after the step; the key is nowhere', async () => {
+    const j = newJob();
+    Object.assign(j.env, { GITHUB_API_URL: github.url, GIT_CONFIG_NOSYSTEM: '1' });
+    const dump = join(j.root, 'tokens.json');
+    const script = [
+      "tok() { printf 'protocol=https\\nhost=github.com\\n\\n' | git credential fill | sed -n 's/^password=//p'; }",
+      'a=$(tok)',
+      'b=$(tok)',
+      'c=$(cordon-gh-token)',
+      `node -e 'const [a,b,c]=process.argv.slice(1);Promise.all([a,b].map(t=>fetch(process.env.GITHUB_API_URL+"/installation/repositories",{headers:{authorization:"token "+t}}).then(r=>r.status))).then(s=>require("fs").writeFileSync(${JSON.stringify(dump)},JSON.stringify({a,b,c,status:s,gh:require("child_process").execSync("command -v gh || true",{shell:"/bin/sh"}).toString().trim(),env:require("fs").readFileSync("/proc/self/environ","latin1")})))' "$a" "$b" "$c"`,
+      'echo "token=$a"',
+    ].join('\n');
+    const r = await j.run('run', 'main', {
+      inputs: {
+        run: script,
+        credentials: 'broker',
+        'github-app-id': '515151',
+        'github-app-private-key': key.pkcs1,
+        'github-app-permissions': 'contents: write\npull-requests: read',
+        // Above the hour a token lives: every request mints a new one.
+        'refresh-before-seconds': '4000',
+      },
+      timeoutMs: 120000,
+    });
+    if (r.code !== 0) throw new Error(`run failed:\n${r.stdout}\n${r.stderr}`);
+    const seen = JSON.parse(readFileSync(dump, 'utf8')) as {
+      a: string;
+      b: string;
+      c: string;
+      status: number[];
+      gh: string;
+      env: string;
+    };
+    rmSync(dump);
+    expect(seen.a).toMatch(/^ghs_/);
+    expect(new Set([seen.a, seen.b, seen.c]).size).toBe(3);
+    // The test server accepted them while the step ran.
+    expect(seen.status).toEqual([200, 200]);
+    expect(seen.gh).toMatch(/\/bin\/gh$/);
+    expect(r.stdout).toContain('token=***');
+    const minted = github.tokens.filter((t) => t.installationId === 888);
+    expect(minted.length).toBeGreaterThanOrEqual(4);
+    for (const t of minted) {
+      expect(t.permissions).toMatchObject({ contents: 'write', pull_requests: 'read' });
+      expect(t.repositories).toEqual(['octo-repo']);
+    }
+    // After the step every token it minted answers 401.
+    for (const t of [seen.a, seen.b, seen.c]) {
+      const res = await fetch(`${github.url}/installation/repositories`, {
+        headers: { authorization: `token ${t}` },
+      });
+      expect(res.status).toBe(401);
+    }
+    const refreshed = events(j, 'token.refreshed');
+    expect(refreshed.length).toBe(minted.length);
+    const stopped = events(j, 'broker.stopped')[0].data as {
+      revocations: { revoked: number; failed: number };
+    };
+    expect(stopped.revocations).toMatchObject({ revoked: minted.length, failed: 0 });
+    expect((events(j, 'run.started')[0].data as { credentials: string[] }).credentials).toEqual([
+      'github-app-broker:app-id=515151',
+    ]);
+    // The key and the ID-token request token: not in the command's environment, any file, the ledger or a log.
+    const keyLines = [key.pkcs1.split('\n')[5], key.pkcs8.split('\n')[5]];
+    for (const n of [...keyLines, issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN])
+      expect(seen.env.includes(n)).toBe(false);
+    expectNoSecrets(j, r, [...keyLines, ...minted.map((t) => t.token)]);
+  }, 150000);
+
+  test("github-app-* inputs are checked in run's names", async () => {
+    const j = newJob();
+    const noBroker = await j.run('run', 'main', {
+      inputs: { run: 'echo ran', 'github-app-id': '515151', 'github-app-private-key': key.pkcs1 },
+    });
+    expect(noBroker.code).not.toBe(0);
+    expect(noBroker.commands.find((c) => c.command === 'error')?.message).toContain(
+      'github-app-id was given without credentials: broker',
+    );
+    const noPerms = await j.run('run', 'main', {
+      inputs: {
+        run: 'echo ran',
+        credentials: 'broker',
+        'github-app-id': '515151',
+        'github-app-private-key': key.pkcs1,
+      },
+    });
+    expect(noPerms.code).not.toBe(0);
+    const msg = noPerms.commands.find((c) => c.command === 'error')?.message ?? '';
+    expect(msg).toContain('run: github-app-permissions is empty');
+    expect(msg).not.toContain('github-token:');
+    expect(msg).toContain('github-app-permissions');
+    for (const l of key.pkcs1.split('\n').slice(1, -2))
+      expect(noPerms.stdout.replace(/^::add-mask::.*$/gm, '')).not.toContain(l);
+  });
 
   test('credentials: broker without a role is refused before anything runs', async () => {
     const j = newJob();
