@@ -75,7 +75,9 @@ function build() {
   const wfInputs = { 'runs-on': { description: 'Runner label.', type: 'string', default: 'ubuntu-latest' } };
   const wfWith = {};
   for (const [name, spec] of Object.entries(inputs)) {
-    if (name.startsWith('permission-') || name === 'private-key') continue;
+    // Keys never go through a workflow input (the reusable workflow takes app-private-key as a secret).
+    if (name.startsWith('permission-') || name === 'private-key' || name === 'github-app-private-key')
+      continue;
     wfInputs[name] = {
       description: spec.description,
       type: 'string',
