@@ -5,6 +5,8 @@
  * place of static `AWS_*` keys, so its SDKs refresh on their own; the ID-token request pair
  * stays in the broker's memory.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AwsSessionInputs } from '../aws/inputs.js';
 import type { AwsCredentials } from '../aws/sts.js';
 import { startBroker, type StartedBroker } from '../broker/start.js';
@@ -247,6 +249,16 @@ export function withBrokerEnv(
     }
   }
   removed.sort();
+  const gitConfig = broker.started.gitConfigPath;
+  if (gitConfig && out.HOME) {
+    // The broker's global git config includes the user's own: make that the command's HOME
+    // (a fresh one under `home: fresh`), not the step's, then adds the credential helper.
+    const text = readFileSync(gitConfig, 'utf8');
+    const helper = text.indexOf('[credential ');
+    const quoted = `"${join(out.HOME, '.gitconfig').replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+    if (helper >= 0)
+      writeFileSync(gitConfig, `[include]\n\tpath = ${quoted}\n${text.slice(helper)}`, { mode: 0o600 });
+  }
   return { ...out, ...broker.started.env };
 }
 

@@ -253,6 +253,7 @@ maybe('run with credentials: broker', () => {
       'a=$(tok)',
       'b=$(tok)',
       'c=$(cordon-gh-token)',
+      'git config --global --includes --get safe.directory > "$RUNNER_TEMP/safe-dir" || true',
       `node -e 'const [a,b,c]=process.argv.slice(1);Promise.all([a,b].map(t=>fetch(process.env.GITHUB_API_URL+"/installation/repositories",{headers:{authorization:"token "+t}}).then(r=>r.status))).then(s=>require("fs").writeFileSync(${JSON.stringify(dump)},JSON.stringify({a,b,c,status:s,gh:require("child_process").execSync("command -v gh || true",{shell:"/bin/sh"}).toString().trim(),env:require("fs").readFileSync("/proc/self/environ","latin1")})))' "$a" "$b" "$c"`,
       'echo "token=$a"',
     ].join('\n');
@@ -283,6 +284,8 @@ maybe('run with credentials: broker', () => {
     // The test server accepted them while the step ran.
     expect(seen.status).toEqual([200, 200]);
     expect(seen.gh).toMatch(/\/bin\/gh$/);
+    // The git config the broker adds includes the command's own (fresh) HOME's, not the step's.
+    expect(readFileSync(join(j.runnerTemp, 'safe-dir'), 'utf8').trim()).toBe(j.workspace);
     expect(r.stdout).toContain('token=***');
     const minted = github.tokens.filter((t) => t.installationId === 888);
     expect(minted.length).toBeGreaterThanOrEqual(4);
