@@ -12,6 +12,8 @@ import { requestReport, type DaemonReport } from './control.js';
 import type { EgressSettings } from './inputs.js';
 import { suggestAllowlist } from './policy.js';
 
+const MAX_ANNOTATIONS = 40;
+
 export interface ReportDeps {
   runner: Runner;
   ledger: Ledger;
@@ -67,6 +69,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       blockedDestinations: [],
       tamper: ['the egress daemon was not running'],
     });
+    if (s.teardown) teardownFence(id, deps, runner);
     throw new CordonError({
       what: 'egress: the daemon did not answer; it was stopped or killed during the job',
       why: `${e instanceof Error ? e.message : String(e)}; block mode stays closed (the table is still loaded), but names are no longer answered`,
@@ -76,12 +79,22 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   const event = toEvent(daemon);
   ledger.append('egress.report', { ...event });
   const verb = s.policy === 'block' ? 'blocked' : 'would be blocked';
-  for (const n of event.blockedNames)
-    runner.warning(`egress: DNS name ${n.name} ${verb} (${n.queries} queries)`, { title: 'Cordon egress' });
-  for (const d of event.blockedDestinations) {
+  // One annotation per name and per destination, up to a cap: the runner shows only
+  // the first few dozen annotations of a step anyway; the ledger keeps them all.
+  const notes = [
+    ...event.blockedNames.map((n) => `DNS name ${n.name} ${verb} (${n.queries} queries)`),
+    ...event.blockedDestinations.map(
+      (d) =>
+        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets)`,
+    ),
+  ];
+  for (const n of notes.slice(0, MAX_ANNOTATIONS)) runner.warning(`egress: ${n}`, { title: 'Cordon egress' });
+  if (notes.length > MAX_ANNOTATIONS) {
     runner.warning(
-      `egress: connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets)`,
-      { title: 'Cordon egress' },
+      `egress: ${notes.length - MAX_ANNOTATIONS} more refusals are in the ledger and the job summary`,
+      {
+        title: 'Cordon egress',
+      },
     );
   }
   runner.info(
