@@ -19,7 +19,7 @@ import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js'
 import type { ChildProcess } from 'node:child_process';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
 import { fenceId, stateDir } from '../../src/egress/control.js';
-import { DNS4, EVIL4, OTHER4, WEB4, World, connect, dig } from './egress-topology.js';
+import { DNS4, DNS6, EVIL4, OTHER4, WEB4, World, connect, dig } from './egress-topology.js';
 
 const usable = canUseNetns() && existsSync('/usr/sbin/nft') && existsSync('/usr/bin/dig');
 if (!usable && process.env.CI === 'true') {
@@ -292,9 +292,9 @@ suite('egress when another server holds port 53 on 127.0.0.53, as systemd-resolv
     await w?.destroy([fenceId(job.runnerTemp)]);
   });
 
-  test('the proxy falls back to loopback, says so, and the fence works', async () => {
+  test('the proxy falls back to loopback, says so, and the fence works (upstream over IPv6)', async () => {
     const main = await job.run('egress', 'main', {
-      inputs: { 'allowed-domains': '*.a.test', preset: 'none' },
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none', 'dns-upstream': DNS6 },
       wrap: w.runner.wrap,
       timeoutMs: 30000,
     });
@@ -304,7 +304,13 @@ suite('egress when another server holds port 53 on 127.0.0.53, as systemd-resolv
     );
     expect(dig(w.runner, 'www.a.test').answers).toEqual([WEB4]);
     expect(dig(w.runner, 'www.a.test', { tcp: true }).answers).toEqual([WEB4]);
+    const asked = await w.asked('www.a.test');
+    expect(asked.map((q) => `${q.proto} ${q.from}`).sort()).toEqual([
+      'tcp 2001:db8:1::2',
+      'udp 2001:db8:1::2',
+    ]);
     expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    expect(dig(w.runner, 'direct.a.test', { server: DNS6 }).status).toMatch(/^failed/);
     expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
   });
 });
