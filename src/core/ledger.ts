@@ -156,7 +156,8 @@ export class Ledger {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     return withLock(this.path, () => {
       const lines = snapshot ? this.rawLines() : undefined;
-      const last = lines ? lines[lines.length - 1] : lastLine(this.path);
+      const tail = lines ? undefined : readTail(this.path);
+      const last = lines ? lines[lines.length - 1] : tail?.line;
       const prev = last !== undefined ? hashLine(last) : hashLine(nonce ?? randomBytes(32).toString('hex'));
       const event: LedgerEvent = {
         v: LEDGER_VERSION,
@@ -176,7 +177,7 @@ export class Ledger {
         });
       }
       // A line someone wrote without its newline must not swallow ours.
-      const glue = last !== undefined && !endsWithNewline(this.path) ? '\n' : '';
+      const glue = last !== undefined && !(tail ? tail.newline : endsWithNewline(this.path)) ? '\n' : '';
       appendFileSync(this.path, glue + raw + '\n', { encoding: 'utf8', mode: 0o600 });
       const hash = hashLine(raw);
       return { hash, event, hashes: lines ? [...lines.map(hashLine), hash] : undefined };
@@ -228,6 +229,11 @@ function endsWithNewline(path: string): boolean {
  * long the ledger grows); undefined when there is none.
  */
 export function lastLine(path: string): string | undefined {
+  return readTail(path)?.line;
+}
+
+/** The last non-empty line, and whether the file ends with a newline; one open. */
+function readTail(path: string): { line: string | undefined; newline: boolean } | undefined {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -236,16 +242,18 @@ export function lastLine(path: string): string | undefined {
   }
   try {
     const size = fstatSync(fd).size;
-    let chunk = 16 * 1024;
+    if (size === 0) return { line: undefined, newline: true };
+    let chunk = 4 * 1024;
     for (;;) {
       const start = Math.max(0, size - chunk);
-      const buf = Buffer.alloc(size - start);
+      const buf = Buffer.allocUnsafe(size - start);
       readSync(fd, buf, 0, buf.length, start);
-      const text = buf.toString('utf8');
-      const trimmed = text.replace(/\n+$/, '');
-      const nl = trimmed.lastIndexOf('\n');
-      if (nl >= 0) return trimmed.slice(nl + 1);
-      if (start === 0) return trimmed === '' ? undefined : trimmed;
+      const newline = buf[buf.length - 1] === 0x0a;
+      let end = buf.length;
+      while (end > 0 && buf[end - 1] === 0x0a) end--;
+      const nl = buf.lastIndexOf(0x0a, end - 1);
+      if (nl >= 0 && end > 0) return { line: buf.toString('utf8', nl + 1, end), newline };
+      if (start === 0) return { line: end === 0 ? undefined : buf.toString('utf8', 0, end), newline };
       chunk *= 4;
     }
   } finally {

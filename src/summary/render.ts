@@ -218,6 +218,26 @@ export function buildBlocks(input: SummaryInput): Block[] {
       headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
       rows,
     });
+    for (const st of runsStarted) {
+      if (st.containment === 'process-group')
+        blocks.push({
+          kind: 'para',
+          text: `Containment was weaker: the command ran in a process group only, not a cgroup of its own (${str(st.containmentReason)}).`,
+          strong: true,
+        });
+      if (st.withheld?.length)
+        blocks.push({
+          kind: 'para',
+          text: `Withheld from the command (earlier steps' credentials): ${st.withheld.join(', ')}.`,
+        });
+    }
+    for (const f of runsFinished)
+      if (f.processesAlive)
+        blocks.push({
+          kind: 'para',
+          text: `${f.processesAlive} process(es) the command left running were killed when it ended${f.containment === 'cgroup' ? ' (with its cgroup)' : ''}${f.processesLeft ? `; ${f.processesLeft} would not die in time` : ''}.`,
+          strong: !!f.processesLeft,
+        });
   }
   const reports = of(events, 'egress.report');
   const allowedNames = reports.flatMap((r) => r.allowed);

@@ -127,6 +127,9 @@ maybe('integrity, as whole programs', () => {
     expect(post.summary).toContain('RECORD ALTERED while the agent ran');
     expect(post.summary).toContain('Written while the agent ran');
     expect(post.summary).toMatch(
+      /\d+ process\(es\) the command left running were killed when it ended \(with its cgroup\)/,
+    );
+    expect(post.summary).toMatch(
       new RegExp(`lines? ${forged[0]}(-\\d+)? (was|were) written while the agent ran`),
     );
     expect(post.stdout + post.stderr).toContain('the run ledger was altered');

@@ -3,7 +3,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { checkChain, hashLine, Ledger, ledgerPath } from '../../../src/core/ledger.js';
+import {
+  checkChain,
+  diffLedger,
+  hashLine,
+  lastLine,
+  Ledger,
+  ledgerPath,
+  parseLedgerText,
+} from '../../../src/core/ledger.js';
 import { SecretRegistry } from '../../../src/core/mask.js';
 import { CordonError } from '../../../src/core/errors.js';
 
@@ -131,4 +139,75 @@ describe('ledger', () => {
     expect(lines.every((l) => l.event)).toBe(true);
     expect(checkChain(lines).broken).toEqual([]);
   }, 60000);
+
+  test('lastLine reads the tail however long the file, and an append chains to it', () => {
+    const { ledger, path } = tempLedger();
+    expect(lastLine(path)).toBeUndefined();
+    const nonce = ledger.open();
+    ledger.append('big', { pad: 'x'.repeat(100_000) }, nonce);
+    ledger.append('small', { n: 1 });
+    const raw = readFileSync(path, 'utf8').split('\n').filter(Boolean);
+    expect(lastLine(path)).toBe(raw[1]);
+    ledger.append('after', { n: 2 });
+    expect(checkChain(ledger.read(), { nonce }).ok).toBe(true);
+  });
+
+  test('a line written without its newline does not swallow the next append', () => {
+    const { ledger, path } = tempLedger();
+    const nonce = ledger.open();
+    ledger.append('a', {}, nonce);
+    writeFileSync(path, readFileSync(path, 'utf8') + 'garbage-without-newline');
+    ledger.append('b', {});
+    const lines = ledger.read();
+    expect(lines.map((l) => l.event?.type ?? l.error)).toEqual(['a', 'not valid JSON', 'b']);
+    expect(lines[2].event?.prev).toBe(hashLine('garbage-without-newline'));
+  });
+
+  test('appendWithSnapshot returns the hash of every line up to and including its own', () => {
+    const { ledger } = tempLedger();
+    const nonce = ledger.open();
+    ledger.append('a', {}, nonce);
+    ledger.append('b', {});
+    const { hash, hashes } = ledger.appendWithSnapshot('c', {});
+    expect(hashes).toEqual(ledger.read().map((l) => l.hash));
+    expect(hashes[2]).toBe(hash);
+  });
+});
+
+describe('diffLedger', () => {
+  const text = (ts: string[]): string =>
+    ts.map((t) => JSON.stringify({ type: t, action: 'x', data: {} })).join('\n');
+  const before = parseLedgerText(text(['a', 'b', 'c', 'd'])).map((l) => l.hash);
+
+  test('nothing changed, and lines after the held ones are not part of it', () => {
+    expect(diffLedger(before, parseLedgerText(text(['a', 'b', 'c', 'd', 'e'])))).toEqual({
+      changed: [],
+      removed: [],
+      inserted: [],
+    });
+  });
+
+  test('changed, removed and inserted lines by number', () => {
+    expect(diffLedger(before, parseLedgerText(text(['a', 'B', 'c', 'd'])))).toEqual({
+      changed: [2],
+      removed: [],
+      inserted: [],
+    });
+    expect(diffLedger(before, parseLedgerText(text(['a', 'c', 'd'])))).toEqual({
+      changed: [],
+      removed: [2],
+      inserted: [],
+    });
+    expect(diffLedger(before, parseLedgerText(text(['a', 'b', 'x', 'y', 'c', 'd', 'e'])))).toEqual({
+      changed: [],
+      removed: [],
+      inserted: [3, 4],
+    });
+    // The last held line gone: everything after the common prefix differs.
+    expect(diffLedger(before, parseLedgerText(text(['a', 'b'])))).toEqual({
+      changed: [],
+      removed: [3, 4],
+      inserted: [],
+    });
+  });
 });

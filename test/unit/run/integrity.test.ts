@@ -1,0 +1,121 @@
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ledger } from '../../../src/core/ledger.js';
+import { SecretRegistry } from '../../../src/core/mask.js';
+import { cgroup2Mount, createCgroup } from '../../../src/run/cgroup.js';
+import { makeFreshHome } from '../../../src/run/home.js';
+import { checkRunWindow, ranges, verdictFor } from '../../../src/summary/verify.js';
+
+const dirs: string[] = [];
+function temp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'cordon-integrity-'));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function ledgerIn(dir: string, action = 'run'): Ledger {
+  return new Ledger(join(dir, 'ledger.jsonl'), { action, registry: new SecretRegistry(() => {}) });
+}
+
+describe('cgroup', () => {
+  test('reads the cgroup2 mount point from a mounts file (hybrid and pure layouts)', () => {
+    const d = temp();
+    writeFileSync(
+      join(d, 'hybrid'),
+      'tmpfs /sys/fs/cgroup tmpfs ro 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\ncgroup /sys/fs/cgroup/pids cgroup rw,pids 0 0\n',
+    );
+    writeFileSync(join(d, 'pure'), 'cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n');
+    writeFileSync(join(d, 'none'), 'proc /proc proc rw 0 0\n');
+    expect(cgroup2Mount(join(d, 'hybrid'))).toBe('/sys/fs/cgroup/unified');
+    expect(cgroup2Mount(join(d, 'pure'))).toBe('/sys/fs/cgroup');
+    expect(cgroup2Mount(join(d, 'none'))).toBeUndefined();
+  });
+
+  test('without root, or without cgroup2, falls back to a process group and says why', () => {
+    const notRoot = createCgroup({ mount: '/sys/fs/cgroup', uid: 1001 });
+    expect(notRoot.kind).toBe('process-group');
+    expect(notRoot.reason).toMatch(/not root.*setsid/);
+    const d = temp();
+    writeFileSync(join(d, 'none'), 'proc /proc proc rw 0 0\n');
+    expect(createCgroup({ uid: 0, mount: undefined }).kind).toBe(cgroup2Mount() ? 'cgroup' : 'process-group');
+    const made = createCgroup({ uid: 0, mount: d });
+    // A plain directory is no cgroup: no cgroup.procs appears in a new child.
+    expect(made.kind).toBe('process-group');
+    expect(made.reason).toMatch(/could not create a cgroup/);
+  });
+});
+
+describe('fresh HOME', () => {
+  test('holds only a .gitconfig with the identity and safe.directory, and names what it left out', () => {
+    const real = temp();
+    writeFileSync(join(real, '.netrc'), 'x');
+    const h = makeFreshHome({
+      dir: temp(),
+      realHome: real,
+      workspace: '/work/"quoted" space',
+      identity: { name: 'bot[bot]', email: 'b@x' },
+    });
+    expect(h.withheld).toEqual(['~/.netrc']);
+    const cfg = readFileSync(join(h.path, '.gitconfig'), 'utf8');
+    expect(cfg).toContain('name = "bot[bot]"');
+    expect(cfg).toContain('directory = "/work/\\"quoted\\" space"');
+    h.remove();
+  });
+});
+
+describe('run window check and verdict', () => {
+  function setup(): { ledger: Ledger; held: string[]; nonce: string; dir: string } {
+    const dir = temp();
+    const start = ledgerIn(dir, 'start');
+    const nonce = start.open() as string;
+    start.append('run.recorded', {}, nonce);
+    const { hashes } = ledgerIn(dir).appendWithSnapshot('run.started', {});
+    return { ledger: ledgerIn(dir), held: hashes, nonce, dir };
+  }
+
+  test('broker lines written during the run are shown apart, not tampering', () => {
+    const { ledger, held, nonce } = setup();
+    ledger.append('credentials.refreshed', {});
+    const w = checkRunWindow(held, ledger.read());
+    expect(w.ok).toBe(true);
+    expect(w.duringRun).toEqual([
+      expect.objectContaining({ line: 3, type: 'credentials.refreshed', chained: true }),
+    ]);
+    ledger.append('ledger.verified', { by: 'run', upTo: 2, duringRun: w.duringRun });
+    const v = verdictFor(ledger.read(), { nonce });
+    expect(v.status).toBe('intact');
+    expect(v.duringRun?.map((d) => d.line)).toEqual([3]);
+  });
+
+  test('a chained line of a kind Cordon never writes during a run is tampering', () => {
+    const { ledger, held } = setup();
+    ledger.append('commits.observed', { commits: [] });
+    const w = checkRunWindow(held, ledger.read());
+    expect(w.ok).toBe(false);
+    expect(w.inserted).toEqual([3]);
+    expect(w.details[0]).toMatch(/Cordon writes no such event then/);
+  });
+
+  test('a run that never verified (killed) leaves the record altered; a forged verification does not close the window', () => {
+    const { ledger, nonce, held } = setup();
+    expect(verdictFor(ledger.read(), { nonce }).details.join()).toMatch(/no verification after it/);
+    ledger.append('ledger.verified', { by: 'run', upTo: 2, duringRun: [] });
+    const w = checkRunWindow(held, ledger.read());
+    ledger.append('ledger.tampered', { ...w });
+    const v = verdictFor(ledger.read(), { nonce });
+    expect(v.status).toBe('altered');
+    expect(v.details.join('\n')).toMatch(/line 3 \(ledger.verified, as run\)/);
+    expect(v.duringRun?.map((d) => d.line)).toEqual([3]);
+  });
+
+  test('ranges', () => {
+    expect(ranges([3, 4, 5, 9, 11, 12])).toEqual([
+      [3, 5],
+      [9, 9],
+      [11, 12],
+    ]);
+  });
+});
