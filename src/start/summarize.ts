@@ -6,7 +6,7 @@ import { Ledger, ledgerDir } from '../core/ledger.js';
 import type { Runner } from '../core/runner.js';
 import { impersonationError, recordCommits } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type Verdict } from '../summary/render.js';
-import { verdictFor } from '../summary/verify.js';
+import { untrustedLines, verdictFor } from '../summary/verify.js';
 import type { StartInputs } from './inputs.js';
 
 /** The verdict alone, for when the ledger's lines cannot be rendered. */
@@ -41,7 +41,9 @@ export function writeSummary(inputs: StartInputs, runner: Runner): void {
   const head = runner.getState('head') || undefined;
   const lines = ledger.read();
   const verdict = verdictFor(lines, { nonce, head });
-  const input = { lines, verdict };
+  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
+  const untrusted = untrustedLines(verdict);
+  const input = { lines: lines.filter((l) => !untrusted.has(l.line)), verdict };
   // A line the agent forged can be shaped to break the renderer: the verdict still shows.
   const [markdown, attribution] = [
     () => renderSummaryMarkdown(input),

@@ -118,6 +118,18 @@ export function agentWindows(
   });
 }
 
+/**
+ * Lines written while the agent ran that are tampering (not chained, or not an event Cordon
+ * writes then): shown apart in the verdict, left out of the sections rendered as Cordon's.
+ */
+export function untrustedLines(v: Verdict): Set<number> {
+  return new Set(
+    (v.duringRun ?? [])
+      .filter((d) => !d.chained || !d.type || !DURING_RUN_TYPES.includes(d.type))
+      .map((d) => d.line),
+  );
+}
+
 /** The summary's verdict: the chain from the nonce, start's own line, and every agent window. */
 export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: string } = {}): Verdict {
   if (lines.length === 0) {
@@ -126,9 +138,10 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
       : { status: 'unverified', details: ['the ledger is empty or missing'] };
   }
   const check = checkChain(lines, opts);
-  const details = check.broken.map(
-    (n) =>
-      `line ${n} does not chain to the line before it (changed, inserted, or a line before it was removed)`,
+  const details = ranges(check.broken).map(([a, b]) =>
+    a === b
+      ? `line ${a} does not chain to the line before it (changed, inserted, or a line before it was removed)`
+      : `lines ${a}-${b} do not chain to the lines before them (changed, inserted, or lines before them removed)`,
   );
   if (check.headFound === false) details.push('the line this step wrote is no longer in the ledger');
   const duringRun: LedgerLineRef[] = [];

@@ -126,6 +126,9 @@ maybe('integrity, as whole programs', () => {
     expect(post.code).not.toBe(0);
     expect(post.summary).toContain('RECORD ALTERED while the agent ran');
     expect(post.summary).toContain('Written while the agent ran');
+    // The forged lines are listed apart, not rendered as Cordon's events (nor break the summary).
+    expect(post.summary).not.toContain('could not be rendered');
+    expect(post.summary).toContain('No new commits.');
     expect(post.summary).toMatch(
       /\d+ process\(es\) the command left running were killed when it ended \(with its cgroup\)/,
     );
