@@ -69,6 +69,7 @@ export function createCgroup(opts: { mount?: string; uid?: number } = {}): Conta
     try {
       mkdirSync(path);
       if (!existsSync(join(path, 'cgroup.procs'))) throw new Error('no cgroup.procs in the new directory');
+      track(path);
       return { kind: 'cgroup', path };
     } catch (e) {
       errors.push(`${path}: ${(e as Error).message}`);
@@ -80,6 +81,22 @@ export function createCgroup(opts: { mount?: string; uid?: number } = {}): Conta
     }
   }
   return { kind: 'process-group', reason: `could not create a cgroup (${errors.join('; ')})` };
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Cgroups made by this process and not yet removed: killed and removed when it exits. */
+const live = new Set<string>();
+let hooked = false;
+
+function track(path: string): void {
+  live.add(path);
+  if (hooked) return;
+  hooked = true;
+  // When run fails between making the cgroup and the command's end, nothing is left behind.
+  process.once('exit', () => {
+    for (const p of [...live]) killCgroup(p, 500);
+  });
 }
 
 /** Pids in the cgroup now. */
@@ -98,8 +115,6 @@ function populated(path: string): boolean {
     return false;
   }
 }
-
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /** Sends `signal` to every process in the cgroup; returns how many there were. */
 export function signalCgroup(path: string, signal: NodeJS.Signals): number {
@@ -146,7 +161,9 @@ export function killCgroup(path: string, waitMs = 3000): { alive: number; remove
   try {
     rmdirSync(path);
     removed = true;
-  } catch {
+    live.delete(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') live.delete(path);
     // Still populated (a process in uninterruptible sleep): left for the runner to clean.
   }
   return { alive, removed, left };

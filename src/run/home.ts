@@ -106,12 +106,10 @@ export function makeFreshHome(opts: {
       }
     }
   }
-  return {
-    path,
-    withheld,
-    identity: opts.identity,
-    remove: () => rmSync(path, { recursive: true, force: true }),
-  };
+  const remove = (): void => rmSync(path, { recursive: true, force: true });
+  // Removed after the command, and in any case when run exits.
+  process.once('exit', remove);
+  return { path, withheld, identity: opts.identity, remove };
 }
 
 export interface WithheldEntry {
@@ -207,11 +205,20 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
   }
   if (!found.length) return undefined;
   for (const e of found) gitFile(file, ['--unset-all', e.key]);
-  return {
+  let restored: boolean | undefined;
+  // Put back when run exits, also when it fails before the command ends.
+  const onExit = (): void => {
+    if (restored === undefined) token.restore();
+  };
+  process.once('exit', onExit);
+  const token: CheckoutToken = {
     file,
     entries: found,
     secrets: [...new Set(secrets)],
     restore() {
+      if (restored !== undefined) return restored;
+      restored = false;
+      process.removeListener('exit', onExit);
       if (!existsSync(file)) return false;
       for (const e of found) {
         try {
@@ -222,10 +229,12 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
       }
       try {
         for (const e of found) for (const v of e.values) gitFile(file, ['--add', e.key, v]);
+        restored = true;
         return true;
       } catch {
         return false;
       }
     },
   };
+  return token;
 }

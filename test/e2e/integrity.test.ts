@@ -288,6 +288,35 @@ maybe('integrity, as whole programs', () => {
     expect(() => readdirSync(home)).toThrow();
   }, 60000);
 
+  test('run failing after it made the cgroup and withheld the token leaves neither behind', async () => {
+    const job = newJob();
+    const before = ours();
+    const header = `AUTHORIZATION: basic ${Buffer.from('x-access-token:ghs_lockedout000000000000000000000').toString('base64')}`;
+    execFileSync('git', ['init', '-q', job.workspace]);
+    execFileSync('git', [
+      '-C',
+      job.workspace,
+      'config',
+      '--local',
+      'http.https://github.com/.extraheader',
+      header,
+    ]);
+    // Someone holds the ledger's lock: run.started cannot be written and the step fails.
+    mkdirSync(join(job.runnerTemp, 'cordon'), { recursive: true });
+    mkdirSync(`${ledgerFile(job)}.lock`);
+    const marker = join(job.root, 'ran');
+    const run = await job.run('run', 'main', { inputs: { run: `touch ${marker}` } });
+    expect(run.code).not.toBe(0);
+    expect(run.stdout + run.stderr).toContain('could not lock');
+    expect(() => readFileSync(marker)).toThrow();
+    expect(ours()).toEqual(before);
+    expect(
+      execFileSync('git', ['-C', job.workspace, 'config', '--get', 'http.https://github.com/.extraheader'], {
+        encoding: 'utf8',
+      }).trim(),
+    ).toBe(header);
+  }, 60000);
+
   test('home: keep gives the old behaviour', async () => {
     const job = newJob({ AWS_SHARED_CREDENTIALS_FILE: '/x/credentials' });
     writeFileSync(join(job.home, '.netrc'), 'machine example.com password kept-value-1234\n');

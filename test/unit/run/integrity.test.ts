@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../../src/core/ledger.js';
 import { SecretRegistry } from '../../../src/core/mask.js';
-import { cgroup2Mount, createCgroup } from '../../../src/run/cgroup.js';
+import { cgroup2Mount, createCgroup, killCgroup } from '../../../src/run/cgroup.js';
 import { makeFreshHome } from '../../../src/run/home.js';
 import { checkRunWindow, ranges, verdictFor } from '../../../src/summary/verify.js';
 
@@ -40,7 +40,11 @@ describe('cgroup', () => {
     expect(notRoot.reason).toMatch(/not root.*setsid/);
     const d = temp();
     writeFileSync(join(d, 'none'), 'proc /proc proc rw 0 0\n');
-    expect(createCgroup({ uid: 0, mount: undefined }).kind).toBe(cgroup2Mount() ? 'cgroup' : 'process-group');
+    if (process.getuid?.() === 0) {
+      const real = createCgroup();
+      expect(real.kind).toBe(cgroup2Mount() ? 'cgroup' : 'process-group');
+      if (real.path) expect(killCgroup(real.path)).toEqual({ alive: 0, left: 0, removed: true });
+    }
     const made = createCgroup({ uid: 0, mount: d });
     // A plain directory is no cgroup: no cgroup.procs appears in a new child.
     expect(made.kind).toBe('process-group');
