@@ -6,6 +6,7 @@ import { Ledger } from '../../../src/core/ledger.js';
 import { SecretRegistry } from '../../../src/core/mask.js';
 import { cgroup2Mount, createCgroup, killCgroup } from '../../../src/run/cgroup.js';
 import { makeFreshHome } from '../../../src/run/home.js';
+import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { checkRunWindow, ranges, verdictFor } from '../../../src/summary/verify.js';
 
 const dirs: string[] = [];
@@ -121,5 +122,36 @@ describe('run window check and verdict', () => {
       [9, 9],
       [11, 12],
     ]);
+  });
+});
+
+describe('summary of containment and withheld credentials', () => {
+  test('weaker containment is said plainly, with the reason; withheld names and killed processes are listed', () => {
+    const dir = temp();
+    const l = ledgerIn(dir);
+    const nonce = l.open() as string;
+    l.append(
+      'run.started',
+      {
+        commandSha256: 'ab'.repeat(32),
+        shell: 'bash -e',
+        secrets: [],
+        envRemoved: [],
+        home: 'fresh',
+        withheld: ['~/.aws', 'env:KUBECONFIG', '.git/config:http.https://github.com/.extraheader'],
+        containment: 'process-group',
+        containmentReason: 'run is not root',
+      },
+      nonce,
+    );
+    l.append('ledger.verified', { by: 'run', upTo: 1, duringRun: [] });
+    l.append('run.finished', { exitCode: 0, durationMs: 5, bytesScrubbed: 0, leaks: [], processesAlive: 2 });
+    const lines = l.read();
+    const md = renderSummaryMarkdown({ lines, verdict: verdictFor(lines, { nonce }) });
+    expect(md).toContain('Record intact');
+    expect(md).toContain('Containment was weaker');
+    expect(md).toContain('run is not root');
+    expect(md).toContain('~/.aws, env:KUBECONFIG, .git/config:http.https://github.com/.extraheader');
+    expect(md).toContain('2 process(es) the command left running were killed');
   });
 });
