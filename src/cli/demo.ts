@@ -5,13 +5,14 @@
  * API server, and (as root) a network namespace for the egress fence.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseLedgerText } from '../core/ledger.js';
 import { Job, REPO_ROOT, type StepResult } from '../devkit/run-action.js';
 import { startOidcIssuer } from '../devkit/oidc-issuer.js';
 import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
 import { startMoto, motoAvailable } from '../devkit/moto.js';
+import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
 import { verdictFor } from '../summary/verify.js';
 
@@ -25,6 +26,11 @@ if command -v python3 >/dev/null && [ -n "\${AWS_ACCESS_KEY_ID:-}" ]; then
   python3 -c 'import boto3; print("agent: AWS says I am", boto3.client("sts").get_caller_identity()["Arn"])'
 fi
 echo "agent: GitHub token is there: \${GH_TOKEN:+yes}"
+if [ -n "\${CORDON_DEMO_FENCED:-}" ]; then
+  for url in http://api.demo.test/ http://exfil.evil.test/ http://203.0.113.50/; do
+    node -e 'fetch(process.argv[1],{signal:AbortSignal.timeout(5000)}).then(r=>r.text()).then(t=>console.log("agent: "+process.argv[1]+" -> "+t.trim()),e=>console.log("agent: "+process.argv[1]+" -> refused ("+(e.cause?.code||e.name)+")"))' "$url"
+  done
+fi
 echo "Agent edit" >> README.md
 git add README.md
 git commit -q -m "Agent: update README"
@@ -49,6 +55,8 @@ async function createSecret(endpoint: string, name: string, value: string): Prom
 
 export interface DemoOptions {
   out: string;
+  /** Set in the child that runs inside the runner namespace. */
+  inside?: boolean;
   log: (line: string) => void;
 }
 
@@ -65,6 +73,15 @@ function git(cwd: string, args: string[], env: Record<string, string> = {}): str
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const { log } = opts;
   const out = resolve(opts.out);
+  if (!opts.inside) {
+    rmSync(join(out, 'job'), { recursive: true, force: true });
+    const why = fenceUnavailable();
+    if (!why) {
+      log('[0] building a runner and an "internet" network namespace; the whole job runs inside the runner');
+      return runInsideNamespaces(out, log);
+    }
+    log(`[0] the egress fence is skipped: ${why}; everything else runs`);
+  }
   mkdirSync(out, { recursive: true });
   const cleanups: Cleanup[] = [];
   const posts: { action: string; state: Record<string, string>; inputs?: Record<string, string> }[] = [];
@@ -133,6 +150,16 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     check(token, 'github-token');
     posts.push({ action: 'github-token', state: token.state });
     log(`    the agent is ${token.outputs['bot-login']}; git commits as ${token.outputs['git-user-email']}`);
+
+    if (opts.inside) {
+      say(`egress: the allowlist (${ALLOWED_HOST} only), a DNS proxy and nftables in block mode`);
+      const egress = await job.run('egress', 'main', {
+        inputs: { 'allowed-domains': ALLOWED_HOST, preset: 'none', 'egress-policy': 'block' },
+      });
+      check(egress, 'egress');
+      posts.push({ action: 'egress', state: egress.state });
+      job.env.CORDON_DEMO_FENCED = '1';
+    }
 
     // AWS: the moto server stands in for STS and Secrets Manager.
     const runInputs: Record<string, string> = {

@@ -72,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       const at = rest.indexOf('--out');
       return runDemo({
         out: at >= 0 && rest[at + 1] ? rest[at + 1] : '.cordon-demo',
+        inside: rest.includes('--inside'),
         log: (l) => process.stdout.write(l + '\n'),
       });
     }

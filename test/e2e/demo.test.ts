@@ -18,11 +18,21 @@ describe('cordon demo (README command one)', () => {
     // Identity, credentials with expiry, the scrubbed secret, the bot's commit.
     expect(r.stdout).toContain('GitHub App bot   | cordon-demo-agent[bot]');
     expect(r.stdout).toContain('AWS role session');
-    expect(r.stdout).toMatch(/AWS +\| arn:aws:iam::123456789012:role\/cordo.*\| 20\d\d-/);
+    expect(r.stdout).toMatch(/AWS +\| arn:aws:iam::1234.*\| 20\d\d-\d\d-\d\d/);
     expect(r.stdout).toContain('agent: calling the model API with key ***');
     expect(r.stdout).toMatch(/by the agent +\| Agent: update READ/);
     expect(r.stdout).toContain('Record intact');
     expect(r.stdout).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
+    // As root (CI), the fence is up: the allowed host answers, the others are refused and recorded.
+    if (process.getuid?.() === 0) {
+      expect(r.stdout).toContain('agent: http://api.demo.test/ -> hello from 203.0.113.10');
+      expect(r.stdout).toContain('agent: http://exfil.evil.test/ -> refused (ENOTFOUND)');
+      expect(r.stdout).toMatch(/agent: http:\/\/203\.0\.113\.50\/ -> refused \(E/);
+      expect(r.stdout).toMatch(/exfil\.evil\.test +\| \d+ +\|.*\| refused/);
+      expect(r.stdout).toMatch(/203\.0\.113\.50 +\| tcp\/80/);
+    } else {
+      expect(r.stdout).toContain('the egress fence is skipped: not running as root');
+    }
     const md = readFileSync(join(out, 'summary.md'), 'utf8');
     expect(md).toContain('### Commits the agent authored');
     expect(readFileSync(join(out, 'summary.html'), 'utf8')).toContain('<table>');
