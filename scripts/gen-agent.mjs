@@ -14,6 +14,8 @@ const PARTS = [
   { action: 'run', id: 'run', skip: ['github-token'] },
 ];
 // The one-step fence locks the runner down unless told otherwise.
+// Inputs several actions declare with one meaning: one composite input feeds them all.
+const SHARED = ['fail-on-tamper'];
 const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
 
 const meta = (a) => parse(readFileSync(`actions/${a}/action.yml`, 'utf8'));
@@ -29,6 +31,10 @@ function build() {
     const withMap = {};
     for (const [name, spec] of Object.entries(m.inputs ?? {})) {
       if ((part.skip ?? []).includes(name)) continue;
+      if (owner[name] && SHARED.includes(name)) {
+        withMap[name] = `\${{ inputs.${name} }}`;
+        continue;
+      }
       if (owner[name]) throw new Error(`input ${name} is declared by both ${owner[name]} and ${part.action}`);
       owner[name] = part.action;
       const def = OVERRIDES[name] ?? spec.default;
