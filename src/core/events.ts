@@ -101,6 +101,11 @@ export interface EgressReport {
   namesDropped?: number;
 }
 
+/** What the egress daemon saw changed in its table, the resolver or /etc/hosts, and when. */
+export interface EgressTampered {
+  changes: { what: string; seen?: string }[];
+}
+
 export interface SecretsFetched {
   secrets: { name: string; source: string; forms?: number }[];
   export?: string;
@@ -258,6 +263,7 @@ export interface EventTypes {
   'token.revoked': TokenRevoked;
   'egress.started': EgressStarted;
   'egress.report': EgressReport;
+  'egress.tampered': EgressTampered;
   'secrets.fetched': SecretsFetched;
   'run.started': RunStarted;
   'run.finished': RunFinished;

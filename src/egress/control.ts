@@ -45,6 +45,8 @@ export interface DaemonReport {
   setUpdates: number;
   blocked: { address: string; protocol: string; port: number; packets: number }[];
   tamper: string[];
+  /** When each `tamper` entry was first seen (ISO time), same order. */
+  tamperSeen?: string[];
 }
 
 /** A stable id per job: the same RUNNER_TEMP gives the same state directory in main and post. */

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createInterface } from 'node:readline';
-import net from 'node:net';
+import net, { isIP } from 'node:net';
 import {
   chmodSync,
   existsSync,
@@ -175,7 +175,12 @@ async function start(configPath: string): Promise<void> {
     for (const s of [tcp4, tcp6]) if (s) proxy.serveTcp(s);
 
     const tamper: string[] = [];
+    // The resolver text the proxy wrote, kept where the root helper can put it back.
     const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
+    writeFileSync(join(dir, 'resolv.conf'), resolvText, { mode: 0o644 });
+    const hostsText = readOr('/etc/hosts');
+    const helper = startHelper(dir);
+    closers.push(() => helper.stdin!.end());
     // Everything in the table but the dynamic sets' elements: a change means someone
     // else (root) edited it. In block mode the table is put back from the same file.
     // nft fails a line holding several `list` commands, so each is its own request.
@@ -187,6 +192,7 @@ async function start(configPath: string): Promise<void> {
     const fingerprint = async (): Promise<string> =>
       (await Promise.all(listings.map((l) => shell.run(l)))).join('\n');
     const baseline = await fingerprint();
+    const tablesAtStart = new Set(tableNames(await shell.run('list tables')));
     const reclose = (): void => {
       if (cfg.policy !== 'block') return;
       shell.run(`include "${join(dir, 'ruleset.nft')}"`).then(
@@ -197,16 +203,39 @@ async function start(configPath: string): Promise<void> {
         (e: Error) => log(`could not re-close: ${e.message}`),
       );
     };
+    /** Elements of allow4/allow6 the proxy did not add: recorded and taken out again. */
+    const checkSets = async (): Promise<void> => {
+      for (const set of ['allow4', 'allow6']) {
+        const foreign = setAddresses(await shell.run(`list set ${TABLE} ${set}`)).filter((a) => !sets.has(a));
+        if (!foreign.length) continue;
+        note(tamper, log, `${foreign.join(', ')} added to ${set} by someone else (removed again)`);
+        await shell.run(`delete element ${TABLE} ${set} { ${foreign.join(', ')} }`).catch(() => undefined);
+      }
+    };
+    const checkTables = async (): Promise<void> => {
+      for (const t of tableNames(await shell.run('list tables'))) {
+        if (tablesAtStart.has(t) || t === TABLE) continue;
+        tablesAtStart.add(t);
+        note(
+          tamper,
+          log,
+          `a table ${t} was added by someone else (an accept there does not get a packet past Cordon's drop)`,
+        );
+      }
+    };
     let checking = false;
     const check = (): void => {
       if (checking) return;
       checking = true;
       fingerprint().then(
-        (now) => {
+        async (now) => {
+          if (now !== baseline) {
+            note(tamper, log, 'the table inet cordon was changed by someone else');
+            reclose();
+          }
+          await checkSets().catch((e: Error) => log(`set check failed: ${e.message}`));
+          await checkTables().catch((e: Error) => log(`table check failed: ${e.message}`));
           checking = false;
-          if (now === baseline) return;
-          note(tamper, log, 'the table inet cordon was changed by someone else');
-          reclose();
         },
         () => {
           checking = false;
@@ -216,22 +245,33 @@ async function start(configPath: string): Promise<void> {
       );
     };
     // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
-    // changes; our own element updates are the only changes expected. A slow poll
-    // backs it up in case the monitor dies.
-    const monitor = watchRuleset(check);
+    // changes; an address added to an allow set is checked against the proxy's own at
+    // once. A full check every few seconds backs it up in case the monitor dies.
+    const monitor = watchRuleset(check, (set, addresses) => {
+      const foreign = addresses.filter((a) => !sets.has(a));
+      if (foreign.length) check();
+      void set;
+    });
     closers.push(() => monitor.stdin!.end());
-    const poll = setInterval(check, 10000);
+    const poll = setInterval(check, FULL_CHECK_MS);
     poll.unref();
     const watch = setInterval(() => {
       sets.sweep();
-      let now = '';
-      try {
-        now = readFileSync('/etc/resolv.conf', 'utf8');
-      } catch {
-        now = '';
+      const now = readOr('/etc/resolv.conf');
+      if (now !== resolvText) {
+        note(tamper, log, '/etc/resolv.conf was changed (put back to the proxy)');
+        helper.stdin!.write('resolv\n');
       }
-      if (now !== resolvText) note(tamper, log, '/etc/resolv.conf was changed');
-    }, 1000);
+      const hosts = readOr('/etc/hosts');
+      if (hosts !== hostsText) {
+        const added = hosts.split('\n').filter((l) => l.trim() && !hostsText.split('\n').includes(l));
+        note(
+          tamper,
+          log,
+          `/etc/hosts was changed${added.length ? `: ${added.slice(0, 5).join(' | ').slice(0, 300)}` : ''} (its addresses are still not in the sets)`,
+        );
+      }
+    }, FILE_CHECK_MS);
     watch.unref();
 
     const control = net.createServer((c) => {
@@ -286,9 +326,52 @@ async function start(configPath: string): Promise<void> {
 }
 
 const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
+const ALLOW_ADD = /^add element inet cordon (allow4|allow6) \{ (.*) \}/;
+const FULL_CHECK_MS = 3000;
+const FILE_CHECK_MS = 500;
 
-/** Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed` soon after any change to our table. */
-function watchRuleset(changed: () => void): ChildProcess {
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** `table inet cordon` lines of `list tables`, as "inet cordon". */
+export function tableNames(text: string): string[] {
+  return [...text.matchAll(/^table (\S+ \S+)/gm)].map((m) => m[1]);
+}
+
+/** Addresses in a `list set` of allow4/allow6 (elements with or without timeouts). */
+export function setAddresses(text: string): string[] {
+  const m = /elements = \{([^}]*)\}/s.exec(text);
+  if (!m) return [];
+  return m[1]
+    .split(',')
+    .map((e) => e.trim().split(/\s+/)[0])
+    .filter((a) => a && isIP(a) !== 0);
+}
+
+/**
+ * A root child kept before the daemon gives up root, for the one file it must put back:
+ * on a line `resolv` it writes the proxy's resolv.conf again (in place, as bind mounts need).
+ */
+function startHelper(dir: string): ChildProcess {
+  const h = spawn('/bin/sh', ['-c', 'while read l; do cat "$0/resolv.conf" > /etc/resolv.conf; done', dir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  h.on('error', () => undefined);
+  h.stdin!.on('error', () => undefined);
+  return h;
+}
+
+/**
+ * Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed`
+ * soon after any change to a table other than our own element updates; `added` gets the
+ * addresses of every element added to allow4/allow6 (ours or not).
+ */
+function watchRuleset(changed: () => void, added: (set: string, addresses: string[]) => void): ChildProcess {
   // The shell ends the monitor when our end of its stdin closes, that is when the daemon
   // dies: a monitor in a namespace nobody changes would otherwise never notice.
   const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
@@ -297,7 +380,13 @@ function watchRuleset(changed: () => void): ChildProcess {
   monitor.on('error', () => undefined);
   let timer: NodeJS.Timeout | undefined;
   createInterface({ input: monitor.stdout! }).on('line', (line) => {
-    if (!line.includes('inet cordon') || OWN_CHANGE.test(line)) return;
+    const add = ALLOW_ADD.exec(line);
+    if (add)
+      added(
+        add[1],
+        add[2].split(',').map((e) => e.trim().split(/\s+/)[0]),
+      );
+    if (OWN_CHANGE.test(line) || line.startsWith('# new generation')) return;
     timer ??= setTimeout(() => {
       timer = undefined;
       changed();
@@ -306,9 +395,13 @@ function watchRuleset(changed: () => void): ChildProcess {
   return monitor;
 }
 
+/** When each tamper entry was first seen, by its text. */
+const tamperSeen = new Map<string, string>();
+
 function note(tamper: string[], log: (l: string) => void, what: string): void {
   if (tamper.includes(what)) return;
   tamper.push(what);
+  tamperSeen.set(what, new Date().toISOString());
   log(`tamper: ${what}`);
 }
 
@@ -344,6 +437,7 @@ async function collect(
     setUpdates: sets.updates,
     blocked,
     tamper,
+    tamperSeen: tamper.map((t) => tamperSeen.get(t) ?? ''),
   };
 }
 

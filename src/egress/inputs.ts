@@ -24,6 +24,8 @@ export interface EgressSettings {
   dnsUpstream?: string;
   minTtl: number;
   failOnBlocked: boolean;
+  /** Fail post when the fence was tampered with (always recorded). */
+  failOnTamper: boolean;
   /** Post removes the fence and restores resolv.conf and sudo (for self-hosted runners that outlive the job). */
   teardown: boolean;
 }
@@ -54,6 +56,7 @@ export function parseEgressInputs(env: Env): EgressSettings {
     dnsUpstream: upstream ? splitEntries(upstream)[0] : undefined,
     minTtl: i.integer('min-ttl', 60, { min: 1, max: 86400 }),
     failOnBlocked: i.boolean('fail-on-blocked', false),
+    failOnTamper: i.boolean('fail-on-tamper', true),
     teardown: i.boolean('teardown', false),
   };
 }

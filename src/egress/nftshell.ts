@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { CordonError } from '../core/errors.js';
 
 export const TABLE = 'inet cordon';
+const SWEEP_GRACE_MS = 5000;
 
 interface Request {
   seq: number;
@@ -176,10 +177,18 @@ export class AllowSets {
     this.expiry.clear();
   }
 
-  /** Forgets addresses whose element has expired. */
+  /**
+   * Forgets addresses whose element has expired, a few seconds late: the kernel's timeout
+   * starts a little after ours, and an element still listed must still be known as ours.
+   */
   sweep(): void {
     const now = this.now();
-    for (const [a, t] of this.expiry) if (t <= now) this.expiry.delete(a);
+    for (const [a, t] of this.expiry) if (t + SWEEP_GRACE_MS <= now) this.expiry.delete(a);
+  }
+
+  /** True when the proxy added this address (and it has not long expired). */
+  has(address: string): boolean {
+    return this.expiry.has(address);
   }
 
   get size(): number {

@@ -78,6 +78,11 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   }
   const event = toEvent(daemon);
   ledger.append('egress.report', { ...event });
+  if (daemon.tamper.length) {
+    ledger.append('egress.tampered', {
+      changes: daemon.tamper.map((what, i) => ({ what, seen: daemon.tamperSeen?.[i] || undefined })),
+    });
+  }
   const verb = s.policy === 'block' ? 'blocked' : 'would be blocked';
   // One annotation per name and per destination, up to a cap: the runner shows only
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
@@ -112,7 +117,11 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   }
   if (s.teardown) teardownFence(id, deps, runner);
   const tampered = daemon.tamper.length > 0;
-  if (tampered) {
+  if (tampered && !s.failOnTamper) {
+    runner.warning(`egress: the fence was tampered with: ${daemon.tamper.join('; ')}`, {
+      title: 'Cordon egress',
+    });
+  } else if (tampered) {
     throw new CordonError({
       what: `egress: the fence was tampered with: ${daemon.tamper.join('; ')}`,
       why: 'only root can change the table or the resolver, so something in the job used root',

@@ -44,6 +44,7 @@ const KNOWN: Known[] = [
   'token.revoked',
   'egress.started',
   'egress.report',
+  'egress.tampered',
   'secrets.fetched',
   'run.started',
   'run.finished',

@@ -3,7 +3,7 @@
  * veth pair with IPv4 and IPv6, the logging DNS server and HTTP/TCP servers in
  * "internet", and optionally a "container" namespace behind a bridge in "runner".
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,8 @@ export class World {
     const p = process.pid % 100000;
     this.runner = Netns.create(`egr${tag}${p}`, { resolvConf: `nameserver ${DNS4}\n` });
     this.made.push(this.runner);
+    // `ip netns exec` mounts this over /etc/hosts: the tamper tests edit it, not the host's.
+    writeFileSync(`/etc/netns/${this.runner.name}/hosts`, '127.0.0.1 localhost\n::1 localhost\n');
     this.internet = Netns.create(`egi${tag}${p}`);
     this.made.push(this.internet);
     veth(

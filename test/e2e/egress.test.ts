@@ -268,6 +268,76 @@ suite('egress in block mode', () => {
     );
   });
 
+  test('every other kind of root tampering is recorded at once and none opens the fence', async () => {
+    const sh = (cmd: string): string => w.runner.exec(['sh', '-c', cmd]);
+    const until = async (what: () => boolean): Promise<boolean> => {
+      for (let i = 0; i < 50; i++) {
+        if (what()) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    const daemonLog = (): string =>
+      readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'daemon.log'), 'utf8');
+
+    // A flushed output chain (policy drop stays): noticed and loaded again.
+    sh('nft flush chain inet cordon output');
+    expect(await until(() => /oif "lo" accept/.test(sh('nft list chain inet cordon output')))).toBe(true);
+    expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
+
+    // An address root adds to allow4 is recorded and taken out again.
+    sh(`nft add element inet cordon allow4 { ${EVIL4} timeout 600s }`);
+    expect(await until(() => !setElements(w, 'allow4').includes(EVIL4))).toBe(true);
+    expect(connect(w.runner, EVIL4, 80).result).toBe('ECONNREFUSED');
+
+    // A second table whose output chain accepts everything: a packet must be accepted by
+    // every base chain on the hook, so Cordon's drop still decides.
+    sh(
+      'nft add table inet cordonx; nft add chain inet cordonx out "{ type filter hook output priority -10; policy accept; }"; nft add rule inet cordonx out accept',
+    );
+    try {
+      expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
+      expect(connect(w.runner, EVIL4, 80).result).toBe('ECONNREFUSED');
+      expect(await until(() => daemonLog().includes('a table inet cordonx was added'))).toBe(true);
+    } finally {
+      sh('nft delete table inet cordonx');
+    }
+
+    // resolv.conf pointed straight at the upstream: recorded and put back to the proxy.
+    sh(`echo nameserver ${DNS4} > /etc/resolv.conf`);
+    expect(await until(() => w.resolvConf().includes('nameserver 127.0.0.1'))).toBe(true);
+    expect(daemonLog()).toContain('/etc/resolv.conf was changed');
+    expect(dig(w.runner, 'secret.evil.test', { server: DNS4 }).status).toMatch(/^failed/);
+
+    // /etc/hosts naming a forbidden address: the name resolves, the address stays closed.
+    sh(`echo '${EVIL4} sneaky.evil.test' >> /etc/hosts`);
+    expect(fetchUrl(w.runner, 'http://sneaky.evil.test/', 4)).toMatch(/^curl exit/);
+    expect(connect(w.runner, EVIL4, 80).result).toBe('ECONNREFUSED');
+    expect(await until(() => daemonLog().includes('/etc/hosts was changed'))).toBe(true);
+
+    // Nothing switched to audit, and what was allowed still works.
+    expect(sh('nft list chain inet cordon output')).toContain('policy drop');
+    expect(fetchUrl(w.runner, 'http://www.a.test/', 4)).toBe(`hello from ${WEB4}`);
+
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(1);
+    const tamper = ledger(job)
+      .filter((e) => e.type === 'egress.report')
+      .pop()!.data.tamper as string[];
+    const all = tamper.join('\n');
+    expect(all).toContain('the table inet cordon was changed by someone else');
+    expect(all).toContain(`${EVIL4} added to allow4 by someone else`);
+    expect(all).toContain('a table inet cordonx was added');
+    expect(all).toContain('/etc/resolv.conf was changed');
+    expect(all).toMatch(new RegExp(`/etc/hosts was changed: ${EVIL4.replace(/\./g, '\\.')} sneaky`));
+    const tampered = ledger(job).filter((e) => e.type === 'egress.tampered');
+    expect(tampered.length).toBeGreaterThan(0);
+  }, 60000);
+
   test('killing the daemon keeps block mode closed, and post fails saying so', async () => {
     const { pid } = JSON.parse(
       readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),

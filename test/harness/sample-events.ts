@@ -61,6 +61,11 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     blockedNames: [{ name: 'exfil.evil.test', queries: 3, process: 'curl (pid 4242)' }],
     blockedDestinations: [{ address: '203.0.113.9', protocol: 'tcp', port: 443, packets: 2 }],
   },
+  'egress.tampered': {
+    changes: [
+      { what: '/etc/resolv.conf was changed (put back to the proxy)', seen: '2026-01-01T00:00:00.000Z' },
+    ],
+  },
   'secrets.fetched': { secrets: [{ name: 'NPM_TOKEN', source: 'aws-sm:ci/npm' }] },
   'run.started': {
     commandSha256: 'f'.repeat(64),
