@@ -22,6 +22,11 @@ export interface DaemonConfig {
   disableDocker: boolean;
   /** The runner user whose sudo and docker access are removed. */
   user: string;
+  /**
+   * A file a later step may write its command's pid to (`$RUNNER_TEMP/cordon/agent.pid`):
+   * who-asked lookups then say whether the process descends from it.
+   */
+  agentPidFile?: string;
 }
 
 export interface DaemonState {
@@ -36,14 +41,14 @@ export interface DaemonState {
 
 export interface DaemonReport {
   policy: 'block' | 'audit';
-  names: { name: string; queries: number; allowed: boolean; addresses: string[] }[];
+  names: { name: string; queries: number; allowed: boolean; addresses: string[]; process?: string }[];
   namesDropped: number;
   forgedAnswers: number;
   malformed: number;
   upstreamTimeouts: number;
   setFailures: number;
   setUpdates: number;
-  blocked: { address: string; protocol: string; port: number; packets: number }[];
+  blocked: { address: string; protocol: string; port: number; packets: number; process?: string }[];
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];

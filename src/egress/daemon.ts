@@ -5,7 +5,7 @@
  * `READY {json}` or `ERROR {json}`, for the action that started it. Any failure before
  * READY undoes everything done so far. `daemon.js teardown <id>` removes it all.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createInterface } from 'node:readline';
 import net, { isIP } from 'node:net';
@@ -27,6 +27,7 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
 import { DomainMatcher } from './policy.js';
 import { BUFFER_BYTES, DnsProxy } from './proxy.js';
+import { whoAsked, type WhoQuery } from './who.js';
 import { detectUpstreams, pointResolver, restoreResolver, type ResolverBackup } from './resolver.js';
 
 export const DNS_USER = 'cordon-dns';
@@ -164,12 +165,14 @@ async function start(configPath: string): Promise<void> {
     if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
 
     const sets = new AllowSets(shell, cfg.minTtl);
+    const hooks: { askName?: (name: string, from: { proto: 'udp' | 'tcp'; port: number }) => void } = {};
     const proxy = new DnsProxy({
       matcher: new DomainMatcher(cfg.domains),
       policy: cfg.policy,
       upstream: { address: upstreams[0], port: 53 },
       sink: sets,
       log,
+      onRefused: (name, from) => hooks.askName?.(name, from),
     });
     for (const s of [udp4, udp6]) if (s) proxy.serveUdp(s);
     for (const s of [tcp4, tcp6]) if (s) proxy.serveTcp(s);
@@ -179,8 +182,20 @@ async function start(configPath: string): Promise<void> {
     const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
     writeFileSync(join(dir, 'resolv.conf'), resolvText, { mode: 0o644 });
     const hostsText = readOr('/etc/hosts');
-    const helper = startHelper(dir);
+    // Who asked, by `name <name>` or destKey: the first process found for each.
+    const askers = new Map<string, string>();
+    const helper = startHelper(dir, cfg.agentPidFile, (key, p) => {
+      if (!askers.has(key) && askers.size < 8192) askers.set(key, p);
+    });
     closers.push(() => helper.stdin!.end());
+    const nameTries = new Map<string, number>();
+    hooks.askName = (name, from) => {
+      const key = `name ${name}`;
+      const n = nameTries.get(key) ?? 0;
+      if (askers.has(key) || n >= WHO_TRIES || nameTries.size > 8192) return;
+      nameTries.set(key, n + 1);
+      helper.stdin!.write(`who ${JSON.stringify({ key, q: { kind: 'dns', ...from } })}\n`);
+    };
     // Everything in the table but the dynamic sets' elements: a change means someone
     // else (root) edited it. In block mode the table is put back from the same file.
     // nft fails a line holding several `list` commands, so each is its own request.
@@ -278,7 +293,7 @@ async function start(configPath: string): Promise<void> {
       c.on('error', () => c.destroy());
       c.setTimeout(5000, () => c.destroy());
       c.once('data', () => {
-        collect(proxy, sets, shell, cfg, tamper).then(
+        collect(proxy, sets, shell, cfg, tamper, askers).then(
           (r) => c.end(JSON.stringify(r)),
           (e) => c.end(JSON.stringify({ error: describeError(e) })),
         );
@@ -328,6 +343,9 @@ async function start(configPath: string): Promise<void> {
 const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
 const ALLOW_ADD = /^add element inet cordon (allow4|allow6) \{ (.*) \}/;
 const FULL_CHECK_MS = 3000;
+const BLOCKED_POLL_MS = 300;
+/** Polls in which a blocked destination is looked for before giving up on it. */
+const WHO_TRIES = 3;
 const FILE_CHECK_MS = 500;
 
 function readOr(path: string): string {
@@ -354,16 +372,97 @@ export function setAddresses(text: string): string[] {
 }
 
 /**
- * A root child kept before the daemon gives up root, for the one file it must put back:
- * on a line `resolv` it writes the proxy's resolv.conf again (in place, as bind mounts need).
+ * A root child kept before the daemon gives up root (the same script, `helper <dir>`):
+ * on `resolv` it writes the proxy's resolv.conf back (in place, as bind mounts need); on
+ * `who <json>` it finds the process behind a refused name; on its own it polls the
+ * blocked sets and finds the process behind each new destination. Answers come back as
+ * `who <json>` lines. It exits when the daemon closes its stdin.
  */
-function startHelper(dir: string): ChildProcess {
-  const h = spawn('/bin/sh', ['-c', 'while read l; do cat "$0/resolv.conf" > /etc/resolv.conf; done', dir], {
-    stdio: ['pipe', 'ignore', 'ignore'],
+function startHelper(
+  dir: string,
+  pidFile: string | undefined,
+  seen: (key: string, process: string) => void,
+): ChildProcess {
+  const h = spawn(process.execPath, [process.argv[1], 'helper', dir, pidFile ?? ''], {
+    stdio: ['pipe', 'pipe', 'ignore'],
   });
   h.on('error', () => undefined);
   h.stdin!.on('error', () => undefined);
+  createInterface({ input: h.stdout! }).on('line', (line) => {
+    if (!line.startsWith('who ')) return;
+    try {
+      const r = JSON.parse(line.slice(4)) as { key: string; process: string };
+      if (r.process) seen(r.key, r.process);
+    } catch {
+      // A torn line: nothing learned.
+    }
+  });
   return h;
+}
+
+function rootPid(pidFile: string | undefined): number | undefined {
+  if (!pidFile) return undefined;
+  const n = Number(readOr(pidFile).trim());
+  return Number.isInteger(n) && n > 1 ? n : undefined;
+}
+
+/** The helper's side (root): see startHelper. */
+function helperMain(dir: string, pidFile: string | undefined): void {
+  const reply = (key: string, q: WhoQuery): void => {
+    let found: string | undefined;
+    try {
+      found = whoAsked(q, rootPid(pidFile));
+    } catch {
+      found = undefined;
+    }
+    if (found) process.stdout.write(`who ${JSON.stringify({ key, process: found })}\n`);
+  };
+  createInterface({ input: process.stdin })
+    .on('line', (line) => {
+      if (line === 'resolv') {
+        try {
+          writeFileSync('/etc/resolv.conf', readFileSync(join(dir, 'resolv.conf')));
+        } catch {
+          // The daemon records the change either way.
+        }
+      } else if (line.startsWith('who ')) {
+        const { key, q } = JSON.parse(line.slice(4)) as { key: string; q: WhoQuery };
+        reply(key, q);
+      }
+    })
+    .on('close', () => process.exit(0));
+  // Blocked destinations: the kernel refuses them without user space, so the sets are
+  // polled (a separate nft, never the proxy's) and each new one mapped to a live socket.
+  const tries = new Map<string, number>();
+  let busy = false;
+  const poll = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    const lists = ['blocked4', 'blocked6'].map(
+      (set) =>
+        new Promise<string>((resolve) =>
+          execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>
+            resolve(out ?? ''),
+          ),
+        ),
+    );
+    void Promise.all(lists).then((outs) => {
+      busy = false;
+      for (const b of parseBlocked(outs.join('\n'))) {
+        const key = destKey(b);
+        const n = tries.get(key) ?? 0;
+        if (n >= WHO_TRIES) continue;
+        tries.set(key, n + 1);
+        reply(key, { kind: 'dest', proto: b.protocol, address: b.address, port: b.port });
+        if (tries.size > 4096) tries.clear();
+      }
+    });
+  }, BLOCKED_POLL_MS);
+  poll.unref();
+}
+
+export function destKey(b: { address: string; protocol: string; port: number }): string {
+  return `dest ${b.address} ${b.protocol} ${b.port}`;
 }
 
 /**
@@ -411,6 +510,7 @@ async function collect(
   shell: NftShell,
   cfg: DaemonConfig,
   tamper: string[],
+  askers: Map<string, string>,
 ): Promise<DaemonReport> {
   const blocked: BlockedEntry[] = [];
   for (const set of ['blocked4', 'blocked6']) {
@@ -428,6 +528,7 @@ async function collect(
       queries: n.queries,
       allowed: n.allowed,
       addresses: [...n.addresses],
+      process: askers.get(`name ${name}`),
     })),
     namesDropped: s.namesDropped,
     forgedAnswers: s.forgedAnswers,
@@ -435,7 +536,7 @@ async function collect(
     upstreamTimeouts: s.upstreamTimeouts,
     setFailures: s.setFailures,
     setUpdates: sets.updates,
-    blocked,
+    blocked: blocked.map((b) => ({ ...b, process: askers.get(destKey(b)) })),
     tamper,
     tamperSeen: tamper.map((t) => tamperSeen.get(t) ?? ''),
   };
@@ -469,6 +570,7 @@ process.on('SIGPIPE', () => undefined);
 const [cmd, arg] = process.argv.slice(2);
 if (cmd === 'start' && arg) await start(arg);
 else if (cmd === 'teardown' && arg) teardown(arg);
+else if (cmd === 'helper' && arg) helperMain(arg, process.argv[4] || undefined);
 else {
   process.stderr.write('usage: daemon.js start <config.json> | teardown <id>\n');
   process.exitCode = 2;

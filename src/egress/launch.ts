@@ -87,6 +87,7 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     disableSudo: s.disableSudo,
     disableDocker: s.disableDocker,
     user,
+    agentPidFile: join(runner.tempDir, 'cordon', 'agent.pid'),
   };
   const cfgPath = join(runner.tempDir, 'cordon', `egress-config-${id}.json`);
   mkdirSync(dirname(cfgPath), { recursive: true, mode: 0o700 });

@@ -65,6 +65,11 @@ export interface ProxyOptions {
   stats?: ProxyStats;
   timeoutMs?: number;
   log?: (line: string) => void;
+  /**
+   * Called for a name not on the list, after the answer is on its way (never before:
+   * finding who asked must not delay it), with the client socket's port.
+   */
+  onRefused?: (name: string, from: { proto: 'udp' | 'tcp'; port: number }) => void;
 }
 
 interface Pending {
@@ -162,8 +167,10 @@ export class DnsProxy {
     const stats = this.stats.query(q.name, allowed);
     if (!allowed && this.o.policy === 'block') {
       sock.send(refusal(msg, q.end, RCODE_NXDOMAIN), rinfo.port, rinfo.address);
+      this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port });
       return;
     }
+    if (!allowed) setImmediate(() => this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port }));
     if (this.pending.size >= MAX_PENDING || !this.upstreamSocket) {
       sock.send(refusal(msg, q.end, RCODE_SERVFAIL), rinfo.port, rinfo.address);
       return;
@@ -292,6 +299,10 @@ export class DnsProxy {
         const q = check.q;
         const allowed = this.o.matcher.matches(q.name);
         const stats = this.stats.query(q.name, allowed);
+        if (!allowed) {
+          const port = c.remotePort ?? 0;
+          setImmediate(() => this.o.onRefused?.(q.name, { proto: 'tcp', port }));
+        }
         if (!allowed && this.o.policy === 'block') {
           write(refusal(msg, q.end, RCODE_NXDOMAIN));
           continue;

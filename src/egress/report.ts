@@ -33,12 +33,17 @@ export function toEvent(r: DaemonReport): EgressReport {
       r.policy === 'audit'
         ? [...allowed, ...refused.map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }))]
         : allowed,
-    blockedNames: refused.map((n) => ({ name: n.name, queries: n.queries })),
+    blockedNames: refused.map((n) => ({
+      name: n.name,
+      queries: n.queries,
+      ...(n.process ? { process: n.process } : {}),
+    })),
     blockedDestinations: r.blocked.map((b) => ({
       address: b.address,
       protocol: b.protocol,
       port: b.port || undefined,
       packets: b.packets,
+      ...(b.process ? { process: b.process } : {}),
     })),
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
@@ -87,10 +92,12 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   // One annotation per name and per destination, up to a cap: the runner shows only
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
   const notes = [
-    ...event.blockedNames.map((n) => `DNS name ${n.name} ${verb} (${n.queries} queries)`),
+    ...event.blockedNames.map(
+      (n) => `DNS name ${n.name} ${verb} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+    ),
     ...event.blockedDestinations.map(
       (d) =>
-        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets)`,
+        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
     ),
   ];
   for (const n of notes.slice(0, MAX_ANNOTATIONS)) runner.warning(`egress: ${n}`, { title: 'Cordon egress' });

