@@ -65,7 +65,8 @@ export class World {
     this.runner = Netns.create(`egr${tag}${p}`, { resolvConf: `nameserver ${DNS4}\n` });
     this.made.push(this.runner);
     // `ip netns exec` mounts this over /etc/hosts: the tamper tests edit it, not the host's.
-    writeFileSync(`/etc/netns/${this.runner.name}/hosts`, '127.0.0.1 localhost\n::1 localhost\n');
+    // A copy of the host's, so the host's own name still resolves without DNS (sudo asks).
+    writeFileSync(`/etc/netns/${this.runner.name}/hosts`, readFileSync('/etc/hosts'));
     this.internet = Netns.create(`egi${tag}${p}`);
     this.made.push(this.internet);
     veth(

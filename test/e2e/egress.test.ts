@@ -4,7 +4,7 @@
  * namespace (see egress-topology.ts). Needs root, nft and ip.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns } from '../../src/devkit/netns.js';
@@ -380,6 +380,51 @@ suite('egress in block mode', () => {
     const tampered = ledger(job).filter((e) => e.type === 'egress.tampered');
     expect(tampered.length).toBeGreaterThan(0);
   }, 60000);
+
+  test('with its monitor killed, the full check still finds an added address within seconds; fail-on-tamper: false only warns', async () => {
+    const { pid } = JSON.parse(
+      readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
+    ) as { pid: number };
+    const parent = (p: number): number => {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    };
+    const monitors = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((p) => {
+        try {
+          return (
+            readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'nft\0monitor\0ruleset\0' &&
+            parent(parent(p)) === pid
+          );
+        } catch {
+          return false;
+        }
+      });
+    expect(monitors).toHaveLength(1);
+    process.kill(monitors[0], 'SIGKILL');
+    w.runner.exec(['nft', 'add', 'element', 'inet', 'cordon', 'allow4', `{ ${OTHER4} timeout 600s }`]);
+    const t0 = Date.now();
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      gone = !setElements(w, 'allow4').includes(OTHER4);
+    }
+    expect(gone).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(4500);
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none', 'fail-on-tamper': 'false' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(0);
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes(`${OTHER4} added to allow4 by someone else`),
+      ),
+    ).toBe(true);
+  }, 30000);
 
   test('killing the daemon keeps block mode closed, and post fails saying so', async () => {
     const { pid } = JSON.parse(
