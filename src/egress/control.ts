@@ -10,6 +10,18 @@ import type { ResolverBackup } from './resolver.js';
 import type { LockdownBackup } from './lockdown.js';
 
 export const STATE_ROOT = '/run/cordon';
+/** The daemon's root-owned copy of the ledger, in its state directory. */
+export const LEDGER_COPY = 'ledger.jsonl';
+
+/**
+ * Where a step sends its ledger lines (one per line, over a Unix stream socket) and where
+ * the daemon's copy of them is, for the job whose RUNNER_TEMP this is; the socket is there
+ * only while the egress daemon runs.
+ */
+export function ledgerCopyPaths(runnerTemp: string): { socket: string; copy: string } {
+  const dir = stateDir(fenceId(runnerTemp));
+  return { socket: join(dir, 'ledger.sock'), copy: join(dir, LEDGER_COPY) };
+}
 
 export interface DaemonConfig {
   id: string;

@@ -21,7 +21,14 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../core/errors.js';
-import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReport, type DaemonState } from './control.js';
+import {
+  LEDGER_COPY,
+  stateDir,
+  STATE_ROOT,
+  type DaemonConfig,
+  type DaemonReport,
+  type DaemonState,
+} from './control.js';
 import { applyRuleset, execSync, removeTable, renderRuleset } from './firewall.js';
 import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from './lockdown.js';
 import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
@@ -305,6 +312,9 @@ async function start(configPath: string): Promise<void> {
       control.listen(sock, () => resolve());
     });
     chmodSync(sock, 0o666);
+    closers.push(() => control.close());
+    const ledgerCopy = await keepLedgerCopy(dir, log);
+    closers.push(ledgerCopy);
 
     const state: DaemonState = {
       pid: process.pid,
@@ -492,6 +502,47 @@ function watchRuleset(changed: () => void, added: (set: string, addresses: strin
     }, 50);
   });
   return monitor;
+}
+
+const MAX_LEDGER_LINE = 256 * 1024;
+const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The root-owned copy of the ledger: every Cordon step sends each line it appends to
+ * `ledger.sock` as well, and the daemon appends it to `ledger.jsonl` in its own directory.
+ * The file is opened as root before the daemon gives up root, so the runner user can read
+ * it but not write it; the summary can compare it with the user-writable file. Anyone may
+ * send, so a line here proves when it arrived, not who wrote it.
+ */
+async function keepLedgerCopy(dir: string, log: (l: string) => void): Promise<() => void> {
+  const fd = openSync(join(dir, LEDGER_COPY), 'a', 0o644);
+  let bytes = 0;
+  const server = net.createServer((c) => {
+    c.on('error', () => c.destroy());
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line || bytes + line.length > MAX_LEDGER_BYTES) continue;
+        bytes += line.length + 1;
+        writeSync(fd, `${line}\n`);
+      }
+      if (buf.length > MAX_LEDGER_LINE) {
+        log('ledger copy: a line longer than 256 KiB was dropped');
+        c.destroy();
+      }
+    });
+  });
+  const path = join(dir, 'ledger.sock');
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o666);
+  return () => server.close();
 }
 
 /** When each tamper entry was first seen, by its text. */

@@ -4,11 +4,14 @@
  * namespace (see egress-topology.ts). Needs root, nft and ip.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns } from '../../src/devkit/netns.js';
-import { fenceId, stateDir } from '../../src/egress/control.js';
+import { fenceId, ledgerCopyPaths, stateDir } from '../../src/egress/control.js';
+import { run } from '../../src/devkit/netns.js';
 import {
   CHAIN4,
   DNS4,
@@ -244,6 +247,31 @@ suite('egress in block mode', () => {
       ),
     ).toBe(true);
   }, 30000);
+
+  test('the daemon keeps a copy of the ledger lines sent to it, readable but not writable by the runner user', async () => {
+    const { socket, copy } = ledgerCopyPaths(job.runnerTemp);
+    const lines = ['{"type":"run.started","n":1}', '{"type":"run.finished","n":2}'];
+    await new Promise<void>((resolve, reject) => {
+      const c = net.connect(socket, () => c.end(lines.map((l) => `${l}\n`).join('')));
+      c.on('close', () => resolve());
+      c.on('error', reject);
+    });
+    let text = '';
+    for (let i = 0; i < 30 && !text.includes('"n":2'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      text = readFileSync(copy, 'utf8');
+    }
+    expect(text.split('\n').filter(Boolean)).toEqual(lines);
+    const st = statSync(copy);
+    expect(st.uid).toBe(0);
+    expect(st.mode & 0o777).toBe(0o644);
+    expect(run(['runuser', '-u', 'nobody', '--', 'cat', copy])).toContain('"n":1');
+    expect(
+      spawnSync('runuser', ['-u', 'nobody', '--', 'sh', '-c', `echo forged >> ${copy}`], { timeout: 5000 })
+        .status,
+    ).not.toBe(0);
+    expect(readFileSync(copy, 'utf8')).not.toContain('forged');
+  });
 
   test('post records what was allowed and blocked and annotates each blocked name once', async () => {
     const post = await job.run('egress', 'post', {
