@@ -3,7 +3,7 @@
  * a clean environment holding them, scrub its output as a stream, then scan the workspace
  * for leaked values, record the run and hand back the command's exit code.
  */
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
 import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
@@ -247,6 +247,10 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
       : [];
   try {
     const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
+    // The egress daemon labels refused names and destinations "under run's command" from this
+    // pid (a hint, not proof: the agent can rewrite the file).
+    mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
+    writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
     const drained = Promise.all([
       forward(proc.stdout, stdout, scrubbers[0]),
       forward(proc.stderr, stderr, scrubbers[1]),

@@ -268,8 +268,11 @@ maybe('run action, as a whole program', () => {
 
   test('propagates the exit code', async () => {
     const job = newJob();
-    const r = await job.run('run', 'main', { inputs: { run: 'echo before; exit 3' } });
+    const r = await job.run('run', 'main', { inputs: { run: 'echo "pid $$"; exit 3' } });
     expect(r.code).toBe(3);
+    // The command's pid is left for the egress daemon's "who asked" labels.
+    const pid = readFileSync(join(job.runnerTemp, 'cordon', 'agent.pid'), 'utf8').trim();
+    expect(r.stdout).toContain(`pid ${pid}`);
     expect(r.outputs['exit-code']).toBe('3');
     expect(r.commands.find((c) => c.command === 'error')?.message).toContain('exit code 3');
   });
