@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { parseLedgerText } from '../../src/core/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
-import { Job, type StepResult } from '../../src/devkit/run-action.js';
+import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
 
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')
@@ -20,8 +20,8 @@ if (!available && process.env.CI === 'true')
 if (!available) console.log('run e2e skipped: moto_server is not on PATH and CI is unset');
 const maybe = available ? describe : describe.skip;
 
-const PEM =
-  '-----BEGIN RSA PRIVATE KEY-----\r\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\r\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\r\n-----END RSA PRIVATE KEY-----\r\n';
+// A CRLF PEM (a public sample key's text, kept under test/fixtures), delivered byte for byte.
+const PEM = readFileSync(join(REPO_ROOT, 'test/fixtures/sample-rsa-key.pem'), 'utf8');
 const DB_PASSWORD = 'db-p4ss/w0rd+with=chars&<tricky>';
 const DB_USER = 'svc_agent_user';
 const SSM_VALUE = 'ssm-secure-value-7f3a9c';
