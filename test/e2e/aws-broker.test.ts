@@ -3,9 +3,9 @@
  * dist/aws/post.js) against the moto server and the loopback OIDC issuer.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
@@ -54,21 +54,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function allFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 12) return;
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p, depth + 1);
-      else if (st.isFile()) out.push(p);
-    }
-  };
-  walk(dir, 0);
-  return out;
 }
 
 function withoutMasks(stdout: string): string {

@@ -5,7 +5,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { allFiles } from '../harness/files.js';
 import { join } from 'node:path';
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../../src/aws/inputs.js';
 import { Inputs } from '../../src/core/inputs.js';
@@ -134,21 +135,6 @@ for _ in range(2):
     out.append({'arn': ident['Arn'], 'key': s.get_credentials().get_frozen_credentials().access_key, 'method': s.get_credentials().method})
 print(json.dumps(out))
 `;
-
-function allFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 12) return;
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p, depth + 1);
-      else if (st.isFile()) out.push(p);
-    }
-  };
-  walk(dir, 0);
-  return out;
-}
 
 /**
  * Runs a command without blocking this process: the OIDC issuer and the GitHub API the

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
@@ -95,21 +96,6 @@ function portOpen(port: number): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-function allFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string, depth: number): void => {
-    if (depth > 12) return;
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p, depth + 1);
-      else if (st.isFile()) out.push(p);
-    }
-  };
-  walk(dir, 0);
-  return out;
 }
 
 /** No secret value in the log (outside add-mask), outputs, env, state, ledger or any job file. */
