@@ -35,26 +35,6 @@ export function stdoutMaskSink(value: string): void {
   process.stdout.write(`::add-mask::${escaped}\n`);
 }
 
-/**
- * Base64 of the value's bytes as they appear inside a larger blob at each of the three
- * offsets: only the groups made of the value's bytes alone. At offset 0 that is a prefix of
- * the value's own base64.
- */
-function base64Cores(bytes: Buffer, b64: string, b64url: string): string[] {
-  const out: string[] = [];
-  for (let skip = 0; skip < 3; skip++) {
-    const usable = Math.floor((bytes.length - skip) / 3) * 3;
-    if (usable <= 0) continue;
-    if (skip === 0) {
-      out.push(b64.slice(0, (usable / 3) * 4), b64url.slice(0, (usable / 3) * 4));
-      continue;
-    }
-    const part = bytes.subarray(skip, skip + usable);
-    out.push(part.toString('base64'), part.toString('base64url'));
-  }
-  return out;
-}
-
 /** bash `printf %q`. */
 export function shellQuote(v: string): string {
   if (v === '') return "''";
@@ -73,68 +53,186 @@ export function shellQuote(v: string): string {
       .join('');
     return `$'${body}'`;
   }
-  return v.replace(/([^A-Za-z0-9_./:=@%+,\-\u0080-\uffff])/g, '\\$1');
+  return escapeAscii(v, SHELL_ESCAPES);
 }
+
+/** A table from ASCII code to its replacement, for `escapeAscii`. */
+function asciiTable(map: (c: string) => string | undefined): (string | undefined)[] {
+  return Array.from({ length: 128 }, (_, c) => map(String.fromCharCode(c)));
+}
+
+/**
+ * `s` with every ASCII character that `table` maps replaced by its entry, others as they are;
+ * `s` itself when there is none. One pass, no regex: the text forms are built for every
+ * secret registered, and a `replace` chain per form cost more than the rest of registration.
+ */
+function escapeAscii(s: string, table: readonly (string | undefined)[]): string {
+  let out = '';
+  let last = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128) continue;
+    const e = table[c];
+    if (e === undefined) continue;
+    out += s.slice(last, i) + e;
+    last = i + 1;
+  }
+  return last === 0 ? s : out + s.slice(last);
+}
+
+/** What bash `printf %q` leaves as it is outside `$'...'`; it backslash-escapes the rest. */
+const SHELL_SAFE = /[A-Za-z0-9_./:=@%+,-]/;
+const SHELL_ESCAPES = asciiTable((c) => (SHELL_SAFE.test(c) ? undefined : `\\${c}`));
 
 /** PEM armor lines (`-----BEGIN RSA PRIVATE KEY-----`) are not secret and appear in every log that handles keys. */
 const PEM_ARMOR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;
-/** Characters every text encoding (URL, JSON, HTML, shell) leaves as they are. */
-const PLAIN = /^[A-Za-z0-9_.-]*$/;
+/** Classes of ASCII characters, by which text encodings change them (bit flags). */
+const CHANGED = 1; // not [A-Za-z0-9_.-]: some text encoding (URL, JSON, HTML, shell) changes it
+const SPACE = 2; // form encoding: `+`
+const URI_RESERVED = 4; // !'()*: left by encodeURIComponent, escaped by strict encoders
+const GO_HTML = 8; // <>&: Go's json.Marshal escapes them
+const HTML = 16; // &<>"
+const APOS = 32; // '
+const CONTROL = 64; // \x00-\x1f \x7f: bash quotes with $'...'
+const NON_ASCII = 128;
+const CLASS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c);
+  let k = /[A-Za-z0-9_.-]/.test(ch) ? 0 : CHANGED;
+  if (ch === ' ') k |= SPACE;
+  if ("!'()*".includes(ch)) k |= URI_RESERVED;
+  if ('<>&'.includes(ch)) k |= GO_HTML;
+  if ('&<>"'.includes(ch)) k |= HTML;
+  if (ch === "'") k |= APOS;
+  if (c < 0x20 || c === 0x7f) k |= CONTROL;
+  CLASS[c] = k;
+}
 
-/** Every form of a value to look for; each at least MIN_SECRET_LENGTH characters. */
+/** The classes of every character of `value`, or-ed together. */
+function classesOf(value: string): number {
+  let k = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    k |= c < 128 ? CLASS[c] : CHANGED | NON_ASCII;
+  }
+  return k;
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Adds `f` unless too short or already there: a linear scan beats a `Set` for ~20 forms. */
+function addForm(forms: string[], f: string, min: number): void {
+  if (f.length >= min && !forms.includes(f)) forms.push(f);
+}
+
+/** The base64url of bytes whose base64 (unpadded) is `b64`: the same string unless it holds `+` or `/`. */
+function hasPlusOrSlash(b64: string): boolean {
+  return b64.includes('+') || b64.includes('/');
+}
+
+/**
+ * Every form of a value to look for; each at least MIN_SECRET_LENGTH characters. The value is
+ * encoded to bytes once; every base64 and hex form is cut from that (no Buffer per form), and
+ * each text encoding runs only where the value holds a character it changes.
+ */
 export function secretForms(value: string): string[] {
-  const bytes = Buffer.from(value, 'utf8');
-  const b64 = bytes.toString('base64');
-  const forms = new Set<string>([value]);
-  const add = (f: string, min = MIN_SECRET_LENGTH): void => {
-    if (f.length >= min) forms.add(f);
-  };
+  const forms = [value];
   if (value.includes('\n')) {
     for (const line of value.split(/\r?\n/)) {
       const t = line.trim();
-      if (!PEM_ARMOR.test(t)) add(t, MIN_FORM_LENGTH);
+      if (!PEM_ARMOR.test(t)) addForm(forms, t, MIN_FORM_LENGTH);
     }
   }
-  add(b64);
-  const unpadded = b64.replace(/=+$/, '');
-  add(unpadded);
-  const b64url = bytes.toString('base64url');
-  add(b64url);
+  const bytes = Buffer.from(value, 'utf8');
+  const n = bytes.length;
+  const rest = n % 3;
+  const b64 = bytes.toString('base64');
+  addForm(forms, b64, MIN_SECRET_LENGTH);
+  const unpadded = rest === 0 ? b64 : b64.slice(0, b64.length - 3 + rest);
+  addForm(forms, unpadded, MIN_SECRET_LENGTH);
+  const urlDiffers = hasPlusOrSlash(unpadded);
+  const b64url = urlDiffers ? bytes.toString('base64url') : unpadded;
+  addForm(forms, b64url, MIN_SECRET_LENGTH);
   // `echo "$S" | base64` encodes the value plus a newline: its last group differs, and the
   // whole of it is masked so that no group with the value's last bytes stays readable.
-  add(Buffer.from(value + '\n', 'utf8').toString('base64'));
-  for (const core of base64Cores(bytes, b64, b64url)) add(core, 8);
-  const hex = bytes.toString('hex');
-  add(hex);
-  add(hex.toUpperCase());
-  if (!PLAIN.test(value)) {
-    // Each encoding only where the value holds a character it changes: most values hold few.
-    const uri = encodeURIComponent(value);
-    add(uri);
-    if (value.includes(' ')) add(uri.replace(/%20/g, '+'));
-    if (/[!'()*]/.test(value))
-      add(uri.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
-    const json = JSON.stringify(value).slice(1, -1);
-    add(json);
-    if (/[<>&]/.test(value))
-      add(json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026'));
-    if (/[\u0080-\uffff]/.test(value)) {
-      add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
-    }
-    if (/[&<>"']/.test(value)) {
-      const html = value
-        .replace(/&/g, '&amp;')
-        .replace(/</g, '&lt;')
-        .replace(/>/g, '&gt;')
-        .replace(/"/g, '&quot;');
-      add(html.replace(/'/g, '&apos;'));
-      add(html.replace(/'/g, '&#39;'));
-    }
-    add(shellQuote(value));
-    if (value.includes("'")) add(value.replace(/'/g, "'\\''"));
+  // The groups of whole 3-byte runs are the value's own; only the last one is computed here.
+  const whole = rest === 0 ? b64 : b64.slice(0, ((n - rest) / 3) * 4);
+  let tail: string;
+  if (rest === 0) {
+    tail = 'Cg==';
+  } else if (rest === 1) {
+    const b0 = bytes[n - 1];
+    tail = `${B64[b0 >> 2]}${B64[(b0 & 3) << 4]}o=`;
+  } else {
+    const b0 = bytes[n - 2];
+    const b1 = bytes[n - 1];
+    tail = `${B64[b0 >> 2]}${B64[((b0 & 3) << 4) | (b1 >> 4)]}${B64[(b1 & 15) << 2]}K`;
   }
-  return [...forms];
+  addForm(forms, whole + tail, MIN_SECRET_LENGTH);
+  // Base64 of the value's bytes as they appear inside a larger blob at each of the three
+  // offsets: only the groups made of the value's bytes alone. At offset 0 that is a prefix of
+  // the value's own base64.
+  if (n >= 3) {
+    addForm(forms, whole, 8);
+    addForm(forms, urlDiffers ? b64url.slice(0, whole.length) : whole, 8);
+  }
+  for (let skip = 1; skip < 3; skip++) {
+    const usable = Math.floor((n - skip) / 3) * 3;
+    if (usable <= 0) continue;
+    const core = bytes.toString('base64', skip, skip + usable);
+    addForm(forms, core, 8);
+    addForm(forms, hasPlusOrSlash(core) ? bytes.toString('base64url', skip, skip + usable) : core, 8);
+  }
+  const hex = bytes.toString('hex');
+  addForm(forms, hex, MIN_SECRET_LENGTH);
+  addForm(forms, hex.toUpperCase(), MIN_SECRET_LENGTH);
+  const classes = classesOf(value);
+  if (classes & CHANGED) addTextForms(forms, value, classes);
+  return forms;
 }
+
+/** URL/form, JSON, Go, `\\uXXXX`, HTML and shell forms, each only where it changes the value. */
+function addTextForms(forms: string[], value: string, classes: number): void {
+  const min = MIN_SECRET_LENGTH;
+  let uri: string;
+  try {
+    uri = encodeURIComponent(value);
+  } catch {
+    // A lone surrogate (from a JSON `\\ud800` escape) is written out as U+FFFD.
+    uri = encodeURIComponent(Buffer.from(value, 'utf8').toString('utf8'));
+  }
+  addForm(forms, uri, min);
+  if (classes & SPACE) addForm(forms, uri.replaceAll('%20', '+'), min);
+  if (classes & URI_RESERVED) addForm(forms, escapeAscii(uri, URI_STRICT), min);
+  const json = JSON.stringify(value).slice(1, -1);
+  addForm(forms, json, min);
+  if (classes & GO_HTML) addForm(forms, escapeAscii(json, GO_ESCAPES), min);
+  if (classes & NON_ASCII) {
+    addForm(
+      forms,
+      json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+      min,
+    );
+  }
+  if (classes & APOS) {
+    addForm(forms, escapeAscii(value, HTML_APOS), min);
+    addForm(forms, escapeAscii(value, HTML_39), min);
+  } else if (classes & HTML) {
+    addForm(forms, escapeAscii(value, HTML_APOS), min);
+  }
+  addForm(forms, classes & CONTROL ? shellQuote(value) : escapeAscii(value, SHELL_ESCAPES), min);
+  if (classes & APOS) addForm(forms, value.replaceAll("'", "'\\''"), min);
+}
+
+/** encodeURIComponent leaves !'()* as they are; RFC 3986 strict encoders do not. */
+const URI_STRICT = asciiTable((c) =>
+  "!'()*".includes(c) ? `%${c.charCodeAt(0).toString(16).toUpperCase()}` : undefined,
+);
+/** Go's json.Marshal escapes these three for HTML safety. */
+const GO_ESCAPES = asciiTable((c) => ({ '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' })[c]);
+const HTML_BASE: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
+const HTML_APOS = asciiTable((c) => (c === "'" ? '&apos;' : HTML_BASE[c]));
+const HTML_39 = asciiTable((c) => (c === "'" ? '&#39;' : HTML_BASE[c]));
 
 export interface SecretHit {
   start: number;
@@ -146,9 +244,18 @@ export interface SecretHit {
 export class SecretRegistry {
   /** Values registered, so that registering one again costs one lookup. */
   private readonly values = new Set<string>();
-  /** Every form, with the name of the secret it came from at the same index. */
-  private readonly forms: string[] = [];
-  private readonly formNames: string[] = [];
+  /**
+   * Every form's UTF-8 bytes back to back (form i is data[starts[i], starts[i + 1])), ready
+   * for the matcher, and the index in `names` of the secret it came from. Kept as bytes, not
+   * strings: 100k+ live form strings made every young-generation GC copy them all, which
+   * cost more than computing them.
+   */
+  private data: Buffer = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  private starts = new Int32Array(4096);
+  private owner = new Int32Array(4096);
+  private count = 0;
+  private readonly names: string[] = [];
   private matcherCache: Matcher | undefined;
 
   constructor(private readonly sink: MaskSink = stdoutMaskSink) {}
@@ -171,11 +278,13 @@ export class SecretRegistry {
     this.values.add(value);
     // A form shared with another secret is kept twice: one more needle costs less than a
     // lookup per form, and the first registered name wins in reports.
+    this.names.push(opts.name);
+    this.store(forms, this.names.length - 1);
+    // Only a value with a newline has forms with one (text encodings escape it).
+    const multiline = value.includes('\n');
     for (const f of forms) {
-      this.forms.push(f);
-      this.formNames.push(opts.name);
       // The runner masks line by line, so a multi-line value is registered one line at a time.
-      if (!f.includes('\n')) {
+      if (!multiline || !f.includes('\n')) {
         this.sink(f);
         continue;
       }
@@ -188,20 +297,67 @@ export class SecretRegistry {
     return forms;
   }
 
-  /** Number of forms registered. */
-  get size(): number {
-    return this.forms.length;
+  /** Appends the UTF-8 bytes of `forms`, all from secret `secret`. */
+  private store(forms: string[], secret: number): void {
+    const joined = forms.join('');
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    this.reserve(joined.length * 3, forms.length);
+    let at = this.used;
+    const written = this.data.write(joined, at);
+    const ascii = written === joined.length;
+    for (const f of forms) {
+      // Only an ASCII value has forms whose lengths are their byte counts; otherwise each is
+      // encoded on its own (a surrogate split between two forms must not pair up).
+      const len = ascii ? f.length : this.data.write(f, at);
+      this.starts[this.count] = at;
+      this.owner[this.count] = secret;
+      this.count++;
+      at += len;
+    }
+    this.starts[this.count] = at;
+    this.used = at;
   }
 
+  /** Room for `bytes` more bytes and `forms` more forms (the data is copied when it grows). */
+  private reserve(bytes: number, forms: number): void {
+    if (this.used + bytes > this.data.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.data.length * 2, this.used + bytes));
+      this.data.copy(grown, 0, 0, this.used);
+      this.data = grown;
+    }
+    if (this.count + forms + 1 > this.starts.length) {
+      const size = Math.max(this.starts.length * 2, this.count + forms + 1);
+      const starts = new Int32Array(size);
+      starts.set(this.starts.subarray(0, this.count + 1));
+      this.starts = starts;
+      const owner = new Int32Array(size);
+      owner.set(this.owner.subarray(0, this.count));
+      this.owner = owner;
+    }
+  }
+
+  /** Number of forms registered. */
+  get size(): number {
+    return this.count;
+  }
+
+  /**
+   * The matcher over every form registered so far. A later `register` makes a new one; one
+   * already handed out keeps seeing the bytes it was built on (they are never written again).
+   */
   matcher(): Matcher {
-    this.matcherCache ??= Matcher.fromStrings(this.forms);
+    this.matcherCache ??= new Matcher({
+      data: this.data.subarray(0, this.used),
+      starts: this.starts.slice(0, this.count + 1),
+    });
     return this.matcherCache;
   }
 
   /** Every registered form in `buf`, longest at each position, with the secret's name. */
   findAll(buf: Buffer): SecretHit[] {
-    if (this.forms.length === 0) return [];
-    const names = this.formNames;
+    if (this.count === 0) return [];
+    const names = this.names;
+    const owner = this.owner;
     const raw: [number, number, number][] = [];
     const collect = (start: number, end: number, i: number): void => {
       raw.push([start, end, i]);
@@ -214,7 +370,7 @@ export class SecretRegistry {
     const hits: SecretHit[] = [];
     for (const [start, end, i] of raw) {
       if (hits.length && hits[hits.length - 1].start === start) continue;
-      hits.push({ start, end, name: names[i] });
+      hits.push({ start, end, name: names[owner[i]] });
     }
     return hits;
   }
@@ -226,14 +382,14 @@ export class SecretRegistry {
   }
 
   scrub(text: string): string {
-    if (this.forms.length === 0) return text;
+    if (this.count === 0) return text;
     const buf = Buffer.from(text, 'utf8');
     const ranges = findRanges(this.matcher(), buf, LINE_START);
     return ranges.length ? redact(buf, ranges).toString('utf8') : text;
   }
 
   scrubBuffer(buf: Buffer): Buffer {
-    if (this.forms.length === 0) return buf;
+    if (this.count === 0) return buf;
     return redact(buf, findRanges(this.matcher(), buf, LINE_START));
   }
 }
