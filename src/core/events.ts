@@ -129,6 +129,8 @@ export interface RunStarted {
   containment?: 'cgroup' | 'process-group';
   /** Why containment is the weaker process group. */
   containmentReason?: string;
+  /** Who made the cgroup when run is not root: `egress daemon`. */
+  containmentBy?: string;
 }
 
 export interface RunFinished {

@@ -18,6 +18,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CordonError } from './errors.js';
+import { ledgerCopyPathsFor, sendLedgerLine } from './ledger-copy.js';
 import { secrets as defaultRegistry, type SecretRegistry } from './mask.js';
 import type { Env } from './runner.js';
 
@@ -47,6 +48,19 @@ export interface LedgerOptions {
   action: string;
   registry?: SecretRegistry;
   clock?: () => Date;
+  /**
+   * The egress daemon's socket each appended line is also sent to, when it exists; by
+   * default the one for the job this ledger belongs to. `false` sends nothing.
+   */
+  copySocket?: string | false;
+}
+
+/** The hash of the last line this process appended (to any ledger): the step's head. */
+let lastWritten: { path: string; hash: string } | undefined;
+
+/** The last line this process appended, by ledger path and hash (for post steps to verify). */
+export function ownHead(): { path: string; hash: string } | undefined {
+  return lastWritten;
 }
 
 export function ledgerDir(env: Env): string {
@@ -101,12 +115,26 @@ export class Ledger {
   private readonly registry: SecretRegistry;
   private readonly clock: () => Date;
   readonly action: string;
+  private readonly copySocket: string | undefined;
 
   constructor(path: string, opts: LedgerOptions) {
     this.path = path;
     this.action = opts.action;
     this.registry = opts.registry ?? defaultRegistry;
     this.clock = opts.clock ?? (() => new Date());
+    this.copySocket =
+      opts.copySocket === false ? undefined : (opts.copySocket ?? ledgerCopyPathsFor(path).socket);
+  }
+
+  /**
+   * Sends lines already in the file to the daemon's copy, in order: what was written before
+   * the daemon started. Returns how many were sent.
+   */
+  seedCopy(): number {
+    if (!this.copySocket) return 0;
+    let n = 0;
+    for (const raw of this.rawLines()) if (sendLedgerLine(this.copySocket, raw)) n++;
+    return n;
   }
 
   static forEnv(env: Env, opts: LedgerOptions): Ledger {
@@ -180,6 +208,9 @@ export class Ledger {
       const glue = last !== undefined && !(tail ? tail.newline : endsWithNewline(this.path)) ? '\n' : '';
       appendFileSync(this.path, glue + raw + '\n', { encoding: 'utf8', mode: 0o600 });
       const hash = hashLine(raw);
+      lastWritten = { path: this.path, hash };
+      // Under the lock, so the daemon's copy gets lines in file order.
+      if (this.copySocket) sendLedgerLine(this.copySocket, raw);
       return { hash, event, hashes: lines ? [...lines.map(hashLine), hash] : undefined };
     });
   }

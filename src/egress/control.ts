@@ -3,25 +3,13 @@
  * runner user's reach) and the read-only control socket post asks for the report.
  */
 import net from 'node:net';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { stateDir } from '../core/ledger-copy.js';
 import type { Cidr, DomainPattern } from './policy.js';
 import type { ResolverBackup } from './resolver.js';
 import type { LockdownBackup } from './lockdown.js';
 
-export const STATE_ROOT = '/run/cordon';
-/** The daemon's root-owned copy of the ledger, in its state directory. */
-export const LEDGER_COPY = 'ledger.jsonl';
-
-/**
- * Where a step sends its ledger lines (one per line, over a Unix stream socket) and where
- * the daemon's copy of them is, for the job whose RUNNER_TEMP this is; the socket is there
- * only while the egress daemon runs.
- */
-export function ledgerCopyPaths(runnerTemp: string): { socket: string; copy: string } {
-  const dir = stateDir(fenceId(runnerTemp));
-  return { socket: join(dir, 'ledger.sock'), copy: join(dir, LEDGER_COPY) };
-}
+export { fenceId, stateDir, ledgerCopyPaths, LEDGER_COPY, STATE_ROOT } from '../core/ledger-copy.js';
 
 export interface DaemonConfig {
   id: string;
@@ -64,15 +52,6 @@ export interface DaemonReport {
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];
-}
-
-/** A stable id per job: the same RUNNER_TEMP gives the same state directory in main and post. */
-export function fenceId(runnerTemp: string): string {
-  return createHash('sha256').update(runnerTemp).digest('hex').slice(0, 16);
-}
-
-export function stateDir(id: string): string {
-  return join(STATE_ROOT, `egress-${id}`);
 }
 
 /** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */

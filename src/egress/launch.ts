@@ -109,6 +109,8 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     });
   }
   runner.saveState('egress-id', id);
+  // The daemon's copy of the ledger starts with what was written before the fence.
+  const seeded = ledger.seedCopy();
   const data: EgressStarted = {
     policy: s.policy,
     domains: cfg.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name)),
@@ -123,6 +125,7 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     upstreams: ready.upstreams,
     ipv6: ready.ipv6,
     daemonPid: ready.pid,
+    ledgerCopySeeded: seeded,
   });
   runner.setOutput('setup-ms', String(data.setupMs));
   if (!ready.wildcard) {

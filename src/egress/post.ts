@@ -4,10 +4,13 @@ import { Ledger } from '../core/ledger.js';
 import { parseEgressInputs } from './inputs.js';
 import { reportFence } from './report.js';
 
-await runEntry((runner) =>
-  reportFence(parseEgressInputs(runner.env), {
-    runner,
-    ledger: Ledger.forEnv(runner.env, { action: 'egress' }),
-    daemonScript: join(dirname(process.argv[1]), 'daemon.js'),
-  }),
+await runEntry(
+  (runner) =>
+    reportFence(parseEgressInputs(runner.env), {
+      runner,
+      ledger: Ledger.forEnv(runner.env, { action: 'egress' }),
+      daemonScript: join(dirname(process.argv[1]), 'daemon.js'),
+    }),
+  undefined,
+  { post: 'egress' },
 );

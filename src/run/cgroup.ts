@@ -6,14 +6,53 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import net from 'node:net';
 
 export interface Containment {
   kind: 'cgroup' | 'process-group';
-  /** The cgroup's path (cgroup). */
+  /** The cgroup's path (cgroup); with `daemon`, set once the command is in it. */
   path?: string;
   /** Why the weaker containment was used (process-group). */
   reason?: string;
+  /**
+   * Not root: the egress daemon's root helper makes the cgroup and moves the command in
+   * (its socket, and the cgroup2 mount as this process sees it).
+   */
+  daemon?: { socket: string; mount: string };
+}
+
+/** The root helper's socket, in the egress daemon's state directory. */
+export const CGROUP_SOCKET = 'cgroup.sock';
+
+export type CgroupRequest = { op: 'join'; pid: number } | { op: 'remove'; name: string };
+export type CgroupReply = { name?: string; removed?: boolean; alive?: number; error?: string };
+
+/** One request to the daemon's cgroup socket; rejects when nobody answers in time. */
+export function requestCgroup(socket: string, req: CgroupRequest, timeoutMs = 5000): Promise<CgroupReply> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    let buf = '';
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`no answer from ${socket} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
+    c.on('data', (d: string) => (buf += d));
+    c.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    c.on('close', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buf) as CgroupReply);
+      } catch {
+        reject(new Error(`an unreadable answer from ${socket}`));
+      }
+    });
+  });
 }
 
 /** The cgroup2 mount point, from /proc/mounts (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid layout). */
@@ -47,17 +86,21 @@ function ownCgroup(): string {
  * Creates an empty cgroup for the command, beside this process's own (or at the mount's
  * root). Returns the weaker containment with the reason when it cannot.
  */
-export function createCgroup(opts: { mount?: string; uid?: number } = {}): Containment {
+export function createCgroup(
+  opts: { mount?: string; uid?: number; daemonSocket?: string } = {},
+): Containment {
   const uid = opts.uid ?? process.getuid?.() ?? -1;
   const mount = opts.mount ?? cgroup2Mount();
   if (!mount) {
     return { kind: 'process-group', reason: 'no cgroup2 file system is mounted (see /proc/mounts)' };
   }
   if (uid !== 0) {
+    if (opts.daemonSocket && existsSync(opts.daemonSocket))
+      return { kind: 'cgroup', daemon: { socket: opts.daemonSocket, mount } };
     return {
       kind: 'process-group',
       reason:
-        'run is not root and no root daemon made a cgroup: a process that calls setsid or double-forks leaves the process group and can outlive the step',
+        'run is not root and no egress daemon runs to make a cgroup for it: a process that calls setsid or double-forks leaves the process group and can outlive the step',
     };
   }
   const name = `cordon-run-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -167,4 +210,15 @@ export function killCgroup(path: string, waitMs = 3000): { alive: number; remove
     // Still populated (a process in uninterruptible sleep): left for the runner to clean.
   }
   return { alive, removed, left };
+}
+
+/** Asks the daemon to remove a cgroup it made (killing what is left); whether it is gone. */
+export async function removeDaemonCgroup(c: Containment): Promise<boolean> {
+  if (!c.daemon || !c.path) return false;
+  try {
+    const r = await requestCgroup(c.daemon.socket, { op: 'remove', name: basename(c.path) });
+    return r.removed === true;
+  } catch {
+    return false;
+  }
 }

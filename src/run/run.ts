@@ -20,7 +20,8 @@ import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from
 import type { RunInputs } from './inputs.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
-import { createCgroup } from './cgroup.js';
+import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup } from './cgroup.js';
+import { fenceId, flushLedgerCopy, stateDir } from '../core/ledger-copy.js';
 import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
 import { checkRunWindow } from '../summary/verify.js';
 
@@ -208,8 +209,11 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     credentials: credentialsGiven.length ? credentialsGiven : undefined,
     home: inputs.home,
   };
-  const containment = createCgroup();
+  const containment = createCgroup({
+    daemonSocket: join(stateDir(fenceId(runner.tempDir)), CGROUP_SOCKET),
+  });
   started.containment = containment.kind;
+  if (containment.daemon) started.containmentBy = 'egress daemon';
   if (containment.reason) started.containmentReason = containment.reason;
   // The checkout token actions/checkout left in .git/config: out of the file while the command runs.
   const checkoutToken = home ? withholdCheckoutToken(workspace) : undefined;
@@ -245,6 +249,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
         ? [new RefreshingScrubber(registry), new RefreshingScrubber(registry)]
         : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
       : [];
+  // run.started is in the egress daemon's copy of the ledger before the command can write.
+  await flushLedgerCopy();
   try {
     const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
     // The egress daemon labels refused names and destinations "under run's command" from this
@@ -269,6 +275,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     if (killTimer) clearTimeout(killTimer);
     // Nothing the command started outlives its step: its cgroup (or group) is killed and removed.
     end = proc.finish();
+    // The daemon's cgroup directory is root's: the daemon removes it once it is empty.
+    if (containment.daemon && containment.path && !end.cgroupRemoved)
+      end.cgroupRemoved = await removeDaemonCgroup(containment);
     processesKilled += end.alive;
     let drainTimer: NodeJS.Timeout | undefined;
     const late = await Promise.race([

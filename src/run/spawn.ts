@@ -9,7 +9,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { killCgroup, signalCgroup, cgroupPids, type Containment } from './cgroup.js';
+import { join } from 'node:path';
+import { CordonError } from '../core/errors.js';
+import { killCgroup, signalCgroup, cgroupPids, requestCgroup, type Containment } from './cgroup.js';
 
 export interface LaunchOptions {
   argv: string[];
@@ -72,14 +74,18 @@ export function groupMembers(pgid: number): number[] {
 export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
   return new Promise((resolve, reject) => {
     let child: ChildProcess;
-    const cg = opts.containment?.kind === 'cgroup' ? opts.containment.path : undefined;
+    let cg = opts.containment?.kind === 'cgroup' ? opts.containment.path : undefined;
+    const viaDaemon = opts.containment?.kind === 'cgroup' && !cg ? opts.containment.daemon : undefined;
     try {
       // detached: the child calls setsid(), so its pid is the group id of all it starts.
       // In a cgroup, a shell joins it first and then becomes the command (same pid), so
-      // nothing the command starts is ever outside.
+      // nothing the command starts is ever outside. Through the daemon, the shell stops
+      // itself until the daemon has moved it in.
       const argv = cg
         ? ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" || exit 125; exec "$@"', cg, ...opts.argv]
-        : opts.argv;
+        : viaDaemon
+          ? ['/bin/sh', '-c', 'kill -STOP $$; exec "$@"', 'sh', ...opts.argv]
+          : opts.argv;
       child = spawn(argv[0], argv.slice(1), {
         env: opts.env,
         cwd: opts.cwd,
@@ -95,6 +101,33 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
     );
     child.once('error', reject);
     child.once('spawn', () => {
+      const pid = child.pid as number;
+      if (!viaDaemon || !opts.containment) return void ready();
+      const containment = opts.containment;
+      joinDaemonCgroup(pid, viaDaemon.socket).then(
+        (name) => {
+          cg = join(viaDaemon.mount, name);
+          containment.path = cg;
+          process.kill(pid, 'SIGCONT');
+          ready();
+        },
+        (e: unknown) => {
+          try {
+            process.kill(-pid, 'SIGKILL');
+          } catch {
+            // Gone.
+          }
+          reject(
+            new CordonError({
+              what: 'run: the egress daemon could not put the command in a cgroup; it was not started',
+              why: e instanceof Error ? e.message : String(e),
+              fix: "check the daemon's log under /run/cordon, or run the step as root",
+            }),
+          );
+        },
+      );
+    });
+    const ready = (): void => {
       const pid = child.pid as number;
       resolve({
         pid,
@@ -126,6 +159,20 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
           return { alive, left: 0 };
         },
       });
-    });
+    };
   });
+}
+
+/** Waits (bounded) until the held shell has stopped itself, then asks the daemon to move it in. */
+async function joinDaemonCgroup(pid: number, socket: string): Promise<string> {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'T') break;
+    if (Date.now() > deadline) throw new Error(`the command's shell (pid ${pid}) did not stop within 3 s`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const reply = await requestCgroup(socket, { op: 'join', pid });
+  if (!reply.name) throw new Error(reply.error ?? 'no cgroup name in the answer');
+  return reply.name;
 }

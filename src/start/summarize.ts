@@ -1,12 +1,13 @@
 /** `start`'s post step, last of the job: verify the ledger and render the attribution summary. */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError, describeError } from '../core/errors.js';
-import { Ledger, ledgerDir } from '../core/ledger.js';
+import { flushLedgerCopy, ledgerCopyPathsFor } from '../core/ledger-copy.js';
+import { Ledger, ledgerDir, parseLedgerText, type LedgerLine } from '../core/ledger.js';
 import type { Runner } from '../core/runner.js';
 import { impersonationError, recordCommits } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type Verdict } from '../summary/render.js';
-import { untrustedLines, verdictFor } from '../summary/verify.js';
+import { compareWithCopy, untrustedLines, verdictFor } from '../summary/verify.js';
 import type { StartInputs } from './inputs.js';
 
 /** The verdict alone, for when the ledger's lines cannot be rendered. */
@@ -34,13 +35,35 @@ export function verdictOnlyMarkdown(v: Verdict): string {
   return lines.join('\n') + '\n';
 }
 
-export function writeSummary(inputs: StartInputs, runner: Runner): void {
+/**
+ * The egress daemon's root-owned copy of the ledger, when the fence ran in this job; it is
+ * read after this step's own lines have reached it.
+ */
+async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
+  await flushLedgerCopy();
+  const { copy } = ledgerCopyPathsFor(ledgerFile);
+  if (!existsSync(copy)) return undefined;
+  return parseLedgerText(readFileSync(copy, 'utf8'));
+}
+
+export async function writeSummary(inputs: StartInputs, runner: Runner): Promise<void> {
   const ledger = Ledger.forEnv(runner.env, { action: 'start' });
   const commits = recordCommits(ledger, runner);
   const nonce = runner.getState('nonce') || undefined;
   const head = runner.getState('head') || undefined;
-  const lines = ledger.read();
+  const fileLines = ledger.read();
+  const copyLines = await readCopy(ledger.path);
+  // With the daemon's copy, the summary is rendered from it: the runner user cannot edit it.
+  const compared = copyLines ? compareWithCopy(fileLines, copyLines) : undefined;
+  const lines = compared ? compared.lines : fileLines;
   const verdict = verdictFor(lines, { nonce, head });
+  if (compared) {
+    verdict.source = 'daemon-copy';
+    if (compared.details.length) {
+      verdict.status = 'altered';
+      verdict.details.push(...compared.details);
+    }
+  }
   // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
   const untrusted = untrustedLines(verdict);
   const input = { lines: lines.filter((l) => !untrusted.has(l.line)), verdict };
@@ -66,7 +89,7 @@ export function writeSummary(inputs: StartInputs, runner: Runner): void {
   });
   runner.setOutput('attribution-path', path);
   runner.info(
-    `start: attribution written to ${path} (${lines.length} ledger lines, record ${verdict.status})`,
+    `start: attribution written to ${path} (${lines.length} ledger lines${compared ? ", from the egress daemon's copy" : ''}, record ${verdict.status})`,
   );
   if (verdict.status === 'altered' && inputs.failOnTamper) {
     throw new CordonError({

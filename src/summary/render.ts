@@ -28,6 +28,8 @@ export interface Verdict {
   details: string[];
   /** Lines written while the agent's command ran: never trusted as Cordon's own, shown apart. */
   duringRun?: { line: number; action?: string; type?: string; time?: string; chained: boolean }[];
+  /** `daemon-copy`: read from the egress daemon's root-owned copy, not the user-writable file. */
+  source?: 'daemon-copy';
 }
 
 export interface SummaryInput {
@@ -120,11 +122,22 @@ function verdictBlocks(v: Verdict): Block[] {
   ];
 }
 
+function sourceBlocks(v: Verdict): Block[] {
+  if (v.source !== 'daemon-copy') return [];
+  return [
+    {
+      kind: 'para',
+      text: "Rendered from the egress daemon's root-owned copy of the ledger, which the runner user can read but not write; any difference from the ledger file is listed above.",
+    },
+  ];
+}
+
 export function buildBlocks(input: SummaryInput): Block[] {
   const events = input.lines.flatMap((l) => (l.event ? [l.event] : []));
   const blocks: Block[] = [
     { kind: 'heading', level: 2, text: 'Cordon: what the agent did' },
     ...verdictBlocks(input.verdict),
+    ...sourceBlocks(input.verdict),
   ];
 
   // Who

@@ -110,7 +110,12 @@ export function agentWindows(
     const inside = lines.filter((l) => l.line > started && l.line < next);
     let close = -1;
     inside.forEach((l, k) => {
-      if (l.event?.type === 'ledger.verified' || l.event?.type === 'ledger.tampered') close = k;
+      // Only run's own check closes the window; post steps verify their heads later.
+      if (
+        (l.event?.type === 'ledger.verified' || l.event?.type === 'ledger.tampered') &&
+        l.event.action === 'run'
+      )
+        close = k;
     });
     return close < 0
       ? { started, lines: inside }
@@ -166,4 +171,70 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
   }
   const status = details.length ? 'altered' : 'intact';
   return duringRun.length ? { status, details, duringRun } : { status, details };
+}
+
+/**
+ * The daemon's copy in chain order. Steps send lines over separate connections, so two
+ * appends close together can arrive swapped; each line names the hash of the one before
+ * it, which gives the order back. Duplicates are dropped; lines that fit nowhere in the
+ * chain keep their arrival order at the end. Lines are numbered by their new place.
+ */
+export function orderByChain(lines: LedgerLine[]): LedgerLine[] {
+  const seen = new Set<string>();
+  const unique = lines.filter((l) => (seen.has(l.hash) ? false : (seen.add(l.hash), true)));
+  const hashes = new Set(unique.map((l) => l.hash));
+  const next = new Map<string, LedgerLine[]>();
+  for (const l of unique) {
+    const prev = l.event?.prev;
+    if (prev === undefined) continue;
+    const list = next.get(prev) ?? [];
+    list.push(l);
+    next.set(prev, list);
+  }
+  const out: LedgerLine[] = [];
+  const used = new Set<string>();
+  // Each chain starts at a line whose predecessor is not in the copy (the nonce's line first).
+  for (const root of unique) {
+    if (used.has(root.hash) || (root.event && hashes.has(root.event.prev))) continue;
+    for (let l: LedgerLine | undefined = root; l && !used.has(l.hash);) {
+      used.add(l.hash);
+      out.push(l);
+      l = (next.get(l.hash) ?? []).find((n) => !used.has(n.hash));
+    }
+  }
+  for (const l of unique) if (!used.has(l.hash)) out.push(l);
+  return out.map((l, i) => ({ ...l, line: i + 1 }));
+}
+
+function describeRef(l: LedgerLine): string {
+  return `${clip(l.event?.type ?? '(not an event)')}${l.event ? `, as ${clip(l.event.action)}` : ''}`;
+}
+
+/**
+ * Compares the user-writable ledger with the egress daemon's root-owned copy: what the file
+ * lost or had changed (in the copy, not in the file) and what reached the file without
+ * going through a Cordon step (in the file, not in the copy). Returns the copy's lines in
+ * chain order, for the summary to be rendered from, and one detail per difference.
+ */
+export function compareWithCopy(
+  fileLines: LedgerLine[],
+  copyLines: LedgerLine[],
+): { lines: LedgerLine[]; details: string[] } {
+  const lines = orderByChain(copyLines);
+  const inFile = new Set(fileLines.map((l) => l.hash));
+  const inCopy = new Set(lines.map((l) => l.hash));
+  const details: string[] = [];
+  const missing = lines.filter((l) => !inFile.has(l.hash));
+  const extra = fileLines.filter((l) => !inCopy.has(l.hash));
+  for (const l of missing.slice(0, 50))
+    details.push(
+      `line ${l.line} of the daemon's copy (${describeRef(l)}) is not in the ledger file: it was changed or removed there`,
+    );
+  for (const l of extra.slice(0, 50))
+    details.push(
+      `line ${l.line} of the ledger file (${describeRef(l)}) never reached the daemon's copy: no Cordon step sent it while the daemon ran`,
+    );
+  const more = missing.length + extra.length - Math.min(50, missing.length) - Math.min(50, extra.length);
+  if (more > 0) details.push(`${more} more difference(s) between the ledger file and the daemon's copy`);
+  return { lines, details };
 }
