@@ -77,16 +77,26 @@ export class Matcher {
     this.head = new Int32Array(tableSize);
     this.next = new Int32Array(this.size);
     const shift = this.shift;
+    const head = this.head;
+    const next = this.next;
+    const drop = 32 - this.bits;
+    const first = m - window + BLOCK - 1;
     for (let i = 0; i < this.size; i++) {
       const base = starts[i];
-      for (let j = m - window + BLOCK - 1; j < m; j++) {
-        const h = blockHash(data, base + j, this.bits);
+      // blockHash of each block in the window, rolling one byte at a time; the first
+      // iteration shifts out a byte that is not part of any block.
+      const p = base + first - 3;
+      let v = (data[p] << 8) | (data[p + 1] << 16) | (data[p + 2] << 24);
+      let h = 0;
+      for (let j = first; j < m; j++) {
+        v = (v >>> 8) | (data[base + j] << 24);
+        h = Math.imul(v, 0x9e3779b1) >>> drop;
         const s = m - 1 - j;
         if (s < shift[h]) shift[h] = s;
       }
-      const h = blockHash(data, base + m - 1, this.bits);
-      this.next[i] = this.head[h];
-      this.head[h] = i + 1;
+      // The last block of the window is the one the scan looks up candidates by.
+      next[i] = head[h];
+      head[h] = i + 1;
     }
   }
 
