@@ -84,12 +84,16 @@ export class NftShell {
  * Keeps answered addresses in `allow4`/`allow6`. Updates are batched: while one line is
  * with nft, new addresses wait and go together in the next. An address already in the
  * set for long enough costs nothing. A refreshed element is written with 25% extra time,
- * so repeated lookups of a name do not each cost a set update.
+ * so repeated lookups of a name do not each cost a set update. An address whose element
+ * is still on its way to the kernel is not yet "in": a second answer carrying it waits
+ * for the same update as the first.
  */
 export class AllowSets {
   private readonly expiry = new Map<string, number>();
+  /** Addresses written but not yet confirmed by nft, with the update that carries them. */
+  private readonly unconfirmed = new Map<string, Promise<void>>();
   private batch: { family: 4 | 6; address: string; seconds: number; refresh: boolean }[] = [];
-  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private next: Deferred | undefined;
   private inFlight = false;
   /** Set updates written and addresses added, for the report. */
   updates = 0;
@@ -100,43 +104,51 @@ export class AllowSets {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Undefined when every address is already in its set for at least max(ttl, min-ttl); else a promise for the update. */
+  /**
+   * Undefined when every address is already in its set for at least max(ttl - age,
+   * min-ttl) seconds from now; else a promise for the update(s) that put them there.
+   * `ageSeconds` is how long a cached answer has been held (its TTLs count down by that).
+   */
   ensure(
-    v4: { address: string; ttl: number }[],
-    v6: { address: string; ttl: number }[],
+    v4: readonly { address: string; ttl: number }[],
+    v6: readonly { address: string; ttl: number }[],
+    ageSeconds = 0,
   ): Promise<void> | undefined {
     const now = this.now();
-    let added = false;
-    for (const [family, list] of [
-      [4, v4],
-      [6, v6],
-    ] as const) {
-      for (const { address, ttl } of list) {
-        const seconds = Math.max(ttl, this.minTtl);
+    let wait: Promise<void> | undefined;
+    let more: Promise<void>[] | undefined;
+    for (let f = 0; f < 2; f++) {
+      const list = f === 0 ? v4 : v6;
+      for (let i = 0; i < list.length; i++) {
+        const { address, ttl } = list[i];
+        const seconds = Math.max(ttl - ageSeconds, this.minTtl);
         const until = this.expiry.get(address);
-        if (until !== undefined && until >= now + seconds * 1000) continue;
-        const write = Math.ceil(seconds * 1.25);
-        this.expiry.set(address, now + write * 1000);
-        this.batch.push({ family, address, seconds: write, refresh: until !== undefined });
-        added = true;
+        let p: Promise<void> | undefined;
+        if (until !== undefined && until >= now + seconds * 1000) {
+          p = this.unconfirmed.get(address);
+          if (!p) continue;
+        } else {
+          const write = Math.ceil(seconds * 1.25);
+          this.expiry.set(address, now + write * 1000);
+          this.next ??= deferred();
+          p = this.next.promise;
+          this.unconfirmed.set(address, p);
+          this.batch.push({ family: f === 0 ? 4 : 6, address, seconds: write, refresh: until !== undefined });
+        }
+        if (!wait) wait = p;
+        else if (p !== wait) (more ??= []).push(p);
       }
     }
-    if (!added) return undefined;
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      if (!this.inFlight) this.flush();
-    });
+    if (this.batch.length && !this.inFlight) this.flush();
+    if (!wait || !more) return wait;
+    return Promise.all([wait, ...more]).then(() => undefined);
   }
 
   private flush(): void {
     const batch = this.batch;
-    const waiters = this.waiters;
+    const d = this.next!;
     this.batch = [];
-    this.waiters = [];
-    if (!batch.length) {
-      for (const w of waiters) w.resolve();
-      return;
-    }
+    this.next = undefined;
     this.inFlight = true;
     this.updates++;
     const cmds: string[] = [];
@@ -156,25 +168,34 @@ export class AllowSets {
       }
       cmds.push(`add element ${TABLE} ${set} { ${elems} }`);
     }
+    const settle = (): void => {
+      for (const b of batch)
+        if (this.unconfirmed.get(b.address) === d.promise) this.unconfirmed.delete(b.address);
+    };
     this.shell.run(cmds.join('; ')).then(
-      () => this.done(waiters),
+      () => {
+        settle();
+        d.resolve();
+        this.done();
+      },
       (e: Error) => {
+        settle();
         for (const b of batch) this.expiry.delete(b.address);
-        for (const w of waiters) w.reject(e);
-        this.done([]);
+        d.reject(e);
+        this.done();
       },
     );
   }
 
-  private done(waiters: { resolve: () => void }[]): void {
+  private done(): void {
     this.inFlight = false;
-    for (const w of waiters) w.resolve();
     if (this.batch.length) this.flush();
   }
 
   /** Forgets every address (the table was loaded again, empty). */
   forget(): void {
     this.expiry.clear();
+    this.unconfirmed.clear();
   }
 
   /**
@@ -194,6 +215,25 @@ export class AllowSets {
   get size(): number {
     return this.expiry.size;
   }
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Every update's promise goes to at least one caller; this keeps a rejection that no
+  // later caller waits for from counting as unhandled.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
 }
 
 export interface BlockedEntry {

@@ -3,7 +3,9 @@
  * addresses are in the sets before the client sees the answer; any other name gets
  * NXDOMAIN at once and is never sent on (in audit mode it is forwarded and recorded).
  * An answer counts only when it comes from the upstream's address and port, carries the
- * id we sent and repeats the question we asked.
+ * id we sent and repeats the question we asked. Accepted answers to names on the list are
+ * cached (see dnscache.ts); a cached answer goes through the same set check as a fresh
+ * one before it is sent.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -17,11 +19,17 @@ import {
   type AnswerAddresses,
 } from './dnswire.js';
 import type { DomainMatcher } from './policy.js';
+import { AnswerCache, cacheKey, serveCached, type CacheHit } from './dnscache.js';
 
 export interface AddressSink {
+  /**
+   * Undefined when every address is already allowed for at least max(ttl - ageSeconds,
+   * min-ttl) seconds; else a promise that settles once they are (or could not be).
+   */
   ensure(
-    v4: { address: string; ttl: number }[],
-    v6: { address: string; ttl: number }[],
+    v4: readonly { address: string; ttl: number }[],
+    v6: readonly { address: string; ttl: number }[],
+    ageSeconds?: number,
   ): Promise<void> | undefined;
 }
 
@@ -39,6 +47,8 @@ export class ProxyStats {
   malformed = 0;
   upstreamTimeouts = 0;
   setFailures = 0;
+  /** Answers served from the cache (each also counted in its name's queries). */
+  cacheHits = 0;
 
   constructor(private readonly maxNames = 5000) {}
 
@@ -65,6 +75,8 @@ export interface ProxyOptions {
   stats?: ProxyStats;
   timeoutMs?: number;
   log?: (line: string) => void;
+  /** The answer cache; `false` turns it off. Default: a new AnswerCache with its defaults. */
+  cache?: AnswerCache | false;
   /**
    * Called for a name not on the list, after the answer is on its way (never before:
    * finding who asked must not delay it), with the client socket's port.
@@ -83,6 +95,8 @@ interface Pending {
   qtype: number;
   stats: NameStats | undefined;
   at: number;
+  /** Where the answer goes in the cache (names on the list only). */
+  key: string | undefined;
 }
 
 const MAX_PENDING = 50000;
@@ -105,6 +119,15 @@ class IdPool {
   }
 }
 
+function addAddresses(
+  stats: NameStats,
+  v4: readonly { address: string }[],
+  v6: readonly { address: string }[],
+): void {
+  for (let i = 0; i < v4.length && stats.addresses.size < 64; i++) stats.addresses.add(v4[i].address);
+  for (let i = 0; i < v6.length && stats.addresses.size < 64; i++) stats.addresses.add(v6[i].address);
+}
+
 function send(p: Pick<Pending, 'reply' | 'sock' | 'port' | 'address'>, b: Buffer): void {
   if (p.reply) p.reply(b);
   else p.sock!.send(b, p.port, p.address);
@@ -118,10 +141,12 @@ export class DnsProxy {
   private sweeper: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
   private readonly ids = new IdPool();
+  readonly cache: AnswerCache | undefined;
 
   constructor(private readonly o: ProxyOptions) {
     this.stats = o.stats ?? new ProxyStats();
     this.timeoutMs = o.timeoutMs ?? 5000;
+    this.cache = o.cache === false ? undefined : (o.cache ?? new AnswerCache());
   }
 
   /** Serves clients on an already-bound UDP socket. */
@@ -170,6 +195,13 @@ export class DnsProxy {
       this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port });
       return;
     }
+    let key: string | undefined;
+    if (allowed && this.cache) {
+      key = cacheKey(msg, q, false);
+      const hit = key === undefined ? undefined : this.cache.get(key);
+      if (hit && this.fromCache(hit, msg, q.end, stats, { sock, port: rinfo.port, address: rinfo.address }))
+        return;
+    }
     if (!allowed) setImmediate(() => this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port }));
     if (this.pending.size >= MAX_PENDING || !this.upstreamSocket) {
       sock.send(refusal(msg, q.end, RCODE_SERVFAIL), rinfo.port, rinfo.address);
@@ -186,6 +218,7 @@ export class DnsProxy {
       qtype: q.qtype,
       stats,
       at: Date.now(),
+      key,
     });
     msg.writeUInt16BE(id, 0);
     this.upstreamSocket.send(msg);
@@ -208,23 +241,57 @@ export class DnsProxy {
     this.release(ans, p, msg);
   }
 
-  /** Sends the answer once its addresses are in the sets; SERVFAIL if they could not be added. */
+  /**
+   * Answers from the cache: the client's id and question case, TTLs counted down, sent
+   * once the addresses are in the sets for that long (at once when they already are).
+   * False when the entry does not fit this query (then it goes upstream as usual).
+   */
+  private fromCache(
+    hit: CacheHit,
+    msg: Buffer,
+    questionEnd: number,
+    stats: NameStats | undefined,
+    to: Pick<Pending, 'reply' | 'sock' | 'port' | 'address'>,
+  ): boolean {
+    const out = serveCached(hit, msg, questionEnd);
+    if (!out) return false;
+    this.stats.cacheHits++;
+    const { v4, v6 } = hit.entry;
+    if (stats && stats.addresses.size === 0) addAddresses(stats, v4, v6);
+    const update = v4.length || v6.length ? this.o.sink.ensure(v4, v6, hit.age) : undefined;
+    if (!update) send(to, out);
+    else
+      update.then(
+        () => send(to, out),
+        (e: Error) => this.setFailed(e, to, out),
+      );
+    return true;
+  }
+
+  private setFailed(e: Error, to: Pick<Pending, 'reply' | 'sock' | 'port' | 'address'>, msg: Buffer): void {
+    this.stats.setFailures++;
+    this.o.log?.(`set update failed: ${e.message}`);
+    send(to, refusal(msg, msg.length, RCODE_SERVFAIL));
+  }
+
+  /**
+   * Sends the answer once its addresses are in the sets; SERVFAIL if they could not be
+   * added. Cached (when it may be) only once the addresses are in.
+   */
   private release(ans: AnswerAddresses, p: Pending, msg: Buffer): void {
-    if (p.stats)
-      for (const a of [...ans.v4, ...ans.v6])
-        if (p.stats.addresses.size < 64) p.stats.addresses.add(a.address);
+    if (p.stats) addAddresses(p.stats, ans.v4, ans.v6);
     const update = ans.v4.length || ans.v6.length ? this.o.sink.ensure(ans.v4, ans.v6) : undefined;
     if (!update) {
+      if (p.key !== undefined) this.cache?.put(p.key, msg, ans);
       send(p, msg);
       return;
     }
     update.then(
-      () => send(p, msg),
-      (e: Error) => {
-        this.stats.setFailures++;
-        this.o.log?.(`set update failed: ${e.message}`);
-        send(p, refusal(msg, msg.length, RCODE_SERVFAIL));
+      () => {
+        if (p.key !== undefined) this.cache?.put(p.key, msg, ans);
+        send(p, msg);
       },
+      (e: Error) => this.setFailed(e, p, msg),
     );
   }
 
@@ -307,6 +374,12 @@ export class DnsProxy {
           write(refusal(msg, q.end, RCODE_NXDOMAIN));
           continue;
         }
+        let key: string | undefined;
+        if (allowed && this.cache) {
+          key = cacheKey(msg, q, true);
+          const hit = key === undefined ? undefined : this.cache.get(key);
+          if (hit && this.fromCache(hit, msg, q.end, stats, { reply: write, port: 0, address: '' })) continue;
+        }
         if (waiting.size >= 256) {
           write(refusal(msg, q.end, RCODE_SERVFAIL));
           continue;
@@ -322,6 +395,7 @@ export class DnsProxy {
           qtype: q.qtype,
           stats,
           at: Date.now(),
+          key,
         });
         msg.writeUInt16BE(id, 0);
         upstream ??= openUpstream();

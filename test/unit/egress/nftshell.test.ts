@@ -73,4 +73,17 @@ suite('NftShell and AllowSets', () => {
       /198\.51\.100\.1 timeout 1m15s expires 1m1[45]s/,
     );
   });
+
+  test('an address still on its way to the kernel makes a second answer wait for the same update', async () => {
+    const sets = new AllowSets(shell, 60);
+    const first = sets.ensure([{ address: '198.51.100.3', ttl: 30 }], []);
+    const second = sets.ensure([{ address: '198.51.100.3', ttl: 30 }], []);
+    expect(first).toBeDefined();
+    expect(second).toBe(first);
+    await second;
+    expect(ns.exec(['nft', 'list', 'set', 'inet', 'cordon', 'allow4'])).toContain('198.51.100.3');
+    // Confirmed now: nothing to wait for, also for a cached answer 10 s old.
+    expect(sets.ensure([{ address: '198.51.100.3', ttl: 30 }], [], 10)).toBeUndefined();
+    expect(sets.updates).toBe(1);
+  });
 });
