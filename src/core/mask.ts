@@ -118,8 +118,6 @@ function classesOf(value: string): number {
   return k;
 }
 
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-
 /** Adds `f` unless too short or already there: a linear scan beats a `Set` for ~20 forms. */
 function addForm(forms: string[], f: string, min: number): void {
   if (f.length >= min && !forms.includes(f)) forms.push(f);
@@ -143,32 +141,23 @@ export function secretForms(value: string): string[] {
       if (!PEM_ARMOR.test(t)) addForm(forms, t, MIN_FORM_LENGTH);
     }
   }
-  const bytes = Buffer.from(value, 'utf8');
-  const n = bytes.length;
+  // The value's UTF-8 bytes and a newline after them, in one buffer: every base64 and hex
+  // form is cut from it with a range, so each is one flat string and no Buffer is made per form.
+  const buf = Buffer.allocUnsafe(value.length * 3 + 1);
+  const n = buf.write(value);
+  buf[n] = 10;
   const rest = n % 3;
-  const b64 = bytes.toString('base64');
+  const b64 = buf.toString('base64', 0, n);
   addForm(forms, b64, MIN_SECRET_LENGTH);
   const unpadded = rest === 0 ? b64 : b64.slice(0, b64.length - 3 + rest);
   addForm(forms, unpadded, MIN_SECRET_LENGTH);
   const urlDiffers = hasPlusOrSlash(unpadded);
-  const b64url = urlDiffers ? bytes.toString('base64url') : unpadded;
+  const b64url = urlDiffers ? buf.toString('base64url', 0, n) : unpadded;
   addForm(forms, b64url, MIN_SECRET_LENGTH);
   // `echo "$S" | base64` encodes the value plus a newline: its last group differs, and the
   // whole of it is masked so that no group with the value's last bytes stays readable.
-  // The groups of whole 3-byte runs are the value's own; only the last one is computed here.
   const whole = rest === 0 ? b64 : b64.slice(0, ((n - rest) / 3) * 4);
-  let tail: string;
-  if (rest === 0) {
-    tail = 'Cg==';
-  } else if (rest === 1) {
-    const b0 = bytes[n - 1];
-    tail = `${B64[b0 >> 2]}${B64[(b0 & 3) << 4]}o=`;
-  } else {
-    const b0 = bytes[n - 2];
-    const b1 = bytes[n - 1];
-    tail = `${B64[b0 >> 2]}${B64[((b0 & 3) << 4) | (b1 >> 4)]}${B64[(b1 & 15) << 2]}K`;
-  }
-  addForm(forms, whole + tail, MIN_SECRET_LENGTH);
+  addForm(forms, buf.toString('base64', 0, n + 1), MIN_SECRET_LENGTH);
   // Base64 of the value's bytes as they appear inside a larger blob at each of the three
   // offsets: only the groups made of the value's bytes alone. At offset 0 that is a prefix of
   // the value's own base64.
@@ -179,11 +168,11 @@ export function secretForms(value: string): string[] {
   for (let skip = 1; skip < 3; skip++) {
     const usable = Math.floor((n - skip) / 3) * 3;
     if (usable <= 0) continue;
-    const core = bytes.toString('base64', skip, skip + usable);
+    const core = buf.toString('base64', skip, skip + usable);
     addForm(forms, core, 8);
-    addForm(forms, hasPlusOrSlash(core) ? bytes.toString('base64url', skip, skip + usable) : core, 8);
+    addForm(forms, hasPlusOrSlash(core) ? buf.toString('base64url', skip, skip + usable) : core, 8);
   }
-  const hex = bytes.toString('hex');
+  const hex = buf.toString('hex', 0, n);
   addForm(forms, hex, MIN_SECRET_LENGTH);
   addForm(forms, hex.toUpperCase(), MIN_SECRET_LENGTH);
   const classes = classesOf(value);
