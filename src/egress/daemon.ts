@@ -179,6 +179,9 @@ async function start(configPath: string): Promise<void> {
       upstream: { address: upstreams[0], port: 53 },
       sink: sets,
       log,
+      // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
+      // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
+      cache: process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined,
       onRefused: (name, from) => hooks.askName?.(name, from),
     });
     for (const s of [udp4, udp6]) if (s) proxy.serveUdp(s);
