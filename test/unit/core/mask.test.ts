@@ -238,3 +238,79 @@ describe('registration', () => {
     expect(reg.findIn('secret-value-number-123-xyz')).toBe('S123');
   });
 });
+
+describe('registry storage (forms kept as packed bytes)', () => {
+  it('grows past its first buffers and names every secret right', () => {
+    const reg = new SecretRegistry(() => undefined);
+    // 3000 secrets x ~18 forms: past the first 4096 form slots and 64 KiB of bytes several times.
+    const values = Array.from({ length: 3000 }, (_, i) => `pw&<${i}>"x'-${'y'.repeat(i % 50)}`);
+    values.forEach((v, i) => reg.register(v, { name: `P${i}` }));
+    expect(reg.size).toBe(values.reduce((n, v) => n + secretForms(v).length, 0));
+    for (const i of [0, 1, 1234, 2999]) {
+      const v = values[i];
+      expect(reg.findIn(`a ${encodeURIComponent(v)} b`)).toBe(`P${i}`);
+      expect(reg.findIn(`a ${Buffer.from(v).toString('hex').toUpperCase()} b`)).toBe(`P${i}`);
+      expect(reg.scrub(`<${v}>`)).toBe('<***>');
+    }
+  });
+
+  it('keeps byte offsets right for unicode values between ASCII ones', () => {
+    const reg = new SecretRegistry(() => undefined);
+    const vals = ['ascii-one-1234', 'пароль-日本-🔑-x', 'ascii-two-5678', 'ça-été-\u00ff\u0080'];
+    vals.forEach((v, i) => reg.register(v, { name: `U${i}` }));
+    vals.forEach((v, i) => {
+      const text = `pre ${v} mid ${JSON.stringify(v)} post`;
+      expect(reg.scrub(text)).toBe('pre *** mid "***" post');
+      expect(reg.findAll(Buffer.from(text)).map((h) => h.name)).toEqual([`U${i}`, `U${i}`]);
+    });
+  });
+
+  it('a matcher handed out before a later register still finds what it was built on', () => {
+    const reg = new SecretRegistry(() => undefined);
+    reg.register('first-secret-value', { name: 'A' });
+    const before = reg.matcher();
+    // Enough to move the bytes to a bigger buffer.
+    for (let i = 0; i < 2000; i++) reg.register(`later-secret-${i}-with-some-length`, { name: `L${i}` });
+    expect(before.find(Buffer.from('x first-secret-value y'))).toEqual([{ start: 2, end: 20 }]);
+    expect(before.find(Buffer.from('later-secret-5-with-some-length'))).toEqual([]);
+    expect(reg.matcher()).not.toBe(before);
+    expect(reg.scrub('later-secret-5-with-some-length first-secret-value')).toBe('*** ***');
+  });
+
+  it('a value with a lone surrogate registers (its URL form as written: U+FFFD) and is scrubbed', () => {
+    const reg = new SecretRegistry(() => undefined);
+    const v = JSON.parse('"x\\ud800y-secret-z"') as string;
+    const forms = reg.register(v, { name: 'LONE' });
+    expect(forms[0]).toBe(v);
+    expect(forms).toContain(encodeURIComponent('x\ufffdy-secret-z'));
+    // Written out as UTF-8 the lone surrogate becomes EF BF BD.
+    expect(reg.scrubBuffer(Buffer.from(`a ${v} b`)).toString()).toBe('a *** b');
+    expect(reg.findIn(`a ${Buffer.from(v).toString('base64')} b`)).toBe('LONE');
+  });
+
+  it('text forms are built only for the characters a value holds', () => {
+    // Plain: no text encoding changes it, so only the value, base64 and hex forms.
+    expect(secretForms('plain_value-123.x')).toEqual([
+      'plain_value-123.x',
+      Buffer.from('plain_value-123.x').toString('base64'),
+      Buffer.from('plain_value-123.x').toString('base64').replace(/=+$/, ''),
+      ...secretForms('plain_value-123.x').slice(3),
+    ]);
+    for (const f of secretForms('plain_value-123.x')) expect(f).not.toMatch(/[%\\&]/);
+    // A space alone: URL, form and shell forms; JSON and HTML leave it.
+    const sp = secretForms('with space here');
+    expect(sp).toEqual(
+      expect.arrayContaining(['with%20space%20here', 'with+space+here', 'with\\ space\\ here']),
+    );
+    // CRLF: JSON escapes both, bash quotes with $'...', each line on its own.
+    const crlf = secretForms('line-one-x\r\nline-two-y');
+    expect(crlf).toEqual(
+      expect.arrayContaining([
+        'line-one-x',
+        'line-two-y',
+        'line-one-x\\r\\nline-two-y',
+        "$'line-one-x\\r\\nline-two-y'",
+      ]),
+    );
+  });
+});
