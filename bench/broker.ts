@@ -4,7 +4,7 @@
  * command sees it, the broker's start time, and a fresh `actions/aws` run (dist/aws/main.js,
  * whole process) for comparison. `npx tsx bench/broker.ts [cachedRequests] [refreshes]`.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { request, Agent } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -118,6 +118,22 @@ for (let block = 0; block < 10; block++) {
   fresh.push(...(await series(url, token, cachedN / 50, false)));
   floorFresh.push(...(await series(floor.url, token, cachedN / 50, false)));
 }
+// The same from a Python client (http.client), closer to what botocore does, and free of
+// the Node client's own event-loop and GC pauses.
+const py = spawnSync('python3', [join(REPO_ROOT, 'bench', 'broker-client.py')], {
+  input: JSON.stringify({
+    targets: [
+      { name: 'broker', url, token },
+      { name: 'floor', url: floor.url, token },
+    ],
+    n: cachedN,
+    blocks: 10,
+  }),
+  encoding: 'utf8',
+  timeout: 300000,
+});
+if (py.status !== 0) throw new Error(`python client failed: ${py.stderr}`);
+const pyOut = JSON.parse(py.stdout) as Record<string, { keepalive: number[]; fresh: number[] }>;
 floor.kill();
 await cached.stop();
 
@@ -171,6 +187,18 @@ rows.push(`| floor: bare Node HTTP server, keep-alive | ${floorKeepAlive.length}
 rows.push(`| cached fetch, new connection each (botocore's way) | ${fresh.length} | ${fmt(fresh)} |`);
 rows.push(
   `| floor: bare Node HTTP server, new connection each | ${floorFresh.length} | ${fmt(floorFresh)} |`,
+);
+rows.push(
+  `| Python client: cached fetch, keep-alive | ${pyOut.broker.keepalive.length} | ${fmt(pyOut.broker.keepalive)} |`,
+);
+rows.push(
+  `| Python client: floor, keep-alive | ${pyOut.floor.keepalive.length} | ${fmt(pyOut.floor.keepalive)} |`,
+);
+rows.push(
+  `| Python client: cached fetch, new connection each | ${pyOut.broker.fresh.length} | ${fmt(pyOut.broker.fresh)} |`,
+);
+rows.push(
+  `| Python client: floor, new connection each | ${pyOut.floor.fresh.length} | ${fmt(pyOut.floor.fresh)} |`,
 );
 if (!cachedOnly) {
   rows.push(

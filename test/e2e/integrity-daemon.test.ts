@@ -1,0 +1,147 @@
+/**
+ * Integrity with the egress daemon running, as on a hosted runner where every step but the
+ * daemon is the unprivileged runner user: `run` (not root) gets its cgroup from the
+ * daemon's root helper, and everything the command left is gone when it returns; every
+ * step's ledger lines reach the daemon's root-owned copy, the summary is rendered from
+ * that copy and names the line the agent edited; each post step checks its own head.
+ * Root, network namespaces and cgroup2 are needed; under CI their absence fails loudly.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseLedgerText } from '../../src/core/ledger.js';
+import { ledgerCopyPaths } from '../../src/core/ledger-copy.js';
+import { Job, type StepResult } from '../../src/devkit/run-action.js';
+import { canUseNetns, run } from '../../src/devkit/netns.js';
+import { fenceId } from '../../src/egress/control.js';
+import { cgroup2Mount } from '../../src/run/cgroup.js';
+import { World } from './egress-topology.js';
+
+const mount = cgroup2Mount();
+const usable =
+  canUseNetns() && existsSync('/usr/sbin/nft') && existsSync('/usr/sbin/useradd') && mount !== undefined;
+if (!usable && process.env.CI === 'true')
+  throw new Error('integrity-daemon e2e: needs root, nft, ip, useradd and a cgroup2 mount (CI=true)');
+if (!usable) console.warn('integrity-daemon e2e skipped: needs root, nft, ip, useradd and cgroup2');
+const suite = usable ? describe : describe.skip;
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+suite('integrity with the egress daemon, steps as an unprivileged runner user', () => {
+  const user = `cint${process.pid % 100000}`;
+  let w: World;
+  let job: Job;
+  let start: StepResult;
+  let egress: StepResult;
+  let runStep: StepResult;
+  // The harness writes each step's file-command files as root just before the step: hand
+  // the job's files to the runner user, then drop to it (Node keeps every variable).
+  const asUser = (prefix: string[] = []): string[] => [
+    ...prefix,
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+  const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
+  const events = (text: string): { type: string; action: string; data: Record<string, unknown> }[] =>
+    parseLedgerText(text).flatMap((l) => (l.event ? [l.event] : []));
+  const ours = (): string[] => readdirSync(mount as string).filter((d) => d.startsWith('cordon-run-'));
+  const before = usable ? ours() : [];
+
+  beforeAll(async () => {
+    run(['useradd', '--no-create-home', '--shell', '/bin/sh', user]);
+    w = new World('i');
+    await w.serve();
+    job = new Job();
+    chmodSync(job.root, 0o755);
+    start = await job.run('start', 'main', { wrap: asUser() });
+    // The daemon is root (a hosted runner's sudo); the fence is in the runner namespace.
+    egress = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
+      wrap: w.runner.wrap,
+      timeoutMs: 30000,
+    });
+    const ledger = ledgerPath();
+    runStep = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          'cat /proc/self/cgroup',
+          'setsid nohup sleep 600 >/dev/null 2>&1 &',
+          'echo "sleeper $!"',
+          // The agent rewrites the fence's record in the file it can write.
+          `sed -i 's/"policy":"block"/"policy":"audit"/' ${ledger}`,
+        ].join('\n'),
+      },
+      wrap: asUser(),
+      timeoutMs: 30000,
+    });
+  }, 90000);
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+    run(['userdel', user], { allowFail: true });
+  });
+
+  test('run, not root, is contained in a cgroup the daemon made; what it left is killed and the cgroup removed', () => {
+    expect(start.code).toBe(0);
+    expect(egress.code).toBe(0);
+    expect(runStep.stdout).toMatch(/^0::\/cordon-run-\d+-[0-9a-f]{8}$/m);
+    const sleeper = Number(/sleeper (\d+)/.exec(runStep.stdout)?.[1]);
+    expect(sleeper).toBeGreaterThan(1);
+    expect(alive(sleeper)).toBe(false);
+    const ev = events(readFileSync(ledgerPath(), 'utf8'));
+    expect(ev.find((e) => e.type === 'run.started')?.data).toMatchObject({
+      containment: 'cgroup',
+      containmentBy: 'egress daemon',
+    });
+    expect(ev.find((e) => e.type === 'run.finished')?.data).toMatchObject({ containment: 'cgroup' });
+    expect(Number(ev.find((e) => e.type === 'run.finished')?.data.processesAlive)).toBeGreaterThanOrEqual(1);
+    expect(ours().filter((d) => !before.includes(d))).toEqual([]);
+  });
+
+  test("every step's lines reach the daemon's root-owned copy, which keeps what the agent edited in the file", () => {
+    const copy = readFileSync(ledgerCopyPaths(job.runnerTemp).copy, 'utf8');
+    const types = events(copy).map((e) => e.type);
+    expect(types.slice(0, 2)).toEqual(['run.recorded', 'egress.started']);
+    expect(types).toEqual(expect.arrayContaining(['run.started', 'run.finished']));
+    expect(events(copy).find((e) => e.type === 'egress.started')?.data.policy).toBe('block');
+    expect(
+      events(readFileSync(ledgerPath(), 'utf8')).find((e) => e.type === 'egress.started')?.data.policy,
+    ).toBe('audit');
+  });
+
+  test("egress's post finds the line its main wrote is gone; start's post renders from the copy and names the edit", async () => {
+    const post = await job.run('egress', 'post', {
+      inputs: { 'allowed-domains': 'www.a.test', preset: 'none', 'fail-on-tamper': 'false' },
+      state: egress.state,
+      wrap: w.runner.wrap,
+    });
+    const checked = events(readFileSync(ledgerPath(), 'utf8')).find(
+      (e) => e.action === 'egress' && (e.type === 'ledger.tampered' || e.type === 'ledger.verified'),
+    );
+    expect(checked?.type).toBe('ledger.tampered');
+    expect(String(checked?.data.details)).toContain('no longer in the ledger');
+    expect(post.stdout).toContain('the run ledger was altered after this step wrote to it');
+
+    const summary = await job.run('start', 'post', { state: start.state, wrap: asUser() });
+    expect(summary.summary).toContain('RECORD ALTERED');
+    expect(summary.summary).toContain("Rendered from the egress daemon's root-owned copy");
+    expect(summary.summary).toMatch(
+      /line 2 of the daemon's copy \(egress\.started, as egress\) is not in the ledger file/,
+    );
+    expect(summary.summary).toMatch(
+      /egress post \(line \d+\): the last line egress wrote is no longer in the ledger/,
+    );
+    expect(summary.code).not.toBe(0);
+  }, 60000);
+});
