@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { canUseNetns, Netns, stop, veth } from '../devkit/netns.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
 import { fenceId, stateDir } from '../egress/control.js';
+import { cgroupMountDir, rmdirQuiet } from '../egress/cgroups.js';
 
 export const DEMO_DNS = '203.0.113.53';
 export const DEMO_WEB = '203.0.113.10';
@@ -106,4 +107,5 @@ function stopFenceDaemon(runnerTemp: string): void {
     }
   }
   rmSync(dir, { recursive: true, force: true });
+  rmdirQuiet(cgroupMountDir(dir));
 }

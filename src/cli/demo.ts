@@ -7,14 +7,13 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseLedgerText } from '../core/ledger.js';
 import { Job, REPO_ROOT, type StepResult } from '../devkit/run-action.js';
 import { startOidcIssuer } from '../devkit/oidc-issuer.js';
 import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
 import { startMoto, motoAvailable } from '../devkit/moto.js';
 import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
-import { verdictFor } from '../summary/verify.js';
+import { judgeLedger } from '../start/summarize.js';
 
 /** A fake API key, fetched from the emulator and printed by the "agent": the log shows it scrubbed. */
 const DEMO_SECRET = 'demo-sk-7Qx9Lr2VbN4pT8wZ';
@@ -204,13 +203,13 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       check(r, `${p.action} post`);
     }
     const ledgerText = readFileSync(start.outputs['ledger-path'], 'utf8');
-    const lines = parseLedgerText(ledgerText);
     const summaryMd = readFileSync(job.summaryFile, 'utf8');
     writeFileSync(join(out, 'summary.md'), summaryMd);
-    const summaryInput = {
-      lines,
-      verdict: verdictFor(lines, { nonce: start.state.nonce, head: start.state.head }),
-    };
+    // As start's post judged it: from the egress daemon's copy when the fence ran.
+    const { input: summaryInput } = await judgeLedger(start.outputs['ledger-path'], {
+      nonce: start.state.nonce,
+      head: start.state.head,
+    });
     writeFileSync(join(out, 'summary.html'), renderSummaryHtml(summaryInput));
     writeFileSync(join(out, 'ledger.jsonl'), ledgerText);
     log('');

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   CGROUP_SOCKET,
   cgroup2Mount,
@@ -27,18 +27,27 @@ import {
 const NAME = /^cordon-run-\d+-[0-9a-f]{8}$/;
 
 /**
+ * Where the helper mounts cgroup2 when it has none: beside the state directory, never
+ * inside it, so a recursive removal of that directory cannot walk into a cgroup file system.
+ * Whoever removes the state directory removes this (empty, unmounted) one with `rmdir`.
+ */
+export function cgroupMountDir(stateDir: string): string {
+  return join(dirname(stateDir), `cgroup2-${basename(stateDir)}`);
+}
+
+/**
  * Where cgroup2 is for this process: the host's mount, or, inside `ip netns exec` (which
  * mounts a fresh /sys without it), a mount of our own in the state directory. The
  * hierarchy is the same, so a name here is the same cgroup at the caller's mount.
  */
-function findMount(dir: string): string | undefined {
+function findMount(dir: string): { mount: string; own?: boolean } | undefined {
   const found = cgroup2Mount();
-  if (found) return found;
-  const own = join(dir, 'cgroup2');
+  if (found) return { mount: found };
+  const own = cgroupMountDir(dir);
   try {
     mkdirSync(own, { recursive: true, mode: 0o755 });
     if (!existsSync(join(own, 'cgroup.procs'))) execFileSync('mount', ['-t', 'cgroup2', 'cgroup2', own]);
-    return own;
+    return { mount: own, own: true };
   } catch {
     return undefined;
   }
@@ -97,8 +106,9 @@ export function handleCgroupRequest(mount: string, made: Set<string>, req: Cgrou
  * that kills and removes every cgroup still left, or undefined when there is no cgroup2.
  */
 export async function serveCgroups(dir: string): Promise<(() => void) | undefined> {
-  const mount = findMount(dir);
-  if (!mount) return undefined;
+  const found = findMount(dir);
+  if (!found) return undefined;
+  const { mount } = found;
   const made = new Set<string>();
   const server = net.createServer((c) => {
     c.on('error', () => c.destroy());
@@ -129,5 +139,22 @@ export async function serveCgroups(dir: string): Promise<(() => void) | undefine
     server.close();
     for (const name of made) killCgroup(join(mount, name), 1000);
     made.clear();
+    if (found.own) {
+      try {
+        execFileSync('umount', ['-l', mount]);
+        rmdirSync(mount);
+      } catch {
+        // Left mounted in this namespace only; it goes with it.
+      }
+    }
   };
+}
+
+/** rmdir that minds nothing: the directory may be gone, or still a mount point elsewhere. */
+export function rmdirQuiet(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch {
+    // Gone already, or busy: nothing to do.
+  }
 }

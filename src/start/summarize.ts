@@ -6,7 +6,12 @@ import { flushLedgerCopy, ledgerCopyPathsFor } from '../core/ledger-copy.js';
 import { Ledger, ledgerDir, parseLedgerText, type LedgerLine } from '../core/ledger.js';
 import type { Runner } from '../core/runner.js';
 import { impersonationError, recordCommits } from '../github/commits.js';
-import { buildAttribution, renderSummaryMarkdown, type Verdict } from '../summary/render.js';
+import {
+  buildAttribution,
+  renderSummaryMarkdown,
+  type SummaryInput,
+  type Verdict,
+} from '../summary/render.js';
 import { compareWithCopy, untrustedLines, verdictFor } from '../summary/verify.js';
 import type { StartInputs } from './inputs.js';
 
@@ -46,17 +51,21 @@ async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
   return parseLedgerText(readFileSync(copy, 'utf8'));
 }
 
-export async function writeSummary(inputs: StartInputs, runner: Runner): Promise<void> {
-  const ledger = Ledger.forEnv(runner.env, { action: 'start' });
-  const commits = recordCommits(ledger, runner);
-  const nonce = runner.getState('nonce') || undefined;
-  const head = runner.getState('head') || undefined;
-  const fileLines = ledger.read();
-  const copyLines = await readCopy(ledger.path);
+/**
+ * What the summary is rendered from: the ledger's lines (the egress daemon's copy when it
+ * exists, compared with the file) and the verdict, with the lines the agent forged left
+ * out of the sections rendered as Cordon's own.
+ */
+export async function judgeLedger(
+  ledgerFile: string,
+  opts: { nonce?: string; head?: string },
+): Promise<{ input: SummaryInput; lineCount: number; fromCopy: boolean }> {
+  const fileLines = parseLedgerText(existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8') : '');
+  const copyLines = await readCopy(ledgerFile);
   // With the daemon's copy, the summary is rendered from it: the runner user cannot edit it.
   const compared = copyLines ? compareWithCopy(fileLines, copyLines) : undefined;
   const lines = compared ? compared.lines : fileLines;
-  const verdict = verdictFor(lines, { nonce, head });
+  const verdict = verdictFor(lines, opts);
   if (compared) {
     verdict.source = 'daemon-copy';
     if (compared.details.length) {
@@ -66,7 +75,21 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
   }
   // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
   const untrusted = untrustedLines(verdict);
-  const input = { lines: lines.filter((l) => !untrusted.has(l.line)), verdict };
+  return {
+    input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
+    lineCount: lines.length,
+    fromCopy: compared !== undefined,
+  };
+}
+
+export async function writeSummary(inputs: StartInputs, runner: Runner): Promise<void> {
+  const ledger = Ledger.forEnv(runner.env, { action: 'start' });
+  const commits = recordCommits(ledger, runner);
+  const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, {
+    nonce: runner.getState('nonce') || undefined,
+    head: runner.getState('head') || undefined,
+  });
+  const { verdict } = input;
   // A line the agent forged can be shaped to break the renderer: the verdict still shows.
   const [markdown, attribution] = [
     () => renderSummaryMarkdown(input),
@@ -89,7 +112,7 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
   });
   runner.setOutput('attribution-path', path);
   runner.info(
-    `start: attribution written to ${path} (${lines.length} ledger lines${compared ? ", from the egress daemon's copy" : ''}, record ${verdict.status})`,
+    `start: attribution written to ${path} (${lineCount} ledger lines${fromCopy ? ", from the egress daemon's copy" : ''}, record ${verdict.status})`,
   );
   if (verdict.status === 'altered' && inputs.failOnTamper) {
     throw new CordonError({

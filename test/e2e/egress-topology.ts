@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
 import { stateDir } from '../../src/egress/control.js';
+import { cgroupMountDir, rmdirQuiet } from '../../src/egress/cgroups.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -162,6 +163,7 @@ export class World {
         }
       }
       rmSync(stateDir(id), { recursive: true, force: true });
+      rmdirQuiet(cgroupMountDir(stateDir(id)));
     }
     await stop(this.server);
     for (const ns of this.made.reverse()) ns.delete();
