@@ -81,6 +81,9 @@ export class Matcher {
     const next = this.next;
     const drop = 32 - this.bits;
     const first = m - window + BLOCK - 1;
+    // The last block's hash of each needle, for the candidate chains: filled in a second
+    // pass, which costs less than touching both tables needle by needle.
+    const last = new Int32Array(this.size);
     for (let i = 0; i < this.size; i++) {
       const base = starts[i];
       // blockHash of each block in the window, rolling one byte at a time; the first
@@ -95,8 +98,12 @@ export class Matcher {
         if (s < shift[h]) shift[h] = s;
       }
       // The last block of the window is the one the scan looks up candidates by.
-      next[i] = head[h];
-      head[h] = i + 1;
+      last[i] = h;
+    }
+    for (let i = 0; i < this.size; i++) {
+      const lh = last[i];
+      next[i] = head[lh];
+      head[lh] = i + 1;
     }
   }
 
