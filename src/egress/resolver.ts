@@ -2,11 +2,15 @@
  * The host's resolver configuration: which upstream it uses today, and pointing it at
  * the proxy. `/etc/resolv.conf` is written in place when it is a file (inside `ip netns
  * exec` it is a bind mount that cannot be replaced), and replaced when it is a symlink
- * (systemd-resolved's stub), with what was there kept to restore.
+ * (systemd-resolved's stub), with what was there kept to restore; where systemd-resolved
+ * runs, it is pointed at the proxy too.
  */
+import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
+  mkdirSync,
+  rmSync,
   readFileSync,
   readlinkSync,
   renameSync,
@@ -15,6 +19,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import { CordonError } from '../core/errors.js';
 
 export interface ResolverBackup {
@@ -22,6 +27,82 @@ export interface ResolverBackup {
   kind: 'file' | 'symlink';
   content?: string;
   target?: string;
+  /** The drop-in written for systemd-resolved, removed on restore. */
+  resolvedDropIn?: string;
+}
+
+/**
+ * systemd-resolved, where it runs: its stub (127.0.0.53) is what programs that skip
+ * resolv.conf ask. Commands and paths are parameters so the sequence can be tested on a
+ * machine without systemd.
+ */
+export interface SystemdResolved {
+  /** Whether systemd-resolved runs here. */
+  active(): boolean;
+  /** Runs `systemctl` or `resolvectl`; throws on failure. */
+  exec(cmd: string, args: string[]): void;
+  dropInDir: string;
+}
+
+export const hostResolved: SystemdResolved = {
+  active() {
+    if (!existsSync('/run/systemd/resolve/stub-resolv.conf')) return false;
+    try {
+      execFileSync('systemctl', ['is-active', '--quiet', 'systemd-resolved'], {
+        stdio: 'ignore',
+        timeout: 5000,
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  exec(cmd, args) {
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 15000 });
+  },
+  dropInDir: '/etc/systemd/resolved.conf.d',
+};
+
+const DROP_IN = 'zz-cordon-egress.conf';
+
+/**
+ * Points systemd-resolved at the proxy, before the proxy binds port 53: a drop-in makes
+ * 127.0.0.1 the global server for every domain (`Domains=~.`, no cache of its own, so every
+ * answer passes the proxy and its set updates) and turns its stub listener off, which frees
+ * port 53 so the proxy can bind every address (127.0.0.53 included, and the bridges the
+ * container redirect needs); then the service is restarted (the docker daemon and running
+ * containers are untouched). Its queries to the links' own servers are dropped by the
+ * fence anyway (only the proxy's user may send DNS out). Best effort: returns the
+ * drop-in's path, or undefined with the reason in `warn` when it could not.
+ */
+export function pointSystemdResolved(sd: SystemdResolved, warn: (why: string) => void): string | undefined {
+  if (!sd.active()) return undefined;
+  const dropIn = join(sd.dropInDir, DROP_IN);
+  try {
+    mkdirSync(sd.dropInDir, { recursive: true, mode: 0o755 });
+    writeFileSync(
+      dropIn,
+      '# written by Cordon egress: systemd-resolved asks the proxy for every name\n[Resolve]\nDNS=127.0.0.1\nDomains=~.\nCache=no\nDNSStubListener=no\n',
+      { mode: 0o644 },
+    );
+    sd.exec('systemctl', ['restart', 'systemd-resolved']);
+    return dropIn;
+  } catch (e) {
+    warn(
+      `systemd-resolved could not be pointed at the proxy (${(e as Error).message}); its upstream queries stay blocked`,
+    );
+    rmSync(dropIn, { force: true });
+    return undefined;
+  }
+}
+
+export function restoreSystemdResolved(sd: SystemdResolved, dropIn: string): void {
+  rmSync(dropIn, { force: true });
+  try {
+    sd.exec('systemctl', ['restart', 'systemd-resolved']);
+  } catch {
+    // The drop-in is gone: resolved reads its own settings at its next start.
+  }
 }
 
 export function nameservers(text: string): string[] {
@@ -83,7 +164,8 @@ export function pointResolver(path = '/etc/resolv.conf', v6 = true): ResolverBac
   return { path, kind: 'file', content: current };
 }
 
-export function restoreResolver(b: ResolverBackup): void {
+export function restoreResolver(b: ResolverBackup, sd: SystemdResolved = hostResolved): void {
+  if (b.resolvedDropIn) restoreSystemdResolved(sd, b.resolvedDropIn);
   if (b.kind === 'symlink' && b.target) {
     if (existsSync(b.path) || lstatSync(b.path, { throwIfNoEntry: false })) unlinkSync(b.path);
     symlinkSync(b.target, b.path);
