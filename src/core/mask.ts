@@ -118,12 +118,12 @@ function classesOf(value: string): number {
   return k;
 }
 
-/** Adds `f` unless too short or already there: a linear scan beats a `Set` for ~20 forms. */
+/** Adds `f` unless too short or already there (a linear scan of one value's ~20 forms, no `Set` per value). */
 function addForm(forms: string[], f: string, min: number): void {
   if (f.length >= min && !forms.includes(f)) forms.push(f);
 }
 
-/** The base64url of bytes whose base64 (unpadded) is `b64`: the same string unless it holds `+` or `/`. */
+/** Whether base64 text differs from its url-safe form (`+` and `/` become `-` and `_`). */
 function hasPlusOrSlash(b64: string): boolean {
   return b64.includes('+') || b64.includes('/');
 }
