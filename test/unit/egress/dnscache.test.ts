@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, test } from '@jest/globals';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { AnswerCache, cacheKey, serveCached, ttlFields } from '../../../src/egress/dnscache.js';
 import { readAnswer, readQuery, type AnswerAddresses } from '../../../src/egress/dnswire.js';
 import { DomainMatcher, parseDomains } from '../../../src/egress/policy.js';
@@ -206,23 +207,71 @@ describe('AnswerCache', () => {
   });
 });
 
-/** A UDP upstream on loopback answering every A query with `ip` (TTL `ttl`) or `rcode`. */
+/**
+ * An upstream on loopback, UDP and TCP on one port, answering every A query with
+ * 192.0.2.1 (TTL `ttl`) or `rcode`; `asked` lists each question it got, `tcp:` marked.
+ */
 async function upstream(o: { ttl: number; rcode?: number }): Promise<{
   sock: dgram.Socket;
   port: number;
   asked: string[];
 }> {
-  const sock = dgram.createSocket('udp4');
   const asked: string[] = [];
-  sock.on('message', (msg, r) => {
+  const reply = (msg: Buffer, tcp: boolean): Buffer | undefined => {
     const c = readQuery(msg);
-    if (!c.ok) return;
-    asked.push(c.q.name);
-    const out = o.rcode ? answer(msg, { rcode: o.rcode }) : answer(msg, { an: [aRecord(o.ttl)] });
-    sock.send(out, r.port, r.address);
+    if (!c.ok) return undefined;
+    asked.push(`${tcp ? 'tcp:' : ''}${c.q.name}`);
+    return o.rcode ? answer(msg, { rcode: o.rcode }) : answer(msg, { an: [aRecord(o.ttl)] });
+  };
+  const tcp = net.createServer((c) => {
+    let buf = Buffer.alloc(0);
+    c.on('error', () => c.destroy());
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const out = reply(buf.subarray(2, 2 + buf.readUInt16BE(0)), true);
+        buf = buf.subarray(2 + buf.readUInt16BE(0));
+        if (!out) continue;
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(out.length);
+        c.write(Buffer.concat([len, out]));
+      }
+    });
   });
-  await new Promise<void>((res) => sock.bind(0, '127.0.0.1', res));
-  return { sock, port: sock.address().port, asked };
+  await new Promise<void>((res) => tcp.listen(0, '127.0.0.1', res));
+  const port = (tcp.address() as net.AddressInfo).port;
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg, r) => {
+    const out = reply(msg, false);
+    if (out) sock.send(out, r.port, r.address);
+  });
+  sock.on('close', () => tcp.close());
+  await new Promise<void>((res) => sock.bind(port, '127.0.0.1', res));
+  return { sock, port, asked };
+}
+
+/** One query over a fresh TCP connection to `port`; the framed answer. */
+function askTcp(port: number, q: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error('no TCP answer'));
+    }, 2000);
+    c.on('error', reject);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        clearTimeout(timer);
+        c.destroy();
+        resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      }
+    });
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(q.length);
+    c.write(Buffer.concat([len, q]));
+  });
 }
 
 /** A sink that records each call and holds its answer until `open()` (an nft update). */
@@ -259,6 +308,10 @@ describe('DnsProxy with its cache', () => {
     const server = dgram.createSocket('udp4');
     await new Promise<void>((res) => server.bind(0, '127.0.0.1', res));
     proxy.serveUdp(server);
+    const tcpServer = net.createServer();
+    await new Promise<void>((res) => tcpServer.listen(0, '127.0.0.1', res));
+    proxy.serveTcp(tcpServer);
+    const tcpPort = (tcpServer.address() as net.AddressInfo).port;
     await proxy.connectUpstream();
     const client = dgram.createSocket('udp4');
     await new Promise<void>((res) => client.bind(0, '127.0.0.1', res));
@@ -274,7 +327,7 @@ describe('DnsProxy with its cache', () => {
       for (let i = 0; i < 100 && replies.length < n; i++) await new Promise((r) => setTimeout(r, 10));
       return replies[n - 1];
     };
-    return { up, sink, proxy, ask, replies };
+    return { up, sink, proxy, ask, replies, tcpPort };
   }
 
   test('the second asker gets the cached answer without the upstream being asked; its id and case; counted', async () => {
@@ -318,6 +371,18 @@ describe('DnsProxy with its cache', () => {
     sink.open();
     await first;
     expect(proxy.cache?.size).toBe(1);
+  });
+
+  test('over TCP: cached apart from UDP answers, then served from the cache with the asker’s id', async () => {
+    const { up, tcpPort, ask, proxy } = await setup();
+    await ask(query('www.a.test', { id: 1 }));
+    const first = await askTcp(tcpPort, query('www.a.test', { id: 7 }));
+    expect(first.readUInt16BE(0)).toBe(7);
+    const second = await askTcp(tcpPort, query('Www.A.test', { id: 8 }));
+    expect(second.readUInt16BE(0)).toBe(8);
+    expect(parsed(second).v4).toEqual([{ address: '192.0.2.1', ttl: 60 }]);
+    expect(up.asked).toEqual(['www.a.test', 'tcp:www.a.test']);
+    expect(proxy.stats.cacheHits).toBe(1);
   });
 
   test('SERVFAIL is not cached: every asker goes upstream', async () => {
