@@ -6,6 +6,7 @@
  */
 import { appendFileSync } from 'node:fs';
 import { describeError, isCordonError } from '../core/errors.js';
+import { flushLedgerCopy } from '../core/ledger-copy.js';
 import { parseBrokerConfig, type BrokerConfig } from './config.js';
 import { serveBroker } from './server.js';
 
@@ -69,6 +70,8 @@ async function main(): Promise<void> {
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const)
     process.on(sig, () => void broker.stop('signal'));
   await broker.stopped;
+  // broker.stopped reaches the egress daemon's copy of the ledger before the process ends.
+  await flushLedgerCopy(1000);
   // Let the stop request's own answer go out before the process (and its port) is gone.
   setTimeout(() => process.exit(0), 250);
 }

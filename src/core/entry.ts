@@ -8,7 +8,7 @@
  */
 import { describeError, isCordonError } from './errors.js';
 import { flushLedgerCopy } from './ledger-copy.js';
-import { Ledger, ownHead } from './ledger.js';
+import { firstPrev, Ledger, ownHead } from './ledger.js';
 import { checkOwnHead } from './ledger-verify.js';
 import { secrets } from './mask.js';
 import { Runner } from './runner.js';
@@ -19,6 +19,7 @@ export interface EntryOptions {
 }
 
 export const HEAD_STATE = 'ledger-head';
+export const FIRST_STATE = 'ledger-first';
 
 export async function runEntry(
   fn: (runner: Runner) => Promise<void> | void,
@@ -33,7 +34,12 @@ export async function runEntry(
     runner.setFailed(secrets.scrub(text));
   } finally {
     const head = ownHead();
-    if (!opts.post && head) runner.saveState(HEAD_STATE, head.hash);
+    if (!opts.post && head) {
+      runner.saveState(HEAD_STATE, head.hash);
+      // What line 1 chains to: deleting every line before this step's shows in post.
+      const first = firstPrev(head.path);
+      if (first) runner.saveState(FIRST_STATE, first);
+    }
     await flushLedgerCopy();
   }
 }
@@ -44,7 +50,12 @@ function verifyHead(step: string, runner: Runner): void {
   if (!head) return;
   try {
     const ledger = Ledger.forEnv(runner.env, { action: step });
-    const check = checkOwnHead(ledger.read(), head, `${step} post`);
+    const check = checkOwnHead(
+      ledger.read(),
+      head,
+      `${step} post`,
+      runner.getState(FIRST_STATE) || undefined,
+    );
     const { ok, ...data } = check;
     ledger.append(ok ? 'ledger.verified' : 'ledger.tampered', data as unknown as Record<string, unknown>);
     if (!ok)

@@ -99,6 +99,11 @@ export interface EgressReport {
   tamper?: string[];
   /** Names not itemised once the daemon's table of names was full. */
   namesDropped?: number;
+  /**
+   * Cgroups the daemon made for a non-root `run`, and how each ended: `removed` by run
+   * after its command, or `orphaned` (run was gone first; the daemon killed the cgroup).
+   */
+  runCgroups?: { name: string; pid: number; end: 'removed' | 'orphaned'; alive: number }[];
 }
 
 /** What the egress daemon saw changed in its table, the resolver or /etc/hosts, and when. */

@@ -13,14 +13,18 @@ function span(ns: number[]): string {
 }
 
 /**
- * Whether the line hashing to `head` is still in the ledger and every line chains to the
- * one before it. Lines after the head are other steps' (or the agent's): the chain shows
+ * Whether the line hashing to `head` is still in the ledger, every line chains to the
+ * one before it, and line 1 still chains to what it did when the step wrote (`firstPrev`). Lines after the head are other steps' (or the agent's): the chain shows
  * whether anything was edited, not who extended it.
  */
-export function checkOwnHead(lines: LedgerLine[], head: string, by: string): HeadCheck {
+export function checkOwnHead(lines: LedgerLine[], head: string, by: string, firstPrev?: string): HeadCheck {
   const chain = checkChain(lines, { head });
   const at = lines.findIndex((l) => l.hash === head);
   const details: string[] = [];
+  if (firstPrev !== undefined && lines.length && lines[0].event?.prev !== firstPrev)
+    details.push(
+      'line 1 is not the line the ledger started with: lines before it were removed or it was changed',
+    );
   if (at < 0)
     details.push(
       `the last line ${by.replace(/ post$/, '')} wrote is no longer in the ledger (changed or removed)`,

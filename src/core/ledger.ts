@@ -131,10 +131,14 @@ export class Ledger {
    * the daemon started. Returns how many were sent.
    */
   seedCopy(): number {
-    if (!this.copySocket) return 0;
-    let n = 0;
-    for (const raw of this.rawLines()) if (sendLedgerLine(this.copySocket, raw)) n++;
-    return n;
+    const socket = this.copySocket;
+    if (!socket || !this.exists()) return 0;
+    // Under the lock: no append can land between what is read here and what is sent.
+    return withLock(this.path, () => {
+      let n = 0;
+      for (const raw of this.rawLines()) if (sendLedgerLine(socket, raw)) n++;
+      return n;
+    });
   }
 
   static forEnv(env: Env, opts: LedgerOptions): Ledger {
@@ -209,7 +213,8 @@ export class Ledger {
       appendFileSync(this.path, glue + raw + '\n', { encoding: 'utf8', mode: 0o600 });
       const hash = hashLine(raw);
       lastWritten = { path: this.path, hash };
-      // Under the lock, so the daemon's copy gets lines in file order.
+      // Lines can still reach the daemon out of order (a connection still opening, another
+      // process's connection); the summary puts them back in chain order.
       if (this.copySocket) sendLedgerLine(this.copySocket, raw);
       return { hash, event, hashes: lines ? [...lines.map(hashLine), hash] : undefined };
     });
@@ -254,6 +259,28 @@ function endsWithNewline(path: string): boolean {
     closeSync(fd);
   }
 }
+
+/** The `prev` of the file's first line (the hash its chain starts from), read from its start. */
+export function firstPrev(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(MAX_FIRST_LINE);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const text = buf.subarray(0, n).toString('utf8');
+    const nl = text.indexOf('\n');
+    const event = parseLine(nl >= 0 ? text.slice(0, nl) : text, 1).event;
+    return event?.prev;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const MAX_FIRST_LINE = 256 * 1024;
 
 /**
  * The last non-empty line of the file, read from its end (an append stays cheap however

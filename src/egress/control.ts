@@ -8,6 +8,7 @@ import { stateDir } from '../core/ledger-copy.js';
 import type { Cidr, DomainPattern } from './policy.js';
 import type { ResolverBackup } from './resolver.js';
 import type { LockdownBackup } from './lockdown.js';
+import type { CgroupEnd } from './cgroups.js';
 
 export { fenceId, stateDir, ledgerCopyPaths, LEDGER_COPY, STATE_ROOT } from '../core/ledger-copy.js';
 
@@ -52,6 +53,8 @@ export interface DaemonReport {
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];
+  /** How each cgroup the daemon made for a non-root `run` ended. */
+  runCgroups?: CgroupEnd[];
 }
 
 /** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */

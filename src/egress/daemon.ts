@@ -34,8 +34,17 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
 import { DomainMatcher } from './policy.js';
 import { BUFFER_BYTES, DnsProxy } from './proxy.js';
+import { cgroupMountDir, rmdirQuiet, serveCgroups, type CgroupEnd } from './cgroups.js';
 import { whoAsked, type WhoQuery } from './who.js';
-import { detectUpstreams, pointResolver, restoreResolver, type ResolverBackup } from './resolver.js';
+import {
+  detectUpstreams,
+  hostResolved,
+  pointResolver,
+  pointSystemdResolved,
+  restoreResolver,
+  restoreSystemdResolved,
+  type ResolverBackup,
+} from './resolver.js';
 
 export const DNS_USER = 'cordon-dns';
 const CHAINS = ['output', 'forward', 'decide', 'refuse', 'dns_redirect', 'dns_input'];
@@ -151,11 +160,14 @@ async function start(configPath: string): Promise<void> {
 
   let applied = false;
   let resolver: ResolverBackup | undefined;
+  let resolvedDropIn: string | undefined;
   const lockdown: LockdownBackup = { sudoers: [], groupsLeft: [] };
   const closers: (() => void)[] = [];
   try {
     const { uid, gid } = ensureUser(DNS_USER);
     const upstreams = cfg.upstream ? [cfg.upstream] : detectUpstreams();
+    // Where systemd-resolved runs: pointed at the proxy and its stub off before the bind.
+    resolvedDropIn = pointSystemdResolved(hostResolved, log);
     const l = await bindListeners(log);
     closers.push(...l.closers);
     const { udp4, tcp4, udp6, tcp6 } = l;
@@ -167,7 +179,7 @@ async function start(configPath: string): Promise<void> {
     applied = true;
     const shell = new NftShell();
     await shell.run(`list set ${TABLE} ack`);
-    resolver = pointResolver('/etc/resolv.conf', udp6 !== undefined);
+    resolver = { ...pointResolver('/etc/resolv.conf', udp6 !== undefined), resolvedDropIn };
     if (cfg.disableSudo) disableSudo(cfg.user, lockdown);
     if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
 
@@ -192,11 +204,29 @@ async function start(configPath: string): Promise<void> {
     const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
     writeFileSync(join(dir, 'resolv.conf'), resolvText, { mode: 0o644 });
     const hostsText = readOr('/etc/hosts');
+    const dropInText = resolvedDropIn ? readOr(resolvedDropIn) : '';
     // Who asked, by `name <name>` or destKey: the first process found for each.
     const askers = new Map<string, string>();
-    const helper = startHelper(dir, cfg.agentPidFile, (key, p) => {
-      if (!askers.has(key) && askers.size < 8192) askers.set(key, p);
-    });
+    // How each cgroup made for a non-root run ended; an orphaned one means run was killed
+    // while its command ran, so what the ledger says of that command cannot be trusted.
+    const runCgroups: CgroupEnd[] = [];
+    const helper = startHelper(
+      dir,
+      cfg.agentPidFile,
+      uid,
+      (key, p) => {
+        if (!askers.has(key) && askers.size < 8192) askers.set(key, p);
+      },
+      (e) => {
+        if (runCgroups.length < 256) runCgroups.push(e);
+        if (e.end === 'orphaned')
+          note(
+            tamper,
+            log,
+            `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
+          );
+      },
+    );
     closers.push(() => helper.stdin!.end());
     const nameTries = new Map<string, number>();
     hooks.askName = (name, from) => {
@@ -287,6 +317,10 @@ async function start(configPath: string): Promise<void> {
         note(tamper, log, '/etc/resolv.conf was changed (put back to the proxy)');
         helper.stdin!.write('resolv\n');
       }
+      // systemd-resolved's drop-in: recorded, not put back (resolved's own upstream queries
+      // are refused by the fence whatever it says).
+      if (resolvedDropIn && readOr(resolvedDropIn) !== dropInText)
+        note(tamper, log, `${resolvedDropIn} (systemd-resolved pointed at the proxy) was changed or removed`);
       const hosts = readOr('/etc/hosts');
       if (hosts !== hostsText) {
         const added = hosts.split('\n').filter((l) => l.trim() && !hostsText.split('\n').includes(l));
@@ -304,7 +338,7 @@ async function start(configPath: string): Promise<void> {
       c.setTimeout(5000, () => c.destroy());
       c.once('data', () => {
         collect(proxy, sets, shell, cfg, tamper, askers).then(
-          (r) => c.end(JSON.stringify(r)),
+          (r) => c.end(JSON.stringify(runCgroups.length ? { ...r, runCgroups } : r)),
           (e) => c.end(JSON.stringify({ error: describeError(e) })),
         );
       });
@@ -346,6 +380,7 @@ async function start(configPath: string): Promise<void> {
     for (const c of closers) c();
     if (applied) removeTable();
     if (resolver) restoreResolver(resolver);
+    else if (resolvedDropIn) restoreSystemdResolved(hostResolved, resolvedDropIn);
     restoreLockdown(lockdown, cfg.user);
     rmSync(dir, { recursive: true, force: true });
     process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
@@ -389,19 +424,30 @@ export function setAddresses(text: string): string[] {
  * on `resolv` it writes the proxy's resolv.conf back (in place, as bind mounts need); on
  * `who <json>` it finds the process behind a refused name; on its own it polls the
  * blocked sets and finds the process behind each new destination. Answers come back as
- * `who <json>` lines. It exits when the daemon closes its stdin.
+ * `who <json>` lines. It also serves `run`'s cgroups (cgroups.ts) and reports how each
+ * ended as a `cgroup <json>` line. It exits when the daemon closes its stdin.
  */
 function startHelper(
   dir: string,
   pidFile: string | undefined,
+  proxyUid: number,
   seen: (key: string, process: string) => void,
+  cgroupEnded: (e: CgroupEnd) => void,
 ): ChildProcess {
-  const h = spawn(process.execPath, [process.argv[1], 'helper', dir, pidFile ?? ''], {
+  const h = spawn(process.execPath, [process.argv[1], 'helper', dir, pidFile ?? '', String(proxyUid)], {
     stdio: ['pipe', 'pipe', 'ignore'],
   });
   h.on('error', () => undefined);
   h.stdin!.on('error', () => undefined);
   createInterface({ input: h.stdout! }).on('line', (line) => {
+    if (line.startsWith('cgroup ')) {
+      try {
+        cgroupEnded(JSON.parse(line.slice(7)) as CgroupEnd);
+      } catch {
+        // A torn line.
+      }
+      return;
+    }
     if (!line.startsWith('who ')) return;
     try {
       const r = JSON.parse(line.slice(4)) as { key: string; process: string };
@@ -420,7 +466,7 @@ function rootPid(pidFile: string | undefined): number | undefined {
 }
 
 /** The helper's side (root): see startHelper. */
-function helperMain(dir: string, pidFile: string | undefined): void {
+function helperMain(dir: string, pidFile: string | undefined, proxyUid: number | undefined): void {
   const reply = (key: string, q: WhoQuery): void => {
     let found: string | undefined;
     try {
@@ -443,7 +489,20 @@ function helperMain(dir: string, pidFile: string | undefined): void {
         reply(key, q);
       }
     })
-    .on('close', () => process.exit(0));
+    .on('close', () => {
+      // Whatever run left in a cgroup made here is killed, and the helper's mount undone.
+      const exit = setTimeout(() => process.exit(0), 3000);
+      void cgroups.then((stop) => {
+        stop?.();
+        clearTimeout(exit);
+        process.exit(0);
+      });
+    });
+  // Cgroups for a `run` step that is not root (see cgroups.ts).
+  const cgroups = serveCgroups(dir, {
+    proxyUid,
+    ended: (e) => process.stdout.write(`cgroup ${JSON.stringify(e)}\n`),
+  }).catch(() => undefined);
   // Blocked destinations: the kernel refuses them without user space, so the sets are
   // polled (a separate nft, never the proxy's) and each new one mapped to a live socket.
   const tries = new Map<string, number>();
@@ -509,6 +568,8 @@ function watchRuleset(changed: () => void, added: (set: string, addresses: strin
 
 const MAX_LEDGER_LINE = 256 * 1024;
 const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
+const LEDGER_IDLE_MS = 60_000;
+const LEDGER_MAX_CONNECTIONS = 64;
 
 /**
  * The root-owned copy of the ledger: every Cordon step sends each line it appends to
@@ -520,8 +581,11 @@ const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
 async function keepLedgerCopy(dir: string, log: (l: string) => void): Promise<() => void> {
   const fd = openSync(join(dir, LEDGER_COPY), 'a', 0o644);
   let bytes = 0;
+  let full = false;
   const server = net.createServer((c) => {
     c.on('error', () => c.destroy());
+    // Steps reconnect on their next line; an idle connection only holds a descriptor.
+    c.setTimeout(LEDGER_IDLE_MS, () => c.destroy());
     let buf = '';
     c.setEncoding('utf8');
     c.on('data', (d: string) => {
@@ -529,7 +593,15 @@ async function keepLedgerCopy(dir: string, log: (l: string) => void): Promise<()
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (!line || bytes + line.length > MAX_LEDGER_BYTES) continue;
+        if (!line) continue;
+        if (bytes + line.length > MAX_LEDGER_BYTES) {
+          // Once, a line that is no event: the copy's chain breaks here, so the summary
+          // says the record was altered instead of quietly missing what came after.
+          if (!full) writeSync(fd, `copy full: lines after ${MAX_LEDGER_BYTES} bytes were dropped\n`);
+          if (!full) log('ledger copy: full, later lines dropped');
+          full = true;
+          continue;
+        }
         bytes += line.length + 1;
         writeSync(fd, `${line}\n`);
       }
@@ -539,6 +611,7 @@ async function keepLedgerCopy(dir: string, log: (l: string) => void): Promise<()
       }
     });
   });
+  server.maxConnections = LEDGER_MAX_CONNECTIONS;
   const path = join(dir, 'ledger.sock');
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -611,10 +684,14 @@ function teardown(id: string): void {
   } catch {
     // Already gone.
   }
+  // The proxy must have let go of port 53 before systemd-resolved's stub is back.
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 60 && existsSync(`/proc/${state.pid}`); i++) Atomics.wait(pause, 0, 0, 50);
   removeTable();
   if (state.resolver) restoreResolver(state.resolver);
   if (state.lockdown) restoreLockdown(state.lockdown, state.user);
   rmSync(dir, { recursive: true, force: true });
+  rmdirQuiet(cgroupMountDir(dir));
   process.stdout.write('DONE\n');
 }
 
@@ -624,7 +701,8 @@ process.on('SIGPIPE', () => undefined);
 const [cmd, arg] = process.argv.slice(2);
 if (cmd === 'start' && arg) await start(arg);
 else if (cmd === 'teardown' && arg) teardown(arg);
-else if (cmd === 'helper' && arg) helperMain(arg, process.argv[4] || undefined);
+else if (cmd === 'helper' && arg)
+  helperMain(arg, process.argv[4] || undefined, Number(process.argv[5]) || undefined);
 else {
   process.stderr.write('usage: daemon.js start <config.json> | teardown <id>\n');
   process.exitCode = 2;

@@ -48,6 +48,7 @@ export function toEvent(r: DaemonReport): EgressReport {
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
     namesDropped: r.namesDropped,
+    ...(r.runCgroups?.length ? { runCgroups: r.runCgroups } : {}),
   };
   if (r.policy === 'audit')
     event.suggestedAllowlist = suggestAllowlist(

@@ -58,7 +58,8 @@ export const hostResolved: SystemdResolved = {
     }
   },
   exec(cmd, args) {
-    execFileSync(cmd, args, { stdio: 'ignore', timeout: 15000 });
+    // Well inside the 20 s the step waits for the daemon to be ready.
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 8000 });
   },
   dropInDir: '/etc/systemd/resolved.conf.d',
 };

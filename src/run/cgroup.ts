@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import net from 'node:net';
 
 export interface Containment {
@@ -20,37 +20,82 @@ export interface Containment {
    * (its socket, and the cgroup2 mount as this process sees it).
    */
   daemon?: { socket: string; mount: string };
+  /** The daemon's cgroup, once the command is in it. */
+  session?: CgroupSession;
 }
 
 /** The root helper's socket, in the egress daemon's state directory. */
 export const CGROUP_SOCKET = 'cgroup.sock';
 
-export type CgroupRequest = { op: 'join'; pid: number } | { op: 'remove'; name: string };
+export type CgroupRequest = { op: 'join'; pid: number } | { op: 'remove' };
 export type CgroupReply = { name?: string; removed?: boolean; alive?: number; error?: string };
 
-/** One request to the daemon's cgroup socket; rejects when nobody answers in time. */
-export function requestCgroup(socket: string, req: CgroupRequest, timeoutMs = 5000): Promise<CgroupReply> {
+/** A cgroup the daemon made for this step: held by one open connection until removed. */
+export interface CgroupSession {
+  name: string;
+  /** Asks the daemon to kill what is left and remove the cgroup. */
+  remove(timeoutMs?: number): Promise<CgroupReply>;
+}
+
+/**
+ * Asks the daemon's root helper to put `pid` (run's held shell) in a new cgroup. The
+ * connection stays open while the command runs: if this process dies, the helper kills
+ * the cgroup at once and reports it.
+ */
+export function joinCgroup(socket: string, pid: number, timeoutMs = 5000): Promise<CgroupSession> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
     let buf = '';
-    const timer = setTimeout(() => {
+    let waiting: ((r: CgroupReply) => void) | undefined;
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
       c.destroy();
-      reject(new Error(`no answer from ${socket} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    c.setEncoding('utf8');
-    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d: string) => (buf += d));
-    c.on('error', (e) => {
-      clearTimeout(timer);
       reject(e);
-    });
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`no answer from ${socket} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify({ op: 'join', pid } satisfies CgroupRequest) + '\n'));
+    c.on('error', (e) => fail(e));
     c.on('close', () => {
-      clearTimeout(timer);
+      waiting?.({ error: 'the daemon closed the connection' });
+      fail(new Error('the daemon closed the connection'));
+    });
+    c.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let reply: CgroupReply;
       try {
-        resolve(JSON.parse(buf) as CgroupReply);
+        reply = JSON.parse(buf.slice(0, nl)) as CgroupReply;
       } catch {
-        reject(new Error(`an unreadable answer from ${socket}`));
+        return fail(new Error(`an unreadable answer from ${socket}`));
       }
+      buf = buf.slice(nl + 1);
+      if (waiting) {
+        const w = waiting;
+        waiting = undefined;
+        return w(reply);
+      }
+      clearTimeout(timer);
+      if (!reply.name) return fail(new Error(reply.error ?? 'no cgroup name in the answer'));
+      // Held open, but never what keeps run alive: if run ends without removing, the daemon kills the cgroup.
+      c.unref();
+      resolve({
+        name: reply.name,
+        remove(removeTimeoutMs = 5000) {
+          return new Promise<CgroupReply>((done) => {
+            const t = setTimeout(() => done({ error: 'no answer to remove' }), removeTimeoutMs);
+            waiting = (r) => {
+              clearTimeout(t);
+              done(r);
+            };
+            c.write(JSON.stringify({ op: 'remove' } satisfies CgroupRequest) + '\n');
+          });
+        },
+      });
     });
   });
 }
@@ -212,13 +257,9 @@ export function killCgroup(path: string, waitMs = 3000): { alive: number; remove
   return { alive, removed, left };
 }
 
-/** Asks the daemon to remove a cgroup it made (killing what is left); whether it is gone. */
+/** Asks the daemon to remove the cgroup it made (killing what is left); whether it is gone. */
 export async function removeDaemonCgroup(c: Containment): Promise<boolean> {
-  if (!c.daemon || !c.path) return false;
-  try {
-    const r = await requestCgroup(c.daemon.socket, { op: 'remove', name: basename(c.path) });
-    return r.removed === true;
-  } catch {
-    return false;
-  }
+  if (!c.session) return false;
+  const r = await c.session.remove();
+  return r.removed === true;
 }

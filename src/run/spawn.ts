@@ -11,7 +11,14 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { CordonError } from '../core/errors.js';
-import { killCgroup, signalCgroup, cgroupPids, requestCgroup, type Containment } from './cgroup.js';
+import {
+  killCgroup,
+  signalCgroup,
+  cgroupPids,
+  joinCgroup,
+  type CgroupSession,
+  type Containment,
+} from './cgroup.js';
 
 export interface LaunchOptions {
   argv: string[];
@@ -105,9 +112,10 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
       if (!viaDaemon || !opts.containment) return void ready();
       const containment = opts.containment;
       joinDaemonCgroup(pid, viaDaemon.socket).then(
-        (name) => {
-          cg = join(viaDaemon.mount, name);
+        (session) => {
+          cg = join(viaDaemon.mount, session.name);
           containment.path = cg;
+          containment.session = session;
           process.kill(pid, 'SIGCONT');
           ready();
         },
@@ -164,7 +172,7 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
 }
 
 /** Waits (bounded) until the held shell has stopped itself, then asks the daemon to move it in. */
-async function joinDaemonCgroup(pid: number, socket: string): Promise<string> {
+async function joinDaemonCgroup(pid: number, socket: string): Promise<CgroupSession> {
   const deadline = Date.now() + 3000;
   for (;;) {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -172,7 +180,5 @@ async function joinDaemonCgroup(pid: number, socket: string): Promise<string> {
     if (Date.now() > deadline) throw new Error(`the command's shell (pid ${pid}) did not stop within 3 s`);
     await new Promise((r) => setTimeout(r, 2));
   }
-  const reply = await requestCgroup(socket, { op: 'join', pid });
-  if (!reply.name) throw new Error(reply.error ?? 'no cgroup name in the answer');
-  return reply.name;
+  return joinCgroup(socket, pid);
 }

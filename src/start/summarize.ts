@@ -63,9 +63,11 @@ export async function judgeLedger(
   const fileLines = parseLedgerText(existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8') : '');
   const copyLines = await readCopy(ledgerFile);
   // With the daemon's copy, the summary is rendered from it: the runner user cannot edit it.
-  const compared = copyLines ? compareWithCopy(fileLines, copyLines) : undefined;
+  const compared = copyLines ? compareWithCopy(fileLines, copyLines, { nonce: opts.nonce }) : undefined;
   const lines = compared ? compared.lines : fileLines;
   const verdict = verdictFor(lines, opts);
+  if (!compared && fileLines.some((l) => l.event?.type === 'egress.started'))
+    verdict.source = 'file-copy-gone';
   if (compared) {
     verdict.source = 'daemon-copy';
     if (compared.details.length) {
@@ -75,6 +77,7 @@ export async function judgeLedger(
   }
   // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
   const untrusted = untrustedLines(verdict);
+  for (const n of compared?.untrusted ?? []) untrusted.add(n);
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
     lineCount: lines.length,

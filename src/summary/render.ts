@@ -28,8 +28,11 @@ export interface Verdict {
   details: string[];
   /** Lines written while the agent's command ran: never trusted as Cordon's own, shown apart. */
   duringRun?: { line: number; action?: string; type?: string; time?: string; chained: boolean }[];
-  /** `daemon-copy`: read from the egress daemon's root-owned copy, not the user-writable file. */
-  source?: 'daemon-copy';
+  /**
+   * `daemon-copy`: read from the egress daemon's root-owned copy, not the user-writable
+   * file; `file-copy-gone`: the fence ran but its copy is gone, so read from the file.
+   */
+  source?: 'daemon-copy' | 'file-copy-gone';
 }
 
 export interface SummaryInput {
@@ -123,6 +126,13 @@ function verdictBlocks(v: Verdict): Block[] {
 }
 
 function sourceBlocks(v: Verdict): Block[] {
+  if (v.source === 'file-copy-gone')
+    return [
+      {
+        kind: 'para',
+        text: "The egress fence ran in this job, but its daemon's copy of the ledger is gone (`teardown: true` removes it with the daemon's directory): rendered from the ledger file, which the runner user can write.",
+      },
+    ];
   if (v.source !== 'daemon-copy') return [];
   return [
     {

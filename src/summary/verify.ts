@@ -2,7 +2,7 @@
  * Checking the ledger: `run` against the lines it held in memory while the agent ran,
  * `start`'s post against its nonce and head, and the verdict the summary opens with.
  */
-import { checkChain, diffLedger, type LedgerLine } from '../core/ledger.js';
+import { checkChain, diffLedger, hashLine, type LedgerLine } from '../core/ledger.js';
 import type { LedgerLineRef, LedgerTampered } from '../core/events.js';
 import type { Verdict } from './render.js';
 
@@ -161,6 +161,19 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
         `the command started at line ${w.started} has no verification after it: the run step was killed, or it is still running`,
       );
   }
+  // A non-root run whose process went away before it removed its cgroup: the lines that
+  // close its window (verification, run.finished) may be the agent's. Only the egress
+  // post writes this, after the agent is gone.
+  for (const l of lines) {
+    if (l.event?.type !== 'egress.report' || l.event.action !== 'egress') continue;
+    const cg = (l.event.data as { runCgroups?: { name?: unknown; end?: unknown; alive?: unknown }[] })
+      .runCgroups;
+    for (const c of Array.isArray(cg) ? cg : [])
+      if (c.end === 'orphaned')
+        details.push(
+          `run's process went away while its command ran (the egress daemon killed ${String(c.name)}, ${String(c.alive)} process(es) left): what the ledger says of that command is not Cordon's`,
+        );
+  }
   // Every tampering run recorded, wherever it stands.
   for (const l of lines) {
     if (l.event?.type !== 'ledger.tampered') continue;
@@ -176,13 +189,20 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
 /**
  * The daemon's copy in chain order. Steps send lines over separate connections, so two
  * appends close together can arrive swapped; each line names the hash of the one before
- * it, which gives the order back. Duplicates are dropped; lines that fit nowhere in the
- * chain keep their arrival order at the end. Lines are numbered by their new place.
+ * it, which gives the order back. Duplicates are dropped. The chain is walked from the
+ * line that chains to the nonce (`rootPrev`, its hash) or else the first line, preferring
+ * at a fork the line the file holds too (`inFile`, by hash); lines that
+ * are not on that walk (a fork chained to an earlier line, a line that chains to nothing)
+ * keep their arrival order at the end and are returned in `unplaced`: anyone can send to
+ * the socket, so they are not Cordon's. Lines are numbered by their new place.
  */
-export function orderByChain(lines: LedgerLine[]): LedgerLine[] {
+export function orderByChain(
+  lines: LedgerLine[],
+  rootPrev?: string,
+  inFile?: Set<string>,
+): { lines: LedgerLine[]; unplaced: Set<number> } {
   const seen = new Set<string>();
   const unique = lines.filter((l) => (seen.has(l.hash) ? false : (seen.add(l.hash), true)));
-  const hashes = new Set(unique.map((l) => l.hash));
   const next = new Map<string, LedgerLine[]>();
   for (const l of unique) {
     const prev = l.event?.prev;
@@ -193,17 +213,25 @@ export function orderByChain(lines: LedgerLine[]): LedgerLine[] {
   }
   const out: LedgerLine[] = [];
   const used = new Set<string>();
-  // Each chain starts at a line whose predecessor is not in the copy (the nonce's line first).
-  for (const root of unique) {
-    if (used.has(root.hash) || (root.event && hashes.has(root.event.prev))) continue;
-    for (let l: LedgerLine | undefined = root; l && !used.has(l.hash);) {
-      used.add(l.hash);
-      out.push(l);
-      l = (next.get(l.hash) ?? []).find((n) => !used.has(n.hash));
-    }
+  // Where the chain forks (two lines naming the same one before them), the line the file
+  // also holds wins: a line sent to the copy alone cannot push Cordon's own off the chain.
+  const pick = (children: LedgerLine[] | undefined): LedgerLine | undefined => {
+    const open = (children ?? []).filter((n) => !used.has(n.hash));
+    return open.find((n) => inFile?.has(n.hash)) ?? open[0];
+  };
+  const root = (rootPrev !== undefined ? pick(next.get(rootPrev)) : undefined) ?? unique[0];
+  for (let l: LedgerLine | undefined = root; l && !used.has(l.hash);) {
+    used.add(l.hash);
+    out.push(l);
+    l = pick(next.get(l.hash));
   }
+  const placed = out.length;
   for (const l of unique) if (!used.has(l.hash)) out.push(l);
-  return out.map((l, i) => ({ ...l, line: i + 1 }));
+  const numbered = out.map((l, i) => ({ ...l, line: i + 1 }));
+  return {
+    lines: numbered,
+    unplaced: new Set(numbered.slice(placed).map((l) => l.line)),
+  };
 }
 
 function describeRef(l: LedgerLine): string {
@@ -212,29 +240,38 @@ function describeRef(l: LedgerLine): string {
 
 /**
  * Compares the user-writable ledger with the egress daemon's root-owned copy: what the file
- * lost or had changed (in the copy, not in the file) and what reached the file without
- * going through a Cordon step (in the file, not in the copy). Returns the copy's lines in
- * chain order, for the summary to be rendered from, and one detail per difference.
+ * lost or had changed (on the copy's chain, not in the file), what reached the file
+ * without going through a Cordon step (in the file, not in the copy), and what was sent to
+ * the copy off its chain. Returns the copy's lines in chain order for the summary to be
+ * rendered from, the lines not to render as Cordon's (`untrusted`), and one detail per
+ * difference.
  */
 export function compareWithCopy(
   fileLines: LedgerLine[],
   copyLines: LedgerLine[],
-): { lines: LedgerLine[]; details: string[] } {
-  const lines = orderByChain(copyLines);
+  opts: { nonce?: string } = {},
+): { lines: LedgerLine[]; untrusted: Set<number>; details: string[] } {
   const inFile = new Set(fileLines.map((l) => l.hash));
+  const { lines, unplaced } = orderByChain(copyLines, opts.nonce ? hashLine(opts.nonce) : undefined, inFile);
   const inCopy = new Set(lines.map((l) => l.hash));
   const details: string[] = [];
-  const missing = lines.filter((l) => !inFile.has(l.hash));
+  const missing = lines.filter((l) => !inFile.has(l.hash) && !unplaced.has(l.line));
+  const offChain = lines.filter((l) => unplaced.has(l.line));
   const extra = fileLines.filter((l) => !inCopy.has(l.hash));
-  for (const l of missing.slice(0, 50))
+  const listed = <T>(xs: T[]): T[] => xs.slice(0, 50);
+  for (const l of listed(missing))
     details.push(
       `line ${l.line} of the daemon's copy (${describeRef(l)}) is not in the ledger file: it was changed or removed there`,
     );
-  for (const l of extra.slice(0, 50))
+  for (const l of listed(offChain))
+    details.push(
+      `line ${l.line} of the daemon's copy (${describeRef(l)}) does not fit its chain: sent by someone other than a Cordon step`,
+    );
+  for (const l of listed(extra))
     details.push(
       `line ${l.line} of the ledger file (${describeRef(l)}) never reached the daemon's copy: no Cordon step sent it while the daemon ran`,
     );
-  const more = missing.length + extra.length - Math.min(50, missing.length) - Math.min(50, extra.length);
+  const more = [missing, offChain, extra].reduce((n, xs) => n + Math.max(0, xs.length - 50), 0);
   if (more > 0) details.push(`${more} more difference(s) between the ledger file and the daemon's copy`);
-  return { lines, details };
+  return { lines, untrusted: unplaced, details };
 }

@@ -261,7 +261,14 @@ suite('egress in block mode', () => {
       await new Promise((r) => setTimeout(r, 100));
       text = readFileSync(copy, 'utf8');
     }
-    expect(text.split('\n').filter(Boolean)).toEqual(lines);
+    // After what egress sent itself: the lines before the fence and its egress.started.
+    const copied = text.split('\n').filter(Boolean);
+    expect(copied.slice(-2)).toEqual(lines);
+    const file = readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
+    expect(copied.slice(0, -2)).toEqual(file.slice(0, copied.length - 2));
+    expect(copied.slice(0, -2).some((l) => l.includes('"type":"egress.started"'))).toBe(true);
     const st = statSync(copy);
     expect(st.uid).toBe(0);
     expect(st.mode & 0o777).toBe(0o644);

@@ -7,13 +7,14 @@
  * Root, network namespaces and cgroup2 are needed; under CI their absence fails loudly.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/core/ledger.js';
 import { ledgerCopyPaths } from '../../src/core/ledger-copy.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { fenceId } from '../../src/egress/control.js';
+import { fenceId, stateDir } from '../../src/egress/control.js';
 import { cgroup2Mount } from '../../src/run/cgroup.js';
 import { World } from './egress-topology.js';
 
@@ -143,5 +144,111 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
       /egress post \(line \d+\): the last line egress wrote is no longer in the ledger/,
     );
     expect(summary.code).not.toBe(0);
+  }, 60000);
+});
+
+suite('the cgroup socket and an agent that kills run', () => {
+  const user = `cink${process.pid % 100000}`;
+  let w: World;
+  let job: Job;
+  let startState: Record<string, string> = {};
+  let egressState: Record<string, string> = {};
+  const asUser = (): string[] => [
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+  const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
+
+  beforeAll(async () => {
+    run(['useradd', '--no-create-home', '--shell', '/bin/sh', user]);
+    w = new World('k');
+    await w.serve();
+    job = new Job();
+    chmodSync(job.root, 0o755);
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy([fenceId(job.runnerTemp)]);
+    run(['userdel', user], { allowFail: true });
+  });
+
+  test("the helper moves only run's held shell: another process of the user is refused", async () => {
+    const started = await job.run('start', 'main', { wrap: asUser() });
+    expect(started.code).toBe(0);
+    const egress = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
+      wrap: w.runner.wrap,
+      timeoutMs: 30000,
+    });
+    expect(egress.code).toBe(0);
+    const sock = join(stateDir(fenceId(job.runnerTemp)), 'cgroup.sock');
+    const uid = Number(run(['id', '-u', user]).trim());
+    const gid = Number(run(['id', '-g', user]).trim());
+    const target = spawn('sleep', ['30'], { stdio: 'ignore', uid, gid });
+    try {
+      const sleeper = target.pid as number;
+      const ask = (pid: number): string =>
+        run([
+          'runuser',
+          '-u',
+          user,
+          '--',
+          process.execPath,
+          '-e',
+          `
+          const c = require('net').connect(${JSON.stringify(sock)});
+          c.on('connect', () => c.write(JSON.stringify({ op: 'join', pid: ${pid} }) + '\\n'));
+          c.setEncoding('utf8'); c.on('data', (d) => { process.stdout.write(d); c.destroy(); });`,
+        ]);
+      expect(ask(sleeper)).toContain('is not stopped');
+      // Root's own process (this test).
+      expect(ask(process.pid)).toContain("is not a runner user's");
+      expect(alive(sleeper)).toBe(true);
+      expect(readFileSync(`/proc/${sleeper}/cgroup`, 'utf8')).not.toContain('cordon-run-');
+    } finally {
+      target.kill('SIGKILL');
+    }
+    startState = started.state;
+    egressState = egress.state;
+  }, 60000);
+
+  test("the agent forges run's verification, then kills run: its cgroup dies with run, and the record says so", async () => {
+    const ledger = ledgerPath();
+    const forge = [
+      // A correctly chained ledger.verified and run.finished, as if run had written them.
+      `for t in ledger.verified run.finished; do`,
+      `  prev=$(tail -n 1 ${ledger} | tr -d '\\n' | sha256sum | cut -d' ' -f1)`,
+      `  printf '{"v":1,"time":"2026-11-25T00:00:00.000Z","action":"run","type":"%s","data":{"by":"run","upTo":3,"duringRun":[],"exitCode":0},"prev":"%s"}\\n' "$t" "$prev" >> ${ledger}`,
+      `done`,
+      'setsid nohup sleep 600 >/dev/null 2>&1 &',
+      // run dies before it could forward output: the pid goes to a file.
+      'echo $! > sleeper.pid',
+      'kill -9 $PPID',
+      'sleep 600',
+    ].join('\n');
+    const r = await job.run('run', 'main', { inputs: { run: forge }, wrap: asUser(), timeoutMs: 30000 });
+    expect(r.code).not.toBe(0);
+    const sleeper = Number(readFileSync(join(job.workspace, 'sleeper.pid'), 'utf8').trim());
+    expect(sleeper).toBeGreaterThan(1);
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      gone = !alive(sleeper);
+      if (!gone) await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(gone).toBe(true);
+    const post = await job.run('egress', 'post', {
+      inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
+      state: egressState,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).not.toBe(0);
+    expect(post.stdout).toContain("run's process went away while its command ran");
+    const summary = await job.run('start', 'post', { state: startState, wrap: asUser() });
+    expect(summary.summary).toContain('RECORD ALTERED');
+    expect(summary.summary).toContain("run's process went away while its command ran");
   }, 60000);
 });

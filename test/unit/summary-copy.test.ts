@@ -27,10 +27,30 @@ describe('the daemon copy in the summary', () => {
   test('lines that arrived swapped are put back in chain order, duplicates dropped', () => {
     const { raw, nonce } = chain(5);
     const arrived = [raw[0], raw[2], raw[1], raw[1], raw[4], raw[3]];
-    const ordered = orderByChain(parse(arrived));
+    const { lines: ordered, unplaced } = orderByChain(parse(arrived));
     expect(ordered.map((l) => l.raw)).toEqual(raw);
     expect(ordered.map((l) => l.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(unplaced.size).toBe(0);
     expect(verdictFor(ordered, { nonce }).status).toBe('intact');
+  });
+
+  test('a line sent to the copy only, chained to an early line, is off the chain: named, and not to be rendered', () => {
+    const { raw, nonce } = chain(4);
+    const early = JSON.parse(raw[1]) as { prev: string };
+    const forged = JSON.stringify({
+      v: 1,
+      time: '2026-11-25T00:00:00.000Z',
+      action: 'egress',
+      type: 'egress.report',
+      data: { policy: 'block', allowed: [], blockedNames: [], blockedDestinations: [] },
+      prev: early.prev,
+    });
+    const r = compareWithCopy(parse(raw), parse([raw[0], forged, ...raw.slice(1)]), { nonce });
+    expect(r.lines.map((l) => l.raw).slice(0, 4)).toEqual(raw);
+    expect([...r.untrusted]).toEqual([5]);
+    expect(r.details).toEqual([
+      "line 5 of the daemon's copy (egress.report, as egress) does not fit its chain: sent by someone other than a Cordon step",
+    ]);
   });
 
   test('the same file and copy: no differences', () => {

@@ -130,11 +130,14 @@ describe('a post step checks the head its main wrote', () => {
 
   async function mainThenPost(
     tamper: (ledgerPath: string) => void,
+    opts: { before?: boolean } = {},
   ): Promise<{ types: string[]; warnings: string[]; data: Record<string, unknown> }> {
     const { env, state } = job();
     await runEntry(() => {
       const l = Ledger.forEnv(env, { action: 'aws', registry: quiet() });
-      l.append('credentials.issued', { n: 1 }, l.open());
+      const nonce = l.open();
+      if (opts.before) l.append('run.recorded', {}, nonce);
+      l.append('credentials.issued', { n: 1 }, nonce);
     }, new Runner(env));
     const saved = savedState(state);
     expect(saved[HEAD_STATE]).toMatch(/^[0-9a-f]{64}$/);
@@ -146,7 +149,8 @@ describe('a post step checks the head its main wrote', () => {
       return true;
     });
     try {
-      await runEntry(() => undefined, new Runner({ ...env, [`STATE_${HEAD_STATE}`]: saved[HEAD_STATE] }), {
+      const state = Object.fromEntries(Object.entries(saved).map(([k, v]) => [`STATE_${k}`, v]));
+      await runEntry(() => undefined, new Runner({ ...env, ...state }), {
         post: 'aws',
       });
     } finally {
@@ -185,6 +189,15 @@ describe('a post step checks the head its main wrote', () => {
     );
     expect(r.types[r.types.length - 1]).toBe('ledger.tampered');
     expect(String(r.data.details)).toContain('line 2 does not chain');
+  });
+
+  test('every line before its own removed: ledger.tampered (line 1 is not the first any more)', async () => {
+    const r = await mainThenPost(
+      (p) => writeFileSync(p, readFileSync(p, 'utf8').split('\n').slice(1).join('\n')),
+      { before: true },
+    );
+    expect(r.types).toEqual(['credentials.issued', 'ledger.tampered']);
+    expect(String(r.data.details)).toContain('line 1 is not the line the ledger started with');
   });
 
   test('checkOwnHead finds a removed head and broken lines', () => {
