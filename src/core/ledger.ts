@@ -243,25 +243,19 @@ export class Ledger {
 
 /** Whether the file's last byte is a newline (or the file is empty or missing). */
 function endsWithNewline(path: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return true;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return true;
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, size - 1);
-    return b[0] === 0x0a;
-  } finally {
-    closeSync(fd);
-  }
+  return (
+    withOpenFile(path, (fd) => {
+      const size = fstatSync(fd).size;
+      if (size === 0) return true;
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, size - 1);
+      return b[0] === 0x0a;
+    }) ?? true
+  );
 }
 
-/** The `prev` of the file's first line (the hash its chain starts from), read from its start. */
-export function firstPrev(path: string): string | undefined {
+/** Runs `fn` on the file opened for reading; undefined when it cannot be opened. */
+function withOpenFile<T>(path: string, fn: (fd: number) => T): T | undefined {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -269,15 +263,20 @@ export function firstPrev(path: string): string | undefined {
     return undefined;
   }
   try {
-    const buf = Buffer.alloc(MAX_FIRST_LINE);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    const text = buf.subarray(0, n).toString('utf8');
-    const nl = text.indexOf('\n');
-    const event = parseLine(nl >= 0 ? text.slice(0, nl) : text, 1).event;
-    return event?.prev;
+    return fn(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** The `prev` of the file's first line (the hash its chain starts from), read from its start. */
+export function firstPrev(path: string): string | undefined {
+  return withOpenFile(path, (fd) => {
+    const buf = Buffer.alloc(MAX_FIRST_LINE);
+    const text = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('utf8');
+    const nl = text.indexOf('\n');
+    return parseLine(nl >= 0 ? text.slice(0, nl) : text, 1).event?.prev;
+  });
 }
 
 const MAX_FIRST_LINE = 256 * 1024;
@@ -292,13 +291,7 @@ export function lastLine(path: string): string | undefined {
 
 /** The last non-empty line, and whether the file ends with a newline; one open. */
 function readTail(path: string): { line: string | undefined; newline: boolean } | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
+  return withOpenFile(path, (fd) => {
     const size = fstatSync(fd).size;
     if (size === 0) return { line: undefined, newline: true };
     let chunk = 4 * 1024;
@@ -314,9 +307,7 @@ function readTail(path: string): { line: string | undefined; newline: boolean } 
       if (start === 0) return { line: end === 0 ? undefined : buf.toString('utf8', 0, end), newline };
       chunk *= 4;
     }
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 export function parseLine(raw: string, line: number): LedgerLine {

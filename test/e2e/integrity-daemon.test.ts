@@ -35,6 +35,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * The harness writes each step's file-command files as root just before the step: hand
+ * the job's files to the runner user, then drop to it (Node keeps every variable).
+ */
+function asUser(user: string, root: string): string[] {
+  return [
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+}
+
 suite('integrity with the egress daemon, steps as an unprivileged runner user', () => {
   const user = `cint${process.pid % 100000}`;
   let w: World;
@@ -42,17 +57,7 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
   let start: StepResult;
   let egress: StepResult;
   let runStep: StepResult;
-  // The harness writes each step's file-command files as root just before the step: hand
-  // the job's files to the runner user, then drop to it (Node keeps every variable).
-  const asUser = (prefix: string[] = []): string[] => [
-    ...prefix,
-    process.execPath,
-    '-e',
-    `const cp = require('child_process');
-     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
-     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
-     process.exit(r.status ?? 1);`,
-  ];
+  const asRunner = (): string[] => asUser(user, job.root);
   const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
   const events = (text: string): { type: string; action: string; data: Record<string, unknown> }[] =>
     parseLedgerText(text).flatMap((l) => (l.event ? [l.event] : []));
@@ -65,7 +70,7 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
     await w.serve();
     job = new Job();
     chmodSync(job.root, 0o755);
-    start = await job.run('start', 'main', { wrap: asUser() });
+    start = await job.run('start', 'main', { wrap: asRunner() });
     // The daemon is root (a hosted runner's sudo); the fence is in the runner namespace.
     egress = await job.run('egress', 'main', {
       inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
@@ -83,7 +88,7 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
           `sed -i 's/"policy":"block"/"policy":"audit"/' ${ledger}`,
         ].join('\n'),
       },
-      wrap: asUser(),
+      wrap: asRunner(),
       timeoutMs: 30000,
     });
   }, 90000);
@@ -134,7 +139,7 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
     expect(String(checked?.data.details)).toContain('no longer in the ledger');
     expect(post.stdout).toContain('the run ledger was altered after this step wrote to it');
 
-    const summary = await job.run('start', 'post', { state: start.state, wrap: asUser() });
+    const summary = await job.run('start', 'post', { state: start.state, wrap: asRunner() });
     expect(summary.summary).toContain('RECORD ALTERED');
     expect(summary.summary).toContain("Rendered from the egress daemon's root-owned copy");
     expect(summary.summary).toMatch(
@@ -153,14 +158,7 @@ suite('the cgroup socket and an agent that kills run', () => {
   let job: Job;
   let startState: Record<string, string> = {};
   let egressState: Record<string, string> = {};
-  const asUser = (): string[] => [
-    process.execPath,
-    '-e',
-    `const cp = require('child_process');
-     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
-     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
-     process.exit(r.status ?? 1);`,
-  ];
+  const asRunner = (): string[] => asUser(user, job.root);
   const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
 
   beforeAll(async () => {
@@ -177,7 +175,7 @@ suite('the cgroup socket and an agent that kills run', () => {
   });
 
   test("the helper moves only run's held shell: another process of the user is refused", async () => {
-    const started = await job.run('start', 'main', { wrap: asUser() });
+    const started = await job.run('start', 'main', { wrap: asRunner() });
     expect(started.code).toBe(0);
     const egress = await job.run('egress', 'main', {
       inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
@@ -230,7 +228,7 @@ suite('the cgroup socket and an agent that kills run', () => {
       'kill -9 $PPID',
       'sleep 600',
     ].join('\n');
-    const r = await job.run('run', 'main', { inputs: { run: forge }, wrap: asUser(), timeoutMs: 30000 });
+    const r = await job.run('run', 'main', { inputs: { run: forge }, wrap: asRunner(), timeoutMs: 30000 });
     expect(r.code).not.toBe(0);
     const sleeper = Number(readFileSync(join(job.workspace, 'sleeper.pid'), 'utf8').trim());
     expect(sleeper).toBeGreaterThan(1);
@@ -247,7 +245,7 @@ suite('the cgroup socket and an agent that kills run', () => {
     });
     expect(post.code).not.toBe(0);
     expect(post.stdout).toContain("run's process went away while its command ran");
-    const summary = await job.run('start', 'post', { state: startState, wrap: asUser() });
+    const summary = await job.run('start', 'post', { state: startState, wrap: asRunner() });
     expect(summary.summary).toContain('RECORD ALTERED');
     expect(summary.summary).toContain("run's process went away while its command ran");
   }, 60000);
