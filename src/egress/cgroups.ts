@@ -3,9 +3,10 @@
  * Moving a process into a cgroup takes write access to the cgroup both have in common
  * (the root of the hierarchy), which only root has; so `run` holds its command stopped,
  * asks here, and the helper creates `cordon-run-<pid>-<random>` at the root of the cgroup2
- * hierarchy, moves the pid in, and hands `cgroup.kill` (and `cgroup.freeze`) to the
- * process's owner, so `run` can end everything in it. The directory itself stays root's:
- * nothing inside can move out, and only the helper removes it.
+ * hierarchy and moves the pid in. Everything in it stays root's: nothing inside can move
+ * out, or lock `run` out of its files. `run` signals the processes it sees in
+ * `cgroup.procs` itself (same user) and, at the end, has the helper kill what is left with
+ * `cgroup.kill` and remove the cgroup.
  *
  * Anyone may connect (the socket is 0666): the helper moves only a stopped process running
  * exactly `run`'s held shell, owned by neither root nor the proxy's user, and in none of its
@@ -16,7 +17,7 @@
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import {
   CGROUP_SOCKET,
@@ -109,13 +110,11 @@ export function heldShellOwner(
 }
 
 /** Makes the cgroup and moves `pid` in; on any failure nothing is left. Returns its name. */
-function makeCgroup(mount: string, pid: number, owner: { uid: number; gid: number }): string {
+function makeCgroup(mount: string, pid: number): string {
   const name = `cordon-run-${pid}-${randomBytes(4).toString('hex')}`;
   const path = join(mount, name);
   mkdirSync(path);
   try {
-    for (const f of ['cgroup.kill', 'cgroup.freeze'])
-      if (existsSync(join(path, f))) chownSync(join(path, f), owner.uid, owner.gid);
     // As root, the check on the common ancestor passes.
     writeFileSync(join(path, 'cgroup.procs'), String(pid));
   } catch (e) {
@@ -182,7 +181,7 @@ export async function serveCgroups(
               : heldShellOwner(req.pid, opts.proxyUid);
           if ('error' in owner) return void c.end(JSON.stringify(owner) + '\n');
           try {
-            const name = makeCgroup(mount, req.pid, owner);
+            const name = makeCgroup(mount, req.pid);
             live.set(c, { name, pid: req.pid });
             reply = { name };
           } catch (e) {
