@@ -127,39 +127,24 @@ try {
   const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
   // BENCH_DNS_ONLY=1: the DNS paths only, printed, no results file (for trying changes).
   const dnsOnly = process.env.BENCH_DNS_ONLY === '1';
-  // dnsmasq as a forwarder (no cache, like the proxy), queried only while the fence is down.
-  kids.push(
+  // dnsmasq as a forwarder, queried only while the fence is down: without a cache (every
+  // query forwarded) on 5300, with its default cache (150 names) on 5301.
+  const dnsmasq = (port: number, extra: string[]): ChildProcess =>
     started(w.runner, [
       'dnsmasq',
       '--keep-in-foreground',
       '--no-resolv',
       '--no-hosts',
-      '--port=5300',
+      `--port=${port}`,
       '--listen-address=127.0.0.1',
       '--bind-interfaces',
       `--server=${UP}`,
-      '--cache-size=0',
+      ...extra,
       '--user=root',
       '--pid-file=',
       '--dns-forward-max=1000',
-    ]),
-  );
-  // The same forwarder with dnsmasq's default cache (150 names), like the proxy's own cache.
-  kids.push(
-    started(w.runner, [
-      'dnsmasq',
-      '--keep-in-foreground',
-      '--no-resolv',
-      '--no-hosts',
-      '--port=5301',
-      '--listen-address=127.0.0.1',
-      '--bind-interfaces',
-      `--server=${UP}`,
-      '--user=root',
-      '--pid-file=',
-      '--dns-forward-max=1000',
-    ]),
-  );
+    ]);
+  kids.push(dnsmasq(5300, ['--cache-size=0']), dnsmasq(5301, []));
   await sleep(500);
   type Sample = { p50: number; p99: number; qps: number };
   const paths: Record<string, Sample[]> = {

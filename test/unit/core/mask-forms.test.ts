@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SecretRegistry, secretForms } from '../../../src/core/mask.js';
 
-const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'mask-forms.fixture.json');
+const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'mask-forms.json');
 const capture = process.env.CAPTURE_MASK_FORMS === '1';
 
 const pem = [
