@@ -4,7 +4,12 @@
  *  1. DNS latency (p50/p99, one query at a time) and throughput (dnsperf) of the same
  *     upstream asked directly, through a dnsmasq forwarder with its cache off and with its
  *     default cache, and through Cordon's proxy with its answer cache (the default) and
- *     without (`CORDON_EGRESS_DNS_CACHE=off`);
+ *     without (`CORDON_EGRESS_DNS_CACHE=off`). dnsmasq is measured twice: with the fence
+ *     down, and with the fence up beside the proxy, running as the proxy's user (the only
+ *     one the fence lets ask the upstream), so the two pay the same firewall. Latency is
+ *     measured interleaved (blocks of queries to each path in turn from one client), so
+ *     the shared machine's drift falls on every path alike. A bare Node forwarder and a
+ *     bare Node UDP echo under the same fence show what any Node proxy costs here;
  *  2. TCP throughput (iperf3) to an allowed address with and without the fence;
  *  3. setup: action start to fence enforced (the `setup-ms` output) and the whole step.
  * Writes bench/RESULTS-egress.md up to its `<!-- end of generated results -->` line; the
@@ -20,6 +25,8 @@ import { World } from '../test/e2e/egress-topology.js';
 const UP = '203.0.113.53';
 const WEB = '203.0.113.10';
 const NAME = 'bench.a.test';
+// The proxy's user (DNS_USER in src/egress/daemon.ts, not imported: that module runs on import).
+const PROXY_USER = 'cordon-dns';
 
 function started(ns: Netns, argv: string[]): ChildProcess {
   const c = ns.spawn(argv);
@@ -30,21 +37,53 @@ function started(ns: Netns, argv: string[]): ChildProcess {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** One query at a time from inside the namespace; returns sorted latencies in microseconds. */
-function latency(ns: Netns, server: string, port: number, n: number): number[] {
+interface Target {
+  server: string;
+  port: number;
+}
+
+/**
+ * One query at a time from one client inside the namespace, interleaved: `block` queries to
+ * each target in turn, `rounds` times (the first 10 of each block dropped). Returns each
+ * target's sorted latencies in microseconds.
+ */
+function latencies(ns: Netns, targets: Target[], rounds: number, block: number): number[][] {
   const script = `
     const dgram=require('dgram');const s=dgram.createSocket('udp4');
-    const name=process.argv[3].split('.');
-    const q=Buffer.concat([Buffer.from([0,0,1,0,0,1,0,0,0,0,0,0]),...name.map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
-    const n=+process.argv[4];const out=[];let i=0;let t=0n;
-    const go=()=>{q.writeUInt16BE(i&0xffff,0);t=process.hrtime.bigint();s.send(q,+process.argv[2],process.argv[1]);};
-    s.on('message',()=>{out.push(Number(process.hrtime.bigint()-t)/1000);if(++i<n)go();else{console.log(JSON.stringify(out));process.exit(0)}});
-    setTimeout(()=>{console.log(JSON.stringify(out));process.exit(0)},20000);go();`;
-  const out = ns.exec([process.execPath, '-e', script, server, String(port), NAME, String(n)], {
-    timeoutMs: 30000,
-  });
-  return (JSON.parse(out) as number[]).slice(Math.floor(n / 10)).sort((a, b) => a - b);
+    const [nm,R,B,...ts]=process.argv.slice(1);const targets=ts.map(t=>t.split(' '));
+    const q=Buffer.concat([Buffer.from([0,0,1,0,0,1,0,0,0,0,0,0]),...nm.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
+    const out=targets.map(()=>[]);let r=0,ti=0,k=0,t=0n,id=0;
+    const fin=()=>{console.log(JSON.stringify(out));process.exit(0)};
+    const go=()=>{id=(id+1)&0xffff;q.writeUInt16BE(id,0);t=process.hrtime.bigint();s.send(q,+targets[ti][1],targets[ti][0]);};
+    s.on('message',(m)=>{if(m.readUInt16BE(0)!==id)return;const d=Number(process.hrtime.bigint()-t)/1000;
+      if(k>=10)out[ti].push(d);if(++k>=+B){k=0;if(++ti>=targets.length){ti=0;if(++r>=+R)return fin();}}go();});
+    setTimeout(fin,60000);go();`;
+  const out = ns.exec(
+    [
+      process.execPath,
+      '-e',
+      script,
+      NAME,
+      String(rounds),
+      String(block),
+      ...targets.map((t) => `${t.server} ${t.port}`),
+    ],
+    { timeoutMs: 90000 },
+  );
+  return (JSON.parse(out) as number[][]).map((l) => l.sort((a, b) => a - b));
 }
+
+/** The least any Node DNS forwarder does (no parsing, no checks), as the proxy's user. */
+const NODE_FORWARDER = `
+  const dgram=require('dgram');const s=dgram.createSocket('udp4');const u=dgram.createSocket('udp4');
+  const pend=new Map();let next=1;
+  s.on('message',(m,r)=>{next=(next+1)&0xffff;pend.set(next,[m.readUInt16BE(0),r.port,r.address]);m.writeUInt16BE(next,0);u.send(m)});
+  u.on('message',(m)=>{const id=m.readUInt16BE(0);const p=pend.get(id);if(!p)return;pend.delete(id);m.writeUInt16BE(p[0],0);s.send(m,p[1],p[2])});
+  u.connect(53,process.argv[2],()=>s.bind(+process.argv[1],'127.0.0.1'));`;
+/** The least any Node UDP server does: each datagram sent back as it came, marked an answer. */
+const NODE_ECHO = `
+  const s=require('dgram').createSocket('udp4');
+  s.on('message',(m,r)=>{m[2]|=0x80;s.send(m,r.port,r.address)});s.bind(+process.argv[1],'127.0.0.1');`;
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -122,14 +161,17 @@ try {
   );
   kids.push(started(w.internet, ['iperf3', '-s', '-B', WEB]));
   await sleep(800);
-  const N = 2000;
-  const SECS = 4;
   const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+  // Interleaved latency: LAT_ROUNDS blocks of LAT_BLOCK queries to each path of a phase.
+  const LAT_ROUNDS = 20;
+  const LAT_BLOCK = 200;
+  const SECS = 4;
   // BENCH_DNS_ONLY=1: the DNS paths only, printed, no results file (for trying changes).
   const dnsOnly = process.env.BENCH_DNS_ONLY === '1';
-  // dnsmasq as a forwarder, queried only while the fence is down: without a cache (every
-  // query forwarded) on 5300, with its default cache (150 names) on 5301.
-  const dnsmasq = (port: number, extra: string[]): ChildProcess =>
+  // dnsmasq as a forwarder: without a cache (every query forwarded) and with its default
+  // cache (150 names). As root on 5300/5301, asked while the fence is down; as the proxy's
+  // user on 5302/5303, asked while it is up (started once that user exists).
+  const dnsmasq = (port: number, extra: string[], user: string): ChildProcess =>
     started(w.runner, [
       'dnsmasq',
       '--keep-in-foreground',
@@ -140,23 +182,46 @@ try {
       '--bind-interfaces',
       `--server=${UP}`,
       ...extra,
-      '--user=root',
+      `--user=${user}`,
       '--pid-file=',
       '--dns-forward-max=1000',
     ]);
-  kids.push(dnsmasq(5300, ['--cache-size=0']), dnsmasq(5301, []));
+  kids.push(dnsmasq(5300, ['--cache-size=0'], 'root'), dnsmasq(5301, [], 'root'));
   await sleep(500);
-  type Sample = { p50: number; p99: number; qps: number };
-  const paths: Record<string, Sample[]> = {
-    direct: [],
-    dnsmasq: [],
-    dnsmasqCache: [],
-    proxy: [],
-    proxyNoCache: [],
+  type Sample = { p50: number; p99: number; qps?: number };
+  // Paths measured with the fence down, up with the proxy's cache on, up with it off.
+  const down = { direct: UP, dnsmasq: 5300, dnsmasqCache: 5301 };
+  const upOn = {
+    proxy: 53,
+    fencedDnsmasq: 5302,
+    fencedDnsmasqCache: 5303,
+    nodeForwarder: 5304,
+    nodeEcho: 5305,
   };
-  const measure = (server: string, port: number): Sample => {
-    const l = latency(w.runner, server, port, N);
-    return { p50: pct(l, 50), p99: pct(l, 99), qps: qps(w.runner, server, port, SECS).qps };
+  const upOff = { proxyNoCache: 53, fencedDnsmasqOff: 5302, nodeForwarderOff: 5304 };
+  const withQps = new Set([
+    'direct',
+    'dnsmasq',
+    'dnsmasqCache',
+    'proxy',
+    'fencedDnsmasq',
+    'fencedDnsmasqCache',
+    'proxyNoCache',
+    'nodeForwarder',
+    'nodeEcho',
+    'nodeForwarderOff',
+  ]);
+  const paths: Record<string, Sample[]> = {};
+  const measure = (phase: Record<string, string | number>): void => {
+    const entries = Object.entries(phase).map(([k, v]) =>
+      typeof v === 'string' ? { k, server: v, port: 53 } : { k, server: '127.0.0.1', port: v },
+    );
+    const lats = latencies(w.runner, entries, LAT_ROUNDS, LAT_BLOCK);
+    entries.forEach((e, i) => {
+      const sample: Sample = { p50: pct(lats[i], 50), p99: pct(lats[i], 99) };
+      if (withQps.has(e.k)) sample.qps = qps(w.runner, e.server, e.port, SECS).qps;
+      (paths[e.k] ??= []).push(sample);
+    });
   };
   const without: number[] = [];
   const withFence: number[] = [];
@@ -165,17 +230,28 @@ try {
   job = new Job();
   // The web address is a static allowed IP, so the throughput phase does not depend on DNS.
   const inputs = { 'allowed-domains': '*.a.test', 'allowed-ips': WEB, preset: 'none' };
+  let fencedStarted = false;
   for (let round = 0; round < ROUNDS; round++) {
-    paths.direct.push(measure(UP, 53));
-    paths.dnsmasq.push(measure('127.0.0.1', 5300));
-    paths.dnsmasqCache.push(measure('127.0.0.1', 5301));
+    measure(down);
     for (const cache of [true, false]) {
       const env = cache ? {} : { CORDON_EGRESS_DNS_CACHE: 'off' };
       const m = await job.run('egress', 'main', { inputs, env, wrap: w.runner.wrap, timeoutMs: 30000 });
       if (m.code !== 0) throw new Error(`main failed: ${m.stdout}`);
       setups.push(Number(m.outputs['setup-ms']));
       steps.push(m.durationMs);
-      (cache ? paths.proxy : paths.proxyNoCache).push(measure('127.0.0.1', 53));
+      if (!fencedStarted) {
+        // The proxy's user exists once the fence has started.
+        const asProxyUser = ['setpriv', `--reuid=${PROXY_USER}`, `--regid=${PROXY_USER}`, '--clear-groups'];
+        kids.push(
+          dnsmasq(5302, ['--cache-size=0'], PROXY_USER),
+          dnsmasq(5303, [], PROXY_USER),
+          started(w.runner, [...asProxyUser, process.execPath, '-e', NODE_FORWARDER, '5304', UP]),
+          started(w.runner, [...asProxyUser, process.execPath, '-e', NODE_ECHO, '5305']),
+        );
+        fencedStarted = true;
+        await sleep(800);
+      }
+      measure(cache ? upOn : upOff);
       // Down again: stop the daemon, remove the table, put the resolver back.
       const st = JSON.parse(
         w.runner.exec(['cat', `/run/cordon/egress-${fenceId(job.runnerTemp)}/state.json`]),
@@ -229,33 +305,44 @@ try {
     log('# Egress benchmarks');
     log('');
     log(
-      `Run ${new Date().toISOString()} on this machine (2 cores shared with other jobs; load average ${load} at the end, so expect wide spread), kernel ${w.runner.exec(['uname', '-r']).trim()}, Node ${process.version}, through a veth pair between two network namespaces. The upstream is dnsmasq answering \`${NAME}\` itself. ${ROUNDS} rounds, each measuring every path with the fence down then up (the proxy twice, its cache on then off). Every query asks the same name, so a cache answers all but the first: the cached rows are the best case for a cache, the uncached rows the worst. Latency: ${N} sequential queries of one name from a Node client (first 10% dropped), µs. Throughput: dnsperf, 4 sockets, up to 500 outstanding, ${SECS} s.`,
+      `Run ${new Date().toISOString()} on this machine (2 cores shared with other jobs; load average ${load} at the end, so expect wide spread), kernel ${w.runner.exec(['uname', '-r']).trim()}, Node ${process.version}, through a veth pair between two network namespaces. The upstream is dnsmasq answering \`${NAME}\` itself. ${ROUNDS} rounds, each measuring every path in three phases: fence down, fence up with the proxy's cache on, fence up with it off. Every query asks the same name, so a cache answers all but the first: the cached rows are the best case for a cache, the uncached rows the worst. Latency: sequential queries of one name from one Node client, interleaved within a phase (${LAT_ROUNDS} blocks of ${LAT_BLOCK} queries to each path in turn, the first 10 of each block dropped), µs. Throughput: dnsperf, 4 sockets, up to 500 outstanding, ${SECS} s. "Fenced" dnsmasq runs beside the proxy while the fence is up, as the proxy's user (the only one the fence lets ask the upstream).`,
     );
     log('');
     log('| path | p50 µs (median of rounds) | p99 µs | queries/s | per round (p50 / q/s) |');
     log('| --- | ---: | ---: | ---: | --- |');
     const names: Record<string, string> = {
-      direct: 'upstream asked directly',
-      dnsmasq: `dnsmasq ${dnsmasqVersion} forwarder, cache off`,
-      dnsmasqCache: `dnsmasq ${dnsmasqVersion} forwarder, default cache`,
-      proxy: 'Cordon proxy, fence up, answer cache on (default)',
-      proxyNoCache: 'Cordon proxy, fence up, answer cache off',
+      direct: 'fence down: upstream asked directly',
+      dnsmasq: `fence down: dnsmasq ${dnsmasqVersion} forwarder, cache off`,
+      dnsmasqCache: `fence down: dnsmasq ${dnsmasqVersion} forwarder, default cache`,
+      proxy: 'fence up: Cordon proxy, answer cache on (default)',
+      fencedDnsmasq: 'fence up: dnsmasq, cache off (phase with the proxy cache on)',
+      fencedDnsmasqCache: 'fence up: dnsmasq, default cache (phase with the proxy cache on)',
+      nodeForwarder: 'fence up: bare Node forwarder, no checks (phase with the proxy cache on)',
+      nodeEcho: 'fence up: bare Node UDP echo (phase with the proxy cache on)',
+      proxyNoCache: 'fence up: Cordon proxy, answer cache off',
+      fencedDnsmasqOff: 'fence up: dnsmasq, cache off (phase with the proxy cache off)',
+      nodeForwarderOff: 'fence up: bare Node forwarder, no checks (phase with the proxy cache off)',
     };
+    const qpsText = (x: Sample): string => (x.qps === undefined ? '' : ` / ${x.qps.toFixed(0)}`);
     for (const [k, v] of Object.entries(paths)) {
+      const qs = v.filter((x) => x.qps !== undefined).map((x) => x.qps!);
       log(
-        `| ${names[k]} | ${med(v.map((x) => x.p50)).toFixed(0)} | ${med(v.map((x) => x.p99)).toFixed(0)} | ${med(v.map((x) => x.qps)).toFixed(0)} | ${v.map((x) => `${x.p50.toFixed(0)} / ${x.qps.toFixed(0)}`).join(', ')} |`,
+        `| ${names[k]} | ${med(v.map((x) => x.p50)).toFixed(0)} | ${med(v.map((x) => x.p99)).toFixed(0)} | ${qs.length ? med(qs).toFixed(0) : '-'} | ${v.map((x) => `${x.p50.toFixed(0)}${qpsText(x)}`).join(', ')} |`,
       );
     }
     log('');
     const p50 = (k: string): number => med(paths[k].map((x) => x.p50));
-    const q = (k: string): number => med(paths[k].map((x) => x.qps));
+    const q = (k: string): number => med(paths[k].map((x) => x.qps!));
     const verdict = (ok: boolean): string => (ok ? 'yes' : '**no**');
     log('| DNS goal | comparison | result | met |');
     log('| --- | --- | ---: | --- |');
     for (const [proxy, dnsmasq, what] of [
-      ['proxy', 'dnsmasqCache', 'both caching (the default of each)'],
-      ['proxyNoCache', 'dnsmasq', 'both cache off (every query forwarded)'],
-      ['proxy', 'dnsmasq', 'proxy cache on, dnsmasq cache off'],
+      ['proxyNoCache', 'fencedDnsmasqOff', 'every query forwarded (both cache off), same fence, interleaved'],
+      ['proxy', 'fencedDnsmasqCache', 'both caching (the default of each), same fence, interleaved'],
+      ['proxyNoCache', 'dnsmasq', 'every query forwarded, dnsmasq without the fence (other phase)'],
+      ['proxy', 'dnsmasqCache', 'both caching, dnsmasq without the fence (other phase)'],
+      ['nodeForwarder', 'fencedDnsmasq', 'for scale: a bare Node forwarder, same fence, interleaved'],
+      ['nodeEcho', 'fencedDnsmasqCache', "for scale: a bare Node echo against dnsmasq's cache, same fence"],
     ]) {
       const r = p50(proxy) / p50(dnsmasq);
       log(

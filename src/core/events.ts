@@ -100,6 +100,12 @@ export interface EgressReport {
   /** Names not itemised once the daemon's table of names was full. */
   namesDropped?: number;
   /**
+   * How the DNS proxy did: answers served from its cache, queries the upstream never
+   * answered, malformed queries refused, and answers refused (SERVFAIL) because the
+   * kernel's sets could not be updated.
+   */
+  dns?: { answeredFromCache: number; upstreamTimeouts: number; malformed: number; setFailures: number };
+  /**
    * Cgroups the daemon made for a non-root `run`, and how each ended: `removed` by run
    * after its command, or `orphaned` (run was gone first; the daemon killed the cgroup).
    */

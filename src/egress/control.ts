@@ -48,6 +48,8 @@ export interface DaemonReport {
   malformed: number;
   upstreamTimeouts: number;
   setFailures: number;
+  /** Answers served from the proxy's answer cache (absent from a daemon before it counted them). */
+  cacheHits?: number;
   setUpdates: number;
   blocked: { address: string; protocol: string; port: number; packets: number; process?: string }[];
   tamper: string[];

@@ -662,6 +662,7 @@ async function collect(
     malformed: s.malformed,
     upstreamTimeouts: s.upstreamTimeouts,
     setFailures: s.setFailures,
+    cacheHits: s.cacheHits,
     setUpdates: sets.updates,
     blocked: blocked.map((b) => ({ ...b, process: askers.get(destKey(b)) })),
     tamper,

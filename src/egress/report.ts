@@ -48,6 +48,12 @@ export function toEvent(r: DaemonReport): EgressReport {
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
     namesDropped: r.namesDropped,
+    dns: {
+      answeredFromCache: r.cacheHits ?? 0,
+      upstreamTimeouts: r.upstreamTimeouts,
+      malformed: r.malformed,
+      setFailures: r.setFailures,
+    },
     ...(r.runCgroups?.length ? { runCgroups: r.runCgroups } : {}),
   };
   if (r.policy === 'audit')
@@ -111,7 +117,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
     );
   }
   runner.info(
-    `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored`,
+    `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored, ${daemon.cacheHits ?? 0} answered from the cache, ${daemon.upstreamTimeouts} upstream timeouts`,
   );
   if (event.suggestedAllowlist) {
     const block = ['allowed-domains: |', ...event.suggestedAllowlist.map((n) => `  ${n}`)].join('\n');

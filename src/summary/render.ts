@@ -272,6 +272,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
       rows: allowedNames.map((a) => [a.name, String(a.queries), a.addresses.join(', ')]),
     });
   }
+  for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
   for (const c of of(events, 'credentials.ended')) {
     blocks.push({
       kind: 'para',
@@ -508,3 +509,17 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
 }
 
 export type { CredentialsIssued, RunRecorded, TokenIssued };
+
+/** One line on how the DNS proxy did; strong when an answer was refused for want of a set update. */
+function dnsHealthText(d: NonNullable<EgressReport['dns']>): Block {
+  const parts = [
+    `${d.answeredFromCache} answered from the proxy's cache`,
+    `${d.upstreamTimeouts} upstream timeouts`,
+  ];
+  if (d.malformed) parts.push(`${d.malformed} malformed queries refused`);
+  if (d.setFailures)
+    parts.push(
+      `${d.setFailures} answers refused (SERVFAIL) because the firewall's sets could not be updated`,
+    );
+  return { kind: 'para', text: `DNS proxy: ${parts.join(', ')}.`, strong: d.setFailures > 0 };
+}

@@ -281,6 +281,8 @@ suite('egress in block mode', () => {
   });
 
   test('post records what was allowed and blocked and annotates each blocked name once', async () => {
+    // The same question twice in a row: the second is answered from the proxy's cache.
+    for (let i = 0; i < 2; i++) expect(dig(w.runner, 'www.a.test').status).toBe('NOERROR');
     const post = await job.run('egress', 'post', {
       inputs: { 'allowed-domains': '*.a.test\nexact.b.test', preset: 'none' },
       state: main.state,
@@ -293,7 +295,11 @@ suite('egress in block mode', () => {
       allowed: { name: string; addresses: string[] }[];
       blockedNames: { name: string; queries: number }[];
       blockedDestinations: { address: string; protocol: string; port?: number; packets: number }[];
+      dns: { answeredFromCache: number; upstreamTimeouts: number; malformed: number; setFailures: number };
     };
+    expect(report.dns.answeredFromCache).toBeGreaterThanOrEqual(1);
+    expect(report.dns.setFailures).toBe(0);
+    expect(post.stdout).toContain(`${report.dns.answeredFromCache} answered from the cache`);
     expect(report.allowed.find((a) => a.name === 'www.a.test')?.addresses.sort()).toEqual(
       [WEB4, WEB6].sort(),
     );

@@ -51,6 +51,9 @@ describe('summary', () => {
     expect(md).toContain('notes.txt:3');
     expect(md).toContain('custom.thing');
     expect(md).toContain('GitHub token revoked (confirmed: HTTP 401)');
+    expect(md).toContain(
+      "**DNS proxy: 7 answered from the proxy's cache, 0 upstream timeouts, 1 malformed queries refused, 2 answers refused (SERVFAIL) because the firewall's sets could not be updated.**",
+    );
   });
 
   test('escapes untrusted strings so they cannot break tables or inject HTML', () => {
