@@ -165,12 +165,19 @@ export function pointResolver(path = '/etc/resolv.conf', v6 = true): ResolverBac
   return { path, kind: 'file', content: current };
 }
 
+/**
+ * resolv.conf goes back BEFORE systemd-resolved restarts: a resolved starting while it
+ * still names the proxy imports 127.0.0.1 and ::1 as its own servers, and keeps them after
+ * the symlink to its stub is back (it skips re-reading its own file), so whatever listened
+ * on 127.0.0.1:53 later would answer for the host (seen with a real resolved 252:
+ * test/e2e/resolved-live.test.ts).
+ */
 export function restoreResolver(b: ResolverBackup, sd: SystemdResolved = hostResolved): void {
-  if (b.resolvedDropIn) restoreSystemdResolved(sd, b.resolvedDropIn);
   if (b.kind === 'symlink' && b.target) {
     if (existsSync(b.path) || lstatSync(b.path, { throwIfNoEntry: false })) unlinkSync(b.path);
     symlinkSync(b.target, b.path);
   } else {
     writeFileSync(b.path, b.content ?? '');
   }
+  if (b.resolvedDropIn) restoreSystemdResolved(sd, b.resolvedDropIn);
 }
