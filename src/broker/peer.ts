@@ -6,6 +6,7 @@
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { BrokerRequester } from '../core/events.js';
+import { processNameAsync } from '../core/proc-name.js';
 
 /** Port in /proc/net/tcp's notation: four upper-case hex digits. */
 function hexPort(port: number): string {
@@ -64,7 +65,7 @@ export async function findPeerProcess(
     const fds = await readdir(`${root}/${pid}/fd`).catch(() => [] as string[]);
     for (const fd of fds) {
       if ((await readlink(`${root}/${pid}/fd/${fd}`).catch(() => '')) !== wanted) continue;
-      const comm = (await readFile(`${root}/${pid}/comm`, 'utf8').catch(() => '')).trim();
+      const comm = await processNameAsync(pid, root);
       return comm ? { pid, comm } : { pid };
     }
   }

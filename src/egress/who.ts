@@ -7,6 +7,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { processName } from '../core/proc-name.js';
 
 export interface SocketRow {
   localAddress: string;
@@ -175,12 +176,7 @@ export function whoAsked(q: WhoQuery, rootPid?: number, proc = '/proc'): string 
   if (!row) return undefined;
   const pid = row.inode ? pidsOfInode(row.inode, proc)[0] : undefined;
   if (!pid) return `uid ${row.uid} (process already gone)`;
-  let comm = '?';
-  try {
-    comm = readFileSync(`${proc}/${pid}/comm`, 'utf8').trim();
-  } catch {
-    // Gone meanwhile.
-  }
+  const comm = processName(pid, proc) || '?';
   const under =
     rootPid === undefined
       ? ''
