@@ -1,14 +1,33 @@
 import { describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 
-describe('cordon demo (README command one)', () => {
+/**
+ * The Node that GitHub's runners run the actions with (`using: node24`), fetched by
+ * scripts/fetch-node24.sh: the whole job runs under it too, every action and the egress
+ * daemon alike (they run with the Node that started them).
+ */
+function node24(): string | undefined {
+  const r = spawnSync(join(REPO_ROOT, 'scripts/fetch-node24.sh'), { encoding: 'utf8', timeout: 180000 });
+  if (r.status === 0) return join(REPO_ROOT, r.stdout.trim());
+  const why = `Node 24 could not be fetched (scripts/fetch-node24.sh: ${(r.stderr || r.error?.message || '').trim()})`;
+  if (process.env.CI) throw new Error(`${why}; CI must run the actions under the runner's Node 24`);
+  console.log(`skipping the demo under Node 24: ${why}`);
+  return undefined;
+}
+
+const nodes: [string, string][] = [[`the machine's Node (${process.version})`, process.execPath]];
+const n24 = node24();
+if (n24) nodes.push(["the runner's Node 24", n24]);
+
+describe.each(nodes)('cordon demo (README command one) under %s', (_what, node) => {
   test('runs a whole fenced agent job and prints the summary it produced', async () => {
     const out = mkdtempSync(join(tmpdir(), 'cordon-demo-'));
     const r = await spawnCollect(
-      [process.execPath, join(REPO_ROOT, 'bin/cordon.js'), 'demo', '--out', out],
+      [node, join(REPO_ROOT, 'bin/cordon.js'), 'demo', '--out', out],
       { PATH: process.env.PATH ?? '', HOME: out },
       REPO_ROOT,
       240000,
@@ -22,6 +41,8 @@ describe('cordon demo (README command one)', () => {
     expect(r.stdout).toContain('agent: calling the model API with key ***');
     expect(r.stdout).toMatch(/by the agent +\| Agent: update READ/);
     expect(r.stdout).toContain('Record intact');
+    // Node >= 22 names its main thread MainThread; processes are still named by program.
+    expect(r.stdout).not.toContain('MainThread');
     expect(r.stdout).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
     // As root (CI), the fence is up: the allowed host answers, the others are refused and recorded.
     if (process.getuid?.() === 0) {
