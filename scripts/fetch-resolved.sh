@@ -19,7 +19,10 @@ if [ ! -x "$bin" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   # Root downloads into a directory _apt cannot write to: no sandbox user, no warning.
-  (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root systemd-resolved libsystemd-shared) ||
+  dl() { (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root systemd-resolved libsystemd-shared); }
+  # Package lists older than a point or security release name files no longer served:
+  # refreshed once, then tried again.
+  dl || { apt-get update -qq && dl; } ||
     { echo "fetch-resolved: apt-get download systemd-resolved libsystemd-shared failed" >&2; exit 1; }
   rm -rf "$dir.part"
   mkdir -p "$dir.part"

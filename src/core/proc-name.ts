@@ -12,11 +12,21 @@ import { basename } from 'node:path';
 /** Thread names runtimes give their main thread, which say nothing about the program. */
 const THREAD_NAMES = new Set(['MainThread']);
 
+/**
+ * What a process calls itself is its own to choose (comm through prctl, the executable's
+ * file name through the path it runs from): kept short and plain, so a name cannot pose
+ * as the text around it in a report (`sshd (pid 1, not under run's command)`).
+ */
+function plain(name: string): string {
+  return name.slice(0, 32).replace(/[^A-Za-z0-9._+-]/g, '_');
+}
+
 function pick(comm: string, exe: () => string): string {
-  if (!THREAD_NAMES.has(comm)) return comm;
+  if (!comm) return '';
+  if (!THREAD_NAMES.has(comm)) return plain(comm);
   // `/usr/bin/node (deleted)` after an upgrade: the name is still the program's.
   const name = basename(exe().replace(/ \(deleted\)$/, ''));
-  return name || comm;
+  return plain(name || comm);
 }
 
 /** The name of `pid`, or '' when it is gone. */
@@ -39,7 +49,7 @@ export function processName(pid: number, proc = '/proc'): string {
 /** As processName, without blocking. */
 export async function processNameAsync(pid: number, proc = '/proc'): Promise<string> {
   const comm = (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '')).trim();
-  if (!THREAD_NAMES.has(comm)) return comm;
+  if (!THREAD_NAMES.has(comm)) return pick(comm, () => '');
   const exe = await readlink(`${proc}/${pid}/exe`).catch(() => '');
   return pick(comm, () => exe);
 }

@@ -255,14 +255,19 @@ export class DnsProxy {
   ): boolean {
     const out = serveCached(hit, msg, questionEnd);
     if (!out) return false;
-    this.stats.cacheHits++;
     const { v4, v6 } = hit.entry;
     if (stats && stats.addresses.size === 0) addAddresses(stats, v4, v6);
     const update = v4.length || v6.length ? this.o.sink.ensure(v4, v6, hit.age) : undefined;
-    if (!update) send(to, out);
-    else
+    // Counted once sent: one refused for want of a set update is a set failure instead.
+    if (!update) {
+      this.stats.cacheHits++;
+      send(to, out);
+    } else
       update.then(
-        () => send(to, out),
+        () => {
+          this.stats.cacheHits++;
+          send(to, out);
+        },
         (e: Error) => this.setFailed(e, to, out),
       );
     return true;

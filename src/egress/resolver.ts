@@ -173,11 +173,16 @@ export function pointResolver(path = '/etc/resolv.conf', v6 = true): ResolverBac
  * test/e2e/resolved-live.test.ts).
  */
 export function restoreResolver(b: ResolverBackup, sd: SystemdResolved = hostResolved): void {
-  if (b.kind === 'symlink' && b.target) {
-    if (existsSync(b.path) || lstatSync(b.path, { throwIfNoEntry: false })) unlinkSync(b.path);
-    symlinkSync(b.target, b.path);
-  } else {
-    writeFileSync(b.path, b.content ?? '');
+  try {
+    if (b.kind === 'symlink' && b.target) {
+      if (existsSync(b.path) || lstatSync(b.path, { throwIfNoEntry: false })) unlinkSync(b.path);
+      symlinkSync(b.target, b.path);
+    } else {
+      writeFileSync(b.path, b.content ?? '');
+    }
+  } finally {
+    // Even when the file could not be put back: resolved must not stay pointed at a
+    // proxy that is gone, with its own stub off.
+    if (b.resolvedDropIn) restoreSystemdResolved(sd, b.resolvedDropIn);
   }
-  if (b.resolvedDropIn) restoreSystemdResolved(sd, b.resolvedDropIn);
 }

@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 
 /**
@@ -14,7 +14,8 @@ function node24(): string | undefined {
   const r = spawnSync(join(REPO_ROOT, 'scripts/fetch-node24.sh'), { encoding: 'utf8', timeout: 180000 });
   if (r.status === 0) return join(REPO_ROOT, r.stdout.trim());
   const why = `Node 24 could not be fetched (scripts/fetch-node24.sh: ${(r.stderr || r.error?.message || '').trim()})`;
-  if (process.env.CI) throw new Error(`${why}; CI must run the actions under the runner's Node 24`);
+  if (process.env.CI === 'true')
+    throw new Error(`${why}; CI must run the actions under the runner's Node 24`);
   console.log(`skipping the demo under Node 24: ${why}`);
   return undefined;
 }
@@ -28,7 +29,13 @@ describe.each(nodes)('cordon demo (README command one) under %s', (_what, node) 
     const out = mkdtempSync(join(tmpdir(), 'cordon-demo-'));
     const r = await spawnCollect(
       [node, join(REPO_ROOT, 'bin/cordon.js'), 'demo', '--out', out],
-      { PATH: process.env.PATH ?? '', HOME: out },
+      // Node 24 first on PATH too (its directory holds only node): the demo's agent is a
+      // `node` of its own. The machine's PATH as it is otherwise (python3 for moto comes first).
+      {
+        PATH:
+          node === process.execPath ? (process.env.PATH ?? '') : `${dirname(node)}:${process.env.PATH ?? ''}`,
+        HOME: out,
+      },
       REPO_ROOT,
       240000,
     );
@@ -60,5 +67,7 @@ describe.each(nodes)('cordon demo (README command one) under %s', (_what, node) 
     for (const f of ['summary.md', 'summary.html', 'ledger.jsonl']) {
       expect(readFileSync(join(out, f), 'utf8')).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
     }
+    // Kept when an expectation fails, to look at.
+    rmSync(out, { recursive: true, force: true });
   }, 250000);
 });

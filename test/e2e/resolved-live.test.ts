@@ -90,7 +90,9 @@ T="$1"
 mount -t tmpfs cordon-run /run
 mkdir -p /run/systemd
 mount --bind "$T/run-systemd" /run/systemd
-mount -t overlay cordon-etc -o "lowerdir=/etc,upperdir=$T/etc-up,workdir=$T/etc-work" /etc
+# The overlay's upper layer on that tmpfs: /tmp may itself be an overlay, which cannot be one.
+mkdir -p /run/.cordon-etc-up /run/.cordon-etc-work
+mount -t overlay cordon-etc -o "lowerdir=/etc,upperdir=/run/.cordon-etc-up,workdir=/run/.cordon-etc-work" /etc
 mount --bind "$T/etc-systemd" /etc/systemd
 if ! grep -q '^systemd-resolve:' /etc/passwd; then
   cat "$T/passwd-add" >> /etc/passwd
@@ -233,17 +235,17 @@ const FROM_CACHE = 1 << 20;
 const FROM_NETWORK = 1 << 23;
 
 suite('a real systemd-resolved pointed at the proxy and back (resolver.ts)', () => {
-  const ns = Netns.create(`cordonres${process.pid % 1_000_000}`);
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-resolved-'));
-  const root = fetched.root as string;
-  const arch = readdirSync(join(root, 'usr', 'lib')).find((d) => d.includes('linux'))!;
-  const lib = join(root, 'usr', 'lib', arch, 'systemd');
-  const runSystemd = join(dir, 'run-systemd');
-  const etcSystemd = join(dir, 'etc-systemd');
-  const socket = join(runSystemd, 'resolve', 'io.systemd.Resolve');
-  const uplink = join(runSystemd, 'resolve', 'resolv.conf');
-  const log = join(dir, 'resolved.log');
-  const dnsScript = join(dir, 'logging-dns.mjs');
+  // Made in beforeAll, never here: jest runs this body even when the suite is skipped.
+  let ns!: Netns;
+  let dir = '';
+  let lib = '';
+  let runSystemd = '';
+  let etcSystemd = '';
+  let socket = '';
+  let uplink = '';
+  let log = '';
+  let dnsScript = '';
+  const root = fetched.root ?? '';
   const STUB_LINK = '../run/systemd/resolve/stub-resolv.conf';
   const NAME = 'live.cordon-resolved.example';
   let holder: ChildProcess | undefined;
@@ -306,7 +308,7 @@ suite('a real systemd-resolved pointed at the proxy and back (resolver.ts)', () 
 
   /** `systemctl restart systemd-resolved`, for this one process. */
   const sd: SystemdResolved = {
-    dropInDir: join(etcSystemd, 'resolved.conf.d'),
+    dropInDir: '', // set in beforeAll
     active: () => resolved?.pid !== undefined && !exited(resolved.pid),
     exec(cmd, args) {
       expect([cmd, ...args]).toEqual(['systemctl', 'restart', 'systemd-resolved']);
@@ -333,9 +335,20 @@ suite('a real systemd-resolved pointed at the proxy and back (resolver.ts)', () 
   }
 
   beforeAll(() => {
+    ns = Netns.create(`cordonres${process.pid % 1_000_000}`);
+    dir = mkdtempSync(join(tmpdir(), 'cordon-resolved-'));
+    const arch = readdirSync(join(root, 'usr', 'lib')).find((d) => d.includes('linux'))!;
+    lib = join(root, 'usr', 'lib', arch, 'systemd');
+    runSystemd = join(dir, 'run-systemd');
+    etcSystemd = join(dir, 'etc-systemd');
+    sd.dropInDir = join(etcSystemd, 'resolved.conf.d');
+    socket = join(runSystemd, 'resolve', 'io.systemd.Resolve');
+    uplink = join(runSystemd, 'resolve', 'resolv.conf');
+    log = join(dir, 'resolved.log');
+    dnsScript = join(dir, 'logging-dns.mjs');
     // The global DNS scope answers NetworkDown unless some link has a routable address.
     veth({ ns, dev: 'crs0', addresses: ['198.51.100.1/24'] }, { ns, dev: 'crs1', addresses: [] });
-    for (const d of [runSystemd, etcSystemd, join(dir, 'etc-up'), join(dir, 'etc-work')]) mkdirSync(d);
+    for (const d of [runSystemd, etcSystemd]) mkdirSync(d);
     for (const d of [dir, runSystemd, etcSystemd]) chmodSync(d, 0o755);
     if (existsSync(join(root, 'etc', 'systemd', 'resolved.conf'))) {
       copyFileSync(join(root, 'etc', 'systemd', 'resolved.conf'), join(etcSystemd, 'resolved.conf'));
@@ -377,8 +390,8 @@ suite('a real systemd-resolved pointed at the proxy and back (resolver.ts)', () 
       stopResolved();
     } finally {
       await stop(holder);
-      ns.delete();
-      rmSync(dir, { recursive: true, force: true });
+      if (ns) ns.delete();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     }
     if (restarts.length) console.log(`resolved-live: restarts took ${restarts.join(', ')} ms`);
   });

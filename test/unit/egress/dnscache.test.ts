@@ -279,8 +279,11 @@ class HeldSink implements AddressSink {
   calls: { v4: string[]; age: number }[] = [];
   private waiting: (() => void)[] = [];
   hold = false;
+  /** Set: every update fails, as when nft refuses it. */
+  failing = false;
   ensure(v4: readonly { address: string; ttl: number }[], _v6: unknown, age = 0): Promise<void> | undefined {
     this.calls.push({ v4: v4.map((a) => `${a.address}/${a.ttl - age}`), age });
+    if (this.failing) return Promise.reject(new Error('nft: no such set'));
     if (!this.hold) return undefined;
     return new Promise((r) => this.waiting.push(r));
   }
@@ -359,6 +362,16 @@ describe('DnsProxy with its cache', () => {
     expect(replies).toHaveLength(1);
     sink.open();
     expect((await pending)?.readUInt16BE(0)).toBe(2);
+  });
+
+  test('a cached answer whose addresses cannot be put in the sets is refused (SERVFAIL), counted as a set failure, not a cache hit', async () => {
+    const { sink, ask, proxy } = await setup();
+    await ask(query('www.a.test', { id: 1 }));
+    sink.failing = true;
+    const b = await ask(query('www.a.test', { id: 2 }), 2);
+    expect(b!.readUInt16BE(2) & 0xf).toBe(2);
+    expect(proxy.stats.cacheHits).toBe(0);
+    expect(proxy.stats.setFailures).toBe(1);
   });
 
   test('a fresh answer is cached only once the sets have its addresses', async () => {

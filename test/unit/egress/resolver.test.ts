@@ -95,6 +95,22 @@ describe('resolver', () => {
     expect(sd.calls).toEqual(['systemctl restart systemd-resolved', 'systemctl restart systemd-resolved']);
   });
 
+  test('resolv.conf that cannot be put back still has the drop-in removed and resolved restarted, then the error', () => {
+    const dir = tmp();
+    const sd = recorder(dir);
+    const resolvedDropIn = pointSystemdResolved(sd, () => undefined)!;
+    // Its directory is gone: writing it back fails.
+    const b = {
+      path: join(dir, 'gone', 'resolv.conf'),
+      kind: 'file' as const,
+      content: 'x\n',
+      resolvedDropIn,
+    };
+    expect(() => restoreResolver(b, sd)).toThrow(/ENOENT/);
+    expect(existsSync(resolvedDropIn)).toBe(false);
+    expect(sd.calls).toEqual(['systemctl restart systemd-resolved', 'systemctl restart systemd-resolved']);
+  });
+
   test('systemd-resolved refusing the restart: a warning and no drop-in left; resolv.conf is still pointed', () => {
     const dir = tmp();
     const path = join(dir, 'resolv.conf');
