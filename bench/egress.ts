@@ -234,15 +234,29 @@ try {
   job = new Job();
   // The web address is a static allowed IP, so the throughput phase does not depend on DNS.
   const inputs = { 'allowed-domains': '*.a.test', 'allowed-ips': WEB, preset: 'none' };
+  const steady = job;
+  /** Starts the fence through the action, as a job's step does; records how long it took. */
+  const fenceUp = async (env: Record<string, string> = {}, record = true): Promise<void> => {
+    const m = await steady.run('egress', 'main', { inputs, env, wrap: w.runner.wrap, timeoutMs: 30000 });
+    if (m.code !== 0) throw new Error(`main failed: ${m.stdout}`);
+    if (!record) return;
+    setups.push(Number(m.outputs['setup-ms']));
+    steps.push(m.durationMs);
+  };
+  /** Down again: stop the daemon (by the pid it recorded), remove the table, put the resolver back. */
+  const fenceDown = (): void => {
+    const st = JSON.parse(
+      w.runner.exec(['cat', `/run/cordon/egress-${fenceId(steady.runnerTemp)}/state.json`]),
+    ) as { pid: number };
+    process.kill(st.pid, 'SIGKILL');
+    w.runner.exec(['nft', 'delete', 'table', 'inet', 'cordon']);
+    writeFileSync(`/etc/netns/${w.runner.name}/resolv.conf`, `nameserver ${UP}\n`);
+  };
   let fencedStarted = false;
   for (let round = 0; round < ROUNDS; round++) {
     measure(down);
     for (const cache of [true, false]) {
-      const env = cache ? {} : { CORDON_EGRESS_DNS_CACHE: 'off' };
-      const m = await job.run('egress', 'main', { inputs, env, wrap: w.runner.wrap, timeoutMs: 30000 });
-      if (m.code !== 0) throw new Error(`main failed: ${m.stdout}`);
-      setups.push(Number(m.outputs['setup-ms']));
-      steps.push(m.durationMs);
+      await fenceUp(cache ? {} : { CORDON_EGRESS_DNS_CACHE: 'off' });
       if (!fencedStarted) {
         // The proxy's user exists once the fence has started.
         const asProxyUser = ['setpriv', `--reuid=${PROXY_USER}`, `--regid=${PROXY_USER}`, '--clear-groups'];
@@ -256,13 +270,7 @@ try {
         await sleep(800);
       }
       measure(cache ? upOn : upOff);
-      // Down again: stop the daemon, remove the table, put the resolver back.
-      const st = JSON.parse(
-        w.runner.exec(['cat', `/run/cordon/egress-${fenceId(job.runnerTemp)}/state.json`]),
-      ) as { pid: number };
-      process.kill(st.pid, 'SIGKILL');
-      w.runner.exec(['nft', 'delete', 'table', 'inet', 'cordon']);
-      writeFileSync(`/etc/netns/${w.runner.name}/resolv.conf`, `nameserver ${UP}\n`);
+      fenceDown();
       await sleep(300);
     }
   }
@@ -273,8 +281,7 @@ try {
   // Data path: one fence, its table removed and loaded again between runs, so the two
   // sides alternate within seconds of each other (the web address is a static allowed IP).
   if (!dnsOnly) {
-    const m = await job.run('egress', 'main', { inputs, wrap: w.runner.wrap, timeoutMs: 30000 });
-    if (m.code !== 0) throw new Error(`main failed: ${m.stdout}`);
+    await fenceUp({}, false);
     const table = w.runner.exec(['nft', 'list', 'table', 'inet', 'cordon']);
     // Pairs in ABBA order (with-without, then without-with), so a drift in the machine's
     // speed during a pair does not always favour the same side; each pair gives a ratio.
@@ -285,24 +292,11 @@ try {
         if (!fenced) w.runner.exec(['nft', '-f', '-'], { input: table });
       }
     }
-    const st = JSON.parse(
-      w.runner.exec(['cat', `/run/cordon/egress-${fenceId(job.runnerTemp)}/state.json`]),
-    ) as { pid: number };
-    process.kill(st.pid, 'SIGKILL');
-    w.runner.exec(['nft', 'delete', 'table', 'inet', 'cordon']);
-    writeFileSync(`/etc/netns/${w.runner.name}/resolv.conf`, `nameserver ${UP}\n`);
+    fenceDown();
   }
   for (let i = 0; i < (dnsOnly ? 0 : 2); i++) {
-    const m = await job.run('egress', 'main', { inputs, wrap: w.runner.wrap, timeoutMs: 30000 });
-    if (m.code !== 0) throw new Error(`main failed: ${m.stdout}`);
-    setups.push(Number(m.outputs['setup-ms']));
-    steps.push(m.durationMs);
-    const st = JSON.parse(
-      w.runner.exec(['cat', `/run/cordon/egress-${fenceId(job.runnerTemp)}/state.json`]),
-    ) as { pid: number };
-    process.kill(st.pid, 'SIGKILL');
-    w.runner.exec(['nft', 'delete', 'table', 'inet', 'cordon']);
-    writeFileSync(`/etc/netns/${w.runner.name}/resolv.conf`, `nameserver ${UP}\n`);
+    await fenceUp();
+    fenceDown();
   }
 
   if (!dnsOnly) {
