@@ -74,7 +74,7 @@ describe('processName', () => {
             return '';
           }
         };
-        for (let i = 0; i < 100 && comm() !== 'MainThread'; i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 250 && comm() !== 'MainThread'; i++) await new Promise((r) => setTimeout(r, 20));
         expect(comm()).toBe('MainThread');
         expect(processName(child.pid!)).toBe('node');
         expect(await processNameAsync(child.pid!)).toBe('node');
