@@ -97,12 +97,6 @@ export interface EgressReport {
   forgedAnswers?: number;
   /** Changes to the table or the resolver seen while the job ran, or a dead daemon. */
   tamper?: string[];
-  /**
-   * Tables someone else (root: docker's `ip raw` when a container publishes a port, say)
-   * added while the fence was up that cannot carry a packet past it: no netdev chains, no
-   * `dup`/`fwd`. Recorded, not tampering.
-   */
-  tablesAdded?: string[];
   /** Names not itemised once the daemon's table of names was full. */
   namesDropped?: number;
   /**

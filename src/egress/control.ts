@@ -55,8 +55,6 @@ export interface DaemonReport {
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];
-  /** Tables someone else added while the fence was up that cannot carry a packet past it. */
-  tablesAdded?: string[];
   /** How each cgroup the daemon made for a non-root `run` ended. */
   runCgroups?: CgroupEnd[];
 }

@@ -29,7 +29,7 @@ import {
   type DaemonReport,
   type DaemonState,
 } from './control.js';
-import { applyRuleset, BYPASS_RULE, bypassIn, execSync, removeTable, renderRuleset } from './firewall.js';
+import { applyRuleset, execSync, removeTable, renderRuleset } from './firewall.js';
 import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from './lockdown.js';
 import { AllowSets, NftShell, parseBlocked, TABLE, type BlockedEntry } from './nftshell.js';
 import { DomainMatcher } from './policy.js';
@@ -200,9 +200,6 @@ async function start(configPath: string): Promise<void> {
     for (const s of [tcp4, tcp6]) if (s) proxy.serveTcp(s);
 
     const tamper: string[] = [];
-    // Tables other tools (as root) added while the fence was up that cannot carry a packet
-    // past it (docker's `ip raw`, for one): recorded, not tampering.
-    const tablesAdded: string[] = [];
     // The resolver text the proxy wrote, kept where the root helper can put it back.
     const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
     writeFileSync(join(dir, 'resolv.conf'), resolvText, { mode: 0o644 });
@@ -274,12 +271,11 @@ async function start(configPath: string): Promise<void> {
       for (const t of tableNames(await shell.run('list tables'))) {
         if (tablesAtStart.has(t) || t === TABLE) continue;
         tablesAtStart.add(t);
-        const how = await bypassIn(t, () => shell.run(`list table ${t}`));
-        if (how) note(tamper, log, `a table ${t} was added by someone else, with ${how}`);
-        else {
-          tablesAdded.push(t);
-          log(`table ${t} added by someone else (an accept there does not get a packet past Cordon's drop)`);
-        }
+        note(
+          tamper,
+          log,
+          `a table ${t} was added by someone else (an accept there does not get a packet past Cordon's drop)`,
+        );
       }
     };
     let checking = false;
@@ -306,20 +302,11 @@ async function start(configPath: string): Promise<void> {
     // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
     // changes; an address added to an allow set is checked against the proxy's own at
     // once. A full check every few seconds backs it up in case the monitor dies.
-    const monitor = watchRuleset(
-      check,
-      (set, addresses) => {
-        const foreign = addresses.filter((a) => !sets.has(a));
-        if (foreign.length) check();
-        void set;
-      },
-      (rule) =>
-        note(
-          tamper,
-          log,
-          `a rule that sends packets around Cordon's chains was added: ${rule.slice(0, 200)}`,
-        ),
-    );
+    const monitor = watchRuleset(check, (set, addresses) => {
+      const foreign = addresses.filter((a) => !sets.has(a));
+      if (foreign.length) check();
+      void set;
+    });
     closers.push(() => monitor.stdin!.end());
     const poll = setInterval(check, FULL_CHECK_MS);
     poll.unref();
@@ -350,7 +337,7 @@ async function start(configPath: string): Promise<void> {
       c.on('error', () => c.destroy());
       c.setTimeout(5000, () => c.destroy());
       c.once('data', () => {
-        collect(proxy, sets, shell, cfg, tamper, askers, tablesAdded).then(
+        collect(proxy, sets, shell, cfg, tamper, askers).then(
           (r) => c.end(JSON.stringify(runCgroups.length ? { ...r, runCgroups } : r)),
           (e) => c.end(JSON.stringify({ error: describeError(e) })),
         );
@@ -402,7 +389,6 @@ async function start(configPath: string): Promise<void> {
 }
 
 const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
-
 const ALLOW_ADD = /^add element inet cordon (allow4|allow6) \{ (.*) \}/;
 const FULL_CHECK_MS = 3000;
 const BLOCKED_POLL_MS = 300;
@@ -556,11 +542,7 @@ export function destKey(b: { address: string; protocol: string; port: number }):
  * soon after any change to a table other than our own element updates; `added` gets the
  * addresses of every element added to allow4/allow6 (ours or not).
  */
-function watchRuleset(
-  changed: () => void,
-  added: (set: string, addresses: string[]) => void,
-  bypassRule: (line: string) => void,
-): ChildProcess {
+function watchRuleset(changed: () => void, added: (set: string, addresses: string[]) => void): ChildProcess {
   // The shell ends the monitor when our end of its stdin closes, that is when the daemon
   // dies: a monitor in a namespace nobody changes would otherwise never notice.
   const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
@@ -576,9 +558,6 @@ function watchRuleset(
         add[2].split(',').map((e) => e.trim().split(/\s+/)[0]),
       );
     if (OWN_CHANGE.test(line) || line.startsWith('# new generation')) return;
-    // In any table, an existing one (docker's) included: caught as it is added.
-    if (line.startsWith('add rule ') && !line.startsWith(`add rule ${TABLE} `) && BYPASS_RULE.test(line))
-      bypassRule(line);
     timer ??= setTimeout(() => {
       timer = undefined;
       changed();
@@ -659,7 +638,6 @@ async function collect(
   cfg: DaemonConfig,
   tamper: string[],
   askers: Map<string, string>,
-  tablesAdded: string[],
 ): Promise<DaemonReport> {
   const blocked: BlockedEntry[] = [];
   for (const set of ['blocked4', 'blocked6']) {
@@ -689,7 +667,6 @@ async function collect(
     blocked: blocked.map((b) => ({ ...b, process: askers.get(destKey(b)) })),
     tamper,
     tamperSeen: tamper.map((t) => tamperSeen.get(t) ?? ''),
-    ...(tablesAdded.length ? { tablesAdded: [...tablesAdded] } : {}),
   };
 }
 

@@ -135,24 +135,3 @@ export function applyRuleset(text: string, file: string, nft = 'nft', exec: Exec
 export function removeTable(nft = 'nft', exec: Exec = execSync): boolean {
   return exec([nft, 'delete', 'table', ...TABLE.split(' ')]).code === 0;
 }
-
-/**
- * Statements that send a packet, or a copy of it, out without it passing the rest of the
- * hooks' chains (`fwd`, netdev only) or with another next hop (`dup`): with these, a table
- * of someone else's can carry packets around Cordon's drop. An `accept` cannot.
- */
-export const BYPASS_RULE = /\b(?:dup|fwd) to\b/;
-
-/**
- * What in table `t` ("family name") can carry packets around Cordon's chains, or undefined:
- * a netdev table's chains run at the device, before or after every IP hook; any table's
- * `dup`/`fwd` statements. `list` lists the table.
- */
-export async function bypassIn(t: string, list: () => Promise<string>): Promise<string | undefined> {
-  if (t.startsWith('netdev '))
-    return 'device-level (netdev) chains, which run outside the IP hooks Cordon filters';
-  const text = await list().catch(() => '');
-  return BYPASS_RULE.test(text)
-    ? "a rule that copies or forwards packets (dup/fwd) around Cordon's chains"
-    : undefined;
-}

@@ -48,7 +48,6 @@ export function toEvent(r: DaemonReport): EgressReport {
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
     namesDropped: r.namesDropped,
-    ...(r.tablesAdded?.length ? { tablesAdded: r.tablesAdded } : {}),
     dns: {
       answeredFromCache: r.cacheHits ?? 0,
       upstreamTimeouts: r.upstreamTimeouts,
@@ -120,10 +119,6 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   runner.info(
     `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored, ${daemon.cacheHits ?? 0} answered from the cache, ${daemon.upstreamTimeouts} upstream timeouts`,
   );
-  if (event.tablesAdded)
-    runner.info(
-      `egress: tables added by someone else (root) while the fence was up, none able to carry a packet past it: ${event.tablesAdded.join(', ')}`,
-    );
   if (event.suggestedAllowlist) {
     const block = ['allowed-domains: |', ...event.suggestedAllowlist.map((n) => `  ${n}`)].join('\n');
     runner.notice(`egress audit: paste this into the step's inputs to allow what this run used:\n${block}`, {

@@ -273,12 +273,6 @@ export function buildBlocks(input: SummaryInput): Block[] {
     });
   }
   for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
-  for (const r of reports)
-    if (r.tablesAdded?.length)
-      blocks.push({
-        kind: 'para',
-        text: `Firewall tables added by root while the fence was up, none able to carry a packet past it: ${r.tablesAdded.join(', ')}.`,
-      });
   for (const c of of(events, 'credentials.ended')) {
     blocks.push({
       kind: 'para',

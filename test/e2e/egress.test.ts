@@ -375,36 +375,16 @@ suite('egress in block mode', () => {
     expect(connect(w.runner, EVIL4, 80).result).toBe('ECONNREFUSED');
 
     // A second table whose output chain accepts everything: a packet must be accepted by
-    // every base chain on the hook, so Cordon's drop still decides. And docker's kind (an
-    // `ip raw` drop rule, as for a container publishing a port). Both recorded, neither
-    // tampering: they cannot carry a packet past the fence.
+    // every base chain on the hook, so Cordon's drop still decides.
     sh(
       'nft add table inet cordonx; nft add chain inet cordonx out "{ type filter hook output priority -10; policy accept; }"; nft add rule inet cordonx out accept',
-    );
-    sh(
-      'nft add table ip raw; nft add chain ip raw PREROUTING "{ type filter hook prerouting priority raw; policy accept; }"; nft add rule ip raw PREROUTING ip daddr 172.17.0.2 iifname != "docker0" drop',
     );
     try {
       expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
       expect(connect(w.runner, EVIL4, 80).result).toBe('ECONNREFUSED');
-      for (const t of ['inet cordonx', 'ip raw'])
-        expect(await until(() => daemonLog().includes(`table ${t} added by someone else`))).toBe(true);
-      // What can carry packets around the fence is tampering: a rule copying packets to
-      // another next hop, added to a table already known (seen by the monitor) ...
-      sh('nft add rule ip raw PREROUTING ip daddr 192.0.2.1 dup to 127.0.0.2');
-      expect(
-        await until(() => daemonLog().includes("a rule that sends packets around Cordon's chains was added")),
-      ).toBe(true);
-      // ... and a device-level table, whose chains run outside the IP hooks.
-      sh('nft add table netdev cordonnd');
-      expect(
-        await until(() =>
-          daemonLog().includes('a table netdev cordonnd was added by someone else, with device-level'),
-        ),
-      ).toBe(true);
+      expect(await until(() => daemonLog().includes('a table inet cordonx was added'))).toBe(true);
     } finally {
-      for (const t of ['inet cordonx', 'ip raw', 'netdev cordonnd'])
-        sh(`nft delete table ${t} 2>/dev/null; true`);
+      sh('nft delete table inet cordonx');
     }
 
     // resolv.conf pointed straight at the upstream: recorded and put back to the proxy.
@@ -435,16 +415,7 @@ suite('egress in block mode', () => {
     const all = tamper.join('\n');
     expect(all).toContain('the table inet cordon was changed by someone else');
     expect(all).toContain(`${EVIL4} added to allow4 by someone else`);
-    expect(all).not.toContain('cordonx');
-    expect(all).toContain('a table netdev cordonnd was added by someone else, with device-level');
-    expect(all).toContain(
-      "a rule that sends packets around Cordon's chains was added: add rule ip raw PREROUTING",
-    );
-    const added = ledger(job)
-      .filter((e) => e.type === 'egress.report')
-      .pop()!.data.tablesAdded as string[];
-    expect([...added].sort()).toEqual(['inet cordonx', 'ip raw']);
-    expect(post.stdout).toContain('none able to carry a packet past it: ');
+    expect(all).toContain('a table inet cordonx was added');
     expect(all).toContain('/etc/resolv.conf was changed');
     expect(all).toMatch(new RegExp(`/etc/hosts was changed: ${EVIL4.replace(/\./g, '\\.')} sneaky`));
     const tampered = ledger(job).filter((e) => e.type === 'egress.tampered');

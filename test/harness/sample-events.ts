@@ -61,7 +61,6 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     blockedNames: [{ name: 'exfil.evil.test', queries: 3, process: 'curl (pid 4242)' }],
     blockedDestinations: [{ address: '203.0.113.9', protocol: 'tcp', port: 443, packets: 2 }],
     dns: { answeredFromCache: 7, upstreamTimeouts: 0, malformed: 1, setFailures: 2 },
-    tablesAdded: ['ip raw'],
   },
   'egress.tampered': {
     changes: [

@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyRuleset, bypassIn, renderRuleset } from '../../../src/egress/firewall.js';
+import { applyRuleset, renderRuleset } from '../../../src/egress/firewall.js';
 import { parseBlocked } from '../../../src/egress/nftshell.js';
 import { parseCidrs } from '../../../src/egress/policy.js';
 
@@ -61,23 +61,5 @@ describe('applyRuleset', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-});
-
-describe('bypassIn: what in another table can carry packets around Cordon', () => {
-  const listing = (rules: string) => async (): Promise<string> =>
-    `table ip raw {\n\tchain PREROUTING {\n\t\ttype filter hook prerouting priority raw; policy accept;\n${rules}\t}\n}\n`;
-
-  test("docker's raw drop rules and an accept-everything chain cannot; dup, fwd and netdev chains can", async () => {
-    expect(
-      await bypassIn('ip raw', listing('\t\tip daddr 172.17.0.2 iifname != "docker0" drop\n')),
-    ).toBeUndefined();
-    expect(await bypassIn('inet other', listing('\t\taccept\n'))).toBeUndefined();
-    expect(await bypassIn('ip raw', listing('\t\tip daddr 192.0.2.1 dup to 10.0.0.9\n'))).toMatch(/dup\/fwd/);
-    expect(await bypassIn('netdev nd', listing(''))).toMatch(/netdev/);
-    // A table gone before it could be listed: nothing to say about it.
-    expect(
-      await bypassIn('ip gone', () => Promise.reject(new Error('No such file or directory'))),
-    ).toBeUndefined();
   });
 });
