@@ -239,13 +239,18 @@ async function start(configPath: string): Promise<void> {
     // Everything in the table but the dynamic sets' elements: a change means someone
     // else (root) edited it. In block mode the table is put back from the same file.
     // nft fails a line holding several `list` commands, so each is its own request.
+    // The table's chain headers too: a chain someone adds to it (a hook after Cordon's,
+    // rewriting an allowed packet's destination, say) is a change like any other.
     const listings = [
       ...CHAINS.map((c) => `list chain ${TABLE} ${c}`),
       `list set ${TABLE} static4`,
       `list set ${TABLE} static6`,
+      `list chains ${TABLE.split(' ')[0]}`,
     ];
     const fingerprint = async (): Promise<string> =>
-      (await Promise.all(listings.map((l) => shell.run(l)))).join('\n');
+      (await Promise.all(listings.map((l) => shell.run(l))))
+        .map((text, i) => (i === listings.length - 1 ? ownTableBlock(text) : text))
+        .join('\n');
     const baseline = await fingerprint();
     const tablesAtStart = new Set(tableNames(await shell.run('list tables')));
     const reclose = (): void => {
@@ -402,6 +407,15 @@ function readOr(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** Cordon's own `table inet cordon { ... }` block of a listing that may hold other tables. */
+function ownTableBlock(text: string): string {
+  const lines = text.split('\n');
+  const start = lines.indexOf(`table ${TABLE} {`);
+  if (start < 0) return '';
+  const end = lines.indexOf('}', start);
+  return lines.slice(start, end < 0 ? undefined : end + 1).join('\n');
 }
 
 /** `table inet cordon` lines of `list tables`, as "inet cordon". */

@@ -369,6 +369,12 @@ suite('egress in block mode', () => {
     expect(await until(() => /oif "lo" accept/.test(sh('nft list chain inet cordon output')))).toBe(true);
     expect(connect(w.runner, OTHER4, 80).result).toBe('ECONNREFUSED');
 
+    // A chain added to Cordon's own table, hooked after its chains (where it could rewrite
+    // an allowed packet's destination): noticed, and the table loaded again without it.
+    sh('nft add chain inet cordon sneaky "{ type filter hook output priority 10; policy accept; }"');
+    expect(await until(() => !sh('nft list chains inet').includes('chain sneaky'))).toBe(true);
+    expect(sh('nft list chain inet cordon output')).toContain('policy drop');
+
     // An address root adds to allow4 is recorded and taken out again.
     sh(`nft add element inet cordon allow4 { ${EVIL4} timeout 600s }`);
     expect(await until(() => !setElements(w, 'allow4').includes(EVIL4))).toBe(true);
