@@ -10,6 +10,7 @@ import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, spawnCollect } from '../../src/devkit/run-action.js';
+import { alive } from '../harness/proc.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/ci/cordon-agent';
 const available = motoAvailable();
@@ -45,15 +46,6 @@ function portOpen(port: number): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function withoutMasks(stdout: string): string {

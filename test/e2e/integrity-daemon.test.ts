@@ -17,6 +17,7 @@ import { canUseNetns, run } from '../../src/devkit/netns.js';
 import { fenceId, stateDir } from '../../src/egress/control.js';
 import { cgroup2Mount } from '../../src/run/cgroup.js';
 import { World } from './egress-topology.js';
+import { alive } from '../harness/proc.js';
 
 const mount = cgroup2Mount();
 const usable =
@@ -25,15 +26,6 @@ if (!usable && process.env.CI === 'true')
   throw new Error('integrity-daemon e2e: needs root, nft, ip, useradd and a cgroup2 mount (CI=true)');
 if (!usable) console.warn('integrity-daemon e2e skipped: needs root, nft, ip, useradd and cgroup2');
 const suite = usable ? describe : describe.skip;
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The harness writes each step's file-command files as root just before the step: hand

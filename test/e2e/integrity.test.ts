@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { parseLedgerText } from '../../src/core/ledger.js';
 import { Job } from '../../src/devkit/run-action.js';
 import { cgroup2Mount } from '../../src/run/cgroup.js';
+import { alive } from '../harness/proc.js';
 
 const root = process.getuid?.() === 0;
 const mount = cgroup2Mount();
@@ -28,15 +29,6 @@ function newJob(env: Record<string, string> = {}): Job {
   const j = new Job({ env });
   jobs.push(j);
   return j;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function ledgerFile(job: Job): string {

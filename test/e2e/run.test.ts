@@ -13,6 +13,7 @@ import { parseLedgerText } from '../../src/core/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
+import { alive } from '../harness/proc.js';
 
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')
@@ -76,16 +77,6 @@ const RUNNER_CREDENTIALS = {
   ACTIONS_RESULTS_URL: 'http://127.0.0.1:9/results/',
   GITHUB_TOKEN: 'ghs_jobtokenvalue000000000000000000000',
 };
-
-/** Whether `pid` runs (a zombie waiting for its reaper does not). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 function newJob(): Job {
   return new Job({ env: { ...moto.env, ...RUNNER_CREDENTIALS } });

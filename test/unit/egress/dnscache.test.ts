@@ -11,13 +11,7 @@ import { AnswerCache, cacheKey, serveCached, ttlFields } from '../../../src/egre
 import { readAnswer, readQuery, type AnswerAddresses } from '../../../src/egress/dnswire.js';
 import { DomainMatcher, parseDomains } from '../../../src/egress/policy.js';
 import { DnsProxy, type AddressSink } from '../../../src/egress/proxy.js';
-
-function name(n: string): Buffer {
-  return Buffer.concat([
-    ...n.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])),
-    Buffer.from([0]),
-  ]);
-}
+import { name, rr } from '../../harness/dns.js';
 
 function opt(o: { size?: number; dnssecOk?: boolean; options?: Buffer } = {}): Buffer {
   const r = Buffer.alloc(11);
@@ -38,15 +32,6 @@ function query(
   h.writeUInt16BE(1, 4);
   h.writeUInt16BE(o.additional?.length ?? 0, 10);
   return Buffer.concat([h, name(n), Buffer.from([0, o.type ?? 1, 0, 1]), ...(o.additional ?? [])]);
-}
-
-function rr(owner: Buffer, type: number, ttl: number, data: Buffer): Buffer {
-  const f = Buffer.alloc(10);
-  f.writeUInt16BE(type, 0);
-  f.writeUInt16BE(1, 2);
-  f.writeUInt32BE(ttl, 4);
-  f.writeUInt16BE(data.length, 8);
-  return Buffer.concat([owner, f, data]);
 }
 
 const PTR_Q = Buffer.from([0xc0, 12]);

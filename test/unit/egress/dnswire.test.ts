@@ -7,13 +7,7 @@ import {
   RCODE_NXDOMAIN,
   RCODE_REFUSED,
 } from '../../../src/egress/dnswire.js';
-
-function name(n: string): Buffer {
-  return Buffer.concat([
-    ...n.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])),
-    Buffer.from([0]),
-  ]);
-}
+import { name, rr } from '../../harness/dns.js';
 
 function query(n: string, opts: { id?: number; qd?: number; type?: number } = {}): Buffer {
   const h = Buffer.alloc(12);
@@ -22,15 +16,6 @@ function query(n: string, opts: { id?: number; qd?: number; type?: number } = {}
   h.writeUInt16BE(opts.qd ?? 1, 4);
   const q = Buffer.concat([name(n), Buffer.from([0, opts.type ?? 1, 0, 1])]);
   return Buffer.concat([h, ...Array.from({ length: Math.max(1, opts.qd ?? 1) }, () => q)]);
-}
-
-function rr(owner: Buffer, type: number, ttl: number, data: Buffer): Buffer {
-  const f = Buffer.alloc(10);
-  f.writeUInt16BE(type, 0);
-  f.writeUInt16BE(1, 2);
-  f.writeUInt32BE(ttl, 4);
-  f.writeUInt16BE(data.length, 8);
-  return Buffer.concat([owner, f, data]);
 }
 
 describe('queries', () => {
