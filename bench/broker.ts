@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../src/aws/inputs.js';
 import { startBroker } from '../src/broker/start.js';
-import { Inputs } from '../src/core/inputs.js';
+import { Inputs } from '../src/platform/inputs.js';
 import { startMoto } from '../src/devkit/moto.js';
 import { startOidcIssuer } from '../src/devkit/oidc-issuer.js';
 import { REPO_ROOT } from '../src/devkit/run-action.js';

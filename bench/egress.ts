@@ -19,13 +19,13 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Job } from '../src/devkit/run-action.js';
 import { Netns, stop } from '../src/devkit/netns.js';
-import { fenceId } from '../src/egress/control.js';
+import { fenceId } from '../src/rootd/protocol.js';
 import { World } from '../test/e2e/egress-topology.js';
 
 const UP = '203.0.113.53';
 const WEB = '203.0.113.10';
 const NAME = 'bench.a.test';
-// The proxy's user (DNS_USER in src/egress/daemon.ts, not imported: that module runs on import).
+// The proxy's user (DNS_USER in src/rootd/main.ts, not imported: that module runs on import).
 const PROXY_USER = 'cordon-dns';
 
 function started(ns: Netns, argv: string[]): ChildProcess {

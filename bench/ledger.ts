@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { checkChain, diffLedger, Ledger } from '../src/core/ledger.js';
-import { SecretRegistry } from '../src/core/mask.js';
-import { checkRunWindow, verdictFor } from '../src/summary/verify.js';
+import { checkChain, diffLedger, Ledger } from '../src/ledger/ledger.js';
+import { SecretRegistry } from '../src/platform/mask.js';
+import { checkRunWindow, verdictFor } from '../src/ledger/verify.js';
 
 const n = Number(process.argv[2] ?? 10000);
 const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-ledger-'));

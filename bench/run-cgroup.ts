@@ -3,8 +3,8 @@
  * `npx tsx bench/run-cgroup.ts [runs]`.
  */
 import { performance } from 'node:perf_hooks';
-import { createCgroup } from '../src/run/cgroup.js';
-import { launchCommand } from '../src/run/spawn.js';
+import { createCgroup } from '../src/actions/run/cgroup.js';
+import { launchCommand } from '../src/actions/run/spawn.js';
 
 const n = Number(process.argv[2] ?? 30);
 const pct = (xs: number[], p: number): string =>

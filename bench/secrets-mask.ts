@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
-import { SecretRegistry, StreamScrubber } from '../src/core/mask.js';
+import { SecretRegistry, StreamScrubber } from '../src/platform/mask.js';
 
 const noSink = (): void => undefined;
 

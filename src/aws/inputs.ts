@@ -4,9 +4,9 @@
  * `aws-region`, `aws-allow`); `cordon check` validates a workflow's `with:` map offline
  * through `envFromWith`.
  */
-import { CordonError } from '../core/errors.js';
-import { inputVariable, Inputs } from '../core/inputs.js';
-import type { Env } from '../core/runner.js';
+import { CordonError } from '../platform/errors.js';
+import { inputVariable, Inputs } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
 import { buildSessionPolicy, type SessionPolicy } from './policy.js';
 
 export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';

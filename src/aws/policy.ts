@@ -4,7 +4,7 @@
  * what the role allows, so Cordon validates it before any call: a typo that STS would
  * reject, or silently accept and match nothing, fails the step with the line at fault.
  */
-import { CordonError } from '../core/errors.js';
+import { CordonError } from '../platform/errors.js';
 
 export interface PolicyStatement {
   Sid?: string;

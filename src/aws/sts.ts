@@ -6,11 +6,11 @@
  * backoff and jitter, and never AccessDenied or a validation error.
  */
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { CordonError, describeError } from '../core/errors.js';
-import type { SecretRegistry } from '../core/mask.js';
-import { decodeClaims } from '../core/oidc.js';
-import { retry, type RetryOptions } from '../core/retry.js';
-import type { Env } from '../core/runner.js';
+import { CordonError, describeError } from '../platform/errors.js';
+import type { SecretRegistry } from '../platform/mask.js';
+import { decodeClaims } from '../platform/oidc.js';
+import { retry, type RetryOptions } from '../platform/retry.js';
+import type { Env } from '../platform/runner.js';
 
 export interface AssumeRequest {
   roleArn: string;

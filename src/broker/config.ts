@@ -4,7 +4,7 @@
  * object, in the broker's memory.
  */
 import { isIP } from 'node:net';
-import { CordonError } from '../core/errors.js';
+import { CordonError } from '../platform/errors.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
 
 export const CONFIG_VERSION = 1;

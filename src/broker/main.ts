@@ -5,8 +5,8 @@
  * when asked, `MASK "<value>"` lines for the parent to mask; logs to the configured file.
  */
 import { appendFileSync } from 'node:fs';
-import { describeError, isCordonError } from '../core/errors.js';
-import { flushLedgerCopy } from '../core/ledger-copy.js';
+import { describeError, isCordonError } from '../platform/errors.js';
+import { flushLedgerCopy } from '../ledger/copy.js';
 import { parseBrokerConfig, type BrokerConfig } from './config.js';
 import { serveBroker } from './server.js';
 

@@ -5,8 +5,8 @@
  * client that closed its socket is gone from the table.
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import type { BrokerRequester } from '../core/events.js';
-import { processNameAsync } from '../core/proc-name.js';
+import type { BrokerRequester } from '../ledger/events.js';
+import { processNameAsync } from '../platform/proc-name.js';
 
 /** Port in /proc/net/tcp's notation: four upper-case hex digits. */
 function hexPort(port: number): string {

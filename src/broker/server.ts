@@ -6,16 +6,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AwsCredentials } from '../aws/sts.js';
-import { describeError } from '../core/errors.js';
+import { describeError } from '../platform/errors.js';
 import type {
   BrokerRequester,
   BrokerStarted,
   BrokerStopped,
   CredentialsRefreshed,
   TokenRefreshed,
-} from '../core/events.js';
-import { Ledger } from '../core/ledger.js';
-import { SecretRegistry } from '../core/mask.js';
+} from '../ledger/events.js';
+import { Ledger } from '../ledger/ledger.js';
+import { SecretRegistry } from '../platform/mask.js';
 import type { MintedToken } from '../github/token.js';
 import { BearerCheck } from './auth.js';
 import {

@@ -4,12 +4,12 @@
  * new one (one exchange at a time however many callers wait on it).
  */
 import { assumeRoleWithWebIdentity, type AwsCredentials } from '../aws/sts.js';
-import { getIdToken } from '../core/oidc.js';
-import type { SecretRegistry } from '../core/mask.js';
-import { Runner, type Env } from '../core/runner.js';
+import { getIdToken } from '../platform/oidc.js';
+import type { SecretRegistry } from '../platform/mask.js';
+import { Runner, type Env } from '../platform/runner.js';
 import { GithubApi } from '../github/api.js';
 import { mintToken, revokeAndConfirm, type MintedToken } from '../github/token.js';
-import type { TokenRevoked } from '../core/events.js';
+import type { TokenRevoked } from '../ledger/events.js';
 import type { BrokerAwsConfig, BrokerGithubConfig } from './config.js';
 
 export interface Issued<T> {

@@ -9,10 +9,10 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync } 
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { AwsSessionInputs } from '../aws/inputs.js';
-import { CordonError, describeError } from '../core/errors.js';
-import type { BrokerStopped } from '../core/events.js';
-import { Ledger, ledgerDir, ledgerPath } from '../core/ledger.js';
-import type { Env } from '../core/runner.js';
+import { CordonError, describeError } from '../platform/errors.js';
+import type { BrokerStopped } from '../ledger/events.js';
+import { Ledger, ledgerDir, ledgerPath } from '../ledger/ledger.js';
+import type { Env } from '../platform/runner.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
 import {
   AWS_PATH,

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
-import { isCordonError } from '../core/errors.js';
-import { inputVariable } from '../core/inputs.js';
-import type { Env } from '../core/runner.js';
+import { isCordonError } from '../platform/errors.js';
+import { inputVariable } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
 import { validators } from './validators.js';
 

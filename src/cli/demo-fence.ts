@@ -9,8 +9,8 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, Netns, stop, veth } from '../devkit/netns.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
-import { fenceId, stateDir } from '../egress/control.js';
-import { cgroupMountDir, rmdirQuiet } from '../egress/cgroups.js';
+import { fenceId, stateDir } from '../rootd/protocol.js';
+import { cgroupMountDir, rmdirQuiet } from '../rootd/cgroups.js';
 
 export const DEMO_DNS = '203.0.113.53';
 export const DEMO_WEB = '203.0.113.10';

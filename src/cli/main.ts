@@ -1,13 +1,13 @@
 /** The `cordon` command. */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { parseLedgerText } from '../core/ledger.js';
+import { parseLedgerText } from '../ledger/ledger.js';
 import {
   buildAttribution,
   renderSummaryHtml,
   renderSummaryMarkdown,
   renderSummaryText,
 } from '../summary/render.js';
-import { verdictFor } from '../summary/verify.js';
+import { verdictFor } from '../ledger/verify.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
 import { runPlan } from './plan.js';

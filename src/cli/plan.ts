@@ -4,15 +4,15 @@
  * token's scope, what the agent's command gets and what it loses.
  */
 import { readFileSync } from 'node:fs';
-import { isCordonError } from '../core/errors.js';
-import { inputVariable } from '../core/inputs.js';
-import type { Env } from '../core/runner.js';
+import { isCordonError } from '../platform/errors.js';
+import { inputVariable } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
 import type { AwsActionInputs, AwsSessionInputs } from '../aws/inputs.js';
-import { renderRuleset } from '../egress/firewall.js';
-import type { EgressSettings } from '../egress/inputs.js';
+import { renderRuleset } from '../fence/firewall.js';
+import type { EgressSettings } from '../actions/egress/inputs.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
-import { REMOVED_BY_DEFAULT } from '../run/env.js';
-import type { RunInputs } from '../run/inputs.js';
+import { REMOVED_BY_DEFAULT } from '../actions/run/env.js';
+import type { RunInputs } from '../actions/run/inputs.js';
 import { findCordonSteps, placeholderFor, type CordonStep } from './check.js';
 import { validators } from './validators.js';
 

@@ -1,12 +1,12 @@
 /** Each Cordon action's own input parser, run offline by `cordon check` and `cordon plan`. */
-import { Inputs } from '../core/inputs.js';
-import type { Env } from '../core/runner.js';
+import { Inputs } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
 import { parseAwsActionInputs } from '../aws/inputs.js';
-import { parseEgressInputs } from '../egress/inputs.js';
+import { parseEgressInputs } from '../actions/egress/inputs.js';
 import { parseGithubTokenInputs } from '../github/inputs.js';
-import { parseRunInputs } from '../run/inputs.js';
+import { parseRunInputs } from '../actions/run/inputs.js';
 import { parseSecretsActionInputs } from '../secrets/inputs.js';
-import { parseStartInputs } from '../start/inputs.js';
+import { parseStartInputs } from '../actions/start/inputs.js';
 
 export const validators: Record<string, (env: Env) => unknown> = {
   start: (env) => parseStartInputs(env),

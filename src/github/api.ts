@@ -3,7 +3,7 @@
  * and on rate limits (403/429 with `retry-after` or a rate-limit message), honouring the
  * wait GitHub asks for.
  */
-import { retry, sleep as realSleep } from '../core/retry.js';
+import { retry, sleep as realSleep } from '../platform/retry.js';
 
 export interface ApiDeps {
   fetch?: typeof fetch;

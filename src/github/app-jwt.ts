@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { CordonError } from '../core/errors.js';
+import { CordonError } from '../platform/errors.js';
 
 export const IAT_BACKDATE_S = 60;
 export const EXP_AHEAD_S = 540;

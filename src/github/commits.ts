@@ -5,10 +5,10 @@
  * issued in the run, a commit whose author or committer is anyone else is impersonation.
  */
 import { execFileSync } from 'node:child_process';
-import { CordonError } from '../core/errors.js';
-import type { CommitObserved, CommitsObserved, RunRecorded, TokenIssued } from '../core/events.js';
-import type { Ledger, LedgerEvent } from '../core/ledger.js';
-import type { Env, Runner } from '../core/runner.js';
+import { CordonError } from '../platform/errors.js';
+import type { CommitObserved, CommitsObserved, RunRecorded, TokenIssued } from '../ledger/events.js';
+import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
+import type { Env, Runner } from '../platform/runner.js';
 
 /** Most commits listed; a run that makes more is cut and says so. */
 export const MAX_COMMITS = 1000;

@@ -1,7 +1,7 @@
 /** `github-token`'s inputs, parsed and validated in one place. */
-import { CordonError } from '../core/errors.js';
-import { Inputs } from '../core/inputs.js';
-import type { Env } from '../core/runner.js';
+import { CordonError } from '../platform/errors.js';
+import { Inputs } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
 import { apiName, PERMISSIONS } from './permissions.js';
 
 export interface GithubTokenInputs {

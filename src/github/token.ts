@@ -4,11 +4,11 @@
  * more than asked is revoked at once and the step fails.
  */
 import { execFileSync } from 'node:child_process';
-import { CordonError } from '../core/errors.js';
-import type { TokenIssued, TokenRevoked } from '../core/events.js';
-import { Ledger } from '../core/ledger.js';
-import type { SecretRegistry } from '../core/mask.js';
-import type { Env, Runner } from '../core/runner.js';
+import { CordonError } from '../platform/errors.js';
+import type { TokenIssued, TokenRevoked } from '../ledger/events.js';
+import { Ledger } from '../ledger/ledger.js';
+import type { SecretRegistry } from '../platform/mask.js';
+import type { Env, Runner } from '../platform/runner.js';
 import { GithubApi, GithubApiError, type ApiDeps } from './api.js';
 import { loadAppKey, signAppJwt } from './app-jwt.js';
 import type { GithubTokenInputs } from './inputs.js';

@@ -5,9 +5,9 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { CordonError } from '../core/errors.js';
-import { retry, type RetryOptions } from '../core/retry.js';
-import type { Env } from '../core/runner.js';
+import { CordonError } from '../platform/errors.js';
+import { retry, type RetryOptions } from '../platform/retry.js';
+import type { Env } from '../platform/runner.js';
 import { checkTarget, describeSource, expandedName, type SecretSpec } from './spec.js';
 
 export interface FetchedSecret {

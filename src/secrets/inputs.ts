@@ -1,5 +1,5 @@
 /** The inputs `actions/secrets` and `actions/run` share: which secrets, from where. */
-import type { Inputs } from '../core/inputs.js';
+import type { Inputs } from '../platform/inputs.js';
 import { parseSecretSpecs, parseSecretsJson, type SecretSpec } from './spec.js';
 
 export const EXPORT_MODES = ['env', 'outputs'] as const;

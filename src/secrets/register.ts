@@ -1,4 +1,4 @@
-import type { SecretRegistry } from '../core/mask.js';
+import type { SecretRegistry } from '../platform/mask.js';
 import type { FetchedSecret } from './fetch.js';
 
 /** Masks every fetched value (and its forms) under its variable name, before any use; not-secret values are left alone. */

@@ -3,7 +3,7 @@
  * names the command sees, validated here so a secret can never replace PATH, preload a
  * library or pose as a runner variable.
  */
-import { CordonError } from '../core/errors.js';
+import { CordonError } from '../platform/errors.js';
 
 export const SOURCES = ['aws-sm', 'ssm', 'json', 'env'] as const;
 export type SourceKind = (typeof SOURCES)[number];

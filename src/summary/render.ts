@@ -3,7 +3,7 @@
  * what was blocked, and which commits it authored. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
-import type { LedgerEvent, LedgerLine } from '../core/ledger.js';
+import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import type {
   CommitsObserved,
   CredentialsEnded,
@@ -17,7 +17,7 @@ import type {
   SecretsFetched,
   TokenIssued,
   TokenRevoked,
-} from '../core/events.js';
+} from '../ledger/events.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { readFileSync, rmSync } from 'node:fs';
 import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
-import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { Ledger, ledgerPath, type LedgerEvent } from '../../src/ledger/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, spawnCollect } from '../../src/devkit/run-action.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseLedgerText } from '../../src/core/ledger.js';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { startFaultProxy, STS_FAULTS, type FaultProxy } from '../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';

@@ -2,8 +2,8 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger } from '../../src/core/ledger.js';
-import { SecretRegistry } from '../../src/core/mask.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../src/platform/mask.js';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 import { sampleEvents } from '../harness/sample-events.js';
 

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
 import type { ChildProcess } from 'node:child_process';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
-import { fenceId, stateDir } from '../../src/egress/control.js';
+import { fenceId, stateDir } from '../../src/rootd/protocol.js';
 import { DNS4, DNS6, EVIL4, OTHER4, WEB4, World, connect, dig } from './egress-topology.js';
 
 const usable = canUseNetns() && existsSync('/usr/sbin/nft') && existsSync('/usr/bin/dig');

@@ -8,8 +8,8 @@ import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
-import { stateDir } from '../../src/egress/control.js';
-import { cgroupMountDir, rmdirQuiet } from '../../src/egress/cgroups.js';
+import { stateDir } from '../../src/rootd/protocol.js';
+import { cgroupMountDir, rmdirQuiet } from '../../src/rootd/cgroups.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 

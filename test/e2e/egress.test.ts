@@ -10,7 +10,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns } from '../../src/devkit/netns.js';
-import { fenceId, ledgerCopyPaths, stateDir } from '../../src/egress/control.js';
+import { fenceId, ledgerCopyPaths, stateDir } from '../../src/rootd/protocol.js';
 import { run } from '../../src/devkit/netns.js';
 import {
   CHAIN4,

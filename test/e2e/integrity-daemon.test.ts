@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseLedgerText } from '../../src/core/ledger.js';
-import { ledgerCopyPaths } from '../../src/core/ledger-copy.js';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
+import { ledgerCopyPaths } from '../../src/ledger/copy.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { fenceId, stateDir } from '../../src/egress/control.js';
-import { cgroup2Mount } from '../../src/run/cgroup.js';
+import { fenceId, stateDir } from '../../src/rootd/protocol.js';
+import { cgroup2Mount } from '../../src/actions/run/cgroup.js';
 import { World } from './egress-topology.js';
 import { alive } from '../harness/proc.js';
 

@@ -8,9 +8,9 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { parseLedgerText } from '../../src/core/ledger.js';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job } from '../../src/devkit/run-action.js';
-import { cgroup2Mount } from '../../src/run/cgroup.js';
+import { cgroup2Mount } from '../../src/actions/run/cgroup.js';
 import { alive } from '../harness/proc.js';
 
 const root = process.getuid?.() === 0;

@@ -46,7 +46,7 @@ import {
   restoreResolver,
   restoreSystemdResolved,
   type SystemdResolved,
-} from '../../src/egress/resolver.js';
+} from '../../src/fence/resolver.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const IP = '/usr/sbin/ip';

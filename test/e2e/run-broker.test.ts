@@ -9,7 +9,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { Ledger, ledgerPath, type LedgerEvent } from '../../src/core/ledger.js';
+import { Ledger, ledgerPath, type LedgerEvent } from '../../src/ledger/ledger.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';

@@ -9,7 +9,7 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseLedgerText } from '../../src/core/ledger.js';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';

@@ -1,4 +1,4 @@
-import { CordonError } from '../../src/core/errors.js';
+import { CordonError } from '../../src/platform/errors.js';
 
 /** The CordonError `fn` throws; any other outcome fails the test. */
 export function errorOf(fn: () => unknown): CordonError {

@@ -1,5 +1,5 @@
 /** One event of every type Cordon writes, for summary tests and the screenshot check. */
-import type { EventTypes } from '../../src/core/events.js';
+import type { EventTypes } from '../../src/ledger/events.js';
 
 export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
   'run.recorded': {

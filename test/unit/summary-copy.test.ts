@@ -3,9 +3,9 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger, parseLedgerText, type LedgerLine } from '../../src/core/ledger.js';
-import { SecretRegistry } from '../../src/core/mask.js';
-import { compareWithCopy, orderByChain, verdictFor } from '../../src/summary/verify.js';
+import { Ledger, parseLedgerText, type LedgerLine } from '../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../src/platform/mask.js';
+import { compareWithCopy, orderByChain, verdictFor } from '../../src/ledger/verify.js';
 
 function chain(n: number): { lines: LedgerLine[]; raw: string[]; nonce: string } {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-copy-sum-'));

@@ -2,10 +2,10 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger } from '../../src/core/ledger.js';
-import { SecretRegistry } from '../../src/core/mask.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../src/platform/mask.js';
 import { buildAttribution, renderSummaryHtml, renderSummaryMarkdown } from '../../src/summary/render.js';
-import { verdictFor } from '../../src/summary/verify.js';
+import { verdictFor } from '../../src/ledger/verify.js';
 import { sampleEvents } from '../harness/sample-events.js';
 
 function ledgerWithEverything(extra: Record<string, unknown>[] = []): Ledger {

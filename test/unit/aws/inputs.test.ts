@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import { errorOf } from '../../harness/errors.js';
-import { Inputs } from '../../../src/core/inputs.js';
+import { Inputs } from '../../../src/platform/inputs.js';
 import {
   defaultSessionName,
   envFromWith,

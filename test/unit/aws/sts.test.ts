@@ -4,9 +4,9 @@
  * masking before return.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { CordonError } from '../../../src/core/errors.js';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { getIdToken } from '../../../src/core/oidc.js';
+import { CordonError } from '../../../src/platform/errors.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { getIdToken } from '../../../src/platform/oidc.js';
 import {
   assumeRoleWithWebIdentity,
   isRetryableStsError,
@@ -16,7 +16,7 @@ import {
 import { startFaultProxy, STS_FAULTS, type FaultProxy } from '../../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../../src/devkit/oidc-issuer.js';
-import { httpGet } from '../../../src/core/http-get.js';
+import { httpGet } from '../../../src/platform/http-get.js';
 
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')

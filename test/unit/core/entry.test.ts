@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
-import { runEntry } from '../../../src/core/entry.js';
-import { CordonError } from '../../../src/core/errors.js';
-import { secrets } from '../../../src/core/mask.js';
-import { Runner } from '../../../src/core/runner.js';
+import { runEntry } from '../../../src/platform/entry.js';
+import { CordonError } from '../../../src/platform/errors.js';
+import { secrets } from '../../../src/platform/mask.js';
+import { Runner } from '../../../src/platform/runner.js';
 
 afterEach(() => {
   process.exitCode = 0;

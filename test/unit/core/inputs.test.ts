@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { Inputs, parseDuration, splitList } from '../../../src/core/inputs.js';
+import { Inputs, parseDuration, splitList } from '../../../src/platform/inputs.js';
 import { errorOf } from '../../harness/errors.js';
 
 const make = (vals: Record<string, string>): Inputs =>

@@ -7,12 +7,12 @@ import net from 'node:net';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runEntry, HEAD_STATE } from '../../../src/core/entry.js';
-import { fenceId, flushLedgerCopy, ledgerCopyPaths } from '../../../src/core/ledger-copy.js';
-import { Ledger, parseLedgerText } from '../../../src/core/ledger.js';
-import { checkOwnHead } from '../../../src/core/ledger-verify.js';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { Runner } from '../../../src/core/runner.js';
+import { runEntry, HEAD_STATE } from '../../../src/platform/entry.js';
+import { fenceId, flushLedgerCopy, ledgerCopyPaths } from '../../../src/ledger/copy.js';
+import { Ledger, parseLedgerText } from '../../../src/ledger/ledger.js';
+import { checkOwnHead } from '../../../src/ledger/head.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { Runner } from '../../../src/platform/runner.js';
 
 const dirs: string[] = [];
 function tmp(): string {

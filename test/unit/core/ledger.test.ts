@@ -11,9 +11,9 @@ import {
   Ledger,
   ledgerPath,
   parseLedgerText,
-} from '../../../src/core/ledger.js';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { CordonError } from '../../../src/core/errors.js';
+} from '../../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { CordonError } from '../../../src/platform/errors.js';
 
 const dirs: string[] = [];
 function tempLedger(): { ledger: Ledger; registry: SecretRegistry; path: string } {
@@ -114,7 +114,7 @@ describe('ledger', () => {
     const worker = join(dirs[dirs.length - 1], 'writer.ts');
     writeFileSync(
       worker,
-      `import { Ledger } from ${JSON.stringify(join(process.cwd(), 'src/core/ledger.ts'))};
+      `import { Ledger } from ${JSON.stringify(join(process.cwd(), 'src/ledger/ledger.ts'))};
        const l = new Ledger(process.argv[2], { action: 'w' + process.argv[3] });
        for (let i = 0; i < ${each}; i++) l.append('tick', { i, pad: 'x'.repeat(3000) });`,
     );

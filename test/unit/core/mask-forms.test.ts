@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SecretRegistry, secretForms } from '../../../src/core/mask.js';
+import { SecretRegistry, secretForms } from '../../../src/platform/mask.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'mask-forms.json');
 const capture = process.env.CAPTURE_MASK_FORMS === '1';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { SecretRegistry, StreamScrubber, secretForms, shellQuote } from '../../../src/core/mask.js';
+import { SecretRegistry, StreamScrubber, secretForms, shellQuote } from '../../../src/platform/mask.js';
 
 const S = 'hunter2-Pa$$w0rd&<x>"q\'/+=';
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { Matcher, redact, type Range } from '../../../src/core/match.js';
+import { Matcher, redact, type Range } from '../../../src/platform/match.js';
 
 /** A small deterministic PRNG so failures reproduce. */
 function rng(seed: number): () => number {

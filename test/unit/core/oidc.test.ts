@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { decodeClaims, displayClaims, getIdToken } from '../../../src/core/oidc.js';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { CordonError } from '../../../src/core/errors.js';
+import { decodeClaims, displayClaims, getIdToken } from '../../../src/platform/oidc.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { CordonError } from '../../../src/platform/errors.js';
 import { startOidcIssuer, type OidcIssuer } from '../../../src/devkit/oidc-issuer.js';
 
 let issuer: OidcIssuer;

@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processName, processNameAsync } from '../../../src/core/proc-name.js';
+import { processName, processNameAsync } from '../../../src/platform/proc-name.js';
 
 /** A /proc of our own: pid -> [comm, exe link target]. */
 function fakeProc(entries: Record<number, [string, string?]>): string {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { retry } from '../../../src/core/retry.js';
+import { retry } from '../../../src/platform/retry.js';
 
 describe('retry', () => {
   test('retries retryable errors with capped full-jitter backoff, then succeeds', async () => {

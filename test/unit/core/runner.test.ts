@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { fileCommandBlock } from '../../../src/core/runner.js';
+import { fileCommandBlock } from '../../../src/platform/runner.js';
 import { parseCommands, parseFileCommands } from '../../../src/devkit/run-action.js';
 
 describe('runner file and workflow commands', () => {

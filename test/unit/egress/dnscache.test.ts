@@ -7,10 +7,10 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { AnswerCache, cacheKey, serveCached, ttlFields } from '../../../src/egress/dnscache.js';
-import { readAnswer, readQuery, type AnswerAddresses } from '../../../src/egress/dnswire.js';
-import { DomainMatcher, parseDomains } from '../../../src/egress/policy.js';
-import { DnsProxy, type AddressSink } from '../../../src/egress/proxy.js';
+import { AnswerCache, cacheKey, serveCached, ttlFields } from '../../../src/fence/dnscache.js';
+import { readAnswer, readQuery, type AnswerAddresses } from '../../../src/fence/dnswire.js';
+import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
+import { DnsProxy, type AddressSink } from '../../../src/fence/proxy.js';
 import { name, rr } from '../../harness/dns.js';
 
 function opt(o: { size?: number; dnssecOk?: boolean; options?: Buffer } = {}): Buffer {

@@ -6,7 +6,7 @@ import {
   RCODE_FORMERR,
   RCODE_NXDOMAIN,
   RCODE_REFUSED,
-} from '../../../src/egress/dnswire.js';
+} from '../../../src/fence/dnswire.js';
 import { name, rr } from '../../harness/dns.js';
 
 function query(n: string, opts: { id?: number; qd?: number; type?: number } = {}): Buffer {

@@ -2,9 +2,9 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyRuleset, renderRuleset } from '../../../src/egress/firewall.js';
-import { parseBlocked } from '../../../src/egress/nftshell.js';
-import { parseCidrs } from '../../../src/egress/policy.js';
+import { applyRuleset, renderRuleset } from '../../../src/fence/firewall.js';
+import { parseBlocked } from '../../../src/fence/nftshell.js';
+import { parseCidrs } from '../../../src/fence/policy.js';
 
 describe('ruleset', () => {
   const base = {

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../../src/devkit/netns.js';
-import { disableDocker, restoreLockdown, type LockdownBackup } from '../../../src/egress/lockdown.js';
+import { disableDocker, restoreLockdown, type LockdownBackup } from '../../../src/fence/lockdown.js';
 
 const usable = process.getuid?.() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/runuser');
 if (!usable && process.env.CI === 'true')

@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { canUseNetns, Netns } from '../../../src/devkit/netns.js';
-import { renderRuleset } from '../../../src/egress/firewall.js';
-import { AllowSets, NftShell } from '../../../src/egress/nftshell.js';
+import { renderRuleset } from '../../../src/fence/firewall.js';
+import { AllowSets, NftShell } from '../../../src/fence/nftshell.js';
 
 const usable = canUseNetns() && existsSync('/usr/sbin/nft');
 if (!usable && process.env.CI === 'true') throw new Error('nftshell test: needs root and nft (CI=true)');

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { CordonError } from '../../../src/core/errors.js';
-import { parseEgressInputs } from '../../../src/egress/inputs.js';
+import { CordonError } from '../../../src/platform/errors.js';
+import { parseEgressInputs } from '../../../src/actions/egress/inputs.js';
 import {
   DomainMatcher,
   GITHUB_HOSTED_PRESET,
@@ -8,7 +8,7 @@ import {
   parseDomain,
   parseDomains,
   suggestAllowlist,
-} from '../../../src/egress/policy.js';
+} from '../../../src/fence/policy.js';
 
 function failure(fn: () => unknown): CordonError {
   try {

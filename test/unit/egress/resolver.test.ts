@@ -22,7 +22,7 @@ import {
   pointSystemdResolved,
   restoreResolver,
   type SystemdResolved,
-} from '../../../src/egress/resolver.js';
+} from '../../../src/fence/resolver.js';
 
 const dirs: string[] = [];
 function tmp(): string {

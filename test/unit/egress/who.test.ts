@@ -8,7 +8,7 @@ import {
   matchSocket,
   parseSocketTable,
   pidsOfInode,
-} from '../../../src/egress/who.js';
+} from '../../../src/fence/who.js';
 
 const UDP4 = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   999        0 1111 2 0000000000000000 0

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import { agentIdentities, classify, coAuthors, impersonationError } from '../../../src/github/commits.js';
-import type { LedgerEvent } from '../../../src/core/ledger.js';
+import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 
 const issued: LedgerEvent = {
   v: 1,

@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildCommandEnv, prepareShell } from '../../../src/run/env.js';
+import { buildCommandEnv, prepareShell } from '../../../src/actions/run/env.js';
 
 describe('buildCommandEnv', () => {
   const base = {

@@ -2,12 +2,12 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger } from '../../../src/core/ledger.js';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { cgroup2Mount, createCgroup, killCgroup } from '../../../src/run/cgroup.js';
-import { makeFreshHome } from '../../../src/run/home.js';
+import { Ledger } from '../../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { cgroup2Mount, createCgroup, killCgroup } from '../../../src/actions/run/cgroup.js';
+import { makeFreshHome } from '../../../src/actions/run/home.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
-import { checkRunWindow, ranges, verdictFor } from '../../../src/summary/verify.js';
+import { checkRunWindow, ranges, verdictFor } from '../../../src/ledger/verify.js';
 
 const dirs: string[] = [];
 function temp(): string {

@@ -2,8 +2,8 @@ import { describe, expect, test } from '@jest/globals';
 import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SecretRegistry } from '../../../src/core/mask.js';
-import { findLeaks, scanWorkspace } from '../../../src/run/leaks.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { findLeaks, scanWorkspace } from '../../../src/actions/run/leaks.js';
 
 const SECRET = 'leak-scan-secret-value-42';
 

@@ -1,0 +1,140 @@
+/**
+ * Main's side: write the daemon's config, start it as root (through `sudo -n` when the
+ * step is not root), detached so it outlives the step, and wait for its one status line.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+import { CordonError } from '../../platform/errors.js';
+import type { Ledger } from '../../ledger/ledger.js';
+import type { Runner } from '../../platform/runner.js';
+import type { EgressStarted } from '../../ledger/events.js';
+import { fenceId, type DaemonConfig } from '../../rootd/protocol.js';
+import type { EgressSettings } from './inputs.js';
+import { GITHUB_HOSTED_PRESET } from '../../fence/policy.js';
+
+export interface LaunchDeps {
+  runner: Runner;
+  ledger: Ledger;
+  /** Path of dist/egress/daemon.js. */
+  daemonScript: string;
+  isRoot?: boolean;
+  node?: string;
+  timeoutMs?: number;
+}
+
+interface Ready {
+  pid: number;
+  upstreams: string[];
+  setupMs: number;
+  ipv6: boolean;
+  wildcard: boolean;
+}
+
+function waitForStatus(argv: string[], timeoutMs: number): Promise<Ready> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const finish = (fn: () => void): void => {
+      clearTimeout(timer);
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+      child.unref();
+      fn();
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`the daemon gave no status within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
+    child.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString('utf8')).slice(-2000);
+    });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const nl = out.indexOf('\n');
+      if (nl < 0) return;
+      const line = out.slice(0, nl);
+      if (line.startsWith('READY ')) finish(() => resolve(JSON.parse(line.slice(6)) as Ready));
+      else if (line.startsWith('ERROR '))
+        finish(() => reject(new Error((JSON.parse(line.slice(6)) as { message: string }).message)));
+      else finish(() => reject(new Error(`unexpected daemon output: ${line.slice(0, 200)}`)));
+    });
+    child.on('error', (e) => finish(() => reject(e)));
+    child.on('exit', (code) => {
+      if (!out.includes('\n'))
+        finish(() =>
+          reject(new Error(`the daemon exited (${code}) before it was ready: ${err.trim() || 'no output'}`)),
+        );
+    });
+  });
+}
+
+export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<void> {
+  const started = Date.now();
+  const { runner, ledger } = deps;
+  const isRoot = deps.isRoot ?? process.getuid?.() === 0;
+  const user = userInfo().username;
+  const id = fenceId(runner.tempDir);
+  const cfg: DaemonConfig = {
+    id,
+    policy: s.policy,
+    domains: [...s.presetDomains, ...s.domains],
+    ips: s.ips,
+    upstream: s.dnsUpstream,
+    minTtl: s.minTtl,
+    disableSudo: s.disableSudo,
+    disableDocker: s.disableDocker,
+    user,
+    agentPidFile: join(runner.tempDir, 'cordon', 'agent.pid'),
+  };
+  const cfgPath = join(runner.tempDir, 'cordon', `egress-config-${id}.json`);
+  mkdirSync(dirname(cfgPath), { recursive: true, mode: 0o700 });
+  writeFileSync(cfgPath, JSON.stringify(cfg), { mode: 0o600 });
+  const node = deps.node ?? process.execPath;
+  const argv = isRoot
+    ? [node, deps.daemonScript, 'start', cfgPath]
+    : ['sudo', '-n', node, deps.daemonScript, 'start', cfgPath];
+  let ready: Ready;
+  try {
+    ready = await waitForStatus(argv, deps.timeoutMs ?? 20000);
+  } catch (e) {
+    throw new CordonError({
+      what: 'egress: the fence could not be set up; the host was left as it was',
+      why: e instanceof Error ? e.message : String(e),
+      fix: isRoot
+        ? 'see the message above'
+        : 'the step needs passwordless sudo to start the root daemon; see the message above',
+    });
+  }
+  runner.saveState('egress-id', id);
+  // The daemon's copy of the ledger starts with what was written before the fence.
+  const seeded = ledger.seedCopy();
+  const data: EgressStarted = {
+    policy: s.policy,
+    domains: cfg.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name)),
+    ips: s.ips.map((c) => `${c.address}/${c.prefix}`),
+    preset: s.preset,
+    disableSudo: s.disableSudo,
+    disableDocker: s.disableDocker,
+    setupMs: Date.now() - started,
+  };
+  ledger.append('egress.started', {
+    ...data,
+    upstreams: ready.upstreams,
+    ipv6: ready.ipv6,
+    daemonPid: ready.pid,
+    ledgerCopySeeded: seeded,
+  });
+  runner.setOutput('setup-ms', String(data.setupMs));
+  if (!ready.wildcard) {
+    runner.warning(
+      'egress: another DNS server holds port 53 on a non-loopback address, so the proxy listens on loopback only: containers on bridges get no DNS answers (they stay fenced)',
+      { title: 'Cordon egress' },
+    );
+  }
+  runner.info(
+    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
+  );
+}

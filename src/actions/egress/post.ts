@@ -1,0 +1,16 @@
+import { dirname, join } from 'node:path';
+import { runEntry } from '../../platform/entry.js';
+import { Ledger } from '../../ledger/ledger.js';
+import { parseEgressInputs } from './inputs.js';
+import { reportFence } from './report.js';
+
+await runEntry(
+  (runner) =>
+    reportFence(parseEgressInputs(runner.env), {
+      runner,
+      ledger: Ledger.forEnv(runner.env, { action: 'egress' }),
+      daemonScript: join(dirname(process.argv[1]), 'daemon.js'),
+    }),
+  undefined,
+  { post: 'egress' },
+);

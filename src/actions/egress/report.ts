@@ -1,0 +1,168 @@
+/**
+ * Post: ask the daemon what it saw, record it in the ledger, annotate each blocked name
+ * once, and in audit mode print an `allowed-domains` block built from what was used.
+ * Nothing that keeps the fence up is stopped unless `teardown` asks for it.
+ */
+import { spawnSync } from 'node:child_process';
+import { CordonError } from '../../platform/errors.js';
+import type { EgressReport } from '../../ledger/events.js';
+import type { Ledger } from '../../ledger/ledger.js';
+import type { Runner } from '../../platform/runner.js';
+import { requestReport, type DaemonReport } from '../../rootd/protocol.js';
+import type { EgressSettings } from './inputs.js';
+import { suggestAllowlist } from '../../fence/policy.js';
+
+const MAX_ANNOTATIONS = 40;
+
+export interface ReportDeps {
+  runner: Runner;
+  ledger: Ledger;
+  daemonScript: string;
+  isRoot?: boolean;
+  node?: string;
+}
+
+export function toEvent(r: DaemonReport): EgressReport {
+  const allowed = r.names
+    .filter((n) => n.allowed)
+    .map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }));
+  const refused = r.names.filter((n) => !n.allowed);
+  const event: EgressReport = {
+    policy: r.policy,
+    allowed:
+      r.policy === 'audit'
+        ? [...allowed, ...refused.map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }))]
+        : allowed,
+    blockedNames: refused.map((n) => ({
+      name: n.name,
+      queries: n.queries,
+      ...(n.process ? { process: n.process } : {}),
+    })),
+    blockedDestinations: r.blocked.map((b) => ({
+      address: b.address,
+      protocol: b.protocol,
+      port: b.port || undefined,
+      packets: b.packets,
+      ...(b.process ? { process: b.process } : {}),
+    })),
+    forgedAnswers: r.forgedAnswers,
+    tamper: r.tamper,
+    namesDropped: r.namesDropped,
+    dns: {
+      answeredFromCache: r.cacheHits ?? 0,
+      upstreamTimeouts: r.upstreamTimeouts,
+      malformed: r.malformed,
+      setFailures: r.setFailures,
+    },
+    ...(r.runCgroups?.length ? { runCgroups: r.runCgroups } : {}),
+  };
+  if (r.policy === 'audit')
+    event.suggestedAllowlist = suggestAllowlist(
+      r.names.filter((n) => n.addresses.length || n.allowed).map((n) => n.name),
+    );
+  return event;
+}
+
+export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<void> {
+  const { runner, ledger } = deps;
+  const id = runner.getState('egress-id');
+  if (!id) {
+    runner.info('egress: main did not start the fence; nothing to report');
+    return;
+  }
+  let daemon: DaemonReport;
+  try {
+    daemon = await requestReport(id);
+  } catch (e) {
+    ledger.append('egress.report', {
+      policy: s.policy,
+      allowed: [],
+      blockedNames: [],
+      blockedDestinations: [],
+      tamper: ['the egress daemon was not running'],
+    });
+    if (s.teardown) teardownFence(id, deps, runner);
+    throw new CordonError({
+      what: 'egress: the daemon did not answer; it was stopped or killed during the job',
+      why: `${e instanceof Error ? e.message : String(e)}; block mode stays closed (the table is still loaded), but names are no longer answered`,
+      fix: 'find the step that killed it (it needs root, so check sudo use) and set `disable-sudo: true`',
+    });
+  }
+  const event = toEvent(daemon);
+  ledger.append('egress.report', { ...event });
+  if (daemon.tamper.length) {
+    ledger.append('egress.tampered', {
+      changes: daemon.tamper.map((what, i) => ({ what, seen: daemon.tamperSeen?.[i] || undefined })),
+    });
+  }
+  const verb = s.policy === 'block' ? 'blocked' : 'would be blocked';
+  // One annotation per name and per destination, up to a cap: the runner shows only
+  // the first few dozen annotations of a step anyway; the ledger keeps them all.
+  const notes = [
+    ...event.blockedNames.map(
+      (n) => `DNS name ${n.name} ${verb} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+    ),
+    ...event.blockedDestinations.map(
+      (d) =>
+        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
+    ),
+  ];
+  for (const n of notes.slice(0, MAX_ANNOTATIONS)) runner.warning(`egress: ${n}`, { title: 'Cordon egress' });
+  if (notes.length > MAX_ANNOTATIONS) {
+    runner.warning(
+      `egress: ${notes.length - MAX_ANNOTATIONS} more refusals are in the ledger and the job summary`,
+      {
+        title: 'Cordon egress',
+      },
+    );
+  }
+  runner.info(
+    `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored, ${daemon.cacheHits ?? 0} answered from the cache, ${daemon.upstreamTimeouts} upstream timeouts`,
+  );
+  if (event.suggestedAllowlist) {
+    const block = ['allowed-domains: |', ...event.suggestedAllowlist.map((n) => `  ${n}`)].join('\n');
+    runner.notice(`egress audit: paste this into the step's inputs to allow what this run used:\n${block}`, {
+      title: 'Cordon egress audit',
+    });
+    runner.appendSummary(
+      `### Cordon egress audit\n\nSuggested allowlist, built from the names this run resolved:\n\n\`\`\`yaml\n${block}\n\`\`\`\n`,
+    );
+    runner.setOutput('suggested-allowed-domains', event.suggestedAllowlist.join('\n'));
+  }
+  if (s.teardown) teardownFence(id, deps, runner);
+  const tampered = daemon.tamper.length > 0;
+  if (tampered && !s.failOnTamper) {
+    runner.warning(`egress: the fence was tampered with: ${daemon.tamper.join('; ')}`, {
+      title: 'Cordon egress',
+    });
+  } else if (tampered) {
+    throw new CordonError({
+      what: `egress: the fence was tampered with: ${daemon.tamper.join('; ')}`,
+      why: 'only root can change the table or the resolver, so something in the job used root',
+      fix: 'set `disable-sudo: true` and `disable-docker: true`, and find the step that did it',
+    });
+  }
+  const blockedCount = event.blockedNames.length + event.blockedDestinations.length;
+  if (s.failOnBlocked && blockedCount > 0) {
+    throw new CordonError({
+      what: `egress: ${blockedCount} names or destinations were ${verb}`,
+      why: '`fail-on-blocked: true` fails the job when anything was refused',
+      fix: 'add what the job needs to allowed-domains or allowed-ips, or remove the step that reached out',
+      input: 'fail-on-blocked',
+    });
+  }
+}
+
+function teardownFence(id: string, deps: ReportDeps, runner: Runner): void {
+  const isRoot = deps.isRoot ?? process.getuid?.() === 0;
+  const node = deps.node ?? process.execPath;
+  const argv = isRoot
+    ? [node, deps.daemonScript, 'teardown', id]
+    : ['sudo', '-n', node, deps.daemonScript, 'teardown', id];
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 15000 });
+  if (r.status === 0) runner.info('egress: fence removed, resolver and sudo restored');
+  else
+    runner.warning(
+      `egress: teardown failed: ${(r.stdout || r.stderr || r.error?.message || '').trim().slice(0, 500)}`,
+    );
+}

@@ -1,0 +1,8 @@
+import { runEntry } from '../../platform/entry.js';
+import { secrets } from '../../platform/mask.js';
+import { parseGithubTokenInputs } from '../../github/inputs.js';
+import { issueToken } from '../../github/token.js';
+
+await runEntry(async (runner) => {
+  await issueToken(parseGithubTokenInputs(runner.env), { env: runner.env, runner, registry: secrets });
+});

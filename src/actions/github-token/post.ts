@@ -1,0 +1,11 @@
+import { runEntry } from '../../platform/entry.js';
+import { secrets } from '../../platform/mask.js';
+import { revokeToken } from '../../github/token.js';
+
+await runEntry(
+  async (runner) => {
+    await revokeToken({ env: runner.env, runner, registry: secrets });
+  },
+  undefined,
+  { post: 'github-token' },
+);

@@ -1,0 +1,311 @@
+/**
+ * `run` with `credentials: broker`: the credential broker (src/broker) is started before the
+ * command and stopped once its processes are gone. The command gets the container-credentials
+ * variables (`AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN`) in
+ * place of static `AWS_*` keys, so its SDKs refresh on their own; the ID-token request pair
+ * stays in the broker's memory.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AwsSessionInputs } from '../../aws/inputs.js';
+import type { AwsCredentials } from '../../aws/sts.js';
+import { startBroker, type StartedBroker } from '../../broker/start.js';
+import { AWS_PATH } from '../../broker/config.js';
+import { CordonError, describeError } from '../../platform/errors.js';
+import type { Inputs } from '../../platform/inputs.js';
+import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
+import { hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
+import type { Env, Runner } from '../../platform/runner.js';
+import { parseGithubTokenInputs, type GithubTokenInputs } from '../../github/inputs.js';
+import type { SecretSpec } from '../../secrets/spec.js';
+
+export const CREDENTIAL_MODES = ['static', 'broker'] as const;
+export type CredentialMode = (typeof CREDENTIAL_MODES)[number];
+
+export interface RunBrokerInputs {
+  /** `static`: keys minted once, in the command's environment. `broker`: refreshed through the broker. */
+  mode: CredentialMode;
+  refreshBeforeSeconds: number;
+  /** `github-app-*`: the app whose installation tokens the broker mints (with `broker` only). */
+  github?: GithubTokenInputs;
+}
+
+/** The `github-app-*` inputs of run, by the `actions/github-token` input each stands for. */
+const GITHUB_APP_INPUTS: Record<string, string> = {
+  'app-id': 'github-app-id',
+  'client-id': 'github-app-client-id',
+  'private-key': 'github-app-private-key',
+  owner: 'github-app-owner',
+  repositories: 'github-app-repositories',
+};
+
+function runInputName(name: string): string {
+  return GITHUB_APP_INPUTS[name] ?? (name.startsWith('permission-') ? 'github-app-permissions' : name);
+}
+
+/**
+ * Parses the `github-app-*` inputs through `actions/github-token`'s own parser (one set of
+ * checks), with its input names and messages turned into run's.
+ */
+function parseGithubApp(i: Inputs): GithubTokenInputs | undefined {
+  const names = Object.values(GITHUB_APP_INPUTS).concat('github-app-permissions');
+  if (!i.has('github-app-id') && !i.has('github-app-client-id')) {
+    const stray = names.find((n) => i.has(n));
+    if (stray) {
+      throw new CordonError({
+        what: `run: ${stray} was given without github-app-id or github-app-client-id`,
+        fix: 'add `github-app-id` (or `github-app-client-id`) and `github-app-private-key`, or remove it',
+        input: stray,
+      });
+    }
+    return undefined;
+  }
+  const env: Env = {};
+  for (const [k, v] of Object.entries(i.env)) if (!k.startsWith('INPUT_')) env[k] = v;
+  for (const [theirs, ours] of Object.entries(GITHUB_APP_INPUTS)) {
+    const v = i.raw(ours);
+    if (v !== '') env[`INPUT_${theirs.toUpperCase()}`] = v;
+  }
+  for (const { text } of i.lines('github-app-permissions')) {
+    const m = /^([a-z][a-z_-]*)\s*[:=]\s*([a-z]+)$/i.exec(text.trim());
+    if (!m) {
+      i.fail(
+        'github-app-permissions',
+        text,
+        'each line is `<permission>: <level>`',
+        'write e.g. `contents: write` and `pull-requests: write`, one a line',
+      );
+    }
+    env[`INPUT_PERMISSION-${m[1].replace(/_/g, '-').toUpperCase()}`] = m[2];
+  }
+  try {
+    return parseGithubTokenInputs(env);
+  } catch (e) {
+    if (!(e instanceof CordonError)) throw e;
+    const rename = (t?: string): string | undefined =>
+      t
+        ?.replace(/^github-token:/, 'run:')
+        .replace('no permission-* input was given', 'github-app-permissions is empty')
+        .replace(/permission-\* inputs?/g, 'github-app-permissions lines')
+        .replace(/\b(app-id|client-id|private-key|owner|repositories)\b(?!\/)/g, (n) => runInputName(n))
+        .replace(/`?permission-([a-z-]+)(: ?([a-z]+))?`?/g, (_m, p: string, _l, lv?: string) =>
+          lv ? `\`github-app-permissions: ${p}: ${lv}\`` : `${p} in github-app-permissions`,
+        );
+    throw new CordonError({
+      what: rename(e.what) as string,
+      why: rename(e.why),
+      fix: rename(e.fix),
+      input: e.input ? runInputName(e.input) : undefined,
+    });
+  }
+}
+
+/** Reads `credentials` and `refresh-before-seconds`; `broker` needs `aws-role-to-assume`. */
+export function parseRunBrokerInputs(i: Inputs, aws: AwsSessionInputs | undefined): RunBrokerInputs {
+  const mode = i.enumeration('credentials', CREDENTIAL_MODES, 'static');
+  const refreshBeforeSeconds = i.integer('refresh-before-seconds', 300, { min: 0, max: 43200 });
+  if (mode !== 'broker' && (i.has('github-app-id') || i.has('github-app-client-id'))) {
+    throw new CordonError({
+      what: 'run: github-app-id was given without credentials: broker',
+      why: 'the app key is held by the credential broker only; run never hands it to the command',
+      fix: 'add `credentials: broker`, or mint a token with actions/github-token and pass it as github-token',
+      input: 'github-app-id',
+    });
+  }
+  const github = parseGithubApp(i);
+  if (github && i.has('github-token')) {
+    throw new CordonError({
+      what: 'run: github-token and github-app-id were both given',
+      why: 'the command gets one GitHub credential: a fixed token, or fresh ones from the broker',
+      fix: 'remove one of the two',
+      input: 'github-token',
+    });
+  }
+  if (mode === 'broker' && !aws && !github) {
+    throw new CordonError({
+      what: 'run: credentials: broker was given without aws-role-to-assume or github-app-id',
+      why: 'the broker keeps credentials fresh for a role or an app; without one it has nothing to serve',
+      fix: 'add `aws-role-to-assume` and `aws-region` (or `github-app-id` and `github-app-private-key`), or remove `credentials: broker`',
+      input: 'credentials',
+    });
+  }
+  return { mode, refreshBeforeSeconds, ...(github ? { github } : {}) };
+}
+
+export interface RunBroker {
+  started: StartedBroker;
+  /** The broker's current credentials, fetched once for `aws-sm:`/`ssm:` secrets (when there are any). */
+  credentials?: AwsCredentials;
+  /** What it serves, for `run.started`'s credentials: `aws-broker:<role>`, `github-app-broker:app-id=<id>`. */
+  given: string[];
+}
+
+export interface RunBrokerDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  /** dist/broker/main.js (default: next to the running bundle). */
+  brokerScript?: string;
+}
+
+interface ContainerCredentials {
+  AccessKeyId: string;
+  SecretAccessKey: string;
+  Token: string;
+  Expiration: string;
+}
+
+/** Asks the broker for its current credentials, as an SDK would. */
+async function fetchFromBroker(started: StartedBroker, aws: AwsSessionInputs): Promise<AwsCredentials> {
+  const res = await fetch(`${started.url}${AWS_PATH}`, {
+    headers: { authorization: started.env.AWS_CONTAINER_AUTHORIZATION_TOKEN },
+    signal: AbortSignal.timeout(30000),
+  });
+  if (!res.ok) {
+    throw new CordonError({
+      what: 'run: the credential broker did not hand out credentials for the secrets',
+      why: `it answered HTTP ${res.status}`,
+      fix: `see the broker log ${started.logPath}`,
+      input: 'credentials',
+    });
+  }
+  const c = (await res.json()) as ContainerCredentials;
+  return {
+    accessKeyId: c.AccessKeyId,
+    secretAccessKey: c.SecretAccessKey,
+    sessionToken: c.Token,
+    expiration: new Date(c.Expiration),
+    assumedRoleArn: '',
+    account: aws.role.account,
+  };
+}
+
+/**
+ * Starts the broker for `credentials: broker` (undefined otherwise). Every value it issues
+ * (the first credentials and each refresh) is registered, so it is masked and scrubbed from
+ * the command's output; the bearer token too.
+ */
+export async function startRunBroker(
+  inputs: { aws?: AwsSessionInputs; broker?: RunBrokerInputs; specs: SecretSpec[] },
+  deps: RunBrokerDeps,
+): Promise<RunBroker | undefined> {
+  const { env, runner, registry } = deps;
+  if (inputs.broker?.mode !== 'broker' || !(inputs.aws || inputs.broker.github)) return undefined;
+  if (inputs.aws && !hasIdTokenAccess(env)) throw missingIdTokenError('run');
+  const onSecret = (v: string): void => {
+    try {
+      registry.register(v, { name: 'broker credential' });
+    } catch {
+      // A value too short to mask is not a credential (the forms of real ones are long).
+    }
+  };
+  const started = await startBroker(
+    {
+      action: 'run',
+      env,
+      aws: inputs.aws,
+      github: inputs.broker.github,
+      refreshBeforeSeconds: inputs.broker.refreshBeforeSeconds,
+    },
+    { onSecret, ...(deps.brokerScript ? { brokerScript: deps.brokerScript } : {}) },
+  );
+  const broker: RunBroker = { started, given: [] };
+  try {
+    onSecret(started.env.CORDON_BROKER_TOKEN);
+    if (inputs.aws && inputs.specs.some((s) => s.source === 'aws-sm' || s.source === 'ssm')) {
+      broker.credentials = await fetchFromBroker(started, inputs.aws);
+      for (const v of [broker.credentials.secretAccessKey, broker.credentials.sessionToken]) onSecret(v);
+    }
+  } catch (e) {
+    await stopRunBroker(broker, runner);
+    throw e;
+  }
+  const gh = inputs.broker.github;
+  broker.given = [
+    ...(inputs.aws ? [`aws-broker:${inputs.aws.role.arn}`] : []),
+    ...(gh ? [`github-app-broker:${gh.issuerInput}=${gh.issuer}`] : []),
+  ];
+  runner.info(
+    `run: credential broker serving ${broker.given.join(', ')} on ${started.url} (pid ${started.pid}); it refreshes when fewer than ${inputs.broker.refreshBeforeSeconds} s remain`,
+  );
+  return broker;
+}
+
+/**
+ * The command's environment with the broker: the names the broker says to drop removed
+ * (and added to `removed`), its variables set (container-credentials URI and token, region,
+ * PATH led by its helpers).
+ */
+export function withBrokerEnv(
+  env: Record<string, string>,
+  removed: string[],
+  broker: RunBroker,
+): Record<string, string> {
+  const out: Record<string, string> = { ...env };
+  for (const k of broker.started.unset) {
+    if (out[k] !== undefined) {
+      delete out[k];
+      if (!removed.includes(k)) removed.push(k);
+    }
+  }
+  removed.sort();
+  const gitConfig = broker.started.gitConfigPath;
+  if (gitConfig && out.HOME) {
+    // The broker's global git config includes the user's own: make that the command's HOME
+    // (a fresh one under `home: fresh`), not the step's, then adds the credential helper.
+    const text = readFileSync(gitConfig, 'utf8');
+    const helper = text.indexOf('[credential ');
+    const quoted = `"${join(out.HOME, '.gitconfig').replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+    if (helper >= 0)
+      writeFileSync(gitConfig, `[include]\n\tpath = ${quoted}\n${text.slice(helper)}`, { mode: 0o600 });
+  }
+  return { ...out, ...broker.started.env };
+}
+
+/** Stops the broker (it revokes what it minted and records `broker.stopped`); never throws. */
+export async function stopRunBroker(broker: RunBroker, runner: Runner): Promise<void> {
+  try {
+    const r = await broker.started.stop();
+    runner.info(
+      `run: credential broker stopped after ${r.requests} request(s), ${r.unauthorized} refused, ${r.awsRefreshes} AWS issuance(s), ${r.tokenRefreshes} installation token(s) (${r.revocations.revoked} revoked, ${r.revocations.failed} not)${r.handedOutValidUntil ? `; credentials it handed out stay valid until ${r.handedOutValidUntil}` : ''}`,
+    );
+  } catch (e) {
+    runner.warning(`run: the credential broker did not stop cleanly: ${describeError(e)}`);
+  }
+}
+
+/**
+ * A stream scrubber that picks up values registered while the command runs (the broker's
+ * refreshed credentials): when the registry grows it flushes the current scrubber and
+ * continues with one built on the whole registry.
+ */
+export class RefreshingScrubber extends StreamScrubber {
+  private inner: StreamScrubber;
+  private size: number;
+  private before = 0;
+
+  constructor(private readonly registry: SecretRegistry) {
+    super(registry.matcher());
+    this.inner = new StreamScrubber(registry.matcher());
+    this.size = registry.size;
+  }
+
+  override push(chunk: Buffer): Buffer {
+    let head: Buffer | undefined;
+    if (this.registry.size !== this.size) {
+      head = this.inner.flush();
+      this.before += this.inner.scrubbed;
+      this.inner = new StreamScrubber(this.registry.matcher());
+      this.size = this.registry.size;
+    }
+    const out = this.inner.push(chunk);
+    this.scrubbed = this.before + this.inner.scrubbed;
+    return head?.length ? Buffer.concat([head, out]) : out;
+  }
+
+  override flush(): Buffer {
+    const out = this.inner.flush();
+    this.scrubbed = this.before + this.inner.scrubbed;
+    return out;
+  }
+}

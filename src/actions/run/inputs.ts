@@ -1,0 +1,63 @@
+/** `actions/run`'s inputs, typed and validated in one place. */
+import { parseAwsSessionInputs, type AwsSessionInputs } from '../../aws/inputs.js';
+import { Inputs } from '../../platform/inputs.js';
+import type { Env } from '../../platform/runner.js';
+import { parseSecretSourceInputs, type SecretSourceInputs } from '../../secrets/inputs.js';
+import { parseRunBrokerInputs, type RunBrokerInputs } from './broker.js';
+
+export const LEAK_SCAN_MODES = ['fail', 'warn', 'off'] as const;
+export type LeakScanMode = (typeof LEAK_SCAN_MODES)[number];
+
+export const HOME_MODES = ['fresh', 'keep'] as const;
+export type HomeMode = (typeof HOME_MODES)[number];
+
+export interface RunInputs extends SecretSourceInputs {
+  run: string;
+  shell: string;
+  workingDirectory: string;
+  githubToken: string;
+  keepEnv: string[];
+  /** 0 = no limit. */
+  timeoutMs: number;
+  scrubOutput: boolean;
+  leakScan: LeakScanMode;
+  /** `fresh`: a new HOME, credential-file variables dropped, the checkout token withheld. */
+  home: HomeMode;
+  aws?: AwsSessionInputs;
+  /** `credentials` and `refresh-before-seconds`: static keys or the credential broker. */
+  broker?: RunBrokerInputs;
+}
+
+export function parseRunInputs(env: Env): RunInputs {
+  const i = new Inputs('run', env);
+  const run = i.multiline('run', { required: true });
+  const timeoutRaw = i.raw('timeout-minutes');
+  let timeoutMs = 0;
+  if (timeoutRaw !== '') {
+    const minutes = Number(timeoutRaw);
+    if (!/^\d+(\.\d+)?$/.test(timeoutRaw) || !(minutes > 0) || minutes > 360 * 24) {
+      i.fail(
+        'timeout-minutes',
+        timeoutRaw,
+        'expected a number of minutes above 0',
+        'write e.g. `timeout-minutes: 30`',
+      );
+    }
+    timeoutMs = Math.round(minutes * 60000);
+  }
+  const aws = parseAwsSessionInputs(i, { prefix: 'aws-', optional: true, env });
+  return {
+    ...parseSecretSourceInputs(i),
+    run,
+    shell: i.string('shell'),
+    workingDirectory: i.string('working-directory'),
+    githubToken: i.string('github-token'),
+    keepEnv: i.list('keep-env'),
+    timeoutMs,
+    scrubOutput: i.boolean('scrub-output', true),
+    leakScan: i.enumeration('leak-scan', LEAK_SCAN_MODES, 'fail'),
+    home: i.enumeration('home', HOME_MODES, 'fresh'),
+    aws,
+    broker: parseRunBrokerInputs(i, aws),
+  };
+}

@@ -1,0 +1,17 @@
+import { runEntry } from '../../platform/entry.js';
+import { secrets } from '../../platform/mask.js';
+import { parseRunInputs } from './inputs.js';
+import { runCommand } from './run.js';
+
+let exitCode = 0;
+await runEntry(async (runner) => {
+  const result = await runCommand(parseRunInputs(runner.env), { env: runner.env, runner, registry: secrets });
+  if (result.exitCode !== 0) {
+    exitCode = result.exitCode ?? 1;
+    runner.setFailed(
+      `run: the command failed with ${result.exitCode !== null ? `exit code ${result.exitCode}` : `signal ${result.signal}`}`,
+    );
+  }
+});
+// The step ends with the command's own exit code, as a run: step does.
+if (exitCode > 0) process.exitCode = exitCode;

@@ -1,0 +1,390 @@
+/**
+ * `run`'s main: fetch every secret (and mint AWS credentials) first, start the command with
+ * a clean environment holding them, scrub its output as a stream, then scan the workspace
+ * for leaked values, record the run and hand back the command's exit code.
+ */
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
+import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
+import { CordonError } from '../../platform/errors.js';
+import type { CredentialsIssued, LedgerTampered, RunFinished, RunStarted } from '../../ledger/events.js';
+import { Ledger } from '../../ledger/ledger.js';
+import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
+import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
+import type { Env, Runner } from '../../platform/runner.js';
+import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
+import { registerFetched } from '../../secrets/register.js';
+import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
+import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
+import type { RunInputs } from './inputs.js';
+import { gitHead, scanWorkspace, type Leak } from './leaks.js';
+import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
+import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup } from './cgroup.js';
+import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
+import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
+import { checkRunWindow } from '../../ledger/verify.js';
+
+export interface RunDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  fetch?: typeof fetch;
+  /** Where the command's output goes (the runner's log). */
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Between SIGTERM and SIGKILL on timeout (default 5000 ms). */
+  killGraceMs?: number;
+  /** Backoff overrides for secret fetches (tests). */
+  fetchRetry?: FetchDeps['retry'];
+}
+
+export interface RunResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  bytesScrubbed: number;
+  leaks: Leak[];
+  processesKilled: number;
+}
+
+/** How long to wait for the output pipes to close once the command's group is killed. */
+const DRAIN_MS = 5000;
+
+class ScrubTransform extends Transform {
+  constructor(readonly scrubber: StreamScrubber) {
+    super();
+  }
+  _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const out = this.scrubber.push(chunk);
+    if (out.length) this.push(out);
+    done();
+  }
+  _flush(done: TransformCallback): void {
+    const out = this.scrubber.flush();
+    if (out.length) this.push(out);
+    done();
+  }
+}
+
+/** Pipes `from` to `to` (scrubbed or not) and resolves when `from` has ended and all was written. */
+function forward(from: Readable, to: Writable, scrubber?: StreamScrubber): Promise<void> {
+  const src = scrubber ? from.pipe(new ScrubTransform(scrubber)) : from;
+  src.pipe(to, { end: false });
+  return new Promise((res) => {
+    src.once('end', res);
+    src.once('error', res);
+    from.once('error', res);
+  });
+}
+
+async function mintAwsCredentials(inputs: RunInputs, deps: RunDeps): Promise<AwsCredentials | undefined> {
+  const aws = inputs.aws;
+  if (!aws) return undefined;
+  if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
+  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
+  const creds = await assumeRoleWithWebIdentity(
+    {
+      roleArn: aws.role.arn,
+      sessionName: aws.sessionName,
+      durationSeconds: aws.durationSeconds,
+      webIdentityToken: token,
+      region: aws.region,
+      policy: aws.policy.json,
+      managedPolicyArns: aws.policy.managedPolicyArns,
+    },
+    {
+      env: deps.env,
+      registry: deps.registry,
+      action: 'run',
+      inputNames: {
+        roleToAssume: 'aws-role-to-assume',
+        duration: 'aws-role-duration-seconds',
+        audience: 'aws-audience',
+        inline: 'aws-inline-session-policy',
+      },
+      onRetry: (reason, attempt, delay) =>
+        deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
+    },
+  );
+  const event: CredentialsIssued = {
+    provider: 'aws',
+    role: aws.role.arn,
+    assumedRoleArn: creds.assumedRoleArn,
+    sessionName: aws.sessionName,
+    expiration: creds.expiration.toISOString(),
+    durationSeconds: aws.durationSeconds,
+    account: creds.account,
+    region: aws.region,
+    export: 'command',
+    statements: aws.policy.statements,
+    managedPolicies: aws.policy.managedPolicyArns,
+  };
+  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append(
+    'credentials.issued',
+    event as unknown as Record<string, unknown>,
+  );
+  return creds;
+}
+
+function workingDirectory(inputs: RunInputs, workspace: string): string {
+  const cwd = resolve(workspace, inputs.workingDirectory || '.');
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
+    throw new CordonError({
+      what: `run: working-directory "${inputs.workingDirectory}" does not exist`,
+      why: `it resolves to ${cwd}`,
+      fix: 'give a directory inside the workspace, relative to it',
+      input: 'working-directory',
+    });
+  }
+  return cwd;
+}
+
+export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
+  const { env, runner, registry } = deps;
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
+  const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
+  const cwd = workingDirectory(inputs, workspace);
+
+  // Everything the command needs, before it starts: when any of it fails, nothing runs.
+  // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
+  const broker = await startRunBroker(inputs, deps);
+  const creds = broker ? broker.credentials : await mintAwsCredentials(inputs, deps);
+  const fetched = await fetchSecrets(inputs.specs, {
+    // Secrets are fetched with the role minted for this command, in its region.
+    env: inputs.aws ? { ...env, AWS_REGION: inputs.aws.region, AWS_DEFAULT_REGION: inputs.aws.region } : env,
+    secretsJson: inputs.secretsJson,
+    credentials: creds,
+    input: 'secrets',
+    retry: deps.fetchRetry,
+    onRetry: (source, reason, attempt, delay) =>
+      runner.info(`run: fetching ${source} failed (${reason}, attempt ${attempt}); retrying in ${delay} ms`),
+  });
+  registerFetched(fetched, registry);
+
+  const { env: builtEnv, removed } = buildCommandEnv({
+    base: env,
+    keepEnv: inputs.keepEnv,
+    secrets: fetched,
+    githubToken: inputs.githubToken || undefined,
+    aws: broker ? undefined : creds && { ...creds, region: inputs.aws?.region },
+  });
+  // Earlier steps' credentials: a fresh HOME, credential-file variables dropped.
+  const withheld: string[] = [];
+  const home =
+    inputs.home === 'fresh'
+      ? makeFreshHome({
+          dir: join(runner.tempDir, 'cordon', 'run'),
+          realHome: env.HOME,
+          workspace,
+          identity: gitIdentity(env, Ledger.forEnv(env, { action: 'run' }).events()),
+        })
+      : undefined;
+  if (home) {
+    withheld.push(...home.withheld);
+    for (const k of CREDENTIAL_FILE_VARIABLES) {
+      if (builtEnv[k] !== undefined && !inputs.keepEnv.includes(k)) {
+        delete builtEnv[k];
+        withheld.push(`env:${k}`);
+      }
+    }
+    builtEnv.HOME = home.path;
+  }
+  const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
+  const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
+  const headBefore = inputs.leakScan === 'off' ? undefined : gitHead(workspace);
+  const ledger = Ledger.forEnv(env, { action: 'run', registry });
+  const credentialsGiven = [
+    ...(broker ? broker.given : creds ? [`aws:${creds.assumedRoleArn}`] : []),
+    ...(inputs.githubToken ? ['github-token'] : []),
+  ];
+  const started: RunStarted = {
+    commandSha256: commandDigest(inputs.run),
+    shell: shell.shell,
+    secrets: fetched.map((f) => ({ name: f.name, source: f.source })),
+    envRemoved: removed,
+    credentials: credentialsGiven.length ? credentialsGiven : undefined,
+    home: inputs.home,
+  };
+  const containment = createCgroup({
+    daemonSocket: join(stateDir(fenceId(runner.tempDir)), CGROUP_SOCKET),
+  });
+  started.containment = containment.kind;
+  if (containment.daemon) started.containmentBy = 'egress daemon';
+  if (containment.reason) started.containmentReason = containment.reason;
+  // The checkout token actions/checkout left in .git/config: out of the file while the command runs.
+  const checkoutToken = home ? withholdCheckoutToken(workspace) : undefined;
+  if (checkoutToken) {
+    for (const v of checkoutToken.secrets) registry.register(v, { name: 'checkout token (.git/config)' });
+    withheld.push(...checkoutToken.entries.map((e) => `.git/config:${e.key}`));
+  }
+  if (withheld.length) started.withheld = withheld;
+  // The command runs as the same user and can write the ledger: the line written here is
+  // checked, with the chain up to it, once the command's processes are gone.
+  // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
+  const { hashes: held } = ledger.appendWithSnapshot(
+    'run.started',
+    started as unknown as Record<string, unknown>,
+  );
+  if (containment.reason)
+    runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
+  if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
+  runner.info(
+    `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
+  );
+
+  const startedAt = Date.now();
+  let exit: CommandExit;
+  let timedOut = false;
+  let processesKilled = 0;
+  let end: CommandEnd = { alive: 0, left: 0 };
+  let checkoutTokenRestored: boolean | undefined;
+  const matcher = registry.size ? registry.matcher() : undefined;
+  const scrubbers =
+    inputs.scrubOutput && matcher
+      ? broker
+        ? [new RefreshingScrubber(registry), new RefreshingScrubber(registry)]
+        : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
+      : [];
+  // run.started is in the egress daemon's copy of the ledger before the command can write.
+  await flushLedgerCopy();
+  try {
+    const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
+    // The egress daemon labels refused names and destinations "under run's command" from this
+    // pid (a hint, not proof: the agent can rewrite the file).
+    mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
+    writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
+    const drained = Promise.all([
+      forward(proc.stdout, stdout, scrubbers[0]),
+      forward(proc.stderr, stderr, scrubbers[1]),
+    ]);
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer =
+      inputs.timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            processesKilled += proc.kill('SIGTERM');
+            killTimer = setTimeout(() => proc.kill('SIGKILL'), deps.killGraceMs ?? 5000);
+          }, inputs.timeoutMs)
+        : undefined;
+    exit = await proc.exited;
+    if (timer) clearTimeout(timer);
+    if (killTimer) clearTimeout(killTimer);
+    // Nothing the command started outlives its step: its cgroup (or group) is killed and removed.
+    end = proc.finish();
+    // The daemon's cgroup directory is root's: the daemon removes it once it is empty.
+    if (containment.daemon && containment.path && !end.cgroupRemoved)
+      end.cgroupRemoved = await removeDaemonCgroup(containment);
+    processesKilled += end.alive;
+    let drainTimer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      drained.then(() => false),
+      new Promise<boolean>((res) => (drainTimer = setTimeout(() => res(true), DRAIN_MS))),
+    ]);
+    if (drainTimer) clearTimeout(drainTimer);
+    if (late) {
+      // A process outside the group still holds the pipes: stop reading them.
+      proc.stdout.destroy();
+      proc.stderr.destroy();
+      runner.warning('run: a process the command started left its process group and kept the output open');
+    }
+  } finally {
+    rmSync(shell.scriptPath, { force: true });
+    home?.remove();
+    if (checkoutToken) checkoutTokenRestored = checkoutToken.restore();
+    // The command's processes are gone: nothing may fetch credentials after this.
+    if (broker) await stopRunBroker(broker, runner);
+  }
+  const durationMs = Date.now() - startedAt;
+  const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
+
+  let leaks: Leak[] = [];
+  if (inputs.leakScan !== 'off' && registry.size) {
+    const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
+    // A file name can hold a value too: the path is scrubbed before it is shown or recorded.
+    leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
+    for (const s of scan.skipped) runner.warning(`run: the leak scan did not read ${registry.scrub(s)}`);
+  }
+  // The command's processes are gone: compare the ledger with what run held in memory.
+  const window = checkRunWindow(held, ledger.read());
+  const ledgerIntact = window.ok;
+  const { ok: _ok, ...verdict } = window;
+  void _ok;
+  ledger.append(
+    ledgerIntact ? 'ledger.verified' : 'ledger.tampered',
+    (ledgerIntact
+      ? { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun }
+      : (verdict as LedgerTampered)) as unknown as Record<string, unknown>,
+  );
+  const finished: RunFinished = {
+    exitCode: exit.code,
+    signal: exit.signal ?? undefined,
+    durationMs,
+    bytesScrubbed,
+    timedOut: timedOut || undefined,
+    leaks,
+    processesKilled,
+    processesAlive: end.alive,
+    processesLeft: end.left || undefined,
+    containment: containment.kind,
+    containmentReason: containment.reason,
+    ledgerIntact,
+    checkoutTokenRestored,
+  };
+  ledger.append('run.finished', finished as unknown as Record<string, unknown>);
+  runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
+  runner.setOutput('duration-ms', String(durationMs));
+  runner.setOutput('bytes-scrubbed', String(bytesScrubbed));
+  runner.setOutput('leaks', String(leaks.length));
+  runner.info(
+    `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${bytesScrubbed} byte(s) of secrets scrubbed from its output; ${processesKilled} leftover process(es) killed`,
+  );
+  const report = inputs.leakScan === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);
+  for (const l of leaks) {
+    report(`run: secret ${l.secret} was written to ${l.path}:${l.line}`, {
+      file: l.path,
+      line: l.line,
+      title: 'Secret written to the workspace',
+    });
+  }
+
+  if (checkoutToken && !checkoutTokenRestored)
+    runner.warning(
+      'run: the checkout token could not be put back into .git/config (the command removed the file)',
+    );
+  if (!ledgerIntact) {
+    throw new CordonError({
+      what: 'run: the run ledger was altered while the command ran',
+      why: window.details.join('; '),
+      fix: 'treat this run as compromised: review what the command did',
+    });
+  }
+  if (timedOut) {
+    throw new CordonError({
+      what: `run: the command timed out after ${inputs.timeoutMs / 60000} minute(s) and its process group was killed`,
+      fix: 'raise timeout-minutes, or find out why the command hangs',
+      input: 'timeout-minutes',
+    });
+  }
+  if (leaks.length && inputs.leakScan === 'fail') {
+    const names = [...new Set(leaks.map((l) => l.secret))].join(', ');
+    throw new CordonError({
+      what: `run: the command wrote ${names} into ${leaks.length} place(s) in the workspace`,
+      why: `secrets must not be left in files a later step could commit or upload: ${leaks.map((l) => `${l.path}:${l.line}`).join(', ')}`,
+      fix: 'remove the files and make the command stop writing the value; set leak-scan: warn to only report',
+      input: 'leak-scan',
+    });
+  }
+  return {
+    exitCode: exit.code,
+    signal: exit.signal,
+    timedOut,
+    durationMs,
+    bytesScrubbed,
+    leaks,
+    processesKilled,
+  };
+}

@@ -1,0 +1,4 @@
+import { runEntry } from '../../platform/entry.js';
+import { resetSecrets } from './export.js';
+
+await runEntry((runner) => resetSecrets(runner), undefined, { post: 'secrets' });

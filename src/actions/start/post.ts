@@ -1,0 +1,5 @@
+import { runEntry } from '../../platform/entry.js';
+import { parseStartInputs } from './inputs.js';
+import { writeSummary } from './summarize.js';
+
+await runEntry((runner) => writeSummary(parseStartInputs(runner.env), runner));

@@ -1,0 +1,51 @@
+/** `start`'s main: open the ledger and record who and what this run is. */
+import { Ledger } from '../../ledger/ledger.js';
+import { decodeClaims, displayClaims, getIdToken, hasIdTokenAccess } from '../../platform/oidc.js';
+import type { RunRecorded } from '../../ledger/events.js';
+import type { Env, Runner } from '../../platform/runner.js';
+import type { SecretRegistry } from '../../platform/mask.js';
+import type { StartInputs } from './inputs.js';
+
+export interface StartDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  fetch?: typeof fetch;
+}
+
+export function describeRun(env: Env): RunRecorded {
+  return {
+    repository: env.GITHUB_REPOSITORY,
+    sha: env.GITHUB_SHA,
+    ref: env.GITHUB_REF,
+    event: env.GITHUB_EVENT_NAME,
+    actor: env.GITHUB_ACTOR,
+    triggeringActor: env.GITHUB_TRIGGERING_ACTOR,
+    workflow: env.GITHUB_WORKFLOW,
+    workflowRef: env.GITHUB_WORKFLOW_REF,
+    job: env.GITHUB_JOB,
+    runId: env.GITHUB_RUN_ID,
+    runAttempt: env.GITHUB_RUN_ATTEMPT,
+    runnerOs: env.RUNNER_OS,
+    serverUrl: env.GITHUB_SERVER_URL,
+  };
+}
+
+export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<void> {
+  const { env, runner } = deps;
+  const ledger = Ledger.forEnv(env, { action: 'start', registry: deps.registry });
+  const nonce = ledger.open();
+  const run = describeRun(env);
+  if (hasIdTokenAccess(env)) {
+    const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch, registry: deps.registry });
+    run.oidc = displayClaims(decodeClaims(token));
+  } else {
+    runner.info('start: no id-token permission; the run is recorded without OIDC claims');
+  }
+  const { hash } = ledger.append('run.recorded', run as Record<string, unknown>, nonce);
+  if (nonce) runner.saveState('nonce', nonce);
+  runner.saveState('head', hash);
+  runner.saveState('started', new Date().toISOString());
+  runner.setOutput('ledger-path', ledger.path);
+  runner.info(`start: ledger at ${ledger.path}`);
+}

@@ -1,0 +1,137 @@
+/**
+ * The nftables table `inet cordon`, generated whole and applied in one `nft -f`
+ * transaction: it loads completely or not at all, so a failure leaves the host as it was.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { CordonError } from '../platform/errors.js';
+import { cidrText, type Cidr } from './policy.js';
+import { nftError, TABLE } from './nftshell.js';
+
+export interface FenceRules {
+  policy: 'block' | 'audit';
+  staticAllowed: Cidr[];
+  /** Uid the proxy's upstream sockets belong to. */
+  dnsUid: number;
+  /** Upstream resolver addresses the proxy (and only it) may query on port 53. */
+  upstreams: string[];
+  /** How long a blocked destination stays in the record. */
+  recordSeconds?: number;
+}
+
+const DNS_PORTS = '{ 53, 853 }';
+const ND_TYPES =
+  '{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld2-listener-report }';
+
+/** The ruleset text; replaces any earlier `inet cordon` in the same transaction. */
+export function renderRuleset(r: FenceRules): string {
+  const record = r.recordSeconds ?? 86400;
+  const s4 = r.staticAllowed.filter((c) => c.family === 4).map(cidrText);
+  const s6 = r.staticAllowed.filter((c) => c.family === 6).map(cidrText);
+  const up4 = r.upstreams.filter((a) => isIP(a) === 4);
+  const up6 = r.upstreams.filter((a) => isIP(a) === 6);
+  const policy = r.policy === 'block' ? 'drop' : 'accept';
+  const elements = (list: string[]): string => (list.length ? ` elements = { ${list.join(', ')} };` : '');
+  const lines = [
+    `table ${TABLE} {}`,
+    `delete table ${TABLE}`,
+    `table ${TABLE} {`,
+    `  set allow4 { type ipv4_addr; flags timeout; }`,
+    `  set allow6 { type ipv6_addr; flags timeout; }`,
+    `  set static4 { type ipv4_addr; flags interval;${elements(s4)} }`,
+    `  set static6 { type ipv6_addr; flags interval;${elements(s6)} }`,
+    // Sentinel elements that mark the end of each request to the long-lived nft child.
+    `  set ack { type inet_service; flags timeout; }`,
+    `  set blocked4 { type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`,
+    `  set blocked6 { type ipv6_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`,
+    `  chain output {`,
+    `    type filter hook output priority filter; policy ${policy};`,
+    `    oif "lo" accept`,
+    `    ct state established,related accept`,
+    // The proxy's own upstream queries, told apart by the socket's owner and destination.
+    ...(up4.length
+      ? [
+          `    meta skuid ${r.dnsUid} meta l4proto { tcp, udp } th dport 53 ip daddr { ${up4.join(', ')} } accept`,
+        ]
+      : []),
+    ...(up6.length
+      ? [
+          `    meta skuid ${r.dnsUid} meta l4proto { tcp, udp } th dport 53 ip6 daddr { ${up6.join(', ')} } accept`,
+        ]
+      : []),
+    `    jump decide`,
+    `  }`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter; policy ${policy};`,
+    `    ct state established,related accept`,
+    `    jump decide`,
+    `  }`,
+    `  chain decide {`,
+    `    icmpv6 type ${ND_TYPES} accept`,
+    // DNS and DoT go through the proxy or nowhere, whatever the address.
+    `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto refuse`,
+    `    ip daddr @allow4 accept`,
+    `    ip daddr @static4 accept`,
+    `    ip6 daddr @allow6 accept`,
+    `    ip6 daddr @static6 accept`,
+    `    goto refuse`,
+    `  }`,
+    `  chain refuse {`,
+    `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @blocked4 { ip daddr . meta l4proto . th dport }`,
+    `    meta nfproto ipv4 meta l4proto != { tcp, udp, sctp } update @blocked4 { ip daddr . meta l4proto . 0 }`,
+    `    meta nfproto ipv6 meta l4proto { tcp, udp, sctp } update @blocked6 { ip6 daddr . meta l4proto . th dport }`,
+    `    meta nfproto ipv6 meta l4proto != { tcp, udp, sctp } update @blocked6 { ip6 daddr . meta l4proto . 0 }`,
+    ...(r.policy === 'audit'
+      ? [`    accept`]
+      : [
+          `    meta l4proto tcp reject with tcp reset`,
+          `    meta nfproto ipv4 reject with icmp type admin-prohibited`,
+          `    meta nfproto ipv6 reject with icmpv6 type admin-prohibited`,
+          `    drop`,
+        ]),
+    `  }`,
+    // Containers' DNS, to whatever address, answered by the proxy on the bridge's own address.
+    `  chain dns_redirect {`,
+    `    type nat hook prerouting priority dstnat; policy accept;`,
+    `    meta iifkind "bridge" meta l4proto { tcp, udp } th dport 53 redirect to :53`,
+    `  }`,
+    // The proxy listens on every address for the redirect; nobody outside may use it.
+    `  chain dns_input {`,
+    `    type filter hook input priority filter; policy accept;`,
+    `    iif "lo" accept`,
+    `    meta l4proto { tcp, udp } th dport 53 ct status dnat accept`,
+    `    meta l4proto { tcp, udp } th dport 53 ct state new drop`,
+    `  }`,
+    `}`,
+  ];
+  return lines.join('\n') + '\n';
+}
+
+export type Exec = (argv: string[], input?: string) => { code: number; stdout: string; stderr: string };
+
+export const execSync: Exec = (argv, input) => {
+  const r = spawnSync(argv[0], argv.slice(1), { input, encoding: 'utf8', timeout: 20000 });
+  if (r.error) return { code: 127, stdout: '', stderr: r.error.message };
+  return { code: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+};
+
+/** Applies the ruleset atomically from `file`; throws with nft's message when the kernel refuses it. */
+export function applyRuleset(text: string, file: string, nft = 'nft', exec: Exec = execSync): void {
+  writeFileSync(file, text, { mode: 0o600 });
+  const r = exec([nft, '-f', file]);
+  if (r.code === 127) {
+    throw new CordonError({
+      what: 'egress: the nft command is not installed on this runner',
+      why: r.stderr.trim() || `${nft} was not found`,
+      fix: 'install it before this step: `sudo apt-get install -y nftables`',
+    });
+  }
+  if (r.code !== 0)
+    throw nftError('egress: the firewall ruleset did not load', new Error((r.stderr || r.stdout).trim()));
+}
+
+/** Removes the table; true when it was there. */
+export function removeTable(nft = 'nft', exec: Exec = execSync): boolean {
+  return exec([nft, 'delete', 'table', ...TABLE.split(' ')]).code === 0;
+}

@@ -1,0 +1,105 @@
+/**
+ * `disable-sudo` and `disable-docker`: take away the two ways back to root that a runner
+ * user has, then check as that user that they are gone.
+ */
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  chmodSync,
+  chownSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { CordonError } from '../platform/errors.js';
+import { execSync, type Exec } from './firewall.js';
+
+export interface LockdownBackup {
+  sudoers: { path: string; content: string }[];
+  groupsLeft: string[];
+  docker?: { path: string; mode: number; gid: number };
+}
+
+const SUDO_GROUPS = ['sudo', 'admin', 'wheel'];
+
+function grantsUser(line: string, user: string): boolean {
+  const first = line.trim().split(/\s+/)[0] ?? '';
+  return first === user;
+}
+
+/** Removes the user's sudoers lines and membership of the sudo groups, then checks `sudo -n true` fails as the user. */
+export function disableSudo(
+  user: string,
+  backup: LockdownBackup,
+  opts: { sudoers?: string; exec?: Exec } = {},
+): void {
+  const exec = opts.exec ?? execSync;
+  const root = opts.sudoers ?? '/etc/sudoers';
+  if (user === 'root') {
+    throw new CordonError({
+      what: 'egress: disable-sudo cannot apply to root',
+      why: 'the step runs as root, so there is no sudo grant to take away',
+      fix: 'run the job as an unprivileged user, or set `disable-sudo: false`',
+      input: 'disable-sudo',
+    });
+  }
+  const files = [root];
+  const dir = `${root}.d`;
+  if (existsSync(dir)) for (const f of readdirSync(dir).sort()) files.push(join(dir, f));
+  for (const path of files) {
+    if (!existsSync(path) || !statSync(path).isFile()) continue;
+    const content = readFileSync(path, 'utf8');
+    const lines = content.split('\n');
+    const kept = lines.filter((l) => !grantsUser(l, user));
+    if (kept.length === lines.length) continue;
+    backup.sudoers.push({ path, content });
+    writeFileSync(path, kept.join('\n'));
+  }
+  const groups = exec(['id', '-nG', user]).stdout.trim().split(/\s+/);
+  for (const g of SUDO_GROUPS) {
+    if (groups.includes(g) && exec(['gpasswd', '-d', user, g]).code === 0) backup.groupsLeft.push(g);
+  }
+  const check = exec(['runuser', '-u', user, '--', 'sudo', '-n', 'true']);
+  if (check.code === 0) {
+    throw new CordonError({
+      what: `egress: disable-sudo did not take effect: \`sudo -n true\` still succeeds as ${user}`,
+      why: 'a sudoers rule this step does not recognise (a group or alias) still grants it',
+      fix: 'remove that grant in the runner image, or set `disable-sudo: false` and do not rely on it',
+      input: 'disable-sudo',
+    });
+  }
+}
+
+/** Takes the docker socket from the docker group (root only); checks the user can no longer open it. */
+export function disableDocker(
+  user: string,
+  backup: LockdownBackup,
+  opts: { socket?: string; exec?: Exec } = {},
+): void {
+  const exec = opts.exec ?? execSync;
+  const socket = opts.socket ?? '/var/run/docker.sock';
+  if (!existsSync(socket)) return;
+  const st = statSync(socket);
+  backup.docker = { path: socket, mode: st.mode & 0o7777, gid: st.gid };
+  chownSync(socket, 0, 0);
+  chmodSync(socket, 0o600);
+  const check = exec(['runuser', '-u', user, '--', 'test', '-w', socket]);
+  if (check.code === 0) {
+    throw new CordonError({
+      what: `egress: disable-docker did not take effect: ${user} can still write ${socket}`,
+      why: 'the user owns the socket or runs as root',
+      fix: 'run the job as an unprivileged user, or set `disable-docker: false`',
+      input: 'disable-docker',
+    });
+  }
+}
+
+export function restoreLockdown(b: LockdownBackup, user: string, exec: Exec = execSync): void {
+  for (const s of b.sudoers) writeFileSync(s.path, s.content);
+  for (const g of b.groupsLeft) exec(['gpasswd', '-a', user, g]);
+  if (b.docker && existsSync(b.docker.path)) {
+    chownSync(b.docker.path, 0, b.docker.gid);
+    chmodSync(b.docker.path, b.docker.mode);
+  }
+}

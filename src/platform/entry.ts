@@ -1,0 +1,71 @@
+/**
+ * Runs an action's main or post: every failure ends as one `::error::` with what, why and
+ * fix, scrubbed of every registered secret form, and never a stack trace. Around the step:
+ * a main keeps the hash of the last ledger line it wrote in its saved state (no later step
+ * can read it); the post of the same step checks that line is still in the ledger and the
+ * chain unbroken, and records what it found. Lines sent to the egress daemon's copy of the
+ * ledger are flushed before the process ends.
+ */
+import { describeError, isCordonError } from './errors.js';
+import { flushLedgerCopy } from '../ledger/copy.js';
+import { firstPrev, Ledger, ownHead } from '../ledger/ledger.js';
+import { checkOwnHead } from '../ledger/head.js';
+import { secrets } from './mask.js';
+import { Runner } from './runner.js';
+
+export interface EntryOptions {
+  /** Set in a post step: the step's name, for the check of the head its main saved. */
+  post?: string;
+}
+
+export const HEAD_STATE = 'ledger-head';
+export const FIRST_STATE = 'ledger-first';
+
+export async function runEntry(
+  fn: (runner: Runner) => Promise<void> | void,
+  runner = new Runner(),
+  opts: EntryOptions = {},
+): Promise<void> {
+  try {
+    if (opts.post) verifyHead(opts.post, runner);
+    await fn(runner);
+  } catch (e) {
+    const text = isCordonError(e) ? e.message : `unexpected error: ${describeError(e)}`;
+    runner.setFailed(secrets.scrub(text));
+  } finally {
+    const head = ownHead();
+    if (!opts.post && head) {
+      runner.saveState(HEAD_STATE, head.hash);
+      // What line 1 chains to: deleting every line before this step's shows in post.
+      const first = firstPrev(head.path);
+      if (first) runner.saveState(FIRST_STATE, first);
+    }
+    await flushLedgerCopy();
+  }
+}
+
+/** The post's check of its main's head; never fails the step (start's post judges the run). */
+function verifyHead(step: string, runner: Runner): void {
+  const head = runner.getState(HEAD_STATE);
+  if (!head) return;
+  try {
+    const ledger = Ledger.forEnv(runner.env, { action: step });
+    const check = checkOwnHead(
+      ledger.read(),
+      head,
+      `${step} post`,
+      runner.getState(FIRST_STATE) || undefined,
+    );
+    const { ok, ...data } = check;
+    ledger.append(ok ? 'ledger.verified' : 'ledger.tampered', data as unknown as Record<string, unknown>);
+    if (!ok)
+      runner.warning(
+        `${step}: the run ledger was altered after this step wrote to it: ${check.details.join('; ')}`,
+        {
+          title: 'Cordon ledger',
+        },
+      );
+  } catch (e) {
+    runner.warning(`${step}: could not check the run ledger: ${describeError(e)}`);
+  }
+}

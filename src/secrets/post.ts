@@ -1,4 +1,0 @@
-import { runEntry } from '../core/entry.js';
-import { resetSecrets } from './export.js';
-
-await runEntry((runner) => resetSecrets(runner), undefined, { post: 'secrets' });

@@ -1,5 +1,0 @@
-import { runEntry } from '../core/entry.js';
-import { parseStartInputs } from './inputs.js';
-import { writeSummary } from './summarize.js';
-
-await runEntry((runner) => writeSummary(parseStartInputs(runner.env), runner));
