@@ -4,7 +4,20 @@
  */
 import { checkChain, diffLedger, hashLine, type LedgerLine } from './ledger.js';
 import type { LedgerLineRef, LedgerTampered } from './events.js';
-import type { Verdict } from '../summary/render.js';
+
+/** The verdict the summary opens with. */
+export interface Verdict {
+  status: 'intact' | 'altered' | 'unverified';
+  /** Human-readable reasons (which lines changed, were removed or inserted). */
+  details: string[];
+  /** Lines written while the agent's command ran: never trusted as Cordon's own, shown apart. */
+  duringRun?: { line: number; action?: string; type?: string; time?: string; chained: boolean }[];
+  /**
+   * `daemon-copy`: read from the egress daemon's root-owned copy, not the user-writable
+   * file; `file-copy-gone`: the fence ran but its copy is gone, so read from the file.
+   */
+  source?: 'daemon-copy' | 'file-copy-gone';
+}
 
 /**
  * Events Cordon itself may write while the agent's command runs (the credential broker,

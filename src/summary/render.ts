@@ -18,22 +18,10 @@ import type {
   TokenIssued,
   TokenRevoked,
 } from '../ledger/events.js';
+import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
-
-export interface Verdict {
-  status: 'intact' | 'altered' | 'unverified';
-  /** Human-readable reasons (which lines changed, were removed or inserted). */
-  details: string[];
-  /** Lines written while the agent's command ran: never trusted as Cordon's own, shown apart. */
-  duringRun?: { line: number; action?: string; type?: string; time?: string; chained: boolean }[];
-  /**
-   * `daemon-copy`: read from the egress daemon's root-owned copy, not the user-writable
-   * file; `file-copy-gone`: the fence ran but its copy is gone, so read from the file.
-   */
-  source?: 'daemon-copy' | 'file-copy-gone';
-}
 
 export interface SummaryInput {
   lines: LedgerLine[];

@@ -1,4 +1,4 @@
-import { runEntry } from '../../platform/entry.js';
+import { runEntry } from '../entry.js';
 import { Inputs } from '../../platform/inputs.js';
 import { secrets } from '../../platform/mask.js';
 import { exportThroughBroker } from './broker.js';

@@ -1,4 +1,4 @@
-import { runEntry } from '../../platform/entry.js';
+import { runEntry } from '../entry.js';
 import { stopExportedBroker } from './broker.js';
 import { endCredentials } from './cleanup.js';
 

@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { runEntry } from '../../platform/entry.js';
+import { runEntry } from '../entry.js';
 import { Ledger } from '../../ledger/ledger.js';
 import { parseEgressInputs } from './inputs.js';
 import { reportFence } from './report.js';

@@ -1,4 +1,4 @@
-import { runEntry } from '../../platform/entry.js';
+import { runEntry } from '../entry.js';
 import { secrets } from '../../platform/mask.js';
 import { parseGithubTokenInputs } from '../../github/inputs.js';
 import { issueToken } from '../../github/token.js';

@@ -1,4 +1,4 @@
-import { runEntry } from '../../platform/entry.js';
+import { runEntry } from '../entry.js';
 import { parseStartInputs } from './inputs.js';
 import { writeSummary } from './summarize.js';
 

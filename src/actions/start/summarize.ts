@@ -6,13 +6,8 @@ import { flushLedgerCopy, ledgerCopyPathsFor } from '../../ledger/copy.js';
 import { Ledger, ledgerDir, parseLedgerText, type LedgerLine } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
 import { impersonationError, recordCommits } from '../../github/commits.js';
-import {
-  buildAttribution,
-  renderSummaryMarkdown,
-  type SummaryInput,
-  type Verdict,
-} from '../../summary/render.js';
-import { compareWithCopy, untrustedLines, verdictFor } from '../../ledger/verify.js';
+import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../../summary/render.js';
+import { compareWithCopy, untrustedLines, verdictFor, type Verdict } from '../../ledger/verify.js';
 import type { StartInputs } from './inputs.js';
 
 /** The verdict alone, for when the ledger's lines cannot be rendered. */

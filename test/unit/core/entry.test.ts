@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
-import { runEntry } from '../../../src/platform/entry.js';
+import { runEntry } from '../../../src/actions/entry.js';
 import { CordonError } from '../../../src/platform/errors.js';
 import { secrets } from '../../../src/platform/mask.js';
 import { Runner } from '../../../src/platform/runner.js';

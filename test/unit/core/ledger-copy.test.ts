@@ -7,7 +7,7 @@ import net from 'node:net';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runEntry, HEAD_STATE } from '../../../src/platform/entry.js';
+import { runEntry, HEAD_STATE } from '../../../src/actions/entry.js';
 import { fenceId, flushLedgerCopy, ledgerCopyPaths } from '../../../src/ledger/copy.js';
 import { Ledger, parseLedgerText } from '../../../src/ledger/ledger.js';
 import { checkOwnHead } from '../../../src/ledger/head.js';

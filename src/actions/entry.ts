@@ -6,12 +6,12 @@
  * chain unbroken, and records what it found. Lines sent to the egress daemon's copy of the
  * ledger are flushed before the process ends.
  */
-import { describeError, isCordonError } from './errors.js';
+import { describeError, isCordonError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { firstPrev, Ledger, ownHead } from '../ledger/ledger.js';
 import { checkOwnHead } from '../ledger/head.js';
-import { secrets } from './mask.js';
-import { Runner } from './runner.js';
+import { secrets } from '../platform/mask.js';
+import { Runner } from '../platform/runner.js';
 
 export interface EntryOptions {
   /** Set in a post step: the step's name, for the check of the head its main saved. */
