@@ -91,14 +91,3 @@ describe('the one-step fence and the reusable workflow', () => {
     expect(agent.inputs['egress-policy'].default).toBe('block');
   });
 });
-
-describe('the README', () => {
-  test('holds the current docs/ page of every action', () => {
-    const r = spawnSync(process.execPath, ['scripts/gen-readme.mjs', '--check'], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-    });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-  });
-});
