@@ -74,9 +74,14 @@ describe('the docs/ pages', () => {
   });
 
   test.each(readdirSync(join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')))(
-    'docs/%s: every link to a heading of the page names one',
+    'docs/%s: every link to a heading of the page names one, every link to a file resolves',
     (page) => {
-      expect(brokenAnchors(read(`docs/${page}`))).toEqual([]);
+      const text = read(`docs/${page}`);
+      expect(brokenAnchors(text)).toEqual([]);
+      const files = [...text.matchAll(/\]\(([^)#]+)(#[^)]*)?\)/g)]
+        .map((m) => m[1])
+        .filter((l) => !/^[a-z]+:/.test(l));
+      expect(files.filter((f) => !existsSync(join(REPO_ROOT, 'docs', f)))).toEqual([]);
     },
   );
 });
