@@ -109,11 +109,30 @@ if libc.syscall(L(429), L(tree), ctypes.c_char_p(b""), L(-100), ctypes.c_char_p(
     fail("move_mount")
 `;
 
+/**
+ * By absolute path, isolated (-I: no PYTHON* variables, no user site; -S: no site module):
+ * it runs as root with the runner's environment, where PATH or PYTHONPATH could name code
+ * of the runner user's. -S also saves most of its start-up time.
+ */
+const PYTHON = '/usr/bin/python3';
+
 function lendByIdmap(exec: PrivilegedExec, dir: string, owner: Ids, agent: Ids): WorkspaceLoan {
   // A mapping line is "<id on disk> <id seen through the mount> 1": only the owner's ids
   // are mapped, so files of anyone else show as nobody and stay out of the agent's reach.
-  attempt('idmapped mount', dir, () =>
-    exec('python3', ['-c', IDMAP_MOUNT, dir, `${owner.uid} ${agent.uid} 1`, `${owner.gid} ${agent.gid} 1`]),
+  attempt(
+    'idmapped mount',
+    dir,
+    () =>
+      exec(PYTHON, [
+        '-I',
+        '-S',
+        '-c',
+        IDMAP_MOUNT,
+        dir,
+        `${owner.uid} ${agent.uid} 1`,
+        `${owner.gid} ${agent.gid} 1`,
+      ]),
+    IDMAP_FIX,
   );
   const seen = statSync(dir);
   const giveBack = () => attempt('umount', dir, () => exec('umount', ['--', dir]));
@@ -122,13 +141,21 @@ function lendByIdmap(exec: PrivilegedExec, dir: string, owner: Ids, agent: Ids):
     throw new CordonError({
       what: `workspace: the idmapped mount on ${dir} shows ${seen.uid}:${seen.gid}, not the agent's ${agent.uid}:${agent.gid}`,
       why: 'the mount was made without its id mapping',
-      fix: 'use the chown hand-over on this runner',
+      fix: IDMAP_FIX,
     });
   }
   return { strategy: 'idmap', giveBack };
 }
 
-function attempt(step: string, dir: string, fn: () => unknown): void {
+const IDMAP_FIX =
+  'idmapped mounts need Linux 5.12+ (5.19+ on overlayfs), a file system that supports them, and /usr/bin/python3; the chown hand-over works without';
+
+function attempt(
+  step: string,
+  dir: string,
+  fn: () => unknown,
+  fix = 'check that the workspace is on a local file system root can change',
+): void {
   try {
     fn();
   } catch (e) {
@@ -136,7 +163,7 @@ function attempt(step: string, dir: string, fn: () => unknown): void {
     throw new CordonError({
       what: `workspace: ${step} on ${dir} failed`,
       why: stderr || describeError(e),
-      fix: 'idmapped mounts need Linux 5.12+ (5.19+ on overlayfs), a file system that supports them, and python3',
+      fix,
     });
   }
 }
