@@ -1,0 +1,234 @@
+/**
+ * A Unix user made for one step, so the agent's command runs as an identity that owns
+ * nothing of the runner's: not the file-command files, not the actions' files, not the
+ * runner's processes (whose /proc/<pid>/environ holds the runner's tokens and every input).
+ * Every command goes through execFile with arguments; nothing here takes a secret.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CordonError, describeError } from '../platform/errors.js';
+
+/** How this process can make another user: it is root, it has passwordless sudo, or neither. */
+export type IdentityMode = 'root' | 'sudo' | 'none';
+
+/** Every user this module makes starts with this; nothing without it is ever deleted. */
+export const AGENT_PREFIX = 'cordon-agent-';
+const AGENT_NAME = /^cordon-agent-[0-9a-f]{6}$/;
+
+/** Where the agents' homes live unless the caller says otherwise: root-owned, on tmpfs. */
+export const DEFAULT_HOME_BASE = '/run/cordon-home';
+
+export interface AgentUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Runs a command with root's rights; returns its stdout, throws on a non-zero exit. */
+export type PrivilegedExec = (cmd: string, args: string[]) => string;
+
+/** Decides whether an own identity can be had, without prompting for anything. */
+export function identityAvailable(uid: number = process.getuid?.() ?? -1): IdentityMode {
+  if (uid === 0) return 'root';
+  const r = spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore', timeout: 5000 });
+  return r.status === 0 ? 'sudo' : 'none';
+}
+
+/** Runs commands as root directly, or through `sudo -n` (never prompting). */
+export function privilegedExec(mode: 'root' | 'sudo', timeoutMs = 30_000): PrivilegedExec {
+  return (cmd, args) => {
+    const [file, argv] = mode === 'root' ? [cmd, args] : ['sudo', ['-n', '--', cmd, ...args]];
+    return execFileSync(file, argv, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+    });
+  };
+}
+
+/** The command line that runs `argv` as `user`, with no supplementary groups. */
+export function asAgentArgv(user: AgentUser, mode: 'root' | 'sudo', argv: string[]): string[] {
+  const setpriv = ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', ...argv];
+  // sudo keeps the caller's environment only when asked; it still drops LD_* and resets PATH.
+  return mode === 'root' ? setpriv : ['sudo', '-n', '--preserve-env', '--', ...setpriv];
+}
+
+/**
+ * Makes a system user for one step: locked password, no supplementary groups, shell
+ * /bin/bash, and a fresh HOME (0700, its own) under a root-owned base directory.
+ */
+export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT_HOME_BASE): AgentUser {
+  const name = AGENT_PREFIX + randomBytes(3).toString('hex');
+  const home = join(homeBase, name);
+  run(exec, 'install', ['-d', '-o', 'root', '-g', 'root', '-m', '0755', '--', homeBase], name);
+  const base = lstatSync(homeBase);
+  if (!base.isDirectory() || base.uid !== 0) {
+    throw new CordonError({
+      what: `identity: the home base ${homeBase} is not a root-owned directory`,
+      why: 'an agent HOME under a directory someone else controls could be swapped for a link',
+      fix: 'remove it or pass another home base',
+    });
+  }
+  // --system takes a uid from the system range nobody logs in with; --user-group gives it a
+  // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
+  run(
+    exec,
+    'useradd',
+    ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', name],
+    name,
+  );
+  try {
+    const user = lookUp(name, home);
+    const groups = run(exec, 'id', ['-G', name], name).trim().split(/\s+/);
+    if (groups.length !== 1 || Number(groups[0]) !== user.gid) {
+      throw new CordonError({
+        what: `identity: ${name} was given supplementary groups (${groups.join(' ')})`,
+        why: 'the system adds new users to extra groups (GROUPS in /etc/default/useradd), and a group such as docker or sudo is root',
+        fix: 'remove GROUPS from /etc/default/useradd on this runner',
+      });
+    }
+    // mkdir without -p: a HOME that already exists is someone else's, never reused.
+    run(exec, 'mkdir', ['-m', '0700', '--', home], name);
+    run(exec, 'chown', ['--no-dereference', `${user.uid}:${user.gid}`, '--', home], name);
+    return user;
+  } catch (e) {
+    sweepAndRemove(exec, { name, home });
+    throw e;
+  }
+}
+
+function lookUp(name: string, home: string): AgentUser {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
+  const f = line?.split(':');
+  if (!f || f.length < 7) {
+    throw new CordonError({
+      what: `identity: useradd made no entry for ${name} in /etc/passwd`,
+      why: 'users may come from a directory service this runner cannot write',
+      fix: 'use `user: runner` on this runner',
+    });
+  }
+  return { name, uid: Number(f[2]), gid: Number(f[3]), home };
+}
+
+function run(exec: PrivilegedExec, cmd: string, args: string[], name: string): string {
+  try {
+    return exec(cmd, args);
+  } catch (e) {
+    const stderr = (e as { stderr?: string }).stderr?.trim();
+    throw new CordonError({
+      what: `identity: \`${cmd}\` for ${name} failed`,
+      why: stderr || describeError(e),
+      fix: 'check that this runner has root or passwordless sudo and the shadow tools (useradd, userdel)',
+    });
+  }
+}
+
+/** Processes whose real, effective or saved uid is `uid`, with whether each is a zombie. */
+export function processesOf(uid: number): { pid: number; zombie: boolean }[] {
+  const found: { pid: number; zombie: boolean }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${entry}/status`, 'utf8');
+    } catch {
+      continue; // gone since readdir
+    }
+    const uids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+    if (!uids || ![uids[1], uids[2], uids[3]].map(Number).includes(uid)) continue;
+    found.push({ pid: Number(entry), zombie: /^State:\s+Z/m.test(status) });
+  }
+  return found;
+}
+
+export interface SweepOptions {
+  /** How long to keep killing before giving up. */
+  deadlineMs?: number;
+}
+
+/**
+ * Kills every process of the user, checks none is left, then deletes the user, its group
+ * and its HOME. Safe to call twice; refuses any name this module would not have made.
+ */
+export function sweepAndRemove(
+  exec: PrivilegedExec,
+  user: Pick<AgentUser, 'name' | 'home'>,
+  opts: SweepOptions = {},
+): void {
+  const { name, home } = user;
+  if (!AGENT_NAME.test(name) || basename(home) !== name) {
+    throw new CordonError({
+      what: `identity: refusing to remove "${name}" (home ${home})`,
+      why: `only users named ${AGENT_PREFIX}<6 hex> with a HOME named after them are Cordon's`,
+      fix: 'this is a bug in the caller; nothing was removed',
+    });
+  }
+  const passwd = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
+  if (passwd) {
+    const [, , uidText, gidText] = passwd.split(':');
+    const uid = Number(uidText);
+    const left = killAll(exec, uid, Number(gidText), opts.deadlineMs ?? 5000);
+    if (left.some((p) => !p.zombie)) {
+      throw new CordonError({
+        what: `identity: ${left.length} process(es) of ${name} still run after SIGKILL`,
+        why: 'a process in uninterruptible sleep (D state) cannot be killed until its I/O ends',
+        fix: 'the user is kept so the processes stay attributable; the runner is discarded at job end',
+      });
+    }
+    // A zombie holds no resources but makes userdel refuse; --force skips only that check.
+    run(exec, 'userdel', left.length ? ['--force', name] : [name], name);
+  }
+  if (exists(home)) {
+    if (lstatSync(dirname(home)).uid !== 0) {
+      throw new CordonError({
+        what: `identity: ${home} is not under a root-owned directory; left in place`,
+        fix: 'remove it by hand',
+      });
+    }
+    run(exec, 'rm', ['-rf', '--one-file-system', '--', home], name);
+  }
+}
+
+/**
+ * `kill -KILL -1` run AS the user signals every process it owns in one pass inside the
+ * kernel, so a fork loop cannot outrun a pid list; repeated until none is left or the
+ * deadline passes. Returns what is left (zombies only, when it succeeded).
+ */
+function killAll(exec: PrivilegedExec, uid: number, gid: number, deadlineMs: number) {
+  const deadline = Date.now() + deadlineMs;
+  // Zombies are reaped by their (also killed) parents' reaper; a short grace lets that
+  // happen, since a reaper that never reaps would otherwise hold the sweep to its deadline.
+  let zombieGrace = 0;
+  for (;;) {
+    const left = processesOf(uid);
+    const live = left.some((p) => !p.zombie);
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    if (live) {
+      zombieGrace = 0;
+      try {
+        exec('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', 'kill', '-KILL', '-1']);
+      } catch {
+        // it kills itself too, so a signal exit is expected
+      }
+    } else if (++zombieGrace > 10) {
+      return left;
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,125 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  asAgentArgv,
+  createAgentUser,
+  identityAvailable,
+  privilegedExec,
+  processesOf,
+  sweepAndRemove,
+  type AgentUser,
+} from '../../../src/identity/user.js';
+import { alive } from '../../harness/proc.js';
+
+const exec = privilegedExec('root');
+const made: AgentUser[] = [];
+let base: string;
+let user: AgentUser;
+
+const asAgent = (argv: string[]) => {
+  const [cmd, ...args] = asAgentArgv(user, 'root', argv);
+  return spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+};
+
+const statusOf = (pid?: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+beforeAll(() => {
+  base = mkdtempSync(join(tmpdir(), 'cordon-home-'));
+  user = createAgentUser(exec, base);
+  made.push(user);
+});
+
+afterAll(() => {
+  for (const u of made) sweepAndRemove(exec, u);
+  rmSync(base, { recursive: true, force: true });
+});
+
+test('identityAvailable says root when running as root', () => {
+  expect(identityAvailable()).toBe('root');
+});
+
+test('the agent user is named for Cordon, locked, in no group but its own, with a HOME it alone owns', () => {
+  expect(user.name).toMatch(/^cordon-agent-[0-9a-f]{6}$/);
+  expect(user.uid).toBeGreaterThan(0);
+  expect(user.uid).toBeLessThan(1000);
+  const shadow = readFileSync('/etc/shadow', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user.name}:`));
+  expect(shadow?.split(':')[1]).toMatch(/^[!*]/);
+  expect(execFileSync('id', ['-G', user.name], { encoding: 'utf8' }).trim()).toBe(String(user.gid));
+  const home = statSync(user.home);
+  expect(home.uid).toBe(user.uid);
+  expect(home.mode & 0o777).toBe(0o700);
+  expect(readFileSync('/etc/passwd', 'utf8')).toContain(
+    `${user.name}:x:${user.uid}:${user.gid}::${user.home}:/bin/bash`,
+  );
+});
+
+test('the agent user has no sudo', () => {
+  const rules = spawnSync('sudo', ['-n', '-l', '-U', user.name], { encoding: 'utf8' });
+  expect(`${rules.stdout}${rules.stderr}`).toMatch(/not allowed to run sudo/);
+  expect(asAgent(['sudo', '-n', 'true']).status).not.toBe(0);
+});
+
+test("a process of the agent cannot write a runner-owned file nor read another user's environ", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-runner-'));
+  const file = join(dir, 'github_env');
+  writeFileSync(file, 'A=1\n', { mode: 0o644 });
+  // a non-root process, as the runner's own would be
+  const other = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '30'], {
+    stdio: 'ignore',
+    env: { TOKEN_LIKE: 'x' },
+  });
+  try {
+    for (let i = 0; i < 100 && !/^Uid:\s+65534/m.test(statusOf(other.pid)); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(statusOf(other.pid)).toMatch(/^Uid:\s+65534/m);
+    expect(asAgent(['sh', '-c', `echo B=2 >> ${file}`]).status).not.toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe('A=1\n');
+    for (const pid of [process.pid, other.pid]) {
+      const r = asAgent(['cat', `/proc/${pid}/environ`]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/Permission denied/);
+    }
+  } finally {
+    other.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sweepAndRemove kills a double-forked sleep of the uid, deletes user, group and HOME, and can run twice', async () => {
+  const victim = createAgentUser(exec, base);
+  made.push(victim);
+  const [cmd, ...args] = asAgentArgv(victim, 'root', ['sh', '-c', '(setsid sleep 300 &) ; exit 0']);
+  await new Promise((resolve) => spawn(cmd, args, { stdio: 'ignore' }).on('exit', resolve));
+  let sleepers: number[] = [];
+  for (let i = 0; i < 100 && sleepers.length === 0; i++) {
+    sleepers = processesOf(victim.uid).map((p) => p.pid);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(sleepers.length).toBeGreaterThan(0);
+  sweepAndRemove(exec, victim);
+  expect(sleepers.filter(alive)).toEqual([]);
+  expect(readFileSync('/etc/passwd', 'utf8')).not.toContain(`${victim.name}:`);
+  expect(readFileSync('/etc/group', 'utf8')).not.toContain(`${victim.name}:`);
+  expect(() => statSync(victim.home)).toThrow();
+  expect(() => sweepAndRemove(exec, victim)).not.toThrow();
+});
+
+test('sweepAndRemove refuses a name Cordon did not make', () => {
+  expect(() => sweepAndRemove(exec, { name: 'runner', home: '/home/runner' })).toThrow(
+    /refusing to remove "runner"/,
+  );
+  expect(() => sweepAndRemove(exec, { name: 'cordon-agent-abcdef', home: '/home/runner' })).toThrow(
+    /refusing/,
+  );
+});
