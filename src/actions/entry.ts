@@ -5,30 +5,59 @@
  * can read it); the post of the same step checks that line is still in the ledger and the
  * chain unbroken, and records what it found. Lines sent to the egress daemon's copy of the
  * ledger are flushed before the process ends.
+ *
+ * A main or post gets one `EntryContext` and reaches no process global itself: the runner,
+ * this process's secret registry and the ledger come from here, so a test hands in its own.
  */
+import { dirname, join } from 'node:path';
 import { describeError, isCordonError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { firstPrev, Ledger, ownHead } from '../ledger/ledger.js';
 import { checkOwnHead } from '../ledger/head.js';
-import { secrets } from '../platform/mask.js';
-import { Runner } from '../platform/runner.js';
+import { secrets, type SecretRegistry } from '../platform/mask.js';
+import { Runner, type Env } from '../platform/runner.js';
+
+/**
+ * What a main or post works with. `env`, `runner` and `registry` are named as the domain
+ * functions' deps name them, so the context itself can be passed as those deps.
+ */
+export interface EntryContext {
+  runner: Runner;
+  /** The step's environment (`runner.env`). */
+  env: Env;
+  /** The process's secret registry: whatever is registered is masked and scrubbed from errors. */
+  registry: SecretRegistry;
+  /** The run ledger, written by `action`. */
+  ledger(action: string): Ledger;
+  /** A file shipped next to the running bundle (`daemon.js`). */
+  bundled(file: string): string;
+}
 
 export interface EntryOptions {
   /** Set in a post step: the step's name, for the check of the head its main saved. */
   post?: string;
+  /** The step's runner (tests); the process's own by default. */
+  runner?: Runner;
 }
 
 export const HEAD_STATE = 'ledger-head';
 export const FIRST_STATE = 'ledger-first';
 
 export async function runEntry(
-  fn: (runner: Runner) => Promise<void> | void,
-  runner = new Runner(),
+  fn: (ctx: EntryContext) => Promise<unknown> | void,
   opts: EntryOptions = {},
 ): Promise<void> {
+  const runner = opts.runner ?? new Runner();
+  const ctx: EntryContext = {
+    runner,
+    env: runner.env,
+    registry: secrets,
+    ledger: (action) => Ledger.forEnv(runner.env, { action }),
+    bundled: (file) => join(dirname(process.argv[1]), file),
+  };
   try {
     if (opts.post) verifyHead(opts.post, runner);
-    await fn(runner);
+    await fn(ctx);
   } catch (e) {
     const text = isCordonError(e) ? e.message : `unexpected error: ${describeError(e)}`;
     runner.setFailed(secrets.scrub(text));

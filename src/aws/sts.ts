@@ -3,9 +3,10 @@
  * and timeouts come from the caller's env, never from process globals, so `actions/run` can
  * mint credentials for one command and the tests can aim it at moto through a fault proxy.
  * The SDK's own retries are off: Cordon retries throttling, 5xx, timeouts and resets with
- * backoff and jitter, and never AccessDenied or a validation error.
+ * backoff and jitter, and never AccessDenied or a validation error (platform/aws-errors.ts).
  */
 import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { awsErrorCode, awsHttpStatus, isRetryableAwsError } from '../platform/aws-errors.js';
 import { CordonError, describeError } from '../platform/errors.js';
 import type { SecretRegistry } from '../platform/mask.js';
 import { decodeClaims } from '../platform/oidc.js';
@@ -52,73 +53,11 @@ export interface StsDeps {
   action?: string;
 }
 
-/** Error names STS (or the network under it) returns for a call worth repeating. */
-const RETRYABLE_NAMES = new Set([
-  'Throttling',
-  'RequestLimitExceeded',
-  'IDPCommunicationError',
-  'InternalFailure',
-  'InternalError',
-  'ServiceUnavailable',
-  'RequestTimeout',
-  'TimeoutError',
-]);
-const RETRYABLE_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ECONNABORTED',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-]);
-/** Never repeated, whatever the status: the same request gets the same answer. */
-const FINAL_NAMES = new Set([
-  'AccessDenied',
-  'InvalidIdentityToken',
-  'ExpiredToken',
-  'IDPRejectedClaim',
-  'ValidationError',
-  'MalformedPolicyDocument',
-  'PackedPolicyTooLarge',
-  'RegionDisabled',
-  'InvalidParameterValue',
-]);
-
-interface SdkError {
-  name?: string;
-  code?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
-  $fault?: string;
-}
-
-/** STS's error code: the SDK names modeled errors `<Code>Exception`, unmodeled ones `<Code>`. */
-function errorName(e: unknown): string {
-  return ((e as SdkError)?.name ?? 'Error').replace(/(.)Exception$/, '$1');
-}
-
-function httpStatus(e: unknown): number | undefined {
-  return (e as SdkError)?.$metadata?.httpStatusCode;
-}
-
-/** Whether an STS error is worth another attempt: throttling, 5xx, timeouts, resets. */
-export function isRetryableStsError(e: unknown): boolean {
-  const name = errorName(e);
-  if (FINAL_NAMES.has(name)) return false;
-  if (RETRYABLE_NAMES.has(name)) return true;
-  const status = httpStatus(e);
-  if (status !== undefined && (status >= 500 || status === 429)) return true;
-  const code = (e as SdkError)?.code;
-  if (code && RETRYABLE_CODES.has(code)) return true;
-  // Node's HTTP client reports a reset mid-response as "socket hang up" without a code on some paths.
-  return status === undefined && /socket hang up|ECONNRESET|aborted/i.test((e as SdkError)?.message ?? '');
-}
-
+/** `Throttling, HTTP 400` or `Error, ECONNRESET`: the code and status, never a response body. */
 function reasonOf(e: unknown): string {
-  const status = httpStatus(e);
-  const code = (e as SdkError)?.code;
-  return [errorName(e), code, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
+  const status = awsHttpStatus(e);
+  const code = (e as { code?: string } | undefined)?.code;
+  return [awsErrorCode(e), code, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
 }
 
 /** The STS endpoint the passed env asks for: AWS_ENDPOINT_URL_STS, then AWS_ENDPOINT_URL. */
@@ -131,7 +70,7 @@ function envFlag(v: string | undefined): boolean {
 }
 
 /**
- * Exchanges the ID token for role credentials. Retries per `isRetryableStsError`; every
+ * Exchanges the ID token for role credentials. Retries per `isRetryableAwsError`; every
  * failure ends as a CordonError that names the input to change (for AccessDenied and
  * InvalidIdentityToken it shows the token's iss/aud/sub and the trust-policy condition that
  * would match). The access key id, secret key and session token are registered with
@@ -178,7 +117,7 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
       maxDelayMs: 5000,
       maxTotalMs: 60000,
       ...deps.retry,
-      isRetryable: isRetryableStsError,
+      isRetryable: isRetryableAwsError,
       onRetry: (e, attempt, delay) => deps.onRetry?.(reasonOf(e), attempt, delay),
     });
   } catch (e) {
@@ -258,7 +197,7 @@ export function explainStsError(
     inline: 'inline-session-policy',
     ...deps.inputNames,
   };
-  const name = errorName(e);
+  const name = awsErrorCode(e);
   const message = describeError(e);
   if (name === 'AccessDenied' || name === 'InvalidIdentityToken' || name === 'IDPRejectedClaim') {
     const t = tokenFacts(req.webIdentityToken);
@@ -307,10 +246,10 @@ export function explainStsError(
   const endpoint = stsEndpoint(deps.env) ?? `the STS endpoint of ${req.region}`;
   return new CordonError({
     what: `${action}: AssumeRoleWithWebIdentity failed for ${req.roleArn} (${reasonOf(e)}: ${message})`,
-    why: isRetryableStsError(e)
+    why: isRetryableAwsError(e)
       ? `${endpoint} kept failing after the retries allowed`
       : `${endpoint} answered with an error Cordon does not retry`,
-    fix: isRetryableStsError(e)
+    fix: isRetryableAwsError(e)
       ? 'retry the job later, or raise retry-max-attempts'
       : 'read the STS message above; check the role ARN and region',
   });

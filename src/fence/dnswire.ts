@@ -3,6 +3,8 @@
  * a query, build a refusal, and pull the A/AAAA addresses of an answer through its
  * CNAME chain. Everything is bounded: names at 255 bytes, pointer jumps at 32.
  */
+import { formatAddress } from './ip.js';
+
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
 export const TYPE_AAAA = 28;
@@ -147,29 +149,6 @@ export interface AnswerAddresses {
   aliases: string[];
 }
 
-function ipv6Text(buf: Buffer, at: number): string {
-  const g: string[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(buf.readUInt16BE(at + i).toString(16));
-  // Canonical form: collapse the longest run of zero groups.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return g.join(':');
-  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
-}
-
 /** Parses an upstream answer; undefined when malformed. Only records owned by the question name or its CNAME chain count. */
 export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
   if (buf.length < 12 || !(buf.readUInt16BE(2) & 0x8000)) return undefined;
@@ -218,7 +197,7 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
         ttl: r.ttl,
       });
     } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
-      out.v6.push({ address: ipv6Text(buf, r.rdata), ttl: r.ttl });
+      out.v6.push({ address: formatAddress(buf.subarray(r.rdata, r.rdata + 16)), ttl: r.ttl });
     } else if (r.type === TYPE_HTTPS || r.type === TYPE_SVCB) {
       svcbHints(buf, r.rdata, r.rdlen, r.ttl, out);
     }
@@ -246,7 +225,8 @@ function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: Answe
       for (let i = v; i + 4 <= v + n; i += 4)
         out.v4.push({ address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`, ttl });
     } else if (key === 6) {
-      for (let i = v; i + 16 <= v + n; i += 16) out.v6.push({ address: ipv6Text(buf, i), ttl });
+      for (let i = v; i + 16 <= v + n; i += 16)
+        out.v6.push({ address: formatAddress(buf.subarray(i, i + 16)), ttl });
     }
     p = v + n;
   }

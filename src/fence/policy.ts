@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { CordonError } from '../platform/errors.js';
+import { addressBytes, formatAddress } from './ip.js';
 
 export interface DomainPattern {
   /** Lower case, no trailing dot, without the `*.` of a wildcard. */
@@ -154,59 +155,10 @@ export function cidrText(c: Cidr): string {
   return c.prefix === (c.family === 4 ? 32 : 128) ? c.address : `${c.address}/${c.prefix}`;
 }
 
-/** The 4 or 16 bytes of an address that `isIP` accepted. */
-export function addressBytes(addr: string): Uint8Array {
-  if (isIP(addr) === 4) return Uint8Array.from(addr.split('.').map(Number));
-  let s = addr;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  const tail: number[] = [];
-  if (v4) {
-    tail.push(...v4[1].split('.').map(Number));
-    s = s.slice(0, -v4[1].length) + '0:0';
-  }
-  const [head, rest] = s.split('::');
-  const h = head ? head.split(':') : [];
-  const r = rest !== undefined ? (rest ? rest.split(':') : []) : [];
-  const groups = rest !== undefined ? [...h, ...Array(8 - h.length - r.length).fill('0'), ...r] : h;
-  const out = new Uint8Array(16);
-  groups.forEach((g: string, i: number) => {
-    const n = parseInt(g, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  });
-  if (v4) out.set(tail, 12);
-  return out;
-}
-
 function maskBytes(b: Uint8Array, prefix: number): Uint8Array {
   const out = Uint8Array.from(b);
   for (let bit = prefix; bit < b.length * 8; bit++) out[bit >> 3] &= ~(0x80 >> (bit & 7));
   return out;
-}
-
-/** Canonical text (RFC 5952 for IPv6). */
-export function formatAddress(b: Uint8Array): string {
-  if (b.length === 4) return Array.from(b).join('.');
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (bestAt < 0) return hex.join(':');
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
 }
 
 /** Case-insensitive matcher over exact names and `*.` suffixes; a wildcard never matches its apex. */

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { processName } from '../platform/proc-name.js';
+import { canonicalAddress, formatAddress } from './ip.js';
 
 export interface SocketRow {
   localAddress: string;
@@ -31,33 +32,10 @@ function hexV6(h: string): string {
     const word = h.slice(w * 8, w * 8 + 8);
     for (let b = 3; b >= 0; b--) bytes.push(parseInt(word.slice(b * 2, b * 2 + 2), 16));
   }
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
   // Mapped IPv4 (::ffff:a.b.c.d) reads as the IPv4 address, as nft records it.
-  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') return bytes.slice(12).join('.');
-  return canonical6(groups.join(':'));
-}
-
-/** The compressed IPv6 form (longest run of zero groups as `::`), as nft prints it. */
-export function canonical6(full: string): string {
-  const groups = full.split(':').map((g) => parseInt(g, 16).toString(16));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+  if (bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff)
+    return bytes.slice(12).join('.');
+  return formatAddress(Uint8Array.from(bytes));
 }
 
 function endpoint(text: string): [string, number] {
@@ -110,16 +88,8 @@ export function matchSocket(rows: SocketRow[], q: WhoQuery): SocketRow | undefin
       (r) => r.localPort === q.port && r.state !== 10 && (q.proto === 'udp' || r.remotePort === 53),
     );
   }
-  const addr = isIP(q.address) === 6 ? canonical6(expand6(q.address)) : q.address;
+  const addr = isIP(q.address) === 6 ? canonicalAddress(q.address) : q.address;
   return rows.find((r) => r.remoteAddress === addr && (q.port === 0 || r.remotePort === q.port));
-}
-
-function expand6(a: string): string {
-  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const zeros = tail === undefined ? [] : Array(8 - h.length - t.length).fill('0');
-  return [...h, ...zeros, ...t].join(':');
 }
 
 /** Pids holding the socket with this inode (scans every process's fds). */

@@ -5,7 +5,14 @@
  */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  awsErrorName,
+  awsHttpStatus,
+  classifyAwsError,
+  isRetryableAwsError,
+} from '../platform/aws-errors.js';
 import { CordonError } from '../platform/errors.js';
+import { mapBounded } from '../platform/map-bounded.js';
 import { retry, type RetryOptions } from '../platform/retry.js';
 import type { Env } from '../platform/runner.js';
 import { checkTarget, describeSource, expandedName, type SecretSpec } from './spec.js';
@@ -45,77 +52,6 @@ export interface FetchDeps {
 }
 
 export const DEFAULT_CONCURRENCY = 8;
-
-const THROTTLE_NAMES = new Set([
-  'ThrottlingException',
-  'Throttling',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'ThrottledException',
-]);
-const TRANSIENT_NAMES = new Set([
-  'InternalServiceError',
-  'InternalServerError',
-  'ServiceUnavailable',
-  'TimeoutError',
-  'RequestTimeout',
-]);
-const TRANSIENT_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-]);
-const NOT_FOUND_NAMES = new Set([
-  'ResourceNotFoundException',
-  'ParameterNotFound',
-  'ParameterVersionNotFound',
-]);
-const DENIED_NAMES = new Set([
-  'AccessDeniedException',
-  'AccessDenied',
-  'UnrecognizedClientException',
-  'InvalidSignatureException',
-  'ExpiredTokenException',
-  'InvalidClientTokenId',
-  'DecryptionFailure',
-  'KMSAccessDeniedException',
-]);
-
-interface AwsLikeError {
-  name?: string;
-  code?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function errorName(e: unknown): string {
-  const a = (e ?? {}) as AwsLikeError;
-  return a.name || a.code || 'Error';
-}
-
-function httpStatus(e: unknown): number | undefined {
-  return ((e ?? {}) as AwsLikeError).$metadata?.httpStatusCode;
-}
-
-function isThrottle(e: unknown): boolean {
-  return THROTTLE_NAMES.has(errorName(e)) || httpStatus(e) === 429;
-}
-
-function isRetryable(e: unknown): boolean {
-  if (isThrottle(e)) return true;
-  const name = errorName(e);
-  if (NOT_FOUND_NAMES.has(name) || DENIED_NAMES.has(name)) return false;
-  const status = httpStatus(e);
-  const code = ((e ?? {}) as AwsLikeError).code ?? '';
-  return (
-    TRANSIENT_NAMES.has(name) ||
-    TRANSIENT_CODES.has(code) ||
-    TRANSIENT_CODES.has(name) ||
-    (status !== undefined && status >= 500)
-  );
-}
 
 /** Region for a call: the environment's, else the one in an ARN. */
 function regionFor(env: Env, ref: string): string | undefined {
@@ -284,29 +220,32 @@ async function callAws<T>(source: string, deps: FetchDeps, call: () => Promise<T
         maxDelayMs: 5000,
         maxTotalMs: 60000,
         ...deps.retry,
-        isRetryable,
-        onRetry: (e, attempt, delay) => deps.onRetry?.(source, errorName(e), attempt, delay),
+        isRetryable: isRetryableAwsError,
+        onRetry: (e, attempt, delay) => deps.onRetry?.(source, awsErrorName(e), attempt, delay),
       },
     );
   } catch (e) {
     // Only the error's name and status: an SDK message or a body can hold response bytes.
-    const name = errorName(e);
-    const status = httpStatus(e);
-    const detail = `${name}${status ? `, HTTP ${status}` : ''}`;
-    if (NOT_FOUND_NAMES.has(name))
-      throw new FetchFailure(source, 'not-found', `it was not found (${detail})`);
-    if (DENIED_NAMES.has(name)) throw new FetchFailure(source, 'denied', `access was denied (${detail})`);
-    if (isThrottle(e))
-      throw new FetchFailure(
-        source,
-        'throttled',
-        `AWS kept throttling the request (${detail}, ${attempts} attempts)`,
-      );
-    throw new FetchFailure(
-      source,
-      'failed',
-      `the request failed (${detail}${attempts > 1 ? `, ${attempts} attempts` : ''})`,
-    );
+    const status = awsHttpStatus(e);
+    const detail = `${awsErrorName(e)}${status ? `, HTTP ${status}` : ''}`;
+    switch (classifyAwsError(e)) {
+      case 'not-found':
+        throw new FetchFailure(source, 'not-found', `it was not found (${detail})`);
+      case 'denied':
+        throw new FetchFailure(source, 'denied', `access was denied (${detail})`);
+      case 'throttled':
+        throw new FetchFailure(
+          source,
+          'throttled',
+          `AWS kept throttling the request (${detail}, ${attempts} attempts)`,
+        );
+      default:
+        throw new FetchFailure(
+          source,
+          'failed',
+          `the request failed (${detail}${attempts > 1 ? `, ${attempts} attempts` : ''})`,
+        );
+    }
   }
 }
 
@@ -351,28 +290,6 @@ function expandJson(spec: SecretSpec, raw: string, source: string): [string, str
       const v = (node as Record<string, unknown>)[k];
       return [k, typeof v === 'string' ? v : JSON.stringify(v)];
     });
-}
-
-/** Runs `fn` over `items` with at most `limit` running at once; results keep input order. */
-export async function mapBounded<T, R>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<PromiseSettledResult<R>[]> {
-  const results: PromiseSettledResult<R>[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      try {
-        results[i] = { status: 'fulfilled', value: await fn(items[i]) };
-      } catch (reason) {
-        results[i] = { status: 'rejected', reason };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
 }
 
 /**
@@ -466,5 +383,5 @@ export async function fetchSecrets(specs: SecretSpec[], deps: FetchDeps): Promis
 function reasonOf(e: unknown): string {
   if (e instanceof FetchFailure) return e.reason;
   if (e instanceof CordonError) return e.what;
-  return `unexpected ${errorName(e)}`;
+  return `unexpected ${awsErrorName(e)}`;
 }

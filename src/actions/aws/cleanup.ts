@@ -8,9 +8,11 @@ import { profilePaths, removeSection, sectionHeader } from '../../aws/profile-fi
 /** Removes this step's profile sections (and the files when empty) and records how long the credentials had left. */
 export function endCredentials(
   runner: Runner,
-  now: () => Date = () => new Date(),
-  /** export: broker: the latest expiry among credentials the broker handed out. */
-  validUntil?: string,
+  opts: {
+    /** export: broker: the latest expiry among credentials the broker handed out. */
+    validUntil?: string;
+    now?: () => Date;
+  } = {},
 ): CredentialsEnded | undefined {
   const raw = runner.getState('aws');
   if (!raw) {
@@ -26,8 +28,9 @@ export function endCredentials(
       if (removeSection(path, sectionHeader(kind, state.profile))) removed.push(path);
     }
   }
-  const until = validUntil ?? state.expiration;
-  const secondsLeft = Math.max(0, Math.round((Date.parse(until) - now().getTime()) / 1000));
+  const until = opts.validUntil ?? state.expiration;
+  const now = opts.now?.() ?? new Date();
+  const secondsLeft = Math.max(0, Math.round((Date.parse(until) - now.getTime()) / 1000));
   const event: CredentialsEnded = { provider: 'aws', role: state.role, filesRemoved: removed, secondsLeft };
   Ledger.forEnv(runner.env, { action: 'aws' }).append(
     'credentials.ended',

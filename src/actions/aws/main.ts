@@ -1,13 +1,11 @@
 import { runEntry } from '../entry.js';
 import { Inputs } from '../../platform/inputs.js';
-import { secrets } from '../../platform/mask.js';
-import { exportThroughBroker } from './broker.js';
 import { parseAwsActionInputs } from '../../aws/inputs.js';
+import { exportThroughBroker } from './broker.js';
 import { issueCredentials } from './issue.js';
 
-await runEntry(async (runner) => {
-  const inputs = parseAwsActionInputs(new Inputs('aws', runner.env));
-  const deps = { env: runner.env, runner, registry: secrets };
-  if (inputs.export === 'broker') await exportThroughBroker(inputs, deps);
-  else await issueCredentials(inputs, deps);
+await runEntry(async (ctx) => {
+  const inputs = parseAwsActionInputs(new Inputs('aws', ctx.env));
+  if (inputs.export === 'broker') await exportThroughBroker(inputs, ctx);
+  else await issueCredentials(inputs, ctx);
 });

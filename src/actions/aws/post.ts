@@ -3,11 +3,10 @@ import { stopExportedBroker } from './broker.js';
 import { endCredentials } from './cleanup.js';
 
 await runEntry(
-  async (runner) => {
+  async ({ runner }) => {
     // export: broker: stop serving first; what it handed out expires on its own.
     const validUntil = await stopExportedBroker(runner);
-    endCredentials(runner, undefined, validUntil);
+    endCredentials(runner, { validUntil });
   },
-  undefined,
   { post: 'aws' },
 );

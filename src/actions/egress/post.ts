@@ -1,16 +1,13 @@
-import { dirname, join } from 'node:path';
 import { runEntry } from '../entry.js';
-import { Ledger } from '../../ledger/ledger.js';
 import { parseEgressInputs } from './inputs.js';
 import { reportFence } from './report.js';
 
 await runEntry(
-  (runner) =>
-    reportFence(parseEgressInputs(runner.env), {
+  ({ runner, env, ledger, bundled }) =>
+    reportFence(parseEgressInputs(env), {
       runner,
-      ledger: Ledger.forEnv(runner.env, { action: 'egress' }),
-      daemonScript: join(dirname(process.argv[1]), 'daemon.js'),
+      ledger: ledger('egress'),
+      daemonScript: bundled('daemon.js'),
     }),
-  undefined,
   { post: 'egress' },
 );

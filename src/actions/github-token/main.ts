@@ -1,8 +1,5 @@
 import { runEntry } from '../entry.js';
-import { secrets } from '../../platform/mask.js';
 import { parseGithubTokenInputs } from '../../github/inputs.js';
 import { issueToken } from '../../github/token.js';
 
-await runEntry(async (runner) => {
-  await issueToken(parseGithubTokenInputs(runner.env), { env: runner.env, runner, registry: secrets });
-});
+await runEntry((ctx) => issueToken(parseGithubTokenInputs(ctx.env), ctx));

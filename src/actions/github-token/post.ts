@@ -1,11 +1,4 @@
 import { runEntry } from '../entry.js';
-import { secrets } from '../../platform/mask.js';
 import { revokeToken } from '../../github/token.js';
 
-await runEntry(
-  async (runner) => {
-    await revokeToken({ env: runner.env, runner, registry: secrets });
-  },
-  undefined,
-  { post: 'github-token' },
-);
+await runEntry((ctx) => revokeToken(ctx), { post: 'github-token' });

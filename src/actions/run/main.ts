@@ -1,14 +1,13 @@
 import { runEntry } from '../entry.js';
-import { secrets } from '../../platform/mask.js';
 import { parseRunInputs } from './inputs.js';
 import { runCommand } from './run.js';
 
 let exitCode = 0;
-await runEntry(async (runner) => {
-  const result = await runCommand(parseRunInputs(runner.env), { env: runner.env, runner, registry: secrets });
+await runEntry(async (ctx) => {
+  const result = await runCommand(parseRunInputs(ctx.env), ctx);
   if (result.exitCode !== 0) {
     exitCode = result.exitCode ?? 1;
-    runner.setFailed(
+    ctx.runner.setFailed(
       `run: the command failed with ${result.exitCode !== null ? `exit code ${result.exitCode}` : `signal ${result.signal}`}`,
     );
   }

@@ -1,4 +1,4 @@
 import { runEntry } from '../entry.js';
 import { resetSecrets } from './export.js';
 
-await runEntry((runner) => resetSecrets(runner), undefined, { post: 'secrets' });
+await runEntry(({ runner }) => resetSecrets(runner), { post: 'secrets' });

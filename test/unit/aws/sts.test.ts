@@ -7,12 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CordonError } from '../../../src/platform/errors.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { getIdToken } from '../../../src/platform/oidc.js';
-import {
-  assumeRoleWithWebIdentity,
-  isRetryableStsError,
-  trustPolicyFor,
-  type AssumeRequest,
-} from '../../../src/aws/sts.js';
+import { assumeRoleWithWebIdentity, trustPolicyFor, type AssumeRequest } from '../../../src/aws/sts.js';
 import { startFaultProxy, STS_FAULTS, type FaultProxy } from '../../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../../src/devkit/oidc-issuer.js';
@@ -57,21 +52,6 @@ const request = (): AssumeRequest => ({
 const fast = { baseMs: 5, maxDelayMs: 20 };
 
 describe('retry classification', () => {
-  test('throttling, 5xx and resets retry; AccessDenied and validation never do', () => {
-    const err = (name: string, status?: number, code?: string) =>
-      Object.assign(new Error(name), { name, code, $metadata: { httpStatusCode: status } });
-    expect(isRetryableStsError(err('Throttling', 400))).toBe(true);
-    expect(isRetryableStsError(err('IDPCommunicationErrorException', 400))).toBe(true);
-    expect(isRetryableStsError(err('InternalFailure', 500))).toBe(true);
-    expect(isRetryableStsError(err('Whatever', 503))).toBe(true);
-    expect(isRetryableStsError(err('Error', undefined, 'ECONNRESET'))).toBe(true);
-    expect(isRetryableStsError(err('TimeoutError'))).toBe(true);
-    expect(isRetryableStsError(err('AccessDenied', 403))).toBe(false);
-    expect(isRetryableStsError(err('InvalidIdentityTokenException', 400))).toBe(false);
-    expect(isRetryableStsError(err('ValidationError', 400))).toBe(false);
-    expect(isRetryableStsError(err('AccessDenied', 500))).toBe(false);
-  });
-
   test('the trust policy names the issuer host as the condition key prefix', () => {
     const t = JSON.parse(
       trustPolicyFor(

@@ -133,12 +133,15 @@ describe('a post step checks the head its main wrote', () => {
     opts: { before?: boolean } = {},
   ): Promise<{ types: string[]; warnings: string[]; data: Record<string, unknown> }> {
     const { env, state } = job();
-    await runEntry(() => {
-      const l = Ledger.forEnv(env, { action: 'aws', registry: quiet() });
-      const nonce = l.open();
-      if (opts.before) l.append('run.recorded', {}, nonce);
-      l.append('credentials.issued', { n: 1 }, nonce);
-    }, new Runner(env));
+    await runEntry(
+      () => {
+        const l = Ledger.forEnv(env, { action: 'aws', registry: quiet() });
+        const nonce = l.open();
+        if (opts.before) l.append('run.recorded', {}, nonce);
+        l.append('credentials.issued', { n: 1 }, nonce);
+      },
+      { runner: new Runner(env) },
+    );
     const saved = savedState(state);
     expect(saved[HEAD_STATE]).toMatch(/^[0-9a-f]{64}$/);
     const path = Ledger.forEnv(env, { action: 'x' }).path;
@@ -150,9 +153,7 @@ describe('a post step checks the head its main wrote', () => {
     });
     try {
       const state = Object.fromEntries(Object.entries(saved).map(([k, v]) => [`STATE_${k}`, v]));
-      await runEntry(() => undefined, new Runner({ ...env, ...state }), {
-        post: 'aws',
-      });
+      await runEntry(() => undefined, { runner: new Runner({ ...env, ...state }), post: 'aws' });
     } finally {
       spy.mockRestore();
     }

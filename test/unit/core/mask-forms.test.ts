@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SecretRegistry, secretForms } from '../../../src/platform/mask.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import { secretForms } from '../../../src/platform/secret-forms.js';
 
 const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'mask-forms.json');
 const capture = process.env.CAPTURE_MASK_FORMS === '1';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { SecretRegistry, StreamScrubber, secretForms, shellQuote } from '../../../src/platform/mask.js';
+import { SecretRegistry, StreamScrubber } from '../../../src/platform/mask.js';
+import { secretForms, shellQuote } from '../../../src/platform/secret-forms.js';
 
 const S = 'hunter2-Pa$$w0rd&<x>"q\'/+=';
 

@@ -8,7 +8,8 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { motoAvailable, startMoto, type Moto } from '../../../src/devkit/moto.js';
-import { fetchSecrets, mapBounded } from '../../../src/secrets/fetch.js';
+import { fetchSecrets } from '../../../src/secrets/fetch.js';
+import { mapBounded } from '../../../src/platform/map-bounded.js';
 import { parseSecretSpecs } from '../../../src/secrets/spec.js';
 
 const available = motoAvailable();
