@@ -3,14 +3,14 @@
  * `actions/run` starts it before the agent's command; `actions/aws` with `export: broker`
  * starts it for later steps and stops it in post through `stopBrokerByState`.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { AwsSessionInputs } from '../aws/inputs.js';
 import { CordonError, describeError } from '../platform/errors.js';
-import type { BrokerStopped } from '../ledger/events.js';
+import { dataOf, type BrokerStopped } from '../ledger/events.js';
+import { startDetached } from '../platform/detached.js';
 import { Ledger, ledgerDir, ledgerPath } from '../ledger/ledger.js';
 import type { Env } from '../platform/runner.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
@@ -26,6 +26,7 @@ import {
   type BrokerConfig,
   type BrokerGithubConfig,
 } from './config.js';
+import { writeHelperScripts } from './scripts.js';
 
 export interface StartBrokerConfig {
   /** Ledger `action` for the broker's events: `run` or `aws`. */
@@ -121,129 +122,8 @@ const STS_ENV = [
   'AWS_USE_DUALSTACK_ENDPOINT',
 ];
 
-function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** A git config value in double quotes, so `#`, `;` and spaces survive. */
-function gitValue(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-}
-
-function writeHelpers(
-  dir: string,
-  node: string,
-  helper: string,
-  env: Env,
-  github: boolean,
-): {
-  binDir: string;
-  gitConfigPath?: string;
-} {
-  const binDir = join(dir, 'bin');
-  mkdirSync(binDir, { recursive: true, mode: 0o700 });
-  const call = `${shq(node)} ${shq(helper)}`;
-  if (!github) return { binDir };
-  writeFileSync(
-    join(binDir, 'cordon-gh-token'),
-    `#!/bin/sh\n# Prints a current GitHub installation token from the Cordon broker.\nexec ${call} gh-token\n`,
-  );
-  writeFileSync(
-    join(binDir, 'gh'),
-    [
-      '#!/bin/sh',
-      '# gh with a current installation token from the Cordon broker on every call.',
-      `here=${shq(binDir)}`,
-      'real=',
-      'IFS=:',
-      'for d in $PATH; do',
-      '  [ "$d" = "$here" ] && continue',
-      '  if [ -x "$d/gh" ]; then real="$d/gh"; break; fi',
-      'done',
-      'unset IFS',
-      '[ -n "$real" ] || { echo "cordon: gh is not installed" >&2; exit 127; }',
-      `GH_TOKEN=$(${call} gh-token) || exit 1`,
-      'export GH_TOKEN',
-      'exec "$real" "$@"',
-      '',
-    ].join('\n'),
-  );
-  for (const f of ['cordon-gh-token', 'gh']) chmodSync(join(binDir, f), 0o700);
-  const server = (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, '');
-  const home = env.HOME;
-  const gitConfigPath = join(dir, 'gitconfig');
-  writeFileSync(
-    gitConfigPath,
-    [
-      ...(home ? ['[include]', `\tpath = ${gitValue(join(home, '.gitconfig'))}`] : []),
-      `[credential ${gitValue(server)}]`,
-      // The empty value clears helpers configured before (a stored token would win otherwise).
-      '\thelper =',
-      `\thelper = ${gitValue(`!${call} git-credential`)}`,
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
-  return { binDir, gitConfigPath };
-}
-
-interface Ready {
-  pid: number;
-  port: number;
-}
-
-/** Spawns the broker, sends the config on stdin and waits for its READY line. */
-function launch(
-  argv: string[],
-  env: Record<string, string>,
-  config: string,
-  logFd: number,
-  timeoutMs: number,
-  onSecret?: (v: string) => void,
-): Promise<Ready> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), {
-      detached: true,
-      env,
-      stdio: ['pipe', 'pipe', logFd],
-    });
-    let buf = '';
-    let ready: Ready | undefined;
-    const finish = (fn: () => void): void => {
-      clearTimeout(timer);
-      if (!onSecret || !ready) child.stdout!.destroy();
-      else (child.stdout as unknown as { unref(): void }).unref();
-      child.unref();
-      fn();
-    };
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      finish(() => reject(new Error(`it did not serve within ${timeoutMs} ms`)));
-    }, timeoutMs);
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      buf += d;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.startsWith('MASK ')) onSecret?.(JSON.parse(line.slice(5)) as string);
-        else if (line.startsWith('READY ') && !ready) {
-          ready = JSON.parse(line.slice(6)) as Ready;
-          const r = ready;
-          finish(() => resolve(r));
-        } else if (line.startsWith('ERROR ') && !ready)
-          finish(() => reject(new Error((JSON.parse(line.slice(6)) as { message: string }).message)));
-      }
-    });
-    child.on('error', (e) => finish(() => reject(e)));
-    child.on('exit', (code) => {
-      if (!ready) finish(() => reject(new Error(`the broker exited (${code}) before it served`)));
-    });
-    child.stdin!.on('error', () => undefined);
-    // The config goes down the pipe, which closes: nothing of it stays on disk or in argv.
-    child.stdin!.end(config);
-  });
-}
+/** The broker's `READY {json}` line. */
+type Ready = { pid: number; port: number };
 
 /**
  * Starts the credential broker as a detached process and waits (bounded) until it serves.
@@ -350,14 +230,19 @@ export async function startBroker(
   const logFd = openSync(logPath, 'a', 0o600);
   let ready: Ready;
   try {
-    ready = await launch(
-      [node, brokerScript],
-      brokerEnv,
-      JSON.stringify(config),
-      logFd,
-      deps.timeoutMs ?? 30000,
-      deps.onSecret,
-    );
+    ready = await startDetached<Ready>({
+      name: 'the broker',
+      argv: [node, brokerScript],
+      env: brokerEnv,
+      // The config goes down the pipe, which closes: nothing of it stays on disk or in argv.
+      input: JSON.stringify(config),
+      stderrFd: logFd,
+      timeoutMs: deps.timeoutMs ?? 30000,
+      killOnTimeout: true,
+      // `MASK "<value>"`: a secret the broker issued, for this process to mask.
+      onLine: (line) => line.startsWith('MASK ') && deps.onSecret?.(JSON.parse(line.slice(5)) as string),
+      keepReading: Boolean(deps.onSecret),
+    });
   } catch (e) {
     throw new CordonError({
       what: `${cfg.action}: the credential broker did not start`,
@@ -368,7 +253,7 @@ export async function startBroker(
     closeSync(logFd);
   }
   const url = `http://${bind.includes(':') ? `[${bind}]` : bind}:${ready.port}`;
-  const helpers = writeHelpers(dir, node, helperScript, env, Boolean(cfg.github));
+  const helpers = writeHelperScripts(dir, node, helperScript, env, Boolean(cfg.github));
   const out: Record<string, string> = {
     [ENV_BROKER_URL]: url,
     [ENV_BROKER_TOKEN]: bearer,
@@ -449,11 +334,13 @@ export async function stopBrokerByState(state: BrokerState): Promise<BrokerStopp
     await waitGone(state, 2000);
   }
   if (report) return report;
+  const port = Number(new URL(state.url).port);
   const last = new Ledger(state.ledgerPath, { action: 'broker' })
     .events()
     .reverse()
-    .find((e) => e.type === 'broker.stopped' && e.data.port === Number(new URL(state.url).port));
-  if (last) return last.data as unknown as BrokerStopped;
+    .map((e) => dataOf(e, 'broker.stopped'))
+    .find((d) => d?.port === port);
+  if (last) return last;
   throw new CordonError({
     what: 'broker: it stopped without a report',
     why: 'it did not answer the stop request and recorded no broker.stopped event (killed?)',

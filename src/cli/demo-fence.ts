@@ -5,12 +5,11 @@
  * fence's daemon stopped by the pid it recorded.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, Netns, stop, veth } from '../devkit/netns.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
-import { fenceId, stateDir } from '../rootd/protocol.js';
-import { cgroupMountDir, rmdirQuiet } from '../rootd/cgroups.js';
+import { fenceId, removeState, stateDir } from '../rootd/protocol.js';
 
 export const DEMO_DNS = '203.0.113.53';
 export const DEMO_WEB = '203.0.113.10';
@@ -96,8 +95,8 @@ export async function runInsideNamespaces(out: string, log: (l: string) => void)
 
 /** The egress daemon outlives its step by design; the demo stops it by the pid it recorded. */
 function stopFenceDaemon(runnerTemp: string): void {
-  const dir = stateDir(fenceId(runnerTemp));
-  const file = join(dir, 'state.json');
+  const id = fenceId(runnerTemp);
+  const file = join(stateDir(id), 'state.json');
   if (existsSync(file)) {
     try {
       const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number };
@@ -106,6 +105,5 @@ function stopFenceDaemon(runnerTemp: string): void {
       // Already gone.
     }
   }
-  rmSync(dir, { recursive: true, force: true });
-  rmdirQuiet(cgroupMountDir(dir));
+  removeState(id);
 }

@@ -6,37 +6,11 @@
  * append: a step awaits `flushLedgerCopy` before it ends (see `runEntry`).
  */
 import net from 'node:net';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 
-export const STATE_ROOT = '/run/cordon';
-/** The daemon's copy of the ledger, in its state directory. */
-export const LEDGER_COPY = 'ledger.jsonl';
-
-/** A stable id per job: the same RUNNER_TEMP gives the same state directory in every step. */
-export function fenceId(runnerTemp: string): string {
-  return createHash('sha256').update(resolve(runnerTemp)).digest('hex').slice(0, 16);
-}
-
-export function stateDir(id: string): string {
-  return join(STATE_ROOT, `egress-${id}`);
-}
-
-/**
- * Where a step sends its ledger lines (one a line, over a Unix stream socket) and where the
- * daemon's copy of them is, for the job whose RUNNER_TEMP this is; the socket is there
- * only while the egress daemon runs.
- */
-export function ledgerCopyPaths(runnerTemp: string): { socket: string; copy: string } {
-  const dir = stateDir(fenceId(runnerTemp));
-  return { socket: join(dir, 'ledger.sock'), copy: join(dir, LEDGER_COPY) };
-}
-
-/** The copy paths for a ledger at `$RUNNER_TEMP/cordon/ledger.jsonl`. */
-export function ledgerCopyPathsFor(ledgerPath: string): { socket: string; copy: string } {
-  return ledgerCopyPaths(dirname(dirname(ledgerPath)));
-}
+// The state directory's paths are the root side's (rootd/protocol); re-exported for the
+// modules that reach them through the ledger.
+export { fenceId, stateDir, ledgerCopyPathsFor } from '../rootd/protocol.js';
 
 interface Connection {
   socket: net.Socket;

@@ -288,3 +288,12 @@ export interface EventTypes {
   'ledger.verified': LedgerVerified;
   'ledger.tampered': LedgerTampered;
 }
+
+/** An event's data as its type's shape when it is of type `type`, else undefined. */
+export function dataOf<K extends keyof EventTypes>(
+  e: { type: string; data: unknown },
+  type: K,
+): EventTypes[K] | undefined {
+  // EventTypes is the contract: the writers of each type give its data this shape.
+  return e.type === type ? (e.data as EventTypes[K]) : undefined;
+}

@@ -18,25 +18,17 @@ import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { cgroup2Mount, killCgroup } from '../platform/cgroup2.js';
 import {
   CGROUP_SOCKET,
-  cgroup2Mount,
-  killCgroup,
+  cgroupMountDir,
+  type CgroupEnd,
   type CgroupReply,
   type CgroupRequest,
-} from '../actions/run/cgroup.js';
+} from './protocol.js';
 
 const NAME = /^cordon-run-\d+-[0-9a-f]{8}$/;
-
-/**
- * Where the helper mounts cgroup2 when it has none: beside the state directory, never
- * inside it, so a recursive removal of that directory cannot walk into a cgroup file system.
- * Whoever removes the state directory removes this (empty, unmounted) one with `rmdir`.
- */
-export function cgroupMountDir(stateDir: string): string {
-  return join(dirname(stateDir), `cgroup2-${basename(stateDir)}`);
-}
 
 /**
  * Where cgroup2 is for this process: the host's mount, or, inside `ip netns exec` (which
@@ -68,16 +60,6 @@ function ownerOf(pid: number): { uid: number; gid: number; cgroup: string } {
 
 /** The held shell `run` starts (`spawn.ts`): the only process the helper moves. */
 const HELD_SHELL = ['/bin/sh', '-c', 'kill -STOP $$; exec "$@"'];
-
-/** How a cgroup made here ended: `removed` by run after its command, or `orphaned`. */
-export interface CgroupEnd {
-  name: string;
-  pid: number;
-  /** `orphaned`: run's connection closed before it asked for removal (run was killed). */
-  end: 'removed' | 'orphaned';
-  /** Processes alive in it when it was killed. */
-  alive: number;
-}
 
 /**
  * Checks that `pid` is a `run` command's held shell: stopped, running exactly the shell
@@ -214,13 +196,4 @@ export async function serveCgroups(
       }
     }
   };
-}
-
-/** rmdir that minds nothing: the directory may be gone, or still a mount point elsewhere. */
-export function rmdirQuiet(path: string): void {
-  try {
-    rmdirSync(path);
-  } catch {
-    // Gone already, or busy: nothing to do.
-  }
 }

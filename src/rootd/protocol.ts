@@ -1,17 +1,78 @@
 /**
- * Where the daemon keeps its records (`/run/cordon/egress-<id>`, root's, out of the
- * runner user's reach) and the read-only control socket post asks for the report.
+ * How the rest of Cordon talks to the root side (`rootd`, the egress daemon and its root
+ * helper): where its state directory and sockets are, and what goes over each socket.
+ * This is the only module of `rootd` other code imports; it imports nothing from the
+ * ledger or the actions, so both may import it.
+ *
+ * The state directory (`/run/cordon/egress-<id>`) is root's, out of the runner user's
+ * reach; its sockets are open to anyone (0666):
+ *  - `control.sock`: read-only, answers `report` with the daemon's report (`requestReport`);
+ *  - `ledger.sock`: one ledger line a line in, appended to the root-owned copy;
+ *  - `cgroup.sock`: one connection per cgroup for a `run` step that is not root.
  */
 import net from 'node:net';
-import { join } from 'node:path';
-import { stateDir } from '../ledger/copy.js';
+import { createHash } from 'node:crypto';
+import { rmdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Cidr, DomainPattern } from '../fence/policy.js';
 import type { ResolverBackup } from '../fence/resolver.js';
 import type { LockdownBackup } from '../fence/lockdown.js';
-import type { CgroupEnd } from './cgroups.js';
 
-export { fenceId, stateDir, ledgerCopyPaths, LEDGER_COPY, STATE_ROOT } from '../ledger/copy.js';
+export const STATE_ROOT = '/run/cordon';
+/** The daemon's copy of the ledger, in its state directory. */
+export const LEDGER_COPY = 'ledger.jsonl';
+export const CONTROL_SOCKET = 'control.sock';
+export const LEDGER_SOCKET = 'ledger.sock';
+/** The root helper's cgroup socket. */
+export const CGROUP_SOCKET = 'cgroup.sock';
 
+/** A stable id per job: the same RUNNER_TEMP gives the same state directory in every step. */
+export function fenceId(runnerTemp: string): string {
+  return createHash('sha256').update(resolve(runnerTemp)).digest('hex').slice(0, 16);
+}
+
+export function stateDir(id: string): string {
+  return join(STATE_ROOT, `egress-${id}`);
+}
+
+/**
+ * Where the helper mounts cgroup2 when it has none: beside the state directory, never
+ * inside it, so a recursive removal of that directory cannot walk into a cgroup file system.
+ */
+export function cgroupMountDir(dir: string): string {
+  return join(dirname(dir), `cgroup2-${basename(dir)}`);
+}
+
+/**
+ * Removes a fence's state directory and the cgroup2 mount point beside it. That one only
+ * with `rmdir`: it may still be a mount point elsewhere (left alone then), or gone already.
+ */
+export function removeState(id: string): void {
+  const dir = stateDir(id);
+  rmSync(dir, { recursive: true, force: true });
+  try {
+    rmdirSync(cgroupMountDir(dir));
+  } catch {
+    // Gone already, or busy: nothing to do.
+  }
+}
+
+/**
+ * Where a step sends its ledger lines (one a line, over a Unix stream socket) and where the
+ * daemon's copy of them is, for the job whose RUNNER_TEMP this is; the socket is there
+ * only while the egress daemon runs.
+ */
+export function ledgerCopyPaths(runnerTemp: string): { socket: string; copy: string } {
+  const dir = stateDir(fenceId(runnerTemp));
+  return { socket: join(dir, LEDGER_SOCKET), copy: join(dir, LEDGER_COPY) };
+}
+
+/** The copy paths for a ledger at `$RUNNER_TEMP/cordon/ledger.jsonl`. */
+export function ledgerCopyPathsFor(ledgerPath: string): { socket: string; copy: string } {
+  return ledgerCopyPaths(dirname(dirname(ledgerPath)));
+}
+
+/** What `daemon.js start <config.json>` reads. */
 export interface DaemonConfig {
   id: string;
   policy: 'block' | 'audit';
@@ -30,6 +91,17 @@ export interface DaemonConfig {
   agentPidFile?: string;
 }
 
+/** The daemon's `READY {json}` line (see platform/detached). */
+export interface DaemonReady {
+  pid: number;
+  upstreams: string[];
+  setupMs: number;
+  ipv6: boolean;
+  /** Port 53 on every address, or loopback only. */
+  wildcard: boolean;
+}
+
+/** `state.json` in the state directory: what teardown undoes. */
 export interface DaemonState {
   pid: number;
   uid: number;
@@ -40,6 +112,7 @@ export interface DaemonState {
   setupMs: number;
 }
 
+/** What `control.sock` answers. */
 export interface DaemonReport {
   policy: 'block' | 'audit';
   names: { name: string; queries: number; allowed: boolean; addresses: string[]; process?: string }[];
@@ -59,10 +132,28 @@ export interface DaemonReport {
   runCgroups?: CgroupEnd[];
 }
 
+/**
+ * `cgroup.sock`, one JSON object a line: `join` makes the cgroup and moves the pid in
+ * (answer `{name}`); the connection stays open while the command runs; `remove` kills what
+ * is left and removes it (answer `{removed, alive}`). Errors answer `{error}` and close.
+ */
+export type CgroupRequest = { op: 'join'; pid: number } | { op: 'remove' };
+export type CgroupReply = { name?: string; removed?: boolean; alive?: number; error?: string };
+
+/** How a cgroup made by the helper ended: `removed` by run after its command, or `orphaned`. */
+export interface CgroupEnd {
+  name: string;
+  pid: number;
+  /** `orphaned`: run's connection closed before it asked for removal (run was killed). */
+  end: 'removed' | 'orphaned';
+  /** Processes alive in it when it was killed. */
+  alive: number;
+}
+
 /** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */
 export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonReport> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(join(stateDir(id), 'control.sock'));
+    const s = net.connect(join(stateDir(id), CONTROL_SOCKET));
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       s.destroy();

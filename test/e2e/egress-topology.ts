@@ -3,13 +3,12 @@
  * veth pair with IPv4 and IPv6, the logging DNS server and HTTP/TCP servers in
  * "internet", and optionally a "container" namespace behind a bridge in "runner".
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
-import { stateDir } from '../../src/rootd/protocol.js';
-import { cgroupMountDir, rmdirQuiet } from '../../src/rootd/cgroups.js';
+import { removeState, stateDir } from '../../src/rootd/protocol.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -162,8 +161,7 @@ export class World {
           // Already gone.
         }
       }
-      rmSync(stateDir(id), { recursive: true, force: true });
-      rmdirQuiet(cgroupMountDir(stateDir(id)));
+      removeState(id);
     }
     await stop(this.server);
     for (const ns of this.made.reverse()) ns.delete();

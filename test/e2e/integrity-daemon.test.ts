@@ -11,11 +11,10 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
-import { ledgerCopyPaths } from '../../src/ledger/copy.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { fenceId, stateDir } from '../../src/rootd/protocol.js';
-import { cgroup2Mount } from '../../src/actions/run/cgroup.js';
+import { CGROUP_SOCKET, fenceId, ledgerCopyPaths, stateDir } from '../../src/rootd/protocol.js';
+import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { World } from './egress-topology.js';
 import { alive } from '../harness/proc.js';
 
@@ -175,7 +174,7 @@ suite('the cgroup socket and an agent that kills run', () => {
       timeoutMs: 30000,
     });
     expect(egress.code).toBe(0);
-    const sock = join(stateDir(fenceId(job.runnerTemp)), 'cgroup.sock');
+    const sock = join(stateDir(fenceId(job.runnerTemp)), CGROUP_SOCKET);
     const uid = Number(run(['id', '-u', user]).trim());
     const gid = Number(run(['id', '-g', user]).trim());
     const target = spawn('sleep', ['30'], { stdio: 'ignore', uid, gid });

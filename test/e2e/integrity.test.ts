@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job } from '../../src/devkit/run-action.js';
-import { cgroup2Mount } from '../../src/actions/run/cgroup.js';
+import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { alive } from '../harness/proc.js';
 
 const root = process.getuid?.() === 0;

@@ -2,7 +2,6 @@
  * Main's side: write the daemon's config, start it as root (through `sudo -n` when the
  * step is not root), detached so it outlives the step, and wait for its one status line.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,7 +9,8 @@ import { CordonError } from '../../platform/errors.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
 import type { EgressStarted } from '../../ledger/events.js';
-import { fenceId, type DaemonConfig } from '../../rootd/protocol.js';
+import { startDetached } from '../../platform/detached.js';
+import { fenceId, type DaemonConfig, type DaemonReady } from '../../rootd/protocol.js';
 import type { EgressSettings } from './inputs.js';
 import { GITHUB_HOSTED_PRESET } from '../../fence/policy.js';
 
@@ -22,53 +22,6 @@ export interface LaunchDeps {
   isRoot?: boolean;
   node?: string;
   timeoutMs?: number;
-}
-
-interface Ready {
-  pid: number;
-  upstreams: string[];
-  setupMs: number;
-  ipv6: boolean;
-  wildcard: boolean;
-}
-
-function waitForStatus(argv: string[], timeoutMs: number): Promise<Ready> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const finish = (fn: () => void): void => {
-      clearTimeout(timer);
-      child.stdout!.destroy();
-      child.stderr!.destroy();
-      child.unref();
-      fn();
-    };
-    const timer = setTimeout(
-      () => finish(() => reject(new Error(`the daemon gave no status within ${timeoutMs} ms`))),
-      timeoutMs,
-    );
-    child.stderr!.on('data', (d: Buffer) => {
-      err = (err + d.toString('utf8')).slice(-2000);
-    });
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString('utf8');
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      const line = out.slice(0, nl);
-      if (line.startsWith('READY ')) finish(() => resolve(JSON.parse(line.slice(6)) as Ready));
-      else if (line.startsWith('ERROR '))
-        finish(() => reject(new Error((JSON.parse(line.slice(6)) as { message: string }).message)));
-      else finish(() => reject(new Error(`unexpected daemon output: ${line.slice(0, 200)}`)));
-    });
-    child.on('error', (e) => finish(() => reject(e)));
-    child.on('exit', (code) => {
-      if (!out.includes('\n'))
-        finish(() =>
-          reject(new Error(`the daemon exited (${code}) before it was ready: ${err.trim() || 'no output'}`)),
-        );
-    });
-  });
 }
 
 export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<void> {
@@ -96,9 +49,13 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
   const argv = isRoot
     ? [node, deps.daemonScript, 'start', cfgPath]
     : ['sudo', '-n', node, deps.daemonScript, 'start', cfgPath];
-  let ready: Ready;
+  let ready: DaemonReady;
   try {
-    ready = await waitForStatus(argv, deps.timeoutMs ?? 20000);
+    ready = await startDetached<DaemonReady>({
+      name: 'the daemon',
+      argv,
+      timeoutMs: deps.timeoutMs ?? 20000,
+    });
   } catch (e) {
     throw new CordonError({
       what: 'egress: the fence could not be set up; the host was left as it was',

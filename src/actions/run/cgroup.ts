@@ -4,10 +4,15 @@
  * one takes root (or a root daemon); without it `run` falls back to a process group and
  * says so.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import net from 'node:net';
+import { cgroup2Mount, killCgroup } from '../../platform/cgroup2.js';
+import type { CgroupReply, CgroupRequest } from '../../rootd/protocol.js';
+
+// run.ts names the helper's socket through this module.
+export { CGROUP_SOCKET } from '../../rootd/protocol.js';
 
 export interface Containment {
   kind: 'cgroup' | 'process-group';
@@ -23,12 +28,6 @@ export interface Containment {
   /** The daemon's cgroup, once the command is in it. */
   session?: CgroupSession;
 }
-
-/** The root helper's socket, in the egress daemon's state directory. */
-export const CGROUP_SOCKET = 'cgroup.sock';
-
-export type CgroupRequest = { op: 'join'; pid: number } | { op: 'remove' };
-export type CgroupReply = { name?: string; removed?: boolean; alive?: number; error?: string };
 
 /** A cgroup the daemon made for this step: held by one open connection until removed. */
 export interface CgroupSession {
@@ -100,21 +99,6 @@ export function joinCgroup(socket: string, pid: number, timeoutMs = 5000): Promi
   });
 }
 
-/** The cgroup2 mount point, from /proc/mounts (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid layout). */
-export function cgroup2Mount(mounts = '/proc/mounts'): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(mounts, 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2' && f[1]) return f[1].replace(/\\040/g, ' ');
-  }
-  return undefined;
-}
-
 /** The cgroup this process is in, relative to the cgroup2 mount (`0::/path`). */
 function ownCgroup(): string {
   try {
@@ -171,9 +155,7 @@ export function createCgroup(
   return { kind: 'process-group', reason: `could not create a cgroup (${errors.join('; ')})` };
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-/** Cgroups made by this process and not yet removed: killed and removed when it exits. */
+/** Cgroups made by this process: killed and removed when it exits, unless gone by then. */
 const live = new Set<string>();
 let hooked = false;
 
@@ -183,78 +165,8 @@ function track(path: string): void {
   hooked = true;
   // When run fails between making the cgroup and the command's end, nothing is left behind.
   process.once('exit', () => {
-    for (const p of [...live]) killCgroup(p, 500);
+    for (const p of live) if (existsSync(p)) killCgroup(p, 500);
   });
-}
-
-/** Pids in the cgroup now. */
-export function cgroupPids(path: string): number[] {
-  try {
-    return readFileSync(join(path, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function populated(path: string): boolean {
-  try {
-    return /^populated 1$/m.test(readFileSync(join(path, 'cgroup.events'), 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** Sends `signal` to every process in the cgroup; returns how many there were. */
-export function signalCgroup(path: string, signal: NodeJS.Signals): number {
-  const pids = cgroupPids(path);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone already.
-    }
-  }
-  return pids.length;
-}
-
-/**
- * Kills every process in the cgroup (`cgroup.kill`, or SIGKILL to each pid on kernels
- * before 5.14 after freezing the cgroup), waits until it is empty (bounded) and removes it.
- * Returns how many processes were alive when it started, and whether the cgroup is gone.
- */
-export function killCgroup(path: string, waitMs = 3000): { alive: number; removed: boolean; left: number } {
-  const alive = cgroupPids(path).length;
-  const deadline = Date.now() + waitMs;
-  let killFile = existsSync(join(path, 'cgroup.kill'));
-  if (!killFile) {
-    try {
-      writeFileSync(join(path, 'cgroup.freeze'), '1');
-    } catch {
-      // No freezer: kill in rounds.
-    }
-  }
-  for (let round = 0; populated(path) && Date.now() < deadline; round++) {
-    if (killFile) {
-      try {
-        writeFileSync(join(path, 'cgroup.kill'), '1');
-      } catch {
-        killFile = false;
-      }
-    }
-    if (!killFile) signalCgroup(path, 'SIGKILL');
-    Atomics.wait(sleeper, 0, 0, Math.min(50, 2 + round * 5));
-  }
-  const left = cgroupPids(path).length;
-  let removed = false;
-  try {
-    rmdirSync(path);
-    removed = true;
-    live.delete(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') live.delete(path);
-    // Still populated (a process in uninterruptible sleep): left for the runner to clean.
-  }
-  return { alive, removed, left };
 }
 
 /** Asks the daemon to remove the cgroup it made (killing what is left); whether it is gone. */

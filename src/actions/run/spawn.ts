@@ -11,14 +11,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
-import {
-  killCgroup,
-  signalCgroup,
-  cgroupPids,
-  joinCgroup,
-  type CgroupSession,
-  type Containment,
-} from './cgroup.js';
+import { cgroupPids, killCgroup, signalCgroup } from '../../platform/cgroup2.js';
+import { joinCgroup, type CgroupSession, type Containment } from './cgroup.js';
 
 export interface LaunchOptions {
   argv: string[];

@@ -2,7 +2,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError, describeError } from '../../platform/errors.js';
-import { flushLedgerCopy, ledgerCopyPathsFor } from '../../ledger/copy.js';
+import { flushLedgerCopy } from '../../ledger/copy.js';
+import { ledgerCopyPathsFor } from '../../rootd/protocol.js';
 import { Ledger, ledgerDir, parseLedgerText, type LedgerLine } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
 import { impersonationError, recordCommits } from '../../github/commits.js';

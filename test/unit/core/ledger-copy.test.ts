@@ -8,7 +8,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runEntry, HEAD_STATE } from '../../../src/actions/entry.js';
-import { fenceId, flushLedgerCopy, ledgerCopyPaths } from '../../../src/ledger/copy.js';
+import { flushLedgerCopy } from '../../../src/ledger/copy.js';
+import { fenceId, ledgerCopyPaths } from '../../../src/rootd/protocol.js';
 import { Ledger, parseLedgerText } from '../../../src/ledger/ledger.js';
 import { checkOwnHead } from '../../../src/ledger/head.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';

@@ -1,0 +1,178 @@
+/**
+ * The root helper: a root child kept before the daemon gives up root (the same script,
+ * `daemon.js helper <dir> <pid file> <proxy uid>`). It finds the process behind a refused
+ * name or a blocked destination, writes the proxy's resolv.conf back when someone changes
+ * it, and serves `run`'s cgroups (cgroups.ts). It exits when the daemon closes its stdin.
+ *
+ * Its text protocol, one line each way:
+ *  - daemon to helper: `resolv` (write `<dir>/resolv.conf` back to /etc/resolv.conf, in
+ *    place, as bind mounts need); `who {"key","q"}` (find the process behind query `q`);
+ *  - helper to daemon: `who {"key","process"}` (found it); `cgroup {CgroupEnd}` (how a
+ *    cgroup made for `run` ended). Blocked destinations are found on the helper's own
+ *    polls and answered as `who` lines keyed by `destKey`.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseBlocked, TABLE } from '../fence/nftshell.js';
+import { whoAsked, type WhoQuery } from '../fence/who.js';
+import { serveCgroups } from './cgroups.js';
+import type { CgroupEnd } from './protocol.js';
+
+const BLOCKED_POLL_MS = 300;
+/** Polls (or refusals) in which a process is looked for before giving up on it. */
+const WHO_TRIES = 3;
+
+/** The key a blocked destination's process is reported under. */
+export function destKey(b: { address: string; protocol: string; port: number }): string {
+  return `dest ${b.address} ${b.protocol} ${b.port}`;
+}
+
+/** The daemon's side: starts the helper and keeps what it answers. */
+export class RootHelper {
+  /** Who asked, by `name <name>` or destKey: the first process found for each. */
+  readonly askers = new Map<string, string>();
+  /**
+   * How each cgroup made for a non-root run ended; an orphaned one means run was killed
+   * while its command ran, so what the ledger says of that command cannot be trusted.
+   */
+  readonly runCgroups: CgroupEnd[] = [];
+  private readonly nameTries = new Map<string, number>();
+  private readonly child: ChildProcess;
+
+  constructor(opts: {
+    dir: string;
+    pidFile?: string;
+    proxyUid: number;
+    /** Called for each cgroup run's process left behind (run was killed while its command ran). */
+    orphaned: (e: CgroupEnd) => void;
+  }) {
+    const { dir, pidFile, proxyUid } = opts;
+    this.child = spawn(process.execPath, [process.argv[1], 'helper', dir, pidFile ?? '', String(proxyUid)], {
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    this.child.on('error', () => undefined);
+    this.child.stdin!.on('error', () => undefined);
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      if (line.startsWith('cgroup ')) {
+        try {
+          const e = JSON.parse(line.slice(7)) as CgroupEnd;
+          if (this.runCgroups.length < 256) this.runCgroups.push(e);
+          if (e.end === 'orphaned') opts.orphaned(e);
+        } catch {
+          // A torn line.
+        }
+        return;
+      }
+      if (!line.startsWith('who ')) return;
+      try {
+        const r = JSON.parse(line.slice(4)) as { key: string; process: string };
+        if (r.process && !this.askers.has(r.key) && this.askers.size < 8192)
+          this.askers.set(r.key, r.process);
+      } catch {
+        // A torn line: nothing learned.
+      }
+    });
+  }
+
+  /** Asks who sent a refused name (a few times per name at most). */
+  askName(name: string, from: { proto: 'udp' | 'tcp'; port: number }): void {
+    const key = `name ${name}`;
+    const n = this.nameTries.get(key) ?? 0;
+    if (this.askers.has(key) || n >= WHO_TRIES || this.nameTries.size > 8192) return;
+    this.nameTries.set(key, n + 1);
+    const q: WhoQuery = { kind: 'dns', ...from };
+    this.child.stdin!.write(`who ${JSON.stringify({ key, q })}\n`);
+  }
+
+  /** Has the proxy's resolv.conf written back. */
+  putResolvBack(): void {
+    this.child.stdin!.write('resolv\n');
+  }
+
+  /** Ends the helper (it kills what is left in run's cgroups first). */
+  close(): void {
+    this.child.stdin!.end();
+  }
+}
+
+function rootPid(pidFile: string | undefined): number | undefined {
+  if (!pidFile) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(pidFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const n = Number(text.trim());
+  return Number.isInteger(n) && n > 1 ? n : undefined;
+}
+
+/** The helper's side (root): answers the daemon on stdout until its stdin closes. */
+export function serveHelper(dir: string, pidFile: string | undefined, proxyUid: number | undefined): void {
+  const reply = (key: string, q: WhoQuery): void => {
+    let found: string | undefined;
+    try {
+      found = whoAsked(q, rootPid(pidFile));
+    } catch {
+      found = undefined;
+    }
+    if (found) process.stdout.write(`who ${JSON.stringify({ key, process: found })}\n`);
+  };
+  createInterface({ input: process.stdin })
+    .on('line', (line) => {
+      if (line === 'resolv') {
+        try {
+          writeFileSync('/etc/resolv.conf', readFileSync(join(dir, 'resolv.conf')));
+        } catch {
+          // The daemon records the change either way.
+        }
+      } else if (line.startsWith('who ')) {
+        const { key, q } = JSON.parse(line.slice(4)) as { key: string; q: WhoQuery };
+        reply(key, q);
+      }
+    })
+    .on('close', () => {
+      // Whatever run left in a cgroup made here is killed, and the helper's mount undone.
+      const exit = setTimeout(() => process.exit(0), 3000);
+      void cgroups.then((stop) => {
+        stop?.();
+        clearTimeout(exit);
+        process.exit(0);
+      });
+    });
+  // Cgroups for a `run` step that is not root (see cgroups.ts).
+  const cgroups = serveCgroups(dir, {
+    proxyUid,
+    ended: (e) => process.stdout.write(`cgroup ${JSON.stringify(e)}\n`),
+  }).catch(() => undefined);
+  // Blocked destinations: the kernel refuses them without user space, so the sets are
+  // polled (a separate nft, never the proxy's) and each new one mapped to a live socket.
+  const tries = new Map<string, number>();
+  let busy = false;
+  const poll = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    const lists = ['blocked4', 'blocked6'].map(
+      (set) =>
+        new Promise<string>((resolve) =>
+          execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>
+            resolve(out ?? ''),
+          ),
+        ),
+    );
+    void Promise.all(lists).then((outs) => {
+      busy = false;
+      for (const b of parseBlocked(outs.join('\n'))) {
+        const key = destKey(b);
+        const n = tries.get(key) ?? 0;
+        if (n >= WHO_TRIES) continue;
+        tries.set(key, n + 1);
+        reply(key, { kind: 'dest', proto: b.protocol, address: b.address, port: b.port });
+        if (tries.size > 4096) tries.clear();
+      }
+    });
+  }, BLOCKED_POLL_MS);
+  poll.unref();
+}

@@ -1,0 +1,87 @@
+/** The DNS proxy's port 53 sockets, bound as root before the daemon gives up root. */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { describeError } from '../platform/errors.js';
+import { BUFFER_BYTES } from '../fence/proxy.js';
+
+export interface Listeners {
+  udp4: dgram.Socket;
+  tcp4: net.Server;
+  udp6?: dgram.Socket;
+  tcp6?: net.Server;
+  /** Port 53 on every address (needed for containers' redirected DNS), or loopback only. */
+  wildcard: boolean;
+  /** Closes every socket above. */
+  close(): void;
+}
+
+function bindUdp(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket({
+      type,
+      ipv6Only: type === 'udp6',
+      reuseAddr: true,
+      recvBufferSize: BUFFER_BYTES,
+      sendBufferSize: BUFFER_BYTES,
+    });
+    s.once('error', reject);
+    s.bind(53, address, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+function listenTcp(host: string, ipv6Only: boolean): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ port: 53, host, ipv6Only }, () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+/**
+ * Port 53 on every address, so the bridge redirect lands on the proxy; when another
+ * server already holds port 53 on some address (systemd-resolved's stub on 127.0.0.53),
+ * the wildcard bind fails and the proxy falls back to loopback only. On failure nothing
+ * stays bound.
+ */
+export async function bindListeners(log: (l: string) => void): Promise<Listeners> {
+  const attempt = async (v4: string, v6: string): Promise<Listeners> => {
+    const closers: (() => void)[] = [];
+    const close = (): void => {
+      for (const c of closers) c();
+    };
+    try {
+      const udp4 = await bindUdp('udp4', v4);
+      closers.push(() => udp4.close());
+      const tcp4 = await listenTcp(v4, false);
+      closers.push(() => tcp4.close());
+      let udp6: dgram.Socket | undefined;
+      let tcp6: net.Server | undefined;
+      try {
+        udp6 = await bindUdp('udp6', v6);
+        closers.push(() => udp6?.close());
+        tcp6 = await listenTcp(v6, true);
+        closers.push(() => tcp6?.close());
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw e;
+        log(`no IPv6 listener: ${describeError(e)}`);
+      }
+      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', close };
+    } catch (e) {
+      close();
+      throw e;
+    }
+  };
+  try {
+    return await attempt('0.0.0.0', '::');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    log(`port 53 is taken on some address (${describeError(e)}); listening on loopback only`);
+    return attempt('127.0.0.1', '::1');
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * The daemon's setup and teardown, as root. Setup is an ordered list of steps, each with
+ * what undoes it: bind port 53, load the table, point the resolver at the proxy, apply
+ * the lockdown, start the root helper and the watches, serve the sockets, then give up
+ * root for the proxy's own user (its `nft -i` child stays root). When a step fails, the
+ * steps already applied are undone in reverse order and the state directory removed, so
+ * the host is left as it was; one line, `READY {json}` or `ERROR {json}`, tells the action
+ * that started it (platform/detached). teardown.ts undoes a running fence.
+ */
+import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeError } from '../platform/errors.js';
+import { applyRuleset, execSync, removeTable, renderRuleset } from '../fence/firewall.js';
+import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from '../fence/lockdown.js';
+import { AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
+import { DomainMatcher } from '../fence/policy.js';
+import { DnsProxy } from '../fence/proxy.js';
+import {
+  detectUpstreams,
+  hostResolved,
+  pointResolver,
+  pointSystemdResolved,
+  restoreResolver,
+  restoreSystemdResolved,
+  type ResolverBackup,
+} from '../fence/resolver.js';
+import { serveControl, buildReport } from './control.js';
+import { RootHelper } from './helper.js';
+import { keepLedgerCopy } from './ledger-server.js';
+import { bindListeners, type Listeners } from './listeners.js';
+import { TamperLog, watchTamper } from './tamper.js';
+import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReady, type DaemonState } from './protocol.js';
+
+const DNS_USER = 'cordon-dns';
+
+function ensureUser(name: string): { uid: number; gid: number } {
+  if (execSync(['id', '-u', name]).code !== 0) {
+    const r = execSync([
+      'useradd',
+      '--system',
+      '--no-create-home',
+      '--home-dir',
+      '/nonexistent',
+      '--shell',
+      '/usr/sbin/nologin',
+      name,
+    ]);
+    if (r.code !== 0) throw new Error(`could not create the system user ${name}: ${r.stderr.trim()}`);
+  }
+  return {
+    uid: Number(execSync(['id', '-u', name]).stdout.trim()),
+    gid: Number(execSync(['id', '-g', name]).stdout.trim()),
+  };
+}
+
+/** One setup step: `undo` puts back what `apply` did, once `apply` has finished. */
+interface Step {
+  name: string;
+  apply: () => void | Promise<void>;
+  undo?: () => void;
+}
+
+/**
+ * Applies the steps in order; when one fails, undoes those applied, last first, and
+ * throws its error. An undo that fails is logged and the rest still run.
+ */
+async function applySteps(steps: Step[], log: (l: string) => void): Promise<void> {
+  const applied: Step[] = [];
+  try {
+    for (const step of steps) {
+      await step.apply();
+      applied.push(step);
+    }
+  } catch (e) {
+    log(`setup failed: ${describeError(e)}`);
+    for (const step of applied.reverse()) {
+      try {
+        step.undo?.();
+      } catch (u) {
+        log(`could not undo ${step.name}: ${describeError(u)}`);
+      }
+    }
+    throw e;
+  }
+}
+
+/** `daemon.js start <config.json>`. */
+export async function start(configPath: string): Promise<void> {
+  const started = Date.now();
+  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as DaemonConfig;
+  const dir = stateDir(cfg.id);
+  mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 });
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { mode: 0o755 });
+  const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o644);
+  const log = (line: string): void => {
+    writeSync(logFd, `${new Date().toISOString()} ${line}\n`);
+  };
+
+  // What the steps make, for the steps after them.
+  let proxyUser = { uid: -1, gid: -1 };
+  let upstreams: string[] = [];
+  let resolvedDropIn: string | undefined;
+  let listeners: Listeners | undefined;
+  let shell: NftShell | undefined;
+  let resolver: ResolverBackup | undefined;
+  const lockdown: LockdownBackup = { sudoers: [], groupsLeft: [] };
+  let sets: AllowSets | undefined;
+  let proxy: DnsProxy | undefined;
+  let helper: RootHelper | undefined;
+  const tamper = new TamperLog(log);
+  const stops: Record<string, () => void> = {};
+  let state: DaemonState | undefined;
+  const need = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('a setup step ran before the one it needs');
+    return v;
+  };
+
+  const steps: Step[] = [
+    {
+      name: 'the proxy user',
+      apply: () => {
+        proxyUser = ensureUser(DNS_USER);
+        upstreams = cfg.upstream ? [cfg.upstream] : detectUpstreams();
+      },
+    },
+    {
+      // Where systemd-resolved runs: pointed at the proxy and its stub off before the bind.
+      name: 'systemd-resolved',
+      apply: () => {
+        resolvedDropIn = pointSystemdResolved(hostResolved, log);
+      },
+      undo: () => {
+        if (resolvedDropIn) restoreSystemdResolved(hostResolved, resolvedDropIn);
+      },
+    },
+    {
+      name: 'the port 53 listeners',
+      apply: async () => {
+        listeners = await bindListeners(log);
+      },
+      undo: () => listeners?.close(),
+    },
+    {
+      name: 'the table',
+      apply: () =>
+        applyRuleset(
+          renderRuleset({ policy: cfg.policy, staticAllowed: cfg.ips, dnsUid: proxyUser.uid, upstreams }),
+          join(dir, 'ruleset.nft'),
+        ),
+      undo: () => removeTable(),
+    },
+    {
+      name: 'the nft shell',
+      apply: async () => {
+        shell = new NftShell();
+        await shell.run(`list set ${TABLE} ack`);
+      },
+    },
+    {
+      name: 'the resolver',
+      apply: () => {
+        resolver = pointResolver('/etc/resolv.conf', need(listeners).udp6 !== undefined);
+      },
+      undo: () => restoreResolver(need(resolver)),
+    },
+    {
+      name: 'the lockdown',
+      apply: () => {
+        // Half a lockdown is undone here: the step counts as applied only when whole.
+        try {
+          if (cfg.disableSudo) disableSudo(cfg.user, lockdown);
+          if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
+        } catch (e) {
+          restoreLockdown(lockdown, cfg.user);
+          throw e;
+        }
+      },
+      undo: () => restoreLockdown(lockdown, cfg.user),
+    },
+    {
+      name: 'the proxy',
+      apply: () => {
+        sets = new AllowSets(need(shell), cfg.minTtl);
+        const p = new DnsProxy({
+          matcher: new DomainMatcher(cfg.domains),
+          policy: cfg.policy,
+          upstream: { address: upstreams[0], port: 53 },
+          sink: sets,
+          log,
+          // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
+          // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
+          cache: process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined,
+          onRefused: (name, from) => helper?.askName(name, from),
+        });
+        const l = need(listeners);
+        for (const s of [l.udp4, l.udp6]) if (s) p.serveUdp(s);
+        for (const s of [l.tcp4, l.tcp6]) if (s) p.serveTcp(s);
+        proxy = p;
+      },
+    },
+    {
+      name: 'the root helper',
+      apply: () => {
+        helper = new RootHelper({
+          dir,
+          pidFile: cfg.agentPidFile,
+          proxyUid: proxyUser.uid,
+          orphaned: (e) =>
+            tamper.note(
+              `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
+            ),
+        });
+      },
+      undo: () => helper?.close(),
+    },
+    {
+      name: 'the tamper watch',
+      apply: async () => {
+        const h = need(helper);
+        stops.tamper = await watchTamper({
+          dir,
+          policy: cfg.policy,
+          shell: need(shell),
+          sets: need(sets),
+          resolvedDropIn,
+          tamper,
+          log,
+          putResolvBack: () => h.putResolvBack(),
+        });
+      },
+      undo: () => stops.tamper?.(),
+    },
+    {
+      name: 'the control socket',
+      apply: async () => {
+        const sources = {
+          policy: cfg.policy,
+          proxy: need(proxy),
+          sets: need(sets),
+          shell: need(shell),
+          tamper,
+          helper: need(helper),
+        };
+        stops.control = await serveControl(dir, () => buildReport(sources));
+      },
+      undo: () => stops.control?.(),
+    },
+    {
+      name: 'the ledger copy',
+      apply: async () => {
+        stops.ledger = await keepLedgerCopy(dir, log);
+      },
+      undo: () => stops.ledger?.(),
+    },
+    {
+      // Removed with the state directory.
+      name: 'the state file',
+      apply: () => {
+        state = {
+          pid: process.pid,
+          uid: proxyUser.uid,
+          upstreams,
+          // Teardown puts resolv.conf and systemd-resolved back together.
+          resolver: resolver && { ...resolver, resolvedDropIn },
+          lockdown,
+          user: cfg.user,
+          setupMs: Date.now() - started,
+        };
+        writeFileSync(join(dir, 'state.json'), JSON.stringify(state), { mode: 0o600 });
+      },
+    },
+    {
+      // From here on the process is the proxy's user: its upstream sockets carry that uid,
+      // which is what the output chain lets through to the upstream.
+      name: 'giving up root',
+      apply: async () => {
+        process.setgroups!([]);
+        process.setgid!(proxyUser.gid);
+        process.setuid!(proxyUser.uid);
+        await need(proxy).connectUpstream();
+      },
+    },
+  ];
+
+  try {
+    await applySteps(steps, log);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
+    process.exit(1);
+  }
+  const l = need(listeners);
+  log(
+    `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns, nft pid ${need(shell).pid}`,
+  );
+  const ready: DaemonReady = {
+    pid: process.pid,
+    upstreams,
+    setupMs: need(state).setupMs,
+    ipv6: l.udp6 !== undefined,
+    wildcard: l.wildcard,
+  };
+  process.stdout.write(`READY ${JSON.stringify(ready)}\n`);
+}

@@ -1,0 +1,226 @@
+/**
+ * The tamper watch: what root (someone else) changes behind the daemon's back, recorded
+ * for the report and, where it can be, put back. Watched: Cordon's table (its chains and
+ * static sets: in block mode loaded again from ruleset.nft), foreign addresses in the
+ * allow sets (taken out again), tables added beside it, /etc/resolv.conf (written back by
+ * the root helper), systemd-resolved's drop-in, and /etc/hosts.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { isIP } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TABLE, type AllowSets, type NftShell } from '../fence/nftshell.js';
+
+const CHAINS = ['output', 'forward', 'decide', 'refuse', 'dns_redirect', 'dns_input'];
+const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
+const ALLOW_ADD = /^add element inet cordon (allow4|allow6) \{ (.*) \}/;
+const FULL_CHECK_MS = 3000;
+const FILE_CHECK_MS = 500;
+
+/** What someone else changed, in the order first seen, each with when: the report's `tamper`. */
+export class TamperLog {
+  /** Entry text to when it was first seen (ISO time); a Map keeps the order. */
+  private readonly seen = new Map<string, string>();
+
+  constructor(private readonly log: (l: string) => void) {}
+
+  /** Records `what` once; `quiet` leaves it out of the daemon's log. */
+  note(what: string, quiet = false): void {
+    if (this.seen.has(what)) return;
+    this.seen.set(what, new Date().toISOString());
+    if (!quiet) this.log(`tamper: ${what}`);
+  }
+
+  get entries(): string[] {
+    return [...this.seen.keys()];
+  }
+
+  /** When each of `entries` was first seen, same order. */
+  get times(): string[] {
+    return [...this.seen.values()];
+  }
+}
+
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Cordon's own `table inet cordon { ... }` block of a listing that may hold other tables. */
+function ownTableBlock(text: string): string {
+  const lines = text.split('\n');
+  const start = lines.indexOf(`table ${TABLE} {`);
+  if (start < 0) return '';
+  const end = lines.indexOf('}', start);
+  return lines.slice(start, end < 0 ? undefined : end + 1).join('\n');
+}
+
+/** `table inet cordon` lines of `list tables`, as "inet cordon". */
+function tableNames(text: string): string[] {
+  return [...text.matchAll(/^table (\S+ \S+)/gm)].map((m) => m[1]);
+}
+
+/** Addresses in a `list set` of allow4/allow6 (elements with or without timeouts). */
+function setAddresses(text: string): string[] {
+  const m = /elements = \{([^}]*)\}/s.exec(text);
+  if (!m) return [];
+  return m[1]
+    .split(',')
+    .map((e) => e.trim().split(/\s+/)[0])
+    .filter((a) => a && isIP(a) !== 0);
+}
+
+/**
+ * Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed`
+ * soon after any change to a table other than our own element updates; `added` gets the
+ * addresses of every element added to allow4/allow6 (ours or not).
+ */
+function watchRuleset(changed: () => void, added: (addresses: string[]) => void): ChildProcess {
+  // The shell ends the monitor when our end of its stdin closes, that is when the daemon
+  // dies: a monitor in a namespace nobody changes would otherwise never notice.
+  const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  monitor.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  createInterface({ input: monitor.stdout! }).on('line', (line) => {
+    const add = ALLOW_ADD.exec(line);
+    if (add) added(add[2].split(',').map((e) => e.trim().split(/\s+/)[0]));
+    if (OWN_CHANGE.test(line) || line.startsWith('# new generation')) return;
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      changed();
+    }, 50);
+  });
+  return monitor;
+}
+
+export interface TamperWatch {
+  /** The state directory (ruleset.nft is loaded again from it; resolv.conf is kept there). */
+  dir: string;
+  policy: 'block' | 'audit';
+  shell: NftShell;
+  sets: AllowSets;
+  /** systemd-resolved's drop-in pointing it at the proxy, when there is one. */
+  resolvedDropIn?: string;
+  tamper: TamperLog;
+  log: (l: string) => void;
+  /** Has /etc/resolv.conf written back from `<dir>/resolv.conf` (the root helper). */
+  putResolvBack: () => void;
+}
+
+/**
+ * Takes the baselines (the table's fingerprint, the tables beside it, the resolver files)
+ * and watches from then on; returns a function that stops watching.
+ */
+export async function watchTamper(w: TamperWatch): Promise<() => void> {
+  const { dir, shell, sets, tamper, log, resolvedDropIn } = w;
+  // The resolver text the proxy wrote, kept where the root helper can put it back.
+  const resolvText = readFileSync('/etc/resolv.conf', 'utf8');
+  writeFileSync(join(dir, 'resolv.conf'), resolvText, { mode: 0o644 });
+  const hostsText = readOr('/etc/hosts');
+  const dropInText = resolvedDropIn ? readOr(resolvedDropIn) : '';
+  // Everything in the table but the dynamic sets' elements: a change means someone
+  // else (root) edited it. In block mode the table is put back from the same file.
+  // nft fails a line holding several `list` commands, so each is its own request.
+  // The table's chain headers too: a chain someone adds to it (a hook after Cordon's,
+  // rewriting an allowed packet's destination, say) is a change like any other.
+  const listings = [
+    ...CHAINS.map((c) => `list chain ${TABLE} ${c}`),
+    `list set ${TABLE} static4`,
+    `list set ${TABLE} static6`,
+    `list chains ${TABLE.split(' ')[0]}`,
+  ];
+  const fingerprint = async (): Promise<string> =>
+    (await Promise.all(listings.map((l) => shell.run(l))))
+      .map((text, i) => (i === listings.length - 1 ? ownTableBlock(text) : text))
+      .join('\n');
+  const baseline = await fingerprint();
+  const tablesAtStart = new Set(tableNames(await shell.run('list tables')));
+  const reclose = (): void => {
+    if (w.policy !== 'block') return;
+    shell.run(`include "${join(dir, 'ruleset.nft')}"`).then(
+      () => {
+        sets.forget();
+        log('re-closed: the table was loaded again from ruleset.nft');
+      },
+      (e: Error) => log(`could not re-close: ${e.message}`),
+    );
+  };
+  /** Elements of allow4/allow6 the proxy did not add: recorded and taken out again. */
+  const checkSets = async (): Promise<void> => {
+    for (const set of ['allow4', 'allow6']) {
+      const foreign = setAddresses(await shell.run(`list set ${TABLE} ${set}`)).filter((a) => !sets.has(a));
+      if (!foreign.length) continue;
+      tamper.note(`${foreign.join(', ')} added to ${set} by someone else (removed again)`);
+      await shell.run(`delete element ${TABLE} ${set} { ${foreign.join(', ')} }`).catch(() => undefined);
+    }
+  };
+  const checkTables = async (): Promise<void> => {
+    for (const t of tableNames(await shell.run('list tables'))) {
+      if (tablesAtStart.has(t) || t === TABLE) continue;
+      tablesAtStart.add(t);
+      tamper.note(
+        `a table ${t} was added by someone else (an accept there does not get a packet past Cordon's drop)`,
+      );
+    }
+  };
+  let checking = false;
+  const check = (): void => {
+    if (checking) return;
+    checking = true;
+    fingerprint().then(
+      async (now) => {
+        if (now !== baseline) {
+          tamper.note('the table inet cordon was changed by someone else');
+          reclose();
+        }
+        await checkSets().catch((e: Error) => log(`set check failed: ${e.message}`));
+        await checkTables().catch((e: Error) => log(`table check failed: ${e.message}`));
+        checking = false;
+      },
+      () => {
+        checking = false;
+        tamper.note('the table inet cordon was removed');
+        reclose();
+      },
+    );
+  };
+  // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
+  // changes; an address added to an allow set is checked against the proxy's own at
+  // once. A full check every few seconds backs it up in case the monitor dies.
+  const monitor = watchRuleset(check, (addresses) => {
+    if (addresses.some((a) => !sets.has(a))) check();
+  });
+  const poll = setInterval(check, FULL_CHECK_MS);
+  poll.unref();
+  const files = setInterval(() => {
+    // The proxy's record of its own addresses, which the set checks compare against.
+    sets.sweep();
+    if (readOr('/etc/resolv.conf') !== resolvText) {
+      tamper.note('/etc/resolv.conf was changed (put back to the proxy)');
+      w.putResolvBack();
+    }
+    // systemd-resolved's drop-in: recorded, not put back (resolved's own upstream queries
+    // are refused by the fence whatever it says).
+    if (resolvedDropIn && readOr(resolvedDropIn) !== dropInText)
+      tamper.note(`${resolvedDropIn} (systemd-resolved pointed at the proxy) was changed or removed`);
+    const hosts = readOr('/etc/hosts');
+    if (hosts !== hostsText) {
+      const added = hosts.split('\n').filter((l) => l.trim() && !hostsText.split('\n').includes(l));
+      tamper.note(
+        `/etc/hosts was changed${added.length ? `: ${added.slice(0, 5).join(' | ').slice(0, 300)}` : ''} (its addresses are still not in the sets)`,
+      );
+    }
+  }, FILE_CHECK_MS);
+  files.unref();
+  return () => {
+    clearInterval(poll);
+    clearInterval(files);
+    monitor.stdin!.end();
+  };
+}
