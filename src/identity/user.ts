@@ -17,6 +17,28 @@ export type IdentityMode = 'root' | 'sudo' | 'none';
 export const AGENT_PREFIX = 'cordon-agent-';
 const AGENT_NAME = /^cordon-agent-[0-9a-f]{6}$/;
 
+/**
+ * Agents' uids come from this range, so the fence can tell an agent's sockets from the
+ * runner's by `meta skuid` without being told each step's uid. Below systemd's dynamic
+ * range (61184-65519), inside the range Debian leaves for allocation on demand.
+ */
+export const AGENT_UID_MIN = 61000;
+export const AGENT_UID_MAX = 61183;
+
+/** The first uid of the agents' range that no user or group holds. */
+export function freeAgentUid(passwd = '/etc/passwd', group = '/etc/group'): number {
+  const taken = new Set<number>();
+  for (const file of [passwd, group]) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) taken.add(Number(line.split(':')[2]));
+  }
+  for (let id = AGENT_UID_MIN; id <= AGENT_UID_MAX; id++) if (!taken.has(id)) return id;
+  throw new CordonError({
+    what: `identity: every uid from ${AGENT_UID_MIN} to ${AGENT_UID_MAX} is taken`,
+    why: 'agents are given uids from this range only, so the fence can tell them apart',
+    fix: 'remove leftover cordon-agent-* users (userdel) on this runner',
+  });
+}
+
 /** Where the agents' homes live unless the caller says otherwise: root-owned, on tmpfs. */
 export const DEFAULT_HOME_BASE = '/run/cordon-home';
 
@@ -72,12 +94,24 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
       fix: 'remove it or pass another home base',
     });
   }
-  // --system takes a uid from the system range nobody logs in with; --user-group gives it a
+  // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
   // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
+  const id = String(freeAgentUid());
   run(
     exec,
     'useradd',
-    ['--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', name],
+    [
+      '--system',
+      '--uid',
+      id,
+      '--user-group',
+      '--no-create-home',
+      '--home-dir',
+      home,
+      '--shell',
+      '/bin/bash',
+      name,
+    ],
     name,
   );
   try {
