@@ -76,6 +76,8 @@ export interface EgressStarted {
   /** The proxy also listens and filters on IPv6. */
   ipv6?: boolean;
   daemonPid?: number;
+  /** Lines already in the ledger that the daemon's copy was seeded with. */
+  ledgerCopySeeded?: number;
 }
 
 export interface EgressReport {

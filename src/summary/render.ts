@@ -3,7 +3,7 @@
  * what was blocked, and which commits it authored. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
-import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
+import { eventsOf, type LedgerLine } from '../ledger/ledger.js';
 import type {
   CommitsObserved,
   CredentialsEnded,
@@ -49,10 +49,6 @@ const KNOWN: Known[] = [
   'ledger.verified',
   'ledger.tampered',
 ];
-
-function of<K extends Known>(events: LedgerEvent[], type: K): EventTypes[K][] {
-  return events.filter((e) => e.type === type).map((e) => e.data as unknown as EventTypes[K]);
-}
 
 function str(v: unknown): string {
   if (v === undefined || v === null) return '';
@@ -139,19 +135,19 @@ export function buildBlocks(input: SummaryInput): Block[] {
   ];
 
   // Who
-  const run = of(events, 'run.recorded')[0];
-  const tokens = of(events, 'token.issued');
-  const creds = of(events, 'credentials.issued');
+  const run = eventsOf(events, 'run.recorded')[0];
+  const tokens = eventsOf(events, 'token.issued');
+  const creds = eventsOf(events, 'credentials.issued');
   blocks.push({ kind: 'heading', level: 3, text: 'Who the agent was' });
   const who: string[][] = [];
   for (const t of tokens)
     who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
   for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
   // Identities the credential broker issued that no step recorded as issued.
-  for (const arn of new Set(of(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
+  for (const arn of new Set(eventsOf(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
     if (!creds.some((c) => c.assumedRoleArn === arn))
       who.push(['AWS role session (broker)', arn, 'refreshed by the credential broker']);
-  for (const inst of new Set(of(events, 'token.refreshed').map((t) => `${t.app} ${t.installationId}`)))
+  for (const inst of new Set(eventsOf(events, 'token.refreshed').map((t) => `${t.app} ${t.installationId}`)))
     if (!tokens.some((t) => `${t.app} ${t.installationId}` === inst)) {
       const [app, id] = inst.split(' ');
       who.push(['GitHub App (broker)', `${app}[bot]`, `app ${app}, installation ${id}`]);
@@ -193,7 +189,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
       .join(', ');
     allowedRows.push(['GitHub', t.repositories.join(', '), perms, '', until(t.expiresAt)]);
   }
-  for (const e of of(events, 'egress.started')) {
+  for (const e of eventsOf(events, 'egress.started')) {
     allowedRows.push([
       'Network',
       `${e.policy} mode, preset ${e.preset}`,
@@ -202,7 +198,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
       '',
     ]);
   }
-  for (const s of of(events, 'secrets.fetched')) {
+  for (const s of eventsOf(events, 'secrets.fetched')) {
     allowedRows.push([
       'Secrets',
       s.secrets.map((x) => x.name).join(', '),
@@ -219,8 +215,8 @@ export function buildBlocks(input: SummaryInput): Block[] {
 
   // Touched
   blocks.push({ kind: 'heading', level: 3, text: 'What the agent touched' });
-  const runsStarted = of(events, 'run.started');
-  const runsFinished = of(events, 'run.finished');
+  const runsStarted = eventsOf(events, 'run.started');
+  const runsFinished = eventsOf(events, 'run.finished');
   if (runsStarted.length || runsFinished.length) {
     const rows = runsFinished.map((f, i) => runRow(runsStarted[i], f));
     if (runsStarted.length > runsFinished.length)
@@ -251,7 +247,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
           strong: !!f.processesLeft,
         });
   }
-  const reports = of(events, 'egress.report');
+  const reports = eventsOf(events, 'egress.report');
   const allowedNames = reports.flatMap((r) => r.allowed);
   if (allowedNames.length) {
     blocks.push({
@@ -261,23 +257,23 @@ export function buildBlocks(input: SummaryInput): Block[] {
     });
   }
   for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
-  for (const c of of(events, 'credentials.ended')) {
+  for (const c of eventsOf(events, 'credentials.ended')) {
     blocks.push({
       kind: 'para',
       text: `AWS credentials for ${c.role} ended with ${c.secondsLeft}s left; removed: ${c.filesRemoved.join(', ') || 'nothing'}.`,
     });
   }
-  for (const t of of(events, 'token.revoked'))
+  for (const t of eventsOf(events, 'token.revoked'))
     blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
   const brokerRows = [
-    ...of(events, 'credentials.refreshed').map((c) => [
+    ...eventsOf(events, 'credentials.refreshed').map((c) => [
       'AWS',
       c.assumedRoleArn,
       String(c.issuance),
       c.expiration,
       c.requester,
     ]),
-    ...of(events, 'token.refreshed').map((t) => [
+    ...eventsOf(events, 'token.refreshed').map((t) => [
       'GitHub',
       t.repositories.join(', '),
       String(t.issuance),
@@ -294,7 +290,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
       headers: ['Broker issued', 'Scope', 'Issuance', 'Expires', 'Asked by'],
       rows: brokerRows,
     });
-  for (const b of of(events, 'broker.stopped'))
+  for (const b of eventsOf(events, 'broker.stopped'))
     blocks.push({
       kind: 'para',
       text:
@@ -351,7 +347,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
 
   // Commits
   blocks.push({ kind: 'heading', level: 3, text: 'Commits the agent authored' });
-  const commits = of(events, 'commits.observed').flatMap((c) => c.commits);
+  const commits = eventsOf(events, 'commits.observed').flatMap((c) => c.commits);
   blocks.push(
     commits.length
       ? {
@@ -369,7 +365,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
         }
       : { kind: 'para', text: 'No new commits.' },
   );
-  if (of(events, 'commits.observed').some((c) => c.truncated)) {
+  if (eventsOf(events, 'commits.observed').some((c) => c.truncated)) {
     blocks.push({
       kind: 'para',
       text: 'More commits were made than listed; see the repository history.',
@@ -481,17 +477,20 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
   return {
     version: 1,
     verdict: input.verdict,
-    run: of(events, 'run.recorded')[0] ?? null,
+    run: eventsOf(events, 'run.recorded')[0] ?? null,
     identities: {
-      github: of(events, 'token.issued'),
-      aws: of(events, 'credentials.issued'),
+      github: eventsOf(events, 'token.issued'),
+      aws: eventsOf(events, 'credentials.issued'),
     },
-    credentialsEnded: of(events, 'credentials.ended') as CredentialsEnded[],
-    tokensRevoked: of(events, 'token.revoked'),
-    egress: { started: of(events, 'egress.started'), reports: of(events, 'egress.report') as EgressReport[] },
-    secrets: of(events, 'secrets.fetched') as SecretsFetched[],
-    runs: { started: of(events, 'run.started'), finished: of(events, 'run.finished') },
-    commits: of(events, 'commits.observed').flatMap((c) => c.commits),
+    credentialsEnded: eventsOf(events, 'credentials.ended') as CredentialsEnded[],
+    tokensRevoked: eventsOf(events, 'token.revoked'),
+    egress: {
+      started: eventsOf(events, 'egress.started'),
+      reports: eventsOf(events, 'egress.report') as EgressReport[],
+    },
+    secrets: eventsOf(events, 'secrets.fetched') as SecretsFetched[],
+    runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
+    commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
     events,
   };
 }

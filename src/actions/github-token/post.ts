@@ -1,6 +1,6 @@
 import { runEntry } from '../entry.js';
 import { secrets } from '../../platform/mask.js';
-import { revokeToken } from '../../github/token.js';
+import { revokeToken } from './token-step.js';
 
 await runEntry(
   async (runner) => {

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
 import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
 import { CordonError } from '../../platform/errors.js';
-import type { CredentialsIssued, LedgerTampered, RunFinished, RunStarted } from '../../ledger/events.js';
+import type { CredentialsIssued, RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
@@ -121,10 +121,7 @@ async function mintAwsCredentials(inputs: RunInputs, deps: RunDeps): Promise<Aws
     statements: aws.policy.statements,
     managedPolicies: aws.policy.managedPolicyArns,
   };
-  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append(
-    'credentials.issued',
-    event as unknown as Record<string, unknown>,
-  );
+  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append('credentials.issued', event);
   return creds;
 }
 
@@ -225,10 +222,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   // The command runs as the same user and can write the ledger: the line written here is
   // checked, with the chain up to it, once the command's processes are gone.
   // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
-  const { hashes: held } = ledger.appendWithSnapshot(
-    'run.started',
-    started as unknown as Record<string, unknown>,
-  );
+  const { hashes: held } = ledger.appendWithSnapshot('run.started', started);
   if (containment.reason)
     runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
   if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
@@ -313,12 +307,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   const ledgerIntact = window.ok;
   const { ok: _ok, ...verdict } = window;
   void _ok;
-  ledger.append(
-    ledgerIntact ? 'ledger.verified' : 'ledger.tampered',
-    (ledgerIntact
-      ? { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun }
-      : (verdict as LedgerTampered)) as unknown as Record<string, unknown>,
-  );
+  if (ledgerIntact)
+    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
+  else ledger.append('ledger.tampered', verdict);
   const finished: RunFinished = {
     exitCode: exit.code,
     signal: exit.signal ?? undefined,
@@ -334,7 +325,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     ledgerIntact,
     checkoutTokenRestored,
   };
-  ledger.append('run.finished', finished as unknown as Record<string, unknown>);
+  ledger.append('run.finished', finished);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
   runner.setOutput('duration-ms', String(durationMs));
   runner.setOutput('bytes-scrubbed', String(bytesScrubbed));
