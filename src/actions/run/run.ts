@@ -5,24 +5,37 @@
  */
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
-import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
+import type { Writable } from 'node:stream';
 import { CordonError } from '../../platform/errors.js';
-import type { CredentialsIssued, RunFinished, RunStarted } from '../../ledger/events.js';
+import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
-import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
-import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
-import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
+import { mintAwsCredentials } from './aws-credentials.js';
+import { buildCommandEnv, commandDigest, prepareShell, type ShellCommand } from './env.js';
+import {
+  RefreshingScrubber,
+  startRunBroker,
+  stopRunBroker,
+  withBrokerEnv,
+  type RunBroker,
+} from './broker.js';
 import type { RunInputs } from './inputs.js';
+import { forward } from './output.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
-import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup } from './cgroup.js';
+import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
-import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
+import {
+  CREDENTIAL_FILE_VARIABLES,
+  gitIdentity,
+  makeFreshHome,
+  withholdCheckoutToken,
+  type CheckoutToken,
+  type FreshHome,
+} from './home.js';
 import { checkRunWindow } from '../../ledger/verify.js';
 
 export interface RunDeps {
@@ -52,79 +65,6 @@ export interface RunResult {
 /** How long to wait for the output pipes to close once the command's group is killed. */
 const DRAIN_MS = 5000;
 
-class ScrubTransform extends Transform {
-  constructor(readonly scrubber: StreamScrubber) {
-    super();
-  }
-  _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    const out = this.scrubber.push(chunk);
-    if (out.length) this.push(out);
-    done();
-  }
-  _flush(done: TransformCallback): void {
-    const out = this.scrubber.flush();
-    if (out.length) this.push(out);
-    done();
-  }
-}
-
-/** Pipes `from` to `to` (scrubbed or not) and resolves when `from` has ended and all was written. */
-function forward(from: Readable, to: Writable, scrubber?: StreamScrubber): Promise<void> {
-  const src = scrubber ? from.pipe(new ScrubTransform(scrubber)) : from;
-  src.pipe(to, { end: false });
-  return new Promise((res) => {
-    src.once('end', res);
-    src.once('error', res);
-    from.once('error', res);
-  });
-}
-
-async function mintAwsCredentials(inputs: RunInputs, deps: RunDeps): Promise<AwsCredentials | undefined> {
-  const aws = inputs.aws;
-  if (!aws) return undefined;
-  if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
-  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
-  const creds = await assumeRoleWithWebIdentity(
-    {
-      roleArn: aws.role.arn,
-      sessionName: aws.sessionName,
-      durationSeconds: aws.durationSeconds,
-      webIdentityToken: token,
-      region: aws.region,
-      policy: aws.policy.json,
-      managedPolicyArns: aws.policy.managedPolicyArns,
-    },
-    {
-      env: deps.env,
-      registry: deps.registry,
-      action: 'run',
-      inputNames: {
-        roleToAssume: 'aws-role-to-assume',
-        duration: 'aws-role-duration-seconds',
-        audience: 'aws-audience',
-        inline: 'aws-inline-session-policy',
-      },
-      onRetry: (reason, attempt, delay) =>
-        deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
-    },
-  );
-  const event: CredentialsIssued = {
-    provider: 'aws',
-    role: aws.role.arn,
-    assumedRoleArn: creds.assumedRoleArn,
-    sessionName: aws.sessionName,
-    expiration: creds.expiration.toISOString(),
-    durationSeconds: aws.durationSeconds,
-    account: creds.account,
-    region: aws.region,
-    export: 'command',
-    statements: aws.policy.statements,
-    managedPolicies: aws.policy.managedPolicyArns,
-  };
-  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append('credentials.issued', event);
-  return creds;
-}
-
 function workingDirectory(inputs: RunInputs, workspace: string): string {
   const cwd = resolve(workspace, inputs.workingDirectory || '.');
   if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
@@ -138,15 +78,50 @@ function workingDirectory(inputs: RunInputs, workspace: string): string {
   return cwd;
 }
 
+/** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
+interface Prepared {
+  workspace: string;
+  cwd: string;
+  broker: RunBroker | undefined;
+  commandEnv: Record<string, string>;
+  shell: ShellCommand;
+  home: FreshHome | undefined;
+  checkoutToken: CheckoutToken | undefined;
+  containment: Containment;
+  ledger: Ledger;
+  /** The hash of every ledger line up to `run.started`, held while the command runs. */
+  held: string[];
+  headBefore: string | undefined;
+}
+
+/** What `execute` saw of the command. */
+interface Executed {
+  exit: CommandExit;
+  startedAt: number;
+  durationMs: number;
+  timedOut: boolean;
+  processesKilled: number;
+  end: CommandEnd;
+  bytesScrubbed: number;
+  checkoutTokenRestored: boolean | undefined;
+}
+
 export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
+  const ready = await prepare(inputs, deps);
+  const ran = await execute(inputs, deps, ready);
+  return conclude(inputs, deps, ready, ran);
+}
+
+/**
+ * Everything the command needs, before it starts (when any of it fails, nothing runs):
+ * credentials and secrets, its environment and HOME, containment, and `run.started`.
+ */
+async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   const { env, runner, registry } = deps;
-  const stdout = deps.stdout ?? process.stdout;
-  const stderr = deps.stderr ?? process.stderr;
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
   const cwd = workingDirectory(inputs, workspace);
 
-  // Everything the command needs, before it starts: when any of it fails, nothing runs.
   // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
   const broker = await startRunBroker(inputs, deps);
   const creds = broker ? broker.credentials : await mintAwsCredentials(inputs, deps);
@@ -229,7 +204,30 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   runner.info(
     `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
   );
+  return {
+    workspace,
+    cwd,
+    broker,
+    commandEnv,
+    shell,
+    home,
+    checkoutToken,
+    containment,
+    ledger,
+    held,
+    headBefore,
+  };
+}
 
+/**
+ * Runs the command with its output scrubbed, kills what it leaves behind (on its end or its
+ * timeout), then takes back what it was lent: script, HOME, checkout token, broker.
+ */
+async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promise<Executed> {
+  const { runner, registry } = deps;
+  const { broker, shell, commandEnv, cwd, containment, home, checkoutToken } = ready;
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
   const startedAt = Date.now();
   let exit: CommandExit;
   let timedOut = false;
@@ -294,7 +292,35 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   }
   const durationMs = Date.now() - startedAt;
   const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
+  return {
+    exit,
+    startedAt,
+    durationMs,
+    timedOut,
+    processesKilled,
+    end,
+    bytesScrubbed,
+    checkoutTokenRestored,
+  };
+}
 
+/**
+ * After the command: scans the workspace for leaked values, checks the ledger against what
+ * run held, records `run.finished`, sets the outputs and fails the step when it must.
+ */
+function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Executed): RunResult {
+  const { runner, registry } = deps;
+  const { workspace, headBefore, ledger, held, containment, checkoutToken } = ready;
+  const {
+    exit,
+    startedAt,
+    durationMs,
+    timedOut,
+    processesKilled,
+    end,
+    bytesScrubbed,
+    checkoutTokenRestored,
+  } = ran;
   let leaks: Leak[] = [];
   if (inputs.leakScan !== 'off' && registry.size) {
     const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
