@@ -6,8 +6,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { CordonError } from '../platform/errors.js';
-import type { CommitObserved, CommitsObserved, RunRecorded } from '../ledger/events.js';
-import { eventsOf, type Ledger, type LedgerEvent } from '../ledger/ledger.js';
+import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
+import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Env, Runner } from '../platform/runner.js';
 
 /** Most commits listed; a run that makes more is cut and says so. */

@@ -3,6 +3,8 @@
  * events and the summary that renders them. Data carries names, ARNs, scopes, counts and
  * times, never a secret value. Fields may be added; the summary renders unknown ones.
  */
+import type { LedgerEvent } from './ledger.js';
+
 export interface RunRecorded {
   repository?: string;
   sha?: string;
@@ -289,4 +291,23 @@ export interface EventTypes {
   'broker.stopped': BrokerStopped;
   'ledger.verified': LedgerVerified;
   'ledger.tampered': LedgerTampered;
+}
+
+/**
+ * The event's data when it is of that type. A line is parsed JSON, so its data is only as
+ * well-formed as whoever wrote it: readers treat a missing field as absent.
+ */
+export function dataOf<K extends keyof EventTypes>(
+  event: LedgerEvent | undefined,
+  type: K,
+): EventTypes[K] | undefined {
+  return event?.type === type ? (event.data as object as EventTypes[K]) : undefined;
+}
+
+/** The data of every event of one type, in ledger order (see `dataOf`). */
+export function eventsOf<K extends keyof EventTypes>(events: LedgerEvent[], type: K): EventTypes[K][] {
+  return events.flatMap((e) => {
+    const data = dataOf(e, type);
+    return data ? [data] : [];
+  });
 }

@@ -246,25 +246,6 @@ export class Ledger {
   }
 }
 
-/**
- * The event's data when it is of that type. A line is parsed JSON, so its data is only as
- * well-formed as whoever wrote it: readers treat a missing field as absent.
- */
-export function dataOf<K extends keyof EventTypes>(
-  event: LedgerEvent | undefined,
-  type: K,
-): EventTypes[K] | undefined {
-  return event?.type === type ? (event.data as object as EventTypes[K]) : undefined;
-}
-
-/** The data of every event of one type, in ledger order (see `dataOf`). */
-export function eventsOf<K extends keyof EventTypes>(events: LedgerEvent[], type: K): EventTypes[K][] {
-  return events.flatMap((e) => {
-    const data = dataOf(e, type);
-    return data ? [data] : [];
-  });
-}
-
 /** Whether the file's last byte is a newline (or the file is empty or missing). */
 function endsWithNewline(path: string): boolean {
   return (

@@ -2,8 +2,8 @@
  * Checking the ledger: `run` against the lines it held in memory while the agent ran,
  * `start`'s post against its nonce and head, and the verdict the summary opens with.
  */
-import { checkChain, dataOf, diffLedger, hashLine, type LedgerLine } from './ledger.js';
-import type { LedgerLineRef, LedgerTampered } from './events.js';
+import { checkChain, diffLedger, hashLine, type LedgerLine } from './ledger.js';
+import { dataOf, type LedgerLineRef, type LedgerTampered } from './events.js';
 
 /** The verdict the summary opens with. */
 export interface Verdict {

@@ -3,8 +3,8 @@
  * what was blocked, and which commits it authored. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
-import { eventsOf, type LedgerLine } from '../ledger/ledger.js';
-import type { CredentialsIssued, RunRecorded, TokenIssued } from '../ledger/events.js';
+import type { LedgerLine } from '../ledger/ledger.js';
+import { eventsOf, type CredentialsIssued, type RunRecorded, type TokenIssued } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 import {

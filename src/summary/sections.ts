@@ -3,15 +3,16 @@
  * what it was allowed, what it touched, what was blocked, the commits it authored, and
  * everything else. Each turns the ledger's events into blocks (see doc.ts).
  */
-import { eventsOf, type LedgerEvent, type LedgerLine } from '../ledger/ledger.js';
-import type {
-  CommitsObserved,
-  EgressReport,
-  EgressStarted,
-  EventTypes,
-  RunFinished,
-  RunStarted,
-  TokenRevoked,
+import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
+import {
+  eventsOf,
+  type CommitsObserved,
+  type EgressReport,
+  type EgressStarted,
+  type EventTypes,
+  type RunFinished,
+  type RunStarted,
+  type TokenRevoked,
 } from '../ledger/events.js';
 import type { Block } from './doc.js';
 
