@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { checkChain, diffLedger, Ledger } from '../src/ledger/ledger.js';
 import { SecretRegistry } from '../src/platform/mask.js';
 import { checkRunWindow, verdictFor } from '../src/ledger/verify.js';
+import { appendAny, appendAnyWithSnapshot } from '../test/harness/ledger.js';
 
 const n = Number(process.argv[2] ?? 10000);
 const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-ledger-'));
@@ -22,7 +23,7 @@ const times: number[] = [];
 const data = { name: 'exfil.evil.test', queries: 3, addresses: ['203.0.113.9'], note: 'x'.repeat(120) };
 for (let i = 0; i < n; i++) {
   const t = performance.now();
-  ledger.append('bench.event', { ...data, i }, i === 0 ? nonce : undefined);
+  appendAny(ledger, 'bench.event', { ...data, i }, i === 0 ? nonce : undefined);
   times.push(performance.now() - t);
 }
 const pct = (xs: number[], p: number): number =>
@@ -41,7 +42,7 @@ console.log('| --- | --- | --- | --- | --- |');
 console.log(row('append with chaining (lock, tail read, SHA-256, secret check, write)', times));
 console.log(
   row('appendWithSnapshot at the end of a 10k-line ledger (run.started)', [
-    once(() => ledger.appendWithSnapshot('run.started', {})),
+    once(() => appendAnyWithSnapshot(ledger, 'run.started', {})),
   ]),
 );
 console.log(row(`read + parse ${lines.length} lines`, [once(() => ledger.read())]));

@@ -86,7 +86,7 @@ function verifyHead(step: string, runner: Runner): void {
       runner.getState(FIRST_STATE) || undefined,
     );
     const { ok, ...data } = check;
-    ledger.append(ok ? 'ledger.verified' : 'ledger.tampered', data as unknown as Record<string, unknown>);
+    ledger.append(ok ? 'ledger.verified' : 'ledger.tampered', data);
     if (!ok)
       runner.warning(
         `${step}: the run ledger was altered after this step wrote to it: ${check.details.join('; ')}`,

@@ -175,8 +175,8 @@ function checkStatement(action: string, input: string, where: string, s: unknown
       'add "Resource": ["arn:..."] (or "*")',
     );
   }
-  checkActions(action, input, where, (actions ?? notActions) as unknown[]);
-  checkResources(action, input, where, (resources ?? notResources) as unknown[]);
+  const checkedActions = checkActions(action, input, where, actions ?? notActions ?? []);
+  const checkedResources = checkResources(action, input, where, resources ?? notResources ?? []);
   if (st.Sid !== undefined && (typeof st.Sid !== 'string' || !/^[A-Za-z0-9]*$/.test(st.Sid))) {
     fail(
       action,
@@ -198,7 +198,23 @@ function checkStatement(action: string, input: string, where: string, s: unknown
       'write "Condition": {"StringEquals": {"aws:RequestedRegion": "eu-west-1"}}',
     );
   }
-  return st as unknown as PolicyStatement;
+  // Built from what was checked: Effect first, then the statement's keys in its own order and
+  // form (a lone action or resource stays a string).
+  const statement: PolicyStatement = { Effect: st.Effect };
+  for (const key of Object.keys(st)) {
+    if (key === 'Sid' && typeof st.Sid === 'string') statement.Sid = st.Sid;
+    else if (key === 'Effect') statement.Effect = st.Effect;
+    else if (key === 'Action' || key === 'NotAction') statement[key] = sameForm(st[key], checkedActions);
+    else if (key === 'Resource' || key === 'NotResource')
+      statement[key] = sameForm(st[key], checkedResources);
+    else if (key === 'Condition') statement.Condition = st.Condition as Record<string, unknown>;
+  }
+  return statement;
+}
+
+/** The checked list as the statement wrote it: one string, or a list. */
+function sameForm(written: unknown, checked: string[]): string | string[] {
+  return typeof written === 'string' ? checked[0] : checked;
 }
 
 /**

@@ -12,6 +12,7 @@ import type {
   BrokerStarted,
   BrokerStopped,
   CredentialsRefreshed,
+  EventTypes,
   TokenRefreshed,
 } from '../ledger/events.js';
 import { Ledger } from '../ledger/ledger.js';
@@ -69,9 +70,9 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   if (cfg.github) registry.register(cfg.github.privateKey, { name: 'GitHub App private key' });
   const log = (line: string): void => deps.log?.(registry.scrub(line));
   const ledger = new Ledger(cfg.ledgerPath, { action: cfg.action, registry });
-  const record = (type: string, data: object): void => {
+  const record = <K extends keyof EventTypes>(type: K, data: EventTypes[K]): void => {
     try {
-      ledger.append(type, data as Record<string, unknown>);
+      ledger.append(type, data);
     } catch (e) {
       log(`ledger: could not record ${type}: ${describeError(e)}`);
     }

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { CordonError } from '../platform/errors.js';
-import type { CommitObserved, CommitsObserved, RunRecorded, TokenIssued } from '../ledger/events.js';
+import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Env, Runner } from '../platform/runner.js';
 
@@ -36,16 +36,13 @@ export interface AgentIdentity {
 
 /** The git identities of every app bot issued in the run, from the ledger's `token.issued`. */
 export function agentIdentities(events: LedgerEvent[]): AgentIdentity[] {
-  return events
-    .filter((e) => e.type === 'token.issued')
-    .map((e) => e.data as unknown as TokenIssued)
-    .map((t) => {
-      const emails = new Set<string>();
-      if (t.gitUserEmail) emails.add(t.gitUserEmail.toLowerCase());
-      if (t.botId !== undefined) emails.add(`${t.botId}+${t.bot}@users.noreply.github.com`.toLowerCase());
-      emails.add(`${t.bot}@users.noreply.github.com`.toLowerCase());
-      return { name: t.gitUserName ?? t.bot, emails: [...emails] };
-    });
+  return eventsOf(events, 'token.issued').map((t) => {
+    const emails = new Set<string>();
+    if (t.gitUserEmail) emails.add(t.gitUserEmail.toLowerCase());
+    if (t.botId !== undefined) emails.add(`${t.botId}+${t.bot}@users.noreply.github.com`.toLowerCase());
+    emails.add(`${t.bot}@users.noreply.github.com`.toLowerCase());
+    return { name: t.gitUserName ?? t.bot, emails: [...emails] };
+  });
 }
 
 const SIGNATURE: Record<string, string> = {
@@ -207,7 +204,7 @@ export function recordCommits(ledger: Ledger, runner: Runner, git?: GitRunner): 
       runner.info(`start: commits not listed: ${observed.skipped}`);
       return undefined;
     }
-    ledger.append('commits.observed', observed as unknown as Record<string, unknown>);
+    ledger.append('commits.observed', observed);
     const flagged = observed.commits.filter((c) => c.verdict === 'impersonation').length;
     runner.info(
       `start: ${observed.commits.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,

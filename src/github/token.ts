@@ -3,10 +3,8 @@
  * permissions asked for. GitHub's grant is checked against the ask: a token that can do
  * more than asked is revoked at once and the step fails.
  */
-import { execFileSync } from 'node:child_process';
 import { CordonError } from '../platform/errors.js';
-import type { TokenIssued, TokenRevoked } from '../ledger/events.js';
-import { Ledger } from '../ledger/ledger.js';
+import type { TokenRevoked } from '../ledger/events.js';
 import type { SecretRegistry } from '../platform/mask.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { GithubApi, GithubApiError, type ApiDeps } from './api.js';
@@ -14,15 +12,14 @@ import { loadAppKey, signAppJwt } from './app-jwt.js';
 import type { GithubTokenInputs } from './inputs.js';
 import { excessGrants, missingGrants } from './permissions.js';
 
-export interface TokenDeps {
+export interface MintDeps {
   env: Env;
+  /** Where progress lines and warnings go (a step's log, or the broker's). */
   runner: Runner;
   registry: SecretRegistry;
   api?: ApiDeps;
   /** Seconds since the epoch; the runner's clock by default. */
   now?: () => number;
-  /** Runs git; the real binary by default. */
-  git?: (args: string[], env: Env) => void;
 }
 
 interface AppInfo {
@@ -102,7 +99,7 @@ function isClockMessage(m: string): boolean {
   return /'(iat|exp)'|Issued at|Expiration time/i.test(m);
 }
 
-export async function mintToken(inputs: GithubTokenInputs, deps: TokenDeps): Promise<MintedToken> {
+export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Promise<MintedToken> {
   const { runner } = deps;
   const now = deps.now ?? (() => Date.now() / 1000);
   const key = loadAppKey(inputs.privateKey);
@@ -332,106 +329,4 @@ export async function revokeAndConfirm(api: GithubApi, token: string): Promise<T
       detail: detail ?? `could not confirm: ${e instanceof Error ? e.message : String(e)}`,
     };
   }
-}
-
-function realGit(args: string[], env: Env): void {
-  execFileSync('git', args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** main: mint, mask, set outputs and git identity, record. */
-export async function issueToken(inputs: GithubTokenInputs, deps: TokenDeps): Promise<MintedToken> {
-  const { runner, env } = deps;
-  const t = await mintToken(inputs, deps);
-  runner.saveState('token', t.token);
-  runner.saveState('installation-id', String(t.installationId));
-  runner.saveState('expires-at', t.expiresAt);
-  runner.saveState('api-url', inputs.apiUrl);
-  runner.saveState('skip-token-revoke', String(inputs.skipTokenRevoke));
-  runner.setOutput('token', t.token);
-  runner.setOutput('installation-id', String(t.installationId));
-  runner.setOutput('app-slug', t.appSlug);
-  runner.setOutput('bot-login', t.botLogin);
-  runner.setOutput('bot-id', String(t.botId));
-  runner.setOutput('git-user-name', t.gitUserName);
-  runner.setOutput('git-user-email', t.gitUserEmail);
-  runner.setOutput('expires-at', t.expiresAt);
-  runner.setOutput('permissions', JSON.stringify(t.permissions));
-  if (inputs.configureGit) {
-    const git = deps.git ?? realGit;
-    try {
-      git(['config', '--global', 'user.name', t.gitUserName], env);
-      git(['config', '--global', 'user.email', t.gitUserEmail], env);
-      runner.info(`github-token: git identity set to ${t.gitUserName} <${t.gitUserEmail}>`);
-    } catch (e) {
-      runner.warning(
-        `github-token: could not set the git identity (${e instanceof Error ? e.message : String(e)}); commits will not carry the bot's name`,
-      );
-    }
-  }
-  const event: TokenIssued = {
-    app: t.appSlug,
-    bot: t.botLogin,
-    botId: t.botId,
-    installationId: t.installationId,
-    repositories: t.repositories,
-    permissions: t.permissions,
-    expiresAt: t.expiresAt,
-    gitUserName: t.gitUserName,
-    gitUserEmail: t.gitUserEmail,
-  };
-  Ledger.forEnv(env, { action: 'github-token', registry: deps.registry }).append(
-    'token.issued',
-    event as unknown as Record<string, unknown>,
-  );
-  const perms = Object.entries(t.permissions)
-    .map(([k, v]) => `${k}: ${v}`)
-    .join(', ');
-  runner.info(
-    `github-token: token for ${t.repositories.join(', ')} (${perms}) as ${t.botLogin}, expires ${t.expiresAt}`,
-  );
-  return t;
-}
-
-/** post: revoke the token main made, confirm it is dead, record. Never fails the job. */
-export async function revokeToken(deps: TokenDeps): Promise<TokenRevoked> {
-  const { runner, env } = deps;
-  const token = runner.getState('token');
-  const installationId = Number(runner.getState('installation-id')) || undefined;
-  const ledger = Ledger.forEnv(env, { action: 'github-token', registry: deps.registry });
-  const record = (r: TokenRevoked): TokenRevoked => {
-    ledger.append('token.revoked', { installationId, ...r } as unknown as Record<string, unknown>);
-    return r;
-  };
-  if (!token) {
-    runner.info('github-token: no token was issued; nothing to revoke');
-    return { status: 'skipped', detail: 'no token was issued' };
-  }
-  deps.registry.register(token, { name: 'GitHub App installation token' });
-  if (runner.getState('skip-token-revoke') === 'true') {
-    runner.info('github-token: skip-token-revoke is set; the token stays valid until it expires');
-    return record({
-      status: 'skipped',
-      detail: 'skip-token-revoke was set; it stays valid until it expires',
-    });
-  }
-  const expires = Date.parse(runner.getState('expires-at'));
-  const now = (deps.now ?? (() => Date.now() / 1000))();
-  if (Number.isFinite(expires) && expires / 1000 <= now) {
-    runner.info('github-token: the token has already expired; nothing to revoke');
-    return record({ status: 'skipped', detail: 'the token had already expired' });
-  }
-  const api = new GithubApi(runner.getState('api-url') || env.GITHUB_API_URL || 'https://api.github.com', {
-    maxAttempts: 3,
-    maxTotalMs: 30000,
-    ...deps.api,
-    onRetry: (what, ms) => runner.info(`github-token: ${what}; retrying in ${(ms / 1000).toFixed(1)}s`),
-  });
-  const result = await revokeAndConfirm(api, token);
-  if (result.status === 'revoked')
-    runner.info(`github-token: token revoked (a call with it now answers HTTP ${result.confirmStatus})`);
-  else
-    runner.warning(
-      `github-token: the token may still be valid until ${runner.getState('expires-at')}: ${result.detail ?? 'revocation failed'}`,
-    );
-  return record(result);
 }

@@ -3,6 +3,8 @@
  * events and the summary that renders them. Data carries names, ARNs, scopes, counts and
  * times, never a secret value. Fields may be added; the summary renders unknown ones.
  */
+import type { LedgerEvent } from './ledger.js';
+
 export interface RunRecorded {
   repository?: string;
   sha?: string;
@@ -76,6 +78,8 @@ export interface EgressStarted {
   /** The proxy also listens and filters on IPv6. */
   ipv6?: boolean;
   daemonPid?: number;
+  /** Lines already in the ledger that the daemon's copy was seeded with. */
+  ledgerCopySeeded?: number;
 }
 
 export interface EgressReport {
@@ -289,11 +293,21 @@ export interface EventTypes {
   'ledger.tampered': LedgerTampered;
 }
 
-/** An event's data as its type's shape when it is of type `type`, else undefined. */
+/**
+ * The event's data when it is of that type. A line is parsed JSON, so its data is only as
+ * well-formed as whoever wrote it: readers treat a missing field as absent.
+ */
 export function dataOf<K extends keyof EventTypes>(
-  e: { type: string; data: unknown },
+  event: LedgerEvent | undefined,
   type: K,
 ): EventTypes[K] | undefined {
-  // EventTypes is the contract: the writers of each type give its data this shape.
-  return e.type === type ? (e.data as EventTypes[K]) : undefined;
+  return event?.type === type ? (event.data as object as EventTypes[K]) : undefined;
+}
+
+/** The data of every event of one type, in ledger order (see `dataOf`). */
+export function eventsOf<K extends keyof EventTypes>(events: LedgerEvent[], type: K): EventTypes[K][] {
+  return events.flatMap((e) => {
+    const data = dataOf(e, type);
+    return data ? [data] : [];
+  });
 }

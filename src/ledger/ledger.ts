@@ -19,6 +19,7 @@ import {
 import { dirname, join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { ledgerCopyPathsFor, sendLedgerLine } from './copy.js';
+import type { EventTypes } from './events.js';
 import { secrets as defaultRegistry, type SecretRegistry } from '../platform/mask.js';
 import type { Env } from '../platform/runner.js';
 
@@ -160,7 +161,11 @@ export class Ledger {
   }
 
   /** Appends one event and returns the hash of the line written (the new head). */
-  append(type: string, data: Record<string, unknown>, nonce?: string): { hash: string; event: LedgerEvent } {
+  append<K extends keyof EventTypes>(
+    type: K,
+    data: EventTypes[K],
+    nonce?: string,
+  ): { hash: string; event: LedgerEvent } {
     const { hash, event } = this.write(type, data, nonce, false);
     return { hash, event };
   }
@@ -170,9 +175,9 @@ export class Ledger {
    * read under the same lock: what a step holds in memory to tell later which lines were
    * changed, removed or inserted (see `diffLedger`).
    */
-  appendWithSnapshot(
-    type: string,
-    data: Record<string, unknown>,
+  appendWithSnapshot<K extends keyof EventTypes>(
+    type: K,
+    data: EventTypes[K],
     nonce?: string,
   ): { hash: string; event: LedgerEvent; hashes: string[] } {
     const r = this.write(type, data, nonce, true);
@@ -181,7 +186,7 @@ export class Ledger {
 
   private write(
     type: string,
-    data: Record<string, unknown>,
+    data: object,
     nonce: string | undefined,
     snapshot: boolean,
   ): { hash: string; event: LedgerEvent; hashes?: string[] } {
@@ -196,7 +201,7 @@ export class Ledger {
         time: this.clock().toISOString(),
         action: this.action,
         type,
-        data,
+        data: data as Record<string, unknown>,
         prev,
       };
       const raw = JSON.stringify(event);

@@ -3,7 +3,7 @@
  * `start`'s post against its nonce and head, and the verdict the summary opens with.
  */
 import { checkChain, diffLedger, hashLine, type LedgerLine } from './ledger.js';
-import type { LedgerLineRef, LedgerTampered } from './events.js';
+import { dataOf, type LedgerLineRef, type LedgerTampered } from './events.js';
 
 /** The verdict the summary opens with. */
 export interface Verdict {
@@ -189,8 +189,8 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
   }
   // Every tampering run recorded, wherever it stands.
   for (const l of lines) {
-    if (l.event?.type !== 'ledger.tampered') continue;
-    const t = l.event.data as unknown as Partial<LedgerTampered>;
+    const t: Partial<LedgerTampered> | undefined = dataOf(l.event, 'ledger.tampered');
+    if (!l.event || !t) continue;
     const found = Array.isArray(t.details) ? t.details.map(String) : [];
     for (const d of found) details.push(`${String(t.by ?? l.event.action)} (line ${l.line}): ${d}`);
     if (!found.length) details.push(`tampering recorded at line ${l.line}`);

@@ -8,10 +8,21 @@ import { request as httpsRequest } from 'node:https';
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
-export const httpGet = ((
+/** What a GET answers: the part of `Response` that callers read. */
+export interface GetResponse {
+  ok: boolean;
+  status: number;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/** A GET shaped like `fetch`: the global `fetch` is one, and so is `httpGet`. */
+export type HttpGet = (
   input: string | URL,
-  init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
-) =>
+  init?: { headers?: Record<string, string>; signal?: AbortSignal },
+) => Promise<GetResponse>;
+
+export const httpGet: HttpGet = (input, init = {}) =>
   new Promise((resolve, reject) => {
     const url = new URL(String(input));
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -38,4 +49,4 @@ export const httpGet = ((
     });
     req.on('error', reject);
     req.end();
-  })) as unknown as typeof fetch;
+  });

@@ -7,12 +7,13 @@ import { CordonError } from './errors.js';
 import type { Env } from './runner.js';
 import { retry } from './retry.js';
 import type { SecretRegistry } from './mask.js';
+import type { HttpGet } from './http-get.js';
 
 export const ID_TOKEN_PERMISSION_YAML = 'permissions:\n  id-token: write\n  contents: read';
 
 export interface OidcDeps {
   env: Env;
-  fetch?: typeof fetch;
+  fetch?: HttpGet;
   registry?: SecretRegistry;
 }
 

@@ -3,66 +3,24 @@
  * what was blocked, and which commits it authored. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
-import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
-import type {
-  CommitsObserved,
-  CredentialsEnded,
-  CredentialsIssued,
-  EgressReport,
-  EgressStarted,
-  EventTypes,
-  RunFinished,
-  RunRecorded,
-  RunStarted,
-  SecretsFetched,
-  TokenIssued,
-  TokenRevoked,
-} from '../ledger/events.js';
+import type { LedgerLine } from '../ledger/ledger.js';
+import { eventsOf, type CredentialsIssued, type RunRecorded, type TokenIssued } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
+import {
+  allowedSection,
+  blockedSection,
+  commitsSection,
+  otherSection,
+  touchedSection,
+  whoSection,
+} from './sections.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
 
 export interface SummaryInput {
   lines: LedgerLine[];
   verdict: Verdict;
-}
-
-type Known = keyof EventTypes;
-const KNOWN: Known[] = [
-  'run.recorded',
-  'credentials.issued',
-  'credentials.ended',
-  'token.issued',
-  'token.revoked',
-  'egress.started',
-  'egress.report',
-  'egress.tampered',
-  'secrets.fetched',
-  'run.started',
-  'run.finished',
-  'commits.observed',
-  'broker.started',
-  'credentials.refreshed',
-  'token.refreshed',
-  'broker.stopped',
-  'ledger.verified',
-  'ledger.tampered',
-];
-
-function of<K extends Known>(events: LedgerEvent[], type: K): EventTypes[K][] {
-  return events.filter((e) => e.type === type).map((e) => e.data as unknown as EventTypes[K]);
-}
-
-function str(v: unknown): string {
-  if (v === undefined || v === null) return '';
-  if (typeof v === 'string') return v;
-  return JSON.stringify(v);
-}
-
-function until(expiration: string | undefined): string {
-  if (!expiration) return '';
-  return expiration.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
 function duringRunBlocks(v: Verdict): Block[] {
@@ -130,322 +88,20 @@ function sourceBlocks(v: Verdict): Block[] {
   ];
 }
 
+/** The whole summary, section by section (see sections.ts), after the verdict on the record. */
 export function buildBlocks(input: SummaryInput): Block[] {
   const events = input.lines.flatMap((l) => (l.event ? [l.event] : []));
-  const blocks: Block[] = [
+  return [
     { kind: 'heading', level: 2, text: 'Cordon: what the agent did' },
     ...verdictBlocks(input.verdict),
     ...sourceBlocks(input.verdict),
+    ...whoSection(events),
+    ...allowedSection(events),
+    ...touchedSection(events),
+    ...blockedSection(events),
+    ...commitsSection(events),
+    ...otherSection(events, input.lines),
   ];
-
-  // Who
-  const run = of(events, 'run.recorded')[0];
-  const tokens = of(events, 'token.issued');
-  const creds = of(events, 'credentials.issued');
-  blocks.push({ kind: 'heading', level: 3, text: 'Who the agent was' });
-  const who: string[][] = [];
-  for (const t of tokens)
-    who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
-  for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
-  // Identities the credential broker issued that no step recorded as issued.
-  for (const arn of new Set(of(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
-    if (!creds.some((c) => c.assumedRoleArn === arn))
-      who.push(['AWS role session (broker)', arn, 'refreshed by the credential broker']);
-  for (const inst of new Set(of(events, 'token.refreshed').map((t) => `${t.app} ${t.installationId}`)))
-    if (!tokens.some((t) => `${t.app} ${t.installationId}` === inst)) {
-      const [app, id] = inst.split(' ');
-      who.push(['GitHub App (broker)', `${app}[bot]`, `app ${app}, installation ${id}`]);
-    }
-  if (who.length === 0) who.push(['(none issued)', 'the agent ran with no identity of its own', '']);
-  blocks.push({ kind: 'table', headers: ['Identity', 'Name', 'Detail'], rows: who });
-  if (run) {
-    const rows: string[][] = [
-      ['Repository', str(run.repository)],
-      ['Workflow / job', `${str(run.workflow)} / ${str(run.job)}`],
-      ['Run', `${str(run.runId)} attempt ${str(run.runAttempt)}`],
-      ['Event', str(run.event)],
-      ['Commit at start', str(run.sha)],
-      ['Ref', str(run.ref)],
-      ['Started by (human, not the agent)', `${str(run.triggeringActor || run.actor)}`],
-    ];
-    if (run.oidc) rows.push(['OIDC subject', str(run.oidc.sub)], ['OIDC issuer', str(run.oidc.iss)]);
-    blocks.push({ kind: 'table', headers: ['Run', 'Value'], rows });
-  }
-
-  // Allowed
-  blocks.push({ kind: 'heading', level: 3, text: 'What the agent was allowed' });
-  const allowedRows: string[][] = [];
-  for (const c of creds) {
-    const stmts = (c.statements ?? [])
-      .map((s) => `${s.effect} ${s.actions.join(', ')} on ${s.resources.join(', ')}`)
-      .join('; ');
-    allowedRows.push([
-      'AWS',
-      c.role,
-      stmts || 'role policy only',
-      [...(c.managedPolicies ?? [])].join(', '),
-      until(c.expiration),
-    ]);
-  }
-  for (const t of tokens) {
-    const perms = Object.entries(t.permissions)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join(', ');
-    allowedRows.push(['GitHub', t.repositories.join(', '), perms, '', until(t.expiresAt)]);
-  }
-  for (const e of of(events, 'egress.started')) {
-    allowedRows.push([
-      'Network',
-      `${e.policy} mode, preset ${e.preset}`,
-      [...e.domains, ...e.ips].join(', ') || 'nothing',
-      lockText(e),
-      '',
-    ]);
-  }
-  for (const s of of(events, 'secrets.fetched')) {
-    allowedRows.push([
-      'Secrets',
-      s.secrets.map((x) => x.name).join(', '),
-      s.secrets.map((x) => x.source).join(', '),
-      s.export ?? 'command only',
-      '',
-    ]);
-  }
-  blocks.push(
-    allowedRows.length
-      ? { kind: 'table', headers: ['Kind', 'Scope', 'Grants', 'Also', 'Expires'], rows: allowedRows }
-      : { kind: 'para', text: 'No credentials, tokens, network policy or secrets were recorded.' },
-  );
-
-  // Touched
-  blocks.push({ kind: 'heading', level: 3, text: 'What the agent touched' });
-  const runsStarted = of(events, 'run.started');
-  const runsFinished = of(events, 'run.finished');
-  if (runsStarted.length || runsFinished.length) {
-    const rows = runsFinished.map((f, i) => runRow(runsStarted[i], f));
-    if (runsStarted.length > runsFinished.length)
-      rows.push(runRow(runsStarted[runsStarted.length - 1], undefined));
-    blocks.push({
-      kind: 'table',
-      headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
-      rows,
-    });
-    for (const st of runsStarted) {
-      if (st.containment === 'process-group')
-        blocks.push({
-          kind: 'para',
-          text: `Containment was weaker: the command ran in a process group only, not a cgroup of its own (${str(st.containmentReason)}).`,
-          strong: true,
-        });
-      if (st.withheld?.length)
-        blocks.push({
-          kind: 'para',
-          text: `Withheld from the command (earlier steps' credentials): ${st.withheld.join(', ')}.`,
-        });
-    }
-    for (const f of runsFinished)
-      if (f.processesAlive)
-        blocks.push({
-          kind: 'para',
-          text: `${f.processesAlive} process(es) the command left running were killed when it ended${f.containment === 'cgroup' ? ' (with its cgroup)' : ''}${f.processesLeft ? `; ${f.processesLeft} would not die in time` : ''}.`,
-          strong: !!f.processesLeft,
-        });
-  }
-  const reports = of(events, 'egress.report');
-  const allowedNames = reports.flatMap((r) => r.allowed);
-  if (allowedNames.length) {
-    blocks.push({
-      kind: 'table',
-      headers: ['Name reached', 'Queries', 'Addresses'],
-      rows: allowedNames.map((a) => [a.name, String(a.queries), a.addresses.join(', ')]),
-    });
-  }
-  for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
-  for (const c of of(events, 'credentials.ended')) {
-    blocks.push({
-      kind: 'para',
-      text: `AWS credentials for ${c.role} ended with ${c.secondsLeft}s left; removed: ${c.filesRemoved.join(', ') || 'nothing'}.`,
-    });
-  }
-  for (const t of of(events, 'token.revoked'))
-    blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
-  const brokerRows = [
-    ...of(events, 'credentials.refreshed').map((c) => [
-      'AWS',
-      c.assumedRoleArn,
-      String(c.issuance),
-      c.expiration,
-      c.requester,
-    ]),
-    ...of(events, 'token.refreshed').map((t) => [
-      'GitHub',
-      t.repositories.join(', '),
-      String(t.issuance),
-      t.expiresAt,
-      t.requester,
-    ]),
-  ].map(([kind, scope, n, expires, who]) => {
-    const r = who as { pid: number; comm?: string } | undefined;
-    return [str(kind), str(scope), str(n), until(str(expires)), r ? `${r.comm ?? '?'} (pid ${r.pid})` : ''];
-  });
-  if (brokerRows.length)
-    blocks.push({
-      kind: 'table',
-      headers: ['Broker issued', 'Scope', 'Issuance', 'Expires', 'Asked by'],
-      rows: brokerRows,
-    });
-  for (const b of of(events, 'broker.stopped'))
-    blocks.push({
-      kind: 'para',
-      text:
-        `Credential broker stopped (${b.reason}): ${b.requests} request(s), ${b.unauthorized} refused (401), ` +
-        `${b.awsRefreshes} AWS issuance(s), ${b.tokenRefreshes} GitHub token(s); revoked ${b.revocations.revoked}, ` +
-        `failed ${b.revocations.failed}` +
-        (b.handedOutValidUntil ? `; credentials handed out stay valid until ${b.handedOutValidUntil}.` : '.'),
-      strong: b.unauthorized > 0 || b.revocations.failed > 0,
-    });
-  if (!runsStarted.length && !allowedNames.length)
-    blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
-
-  // Blocked
-  blocks.push({ kind: 'heading', level: 3, text: 'What was blocked' });
-  const blockedNames = reports.flatMap((r) =>
-    r.blockedNames.map((b) => [
-      b.name,
-      String(b.queries),
-      b.process ?? '',
-      r.policy === 'audit' ? 'would block (audit)' : 'refused',
-    ]),
-  );
-  const blockedDest = reports.flatMap((r) =>
-    r.blockedDestinations.map((d) => [
-      d.address,
-      `${d.protocol}${d.port ? `/${d.port}` : ''}`,
-      String(d.packets ?? ''),
-      d.process ?? '',
-    ]),
-  );
-  const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
-  if (blockedNames.length)
-    blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
-  if (blockedDest.length)
-    blocks.push({
-      kind: 'table',
-      headers: ['Destination', 'Protocol/port', 'Packets', 'Process'],
-      rows: blockedDest,
-    });
-  if (leaks.length)
-    blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
-  if (!blockedNames.length && !blockedDest.length && !leaks.length)
-    blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
-  for (const t of reports.flatMap((r) => r.tamper ?? []))
-    blocks.push({ kind: 'para', text: `Egress fence tampered with: ${t}.`, strong: true });
-  const suggestion = reports.flatMap((r) => r.suggestedAllowlist ?? []);
-  if (suggestion.length) {
-    blocks.push({
-      kind: 'details',
-      summary: 'Suggested allowed-domains (from what was used)',
-      blocks: [{ kind: 'code', text: `allowed-domains: |\n${suggestion.map((d) => `  ${d}`).join('\n')}` }],
-    });
-  }
-
-  // Commits
-  blocks.push({ kind: 'heading', level: 3, text: 'Commits the agent authored' });
-  const commits = of(events, 'commits.observed').flatMap((c) => c.commits);
-  blocks.push(
-    commits.length
-      ? {
-          kind: 'table',
-          headers: ['Commit', 'Author', 'Committer', 'Co-authors', 'Signature', 'Verdict', 'Subject'],
-          rows: commits.map((c) => [
-            c.sha.slice(0, 12),
-            `${c.author} <${c.authorEmail}>`,
-            `${c.committer} <${c.committerEmail}>`,
-            c.coAuthors.join(', '),
-            c.signature,
-            verdictLabel(c.verdict),
-            c.subject,
-          ]),
-        }
-      : { kind: 'para', text: 'No new commits.' },
-  );
-  if (of(events, 'commits.observed').some((c) => c.truncated)) {
-    blocks.push({
-      kind: 'para',
-      text: 'More commits were made than listed; see the repository history.',
-      strong: true,
-    });
-  }
-
-  // Anything else, generically
-  const other = events.filter((e) => !(KNOWN as string[]).includes(e.type));
-  if (other.length) {
-    blocks.push({ kind: 'heading', level: 3, text: 'Other events' });
-    blocks.push({
-      kind: 'table',
-      headers: ['Time', 'Action', 'Event', 'Data'],
-      rows: other.map((e) => [e.time, e.action, e.type, str(e.data)]),
-    });
-  }
-  const bad = input.lines.filter((l) => l.error);
-  if (bad.length)
-    blocks.push({
-      kind: 'table',
-      headers: ['Ledger line', 'Problem'],
-      rows: bad.map((l) => [String(l.line), l.error ?? '']),
-    });
-  blocks.push({
-    kind: 'details',
-    summary: `Full ledger (${input.lines.length} lines)`,
-    blocks: [
-      {
-        kind: 'table',
-        headers: ['#', 'Time', 'Action', 'Event'],
-        rows: input.lines.map((l) => [
-          String(l.line),
-          l.event?.time ?? '',
-          l.event?.action ?? '',
-          l.event?.type ?? '(invalid)',
-        ]),
-      },
-    ],
-  });
-  return blocks;
-}
-
-function lockText(e: EgressStarted): string {
-  const locks = [
-    e.disableSudo ? 'sudo locked' : 'sudo open',
-    e.disableDocker ? 'docker locked' : 'docker open',
-  ];
-  return locks.join(', ');
-}
-
-function runRow(s: RunStarted | undefined, f: RunFinished | undefined): string[] {
-  return [
-    s ? s.commandSha256.slice(0, 16) : '',
-    s ? s.secrets.map((x) => x.name).join(', ') : '',
-    f ? (f.timedOut ? 'timed out' : String(f.exitCode ?? f.signal ?? '')) : 'still running or lost',
-    f ? `${(f.durationMs / 1000).toFixed(1)}s` : '',
-    f ? String(f.bytesScrubbed) : '',
-  ];
-}
-
-function tokenRevokedText(t: TokenRevoked): string {
-  if (t.status === 'revoked')
-    return `GitHub token revoked${t.confirmStatus ? ` (confirmed: HTTP ${t.confirmStatus})` : ''}.`;
-  if (t.status === 'skipped')
-    return `GitHub token NOT revoked: ${t.detail ?? 'skip-token-revoke was set; it stays valid until it expires'}.`;
-  return `GitHub token revocation FAILED${t.detail ? `: ${t.detail}` : ''}; it stays valid until it expires.`;
-}
-
-function verdictLabel(v: CommitsObserved['commits'][number]['verdict']): string {
-  return {
-    agent: 'by the agent',
-    impersonation: 'IMPERSONATION',
-    unattributed: 'unattributed',
-    human: 'human',
-  }[v];
 }
 
 /** Markdown for the job summary, degraded (tables cut, noted) until it fits the limit. */
@@ -481,33 +137,22 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
   return {
     version: 1,
     verdict: input.verdict,
-    run: of(events, 'run.recorded')[0] ?? null,
+    run: eventsOf(events, 'run.recorded')[0] ?? null,
     identities: {
-      github: of(events, 'token.issued'),
-      aws: of(events, 'credentials.issued'),
+      github: eventsOf(events, 'token.issued'),
+      aws: eventsOf(events, 'credentials.issued'),
     },
-    credentialsEnded: of(events, 'credentials.ended') as CredentialsEnded[],
-    tokensRevoked: of(events, 'token.revoked'),
-    egress: { started: of(events, 'egress.started'), reports: of(events, 'egress.report') as EgressReport[] },
-    secrets: of(events, 'secrets.fetched') as SecretsFetched[],
-    runs: { started: of(events, 'run.started'), finished: of(events, 'run.finished') },
-    commits: of(events, 'commits.observed').flatMap((c) => c.commits),
+    credentialsEnded: eventsOf(events, 'credentials.ended'),
+    tokensRevoked: eventsOf(events, 'token.revoked'),
+    egress: {
+      started: eventsOf(events, 'egress.started'),
+      reports: eventsOf(events, 'egress.report'),
+    },
+    secrets: eventsOf(events, 'secrets.fetched'),
+    runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
+    commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
     events,
   };
 }
 
 export type { CredentialsIssued, RunRecorded, TokenIssued };
-
-/** One line on how the DNS proxy did; strong when an answer was refused for want of a set update. */
-function dnsHealthText(d: NonNullable<EgressReport['dns']>): Block {
-  const parts = [
-    `${d.answeredFromCache} answered from the proxy's cache`,
-    `${d.upstreamTimeouts} upstream timeouts`,
-  ];
-  if (d.malformed) parts.push(`${d.malformed} malformed queries refused`);
-  if (d.setFailures)
-    parts.push(
-      `${d.setFailures} answers refused (SERVFAIL) because the firewall's sets could not be updated`,
-    );
-  return { kind: 'para', text: `DNS proxy: ${parts.join(', ')}.`, strong: d.setFailures > 0 };
-}

@@ -6,6 +6,7 @@ import { Ledger } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 import { sampleEvents } from '../harness/sample-events.js';
+import { appendAny } from '../harness/ledger.js';
 
 const cordon = (args: string[], cwd = REPO_ROOT) =>
   spawnCollect(
@@ -23,8 +24,7 @@ describe('cordon CLI', () => {
       registry: new SecretRegistry(() => {}),
     });
     const nonce = ledger.open();
-    for (const [t, d] of Object.entries(sampleEvents))
-      ledger.append(t, d as unknown as Record<string, unknown>, nonce);
+    for (const [t, d] of Object.entries(sampleEvents)) appendAny(ledger, t, d, nonce);
     const md = await cordon(['summary', ledger.path, '--html', join(dir, 's.html')]);
     expect(md.code).toBe(0);
     expect(md.stdout).toContain('### Commits the agent authored');

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Ledger, parseLedgerText, type LedgerLine } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { compareWithCopy, orderByChain, verdictFor } from '../../src/ledger/verify.js';
+import { appendAny } from '../harness/ledger.js';
 
 function chain(n: number): { lines: LedgerLine[]; raw: string[]; nonce: string } {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-copy-sum-'));
@@ -15,7 +16,7 @@ function chain(n: number): { lines: LedgerLine[]; raw: string[]; nonce: string }
     copySocket: false,
   });
   const nonce = l.open() as string;
-  for (let i = 0; i < n; i++) l.append(`e${i}`, { i }, nonce);
+  for (let i = 0; i < n; i++) appendAny(l, `e${i}`, { i }, nonce);
   const raw = readFileSync(l.path, 'utf8').split('\n').filter(Boolean);
   rmSync(dir, { recursive: true });
   return { lines: parseLedgerText(raw.join('\n')), raw, nonce };

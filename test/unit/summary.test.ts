@@ -7,6 +7,7 @@ import { SecretRegistry } from '../../src/platform/mask.js';
 import { buildAttribution, renderSummaryHtml, renderSummaryMarkdown } from '../../src/summary/render.js';
 import { verdictFor } from '../../src/ledger/verify.js';
 import { sampleEvents } from '../harness/sample-events.js';
+import { appendAny } from '../harness/ledger.js';
 
 function ledgerWithEverything(extra: Record<string, unknown>[] = []): Ledger {
   const ledger = new Ledger(join(mkdtempSync(join(tmpdir(), 'cordon-sum-')), 'ledger.jsonl'), {
@@ -18,12 +19,8 @@ function ledgerWithEverything(extra: Record<string, unknown>[] = []): Ledger {
   // run's own check closes the agent's window: it is written as run.
   const asRun = new Ledger(ledger.path, { action: 'run', registry: new SecretRegistry(() => {}) });
   for (const [type, data] of Object.entries(sampleEvents).filter(([t]) => t !== 'ledger.tampered'))
-    (type === 'ledger.verified' ? asRun : ledger).append(
-      type,
-      data as unknown as Record<string, unknown>,
-      nonce,
-    );
-  for (const e of extra) ledger.append('custom.thing', e);
+    appendAny(type === 'ledger.verified' ? asRun : ledger, type, data, nonce);
+  for (const e of extra) appendAny(ledger, 'custom.thing', e);
   return ledger;
 }
 

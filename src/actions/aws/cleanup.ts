@@ -32,10 +32,7 @@ export function endCredentials(
   const now = opts.now?.() ?? new Date();
   const secondsLeft = Math.max(0, Math.round((Date.parse(until) - now.getTime()) / 1000));
   const event: CredentialsEnded = { provider: 'aws', role: state.role, filesRemoved: removed, secondsLeft };
-  Ledger.forEnv(runner.env, { action: 'aws' }).append(
-    'credentials.ended',
-    event as unknown as Record<string, unknown>,
-  );
+  Ledger.forEnv(runner.env, { action: 'aws' }).append('credentials.ended', event);
   const note =
     state.export === 'env'
       ? '; AWS_* variables stay set for later steps of this job until they expire'

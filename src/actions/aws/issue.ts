@@ -110,10 +110,7 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     statements: inputs.policy.statements,
     managedPolicies: inputs.policy.managedPolicyArns,
   };
-  Ledger.forEnv(env, { action: 'aws', registry }).append(
-    'credentials.issued',
-    event as unknown as Record<string, unknown>,
-  );
+  Ledger.forEnv(env, { action: 'aws', registry }).append('credentials.issued', event);
   const state: AwsState = {
     export: inputs.export,
     role: inputs.role.arn,

@@ -5,24 +5,37 @@
  */
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
-import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
+import type { Writable } from 'node:stream';
 import { CordonError } from '../../platform/errors.js';
-import type { CredentialsIssued, LedgerTampered, RunFinished, RunStarted } from '../../ledger/events.js';
+import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
-import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
-import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
-import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
+import { mintAwsCredentials } from './aws-credentials.js';
+import { buildCommandEnv, commandDigest, prepareShell, type ShellCommand } from './env.js';
+import {
+  RefreshingScrubber,
+  startRunBroker,
+  stopRunBroker,
+  withBrokerEnv,
+  type RunBroker,
+} from './broker.js';
 import type { RunInputs } from './inputs.js';
+import { forward } from './output.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
-import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup } from './cgroup.js';
+import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
-import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
+import {
+  CREDENTIAL_FILE_VARIABLES,
+  gitIdentity,
+  makeFreshHome,
+  withholdCheckoutToken,
+  type CheckoutToken,
+  type FreshHome,
+} from './home.js';
 import { checkRunWindow } from '../../ledger/verify.js';
 
 export interface RunDeps {
@@ -52,82 +65,6 @@ export interface RunResult {
 /** How long to wait for the output pipes to close once the command's group is killed. */
 const DRAIN_MS = 5000;
 
-class ScrubTransform extends Transform {
-  constructor(readonly scrubber: StreamScrubber) {
-    super();
-  }
-  _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    const out = this.scrubber.push(chunk);
-    if (out.length) this.push(out);
-    done();
-  }
-  _flush(done: TransformCallback): void {
-    const out = this.scrubber.flush();
-    if (out.length) this.push(out);
-    done();
-  }
-}
-
-/** Pipes `from` to `to` (scrubbed or not) and resolves when `from` has ended and all was written. */
-function forward(from: Readable, to: Writable, scrubber?: StreamScrubber): Promise<void> {
-  const src = scrubber ? from.pipe(new ScrubTransform(scrubber)) : from;
-  src.pipe(to, { end: false });
-  return new Promise((res) => {
-    src.once('end', res);
-    src.once('error', res);
-    from.once('error', res);
-  });
-}
-
-async function mintAwsCredentials(inputs: RunInputs, deps: RunDeps): Promise<AwsCredentials | undefined> {
-  const aws = inputs.aws;
-  if (!aws) return undefined;
-  if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
-  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
-  const creds = await assumeRoleWithWebIdentity(
-    {
-      roleArn: aws.role.arn,
-      sessionName: aws.sessionName,
-      durationSeconds: aws.durationSeconds,
-      webIdentityToken: token,
-      region: aws.region,
-      policy: aws.policy.json,
-      managedPolicyArns: aws.policy.managedPolicyArns,
-    },
-    {
-      env: deps.env,
-      registry: deps.registry,
-      action: 'run',
-      inputNames: {
-        roleToAssume: 'aws-role-to-assume',
-        duration: 'aws-role-duration-seconds',
-        audience: 'aws-audience',
-        inline: 'aws-inline-session-policy',
-      },
-      onRetry: (reason, attempt, delay) =>
-        deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
-    },
-  );
-  const event: CredentialsIssued = {
-    provider: 'aws',
-    role: aws.role.arn,
-    assumedRoleArn: creds.assumedRoleArn,
-    sessionName: aws.sessionName,
-    expiration: creds.expiration.toISOString(),
-    durationSeconds: aws.durationSeconds,
-    account: creds.account,
-    region: aws.region,
-    export: 'command',
-    statements: aws.policy.statements,
-    managedPolicies: aws.policy.managedPolicyArns,
-  };
-  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append(
-    'credentials.issued',
-    event as unknown as Record<string, unknown>,
-  );
-  return creds;
-}
-
 function workingDirectory(inputs: RunInputs, workspace: string): string {
   const cwd = resolve(workspace, inputs.workingDirectory || '.');
   if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
@@ -141,15 +78,50 @@ function workingDirectory(inputs: RunInputs, workspace: string): string {
   return cwd;
 }
 
+/** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
+interface Prepared {
+  workspace: string;
+  cwd: string;
+  broker: RunBroker | undefined;
+  commandEnv: Record<string, string>;
+  shell: ShellCommand;
+  home: FreshHome | undefined;
+  checkoutToken: CheckoutToken | undefined;
+  containment: Containment;
+  ledger: Ledger;
+  /** The hash of every ledger line up to `run.started`, held while the command runs. */
+  held: string[];
+  headBefore: string | undefined;
+}
+
+/** What `execute` saw of the command. */
+interface Executed {
+  exit: CommandExit;
+  startedAt: number;
+  durationMs: number;
+  timedOut: boolean;
+  processesKilled: number;
+  end: CommandEnd;
+  bytesScrubbed: number;
+  checkoutTokenRestored: boolean | undefined;
+}
+
 export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
+  const ready = await prepare(inputs, deps);
+  const ran = await execute(inputs, deps, ready);
+  return conclude(inputs, deps, ready, ran);
+}
+
+/**
+ * Everything the command needs, before it starts (when any of it fails, nothing runs):
+ * credentials and secrets, its environment and HOME, containment, and `run.started`.
+ */
+async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   const { env, runner, registry } = deps;
-  const stdout = deps.stdout ?? process.stdout;
-  const stderr = deps.stderr ?? process.stderr;
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
   const cwd = workingDirectory(inputs, workspace);
 
-  // Everything the command needs, before it starts: when any of it fails, nothing runs.
   // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
   const broker = await startRunBroker(inputs, deps);
   const creds = broker ? broker.credentials : await mintAwsCredentials(inputs, deps);
@@ -225,17 +197,37 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   // The command runs as the same user and can write the ledger: the line written here is
   // checked, with the chain up to it, once the command's processes are gone.
   // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
-  const { hashes: held } = ledger.appendWithSnapshot(
-    'run.started',
-    started as unknown as Record<string, unknown>,
-  );
+  const { hashes: held } = ledger.appendWithSnapshot('run.started', started);
   if (containment.reason)
     runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
   if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
   runner.info(
     `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
   );
+  return {
+    workspace,
+    cwd,
+    broker,
+    commandEnv,
+    shell,
+    home,
+    checkoutToken,
+    containment,
+    ledger,
+    held,
+    headBefore,
+  };
+}
 
+/**
+ * Runs the command with its output scrubbed, kills what it leaves behind (on its end or its
+ * timeout), then takes back what it was lent: script, HOME, checkout token, broker.
+ */
+async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promise<Executed> {
+  const { runner, registry } = deps;
+  const { broker, shell, commandEnv, cwd, containment, home, checkoutToken } = ready;
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
   const startedAt = Date.now();
   let exit: CommandExit;
   let timedOut = false;
@@ -300,7 +292,35 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   }
   const durationMs = Date.now() - startedAt;
   const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
+  return {
+    exit,
+    startedAt,
+    durationMs,
+    timedOut,
+    processesKilled,
+    end,
+    bytesScrubbed,
+    checkoutTokenRestored,
+  };
+}
 
+/**
+ * After the command: scans the workspace for leaked values, checks the ledger against what
+ * run held, records `run.finished`, sets the outputs and fails the step when it must.
+ */
+function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Executed): RunResult {
+  const { runner, registry } = deps;
+  const { workspace, headBefore, ledger, held, containment, checkoutToken } = ready;
+  const {
+    exit,
+    startedAt,
+    durationMs,
+    timedOut,
+    processesKilled,
+    end,
+    bytesScrubbed,
+    checkoutTokenRestored,
+  } = ran;
   let leaks: Leak[] = [];
   if (inputs.leakScan !== 'off' && registry.size) {
     const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
@@ -313,12 +333,9 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
   const ledgerIntact = window.ok;
   const { ok: _ok, ...verdict } = window;
   void _ok;
-  ledger.append(
-    ledgerIntact ? 'ledger.verified' : 'ledger.tampered',
-    (ledgerIntact
-      ? { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun }
-      : (verdict as LedgerTampered)) as unknown as Record<string, unknown>,
-  );
+  if (ledgerIntact)
+    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
+  else ledger.append('ledger.tampered', verdict);
   const finished: RunFinished = {
     exitCode: exit.code,
     signal: exit.signal ?? undefined,
@@ -334,7 +351,7 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
     ledgerIntact,
     checkoutTokenRestored,
   };
-  ledger.append('run.finished', finished as unknown as Record<string, unknown>);
+  ledger.append('run.finished', finished);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
   runner.setOutput('duration-ms', String(durationMs));
   runner.setOutput('bytes-scrubbed', String(bytesScrubbed));

@@ -40,10 +40,7 @@ export async function exportSecrets(inputs: SecretsActionInputs, deps: SecretsDe
     secrets: fetched.map((f) => ({ name: f.name, source: f.source })),
     export: inputs.export,
   };
-  Ledger.forEnv(env, { action: 'secrets', registry }).append(
-    'secrets.fetched',
-    event as unknown as Record<string, unknown>,
-  );
+  Ledger.forEnv(env, { action: 'secrets', registry }).append('secrets.fetched', event);
   for (const f of fetched) {
     if (inputs.export === 'env') runner.exportVariable(f.name, f.value);
     else runner.setOutput(f.name, f.value);

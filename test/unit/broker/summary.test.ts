@@ -21,7 +21,7 @@ describe('summary of broker events', () => {
       'token.refreshed',
       'broker.stopped',
     ] as const)
-      ledger.append(type, sampleEvents[type] as unknown as Record<string, unknown>, nonce);
+      ledger.append(type, sampleEvents[type], nonce);
     const lines = ledger.read();
     const md = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
     expect(md).toContain('AWS role session (broker)');

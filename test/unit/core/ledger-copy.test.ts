@@ -14,6 +14,7 @@ import { Ledger, parseLedgerText } from '../../../src/ledger/ledger.js';
 import { checkOwnHead } from '../../../src/ledger/head.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { Runner } from '../../../src/platform/runner.js';
+import { appendAny } from '../../harness/ledger.js';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -56,7 +57,7 @@ describe('ledger copy', () => {
       copySocket: sock,
     });
     const nonce = ledger.open();
-    for (let i = 0; i < 20; i++) ledger.append('e', { i }, nonce);
+    for (let i = 0; i < 20; i++) appendAny(ledger, 'e', { i }, nonce);
     const r = await flushLedgerCopy();
     expect(r).toEqual({ sent: 20, failed: false });
     expect(daemon.lines).toEqual(readFileSync(ledger.path, 'utf8').split('\n').filter(Boolean));
@@ -72,11 +73,11 @@ describe('ledger copy', () => {
       copySocket: sock,
     });
     const nonce = ledger.open();
-    ledger.append('before', {}, nonce);
-    ledger.append('before', {});
+    appendAny(ledger, 'before', {}, nonce);
+    appendAny(ledger, 'before', {});
     const daemon = await listen(sock);
     expect(ledger.seedCopy()).toBe(2);
-    ledger.append('after', {});
+    appendAny(ledger, 'after', {});
     await flushLedgerCopy();
     expect(daemon.lines.map((l) => (JSON.parse(l) as { type: string }).type)).toEqual([
       'before',
@@ -93,7 +94,7 @@ describe('ledger copy', () => {
       registry: quiet(),
       copySocket: join(dir, 'none.sock'),
     });
-    none.append('e', {});
+    appendAny(none, 'e', {});
     expect(await flushLedgerCopy()).toEqual({ sent: 0, failed: false });
     // A socket file nobody listens on (the daemon died).
     const stale = join(dir, 'stale.sock');
@@ -103,7 +104,7 @@ describe('ledger copy', () => {
     // net.Server removes its socket file on close; make a plain file in its place.
     writeFileSync(stale, '');
     const ledger = new Ledger(join(dir, 'b.jsonl'), { action: 't', registry: quiet(), copySocket: stale });
-    expect(() => ledger.append('e', {})).not.toThrow();
+    expect(() => appendAny(ledger, 'e', {})).not.toThrow();
     const r = await flushLedgerCopy(1000);
     expect(r.failed).toBe(true);
   });
@@ -139,7 +140,7 @@ describe('a post step checks the head its main wrote', () => {
         const l = Ledger.forEnv(env, { action: 'aws', registry: quiet() });
         const nonce = l.open();
         if (opts.before) l.append('run.recorded', {}, nonce);
-        l.append('credentials.issued', { n: 1 }, nonce);
+        appendAny(l, 'credentials.issued', { n: 1 }, nonce);
       },
       { runner: new Runner(env) },
     );
@@ -206,9 +207,9 @@ describe('a post step checks the head its main wrote', () => {
     const dir = tmp();
     const l = new Ledger(join(dir, 'l.jsonl'), { action: 't', registry: quiet() });
     const n = l.open();
-    l.append('a', {}, n);
-    const head = l.append('b', {}).hash;
-    l.append('c', {});
+    appendAny(l, 'a', {}, n);
+    const head = appendAny(l, 'b', {}).hash;
+    appendAny(l, 'c', {});
     expect(checkOwnHead(l.read(), head, 't post').ok).toBe(true);
     const lines = readFileSync(l.path, 'utf8').split('\n').filter(Boolean);
     writeFileSync(l.path, [lines[0], lines[2]].join('\n') + '\n');

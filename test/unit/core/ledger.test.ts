@@ -14,6 +14,7 @@ import {
 } from '../../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { CordonError } from '../../../src/platform/errors.js';
+import { appendAny, appendAnyWithSnapshot } from '../../harness/ledger.js';
 
 const dirs: string[] = [];
 function tempLedger(): { ledger: Ledger; registry: SecretRegistry; path: string } {
@@ -30,8 +31,8 @@ describe('ledger', () => {
     const { ledger } = tempLedger();
     const nonce = ledger.open();
     expect(nonce).toMatch(/^[0-9a-f]{64}$/);
-    ledger.append('a.one', { n: 1 }, nonce);
-    ledger.append('a.two', { n: 2 });
+    appendAny(ledger, 'a.one', { n: 1 }, nonce);
+    appendAny(ledger, 'a.two', { n: 2 });
     const events = ledger.events();
     expect(events.map((e) => e.type)).toEqual(['a.one', 'a.two']);
     expect(events[0]).toMatchObject({ v: 1, action: 'test', data: { n: 1 } });
@@ -41,8 +42,8 @@ describe('ledger', () => {
   test('chains each line to the one before and to the nonce', () => {
     const { ledger } = tempLedger();
     const nonce = ledger.open() as string;
-    ledger.append('x', {}, nonce);
-    const { hash } = ledger.append('y', {});
+    appendAny(ledger, 'x', {}, nonce);
+    const { hash } = appendAny(ledger, 'y', {});
     const lines = ledger.read();
     expect(lines[0].event?.prev).toBe(hashLine(nonce));
     expect(lines[1].event?.prev).toBe(lines[0].hash);
@@ -53,9 +54,9 @@ describe('ledger', () => {
   test('an edited line breaks the chain at the line after it', () => {
     const { ledger, path } = tempLedger();
     const nonce = ledger.open() as string;
-    ledger.append('x', { v: 'a' }, nonce);
-    const { hash } = ledger.append('y', {});
-    ledger.append('z', {});
+    appendAny(ledger, 'x', { v: 'a' }, nonce);
+    const { hash } = appendAny(ledger, 'y', {});
+    appendAny(ledger, 'z', {});
     const text = readFileSync(path, 'utf8').replace('"v":"a"', '"v":"b"');
     writeFileSync(path, text);
     const check = checkChain(ledger.read(), { nonce, head: hash });
@@ -66,9 +67,9 @@ describe('ledger', () => {
   test('a removed line is detected, and so is a missing head', () => {
     const { ledger, path } = tempLedger();
     const nonce = ledger.open() as string;
-    ledger.append('x', {}, nonce);
-    ledger.append('y', {});
-    const { hash } = ledger.append('z', {});
+    appendAny(ledger, 'x', {}, nonce);
+    appendAny(ledger, 'y', {});
+    const { hash } = appendAny(ledger, 'z', {});
     const lines = readFileSync(path, 'utf8').split('\n');
     writeFileSync(path, [lines[0], lines[2]].join('\n') + '\n');
     expect(checkChain(ledger.read(), { nonce }).broken).toEqual([2]);
@@ -88,7 +89,7 @@ describe('ledger', () => {
     ]) {
       let err: unknown;
       try {
-        ledger.append('credentials.issued', data);
+        appendAny(ledger, 'credentials.issued', data);
       } catch (e) {
         err = e;
       }
@@ -144,20 +145,20 @@ describe('ledger', () => {
     const { ledger, path } = tempLedger();
     expect(lastLine(path)).toBeUndefined();
     const nonce = ledger.open();
-    ledger.append('big', { pad: 'x'.repeat(100_000) }, nonce);
-    ledger.append('small', { n: 1 });
+    appendAny(ledger, 'big', { pad: 'x'.repeat(100_000) }, nonce);
+    appendAny(ledger, 'small', { n: 1 });
     const raw = readFileSync(path, 'utf8').split('\n').filter(Boolean);
     expect(lastLine(path)).toBe(raw[1]);
-    ledger.append('after', { n: 2 });
+    appendAny(ledger, 'after', { n: 2 });
     expect(checkChain(ledger.read(), { nonce }).ok).toBe(true);
   });
 
   test('a line written without its newline does not swallow the next append', () => {
     const { ledger, path } = tempLedger();
     const nonce = ledger.open();
-    ledger.append('a', {}, nonce);
+    appendAny(ledger, 'a', {}, nonce);
     writeFileSync(path, readFileSync(path, 'utf8') + 'garbage-without-newline');
-    ledger.append('b', {});
+    appendAny(ledger, 'b', {});
     const lines = ledger.read();
     expect(lines.map((l) => l.event?.type ?? l.error)).toEqual(['a', 'not valid JSON', 'b']);
     expect(lines[2].event?.prev).toBe(hashLine('garbage-without-newline'));
@@ -166,9 +167,9 @@ describe('ledger', () => {
   test('appendWithSnapshot returns the hash of every line up to and including its own', () => {
     const { ledger } = tempLedger();
     const nonce = ledger.open();
-    ledger.append('a', {}, nonce);
-    ledger.append('b', {});
-    const { hash, hashes } = ledger.appendWithSnapshot('c', {});
+    appendAny(ledger, 'a', {}, nonce);
+    appendAny(ledger, 'b', {});
+    const { hash, hashes } = appendAnyWithSnapshot(ledger, 'c', {});
     expect(hashes).toEqual(ledger.read().map((l) => l.hash));
     expect(hashes[2]).toBe(hash);
   });

@@ -9,6 +9,7 @@ import { cgroup2Mount, killCgroup } from '../../../src/platform/cgroup2.js';
 import { makeFreshHome } from '../../../src/actions/run/home.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { checkRunWindow, ranges, verdictFor } from '../../../src/ledger/verify.js';
+import { appendAny, appendAnyWithSnapshot } from '../../harness/ledger.js';
 
 const dirs: string[] = [];
 function temp(): string {
@@ -78,13 +79,13 @@ describe('run window check and verdict', () => {
     const start = ledgerIn(dir, 'start');
     const nonce = start.open() as string;
     start.append('run.recorded', {}, nonce);
-    const { hashes } = ledgerIn(dir).appendWithSnapshot('run.started', {});
+    const { hashes } = appendAnyWithSnapshot(ledgerIn(dir), 'run.started', {});
     return { ledger: ledgerIn(dir), held: hashes, nonce, dir };
   }
 
   test('broker lines written during the run are shown apart, not tampering', () => {
     const { ledger, held, nonce } = setup();
-    ledger.append('credentials.refreshed', {});
+    appendAny(ledger, 'credentials.refreshed', {});
     const w = checkRunWindow(held, ledger.read());
     expect(w.ok).toBe(true);
     expect(w.duringRun).toEqual([
@@ -98,7 +99,7 @@ describe('run window check and verdict', () => {
 
   test('a chained line of a kind Cordon never writes during a run is tampering', () => {
     const { ledger, held } = setup();
-    ledger.append('commits.observed', { commits: [] });
+    appendAny(ledger, 'commits.observed', { commits: [] });
     const w = checkRunWindow(held, ledger.read());
     expect(w.ok).toBe(false);
     expect(w.inserted).toEqual([3]);

@@ -1,0 +1,67 @@
+/**
+ * `run`'s own AWS credentials (without the broker): the workflow's ID token exchanged for a
+ * role session scoped to the command, recorded as `credentials.issued`.
+ */
+import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
+import type { CredentialsIssued } from '../../ledger/events.js';
+import { Ledger } from '../../ledger/ledger.js';
+import type { SecretRegistry } from '../../platform/mask.js';
+import { getIdToken, hasIdTokenAccess, missingIdTokenError, type OidcDeps } from '../../platform/oidc.js';
+import type { Env, Runner } from '../../platform/runner.js';
+import type { RunInputs } from './inputs.js';
+
+export interface MintDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  fetch?: OidcDeps['fetch'];
+}
+
+export async function mintAwsCredentials(
+  inputs: RunInputs,
+  deps: MintDeps,
+): Promise<AwsCredentials | undefined> {
+  const aws = inputs.aws;
+  if (!aws) return undefined;
+  if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
+  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
+  const creds = await assumeRoleWithWebIdentity(
+    {
+      roleArn: aws.role.arn,
+      sessionName: aws.sessionName,
+      durationSeconds: aws.durationSeconds,
+      webIdentityToken: token,
+      region: aws.region,
+      policy: aws.policy.json,
+      managedPolicyArns: aws.policy.managedPolicyArns,
+    },
+    {
+      env: deps.env,
+      registry: deps.registry,
+      action: 'run',
+      inputNames: {
+        roleToAssume: 'aws-role-to-assume',
+        duration: 'aws-role-duration-seconds',
+        audience: 'aws-audience',
+        inline: 'aws-inline-session-policy',
+      },
+      onRetry: (reason, attempt, delay) =>
+        deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
+    },
+  );
+  const event: CredentialsIssued = {
+    provider: 'aws',
+    role: aws.role.arn,
+    assumedRoleArn: creds.assumedRoleArn,
+    sessionName: aws.sessionName,
+    expiration: creds.expiration.toISOString(),
+    durationSeconds: aws.durationSeconds,
+    account: creds.account,
+    region: aws.region,
+    export: 'command',
+    statements: aws.policy.statements,
+    managedPolicies: aws.policy.managedPolicyArns,
+  };
+  Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append('credentials.issued', event);
+  return creds;
+}

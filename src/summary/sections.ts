@@ -1,0 +1,400 @@
+/**
+ * The summary's sections, one function each, in the order they are shown: who the agent was,
+ * what it was allowed, what it touched, what was blocked, the commits it authored, and
+ * everything else. Each turns the ledger's events into blocks (see doc.ts).
+ */
+import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
+import {
+  eventsOf,
+  type CommitsObserved,
+  type EgressReport,
+  type EgressStarted,
+  type EventTypes,
+  type RunFinished,
+  type RunStarted,
+  type TokenRevoked,
+} from '../ledger/events.js';
+import type { Block } from './doc.js';
+
+type Known = keyof EventTypes;
+const KNOWN: Known[] = [
+  'run.recorded',
+  'credentials.issued',
+  'credentials.ended',
+  'token.issued',
+  'token.revoked',
+  'egress.started',
+  'egress.report',
+  'egress.tampered',
+  'secrets.fetched',
+  'run.started',
+  'run.finished',
+  'commits.observed',
+  'broker.started',
+  'credentials.refreshed',
+  'token.refreshed',
+  'broker.stopped',
+  'ledger.verified',
+  'ledger.tampered',
+];
+
+/** Who the agent was: every identity issued to it (by a step or the broker), and the run it ran in. */
+export function whoSection(events: LedgerEvent[]): Block[] {
+  const blocks: Block[] = [];
+  const run = eventsOf(events, 'run.recorded')[0];
+  const tokens = eventsOf(events, 'token.issued');
+  const creds = eventsOf(events, 'credentials.issued');
+  blocks.push({ kind: 'heading', level: 3, text: 'Who the agent was' });
+  const who: string[][] = [];
+  for (const t of tokens)
+    who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
+  for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
+  // Identities the credential broker issued that no step recorded as issued.
+  for (const arn of new Set(eventsOf(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
+    if (!creds.some((c) => c.assumedRoleArn === arn))
+      who.push(['AWS role session (broker)', arn, 'refreshed by the credential broker']);
+  for (const inst of new Set(eventsOf(events, 'token.refreshed').map((t) => `${t.app} ${t.installationId}`)))
+    if (!tokens.some((t) => `${t.app} ${t.installationId}` === inst)) {
+      const [app, id] = inst.split(' ');
+      who.push(['GitHub App (broker)', `${app}[bot]`, `app ${app}, installation ${id}`]);
+    }
+  if (who.length === 0) who.push(['(none issued)', 'the agent ran with no identity of its own', '']);
+  blocks.push({ kind: 'table', headers: ['Identity', 'Name', 'Detail'], rows: who });
+  if (run) {
+    const rows: string[][] = [
+      ['Repository', str(run.repository)],
+      ['Workflow / job', `${str(run.workflow)} / ${str(run.job)}`],
+      ['Run', `${str(run.runId)} attempt ${str(run.runAttempt)}`],
+      ['Event', str(run.event)],
+      ['Commit at start', str(run.sha)],
+      ['Ref', str(run.ref)],
+      ['Started by (human, not the agent)', `${str(run.triggeringActor || run.actor)}`],
+    ];
+    if (run.oidc) rows.push(['OIDC subject', str(run.oidc.sub)], ['OIDC issuer', str(run.oidc.iss)]);
+    blocks.push({ kind: 'table', headers: ['Run', 'Value'], rows });
+  }
+  return blocks;
+}
+
+/** What the agent was allowed: AWS policies, GitHub permissions, the network policy, secrets. */
+export function allowedSection(events: LedgerEvent[]): Block[] {
+  const blocks: Block[] = [];
+  const creds = eventsOf(events, 'credentials.issued');
+  const tokens = eventsOf(events, 'token.issued');
+  blocks.push({ kind: 'heading', level: 3, text: 'What the agent was allowed' });
+  const allowedRows: string[][] = [];
+  for (const c of creds) {
+    const stmts = (c.statements ?? [])
+      .map((s) => `${s.effect} ${s.actions.join(', ')} on ${s.resources.join(', ')}`)
+      .join('; ');
+    allowedRows.push([
+      'AWS',
+      c.role,
+      stmts || 'role policy only',
+      [...(c.managedPolicies ?? [])].join(', '),
+      until(c.expiration),
+    ]);
+  }
+  for (const t of tokens) {
+    const perms = Object.entries(t.permissions)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ');
+    allowedRows.push(['GitHub', t.repositories.join(', '), perms, '', until(t.expiresAt)]);
+  }
+  for (const e of eventsOf(events, 'egress.started')) {
+    allowedRows.push([
+      'Network',
+      `${e.policy} mode, preset ${e.preset}`,
+      [...e.domains, ...e.ips].join(', ') || 'nothing',
+      lockText(e),
+      '',
+    ]);
+  }
+  for (const s of eventsOf(events, 'secrets.fetched')) {
+    allowedRows.push([
+      'Secrets',
+      s.secrets.map((x) => x.name).join(', '),
+      s.secrets.map((x) => x.source).join(', '),
+      s.export ?? 'command only',
+      '',
+    ]);
+  }
+  blocks.push(
+    allowedRows.length
+      ? { kind: 'table', headers: ['Kind', 'Scope', 'Grants', 'Also', 'Expires'], rows: allowedRows }
+      : { kind: 'para', text: 'No credentials, tokens, network policy or secrets were recorded.' },
+  );
+  return blocks;
+}
+
+/** What the agent touched: its commands, the names it reached, credentials ended and revoked, the broker's issuances. */
+export function touchedSection(events: LedgerEvent[]): Block[] {
+  const blocks: Block[] = [];
+  blocks.push({ kind: 'heading', level: 3, text: 'What the agent touched' });
+  const runsStarted = eventsOf(events, 'run.started');
+  const runsFinished = eventsOf(events, 'run.finished');
+  if (runsStarted.length || runsFinished.length) {
+    const rows = runsFinished.map((f, i) => runRow(runsStarted[i], f));
+    if (runsStarted.length > runsFinished.length)
+      rows.push(runRow(runsStarted[runsStarted.length - 1], undefined));
+    blocks.push({
+      kind: 'table',
+      headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
+      rows,
+    });
+    for (const st of runsStarted) {
+      if (st.containment === 'process-group')
+        blocks.push({
+          kind: 'para',
+          text: `Containment was weaker: the command ran in a process group only, not a cgroup of its own (${str(st.containmentReason)}).`,
+          strong: true,
+        });
+      if (st.withheld?.length)
+        blocks.push({
+          kind: 'para',
+          text: `Withheld from the command (earlier steps' credentials): ${st.withheld.join(', ')}.`,
+        });
+    }
+    for (const f of runsFinished)
+      if (f.processesAlive)
+        blocks.push({
+          kind: 'para',
+          text: `${f.processesAlive} process(es) the command left running were killed when it ended${f.containment === 'cgroup' ? ' (with its cgroup)' : ''}${f.processesLeft ? `; ${f.processesLeft} would not die in time` : ''}.`,
+          strong: !!f.processesLeft,
+        });
+  }
+  const reports = eventsOf(events, 'egress.report');
+  const allowedNames = reports.flatMap((r) => r.allowed);
+  if (allowedNames.length) {
+    blocks.push({
+      kind: 'table',
+      headers: ['Name reached', 'Queries', 'Addresses'],
+      rows: allowedNames.map((a) => [a.name, String(a.queries), a.addresses.join(', ')]),
+    });
+  }
+  for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
+  for (const c of eventsOf(events, 'credentials.ended')) {
+    blocks.push({
+      kind: 'para',
+      text: `AWS credentials for ${c.role} ended with ${c.secondsLeft}s left; removed: ${c.filesRemoved.join(', ') || 'nothing'}.`,
+    });
+  }
+  for (const t of eventsOf(events, 'token.revoked'))
+    blocks.push({ kind: 'para', text: tokenRevokedText(t), strong: t.status !== 'revoked' });
+  const brokerRows = [
+    ...eventsOf(events, 'credentials.refreshed').map((c) => [
+      'AWS',
+      c.assumedRoleArn,
+      String(c.issuance),
+      c.expiration,
+      c.requester,
+    ]),
+    ...eventsOf(events, 'token.refreshed').map((t) => [
+      'GitHub',
+      t.repositories.join(', '),
+      String(t.issuance),
+      t.expiresAt,
+      t.requester,
+    ]),
+  ].map(([kind, scope, n, expires, who]) => {
+    const r = who as { pid: number; comm?: string } | undefined;
+    return [str(kind), str(scope), str(n), until(str(expires)), r ? `${r.comm ?? '?'} (pid ${r.pid})` : ''];
+  });
+  if (brokerRows.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Broker issued', 'Scope', 'Issuance', 'Expires', 'Asked by'],
+      rows: brokerRows,
+    });
+  for (const b of eventsOf(events, 'broker.stopped'))
+    blocks.push({
+      kind: 'para',
+      text:
+        `Credential broker stopped (${b.reason}): ${b.requests} request(s), ${b.unauthorized} refused (401), ` +
+        `${b.awsRefreshes} AWS issuance(s), ${b.tokenRefreshes} GitHub token(s); revoked ${b.revocations.revoked}, ` +
+        `failed ${b.revocations.failed}` +
+        (b.handedOutValidUntil ? `; credentials handed out stay valid until ${b.handedOutValidUntil}.` : '.'),
+      strong: b.unauthorized > 0 || b.revocations.failed > 0,
+    });
+  if (!runsStarted.length && !allowedNames.length)
+    blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
+  return blocks;
+}
+
+/** What was blocked: names and destinations refused, secrets written to the workspace, tampering with the fence. */
+export function blockedSection(events: LedgerEvent[]): Block[] {
+  const blocks: Block[] = [];
+  const reports = eventsOf(events, 'egress.report');
+  const runsFinished = eventsOf(events, 'run.finished');
+  blocks.push({ kind: 'heading', level: 3, text: 'What was blocked' });
+  const blockedNames = reports.flatMap((r) =>
+    r.blockedNames.map((b) => [
+      b.name,
+      String(b.queries),
+      b.process ?? '',
+      r.policy === 'audit' ? 'would block (audit)' : 'refused',
+    ]),
+  );
+  const blockedDest = reports.flatMap((r) =>
+    r.blockedDestinations.map((d) => [
+      d.address,
+      `${d.protocol}${d.port ? `/${d.port}` : ''}`,
+      String(d.packets ?? ''),
+      d.process ?? '',
+    ]),
+  );
+  const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
+  if (blockedNames.length)
+    blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
+  if (blockedDest.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Destination', 'Protocol/port', 'Packets', 'Process'],
+      rows: blockedDest,
+    });
+  if (leaks.length)
+    blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
+  if (!blockedNames.length && !blockedDest.length && !leaks.length)
+    blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
+  for (const t of reports.flatMap((r) => r.tamper ?? []))
+    blocks.push({ kind: 'para', text: `Egress fence tampered with: ${t}.`, strong: true });
+  const suggestion = reports.flatMap((r) => r.suggestedAllowlist ?? []);
+  if (suggestion.length) {
+    blocks.push({
+      kind: 'details',
+      summary: 'Suggested allowed-domains (from what was used)',
+      blocks: [{ kind: 'code', text: `allowed-domains: |\n${suggestion.map((d) => `  ${d}`).join('\n')}` }],
+    });
+  }
+  return blocks;
+}
+
+/** The commits the agent authored, with who they claim to be by and the verdict on it. */
+export function commitsSection(events: LedgerEvent[]): Block[] {
+  const blocks: Block[] = [];
+  blocks.push({ kind: 'heading', level: 3, text: 'Commits the agent authored' });
+  const commits = eventsOf(events, 'commits.observed').flatMap((c) => c.commits);
+  blocks.push(
+    commits.length
+      ? {
+          kind: 'table',
+          headers: ['Commit', 'Author', 'Committer', 'Co-authors', 'Signature', 'Verdict', 'Subject'],
+          rows: commits.map((c) => [
+            c.sha.slice(0, 12),
+            `${c.author} <${c.authorEmail}>`,
+            `${c.committer} <${c.committerEmail}>`,
+            c.coAuthors.join(', '),
+            c.signature,
+            verdictLabel(c.verdict),
+            c.subject,
+          ]),
+        }
+      : { kind: 'para', text: 'No new commits.' },
+  );
+  if (eventsOf(events, 'commits.observed').some((c) => c.truncated)) {
+    blocks.push({
+      kind: 'para',
+      text: 'More commits were made than listed; see the repository history.',
+      strong: true,
+    });
+  }
+  return blocks;
+}
+
+/** Events the summary does not know (shown generically), malformed lines, and the full ledger. */
+export function otherSection(events: LedgerEvent[], lines: LedgerLine[]): Block[] {
+  const blocks: Block[] = [];
+  const other = events.filter((e) => !(KNOWN as string[]).includes(e.type));
+  if (other.length) {
+    blocks.push({ kind: 'heading', level: 3, text: 'Other events' });
+    blocks.push({
+      kind: 'table',
+      headers: ['Time', 'Action', 'Event', 'Data'],
+      rows: other.map((e) => [e.time, e.action, e.type, str(e.data)]),
+    });
+  }
+  const bad = lines.filter((l) => l.error);
+  if (bad.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Ledger line', 'Problem'],
+      rows: bad.map((l) => [String(l.line), l.error ?? '']),
+    });
+  blocks.push({
+    kind: 'details',
+    summary: `Full ledger (${lines.length} lines)`,
+    blocks: [
+      {
+        kind: 'table',
+        headers: ['#', 'Time', 'Action', 'Event'],
+        rows: lines.map((l) => [
+          String(l.line),
+          l.event?.time ?? '',
+          l.event?.action ?? '',
+          l.event?.type ?? '(invalid)',
+        ]),
+      },
+    ],
+  });
+  return blocks;
+}
+
+function str(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'string') return v;
+  return JSON.stringify(v);
+}
+
+function until(expiration: string | undefined): string {
+  if (!expiration) return '';
+  return expiration.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+
+function lockText(e: EgressStarted): string {
+  const locks = [
+    e.disableSudo ? 'sudo locked' : 'sudo open',
+    e.disableDocker ? 'docker locked' : 'docker open',
+  ];
+  return locks.join(', ');
+}
+
+function runRow(s: RunStarted | undefined, f: RunFinished | undefined): string[] {
+  return [
+    s ? s.commandSha256.slice(0, 16) : '',
+    s ? s.secrets.map((x) => x.name).join(', ') : '',
+    f ? (f.timedOut ? 'timed out' : String(f.exitCode ?? f.signal ?? '')) : 'still running or lost',
+    f ? `${(f.durationMs / 1000).toFixed(1)}s` : '',
+    f ? String(f.bytesScrubbed) : '',
+  ];
+}
+
+function tokenRevokedText(t: TokenRevoked): string {
+  if (t.status === 'revoked')
+    return `GitHub token revoked${t.confirmStatus ? ` (confirmed: HTTP ${t.confirmStatus})` : ''}.`;
+  if (t.status === 'skipped')
+    return `GitHub token NOT revoked: ${t.detail ?? 'skip-token-revoke was set; it stays valid until it expires'}.`;
+  return `GitHub token revocation FAILED${t.detail ? `: ${t.detail}` : ''}; it stays valid until it expires.`;
+}
+
+function verdictLabel(v: CommitsObserved['commits'][number]['verdict']): string {
+  return {
+    agent: 'by the agent',
+    impersonation: 'IMPERSONATION',
+    unattributed: 'unattributed',
+    human: 'human',
+  }[v];
+}
+
+/** One line on how the DNS proxy did; strong when an answer was refused for want of a set update. */
+function dnsHealthText(d: NonNullable<EgressReport['dns']>): Block {
+  const parts = [
+    `${d.answeredFromCache} answered from the proxy's cache`,
+    `${d.upstreamTimeouts} upstream timeouts`,
+  ];
+  if (d.malformed) parts.push(`${d.malformed} malformed queries refused`);
+  if (d.setFailures)
+    parts.push(
+      `${d.setFailures} answers refused (SERVFAIL) because the firewall's sets could not be updated`,
+    );
+  return { kind: 'para', text: `DNS proxy: ${parts.join(', ')}.`, strong: d.setFailures > 0 };
+}
