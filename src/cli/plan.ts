@@ -9,6 +9,7 @@ import { inputVariable } from '../platform/inputs.js';
 import type { Env } from '../platform/runner.js';
 import type { AwsActionInputs, AwsSessionInputs } from '../aws/inputs.js';
 import { renderRuleset } from '../fence/firewall.js';
+import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
 import type { EgressSettings } from '../actions/egress/inputs.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
 import { REMOVED_BY_DEFAULT } from '../actions/run/env.js';
@@ -65,11 +66,20 @@ function planStep(step: CordonStep): string[] {
       const upstream = s.dnsUpstream ?? hostResolver() ?? '127.0.0.53';
       out.push(
         `  ${s.policy} mode; names allowed: ${[...s.domains, ...s.presetDomains].map((d) => (d.wildcard ? `*.${d.name}` : d.name)).join(', ') || 'none'}`,
+        `  names allowed to the agent (uids ${AGENT_UID_MIN}-${AGENT_UID_MAX}, not the preset): ${s.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name)).join(', ') || 'none'}`,
         `  static addresses: ${s.ips.length ? s.ips.map((c) => `${c.address}/${c.prefix}`).join(', ') : 'none'}`,
         `  sudo ${s.disableSudo ? 'removed' : 'kept'}, docker ${s.disableDocker ? 'cut' : 'kept'}; DNS upstream ${upstream}`,
-        '  nftables ruleset (DNSUID = the proxy user created at run time):',
-        ...renderRuleset({ policy: s.policy, staticAllowed: s.ips, dnsUid: 0, upstreams: [upstream] })
+        "  nftables ruleset (DNSUID = the proxy user created at run time, AGENTPORT = the agent's proxy's port):",
+        ...renderRuleset({
+          policy: s.policy,
+          staticAllowed: s.ips,
+          dnsUid: 0,
+          upstreams: [upstream],
+          agent: { uidMin: AGENT_UID_MIN, uidMax: AGENT_UID_MAX, dnsPort: 0 },
+        })
           .replace(/meta skuid 0 /g, 'meta skuid DNSUID ')
+          .replace(/dport 0 /g, 'dport AGENTPORT ')
+          .replace(/redirect to :0$/gm, 'redirect to :AGENTPORT')
           .split('\n')
           .map((l) => `    ${l}`),
       );

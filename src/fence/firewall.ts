@@ -18,6 +18,12 @@ export interface FenceRules {
   upstreams: string[];
   /** How long a blocked destination stays in the record. */
   recordSeconds?: number;
+  /**
+   * The agent's uids (`meta skuid` range) and the loopback port of the agent's own DNS
+   * proxy: their traffic gets only the agent's sets and the static networks, never the
+   * runner's (the preset), and their DNS, to whatever address, goes to that proxy.
+   */
+  agent: { uidMin: number; uidMax: number; dnsPort: number };
 }
 
 const DNS_PORTS = '{ 53, 853 }';
@@ -33,6 +39,24 @@ export function renderRuleset(r: FenceRules): string {
   const up6 = r.upstreams.filter((a) => isIP(a) === 6);
   const policy = r.policy === 'block' ? 'drop' : 'accept';
   const elements = (list: string[]): string => (list.length ? ` elements = { ${list.join(', ')} };` : '');
+  const agentUids = `${r.agent.uidMin}-${r.agent.uidMax}`;
+  const blockedSet = (name: string, type: string): string =>
+    `  set ${name} { type ${type} . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`;
+  // Records the destination in `<prefix>blocked4/6`, then refuses it (block) or lets it go (audit).
+  const refuse = (prefix: string): string[] => [
+    `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . th dport }`,
+    `    meta nfproto ipv4 meta l4proto != { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . 0 }`,
+    `    meta nfproto ipv6 meta l4proto { tcp, udp, sctp } update @${prefix}blocked6 { ip6 daddr . meta l4proto . th dport }`,
+    `    meta nfproto ipv6 meta l4proto != { tcp, udp, sctp } update @${prefix}blocked6 { ip6 daddr . meta l4proto . 0 }`,
+    ...(r.policy === 'audit'
+      ? [`    accept`]
+      : [
+          `    meta l4proto tcp reject with tcp reset`,
+          `    meta nfproto ipv4 reject with icmp type admin-prohibited`,
+          `    meta nfproto ipv6 reject with icmpv6 type admin-prohibited`,
+          `    drop`,
+        ]),
+  ];
   const lines = [
     `table ${TABLE} {}`,
     `delete table ${TABLE}`,
@@ -43,8 +67,13 @@ export function renderRuleset(r: FenceRules): string {
     `  set static6 { type ipv6_addr; flags interval;${elements(s6)} }`,
     // Sentinel elements that mark the end of each request to the long-lived nft child.
     `  set ack { type inet_service; flags timeout; }`,
-    `  set blocked4 { type ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`,
-    `  set blocked6 { type ipv6_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`,
+    blockedSet('blocked4', 'ipv4_addr'),
+    blockedSet('blocked6', 'ipv6_addr'),
+    // The agent's own: addresses of names the agent asked for, and what it was refused.
+    `  set agent4 { type ipv4_addr; flags timeout; }`,
+    `  set agent6 { type ipv6_addr; flags timeout; }`,
+    blockedSet('agentblocked4', 'ipv4_addr'),
+    blockedSet('agentblocked6', 'ipv6_addr'),
     `  chain output {`,
     `    type filter hook output priority filter; policy ${policy};`,
     `    oif "lo" accept`,
@@ -60,6 +89,8 @@ export function renderRuleset(r: FenceRules): string {
           `    meta skuid ${r.dnsUid} meta l4proto { tcp, udp } th dport 53 ip6 daddr { ${up6.join(', ')} } accept`,
         ]
       : []),
+    // The agent never falls through to the runner's sets.
+    `    meta skuid ${agentUids} goto agent_decide`,
     `    jump decide`,
     `  }`,
     `  chain forward {`,
@@ -78,18 +109,28 @@ export function renderRuleset(r: FenceRules): string {
     `    goto refuse`,
     `  }`,
     `  chain refuse {`,
-    `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @blocked4 { ip daddr . meta l4proto . th dport }`,
-    `    meta nfproto ipv4 meta l4proto != { tcp, udp, sctp } update @blocked4 { ip daddr . meta l4proto . 0 }`,
-    `    meta nfproto ipv6 meta l4proto { tcp, udp, sctp } update @blocked6 { ip6 daddr . meta l4proto . th dport }`,
-    `    meta nfproto ipv6 meta l4proto != { tcp, udp, sctp } update @blocked6 { ip6 daddr . meta l4proto . 0 }`,
-    ...(r.policy === 'audit'
-      ? [`    accept`]
-      : [
-          `    meta l4proto tcp reject with tcp reset`,
-          `    meta nfproto ipv4 reject with icmp type admin-prohibited`,
-          `    meta nfproto ipv6 reject with icmpv6 type admin-prohibited`,
-          `    drop`,
-        ]),
+    ...refuse(''),
+    `  }`,
+    `  chain agent_decide {`,
+    // The agent's DNS, redirected to its proxy (the filter still sees the original oif).
+    `    ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport ${r.agent.dnsPort} accept`,
+    `    ip6 daddr ::1 meta l4proto { tcp, udp } th dport ${r.agent.dnsPort} accept`,
+    `    icmpv6 type ${ND_TYPES} accept`,
+    `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto agent_refuse`,
+    `    ip daddr @agent4 accept`,
+    `    ip daddr @static4 accept`,
+    `    ip6 daddr @agent6 accept`,
+    `    ip6 daddr @static6 accept`,
+    `    goto agent_refuse`,
+    `  }`,
+    `  chain agent_refuse {`,
+    ...refuse('agent'),
+    `  }`,
+    // The agent's DNS, to whatever address (the runner's proxy on loopback too), answered
+    // by the agent's proxy: before the filter, so the filter sees the new destination.
+    `  chain agent_dns {`,
+    `    type nat hook output priority -100; policy accept;`,
+    `    meta skuid ${agentUids} meta l4proto { tcp, udp } th dport 53 redirect to :${r.agent.dnsPort}`,
     `  }`,
     // Containers' DNS, to whatever address, answered by the proxy on the bridge's own address.
     `  chain dns_redirect {`,

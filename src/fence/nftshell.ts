@@ -81,7 +81,8 @@ export class NftShell {
 }
 
 /**
- * Keeps answered addresses in `allow4`/`allow6`. Updates are batched: while one line is
+ * Keeps answered addresses in a pair of sets: `allow4`/`allow6` for the runner's proxy,
+ * `agent4`/`agent6` for the agent's. Updates are batched: while one line is
  * with nft, new addresses wait and go together in the next. An address already in the
  * set for long enough costs nothing. A refreshed element is written with 25% extra time,
  * so repeated lookups of a name do not each cost a set update. An address whose element
@@ -102,6 +103,8 @@ export class AllowSets {
     private readonly shell: NftShell,
     private readonly minTtl: number,
     private readonly now: () => number = Date.now,
+    /** The IPv4 and IPv6 sets this instance fills. */
+    readonly names: readonly [string, string] = ['allow4', 'allow6'],
   ) {}
 
   /**
@@ -153,7 +156,7 @@ export class AllowSets {
     this.updates++;
     const cmds: string[] = [];
     for (const family of [4, 6] as const) {
-      const set = family === 4 ? 'allow4' : 'allow6';
+      const set = family === 4 ? this.names[0] : this.names[1];
       const items = batch.filter((b) => b.family === family);
       if (!items.length) continue;
       const elems = items.map((b) => `${b.address} timeout ${b.seconds}s`).join(', ');

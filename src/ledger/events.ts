@@ -86,15 +86,20 @@ export interface EgressReport {
   policy: 'block' | 'audit';
   /** Names answered, with the addresses allowed and the count of queries. */
   allowed: { name: string; queries: number; addresses: string[] }[];
-  /** Names refused (block) or that would have been refused (audit). */
-  blockedNames: { name: string; queries: number; process?: string }[];
-  /** Destinations refused in the kernel. */
+  /**
+   * Names refused (block) or that would have been refused (audit), each with who asked:
+   * `agent` (a uid of the agents' range, which never gets the preset) or `runner`
+   * (anyone else); absent in a report from before identities.
+   */
+  blockedNames: { name: string; queries: number; process?: string; identity?: 'agent' | 'runner' }[];
+  /** Destinations refused in the kernel, each with who tried (as for blockedNames). */
   blockedDestinations: {
     address: string;
     protocol: string;
     port?: number;
     packets?: number;
     process?: string;
+    identity?: 'agent' | 'runner';
   }[];
   suggestedAllowlist?: string[];
   /** Answers dropped because they came from another address, carried another id or question. */

@@ -10,46 +10,59 @@ import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell }
 import type { DnsProxy } from '../fence/proxy.js';
 import { destKey, type RootHelper } from './helper.js';
 import type { TamperLog } from './tamper.js';
-import { CONTROL_SOCKET, type DaemonReport } from './protocol.js';
+import { CONTROL_SOCKET, type DaemonReport, type Identity } from './protocol.js';
 
 export interface ReportSources {
   policy: 'block' | 'audit';
   proxy: DnsProxy;
   sets: AllowSets;
+  /** The agent's proxy and sets (see firewall.ts). */
+  agentProxy: DnsProxy;
+  agentSets: AllowSets;
   shell: NftShell;
   tamper: TamperLog;
   helper: RootHelper;
 }
 
-/** The report as it stands: the proxy's counts, the blocked sets, tampering, run's cgroups. */
+/** The report as it stands: both proxies' counts, the blocked sets, tampering, run's cgroups. */
 export async function buildReport(s: ReportSources): Promise<DaemonReport> {
-  const blocked: BlockedEntry[] = [];
-  for (const set of ['blocked4', 'blocked6']) {
+  const blocked: DaemonReport['blocked'] = [];
+  const { askers, runCgroups } = s.helper;
+  const sets: [string, Identity][] = [
+    ['blocked4', 'runner'],
+    ['blocked6', 'runner'],
+    ['agentblocked4', 'agent'],
+    ['agentblocked6', 'agent'],
+  ];
+  for (const [set, identity] of sets) {
     try {
-      blocked.push(...parseBlocked(await s.shell.run(`list set ${TABLE} ${set}`)));
+      const entries: BlockedEntry[] = parseBlocked(await s.shell.run(`list set ${TABLE} ${set}`));
+      blocked.push(...entries.map((b) => ({ ...b, process: askers.get(destKey(b)), identity })));
     } catch {
       s.tamper.note(`the set ${set} could not be read`, true);
     }
   }
-  const stats = s.proxy.stats;
-  const { askers, runCgroups } = s.helper;
-  return {
-    policy: s.policy,
-    names: [...stats.names].map(([name, n]) => ({
+  const names = (proxy: DnsProxy, identity: Identity): DaemonReport['names'] =>
+    [...proxy.stats.names].map(([name, n]) => ({
       name,
       queries: n.queries,
       allowed: n.allowed,
       addresses: [...n.addresses],
       process: askers.get(`name ${name}`),
-    })),
-    namesDropped: stats.namesDropped,
-    forgedAnswers: stats.forgedAnswers,
-    malformed: stats.malformed,
-    upstreamTimeouts: stats.upstreamTimeouts,
-    setFailures: stats.setFailures,
-    cacheHits: stats.cacheHits,
-    setUpdates: s.sets.updates,
-    blocked: blocked.map((b) => ({ ...b, process: askers.get(destKey(b)) })),
+      identity,
+    }));
+  const [runner, agent] = [s.proxy.stats, s.agentProxy.stats];
+  return {
+    policy: s.policy,
+    names: [...names(s.proxy, 'runner'), ...names(s.agentProxy, 'agent')],
+    namesDropped: runner.namesDropped + agent.namesDropped,
+    forgedAnswers: runner.forgedAnswers + agent.forgedAnswers,
+    malformed: runner.malformed + agent.malformed,
+    upstreamTimeouts: runner.upstreamTimeouts + agent.upstreamTimeouts,
+    setFailures: runner.setFailures + agent.setFailures,
+    cacheHits: runner.cacheHits + agent.cacheHits,
+    setUpdates: s.sets.updates + s.agentSets.updates,
+    blocked,
     tamper: s.tamper.entries,
     tamperSeen: s.tamper.times,
     ...(runCgroups.length ? { runCgroups } : {}),

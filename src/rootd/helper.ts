@@ -154,7 +154,7 @@ export function serveHelper(dir: string, pidFile: string | undefined, proxyUid: 
   const poll = setInterval(() => {
     if (busy) return;
     busy = true;
-    const lists = ['blocked4', 'blocked6'].map(
+    const lists = ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6'].map(
       (set) =>
         new Promise<string>((resolve) =>
           execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>

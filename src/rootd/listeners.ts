@@ -11,11 +11,13 @@ export interface Listeners {
   tcp6?: net.Server;
   /** Port 53 on every address (needed for containers' redirected DNS), or loopback only. */
   wildcard: boolean;
+  /** The agent's proxy: one port on 127.0.0.1 (and ::1 when there is IPv6), its DNS redirected there. */
+  agent: { port: number; udp: dgram.Socket[]; tcp: net.Server[] };
   /** Closes every socket above. */
   close(): void;
 }
 
-function bindUdp(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> {
+function bindUdp(type: 'udp4' | 'udp6', address: string, port = 53): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
     const s = dgram.createSocket({
       type,
@@ -25,18 +27,18 @@ function bindUdp(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> 
       sendBufferSize: BUFFER_BYTES,
     });
     s.once('error', reject);
-    s.bind(53, address, () => {
+    s.bind(port, address, () => {
       s.off('error', reject);
       resolve(s);
     });
   });
 }
 
-function listenTcp(host: string, ipv6Only: boolean): Promise<net.Server> {
+function listenTcp(host: string, ipv6Only: boolean, port = 53): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
-    s.listen({ port: 53, host, ipv6Only }, () => {
+    s.listen({ port, host, ipv6Only }, () => {
       s.off('error', reject);
       resolve(s);
     });
@@ -71,7 +73,8 @@ export async function bindListeners(log: (l: string) => void): Promise<Listeners
         if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') throw e;
         log(`no IPv6 listener: ${describeError(e)}`);
       }
-      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', close };
+      const agent = await bindAgent(udp6 !== undefined, closers);
+      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', agent, close };
     } catch (e) {
       close();
       throw e;
@@ -83,5 +86,37 @@ export async function bindListeners(log: (l: string) => void): Promise<Listeners
     if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
     log(`port 53 is taken on some address (${describeError(e)}); listening on loopback only`);
     return attempt('127.0.0.1', '::1');
+  }
+}
+
+/**
+ * The agent's proxy on loopback: a port the kernel picks for UDP on 127.0.0.1, then the
+ * same port for TCP (and on ::1); when another socket holds it there, another try.
+ * What it binds is added to `closers`.
+ */
+async function bindAgent(ipv6: boolean, closers: (() => void)[]): Promise<Listeners['agent']> {
+  for (let attempt = 0; ; attempt++) {
+    const mine: (() => void)[] = [];
+    try {
+      const first = await bindUdp('udp4', '127.0.0.1', 0);
+      mine.push(() => first.close());
+      const port = first.address().port;
+      const udp = [first];
+      const tcp = [await listenTcp('127.0.0.1', false, port)];
+      mine.push(() => tcp[0].close());
+      if (ipv6) {
+        const u6 = await bindUdp('udp6', '::1', port);
+        mine.push(() => u6.close());
+        udp.push(u6);
+        const t6 = await listenTcp('::1', true, port);
+        mine.push(() => t6.close());
+        tcp.push(t6);
+      }
+      closers.push(...mine);
+      return { port, udp, tcp };
+    } catch (e) {
+      for (const c of mine) c();
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 4) throw e;
+    }
   }
 }

@@ -76,7 +76,14 @@ export function ledgerCopyPathsFor(ledgerPath: string): { socket: string; copy: 
 export interface DaemonConfig {
   id: string;
   policy: 'block' | 'audit';
+  /** What the runner and Cordon's own steps may resolve: `allowed-domains` and the preset. */
   domains: DomainPattern[];
+  /**
+   * What the agent (a uid of AGENT_UID_MIN..AGENT_UID_MAX) may resolve: `allowed-domains`
+   * only, never the preset.
+   */
+  agentDomains: DomainPattern[];
+  /** `allowed-ips`: open to the runner and the agent alike. */
   ips: Cidr[];
   upstream?: string;
   minTtl: number;
@@ -112,10 +119,22 @@ export interface DaemonState {
   setupMs: number;
 }
 
+/** Who a name was asked by, or a destination tried by: the agent's uids, or any other. */
+export type Identity = 'agent' | 'runner';
+
 /** What `control.sock` answers. */
 export interface DaemonReport {
   policy: 'block' | 'audit';
-  names: { name: string; queries: number; allowed: boolean; addresses: string[]; process?: string }[];
+  /** Each proxy's names; the same name may be there once for each identity. */
+  names: {
+    name: string;
+    queries: number;
+    allowed: boolean;
+    addresses: string[];
+    process?: string;
+    /** Absent from a daemon before identities: the runner. */
+    identity?: Identity;
+  }[];
   namesDropped: number;
   forgedAnswers: number;
   malformed: number;
@@ -124,7 +143,14 @@ export interface DaemonReport {
   /** Answers served from the proxy's answer cache (absent from a daemon before it counted them). */
   cacheHits?: number;
   setUpdates: number;
-  blocked: { address: string; protocol: string; port: number; packets: number; process?: string }[];
+  blocked: {
+    address: string;
+    protocol: string;
+    port: number;
+    packets: number;
+    process?: string;
+    identity?: Identity;
+  }[];
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];

@@ -15,6 +15,7 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
+import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
 import {
   detectUpstreams,
   hostResolved,
@@ -107,6 +108,9 @@ export async function start(configPath: string): Promise<void> {
   const lockdown: LockdownBackup = { sudoers: [], groupsLeft: [] };
   let sets: AllowSets | undefined;
   let proxy: DnsProxy | undefined;
+  // The agent's: its own proxy filling its own sets (see firewall.ts).
+  let agentSets: AllowSets | undefined;
+  let agentProxy: DnsProxy | undefined;
   let helper: RootHelper | undefined;
   const tamper = new TamperLog(log);
   const stops: Record<string, () => void> = {};
@@ -145,7 +149,13 @@ export async function start(configPath: string): Promise<void> {
       name: 'the table',
       apply: () =>
         applyRuleset(
-          renderRuleset({ policy: cfg.policy, staticAllowed: cfg.ips, dnsUid: proxyUser.uid, upstreams }),
+          renderRuleset({
+            policy: cfg.policy,
+            staticAllowed: cfg.ips,
+            dnsUid: proxyUser.uid,
+            upstreams,
+            agent: { uidMin: AGENT_UID_MIN, uidMax: AGENT_UID_MAX, dnsPort: need(listeners).agent.port },
+          }),
           join(dir, 'ruleset.nft'),
         ),
       undo: () => removeTable(),
@@ -182,21 +192,29 @@ export async function start(configPath: string): Promise<void> {
       name: 'the proxy',
       apply: () => {
         sets = new AllowSets(need(shell), cfg.minTtl);
-        const p = new DnsProxy({
-          matcher: new DomainMatcher(cfg.domains),
-          policy: cfg.policy,
-          upstream: { address: upstreams[0], port: 53 },
-          sink: sets,
-          log,
-          // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
-          // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
-          cache: process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined,
-          onRefused: (name, from) => helper?.askName(name, from),
-        });
+        agentSets = new AllowSets(need(shell), cfg.minTtl, Date.now, ['agent4', 'agent6']);
+        // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
+        // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
+        const cache = process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined;
+        const make = (domains: typeof cfg.domains, sink: AllowSets): DnsProxy =>
+          new DnsProxy({
+            matcher: new DomainMatcher(domains),
+            policy: cfg.policy,
+            upstream: { address: upstreams[0], port: 53 },
+            sink,
+            log,
+            cache,
+            onRefused: (name, from) => helper?.askName(name, from),
+          });
+        const p = make(cfg.domains, sets);
         const l = need(listeners);
         for (const s of [l.udp4, l.udp6]) if (s) p.serveUdp(s);
         for (const s of [l.tcp4, l.tcp6]) if (s) p.serveTcp(s);
         proxy = p;
+        const a = make(cfg.agentDomains, agentSets);
+        for (const s of l.agent.udp) a.serveUdp(s);
+        for (const s of l.agent.tcp) a.serveTcp(s);
+        agentProxy = a;
       },
     },
     {
@@ -222,7 +240,7 @@ export async function start(configPath: string): Promise<void> {
           dir,
           policy: cfg.policy,
           shell: need(shell),
-          sets: need(sets),
+          sets: [need(sets), need(agentSets)],
           resolvedDropIn,
           tamper,
           log,
@@ -238,6 +256,8 @@ export async function start(configPath: string): Promise<void> {
           policy: cfg.policy,
           proxy: need(proxy),
           sets: need(sets),
+          agentProxy: need(agentProxy),
+          agentSets: need(agentSets),
           shell: need(shell),
           tamper,
           helper: need(helper),
@@ -279,6 +299,7 @@ export async function start(configPath: string): Promise<void> {
         process.setgid!(proxyUser.gid);
         process.setuid!(proxyUser.uid);
         await need(proxy).connectUpstream();
+        await need(agentProxy).connectUpstream();
       },
     },
   ];
@@ -292,7 +313,7 @@ export async function start(configPath: string): Promise<void> {
   }
   const l = need(listeners);
   log(
-    `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns, nft pid ${need(shell).pid}`,
+    `ready: policy ${cfg.policy}, upstream ${upstreams.join(' ')}, ${cfg.domains.length} patterns (the agent's ${cfg.agentDomains.length}, its proxy on port ${l.agent.port}), nft pid ${need(shell).pid}`,
   );
   const ready: DaemonReady = {
     pid: process.pid,

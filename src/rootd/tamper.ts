@@ -2,7 +2,7 @@
  * The tamper watch: what root (someone else) changes behind the daemon's back, recorded
  * for the report and, where it can be, put back. Watched: Cordon's table (its chains and
  * static sets: in block mode loaded again from ruleset.nft), foreign addresses in the
- * allow sets (taken out again), tables added beside it, /etc/resolv.conf (written back by
+ * allow sets, the runner's and the agent's (taken out again), tables added beside it, /etc/resolv.conf (written back by
  * the root helper), systemd-resolved's drop-in, and /etc/hosts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,9 +12,19 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TABLE, type AllowSets, type NftShell } from '../fence/nftshell.js';
 
-const CHAINS = ['output', 'forward', 'decide', 'refuse', 'dns_redirect', 'dns_input'];
-const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|ack) /;
-const ALLOW_ADD = /^add element inet cordon (allow4|allow6) \{ (.*) \}/;
+const CHAINS = [
+  'output',
+  'forward',
+  'decide',
+  'refuse',
+  'agent_decide',
+  'agent_refuse',
+  'agent_dns',
+  'dns_redirect',
+  'dns_input',
+];
+const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|agent4|agent6|ack) /;
+const ALLOW_ADD = /^add element inet cordon (allow4|allow6|agent4|agent6) \{ (.*) \}/;
 const FULL_CHECK_MS = 3000;
 const FILE_CHECK_MS = 500;
 
@@ -64,7 +74,7 @@ function tableNames(text: string): string[] {
   return [...text.matchAll(/^table (\S+ \S+)/gm)].map((m) => m[1]);
 }
 
-/** Addresses in a `list set` of allow4/allow6 (elements with or without timeouts). */
+/** Addresses in a `list set` of an allow set (elements with or without timeouts). */
 function setAddresses(text: string): string[] {
   const m = /elements = \{([^}]*)\}/s.exec(text);
   if (!m) return [];
@@ -77,9 +87,9 @@ function setAddresses(text: string): string[] {
 /**
  * Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed`
  * soon after any change to a table other than our own element updates; `added` gets the
- * addresses of every element added to allow4/allow6 (ours or not).
+ * set and addresses of every element added to an allow set (ours or not).
  */
-function watchRuleset(changed: () => void, added: (addresses: string[]) => void): ChildProcess {
+function watchRuleset(changed: () => void, added: (set: string, addresses: string[]) => void): ChildProcess {
   // The shell ends the monitor when our end of its stdin closes, that is when the daemon
   // dies: a monitor in a namespace nobody changes would otherwise never notice.
   const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
@@ -89,7 +99,11 @@ function watchRuleset(changed: () => void, added: (addresses: string[]) => void)
   let timer: NodeJS.Timeout | undefined;
   createInterface({ input: monitor.stdout! }).on('line', (line) => {
     const add = ALLOW_ADD.exec(line);
-    if (add) added(add[2].split(',').map((e) => e.trim().split(/\s+/)[0]));
+    if (add)
+      added(
+        add[1],
+        add[2].split(',').map((e) => e.trim().split(/\s+/)[0]),
+      );
     if (OWN_CHANGE.test(line) || line.startsWith('# new generation')) return;
     timer ??= setTimeout(() => {
       timer = undefined;
@@ -104,7 +118,8 @@ export interface TamperWatch {
   dir: string;
   policy: 'block' | 'audit';
   shell: NftShell;
-  sets: AllowSets;
+  /** The proxies' sets: the runner's and the agent's. */
+  sets: AllowSets[];
   /** systemd-resolved's drop-in pointing it at the proxy, when there is one. */
   resolvedDropIn?: string;
   tamper: TamperLog;
@@ -145,16 +160,17 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
     if (w.policy !== 'block') return;
     shell.run(`include "${join(dir, 'ruleset.nft')}"`).then(
       () => {
-        sets.forget();
+        for (const a of sets) a.forget();
         log('re-closed: the table was loaded again from ruleset.nft');
       },
       (e: Error) => log(`could not re-close: ${e.message}`),
     );
   };
-  /** Elements of allow4/allow6 the proxy did not add: recorded and taken out again. */
+  const owner = new Map(sets.flatMap((a) => a.names.map((n) => [n, a] as const)));
+  /** Elements of an allow set its proxy did not add: recorded and taken out again. */
   const checkSets = async (): Promise<void> => {
-    for (const set of ['allow4', 'allow6']) {
-      const foreign = setAddresses(await shell.run(`list set ${TABLE} ${set}`)).filter((a) => !sets.has(a));
+    for (const [set, mine] of owner) {
+      const foreign = setAddresses(await shell.run(`list set ${TABLE} ${set}`)).filter((a) => !mine.has(a));
       if (!foreign.length) continue;
       tamper.note(`${foreign.join(', ')} added to ${set} by someone else (removed again)`);
       await shell.run(`delete element ${TABLE} ${set} { ${foreign.join(', ')} }`).catch(() => undefined);
@@ -193,14 +209,15 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
   // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
   // changes; an address added to an allow set is checked against the proxy's own at
   // once. A full check every few seconds backs it up in case the monitor dies.
-  const monitor = watchRuleset(check, (addresses) => {
-    if (addresses.some((a) => !sets.has(a))) check();
+  const monitor = watchRuleset(check, (set, addresses) => {
+    const mine = owner.get(set);
+    if (!mine || addresses.some((a) => !mine.has(a))) check();
   });
   const poll = setInterval(check, FULL_CHECK_MS);
   poll.unref();
   const files = setInterval(() => {
     // The proxy's record of its own addresses, which the set checks compare against.
-    sets.sweep();
+    for (const a of sets) a.sweep();
     if (readOr('/etc/resolv.conf') !== resolvText) {
       tamper.note('/etc/resolv.conf was changed (put back to the proxy)');
       w.putResolvBack();

@@ -168,9 +168,20 @@ export class World {
   }
 }
 
+/** Where the helpers below run a command: a namespace, or a user inside one. */
+export type Runs = Pick<Netns, 'try'>;
+
+/** Runs commands in `ns` as uid:gid, with no supplementary groups. */
+export function asUid(ns: Netns, uid: number, gid: number): Runs {
+  return {
+    try: (argv, timeoutMs) =>
+      ns.try(['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', ...argv], timeoutMs),
+  };
+}
+
 /** dig inside a namespace; returns the status and the answer lines. */
 export function dig(
-  ns: Netns,
+  ns: Runs,
   name: string,
   opts: { server?: string; type?: string; tcp?: boolean } = {},
 ): { status: string; answers: string[]; raw: string } {
@@ -198,7 +209,7 @@ export function dig(
 }
 
 /** A TCP connect from inside a namespace: 'open', or the error code, and how long it took. */
-export function connect(ns: Netns, address: string, port: number): { result: string; ms: number } {
+export function connect(ns: Runs, address: string, port: number): { result: string; ms: number } {
   const script = `const s=require('net').connect({host:process.argv[1],port:+process.argv[2]});const t=Date.now();s.setTimeout(4000,()=>{console.log('TIMEOUT '+(Date.now()-t));process.exit(0)});s.on('connect',()=>{console.log('open '+(Date.now()-t));process.exit(0)});s.on('error',e=>{console.log(e.code+' '+(Date.now()-t));process.exit(0)})`;
   const out = ns.try([process.execPath, '-e', script, address, String(port)], 10000).stdout.trim();
   const [result, ms] = out.split(' ');
@@ -206,7 +217,7 @@ export function connect(ns: Netns, address: string, port: number): { result: str
 }
 
 /** curl a URL by name inside a namespace (its resolver is the proxy); returns the body or the exit code. */
-export function fetchUrl(ns: Netns, url: string, family?: 4 | 6): string {
+export function fetchUrl(ns: Runs, url: string, family?: 4 | 6): string {
   const r = ns.try(['curl', '-s', '-m', '4', ...(family ? [`-${family}`] : []), '-g', url], 10000);
   return r.code === 0 ? r.stdout.trim() : `curl exit ${r.code}`;
 }

@@ -34,6 +34,8 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     id,
     policy: s.policy,
     domains: [...s.presetDomains, ...s.domains],
+    // The preset serves the runner and Cordon's own steps, never the agent.
+    agentDomains: s.domains,
     ips: s.ips,
     upstream: s.dnsUpstream,
     minTtl: s.minTtl,
@@ -92,6 +94,6 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     );
   }
   runner.info(
-    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
+    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
   );
 }

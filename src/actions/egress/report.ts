@@ -23,20 +23,28 @@ export interface ReportDeps {
 }
 
 export function toEvent(r: DaemonReport): EgressReport {
-  const allowed = r.names
-    .filter((n) => n.allowed)
-    .map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }));
+  // A name answered for both identities is one entry: its queries summed, its addresses joined.
+  const answered = (names: DaemonReport['names']): EgressReport['allowed'] => {
+    const byName = new Map<string, EgressReport['allowed'][number]>();
+    for (const n of names) {
+      const had = byName.get(n.name);
+      if (!had) byName.set(n.name, { name: n.name, queries: n.queries, addresses: [...n.addresses] });
+      else {
+        had.queries += n.queries;
+        had.addresses = [...new Set([...had.addresses, ...n.addresses])];
+      }
+    }
+    return [...byName.values()];
+  };
   const refused = r.names.filter((n) => !n.allowed);
   const event: EgressReport = {
     policy: r.policy,
-    allowed:
-      r.policy === 'audit'
-        ? [...allowed, ...refused.map((n) => ({ name: n.name, queries: n.queries, addresses: n.addresses }))]
-        : allowed,
+    allowed: answered(r.policy === 'audit' ? r.names : r.names.filter((n) => n.allowed)),
     blockedNames: refused.map((n) => ({
       name: n.name,
       queries: n.queries,
       ...(n.process ? { process: n.process } : {}),
+      ...(n.identity ? { identity: n.identity } : {}),
     })),
     blockedDestinations: r.blocked.map((b) => ({
       address: b.address,
@@ -44,6 +52,7 @@ export function toEvent(r: DaemonReport): EgressReport {
       port: b.port || undefined,
       packets: b.packets,
       ...(b.process ? { process: b.process } : {}),
+      ...(b.identity ? { identity: b.identity } : {}),
     })),
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
@@ -100,11 +109,12 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
   const notes = [
     ...event.blockedNames.map(
-      (n) => `DNS name ${n.name} ${verb} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+      (n) =>
+        `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
     ),
     ...event.blockedDestinations.map(
       (d) =>
-        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
+        `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb}${forWhom(d.identity)} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
     ),
   ];
   for (const n of notes.slice(0, MAX_ANNOTATIONS)) runner.warning(`egress: ${n}`, { title: 'Cordon egress' });
@@ -151,6 +161,13 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       input: 'fail-on-blocked',
     });
   }
+}
+
+/** Which identity tried: the agent gets allowed-domains only, the runner the preset too. */
+function forWhom(identity: 'agent' | 'runner' | undefined): string {
+  if (identity === 'agent') return ' for the agent (allowed-domains and allowed-ips only, never the preset)';
+  if (identity === 'runner') return ' for the runner';
+  return '';
 }
 
 function teardownFence(id: string, deps: ReportDeps, runner: Runner): void {

@@ -6,11 +6,19 @@ import { applyRuleset, renderRuleset } from '../../../src/fence/firewall.js';
 import { parseBlocked } from '../../../src/fence/nftshell.js';
 import { parseCidrs } from '../../../src/fence/policy.js';
 
+/** A chain's rules, trimmed, from the rendered text. */
+function chain(text: string, name: string): string[] {
+  const lines = text.split('\n');
+  const start = lines.indexOf(`  chain ${name} {`);
+  return lines.slice(start + 1, lines.indexOf('  }', start)).map((l) => l.trim());
+}
+
 describe('ruleset', () => {
   const base = {
     staticAllowed: parseCidrs('192.0.2.0/24 2001:db8::/32'),
     dnsUid: 997,
     upstreams: ['198.51.100.53', '2001:db8::53'],
+    agent: { uidMin: 61000, uidMax: 61183, dnsPort: 5354 },
   };
 
   test('block mode: drop policy on output and forward, upstream DNS only for the proxy uid, reject not drop', () => {
@@ -39,6 +47,49 @@ describe('ruleset', () => {
     expect(r).not.toContain('policy drop;');
     expect(r).not.toContain('reject');
     expect(r).toMatch(/update @blocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept/);
+  });
+
+  test("the agent's uids go to their own chain, after the proxy's upstream rule and before the runner's", () => {
+    const r = renderRuleset({ ...base, policy: 'block' });
+    const output = chain(r, 'output');
+    const agent = output.indexOf('meta skuid 61000-61183 goto agent_decide');
+    expect(agent).toBeGreaterThan(output.findIndex((l) => l.startsWith('meta skuid 997 ')));
+    expect(agent).toBeLessThan(output.indexOf('jump decide'));
+    // goto, not jump: nothing of the agent's comes back to the runner's decide chain.
+    expect(r).not.toContain('jump agent_decide');
+    const decide = chain(r, 'agent_decide').join('\n');
+    // Only the agent's DNS sets and the static networks; never the runner's allow sets.
+    expect(decide).toContain('ip daddr @agent4 accept');
+    expect(decide).toContain('ip6 daddr @agent6 accept');
+    expect(decide).toContain('ip daddr @static4 accept');
+    expect(decide).toContain('ip6 daddr @static6 accept');
+    expect(decide).not.toMatch(/@allow[46]/);
+    expect(decide).toContain('ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport 5354 accept');
+    expect(decide).toContain('ip6 daddr ::1 meta l4proto { tcp, udp } th dport 5354 accept');
+    expect(decide).toMatch(/th dport \{ 53, 853 \} goto agent_refuse\n/);
+    expect(chain(r, 'agent_decide').pop()).toBe('goto agent_refuse');
+    const refuse = chain(r, 'agent_refuse').join('\n');
+    expect(refuse).toContain('update @agentblocked4 { ip daddr . meta l4proto . th dport }');
+    expect(refuse).toContain('update @agentblocked6 { ip6 daddr . meta l4proto . th dport }');
+    expect(refuse).not.toMatch(/@blocked[46]/);
+    expect(refuse).toContain('reject with tcp reset');
+    expect(r).toMatch(
+      /set agentblocked4 \{ type ipv4_addr \. inet_proto \. inet_service; flags dynamic,timeout;/,
+    );
+    expect(r).toContain('set agent4 { type ipv4_addr; flags timeout; }');
+    expect(r).toContain('set agent6 { type ipv6_addr; flags timeout; }');
+    // The agent's DNS, to any address and port 53, goes to its own proxy.
+    expect(r).toMatch(
+      /chain agent_dns \{\n\s+type nat hook output priority -100; policy accept;\n\s+meta skuid 61000-61183 meta l4proto \{ tcp, udp \} th dport 53 redirect to :5354\n/,
+    );
+  });
+
+  test("audit mode: the agent's chain records and accepts", () => {
+    const r = renderRuleset({ ...base, policy: 'audit' });
+    expect(r).toMatch(
+      /chain agent_refuse \{\n[^\n]+@agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
+    );
+    expect(r).toContain('redirect to :5354');
   });
 
   test('blocked set listing is parsed with counters', () => {

@@ -25,7 +25,13 @@ suite('NftShell and AllowSets', () => {
     ns = Netns.create(`egn${process.pid % 100000}`);
     dir = mkdtempSync(join(tmpdir(), 'cordon-nft-'));
     ns.exec(['nft', '-f', '-'], {
-      input: renderRuleset({ policy: 'audit', staticAllowed: [], dnsUid: 0, upstreams: ['192.0.2.53'] }),
+      input: renderRuleset({
+        policy: 'audit',
+        staticAllowed: [],
+        dnsUid: 0,
+        upstreams: ['192.0.2.53'],
+        agent: { uidMin: 61000, uidMax: 61183, dnsPort: 5354 },
+      }),
     });
     // The child runs inside the namespace through a two-line wrapper.
     const wrapper = join(dir, 'nft');

@@ -1,0 +1,193 @@
+/**
+ * Egress per identity, run for real: the bundled daemon in a "runner" namespace (see
+ * egress-topology.ts) with a preset the test controls, and a Unix user whose uid is in the
+ * agents' range. The agent gets `allowed-domains` and `allowed-ips` only; the preset serves
+ * root (the runner side) and never the agent, neither by name nor by address. Needs root,
+ * nft, ip, dig, curl, useradd and setpriv.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { canUseNetns, run } from '../../src/devkit/netns.js';
+import { REPO_ROOT } from '../../src/devkit/run-action.js';
+import { startDetached } from '../../src/platform/detached.js';
+import { parseDomains, parseCidrs } from '../../src/fence/policy.js';
+import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
+import { requestReport, type DaemonConfig, type DaemonReady } from '../../src/rootd/protocol.js';
+import { toEvent } from '../../src/actions/egress/report.js';
+import {
+  CHAIN4,
+  DNS4,
+  DNS6,
+  EVIL4,
+  OTHER4,
+  WEB4,
+  WEB6,
+  World,
+  asUid,
+  connect,
+  dig,
+  fetchUrl,
+  type Runs,
+} from './egress-topology.js';
+
+const usable =
+  canUseNetns() &&
+  ['/usr/sbin/nft', '/usr/bin/dig', '/usr/bin/curl', '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
+    existsSync(f),
+  );
+if (!usable && process.env.CI === 'true')
+  throw new Error('egress-identity e2e: needs root, nft, ip, dig, curl, useradd and setpriv (CI=true)');
+if (!usable) console.warn('egress-identity e2e skipped: needs root, nft, ip, dig, curl, useradd and setpriv');
+const suite = usable ? describe : describe.skip;
+
+/** The agent's name (A) and the preset's (P): different addresses, both with a web server. */
+const A = 'www.a.test';
+const P = 'cdn.other.test';
+const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
+
+/** A free uid of the agents' range, from one that differs per test process. */
+function freeAgentUid(): number {
+  const span = AGENT_UID_MAX - AGENT_UID_MIN + 1;
+  for (let i = 0; i < span; i++) {
+    const uid = AGENT_UID_MIN + ((process.pid + i) % span);
+    if (spawnSync('getent', ['passwd', String(uid)]).status !== 0) return uid;
+  }
+  throw new Error('no free uid in the agents range');
+}
+
+/** Starts the daemon inside `w.runner` with a hand-written config; returns its id. */
+async function startDaemon(w: World, dir: string, policy: 'block' | 'audit', tag: string): Promise<string> {
+  const cfg: DaemonConfig = {
+    id: `identity${tag}${process.pid}`,
+    policy,
+    // The runner's: the agent's list and the test's preset.
+    domains: parseDomains(`${A}\n${P}`),
+    agentDomains: parseDomains(A),
+    ips: parseCidrs(`${OTHER4}/32`),
+    upstream: DNS4,
+    minTtl: 60,
+    disableSudo: false,
+    disableDocker: false,
+    user: 'root',
+  };
+  const file = join(dir, `config-${tag}.json`);
+  writeFileSync(file, JSON.stringify(cfg), { mode: 0o600 });
+  await startDetached<DaemonReady>({
+    name: 'the daemon',
+    argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
+    timeoutMs: 20000,
+  });
+  return cfg.id;
+}
+
+function setElements(w: World, set: string): string {
+  return w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
+}
+
+suite('egress per identity: the agent gets only its list', () => {
+  const user = `cagent${process.pid % 100000}`;
+  let uid = 0;
+  let gid = 0;
+  let w: World;
+  let dir: string;
+  let id: string;
+  let agent: Runs;
+
+  beforeAll(async () => {
+    uid = freeAgentUid();
+    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
+    gid = Number(run(['id', '-g', user]).trim());
+    dir = mkdtempSync(join(tmpdir(), 'cordon-identity-'));
+    w = new World('p');
+    await w.serve();
+    id = await startDaemon(w, dir, 'block', 'b');
+    agent = asUid(w.runner, uid, gid);
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy(id ? [id] : []);
+    spawnSync('userdel', [user], { timeout: 15000 });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the agent resolves and reaches its own names, over IPv4 and IPv6, through its own sets', () => {
+    expect(dig(agent, A).answers).toEqual([WEB4]);
+    expect(fetchUrl(agent, `http://${A}/`, 4)).toBe(`hello from ${WEB4}`);
+    expect(fetchUrl(agent, `http://${A}/`, 6)).toBe(`hello from ${WEB6}`);
+    expect(setElements(w, 'agent4')).toContain(WEB4);
+    expect(setElements(w, 'agent6')).toContain(WEB6);
+  });
+
+  test("the agent's DNS to an outside resolver or the runner's proxy is answered by its own proxy", async () => {
+    expect(dig(agent, A, { server: DNS4 }).answers).toEqual([WEB4]);
+    expect(dig(agent, A, { server: DNS4, tcp: true }).answers).toEqual([WEB4]);
+    expect(dig(agent, A, { server: DNS6 }).answers).toEqual([WEB4]);
+    for (const server of [DNS4, DNS6, '127.0.0.1', '::1']) {
+      expect(dig(agent, P, { server }).status).toBe('NXDOMAIN');
+      expect(dig(agent, P, { server, tcp: true }).status).toBe('NXDOMAIN');
+    }
+    // Every query the upstream saw came from the proxy (the agent's, redirected), none for P.
+    expect(await w.asked(P)).toEqual([]);
+    expect((await w.asked(A)).every((q) => q.from === '198.51.100.2')).toBe(true);
+  });
+
+  test('the preset serves root (the runner side): it resolves and reaches P', () => {
+    expect(dig(w.runner, P).answers).toEqual([CHAIN4]);
+    expect(connect(w.runner, CHAIN4, 80).result).toBe('open');
+    expect(setElements(w, 'allow4')).toContain(CHAIN4);
+  });
+
+  test("P's address, in the runner's set, is refused to the agent and recorded as the agent's", () => {
+    expect(dig(agent, P).status).toBe('NXDOMAIN');
+    const c = connect(agent, CHAIN4, 80);
+    expect(c.result).toBe('ECONNREFUSED');
+    expect(c.ms).toBeLessThan(1000);
+    expect(setElements(w, 'agent4')).not.toContain(CHAIN4);
+    expect(setElements(w, 'agentblocked4')).toContain(`${CHAIN4} . tcp . 80`);
+    expect(setElements(w, 'blocked4')).not.toContain(CHAIN4);
+    // Root still reaches it.
+    expect(connect(w.runner, CHAIN4, 80).result).toBe('open');
+  });
+
+  test('allowed-ips are open to the agent; DoT is not, even to its own address', () => {
+    expect(connect(agent, OTHER4, 80).result).toBe('open');
+    expect(connect(agent, WEB4, 853).result).toBe('ECONNREFUSED');
+  });
+
+  test('the report says which identity was refused a name or a destination', async () => {
+    expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    const event = toEvent(await requestReport(id));
+    expect(event.blockedNames).toContainEqual(expect.objectContaining({ name: P, identity: 'agent' }));
+    expect(event.blockedNames).toContainEqual(
+      expect.objectContaining({ name: 'secret.evil.test', identity: 'runner' }),
+    );
+    expect(event.blockedNames.some((n) => n.name === P && n.identity === 'runner')).toBe(false);
+    expect(event.blockedDestinations).toContainEqual(
+      expect.objectContaining({ address: CHAIN4, port: 80, identity: 'agent' }),
+    );
+    // A name answered to both identities is one entry of `allowed`.
+    expect(event.allowed.filter((n) => n.name === A)).toHaveLength(1);
+  });
+
+  test("audit mode: the agent's refusals are recorded as the agent's and let through", async () => {
+    // A new world with an audit-mode daemon in place of the block-mode one.
+    await w.destroy([id]);
+    w = new World('q');
+    await w.serve();
+    id = await startDaemon(w, dir, 'audit', 'a');
+    agent = asUid(w.runner, uid, gid);
+    // A name off its list is forwarded and recorded; its answer fills the agent's set.
+    expect(dig(agent, P).answers).toEqual([CHAIN4]);
+    expect(setElements(w, 'agent4')).toContain(CHAIN4);
+    expect(setElements(w, 'allow4')).not.toContain(CHAIN4);
+    // An address it never resolved: let through, recorded as the agent's.
+    expect(connect(agent, EVIL4, 80).result).toBe('open');
+    expect(setElements(w, 'agentblocked4')).toContain(`${EVIL4} . tcp . 80`);
+    expect(setElements(w, 'blocked4')).not.toContain(EVIL4);
+    const event = toEvent(await requestReport(id));
+    expect(event.blockedNames).toContainEqual(expect.objectContaining({ name: P, identity: 'agent' }));
+  }, 60000);
+});
