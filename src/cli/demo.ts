@@ -21,7 +21,7 @@ const DEMO_SECRET = 'demo-sk-7Qx9Lr2VbN4pT8wZ';
 /** The demo agent: uses its credentials, leaks its secret (scrubbed), commits as its bot. */
 const AGENT_SCRIPT = `echo "agent: calling the model API with key $DEMO_API_KEY"
 echo "agent: the same key, base64: $(printf %s "$DEMO_API_KEY" | base64)"
-if command -v python3 >/dev/null && [ -n "\${AWS_ACCESS_KEY_ID:-}" ]; then
+if python3 -c 'import boto3' 2>/dev/null && [ -n "\${AWS_ACCESS_KEY_ID:-}" ]; then
   python3 -c 'import boto3; print("agent: AWS says I am", boto3.client("sts").get_caller_identity()["Arn"])'
 fi
 echo "agent: GitHub token is there: \${GH_TOKEN:+yes}"

@@ -151,6 +151,33 @@ export interface RunStarted {
   containmentReason?: string;
   /** Who made the cgroup when run is not root: `egress daemon`. */
   containmentBy?: string;
+  /** Who the command ran as. */
+  user?: RunUser;
+}
+
+/**
+ * `agent`: a Unix user made for this step (name, uid), through root or sudo, lent the
+ * workspace by an idmapped mount or chown; `runner`: the runner user, asked for or (with
+ * `fallback`) because no other user could be had, for `reason`.
+ */
+export interface RunUser {
+  mode: 'agent' | 'runner';
+  name?: string;
+  uid?: number;
+  via?: 'root' | 'sudo';
+  workspace?: 'idmap' | 'chown';
+  fallback?: boolean;
+  reason?: string;
+}
+
+/** What the command wrote into the step's file-command files (put back after it): names only. */
+export interface FileCommandsTampered {
+  env: string[];
+  output: string[];
+  state: string[];
+  path: string[];
+  summary: boolean;
+  rewritten: string[];
 }
 
 export interface RunFinished {
@@ -171,6 +198,12 @@ export interface RunFinished {
   ledgerIntact?: boolean;
   /** The checkout token taken out of .git/config was put back after the command. */
   checkoutTokenRestored?: boolean;
+  /** With `user: agent`: its user removed, the workspace lent and given back (ms), what went wrong. */
+  agentUser?: { name: string; removed: boolean; lendMs: number; handBackMs: number; problems?: string[] };
+  /** Set when the command wrote to the step's file commands (all put back). */
+  fileCommandsTampered?: FileCommandsTampered;
+  /** Names of the outputs the command handed back through `$CORDON_OUTPUT`. */
+  outputs?: string[];
 }
 
 /** A line written while the agent's command ran: never trusted as Cordon's own. */

@@ -49,6 +49,33 @@ export function whoSection(events: LedgerEvent[]): Block[] {
   for (const t of tokens)
     who.push(['GitHub App bot', t.bot, `app ${t.app}, installation ${t.installationId}`]);
   for (const c of creds) who.push(['AWS role session', c.assumedRoleArn, `session ${c.sessionName}`]);
+  // The Unix user each run step's command ran as: its own (made and removed) or the runner's.
+  const finished = eventsOf(events, 'run.finished');
+  eventsOf(events, 'run.started').forEach((r, i) => {
+    const u = r.user;
+    if (!u) return;
+    if (u.mode === 'agent') {
+      const end = finished[i]?.agentUser;
+      const removed = end
+        ? end.removed
+          ? 'removed at its end'
+          : 'NOT removed at its end'
+        : 'its end not recorded';
+      who.push([
+        'Unix user',
+        str(u.name),
+        `uid ${str(u.uid)}, made for this step (via ${str(u.via)}), ${removed}`,
+      ]);
+    } else
+      who.push([
+        'Unix user',
+        'the runner user',
+        u.fallback
+          ? `shared with the runner and every later step: ${str(u.reason)}`
+          : 'shared with the runner and every later step (user: runner)',
+      ]);
+  });
+
   // Identities the credential broker issued that no step recorded as issued.
   for (const arn of new Set(eventsOf(events, 'credentials.refreshed').map((c) => c.assumedRoleArn)))
     if (!creds.some((c) => c.assumedRoleArn === arn))

@@ -5,10 +5,11 @@
  * for the cgroup; without it the test fails loudly under CI and is skipped otherwise.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
+import { DEFAULT_HOME_BASE } from '../../src/identity/user.js';
 import { Job } from '../../src/devkit/run-action.js';
 import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { alive } from '../harness/proc.js';
@@ -28,6 +29,9 @@ afterAll(() => {
 function newJob(env: Record<string, string> = {}): Job {
   const j = new Job({ env });
   jobs.push(j);
+  // The command runs as its own user (run's default as root): it writes what it saw into
+  // the job's folder, open to all like /tmp; RUNNER_TEMP and the rest stay root's.
+  chmodSync(j.root, 0o1777);
   return j;
 }
 
@@ -79,7 +83,8 @@ maybe('integrity, as whole programs', () => {
       'sleep 0.4',
       'echo agent-done',
     ].join('\n');
-    const run = await job.run('run', 'main', { inputs: { run: script } });
+    // As the runner user: the agent's own user cannot write the ledger at all.
+    const run = await job.run('run', 'main', { inputs: { run: script, user: 'runner' } });
     const sleepPid = Number(readFileSync(join(pids, 'sleep'), 'utf8'));
     const loopPid = Number(readFileSync(join(pids, 'loop'), 'utf8'));
     expect(sleepPid).toBeGreaterThan(1);
@@ -150,7 +155,8 @@ maybe('integrity, as whole programs', () => {
       // Line 1 changed (the repository renamed), line 2 removed.
       `sed -i -e '1s/octo-repo/evil-repo/' -e '2d' "$L"`,
     ].join('\n');
-    const run = await job.run('run', 'main', { inputs: { run: script } });
+    // As the runner user: the agent's own user cannot write the ledger at all.
+    const run = await job.run('run', 'main', { inputs: { run: script, user: 'runner' } });
     expect(run.code).not.toBe(0);
     const tampered = events(job).find((e) => e.type === 'ledger.tampered');
     expect(tampered?.data.changed).toEqual([1]);
@@ -274,9 +280,9 @@ maybe('integrity, as whole programs', () => {
       expect(text).not.toContain(TOKEN);
       expect(text).not.toContain(SECRET);
     }
-    // The fresh HOME is removed after the command.
+    // The fresh HOME (the agent's own user's, made for the step) is removed after the command.
     const home = /^HOME=(.*)$/m.exec(seen)?.[1] as string;
-    expect(home.startsWith(job.runnerTemp)).toBe(true);
+    expect(home.startsWith(`${DEFAULT_HOME_BASE}/cordon-agent-`)).toBe(true);
     expect(() => readdirSync(home)).toThrow();
   }, 60000);
 
@@ -314,7 +320,12 @@ maybe('integrity, as whole programs', () => {
     writeFileSync(join(job.home, '.netrc'), 'machine example.com password kept-value-1234\n');
     const dump = join(job.root, 'dump.txt');
     const run = await job.run('run', 'main', {
-      inputs: { run: `{ echo "HOME=$HOME"; cat "$HOME/.netrc"; env; } > ${dump}`, home: 'keep' },
+      // home: keep is the runner user's HOME; the agent's own user always has a home of its own.
+      inputs: {
+        run: `{ echo "HOME=$HOME"; cat "$HOME/.netrc"; env; } > ${dump}`,
+        home: 'keep',
+        user: 'runner',
+      },
     });
     expect(run.code).toBe(0);
     const seen = readFileSync(dump, 'utf8');

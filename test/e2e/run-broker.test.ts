@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { readFileSync, rmSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -80,6 +80,9 @@ function newJob(): Job {
     },
   });
   jobs.push(j);
+  // The command runs as its own user (run's default as root): it writes what it saw into
+  // the job's folder, open to all like /tmp; RUNNER_TEMP and the rest stay root's.
+  chmodSync(j.root, 0o1777);
   return j;
 }
 
@@ -145,6 +148,8 @@ maybe('run with credentials: broker', () => {
       inputs: {
         run: `python3 -c "$SCRIPT" ${dump}`,
         shell: 'bash',
+        // boto3 is in the Python under /root here, which another user cannot reach.
+        user: 'runner',
         'aws-role-to-assume': ROLE,
         'aws-region': 'us-east-1',
         credentials: 'broker',
@@ -239,7 +244,7 @@ maybe('run with credentials: broker', () => {
       'a=$(tok)',
       'b=$(tok)',
       'c=$(cordon-gh-token)',
-      'git config --global --includes --get safe.directory > "$RUNNER_TEMP/safe-dir" || true',
+      `git config --global --includes --get safe.directory > ${join(j.root, 'safe-dir')} || true`,
       `node -e 'const [a,b,c]=process.argv.slice(1);Promise.all([a,b].map(t=>fetch(process.env.GITHUB_API_URL+"/installation/repositories",{headers:{authorization:"token "+t}}).then(r=>r.status))).then(s=>require("fs").writeFileSync(${JSON.stringify(dump)},JSON.stringify({a,b,c,status:s,gh:require("child_process").execSync("command -v gh || true",{shell:"/bin/sh"}).toString().trim(),env:require("fs").readFileSync("/proc/self/environ","latin1")})))' "$a" "$b" "$c"`,
       'echo "token=$a"',
     ].join('\n');
@@ -271,7 +276,7 @@ maybe('run with credentials: broker', () => {
     expect(seen.status).toEqual([200, 200]);
     expect(seen.gh).toMatch(/\/bin\/gh$/);
     // The git config the broker adds includes the command's own (fresh) HOME's, not the step's.
-    expect(readFileSync(join(j.runnerTemp, 'safe-dir'), 'utf8').trim()).toBe(j.workspace);
+    expect(readFileSync(join(j.root, 'safe-dir'), 'utf8').trim()).toBe(j.workspace);
     expect(r.stdout).toContain('token=***');
     const minted = github.tokens.filter((t) => t.installationId === 888);
     expect(minted.length).toBeGreaterThanOrEqual(4);

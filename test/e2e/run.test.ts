@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
@@ -79,7 +79,11 @@ const RUNNER_CREDENTIALS = {
 };
 
 function newJob(): Job {
-  return new Job({ env: { ...moto.env, ...RUNNER_CREDENTIALS } });
+  const job = new Job({ env: { ...moto.env, ...RUNNER_CREDENTIALS } });
+  // The command runs as its own user (run's default where it is root): it writes what it
+  // saw into the job's folder, open to all like /tmp; RUNNER_TEMP and the rest stay root's.
+  chmodSync(job.root, 0o1777);
+  return job;
 }
 
 function ledgerText(job: Job): string {
@@ -443,6 +447,7 @@ maybe('run action, as a whole program', () => {
         AWS_SECRET_ACCESS_KEY: 'runner-secret-key',
       },
     });
+    chmodSync(job.root, 0o1777);
     const dump = join(job.root, 'env.json');
     const r = await job.run('run', 'main', {
       inputs: {
@@ -484,13 +489,17 @@ maybe('run action, as a whole program', () => {
     );
   });
 
-  test('fails when the command alters the ledger, and records that', async () => {
+  test('as the runner user, fails when the command alters the ledger, and records that (its own user cannot)', async () => {
+    const alter =
+      'sed -i \'s/"commandSha256":"[0-9a-f]*"/"commandSha256":"0"/\' "$RUNNER_TEMP/cordon/ledger.jsonl"';
+    const own = newJob();
+    const denied = await own.run('run', 'main', { inputs: { run: alter } });
+    expect(denied.stderr).toMatch(/Permission denied/);
+    expect(
+      (events(own).find((e) => e.type === 'run.finished')?.data as Record<string, unknown>).ledgerIntact,
+    ).toBe(true);
     const job = newJob();
-    const r = await job.run('run', 'main', {
-      inputs: {
-        run: 'sed -i \'s/"commandSha256":"[0-9a-f]*"/"commandSha256":"0"/\' "$RUNNER_TEMP/cordon/ledger.jsonl"',
-      },
-    });
+    const r = await job.run('run', 'main', { inputs: { run: alter, user: 'runner' } });
     expect(r.code).not.toBe(0);
     expect(r.commands.find((c) => c.command === 'error')?.message).toContain(
       'the run ledger was altered while the command ran',

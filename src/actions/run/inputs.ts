@@ -11,6 +11,9 @@ export type LeakScanMode = (typeof LEAK_SCAN_MODES)[number];
 export const HOME_MODES = ['fresh', 'keep'] as const;
 export type HomeMode = (typeof HOME_MODES)[number];
 
+export const USER_MODES = ['auto', 'agent', 'runner'] as const;
+export type UserMode = (typeof USER_MODES)[number];
+
 export interface RunInputs extends SecretSourceInputs {
   run: string;
   shell: string;
@@ -23,6 +26,11 @@ export interface RunInputs extends SecretSourceInputs {
   leakScan: LeakScanMode;
   /** `fresh`: a new HOME, credential-file variables dropped, the checkout token withheld. */
   home: HomeMode;
+  /**
+   * `agent`: a Unix user made for this step runs the command; `runner`: the runner user;
+   * `auto`: agent wherever root or passwordless sudo is there, else runner (said so).
+   */
+  user: UserMode;
   aws?: AwsSessionInputs;
   /** `credentials` and `refresh-before-seconds`: static keys or the credential broker. */
   broker?: RunBrokerInputs;
@@ -57,6 +65,7 @@ export function parseRunInputs(env: Env): RunInputs {
     scrubOutput: i.boolean('scrub-output', true),
     leakScan: i.enumeration('leak-scan', LEAK_SCAN_MODES, 'fail'),
     home: i.enumeration('home', HOME_MODES, 'fresh'),
+    user: i.enumeration('user', USER_MODES, 'auto'),
     aws,
     broker: parseRunBrokerInputs(i, aws),
   };

@@ -14,29 +14,30 @@ import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
 import { mintAwsCredentials } from './aws-credentials.js';
-import { buildCommandEnv, commandDigest, prepareShell, type ShellCommand } from './env.js';
-import {
-  RefreshingScrubber,
-  startRunBroker,
-  stopRunBroker,
-  withBrokerEnv,
-  type RunBroker,
-} from './broker.js';
+import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
+import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
 import { gitHead, scanWorkspace, type Leak } from './leaks.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
-import {
-  CREDENTIAL_FILE_VARIABLES,
-  gitIdentity,
-  makeFreshHome,
-  withholdCheckoutToken,
-  type CheckoutToken,
-  type FreshHome,
-} from './home.js';
+import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
 import { checkRunWindow } from '../../ledger/verify.js';
+import type { Executed, Prepared } from './stages.js';
+import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
+import type { AgentEnd } from './agent-protocol.js';
+import {
+  agentUser,
+  anyTampering,
+  chooseUser,
+  endIdentity,
+  handedBack,
+  reportIdentity,
+  runUser,
+  startIdentity,
+} from './identity.js';
+import type { FileCommandsTampered } from '../../ledger/events.js';
 
 export interface RunDeps {
   env: Env;
@@ -78,34 +79,6 @@ function workingDirectory(inputs: RunInputs, workspace: string): string {
   return cwd;
 }
 
-/** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
-interface Prepared {
-  workspace: string;
-  cwd: string;
-  broker: RunBroker | undefined;
-  commandEnv: Record<string, string>;
-  shell: ShellCommand;
-  home: FreshHome | undefined;
-  checkoutToken: CheckoutToken | undefined;
-  containment: Containment;
-  ledger: Ledger;
-  /** The hash of every ledger line up to `run.started`, held while the command runs. */
-  held: string[];
-  headBefore: string | undefined;
-}
-
-/** What `execute` saw of the command. */
-interface Executed {
-  exit: CommandExit;
-  startedAt: number;
-  durationMs: number;
-  timedOut: boolean;
-  processesKilled: number;
-  end: CommandEnd;
-  bytesScrubbed: number;
-  checkoutTokenRestored: boolean | undefined;
-}
-
 export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
   const ready = await prepare(inputs, deps);
   const ran = await execute(inputs, deps, ready);
@@ -121,6 +94,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
   const cwd = workingDirectory(inputs, workspace);
+  const user = chooseUser(inputs.user);
 
   // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
   const broker = await startRunBroker(inputs, deps);
@@ -181,42 +155,77 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
     credentials: credentialsGiven.length ? credentialsGiven : undefined,
     home: inputs.home,
   };
-  const containment = createCgroup({
-    daemonSocket: join(stateDir(fenceId(runner.tempDir)), CGROUP_SOCKET),
-  });
-  started.containment = containment.kind;
-  if (containment.daemon) started.containmentBy = 'egress daemon';
-  if (containment.reason) started.containmentReason = containment.reason;
-  // The checkout token actions/checkout left in .git/config: out of the file while the command runs.
+  // The checkout token actions/checkout left in .git/config: out of the file while the command runs
+  // (before the workspace is lent: run cannot write it through the agent's mapping).
   const checkoutToken = home ? withholdCheckoutToken(workspace) : undefined;
   if (checkoutToken) {
     for (const v of checkoutToken.secrets) registry.register(v, { name: 'checkout token (.git/config)' });
     withheld.push(...checkoutToken.entries.map((e) => `.git/config:${e.key}`));
   }
-  if (withheld.length) started.withheld = withheld;
-  // The command runs as the same user and can write the ledger: the line written here is
-  // checked, with the chain up to it, once the command's processes are gone.
-  // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
-  const { hashes: held } = ledger.appendWithSnapshot('run.started', started);
-  if (containment.reason)
-    runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
-  if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
-  runner.info(
-    `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
-  );
-  return {
-    workspace,
-    cwd,
-    broker,
-    commandEnv,
+  // The agent's own user: the launcher makes it, lends it the workspace and makes the
+  // cgroup now, so run.started can name it; the command starts once that line is written.
+  const { agent, outputFile } = await startIdentity(user, {
     shell,
+    env: commandEnv,
+    cwd,
+    workspace,
     home,
-    checkoutToken,
-    containment,
-    ledger,
-    held,
-    headBefore,
-  };
+    broker,
+    dir: join(runner.tempDir, 'cordon', 'run'),
+  });
+  try {
+    return recordStart();
+  } catch (e) {
+    // The command never starts: the launcher removes the user and gives the workspace back.
+    await agent?.abort();
+    throw e;
+  }
+
+  function recordStart(): Prepared {
+    started.user = { ...runUser(user), ...(agent && agentUser(agent.ready)) };
+    if (agent?.ready.fallbackReason)
+      runner.info(`run: the workspace is lent by chown -R: ${agent.ready.fallbackReason}`);
+    const containment: Containment = agent
+      ? { kind: agent.ready.containment, reason: agent.ready.containmentReason }
+      : createCgroup({ daemonSocket: join(stateDir(fenceId(runner.tempDir)), CGROUP_SOCKET) });
+    started.containment = containment.kind;
+    if (containment.daemon) started.containmentBy = 'egress daemon';
+    if (containment.reason) started.containmentReason = containment.reason;
+    if (withheld.length) started.withheld = withheld;
+    // The command runs as the same user and can write the ledger: the line written here is
+    // checked, with the chain up to it, once the command's processes are gone.
+    // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
+    const { hashes: held } = ledger.appendWithSnapshot('run.started', started);
+    if (containment.reason)
+      runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
+    if (user.fallback)
+      runner.warning(
+        `run: the command runs as the runner user, because ${user.reason}: it can write what later steps run and read its parent's environment (set user: agent to require its own user)`,
+      );
+    if (agent)
+      runner.info(
+        `run: the command runs as ${agent.ready.user} (uid ${agent.ready.uid}), a user made for this step`,
+      );
+    if (withheld.length) runner.info(`run: withheld from the command: ${withheld.join(', ')}`);
+    runner.info(
+      `run: starting the command with ${fetched.length} secret(s)${credentialsGiven.length ? ` and ${credentialsGiven.join(', ')}` : ''}; removed from its environment: ${removed.join(', ') || 'nothing'}`,
+    );
+    return {
+      workspace,
+      cwd,
+      broker,
+      commandEnv,
+      shell,
+      home,
+      checkoutToken,
+      containment,
+      ledger,
+      held,
+      headBefore,
+      agent,
+      outputFile,
+    };
+  }
 }
 
 /**
@@ -225,7 +234,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
  */
 async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promise<Executed> {
   const { runner, registry } = deps;
-  const { broker, shell, commandEnv, cwd, containment, home, checkoutToken } = ready;
+  const { broker, shell, commandEnv, cwd, containment, home, checkoutToken, agent, outputFile } = ready;
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
   const startedAt = Date.now();
@@ -234,6 +243,12 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   let processesKilled = 0;
   let end: CommandEnd = { alive: 0, left: 0 };
   let checkoutTokenRestored: boolean | undefined;
+  let tampered: FileCommandsTampered | undefined;
+  let agentEnd: AgentEnd | undefined;
+  let outputs: Record<string, string> = {};
+  let outputError: string | undefined;
+  // The step's file commands as they are now: put back after the command, whoever it runs as.
+  const fileCommands = snapshotFileCommands(deps.env);
   const matcher = registry.size ? registry.matcher() : undefined;
   const scrubbers =
     inputs.scrubOutput && matcher
@@ -244,7 +259,9 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   // run.started is in the egress daemon's copy of the ledger before the command can write.
   await flushLedgerCopy();
   try {
-    const proc = await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
+    const proc = agent
+      ? await agent.start()
+      : await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
     // The egress daemon labels refused names and destinations "under run's command" from this
     // pid (a hint, not proof: the agent can rewrite the file).
     mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
@@ -266,11 +283,12 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     if (timer) clearTimeout(timer);
     if (killTimer) clearTimeout(killTimer);
     // Nothing the command started outlives its step: its cgroup (or group) is killed and removed.
-    end = proc.finish();
+    end = await proc.finish();
     // The daemon's cgroup directory is root's: the daemon removes it once it is empty.
     if (containment.daemon && containment.path && !end.cgroupRemoved)
       end.cgroupRemoved = await removeDaemonCgroup(containment);
-    processesKilled += end.alive;
+    // Through the launcher, a signal's count comes back as a message.
+    processesKilled += end.alive + (agent?.signalled ?? 0);
     let drainTimer: NodeJS.Timeout | undefined;
     const late = await Promise.race([
       drained.then(() => false),
@@ -283,7 +301,12 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
       proc.stderr.destroy();
       runner.warning('run: a process the command started left its process group and kept the output open');
     }
+    ({ agentEnd, outputs, outputError } = await handedBack(agent, outputFile));
   } finally {
+    tampered = anyTampering(restoreFileCommands(fileCommands));
+    // Started but failed before the command ran: the launcher undoes the user and the loan.
+    if (agent && !agentEnd) agentEnd = await agent.abort();
+    outputFile?.remove();
     rmSync(shell.scriptPath, { force: true });
     home?.remove();
     if (checkoutToken) checkoutTokenRestored = checkoutToken.restore();
@@ -301,6 +324,10 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     end,
     bytesScrubbed,
     checkoutTokenRestored,
+    tampered,
+    agentEnd,
+    outputs,
+    outputError,
   };
 }
 
@@ -320,6 +347,8 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     end,
     bytesScrubbed,
     checkoutTokenRestored,
+    tampered,
+    agentEnd,
   } = ran;
   let leaks: Leak[] = [];
   if (inputs.leakScan !== 'off' && registry.size) {
@@ -350,6 +379,18 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     containmentReason: containment.reason,
     ledgerIntact,
     checkoutTokenRestored,
+    fileCommandsTampered: tampered,
+    agentUser:
+      agentEnd && ready.agent
+        ? {
+            name: ready.agent.ready.user,
+            removed: agentEnd.userRemoved,
+            lendMs: agentEnd.lendMs,
+            handBackMs: agentEnd.handBackMs,
+            problems: agentEnd.problems.length ? agentEnd.problems : undefined,
+          }
+        : undefined,
+    outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
   };
   ledger.append('run.finished', finished);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
@@ -368,10 +409,19 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     });
   }
 
+  reportIdentity({ tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
   if (checkoutToken && !checkoutTokenRestored)
     runner.warning(
       'run: the checkout token could not be put back into .git/config (the command removed the file)',
     );
+  endIdentity({
+    agentEnd,
+    user: ready.agent?.ready.user,
+    outputs: ran.outputs,
+    outputError: ran.outputError,
+    registry,
+    runner,
+  });
   if (!ledgerIntact) {
     throw new CordonError({
       what: 'run: the run ledger was altered while the command ran',

@@ -7,7 +7,7 @@
  * interface the rest of `run` uses.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
@@ -20,6 +20,11 @@ export interface LaunchOptions {
   cwd: string;
   /** Where the command runs (default: a process group of its own). */
   containment?: Containment;
+  /**
+   * Root only: the user the command runs as (its groups cleared). Its shell holds itself
+   * until root has moved it into the cgroup, since the user cannot write cgroup.procs.
+   */
+  user?: { uid: number; gid: number };
 }
 
 export interface CommandEnd {
@@ -45,7 +50,7 @@ export interface CommandProcess {
   /** Signals every process left in the command's group (or cgroup); returns how many there were. */
   kill(signal: NodeJS.Signals): number;
   /** After the command exited: kills all it left behind, removes the cgroup, counts them. */
-  finish(): CommandEnd;
+  finish(): CommandEnd | Promise<CommandEnd>;
 }
 
 /** Pids whose process group is `pgid`, read from /proc (Linux). */
@@ -82,16 +87,18 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
       // In a cgroup, a shell joins it first and then becomes the command (same pid), so
       // nothing the command starts is ever outside. Through the daemon, the shell stops
       // itself until the daemon has moved it in.
-      const argv = cg
-        ? ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" || exit 125; exec "$@"', cg, ...opts.argv]
-        : viaDaemon
-          ? ['/bin/sh', '-c', 'kill -STOP $$; exec "$@"', 'sh', ...opts.argv]
+      const held = viaDaemon || (cg && opts.user);
+      const argv = held
+        ? ['/bin/sh', '-c', 'kill -STOP $$; exec "$@"', 'sh', ...opts.argv]
+        : cg
+          ? ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" || exit 125; exec "$@"', cg, ...opts.argv]
           : opts.argv;
       child = spawn(argv[0], argv.slice(1), {
         env: opts.env,
         cwd: opts.cwd,
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
+        ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
       });
     } catch (e) {
       reject(e);
@@ -103,6 +110,25 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
     child.once('error', reject);
     child.once('spawn', () => {
       const pid = child.pid as number;
+      if (cg && opts.user) {
+        const path = cg;
+        waitStopped(pid).then(
+          () => {
+            writeFileSync(join(path, 'cgroup.procs'), `${pid}\n`);
+            process.kill(pid, 'SIGCONT');
+            ready();
+          },
+          (e: unknown) => {
+            try {
+              process.kill(-pid, 'SIGKILL');
+            } catch {
+              // Gone.
+            }
+            reject(e);
+          },
+        );
+        return;
+      }
       if (!viaDaemon || !opts.containment) return void ready();
       const containment = opts.containment;
       joinDaemonCgroup(pid, viaDaemon.socket).then(
@@ -167,12 +193,17 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
 
 /** Waits (bounded) until the held shell has stopped itself, then asks the daemon to move it in. */
 async function joinDaemonCgroup(pid: number, socket: string): Promise<CgroupSession> {
+  await waitStopped(pid);
+  return joinCgroup(socket, pid);
+}
+
+/** Waits (bounded: 3 s) until the held shell has stopped itself. */
+async function waitStopped(pid: number): Promise<void> {
   const deadline = Date.now() + 3000;
   for (;;) {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'T') break;
+    if (stat.slice(stat.lastIndexOf(')') + 2)[0] === 'T') return;
     if (Date.now() > deadline) throw new Error(`the command's shell (pid ${pid}) did not stop within 3 s`);
     await new Promise((r) => setTimeout(r, 2));
   }
-  return joinCgroup(socket, pid);
 }

@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  AGENT_UID_MAX,
+  AGENT_UID_MIN,
   asAgentArgv,
   createAgentUser,
   identityAvailable,
@@ -48,8 +50,9 @@ test('identityAvailable says root when running as root', () => {
 
 test('the agent user is named for Cordon, locked, in no group but its own, with a HOME it alone owns', () => {
   expect(user.name).toMatch(/^cordon-agent-[0-9a-f]{6}$/);
-  expect(user.uid).toBeGreaterThan(0);
-  expect(user.uid).toBeLessThan(1000);
+  // The agents' range, by which the fence tells an agent's sockets from the runner's.
+  expect(user.uid).toBeGreaterThanOrEqual(AGENT_UID_MIN);
+  expect(user.uid).toBeLessThanOrEqual(AGENT_UID_MAX);
   const shadow = readFileSync('/etc/shadow', 'utf8')
     .split('\n')
     .find((l) => l.startsWith(`${user.name}:`));

@@ -1,0 +1,49 @@
+/** What `run`'s three stages hand each other. */
+import type { FileCommandsTampered } from '../../ledger/events.js';
+import type { Ledger } from '../../ledger/ledger.js';
+import type { AgentEnd } from './agent-protocol.js';
+import type { AgentSession } from './agent-session.js';
+import type { RunBroker } from './broker.js';
+import type { Containment } from './cgroup.js';
+import type { ShellCommand } from './env.js';
+import type { CheckoutToken, FreshHome } from './home.js';
+import type { OutputFile } from './identity.js';
+import type { CommandEnd, CommandExit } from './spawn.js';
+
+/** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
+export interface Prepared {
+  workspace: string;
+  cwd: string;
+  broker: RunBroker | undefined;
+  commandEnv: Record<string, string>;
+  shell: ShellCommand;
+  home: FreshHome | undefined;
+  checkoutToken: CheckoutToken | undefined;
+  containment: Containment;
+  ledger: Ledger;
+  /** The hash of every ledger line up to `run.started`, held while the command runs. */
+  held: string[];
+  headBefore: string | undefined;
+  /** With `user: agent`: the launcher, the user made, the workspace lent. */
+  agent: AgentSession | undefined;
+  /** As the runner user: run's own hand-back file. */
+  outputFile: OutputFile | undefined;
+}
+
+/** What `execute` saw of the command. */
+export interface Executed {
+  exit: CommandExit;
+  startedAt: number;
+  durationMs: number;
+  timedOut: boolean;
+  processesKilled: number;
+  end: CommandEnd;
+  bytesScrubbed: number;
+  checkoutTokenRestored: boolean | undefined;
+  /** What the command wrote into the step's file commands (put back). */
+  tampered: FileCommandsTampered | undefined;
+  agentEnd: AgentEnd | undefined;
+  /** What the command handed back through `$CORDON_OUTPUT`. */
+  outputs: Record<string, string>;
+  outputError: string | undefined;
+}

@@ -1,0 +1,48 @@
+/**
+ * The runner's situation, made by a test: a non-root "runner" user with passwordless sudo
+ * (a useradd and a sudoers drop-in, as GitHub-hosted runners have), or one without sudo.
+ * Removed by the name made, however the test ends; `wrap` runs a bundled action as it.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** A prefix for Job.run's `wrap`: hands `root` to the user, then runs node as it. */
+  wrap(root: string): string[];
+  remove(): void;
+}
+
+export const canMakeUsers = (): boolean =>
+  process.getuid?.() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/runuser');
+
+export function makeTestUser(prefix: string, opts: { sudo: boolean }): TestUser {
+  const name = `${prefix}${process.pid % 100000}`;
+  const sudoers = `/etc/sudoers.d/cordon-test-${name}`;
+  // A user left by a killed earlier run of the same pid: removed first.
+  spawnSync('userdel', ['-r', name], { stdio: 'ignore' });
+  execFileSync('useradd', ['--create-home', '--shell', '/bin/bash', name], { stdio: 'ignore' });
+  if (opts.sudo) writeFileSync(sudoers, `${name} ALL=(ALL) NOPASSWD:ALL\n`, { mode: 0o440 });
+  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
+  return {
+    name,
+    uid,
+    gid,
+    wrap: (root) => [
+      process.execPath,
+      '-e',
+      `const cp = require('child_process');
+       cp.execFileSync('chown', ['-R', ${JSON.stringify(name)} + ':', ${JSON.stringify(root)}]);
+       const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(name)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+       process.exit(r.status ?? 1);`,
+    ],
+    remove() {
+      rmSync(sudoers, { force: true });
+      spawnSync('pkill', ['-KILL', '-u', String(uid)], { stdio: 'ignore' });
+      spawnSync('userdel', ['-r', name], { stdio: 'ignore' });
+    },
+  };
+}
