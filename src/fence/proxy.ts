@@ -213,12 +213,7 @@ export class DnsProxy {
       sock,
       port: rinfo.port,
       address: rinfo.address,
-      origId: q.id,
-      name: q.name,
-      qtype: q.qtype,
-      stats,
-      at: Date.now(),
-      key,
+      ...asked(q, stats, key),
     });
     msg.writeUInt16BE(id, 0);
     this.upstreamSocket.send(msg);
@@ -395,12 +390,7 @@ export class DnsProxy {
           reply: write,
           port: 0,
           address: '',
-          origId: q.id,
-          name: q.name,
-          qtype: q.qtype,
-          stats,
-          at: Date.now(),
-          key,
+          ...asked(q, stats, key),
         });
         msg.writeUInt16BE(id, 0);
         upstream ??= openUpstream();
@@ -417,4 +407,13 @@ export class DnsProxy {
     this.upstreamSocket?.close();
     for (const s of this.servers) s.close();
   }
+}
+
+/** What a forwarded query waits with, whichever way its answer goes back. */
+function asked(
+  q: { id: number; name: string; qtype: number },
+  stats: Pending['stats'],
+  key: Pending['key'],
+): Pick<Pending, 'origId' | 'name' | 'qtype' | 'stats' | 'at' | 'key'> {
+  return { origId: q.id, name: q.name, qtype: q.qtype, stats, at: Date.now(), key };
 }

@@ -23,13 +23,17 @@ export interface RunRecorded {
   oidc?: Record<string, unknown>;
 }
 
-export interface CredentialsIssued {
+/** An AWS role session: what `credentials.issued` and `credentials.refreshed` share. */
+export interface AwsSession {
   provider: 'aws';
   role: string;
   assumedRoleArn: string;
   sessionName: string;
   expiration: string;
   durationSeconds: number;
+}
+
+export interface CredentialsIssued extends AwsSession {
   account?: string;
   region?: string;
   export: string;
@@ -272,13 +276,7 @@ export interface BrokerStarted {
   stopsBy: string;
 }
 
-export interface CredentialsRefreshed {
-  provider: 'aws';
-  role: string;
-  assumedRoleArn: string;
-  sessionName: string;
-  expiration: string;
-  durationSeconds: number;
+export interface CredentialsRefreshed extends AwsSession {
   /** 1 for the first issuance, then counting. */
   issuance: number;
   reason: 'start' | 'expiring';

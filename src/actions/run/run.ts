@@ -338,21 +338,10 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
 function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Executed): RunResult {
   const { runner, registry } = deps;
   const { workspace, headBefore, ledger, held, containment, checkoutToken } = ready;
-  const {
-    exit,
-    startedAt,
-    durationMs,
-    timedOut,
-    processesKilled,
-    end,
-    bytesScrubbed,
-    checkoutTokenRestored,
-    tampered,
-    agentEnd,
-  } = ran;
+  const { exit, durationMs, timedOut, end, agentEnd } = ran;
   let leaks: Leak[] = [];
   if (inputs.leakScan !== 'off' && registry.size) {
-    const scan = scanWorkspace({ workspace, registry, since: startedAt - 2000, headBefore });
+    const scan = scanWorkspace({ workspace, registry, since: ran.startedAt - 2000, headBefore });
     // A file name can hold a value too: the path is scrubbed before it is shown or recorded.
     leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
     for (const s of scan.skipped) runner.warning(`run: the leak scan did not read ${registry.scrub(s)}`);
@@ -369,17 +358,17 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     exitCode: exit.code,
     signal: exit.signal ?? undefined,
     durationMs,
-    bytesScrubbed,
+    bytesScrubbed: ran.bytesScrubbed,
     timedOut: timedOut || undefined,
     leaks,
-    processesKilled,
+    processesKilled: ran.processesKilled,
     processesAlive: end.alive,
     processesLeft: end.left || undefined,
     containment: containment.kind,
     containmentReason: containment.reason,
     ledgerIntact,
-    checkoutTokenRestored,
-    fileCommandsTampered: tampered,
+    checkoutTokenRestored: ran.checkoutTokenRestored,
+    fileCommandsTampered: ran.tampered,
     agentUser:
       agentEnd && ready.agent
         ? {
@@ -395,10 +384,10 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
   ledger.append('run.finished', finished);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
   runner.setOutput('duration-ms', String(durationMs));
-  runner.setOutput('bytes-scrubbed', String(bytesScrubbed));
+  runner.setOutput('bytes-scrubbed', String(ran.bytesScrubbed));
   runner.setOutput('leaks', String(leaks.length));
   runner.info(
-    `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${bytesScrubbed} byte(s) of secrets scrubbed from its output; ${processesKilled} leftover process(es) killed`,
+    `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${ran.bytesScrubbed} byte(s) of secrets scrubbed from its output; ${ran.processesKilled} leftover process(es) killed`,
   );
   const report = inputs.leakScan === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);
   for (const l of leaks) {
@@ -409,8 +398,8 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     });
   }
 
-  reportIdentity({ tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
-  if (checkoutToken && !checkoutTokenRestored)
+  reportIdentity({ tampered: ran.tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
+  if (checkoutToken && !ran.checkoutTokenRestored)
     runner.warning(
       'run: the checkout token could not be put back into .git/config (the command removed the file)',
     );
@@ -450,8 +439,8 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     signal: exit.signal,
     timedOut,
     durationMs,
-    bytesScrubbed,
+    bytesScrubbed: ran.bytesScrubbed,
     leaks,
-    processesKilled,
+    processesKilled: ran.processesKilled,
   };
 }

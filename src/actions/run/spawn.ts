@@ -110,23 +110,22 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
     child.once('error', reject);
     child.once('spawn', () => {
       const pid = child.pid as number;
+      // The held shell is killed, and never started, when it cannot be put in its cgroup.
+      const abandon = (e: unknown): void => {
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          // Gone.
+        }
+        reject(e);
+      };
       if (cg && opts.user) {
         const path = cg;
-        waitStopped(pid).then(
-          () => {
-            writeFileSync(join(path, 'cgroup.procs'), `${pid}\n`);
-            process.kill(pid, 'SIGCONT');
-            ready();
-          },
-          (e: unknown) => {
-            try {
-              process.kill(-pid, 'SIGKILL');
-            } catch {
-              // Gone.
-            }
-            reject(e);
-          },
-        );
+        waitStopped(pid).then(() => {
+          writeFileSync(join(path, 'cgroup.procs'), `${pid}\n`);
+          process.kill(pid, 'SIGCONT');
+          ready();
+        }, abandon);
         return;
       }
       if (!viaDaemon || !opts.containment) return void ready();
@@ -139,20 +138,14 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
           process.kill(pid, 'SIGCONT');
           ready();
         },
-        (e: unknown) => {
-          try {
-            process.kill(-pid, 'SIGKILL');
-          } catch {
-            // Gone.
-          }
-          reject(
+        (e: unknown) =>
+          abandon(
             new CordonError({
               what: 'run: the egress daemon could not put the command in a cgroup; it was not started',
               why: e instanceof Error ? e.message : String(e),
               fix: "check the daemon's log under /run/cordon, or run the step as root",
             }),
-          );
-        },
+          ),
       );
     });
     const ready = (): void => {
