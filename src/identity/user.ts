@@ -25,13 +25,21 @@ const AGENT_NAME = /^cordon-agent-[0-9a-f]{6}$/;
 export const AGENT_UID_MIN = 61000;
 export const AGENT_UID_MAX = 61183;
 
-/** The first uid of the agents' range that no user or group holds. */
+/** What the root side's commands get for PATH: system directories only. */
+export const SAFE_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * A uid of the agents' range that no user or group holds, picked at random: a file an
+ * earlier agent left in /tmp then rarely belongs to the next one.
+ */
 export function freeAgentUid(passwd = '/etc/passwd', group = '/etc/group'): number {
   const taken = new Set<number>();
   for (const file of [passwd, group]) {
     for (const line of readFileSync(file, 'utf8').split('\n')) taken.add(Number(line.split(':')[2]));
   }
-  for (let id = AGENT_UID_MIN; id <= AGENT_UID_MAX; id++) if (!taken.has(id)) return id;
+  const free: number[] = [];
+  for (let id = AGENT_UID_MIN; id <= AGENT_UID_MAX; id++) if (!taken.has(id)) free.push(id);
+  if (free.length) return free[randomBytes(2).readUInt16BE(0) % free.length];
   throw new CordonError({
     what: `identity: every uid from ${AGENT_UID_MIN} to ${AGENT_UID_MAX} is taken`,
     why: 'agents are given uids from this range only, so the fence can tell them apart',
@@ -67,6 +75,9 @@ export function privilegedExec(mode: 'root' | 'sudo', timeoutMs = 30_000): Privi
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: timeoutMs,
+      // Never the caller's environment: `kill -1` below runs as the agent's uid, where the
+      // agent could read it, and the runner's tokens and inputs must not be in it.
+      env: { PATH: SAFE_PATH, LC_ALL: 'C' },
     });
   };
 }
@@ -97,6 +108,9 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
   // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
   // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
   const id = String(freeAgentUid());
+  // Its group has the same number, in the agents' range: never a gid a later groupadd
+  // (docker's, say) could be handed while a file of the agent's still carries it.
+  run(exec, 'groupadd', ['--system', '--gid', id, name], name);
   run(
     exec,
     'useradd',
@@ -104,7 +118,8 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
       '--system',
       '--uid',
       id,
-      '--user-group',
+      '--gid',
+      id,
       '--no-create-home',
       '--home-dir',
       home,
@@ -219,6 +234,9 @@ export function sweepAndRemove(
     // A zombie holds no resources but makes userdel refuse; --force skips only that check.
     run(exec, 'userdel', left.length ? ['--force', name] : [name], name);
   }
+  // userdel takes the group along only where USERGROUPS_ENAB says so.
+  if (readFileSync('/etc/group', 'utf8').split('\n').some((l) => l.startsWith(`${name}:`)))
+    run(exec, 'groupdel', [name], name);
   if (exists(home)) {
     if (lstatSync(dirname(home)).uid !== 0) {
       throw new CordonError({

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
 import { alive } from '../harness/proc.js';
+import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
 import { canMakeUsers, makeTestUser, type TestUser } from '../harness/users.js';
 
 const usable = canMakeUsers() && existsSetpriv();
@@ -69,6 +70,7 @@ echo "run pid $runpid"
 try proc-maps sh -c "test -n \"$runpid\" && cat /proc/$runpid/maps"
 [ -n "$NO_KILL" ] || try kill-run kill -9 "$runpid"
 # Work in the workspace as if it owned it.
+cp /bin/true suid-tool && chmod 6755 suid-tool && echo "suid made"
 echo agent-wrote > made-by-agent.txt && mkdir -p agent-dir/deep && echo x > agent-dir/deep/f && echo "workspace ok"
 echo "edited" >> tracked.txt && echo "edit ok"
 # Hand results back the one way there is.
@@ -153,6 +155,10 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
     expect(runStep.stdout).toContain('docker-group held');
   });
 
+  test('the attacks found their targets (run\'s pid among them), so "held" means held', () => {
+    expect(runStep.stdout).toMatch(/^run pid \d+$/m);
+  });
+
   test.each([
     'github-env',
     'github-env-bash',
@@ -194,6 +200,10 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
       );
     expect(new Set(owners(job.workspace))).toEqual(new Set([runnerUser.uid]));
     expect(statSync(join(job.workspace, 'agent-dir', 'deep', 'f')).uid).toBe(runnerUser.uid);
+    // A set-uid file the agent made through the mount would be the runner's: its bits are cleared.
+    expect(runStep.stdout).toContain('suid made');
+    expect(statSync(join(job.workspace, 'suid-tool')).mode & 0o6000).toBe(0);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(job.workspace);
     const st = spawnSync(
       'runuser',
       ['-u', runnerUser.name, '--', 'git', '-C', job.workspace, 'status', '--porcelain'],
@@ -225,6 +235,42 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
       .find((l) => l.includes('Unix user') && l.includes(agent?.[1] ?? '?'));
     expect(row).toContain(`uid ${agent?.[2]}, made for this step (via sudo), removed at its end`);
   });
+
+  test('a signal to the launcher mid-command still ends it all: processes, mount, user', async () => {
+    const launcher = new RegExp(
+      `^${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*dist/run/agent\\.js`,
+    );
+    const pending = job.run('run', 'main', {
+      inputs: { run: 'echo waiting; sleep 30' },
+      wrap: runnerUser.wrap(job.root),
+      timeoutMs: 60000,
+    });
+    let pid = 0;
+    for (let i = 0; i < 200 && !pid; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const found = spawnSync('pgrep', ['-f', launcher.source], { encoding: 'utf8' }).stdout.trim();
+      const users = readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('cordon-agent-'));
+      if (found && users.length && readFileSync('/proc/mounts', 'utf8').includes(job.workspace))
+        pid = Number(found.split('\n')[0]);
+    }
+    expect(pid).toBeGreaterThan(1);
+    process.kill(pid, 'SIGTERM');
+    const r = await pending;
+    expect(r.code).not.toBe(0);
+    expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(/^cordon-agent-/m);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(job.workspace);
+    // Zombies hold nothing (this machine's pid 1 does not reap them): live processes only.
+    const live = spawnSync('ps', ['-eo', 'uid=,stat='], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter(
+        ([uid, stat]) =>
+          Number(uid) >= AGENT_UID_MIN && Number(uid) <= AGENT_UID_MAX && !stat?.startsWith('Z'),
+      );
+    expect(live).toEqual([]);
+  }, 60000);
 
   test('the control: the same command as the runner user (user: runner) wins each of these; run puts the file commands back', async () => {
     const r = await job.run('run', 'main', {

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { SAFE_PATH } from '../../identity/user.js';
 import { CordonError } from '../../platform/errors.js';
 import {
   encodeMessage,
@@ -164,7 +165,13 @@ export async function prepareAgent(config: AgentLaunchConfig, deps: AgentLaunchD
     });
     const argv =
       deps.via === 'root' ? [node, program, socketPath] : ['sudo', '-n', '--', node, program, socketPath];
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A group of its own (a signal to run's group does not reach it), and no environment of
+    // run's: the launcher is root and starts processes as the agent's uid.
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      env: { PATH: SAFE_PATH, LC_ALL: 'C' },
+    });
     const conn = await new Promise<net.Socket>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(failed(`the launcher did not connect within ${timeoutMs} ms`)),

@@ -6,12 +6,19 @@
  * the uid, reads the agent's hand-back file, gives the workspace back to the runner user
  * and removes the user. If `run` goes away first, all of it happens all the same.
  */
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { chmodSync, chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import { readAgentOutput } from '../../identity/output.js';
-import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from '../../identity/user.js';
+import {
+  createAgentUser,
+  privilegedExec,
+  SAFE_PATH,
+  sweepAndRemove,
+  type AgentUser,
+} from '../../identity/user.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
 import { createCgroup } from './cgroup.js';
 import { launchCommand, type CommandProcess } from './spawn.js';
@@ -43,6 +50,39 @@ function placeFiles(user: AgentUser, files: AgentLaunchConfig['files']): void {
     writeFileSync(path, substitute(f.content, user.home), { mode: f.mode, flag: 'wx' });
     chownSync(path, user.uid, user.gid);
   }
+}
+
+/**
+ * A file the agent made set-uid or set-gid through the mount is stored as the runner
+ * user's: the mount's nosuid holds only while it is up. Every such bit on a file whose
+ * inode changed since the loan is cleared (one walk of the tree; what did not change keeps
+ * its mode).
+ */
+function clearSetId(dir: string, since: number): string[] {
+  const r = spawnSync(
+    'find',
+    [
+      dir,
+      '-xdev',
+      '-type',
+      'f',
+      '-newerct',
+      `@${since}`,
+      '(',
+      '-perm',
+      '-4000',
+      '-o',
+      '-perm',
+      '-2000',
+      ')',
+      '-print0',
+    ],
+    { encoding: 'buffer', timeout: 60000, env: { PATH: SAFE_PATH } },
+  );
+  if (r.status !== 0) return [`set-uid files could not be looked for: ${r.stderr.toString().trim()}`];
+  const found = r.stdout.toString('utf8').split('\0').filter(Boolean);
+  for (const f of found) chmodSync(f, lstatSync(f).mode & 0o1777);
+  return found.length ? [`set-uid/set-gid bits cleared on ${found.length} file(s) the agent made`] : [];
 }
 
 /**
@@ -83,6 +123,8 @@ function main(socketPath: string): void {
   let closeAncestors: (() => string[]) | undefined;
   let proc: CommandProcess | undefined;
   let lendMs = 0;
+  let lentAt = 0;
+  let workspace = '';
   let finishing: Promise<void> | undefined;
 
   // Kills what is left, reads the hand-back file, gives the workspace back, removes the
@@ -111,6 +153,7 @@ function main(socketPath: string): void {
       if (loan) {
         try {
           loan.giveBack();
+          problems.push(...clearSetId(workspace, lentAt));
         } catch (e) {
           problems.push(describeError(e));
         }
@@ -140,6 +183,9 @@ function main(socketPath: string): void {
     user = u;
     placeFiles(u, config.files);
     const t = Date.now();
+    workspace = config.workspace;
+    // Seconds, rounded down: find compares ctimes with it (a second early is harmless).
+    lentAt = Math.floor(t / 1000);
     closeAncestors = openAncestors(config.workspace);
     const lent = lendWorkspace({
       exec,
@@ -217,10 +263,11 @@ function main(socketPath: string): void {
       (reason) => send(c, { op: 'error', what: 'an unreadable message from run', why: reason }),
     ),
   );
-  // run went away (killed, or its step cancelled): nothing of the agent's outlives it.
-  c.on('close', () => {
-    void finish().then(() => process.exit(0));
-  });
+  // run went away (killed, or its step cancelled), or this process is told to end (sudo
+  // relays the signals it gets): nothing of the agent's outlives it either way.
+  const end = (): void => void finish().then(() => process.exit(0));
+  c.on('close', end);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, end);
 }
 
 if (process.getuid?.() !== 0) {

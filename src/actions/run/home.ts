@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
@@ -204,6 +204,7 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
     }
   }
   if (!found.length) return undefined;
+  const owner = lstatSync(file);
   for (const e of found) gitFile(file, ['--unset-all', e.key]);
   let restored: boolean | undefined;
   // Put back when run exits, also when it fails before the command ends.
@@ -219,7 +220,15 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
       if (restored !== undefined) return restored;
       restored = false;
       process.removeListener('exit', onExit);
-      if (!existsSync(file)) return false;
+      // Only into the regular file it came from, owned as it was: git follows a link the
+      // command planted, and would write the token wherever it points.
+      let now: Stats;
+      try {
+        now = lstatSync(file);
+      } catch {
+        return false;
+      }
+      if (!now.isFile() || now.uid !== owner.uid || (now.mode & ~owner.mode & 0o022) !== 0) return false;
       for (const e of found) {
         try {
           gitFile(file, ['--unset-all', e.key]);

@@ -121,11 +121,13 @@ export function launchCommand(opts: LaunchOptions): Promise<CommandProcess> {
       };
       if (cg && opts.user) {
         const path = cg;
-        waitStopped(pid).then(() => {
-          writeFileSync(join(path, 'cgroup.procs'), `${pid}\n`);
-          process.kill(pid, 'SIGCONT');
-          ready();
-        }, abandon);
+        waitStopped(pid)
+          .then(() => {
+            writeFileSync(join(path, 'cgroup.procs'), `${pid}\n`);
+            process.kill(pid, 'SIGCONT');
+            ready();
+          })
+          .catch(abandon);
         return;
       }
       if (!viaDaemon || !opts.containment) return void ready();
