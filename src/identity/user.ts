@@ -235,7 +235,11 @@ export function sweepAndRemove(
     run(exec, 'userdel', left.length ? ['--force', name] : [name], name);
   }
   // userdel takes the group along only where USERGROUPS_ENAB says so.
-  if (readFileSync('/etc/group', 'utf8').split('\n').some((l) => l.startsWith(`${name}:`)))
+  if (
+    readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .some((l) => l.startsWith(`${name}:`))
+  )
     run(exec, 'groupdel', [name], name);
   if (exists(home)) {
     if (lstatSync(dirname(home)).uid !== 0) {
