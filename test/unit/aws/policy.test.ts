@@ -105,7 +105,7 @@ describe('allow shorthand refuses characters outside printable ASCII', () => {
   const allowFrom = (value: string) =>
     parseAllowLines(new Inputs('aws', { INPUT_ALLOW: value }).lines('allow'));
 
-  test('a U+FEFF inside a resource is an error, not a split into "*" and the rest', () => {
+  test('a U+FEFF inside a resource is an error, not a split into two resources', () => {
     const e = errorOf(() =>
       allowFrom('s3:GetObject arn:aws:s3:::b/*\ns3:PutObject arn:aws:s3:::agent-scratch/\uFEFF*'),
     );
