@@ -4,6 +4,7 @@
  * what the role allows, so Cordon validates it before any call: a typo that STS would
  * reject, or silently accept and match nothing, fails the step with the line at fault.
  */
+import { requireAsciiLine, showInvisible } from '../platform/ascii.js';
 import { CordonError } from '../platform/errors.js';
 
 export interface PolicyStatement {
@@ -55,8 +56,9 @@ export const MAX_POLICY_CHARS = 2048;
 export const MAX_MANAGED_POLICIES = 10;
 
 const ACTION_RE = /^(\*|[a-z0-9-]+:[A-Za-z0-9*?]+)$/;
+// Printable ASCII only (`[!-~]`, not `\S`): an invisible U+FEFF inside an ARN is refused, not kept.
 const RESOURCE_RE =
-  /^(\*|arn:(\*|aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):[^:\s]*:[^:\s]*:[^:\s]*:\S+)$/;
+  /^(\*|arn:(\*|aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):[!-9;-~]*:[!-9;-~]*:[!-9;-~]*:[!-~]+)$/;
 const MANAGED_ARN_RE =
   /^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-b|aws-iso-e|aws-iso-f|aws-eusc):iam::(\d{12}|aws):policy\/([\w+=,.@/-]+)$/;
 const STATEMENT_KEYS = new Set([
@@ -115,8 +117,8 @@ function checkResources(action: string, input: string, where: string, values: un
       fail(
         action,
         input,
-        `${where} has resource ${JSON.stringify(v)}`,
-        'a resource is an ARN ("arn:partition:service:region:account:resource") or "*"',
+        `${where} has resource ${JSON.stringify(typeof v === 'string' ? showInvisible(v) : v)}`,
+        'a resource is an ARN ("arn:partition:service:region:account:resource", printable ASCII) or "*"',
         'write it like "arn:aws:s3:::my-bucket/*"',
       );
     }
@@ -289,7 +291,7 @@ export function parseInlinePolicy(
 /**
  * Parses `allow` shorthand lines into Allow statements. Each line is
  * `<actions> <resources>`: actions separated by commas, then one or more resource ARNs (or
- * `*`) separated by spaces, e.g. `s3:GetObject,s3:PutObject arn:aws:s3:::my-bucket/*`.
+ * `*`) separated by spaces or tabs (nothing else: a line is printable ASCII), e.g. `s3:GetObject,s3:PutObject arn:aws:s3:::my-bucket/*`.
  * Lines with the same resources are merged. Errors name the line number.
  */
 export function parseAllowLines(
@@ -300,8 +302,11 @@ export function parseAllowLines(
   const input = opts.input ?? DEFAULT_POLICY_INPUTS.allow;
   const byResources = new Map<string, { actions: Set<string>; resources: string[] }>();
   for (const { line, text } of lines) {
+    // Before the split: `\s` would also split at U+00A0 or U+FEFF, turning
+    // `bucket/<U+FEFF>*` into the two resources `bucket/` and `*`.
+    requireAsciiLine(text, { action, input, line, quote: true });
     const where = `line ${line} ("${text.length > 60 ? text.slice(0, 57) + '...' : text}")`;
-    const parts = text.split(/\s+/);
+    const parts = text.split(/[ \t]+/);
     if (parts.length < 2) {
       fail(
         action,

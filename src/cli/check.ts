@@ -1,13 +1,15 @@
 /**
  * `cordon check <workflow.yml>`: validates every Cordon step's inputs offline with the same
  * parsers the actions run, and reports each problem with file:line. Inputs whose value is
- * an expression (`${{ ... }}`) are only known at run time and are not judged.
+ * an expression (`${{ ... }}`) are only known at run time and are not judged. It reads
+ * regular files only, at most 1 MiB each (a FIFO or a link to /dev/zero is refused).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
 import { isCordonError } from '../platform/errors.js';
 import { inputVariable } from '../platform/inputs.js';
+import { MAX_WORKFLOW_BYTES, readRegularFile } from '../platform/regular-file.js';
 import type { Env } from '../platform/runner.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
 import { validators } from './validators.js';
@@ -191,9 +193,13 @@ export function runCheck(files: string[], out: (s: string) => void, err: (s: str
   for (const file of files) {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularFile(file, {
+        reader: 'cordon check',
+        maxBytes: MAX_WORKFLOW_BYTES,
+        expected: 'a workflow file, e.g. .github/workflows/ci.yml',
+      });
     } catch (e) {
-      err(`cordon check: cannot read ${file}: ${(e as Error).message}\n`);
+      err(`${(e as Error).message}\n`);
       return 2;
     }
     const { problems, steps } = checkWorkflowText(text, file);

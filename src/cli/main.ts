@@ -1,5 +1,5 @@
 /** The `cordon` command. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseLedgerText } from '../ledger/ledger.js';
 import {
   buildAttribution,
@@ -8,6 +8,7 @@ import {
   renderSummaryText,
 } from '../summary/render.js';
 import { verdictFor } from '../ledger/verify.js';
+import { readRegularFile } from '../platform/regular-file.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
 import { runPlan } from './plan.js';
@@ -19,7 +20,12 @@ commands:
   plan <workflow.yml>...                           print what the fence would do: nftables ruleset, session policy, token scope
   demo [--out DIR]                                 run a whole fenced agent job locally (default DIR: .cordon-demo)
   summary <ledger.jsonl> [--json|--text] [--html FILE]   render a run ledger as markdown (or JSON, or text)
+
+Files are read only when they are regular files: a workflow up to 1 MiB, a ledger up to 64 MiB.
 `;
+
+/** The ledger's own cap (the root side stops writing there), so any ledger Cordon wrote fits. */
+const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
 
 function summary(args: string[]): number {
   const file = args.find((a) => !a.startsWith('--'));
@@ -29,9 +35,13 @@ function summary(args: string[]): number {
   }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFile(file, {
+      reader: 'cordon summary',
+      maxBytes: MAX_LEDGER_BYTES,
+      expected: 'a run ledger (ledger.jsonl)',
+    });
   } catch (e) {
-    process.stderr.write(`cordon summary: cannot read ${file}: ${(e as Error).message}\n`);
+    process.stderr.write(`${(e as Error).message}\n`);
     return 1;
   }
   const lines = parseLedgerText(text);

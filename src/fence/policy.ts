@@ -3,6 +3,7 @@
  * and the presets that keep the runner itself working.
  */
 import { isIP } from 'node:net';
+import { requireAsciiLine } from '../platform/ascii.js';
 import { CordonError } from '../platform/errors.js';
 import { addressBytes, formatAddress } from './ip.js';
 
@@ -84,21 +85,32 @@ export function parseDomain(entry: string): DomainPattern {
 
 export function parseDomains(text: string): DomainPattern[] {
   const out = new Map<string, DomainPattern>();
-  for (const entry of splitEntries(text)) {
+  const fix =
+    'delete the character (retype a plain space if it separated two names); write an internationalised name in its ASCII form (`xn--...`)';
+  for (const entry of splitEntries(text, { input: 'allowed-domains', fix })) {
     const p = parseDomain(entry);
     out.set(`${p.wildcard ? '*.' : ''}${p.name}`, p);
   }
   return [...out.values()];
 }
 
-/** Newline or space separated, `#` comments to the end of a line. Commas also separate. */
-export function splitEntries(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.replace(/#.*$/, ''))
-    .join(' ')
-    .split(/[\s,]+/)
-    .filter((s) => s !== '');
+/**
+ * Newline, space, tab or comma separated, `#` comments to the end of a line. Outside
+ * comments a line is printable ASCII: `\s` would also split at U+00A0 or U+FEFF, making two
+ * entries of what reads as one.
+ */
+export function splitEntries(text: string, opts: { input: string; fix?: string }): string[] {
+  return text.split(/\r?\n/).flatMap((l, i) => {
+    const entries = l.replace(/#.*$/, '');
+    requireAsciiLine(entries.replace(/\r$/, ''), {
+      action: 'egress',
+      input: opts.input,
+      line: i + 1,
+      quote: true,
+      fix: opts.fix,
+    });
+    return entries.split(/[ \t\r,]+/).filter((s) => s !== '');
+  });
 }
 
 function ipError(entry: string, why: string, fix: string): never {
@@ -144,7 +156,7 @@ export function parseCidr(entry: string): Cidr {
 
 export function parseCidrs(text: string): Cidr[] {
   const seen = new Map<string, Cidr>();
-  for (const entry of splitEntries(text)) {
+  for (const entry of splitEntries(text, { input: 'allowed-ips' })) {
     const c = parseCidr(entry);
     seen.set(cidrText(c), c);
   }

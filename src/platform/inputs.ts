@@ -2,6 +2,7 @@
  * Typed, validated action inputs. Domain code receives the object its `inputs.ts`
  * builds from these getters and never reads the environment itself.
  */
+import { trimAscii } from './ascii.js';
 import { CordonError } from './errors.js';
 import type { Env } from './runner.js';
 
@@ -102,11 +103,15 @@ export class Inputs {
     return splitList(v, opts.separators);
   }
 
-  /** A list of `{ line, text }` so validators can say which line was wrong. */
+  /**
+   * A list of `{ line, text }` so validators can say which line was wrong. Lines are
+   * numbered as written and trimmed of ASCII whitespace only: an invisible Unicode space at
+   * either end stays, for the validator to refuse rather than for it to vanish unseen.
+   */
   lines(name: string): { line: number; text: string }[] {
-    return this.raw(name)
+    return (this.env[inputVariable(name)] ?? '')
       .split(/\r?\n/)
-      .map((text, i) => ({ line: i + 1, text: text.trim() }))
+      .map((text, i) => ({ line: i + 1, text: trimAscii(text) }))
       .filter((l) => l.text !== '' && !l.text.startsWith('#'));
   }
 

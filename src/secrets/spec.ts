@@ -3,6 +3,7 @@
  * names the command sees, validated here so a secret can never replace PATH, preload a
  * library or pose as a runner variable.
  */
+import { requireAsciiLine, trimAscii } from '../platform/ascii.js';
 import { CordonError } from '../platform/errors.js';
 
 export const SOURCES = ['aws-sm', 'ssm', 'json', 'env'] as const;
@@ -73,8 +74,8 @@ export function expandedName(prefix: string, key: string): string {
 }
 
 /**
- * Parses the `secrets` input. Lines are `TARGET=source:reference[#json.key]`, blank lines
- * and `#` comments are skipped; `notSecret` names targets (or expansion prefixes) whose
+ * Parses the `secrets` input. Lines are `TARGET=source:reference[#json.key]` in printable
+ * ASCII, blank lines and `#` comments are skipped; `notSecret` names targets (or expansion prefixes) whose
  * values are passed on unmasked.
  */
 export function parseSecretSpecs(
@@ -87,8 +88,11 @@ export function parseSecretSpecs(
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = i + 1;
-    const text = raw.trim();
+    const text = trimAscii(raw);
     if (text === '' || text.startsWith('#')) return;
+    // Before any trim or split: JavaScript's trim() would drop a U+00A0 after a target
+    // unseen, and a secret's name or reference is never anything but ASCII.
+    requireAsciiLine(text, { action: 'secrets', input, line });
     const where = `line ${line}`;
     const eq = text.indexOf('=');
     if (eq <= 0) {

@@ -1,8 +1,11 @@
-import { describe, expect, test } from '@jest/globals';
-import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkWorkflowText, cordonActionName } from '../../src/cli/check.js';
-import { REPO_ROOT } from '../../src/devkit/run-action.js';
+import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
+import { MAX_WORKFLOW_BYTES, readRegularFile } from '../../src/platform/regular-file.js';
 
 const fixture = (name: string): string =>
   readFileSync(join(REPO_ROOT, 'test/fixtures/workflows', name), 'utf8');
@@ -36,6 +39,76 @@ describe('cordon check', () => {
   test('a good workflow with expressions has no problems', () => {
     expect(checkWorkflowText(fixture('good.yml'), 'good.yml').problems).toEqual([]);
   });
+});
+
+describe('cordon check: invisible characters', () => {
+  test('a U+FEFF inside an allow resource is reported with its line and code point', () => {
+    const text = [
+      'jobs:',
+      '  agent:',
+      '    steps:',
+      '      - uses: cordon-dev/cordon/actions/aws@v1',
+      '        with:',
+      '          role-to-assume: arn:aws:iam::123456789012:role/agent',
+      '          aws-region: us-east-1',
+      '          allow: |',
+      '            s3:GetObject arn:aws:s3:::agent-scratch/\uFEFF*',
+      '',
+    ].join('\n');
+    const { problems } = checkWorkflowText(text, 'w.yml');
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ line: 8, input: 'allow' });
+    expect(problems[0].message).toContain('aws: allow: line 1 has the character U+FEFF at column 41');
+  });
+});
+
+describe('cordon check reads regular files only, at most 1 MiB', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-check-'));
+  const fifo = join(dir, 'workflow.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const zero = join(dir, 'zero.yml');
+  symlinkSync('/dev/zero', zero);
+  const big = join(dir, 'big.yml');
+  writeFileSync(big, Buffer.alloc(MAX_WORKFLOW_BYTES + 1, 0x20));
+  const opts = { reader: 'cordon check', maxBytes: MAX_WORKFLOW_BYTES, expected: 'a workflow file' };
+
+  test('a FIFO, a link to /dev/zero, a directory and an oversized file are refused, naming the path', () => {
+    expect(() => readRegularFile(fifo, opts)).toThrow(`cordon check: ${fifo} is a FIFO (named pipe)`);
+    expect(() => readRegularFile(zero, opts)).toThrow(`cordon check: ${zero} is a character device`);
+    expect(() => readRegularFile(dir, opts)).toThrow(`${dir} is a directory`);
+    expect(() => readRegularFile(big, opts)).toThrow(`${big} is larger than 1 MiB`);
+    expect(() => readRegularFile(zero, { ...opts, noFollow: true })).toThrow('links are not followed here');
+  });
+
+  test('a regular file (and a link to one) is read whole', () => {
+    const ok = join(dir, 'ok.yml');
+    writeFileSync(ok, 'jobs: {}\n');
+    symlinkSync(ok, join(dir, 'link.yml'));
+    expect(readRegularFile(join(dir, 'link.yml'), opts)).toBe('jobs: {}\n');
+  });
+
+  // Through the bundled CLI (dist/cli/main.js), as a user runs it: the old code hung on the
+  // FIFO and grew on /dev/zero until killed; the timeout bounds both.
+  test.each([
+    ['a FIFO', fifo, 'is a FIFO (named pipe)'],
+    ['a link to /dev/zero', zero, 'is a character device'],
+  ])(
+    'the bundled CLI refuses %s at once',
+    async (_what, path, says) => {
+      const r = await spawnCollect(
+        [process.execPath, join(REPO_ROOT, 'dist/cli/main.js'), 'check', path],
+        { PATH: process.env.PATH ?? '' },
+        REPO_ROOT,
+        15000,
+      );
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`cordon check: ${path} ${says}`);
+      expect(r.stderr).toContain('only a regular file is read');
+    },
+    20000,
+  );
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 });
 
 describe('cordon plan', () => {

@@ -35,7 +35,7 @@ export function parseEgressInputs(env: Env): EgressSettings {
   const preset = i.enumeration('preset', ['github-hosted', 'none'] as const, 'github-hosted');
   const upstream = i.string('dns-upstream');
   if (upstream) {
-    const list = splitEntries(upstream);
+    const list = splitEntries(upstream, { input: 'dns-upstream' });
     if (list.length !== 1 || isIP(list[0]) === 0) {
       i.fail(
         'dns-upstream',
@@ -47,13 +47,13 @@ export function parseEgressInputs(env: Env): EgressSettings {
   }
   return {
     policy: i.enumeration('egress-policy', ['block', 'audit'] as const, 'block'),
-    domains: parseDomains(i.raw('allowed-domains')),
+    domains: parseDomains(i.multiline('allowed-domains')),
     presetDomains: presetDomains(preset),
-    ips: parseCidrs(i.raw('allowed-ips')),
+    ips: parseCidrs(i.multiline('allowed-ips')),
     preset,
     disableSudo: i.boolean('disable-sudo', false),
     disableDocker: i.boolean('disable-docker', false),
-    dnsUpstream: upstream ? splitEntries(upstream)[0] : undefined,
+    dnsUpstream: upstream ? splitEntries(upstream, { input: 'dns-upstream' })[0] : undefined,
     minTtl: i.integer('min-ttl', 60, { min: 1, max: 86400 }),
     failOnBlocked: i.boolean('fail-on-blocked', false),
     failOnTamper: i.boolean('fail-on-tamper', true),

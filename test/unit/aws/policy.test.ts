@@ -6,6 +6,8 @@ import {
   parseInlinePolicy,
   validateManagedPolicyArns,
 } from '../../../src/aws/policy.js';
+import { isCordonError } from '../../../src/platform/errors.js';
+import { Inputs } from '../../../src/platform/inputs.js';
 
 const lines = (text: string) =>
   text.split('\n').flatMap((t, i) => (t.trim() ? [{ line: i + 1, text: t.trim() }] : []));
@@ -95,6 +97,63 @@ describe('allow shorthand', () => {
     expect(errorOf(() => parseAllowLines(lines('GetObject arn:aws:s3:::b'))).message).toContain(
       'has action "GetObject"',
     );
+  });
+});
+
+describe('allow shorthand refuses characters outside printable ASCII', () => {
+  // As the action reads it: through the runner's INPUT_ variable and Inputs.lines.
+  const allowFrom = (value: string) =>
+    parseAllowLines(new Inputs('aws', { INPUT_ALLOW: value }).lines('allow'));
+
+  test('a U+FEFF inside a resource is an error, not a split into two resources', () => {
+    const e = errorOf(() =>
+      allowFrom('s3:GetObject arn:aws:s3:::b/*\ns3:PutObject arn:aws:s3:::agent-scratch/\uFEFF*'),
+    );
+    expect(e.message).toContain('aws: allow: line 2 has the character U+FEFF at column 41');
+    expect(e.message).toContain('("s3:PutObject arn:aws:s3:::agent-scratch/<U+FEFF>*")');
+    expect(e.message).toContain('Fix: delete the character');
+    expect(isCordonError(e) && e.input).toBe('allow');
+  });
+
+  test('U+00A0 and other Unicode spaces are not separators', () => {
+    for (const sep of ['\u00A0', '\u2003', '\u3000', '\u200B', '\u2028']) {
+      const cp = `U+${sep.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+      expect(errorOf(() => allowFrom(`s3:GetObject${sep}arn:aws:s3:::b/*`)).message).toContain(
+        `line 1 has the character ${cp} at column 13`,
+      );
+    }
+  });
+
+  test('an invisible character at either end of a line is refused, not trimmed away', () => {
+    expect(errorOf(() => allowFrom('\uFEFFs3:GetObject arn:aws:s3:::b/*')).message).toContain(
+      'line 1 has the character U+FEFF at column 1',
+    );
+    expect(errorOf(() => allowFrom('s3:GetObject arn:aws:s3:::b/*\u00A0\n')).message).toContain(
+      'line 1 has the character U+00A0 at column 30',
+    );
+  });
+
+  test('control characters and look-alikes are refused; tabs separate', () => {
+    expect(errorOf(() => allowFrom('s3:GetObject arn:aws:s3:::b/\x01*')).message).toContain('U+0001');
+    expect(errorOf(() => allowFrom('s3:GetObject arn:aws:s3:::b/\u2217')).message).toContain('U+2217');
+    expect(allowFrom('s3:GetObject\tarn:aws:s3:::b/*')).toEqual([
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: 'arn:aws:s3:::b/*' },
+    ]);
+  });
+
+  test('aws-allow (actions/run) names its own input', () => {
+    const e = errorOf(() =>
+      parseAllowLines([{ line: 3, text: 's3:GetObject arn:aws:s3:::b/\uFEFF*' }], { input: 'aws-allow' }),
+    );
+    expect(e.message).toContain('aws: aws-allow: line 3 has the character U+FEFF');
+  });
+
+  test('a JSON resource holding an invisible character is refused and shown', () => {
+    expect(
+      errorOf(() =>
+        parseInlinePolicy('{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/\uFEFF*"}'),
+      ).message,
+    ).toContain('has resource "arn:aws:s3:::b/<U+FEFF>*"');
   });
 });
 

@@ -132,6 +132,41 @@ describe('inputs', () => {
   });
 });
 
+describe('invisible characters in allowed-domains and allowed-ips', () => {
+  test('U+00A0 or U+FEFF between two names is an error, not two entries', () => {
+    for (const [ch, cp] of [
+      ['\u00A0', 'U+00A0'],
+      ['\uFEFF', 'U+FEFF'],
+      ['\u2009', 'U+2009'],
+    ]) {
+      const e = failure(() =>
+        parseEgressInputs({ 'INPUT_ALLOWED-DOMAINS': `ok.test\napi.example.com${ch}evil.test\n` }),
+      );
+      expect(e.input).toBe('allowed-domains');
+      expect(e.message).toContain(`egress: allowed-domains: line 2 has the character ${cp} at column 16`);
+      expect(e.message).toContain(`("api.example.com<${cp}>evil.test")`);
+      expect(e.message).toContain('xn--');
+    }
+  });
+
+  test('an invisible character at the end of the input is refused, not trimmed away', () => {
+    const e = failure(() => parseEgressInputs({ 'INPUT_ALLOWED-DOMAINS': 'a.test\uFEFF' }));
+    expect(e.message).toContain('line 1 has the character U+FEFF at column 7');
+  });
+
+  test('allowed-ips: a U+FEFF between two networks is an error', () => {
+    const e = failure(() => parseEgressInputs({ 'INPUT_ALLOWED-IPS': '192.0.2.1\uFEFF198.51.100.0/24' }));
+    expect(e.input).toBe('allowed-ips');
+    expect(e.message).toContain('egress: allowed-ips: line 1 has the character U+FEFF at column 10');
+  });
+
+  test('comments may hold any text; spaces, tabs, commas and CRLF still separate', () => {
+    expect(parseDomains('a.test\t b.test,c.test # für die Bücher\r\nd.test\r\n')).toEqual(
+      ['a.test', 'b.test', 'c.test', 'd.test'].map((name) => ({ name, wildcard: false })),
+    );
+  });
+});
+
 describe('audit suggestion', () => {
   test('names used, three or more under one parent folded into a wildcard', () => {
     expect(

@@ -69,6 +69,33 @@ describe('parseSecretSpecs', () => {
   });
 });
 
+describe('parseSecretSpecs refuses characters outside printable ASCII', () => {
+  test('a U+00A0 after a target or a U+FEFF in a reference is an error naming line and code point', () => {
+    expect(() => parseSecretSpecs('A=env:A\nAPI_KEY\u00A0=json:API_KEY')).toThrow(
+      'secrets: secrets: line 2 has the character U+00A0 at column 8',
+    );
+    expect(() => parseSecretSpecs('DB=aws-sm:prod/db\uFEFF', { input: 'secrets' })).toThrow(
+      'line 1 has the character U+FEFF at column 18',
+    );
+    expect(() => parseSecretSpecs('\uFEFFDB=aws-sm:prod/db')).toThrow('U+FEFF at column 1');
+  });
+
+  test('the line is not quoted (names only, and only by code point)', () => {
+    let message = '';
+    try {
+      parseSecretSpecs('TOKEN=ssm:/app/tok\u200Ben');
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain('U+200B');
+    expect(message).not.toContain('/app/tok');
+  });
+
+  test('comments may hold any text', () => {
+    expect(parseSecretSpecs('# clé de l’API\nA=env:A').map((s) => s.target)).toEqual(['A']);
+  });
+});
+
 describe('parseSecretsJson', () => {
   test('parses a map and never quotes the text in its error', () => {
     expect(parseSecretsJson('{"A":"x","N":5}')).toEqual({ A: 'x', N: '5' });
