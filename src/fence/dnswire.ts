@@ -235,7 +235,11 @@ function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: Answe
     if (v + n > stop) return;
     if (key === 4) {
       for (let i = v; i + 4 <= v + n; i += 4)
-        out.v4.push({ address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`, ttl, kind: kindV4(buf, i) });
+        out.v4.push({
+          address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`,
+          ttl,
+          kind: kindV4(buf, i),
+        });
     } else if (key === 6) {
       for (let i = v; i + 16 <= v + n; i += 16)
         out.v6.push({ address: formatAddress(buf.subarray(i, i + 16)), ttl, kind: kindV6(buf, i) });

@@ -67,14 +67,7 @@ export function canonicalAddress(addr: string): string {
  * runner's own interface addresses (`own`, known only to the proxy's filter).
  */
 export type AddressKind =
-  | 'loopback'
-  | 'unspecified'
-  | 'link-local'
-  | 'multicast'
-  | 'broadcast'
-  | 'metadata'
-  | 'private'
-  | 'own';
+  'loopback' | 'unspecified' | 'link-local' | 'multicast' | 'broadcast' | 'metadata' | 'private' | 'own';
 
 /**
  * The kind of the IPv4 address in `b[at..at+4]`; undefined for any other address. Reads
