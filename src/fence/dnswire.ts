@@ -3,7 +3,7 @@
  * a query, build a refusal, and pull the A/AAAA addresses of an answer through its
  * CNAME chain. Everything is bounded: names at 255 bytes, pointer jumps at 32.
  */
-import { formatAddress } from './ip.js';
+import { formatAddress, kindV4, kindV6, type AddressKind } from './ip.js';
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
@@ -138,13 +138,20 @@ export function refusal(query: Buffer, end: number, rcode: number): Buffer {
   return out;
 }
 
+/** One address of an answer, with its kind read from its bytes (undefined: a public address). */
+export interface AnswerAddress {
+  address: string;
+  ttl: number;
+  kind: AddressKind | undefined;
+}
+
 export interface AnswerAddresses {
   rcode: number;
   /** The answer's own question name (lower case). */
   name: string;
   qtype: number;
-  v4: { address: string; ttl: number }[];
-  v6: { address: string; ttl: number }[];
+  v4: AnswerAddress[];
+  v6: AnswerAddress[];
   /** Names reached through CNAMEs from the question name. */
   aliases: string[];
 }
@@ -195,9 +202,14 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
       out.v4.push({
         address: `${buf[r.rdata]}.${buf[r.rdata + 1]}.${buf[r.rdata + 2]}.${buf[r.rdata + 3]}`,
         ttl: r.ttl,
+        kind: kindV4(buf, r.rdata),
       });
     } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
-      out.v6.push({ address: formatAddress(buf.subarray(r.rdata, r.rdata + 16)), ttl: r.ttl });
+      out.v6.push({
+        address: formatAddress(buf.subarray(r.rdata, r.rdata + 16)),
+        ttl: r.ttl,
+        kind: kindV6(buf, r.rdata),
+      });
     } else if (r.type === TYPE_HTTPS || r.type === TYPE_SVCB) {
       svcbHints(buf, r.rdata, r.rdlen, r.ttl, out);
     }
@@ -223,10 +235,14 @@ function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: Answe
     if (v + n > stop) return;
     if (key === 4) {
       for (let i = v; i + 4 <= v + n; i += 4)
-        out.v4.push({ address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`, ttl });
+        out.v4.push({
+          address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`,
+          ttl,
+          kind: kindV4(buf, i),
+        });
     } else if (key === 6) {
       for (let i = v; i + 16 <= v + n; i += 16)
-        out.v6.push({ address: formatAddress(buf.subarray(i, i + 16)), ttl });
+        out.v6.push({ address: formatAddress(buf.subarray(i, i + 16)), ttl, kind: kindV6(buf, i) });
     }
     p = v + n;
   }

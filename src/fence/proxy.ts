@@ -5,19 +5,27 @@
  * An answer counts only when it comes from the upstream's address and port, carries the
  * id we sent and repeats the question we asked. Accepted answers to names on the list are
  * cached (see dnscache.ts); a cached answer goes through the same set check as a fresh
- * one before it is sent.
+ * one before it is sent. An answer with an address that points inward (inward.ts) is
+ * refused whole (REFUSED) in block mode, before anything goes into a set: rewriting it
+ * without that address would mean re-encoding the message, and a name that answers with
+ * the metadata service next to a public address is the attack, not a mistake to route
+ * around. It is recorded as a rebinding attempt either way (audit mode lets it through).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import {
   readAnswer,
+  readName,
   readQuery,
   refusal,
   RCODE_NXDOMAIN,
+  RCODE_REFUSED,
   RCODE_SERVFAIL,
   type AnswerAddresses,
 } from './dnswire.js';
+import type { AddressKind } from './ip.js';
+import type { InwardAddress, InwardFilter } from './inward.js';
 import type { DomainMatcher } from './policy.js';
 import { AnswerCache, cacheKey, serveCached, type CacheHit } from './dnscache.js';
 
@@ -39,8 +47,16 @@ export interface NameStats {
   addresses: Set<string>;
 }
 
+/** A name whose answers pointed inward: how many, and the addresses (up to 16) with their kinds. */
+export interface RebindingStats {
+  answers: number;
+  addresses: Map<string, AddressKind>;
+}
+
 export class ProxyStats {
   readonly names = new Map<string, NameStats>();
+  /** Names answered with addresses that point inward (bounded like `names`). */
+  readonly rebinding = new Map<string, RebindingStats>();
   /** Names not kept once the table is full (a flood of random names is itself a finding). */
   namesDropped = 0;
   forgedAnswers = 0;
@@ -65,6 +81,17 @@ export class ProxyStats {
     s.queries++;
     return s;
   }
+
+  rebound(name: string, inward: readonly InwardAddress[]): void {
+    let r = this.rebinding.get(name);
+    if (!r) {
+      if (this.rebinding.size >= this.maxNames) return;
+      r = { answers: 0, addresses: new Map() };
+      this.rebinding.set(name, r);
+    }
+    r.answers++;
+    for (const a of inward) if (r.addresses.size < 16) r.addresses.set(a.address, a.kind);
+  }
 }
 
 export interface ProxyOptions {
@@ -75,6 +102,8 @@ export interface ProxyOptions {
   stats?: ProxyStats;
   timeoutMs?: number;
   log?: (line: string) => void;
+  /** Finds the addresses of an answer that point inward; none checked when absent. */
+  inward?: InwardFilter;
   /** The answer cache; `false` turns it off. Default: a new AnswerCache with its defaults. */
   cache?: AnswerCache | false;
   /**
@@ -279,6 +308,17 @@ export class DnsProxy {
    * added. Cached (when it may be) only once the addresses are in.
    */
   private release(ans: AnswerAddresses, p: Pending, msg: Buffer): void {
+    const inward = this.o.inward?.check(ans);
+    if (inward) {
+      this.stats.rebound(p.name, inward);
+      // The name goes to the report only: this log is kept by the daemon and not scrubbed.
+      this.o.log?.(`an answer pointed inward: ${inward.map((a) => `${a.address} (${a.kind})`).join(', ')}`);
+      if (this.o.policy === 'block') {
+        const q = readName(msg, 12);
+        send(p, refusal(msg, q ? q.end + 4 : 12, RCODE_REFUSED));
+        return;
+      }
+    }
     if (p.stats) addAddresses(p.stats, ans.v4, ans.v6);
     const update = ans.v4.length || ans.v6.length ? this.o.sink.ensure(ans.v4, ans.v6) : undefined;
     if (!update) {

@@ -105,6 +105,17 @@ export interface EgressReport {
     process?: string;
     identity?: 'agent' | 'runner';
   }[];
+  /**
+   * Rebinding attempts: names whose answers pointed inward (loopback, link-local, a cloud
+   * metadata service, multicast, broadcast, the runner's own addresses, private ones under
+   * `private-answers: refuse`), each with the addresses and their kinds; refused in block mode.
+   */
+  rebinding?: {
+    name: string;
+    answers: number;
+    addresses: { address: string; kind: string }[];
+    identity?: 'agent' | 'runner';
+  }[];
   suggestedAllowlist?: string[];
   /** Answers dropped because they came from another address, carried another id or question. */
   forgedAnswers?: number;

@@ -24,7 +24,7 @@ export interface ReportSources {
   helper: RootHelper;
 }
 
-/** The report as it stands: both proxies' counts, the blocked sets, tampering, run's cgroups. */
+/** The report as it stands: both proxies' counts and rebinding attempts, the blocked sets, tampering, run's cgroups. */
 export async function buildReport(s: ReportSources): Promise<DaemonReport> {
   const blocked: DaemonReport['blocked'] = [];
   const { askers, runCgroups } = s.helper;
@@ -51,11 +51,20 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
       process: askers.get(`name ${name}`),
       identity,
     }));
+  const rebinding = (proxy: DnsProxy, identity: Identity): NonNullable<DaemonReport['rebinding']> =>
+    [...proxy.stats.rebinding].map(([name, r]) => ({
+      name,
+      answers: r.answers,
+      addresses: [...r.addresses].map(([address, kind]) => ({ address, kind })),
+      identity,
+    }));
   const [runner, agent] = [s.proxy.stats, s.agentProxy.stats];
+  const rebound = [...rebinding(s.proxy, 'runner'), ...rebinding(s.agentProxy, 'agent')];
   return {
     policy: s.policy,
     names: [...names(s.proxy, 'runner'), ...names(s.agentProxy, 'agent')],
     namesDropped: runner.namesDropped + agent.namesDropped,
+    ...(rebound.length ? { rebinding: rebound } : {}),
     forgedAnswers: runner.forgedAnswers + agent.forgedAnswers,
     malformed: runner.malformed + agent.malformed,
     upstreamTimeouts: runner.upstreamTimeouts + agent.upstreamTimeouts,

@@ -85,6 +85,11 @@ export interface DaemonConfig {
   agentDomains: DomainPattern[];
   /** `allowed-ips`: open to the runner and the agent alike. */
   ips: Cidr[];
+  /**
+   * `private-answers`: `refuse` treats answers with private addresses (RFC 1918, ULA,
+   * 100.64.0.0/10) like those pointing at the runner itself (see fence/inward.ts).
+   */
+  privateAnswers: 'allow' | 'refuse';
   upstream?: string;
   minTtl: number;
   disableSudo: boolean;
@@ -136,6 +141,16 @@ export interface DaemonReport {
     identity?: Identity;
   }[];
   namesDropped: number;
+  /**
+   * Names whose answers pointed inward (loopback, link-local, metadata, the runner's own
+   * addresses...): refused in block mode. Absent from a daemon before the filter.
+   */
+  rebinding?: {
+    name: string;
+    answers: number;
+    addresses: { address: string; kind: string }[];
+    identity: Identity;
+  }[];
   forgedAnswers: number;
   malformed: number;
   upstreamTimeouts: number;

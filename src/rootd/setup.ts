@@ -8,6 +8,7 @@
  * that started it (platform/detached). teardown.ts undoes a running fence.
  */
 import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
 import { applyRuleset, execSync, removeTable, renderRuleset } from '../fence/firewall.js';
@@ -15,6 +16,7 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
+import { InwardFilter } from '../fence/inward.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
 import {
   detectUpstreams,
@@ -196,6 +198,13 @@ export async function start(configPath: string): Promise<void> {
         // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
         // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
         const cache = process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined;
+        // One filter for both proxies; the runner's addresses as they are now (an interface
+        // made later, a container bridge, is not known to it).
+        const inward = new InwardFilter({
+          own: Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)),
+          allowed: cfg.ips,
+          privateAnswers: cfg.privateAnswers,
+        });
         const make = (domains: typeof cfg.domains, sink: AllowSets): DnsProxy =>
           new DnsProxy({
             matcher: new DomainMatcher(domains),
@@ -204,6 +213,7 @@ export async function start(configPath: string): Promise<void> {
             sink,
             log,
             cache,
+            inward,
             onRefused: (name, from) => helper?.askName(name, from),
           });
         const p = make(cfg.domains, sets);

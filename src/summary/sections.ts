@@ -248,7 +248,7 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
   return blocks;
 }
 
-/** What was blocked: names and destinations refused, secrets written to the workspace, tampering with the fence. */
+/** What was blocked: answers pointing inward, names and destinations refused, secrets written to the workspace, tampering with the fence. */
 export function blockedSection(events: LedgerEvent[]): Block[] {
   const blocks: Block[] = [];
   const reports = eventsOf(events, 'egress.report');
@@ -270,7 +270,21 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
       d.process ?? '',
     ]),
   );
+  const rebinding = reports.flatMap((r) =>
+    (r.rebinding ?? []).map((b) => [
+      b.name,
+      b.addresses.map((a) => `${a.address} (${a.kind})`).join(', '),
+      String(b.answers),
+      r.policy === 'audit' ? 'would refuse (audit)' : 'refused',
+    ]),
+  );
   const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
+  if (rebinding.length)
+    blocks.push({
+      kind: 'table',
+      headers: ['Rebinding attempt: name answered inward', 'Addresses', 'Answers', 'Outcome'],
+      rows: rebinding,
+    });
   if (blockedNames.length)
     blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
   if (blockedDest.length)
@@ -281,7 +295,7 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
     });
   if (leaks.length)
     blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
-  if (!blockedNames.length && !blockedDest.length && !leaks.length)
+  if (!rebinding.length && !blockedNames.length && !blockedDest.length && !leaks.length)
     blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
   for (const t of reports.flatMap((r) => r.tamper ?? []))
     blocks.push({ kind: 'para', text: `Egress fence tampered with: ${t}.`, strong: true });

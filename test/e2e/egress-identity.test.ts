@@ -67,6 +67,7 @@ async function startDaemon(w: World, dir: string, policy: 'block' | 'audit', tag
     domains: parseDomains(`${A}\n${P}`),
     agentDomains: parseDomains(A),
     ips: parseCidrs(`${OTHER4}/32`),
+    privateAnswers: 'allow',
     upstream: DNS4,
     minTtl: 60,
     disableSudo: false,

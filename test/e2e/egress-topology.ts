@@ -82,13 +82,19 @@ export class World {
     this.internet.route(['fd00:c0::/64', 'via', '2001:db8:1::2']);
   }
 
-  /** Starts the internet's servers and waits (bounded) until they listen. */
-  async serve(): Promise<void> {
+  /**
+   * Starts the internet's servers and waits (bounded) until they listen. `extra` adds names
+   * to the zone, and addresses (on the internet's loopback, each with a web server).
+   */
+  async serve(
+    extra: { zone?: Record<string, { type: string; value: string; ttl?: number }[]>; http?: string[] } = {},
+  ): Promise<void> {
+    for (const a of extra.http ?? []) this.internet.addAddress('lo', `${a}/32`);
     const cfg = {
       dns: [DNS4, DNS6],
-      zone: ZONE,
+      zone: { ...ZONE, ...extra.zone },
       forge: { 'forged.a.test': { from: FORGER, address: FORGED4 } },
-      http: [WEB4, WEB6, CHAIN4, OTHER4, OTHER6, SHORT4, EVIL4, FORGED4, REAL4],
+      http: [WEB4, WEB6, CHAIN4, OTHER4, OTHER6, SHORT4, EVIL4, FORGED4, REAL4, ...(extra.http ?? [])],
       tcp: [
         { address: OTHER4, port: 853 },
         { address: OTHER4, port: 443 },

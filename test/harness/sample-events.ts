@@ -60,6 +60,14 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     allowed: [{ name: 'registry.npmjs.org', queries: 12, addresses: ['104.16.0.35', '2606:4700::6810:23'] }],
     blockedNames: [{ name: 'exfil.evil.test', queries: 3, process: 'curl (pid 4242)' }],
     blockedDestinations: [{ address: '203.0.113.9', protocol: 'tcp', port: 443, packets: 2 }],
+    rebinding: [
+      {
+        name: 'imds.wild.test',
+        answers: 2,
+        addresses: [{ address: '169.254.169.254', kind: 'metadata' }],
+        identity: 'agent',
+      },
+    ],
     dns: { answeredFromCache: 7, upstreamTimeouts: 0, malformed: 1, setFailures: 2 },
   },
   'egress.tampered': {

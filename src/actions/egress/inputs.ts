@@ -17,6 +17,8 @@ export interface EgressSettings {
   domains: DomainPattern[];
   presetDomains: DomainPattern[];
   ips: Cidr[];
+  /** `refuse`: answers with private addresses are refused like those pointing at the runner. */
+  privateAnswers: 'allow' | 'refuse';
   preset: PresetName;
   disableSudo: boolean;
   disableDocker: boolean;
@@ -50,6 +52,7 @@ export function parseEgressInputs(env: Env): EgressSettings {
     domains: parseDomains(i.multiline('allowed-domains')),
     presetDomains: presetDomains(preset),
     ips: parseCidrs(i.multiline('allowed-ips')),
+    privateAnswers: i.enumeration('private-answers', ['allow', 'refuse'] as const, 'allow'),
     preset,
     disableSudo: i.boolean('disable-sudo', false),
     disableDocker: i.boolean('disable-docker', false),

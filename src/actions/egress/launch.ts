@@ -37,6 +37,7 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     // The preset serves the runner and Cordon's own steps, never the agent.
     agentDomains: s.domains,
     ips: s.ips,
+    privateAnswers: s.privateAnswers,
     upstream: s.dnsUpstream,
     minTtl: s.minTtl,
     disableSudo: s.disableSudo,

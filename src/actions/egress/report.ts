@@ -54,6 +54,7 @@ export function toEvent(r: DaemonReport): EgressReport {
       ...(b.process ? { process: b.process } : {}),
       ...(b.identity ? { identity: b.identity } : {}),
     })),
+    ...(r.rebinding?.length ? { rebinding: r.rebinding } : {}),
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
     namesDropped: r.namesDropped,
@@ -107,7 +108,12 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   const verb = s.policy === 'block' ? 'blocked' : 'would be blocked';
   // One annotation per name and per destination, up to a cap: the runner shows only
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
+  const rebinding = event.rebinding ?? [];
   const notes = [
+    ...rebinding.map(
+      (r) =>
+        `DNS answer for ${r.name} pointed inward (${r.addresses.map((a) => `${a.address} ${a.kind}`).join(', ')}): a rebinding attempt, ${s.policy === 'block' ? 'refused' : 'let through (audit)'}${forWhom(r.identity)} (${r.answers} answers)`,
+    ),
     ...event.blockedNames.map(
       (n) =>
         `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
@@ -127,7 +133,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
     );
   }
   runner.info(
-    `egress: ${event.allowed.length} names answered, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored, ${daemon.cacheHits ?? 0} answered from the cache, ${daemon.upstreamTimeouts} upstream timeouts`,
+    `egress: ${event.allowed.length} names answered, ${rebinding.length} answering inward, ${event.blockedNames.length} names and ${event.blockedDestinations.length} destinations ${verb}, ${daemon.forgedAnswers} forged answers ignored, ${daemon.cacheHits ?? 0} answered from the cache, ${daemon.upstreamTimeouts} upstream timeouts`,
   );
   if (event.suggestedAllowlist) {
     const block = ['allowed-domains: |', ...event.suggestedAllowlist.map((n) => `  ${n}`)].join('\n');
@@ -152,7 +158,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       fix: 'set `disable-sudo: true` and `disable-docker: true`, and find the step that did it',
     });
   }
-  const blockedCount = event.blockedNames.length + event.blockedDestinations.length;
+  const blockedCount = event.blockedNames.length + event.blockedDestinations.length + rebinding.length;
   if (s.failOnBlocked && blockedCount > 0) {
     throw new CordonError({
       what: `egress: ${blockedCount} names or destinations were ${verb}`,
