@@ -8,16 +8,19 @@
  * `cgroup.procs` itself (same user) and, at the end, has the helper kill what is left with
  * `cgroup.kill` and remove the cgroup.
  *
- * Anyone may connect (the socket is 0666): the helper moves only a stopped process running
- * exactly `run`'s held shell, owned by neither root nor the proxy's user, and in none of its
- * cgroups; it removes (kills) only the cgroup of the connection that made it, so no one can
- * use it to kill a process they could not kill themselves. If `run` dies first, the cgroup
- * is killed at once and reported (`run`'s record of the command cannot be trusted then).
+ * Only the runner user and root may connect (the socket is the runner's, 0600: access.ts).
+ * The helper moves only a stopped process running exactly `run`'s held shell, owned by the
+ * runner user (neither root nor the proxy's user), and in none of its cgroups; it removes
+ * (kills) only the cgroup of the connection that made it, so no one can use it to kill a
+ * process they could not kill themselves. If `run` dies first, the cgroup is killed at
+ * once and reported (`run`'s record of the command cannot be trusted then). Each request is
+ * checked for its shape before anything in it is used: a bad line gets an error and the
+ * connection is closed, and the helper goes on serving.
  */
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroup2Mount, killCgroup } from '../platform/cgroup2.js';
 import {
@@ -27,6 +30,7 @@ import {
   type CgroupReply,
   type CgroupRequest,
 } from './protocol.js';
+import { socketForClient, type Client } from './access.js';
 
 const NAME = /^cordon-run-\d+-[0-9a-f]{8}$/;
 
@@ -70,6 +74,7 @@ const HELD_SHELL = ['/bin/sh', '-c', 'kill -STOP $$; exec "$@"'];
 export function heldShellOwner(
   pid: number,
   proxyUid: number | undefined,
+  clientUid?: number,
 ): { uid: number; gid: number } | { error: string } {
   if (!Number.isInteger(pid) || pid <= 1) return { error: 'pid must be a process id above 1' };
   let owner: { uid: number; gid: number; cgroup: string };
@@ -84,6 +89,8 @@ export function heldShellOwner(
   }
   if (!Number.isInteger(owner.uid) || owner.uid === 0 || owner.uid === proxyUid)
     return { error: `process ${pid} is not a runner user's` };
+  if (clientUid !== undefined && owner.uid !== clientUid)
+    return { error: `process ${pid} is not the runner user's (uid ${clientUid})` };
   if (stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'T') return { error: `process ${pid} is not stopped` };
   if (HELD_SHELL.some((a, i) => argv[i] !== a)) return { error: `process ${pid} is not run's held shell` };
   if (owner.cgroup.split('/').some((p) => NAME.test(p)))
@@ -108,6 +115,28 @@ function makeCgroup(mount: string, pid: number): string {
 
 /** Live sessions at most: one per running `run` step. */
 const MAX_SESSIONS = 16;
+/** Connections at once, with or without a session: past this the kernel's queue waits. */
+const MAX_CONNECTIONS = MAX_SESSIONS + 8;
+/** A request line's bytes at most (one is a few dozen). */
+const MAX_REQUEST = 4096;
+
+/** A request line as `CgroupRequest`, or why it is not one. Nothing else in it is read. */
+export function parseCgroupRequest(line: string): CgroupRequest | { error: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return { error: 'the request is not JSON' };
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return { error: 'the request is not an object' };
+  const { op, pid } = v as Record<string, unknown>;
+  if (op === 'remove') return { op };
+  if (op !== 'join') return { error: 'op must be join or remove' };
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1)
+    return { error: 'join needs pid, a process id above 1' };
+  return { op, pid };
+}
 
 /**
  * Serves `cgroup.sock` in the daemon's state directory (as root). One connection is one
@@ -120,7 +149,7 @@ const MAX_SESSIONS = 16;
  */
 export async function serveCgroups(
   dir: string,
-  opts: { proxyUid?: number; ended?: (e: CgroupEnd) => void } = {},
+  opts: { proxyUid?: number; client: Client; ended?: (e: CgroupEnd) => void },
 ): Promise<(() => void) | undefined> {
   const found = findMount(dir);
   if (!found) return undefined;
@@ -143,47 +172,46 @@ export async function serveCgroups(
     });
     let buf = '';
     c.setEncoding('utf8');
+    const refuse = (error: string): void => void c.end(JSON.stringify({ error }) + '\n');
     c.on('data', (d: string) => {
+      if (c.writableEnded) return;
       buf += d;
-      if (buf.length > 4096) return void c.destroy();
+      if (Buffer.byteLength(buf) > MAX_REQUEST) return refuse('the request is too long');
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let req: CgroupRequest;
+        // Whatever goes wrong with one request ends its connection, never the helper.
         try {
-          req = JSON.parse(line) as CgroupRequest;
-        } catch {
-          return void c.end(JSON.stringify({ error: 'the request is not JSON' }) + '\n');
-        }
-        let reply: CgroupReply;
-        if (req.op === 'join' && !live.has(c)) {
-          const owner =
-            live.size >= MAX_SESSIONS
-              ? { error: 'too many cgroups at once' }
-              : heldShellOwner(req.pid, opts.proxyUid);
-          if ('error' in owner) return void c.end(JSON.stringify(owner) + '\n');
-          try {
+          const req = parseCgroupRequest(line);
+          if ('error' in req) return refuse(req.error);
+          if (req.op === 'join' && !live.has(c)) {
+            const owner =
+              live.size >= MAX_SESSIONS
+                ? { error: 'too many cgroups at once' }
+                : heldShellOwner(req.pid, opts.proxyUid, opts.client.uid);
+            if ('error' in owner) return refuse(owner.error);
             const name = makeCgroup(mount, req.pid);
             live.set(c, { name, pid: req.pid });
-            reply = { name };
-          } catch (e) {
-            return void c.end(JSON.stringify({ error: (e as Error).message }) + '\n');
+            const reply: CgroupReply = { name };
+            c.write(JSON.stringify(reply) + '\n');
+          } else if (req.op === 'remove' && live.has(c)) {
+            return void c.end(JSON.stringify(finish(c, 'removed')) + '\n');
+          } else {
+            return refuse('one join, then one remove, per connection');
           }
-          c.write(JSON.stringify(reply) + '\n');
-        } else if (req.op === 'remove' && live.has(c)) {
-          return void c.end(JSON.stringify(finish(c, 'removed')) + '\n');
-        } else {
-          return void c.end(JSON.stringify({ error: 'one join, then one remove, per connection' }) + '\n');
+        } catch (e) {
+          return refuse(e instanceof Error ? e.message : String(e));
         }
       }
     });
   });
+  server.maxConnections = MAX_CONNECTIONS;
   const path = join(dir, CGROUP_SOCKET);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
-  chmodSync(path, 0o666);
+  socketForClient(path, opts.client);
   return () => {
     server.close();
     for (const c of [...live.keys()]) finish(c, 'orphaned');

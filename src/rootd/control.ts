@@ -1,13 +1,14 @@
 /**
  * The control server: `control.sock` answers any request with the daemon's report (JSON)
- * and closes. It changes nothing, so anyone may ask (post does, as the runner user).
+ * and closes. It changes nothing, but the report names what was asked and by whom, so
+ * only the runner user (post asks as that user) and root may connect (access.ts).
  */
 import net from 'node:net';
-import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
 import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell } from '../fence/nftshell.js';
 import type { DnsProxy } from '../fence/proxy.js';
+import { socketForClient, type Client } from './access.js';
 import { destKey, type RootHelper } from './helper.js';
 import type { TamperLog } from './tamper.js';
 import { CONTROL_SOCKET, type DaemonReport, type Identity } from './protocol.js';
@@ -79,10 +80,15 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
 }
 
 /** Serves `control.sock` in `dir`; returns a function that stops serving. */
-export async function serveControl(dir: string, report: () => Promise<DaemonReport>): Promise<() => void> {
+export async function serveControl(
+  dir: string,
+  client: Client,
+  report: () => Promise<DaemonReport>,
+): Promise<() => void> {
   const control = net.createServer((c) => {
     c.on('error', () => c.destroy());
     c.setTimeout(5000, () => c.destroy());
+    // Whatever it sends, one report; a sender that never sends is cut off by the timeout.
     c.once('data', () => {
       report().then(
         (r) => c.end(JSON.stringify(r)),
@@ -90,11 +96,13 @@ export async function serveControl(dir: string, report: () => Promise<DaemonRepo
       );
     });
   });
+  // Post asks once; more at once than this is no client of ours.
+  control.maxConnections = 16;
   const sock = join(dir, CONTROL_SOCKET);
   await new Promise<void>((resolve, reject) => {
     control.once('error', reject);
     control.listen(sock, () => resolve());
   });
-  chmodSync(sock, 0o666);
+  socketForClient(sock, client);
   return () => control.close();
 }

@@ -1,6 +1,6 @@
 /**
  * The root helper: a root child kept before the daemon gives up root (the same script,
- * `daemon.js helper <dir> <pid file> <proxy uid>`). It finds the process behind a refused
+ * `daemon.js helper <dir> <pid file> <proxy uid> <client uid> <client gid>`). It finds the process behind a refused
  * name or a blocked destination, writes the proxy's resolv.conf back when someone changes
  * it, and serves `run`'s cgroups (cgroups.ts). It exits when the daemon closes its stdin.
  *
@@ -15,6 +15,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readUserFile } from '../platform/user-file.js';
+import type { Client } from './access.js';
 import { parseBlocked, TABLE } from '../fence/nftshell.js';
 import { whoAsked, type WhoQuery } from '../fence/who.js';
 import { serveCgroups } from './cgroups.js';
@@ -40,19 +42,28 @@ export class RootHelper {
   readonly runCgroups: CgroupEnd[] = [];
   private readonly nameTries = new Map<string, number>();
   private readonly child: ChildProcess;
+  private closing = false;
 
   constructor(opts: {
     dir: string;
     pidFile?: string;
     proxyUid: number;
+    /** Who may use its cgroup socket (access.ts). */
+    client: Client;
     /** Called for each cgroup run's process left behind (run was killed while its command ran). */
     orphaned: (e: CgroupEnd) => void;
+    /** Called once if the helper ends before `close` (how it ended). */
+    died: (how: string) => void;
   }) {
-    const { dir, pidFile, proxyUid } = opts;
-    this.child = spawn(process.execPath, [process.argv[1], 'helper', dir, pidFile ?? '', String(proxyUid)], {
+    const { dir, pidFile, proxyUid, client } = opts;
+    const argv = ['helper', dir, pidFile ?? '', String(proxyUid), String(client.uid), String(client.gid)];
+    this.child = spawn(process.execPath, [process.argv[1], ...argv], {
       stdio: ['pipe', 'pipe', 'ignore'],
     });
     this.child.on('error', () => undefined);
+    this.child.on('exit', (code, signal) => {
+      if (!this.closing) opts.died(signal ? `was killed (${signal})` : `exited (code ${code})`);
+    });
     this.child.stdin!.on('error', () => undefined);
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       if (line.startsWith('cgroup ')) {
@@ -93,15 +104,24 @@ export class RootHelper {
 
   /** Ends the helper (it kills what is left in run's cgroups first). */
   close(): void {
+    this.closing = true;
     this.child.stdin!.end();
   }
 }
 
+/** A pid and a newline; more than this is no pid file `run` wrote. */
+const MAX_PID_FILE = 64;
+
+/**
+ * The pid in `$RUNNER_TEMP/cordon/agent.pid`: a file the runner user (and, with
+ * `user: runner`, the agent) can replace, so it is read as one (no link followed, no
+ * FIFO waited on, a regular file of a few bytes only); anything else counts as no pid.
+ */
 function rootPid(pidFile: string | undefined): number | undefined {
   if (!pidFile) return undefined;
   let text: string;
   try {
-    text = readFileSync(pidFile, 'utf8');
+    text = readUserFile(pidFile, MAX_PID_FILE);
   } catch {
     return undefined;
   }
@@ -110,7 +130,12 @@ function rootPid(pidFile: string | undefined): number | undefined {
 }
 
 /** The helper's side (root): answers the daemon on stdout until its stdin closes. */
-export function serveHelper(dir: string, pidFile: string | undefined, proxyUid: number | undefined): void {
+export function serveHelper(
+  dir: string,
+  pidFile: string | undefined,
+  proxyUid: number | undefined,
+  client: Client,
+): void {
   const reply = (key: string, q: WhoQuery): void => {
     let found: string | undefined;
     try {
@@ -129,8 +154,12 @@ export function serveHelper(dir: string, pidFile: string | undefined, proxyUid: 
           // The daemon records the change either way.
         }
       } else if (line.startsWith('who ')) {
-        const { key, q } = JSON.parse(line.slice(4)) as { key: string; q: WhoQuery };
-        reply(key, q);
+        try {
+          const { key, q } = JSON.parse(line.slice(4)) as { key: string; q: WhoQuery };
+          reply(key, q);
+        } catch {
+          // A torn line from the daemon: no answer, the proxy asks again on the next refusal.
+        }
       }
     })
     .on('close', () => {
@@ -145,6 +174,7 @@ export function serveHelper(dir: string, pidFile: string | undefined, proxyUid: 
   // Cgroups for a `run` step that is not root (see cgroups.ts).
   const cgroups = serveCgroups(dir, {
     proxyUid,
+    client,
     ended: (e) => process.stdout.write(`cgroup ${JSON.stringify(e)}\n`),
   }).catch(() => undefined);
   // Blocked destinations: the kernel refuses them without user space, so the sets are

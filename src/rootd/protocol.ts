@@ -5,7 +5,8 @@
  * ledger or the actions, so both may import it.
  *
  * The state directory (`/run/cordon/egress-<id>`) is root's, out of the runner user's
- * reach; its sockets are open to anyone (0666):
+ * reach; its sockets are the runner user's alone (0600, see access.ts), and what the runner
+ * reads there (the ledger copy) is root's, readable by the runner's group only:
  *  - `control.sock`: read-only, answers `report` with the daemon's report (`requestReport`);
  *  - `ledger.sock`: one ledger line a line in, appended to the root-owned copy;
  *  - `cgroup.sock`: one connection per cgroup for a `run` step that is not root.
@@ -96,6 +97,11 @@ export interface DaemonConfig {
   disableDocker: boolean;
   /** The runner user whose sudo and docker access are removed. */
   user: string;
+  /**
+   * The uid the sockets are handed to: the launching step's (absent from an older action:
+   * sudo's caller, else root alone).
+   */
+  clientUid?: number;
   /**
    * A file a later step may write its command's pid to (`$RUNNER_TEMP/cordon/agent.pid`):
    * who-asked lookups then say whether the process descends from it.

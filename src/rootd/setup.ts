@@ -7,7 +7,7 @@
  * the host is left as it was; one line, `READY {json}` or `ERROR {json}`, tells the action
  * that started it (platform/detached). teardown.ts undoes a running fence.
  */
-import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
@@ -27,6 +27,8 @@ import {
   restoreSystemdResolved,
   type ResolverBackup,
 } from '../fence/resolver.js';
+import { readUserFile } from '../platform/user-file.js';
+import { clientOf, readableByClient } from './access.js';
 import { serveControl, buildReport } from './control.js';
 import { RootHelper } from './helper.js';
 import { keepLedgerCopy } from './ledger-server.js';
@@ -35,6 +37,15 @@ import { TamperLog, watchTamper } from './tamper.js';
 import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReady, type DaemonState } from './protocol.js';
 
 const DNS_USER = 'cordon-dns';
+/** The config is written by the runner user: read as a user-writable file, with a cap. */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+/** A uid's primary group, from the user database (root's). */
+function primaryGid(uid: number): number | undefined {
+  const r = execSync(['id', '-g', String(uid)]);
+  const gid = Number(r.stdout.trim());
+  return r.code === 0 && Number.isInteger(gid) ? gid : undefined;
+}
 
 function ensureUser(name: string): { uid: number; gid: number } {
   if (execSync(['id', '-u', name]).code !== 0) {
@@ -90,12 +101,14 @@ async function applySteps(steps: Step[], log: (l: string) => void): Promise<void
 /** `daemon.js start <config.json>`. */
 export async function start(configPath: string): Promise<void> {
   const started = Date.now();
-  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as DaemonConfig;
+  const cfg = JSON.parse(readUserFile(configPath, MAX_CONFIG_BYTES)) as DaemonConfig;
+  const client = clientOf(cfg, process.env, primaryGid);
   const dir = stateDir(cfg.id);
   mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 });
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { mode: 0o755 });
-  const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o644);
+  const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o640);
+  readableByClient(join(dir, 'daemon.log'), client);
   const log = (line: string): void => {
     writeSync(logFd, `${new Date().toISOString()} ${line}\n`);
   };
@@ -234,6 +247,10 @@ export async function start(configPath: string): Promise<void> {
           dir,
           pidFile: cfg.agentPidFile,
           proxyUid: proxyUser.uid,
+          client,
+          // Only root can kill it, and it cannot be started again once the daemon gave up
+          // root: from then on there is no who-asked, no resolv.conf put back, no cgroup for run.
+          died: (how) => tamper.note(`the daemon's root helper ${how}`),
           orphaned: (e) =>
             tamper.note(
               `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
@@ -272,14 +289,14 @@ export async function start(configPath: string): Promise<void> {
           tamper,
           helper: need(helper),
         };
-        stops.control = await serveControl(dir, () => buildReport(sources));
+        stops.control = await serveControl(dir, client, () => buildReport(sources));
       },
       undo: () => stops.control?.(),
     },
     {
       name: 'the ledger copy',
       apply: async () => {
-        stops.ledger = await keepLedgerCopy(dir, log);
+        stops.ledger = await keepLedgerCopy(dir, client, log);
       },
       undo: () => stops.ledger?.(),
     },

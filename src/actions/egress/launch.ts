@@ -2,7 +2,7 @@
  * Main's side: write the daemon's config, start it as root (through `sudo -n` when the
  * step is not root), detached so it outlives the step, and wait for its one status line.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
@@ -24,6 +24,20 @@ export interface LaunchDeps {
   timeoutMs?: number;
 }
 
+/**
+ * Who the daemon's sockets are for: this step's user; when the step is root, the owner of
+ * RUNNER_TEMP, which is the runner user's (a hosted runner's steps are that user, a job
+ * whose steps are all root gets root).
+ */
+function clientUid(isRoot: boolean, tempDir: string): number {
+  if (!isRoot) return process.getuid?.() ?? 0;
+  try {
+    return statSync(tempDir).uid;
+  } catch {
+    return 0;
+  }
+}
+
 export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<void> {
   const started = Date.now();
   const { runner, ledger } = deps;
@@ -43,6 +57,7 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     disableSudo: s.disableSudo,
     disableDocker: s.disableDocker,
     user,
+    clientUid: clientUid(isRoot, runner.tempDir),
     agentPidFile: join(runner.tempDir, 'cordon', 'agent.pid'),
   };
   const cfgPath = join(runner.tempDir, 'cordon', `egress-config-${id}.json`);

@@ -84,13 +84,16 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   try {
     daemon = await requestReport(id);
   } catch (e) {
+    // Only root can stop it: recorded as tampering, like a change to the table.
+    const what = 'the egress daemon was not running';
     ledger.append('egress.report', {
       policy: s.policy,
       allowed: [],
       blockedNames: [],
       blockedDestinations: [],
-      tamper: ['the egress daemon was not running'],
+      tamper: [what],
     });
+    ledger.append('egress.tampered', { changes: [{ what, seen: new Date().toISOString() }] });
     if (s.teardown) teardownFence(id, deps, runner);
     throw new CordonError({
       what: 'egress: the daemon did not answer; it was stopped or killed during the job',

@@ -1,0 +1,123 @@
+/**
+ * What the root side takes from less privileged users: cgroup requests of any shape, files
+ * they can replace (a link, a FIFO, a huge file), and ledger lines counted in bytes.
+ */
+import { afterAll, describe, expect, test } from '@jest/globals';
+import net from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseCgroupRequest } from '../../../src/rootd/cgroups.js';
+import { keepLedgerCopy } from '../../../src/rootd/ledger-server.js';
+import { clientOf } from '../../../src/rootd/access.js';
+import { readUserFile, UserFileRefused } from '../../../src/platform/user-file.js';
+
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'cordon-rootd-'));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('cgroup requests', () => {
+  test.each([
+    'null',
+    '42',
+    '"join"',
+    '[]',
+    '{}',
+    '{"op":"join"}',
+    '{"op":"join","pid":"12"}',
+    '{"op":"join","pid":1}',
+    '{"op":"x"}',
+    '{',
+  ])('%s is refused with a reason, never thrown', (line) => {
+    expect(parseCgroupRequest(line)).toEqual({ error: expect.any(String) });
+  });
+
+  test('join with a pid, and remove, are read; nothing else in them', () => {
+    expect(parseCgroupRequest('{"op":"join","pid":1234,"x":1}')).toEqual({ op: 'join', pid: 1234 });
+    expect(parseCgroupRequest('{"op":"remove"}')).toEqual({ op: 'remove' });
+  });
+});
+
+describe('files a user can replace', () => {
+  test('a regular file is read; a link, a FIFO, a device and a large file are refused without blocking', () => {
+    const d = tmp();
+    writeFileSync(join(d, 'pid'), '4242\n');
+    expect(readUserFile(join(d, 'pid'), 64)).toBe('4242\n');
+    symlinkSync(join(d, 'pid'), join(d, 'link'));
+    expect(() => readUserFile(join(d, 'link'), 64)).toThrow(UserFileRefused);
+    execFileSync('mkfifo', [join(d, 'fifo')]);
+    expect(() => readUserFile(join(d, 'fifo'), 64)).toThrow(/not a regular file/);
+    expect(() => readUserFile('/dev/zero', 64)).toThrow(/not a regular file/);
+    writeFileSync(join(d, 'big'), 'x'.repeat(65));
+    expect(() => readUserFile(join(d, 'big'), 64)).toThrow(/larger than 64 bytes/);
+    expect(() => readUserFile(join(d, 'missing'), 64)).toThrow(/ENOENT/);
+  });
+});
+
+describe('the client', () => {
+  test('the config names it; else sudo; else root alone', () => {
+    const gid = (uid: number): number => uid + 1;
+    expect(clientOf({ clientUid: 1001 }, { SUDO_UID: '7' }, gid)).toEqual({ uid: 1001, gid: 1002 });
+    expect(clientOf({}, { SUDO_UID: '7' }, gid)).toEqual({ uid: 7, gid: 8 });
+    expect(clientOf({}, {}, () => undefined)).toEqual({ uid: 0, gid: 0 });
+  });
+});
+
+describe('the ledger copy', () => {
+  const send = (sock: string, data: Buffer): Promise<void> =>
+    new Promise((resolve) => {
+      const c = net.connect(sock, () => c.end(data));
+      c.on('error', () => resolve());
+      c.on('close', () => resolve());
+    });
+
+  test('limits are bytes: a line of multi-byte characters over the line cap is dropped, the total caps bytes', async () => {
+    const d = tmp();
+    const logged: string[] = [];
+    const stop = await keepLedgerCopy(d, { uid: 0, gid: 0 }, (l) => logged.push(l), {
+      line: 1000,
+      total: 3000,
+    });
+    const sock = join(d, 'ledger.sock');
+    expect(statSync(sock).mode & 0o777).toBe(0o600);
+    expect(statSync(join(d, 'ledger.jsonl')).mode & 0o777).toBe(0o640);
+    // 400 characters, 1200 bytes.
+    await send(sock, Buffer.from('€'.repeat(400) + '\n'));
+    expect(readFileSync(join(d, 'ledger.jsonl'), 'utf8')).toBe('');
+    expect(logged.join('\n')).toContain('longer than 1000 bytes');
+    // 300 characters, 900 bytes each: the third passes 3000 bytes.
+    for (let i = 0; i < 4; i++) await send(sock, Buffer.from('€'.repeat(300) + '\n'));
+    const copy = readFileSync(join(d, 'ledger.jsonl'));
+    expect(
+      copy
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('€')),
+    ).toHaveLength(3);
+    expect(copy.toString('utf8')).toContain('copy full');
+    stop();
+  });
+
+  test('a character split across two writes is joined again', async () => {
+    const d = tmp();
+    const stop = await keepLedgerCopy(d, { uid: 0, gid: 0 }, () => undefined);
+    const sock = join(d, 'ledger.sock');
+    const bytes = Buffer.from('{"a":"€"}\n');
+    await new Promise<void>((resolve) => {
+      const c = net.connect(sock, () => {
+        c.write(bytes.subarray(0, 7));
+        setTimeout(() => c.end(bytes.subarray(7)), 50);
+      });
+      c.on('close', () => resolve());
+    });
+    expect(readFileSync(join(d, 'ledger.jsonl'), 'utf8')).toBe('{"a":"€"}\n');
+    stop();
+  });
+});
