@@ -246,8 +246,11 @@ export interface CommitObserved {
   committer: string;
   committerEmail: string;
   coAuthors: string[];
+  /** `signed, not verified by Cordon` or `unsigned`: Cordon runs no verifier the agent could have configured. */
   signature: string;
   subject: string;
+  /** The author or committer holds a control character (shown as `\xNN`): never the agent's identity. */
+  controlCharacters?: boolean;
   verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
 }
 
@@ -259,6 +262,8 @@ export interface CommitsObserved {
   truncated?: boolean;
   /** Remote-tracking refs a push from the workspace moved; their new commits are listed too. */
   pushedRefs?: string[];
+  /** Tags written in the run; their new commits are listed too. */
+  tags?: string[];
 }
 
 /** The process that asked the broker, found from its socket (best effort). */
