@@ -206,6 +206,10 @@ export interface RunFinished {
   agentUser?: { name: string; removed: boolean; lendMs: number; handBackMs: number; problems?: string[] };
   /** Set when the command wrote to the step's file commands (all put back). */
   fileCommandsTampered?: FileCommandsTampered;
+  /** What the command changed under the workspace's `.git/` that makes git run programs (config, hooks, info), put back. */
+  gitRestored?: string[];
+  /** Of those, what could not be put back. */
+  gitNotRestored?: string[];
   /** Names of the outputs the command handed back through `$CORDON_OUTPUT`. */
   outputs?: string[];
 }
