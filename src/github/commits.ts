@@ -27,7 +27,8 @@ const WEB_FLOW_EMAIL = 'noreply@github.com';
 export type GitRunner = (args: string[], cwd: string, input?: string) => Buffer;
 
 /** git with the repository's configuration neutralised and none of the step's environment. */
-export const hardenedGit: GitRunner = (args, cwd, input) => gitBytes(args, { cwd, input });
+export const hardenedGit: GitRunner = (args, cwd, input) =>
+  gitBytes(args, { cwd, input, safeDirectory: cwd });
 
 export interface AgentIdentity {
   name: string;

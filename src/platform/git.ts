@@ -45,6 +45,12 @@ export interface GitOptions {
   maxBuffer?: number;
   /** Written to git's stdin (`cat-file --batch`). */
   input?: string;
+  /**
+   * Trust this repository whoever owns it: with no global configuration, the
+   * `safe.directory` that actions/checkout sets in a container job is not read. Safe here
+   * because nothing its configuration names runs.
+   */
+  safeDirectory?: string;
 }
 
 /** The whole environment git gets: no variable of the step reaches it. */
@@ -65,13 +71,14 @@ export function gitEnv(home?: string): Record<string, string> {
 }
 
 /** The argv for git with the neutral settings in front of `args`. */
-export function gitArgs(args: string[]): string[] {
-  return ['--no-pager', ...NEUTRAL_GIT_CONFIG.flatMap((c) => ['-c', c]), ...args];
+export function gitArgs(args: string[], safeDirectory?: string): string[] {
+  const trust = safeDirectory ? ['-c', `safe.directory=${safeDirectory}`] : [];
+  return ['--no-pager', ...NEUTRAL_GIT_CONFIG.flatMap((c) => ['-c', c]), ...trust, ...args];
 }
 
 /** Runs git hardened; its stdout as bytes. Throws (with git's stderr) when git fails. */
 export function gitBytes(args: string[], opts: GitOptions): Buffer {
-  return execFileSync('git', gitArgs(args), {
+  return execFileSync('git', gitArgs(args, opts.safeDirectory), {
     cwd: opts.cwd,
     env: gitEnv(opts.home),
     input: opts.input,
