@@ -1,11 +1,18 @@
 /**
  * Commit attribution for `start`'s post step: every commit made since the sha recorded at
- * start (on HEAD and on local branches), who wrote it, who committed it, its co-authors and
- * signature, and a verdict. An agent never commits as a developer: with an agent identity
+ * start (on HEAD, local branches, tags written in the run, every ref update the reflogs hold
+ * from the run, pushed refs), who wrote it, who committed it, its co-authors and whether it
+ * is signed, and a verdict. An agent never commits as a developer: with an agent identity
  * issued in the run, a commit whose author or committer is anyone else is impersonation.
+ *
+ * git runs hardened (src/platform/git.ts): the agent could write the repository's config.
+ * Commits are read raw (`cat-file --batch`, length-prefixed), so no byte in a name or a
+ * message can shift a field.
  */
-import { execFileSync } from 'node:child_process';
+import { lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
+import { gitBytes } from '../platform/git.js';
 import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Env, Runner } from '../platform/runner.js';
@@ -16,18 +23,12 @@ export const MAX_COMMITS = 1000;
 /** GitHub's own committer on commits made through the API or the web (web-flow). */
 const WEB_FLOW_EMAIL = 'noreply@github.com';
 
-export type GitRunner = (args: string[], cwd: string) => string;
+/** Runs git in `cwd` (with `input` on its stdin); its stdout. Throws when git fails. */
+export type GitRunner = (args: string[], cwd: string, input?: string) => Buffer;
 
-export function realGit(env: Env): GitRunner {
-  return (args, cwd) =>
-    execFileSync('git', args, {
-      cwd,
-      env: env as NodeJS.ProcessEnv,
-      encoding: 'utf8',
-      maxBuffer: 64 * 1024 * 1024,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-}
+/** git with the repository's configuration neutralised and none of the step's environment. */
+export const hardenedGit: GitRunner = (args, cwd, input) =>
+  gitBytes(args, { cwd, input, safeDirectory: cwd });
 
 export interface AgentIdentity {
   name: string;
@@ -45,22 +46,36 @@ export function agentIdentities(events: LedgerEvent[]): AgentIdentity[] {
   });
 }
 
-const SIGNATURE: Record<string, string> = {
-  G: 'good',
-  B: 'bad',
-  U: 'good, untrusted key',
-  X: 'good, expired signature',
-  Y: 'good, expired key',
-  R: 'good, revoked key',
-  E: 'cannot be checked',
-  N: 'unsigned',
-};
+/**
+ * What the summary says about a signature. Cordon does not verify them: checking one runs a
+ * program the repository's configuration names, and the agent wrote that configuration.
+ */
+export const SIGNED = 'signed, not verified by Cordon';
+export const UNSIGNED = 'unsigned';
+
+/** C0 and C1 control characters and DEL: no real name or address holds one. */
+function isControl(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+}
+
+function hasControl(v: string): boolean {
+  return [...v].some((ch) => isControl(ch.charCodeAt(0)));
+}
+
+/** A value with its control characters shown as `\xNN`, so none is hidden or acts in the summary. */
+function visible(v: string): string {
+  return [...v]
+    .map((ch) => (isControl(ch.charCodeAt(0)) ? `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}` : ch))
+    .join('');
+}
 
 export function classify(
   c: Omit<CommitObserved, 'verdict'>,
   agents: AgentIdentity[],
 ): CommitObserved['verdict'] {
   if (agents.length === 0) return 'unattributed';
+  // An identity with a control character is never the agent's, whatever its address.
+  if (c.controlCharacters) return 'impersonation';
   const isAgent = (email: string): boolean => agents.some((a) => a.emails.includes(email.toLowerCase()));
   const committerOk = isAgent(c.committerEmail) || c.committerEmail.toLowerCase() === WEB_FLOW_EMAIL;
   return isAgent(c.authorEmail) && committerOk ? 'agent' : 'impersonation';
@@ -78,24 +93,194 @@ export function coAuthors(message: string): string[] {
 
 /** Most remote-tracking refs whose reflog is read. */
 const MAX_REFS = 200;
+/** Most reflog files read, and most of their entries taken, under `.git/logs`. */
+const MAX_REFLOGS = 1000;
+const MAX_REFLOG_ENTRIES = 5000;
+/** A reflog file larger than this is read up to it. */
+const MAX_REFLOG_BYTES = 16 * 1024 * 1024;
+
+function text(git: GitRunner, args: string[], cwd: string, input?: string): string {
+  return git(args, cwd, input).toString('utf8');
+}
 
 /**
  * Remote-tracking refs a push from this workspace moved: git logs `update by push` in the
  * ref's reflog. A commit pushed and then dropped locally is still found through them.
  */
 export function pushedRefs(git: GitRunner, cwd: string): string[] {
-  const refs = git(['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/remotes'], cwd)
+  const refs = text(git, ['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/remotes'], cwd)
     .split('\n')
     .filter((r) => r !== '' && !r.endsWith('/HEAD'));
   return refs.filter((ref) => {
     try {
-      return git(['reflog', 'show', '--format=%gs', ref, '--'], cwd)
+      return text(git, ['reflog', 'show', '--format=%gs', ref, '--'], cwd)
         .split('\n')
         .some((l) => l.startsWith('update by push'));
     } catch {
       return false;
     }
   });
+}
+
+/** Files under `dir`, not following links, bounded. */
+function filesUnder(dir: string, limit: number): string[] {
+  const out: string[] = [];
+  const stack = [dir];
+  while (stack.length && out.length < limit) {
+    const d = stack.pop() as string;
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      try {
+        const st = lstatSync(p);
+        if (st.isDirectory()) stack.push(p);
+        else if (st.isFile()) out.push(p);
+      } catch {
+        // Gone meanwhile.
+      }
+      if (out.length >= limit) break;
+    }
+  }
+  return out;
+}
+
+/**
+ * Every ref update the reflogs hold from `since` (seconds) on: commits made and then reset
+ * away, amended, stashed, or on a branch deleted since (HEAD's reflog keeps them). A fetch
+ * into a remote-tracking ref brings other people's commits: only pushes count there.
+ */
+export function reflogUpdates(gitDir: string, since: number): string[] {
+  const logs = join(gitDir, 'logs');
+  const out = new Set<string>();
+  for (const file of filesUnder(logs, MAX_REFLOGS)) {
+    const ref = file.slice(logs.length + 1);
+    let body: string;
+    try {
+      const buf = readFileSync(file);
+      body = buf.subarray(0, MAX_REFLOG_BYTES).toString('utf8');
+    } catch {
+      continue;
+    }
+    for (const line of body.split('\n')) {
+      const tab = line.indexOf('\t');
+      const head = (tab < 0 ? line : line.slice(0, tab)).split(' ');
+      const message = tab < 0 ? '' : line.slice(tab + 1);
+      const sha = head[1] ?? '';
+      const time = Number(head[head.length - 2]);
+      if (!/^[0-9a-f]{40,64}$/.test(sha) || /^0+$/.test(sha) || !(time >= since)) continue;
+      if (ref.startsWith('refs/remotes/') && !message.startsWith('update by push')) continue;
+      out.add(sha);
+      if (out.size >= MAX_REFLOG_ENTRIES) return [...out];
+    }
+  }
+  return [...out];
+}
+
+/**
+ * Tags written in the run (tags have no reflog): a loose tag whose file changed since `since`
+ * (ctime, which no process sets back), or every tag when the packed refs changed.
+ */
+export function tagsWritten(git: GitRunner, cwd: string, gitDir: string, since: number): string[] {
+  const changed = (p: string): boolean => {
+    try {
+      return lstatSync(p).ctimeMs >= since * 1000;
+    } catch {
+      return false;
+    }
+  };
+  const all = changed(join(gitDir, 'packed-refs'));
+  return text(git, ['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/tags'], cwd)
+    .split('\n')
+    .filter((r) => r.startsWith('refs/tags/') && (all || changed(join(gitDir, r))));
+}
+
+/** Of `shas`, those that name a commit or a tag in the repository (reflogs may name pruned ones). */
+function commitish(git: GitRunner, cwd: string, shas: string[]): string[] {
+  if (!shas.length) return [];
+  return text(git, ['cat-file', '--batch-check=%(objectname) %(objecttype)'], cwd, shas.join('\n') + '\n')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, type]) => type === 'commit' || type === 'tag')
+    .map(([sha]) => sha);
+}
+
+interface RawCommit {
+  author: string;
+  authorEmail: string;
+  committer: string;
+  committerEmail: string;
+  signed: boolean;
+  message: string;
+}
+
+/** `Name <email> time tz` as git splits it: the first `<`, the first `>` after it. */
+function ident(line: string): [string, string] {
+  const lt = line.indexOf('<');
+  if (lt < 0) return [line.trim(), ''];
+  const gt = line.indexOf('>', lt + 1);
+  return [line.slice(0, lt).trim(), line.slice(lt + 1, gt < 0 ? line.length : gt)];
+}
+
+/** A raw commit object: its first author and committer headers, a signature header, the message. */
+export function parseCommit(raw: Buffer): RawCommit {
+  const end = raw.indexOf('\n\n');
+  const headers = raw
+    .subarray(0, end < 0 ? raw.length : end)
+    .toString('utf8')
+    .split('\n');
+  const message = end < 0 ? '' : raw.subarray(end + 2).toString('utf8');
+  let author: [string, string] | undefined;
+  let committer: [string, string] | undefined;
+  let signed = false;
+  for (const h of headers) {
+    if (h.startsWith(' ')) continue;
+    if (!author && h.startsWith('author ')) author = ident(h.slice(7));
+    else if (!committer && h.startsWith('committer ')) committer = ident(h.slice(10));
+    else if (h.startsWith('gpgsig ') || h.startsWith('gpgsig-sha256 ')) signed = true;
+  }
+  return {
+    author: author?.[0] ?? '',
+    authorEmail: author?.[1] ?? '',
+    committer: committer?.[0] ?? '',
+    committerEmail: committer?.[1] ?? '',
+    signed,
+    message,
+  };
+}
+
+/** `cat-file --batch` output: `<sha> <type> <size>\n<size bytes>\n` per object, read by length. */
+export function readBatch(out: Buffer): Map<string, Buffer> {
+  const objects = new Map<string, Buffer>();
+  let at = 0;
+  while (at < out.length) {
+    const nl = out.indexOf(10, at);
+    if (nl < 0) break;
+    const [sha, type, size] = out.subarray(at, nl).toString('utf8').split(' ');
+    const n = Number(size);
+    if (type === undefined || !Number.isInteger(n)) {
+      at = nl + 1; // `<sha> missing`
+      continue;
+    }
+    if (type === 'commit') objects.set(sha, out.subarray(nl + 1, nl + 1 + n));
+    at = nl + 1 + n + 1;
+  }
+  return objects;
+}
+
+/** git's subject: the first paragraph's lines joined by a space. */
+function subjectOf(message: string): string {
+  const lines = message.replace(/^\n+/, '').split('\n');
+  const para: string[] = [];
+  for (const l of lines) {
+    if (l.trim() === '') break;
+    para.push(l.trim());
+  }
+  return para.join(' ');
 }
 
 export interface ObserveOptions {
@@ -112,12 +297,14 @@ export function observeCommits(
   opts: ObserveOptions,
 ): CommitsObserved | { skipped: string } {
   const { env } = opts;
-  const git = opts.git ?? realGit(env);
+  const git = opts.git ?? hardenedGit;
   const cwd = env.GITHUB_WORKSPACE || process.cwd();
-  const run = events.find((e) => e.type === 'run.recorded')?.data as RunRecorded | undefined;
+  const recorded = events.find((e) => e.type === 'run.recorded');
+  const run = recorded?.data as RunRecorded | undefined;
   const base = run?.sha || env.GITHUB_SHA || '';
+  let gitDir: string;
   try {
-    git(['rev-parse', '--is-inside-work-tree'], cwd);
+    gitDir = text(git, ['rev-parse', '--absolute-git-dir'], cwd).trim();
   } catch {
     return { skipped: `the workspace ${cwd} is not a git repository` };
   }
@@ -132,48 +319,48 @@ export function observeCommits(
   }
   let head: string;
   try {
-    head = git(['rev-parse', 'HEAD'], cwd).trim();
+    head = text(git, ['rev-parse', 'HEAD'], cwd).trim();
   } catch {
     return { skipped: 'the workspace repository has no HEAD' };
   }
   const pushed = pushedRefs(git, cwd);
-  const format = ['%H', '%an', '%ae', '%cn', '%ce', '%G?', '%s', '%B'].join('%x1f');
-  const out = git(
-    [
-      'log',
-      '-z',
-      '--no-color',
-      `--format=${format}`,
-      `--max-count=${MAX_COMMITS + 1}`,
-      'HEAD',
-      '--branches',
-      ...pushed,
-      '--not',
-      base,
-    ],
+  // From a minute before start's main: a reflog's time is in whole seconds.
+  const since = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000) - 60;
+  const tags = tagsWritten(git, cwd, gitDir, since);
+  const updates = commitish(git, cwd, reflogUpdates(gitDir, since));
+  const listed = text(
+    git,
+    ['rev-list', `--max-count=${MAX_COMMITS + 1}`, 'HEAD', '--branches', ...tags, ...pushed, '--stdin'],
     cwd,
-  );
+    [...updates, `^${base}`].join('\n') + '\n',
+  )
+    .split('\n')
+    .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  const shas = listed.slice(0, MAX_COMMITS);
+  const raw = shas.length ? readBatch(git(['cat-file', '--batch'], cwd, shas.join('\n') + '\n')) : new Map();
   const agents = agentIdentities(events);
-  const records = out.split('\0').filter((r) => r.trim() !== '');
-  const commits: CommitObserved[] = records.slice(0, MAX_COMMITS).map((r) => {
-    const [sha, author, authorEmail, committer, committerEmail, sig, subject, body] = r
-      .replace(/^\n/, '')
-      .split('\x1f');
-    const c = {
+  const commits: CommitObserved[] = shas.flatMap((sha) => {
+    const obj = raw.get(sha);
+    if (!obj) return [];
+    const p = parseCommit(obj);
+    const names = [p.author, p.authorEmail, p.committer, p.committerEmail];
+    const c: Omit<CommitObserved, 'verdict'> = {
       sha,
-      author,
-      authorEmail,
-      committer,
-      committerEmail,
-      coAuthors: coAuthors(body ?? ''),
-      signature: SIGNATURE[sig] ?? sig,
-      subject,
+      author: visible(p.author),
+      authorEmail: visible(p.authorEmail),
+      committer: visible(p.committer),
+      committerEmail: visible(p.committerEmail),
+      coAuthors: coAuthors(p.message).map(visible),
+      signature: p.signed ? SIGNED : UNSIGNED,
+      subject: visible(subjectOf(p.message)),
     };
-    return { ...c, verdict: classify(c, agents) };
+    if (names.some(hasControl)) c.controlCharacters = true;
+    return [{ ...c, verdict: classify(c, agents) }];
   });
   const result: CommitsObserved = { base, head, commits };
   if (pushed.length) result.pushedRefs = pushed;
-  if (records.length > MAX_COMMITS) result.truncated = true;
+  if (tags.length) result.tags = tags;
+  if (listed.length > MAX_COMMITS) result.truncated = true;
   return result;
 }
 
@@ -209,6 +396,11 @@ export function recordCommits(ledger: Ledger, runner: Runner, git?: GitRunner): 
     runner.info(
       `start: ${observed.commits.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
     );
+    for (const c of observed.commits.filter((x) => x.controlCharacters)) {
+      runner.warning(
+        `start: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
+      );
+    }
     for (const c of observed.commits.filter((x) => x.verdict === 'impersonation')) {
       runner.warning(
         `start: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,

@@ -217,6 +217,10 @@ export interface RunFinished {
   agentUser?: { name: string; removed: boolean; lendMs: number; handBackMs: number; problems?: string[] };
   /** Set when the command wrote to the step's file commands (all put back). */
   fileCommandsTampered?: FileCommandsTampered;
+  /** What the command changed under the workspace's `.git/` that makes git run programs (config, hooks, info), put back. */
+  gitRestored?: string[];
+  /** Of those, what could not be put back. */
+  gitNotRestored?: string[];
   /** Names of the outputs the command handed back through `$CORDON_OUTPUT`. */
   outputs?: string[];
 }
@@ -257,8 +261,11 @@ export interface CommitObserved {
   committer: string;
   committerEmail: string;
   coAuthors: string[];
+  /** `signed, not verified by Cordon` or `unsigned`: Cordon runs no verifier the agent could have configured. */
   signature: string;
   subject: string;
+  /** The author or committer holds a control character (shown as `\xNN`): never the agent's identity. */
+  controlCharacters?: boolean;
   verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
 }
 
@@ -270,6 +277,8 @@ export interface CommitsObserved {
   truncated?: boolean;
   /** Remote-tracking refs a push from the workspace moved; their new commits are listed too. */
   pushedRefs?: string[];
+  /** Tags written in the run; their new commits are listed too. */
+  tags?: string[];
 }
 
 /** The process that asked the broker, found from its socket (best effort). */

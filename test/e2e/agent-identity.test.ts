@@ -9,7 +9,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
@@ -73,6 +82,12 @@ try proc-maps sh -c "test -n \"$runpid\" && cat /proc/$runpid/maps"
 cp /bin/true suid-tool && chmod 6755 suid-tool && echo "suid made"
 echo agent-wrote > made-by-agent.txt && mkdir -p agent-dir/deep && echo x > agent-dir/deep/f && echo "workspace ok"
 echo "edited" >> tracked.txt && echo "edit ok"
+# A commit that looks signed, then programs for whoever runs git here next (the runner user, with sudo).
+tree=$(git write-tree) && parent=$(git rev-parse HEAD)
+printf 'tree %s\nparent %s\nauthor A <a@example.com> 1700000000 +0000\ncommitter A <a@example.com> 1700000000 +0000\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n forged\n -----END PGP SIGNATURE-----\n\nsigned-looking\n' "$tree" "$parent" > "$HOME/commit"
+signed=$(git hash-object -t commit -w "$HOME/commit") && git update-ref refs/heads/signed "$signed" && echo "signed $signed"
+printf '#!/bin/sh\necho "$0" >> "%s/git-program-ran"\n' "$PWD" > evil.sh && chmod 755 evil.sh
+git config core.fsmonitor "$PWD/evil.sh" && git config gpg.program "$PWD/evil.sh" && git config log.showSignature true && cp evil.sh .git/hooks/post-checkout && echo "git-config set"
 # Hand results back the one way there is.
 echo "answer=42" >> "$CORDON_OUTPUT"
 setsid nohup sleep 600 >/dev/null 2>&1 &
@@ -117,6 +132,9 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
       '-qm',
       'one',
     ]);
+    job.env.GITHUB_SHA = execFileSync('git', ['-C', job.workspace, 'rev-parse', 'HEAD'], {
+      encoding: 'utf8',
+    }).trim();
     for (const l of readFileSync('/etc/passwd', 'utf8').split('\n')) before.add(l.split(':')[0]);
     const wrap = runnerUser.wrap(job.root);
     start = await job.run('start', 'main', { wrap });
@@ -271,6 +289,24 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
       );
     expect(live).toEqual([]);
   }, 60000);
+
+  test("git programs the agent wrote into .git ran in no later git (start's post, the runner's git status): put back and named", () => {
+    expect(runStep.stdout).toContain('git-config set');
+    expect(existsSync(join(job.workspace, 'git-program-ran'))).toBe(false);
+    expect(readFileSync(join(job.workspace, '.git', 'config'), 'utf8')).not.toContain('evil.sh');
+    expect(existsSync(join(job.workspace, '.git', 'hooks', 'post-checkout'))).toBe(false);
+    const finished = events(readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')).find(
+      (e) => e.type === 'run.finished',
+    )?.data;
+    expect(finished?.gitRestored).toEqual(['.git/config', '.git/hooks/post-checkout']);
+    const signed = /signed ([0-9a-f]{40})/.exec(runStep.stdout)?.[1] ?? '?';
+    const observed = events(readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')).find(
+      (e) => e.type === 'commits.observed',
+    )?.data as { commits: { sha: string; signature: string }[] } | undefined;
+    expect(observed?.commits).toEqual([
+      expect.objectContaining({ sha: signed, signature: 'signed, not verified by Cordon' }),
+    ]);
+  });
 
   test('the control: the same command as the runner user (user: runner) wins each of these; run puts the file commands back', async () => {
     const r = await job.run('run', 'main', {

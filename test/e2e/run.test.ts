@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
@@ -372,6 +372,78 @@ maybe('run action, as a whole program', () => {
       .toString()
       .trim();
     expect(warnings).toContain(`run: secret APP_KEY was written to committed.txt@${sha}:2`);
+    expectNoSecrets(job, r);
+  });
+
+  test('what the command wrote into .git that makes git run programs is put back, named, and runs in no git after it', async () => {
+    const job = newJob();
+    const git = (...args: string[]): string =>
+      execFileSync(
+        'git',
+        ['-C', job.workspace, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args],
+        {
+          encoding: 'utf8',
+        },
+      );
+    git('init', '-q');
+    writeFileSync(join(job.workspace, 'tracked.txt'), 'a\n');
+    git('add', '.');
+    git('commit', '-qm', 'init');
+    // What actions/checkout leaves: withheld during the command, back after it, on top of the restored config.
+    git(
+      'config',
+      '--add',
+      'http.https://github.com/.extraheader',
+      'AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hzX2NoZWNrb3V0dG9rZW4xMjM=',
+    );
+    const configBefore = readFileSync(join(job.workspace, '.git', 'config'), 'utf8');
+    const marker = join(job.root, 'git-program-ran');
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `printf '#!/bin/sh\\necho "$0" >> ${marker}\\n' > "$PWD/evil.sh" && chmod 755 evil.sh`,
+          'echo "$DB_PASSWORD" > leaked.txt',
+          'git -c user.name=a -c user.email=a@example.com add leaked.txt',
+          'git -c user.name=a -c user.email=a@example.com commit -qm leak',
+          'for k in core.fsmonitor gpg.program core.pager pager.log diff.external diff.evil.textconv filter.evil.clean filter.evil.smudge; do git config "$k" "$PWD/evil.sh"; done',
+          'git config core.hooksPath "$PWD/hooks"',
+          'echo "* filter=evil diff=evil" > .gitattributes',
+          'cp evil.sh .git/hooks/post-checkout && cp evil.sh .git/hooks/reference-transaction',
+          'rm .git/info/exclude && ln -s "$PWD/evil.sh" .git/info/exclude',
+          'echo ../elsewhere > .git/commondir',
+        ].join('\n'),
+        secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
+        'leak-scan': 'warn',
+      },
+    });
+    expect(r.code).toBe(0);
+    // The leak scan ran git log -p over the command's commit: none of the programs ran.
+    expect(r.commands.some((c) => c.command === 'warning' && /leaked\.txt@/.test(c.message))).toBe(true);
+    expect(existsSync(marker)).toBe(false);
+    expect(readFileSync(join(job.workspace, '.git', 'config'), 'utf8')).toBe(configBefore);
+    expect(existsSync(join(job.workspace, '.git', 'hooks', 'post-checkout'))).toBe(false);
+    expect(existsSync(join(job.workspace, '.git', 'commondir'))).toBe(false);
+    expect(lstatSync(join(job.workspace, '.git', 'info', 'exclude')).isFile()).toBe(true);
+    const finished = parseLedgerText(ledgerText(job))
+      .flatMap((l) => (l.event ? [l.event] : []))
+      .find((e) => e.type === 'run.finished')?.data as { gitRestored?: string[] };
+    expect(finished.gitRestored).toEqual([
+      '.git/commondir',
+      '.git/config',
+      '.git/hooks/post-checkout',
+      '.git/hooks/reference-transaction',
+      '.git/info/exclude',
+    ]);
+    expect(
+      r.commands.some(
+        (c) => c.command === 'warning' && /put back as before it: .git\/commondir/.test(c.message),
+      ),
+    ).toBe(true);
+    // A later step of the user's runs git there as usual: still nothing of the command's runs.
+    git('status', '--porcelain');
+    git('checkout', '-q', '-b', 'later');
+    git('log', '-p', '-1');
+    expect(existsSync(marker)).toBe(false);
     expectNoSecrets(job, r);
   });
 

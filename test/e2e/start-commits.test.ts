@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
@@ -240,5 +240,160 @@ describe('start: commit attribution', () => {
     const e2 = await plain.run('start', 'post', { state: s2.state });
     expect(e2.code).toBe(0);
     expect(e2.stdout).toMatch(/commits not listed: the workspace .* is not a git repository/);
+  });
+
+  test('a hostile .git/config and hooks: post runs none of their programs and still lists the commits, a signed-looking one as not verified', async () => {
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    // A commit with a forged signature header, as `git hash-object` takes it: the agent's verifier would call it good.
+    const tree = git(j, ['write-tree']);
+    const parent = git(j, ['rev-parse', 'HEAD']);
+    const raw = [
+      `tree ${tree}`,
+      `parent ${parent}`,
+      'author Mona Lisa <mona@example.com> 1700000000 +0000',
+      'committer Mona Lisa <mona@example.com> 1700000000 +0000',
+      'gpgsig -----BEGIN PGP SIGNATURE-----',
+      ' ',
+      ' forged',
+      ' -----END PGP SIGNATURE-----',
+      '',
+      'signed-looking commit',
+      '',
+    ].join('\n');
+    writeFileSync(join(j.root, 'commit.txt'), raw);
+    const signed = git(j, ['hash-object', '-t', 'commit', '-w', join(j.root, 'commit.txt')]);
+    git(j, ['update-ref', 'refs/heads/signed', signed]);
+    // Then every program git can be told to run, written straight into .git (as the agent can).
+    const marker = join(j.root, 'git-program-ran');
+    const evil = join(j.root, 'evil.sh');
+    writeFileSync(evil, `#!/bin/sh\necho "$0 $*" >> ${marker}\nexit 0\n`, { mode: 0o755 });
+    const config = [
+      '[core]',
+      `\tfsmonitor = ${evil}`,
+      `\tpager = ${evil}`,
+      `\tsshCommand = ${evil}`,
+      '[gpg]',
+      `\tprogram = ${evil}`,
+      '[gpg "ssh"]',
+      `\tprogram = ${evil}`,
+      '[gpg "x509"]',
+      `\tprogram = ${evil}`,
+      '[log]',
+      '\tshowSignature = true',
+      '[pager]',
+      `\tlog = ${evil}`,
+      `\trev-list = ${evil}`,
+      '[diff]',
+      `\texternal = ${evil}`,
+      '[diff "evil"]',
+      `\ttextconv = ${evil}`,
+      '[filter "evil"]',
+      `\tsmudge = ${evil}`,
+      `\tclean = ${evil}`,
+      `\tprocess = ${evil}`,
+      '[credential]',
+      `\thelper = !${evil}`,
+      '',
+    ].join('\n');
+    writeFileSync(join(j.workspace, '.git', 'config'), config, { flag: 'a' });
+    writeFileSync(join(j.workspace, '.gitattributes'), '* filter=evil diff=evil\n');
+    for (const hook of ['post-checkout', 'reference-transaction', 'post-index-change', 'pre-auto-gc'])
+      writeFileSync(join(j.workspace, '.git', 'hooks', hook), `#!/bin/sh\n${evil}\n`, { mode: 0o755 });
+    expect(existsSync(marker)).toBe(false);
+
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(errors(end)).toBe('');
+    expect(existsSync(marker) ? readFileSync(marker, 'utf8') : '').toBe('');
+    const o = observed(j);
+    expect(o.commits).toEqual([
+      expect.objectContaining({
+        sha: signed,
+        author: 'Mona Lisa',
+        signature: 'signed, not verified by Cordon',
+        subject: 'signed-looking commit',
+      }),
+    ]);
+    expect(end.summary).toContain('signed, not verified by Cordon');
+  });
+
+  test('a 0x1f or an escape in an author name shifts no field: the commit is the human one, flagged, shown escaped', async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    const token = await j.run('github-token', 'main', {
+      inputs: {
+        'app-id': String(APP_ID),
+        'private-key': key.pkcs8,
+        'github-api-url': s.url,
+        'permission-contents': 'write',
+      },
+    });
+    expect(errors(token)).toBe('');
+    // Parsed as before (fields split at 0x1f), this name made the bot's address the author's.
+    const forged = commit(j, 'human work', {
+      env: {
+        GIT_AUTHOR_NAME: `Mona\x1f${BOT_EMAIL}\x1fAgent`,
+        GIT_AUTHOR_EMAIL: 'mona@example.com',
+      },
+    });
+    const botNamed = commit(j, 'bot with a control character', {
+      env: { GIT_AUTHOR_NAME: `${SLUG}[bot]\x1b[2K` },
+    });
+    const end = await j.run('start', 'post', { state: start.state });
+    const bySha = Object.fromEntries(observed(j).commits.map((c) => [c.sha, c]));
+    expect(bySha[forged]).toMatchObject({
+      author: `Mona\\x1f${BOT_EMAIL}\\x1fAgent`,
+      authorEmail: 'mona@example.com',
+      committerEmail: BOT_EMAIL,
+      subject: 'human work',
+      controlCharacters: true,
+      verdict: 'impersonation',
+    });
+    expect(bySha[botNamed]).toMatchObject({
+      author: `${SLUG}[bot]\\x1b[2K`,
+      authorEmail: BOT_EMAIL,
+      controlCharacters: true,
+      verdict: 'impersonation',
+    });
+    expect(
+      end.commands.filter((c) => c.command === 'warning' && /control character/.test(c.message)),
+    ).toHaveLength(2);
+  }, 120000);
+
+  test('commits reset away, stashed, or only tagged in the run are listed; a remote branch fetched is not', async () => {
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    const base = j.env.GITHUB_SHA;
+    // Someone else's work, fetched into a remote-tracking ref: not the run's.
+    git(j, ['checkout', '-q', '-b', 'theirs']);
+    const theirs = commit(j, 'their commit', { as: ['Someone', 'someone@example.com'] });
+    git(j, ['init', '-q', '--bare', join(j.root, 'remote.git')]);
+    git(j, ['remote', 'add', 'origin', join(j.root, 'remote.git')]);
+    git(j, ['push', '-q', 'origin', 'theirs']);
+    git(j, ['checkout', '-q', 'main']);
+    git(j, ['branch', '-q', '-D', 'theirs']);
+    git(j, ['update-ref', '-d', 'refs/remotes/origin/theirs']);
+    git(j, ['reflog', 'expire', '--expire=now', '--all']);
+    git(j, ['fetch', '-q', 'origin']);
+    // Made, then reset away.
+    const resetAway = commit(j, 'reset away', { as: ['Mona Lisa', 'mona@example.com'] });
+    git(j, ['reset', '-q', '--hard', base]);
+    // Only a tag holds it.
+    const tagged = commit(j, 'tagged only', { as: ['Mona Lisa', 'mona@example.com'] });
+    git(j, ['tag', 'v-agent', tagged]);
+    git(j, ['reset', '-q', '--hard', base]);
+    // Stashed.
+    writeFileSync(join(j.workspace, git(j, ['ls-files']).split('\n')[0]), 'changed\n');
+    git(j, ['-c', 'user.name=Mona Lisa', '-c', 'user.email=mona@example.com', 'stash', '-q']);
+    const stash = git(j, ['rev-parse', 'refs/stash']);
+
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(errors(end)).toBe('');
+    const o = observed(j);
+    const shas = o.commits.map((c) => c.sha);
+    expect(shas).toEqual(expect.arrayContaining([resetAway, tagged, stash]));
+    expect(shas).not.toContain(theirs);
+    expect(o).toMatchObject({ tags: ['refs/tags/v-agent'] });
   });
 });

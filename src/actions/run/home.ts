@@ -4,10 +4,11 @@
  * point at credential files dropped, and the checkout token `actions/checkout` leaves in
  * the workspace's `.git/config` taken out while the command runs and put back after.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { git } from '../../platform/git.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
 
@@ -49,11 +50,11 @@ export interface GitIdentity {
 export function gitIdentity(env: Env, events: LedgerEvent[]): GitIdentity | undefined {
   const get = (key: string): string => {
     try {
-      return execFileSync('git', ['config', '--global', '--get', key], {
-        env: { PATH: env.PATH ?? '/usr/bin:/bin', HOME: env.HOME ?? '' },
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-        timeout: 5000,
+      // The runner's own global configuration; outside the workspace, whose .git an earlier agent may have written.
+      return git(['config', '--global', '--get', key], {
+        cwd: tmpdir(),
+        home: env.HOME ?? '',
+        timeoutMs: 5000,
       }).trim();
     } catch {
       return '';
@@ -128,12 +129,8 @@ export interface CheckoutToken {
 }
 
 function gitFile(file: string, args: string[]): string {
-  return execFileSync('git', ['config', '--file', file, ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: 5000,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent' },
-  });
+  // Run outside the workspace: `--file` reads that file only, and no repository is discovered.
+  return git(['config', '--file', file, ...args], { cwd: tmpdir(), timeoutMs: 5000 });
 }
 
 function entries(file: string, pattern: string): WithheldEntry[] {

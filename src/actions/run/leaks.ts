@@ -2,9 +2,9 @@
  * After the command: look for secret values and their forms in the files it created or
  * changed in the workspace. Reports the path, line and secret name, never the value.
  */
-import { spawnSync } from 'node:child_process';
 import { lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
+import { gitBytes } from '../../platform/git.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 
 export interface Leak {
@@ -32,31 +32,17 @@ export interface ScanOptions {
 }
 
 /**
- * git with the settings a hostile checkout could use to run code switched off: the agent
- * wrote `.git/config`, and an fsmonitor, hook or signature program there would run as this
- * step, after the command's processes were killed.
+ * git through the hardened runner (src/platform/git.ts): the agent wrote `.git/config`, and
+ * an fsmonitor, hook or signature program there would run as this step.
  */
 function git(workspace: string, args: string[]): string | undefined {
-  const r = spawnSync(
-    'git',
-    [
-      '-c',
-      'core.fsmonitor=false',
-      '-c',
-      'core.hooksPath=/dev/null',
-      '-c',
-      'log.showSignature=false',
-      '-C',
-      workspace,
-      ...args,
-    ],
-    {
-      encoding: 'buffer',
-      maxBuffer: 256 * 1024 * 1024,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_CONFIG_NOSYSTEM: '1', HOME: '/nonexistent' },
-    },
-  );
-  return r.status === 0 ? r.stdout.toString('utf8') : undefined;
+  try {
+    return gitBytes(args, { cwd: workspace, maxBuffer: 256 * 1024 * 1024, timeoutMs: 300_000 }).toString(
+      'utf8',
+    );
+  } catch {
+    return undefined;
+  }
 }
 
 /** HEAD of the workspace, or undefined when it is not a git repository. */
@@ -74,8 +60,6 @@ function commitLeaks(workspace: string, headBefore: string, registry: SecretRegi
   if (!head || head === headBefore) return [];
   // No external diff or textconv drivers: both would run commands the agent configured.
   const log = git(workspace, [
-    '-c',
-    'diff.external=',
     'log',
     '-p',
     '--no-color',

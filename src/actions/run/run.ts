@@ -27,6 +27,7 @@ import { checkRunWindow } from '../../ledger/verify.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
 import type { AgentEnd } from './agent-protocol.js';
+import { reportGitRestored, restoreGitDir, snapshotGitDir, type GitRestored } from './gitguard.js';
 import {
   agentUser,
   anyTampering,
@@ -245,10 +246,13 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   let checkoutTokenRestored: boolean | undefined;
   let tampered: FileCommandsTampered | undefined;
   let agentEnd: AgentEnd | undefined;
+  let gitRestored: GitRestored | undefined;
   let outputs: Record<string, string> = {};
   let outputError: string | undefined;
   // The step's file commands as they are now: put back after the command, whoever it runs as.
   const fileCommands = snapshotFileCommands(deps.env);
+  // And what in the workspace's .git makes git run programs (the checkout token is already out).
+  const gitGuard = snapshotGitDir(ready.workspace);
   const matcher = registry.size ? registry.matcher() : undefined;
   const scrubbers =
     inputs.scrubOutput && matcher
@@ -306,6 +310,8 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     tampered = anyTampering(restoreFileCommands(fileCommands));
     // Started but failed before the command ran: the launcher undoes the user and the loan.
     if (agent && !agentEnd) agentEnd = await agent.abort();
+    // The workspace is back with this user: .git as it was, then the checkout token into it.
+    if (gitGuard) gitRestored = restoreGitDir(gitGuard);
     outputFile?.remove();
     rmSync(shell.scriptPath, { force: true });
     home?.remove();
@@ -326,6 +332,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     checkoutTokenRestored,
     tampered,
     agentEnd,
+    gitRestored,
     outputs,
     outputError,
   };
@@ -369,6 +376,7 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     ledgerIntact,
     checkoutTokenRestored: ran.checkoutTokenRestored,
     fileCommandsTampered: ran.tampered,
+    ...reportGitRestored(ran.gitRestored, (m) => runner.warning(m)),
     agentUser:
       agentEnd && ready.agent
         ? {

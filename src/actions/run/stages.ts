@@ -6,6 +6,7 @@ import type { AgentSession } from './agent-session.js';
 import type { RunBroker } from './broker.js';
 import type { Containment } from './cgroup.js';
 import type { ShellCommand } from './env.js';
+import type { GitRestored } from './gitguard.js';
 import type { CheckoutToken, FreshHome } from './home.js';
 import type { OutputFile } from './identity.js';
 import type { CommandEnd, CommandExit } from './spawn.js';
@@ -43,6 +44,8 @@ export interface Executed {
   /** What the command wrote into the step's file commands (put back). */
   tampered: FileCommandsTampered | undefined;
   agentEnd: AgentEnd | undefined;
+  /** What the command changed under `.git/` that makes git run programs (put back). */
+  gitRestored: GitRestored | undefined;
   /** What the command handed back through `$CORDON_OUTPUT`. */
   outputs: Record<string, string>;
   outputError: string | undefined;

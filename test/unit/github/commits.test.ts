@@ -1,5 +1,16 @@
 import { describe, expect, test } from '@jest/globals';
-import { agentIdentities, classify, coAuthors, impersonationError } from '../../../src/github/commits.js';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  agentIdentities,
+  classify,
+  coAuthors,
+  impersonationError,
+  parseCommit,
+  readBatch,
+  reflogUpdates,
+} from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 
 const issued: LedgerEvent = {
@@ -82,5 +93,70 @@ describe('commit verdicts', () => {
     expect(e?.input).toBe('fail-on-impersonation');
     expect(e?.message).toMatch(/aaaaaaaaaaaa by x <mona@example.com>/);
     expect(impersonationError({ base: 'b', head: 'h', commits: [] })).toBeUndefined();
+  });
+});
+
+describe('raw commits and reflogs', () => {
+  test('a raw commit: the first author and committer, a signature header, the message; control bytes stay in their field', () => {
+    const raw = Buffer.from(
+      [
+        'tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904',
+        'author Mona\x1fbot@example.com\x1fX <mona@example.com> 1700000000 +0000',
+        'committer Bot <bot@example.com> 1700000000 +0000',
+        'gpgsig -----BEGIN PGP SIGNATURE-----',
+        ' forged',
+        ' -----END PGP SIGNATURE-----',
+        'author Second <second@example.com> 1 +0000',
+        '',
+        'subject line',
+        'continued',
+        '',
+        'Co-authored-by: A <a@x>',
+      ].join('\n'),
+    );
+    expect(parseCommit(raw)).toEqual({
+      author: 'Mona\x1fbot@example.com\x1fX',
+      authorEmail: 'mona@example.com',
+      committer: 'Bot',
+      committerEmail: 'bot@example.com',
+      signed: true,
+      message: 'subject line\ncontinued\n\nCo-authored-by: A <a@x>',
+    });
+  });
+
+  test('cat-file --batch output is read by length: a message that looks like the next header is not one', () => {
+    const a = 'a'.repeat(40);
+    const b = 'b'.repeat(40);
+    const bodyA = `author X <x@x> 1 +0000\n\nmsg\n${b} commit 5\nfake\n`;
+    const bodyB = 'author Y <y@y> 1 +0000\n\nreal';
+    const out = Buffer.from(
+      `${a} commit ${Buffer.byteLength(bodyA)}\n${bodyA}\n${'c'.repeat(40)} missing\n${b} commit ${Buffer.byteLength(bodyB)}\n${bodyB}\n`,
+    );
+    const objects = readBatch(out);
+    expect([...objects.keys()]).toEqual([a, b]);
+    expect(objects.get(a)?.toString()).toBe(bodyA);
+    expect(objects.get(b)?.toString()).toBe(bodyB);
+  });
+
+  test('reflog entries from the run on count; a fetch into a remote-tracking ref does not, a push does', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reflog-'));
+    try {
+      const sha = (c: string): string => c.repeat(40);
+      const line = (from: string, to: string, t: number, msg: string): string =>
+        `${from} ${to} A <a@x> ${t} +0000\t${msg}\n`;
+      mkdirSync(join(dir, 'logs', 'refs', 'remotes', 'origin'), { recursive: true });
+      writeFileSync(
+        join(dir, 'logs', 'HEAD'),
+        line('0'.repeat(40), sha('1'), 100, 'clone') + line(sha('1'), sha('2'), 1000, 'commit: x'),
+      );
+      writeFileSync(
+        join(dir, 'logs', 'refs', 'remotes', 'origin', 'main'),
+        line(sha('1'), sha('3'), 1000, 'fetch: fast-forward') +
+          line(sha('3'), sha('4'), 1000, 'update by push'),
+      );
+      expect(reflogUpdates(dir, 500).sort()).toEqual([sha('2'), sha('4')]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
