@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
 import { isCordonError } from '../platform/errors.js';
 import { inputVariable } from '../platform/inputs.js';
-import { MAX_WORKFLOW_BYTES, readRegularFile } from '../platform/regular-file.js';
+import { readArgument } from './read.js';
 import type { Env } from '../platform/runner.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
 import { validators } from './validators.js';
@@ -191,17 +191,8 @@ export function runCheck(files: string[], out: (s: string) => void, err: (s: str
   }
   let total = 0;
   for (const file of files) {
-    let text: string;
-    try {
-      text = readRegularFile(file, {
-        reader: 'cordon check',
-        maxBytes: MAX_WORKFLOW_BYTES,
-        expected: 'a workflow file, e.g. .github/workflows/ci.yml',
-      });
-    } catch (e) {
-      err(`${(e as Error).message}\n`);
-      return 2;
-    }
+    const text = readArgument(file, 'cordon check', 'workflow', err);
+    if (text === undefined) return 2;
     const { problems, steps } = checkWorkflowText(text, file);
     for (const p of problems) out(`${p.file}:${p.line}: ${p.message}\n`);
     out(`${file}: ${steps} Cordon step(s), ${problems.length} problem(s)\n`);

@@ -8,7 +8,7 @@ import {
   renderSummaryText,
 } from '../summary/render.js';
 import { verdictFor } from '../ledger/verify.js';
-import { readRegularFile } from '../platform/regular-file.js';
+import { readArgument } from './read.js';
 import { runDemo } from './demo.js';
 import { runCheck } from './check.js';
 import { runPlan } from './plan.js';
@@ -24,26 +24,14 @@ commands:
 Files are read only when they are regular files: a workflow up to 1 MiB, a ledger up to 64 MiB.
 `;
 
-/** The ledger's own cap (the root side stops writing there), so any ledger Cordon wrote fits. */
-const MAX_LEDGER_BYTES = 64 * 1024 * 1024;
-
 function summary(args: string[]): number {
   const file = args.find((a) => !a.startsWith('--'));
   if (!file) {
     process.stderr.write(`cordon summary: give the ledger file\n${USAGE}`);
     return 2;
   }
-  let text: string;
-  try {
-    text = readRegularFile(file, {
-      reader: 'cordon summary',
-      maxBytes: MAX_LEDGER_BYTES,
-      expected: 'a run ledger (ledger.jsonl)',
-    });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 1;
-  }
+  const text = readArgument(file, 'cordon summary', 'ledger', (t) => process.stderr.write(t));
+  if (text === undefined) return 1;
   const lines = parseLedgerText(text);
   const input = { lines, verdict: verdictFor(lines) };
   const htmlAt = args.indexOf('--html');

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { isCordonError } from '../platform/errors.js';
 import { inputVariable } from '../platform/inputs.js';
-import { MAX_WORKFLOW_BYTES, readRegularFile } from '../platform/regular-file.js';
+import { readArgument } from './read.js';
 import type { Env } from '../platform/runner.js';
 import type { AwsActionInputs, AwsSessionInputs } from '../aws/inputs.js';
 import { renderRuleset } from '../fence/firewall.js';
@@ -132,17 +132,8 @@ export function runPlan(files: string[], out: (s: string) => void, err: (s: stri
     return 2;
   }
   for (const f of files) {
-    let text: string;
-    try {
-      text = readRegularFile(f, {
-        reader: 'cordon plan',
-        maxBytes: MAX_WORKFLOW_BYTES,
-        expected: 'a workflow file, e.g. .github/workflows/ci.yml',
-      });
-    } catch (e) {
-      err(`${(e as Error).message}\n`);
-      return 2;
-    }
+    const text = readArgument(f, 'cordon plan', 'workflow', err);
+    if (text === undefined) return 2;
     try {
       out(`# ${f}\n${planWorkflowText(text)}`);
     } catch (e) {

@@ -9,10 +9,11 @@
  * Commits are read raw (`cat-file --batch`, length-prefixed), so no byte in a name or a
  * message can shift a field.
  */
-import { lstatSync, readFileSync, readdirSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { gitBytes } from '../platform/git.js';
+import { walkFiles } from '../platform/walk.js';
 import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Env, Runner } from '../platform/runner.js';
@@ -124,29 +125,7 @@ export function pushedRefs(git: GitRunner, cwd: string): string[] {
 
 /** Files under `dir`, not following links, bounded. */
 function filesUnder(dir: string, limit: number): string[] {
-  const out: string[] = [];
-  const stack = [dir];
-  while (stack.length && out.length < limit) {
-    const d = stack.pop() as string;
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      try {
-        const st = lstatSync(p);
-        if (st.isDirectory()) stack.push(p);
-        else if (st.isFile()) out.push(p);
-      } catch {
-        // Gone meanwhile.
-      }
-      if (out.length >= limit) break;
-    }
-  }
-  return out;
+  return walkFiles(dir, { limit }).files;
 }
 
 /**

@@ -2,9 +2,10 @@
  * After the command: look for secret values and their forms in the files it created or
  * changed in the workspace. Reports the path, line and secret name, never the value.
  */
-import { lstatSync, readFileSync, readdirSync } from 'node:fs';
-import { join, relative, resolve, sep } from 'node:path';
+import { lstatSync, readFileSync } from 'node:fs';
+import { relative, resolve, sep } from 'node:path';
 import { gitBytes } from '../../platform/git.js';
+import { walkFiles } from '../../platform/walk.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 
 export interface Leak {
@@ -96,32 +97,12 @@ function commitLeaks(workspace: string, headBefore: string, registry: SecretRegi
 
 /** Files under `root` (not `.git`) modified at or after `since`; bounded by `limit` entries visited. */
 function modifiedSince(root: string, since: number, limit: number): { files: string[]; truncated: boolean } {
-  const files: string[] = [];
-  const stack = [root];
-  let visited = 0;
-  while (stack.length) {
-    const dir = stack.pop() as string;
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const name of entries) {
-      if (++visited > limit) return { files, truncated: true };
-      if (name === '.git' && dir === root) continue;
-      const p = join(dir, name);
-      let st;
-      try {
-        st = lstatSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) stack.push(p);
-      else if (st.isFile() && Math.max(st.mtimeMs, st.ctimeMs) >= since) files.push(relative(root, p));
-    }
-  }
-  return { files, truncated: false };
+  const r = walkFiles(root, {
+    limit,
+    skip: (dir, name) => name === '.git' && dir === root,
+    keep: (_p, st) => Math.max(st.mtimeMs, st.ctimeMs) >= since,
+  });
+  return { files: r.files.map((p) => relative(root, p)), truncated: r.truncated };
 }
 
 function lineAt(offset: number, lineStarts: number[]): number {
