@@ -195,10 +195,29 @@ export class AllowSets {
     if (this.batch.length) this.flush();
   }
 
-  /** Forgets every address (the table was loaded again, empty). */
-  forget(): void {
-    this.expiry.clear();
-    this.unconfirmed.clear();
+  /**
+   * Puts every address still known back in its set, with the time it has left (the table
+   * was loaded again, empty). Clients keep an answer for its TTL, and the proxy serves
+   * cached answers without a new set update while the address is known: without this an
+   * allowed name stays unreachable until its answer runs out. Resolves with how many
+   * addresses went back. Answers carrying one of them wait for the same update.
+   */
+  refill(): Promise<number> {
+    const now = this.now();
+    let count = 0;
+    for (const [address, until] of this.expiry) {
+      const seconds = Math.ceil((until - now) / 1000);
+      // One already waiting for the next update goes in with it.
+      if (seconds <= 0 || (this.next && this.unconfirmed.get(address) === this.next.promise)) continue;
+      this.next ??= deferred();
+      this.unconfirmed.set(address, this.next.promise);
+      this.batch.push({ family: address.includes(':') ? 6 : 4, address, seconds, refresh: false });
+      count++;
+    }
+    if (!count) return Promise.resolve(0);
+    const p = this.next!.promise;
+    if (!this.inFlight) this.flush();
+    return p.then(() => count);
   }
 
   /**

@@ -159,9 +159,16 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
   const reclose = (): void => {
     if (w.policy !== 'block') return;
     shell.run(`include "${join(dir, 'ruleset.nft')}"`).then(
-      () => {
-        for (const a of sets) a.forget();
+      async () => {
         log('re-closed: the table was loaded again from ruleset.nft');
+        // The sets came back empty: what the proxies answered (and still serve from
+        // their caches, and clients still hold) goes back in for the time it has left.
+        const counts = await Promise.all(sets.map((a) => a.refill().catch(() => -1)));
+        if (counts.includes(-1)) log('could not put the allow sets back after re-closing');
+        const back = counts.reduce((n, c) => n + Math.max(c, 0), 0);
+        tamper.note(
+          `the table inet cordon was loaded again (re-closed); ${back} address(es) the proxies had answered were put back in the allow sets`,
+        );
       },
       (e: Error) => log(`could not re-close: ${e.message}`),
     );

@@ -21,18 +21,18 @@ suite('NftShell and AllowSets', () => {
   let shell: NftShell;
   let dir: string;
 
+  const ruleset = renderRuleset({
+    policy: 'audit',
+    staticAllowed: [],
+    dnsUid: 0,
+    upstreams: ['192.0.2.53'],
+    agent: { uidMin: 61000, uidMax: 61183, dnsPort: 5354 },
+  });
+
   beforeAll(() => {
     ns = Netns.create(`egn${process.pid % 100000}`);
     dir = mkdtempSync(join(tmpdir(), 'cordon-nft-'));
-    ns.exec(['nft', '-f', '-'], {
-      input: renderRuleset({
-        policy: 'audit',
-        staticAllowed: [],
-        dnsUid: 0,
-        upstreams: ['192.0.2.53'],
-        agent: { uidMin: 61000, uidMax: 61183, dnsPort: 5354 },
-      }),
-    });
+    ns.exec(['nft', '-f', '-'], { input: ruleset });
     // The child runs inside the namespace through a two-line wrapper.
     const wrapper = join(dir, 'nft');
     writeFileSync(wrapper, `#!/bin/sh\nexec /usr/sbin/ip netns exec ${ns.name} /usr/sbin/nft "$@"\n`, {
@@ -91,5 +91,27 @@ suite('NftShell and AllowSets', () => {
     // Confirmed now: nothing to wait for, also for a cached answer 10 s old.
     expect(sets.ensure([{ address: '198.51.100.3', ttl: 30 }], [], 10)).toBeUndefined();
     expect(sets.updates).toBe(1);
+  });
+
+  test('after the table is loaded again, refill puts every known address back with the time it has left', async () => {
+    let now = 2_000_000;
+    const runner = new AllowSets(shell, 60, () => now);
+    const agent = new AllowSets(shell, 60, () => now, ['agent4', 'agent6']);
+    await runner.ensure([{ address: '198.51.100.7', ttl: 300 }], [{ address: '2001:db8::7', ttl: 300 }]);
+    await agent.ensure([{ address: '198.51.100.8', ttl: 300 }], [{ address: '2001:db8::8', ttl: 300 }]);
+    // The table loaded again, as the tamper watch does: every set comes back empty.
+    ns.exec(['nft', '-f', '-'], { input: ruleset });
+    const list = (set: string): string => ns.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
+    expect(list('allow4')).not.toContain('198.51.100.7');
+    now += 100_000;
+    expect(await runner.refill()).toBe(2);
+    expect(await agent.refill()).toBe(2);
+    // 375 s written, 100 s gone: 275 s left.
+    expect(list('allow4')).toMatch(/198\.51\.100\.7 timeout 4m35s/);
+    expect(list('allow6')).toMatch(/2001:db8::7 timeout 4m35s/);
+    expect(list('agent4')).toContain('198.51.100.8');
+    expect(list('agent6')).toContain('2001:db8::8');
+    // Known and in the set again: an answer carrying it costs nothing.
+    expect(runner.ensure([{ address: '198.51.100.7', ttl: 60 }], [])).toBeUndefined();
   });
 });
