@@ -4,7 +4,7 @@
  * RUNNER_TEMP, then post with the state main saved. Used by the tests and `cordon demo`.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,19 @@ export interface StepResult {
   durationMs: number;
 }
 
+/**
+ * The jobs that made their own root in this module instance (each test file has its own),
+ * so a test run can remove by name what it made (`removeJobs`).
+ */
+const made = new Set<Job>();
+
+/** Removes every job root made here since the last call; returns those jobs. */
+export function removeJobs(): Job[] {
+  const jobs = [...made];
+  for (const job of jobs) job.remove();
+  return jobs;
+}
+
 /** A job: one RUNNER_TEMP, workspace and summary file shared by its steps, as on a runner. */
 export class Job {
   readonly root: string;
@@ -46,6 +59,7 @@ export class Job {
 
   constructor(opts: { root?: string; env?: Record<string, string> } = {}) {
     this.root = opts.root ?? mkdtempSync(join(tmpdir(), 'cordon-job-'));
+    if (!opts.root) made.add(this);
     this.runnerTemp = join(this.root, 'runner-temp');
     this.workspace = join(this.root, 'workspace');
     this.home = join(this.root, 'home');
@@ -76,6 +90,15 @@ export class Job {
       GITHUB_API_URL: 'https://api.github.com',
       ...opts.env,
     };
+  }
+
+  /**
+   * Removes the job's root and all in it, as root also what a step's own user made there.
+   * Call it only once the job's last step (post included) has run.
+   */
+  remove(): void {
+    rmSync(this.root, { recursive: true, force: true });
+    made.delete(this);
   }
 
   /**

@@ -13,7 +13,8 @@
  */
 import net from 'node:net';
 import { createHash } from 'node:crypto';
-import { rmdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Cidr, DomainPattern } from '../fence/policy.js';
 import type { ResolverBackup } from '../fence/resolver.js';
@@ -45,17 +46,28 @@ export function cgroupMountDir(dir: string): string {
 }
 
 /**
- * Removes a fence's state directory and the cgroup2 mount point beside it. That one only
- * with `rmdir`: it may still be a mount point elsewhere (left alone then), or gone already.
+ * Removes a fence's state directory and the cgroup2 mount point beside it, unmounting that
+ * first if it is still a mount here (the helper's own unmount is skipped when it is killed).
+ * Only `rmdir` for the mount point, never a recursive removal: if it cannot be unmounted,
+ * nothing walks into the cgroup file system.
  */
 export function removeState(id: string): void {
   const dir = stateDir(id);
   rmSync(dir, { recursive: true, force: true });
+  const mount = cgroupMountDir(dir);
   try {
-    rmdirSync(cgroupMountDir(dir));
+    if (isMountPoint(mount)) execFileSync('umount', ['-l', mount], { stdio: 'ignore' });
+    rmdirSync(mount);
   } catch {
     // Gone already, or busy: nothing to do.
   }
+}
+
+/** Whether `path` is a mount point in this mount namespace (field 5 of mountinfo). */
+function isMountPoint(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === path);
 }
 
 /**

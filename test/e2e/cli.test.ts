@@ -1,12 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 import { sampleEvents } from '../harness/sample-events.js';
 import { appendAny } from '../harness/ledger.js';
+import { tempDir } from '../harness/tmp.js';
 
 const cordon = (args: string[], cwd = REPO_ROOT) =>
   spawnCollect(
@@ -18,7 +18,7 @@ const cordon = (args: string[], cwd = REPO_ROOT) =>
 
 describe('cordon CLI', () => {
   test('summary renders a ledger as markdown, text, JSON and HTML', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cordon-cli-'));
+    const dir = tempDir('cordon-cli-');
     const ledger = new Ledger(join(dir, 'ledger.jsonl'), {
       action: 't',
       registry: new SecretRegistry(() => {}),
@@ -46,7 +46,7 @@ describe('cordon CLI', () => {
   });
 
   test('a ledger line that is not JSON is shown as a problem, not dropped', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cordon-cli-'));
+    const dir = tempDir('cordon-cli-');
     writeFileSync(join(dir, 'l.jsonl'), 'not json\n');
     const r = await cordon(['summary', join(dir, 'l.jsonl')]);
     expect(r.stdout).toContain('not valid JSON');

@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
+import { tempDir } from '../harness/tmp.js';
 
 /**
  * The Node that GitHub's runners run the actions with (`using: node24`), fetched by
@@ -26,7 +26,7 @@ if (n24) nodes.push(["the runner's Node 24", n24]);
 
 describe.each(nodes)('cordon demo (README command one) under %s', (_what, node) => {
   test('runs a whole fenced agent job and prints the summary it produced', async () => {
-    const out = mkdtempSync(join(tmpdir(), 'cordon-demo-'));
+    const out = tempDir('cordon-demo-');
     const r = await spawnCollect(
       [node, join(REPO_ROOT, 'bin/cordon.js'), 'demo', '--out', out],
       // Node 24 first on PATH too (its directory holds only node): the demo's agent is a

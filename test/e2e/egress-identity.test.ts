@@ -7,8 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
 import { REPO_ROOT } from '../../src/devkit/run-action.js';
@@ -32,6 +31,7 @@ import {
   fetchUrl,
   type Runs,
 } from './egress-topology.js';
+import { tempDir } from '../harness/tmp.js';
 
 const usable =
   canUseNetns() &&
@@ -101,7 +101,7 @@ suite('egress per identity: the agent gets only its list', () => {
     uid = freeAgentUid();
     run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
     gid = Number(run(['id', '-g', user]).trim());
-    dir = mkdtempSync(join(tmpdir(), 'cordon-identity-'));
+    dir = tempDir('cordon-identity-');
     w = new World('p');
     await w.serve();
     id = await startDaemon(w, dir, 'block', 'b');

@@ -26,7 +26,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -35,7 +34,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +45,7 @@ import {
   restoreSystemdResolved,
   type SystemdResolved,
 } from '../../src/fence/resolver.js';
+import { tempDir } from '../harness/tmp.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const IP = '/usr/sbin/ip';
@@ -336,7 +335,7 @@ suite('a real systemd-resolved pointed at the proxy and back (resolver.ts)', () 
 
   beforeAll(() => {
     ns = Netns.create(`cordonres${process.pid % 1_000_000}`);
-    dir = mkdtempSync(join(tmpdir(), 'cordon-resolved-'));
+    dir = tempDir('cordon-resolved-');
     const arch = readdirSync(join(root, 'usr', 'lib')).find((d) => d.includes('linux'))!;
     lib = join(root, 'usr', 'lib', arch, 'systemd');
     runSystemd = join(dir, 'run-systemd');

@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkWorkflowText, cordonActionName } from '../../src/cli/check.js';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 import { MAX_WORKFLOW_BYTES, readRegularFile } from '../../src/platform/regular-file.js';
+import { tempDir } from '../harness/tmp.js';
 
 const fixture = (name: string): string =>
   readFileSync(join(REPO_ROOT, 'test/fixtures/workflows', name), 'utf8');
@@ -63,7 +63,7 @@ describe('cordon check: invisible characters', () => {
 });
 
 describe('cordon check reads regular files only, at most 1 MiB', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-check-'));
+  const dir = tempDir('cordon-check-');
   const fifo = join(dir, 'workflow.fifo');
   execFileSync('mkfifo', [fifo]);
   const zero = join(dir, 'zero.yml');

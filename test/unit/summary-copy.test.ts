@@ -1,15 +1,15 @@
 /** The summary's use of the egress daemon's copy: chain order restored, differences named. */
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger, parseLedgerText, type LedgerLine } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { compareWithCopy, orderByChain, verdictFor } from '../../src/ledger/verify.js';
 import { appendAny } from '../harness/ledger.js';
+import { tempDir } from '../harness/tmp.js';
 
 function chain(n: number): { lines: LedgerLine[]; raw: string[]; nonce: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-copy-sum-'));
+  const dir = tempDir('cordon-copy-sum-');
   const l = new Ledger(join(dir, 'l.jsonl'), {
     action: 'start',
     registry: new SecretRegistry(() => undefined),

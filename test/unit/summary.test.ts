@@ -1,6 +1,4 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
@@ -8,9 +6,10 @@ import { buildAttribution, renderSummaryHtml, renderSummaryMarkdown } from '../.
 import { verdictFor } from '../../src/ledger/verify.js';
 import { sampleEvents } from '../harness/sample-events.js';
 import { appendAny } from '../harness/ledger.js';
+import { tempDir } from '../harness/tmp.js';
 
 function ledgerWithEverything(extra: Record<string, unknown>[] = []): Ledger {
-  const ledger = new Ledger(join(mkdtempSync(join(tmpdir(), 'cordon-sum-')), 'ledger.jsonl'), {
+  const ledger = new Ledger(join(tempDir('cordon-sum-'), 'ledger.jsonl'), {
     action: 'test',
     registry: new SecretRegistry(() => {}),
   });

@@ -1,12 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { profilePaths, removeSection, sectionHeader, writeSection } from '../../../src/aws/profile-files.js';
+import { tempDir } from '../../harness/tmp.js';
 
 describe('profile files', () => {
   test('a section is replaced in place, others kept, and the file goes when the last one does', () => {
-    const { dir, credentials } = profilePaths(mkdtempSync(join(tmpdir(), 'cordon-aws-profile-')));
+    const { dir, credentials } = profilePaths(tempDir('cordon-aws-profile-'));
     writeSection(credentials, '[a]', { k: '1' });
     writeSection(credentials, '[b]', { k: '2' });
     writeSection(credentials, '[a]', { k: '3' });
@@ -21,7 +21,7 @@ describe('profile files', () => {
   });
 
   test('a pre-existing file with a wider mode is tightened to 0600', () => {
-    const { dir, config } = profilePaths(mkdtempSync(join(tmpdir(), 'cordon-aws-profile-')));
+    const { dir, config } = profilePaths(tempDir('cordon-aws-profile-'));
     writeSection(config, '[x]', {});
     writeFileSync(config, '[x]\n', { mode: 0o644 });
     writeSection(config, sectionHeader('config', 'agent'), { region: 'eu-west-1' });

@@ -1,11 +1,11 @@
 /** serveBroker in this process against the loopback GitHub API: routes, counts, masking, revocation. */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_VERSION, type BrokerConfig } from '../../../src/broker/config.js';
 import { serveBroker } from '../../../src/broker/server.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../../src/devkit/github-api.js';
+import { tempDir } from '../../harness/tmp.js';
 
 let api: GithubApiServer;
 let key: ReturnType<typeof makeAppKey>;
@@ -13,7 +13,7 @@ let dir: string;
 
 beforeAll(async () => {
   key = makeAppKey();
-  dir = mkdtempSync(join(tmpdir(), 'cordon-broker-unit-'));
+  dir = tempDir('cordon-broker-unit-');
   api = await startGithubApi({
     appId: 11,
     slug: 'cordon-agent',

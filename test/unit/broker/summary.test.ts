@@ -1,16 +1,15 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { verdictFor } from '../../../src/ledger/verify.js';
 import { sampleEvents } from '../../harness/sample-events.js';
+import { tempDir } from '../../harness/tmp.js';
 
 describe('summary of broker events', () => {
   test('broker issuances, the requester and the stop counts are rendered, not left as other events', () => {
-    const ledger = new Ledger(join(mkdtempSync(join(tmpdir(), 'cordon-broker-sum-')), 'ledger.jsonl'), {
+    const ledger = new Ledger(join(tempDir('cordon-broker-sum-'), 'ledger.jsonl'), {
       action: 'run',
       registry: new SecretRegistry(() => {}),
     });

@@ -4,8 +4,7 @@
  */
 import { afterAll, describe, expect, jest, test } from '@jest/globals';
 import net from 'node:net';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runEntry, HEAD_STATE } from '../../../src/actions/entry.js';
 import { flushLedgerCopy } from '../../../src/ledger/copy.js';
@@ -15,10 +14,11 @@ import { checkOwnHead } from '../../../src/ledger/head.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { Runner } from '../../../src/platform/runner.js';
 import { appendAny } from '../../harness/ledger.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cordon-copy-'));
+  const d = tempDir('cordon-copy-');
   dirs.push(d);
   return d;
 }

@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import {
@@ -15,10 +14,11 @@ import {
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { CordonError } from '../../../src/platform/errors.js';
 import { appendAny, appendAnyWithSnapshot } from '../../harness/ledger.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 function tempLedger(): { ledger: Ledger; registry: SecretRegistry; path: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-ledger-'));
+  const dir = tempDir('cordon-ledger-');
   dirs.push(dir);
   const registry = new SecretRegistry(() => {});
   const path = ledgerPath({ RUNNER_TEMP: dir });

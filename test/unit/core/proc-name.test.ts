@@ -1,22 +1,14 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processName, processNameAsync } from '../../../src/platform/proc-name.js';
+import { tempDir } from '../../harness/tmp.js';
 
 /** A /proc of our own: pid -> [comm, exe link target]. */
 function fakeProc(entries: Record<number, [string, string?]>): string {
-  const root = mkdtempSync(join(tmpdir(), 'cordon-proc-'));
+  const root = tempDir('cordon-proc-');
   for (const [pid, [comm, exe]] of Object.entries(entries)) {
     mkdirSync(join(root, pid));
     writeFileSync(join(root, pid, 'comm'), `${comm}\n`);

@@ -1,10 +1,10 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyRuleset, renderRuleset } from '../../../src/fence/firewall.js';
 import { parseBlocked } from '../../../src/fence/nftshell.js';
 import { parseCidrs } from '../../../src/fence/policy.js';
+import { tempDir } from '../../harness/tmp.js';
 
 /** A chain's rules, trimmed, from the rendered text. */
 function chain(text: string, name: string): string[] {
@@ -104,7 +104,7 @@ describe('ruleset', () => {
 
 describe('applyRuleset', () => {
   test('a missing nft binary says how to install it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cordon-fw-'));
+    const dir = tempDir('cordon-fw-');
     try {
       expect(() =>
         applyRuleset('table inet cordon {}\n', join(dir, 'r.nft'), join(dir, 'no-such-nft')),

@@ -3,12 +3,12 @@
  * taken away and checked as that user, then given back. Needs root and useradd.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../../src/devkit/netns.js';
 import { disableDocker, restoreLockdown, type LockdownBackup } from '../../../src/fence/lockdown.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const usable = process.getuid?.() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/runuser');
 if (!usable && process.env.CI === 'true')
@@ -24,7 +24,7 @@ suite('disable-docker', () => {
 
   beforeAll(async () => {
     run(['useradd', '--no-create-home', '--shell', '/bin/sh', user]);
-    dir = mkdtempSync(join(tmpdir(), 'cordon-docker-'));
+    dir = tempDir('cordon-docker-');
     run(['chmod', '755', dir]);
     socket = join(dir, 'docker.sock');
     server = net.createServer((c) => c.end());

@@ -4,12 +4,12 @@
  * batched set updates land with their timeouts. Needs root and nft.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, Netns } from '../../../src/devkit/netns.js';
 import { renderRuleset } from '../../../src/fence/firewall.js';
 import { AllowSets, NftShell } from '../../../src/fence/nftshell.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const usable = canUseNetns() && existsSync('/usr/sbin/nft');
 if (!usable && process.env.CI === 'true') throw new Error('nftshell test: needs root and nft (CI=true)');
@@ -31,7 +31,7 @@ suite('NftShell and AllowSets', () => {
 
   beforeAll(() => {
     ns = Netns.create(`egn${process.pid % 100000}`);
-    dir = mkdtempSync(join(tmpdir(), 'cordon-nft-'));
+    dir = tempDir('cordon-nft-');
     ns.exec(['nft', '-f', '-'], { input: ruleset });
     // The child runs inside the namespace through a two-line wrapper.
     const wrapper = join(dir, 'nft');

@@ -7,14 +7,12 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import {
   existsSync,
   lstatSync,
-  mkdtempSync,
   readFileSync,
   readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   detectUpstreams,
@@ -23,10 +21,11 @@ import {
   restoreResolver,
   type SystemdResolved,
 } from '../../../src/fence/resolver.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cordon-resolver-'));
+  const d = tempDir('cordon-resolver-');
   dirs.push(d);
   return d;
 }

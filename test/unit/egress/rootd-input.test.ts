@@ -5,17 +5,17 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCgroupRequest } from '../../../src/rootd/cgroups.js';
 import { keepLedgerCopy } from '../../../src/rootd/ledger-server.js';
 import { clientOf } from '../../../src/rootd/access.js';
 import { readUserFile, UserFileRefused } from '../../../src/platform/user-file.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cordon-rootd-'));
+  const d = tempDir('cordon-rootd-');
   dirs.push(d);
   return d;
 }

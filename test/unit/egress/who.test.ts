@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { descendsFrom, matchSocket, parseSocketTable, pidsOfInode } from '../../../src/fence/who.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const UDP4 = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   123: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   999        0 1111 2 0000000000000000 0
@@ -58,7 +58,7 @@ describe('the socket table', () => {
 
 describe('processes', () => {
   test('the pid holding a socket inode, and descent from a root pid', () => {
-    const proc = mkdtempSync(join(tmpdir(), 'cordon-who-'));
+    const proc = tempDir('cordon-who-');
     try {
       const make = (pid: number, ppid: number, comm: string, sockets: number[]): void => {
         mkdirSync(join(proc, String(pid), 'fd'), { recursive: true });

@@ -1,6 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   agentIdentities,
@@ -12,6 +11,7 @@ import {
   reflogUpdates,
 } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const issued: LedgerEvent = {
   v: 1,
@@ -139,7 +139,7 @@ describe('raw commits and reflogs', () => {
   });
 
   test('reflog entries from the run on count; a fetch into a remote-tracking ref does not, a push does', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'reflog-'));
+    const dir = tempDir('reflog-');
     try {
       const sha = (c: string): string => c.repeat(40);
       const line = (from: string, to: string, t: number, msg: string): string =>

@@ -1,5 +1,4 @@
 import {
-  mkdtempSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -9,9 +8,9 @@ import {
   existsSync,
   lstatSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { restoreFileCommands, snapshotFileCommands } from '../../../src/identity/filecmds.js';
+import { tempDir } from '../../harness/tmp.js';
 
 let dir: string;
 let env: Record<string, string>;
@@ -24,7 +23,7 @@ const ORIGINAL = {
 };
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'cordon-fc-'));
+  dir = tempDir('cordon-fc-');
   env = {};
   for (const [k, v] of Object.entries(ORIGINAL)) {
     env[k] = join(dir, k.toLowerCase());

@@ -1,12 +1,12 @@
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { readAgentOutput } from '../../../src/identity/output.js';
+import { tempDir } from '../../harness/tmp.js';
 
 let dir: string;
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'cordon-out-'));
+  dir = tempDir('cordon-out-');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,6 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AGENT_UID_MAX,
@@ -14,6 +13,7 @@ import {
   type AgentUser,
 } from '../../../src/identity/user.js';
 import { alive } from '../../harness/proc.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const exec = privilegedExec('root');
 const made: AgentUser[] = [];
@@ -34,7 +34,7 @@ const statusOf = (pid?: number) => {
 };
 
 beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'cordon-home-'));
+  base = tempDir('cordon-home-');
   user = createAgentUser(exec, base);
   made.push(user);
 });
@@ -73,7 +73,7 @@ test('the agent user has no sudo', () => {
 });
 
 test("a process of the agent cannot write a runner-owned file nor read another user's environ", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-runner-'));
+  const dir = tempDir('cordon-runner-');
   const file = join(dir, 'github_env');
   writeFileSync(file, 'A=1\n', { mode: 0o644 });
   // a non-root process, as the runner's own would be

@@ -1,15 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  chownSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   asAgentArgv,
@@ -19,6 +9,7 @@ import {
   type AgentUser,
 } from '../../../src/identity/user.js';
 import { lendWorkspace, type HandOverStrategy } from '../../../src/identity/workspace.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const exec = privilegedExec('root');
 const RUNNER = { uid: 4242, gid: 4242 };
@@ -49,8 +40,8 @@ function notOwnedBy(dir: string, ids: { uid: number; gid: number }, depth = 0): 
 }
 
 beforeAll(() => {
-  base = mkdtempSync(join(tmpdir(), 'cordon-home-'));
-  work = mkdtempSync(join(tmpdir(), 'cordon-ws-'));
+  base = tempDir('cordon-home-');
+  work = tempDir('cordon-ws-');
   chmodSync(work, 0o755); // as a runner's _work is: others may pass through
   agent = createAgentUser(exec, base);
 });

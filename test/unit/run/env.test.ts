@@ -1,8 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { buildCommandEnv, prepareShell } from '../../../src/actions/run/env.js';
+import { tempDir } from '../../harness/tmp.js';
 
 describe('buildCommandEnv', () => {
   const base = {
@@ -68,7 +67,7 @@ describe('buildCommandEnv', () => {
 });
 
 describe('prepareShell', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'cordon-run-shell-'));
+  const dir = tempDir('cordon-run-shell-');
   test('uses the runner shell lines and a private script file', () => {
     const def = prepareShell('echo hi', '', dir);
     expect(def.argv).toEqual(['bash', '-e', def.scriptPath]);

@@ -1,17 +1,8 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
-import {
-  chmodSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { reportGitRestored, restoreGitDir, snapshotGitDir } from '../../../src/actions/run/gitguard.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -19,7 +10,7 @@ afterEach(() => {
 });
 
 function workspace(): string {
-  const ws = mkdtempSync(join(tmpdir(), 'gitguard-'));
+  const ws = tempDir('gitguard-');
   dirs.push(ws);
   mkdirSync(join(ws, '.git', 'hooks'), { recursive: true });
   mkdirSync(join(ws, '.git', 'info'));
@@ -87,7 +78,7 @@ describe("run: the workspace's .git is put back after the command", () => {
     const r = restoreGitDir(snapshotGitDir(ws)!);
     expect(r).toEqual({ restored: [], failed: [] });
     expect(reportGitRestored(r, () => undefined)).toEqual({});
-    const plain = mkdtempSync(join(tmpdir(), 'gitguard-'));
+    const plain = tempDir('gitguard-');
     dirs.push(plain);
     expect(snapshotGitDir(plain)).toBeUndefined();
   });

@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger } from '../../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
@@ -10,10 +9,11 @@ import { makeFreshHome } from '../../../src/actions/run/home.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { checkRunWindow, ranges, verdictFor } from '../../../src/ledger/verify.js';
 import { appendAny, appendAnyWithSnapshot } from '../../harness/ledger.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const dirs: string[] = [];
 function temp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'cordon-integrity-'));
+  const d = tempDir('cordon-integrity-');
   dirs.push(d);
   return d;
 }

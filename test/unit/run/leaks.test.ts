@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { findLeaks, scanWorkspace } from '../../../src/actions/run/leaks.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const SECRET = 'leak-scan-secret-value-42';
 
@@ -23,7 +23,7 @@ describe('leak scan', () => {
   });
 
   test('scans files changed since the start, skips the rest and names files too large', async () => {
-    const ws = mkdtempSync(join(tmpdir(), 'cordon-run-leaks-'));
+    const ws = tempDir('cordon-run-leaks-');
     mkdirSync(join(ws, 'deep', 'er'), { recursive: true });
     writeFileSync(join(ws, 'old.txt'), SECRET);
     // File times come from the kernel's coarse clock, a few ms behind Date.now().
