@@ -17,6 +17,7 @@ import { CGROUP_SOCKET, fenceId, ledgerCopyPaths, stateDir } from '../../src/roo
 import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { World } from './egress-topology.js';
 import { alive } from '../harness/proc.js';
+import { wrapAsUser } from '../harness/users.js';
 
 const mount = cgroup2Mount();
 const usable =
@@ -26,21 +27,6 @@ if (!usable && process.env.CI === 'true')
 if (!usable) console.warn('integrity-daemon e2e skipped: needs root, nft, ip, useradd and cgroup2');
 const suite = usable ? describe : describe.skip;
 
-/**
- * The harness writes each step's file-command files as root just before the step: hand
- * the job's files to the runner user, then drop to it (Node keeps every variable).
- */
-function asUser(user: string, root: string): string[] {
-  return [
-    process.execPath,
-    '-e',
-    `const cp = require('child_process');
-     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(root)}]);
-     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
-     process.exit(r.status ?? 1);`,
-  ];
-}
-
 suite('integrity with the egress daemon, steps as an unprivileged runner user', () => {
   const user = `cint${process.pid % 100000}`;
   let w: World;
@@ -48,7 +34,7 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
   let start: StepResult;
   let egress: StepResult;
   let runStep: StepResult;
-  const asRunner = (): string[] => asUser(user, job.root);
+  const asRunner = (): string[] => wrapAsUser(user, job.root);
   const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
   const events = (text: string): { type: string; action: string; data: Record<string, unknown> }[] =>
     parseLedgerText(text).flatMap((l) => (l.event ? [l.event] : []));
@@ -149,7 +135,7 @@ suite('the cgroup socket and an agent that kills run', () => {
   let job: Job;
   let startState: Record<string, string> = {};
   let egressState: Record<string, string> = {};
-  const asRunner = (): string[] => asUser(user, job.root);
+  const asRunner = (): string[] => wrapAsUser(user, job.root);
   const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
 
   beforeAll(async () => {

@@ -21,6 +21,7 @@ import {
 } from '../../src/rootd/protocol.js';
 import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { asUid, dig, World } from './egress-topology.js';
+import { wrapAsUser } from '../harness/users.js';
 
 const usable =
   canUseNetns() &&
@@ -31,18 +32,6 @@ if (!usable && process.env.CI === 'true')
   throw new Error('rootd-sockets e2e: needs root, nft, ip, useradd and a cgroup2 mount (CI=true)');
 if (!usable) console.warn('rootd-sockets e2e skipped: needs root, nft, ip, useradd and cgroup2');
 const suite = usable ? describe : describe.skip;
-
-/** The harness writes a step's files as root: hand the job's files to the user, then drop to it. */
-function asUser(user: string, root: string): string[] {
-  return [
-    process.execPath,
-    '-e',
-    `const cp = require('child_process');
-     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(root)}]);
-     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
-     process.exit(r.status ?? 1);`,
-  ];
-}
 
 /**
  * As `user`: connects to `sock`, sends `data` (on stdin: an argument holds 128 KiB at most),
@@ -98,7 +87,7 @@ suite('the root daemon against other local users and bad input', () => {
     await w.serve();
     job = new Job();
     chmodSync(job.root, 0o755);
-    start = await job.run('start', 'main', { wrap: asUser(user, job.root) });
+    start = await job.run('start', 'main', { wrap: wrapAsUser(user, job.root) });
     egress = await job.run('egress', 'main', { inputs, wrap: w.runner.wrap, timeoutMs: 30000 });
   }, 90000);
 
@@ -149,7 +138,7 @@ suite('the root daemon against other local users and bad input', () => {
     expect(helperPid(stateDir(fenceId(job.runnerTemp)))).toBe(helper);
     const r = await job.run('run', 'main', {
       inputs: { run: 'cat /proc/self/cgroup' },
-      wrap: asUser(user, job.root),
+      wrap: wrapAsUser(user, job.root),
       timeoutMs: 30000,
     });
     expect(r.code).toBe(0);

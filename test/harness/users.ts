@@ -15,6 +15,21 @@ export interface TestUser {
   remove(): void;
 }
 
+/**
+ * A prefix for Job.run's `wrap`: the harness writes a step's files as root just before the
+ * step, so hand the job's files to `name`, then drop to it (Node keeps every variable).
+ */
+export function wrapAsUser(name: string, root: string): string[] {
+  return [
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(name)} + ':', ${JSON.stringify(root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(name)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+}
+
 export const canMakeUsers = (): boolean =>
   process.getuid?.() === 0 && existsSync('/usr/sbin/useradd') && existsSync('/usr/sbin/runuser');
 
@@ -31,14 +46,7 @@ export function makeTestUser(prefix: string, opts: { sudo: boolean }): TestUser 
     name,
     uid,
     gid,
-    wrap: (root) => [
-      process.execPath,
-      '-e',
-      `const cp = require('child_process');
-       cp.execFileSync('chown', ['-R', ${JSON.stringify(name)} + ':', ${JSON.stringify(root)}]);
-       const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(name)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
-       process.exit(r.status ?? 1);`,
-    ],
+    wrap: (root) => wrapAsUser(name, root),
     remove() {
       rmSync(sudoers, { force: true });
       spawnSync('pkill', ['-KILL', '-u', String(uid)], { stdio: 'ignore' });
