@@ -26,14 +26,18 @@ function build([out, src]) {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     p.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`ncc failed for ${src}`));
+      // The temp folder goes whichever way the build ended.
+      const done = (e) => {
+        rmSync(tmp, { recursive: true, force: true });
+        return e ? reject(e) : resolve();
+      };
+      if (code !== 0) return done(new Error(`ncc failed for ${src}`));
       const files = readdirSync(tmp).filter((f) => f.endsWith('.js') || f.endsWith('.mjs'));
       if (files.length !== 1)
-        return reject(new Error(`ncc wrote ${files.join(', ')} for ${src}; expected one file`));
+        return done(new Error(`ncc wrote ${files.join(', ')} for ${src}; expected one file`));
       mkdirSync(dirname(out), { recursive: true });
       renameSync(join(tmp, files[0]), out);
-      rmSync(tmp, { recursive: true, force: true });
-      resolve();
+      done();
     });
   });
 }

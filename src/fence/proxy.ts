@@ -24,8 +24,8 @@ import {
   RCODE_SERVFAIL,
   type AnswerAddresses,
 } from './dnswire.js';
-import type { AddressKind } from './ip.js';
-import type { InwardAddress, InwardFilter } from './inward.js';
+import type { InwardFilter } from './inward.js';
+import { ProxyStats, type NameStats } from './proxy-stats.js';
 import type { DomainMatcher } from './policy.js';
 import { AnswerCache, cacheKey, serveCached, type CacheHit } from './dnscache.js';
 
@@ -39,59 +39,6 @@ export interface AddressSink {
     v6: readonly { address: string; ttl: number }[],
     ageSeconds?: number,
   ): Promise<void> | undefined;
-}
-
-export interface NameStats {
-  queries: number;
-  allowed: boolean;
-  addresses: Set<string>;
-}
-
-/** A name whose answers pointed inward: how many, and the addresses (up to 16) with their kinds. */
-export interface RebindingStats {
-  answers: number;
-  addresses: Map<string, AddressKind>;
-}
-
-export class ProxyStats {
-  readonly names = new Map<string, NameStats>();
-  /** Names answered with addresses that point inward (bounded like `names`). */
-  readonly rebinding = new Map<string, RebindingStats>();
-  /** Names not kept once the table is full (a flood of random names is itself a finding). */
-  namesDropped = 0;
-  forgedAnswers = 0;
-  malformed = 0;
-  upstreamTimeouts = 0;
-  setFailures = 0;
-  /** Answers served from the cache (each also counted in its name's queries). */
-  cacheHits = 0;
-
-  constructor(private readonly maxNames = 5000) {}
-
-  query(name: string, allowed: boolean): NameStats | undefined {
-    let s = this.names.get(name);
-    if (!s) {
-      if (this.names.size >= this.maxNames) {
-        this.namesDropped++;
-        return undefined;
-      }
-      s = { queries: 0, allowed, addresses: new Set() };
-      this.names.set(name, s);
-    }
-    s.queries++;
-    return s;
-  }
-
-  rebound(name: string, inward: readonly InwardAddress[]): void {
-    let r = this.rebinding.get(name);
-    if (!r) {
-      if (this.rebinding.size >= this.maxNames) return;
-      r = { answers: 0, addresses: new Map() };
-      this.rebinding.set(name, r);
-    }
-    r.answers++;
-    for (const a of inward) if (r.addresses.size < 16) r.addresses.set(a.address, a.kind);
-  }
 }
 
 export interface ProxyOptions {

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
+import type { CommitObserved } from '../../src/ledger/events.js';
 
 const APP_ID = 31337;
 const BOT_ID = 9200002;
@@ -24,16 +25,18 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-interface CommitData {
-  sha: string;
-  author: string;
-  authorEmail: string;
-  committer: string;
-  committerEmail: string;
-  coAuthors: string[];
-  signature: string;
-  subject: string;
-  verdict: string;
+type CommitData = CommitObserved;
+
+/** The agent's App token, as github-token mints it (contents: write). */
+function issueToken(j: Job, apiUrl: string, privateKey = key.pkcs8): Promise<StepResult> {
+  return j.run('github-token', 'main', {
+    inputs: {
+      'app-id': String(APP_ID),
+      'private-key': privateKey,
+      'github-api-url': apiUrl,
+      'permission-contents': 'write',
+    },
+  });
 }
 
 function git(j: Job, args: string[], env: Record<string, string> = {}): string {
@@ -108,14 +111,7 @@ describe('start: commit attribution', () => {
     const j = repoJob();
     const start = await j.run('start', 'main');
     expect(start.code).toBe(0);
-    const token = await j.run('github-token', 'main', {
-      inputs: {
-        'app-id': String(APP_ID),
-        'private-key': key.pkcs8,
-        'github-api-url': s.url,
-        'permission-contents': 'write',
-      },
-    });
+    const token = await issueToken(j, s.url);
     expect(errors(token)).toBe('');
 
     const byBot = commit(j, 'agent: fix the parser');
@@ -189,14 +185,7 @@ describe('start: commit attribution', () => {
     const s = await api();
     const j = repoJob();
     const start = await j.run('start', 'main');
-    await j.run('github-token', 'main', {
-      inputs: {
-        'app-id': String(APP_ID),
-        'private-key': key.pkcs1,
-        'github-api-url': s.url,
-        'permission-contents': 'write',
-      },
-    });
+    await issueToken(j, s.url, key.pkcs1);
     commit(j, 'agent commit');
     const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
     const end = await j.run('start', 'post', {
@@ -321,15 +310,7 @@ describe('start: commit attribution', () => {
     const s = await api();
     const j = repoJob();
     const start = await j.run('start', 'main');
-    const token = await j.run('github-token', 'main', {
-      inputs: {
-        'app-id': String(APP_ID),
-        'private-key': key.pkcs8,
-        'github-api-url': s.url,
-        'permission-contents': 'write',
-      },
-    });
-    expect(errors(token)).toBe('');
+    expect(errors(await issueToken(j, s.url))).toBe('');
     // Parsed as before (fields split at 0x1f), this name made the bot's address the author's.
     const forged = commit(j, 'human work', {
       env: {

@@ -3,8 +3,8 @@
  * secrets and credentials meant for this one process. Nothing here is written anywhere.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
 import type { Env } from '../../platform/runner.js';
 
@@ -134,4 +134,18 @@ export function prepareShell(script: string, shell: string, dir: string): ShellC
 
 export function commandDigest(script: string): string {
   return createHash('sha256').update(script, 'utf8').digest('hex');
+}
+
+/** Where the command starts: `working-directory`, inside the workspace, which must exist. */
+export function workingDirectory(inputs: { workingDirectory: string }, workspace: string): string {
+  const cwd = resolve(workspace, inputs.workingDirectory || '.');
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
+    throw new CordonError({
+      what: `run: working-directory "${inputs.workingDirectory}" does not exist`,
+      why: `it resolves to ${cwd}`,
+      fix: 'give a directory inside the workspace, relative to it',
+      input: 'working-directory',
+    });
+  }
+  return cwd;
 }

@@ -3,7 +3,7 @@
  * a clean environment holding them, scrub its output as a stream, then scan the workspace
  * for leaked values, record the run and hand back the command's exit code.
  */
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { CordonError } from '../../platform/errors.js';
@@ -14,7 +14,7 @@ import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
 import { mintAwsCredentials } from './aws-credentials.js';
-import { buildCommandEnv, commandDigest, prepareShell } from './env.js';
+import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from './env.js';
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
@@ -66,19 +66,6 @@ export interface RunResult {
 
 /** How long to wait for the output pipes to close once the command's group is killed. */
 const DRAIN_MS = 5000;
-
-function workingDirectory(inputs: RunInputs, workspace: string): string {
-  const cwd = resolve(workspace, inputs.workingDirectory || '.');
-  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
-    throw new CordonError({
-      what: `run: working-directory "${inputs.workingDirectory}" does not exist`,
-      why: `it resolves to ${cwd}`,
-      fix: 'give a directory inside the workspace, relative to it',
-      input: 'working-directory',
-    });
-  }
-  return cwd;
-}
 
 export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
   const ready = await prepare(inputs, deps);
