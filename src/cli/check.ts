@@ -1,202 +1,117 @@
 /**
- * `cordon check <workflow.yml>`: validates every Cordon step's inputs offline with the same
- * parsers the actions run, and reports each problem with file:line. Inputs whose value is
+ * `cordon check [--format text|json|github] <workflow.yml>...`: validates every Cordon step's
+ * inputs offline with the same parsers the actions run, and the workflow around them
+ * (permissions, step order, event text in commands, the allowlist Cordon's own steps need).
+ * Each problem is reported once, at its own line and column, sorted. Inputs whose value is
  * an expression (`${{ ... }}`) are only known at run time and are not judged. It reads
  * regular files only, at most 1 MiB each (a FIFO or a link to /dev/zero is refused).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
-import { isCordonError } from '../platform/errors.js';
-import { inputVariable } from '../platform/inputs.js';
 import { readArgument } from './read.js';
-import type { Env } from '../platform/runner.js';
-import { REPO_ROOT } from '../devkit/run-action.js';
-import { validators } from './validators.js';
+import { checkStep, type Problem } from './check-step.js';
+import { checkJob } from './check-workflow.js';
+import { readWorkflow } from './workflow.js';
 
-export interface Problem {
-  file: string;
-  line: number;
-  action: string;
-  input?: string;
-  message: string;
+export type { Problem } from './check-step.js';
+export { cordonActionName } from './workflow.js';
+
+export const FORMATS = ['text', 'json', 'github'] as const;
+export type Format = (typeof FORMATS)[number];
+
+function compare(a: Problem, b: Problem): number {
+  return a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.column - b.column;
 }
 
-export interface CordonStep {
-  action: string;
-  uses: string;
-  line: number;
-  with: Map<string, { value: string; line: number; dynamic: boolean }>;
-  withLine: number;
+/** Problems sorted by file, line, column, each once. */
+export function settle(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems
+    .filter((p) => {
+      const key = JSON.stringify([p.file, p.line, p.column, p.code, p.message]);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    })
+    .sort(compare);
 }
 
-/** `owner/repo/actions/egress@v1`, `./actions/egress` -> `egress`. */
-export const CORDON_ACTIONS = ['start', 'aws', 'egress', 'secrets', 'run', 'github-token', 'agent'];
-
-export function cordonActionName(uses: string): string | undefined {
-  const m = /(?:^|\/)actions\/([a-z-]+)(?:@[^\s]*)?$/.exec(uses.trim());
-  if (!m || !CORDON_ACTIONS.includes(m[1])) return undefined;
-  if (uses.startsWith('actions/')) return undefined; // GitHub's own actions/checkout etc.
-  return m[1];
-}
-
-function lineOf(node: Node | null | undefined, lc: LineCounter): number {
-  const at = node?.range?.[0];
-  return at === undefined ? 0 : lc.linePos(at).line;
-}
-
-/** Finds every step that uses a Cordon action, in jobs and in composite actions. */
-export function findCordonSteps(text: string): { steps: CordonStep[]; errors: string[] } {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, keepSourceTokens: false });
-  const errors = doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? 0}: ${e.message.split('\n')[0]}`);
-  const steps: CordonStep[] = [];
-  const stepLists: Node[] = [];
-  const root = doc.contents;
-  if (isMap(root)) {
-    const jobs = root.get('jobs', true);
-    if (isMap(jobs))
-      for (const j of jobs.items) if (isMap(j.value)) stepLists.push(j.value.get('steps', true) as Node);
-    const runs = root.get('runs', true);
-    if (isMap(runs)) stepLists.push(runs.get('steps', true) as Node);
+export function checkWorkflowText(source: string, file: string): { problems: Problem[]; steps: number } {
+  const w = readWorkflow(source);
+  const problems: Problem[] = w.errors.map((e) => ({ file, ...e, severity: 'error', code: 'yaml' }));
+  for (const job of w.jobs) {
+    for (const s of job.steps)
+      if (s.unknownCordon)
+        problems.push({
+          file,
+          line: s.line,
+          column: s.column,
+          severity: 'error',
+          code: 'unknown-action',
+          message: `${s.uses} names no Cordon action`,
+          suggestion: `Cordon's actions are start, aws, egress, secrets, run, github-token, agent and report`,
+        });
+    problems.push(...checkJob(job).map((f) => ({ file, ...f })));
   }
-  for (const list of stepLists) {
-    if (!isSeq(list)) continue;
-    for (const s of list.items) {
-      if (!isMap(s)) continue;
-      const uses = s.get('uses', true);
-      if (!isScalar(uses) || typeof uses.value !== 'string') continue;
-      const action = cordonActionName(uses.value);
-      if (!action) continue;
-      const withNode = s.get('with', true) as YAMLMap | undefined;
-      const withMap: CordonStep['with'] = new Map();
-      if (isMap(withNode)) {
-        for (const pair of withNode.items) {
-          const key = isScalar(pair.key) ? String(pair.key.value) : '';
-          const raw = isScalar(pair.value) ? pair.value.value : pair.value;
-          const value = raw === null || raw === undefined ? '' : typeof raw === 'string' ? raw : String(raw);
-          withMap.set(key, { value, line: lineOf(pair.key as Node, lc), dynamic: value.includes('${{') });
-        }
-      }
-      steps.push({
-        action,
-        uses: uses.value,
-        line: lineOf(uses, lc),
-        with: withMap,
-        withLine: lineOf(withNode, lc),
-      });
-    }
-  }
-  return { steps, errors };
+  for (const s of w.steps) problems.push(...checkStep(s).map((f) => ({ file, ...f })));
+  return { problems: settle(problems), steps: w.steps.length };
 }
 
-function declaredInputs(action: string): Set<string> | undefined {
-  try {
-    const meta = parseDocument(
-      readFileSync(join(REPO_ROOT, 'actions', action, 'action.yml'), 'utf8'),
-    ).toJS() as {
-      inputs?: Record<string, unknown>;
-    };
-    return new Set(Object.keys(meta.inputs ?? {}));
-  } catch {
-    return undefined;
-  }
+/** GitHub's escaping for a workflow command's message and, with more characters, its properties. */
+const escapeData = (s: string): string => s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+const escapeProperty = (s: string): string => escapeData(s).replace(/:/g, '%3A').replace(/,/g, '%2C');
+
+export function formatProblem(p: Problem, format: Exclude<Format, 'json'>): string {
+  const message = p.suggestion ? `${p.message}. Fix: ${p.suggestion}` : p.message;
+  if (format === 'text') return `${p.file}:${p.line}:${p.column}: ${p.severity}: ${message}\n`;
+  const props = [`file=${p.file}`, `line=${p.line}`, `col=${p.column}`, `title=cordon check: ${p.code}`]
+    .map((kv) => {
+      const at = kv.indexOf('=');
+      return `${kv.slice(0, at)}=${escapeProperty(kv.slice(at + 1))}`;
+    })
+    .join(',');
+  return `::${p.severity} ${props}::${escapeData(message)}\n`;
 }
 
-const RUNNER_ENV: Env = {
-  GITHUB_REPOSITORY: 'owner/repo',
-  GITHUB_REPOSITORY_OWNER: 'owner',
-  GITHUB_RUN_ID: '1',
-  GITHUB_RUN_ATTEMPT: '1',
-  GITHUB_JOB: 'job',
-  RUNNER_TEMP: '/tmp',
-};
-
-/** Every problem in one step: unknown inputs, then each parser error, re-running past each. */
-export function checkStep(step: CordonStep, file: string): Problem[] {
-  const problems: Problem[] = [];
-  const declared = declaredInputs(step.action);
-  for (const [name, v] of step.with) {
-    if (declared && !declared.has(name)) {
-      problems.push({
-        file,
-        line: v.line,
-        action: step.action,
-        input: name,
-        message: `${step.action}: unknown input "${name}" (known: ${[...declared].join(', ')})`,
-      });
-    }
-  }
-  const env: Env = { ...RUNNER_ENV };
-  const dynamic = new Set<string>();
-  for (const [name, v] of step.with) {
-    // An expression stands for a value only known at run time: give the parser a placeholder
-    // it can accept, and ignore anything it then says about that input.
-    if (v.dynamic) dynamic.add(name);
-    env[inputVariable(name)] = v.dynamic ? placeholderFor(name) : v.value;
-  }
-  const validate = validators[step.action];
-  if (!validate) return problems;
-  const tries = new Map<string, number>();
-  for (let round = 0; round < 40; round++) {
-    try {
-      validate(env);
-      break;
-    } catch (e) {
-      const input = isCordonError(e) ? e.input : undefined;
-      const message = isCordonError(e) ? e.message : `unexpected error: ${(e as Error).message}`;
-      const n = (tries.get(input ?? '') ?? 0) + 1;
-      tries.set(input ?? '', n);
-      if (n === 1 && (!input || !dynamic.has(input))) {
-        const line = (input && step.with.get(input)?.line) || step.withLine || step.line;
-        problems.push({ file, line, action: step.action, input, message });
-      }
-      if (!input || n > 2) break;
-      // Past each faulty input to the ones after it: first a placeholder (the input may be
-      // required), then nothing (the placeholder may not fit it).
-      if (n === 1) env[inputVariable(input)] = placeholderFor(input);
-      else delete env[inputVariable(input)];
-    }
-  }
-  return problems;
+/** The JSON form: what a CI tool reads. */
+export function problemJson(p: Problem): Record<string, unknown> {
+  const { file, line, column, severity, code, message, suggestion } = p;
+  return { file, line, column, severity, code, message, suggestion: suggestion ?? null };
 }
 
-/** A value a parser accepts for an input whose real value is an expression. */
-export function placeholderFor(name: string): string {
-  if (/private-key/.test(name)) return '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----';
-  if (/role-to-assume/.test(name)) return 'arn:aws:iam::123456789012:role/placeholder';
-  if (/region/.test(name)) return 'us-east-1';
-  if (/app-id/.test(name)) return '1';
-  if (/secrets-json/.test(name)) return '{}';
-  if (/^run$/.test(name)) return 'true';
-  return 'placeholder-value';
+/** `--format x` / `--format=x` out of the arguments; an unknown format is a usage error. */
+export function parseCheckArgs(args: string[]): { files: string[]; format: Format } | { error: string } {
+  const files: string[] = [];
+  let format: string = 'text';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--format') format = args[++i] ?? '';
+    else if (a.startsWith('--format=')) format = a.slice('--format='.length);
+    else files.push(a);
+  }
+  if (!(FORMATS as readonly string[]).includes(format))
+    return { error: `cordon check: unknown --format "${format}": give text, json or github\n` };
+  return { files, format: format as Format };
 }
 
-export function checkWorkflowText(text: string, file: string): { problems: Problem[]; steps: number } {
-  const { steps, errors } = findCordonSteps(text);
-  const problems: Problem[] = errors.map((m) => ({
-    file,
-    line: Number(/line (\d+)/.exec(m)?.[1] ?? 0),
-    action: 'yaml',
-    message: m,
-  }));
-  for (const s of steps) problems.push(...checkStep(s, file));
-  return { problems, steps: steps.length };
-}
-
-export function runCheck(files: string[], out: (s: string) => void, err: (s: string) => void): number {
+export function runCheck(args: string[], out: (s: string) => void, err: (s: string) => void): number {
+  const parsed = parseCheckArgs(args);
+  if ('error' in parsed) {
+    err(parsed.error);
+    return 2;
+  }
+  const { files, format } = parsed;
   if (files.length === 0) {
     err('cordon check: give one or more workflow files\n');
     return 2;
   }
-  let total = 0;
+  const all: Problem[] = [];
   for (const file of files) {
     const text = readArgument(file, 'cordon check', 'workflow', err);
     if (text === undefined) return 2;
     const { problems, steps } = checkWorkflowText(text, file);
-    for (const p of problems) out(`${p.file}:${p.line}: ${p.message}\n`);
-    out(`${file}: ${steps} Cordon step(s), ${problems.length} problem(s)\n`);
-    total += problems.length;
+    all.push(...problems);
+    if (format !== 'json') for (const p of problems) out(formatProblem(p, format));
+    if (format === 'text') out(`${file}: ${steps} Cordon step(s), ${problems.length} problem(s)\n`);
   }
-  return total ? 1 : 0;
+  if (format === 'json') out(JSON.stringify(all.map(problemJson), null, 2) + '\n');
+  return all.some((p) => p.severity === 'error') ? 1 : 0;
 }

@@ -16,7 +16,7 @@ import { runPlan } from './plan.js';
 const USAGE = `usage: cordon <command>
 
 commands:
-  check <workflow.yml>...                          validate every Cordon step's inputs offline (file:line per problem)
+  check [--format text|json|github] <workflow.yml>...   validate Cordon steps and the workflow around them offline
   plan <workflow.yml>...                           print what the fence would do: nftables ruleset, session policy, token scope
   demo [--out DIR]                                 run a whole fenced agent job locally (default DIR: .cordon-demo)
   summary <ledger.jsonl> [--json|--text] [--html FILE]   render a run ledger as markdown (or JSON, or text)

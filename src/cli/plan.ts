@@ -15,7 +15,8 @@ import type { EgressSettings } from '../actions/egress/inputs.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
 import { REMOVED_BY_DEFAULT } from '../actions/run/env.js';
 import type { RunInputs } from '../actions/run/inputs.js';
-import { findCordonSteps, placeholderFor, type CordonStep } from './check.js';
+import { placeholderFor } from './check-step.js';
+import { findCordonSteps, type CordonStep } from './workflow.js';
 import { validators } from './validators.js';
 
 /** The first nameserver of a resolv.conf, as the egress daemon would pick its upstream. */

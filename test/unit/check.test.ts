@@ -11,11 +11,15 @@ const fixture = (name: string): string =>
   readFileSync(join(REPO_ROOT, 'test/fixtures/workflows', name), 'utf8');
 
 describe('cordon check', () => {
-  test('recognises Cordon steps by path, not GitHub’s own actions', () => {
+  test('recognises Cordon steps by its repository or a local path, not a third party’s actions/run', () => {
     expect(cordonActionName('cordon-dev/cordon/actions/egress@v1')).toBe('egress');
     expect(cordonActionName('cordon-dev/cordon/actions/start@main')).toBe('start');
+    expect(cordonActionName('octo-org/cordon/actions/report@v1')).toBe('report');
     expect(cordonActionName('./actions/aws')).toBe('aws');
     expect(cordonActionName('actions/checkout@v4')).toBeUndefined();
+    expect(cordonActionName('foo/actions/run@v1')).toBeUndefined();
+    expect(cordonActionName('someone/else/actions/run@v2')).toBeUndefined();
+    expect(cordonActionName('someone/cordon/actions/egress@v1')).toBeUndefined();
   });
 
   test('reports every bad input with its line', () => {
@@ -26,12 +30,12 @@ describe('cordon check', () => {
     expect(byLine).toContain('14:colour');
     expect(byLine).toContain('17:role-to-assume');
     expect(byLine).toContain('19:role-duration-seconds');
-    expect(byLine).toContain('20:allow');
+    expect(byLine).toContain('22:allow'); // the entry `not-an-action`, not the `allow: |` line
     expect(problems.find((p) => p.input === 'role-to-assume')?.message).toContain('12 digits');
     expect(byLine).toContain('27:permission-contents');
-    expect(byLine).toContain('30:allowed-domains');
+    expect(byLine).toContain('32:allowed-domains');
     expect(byLine).toContain('33:allowed-ips');
-    expect(byLine).toContain('37:secrets');
+    expect(byLine).toContain('38:secrets');
     expect(byLine).toContain('39:leak-scan');
     expect(problems.find((p) => p.input === 'allowed-domains')?.message).toContain('https://evil.test/path');
   });
@@ -55,9 +59,10 @@ describe('cordon check: invisible characters', () => {
       '            s3:GetObject arn:aws:s3:::agent-scratch/\uFEFF*',
       '',
     ].join('\n');
-    const { problems } = checkWorkflowText(text, 'w.yml');
+    // The snippet has no `permissions:`; only the input problem is looked at here.
+    const problems = checkWorkflowText(text, 'w.yml').problems.filter((p) => p.code === 'invalid-input');
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ line: 8, input: 'allow' });
+    expect(problems[0]).toMatchObject({ line: 9, column: 13, input: 'allow' });
     expect(problems[0].message).toContain('aws: allow: line 1 has the character U+FEFF at column 41');
   });
 });

@@ -1,0 +1,210 @@
+/**
+ * The mistakes no single step shows: a job that needs an ID token without
+ * `id-token: write`, `start` not the first Cordon step or `report` not the last, event
+ * text pasted into a command, and an egress allowlist that blocks what Cordon's own later
+ * steps must reach.
+ */
+import type { EgressSettings } from '../actions/egress/inputs.js';
+import type { DomainPattern } from '../fence/policy.js';
+import { inputVariable } from '../platform/inputs.js';
+import type { Env } from '../platform/runner.js';
+import { agentParts, type Found } from './check-step.js';
+import { validators } from './validators.js';
+import { REUSABLE, type CordonStep, type InputValue, type JobInfo } from './workflow.js';
+import { text, type View } from './yaml-view.js';
+
+const given = (s: CordonStep, name: string): string | undefined => {
+  const v = s.with.get(name)?.value.trim();
+  return v ? v : undefined;
+};
+
+/** Why a Cordon step asks the runner for an ID token, or undefined when it does not. */
+function idTokenNeed(s: CordonStep): string | undefined {
+  if (s.action === 'aws') return 'actions/aws exchanges the ID token for AWS credentials';
+  if ((s.action === 'run' || s.action === 'agent') && given(s, 'aws-role-to-assume'))
+    return `aws-role-to-assume makes ${s.action} exchange the ID token for AWS credentials`;
+  if (s.action === REUSABLE)
+    return 'the reusable workflow asks for id-token: write, and a called workflow gets no more than its caller grants';
+  return undefined;
+}
+
+function grantsIdToken(p: View | undefined): boolean {
+  if (p?.kind === 'scalar') return p.text === 'write-all';
+  return p?.kind === 'map' && text(p.entries.get('id-token')?.value) === 'write';
+}
+
+function idToken(job: JobInfo): Found[] {
+  for (const s of job.steps) {
+    const why = s.cordon && idTokenNeed(s.cordon);
+    if (!why || grantsIdToken(job.permissions)) continue;
+    return [
+      {
+        line: s.line,
+        column: s.column,
+        severity: 'error',
+        code: 'id-token',
+        message: `job "${job.id}" has no \`permissions: id-token: write\`, and ${why}`,
+        suggestion: `add \`id-token: write\` under \`permissions:\` of job "${job.id}" (a job's permissions replace the workflow's)`,
+      },
+    ];
+  }
+  return [];
+}
+
+function order(job: JobInfo): Found[] {
+  const cordon = job.steps.flatMap((s) => (s.cordon && s.cordon.action !== REUSABLE ? [s.cordon] : []));
+  const found: Found[] = [];
+  // actions/agent starts the fence itself, so it counts as a start.
+  const first = cordon.findIndex((s) => s.action === 'start' || s.action === 'agent');
+  if (first > 0)
+    found.push({
+      line: cordon[first].line,
+      column: cordon[first].column,
+      severity: 'error',
+      code: 'step-order',
+      message: `${cordon[first].action} must be the first Cordon step of job "${job.id}", but ${cordon[0].action} (line ${cordon[0].line}) runs before it`,
+      suggestion: `move ${cordon[first].action} above every other Cordon step: what runs before it is not in the record`,
+    });
+  const report = cordon.findIndex((s) => s.action === 'report');
+  if (report >= 0 && report < cordon.length - 1)
+    found.push({
+      line: cordon[report].line,
+      column: cordon[report].column,
+      severity: 'error',
+      code: 'step-order',
+      message: `report must be the last Cordon step of job "${job.id}", but ${cordon[report + 1].action} (line ${cordon[report + 1].line}) runs after it`,
+      suggestion: 'move report below every other Cordon step, so the summary covers all of them',
+    });
+  return found;
+}
+
+/** Event fields whose text anyone who can open an issue, a pull request or a branch chooses. */
+const ATTACKER_TEXT =
+  /(?:body|title|message|ref|label|name|email|page_name|default_branch|head_branch|description)$/;
+const EVENT_REF = /\bgithub\s*\.\s*(?:event(?:\s*\.\s*[\w*-]+|\[[^\]]*\])+|head_ref)/g;
+
+/** Each `${{ github.event.* }}` / `github.head_ref` pasted into a command, at its line. */
+export function eventText(v: InputValue, where: string): Found[] {
+  const found: Found[] = [];
+  v.value.split('\n').forEach((line, i) => {
+    for (const expr of line.matchAll(/\$\{\{(.*?)\}\}/g))
+      for (const ref of expr[1].matchAll(EVENT_REF)) {
+        const name = ref[0].replace(/\s+/g, '');
+        const pos = v.lineOf(i + 1);
+        const attacker = name === 'github.head_ref' || ATTACKER_TEXT.test(name);
+        found.push({
+          line: pos.line,
+          column: pos.column + (expr.index ?? 0),
+          severity: attacker ? 'error' : 'warning',
+          code: 'event-injection',
+          message: `${where} pastes \`${name}\` into the command: ${attacker ? 'whoever opens the issue, comment, pull request or branch writes that text, and the shell runs it' : 'event data is spliced into the script before the shell parses it'}`,
+          suggestion: `pass it through \`env:\` (e.g. \`EVENT_TEXT: \${{ ${name} }}\`) and use "$EVENT_TEXT" in the command`,
+        });
+      }
+  });
+  return found;
+}
+
+function injection(job: JobInfo): Found[] {
+  const found: Found[] = [];
+  for (const s of job.steps) {
+    if (s.run) found.push(...eventText(s.run, 'a `run:` step'));
+    const command =
+      s.cordon && ['run', 'agent', REUSABLE].includes(s.cordon.action) && s.cordon.with.get('run');
+    if (command)
+      found.push(
+        ...eventText(
+          command,
+          `the ${s.cordon?.action === REUSABLE ? 'reusable workflow' : s.cordon?.action}'s run input`,
+        ),
+      );
+  }
+  return found;
+}
+
+interface Fence {
+  settings: EgressSettings;
+  line: number;
+}
+
+function fenceOf(s: CordonStep): Fence | undefined {
+  if (s.action !== 'egress' && s.action !== 'agent') return undefined;
+  const part = s.action === 'agent' ? agentParts(s.with).find((p) => p.action === 'egress')?.with : s.with;
+  if (!part || [...part.values()].some((v) => v.dynamic)) return undefined;
+  const env: Env = {};
+  for (const [k, v] of part) env[inputVariable(k)] = v.value;
+  try {
+    const settings = validators.egress(env) as EgressSettings;
+    return settings.policy === 'block' ? { settings, line: s.line } : undefined;
+  } catch {
+    return undefined; // reported by the step's own check
+  }
+}
+
+const covers = (p: DomainPattern, name: string): boolean =>
+  p.wildcard ? name.endsWith(`.${p.name}`) : name === p.name;
+
+/** The names a Cordon step reaches from the runner's side, each with why. */
+function endpoints(s: CordonStep, awsRegion: string | undefined): { name: string; why: string }[] {
+  const out: { name: string; why: string }[] = [];
+  const region = (r: string | undefined): r is string => !!r && !r.includes('${{');
+  if (s.action === 'aws' && region(given(s, 'aws-region')))
+    out.push({
+      name: `sts.${given(s, 'aws-region')}.amazonaws.com`,
+      why: 'aws exchanges the ID token at STS',
+    });
+  const role = (s.action === 'run' || s.action === 'agent') && given(s, 'aws-role-to-assume');
+  const ownRegion = role ? given(s, 'aws-region') : awsRegion;
+  if (role && region(ownRegion))
+    out.push({ name: `sts.${ownRegion}.amazonaws.com`, why: `${s.action} mints AWS credentials at STS` });
+  const specs = ['run', 'agent', 'secrets'].includes(s.action) ? (given(s, 'secrets') ?? '') : '';
+  if (region(ownRegion)) {
+    if (/=\s*aws-sm:/.test(specs))
+      out.push({
+        name: `secretsmanager.${ownRegion}.amazonaws.com`,
+        why: `${s.action} reads aws-sm: secrets`,
+      });
+    if (/=\s*ssm:/.test(specs))
+      out.push({ name: `ssm.${ownRegion}.amazonaws.com`, why: `${s.action} reads ssm: parameters` });
+  }
+  if (
+    s.action === 'github-token' ||
+    ((s.action === 'run' || s.action === 'agent') && given(s, 'github-app-id'))
+  )
+    out.push({ name: 'api.github.com', why: `${s.action} mints a GitHub App token` });
+  return out;
+}
+
+function allowlist(job: JobInfo): Found[] {
+  const found: Found[] = [];
+  let fence: Fence | undefined;
+  let awsRegion: string | undefined;
+  for (const st of job.steps) {
+    const s = st.cordon;
+    if (!s) continue;
+    const own = fenceOf(s);
+    // actions/agent's own run comes after its own egress; steps after any fence are behind it.
+    const active = own ?? fence;
+    if (active && s.action !== 'egress')
+      for (const need of endpoints(s, awsRegion)) {
+        const { domains, presetDomains } = active.settings;
+        if ([...domains, ...presetDomains].some((p) => covers(p, need.name))) continue;
+        found.push({
+          line: s.line,
+          column: s.column,
+          severity: 'error',
+          code: 'egress-endpoint',
+          message: `egress (line ${active.line}) blocks ${need.name}, which ${need.why} (line ${s.line})`,
+          suggestion: `add ${need.name} to allowed-domains of the egress step`,
+        });
+      }
+    if (s.action === 'aws') awsRegion = given(s, 'aws-region');
+    if (s.action === 'egress') fence = own;
+  }
+  return found;
+}
+
+/** Every workflow-level problem of one job. */
+export function checkJob(job: JobInfo): Found[] {
+  return [...idToken(job), ...order(job), ...injection(job), ...allowlist(job)];
+}

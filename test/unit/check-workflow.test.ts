@@ -1,0 +1,225 @@
+import { describe, expect, test } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  checkWorkflowText,
+  formatProblem,
+  parseCheckArgs,
+  runCheck,
+  type Problem,
+} from '../../src/cli/check.js';
+import { nearest } from '../../src/cli/check-step.js';
+import { REPO_ROOT } from '../../src/devkit/run-action.js';
+
+const fixture = (name: string): string =>
+  readFileSync(join(REPO_ROOT, 'test/fixtures/workflows', name), 'utf8');
+const check = (name: string): Problem[] => checkWorkflowText(fixture(name), name).problems;
+const at = (ps: Problem[]): string[] => ps.map((p) => `${p.line}:${p.code}:${p.input ?? ''}`);
+
+describe('cordon check: actions/agent and the reusable workflow', () => {
+  test('a wrong egress-policy is reported in both, through the action each input is passed to', () => {
+    const ps = check('agent-step.yml');
+    expect(at(ps)).toEqual([
+      '16:invalid-input:egress-policy',
+      '23:invalid-input:egress-policy',
+      '27:invalid-input:permissions',
+      '28:unknown-input:allowed-domian',
+      '31:unknown-secret:anthropic-key',
+    ]);
+    expect(ps[0].message).toContain('egress-policy "blocked" is not valid');
+    expect(ps[1].message).toContain('egress-policy "allow" is not valid');
+    expect(ps[2].message).toContain('"pull_requests maybe" is not "name: level"');
+    expect(ps[3].suggestion).toBe('did you mean "allowed-domains"?');
+  });
+
+  test('the repository’s own agent action and reusable workflow check clean', () => {
+    for (const f of ['actions/agent/action.yml', '.github/workflows/agent.yml']) {
+      const r = checkWorkflowText(readFileSync(join(REPO_ROOT, f), 'utf8'), f);
+      expect(r.steps).toBeGreaterThan(0);
+      expect(r.problems).toEqual([]);
+    }
+  });
+});
+
+describe('cordon check: anchors, aliases and merge keys', () => {
+  test('an aliased with: and a merge key give no false required/unknown input; a bad value is reported at each use site', () => {
+    const ps = check('anchors.yml');
+    expect(at(ps)).toEqual([
+      '35:invalid-input:egress-policy',
+      '42:invalid-input:allowed-ips', // where the anchor is defined
+      '45:invalid-input:allowed-ips', // where `<<: *wide` brings it in
+    ]);
+    expect(ps[2].column).toBe(11);
+  });
+
+  test('a billion-laughs file and deep nesting stop at the bound with one problem', () => {
+    const laughs = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 12; i++)
+      laughs.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
+    laughs.push('jobs:', '  j:', '    steps: *a11', '');
+    const r = checkWorkflowText(laughs.join('\n'), 'laughs.yml');
+    expect(r.problems.map((p) => p.message)).toEqual([expect.stringContaining('only that much was read')]);
+    const deep = checkWorkflowText(`jobs: ${'['.repeat(20000)}${']'.repeat(20000)}\n`, 'deep.yml');
+    expect(deep.problems.length).toBeGreaterThan(0);
+    expect(deep.problems[0].code).toBe('yaml');
+  });
+});
+
+describe('cordon check: entries of a block scalar', () => {
+  test('every bad entry is reported at its own line, not only the first at the block’s line', () => {
+    const ps = check('block-entries.yml');
+    expect(at(ps)).toEqual([
+      '14:invalid-input:allowed-domains',
+      '17:invalid-input:allowed-domains',
+      '24:invalid-input:secrets',
+      '26:invalid-input:secrets',
+    ]);
+    expect(ps[0].message).toContain('"https://evil.test/path"');
+    expect(ps[1].message).toContain('mple.com:443');
+    expect(ps[2].message).toContain('secrets: line 2: target name "PATH"');
+    expect(ps[3].message).toContain('secrets: line 4: target name "LD_PRELOAD"');
+    expect(ps.map((p) => p.column)).toEqual([13, 13, 13, 13]);
+  });
+});
+
+describe('cordon check: only Cordon’s own actions', () => {
+  test('foo/actions/run and someone/else/actions/run are not Cordon’s; a typo under Cordon’s repository is named', () => {
+    const r = checkWorkflowText(fixture('third-party.yml'), 'third-party.yml');
+    expect(r.steps).toBe(0);
+    expect(at(r.problems)).toEqual(['17:unknown-action:']);
+    expect(r.problems[0].message).toContain('cordon-dev/cordon/actions/egres@v1 names no Cordon action');
+  });
+});
+
+describe('cordon check: the workflow around the steps', () => {
+  test('id-token, step order, event text in commands and the allowlist Cordon’s own steps need', () => {
+    const ps = check('workflow-mistakes.yml');
+    expect(at(ps)).toEqual([
+      '15:step-order:',
+      '16:id-token:',
+      '16:egress-endpoint:',
+      '20:step-order:',
+      '21:egress-endpoint:',
+      '25:event-injection:',
+      '25:event-injection:',
+      '28:event-injection:',
+    ]);
+    const text = ps.map((p) => p.message).join('\n');
+    expect(text).toContain(
+      'start must be the first Cordon step of job "agent", but egress (line 12) runs before it',
+    );
+    expect(text).toContain(
+      'report must be the last Cordon step of job "agent", but run (line 21) runs after it',
+    );
+    expect(text).toContain('blocks sts.us-west-2.amazonaws.com');
+    expect(text).toContain('blocks secretsmanager.us-west-2.amazonaws.com');
+    expect(text).toContain('`github.event.comment.body`');
+    expect(text).toContain('`github.head_ref`');
+    expect(text).toContain('`github.event.issue.title`');
+    expect(ps.filter((p) => p.code === 'event-injection').map((p) => p.column)).toEqual([31, 74, 20]);
+    expect(ps.find((p) => p.code === 'id-token')?.suggestion).toContain('id-token: write');
+  });
+
+  test('the same workflow done right has none of them', () => {
+    const fixed = fixture('workflow-mistakes.yml')
+      .replace('permissions:\n  contents: read', 'permissions:\n  contents: read\n  id-token: write')
+      .replace(
+        /( {6}- uses: cordon-dev\/cordon\/actions\/egress@v1\n.*\n.*\n)( {6}- uses: cordon-dev\/cordon\/actions\/start@v1\n)/,
+        '$2$1',
+      )
+      .replace(
+        'allowed-domains: api.anthropic.com',
+        'allowed-domains: api.anthropic.com sts.us-west-2.amazonaws.com secretsmanager.us-west-2.amazonaws.com',
+      )
+      .replace(/( {6}- uses: cordon-dev\/cordon\/actions\/report@v1\n)([\s\S]*?)( {6}- run:)/, '$2$1$3')
+      .replace(/"\$\{\{ github.event.comment.body \}\}" --branch \$\{\{ github.head_ref \}\}/, '"$PROMPT"')
+      .replace('"${{ github.event.issue.title }}"', '"$TITLE"');
+    expect(checkWorkflowText(fixed, 'w.yml').problems).toEqual([]);
+  });
+
+  test('write-all grants the ID token; a job-level permissions without it does not', () => {
+    const wf = (perms: string): string =>
+      `on: push\n${perms}jobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./actions/start\n      - uses: ./actions/aws\n        with:\n          role-to-assume: arn:aws:iam::123456789012:role/r\n          aws-region: us-east-1\n`;
+    expect(checkWorkflowText(wf('permissions: write-all\n'), 'w.yml').problems).toEqual([]);
+    const job = wf('permissions:\n  id-token: write\n').replace(
+      'runs-on: x',
+      'runs-on: x\n    permissions:\n      contents: read',
+    );
+    expect(at(checkWorkflowText(job, 'w.yml').problems)).toEqual(['11:id-token:']);
+  });
+});
+
+describe('cordon check: each problem once, sorted, with a suggestion', () => {
+  test('an unknown input gets the nearest name, not the whole list', () => {
+    expect(nearest('alowed-domains', ['allowed-domains', 'allowed-ips'])).toBe('allowed-domains');
+    expect(nearest('colour', ['fail-on-tamper', 'job-summary'])).toBeUndefined();
+    const p = check('bad.yml').find((x) => x.input === 'colour');
+    expect(p?.message).toBe('start: unknown input "colour"');
+    expect(p?.suggestion).not.toContain(',');
+  });
+
+  test('the same anchor used twice in one place is one problem; problems come in line order', () => {
+    const ps = check('bad.yml');
+    const keys = ps.map((p) => `${p.line}:${p.column}:${p.message}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    const sorted = [...ps].sort((a, b) => a.line - b.line || a.column - b.column);
+    expect(ps).toEqual(sorted);
+  });
+});
+
+describe('cordon check --format', () => {
+  test('json is an array of {file,line,column,severity,code,message,suggestion}', () => {
+    let out = '';
+    const code = runCheck(
+      ['--format', 'json', join(REPO_ROOT, 'test/fixtures/workflows/block-entries.yml')],
+      (s) => (out += s),
+      () => {},
+    );
+    expect(code).toBe(1);
+    const arr = JSON.parse(out) as Record<string, unknown>[];
+    expect(arr).toHaveLength(4);
+    expect(Object.keys(arr[0]).sort()).toEqual([
+      'code',
+      'column',
+      'file',
+      'line',
+      'message',
+      'severity',
+      'suggestion',
+    ]);
+    expect(arr[0]).toMatchObject({ line: 14, column: 13, severity: 'error', code: 'invalid-input' });
+  });
+
+  test('github writes workflow commands, escaping % CR LF in the message and also : , in properties', () => {
+    const p: Problem = {
+      file: 'a,b:c.yml',
+      line: 3,
+      column: 5,
+      severity: 'warning',
+      code: 'x',
+      message: '100% bad\r\nsecond line',
+    };
+    expect(formatProblem(p, 'github')).toBe(
+      '::warning file=a%2Cb%3Ac.yml,line=3,col=5,title=cordon check%3A x::100%25 bad%0D%0Asecond line\n',
+    );
+  });
+
+  test('an unknown format is a clear usage error', () => {
+    expect(parseCheckArgs(['--format=sarif', 'w.yml'])).toEqual({
+      error: 'cordon check: unknown --format "sarif": give text, json or github\n',
+    });
+    let err = '';
+    expect(
+      runCheck(
+        ['--format'],
+        () => {},
+        (s) => (err += s),
+      ),
+    ).toBe(2);
+    expect(err).toContain('unknown --format ""');
+  });
+});
