@@ -15,4 +15,13 @@ export const validators: Record<string, (env: Env) => unknown> = {
   egress: (env) => parseEgressInputs(env),
   run: (env) => parseRunInputs(env),
   secrets: (env) => parseSecretsActionInputs(new Inputs('secrets', env)),
+  // The same reads as actions/report's own parser (parseReportInputs, src/actions/report/inputs.ts).
+  report: (env) => {
+    const i = new Inputs('report', env);
+    return [
+      i.boolean('fail-on-tamper', true),
+      i.boolean('fail-on-impersonation', false),
+      i.boolean('job-summary', true),
+    ];
+  },
 };

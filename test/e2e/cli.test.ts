@@ -52,3 +52,49 @@ describe('cordon CLI', () => {
     expect(r.stdout).toContain('not valid JSON');
   });
 });
+
+describe('cordon check through the bundled CLI', () => {
+  const fixture = (name: string): string => join(REPO_ROOT, 'test/fixtures/workflows', name);
+
+  test('--format github prints one annotation per problem, sorted, at its own line and column', async () => {
+    const r = await cordon(['check', '--format', 'github', fixture('workflow-mistakes.yml')]);
+    expect(r.code).toBe(1);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(8);
+    expect(lines.every((l) => l.startsWith('::error file='))).toBe(true);
+    expect(lines.map((l) => Number(/,line=(\d+),/.exec(l)?.[1]))).toEqual([15, 16, 16, 20, 21, 25, 25, 28]);
+    expect(lines[5]).toContain(',col=31,title=cordon check%3A event-injection::');
+  });
+
+  test('--format json is an array a CI tool can read; an unknown format is refused', async () => {
+    const r = await cordon(['check', '--format=json', fixture('agent-step.yml'), fixture('good.yml')]);
+    expect(r.code).toBe(1);
+    const arr = JSON.parse(r.stdout) as { file: string; line: number; code: string }[];
+    expect(arr.map((p) => `${p.line}:${p.code}`)).toEqual([
+      '16:invalid-input',
+      '23:invalid-input',
+      '27:invalid-input',
+      '28:unknown-input',
+      '31:unknown-secret',
+    ]);
+    const bad = await cordon(['check', '--format', 'xml', fixture('good.yml')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown --format "xml": give text, json or github');
+  });
+
+  test('a billion-laughs workflow is read up to the bound and reported, not expanded', async () => {
+    const dir = tempDir('cordon-check-');
+    const laughs = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 15; i++)
+      laughs.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
+    laughs.push('jobs:', '  j:', '    steps: *a14', '');
+    writeFileSync(join(dir, 'laughs.yml'), laughs.join('\n'));
+    const r = await cordon(['check', join(dir, 'laughs.yml')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('only that much was read');
+  });
+});
