@@ -13,6 +13,11 @@ import { validators } from './validators.js';
 import { REUSABLE, type CordonStep, type InputValue, type JobInfo } from './workflow.js';
 import { text, type View } from './yaml-view.js';
 
+/** actions/agent and the reusable workflow: start, egress and run in one. */
+const agentLike = (s: CordonStep): boolean => s.action === 'agent' || s.action === REUSABLE;
+
+const label = (s: CordonStep): string => (s.action === REUSABLE ? 'the reusable workflow' : s.action);
+
 const given = (s: CordonStep, name: string): string | undefined => {
   const v = s.with.get(name)?.value.trim();
   return v ? v : undefined;
@@ -21,10 +26,10 @@ const given = (s: CordonStep, name: string): string | undefined => {
 /** Why a Cordon step asks the runner for an ID token, or undefined when it does not. */
 function idTokenNeed(s: CordonStep): string | undefined {
   if (s.action === 'aws') return 'actions/aws exchanges the ID token for AWS credentials';
-  if ((s.action === 'run' || s.action === 'agent') && given(s, 'aws-role-to-assume'))
-    return `aws-role-to-assume makes ${s.action} exchange the ID token for AWS credentials`;
   if (s.action === REUSABLE)
     return 'the reusable workflow asks for id-token: write, and a called workflow gets no more than its caller grants';
+  if ((s.action === 'run' || s.action === 'agent') && given(s, 'aws-role-to-assume'))
+    return `aws-role-to-assume makes ${label(s)} exchange the ID token for AWS credentials`;
   return undefined;
 }
 
@@ -109,33 +114,34 @@ function injection(job: JobInfo): Found[] {
   const found: Found[] = [];
   for (const s of job.steps) {
     if (s.run) found.push(...eventText(s.run, 'a `run:` step'));
-    const command =
-      s.cordon && ['run', 'agent', REUSABLE].includes(s.cordon.action) && s.cordon.with.get('run');
-    if (command)
-      found.push(
-        ...eventText(
-          command,
-          `the ${s.cordon?.action === REUSABLE ? 'reusable workflow' : s.cordon?.action}'s run input`,
-        ),
-      );
+    const c = s.cordon;
+    const command = c && ['run', 'agent', REUSABLE].includes(c.action) && c.with.get('run');
+    if (command) found.push(...eventText(command, `the \`run\` input of ${label(c)}`));
   }
   return found;
 }
 
 interface Fence {
   settings: EgressSettings;
-  line: number;
+  /** How a message names it: `egress (line 12)`. */
+  name: string;
 }
 
 function fenceOf(s: CordonStep): Fence | undefined {
-  if (s.action !== 'egress' && s.action !== 'agent') return undefined;
-  const part = s.action === 'agent' ? agentParts(s.with).find((p) => p.action === 'egress')?.with : s.with;
+  if (s.action !== 'egress' && !agentLike(s)) return undefined;
+  const part = agentLike(s) ? agentParts(s.with).find((p) => p.action === 'egress')?.with : s.with;
   if (!part || [...part.values()].some((v) => v.dynamic)) return undefined;
   const env: Env = {};
   for (const [k, v] of part) env[inputVariable(k)] = v.value;
   try {
     const settings = validators.egress(env) as EgressSettings;
-    return settings.policy === 'block' ? { settings, line: s.line } : undefined;
+    return settings.policy === 'block'
+      ? {
+          settings,
+          name:
+            s.action === 'egress' ? `egress (line ${s.line})` : `the egress of ${label(s)} (line ${s.line})`,
+        }
+      : undefined;
   } catch {
     return undefined; // reported by the step's own check
   }
@@ -153,25 +159,23 @@ function endpoints(s: CordonStep, awsRegion: string | undefined): { name: string
       name: `sts.${given(s, 'aws-region')}.amazonaws.com`,
       why: 'aws exchanges the ID token at STS',
     });
-  const role = (s.action === 'run' || s.action === 'agent') && given(s, 'aws-role-to-assume');
+  const role = (s.action === 'run' || agentLike(s)) && given(s, 'aws-role-to-assume');
   const ownRegion = role ? given(s, 'aws-region') : awsRegion;
   if (role && region(ownRegion))
-    out.push({ name: `sts.${ownRegion}.amazonaws.com`, why: `${s.action} mints AWS credentials at STS` });
-  const specs = ['run', 'agent', 'secrets'].includes(s.action) ? (given(s, 'secrets') ?? '') : '';
+    out.push({ name: `sts.${ownRegion}.amazonaws.com`, why: `${label(s)} mints AWS credentials at STS` });
+  const specs =
+    s.action === 'run' || s.action === 'secrets' || agentLike(s) ? (given(s, 'secrets') ?? '') : '';
   if (region(ownRegion)) {
     if (/=\s*aws-sm:/.test(specs))
       out.push({
         name: `secretsmanager.${ownRegion}.amazonaws.com`,
-        why: `${s.action} reads aws-sm: secrets`,
+        why: `${label(s)} reads aws-sm: secrets`,
       });
     if (/=\s*ssm:/.test(specs))
-      out.push({ name: `ssm.${ownRegion}.amazonaws.com`, why: `${s.action} reads ssm: parameters` });
+      out.push({ name: `ssm.${ownRegion}.amazonaws.com`, why: `${label(s)} reads ssm: parameters` });
   }
-  if (
-    s.action === 'github-token' ||
-    ((s.action === 'run' || s.action === 'agent') && given(s, 'github-app-id'))
-  )
-    out.push({ name: 'api.github.com', why: `${s.action} mints a GitHub App token` });
+  if (s.action === 'github-token' || ((s.action === 'run' || agentLike(s)) && given(s, 'github-app-id')))
+    out.push({ name: 'api.github.com', why: `${label(s)} mints a GitHub App token` });
   return out;
 }
 
@@ -194,8 +198,8 @@ function allowlist(job: JobInfo): Found[] {
           column: s.column,
           severity: 'error',
           code: 'egress-endpoint',
-          message: `egress (line ${active.line}) blocks ${need.name}, which ${need.why} (line ${s.line})`,
-          suggestion: `add ${need.name} to allowed-domains of the egress step`,
+          message: `${active.name} blocks ${need.name}, needed here: ${need.why}`,
+          suggestion: `add ${need.name} to allowed-domains of ${active.name}`,
         });
       }
     if (s.action === 'aws') awsRegion = given(s, 'aws-region');

@@ -26,7 +26,8 @@ export function settle(problems: Problem[]): Problem[] {
   const seen = new Set<string>();
   return problems
     .filter((p) => {
-      const key = JSON.stringify([p.file, p.line, p.column, p.code, p.message]);
+      // An input two wrapped actions read (agent's fail-on-tamper) fails in both: one problem.
+      const key = JSON.stringify([p.file, p.line, p.column, p.code, p.input ?? p.message]);
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
@@ -98,7 +99,8 @@ export function runCheck(args: string[], out: (s: string) => void, err: (s: stri
     err(parsed.error);
     return 2;
   }
-  const { files, format } = parsed;
+  const { format } = parsed;
+  const files = [...new Set(parsed.files)].sort();
   if (files.length === 0) {
     err('cordon check: give one or more workflow files\n');
     return 2;
@@ -112,6 +114,6 @@ export function runCheck(args: string[], out: (s: string) => void, err: (s: stri
     if (format !== 'json') for (const p of problems) out(formatProblem(p, format));
     if (format === 'text') out(`${file}: ${steps} Cordon step(s), ${problems.length} problem(s)\n`);
   }
-  if (format === 'json') out(JSON.stringify(all.map(problemJson), null, 2) + '\n');
+  if (format === 'json') out(JSON.stringify(settle(all).map(problemJson), null, 2) + '\n');
   return all.some((p) => p.severity === 'error') ? 1 : 0;
 }

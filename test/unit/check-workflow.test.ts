@@ -223,3 +223,49 @@ describe('cordon check --format', () => {
     expect(err).toContain('unknown --format ""');
   });
 });
+
+describe('cordon check: one problem once', () => {
+  test('agent’s fail-on-tamper, read by both start and egress, is reported once', () => {
+    const text = [
+      'on: push',
+      'permissions: { id-token: write }',
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-latest',
+      '    steps:',
+      '      - uses: cordon-dev/cordon/actions/agent@v1',
+      '        with:',
+      '          run: ./agent.sh',
+      '          fail-on-tamper: sometimes',
+      '',
+    ].join('\n');
+    expect(at(checkWorkflowText(text, 'w.yml').problems)).toEqual(['10:invalid-input:fail-on-tamper']);
+  });
+});
+
+describe('cordon check: the reusable workflow’s own fence', () => {
+  test('a caller without id-token: write, and a role whose STS its own allowlist leaves off', () => {
+    const text = [
+      'on: pull_request_target',
+      'permissions:',
+      '  contents: read',
+      'jobs:',
+      '  agent:',
+      '    uses: cordon-dev/cordon/.github/workflows/agent.yml@v1',
+      '    secrets: inherit',
+      '    with:',
+      '      run: ./agent.sh',
+      '      aws-role-to-assume: arn:aws:iam::123456789012:role/agent',
+      '      aws-region: eu-central-1',
+      '      allowed-domains: api.anthropic.com',
+      '',
+    ].join('\n');
+    const ps = checkWorkflowText(text, 'w.yml').problems;
+    expect(at(ps)).toEqual(['6:id-token:', '6:egress-endpoint:']);
+    expect(ps[1].message).toContain('blocks sts.eu-central-1.amazonaws.com');
+    const fixed = text
+      .replace('contents: read', 'contents: read\n  id-token: write')
+      .replace('api.anthropic.com', 'api.anthropic.com sts.eu-central-1.amazonaws.com');
+    expect(checkWorkflowText(fixed, 'w.yml').problems).toEqual([]);
+  });
+});
