@@ -261,7 +261,24 @@ export function checkStep(step: CordonStep): Found[] {
           : `see docs/${step.action === REUSABLE ? 'agent' : step.action}.md for its inputs`,
       });
     }
-  const known = new Map([...step.with].filter(([k]) => declared.has(k)));
+  for (const [name, v] of step.with)
+    if (v.notString)
+      found.push({
+        line: v.line,
+        column: v.column,
+        severity: 'error',
+        code: 'invalid-input',
+        action: step.action,
+        input: name,
+        message: `${name} is a YAML list or map, and an action's inputs are strings`,
+        suggestion: `write one entry a line under \`${name}: |\``,
+      });
+  // A list or map was reported above; the parser then sees a stand-in, as for an expression.
+  const known = new Map(
+    [...step.with]
+      .filter(([k]) => declared.has(k))
+      .map(([k, v]) => [k, v.notString ? { ...v, dynamic: true } : v]),
+  );
   const at = { line: step.line, column: step.column };
   if (step.action === 'agent' || step.action === REUSABLE) {
     const r = step.action === REUSABLE ? reusableInputs(step, known) : { with: known, found: [] };

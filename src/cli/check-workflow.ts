@@ -56,7 +56,10 @@ function idToken(job: JobInfo): Found[] {
   return [];
 }
 
-function order(job: JobInfo): Found[] {
+/** A job by its id; a composite action's steps come as a job without one. */
+const where = (job: JobInfo): string => (job.id ? `job "${job.id}"` : 'the composite action');
+
+export function order(job: JobInfo): Found[] {
   const cordon = job.steps.flatMap((s) => (s.cordon && s.cordon.action !== REUSABLE ? [s.cordon] : []));
   const found: Found[] = [];
   // actions/agent starts the fence itself, so it counts as a start.
@@ -67,7 +70,7 @@ function order(job: JobInfo): Found[] {
       column: cordon[first].column,
       severity: 'error',
       code: 'step-order',
-      message: `${cordon[first].action} must be the first Cordon step of job "${job.id}", but ${cordon[0].action} (line ${cordon[0].line}) runs before it`,
+      message: `${cordon[first].action} must be the first Cordon step of ${where(job)}, but ${cordon[0].action} (line ${cordon[0].line}) runs before it`,
       suggestion: `move ${cordon[first].action} above every other Cordon step: what runs before it is not in the record`,
     });
   const report = cordon.findIndex((s) => s.action === 'report');
@@ -77,7 +80,7 @@ function order(job: JobInfo): Found[] {
       column: cordon[report].column,
       severity: 'error',
       code: 'step-order',
-      message: `report must be the last Cordon step of job "${job.id}", but ${cordon[report + 1].action} (line ${cordon[report + 1].line}) runs after it`,
+      message: `report must be the last Cordon step of ${where(job)}, but ${cordon[report + 1].action} (line ${cordon[report + 1].line}) runs after it`,
       suggestion: 'move report below every other Cordon step, so the summary covers all of them',
     });
   return found;
@@ -110,7 +113,7 @@ export function eventText(v: InputValue, where: string): Found[] {
   return found;
 }
 
-function injection(job: JobInfo): Found[] {
+export function injection(job: JobInfo): Found[] {
   const found: Found[] = [];
   for (const s of job.steps) {
     if (s.run) found.push(...eventText(s.run, 'a `run:` step'));

@@ -8,7 +8,7 @@
  */
 import { readArgument } from './read.js';
 import { checkStep, type Problem } from './check-step.js';
-import { checkJob } from './check-workflow.js';
+import { checkJob, injection, order } from './check-workflow.js';
 import { readWorkflow } from './workflow.js';
 
 export type { Problem } from './check-step.js';
@@ -38,7 +38,9 @@ export function settle(problems: Problem[]): Problem[] {
 export function checkWorkflowText(source: string, file: string): { problems: Problem[]; steps: number } {
   const w = readWorkflow(source);
   const problems: Problem[] = w.errors.map((e) => ({ file, ...e, severity: 'error', code: 'yaml' }));
-  for (const job of w.jobs) {
+  // A composite action's steps: what a job's steps are checked for, but no permissions.
+  const composite = w.composite && { id: '', line: 1, column: 1, steps: w.composite };
+  for (const job of [...w.jobs, ...(composite ? [composite] : [])]) {
     for (const s of job.steps)
       if (s.unknownCordon)
         problems.push({
@@ -50,7 +52,8 @@ export function checkWorkflowText(source: string, file: string): { problems: Pro
           message: `${s.uses} names no Cordon action`,
           suggestion: `Cordon's actions are start, aws, egress, secrets, run, github-token, agent and report`,
         });
-    problems.push(...checkJob(job).map((f) => ({ file, ...f })));
+    const found = job === composite ? [...order(job), ...injection(job)] : checkJob(job);
+    problems.push(...found.map((f) => ({ file, ...f })));
   }
   for (const s of w.steps) problems.push(...checkStep(s).map((f) => ({ file, ...f })));
   return { problems: settle(problems), steps: w.steps.length };

@@ -15,6 +15,8 @@ export const REUSABLE = 'agent-workflow';
 export interface InputValue extends Pos {
   value: string;
   dynamic: boolean;
+  /** A list or a map where GitHub takes only a string. */
+  notString?: boolean;
   /** Source position of the value's line k (1-based). */
   lineOf: (k: number) => Pos;
 }
@@ -48,8 +50,8 @@ export interface WorkflowInfo {
   /** Every Cordon step, in jobs and in a composite action's `runs.steps`, in file order. */
   steps: CordonStep[];
   errors: { line: number; column: number; message: string }[];
-  /** A composite action, not a workflow: no jobs, no permissions. */
-  composite: boolean;
+  /** A composite action's `runs.steps`; no jobs, no permissions. */
+  composite?: StepInfo[];
 }
 
 const NAME = '([a-z][a-z-]*)';
@@ -79,6 +81,7 @@ function inputValue(v: View, key: Pos): InputValue {
     ...key,
     value,
     dynamic: value.includes('${{'),
+    ...(v.kind !== 'scalar' ? { notString: true } : {}),
     lineOf: v.kind === 'scalar' ? v.lineOf : () => key,
   };
 }
@@ -114,12 +117,12 @@ function step(v: View): StepInfo {
 
 export function readWorkflow(source: string): WorkflowInfo {
   const { root, errors } = parseYaml(source);
-  const info: WorkflowInfo = { jobs: [], steps: [], errors, composite: false };
+  const info: WorkflowInfo = { jobs: [], steps: [], errors };
   const runs = field(root, 'runs');
   const composite = field(runs, 'steps');
   if (composite?.kind === 'seq') {
-    info.composite = true;
-    for (const s of composite.items.map(step)) if (s.cordon) info.steps.push(s.cordon);
+    info.composite = composite.items.map(step);
+    for (const s of info.composite) if (s.cordon) info.steps.push(s.cordon);
   }
   const jobs = field(root, 'jobs');
   if (jobs?.kind !== 'map') return info;

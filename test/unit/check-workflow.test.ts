@@ -269,3 +269,24 @@ describe('cordon check: the reusable workflow’s own fence', () => {
     expect(checkWorkflowText(fixed, 'w.yml').problems).toEqual([]);
   });
 });
+
+describe('cordon check: a composite action of one’s own', () => {
+  test('a list where a string is due, start not first and event text in a run: step, once each', () => {
+    const text = [
+      'name: my-fence',
+      'runs:',
+      '  using: composite',
+      '  steps:',
+      '    - uses: ./actions/egress',
+      '      with:',
+      '        allowed-domains: [a.test, b.test]',
+      '    - uses: ./actions/start',
+      '    - shell: bash',
+      '      run: echo "${{ github.event.issue.body }}"',
+      '',
+    ].join('\n');
+    const ps = checkWorkflowText(text, 'action.yml').problems;
+    expect(at(ps)).toEqual(['7:invalid-input:allowed-domains', '8:step-order:', '10:event-injection:']);
+    expect(ps[1].message).toContain('first Cordon step of the composite action');
+  });
+});
