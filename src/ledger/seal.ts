@@ -147,6 +147,13 @@ function verifies(publicKey: string, window: number, line: LedgerLine): { next: 
 }
 
 /**
+ * What run writes once its command has ended, in this order: the lines a command that killed
+ * run would forge. (Lines in run's name before the next `run.started`, such as its AWS
+ * credentials or its broker's start, belong to the next run.)
+ */
+const CLOSING = ['ledger.verified', 'ledger.tampered', 'run.finished', 'run.sealed'];
+
+/**
  * Checks every window opened after `head` (start's own line) against the seals, from
  * `publicKey` (start's), and the key file left at the end (`held`, read by the caller).
  * Returns one detail per window (or key file) whose lines cannot be proven to be run's, and
@@ -168,7 +175,10 @@ export function checkSeals(
     const seals = lines.filter(
       (l) => l.line > w.started && l.line < end && l.event?.type === 'run.sealed' && l.event.action === 'run',
     );
-    const claimed = lines.filter((l) => l.line > w.started && l.line < end && l.event?.action === 'run');
+    const claimed = lines.filter(
+      (l) =>
+        l.line > w.started && l.line < end && l.event?.action === 'run' && CLOSING.includes(l.event.type),
+    );
     if (key === undefined) {
       unproven.push(...claimed.map((l) => l.line));
       details.push(
@@ -192,6 +202,13 @@ export function checkSeals(
       brokenAt = w.started;
       key = undefined;
       return;
+    }
+    // run writes nothing of these after its seal: a later one in its name is someone else's.
+    for (const l of claimed.filter((c) => c.line > valid.s.line && c.event?.type !== 'run.sealed')) {
+      unproven.push(l.line);
+      details.push(
+        `line ${l.line} claims to be run's but comes after run sealed the command started at line ${w.started}: it is not run's, and the record cannot be trusted`,
+      );
     }
     key = valid.ok.next;
   });

@@ -89,6 +89,20 @@ describe('window seals', () => {
     expect(forged.details.join('\n')).toMatch(/its signature is not run's: it was forged/);
   });
 
+  test("a line in run's name after its seal (a process that escaped the command's group) is not run's", () => {
+    const s = started();
+    oneRun(s.run);
+    const late = appendAny(s.run, 'run.finished', { exitCode: 0 });
+    // What the next run writes before its run.started is its own, not the last window's.
+    appendAny(s.run, 'credentials.issued', { provider: 'aws' });
+    const r = judge(s);
+    const line = s.run.read().find((l) => l.hash === late.hash)?.line as number;
+    expect(r.details).toEqual([
+      `line ${line} claims to be run's but comes after run sealed the command started at line 2: it is not run's, and the record cannot be trusted`,
+    ]);
+    expect(r.unproven).toEqual([line]);
+  });
+
   test('a window removed whole, or the key file replaced: the key left is not the last seal names', () => {
     const s = started();
     oneRun(s.run);
