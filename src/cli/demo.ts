@@ -209,6 +209,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const { input: summaryInput } = await judgeLedger(start.outputs['ledger-path'], {
       nonce: start.state.nonce,
       head: start.state.head,
+      sealKey: start.state['seal-key'],
     });
     writeFileSync(join(out, 'summary.html'), renderSummaryHtml(summaryInput));
     writeFileSync(join(out, 'ledger.jsonl'), ledgerText);

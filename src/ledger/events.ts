@@ -327,6 +327,18 @@ export interface BrokerStopped {
   handedOutValidUntil?: string;
 }
 
+/**
+ * `run`'s proof that it wrote the lines closing its command's window (see `seal.ts`): an
+ * Ed25519 signature with the key `start` (or the run before) left for window `window`.
+ */
+export interface RunSealed {
+  window: number;
+  /** The public key (SPKI DER, base64) the next window's seal must verify with. */
+  next: string;
+  /** Over the window, the hash of the line before this one, and `next` (base64). */
+  signature: string;
+}
+
 /** Every event type Cordon writes, with its data shape. */
 export interface EventTypes {
   'run.recorded': RunRecorded;
@@ -340,6 +352,7 @@ export interface EventTypes {
   'secrets.fetched': SecretsFetched;
   'run.started': RunStarted;
   'run.finished': RunFinished;
+  'run.sealed': RunSealed;
   'commits.observed': CommitsObserved;
   'broker.started': BrokerStarted;
   'credentials.refreshed': CredentialsRefreshed;

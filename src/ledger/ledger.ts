@@ -171,6 +171,14 @@ export class Ledger {
   }
 
   /**
+   * Appends one event whose data depends on the line it chains to (`prev`, read under the
+   * lock): a signature over it (`run.sealed`).
+   */
+  appendBound<K extends keyof EventTypes>(type: K, make: (prev: string) => EventTypes[K]): { hash: string } {
+    return { hash: this.write(type, make, undefined, false).hash };
+  }
+
+  /**
    * Appends one event and returns, with it, the hash of every line up to and including it,
    * read under the same lock: what a step holds in memory to tell later which lines were
    * changed, removed or inserted (see `diffLedger`).
@@ -186,7 +194,7 @@ export class Ledger {
 
   private write(
     type: string,
-    data: object,
+    data: object | ((prev: string) => object),
     nonce: string | undefined,
     snapshot: boolean,
   ): { hash: string; event: LedgerEvent; hashes?: string[] } {
@@ -201,7 +209,7 @@ export class Ledger {
         time: this.clock().toISOString(),
         action: this.action,
         type,
-        data: data as Record<string, unknown>,
+        data: (typeof data === 'function' ? data(prev) : data) as Record<string, unknown>,
         prev,
       };
       const raw = JSON.stringify(event);

@@ -43,6 +43,11 @@ export interface GitOptions {
   home?: string;
   timeoutMs?: number;
   maxBuffer?: number;
+  /**
+   * The global configuration file to read and write instead of `$HOME/.gitconfig` (what the
+   * step's `GIT_CONFIG_GLOBAL` names, for the one write Cordon makes there).
+   */
+  globalConfig?: string;
   /** Written to git's stdin (`cat-file --batch`). */
   input?: string;
   /**
@@ -54,7 +59,7 @@ export interface GitOptions {
 }
 
 /** The whole environment git gets: no variable of the step reaches it. */
-export function gitEnv(home?: string): Record<string, string> {
+export function gitEnv(home?: string, globalConfig?: string): Record<string, string> {
   const env: Record<string, string> = {
     PATH: process.env.PATH || '/usr/bin:/bin',
     HOME: home ?? '/nonexistent',
@@ -66,7 +71,8 @@ export function gitEnv(home?: string): Record<string, string> {
     GIT_ATTR_NOSYSTEM: '1',
     LC_ALL: 'C',
   };
-  if (home === undefined) env.GIT_CONFIG_GLOBAL = '/dev/null';
+  if (globalConfig) env.GIT_CONFIG_GLOBAL = globalConfig;
+  else if (home === undefined) env.GIT_CONFIG_GLOBAL = '/dev/null';
   return env;
 }
 
@@ -80,7 +86,7 @@ export function gitArgs(args: string[], safeDirectory?: string): string[] {
 export function gitBytes(args: string[], opts: GitOptions): Buffer {
   return execFileSync('git', gitArgs(args, opts.safeDirectory), {
     cwd: opts.cwd,
-    env: gitEnv(opts.home),
+    env: gitEnv(opts.home, opts.globalConfig),
     input: opts.input,
     maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
     timeout: opts.timeoutMs ?? 60_000,

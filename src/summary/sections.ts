@@ -29,6 +29,7 @@ const KNOWN: Known[] = [
   'secrets.fetched',
   'run.started',
   'run.finished',
+  'run.sealed',
   'commits.observed',
   'broker.started',
   'credentials.refreshed',

@@ -57,7 +57,13 @@ maybe('integrity, as whole programs', () => {
     const ev = events(job);
     const started = ev.find((e) => e.type === 'run.started');
     expect(started?.data.containment).toBe('cgroup');
-    expect(ev.map((e) => e.type)).toEqual(['run.recorded', 'run.started', 'ledger.verified', 'run.finished']);
+    expect(ev.map((e) => e.type)).toEqual([
+      'run.recorded',
+      'run.started',
+      'ledger.verified',
+      'run.finished',
+      'run.sealed',
+    ]);
     expect(ev.find((e) => e.type === 'run.finished')?.data).toMatchObject({
       processesAlive: 0,
       ledgerIntact: true,
@@ -149,7 +155,7 @@ maybe('integrity, as whole programs', () => {
     // A second earlier line, so that one can be removed and another changed.
     await job.run('run', 'main', { inputs: { run: 'true' } });
     const lines = readFileSync(ledgerFile(job), 'utf8').split('\n').filter(Boolean).length;
-    expect(lines).toBe(4);
+    expect(lines).toBe(5);
     const script = [
       'L="$RUNNER_TEMP/cordon/ledger.jsonl"',
       // Line 1 changed (the repository renamed), line 2 removed.

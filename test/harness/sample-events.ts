@@ -88,6 +88,7 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     bytesScrubbed: 40,
     leaks: [{ secret: 'NPM_TOKEN', path: 'notes.txt', line: 3 }],
   },
+  'run.sealed': { window: 1, next: 'MCowBQYDK2VwAyEA' + 'A'.repeat(43) + '=', signature: 'c2ln' },
   'commits.observed': {
     base: 'a'.repeat(40),
     head: 'b'.repeat(40),

@@ -3,9 +3,10 @@
  * the outputs, saves what post needs, sets the git identity and records `token.issued`;
  * post revokes it, confirms it is dead and records `token.revoked`.
  */
-import { execFileSync } from 'node:child_process';
+import { homedir } from 'node:os';
 import type { TokenIssued, TokenRevoked } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
+import { git as hardenedGit } from '../../platform/git.js';
 import type { Env } from '../../platform/runner.js';
 import { GithubApi } from '../../github/api.js';
 import type { GithubTokenInputs } from '../../github/inputs.js';
@@ -16,8 +17,19 @@ export interface TokenDeps extends MintDeps {
   git?: (args: string[], env: Env) => void;
 }
 
-function realGit(args: string[], env: Env): void {
-  execFileSync('git', args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Writes the runner user's global git configuration through the hardened runner: this step
+ * may run after an agent had the workspace, and its environment holds the App's private key
+ * (an input). So git starts outside the workspace (no repository's configuration is read),
+ * with the neutral settings and none of the step's variables: only HOME, and the global file
+ * the step's `GIT_CONFIG_GLOBAL` names (where the user's later git reads the identity).
+ */
+export function realGit(args: string[], env: Env): void {
+  hardenedGit(args, {
+    cwd: '/',
+    home: env.HOME || homedir(),
+    globalConfig: env.GIT_CONFIG_GLOBAL || undefined,
+  });
 }
 
 /** main: mint, mask, set outputs and git identity, record. */

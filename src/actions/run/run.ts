@@ -24,6 +24,7 @@ import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } fro
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
 import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
 import { checkRunWindow } from '../../ledger/verify.js';
+import { openWindow, sealWindow } from './seal-window.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
 import type { AgentEnd } from './agent-protocol.js';
@@ -183,7 +184,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
     // The command runs as the same user and can write the ledger: the line written here is
     // checked, with the chain up to it, once the command's processes are gone.
     // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.
-    const { hashes: held } = ledger.appendWithSnapshot('run.started', started);
+    const { held, sealKey } = openWindow(ledger, started, runner);
     if (containment.reason)
       runner.warning(`run: containment is weaker: only a process group, because ${containment.reason}`);
     if (user.fallback)
@@ -209,6 +210,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
       containment,
       ledger,
       held,
+      sealKey,
       headBefore,
       agent,
       outputFile,
@@ -377,6 +379,7 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
   };
   ledger.append('run.finished', finished);
+  sealWindow(ledger, ready.sealKey);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
   runner.setOutput('duration-ms', String(durationMs));
   runner.setOutput('bytes-scrubbed', String(ran.bytesScrubbed));

@@ -1,6 +1,7 @@
 /** What `run`'s three stages hand each other. */
 import type { FileCommandsTampered } from '../../ledger/events.js';
 import type { Ledger } from '../../ledger/ledger.js';
+import type { SealKey } from '../../ledger/seal.js';
 import type { AgentEnd } from './agent-protocol.js';
 import type { AgentSession } from './agent-session.js';
 import type { RunBroker } from './broker.js';
@@ -24,6 +25,8 @@ export interface Prepared {
   ledger: Ledger;
   /** The hash of every ledger line up to `run.started`, held while the command runs. */
   held: string[];
+  /** The key this window is sealed with, taken off the disk before the command started. */
+  sealKey: SealKey | undefined;
   headBefore: string | undefined;
   /** With `user: agent`: the launcher, the user made, the workspace lent. */
   agent: AgentSession | undefined;

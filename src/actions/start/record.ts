@@ -1,5 +1,6 @@
 /** `start`'s main: open the ledger and record who and what this run is. */
 import { Ledger } from '../../ledger/ledger.js';
+import { newSealKey, sealKeyPath, writeSealKey } from '../../ledger/seal.js';
 import { decodeClaims, displayClaims, getIdToken, hasIdTokenAccess } from '../../platform/oidc.js';
 import type { RunRecorded } from '../../ledger/events.js';
 import type { Env, Runner } from '../../platform/runner.js';
@@ -43,6 +44,11 @@ export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<v
     runner.info('start: no id-token permission; the run is recorded without OIDC claims');
   }
   const { hash } = ledger.append('run.recorded', run as Record<string, unknown>, nonce);
+  // The key the first command's window is sealed with: run takes it off the disk before
+  // its command starts; the post checks every seal from the public half.
+  const seal = newSealKey(1);
+  writeSealKey(sealKeyPath(ledger.path), seal.key);
+  runner.saveState('seal-key', seal.publicKey);
   if (nonce) runner.saveState('nonce', nonce);
   runner.saveState('head', hash);
   runner.saveState('started', new Date().toISOString());

@@ -9,6 +9,7 @@ import type { Runner } from '../../platform/runner.js';
 import { impersonationError, recordCommits } from '../../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../../summary/render.js';
 import { compareWithCopy, untrustedLines, verdictFor, type Verdict } from '../../ledger/verify.js';
+import { checkSeals, readSealKey, sealKeyPath } from '../../ledger/seal.js';
 import type { StartInputs } from './inputs.js';
 
 /** The verdict alone, for when the ledger's lines cannot be rendered. */
@@ -54,7 +55,7 @@ async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
  */
 export async function judgeLedger(
   ledgerFile: string,
-  opts: { nonce?: string; head?: string },
+  opts: { nonce?: string; head?: string; sealKey?: string },
 ): Promise<{ input: SummaryInput; lineCount: number; fromCopy: boolean }> {
   const fileLines = parseLedgerText(existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8') : '');
   const copyLines = await readCopy(ledgerFile);
@@ -71,8 +72,21 @@ export async function judgeLedger(
       verdict.details.push(...compared.details);
     }
   }
+  // Lines that close a command's window count only when run sealed them (start made the key).
+  const seals = opts.sealKey
+    ? checkSeals(lines, {
+        head: opts.head,
+        publicKey: opts.sealKey,
+        held: readSealKey(sealKeyPath(ledgerFile)),
+      })
+    : undefined;
+  if (seals?.details.length) {
+    verdict.status = 'altered';
+    verdict.details.push(...seals.details);
+  }
   // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
   const untrusted = untrustedLines(verdict);
+  for (const n of seals?.unproven ?? []) untrusted.add(n);
   for (const n of compared?.untrusted ?? []) untrusted.add(n);
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
@@ -87,6 +101,7 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
   const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, {
     nonce: runner.getState('nonce') || undefined,
     head: runner.getState('head') || undefined,
+    sealKey: runner.getState('seal-key') || undefined,
   });
   const { verdict } = input;
   // A line the agent forged can be shaped to break the renderer: the verdict still shows.

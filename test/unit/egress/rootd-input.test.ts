@@ -5,7 +5,17 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
 import net from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lchownSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parseCgroupRequest } from '../../../src/rootd/cgroups.js';
 import { keepLedgerCopy } from '../../../src/rootd/ledger-server.js';
@@ -59,6 +69,44 @@ describe('files a user can replace', () => {
     expect(() => readUserFile(join(d, 'big'), 64)).toThrow(/larger than 64 bytes/);
     expect(() => readUserFile(join(d, 'missing'), 64)).toThrow(/ENOENT/);
   });
+
+  // Ownership needs root: the tests run as root (CI too).
+  (process.getuid?.() === 0 ? test : test.skip)(
+    "a link above the file, in a folder another user can write, does not lead root into root's folders; one in a folder only root writes is followed",
+    () => {
+      const base = tmp();
+      chmodSync(base, 0o755);
+      // A folder of root's the user cannot read, holding a file named like the one root reads.
+      const secret = join(base, 'root-only');
+      mkdirSync(secret, { mode: 0o700 });
+      writeFileSync(join(secret, 'agent.pid'), '1\n', { mode: 0o600 });
+      // The user's RUNNER_TEMP: it makes `cordon` there a link to root's folder.
+      const runnerTemp = join(base, 'runner-temp');
+      mkdirSync(runnerTemp);
+      chownSync(runnerTemp, 61999, 61999);
+      symlinkSync(secret, join(runnerTemp, 'cordon'));
+      lchownSync(join(runnerTemp, 'cordon'), 61999, 61999);
+      expect(() => readUserFile(join(runnerTemp, 'cordon', 'agent.pid'), 64)).toThrow(
+        /cordon is a symbolic link in a directory another user than root can write/,
+      );
+      // Relative, or in a folder everyone may write (sticky, as /tmp): refused as well.
+      symlinkSync('../root-only', join(runnerTemp, 'rel'));
+      expect(() => readUserFile(join(runnerTemp, 'rel', 'agent.pid'), 64)).toThrow(UserFileRefused);
+      const shared = join(base, 'shared');
+      mkdirSync(shared);
+      chmodSync(shared, 0o1777);
+      symlinkSync(secret, join(shared, 'cordon'));
+      expect(() => readUserFile(join(shared, 'cordon', 'agent.pid'), 64)).toThrow(UserFileRefused);
+      // Root's own link, in a folder only root writes, is followed (absolute and relative).
+      symlinkSync(secret, join(base, 'cordon'));
+      expect(readUserFile(join(base, 'cordon', 'agent.pid'), 64)).toBe('1\n');
+      symlinkSync('root-only', join(base, 'rel'));
+      expect(readUserFile(join(base, 'rel', 'agent.pid'), 64)).toBe('1\n');
+      // Through a real folder of the user's, the file itself is read.
+      writeFileSync(join(runnerTemp, 'agent.pid'), '4242\n');
+      expect(readUserFile(join(runnerTemp, '.', 'agent.pid'), 64)).toBe('4242\n');
+    },
+  );
 });
 
 describe('the client', () => {
