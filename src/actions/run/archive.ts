@@ -57,6 +57,20 @@ function isContainer(b: Buffer): boolean {
   return GZIP(b) || ZIP(b) || tarHeaderOk(b);
 }
 
+/** Compressed formats recognised but not read: named as not scanned, never passed as clean. */
+const UNREAD: [string, Buffer][] = [
+  ['xz', Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])],
+  ['zstd', Buffer.from([0x28, 0xb5, 0x2f, 0xfd])],
+  ['7z', Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])],
+  ['rar', Buffer.from('Rar!\x1a\x07', 'latin1')],
+  ['lzip', Buffer.from('LZIP', 'latin1')],
+];
+
+function unreadFormat(b: Buffer): string | undefined {
+  if (/^BZh[1-9]1AY&SY/.test(b.subarray(0, 10).toString('latin1'))) return 'bzip2';
+  return UNREAD.find(([, magic]) => b.subarray(0, magic.length).equals(magic))?.[0];
+}
+
 /**
  * Scans `data` (as `path`) and everything compressed or archived inside it, within `limits`.
  * Returns what was not fully scanned, each with the reason.
@@ -75,6 +89,8 @@ export function scanContainers(
 /** `unscanned` is false for bytes already searched as part of an outer layer (a stored entry). */
 function visit(w: Walk, data: Buffer, path: string, depth: number, unscanned: boolean): void {
   if (unscanned) w.scan(path, data);
+  const unread = unreadFormat(data);
+  if (unread) w.notScanned.push(`${path} (${unread} compressed: not read)`);
   if (!isContainer(data)) return;
   if (depth >= w.limits.maxDepth) {
     w.notScanned.push(`${path} (archives nested deeper than ${w.limits.maxDepth})`);

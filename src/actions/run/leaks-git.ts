@@ -131,18 +131,24 @@ export function findRepos(
   return { repos, truncated: false };
 }
 
-/** Every object of the repository (packed, loose, alternates) with its type and size. */
-function allObjects(repo: Repo): Map<string, { type: string; size: number }> {
+/** Every object name of the repository (packed, loose, alternates): names only, which git lists without reading them. */
+function allObjects(repo: Repo): Set<string> {
+  const text = git(repo, ['cat-file', '--batch-all-objects', '--unordered', '--batch-check=%(objectname)']);
+  return new Set(text.toString('latin1').split('\n').filter(Boolean));
+}
+
+/** Type and size of each of `shas` (missing ones left out). */
+function kindsOf(repo: Repo, shas: string[]): Map<string, { type: string; size: number }> {
   const out = new Map<string, { type: string; size: number }>();
-  const text = git(repo, [
-    'cat-file',
-    '--batch-all-objects',
-    '--unordered',
-    '--batch-check=%(objectname) %(objecttype) %(objectsize)',
-  ]).toString('latin1');
+  if (!shas.length) return out;
+  const text = git(
+    repo,
+    ['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'],
+    shas.join('\n') + '\n',
+  ).toString('latin1');
   for (const line of text.split('\n')) {
     const [sha, type, size] = line.split(' ');
-    if (sha && type) out.set(sha, { type, size: Number(size) });
+    if (sha && type && type !== 'missing') out.set(sha, { type, size: Number(size) });
   }
   return out;
 }
@@ -163,7 +169,7 @@ export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): 
   const repos = new Map<string, RepoBefore>();
   for (const repo of findRepos(workspace, limits).repos) {
     try {
-      repos.set(repo.rel, { objects: new Set(allObjects(repo).keys()), tips: tips(repo) });
+      repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
     } catch {
       // Not a repository git reads (yet): everything in it after the command is new.
     }
@@ -205,32 +211,32 @@ export function gitChanges(
   for (const repo of found.repos) {
     const name = repo.rel || 'the workspace repository';
     const was = before.repos.get(repo.rel);
-    let all: Map<string, { type: string; size: number }>;
+    let created: string[];
     try {
-      all = allObjects(repo);
+      created = [...allObjects(repo)].filter((sha) => !was?.objects.has(sha));
     } catch {
       // A `.git` git does not read holds no objects to send; its files are read as files.
       continue;
     }
-    const objects = new Map<string, NewObject>();
-    for (const [sha, o] of all) if (!was?.objects.has(sha)) objects.set(sha, { sha, ...o });
-    if (repo.rel === '')
-      commitsCreated = [...objects.values()]
-        .filter((o) => o.type === 'commit')
-        .slice(0, MAX_CREATED_COMMITS)
-        .map((o) => o.sha);
+    let reachable = new Map<string, string>();
     try {
-      for (const [sha, path] of newlyReachable(repo, was?.tips ?? [])) {
-        const o = all.get(sha);
-        if (!o) continue;
-        objects.set(sha, { sha, ...o, path: path || undefined });
-      }
+      reachable = newlyReachable(repo, was?.tips ?? []);
     } catch (e) {
       notScanned.push(
         `${name}: objects reachable from its refs (${e instanceof Error ? e.message.split('\n')[0] : e})`,
       );
     }
-    repos.push({ rel: repo.rel, gitDir: repo.gitDir, objects: [...objects.values()] });
+    const kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    const objects: NewObject[] = [];
+    for (const [sha, kind] of kinds) {
+      const path = reachable.get(sha);
+      objects.push({ sha, ...kind, ...(path ? { path } : {}) });
+    }
+    if (repo.rel === '')
+      commitsCreated = created
+        .filter((sha) => kinds.get(sha)?.type === 'commit')
+        .slice(0, MAX_CREATED_COMMITS);
+    repos.push({ rel: repo.rel, gitDir: repo.gitDir, objects });
   }
   return { repos, commitsCreated, notScanned };
 }
