@@ -1,7 +1,7 @@
 /**
  * Commit attribution for `start`'s post step: every commit made since the sha recorded at
  * start (on HEAD, local branches, tags written in the run, every ref update the reflogs hold
- * from the run, pushed refs), who wrote it, who committed it, its co-authors and whether it
+ * from the run, pushed refs, every commit object a `run` step saw created, reachable or not), who wrote it, who committed it, its co-authors and whether it
  * is signed, and a verdict. An agent never commits as a developer: with an agent identity
  * issued in the run, a commit whose author or committer is anyone else is impersonation.
  *
@@ -232,8 +232,11 @@ export function parseCommit(raw: Buffer): RawCommit {
   };
 }
 
-/** `cat-file --batch` output: `<sha> <type> <size>\n<size bytes>\n` per object, read by length. */
-export function readBatch(out: Buffer): Map<string, Buffer> {
+/**
+ * `cat-file --batch` output: `<sha> <type> <size>\n<size bytes>\n` per object, read by length;
+ * the objects of the types in `types`.
+ */
+export function readBatch(out: Buffer, types: readonly string[] = ['commit']): Map<string, Buffer> {
   const objects = new Map<string, Buffer>();
   let at = 0;
   while (at < out.length) {
@@ -245,7 +248,7 @@ export function readBatch(out: Buffer): Map<string, Buffer> {
       at = nl + 1; // `<sha> missing`
       continue;
     }
-    if (type === 'commit') objects.set(sha, out.subarray(nl + 1, nl + 1 + n));
+    if (types.includes(type)) objects.set(sha, out.subarray(nl + 1, nl + 1 + n));
     at = nl + 1 + n + 1;
   }
   return objects;
@@ -306,7 +309,12 @@ export function observeCommits(
   // From a minute before start's main: a reflog's time is in whole seconds.
   const since = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000) - 60;
   const tags = tagsWritten(git, cwd, gitDir, since);
-  const updates = commitish(git, cwd, reflogUpdates(gitDir, since));
+  // Commit objects each `run` saw created while its command ran, whether or not a ref holds
+  // them: one made with commit-tree and pushed to a URL moves no ref and leaves no reflog.
+  const created = eventsOf(events, 'run.finished')
+    .flatMap((f) => f.commitsCreated ?? [])
+    .filter((sha) => /^[0-9a-f]{40,64}$/.test(sha));
+  const updates = commitish(git, cwd, [...new Set([...reflogUpdates(gitDir, since), ...created])]);
   const listed = text(
     git,
     ['rev-list', `--max-count=${MAX_COMMITS + 1}`, 'HEAD', '--branches', ...tags, ...pushed, '--stdin'],

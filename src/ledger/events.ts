@@ -202,6 +202,10 @@ export interface RunFinished {
   bytesScrubbed: number;
   timedOut?: boolean;
   leaks: { secret: string; path: string; line: number }[];
+  /** What the leak scan could not (fully) read, with the reason (first 100). */
+  leaksNotScanned?: string[];
+  /** Commit objects created in the workspace's repository while the command ran, reachable or not. */
+  commitsCreated?: string[];
   processesKilled?: number;
   /** Processes the command left running when it ended (all killed with its cgroup or group). */
   processesAlive?: number;

@@ -296,6 +296,9 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
     });
   if (leaks.length)
     blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
+  const unread = runsFinished.flatMap((f) => f.leaksNotScanned ?? []);
+  if (unread.length)
+    blocks.push({ kind: 'para', text: `Not read by the leak scan: ${unread.join('; ')}.`, strong: true });
   if (!rebinding.length && !blockedNames.length && !blockedDest.length && !leaks.length)
     blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
   for (const t of reports.flatMap((r) => r.tamper ?? []))

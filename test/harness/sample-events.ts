@@ -87,6 +87,7 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     durationMs: 81234,
     bytesScrubbed: 40,
     leaks: [{ secret: 'NPM_TOKEN', path: 'notes.txt', line: 3 }],
+    leaksNotScanned: ['bomb.gz (over 67108864 decompressed bytes)'],
   },
   'run.sealed': { window: 1, next: 'MCowBQYDK2VwAyEA' + 'A'.repeat(43) + '=', signature: 'c2ln' },
   'commits.observed': {

@@ -47,6 +47,7 @@ describe('summary', () => {
     expect(md).toContain('IMPERSONATION');
     expect(md).toContain('NPM\\_TOKEN');
     expect(md).toContain('notes.txt:3');
+    expect(md).toContain('**Not read by the leak scan: bomb.gz (over 67108864 decompressed bytes).**');
     expect(md).toContain('custom.thing');
     expect(md).toContain('GitHub token revoked (confirmed: HTTP 401)');
     expect(md).toContain(

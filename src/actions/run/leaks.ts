@@ -1,12 +1,16 @@
 /**
  * After the command: look for secret values and their forms in the files it created or
- * changed in the workspace. Reports the path, line and secret name, never the value.
+ * changed in the workspace and in the git objects it created (leaks-git.ts), inside
+ * compressed files and archives too (archive.ts). Reports the path, line and secret name,
+ * never the value.
  */
 import { lstatSync, readFileSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
-import { gitBytes } from '../../platform/git.js';
+import { CordonError } from '../../platform/errors.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { SecretRegistry } from '../../platform/mask.js';
+import { scanContainers, type ContainerLimits } from './archive.js';
+import { gitChanges, readObjects, type GitChanges, type GitSnapshot } from './leaks-git.js';
 
 export interface Leak {
   secret: string;
@@ -17,7 +21,7 @@ export interface Leak {
 export interface LeakScan {
   leaks: Leak[];
   filesScanned: number;
-  /** Files not read, each with the reason. */
+  /** Files, objects and archive entries not (fully) read, each with the reason. */
   skipped: string[];
 }
 
@@ -26,73 +30,11 @@ export interface ScanOptions {
   registry: SecretRegistry;
   /** Files modified at or after this time (ms since epoch) are scanned. */
   since: number;
-  /** HEAD before the command, when the workspace is a git repository. */
-  headBefore?: string;
+  /** What the command put into git (leaks-git.ts gitChanges). */
+  git?: GitChanges;
   maxFiles?: number;
   maxFileBytes?: number;
-}
-
-/**
- * git through the hardened runner (src/platform/git.ts): the agent wrote `.git/config`, and
- * an fsmonitor, hook or signature program there would run as this step.
- */
-function git(workspace: string, args: string[]): string | undefined {
-  try {
-    return gitBytes(args, { cwd: workspace, maxBuffer: 256 * 1024 * 1024, timeoutMs: 300_000 }).toString(
-      'utf8',
-    );
-  } catch {
-    return undefined;
-  }
-}
-
-/** HEAD of the workspace, or undefined when it is not a git repository. */
-export function gitHead(workspace: string): string | undefined {
-  return git(workspace, ['rev-parse', '--verify', '-q', 'HEAD'])?.trim() || undefined;
-}
-
-/**
- * Lines added by the commits the command made (`headBefore..HEAD`), scanned one by one: a
- * value committed and then deleted again is still in what a push would send. Reported as
- * `path@commit` and the line in that commit's version of the file.
- */
-function commitLeaks(workspace: string, headBefore: string, registry: SecretRegistry): Leak[] {
-  const head = gitHead(workspace);
-  if (!head || head === headBefore) return [];
-  // No external diff or textconv drivers: both would run commands the agent configured.
-  const log = git(workspace, [
-    'log',
-    '-p',
-    '--no-color',
-    '--no-ext-diff',
-    '--no-textconv',
-    '--text',
-    '--unified=0',
-    '--no-renames',
-    '--format=commit %h',
-    `${headBefore}..${head}`,
-  ]);
-  const leaks: Leak[] = [];
-  if (!log) return leaks;
-  let commit = '';
-  let path = '';
-  let line = 0;
-  const seen = new Set<string>();
-  for (const text of log.split('\n')) {
-    if (text.startsWith('commit ')) commit = text.slice(7).trim();
-    else if (text.startsWith('+++ ')) path = text.startsWith('+++ b/') ? text.slice(6) : '';
-    else if (text.startsWith('@@ ')) line = Number(/\+(\d+)/.exec(text)?.[1] ?? 0);
-    else if (text.startsWith('+') && path) {
-      for (const hit of registry.findAll(Buffer.from(text.slice(1), 'utf8'))) {
-        const key = `${hit.name}:${path}@${commit}:${line}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        leaks.push({ secret: hit.name, path: `${path}@${commit}`, line });
-      }
-      line++;
-    }
-  }
-  return leaks;
+  containers?: ContainerLimits;
 }
 
 /** Files under `root` (not `.git`) modified at or after `since`; bounded by `limit` entries visited. */
@@ -146,7 +88,19 @@ export function scanWorkspace(opts: ScanOptions): LeakScan {
   // untracked) plus ignored files (build output, .env), which get uploaded as artifacts.
   // git status itself is not run: with a filter driver in the .git/config and
   // .gitattributes the agent wrote, it would run the agent's command in this step.
-  const leaks: Leak[] = opts.headBefore ? commitLeaks(root, opts.headBefore, opts.registry) : [];
+  const leaks: Leak[] = [];
+  const scan = (path: string, data: Buffer): void => {
+    leaks.push(...findLeaks(data, path, opts.registry));
+  };
+  // Every blob, commit, tag and tree the command added: what a push of any ref sends.
+  if (opts.git) {
+    skipped.push(...opts.git.notScanned);
+    skipped.push(
+      ...readObjects(opts.git, (label, data) =>
+        skipped.push(...scanContainers(data, label, scan, opts.containers)),
+      ),
+    );
+  }
   const walked = modifiedSince(root, opts.since, maxFiles);
   for (const p of walked.files) candidates.add(p);
   if (walked.truncated) skipped.push(`files past the first ${maxFiles} workspace entries`);
@@ -174,7 +128,57 @@ export function scanWorkspace(opts: ScanOptions): LeakScan {
       continue;
     }
     filesScanned++;
-    leaks.push(...findLeaks(content, rel, opts.registry));
+    skipped.push(...scanContainers(content, rel, scan, opts.containers));
   }
   return { leaks, filesScanned, skipped };
+}
+
+export interface RunScan {
+  leaks: Leak[];
+  /** What was not (fully) read, scrubbed. */
+  notScanned: string[];
+  /** Commit objects the command created in the workspace's repository (for the attribution). */
+  commitsCreated: string[];
+}
+
+/**
+ * run's scan after the command: what it put into git (listed whatever the mode, for the
+ * attribution), then, unless `scan` is off, the files and new objects read for values.
+ * Paths and reasons are scrubbed: a file or ref name can hold a value too.
+ */
+export function scanAfterRun(opts: {
+  workspace: string;
+  registry: SecretRegistry;
+  since: number;
+  before: GitSnapshot;
+  scan: boolean;
+}): RunScan {
+  const { registry } = opts;
+  let git: GitChanges;
+  try {
+    git = gitChanges(opts.workspace, opts.before);
+  } catch (e) {
+    git = {
+      repos: [],
+      commitsCreated: [],
+      notScanned: [`git objects (${e instanceof Error ? e.message : e})`],
+    };
+  }
+  if (!opts.scan) return { leaks: [], notScanned: [], commitsCreated: git.commitsCreated };
+  const scan = scanWorkspace({ workspace: opts.workspace, registry, since: opts.since, git });
+  return {
+    leaks: scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) })),
+    notScanned: scan.skipped.map((s) => registry.scrub(s)),
+    commitsCreated: git.commitsCreated,
+  };
+}
+
+/** With `leak-scan: fail`: content the scan could not read fails the step like a value found. */
+export function notScannedError(notScanned: string[]): CordonError {
+  return new CordonError({
+    what: `run: the leak scan could not read everything the command wrote: ${notScanned.slice(0, 5).join('; ')}${notScanned.length > 5 ? '; ...' : ''}`,
+    why: 'content the scan cannot read (past a bound, damaged, encrypted, compressed another way) could hide a secret',
+    fix: 'keep what the command writes within the bounds in docs/run.md (Leak scan), or set leak-scan: warn to only report',
+    input: 'leak-scan',
+  });
 }

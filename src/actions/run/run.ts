@@ -18,7 +18,8 @@ import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from '
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
-import { gitHead, scanWorkspace, type Leak } from './leaks.js';
+import { notScannedError, scanAfterRun, type Leak } from './leaks.js';
+import { snapshotGit } from './leaks-git.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
@@ -130,7 +131,8 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   }
   const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
-  const headBefore = inputs.leakScan === 'off' ? undefined : gitHead(workspace);
+  // Before the command: the objects of every repository in the workspace (leaks-git.ts).
+  const gitBefore = snapshotGit(workspace);
   const ledger = Ledger.forEnv(env, { action: 'run', registry });
   const credentialsGiven = [
     ...(broker ? broker.given : creds ? [`aws:${creds.assumedRoleArn}`] : []),
@@ -211,7 +213,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
       ledger,
       held,
       sealKey,
-      headBefore,
+      gitBefore,
       agent,
       outputFile,
     };
@@ -333,15 +335,17 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
  */
 function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Executed): RunResult {
   const { runner, registry } = deps;
-  const { workspace, headBefore, ledger, held, containment, checkoutToken } = ready;
+  const { workspace, gitBefore, ledger, held, containment, checkoutToken } = ready;
   const { exit, durationMs, timedOut, end, agentEnd } = ran;
-  let leaks: Leak[] = [];
-  if (inputs.leakScan !== 'off' && registry.size) {
-    const scan = scanWorkspace({ workspace, registry, since: ran.startedAt - 2000, headBefore });
-    // A file name can hold a value too: the path is scrubbed before it is shown or recorded.
-    leaks = scan.leaks.map((l) => ({ ...l, path: registry.scrub(l.path) }));
-    for (const s of scan.skipped) runner.warning(`run: the leak scan did not read ${registry.scrub(s)}`);
-  }
+  const scan = scanAfterRun({
+    workspace,
+    registry,
+    since: ran.startedAt - 2000,
+    before: gitBefore,
+    scan: inputs.leakScan !== 'off' && registry.size > 0,
+  });
+  const { leaks, notScanned } = scan;
+  for (const s of notScanned) runner.warning(`run: the leak scan did not read ${s}`);
   // The command's processes are gone: compare the ledger with what run held in memory.
   const window = checkRunWindow(held, ledger.read());
   const ledgerIntact = window.ok;
@@ -357,6 +361,8 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
     bytesScrubbed: ran.bytesScrubbed,
     timedOut: timedOut || undefined,
     leaks,
+    leaksNotScanned: notScanned.length ? notScanned.slice(0, 100) : undefined,
+    commitsCreated: scan.commitsCreated.length ? scan.commitsCreated : undefined,
     processesKilled: ran.processesKilled,
     processesAlive: end.alive,
     processesLeft: end.left || undefined,
@@ -432,6 +438,7 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
       input: 'leak-scan',
     });
   }
+  if (notScanned.length && inputs.leakScan === 'fail') throw notScannedError(notScanned);
   return {
     exitCode: exit.code,
     signal: exit.signal,

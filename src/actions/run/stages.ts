@@ -10,6 +10,7 @@ import type { ShellCommand } from './env.js';
 import type { GitRestored } from './gitguard.js';
 import type { CheckoutToken, FreshHome } from './home.js';
 import type { OutputFile } from './identity.js';
+import type { GitSnapshot } from './leaks-git.js';
 import type { CommandEnd, CommandExit } from './spawn.js';
 
 /** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
@@ -27,7 +28,8 @@ export interface Prepared {
   held: string[];
   /** The key this window is sealed with, taken off the disk before the command started. */
   sealKey: SealKey | undefined;
-  headBefore: string | undefined;
+  /** The workspace's repositories and their objects before the command. */
+  gitBefore: GitSnapshot;
   /** With `user: agent`: the launcher, the user made, the workspace lent. */
   agent: AgentSession | undefined;
   /** As the runner user: run's own hand-back file. */

@@ -1,0 +1,301 @@
+/**
+ * What the command put into git, for the leak scan and the commit attribution: every object
+ * created while it ran (loose or packed, reachable or dangling) and every object reachable
+ * from a ref (branches, tags, stash, notes, remote-tracking) that was not reachable from one
+ * before, in the workspace's repository and in the repositories under it, the ones the
+ * command made included. The object set is listed before and after (`cat-file
+ * --batch-all-objects`), so only new objects are read. git runs hardened
+ * (src/platform/git.ts) with `--git-dir` named, so no repository above is found instead.
+ */
+import { readdirSync, lstatSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { gitBytes } from '../../platform/git.js';
+import { readBatch } from '../../github/commits.js';
+
+export interface GitLimits {
+  /** Directory levels under the workspace searched for repositories. */
+  maxDepth: number;
+  /** Repositories read at most. */
+  maxRepos: number;
+  /** Directories visited at most while searching. */
+  maxDirs: number;
+  /** New objects read at most, over all repositories. */
+  maxObjects: number;
+  /** An object larger than this is named as not scanned. */
+  maxObjectBytes: number;
+  /** Bytes of new objects read at most, over all repositories. */
+  maxTotalBytes: number;
+}
+
+export const GIT_LIMITS: GitLimits = {
+  maxDepth: 6,
+  maxRepos: 50,
+  maxDirs: 100_000,
+  maxObjects: 200_000,
+  maxObjectBytes: 64 * 1024 * 1024,
+  maxTotalBytes: 1024 * 1024 * 1024,
+};
+
+/** Commits created in the run, listed at most (the attribution's own bound). */
+const MAX_CREATED_COMMITS = 1000;
+/** Objects per `cat-file --batch` call, and their bytes. */
+const CHUNK_OBJECTS = 5000;
+const CHUNK_BYTES = 64 * 1024 * 1024;
+
+interface Repo {
+  /** Where it is, relative to the workspace ('' for the workspace itself). */
+  rel: string;
+  gitDir: string;
+}
+
+interface RepoBefore {
+  objects: Set<string>;
+  /** What every ref and HEAD pointed at. */
+  tips: string[];
+}
+
+/** The repositories under the workspace and their objects, before the command. */
+export interface GitSnapshot {
+  repos: Map<string, RepoBefore>;
+}
+
+export interface NewObject {
+  sha: string;
+  type: string;
+  size: number;
+  /** Its path in a tree, when it is reachable from a ref. */
+  path?: string;
+}
+
+export interface RepoObjects {
+  rel: string;
+  gitDir: string;
+  objects: NewObject[];
+}
+
+export interface GitChanges {
+  repos: RepoObjects[];
+  /** Commit objects created in the workspace's own repository while the command ran. */
+  commitsCreated: string[];
+  notScanned: string[];
+}
+
+function git(repo: Repo, args: string[], input?: string): Buffer {
+  return gitBytes([`--git-dir=${repo.gitDir}`, ...args], {
+    cwd: repo.gitDir,
+    input,
+    maxBuffer: 1024 * 1024 * 1024,
+    timeoutMs: 300_000,
+    // Nothing the configuration names runs, so a repository of the agent's user is read too.
+    safeDirectory: '*',
+  });
+}
+
+/**
+ * The workspace's repository and those under it: a directory holding `.git` (a directory or
+ * a file), or one that is itself a bare repository. Bounded in depth, directories and count.
+ */
+export function findRepos(
+  workspace: string,
+  limits: GitLimits = GIT_LIMITS,
+): { repos: Repo[]; truncated: boolean } {
+  const repos: Repo[] = [];
+  const stack: [string, number][] = [[workspace, 0]];
+  let dirs = 0;
+  while (stack.length) {
+    const [dir, depth] = stack.pop() as [string, number];
+    if (++dirs > limits.maxDirs) return { repos, truncated: true };
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    const bare = names.includes('HEAD') && names.includes('objects') && names.includes('refs');
+    if (bare || names.includes('.git')) {
+      if (repos.length >= limits.maxRepos) return { repos, truncated: true };
+      repos.push({ rel: relative(workspace, dir), gitDir: bare ? dir : join(dir, '.git') });
+      if (bare) continue;
+    }
+    if (depth >= limits.maxDepth) continue;
+    for (const name of names) {
+      if (name === '.git') continue;
+      const p = join(dir, name);
+      try {
+        if (lstatSync(p).isDirectory()) stack.push([p, depth + 1]);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  }
+  return { repos, truncated: false };
+}
+
+/** Every object name of the repository (packed, loose, alternates): names only, which git lists without reading them. */
+function allObjects(repo: Repo): Set<string> {
+  const text = git(repo, ['cat-file', '--batch-all-objects', '--unordered', '--batch-check=%(objectname)']);
+  return new Set(text.toString('latin1').split('\n').filter(Boolean));
+}
+
+/** Type and size of each of `shas` (missing ones left out). */
+function kindsOf(repo: Repo, shas: string[]): Map<string, { type: string; size: number }> {
+  const out = new Map<string, { type: string; size: number }>();
+  if (!shas.length) return out;
+  const text = git(
+    repo,
+    ['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'],
+    shas.join('\n') + '\n',
+  ).toString('latin1');
+  for (const line of text.split('\n')) {
+    const [sha, type, size] = line.split(' ');
+    if (sha && type && type !== 'missing') out.set(sha, { type, size: Number(size) });
+  }
+  return out;
+}
+
+function tips(repo: Repo): string[] {
+  const refs = git(repo, ['for-each-ref', '--format=%(objectname)']).toString('latin1').split('\n');
+  let head = '';
+  try {
+    head = git(repo, ['rev-parse', '--verify', '-q', 'HEAD']).toString('latin1').trim();
+  } catch {
+    // No commit yet.
+  }
+  return [...new Set([...refs, head].filter((s) => /^[0-9a-f]{40,64}$/.test(s)))];
+}
+
+/** Before the command: each repository's objects and ref tips. A repository git cannot read is left out. */
+export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): GitSnapshot {
+  const repos = new Map<string, RepoBefore>();
+  for (const repo of findRepos(workspace, limits).repos) {
+    try {
+      repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
+    } catch {
+      // Not a repository git reads (yet): everything in it after the command is new.
+    }
+  }
+  return { repos };
+}
+
+/** Objects reachable from any ref or HEAD now and from none of `before` (sha to path). */
+function newlyReachable(repo: Repo, before: string[]): Map<string, string> {
+  const out = git(
+    repo,
+    ['rev-list', '--objects', '--all', '--ignore-missing', '--missing=allow-any', '--stdin'],
+    before.map((t) => `^${t}`).join('\n') + '\n',
+  ).toString('utf8');
+  const paths = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const sp = line.indexOf(' ');
+    if (sp < 0) {
+      if (line) paths.set(line, '');
+    } else paths.set(line.slice(0, sp), line.slice(sp + 1));
+  }
+  return paths;
+}
+
+/** After the command: what is new in each repository found now. */
+export function gitChanges(
+  workspace: string,
+  before: GitSnapshot,
+  limits: GitLimits = GIT_LIMITS,
+): GitChanges {
+  const found = findRepos(workspace, limits);
+  const notScanned: string[] = [];
+  if (found.truncated)
+    notScanned.push(
+      `git repositories past the first ${limits.maxRepos} (or ${limits.maxDirs} directories, ${limits.maxDepth} levels)`,
+    );
+  const repos: RepoObjects[] = [];
+  let commitsCreated: string[] = [];
+  for (const repo of found.repos) {
+    const name = repo.rel || 'the workspace repository';
+    const was = before.repos.get(repo.rel);
+    let created: string[];
+    try {
+      created = [...allObjects(repo)].filter((sha) => !was?.objects.has(sha));
+    } catch {
+      // A `.git` git does not read holds no objects to send; its files are read as files.
+      continue;
+    }
+    let reachable = new Map<string, string>();
+    try {
+      reachable = newlyReachable(repo, was?.tips ?? []);
+    } catch (e) {
+      notScanned.push(
+        `${name}: objects reachable from its refs (${e instanceof Error ? e.message.split('\n')[0] : e})`,
+      );
+    }
+    const kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    const objects: NewObject[] = [];
+    for (const [sha, kind] of kinds) {
+      const path = reachable.get(sha);
+      objects.push({ sha, ...kind, ...(path ? { path } : {}) });
+    }
+    if (repo.rel === '')
+      commitsCreated = created
+        .filter((sha) => kinds.get(sha)?.type === 'commit')
+        .slice(0, MAX_CREATED_COMMITS);
+    repos.push({ rel: repo.rel, gitDir: repo.gitDir, objects });
+  }
+  return { repos, commitsCreated, notScanned };
+}
+
+/** How a git object is named in a report: `[repo:]path@sha` or `[repo:]type@sha`. */
+export function objectLabel(rel: string, o: NewObject): string {
+  return `${rel ? `${rel}:` : ''}${o.path ?? o.type}@${o.sha.slice(0, 12)}`;
+}
+
+/**
+ * Reads the new objects' bytes (raw: commits, tags and trees as git stores them, without
+ * zlib) and hands each to `visit`, within the limits. Returns what was not read.
+ */
+export function readObjects(
+  changes: GitChanges,
+  visit: (label: string, data: Buffer) => void,
+  limits: GitLimits = GIT_LIMITS,
+): string[] {
+  const notScanned: string[] = [];
+  let count = 0;
+  let bytes = 0;
+  for (const repo of changes.repos) {
+    const r: Repo = { rel: repo.rel, gitDir: repo.gitDir };
+    let chunk: NewObject[] = [];
+    let chunkBytes = 0;
+    const flush = (): void => {
+      if (!chunk.length) return;
+      const raw = readBatch(git(r, ['cat-file', '--batch'], chunk.map((o) => o.sha).join('\n') + '\n'), [
+        'blob',
+        'commit',
+        'tag',
+        'tree',
+      ]);
+      for (const o of chunk) {
+        const data = raw.get(o.sha);
+        if (data) visit(objectLabel(repo.rel, o), data);
+        else notScanned.push(`${objectLabel(repo.rel, o)} (gone before it was read)`);
+      }
+      chunk = [];
+      chunkBytes = 0;
+    };
+    for (const o of repo.objects) {
+      if (o.size > limits.maxObjectBytes) {
+        notScanned.push(`${objectLabel(repo.rel, o)} (over ${limits.maxObjectBytes} bytes)`);
+        continue;
+      }
+      if (++count > limits.maxObjects || bytes + o.size > limits.maxTotalBytes) {
+        notScanned.push(
+          `git objects past the first ${limits.maxObjects} or ${limits.maxTotalBytes} bytes (from ${objectLabel(repo.rel, o)} on)`,
+        );
+        flush();
+        return notScanned;
+      }
+      bytes += o.size;
+      if (chunk.length >= CHUNK_OBJECTS || chunkBytes + o.size > CHUNK_BYTES) flush();
+      chunk.push(o);
+      chunkBytes += o.size;
+    }
+    flush();
+  }
+  return notScanned;
+}
