@@ -123,7 +123,7 @@ function classesOf(value: string): number {
   return k;
 }
 
-/** Adds `f` unless too short or already there (a linear scan of one value's ~20 forms, no `Set` per value). */
+/** Adds `f` unless too short or already there (a linear scan of one value's ~30 forms, no `Set` per value). */
 function addForm(forms: string[], f: string, min: number): void {
   if (f.length >= min && !forms.includes(f)) forms.push(f);
 }
@@ -276,8 +276,9 @@ function addTextForms(forms: string[], value: string, classes: number, latin1: s
   if (classes & NON_ASCII) addForm(forms, shellQuoteBytes(latin1), min);
   // Python's repr quotes with ' unless the value holds a ' and no ", and escapes the quote it uses.
   const apos = (classes & APOS) !== 0 && value.includes('"');
-  if (classes & (REPR | CONTROL | APOS))
+  if (classes & (REPR | CONTROL | APOS)) {
     addForm(forms, escapeAscii(value, apos ? REPR_STR_APOS : REPR_STR), min);
+  }
   // Of an ASCII value, repr of its bytes is the same as of the str.
   if (classes & NON_ASCII) {
     addForm(forms, escapeAscii(latin1, apos ? REPR_BYTES_APOS : REPR_BYTES), min);
