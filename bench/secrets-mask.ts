@@ -130,6 +130,11 @@ if (part !== 'scrub') {
     'password-like (URL/JSON/shell forms too)',
     (i) => `p@ss&<${i}>/"${randomBytes(12).toString('base64')}'`,
   );
+  registerBench(
+    10000,
+    'non-ASCII password-like (UTF-16, repr of bytes, C-locale shell forms too)',
+    (i) => `pässwörd ${i}/漢字-🔑'"&<${randomBytes(9).toString('base64')}`,
+  );
 }
 if (part !== 'register') {
   scrubBench(1000, 24, 0);

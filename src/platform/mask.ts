@@ -102,11 +102,18 @@ export class SecretRegistry {
     this.reserve(joined.length * 3, forms.length);
     let at = this.used;
     const written = this.data.write(joined, at);
+    // Only an ASCII value has forms whose lengths are their byte counts. Otherwise each form's
+    // byte count is measured; if they do not add up to what was written, a surrogate split
+    // between two forms paired up, and each form is encoded on its own.
     const ascii = written === joined.length;
-    for (const f of forms) {
-      // Only an ASCII value has forms whose lengths are their byte counts; otherwise each is
-      // encoded on its own (a surrogate split between two forms must not pair up).
-      const len = ascii ? f.length : this.data.write(f, at);
+    let lengths: number[] | undefined;
+    if (!ascii) {
+      lengths = forms.map((f) => Buffer.byteLength(f));
+      if (lengths.reduce((a, b) => a + b, 0) !== written) lengths = undefined;
+    }
+    for (let i = 0; i < forms.length; i++) {
+      const f = forms[i];
+      const len = ascii ? f.length : lengths ? lengths[i] : this.data.write(f, at);
       this.starts[this.count] = at;
       this.owner[this.count] = secret;
       this.count++;

@@ -1,8 +1,10 @@
 /**
  * The forms a secret takes in logs besides itself: base64 (padded, unpadded, url-safe, the
- * value plus a newline, and the groups it leaves inside a larger blob at each offset), hex,
- * and the text encodings (URL, form, JSON, Go, HTML, shell) that change it. The runner masks
- * only the value as given, so these are what Cordon registers besides it.
+ * value plus a newline, and the groups it leaves inside a larger blob at each offset), base32,
+ * hex of its UTF-8 and UTF-16 bytes, and the text encodings (URL and form encoders, JSON, Go,
+ * HTML, shell, Python repr) that change it. The runner masks only the value as given, so these
+ * are what Cordon registers besides it. test/unit/core/encoders.test.ts runs the real encoders
+ * (Python, Node, bash, jq) and checks that each form they write is one of these.
  */
 /** Values shorter than this cannot be masked without hiding ordinary text. */
 export const MIN_SECRET_LENGTH = 4;
@@ -27,7 +29,17 @@ export function shellQuote(v: string): string {
       .join('');
     return `$'${body}'`;
   }
-  return escapeAscii(v, SHELL_ESCAPES);
+  const q = escapeAscii(v, SHELL_ESCAPES);
+  // bash escapes `#` and `~` only where they would start a comment or a tilde expansion.
+  return v[0] === '#' || v[0] === '~' ? `\\${q}` : q;
+}
+
+/**
+ * bash `printf %q` and `${v@Q}` in the C locale: `$'...'` with each byte of a non-ASCII
+ * character in octal. `latin1` holds the value's UTF-8 bytes, one character per byte.
+ */
+function shellQuoteBytes(latin1: string): string {
+  return `$'${escapeAscii(latin1, SHELL_C_LOCALE)}'`;
 }
 
 /** A table from ASCII code to its replacement, for `escapeAscii`. */
@@ -36,7 +48,8 @@ function asciiTable(map: (c: string) => string | undefined): (string | undefined
 }
 
 /**
- * `s` with every ASCII character that `table` maps replaced by its entry, others as they are;
+ * `s` with every character below `table.length` (128, or 256 for a string of bytes) that
+ * `table` maps replaced by its entry, others as they are;
  * `s` itself when there is none. One pass, no regex: the text forms are built for every
  * secret registered, and a `replace` chain per form cost more than the rest of registration.
  */
@@ -45,7 +58,7 @@ function escapeAscii(s: string, table: readonly (string | undefined)[]): string 
   let last = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c >= 128) continue;
+    if (c >= table.length) continue;
     const e = table[c];
     if (e === undefined) continue;
     out += s.slice(last, i) + e;
@@ -54,9 +67,19 @@ function escapeAscii(s: string, table: readonly (string | undefined)[]): string 
   return last === 0 ? s : out + s.slice(last);
 }
 
-/** What bash `printf %q` leaves as it is outside `$'...'`; it backslash-escapes the rest. */
-const SHELL_SAFE = /[A-Za-z0-9_./:=@%+,-]/;
-const SHELL_ESCAPES = asciiTable((c) => (SHELL_SAFE.test(c) ? undefined : `\\${c}`));
+/** What bash `printf %q` backslash-escapes outside `$'...'` (`#` and `~` only first, above). */
+const SHELL_SPECIAL = ` '"\\|&;()<>!{}*[?]^$\`,`;
+const SHELL_ESCAPES = asciiTable((c) => (SHELL_SPECIAL.includes(c) ? `\\${c}` : undefined));
+/** Inside bash's `$'...'`: the C escapes, other controls and every non-ASCII byte in octal. */
+const SHELL_C_LOCALE = Array.from({ length: 256 }, (_, code) => {
+  const c = String.fromCharCode(code);
+  if (c === '\n') return '\\n';
+  if (c === '\t') return '\\t';
+  if (c === '\r') return '\\r';
+  if (c === "'" || c === '\\') return `\\${c}`;
+  if (code < 0x20 || code >= 0x7f) return `\\${code.toString(8).padStart(3, '0')}`;
+  return undefined;
+});
 
 /** PEM armor lines (`-----BEGIN RSA PRIVATE KEY-----`) are not secret and appear in every log that handles keys. */
 export const PEM_ARMOR = /^-----(BEGIN|END) [A-Z0-9 ]+-----$/;
@@ -69,7 +92,11 @@ const HTML = 16; // &<>"
 const APOS = 32; // '
 const CONTROL = 64; // \x00-\x1f \x7f: bash quotes with $'...'
 const NON_ASCII = 128;
-const CLASS = new Uint8Array(128);
+const SLASH = 256; // /: Python's quote() keeps it by default
+const FORM_DIFFERS = 512; // ~!'(): URLSearchParams encodes them, encodeURIComponent does not
+const URI_KEPT = 1024; // #$&+,/:;=?@: encodeURI keeps them
+const REPR = 2048; // \ and ": with a ', Python's repr escapes the ' too
+const CLASS = new Uint16Array(128);
 for (let c = 0; c < 128; c++) {
   const ch = String.fromCharCode(c);
   let k = /[A-Za-z0-9_.-]/.test(ch) ? 0 : CHANGED;
@@ -79,6 +106,10 @@ for (let c = 0; c < 128; c++) {
   if ('&<>"'.includes(ch)) k |= HTML;
   if (ch === "'") k |= APOS;
   if (c < 0x20 || c === 0x7f) k |= CONTROL;
+  if (ch === '/') k |= SLASH;
+  if ("~!'()".includes(ch)) k |= FORM_DIFFERS;
+  if ('#$&+,/:;=?@'.includes(ch)) k |= URI_KEPT;
+  if (ch === '\\' || ch === '"') k |= REPR;
   CLASS[c] = k;
 }
 
@@ -92,7 +123,7 @@ function classesOf(value: string): number {
   return k;
 }
 
-/** Adds `f` unless too short or already there (a linear scan of one value's ~20 forms, no `Set` per value). */
+/** Adds `f` unless too short or already there (a linear scan of one value's ~30 forms, no `Set` per value). */
 function addForm(forms: string[], f: string, min: number): void {
   if (f.length >= min && !forms.includes(f)) forms.push(f);
 }
@@ -100,6 +131,26 @@ function addForm(forms: string[], f: string, min: number): void {
 /** Whether base64 text differs from its url-safe form (`+` and `/` become `-` and `_`). */
 function hasPlusOrSlash(b64: string): boolean {
   return b64.includes('+') || b64.includes('/');
+}
+
+const BASE32 = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZ234567');
+
+/** RFC 4648 base32 of `buf[0, n)` without padding (Python's `base64.b32encode` pads it with `=`). */
+function base32(buf: Buffer, n: number): string {
+  const out = Buffer.allocUnsafe(Math.ceil((n * 8) / 5));
+  let o = 0;
+  let bits = 0;
+  let acc = 0;
+  for (let i = 0; i < n; i++) {
+    acc = ((acc << 8) | buf[i]) & 0xfff;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out[o++] = BASE32[(acc >> bits) & 31];
+    }
+  }
+  if (bits > 0) out[o++] = BASE32[(acc << (5 - bits)) & 31];
+  return out.toString('latin1', 0, o);
 }
 
 /**
@@ -128,6 +179,8 @@ export function secretForms(value: string): string[] {
   const urlDiffers = hasPlusOrSlash(unpadded);
   const b64url = urlDiffers ? buf.toString('base64url', 0, n) : unpadded;
   addForm(forms, b64url, MIN_SECRET_LENGTH);
+  // Python's urlsafe_b64encode keeps the padding that Node's base64url drops.
+  if (urlDiffers && rest !== 0) addForm(forms, b64url + '='.repeat(3 - rest), MIN_SECRET_LENGTH);
   // `echo "$S" | base64` encodes the value plus a newline: its last group differs, and the
   // whole of it is masked so that no group with the value's last bytes stays readable.
   const whole = rest === 0 ? b64 : b64.slice(0, ((n - rest) / 3) * 4);
@@ -146,16 +199,45 @@ export function secretForms(value: string): string[] {
     addForm(forms, core, 8);
     addForm(forms, hasPlusOrSlash(core) ? buf.toString('base64url', skip, skip + usable) : core, 8);
   }
+  // Base32 (Python's b32encode) without its padding, which the padded form holds.
+  addForm(forms, base32(buf, n), MIN_SECRET_LENGTH);
   const hex = buf.toString('hex', 0, n);
   addForm(forms, hex, MIN_SECRET_LENGTH);
   addForm(forms, hex.toUpperCase(), MIN_SECRET_LENGTH);
   const classes = classesOf(value);
-  if (classes & CHANGED) addTextForms(forms, value, classes);
+  addUtf16Forms(forms, value, (classes & NON_ASCII) === 0);
+  if (classes & CHANGED) addTextForms(forms, value, classes, buf.toString('latin1', 0, n));
   return forms;
 }
 
-/** URL/form, JSON, Go, `\\uXXXX`, HTML and shell forms, each only where it changes the value. */
-function addTextForms(forms: string[], value: string, classes: number): void {
+/**
+ * Hex of the value's UTF-16 bytes, little- and big-endian, both cases (Python's
+ * `v.encode('utf-16-le').hex()`, `b16encode`, Node's `Buffer.from(v, 'utf16le')`; PowerShell
+ * and Windows APIs hold strings as UTF-16). A byte order mark before them leaves them whole.
+ */
+function addUtf16Forms(forms: string[], value: string, ascii: boolean): void {
+  const le = Buffer.from(value, 'utf16le');
+  if (ascii) {
+    // Each character is `xx00` little-endian and `00xx` big-endian: both hold `xx00...00zz`,
+    // so one form per case covers both orders (the outer `00` is left, as a BOM is).
+    const core = le.toString('hex', 0, le.length - 1);
+    addForm(forms, core, MIN_SECRET_LENGTH);
+    addForm(forms, core.toUpperCase(), MIN_SECRET_LENGTH);
+    return;
+  }
+  const leHex = le.toString('hex');
+  const beHex = le.swap16().toString('hex');
+  addForm(forms, leHex, MIN_SECRET_LENGTH);
+  addForm(forms, leHex.toUpperCase(), MIN_SECRET_LENGTH);
+  addForm(forms, beHex, MIN_SECRET_LENGTH);
+  addForm(forms, beHex.toUpperCase(), MIN_SECRET_LENGTH);
+}
+
+/**
+ * URL and form, JSON, Go, `\\uXXXX`, HTML, shell and Python repr forms, each only where it
+ * changes the value. `latin1` holds the value's UTF-8 bytes, one character per byte.
+ */
+function addTextForms(forms: string[], value: string, classes: number, latin1: string): void {
   const min = MIN_SECRET_LENGTH;
   let uri: string;
   try {
@@ -166,7 +248,13 @@ function addTextForms(forms: string[], value: string, classes: number): void {
   }
   addForm(forms, uri, min);
   if (classes & SPACE) addForm(forms, uri.replaceAll('%20', '+'), min);
-  if (classes & URI_RESERVED) addForm(forms, escapeAscii(uri, URI_STRICT), min);
+  // The other URL encoders differ from encodeURIComponent only in which ASCII characters they
+  // keep, so each is a re-encoding of its output, made only when the value holds one of them.
+  if (classes & URI_RESERVED) addForm(forms, recode(uri, URI_STRICT), min);
+  if (classes & SLASH) addForm(forms, recode(uri, PY_QUOTE), min);
+  if (classes & SPACE && classes & URI_RESERVED) addForm(forms, recode(uri, PY_QUOTE_PLUS), min);
+  if (classes & FORM_DIFFERS) addForm(forms, recode(uri, WHATWG_FORM), min);
+  if (classes & URI_KEPT) addForm(forms, recode(uri, ENCODE_URI), min);
   const json = JSON.stringify(value).slice(1, -1);
   addForm(forms, json, min);
   if (classes & GO_HTML) addForm(forms, escapeAscii(json, GO_ESCAPES), min);
@@ -183,16 +271,95 @@ function addTextForms(forms: string[], value: string, classes: number): void {
   } else if (classes & HTML) {
     addForm(forms, escapeAscii(value, HTML_APOS), min);
   }
-  addForm(forms, classes & CONTROL ? shellQuote(value) : escapeAscii(value, SHELL_ESCAPES), min);
+  addForm(forms, shellQuote(value), min);
   if (classes & APOS) addForm(forms, value.replaceAll("'", "'\\''"), min);
+  if (classes & NON_ASCII) addForm(forms, shellQuoteBytes(latin1), min);
+  // Python's repr quotes with ' unless the value holds a ' and no ", and escapes the quote it uses.
+  const apos = (classes & APOS) !== 0 && value.includes('"');
+  if (classes & (REPR | CONTROL | APOS)) {
+    addForm(forms, escapeAscii(value, apos ? REPR_STR_APOS : REPR_STR), min);
+  }
+  // Of an ASCII value, repr of its bytes is the same as of the str.
+  if (classes & NON_ASCII) {
+    addForm(forms, escapeAscii(latin1, apos ? REPR_BYTES_APOS : REPR_BYTES), min);
+  }
 }
 
-/** encodeURIComponent leaves !'()* as they are; RFC 3986 strict encoders do not. */
-const URI_STRICT = asciiTable((c) =>
-  "!'()*".includes(c) ? `%${c.charCodeAt(0).toString(16).toUpperCase()}` : undefined,
-);
+/** What a URL encoder writes for each ASCII character: itself, `+` (a space) or `%XX`. */
+type UrlTable = readonly string[];
+
+function urlTable(keep: string, plus = false): UrlTable {
+  return Array.from({ length: 128 }, (_, c) => {
+    const ch = String.fromCharCode(c);
+    if (/[A-Za-z0-9]/.test(ch) || keep.includes(ch)) return ch;
+    if (plus && ch === ' ') return '+';
+    return `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
+  });
+}
+
+/** RFC 3986 strict, Python's `quote(v, safe='')` and jq 1.7's `@uri`. */
+const URI_STRICT = urlTable('-_.~');
+/** Python's `quote(v)`: safe='/' by default. */
+const PY_QUOTE = urlTable('-_.~/');
+/** Python's `quote_plus` and `urlencode`. */
+const PY_QUOTE_PLUS = urlTable('-_.~', true);
+/** WHATWG application/x-www-form-urlencoded: URLSearchParams, browsers' forms. */
+const WHATWG_FORM = urlTable('-_.*', true);
+/** JavaScript's encodeURI: keeps what has a meaning in a URL. */
+const ENCODE_URI = urlTable("-_.!~*'();,/?:@&=+$#");
+
+/**
+ * encodeURIComponent's output `uri` as the encoder with `table` writes it: each `%XX` of an
+ * ASCII character and each character left as it is becomes the table's entry; the `%XX` of
+ * non-ASCII bytes are the same in every encoder.
+ */
+function recode(uri: string, table: UrlTable): string {
+  // Only what the table changes is copied out one by one; the runs between are sliced.
+  let out = '';
+  let last = 0;
+  for (let i = 0; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    if (c !== 37) {
+      const e = table[c];
+      if (e.length === 1 && e.charCodeAt(0) === c) continue;
+      out += uri.slice(last, i) + e;
+      last = i + 1;
+      continue;
+    }
+    // encodeURIComponent writes upper-case hex; an ASCII byte's first digit is 0-7.
+    const hi = uri.charCodeAt(i + 1) - 48;
+    if (hi > 7) {
+      i += 2;
+      continue;
+    }
+    const lo = uri.charCodeAt(i + 2);
+    const byte = (hi << 4) | (lo >= 65 ? lo - 55 : lo - 48);
+    if (table[byte].length === 1) {
+      out += uri.slice(last, i) + table[byte];
+      last = i + 3;
+    }
+    i += 2;
+  }
+  return last === 0 ? uri : out + uri.slice(last);
+}
+
 /** Go's json.Marshal escapes these three for HTML safety. */
 const GO_ESCAPES = asciiTable((c) => ({ '<': '\\u003c', '>': '\\u003e', '&': '\\u0026' })[c]);
 const HTML_BASE: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
 const HTML_APOS = asciiTable((c) => (c === "'" ? '&apos;' : HTML_BASE[c]));
 const HTML_39 = asciiTable((c) => (c === "'" ? '&#39;' : HTML_BASE[c]));
+/** Python's repr of a str: backslash, `\t\n\r`, other controls as `\xNN`; non-ASCII as it is. */
+function reprEscape(c: string, code: number): string | undefined {
+  if (c === '\\') return '\\\\';
+  if (c === '\n') return '\\n';
+  if (c === '\t') return '\\t';
+  if (c === '\r') return '\\r';
+  if (code < 0x20 || code === 0x7f) return `\\x${code.toString(16).padStart(2, '0')}`;
+  return undefined;
+}
+const REPR_STR = asciiTable((c) => reprEscape(c, c.charCodeAt(0)));
+const REPR_STR_APOS = asciiTable((c) => (c === "'" ? "\\'" : reprEscape(c, c.charCodeAt(0))));
+/** Python's repr of bytes: as of a str, and every byte from 0x80 as `\xNN`. */
+const HIGH_BYTES = Array.from({ length: 128 }, (_, i) => `\\x${(i + 128).toString(16)}`);
+const REPR_BYTES = [...REPR_STR, ...HIGH_BYTES];
+const REPR_BYTES_APOS = [...REPR_STR_APOS, ...HIGH_BYTES];
