@@ -74,7 +74,13 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const out = resolve(opts.out);
   if (!opts.inside) {
     rmSync(join(out, 'job'), { recursive: true, force: true });
-    const why = fenceUnavailable();
+    let why: string | undefined;
+    try {
+      why = fenceUnavailable(log);
+    } catch (e) {
+      log(`demo failed: ${(e as Error).message}`);
+      return 1;
+    }
     if (!why) {
       log('[0] building a runner and an "internet" network namespace; the whole job runs inside the runner');
       return runInsideNamespaces(out, log);
