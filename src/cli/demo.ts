@@ -72,6 +72,14 @@ function git(cwd: string, args: string[], env: Record<string, string> = {}): str
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const { log } = opts;
   const out = resolve(opts.out);
+  // The npm package ships the check, plan and summary commands only: the demo runs every
+  // bundled action, which only a checkout has.
+  if (!hasAction('start')) {
+    log(
+      `demo failed: ${join(REPO_ROOT, 'dist', 'start', 'main.js')} is not here. Fix: run the demo from a Cordon checkout (git clone https://github.com/cordon-dev/cordon && cd cordon && npm ci && node bin/cordon.js demo)`,
+    );
+    return 1;
+  }
   if (!opts.inside) {
     rmSync(join(out, 'job'), { recursive: true, force: true });
     let why: string | undefined;
@@ -231,5 +239,3 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     for (const c of cleanups.reverse()) await c();
   }
 }
-
-export { hasAction };
