@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../devkit/run-action.js';
 import { startOidcIssuer } from '../devkit/oidc-issuer.js';
 import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
-import { startMoto, motoAvailable } from '../devkit/moto.js';
+import { createMotoSecret, startMoto, motoAvailable } from '../devkit/moto.js';
 import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
 import { judgeLedger } from '../actions/start/summarize.js';
@@ -35,22 +35,6 @@ git add README.md
 git commit -q -m "Agent: update README"
 echo "agent: committed $(git log -1 --format='%h as %an <%ae>')"
 `;
-
-/** Secrets Manager's JSON protocol, straight to the emulator (moto reads the region from the signature scope). */
-async function createSecret(endpoint: string, name: string, value: string): Promise<void> {
-  const res = await fetch(endpoint, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': 'secretsmanager.CreateSecret',
-      authorization:
-        'AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: JSON.stringify({ Name: name, SecretString: value }),
-  });
-  if (!res.ok)
-    throw new Error(`could not create the demo secret in moto: HTTP ${res.status} ${await res.text()}`);
-}
 
 export interface DemoOptions {
   out: string;
@@ -184,7 +168,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       const moto = await startMoto();
       cleanups.push(() => moto.stop());
       job.env.AWS_ENDPOINT_URL = moto.endpoint;
-      await createSecret(moto.endpoint, 'demo/api-key', DEMO_SECRET);
+      await createMotoSecret(moto.endpoint, 'demo/api-key', DEMO_SECRET);
       Object.assign(runInputs, {
         secrets: 'DEMO_API_KEY=aws-sm:demo/api-key',
         'aws-role-to-assume': 'arn:aws:iam::123456789012:role/cordon-demo-agent',
