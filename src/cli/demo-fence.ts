@@ -4,9 +4,10 @@
  * namespace holding a DNS server and web servers. Everything is removed afterwards, the
  * fence's daemon stopped by the pid it recorded.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { aptInstall, cannotInstallError, DEMO_NEEDS, machineProbe, planInstall } from '../devkit/machine.js';
 import { canUseNetns, Netns, stop, veth } from '../devkit/netns.js';
 import { REPO_ROOT } from '../devkit/run-action.js';
 import { fenceId, removeState, stateDir } from '../rootd/protocol.js';
@@ -17,12 +18,24 @@ export const DEMO_EVIL = '203.0.113.50';
 export const ALLOWED_HOST = 'api.demo.test';
 export const FORBIDDEN_HOST = 'exfil.evil.test';
 
-/** Why the fence cannot be shown here, or undefined when it can. */
-export function fenceUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'not running as root';
+/**
+ * Why the fence cannot be shown here, or undefined when it can. As root on Debian or
+ * Ubuntu it first installs what the fence runs (nftables, iproute2), saying so; as root
+ * without apt-get it throws, naming the packages to install.
+ */
+export function fenceUnavailable(log: (line: string) => void): string | undefined {
+  const probe = machineProbe();
+  const plan = planInstall(DEMO_NEEDS, probe);
+  if (!probe.root)
+    return plan.kind === 'ready'
+      ? 'not running as root'
+      : `not running as root; as root it also needs ${plan.packages.join(', ')} (sudo apt-get install -y ${plan.packages.join(' ')})`;
+  if (plan.kind === 'cannot') throw cannotInstallError("the demo's egress fence", plan);
+  if (plan.kind === 'install') {
+    log(`[0] installing ${plan.packages.join(', ')} for the egress fence (apt-get, as root)`);
+    aptInstall(plan.packages, log);
+  }
   if (!canUseNetns()) return 'cannot create network namespaces (ip netns)';
-  if (spawnSync('sh', ['-c', 'command -v nft'], { stdio: 'ignore' }).status !== 0)
-    return 'nft (nftables) is not installed';
   return undefined;
 }
 

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../devkit/run-action.js';
 import { startOidcIssuer } from '../devkit/oidc-issuer.js';
 import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
-import { startMoto, motoAvailable } from '../devkit/moto.js';
+import { createMotoSecret, startMoto, motoAvailable } from '../devkit/moto.js';
 import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
 import { judgeLedger } from '../actions/start/summarize.js';
@@ -36,22 +36,6 @@ git commit -q -m "Agent: update README"
 echo "agent: committed $(git log -1 --format='%h as %an <%ae>')"
 `;
 
-/** Secrets Manager's JSON protocol, straight to the emulator (moto reads the region from the signature scope). */
-async function createSecret(endpoint: string, name: string, value: string): Promise<void> {
-  const res = await fetch(endpoint, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-amz-json-1.1',
-      'x-amz-target': 'secretsmanager.CreateSecret',
-      authorization:
-        'AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0',
-    },
-    body: JSON.stringify({ Name: name, SecretString: value }),
-  });
-  if (!res.ok)
-    throw new Error(`could not create the demo secret in moto: HTTP ${res.status} ${await res.text()}`);
-}
-
 export interface DemoOptions {
   out: string;
   /** Set in the child that runs inside the runner namespace. */
@@ -72,9 +56,23 @@ function git(cwd: string, args: string[], env: Record<string, string> = {}): str
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const { log } = opts;
   const out = resolve(opts.out);
+  // The npm package ships the check, plan and summary commands only: the demo runs every
+  // bundled action, which only a checkout has.
+  if (!hasAction('start')) {
+    log(
+      `demo failed: ${join(REPO_ROOT, 'dist', 'start', 'main.js')} is not here. Fix: run the demo from a Cordon checkout (git clone https://github.com/cordon-dev/cordon && cd cordon && npm ci && node bin/cordon.js demo)`,
+    );
+    return 1;
+  }
   if (!opts.inside) {
     rmSync(join(out, 'job'), { recursive: true, force: true });
-    const why = fenceUnavailable();
+    let why: string | undefined;
+    try {
+      why = fenceUnavailable(log);
+    } catch (e) {
+      log(`demo failed: ${(e as Error).message}`);
+      return 1;
+    }
     if (!why) {
       log('[0] building a runner and an "internet" network namespace; the whole job runs inside the runner');
       return runInsideNamespaces(out, log);
@@ -170,7 +168,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       const moto = await startMoto();
       cleanups.push(() => moto.stop());
       job.env.AWS_ENDPOINT_URL = moto.endpoint;
-      await createSecret(moto.endpoint, 'demo/api-key', DEMO_SECRET);
+      await createMotoSecret(moto.endpoint, 'demo/api-key', DEMO_SECRET);
       Object.assign(runInputs, {
         secrets: 'DEMO_API_KEY=aws-sm:demo/api-key',
         'aws-role-to-assume': 'arn:aws:iam::123456789012:role/cordon-demo-agent',
@@ -226,5 +224,3 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     for (const c of cleanups.reverse()) await c();
   }
 }
-
-export { hasAction };

@@ -85,3 +85,19 @@ export async function startMoto(opts: { timeoutMs?: number } = {}): Promise<Moto
       }),
   };
 }
+
+/** Secrets Manager's JSON protocol, straight to the emulator (moto reads the region from the signature scope). */
+export async function createMotoSecret(endpoint: string, name: string, value: string): Promise<void> {
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-amz-json-1.1',
+      'x-amz-target': 'secretsmanager.CreateSecret',
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=demo/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    body: JSON.stringify({ Name: name, SecretString: value }),
+  });
+  if (!res.ok)
+    throw new Error(`could not create the secret ${name} in moto: HTTP ${res.status} ${await res.text()}`);
+}

@@ -83,7 +83,7 @@ function clientConfig(
     throw new CordonError({
       what: `secrets: no AWS region for ${ref}`,
       why: 'neither AWS_REGION nor AWS_DEFAULT_REGION is set, and the reference is not an ARN',
-      fix: 'set AWS_REGION in the step env, or use the secret ARN',
+      fix: 'give run aws-role-to-assume and aws-region, or run actions/aws (which exports AWS_REGION) before this step, or set AWS_REGION in the step env, or use the secret ARN',
       input: deps.input,
     });
   }

@@ -49,8 +49,17 @@ export function makeTestUser(prefix: string, opts: { sudo: boolean }): TestUser 
     wrap: (root) => wrapAsUser(name, root),
     remove() {
       rmSync(sudoers, { force: true });
-      spawnSync('pkill', ['-KILL', '-u', String(uid)], { stdio: 'ignore' });
-      spawnSync('userdel', ['-r', name], { stdio: 'ignore' });
+      // userdel refuses while a process of the user is still exiting, or while another test
+      // run holds the lock on /etc/passwd: tried again, bounded, and a user left is an error.
+      let why = '';
+      for (let i = 0; i < 20; i++) {
+        spawnSync('pkill', ['-KILL', '-u', String(uid)], { stdio: 'ignore' });
+        const r = spawnSync('userdel', ['-r', name], { encoding: 'utf8', timeout: 10000 });
+        if (spawnSync('id', ['-u', name], { stdio: 'ignore' }).status !== 0) return;
+        why = (r.stderr ?? '').trim();
+        spawnSync('sleep', ['0.25']);
+      }
+      throw new Error(`test user ${name} could not be removed: ${why}`);
     },
   };
 }

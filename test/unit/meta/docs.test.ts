@@ -35,8 +35,25 @@ describe('the README', () => {
       'npm ci && node bin/cordon.js demo   # 1. run a whole fenced agent job locally and print its summary',
     );
     expect(lines).toContain(
-      'npm test                            # 2. run the tests (bash .ci/run first installs nftables, iproute2, dnsutils)',
+      'npm test                            # 2. run the tests (first installs what they need, as root)',
     );
+  });
+
+  test('CI runs the second command exactly, after checking dist/ and linting; the package list is one', () => {
+    const ci = read('.ci/run').split('\n');
+    const second = readme
+      .split('\n')
+      .find((l) => l.includes('# 2. run the tests'))!
+      .split('#')[0]
+      .trim();
+    const last = ci.filter((l) => l && !l.startsWith('#')).pop();
+    expect(last).toBe(second);
+    expect(ci.findIndex((l) => l.includes('check-dist'))).toBeLessThan(ci.indexOf(second));
+    expect(ci.indexOf('npm run lint')).toBeLessThan(ci.indexOf(second));
+    // The packages are installed by the second command's pretest, from src/devkit/machine.ts only.
+    expect(ci.join('\n')).not.toMatch(/apt-get|nftables/);
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.pretest).toBe('tsx scripts/setup-test-machine.ts');
   });
 
   test('links to the docs/ page of every action, and every link it has resolves', () => {
