@@ -12,10 +12,12 @@ const PARTS = [
   { action: 'github-token', id: 'token', skip: [] },
   { action: 'egress', id: 'egress' },
   { action: 'run', id: 'run', skip: ['github-token'] },
+  // Last, and whatever failed before it: the summary and attribution.json in a main step.
+  { action: 'report', id: 'report', if: 'always()' },
 ];
 // The one-step fence locks the runner down unless told otherwise.
 // Inputs several actions declare with one meaning: one composite input feeds them all.
-const SHARED = ['fail-on-tamper'];
+const SHARED = ['fail-on-tamper', 'fail-on-impersonation', 'job-summary'];
 const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
 
 const meta = (a) => parse(readFileSync(`actions/${a}/action.yml`, 'utf8'));
@@ -48,6 +50,7 @@ function build() {
     if (part.action === 'run') withMap['github-token'] = '${{ steps.token.outputs.token }}';
     const step = { id: part.id, uses: `${REF}/actions/${part.action}@${VERSION}`, with: withMap };
     if (part.action === 'github-token') step.if = "inputs.app-id != '' || inputs.client-id != ''";
+    if (part.if) step.if = part.if;
     steps.push(step);
   }
   const outputs = {
@@ -64,14 +67,22 @@ function build() {
       value: '${{ steps.token.outputs.bot-login }}',
     },
     'suggested-allowed-domains': {
-      description: 'Audit mode: the allowed-domains the agent used.',
-      value: '${{ steps.egress.outputs.suggested-allowed-domains }}',
+      description: 'Audit mode: the allowed-domains the run used, one a line.',
+      value: '${{ steps.report.outputs.suggested-allowed-domains }}',
+    },
+    'attribution-path': {
+      description: 'Path of attribution.json, written by report.',
+      value: '${{ steps.report.outputs.attribution-path }}',
+    },
+    verdict: {
+      description: 'The ledger verdict: intact, altered or unverified.',
+      value: '${{ steps.report.outputs.verdict }}',
     },
   };
   const action = {
     name: 'Cordon: agent',
     description:
-      'The whole fence in one step: start, the agent GitHub identity, the egress allowlist (sudo and docker locked), then the agent command with its secrets and credentials; the summary renders at the end of the job.',
+      'The whole fence in one step: start, the agent GitHub identity, the egress allowlist (sudo and docker locked), the agent command with its secrets and credentials, then report (the summary and attribution.json).',
     author: 'Cordon',
     inputs,
     outputs,
@@ -117,6 +128,10 @@ function build() {
             description: "The agent command's exit code.",
             value: '${{ jobs.agent.outputs.exit-code }}',
           },
+          verdict: {
+            description: 'The ledger verdict: intact, altered or unverified.',
+            value: '${{ jobs.agent.outputs.verdict }}',
+          },
         },
       },
     },
@@ -124,7 +139,10 @@ function build() {
       agent: {
         'runs-on': '${{ inputs.runs-on }}',
         permissions: { 'id-token': 'write', contents: 'read' },
-        outputs: { 'exit-code': '${{ steps.fence.outputs.exit-code }}' },
+        outputs: {
+          'exit-code': '${{ steps.fence.outputs.exit-code }}',
+          verdict: '${{ steps.fence.outputs.verdict }}',
+        },
         steps: [
           { uses: 'actions/checkout@v4', with: { 'persist-credentials': false } },
           {

@@ -13,7 +13,7 @@ import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
 import { startMoto, motoAvailable } from '../devkit/moto.js';
 import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
-import { judgeLedger } from '../actions/start/summarize.js';
+import { judgeLedger } from '../actions/attribution.js';
 
 /** A fake API key, fetched from the emulator and printed by the "agent": the log shows it scrubbed. */
 const DEMO_SECRET = 'demo-sk-7Qx9Lr2VbN4pT8wZ';
