@@ -4,9 +4,13 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import * as prettier from 'prettier';
+import { OWNER_REPO, pin } from './pin-release.mjs';
 
-export const REF = 'cordon-dev/cordon';
+export const REF = OWNER_REPO;
 export const VERSION = 'v1';
+// Third-party actions by full commit SHA (a tag can be moved to other code), the tag as a note.
+const CHECKOUT = 'actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683'; // v4.2.2
+const UPLOAD_ARTIFACT = 'actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02'; // v4.6.2
 const PARTS = [
   { action: 'start', id: 'start' },
   { action: 'github-token', id: 'token', skip: [] },
@@ -144,7 +148,7 @@ function build() {
           verdict: '${{ steps.fence.outputs.verdict }}',
         },
         steps: [
-          { uses: 'actions/checkout@v4', with: { 'persist-credentials': false } },
+          { uses: CHECKOUT, with: { 'persist-credentials': false } },
           {
             name: 'Turn permissions into permission-* inputs',
             id: 'perms',
@@ -174,7 +178,7 @@ function build() {
           {
             name: 'Upload attribution.json',
             if: 'always()',
-            uses: 'actions/upload-artifact@v4',
+            uses: UPLOAD_ARTIFACT,
             with: {
               name: 'cordon-attribution-${{ github.job }}-${{ github.run_attempt }}',
               path: '${{ runner.temp }}/cordon/attribution.json',
@@ -202,7 +206,8 @@ for (const [p, text] of Object.entries(files)) {
 if (process.argv.includes('--check')) {
   const stale = Object.entries(files).filter(([p, text]) => {
     try {
-      return readFileSync(p, 'utf8') !== text;
+      // A release commit pins its own references (scripts/pin-release.mjs): compared as unpinned.
+      return pin(readFileSync(p, 'utf8'), VERSION).text !== text;
     } catch {
       return true;
     }

@@ -66,7 +66,7 @@ describe('report, as a whole program', () => {
     expect(report.outputs.verdict).toBe('intact');
     // A later post step's own line (it chains): noted, the verdict unchanged.
     new Ledger(ledgerFile(job), { action: 'secrets', copySocket: false }).append('secrets.fetched', {
-      fetched: [],
+      secrets: [],
     });
     const post = await job.run('start', 'post', { state: start.state });
     expect(post.code).toBe(0);
