@@ -197,6 +197,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       .find((l) => !l.startsWith('::add-mask::') && l.includes(DEMO_SECRET));
     if (leaked !== undefined) throw new Error('the demo secret reached the log: scrubbing failed');
 
+    say('report: the summary and attribution.json, in a main step an upload step could follow');
+    const report = await job.run('report', 'main');
+    check(report, 'report');
+    log(`    record ${report.outputs.verdict}; attribution at ${report.outputs['attribution-path']}`);
+
     say('running the post steps in reverse order, as the runner does');
     for (const p of posts.reverse()) {
       const r = await job.run(p.action, 'post', { state: p.state, inputs: p.inputs });
@@ -205,7 +210,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const ledgerText = readFileSync(start.outputs['ledger-path'], 'utf8');
     const summaryMd = readFileSync(job.summaryFile, 'utf8');
     writeFileSync(join(out, 'summary.md'), summaryMd);
-    // As start's post judged it: from the egress daemon's copy when the fence ran.
+    // As start's post judged it (from the egress daemon's copy when the fence ran), the
+    // egress post's report included.
     const { input: summaryInput } = await judgeLedger(start.outputs['ledger-path'], {
       nonce: start.state.nonce,
       head: start.state.head,
