@@ -31,7 +31,7 @@ export interface CordonStep {
 }
 
 /** `owner/repo/actions/egress@v1`, `./actions/egress` -> `egress`. */
-export const CORDON_ACTIONS = ['start', 'aws', 'egress', 'secrets', 'run', 'github-token', 'agent'];
+export const CORDON_ACTIONS = ['start', 'aws', 'egress', 'secrets', 'run', 'github-token', 'report', 'agent'];
 
 export function cordonActionName(uses: string): string | undefined {
   const m = /(?:^|\/)actions\/([a-z-]+)(?:@[^\s]*)?$/.exec(uses.trim());
