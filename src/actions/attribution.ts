@@ -4,7 +4,17 @@
  * over whatever is at its path, and the failures the verdict and the commits call for.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
@@ -140,7 +150,10 @@ export function renderReport(
  * afresh (never opened through a link). Returns its path and SHA-256.
  */
 export function writeAttribution(env: Env, text: string): { path: string; sha256: string } {
-  const path = join(ledgerDir(env), 'attribution.json');
+  const dir = ledgerDir(env);
+  // As the ledger makes it: a job that failed before start has none yet.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, 'attribution.json');
   rmSync(path, { force: true, recursive: true });
   const fd = openSync(
     path,
@@ -148,6 +161,8 @@ export function writeAttribution(env: Env, text: string): { path: string; sha256
     0o644,
   );
   try {
+    // Whatever the umask: readable by whoever uploads it.
+    fchmodSync(fd, 0o644);
     writeSync(fd, text);
   } finally {
     closeSync(fd);

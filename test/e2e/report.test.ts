@@ -168,6 +168,16 @@ describe('report, as a whole program', () => {
     expect(followed?.data.reportLine).toBe(reportLines[1].line);
   }, 60000);
 
+  test('the job failed before start: report still writes attribution.json, record unverified', async () => {
+    const job = new Job();
+    const report = await job.run('report', 'main');
+    expect(report.code).toBe(0);
+    expect(report.outputs.verdict).toBe('unverified');
+    const attribution = JSON.parse(readFileSync(report.outputs['attribution-path'], 'utf8'));
+    expect(attribution.verdict.details).toContain('the ledger is empty or missing');
+    expect(report.summary).toContain('Record not verified');
+  });
+
   test('a bad input fails with the input named', async () => {
     const job = new Job();
     const r = await job.run('report', 'main', { inputs: { 'job-summary': 'maybe' } });
