@@ -73,7 +73,9 @@ describe('report, as a whole program', () => {
     expect(post.stdout).toMatch(/1 line\(s\) since: 3 secrets\.fetched \(secrets\)/);
     const followed = events(job).at(-1);
     expect(followed?.type).toBe('report.followed');
-    expect(followed?.data.after).toEqual([expect.objectContaining({ line: 3, type: 'secrets.fetched' })]);
+    expect(followed?.data.after).toEqual([
+      expect.objectContaining({ line: 3, type: 'secrets.fetched', chained: true }),
+    ]);
     expect(count(post.summary, HEADING)).toBe(1);
 
     // A line that does not chain, written after report: post's verdict differs and says so.
@@ -101,7 +103,11 @@ describe('report, as a whole program', () => {
         (c) => c.command === 'warning' && c.message.includes('where report found it intact'),
       ),
     ).toBe(true);
-    expect(events(job2).at(-1)?.data).toMatchObject({ verdict: 'altered', changed: true });
+    expect(events(job2).at(-1)?.data).toMatchObject({
+      verdict: 'altered',
+      changed: true,
+      after: [expect.objectContaining({ line: 3, type: 'egress.report', chained: false })],
+    });
   }, 60000);
 
   test('when report never ran, start post renders the summary and attribution.json', async () => {

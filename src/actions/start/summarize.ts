@@ -30,15 +30,19 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
   const { verdict } = input;
   if (report) {
     // report's line is among the lines judged again (trusted both times): what follows it is new.
-    const after: LedgerLineRef[] = input.lines
-      .filter((l) => l.line > report.line.line)
-      .map((l) => ({
-        line: l.line,
-        action: l.event?.action,
-        type: l.event?.type,
-        time: l.event?.time,
-        chained: true,
-      }));
+    const after: LedgerLineRef[] = input.lines.flatMap((l, i) =>
+      l.line > report.line.line
+        ? [
+            {
+              line: l.line,
+              action: l.event?.action,
+              type: l.event?.type,
+              time: l.event?.time,
+              chained: !!l.event && l.event.prev === input.lines[i - 1]?.hash,
+            },
+          ]
+        : [],
+    );
     const changed = report.data.verdict !== verdict.status || report.data.details !== verdict.details.length;
     ledger.append('report.followed', {
       reportLine: report.line.line,
