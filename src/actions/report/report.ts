@@ -3,10 +3,9 @@
  * job summary and attribution.json, and set them as outputs later steps can read (an
  * upload step; start's post runs after every main step, too late for that).
  */
-import { Ledger } from '../../ledger/ledger.js';
-import type { LedgerEvent, LedgerLine } from '../../ledger/ledger.js';
+import type { Ledger, LedgerEvent, LedgerLine } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
-import { fenceId, requestReport, type DaemonReport } from '../../rootd/protocol.js';
+import { fenceId, requestReport } from '../../rootd/protocol.js';
 import { recordCommits } from '../../github/commits.js';
 import { toEvent } from '../egress/report.js';
 import { failIfAsked, judgeLedger, recordedCommits, renderReport, writeAttribution } from '../attribution.js';
@@ -15,8 +14,6 @@ import type { ReportInputs } from './inputs.js';
 export interface ReportDeps {
   runner: Runner;
   ledger: Ledger;
-  /** The egress daemon's report so far (tests hand in their own). */
-  askFence?: (id: string) => Promise<DaemonReport>;
 }
 
 /**
@@ -30,7 +27,7 @@ async function fenceSoFar(
 ): Promise<{ event?: LedgerEvent; suggested?: string[] }> {
   if (!lines.some((l) => l.event?.type === 'egress.started' && l.event.action === 'egress')) return {};
   try {
-    const event = toEvent(await (deps.askFence ?? requestReport)(fenceId(deps.runner.tempDir)));
+    const event = toEvent(await requestReport(fenceId(deps.runner.tempDir)));
     return {
       event: {
         v: 1,
