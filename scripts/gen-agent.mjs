@@ -4,18 +4,24 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import * as prettier from 'prettier';
+import { OWNER_REPO, pin } from './pin-release.mjs';
 
-export const REF = 'cordon-dev/cordon';
+export const REF = OWNER_REPO;
 export const VERSION = 'v1';
+// Third-party actions by full commit SHA (a tag can be moved to other code), the tag as a note.
+const CHECKOUT = 'actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683'; // v4.2.2
+const UPLOAD_ARTIFACT = 'actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02'; // v4.6.2
 const PARTS = [
   { action: 'start', id: 'start' },
   { action: 'github-token', id: 'token', skip: [] },
   { action: 'egress', id: 'egress' },
   { action: 'run', id: 'run', skip: ['github-token'] },
+  // Last, and whatever failed before it: the summary and attribution.json in a main step.
+  { action: 'report', id: 'report', if: 'always()' },
 ];
 // The one-step fence locks the runner down unless told otherwise.
 // Inputs several actions declare with one meaning: one composite input feeds them all.
-const SHARED = ['fail-on-tamper'];
+const SHARED = ['fail-on-tamper', 'fail-on-impersonation', 'job-summary'];
 const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
 
 const meta = (a) => parse(readFileSync(`actions/${a}/action.yml`, 'utf8'));
@@ -48,6 +54,7 @@ function build() {
     if (part.action === 'run') withMap['github-token'] = '${{ steps.token.outputs.token }}';
     const step = { id: part.id, uses: `${REF}/actions/${part.action}@${VERSION}`, with: withMap };
     if (part.action === 'github-token') step.if = "inputs.app-id != '' || inputs.client-id != ''";
+    if (part.if) step.if = part.if;
     steps.push(step);
   }
   const outputs = {
@@ -64,14 +71,22 @@ function build() {
       value: '${{ steps.token.outputs.bot-login }}',
     },
     'suggested-allowed-domains': {
-      description: 'Audit mode: the allowed-domains the agent used.',
-      value: '${{ steps.egress.outputs.suggested-allowed-domains }}',
+      description: 'Audit mode: the allowed-domains the run used, one a line.',
+      value: '${{ steps.report.outputs.suggested-allowed-domains }}',
+    },
+    'attribution-path': {
+      description: 'Path of attribution.json, written by report.',
+      value: '${{ steps.report.outputs.attribution-path }}',
+    },
+    verdict: {
+      description: 'The ledger verdict: intact, altered or unverified.',
+      value: '${{ steps.report.outputs.verdict }}',
     },
   };
   const action = {
     name: 'Cordon: agent',
     description:
-      'The whole fence in one step: start, the agent GitHub identity, the egress allowlist (sudo and docker locked), then the agent command with its secrets and credentials; the summary renders at the end of the job.',
+      'The whole fence in one step: start, the agent GitHub identity, the egress allowlist (sudo and docker locked), the agent command with its secrets and credentials, then report (the summary and attribution.json).',
     author: 'Cordon',
     inputs,
     outputs,
@@ -117,6 +132,10 @@ function build() {
             description: "The agent command's exit code.",
             value: '${{ jobs.agent.outputs.exit-code }}',
           },
+          verdict: {
+            description: 'The ledger verdict: intact, altered or unverified.',
+            value: '${{ jobs.agent.outputs.verdict }}',
+          },
         },
       },
     },
@@ -124,9 +143,12 @@ function build() {
       agent: {
         'runs-on': '${{ inputs.runs-on }}',
         permissions: { 'id-token': 'write', contents: 'read' },
-        outputs: { 'exit-code': '${{ steps.fence.outputs.exit-code }}' },
+        outputs: {
+          'exit-code': '${{ steps.fence.outputs.exit-code }}',
+          verdict: '${{ steps.fence.outputs.verdict }}',
+        },
         steps: [
-          { uses: 'actions/checkout@v4', with: { 'persist-credentials': false } },
+          { uses: CHECKOUT, with: { 'persist-credentials': false } },
           {
             name: 'Turn permissions into permission-* inputs',
             id: 'perms',
@@ -156,7 +178,7 @@ function build() {
           {
             name: 'Upload attribution.json',
             if: 'always()',
-            uses: 'actions/upload-artifact@v4',
+            uses: UPLOAD_ARTIFACT,
             with: {
               name: 'cordon-attribution-${{ github.job }}-${{ github.run_attempt }}',
               path: '${{ runner.temp }}/cordon/attribution.json',
@@ -184,7 +206,8 @@ for (const [p, text] of Object.entries(files)) {
 if (process.argv.includes('--check')) {
   const stale = Object.entries(files).filter(([p, text]) => {
     try {
-      return readFileSync(p, 'utf8') !== text;
+      // A release commit pins its own references (scripts/pin-release.mjs): compared as unpinned.
+      return pin(readFileSync(p, 'utf8'), VERSION).text !== text;
     } catch {
       return true;
     }

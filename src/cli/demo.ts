@@ -13,7 +13,7 @@ import { startGithubApi, makeAppKey } from '../devkit/github-api.js';
 import { createMotoSecret, startMoto, motoAvailable } from '../devkit/moto.js';
 import { ALLOWED_HOST, fenceUnavailable, runInsideNamespaces } from './demo-fence.js';
 import { renderSummaryHtml, renderSummaryText } from '../summary/render.js';
-import { judgeLedger } from '../actions/start/summarize.js';
+import { judgeLedger } from '../actions/attribution.js';
 
 /** A fake API key, fetched from the emulator and printed by the "agent": the log shows it scrubbed. */
 const DEMO_SECRET = 'demo-sk-7Qx9Lr2VbN4pT8wZ';
@@ -195,6 +195,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       .find((l) => !l.startsWith('::add-mask::') && l.includes(DEMO_SECRET));
     if (leaked !== undefined) throw new Error('the demo secret reached the log: scrubbing failed');
 
+    say('report: the summary and attribution.json, in a main step an upload step could follow');
+    const report = await job.run('report', 'main');
+    check(report, 'report');
+    log(`    record ${report.outputs.verdict}; attribution at ${report.outputs['attribution-path']}`);
+
     say('running the post steps in reverse order, as the runner does');
     for (const p of posts.reverse()) {
       const r = await job.run(p.action, 'post', { state: p.state, inputs: p.inputs });
@@ -203,7 +208,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const ledgerText = readFileSync(start.outputs['ledger-path'], 'utf8');
     const summaryMd = readFileSync(job.summaryFile, 'utf8');
     writeFileSync(join(out, 'summary.md'), summaryMd);
-    // As start's post judged it: from the egress daemon's copy when the fence ran.
+    // As start's post judged it (from the egress daemon's copy when the fence ran), the
+    // egress post's report included.
     const { input: summaryInput } = await judgeLedger(start.outputs['ledger-path'], {
       nonce: start.state.nonce,
       head: start.state.head,

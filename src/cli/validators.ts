@@ -7,6 +7,7 @@ import { parseGithubTokenInputs } from '../github/inputs.js';
 import { parseRunInputs } from '../actions/run/inputs.js';
 import { parseSecretsActionInputs } from '../secrets/inputs.js';
 import { parseStartInputs } from '../actions/start/inputs.js';
+import { parseReportInputs } from '../actions/report/inputs.js';
 
 export const validators: Record<string, (env: Env) => unknown> = {
   start: (env) => parseStartInputs(env),
@@ -15,13 +16,5 @@ export const validators: Record<string, (env: Env) => unknown> = {
   egress: (env) => parseEgressInputs(env),
   run: (env) => parseRunInputs(env),
   secrets: (env) => parseSecretsActionInputs(new Inputs('secrets', env)),
-  // The same reads as actions/report's own parser (parseReportInputs, src/actions/report/inputs.ts).
-  report: (env) => {
-    const i = new Inputs('report', env);
-    return [
-      i.boolean('fail-on-tamper', true),
-      i.boolean('fail-on-impersonation', false),
-      i.boolean('job-summary', true),
-    ];
-  },
+  report: (env) => parseReportInputs(env),
 };

@@ -351,7 +351,7 @@ export function observeCommits(
   return result;
 }
 
-export function impersonationError(observed: CommitsObserved): CordonError | undefined {
+export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
   const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
   if (bad.length === 0) return undefined;
   const list = bad
@@ -362,40 +362,58 @@ export function impersonationError(observed: CommitsObserved): CordonError | und
     )
     .join('; ');
   return new CordonError({
-    what: `start: ${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
+    what: `${who}: ${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
     why: "an agent's commits must carry its bot identity so that humans review and approve them as the agent's",
     fix: 'do not push these commits; let github-token set the git identity (configure-git: true) and credit people with Co-authored-by trailers, not as author',
     input: 'fail-on-impersonation',
   });
 }
 
-/** Lists the run's commits and appends `commits.observed`; a git failure warns and never stops the summary. */
-export function recordCommits(ledger: Ledger, runner: Runner, git?: GitRunner): CommitsObserved | undefined {
+/**
+ * Lists the run's commits and appends `commits.observed`; a git failure warns and never stops
+ * the summary. `known`: commits an earlier step recorded (report's, for start's post), left
+ * out, and nothing appended when no other commit was made.
+ */
+export function recordCommits(
+  ledger: Ledger,
+  runner: Runner,
+  git?: GitRunner,
+  opts: { who?: string; known?: Set<string> } = {},
+): CommitsObserved | undefined {
+  const who = opts.who ?? 'start';
   if (!ledger.exists()) return undefined;
   try {
     const observed = observeCommits(ledger.events(), { env: runner.env, git });
     if ('skipped' in observed) {
-      runner.info(`start: commits not listed: ${observed.skipped}`);
+      runner.info(`${who}: commits not listed: ${observed.skipped}`);
       return undefined;
+    }
+    if (opts.known) {
+      const known = opts.known;
+      observed.commits = observed.commits.filter((c) => !known.has(c.sha));
+      if (!observed.commits.length) {
+        runner.info(`${who}: no commit made since the report`);
+        return undefined;
+      }
     }
     ledger.append('commits.observed', observed);
     const flagged = observed.commits.filter((c) => c.verdict === 'impersonation').length;
     runner.info(
-      `start: ${observed.commits.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
+      `${who}: ${observed.commits.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
     );
     for (const c of observed.commits.filter((x) => x.controlCharacters)) {
       runner.warning(
-        `start: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
+        `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
       );
     }
     for (const c of observed.commits.filter((x) => x.verdict === 'impersonation')) {
       runner.warning(
-        `start: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,
+        `${who}: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,
       );
     }
     return observed;
   } catch (e) {
-    runner.warning(`start: could not list the run's commits: ${e instanceof Error ? e.message : String(e)}`);
+    runner.warning(`${who}: could not list the run's commits: ${e instanceof Error ? e.message : String(e)}`);
     return undefined;
   }
 }

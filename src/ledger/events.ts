@@ -343,6 +343,30 @@ export interface RunSealed {
   signature: string;
 }
 
+/** `report` judged the ledger and wrote the summary and attribution.json from it. */
+export interface ReportWritten {
+  /** How many lines were judged, and the hash of the last one. */
+  upTo: number;
+  head: string;
+  verdict: 'intact' | 'altered' | 'unverified';
+  /** How many findings the verdict listed. */
+  details: number;
+  /** SHA-256 (hex) of the attribution.json report wrote. */
+  attribution: string;
+  /** The job summary was written (`job-summary` on, and a summary file to write to). */
+  summary: boolean;
+}
+
+/** `start`'s post, after `report`: what the ledger gained since, and its own verdict. */
+export interface ReportFollowed {
+  /** The line of the `report.written` it follows. */
+  reportLine: number;
+  after: LedgerLineRef[];
+  verdict: 'intact' | 'altered' | 'unverified';
+  /** The verdict at post is not the one report wrote (its details differ). */
+  changed: boolean;
+}
+
 /** Every event type Cordon writes, with its data shape. */
 export interface EventTypes {
   'run.recorded': RunRecorded;
@@ -364,6 +388,8 @@ export interface EventTypes {
   'broker.stopped': BrokerStopped;
   'ledger.verified': LedgerVerified;
   'ledger.tampered': LedgerTampered;
+  'report.written': ReportWritten;
+  'report.followed': ReportFollowed;
 }
 
 /**

@@ -3,7 +3,7 @@
  * what was blocked, and which commits it authored. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
-import type { LedgerLine } from '../ledger/ledger.js';
+import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import { eventsOf, type CredentialsIssued, type RunRecorded, type TokenIssued } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
@@ -21,6 +21,15 @@ export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
 export interface SummaryInput {
   lines: LedgerLine[];
   verdict: Verdict;
+  /**
+   * Events not (yet) in the ledger, rendered with its own: `report` adds what the egress
+   * daemon has seen so far, which the egress post records only after every main step.
+   */
+  pending?: LedgerEvent[];
+}
+
+function eventsIn(input: SummaryInput): LedgerEvent[] {
+  return [...input.lines.flatMap((l) => (l.event ? [l.event] : [])), ...(input.pending ?? [])];
 }
 
 function duringRunBlocks(v: Verdict): Block[] {
@@ -90,7 +99,7 @@ function sourceBlocks(v: Verdict): Block[] {
 
 /** The whole summary, section by section (see sections.ts), after the verdict on the record. */
 export function buildBlocks(input: SummaryInput): Block[] {
-  const events = input.lines.flatMap((l) => (l.event ? [l.event] : []));
+  const events = eventsIn(input);
   return [
     { kind: 'heading', level: 2, text: 'Cordon: what the agent did' },
     ...verdictBlocks(input.verdict),
@@ -133,7 +142,7 @@ export function renderSummaryHtml(input: SummaryInput): string {
 
 /** The machine-readable record uploaded as an artifact. */
 export function buildAttribution(input: SummaryInput): Record<string, unknown> {
-  const events = input.lines.flatMap((l) => (l.event ? [l.event] : []));
+  const events = eventsIn(input);
   return {
     version: 1,
     verdict: input.verdict,
@@ -151,7 +160,8 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
     secrets: eventsOf(events, 'secrets.fetched'),
     runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
     commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
-    events,
+    events: input.lines.flatMap((l) => (l.event ? [l.event] : [])),
+    ...(input.pending?.length ? { pending: input.pending } : {}),
   };
 }
 

@@ -37,6 +37,8 @@ const KNOWN: Known[] = [
   'broker.stopped',
   'ledger.verified',
   'ledger.tampered',
+  'report.written',
+  'report.followed',
 ];
 
 /** Who the agent was: every identity issued to it (by a step or the broker), and the run it ran in. */

@@ -75,6 +75,15 @@ suite('egress in audit mode', () => {
     // Straight to the upstream is let through too, and recorded as a would-be block.
     expect(dig(w.runner, 'direct.a.test', { server: DNS4 }).answers).toEqual([WEB4]);
 
+    // report, a main step before every post: the suggestion as an output a later step can read.
+    const fromReport = await job.run('report', 'main', { wrap: w.runner.wrap });
+    expect(errors(fromReport)).toEqual([]);
+    expect(fromReport.outputs['suggested-allowed-domains']).toBe('secret.evil.test\nwww.a.test');
+    const pending = JSON.parse(readFileSync(fromReport.outputs['attribution-path'], 'utf8')).pending;
+    expect(pending).toEqual([expect.objectContaining({ action: 'report', type: 'egress.report' })]);
+    expect(fromReport.summary).toContain('www.a.test');
+    expect(ledger(job).filter((e) => e.type === 'egress.report')).toEqual([]);
+
     const post = await job.run('egress', 'post', { inputs, state: main.state, wrap: w.runner.wrap });
     expect(errors(post)).toEqual([]);
     const report = ledger(job).find((e) => e.type === 'egress.report')?.data as {

@@ -168,4 +168,18 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     inserted: [5],
     details: ['line 2 was changed', 'line 5 was inserted while the agent ran'],
   },
+  'report.written': {
+    upTo: 17,
+    head: 'c'.repeat(64),
+    verdict: 'altered',
+    details: 2,
+    attribution: 'd'.repeat(64),
+    summary: true,
+  },
+  'report.followed': {
+    reportLine: 18,
+    after: [{ line: 19, action: 'egress', type: 'egress.report', chained: true }],
+    verdict: 'altered',
+    changed: false,
+  },
 };

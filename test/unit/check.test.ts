@@ -16,6 +16,7 @@ describe('cordon check', () => {
     expect(cordonActionName('cordon-dev/cordon/actions/start@main')).toBe('start');
     expect(cordonActionName('octo-org/cordon/actions/report@v1')).toBe('report');
     expect(cordonActionName('./actions/aws')).toBe('aws');
+    expect(cordonActionName('cordon-dev/cordon/actions/report@v1')).toBe('report');
     expect(cordonActionName('actions/checkout@v4')).toBeUndefined();
     expect(cordonActionName('foo/actions/run@v1')).toBeUndefined();
     expect(cordonActionName('someone/else/actions/run@v2')).toBeUndefined();
@@ -38,6 +39,22 @@ describe('cordon check', () => {
     expect(byLine).toContain('38:secrets');
     expect(byLine).toContain('39:leak-scan');
     expect(problems.find((p) => p.input === 'allowed-domains')?.message).toContain('https://evil.test/path');
+  });
+
+  test('report: its inputs are checked like the others', () => {
+    const text = [
+      'jobs:',
+      '  a:',
+      '    runs-on: ubuntu-latest',
+      '    steps:',
+      '      - uses: cordon-dev/cordon/actions/report@v1',
+      '        with:',
+      '          job-summary: perhaps',
+      '          colour: blue',
+    ].join('\n');
+    const { problems, steps } = checkWorkflowText(text, 'w.yml');
+    expect(steps).toBe(1);
+    expect(problems.map((p) => `${p.line}:${p.input}`)).toEqual(['8:colour', '7:job-summary']);
   });
 
   test('a good workflow with expressions has no problems', () => {

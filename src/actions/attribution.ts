@@ -1,0 +1,204 @@
+/**
+ * What `report` and `start`'s post share: judging the ledger (the egress daemon's copy when
+ * there is one), rendering the summary and attribution.json from it, writing attribution.json
+ * over whatever is at its path, and the failures the verdict and the commits call for.
+ */
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { CordonError, describeError } from '../platform/errors.js';
+import { flushLedgerCopy } from '../ledger/copy.js';
+import { ledgerCopyPathsFor } from '../rootd/protocol.js';
+import { ledgerDir, parseLedgerText, type LedgerLine } from '../ledger/ledger.js';
+import { dataOf, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
+import type { Env, Runner } from '../platform/runner.js';
+import { impersonationError } from '../github/commits.js';
+import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
+import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
+import { compareWithCopy, untrustedLines, verdictFor, type Verdict } from '../ledger/verify.js';
+
+/** What both steps are told by their inputs. */
+export interface VerdictInputs {
+  failOnTamper: boolean;
+  failOnImpersonation: boolean;
+  summary: boolean;
+}
+
+/** The verdict alone, for when the ledger's lines cannot be rendered. */
+export function verdictOnlyMarkdown(v: Verdict, heading = '## Cordon: what the agent did'): string {
+  const head =
+    v.status === 'intact'
+      ? '**Record intact**, but the summary could not be rendered from the ledger.'
+      : v.status === 'altered'
+        ? '**RECORD ALTERED while the agent ran**: the summary could not be rendered from the ledger.'
+        : '**Record not verified**.';
+  const lines = [heading, '', head, '', ...v.details.map((d) => `- ${d.replace(/[<>]/g, '')}`)];
+  if (v.duringRun?.length) {
+    lines.push('', `Written while the agent ran (${v.duringRun.length} line(s)):`, '');
+    for (const d of v.duringRun.slice(0, 200))
+      lines.push(
+        `- line ${d.line}: ${String(d.type ?? '(not an event)').replace(/[<>`|]/g, '')}${d.chained ? '' : ' (does not chain)'}`,
+      );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * The egress daemon's root-owned copy of the ledger, when the fence ran in this job; it is
+ * read after this step's own lines have reached it.
+ */
+async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
+  await flushLedgerCopy();
+  const { copy } = ledgerCopyPathsFor(ledgerFile);
+  if (!existsSync(copy)) return undefined;
+  return parseLedgerText(readFileSync(copy, 'utf8'));
+}
+
+/**
+ * What the summary is rendered from: the ledger's lines (the egress daemon's copy when it
+ * exists, compared with the file) and the verdict, with the lines the agent forged left
+ * out of the sections rendered as Cordon's own.
+ */
+export async function judgeLedger(
+  ledgerFile: string,
+  opts: { nonce?: string; head?: string; sealKey?: string },
+): Promise<{ input: SummaryInput; lineCount: number; fromCopy: boolean }> {
+  const fileLines = parseLedgerText(existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8') : '');
+  const copyLines = await readCopy(ledgerFile);
+  // With the daemon's copy, the summary is rendered from it: the runner user cannot edit it.
+  const compared = copyLines ? compareWithCopy(fileLines, copyLines, { nonce: opts.nonce }) : undefined;
+  const lines = compared ? compared.lines : fileLines;
+  const verdict = verdictFor(lines, opts);
+  if (!compared && fileLines.some((l) => l.event?.type === 'egress.started'))
+    verdict.source = 'file-copy-gone';
+  if (compared) {
+    verdict.source = 'daemon-copy';
+    if (compared.details.length) {
+      verdict.status = 'altered';
+      verdict.details.push(...compared.details);
+    }
+  }
+  // Lines that close a command's window count only when run sealed them (start made the key;
+  // only start's post holds the public key, so report's verdict does not include this).
+  const seals = opts.sealKey
+    ? checkSeals(lines, {
+        head: opts.head,
+        publicKey: opts.sealKey,
+        held: readSealKey(sealKeyPath(ledgerFile)),
+      })
+    : undefined;
+  if (seals?.details.length) {
+    verdict.status = 'altered';
+    verdict.details.push(...seals.details);
+  }
+  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
+  const untrusted = untrustedLines(verdict);
+  for (const n of seals?.unproven ?? []) untrusted.add(n);
+  for (const n of compared?.untrusted ?? []) untrusted.add(n);
+  return {
+    input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
+    lineCount: lines.length,
+    fromCopy: compared !== undefined,
+  };
+}
+
+/** The commits the trusted lines already record, by hash. */
+export function recordedCommits(lines: LedgerLine[]): Set<string> {
+  const shas = new Set<string>();
+  for (const l of lines)
+    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) if (c?.sha) shas.add(c.sha);
+  return shas;
+}
+
+/** The last `report.written` among the trusted lines, written by `report` itself. */
+export function lastReport(
+  lines: LedgerLine[],
+): { line: LedgerLine; data: Partial<ReportWritten> } | undefined {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i];
+    const data = dataOf(l.event, 'report.written');
+    if (data && l.event?.action === 'report') return { line: l, data };
+  }
+  return undefined;
+}
+
+/**
+ * The summary's markdown (the verdict alone if the lines cannot be rendered) and
+ * attribution.json's text: a line the agent forged can be shaped to break the renderer,
+ * and the verdict still shows.
+ */
+export function renderReport(
+  input: SummaryInput,
+  runner: Runner,
+  who: string,
+): { markdown: string; attribution: string } {
+  const [markdown, attribution] = [
+    () => renderSummaryMarkdown(input),
+    () => JSON.stringify(buildAttribution(input), null, 2) + '\n',
+  ].map((render) => {
+    try {
+      return render();
+    } catch (e) {
+      runner.warning(`${who}: the summary could not be rendered from the ledger: ${describeError(e)}`);
+      return undefined;
+    }
+  });
+  return {
+    markdown: markdown ?? verdictOnlyMarkdown(input.verdict),
+    attribution: attribution ?? JSON.stringify({ version: 1, verdict: input.verdict }, null, 2) + '\n',
+  };
+}
+
+/**
+ * Writes attribution.json next to the ledger, replacing whatever is there: a file, a link
+ * or a FIFO an earlier step left at that path is removed first, and the new file is created
+ * afresh (never opened through a link). Returns its path and SHA-256.
+ */
+export function writeAttribution(env: Env, text: string): { path: string; sha256: string } {
+  const dir = ledgerDir(env);
+  // As the ledger makes it: a job that failed before start has none yet.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, 'attribution.json');
+  rmSync(path, { force: true, recursive: true });
+  const fd = openSync(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o644,
+  );
+  try {
+    // Whatever the umask: readable by whoever uploads it.
+    fchmodSync(fd, 0o644);
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  return { path, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+}
+
+/** Fails the step as the inputs ask: an altered record, or commits made as a human. */
+export function failIfAsked(
+  inputs: VerdictInputs,
+  verdict: Verdict,
+  commits: CommitsObserved | undefined,
+  who: string,
+): void {
+  if (verdict.status === 'altered' && inputs.failOnTamper) {
+    throw new CordonError({
+      what: `${who}: the run ledger was altered while the job ran`,
+      why: verdict.details.join('; '),
+      fix: 'treat this run as compromised: review the agent step; set fail-on-tamper: false only to debug',
+    });
+  }
+  const impersonation = commits && inputs.failOnImpersonation ? impersonationError(commits, who) : undefined;
+  if (impersonation) throw impersonation;
+}

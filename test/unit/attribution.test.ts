@@ -1,0 +1,29 @@
+import { describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeAttribution } from '../../src/actions/attribution.js';
+import { tempDir } from '../harness/tmp.js';
+
+describe('writeAttribution: whatever an earlier step left at the path is replaced, never written through', () => {
+  const cases: [string, (path: string, root: string) => void][] = [
+    ['a forged file', (p) => writeFileSync(p, '{"forged":true}')],
+    ['a link to another file', (p, root) => symlinkSync(join(root, 'decoy'), p)],
+    ['a FIFO nobody reads', (p) => execFileSync('mkfifo', [p])],
+    ['a directory', (p) => mkdirSync(join(p, 'inside'), { recursive: true })],
+  ];
+  test.each(cases)('%s', (_, plant) => {
+    const root = tempDir('cordon-attr-');
+    const env = { RUNNER_TEMP: root };
+    mkdirSync(join(root, 'cordon'));
+    writeFileSync(join(root, 'decoy'), 'decoy');
+    plant(join(root, 'cordon', 'attribution.json'), root);
+    const { path, sha256 } = writeAttribution(env, '{"version":1}\n');
+    expect(path).toBe(join(root, 'cordon', 'attribution.json'));
+    expect(lstatSync(path).isFile()).toBe(true);
+    expect(lstatSync(path).mode & 0o777).toBe(0o644);
+    expect(readFileSync(path, 'utf8')).toBe('{"version":1}\n');
+    expect(sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(readFileSync(join(root, 'decoy'), 'utf8')).toBe('decoy');
+  });
+});
