@@ -12,6 +12,7 @@ import type { SecretRegistry } from '../platform/mask.js';
 import { decodeClaims } from '../platform/oidc.js';
 import { retry, type RetryOptions } from '../platform/retry.js';
 import type { Env } from '../platform/runner.js';
+import { proxyAgents } from '../platform/proxy.js';
 
 export interface AssumeRequest {
   roleArn: string;
@@ -99,6 +100,8 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
       requestTimeout: timeoutMs,
       throwOnRequestTimeout: true,
       socketTimeout: timeoutMs,
+      // HTTPS_PROXY / NO_PROXY of the passed env (the SDK's Node handler ignores them).
+      ...proxyAgents(deps.env, { keepAlive: true }),
     },
   });
   const command = new AssumeRoleWithWebIdentityCommand({

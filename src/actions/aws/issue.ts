@@ -1,6 +1,6 @@
 /** `aws`'s main: ID token -> STS -> masked credentials, exported the way the step asks, and recorded. */
 import type { CredentialsIssued } from '../../ledger/events.js';
-import { httpGet } from '../../platform/http-get.js';
+import { httpGetFor } from '../../platform/http-get.js';
 import { Ledger } from '../../ledger/ledger.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
@@ -69,7 +69,7 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
   if (inputs.maskAccountId) runner.setSecret(inputs.role.account);
   if (!hasIdTokenAccess(env)) throw missingIdTokenError('aws');
   // node:http is loaded for the SDK anyway; global fetch would load undici just for this GET.
-  const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGet, registry });
+  const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGetFor(env), registry });
   const creds = await assumeRoleWithWebIdentity(
     {
       roleArn: inputs.role.arn,
