@@ -106,7 +106,11 @@ function clientConfig(
     maxAttempts: 1,
     ignoreConfiguredEndpointUrls: true,
     // HTTPS_PROXY / NO_PROXY of the passed env (the SDK's Node handler ignores them).
-    requestHandler: { connectionTimeout: 5000, requestTimeout: 15000, ...proxyAgents(env, { keepAlive: true }) },
+    requestHandler: {
+      connectionTimeout: 5000,
+      requestTimeout: 15000,
+      ...proxyAgents(env, { keepAlive: true }),
+    },
   };
 }
 
