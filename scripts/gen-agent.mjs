@@ -23,6 +23,8 @@ const PARTS = [
 // Inputs several actions declare with one meaning: one composite input feeds them all.
 const SHARED = ['fail-on-tamper', 'fail-on-impersonation', 'job-summary'];
 const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
+// The fence opens STS, Secrets Manager and SSM of run's region to Cordon's own steps too.
+const WITH = { 'aws-regions': '${{ inputs.aws-regions || inputs.aws-region }}' };
 
 const meta = (a) => parse(readFileSync(`actions/${a}/action.yml`, 'utf8'));
 // An expression in a description is evaluated by the parser; quote it without the braces.
@@ -49,7 +51,7 @@ function build() {
         required: part.action === 'run' && name === 'run',
       };
       if (def !== undefined) inputs[name].default = String(def);
-      withMap[name] = `\${{ inputs.${name} }}`;
+      withMap[name] = WITH[name] ?? `\${{ inputs.${name} }}`;
     }
     if (part.action === 'run') withMap['github-token'] = '${{ steps.token.outputs.token }}';
     const step = { id: part.id, uses: `${REF}/actions/${part.action}@${VERSION}`, with: withMap };

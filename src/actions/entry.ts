@@ -9,7 +9,9 @@
  * A main or post gets one `EntryContext` and reaches no process global itself: the runner,
  * this process's secret registry and the ledger come from here, so a test hands in its own.
  */
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { declaredInputNames, rejectUnknownInputs } from '../platform/declared-inputs.js';
 import { describeError, isCordonError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { firstPrev, Ledger, ownHead } from '../ledger/ledger.js';
@@ -38,6 +40,19 @@ export interface EntryOptions {
   post?: string;
   /** The step's runner (tests); the process's own by default. */
   runner?: Runner;
+  /**
+   * The action.yml whose inputs a main accepts; by default the one beside the bundle
+   * (`dist/<name>/main.js` -> `actions/<name>/action.yml`), when there is one.
+   */
+  actionYml?: string;
+}
+
+/** `actions/<name>/action.yml` for the running `dist/<name>/main.js`, if the layout is that. */
+function actionYmlBeside(script: string | undefined): string | undefined {
+  if (!script || basename(script) !== 'main.js') return undefined;
+  const name = basename(dirname(script));
+  const file = join(dirname(script), '..', '..', 'actions', name, 'action.yml');
+  return existsSync(file) ? file : undefined;
 }
 
 export const HEAD_STATE = 'ledger-head';
@@ -57,6 +72,11 @@ export async function runEntry(
   };
   try {
     if (opts.post) verifyHead(opts.post, runner);
+    const actionYml = opts.post ? undefined : (opts.actionYml ?? actionYmlBeside(process.argv[1]));
+    if (actionYml) {
+      const action = basename(dirname(actionYml));
+      rejectUnknownInputs(action, runner.env, declaredInputNames(readFileSync(actionYml, 'utf8')));
+    }
     await fn(ctx);
   } catch (e) {
     const text = isCordonError(e) ? e.message : `unexpected error: ${describeError(e)}`;

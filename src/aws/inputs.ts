@@ -40,7 +40,26 @@ export interface AwsActionInputs extends AwsSessionInputs {
   maskAccountId: boolean;
   /** export: broker: get new credentials when fewer seconds than this remain. */
   refreshBeforeSeconds: number;
+  /** configure-aws-credentials' inputs, kept so its users keep their `with:` block. */
+  dropIn: {
+    /** AssumeRole signed with the AWS_* credentials already in the environment, not the ID token. */
+    roleChaining: boolean;
+    externalId?: string;
+    /** Chained only: no session tags (GitHub, Repository, Workflow, Action, Actor, Commit, Branch). */
+    skipSessionTagging: boolean;
+    /** Also set the credentials as masked step outputs, whatever `export` is. */
+    outputCredentials: boolean;
+    /** Empty AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN for later steps first. */
+    unsetCurrentCredentials: boolean;
+    /** Ask again (within the attempts) while the secret key holds a character other than a letter or digit. */
+    specialCharactersWorkaround: boolean;
+  };
 }
+
+/** configure-aws-credentials' default; Cordon's is lower, its ceiling the same. */
+export const MAX_RETRY_ATTEMPTS = 12;
+/** AWS caps a chained role session at one hour. */
+export const MAX_CHAINED_DURATION_SECONDS = 3600;
 
 const PARTITIONS = [
   'aws',
@@ -216,16 +235,73 @@ export function parseAwsActionInputs(inputs: Inputs, env: Env = inputs.env): Aws
       'use a name such as cordon or agent',
     );
   }
+  const roleChaining = inputs.boolean('role-chaining', false);
+  const externalId = inputs.string('role-external-id');
+  if (externalId && !roleChaining) {
+    inputs.fail(
+      'role-external-id',
+      externalId,
+      'an external ID is part of AssumeRole, which Cordon calls only with role-chaining; AssumeRoleWithWebIdentity takes none',
+      'add `role-chaining: true` (chain from credentials an earlier step set), or remove role-external-id',
+    );
+  }
+  if (externalId && !/^[\w+=,.@:/-]{2,1224}$/.test(externalId)) {
+    inputs.fail(
+      'role-external-id',
+      externalId,
+      'STS allows 2 to 1224 characters from letters, digits and +=,.@:/_-',
+      "copy the external ID from the role's trust policy",
+    );
+  }
+  if (roleChaining && session.durationSeconds > MAX_CHAINED_DURATION_SECONDS) {
+    inputs.fail(
+      'role-duration-seconds',
+      String(session.durationSeconds),
+      'AWS caps a session reached by role chaining at one hour',
+      'use 3600 or less with role-chaining',
+    );
+  }
+  if (roleChaining && exportMode === 'broker') {
+    inputs.fail(
+      'role-chaining',
+      'true',
+      "the broker refreshes from the ID token, not from a job's credentials",
+      'use export: env, profile, outputs or none with role-chaining',
+    );
+  }
+  if (exportMode === 'broker') {
+    // The broker hands out credentials as they are asked for, after this step: none to output or re-ask for here.
+    for (const name of ['output-credentials', 'special-characters-workaround']) {
+      if (inputs.boolean(name, false)) {
+        inputs.fail(
+          name,
+          'true',
+          "with export: broker no credentials exist at this step's end, only the broker's address",
+          `use another export mode, or remove ${name}`,
+        );
+      }
+    }
+  }
+  const disableRetry = inputs.boolean('disable-retry', false);
+  const attempts = inputs.integer('retry-max-attempts', 5, { min: 1, max: MAX_RETRY_ATTEMPTS });
   return {
     ...session,
     export: exportMode,
     profileName,
-    retryMaxAttempts: inputs.integer('retry-max-attempts', 5, { min: 1, max: 10 }),
+    retryMaxAttempts: disableRetry ? 1 : attempts,
     maskAccountId: inputs.boolean('mask-aws-account-id', true),
     refreshBeforeSeconds: inputs.integer('refresh-before-seconds', 300, {
       min: 0,
       max: MAX_DURATION_SECONDS,
     }),
+    dropIn: {
+      roleChaining,
+      externalId: externalId || undefined,
+      skipSessionTagging: inputs.boolean('role-skip-session-tagging', false),
+      outputCredentials: inputs.boolean('output-credentials', false),
+      unsetCurrentCredentials: inputs.boolean('unset-current-credentials', false),
+      specialCharactersWorkaround: inputs.boolean('special-characters-workaround', false),
+    },
   };
 }
 

@@ -5,20 +5,30 @@
  * The SDK's own retries are off: Cordon retries throttling, 5xx, timeouts and resets with
  * backoff and jitter, and never AccessDenied or a validation error (platform/aws-errors.ts).
  */
-import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleCommand, AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { awsErrorCode, awsHttpStatus, isRetryableAwsError } from '../platform/aws-errors.js';
 import { CordonError, describeError } from '../platform/errors.js';
 import type { SecretRegistry } from '../platform/mask.js';
 import { decodeClaims } from '../platform/oidc.js';
 import { retry, type RetryOptions } from '../platform/retry.js';
 import type { Env } from '../platform/runner.js';
+import { proxyAgents } from '../platform/proxy.js';
 
 export interface AssumeRequest {
   roleArn: string;
   sessionName: string;
   durationSeconds: number;
-  /** The OIDC ID token (already masked by `getIdToken`). */
+  /** The OIDC ID token (already masked by `getIdToken`); '' with `chain`. */
   webIdentityToken: string;
+  /**
+   * `role-chaining`: AssumeRole signed with credentials the job already holds, instead of
+   * the ID token; with the role's ExternalId and session tags if given.
+   */
+  chain?: {
+    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    externalId?: string;
+    tags?: { Key: string; Value: string }[];
+  };
   region: string;
   /** Inline session policy, compact JSON (`SessionPolicy.json`). */
   policy?: string;
@@ -89,9 +99,10 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
     maxAttempts: 1,
     retryMode: 'standard',
     defaultsMode: 'legacy',
-    // The call is unsigned: an auth_scheme_preference in ~/.aws/config or the environment
-    // must not send the SDK looking for credentials first.
-    authSchemePreference: ['noAuth'],
+    // With the ID token the call is unsigned: an auth_scheme_preference in ~/.aws/config or
+    // the environment must not send the SDK looking for credentials first. Chained, it is
+    // signed with the credentials given, never with whatever the SDK would find itself.
+    ...(req.chain ? { credentials: req.chain.credentials } : { authSchemePreference: ['noAuth'] }),
     userAgentAppId: 'cordon',
     // requestTimeout only logs a warning unless throwOnRequestTimeout is set (smithy node-http-handler).
     requestHandler: {
@@ -99,19 +110,34 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
       requestTimeout: timeoutMs,
       throwOnRequestTimeout: true,
       socketTimeout: timeoutMs,
+      // HTTPS_PROXY / NO_PROXY of the passed env (the SDK's Node handler ignores them).
+      ...proxyAgents(deps.env, { keepAlive: true }),
     },
   });
-  const command = new AssumeRoleWithWebIdentityCommand({
+  const common = {
     RoleArn: req.roleArn,
     RoleSessionName: req.sessionName,
-    WebIdentityToken: req.webIdentityToken,
     DurationSeconds: req.durationSeconds,
     Policy: req.policy,
     PolicyArns: req.managedPolicyArns?.length ? req.managedPolicyArns.map((arn) => ({ arn })) : undefined,
-  });
+  };
+  const chain = req.chain;
+  const send = chain
+    ? () =>
+        client.send(
+          new AssumeRoleCommand({
+            ...common,
+            ExternalId: chain.externalId,
+            Tags: chain.tags?.length ? chain.tags : undefined,
+          }),
+        )
+    : () =>
+        client.send(
+          new AssumeRoleWithWebIdentityCommand({ ...common, WebIdentityToken: req.webIdentityToken }),
+        );
   let out;
   try {
-    out = await retry(() => client.send(command), {
+    out = await retry(send, {
       maxAttempts: deps.maxAttempts ?? 5,
       baseMs: 250,
       maxDelayMs: 5000,
@@ -129,7 +155,7 @@ export async function assumeRoleWithWebIdentity(req: AssumeRequest, deps: StsDep
   const arn = out.AssumedRoleUser?.Arn;
   if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken || !c.Expiration || !arn) {
     throw new CordonError({
-      what: `${deps.action ?? 'aws'}: STS answered AssumeRoleWithWebIdentity without credentials`,
+      what: `${deps.action ?? 'aws'}: STS answered ${chain ? 'AssumeRole' : 'AssumeRoleWithWebIdentity'} without credentials`,
       why: 'the response lacked Credentials or AssumedRoleUser',
       fix: 'retry the job; if it persists, check AWS_ENDPOINT_URL_STS points at STS',
     });
@@ -199,6 +225,14 @@ export function explainStsError(
   };
   const name = awsErrorCode(e);
   const message = describeError(e);
+  if (req.chain && (name === 'AccessDenied' || name === 'InvalidClientTokenId' || name === 'ExpiredToken')) {
+    return new CordonError({
+      what: `${action}: STS refused to chain to ${req.roleArn} (${name}: ${message})`,
+      why: "role-chaining signs AssumeRole with the credentials already in the step's environment: they must be valid, allowed sts:AssumeRole (and sts:TagSession unless role-skip-session-tagging), and trusted by the role, with its ExternalId if it asks for one",
+      fix: `check ${names.roleToAssume} and role-external-id, and the trust policy of ${req.roleArn}`,
+      input: names.roleToAssume,
+    });
+  }
   if (name === 'AccessDenied' || name === 'InvalidIdentityToken' || name === 'IDPRejectedClaim') {
     const t = tokenFacts(req.webIdentityToken);
     const aud = Array.isArray(t.aud) ? t.aud.join(', ') : t.aud;
@@ -245,7 +279,7 @@ export function explainStsError(
   }
   const endpoint = stsEndpoint(deps.env) ?? `the STS endpoint of ${req.region}`;
   return new CordonError({
-    what: `${action}: AssumeRoleWithWebIdentity failed for ${req.roleArn} (${reasonOf(e)}: ${message})`,
+    what: `${action}: ${req.chain ? 'AssumeRole' : 'AssumeRoleWithWebIdentity'} failed for ${req.roleArn} (${reasonOf(e)}: ${message})`,
     why: isRetryableAwsError(e)
       ? `${endpoint} kept failing after the retries allowed`
       : `${endpoint} answered with an error Cordon does not retry`,

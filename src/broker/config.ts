@@ -71,6 +71,8 @@ export interface BrokerConfig {
   maskChannel?: boolean;
   aws?: BrokerAwsConfig;
   github?: BrokerGithubConfig;
+  /** HTTPS_PROXY, NO_PROXY, ...: the step's, so the broker's STS, ID-token and GitHub calls take the same way out. */
+  proxyEnv?: Record<string, string>;
 }
 
 /** Throws unless `host` is a loopback address: the broker must not be reachable from elsewhere. */

@@ -79,7 +79,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   };
   const bearer = new BearerCheck(cfg.bearer);
   const control = new BearerCheck(cfg.controlToken);
-  const sourceDeps = { registry, log, fetch: deps.fetch };
+  const sourceDeps = { registry, log, fetch: deps.fetch, proxyEnv: cfg.proxyEnv ?? {} };
   const aws = cfg.aws
     ? new CachedCredential<AwsCredentials>(awsSource(cfg.aws, sourceDeps), cfg.refreshBeforeSeconds)
     : undefined;
@@ -242,7 +242,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       log(`stopping (${reason})`);
       await Promise.allSettled([...recording]);
       const revocations = github
-        ? await revokeAll(cfg.github!.apiUrl, github.issued, { fetch: deps.fetch })
+        ? await revokeAll(cfg.github!.apiUrl, github.issued, { fetch: deps.fetch, env: cfg.proxyEnv ?? {} })
         : { revoked: 0, failed: 0, skipped: 0, results: [] };
       for (const r of revocations.results)
         if (r.status === 'failed') log(`github: a token may stay valid until it expires: ${r.detail ?? ''}`);

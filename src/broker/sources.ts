@@ -107,6 +107,8 @@ export interface SourceDeps {
   registry: SecretRegistry;
   log: (line: string) => void;
   fetch?: typeof fetch;
+  /** HTTPS_PROXY, NO_PROXY, ...: the way out for STS, the ID token and GitHub. */
+  proxyEnv: Env;
 }
 
 /** ID token, then AssumeRoleWithWebIdentity with the same role, session policy and name each time. */
@@ -115,6 +117,7 @@ export function awsSource(
   deps: SourceDeps,
 ): () => Promise<{ value: AwsCredentials; expiresAt: number }> {
   const env: Env = {
+    ...deps.proxyEnv,
     ...cfg.stsEnv,
     ACTIONS_ID_TOKEN_REQUEST_URL: cfg.idTokenRequestUrl,
     ACTIONS_ID_TOKEN_REQUEST_TOKEN: cfg.idTokenRequestToken,
@@ -165,7 +168,7 @@ export function githubSource(
   return async () => {
     const t = await mintToken(
       { ...cfg, skipTokenRevoke: false, configureGit: false },
-      { env: {}, runner, registry: deps.registry, api: deps.fetch ? { fetch: deps.fetch } : undefined },
+      { env: deps.proxyEnv, runner, registry: deps.registry, api: { fetch: deps.fetch, env: deps.proxyEnv } },
     );
     return { value: t, expiresAt: Date.parse(t.expiresAt) / 1000 };
   };
@@ -175,9 +178,9 @@ export function githubSource(
 export async function revokeAll(
   apiUrl: string,
   tokens: Issued<MintedToken>[],
-  deps: { fetch?: typeof fetch; now?: () => number },
+  deps: { fetch?: typeof fetch; env: Env; now?: () => number },
 ): Promise<{ revoked: number; failed: number; skipped: number; results: TokenRevoked[] }> {
-  const api = new GithubApi(apiUrl, { fetch: deps.fetch, maxAttempts: 3, maxTotalMs: 20000 });
+  const api = new GithubApi(apiUrl, { fetch: deps.fetch, env: deps.env, maxAttempts: 3, maxTotalMs: 20000 });
   const now = (deps.now ?? (() => Date.now() / 1000))();
   const results = await Promise.all(
     tokens.map((t): Promise<TokenRevoked> =>

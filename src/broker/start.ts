@@ -27,6 +27,7 @@ import {
   type BrokerGithubConfig,
 } from './config.js';
 import { writeHelperScripts } from './scripts.js';
+import { proxyEnv } from '../platform/proxy.js';
 
 export interface StartBrokerConfig {
   /** Ledger `action` for the broker's events: `run` or `aws`. */
@@ -193,6 +194,7 @@ export async function startBroker(
     maxLifetimeSeconds: cfg.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS,
     parentPid: cfg.watchParent === false ? undefined : process.pid,
     maskChannel: Boolean(deps.onSecret),
+    proxyEnv: proxyEnv(env),
     ...(cfg.aws
       ? {
           aws: {

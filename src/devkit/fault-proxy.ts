@@ -50,6 +50,8 @@ export interface ProxiedRequest {
   path: string;
   /** Form parameters of an AWS Query request (`Action`, `RoleArn`, ...). */
   params: URLSearchParams;
+  /** The request's Authorization header (SigV4 names the signing key id), '' when unsigned. */
+  authorization: string;
   fault?: Fault['kind'];
   /** Status the client got; undefined for a reset. */
   status?: number;
@@ -107,6 +109,7 @@ export async function startFaultProxy(
         method: req.method ?? 'GET',
         path: req.url ?? '/',
         params: new URLSearchParams(body.toString('utf8')),
+        authorization: req.headers.authorization ?? '',
         fault: fault?.kind,
       };
       requests.push(record);

@@ -4,9 +4,13 @@
  * wait GitHub asks for.
  */
 import { retry, sleep as realSleep } from '../platform/retry.js';
+import { proxiedFetch } from '../platform/proxy.js';
+import type { Env } from '../platform/runner.js';
 
 export interface ApiDeps {
   fetch?: typeof fetch;
+  /** Its HTTPS_PROXY / NO_PROXY decide the way out when `fetch` is not given (Node's fetch ignores them). */
+  env?: Env;
   sleep?: (ms: number) => Promise<void>;
   /** Called before each retry: what failed and how long we wait. */
   onRetry?: (what: string, delayMs: number) => void;
@@ -67,7 +71,7 @@ export class GithubApi {
     readonly baseUrl: string,
     private readonly deps: ApiDeps = {},
   ) {
-    this.doFetch = deps.fetch ?? fetch;
+    this.doFetch = deps.fetch ?? (deps.env && proxiedFetch(deps.env)) ?? fetch;
   }
 
   /** One request, no retries; a non-2xx answer throws GithubApiError. */

@@ -105,6 +105,7 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
   const key = loadAppKey(inputs.privateKey);
   deps.registry.register(inputs.privateKey, { name: 'private-key' });
   const api = new GithubApi(inputs.apiUrl, {
+    env: deps.env,
     ...deps.api,
     onRetry: (what, ms) => {
       runner.info(`github-token: ${what}; retrying in ${(ms / 1000).toFixed(1)}s`);

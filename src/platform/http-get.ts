@@ -5,6 +5,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { proxyAgents } from './proxy.js';
+import type { Env } from './runner.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -22,11 +24,23 @@ export type HttpGet = (
   init?: { headers?: Record<string, string>; signal?: AbortSignal },
 ) => Promise<GetResponse>;
 
-export const httpGet: HttpGet = (input, init = {}) =>
+/** A GET through the proxies `env` names (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), if any. */
+export function httpGetFor(env: Env): HttpGet {
+  const agents = proxyAgents(env);
+  return (input, init = {}) => get(input, init, agents);
+}
+
+const get = (
+  input: string | URL,
+  init: { headers?: Record<string, string>; signal?: AbortSignal },
+  agents: ReturnType<typeof proxyAgents>,
+): Promise<GetResponse> =>
   new Promise((resolve, reject) => {
     const url = new URL(String(input));
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, { method: 'GET', headers: init.headers, signal: init.signal }, (res) => {
+    const https = url.protocol === 'https:';
+    const send = https ? httpsRequest : httpRequest;
+    const agent = https ? agents.httpsAgent : agents.httpAgent;
+    const req = send(url, { method: 'GET', headers: init.headers, signal: init.signal, agent }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

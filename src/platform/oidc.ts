@@ -7,7 +7,7 @@ import { CordonError } from './errors.js';
 import type { Env } from './runner.js';
 import { retry } from './retry.js';
 import type { SecretRegistry } from './mask.js';
-import type { HttpGet } from './http-get.js';
+import { httpGetFor, type HttpGet } from './http-get.js';
 
 export const ID_TOKEN_PERMISSION_YAML = 'permissions:\n  id-token: write\n  contents: read';
 
@@ -42,7 +42,8 @@ class HttpError extends Error {
 export async function getIdToken(audience: string, deps: OidcDeps): Promise<string> {
   const { env } = deps;
   if (!hasIdTokenAccess(env)) throw missingIdTokenError('oidc');
-  const doFetch = deps.fetch ?? fetch;
+  // Node's fetch ignores HTTPS_PROXY; this GET goes through the proxy `env` names, if any.
+  const doFetch = deps.fetch ?? httpGetFor(env);
   const url = new URL(env.ACTIONS_ID_TOKEN_REQUEST_URL as string);
   if (audience) url.searchParams.set('audience', audience);
   const token = await retry(

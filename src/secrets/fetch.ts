@@ -15,6 +15,7 @@ import { CordonError } from '../platform/errors.js';
 import { mapBounded } from '../platform/map-bounded.js';
 import { retry, type RetryOptions } from '../platform/retry.js';
 import type { Env } from '../platform/runner.js';
+import { proxyAgents, type ProxyAgents } from '../platform/proxy.js';
 import { checkTarget, describeSource, expandedName, type SecretSpec } from './spec.js';
 
 export interface FetchedSecret {
@@ -69,7 +70,7 @@ interface ClientConfig {
   credentials?: AwsCredentialValues;
   maxAttempts: number;
   ignoreConfiguredEndpointUrls: boolean;
-  requestHandler: { connectionTimeout: number; requestTimeout: number };
+  requestHandler: { connectionTimeout: number; requestTimeout: number } & ProxyAgents;
 }
 
 function clientConfig(
@@ -104,7 +105,12 @@ function clientConfig(
     credentials: deps.credentials ?? fromEnv,
     maxAttempts: 1,
     ignoreConfiguredEndpointUrls: true,
-    requestHandler: { connectionTimeout: 5000, requestTimeout: 15000 },
+    // HTTPS_PROXY / NO_PROXY of the passed env (the SDK's Node handler ignores them).
+    requestHandler: {
+      connectionTimeout: 5000,
+      requestTimeout: 15000,
+      ...proxyAgents(env, { keepAlive: true }),
+    },
   };
 }
 

@@ -143,8 +143,9 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
       ACTIONS_RUNTIME_TOKEN: RUNTIME_TOKEN,
       ACTIONS_ID_TOKEN_REQUEST_TOKEN: ID_REQUEST_TOKEN,
       ACTIONS_ID_TOKEN_REQUEST_URL: 'http://127.0.0.1:9/token',
-      // Every input is in run's environment, as the runner sets them (a key among them).
-      'INPUT_DEPLOY-KEY': INPUT_SECRET,
+      // Every input is in run's environment, as the runner sets them (a key among them; run
+      // refuses an input it does not declare, so the key rides in one it does).
+      'INPUT_SECRETS-JSON': JSON.stringify({ DEPLOY_KEY: INPUT_SECRET }),
       // What the agent greps for, in halves.
       ...halves('N1', RUNTIME_TOKEN),
       ...halves('N2', ID_REQUEST_TOKEN),

@@ -314,6 +314,7 @@ maybe('actions/aws against moto', () => {
     expect(Object.keys(main.outputs).sort()).toEqual([
       'assumed-role-arn',
       'aws-account-id',
+      'aws-expiration',
       'expiration',
       'session-name',
     ]);

@@ -103,6 +103,7 @@ export async function exportThroughBroker(inputs: AwsActionInputs, deps: ExportB
   runner.setOutput('assumed-role-arn', arn);
   runner.setOutput('session-name', inputs.sessionName);
   runner.setOutput('expiration', expiration);
+  runner.setOutput('aws-expiration', expiration);
   runner.setOutput('broker-url', broker.url);
   const state: AwsState = { export: 'broker', role: inputs.role.arn, expiration };
   runner.saveState('aws', JSON.stringify(state));

@@ -1,13 +1,53 @@
 /** `aws`'s main: ID token -> STS -> masked credentials, exported the way the step asks, and recorded. */
 import type { CredentialsIssued } from '../../ledger/events.js';
-import { httpGet } from '../../platform/http-get.js';
+import { httpGetFor } from '../../platform/http-get.js';
 import { Ledger } from '../../ledger/ledger.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import type { AwsActionInputs } from '../../aws/inputs.js';
 import { profilePaths, sectionHeader, writeSection } from '../../aws/profile-files.js';
-import { assumeRoleWithWebIdentity, type AwsCredentials } from '../../aws/sts.js';
+import { assumeRoleWithWebIdentity, type AssumeRequest, type AwsCredentials } from '../../aws/sts.js';
+import { CordonError } from '../../platform/errors.js';
+
+const KEY_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'] as const;
+
+/** The session tags configure-aws-credentials puts on a chained session, from the run's variables. */
+export function sessionTags(env: Env): { Key: string; Value: string }[] {
+  const from: [string, string | undefined][] = [
+    ['GitHub', 'Actions'],
+    ['Repository', env.GITHUB_REPOSITORY],
+    ['Workflow', env.GITHUB_WORKFLOW],
+    ['Action', env.GITHUB_ACTION],
+    ['Actor', env.GITHUB_ACTOR],
+    ['Commit', env.GITHUB_SHA],
+    ['Branch', env.GITHUB_REF],
+  ];
+  // STS allows letters, digits, spaces and _.:/=+-@ in a tag value, 256 at most.
+  return from.flatMap(([Key, v]) =>
+    v ? [{ Key, Value: v.replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, '*').slice(0, 256) }] : [],
+  );
+}
+
+/** role-chaining: the credentials an earlier step left in the environment, registered as secrets. */
+function chainFrom(inputs: AwsActionInputs, env: Env, registry: SecretRegistry): AssumeRequest['chain'] {
+  const [id, key, token] = KEY_VARIABLES.map((k) => env[k] ?? '');
+  if (!id || !key) {
+    throw new CordonError({
+      what: 'aws: role-chaining found no AWS credentials in the environment',
+      why: 'role-chaining signs AssumeRole with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) set by an earlier step',
+      fix: 'put a Cordon aws step with `export: env` for the first role before this one, or remove role-chaining',
+      input: 'role-chaining',
+    });
+  }
+  registry.register(key, { name: 'AWS secret access key' });
+  if (token) registry.register(token, { name: 'AWS session token' });
+  return {
+    credentials: { accessKeyId: id, secretAccessKey: key, sessionToken: token || undefined },
+    externalId: inputs.dropIn.externalId,
+    tags: inputs.dropIn.skipSessionTagging ? undefined : sessionTags(env),
+  };
+}
 
 export interface IssueDeps {
   env: Env;
@@ -67,29 +107,50 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
   const { env, runner, registry } = deps;
   // The account id is masked in the log, not refused by the ledger: the recorded ARNs name it.
   if (inputs.maskAccountId) runner.setSecret(inputs.role.account);
-  if (!hasIdTokenAccess(env)) throw missingIdTokenError('aws');
+  const chain = inputs.dropIn.roleChaining ? chainFrom(inputs, env, registry) : undefined;
+  if (!chain && !hasIdTokenAccess(env)) throw missingIdTokenError('aws');
+  if (inputs.dropIn.unsetCurrentCredentials) for (const k of KEY_VARIABLES) runner.exportVariable(k, '');
   // node:http is loaded for the SDK anyway; global fetch would load undici just for this GET.
-  const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGet, registry });
-  const creds = await assumeRoleWithWebIdentity(
-    {
-      roleArn: inputs.role.arn,
-      sessionName: inputs.sessionName,
-      durationSeconds: inputs.durationSeconds,
-      webIdentityToken: token,
-      region: inputs.region,
-      policy: inputs.policy.json,
-      managedPolicyArns: inputs.policy.managedPolicyArns,
-    },
-    {
-      env,
-      registry,
-      maxAttempts: inputs.retryMaxAttempts,
-      onRetry: (reason, attempt, delay) =>
-        runner.info(
-          `aws: STS call ${attempt} of ${inputs.retryMaxAttempts} failed (${reason}); retrying in ${delay} ms`,
-        ),
-    },
-  );
+  const token = chain
+    ? ''
+    : await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGetFor(env), registry });
+  const request: AssumeRequest = {
+    roleArn: inputs.role.arn,
+    sessionName: inputs.sessionName,
+    durationSeconds: inputs.durationSeconds,
+    webIdentityToken: token,
+    region: inputs.region,
+    policy: inputs.policy.json,
+    managedPolicyArns: inputs.policy.managedPolicyArns,
+    chain,
+  };
+  const sts = {
+    env,
+    registry,
+    maxAttempts: inputs.retryMaxAttempts,
+    onRetry: (reason: string, attempt: number, delay: number) =>
+      runner.info(
+        `aws: STS call ${attempt} of ${inputs.retryMaxAttempts} failed (${reason}); retrying in ${delay} ms`,
+      ),
+  };
+  let creds = await assumeRoleWithWebIdentity(request, sts);
+  // special-characters-workaround: some tools choke on a secret key with + or /; ask again,
+  // within the attempts allowed, for one of letters and digits only.
+  for (
+    let asked = 1;
+    inputs.dropIn.specialCharactersWorkaround && /[^A-Za-z0-9]/.test(creds.secretAccessKey);
+    asked++
+  ) {
+    if (asked >= inputs.retryMaxAttempts) {
+      throw new CordonError({
+        what: `aws: every one of ${asked} sessions had a secret access key with special characters`,
+        why: 'special-characters-workaround asks STS again until the key holds only letters and digits, at most retry-max-attempts times',
+        fix: 'raise retry-max-attempts (up to 12), or remove special-characters-workaround (Cordon exports any key safely)',
+        input: 'special-characters-workaround',
+      });
+    }
+    creds = await assumeRoleWithWebIdentity(request, sts);
+  }
   if (inputs.maskAccountId && creds.account !== inputs.role.account) runner.setSecret(creds.account);
   const files = exportCredentials(inputs, creds, runner);
   const expiration = creds.expiration.toISOString();
@@ -97,6 +158,12 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
   runner.setOutput('assumed-role-arn', creds.assumedRoleArn);
   runner.setOutput('session-name', inputs.sessionName);
   runner.setOutput('expiration', expiration);
+  runner.setOutput('aws-expiration', expiration);
+  if (inputs.dropIn.outputCredentials && inputs.export !== 'outputs') {
+    runner.setOutput('aws-access-key-id', creds.accessKeyId);
+    runner.setOutput('aws-secret-access-key', creds.secretAccessKey);
+    runner.setOutput('aws-session-token', creds.sessionToken);
+  }
   const event: CredentialsIssued = {
     provider: 'aws',
     role: inputs.role.arn,
@@ -131,7 +198,7 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     broker: 'through the credential broker',
   }[inputs.export];
   runner.info(
-    `aws: assumed ${creds.assumedRoleArn} until ${expiration} (${inputs.durationSeconds} s; ${scope}); exported ${where}`,
+    `aws: ${chain ? 'chained to' : 'assumed'} ${creds.assumedRoleArn} until ${expiration} (${inputs.durationSeconds} s; ${scope}); exported ${where}`,
   );
   return creds;
 }

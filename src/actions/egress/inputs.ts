@@ -10,12 +10,15 @@ import {
   type DomainPattern,
   type PresetName,
 } from '../../fence/policy.js';
+import { ownEndpoints, parseRegions, type OwnEndpoint } from '../../fence/own.js';
 
 export interface EgressSettings {
   policy: 'block' | 'audit';
   /** The user's entries (the preset's are in `presetDomains`). */
   domains: DomainPattern[];
   presetDomains: DomainPattern[];
+  /** Cordon's own endpoints (STS, Secrets Manager, SSM, the ID-token service): the runner's, never the agent's. */
+  own: OwnEndpoint[];
   ips: Cidr[];
   /** `refuse`: answers with private addresses are refused like those pointing at the runner. */
   privateAnswers: 'allow' | 'refuse';
@@ -51,6 +54,7 @@ export function parseEgressInputs(env: Env): EgressSettings {
     policy: i.enumeration('egress-policy', ['block', 'audit'] as const, 'block'),
     domains: parseDomains(i.multiline('allowed-domains')),
     presetDomains: presetDomains(preset),
+    own: ownEndpoints(parseRegions(i.multiline('aws-regions')), env),
     ips: parseCidrs(i.multiline('allowed-ips')),
     privateAnswers: i.enumeration('private-answers', ['allow', 'refuse'] as const, 'allow'),
     preset,

@@ -13,6 +13,7 @@ import { startDetached } from '../../platform/detached.js';
 import { fenceId, type DaemonConfig, type DaemonReady } from '../../rootd/protocol.js';
 import type { EgressSettings } from './inputs.js';
 import { GITHUB_HOSTED_PRESET } from '../../fence/policy.js';
+import { ownDomains } from '../../fence/own.js';
 
 export interface LaunchDeps {
   runner: Runner;
@@ -38,6 +39,14 @@ function clientUid(isRoot: boolean, tempDir: string): number {
   }
 }
 
+/**
+ * The two name lists: the preset and Cordon's own endpoints serve the runner and Cordon's
+ * steps, never the agent's uids, which get `allowed-domains` alone.
+ */
+export function daemonLists(s: EgressSettings): Pick<DaemonConfig, 'domains' | 'agentDomains'> {
+  return { domains: [...s.presetDomains, ...ownDomains(s.own), ...s.domains], agentDomains: s.domains };
+}
+
 export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<void> {
   const started = Date.now();
   const { runner, ledger } = deps;
@@ -47,9 +56,7 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
   const cfg: DaemonConfig = {
     id,
     policy: s.policy,
-    domains: [...s.presetDomains, ...s.domains],
-    // The preset serves the runner and Cordon's own steps, never the agent.
-    agentDomains: s.domains,
+    ...daemonLists(s),
     ips: s.ips,
     privateAnswers: s.privateAnswers,
     upstream: s.dnsUpstream,
@@ -110,6 +117,6 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     );
   }
   runner.info(
-    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
+    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset and ${s.own.length} Cordon's own endpoints${s.own.length ? ` (${s.own.map((e) => e.entry).join(' ')})` : ''}, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
   );
 }

@@ -114,6 +114,7 @@ export async function revokeToken(deps: TokenDeps): Promise<TokenRevoked> {
   const api = new GithubApi(runner.getState('api-url') || env.GITHUB_API_URL || 'https://api.github.com', {
     maxAttempts: 3,
     maxTotalMs: 30000,
+    env,
     ...deps.api,
     onRetry: (what, ms) => runner.info(`github-token: ${what}; retrying in ${(ms / 1000).toFixed(1)}s`),
   });

@@ -11,7 +11,7 @@ import { assumeRoleWithWebIdentity, trustPolicyFor, type AssumeRequest } from '.
 import { startFaultProxy, STS_FAULTS, type FaultProxy } from '../../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../../src/devkit/oidc-issuer.js';
-import { httpGet } from '../../../src/platform/http-get.js';
+import { httpGetFor } from '../../../src/platform/http-get.js';
 
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')
@@ -31,7 +31,7 @@ beforeAll(async () => {
   proxy = await startFaultProxy(moto.endpoint);
   token = await getIdToken('sts.amazonaws.com', {
     env: issuer.env,
-    fetch: httpGet,
+    fetch: httpGetFor({}),
     registry: new SecretRegistry(() => {}),
   });
 }, 60000);

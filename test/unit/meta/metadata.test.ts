@@ -83,6 +83,9 @@ describe('the one-step fence and the reusable workflow', () => {
       for (const input of Object.keys(meta.inputs)) {
         if (name === 'run' && input === 'github-token')
           expect(step?.with[input]).toBe('${{ steps.token.outputs.token }}');
+        // The fence opens Cordon's own AWS endpoints of run's region too.
+        else if (name === 'egress' && input === 'aws-regions')
+          expect(step?.with[input]).toBe('${{ inputs.aws-regions || inputs.aws-region }}');
         else expect(step?.with[input]).toBe(`\${{ inputs.${input} }}`);
       }
     }
