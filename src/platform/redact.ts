@@ -15,9 +15,16 @@ const TOKEN_SHAPES: RegExp[] = [
   /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g,
 ];
 
-/** `password=...`, `--token ...`, `Authorization: Bearer ...`: the name kept, the value replaced. */
-const NAMED_VALUE =
-  /((?:pass(?:word|wd)?|secret|token|api[_-]?key|auth(?:orization)?|credentials?)["']?\s*(?:[=:]|\s)\s*(?:bearer\s+|basic\s+)?)("[^"]*"|'[^']*'|[^\s"';&|]+)/gi;
+/**
+ * `password=...`, `"token": "..."`, `--token ...`, `Authorization: Bearer ...`: the name
+ * kept, the value replaced (a `$VARIABLE` is no value: it is kept). Within one line only.
+ */
+const KEYWORD = '(?:pass(?:word|wd)?|secret|token|api[_-]?key|auth(?:orization)?|credentials?)';
+const NAMED_VALUE = new RegExp(
+  `(${KEYWORD}["']?[ \\t]*[=:][ \\t]*(?:bearer[ \\t]+|basic[ \\t]+)?|(?<![\\w-])--?${KEYWORD}[ \\t]+)` +
+    `("[^"\\n]*"|'[^'\\n]*'|[^\\s"';&|]+)`,
+  'gi',
+);
 
 /** A long run of letters and digits that mixes both: a key, whatever its format. */
 const HIGH_ENTROPY = /[A-Za-z0-9+/_=-]{32,}/g;
@@ -62,9 +69,7 @@ export function redactLabels(name: string): string {
   return name
     .split('.')
     .map((l) =>
-      l.length >= 16 || (l.length >= 10 && (l.match(/\d/g) ?? []).length >= 4)
-        ? `[${l.length} chars]`
-        : l,
+      l.length >= 16 || (l.length >= 10 && (l.match(/\d/g) ?? []).length >= 4) ? `[${l.length} chars]` : l,
     )
     .join('.');
 }
