@@ -71,11 +71,13 @@ function allowlistBlocks(
   const already = [...new Set(eventsOf(events, 'egress.started').flatMap((e) => e.domains))].filter((d) =>
     allowlistEntry(d),
   );
+  const blocked = reports.some((r) => r.policy === 'audit') ? 'would be blocked' : 'blocked';
   const lines = ['allowed-domains: |'];
   for (const d of already) lines.push(`  ${d}  # allowed already`);
   for (const d of used) if (!already.includes(d) && !asked.has(d)) lines.push(`  ${d}  # used (audit)`);
   for (const [name, who] of asked)
-    if (!already.includes(name)) lines.push(`  ${name}  # blocked${who ? `; asked by ${comment(who)}` : ''}`);
+    if (!already.includes(name))
+      lines.push(`  ${name}  # ${blocked}${who ? `; asked by ${comment(who)}` : ''}`);
   const blocks: Block[] = [
     {
       kind: 'para',
