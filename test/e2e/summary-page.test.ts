@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Ledger } from '../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { renderSummaryHtml } from '../../src/summary/render.js';
+import { renderHtmlPage } from '../../src/summary/doc.js';
 import { verdictFor } from '../../src/ledger/verify.js';
 import { sampleEvents } from '../harness/sample-events.js';
 import { appendAny } from '../harness/ledger.js';
@@ -31,5 +32,21 @@ describe('the summary page in headless Chromium', () => {
     // right after the alerts. Altered, impersonation, leak, tampering (caution), blocked (warning).
     expect(boxes.alerts).toHaveLength(5);
     expectAlertsAboveTables(boxes);
+  }, 90000);
+
+  test('the check sees an alert below a table', async () => {
+    const chromium = chromiumOrSkip();
+    if (!chromium) return;
+    const page = join(tempDir('cordon-page-'), 'wrong.html');
+    writeFileSync(
+      page,
+      renderHtmlPage('wrong order', [
+        { kind: 'table', headers: ['a'], rows: [['1']] },
+        { kind: 'alert', level: 'warning', text: 'below the table' },
+      ]),
+    );
+    const boxes = await layout(chromium, page);
+    expect(boxes.alerts).toHaveLength(1);
+    expect(() => expectAlertsAboveTables(boxes)).toThrow();
   }, 90000);
 });
