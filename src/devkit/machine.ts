@@ -24,6 +24,7 @@ export const TEST_NEEDS: readonly Need[] = [
   { command: 'iperf3', pkg: 'iperf3', why: 'the throughput tests' },
   { command: 'curl', pkg: 'curl', why: 'the agent-side HTTP tests' },
   { command: 'jq', pkg: 'jq', why: 'the encoder corpus (jq @uri, @sh, @base64, @json)' },
+  { command: 'chromium', pkg: 'chromium', why: 'the summary page rendered in a headless browser' },
 ];
 
 /** What the demo's fence runs: nftables in a pair of network namespaces. */

@@ -148,6 +148,11 @@ export interface SecretsFetched {
 
 export interface RunStarted {
   commandSha256: string;
+  /**
+   * The command on one line (at most 200 characters), scrubbed of every registered secret
+   * and of what looks like a credential (platform/redact.ts); absent from older ledgers.
+   */
+  command?: string;
   shell: string;
   secrets: { name: string; source: string }[];
   envRemoved: string[];

@@ -7,8 +7,25 @@ export type Block =
   | { kind: 'para'; text: string; strong?: boolean }
   | { kind: 'table'; headers: string[]; rows: string[][]; note?: string }
   | { kind: 'details'; summary: string; blocks: Block[] }
-  | { kind: 'code'; text: string }
-  | { kind: 'list'; items: string[] };
+  | { kind: 'code'; text: string; lang?: 'yaml' }
+  | { kind: 'list'; items: string[] }
+  /** A GitHub alert: `> [!CAUTION]` for tampering, impersonation and leaks, `> [!WARNING]` for the rest. */
+  | { kind: 'alert'; level: AlertLevel; text: string };
+
+export type AlertLevel = 'caution' | 'warning';
+
+/** A table without the columns that are empty in every row (the first is always kept). */
+export function withoutEmptyColumns(b: { headers: string[]; rows: string[][] }): {
+  headers: string[];
+  rows: string[][];
+} {
+  const keep = b.headers.map((_, c) => c === 0 || b.rows.some((r) => (r[c] ?? '') !== ''));
+  if (keep.every(Boolean)) return b;
+  return {
+    headers: b.headers.filter((_, c) => keep[c]),
+    rows: b.rows.map((r) => r.filter((_, c) => keep[c])),
+  };
+}
 
 /** Escapes text for a markdown table cell or paragraph; the summary renders HTML, so `<` too. */
 export function mdEscape(s: string): string {
@@ -45,18 +62,24 @@ export function renderMarkdown(blocks: Block[]): string {
         break;
       case 'code': {
         const fence = '`'.repeat(Math.max(3, longestRun(b.text, '`') + 1));
-        out.push(`${fence}\n${b.text}\n${fence}\n`);
+        out.push(`${fence}${b.lang ?? ''}\n${b.text}\n${fence}\n`);
         break;
       }
-      case 'table':
+      case 'table': {
+        const t = withoutEmptyColumns(b);
         out.push(
           [
-            `| ${b.headers.map(mdEscape).join(' | ')} |`,
-            `| ${b.headers.map(() => '---').join(' | ')} |`,
-            ...b.rows.map((r) => `| ${r.map((c) => (c === '' ? ' ' : mdEscape(c))).join(' | ')} |`),
+            `| ${t.headers.map(mdEscape).join(' | ')} |`,
+            `| ${t.headers.map(() => '---').join(' | ')} |`,
+            ...t.rows.map((r) => `| ${r.map((c) => (c === '' ? ' ' : mdEscape(c))).join(' | ')} |`),
           ].join('\n') + '\n',
         );
         if (b.note) out.push(`_${mdEscape(b.note)}_\n`);
+        break;
+      }
+      case 'alert':
+        // One line of escaped text: no `>` or line break in it can end the quote or start another alert.
+        out.push(`> [!${b.level.toUpperCase()}]\n> ${mdEscape(b.text)}\n`);
         break;
       case 'details':
         out.push(
@@ -90,13 +113,17 @@ export function renderHtmlBlocks(blocks: Block[]): string {
           return `<ul>${b.items.map((i) => `<li>${htmlEscape(i)}</li>`).join('')}</ul>`;
         case 'code':
           return `<pre><code>${htmlEscape(b.text)}</code></pre>`;
-        case 'table':
+        case 'table': {
+          const t = withoutEmptyColumns(b);
           return (
-            `<table><thead><tr>${b.headers.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr></thead><tbody>` +
-            b.rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`).join('') +
+            `<table><thead><tr>${t.headers.map((h) => `<th>${htmlEscape(h)}</th>`).join('')}</tr></thead><tbody>` +
+            t.rows.map((r) => `<tr>${r.map((c) => `<td>${htmlEscape(c)}</td>`).join('')}</tr>`).join('') +
             `</tbody></table>` +
             (b.note ? `<p><em>${htmlEscape(b.note)}</em></p>` : '')
           );
+        }
+        case 'alert':
+          return `<div class="alert alert-${b.level}"><p class="alert-title">${b.level === 'caution' ? 'Caution' : 'Warning'}</p><p>${htmlEscape(b.text)}</p></div>`;
         case 'details':
           return `<details><summary>${htmlEscape(b.summary)}</summary>${renderHtmlBlocks(b.blocks)}</details>`;
       }
@@ -113,6 +140,9 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:110
 table{border-collapse:collapse;margin:.5em 0 1em;max-width:100%}td{overflow-wrap:anywhere}th,td{border:1px solid #d1d9e0;padding:4px 10px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}h2{border-bottom:1px solid #d1d9e0;padding-bottom:.3em}pre{background:#f6f8fa;padding:1em;overflow:auto}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600}
+.alert{border-left:.25em solid;padding:.5em 1em;margin:0 0 1em}.alert p{margin:.25em 0}.alert-title{font-weight:600}
+.alert-caution{border-color:#cf222e;background:#ffebe9}.alert-caution .alert-title{color:#cf222e}
+.alert-warning{border-color:#9a6700;background:#fff8c5}.alert-warning .alert-title{color:#9a6700}
 </style></head><body>
 ${renderHtmlBlocks(blocks)}
 </body></html>
@@ -154,9 +184,13 @@ export function renderText(blocks: Block[], width = 120): string {
       case 'code':
         out.push(...b.text.split('\n').map((l) => `    ${oneLine(l)}`));
         break;
+      case 'alert':
+        out.push(`!! ${b.level.toUpperCase()}: ${oneLine(b.text)}`);
+        break;
       case 'table': {
-        const rows = [b.headers, ...b.rows].map((r) => r.map(oneLine));
-        const cols = b.headers.length;
+        const t = withoutEmptyColumns(b);
+        const rows = [t.headers, ...t.rows].map((r) => r.map(oneLine));
+        const cols = t.headers.length;
         const widths = Array.from({ length: cols }, (_, c) =>
           Math.max(...rows.map((r) => (r[c] ?? '').length)),
         );

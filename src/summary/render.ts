@@ -7,17 +7,17 @@ import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import { eventsOf, type CredentialsIssued, type RunRecorded, type TokenIssued } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
-import {
-  allowedSection,
-  blockedSection,
-  commitsSection,
-  otherSection,
-  touchedSection,
-  whoSection,
-} from './sections.js';
+import { allowedSection, commitsSection, otherSection, touchedSection, whoSection } from './sections.js';
+import { blockedSection, leaksSection } from './blocked.js';
+import { findingBlocks } from './findings.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
 
+/**
+ * What every renderer takes: the ledger's lines and the verdict on them, and optionally a
+ * scrubber for every string shown (the caller's secret registry), so start's post and
+ * `actions/report` render the same summary from the same call.
+ */
 export interface SummaryInput {
   lines: LedgerLine[];
   verdict: Verdict;
@@ -26,6 +26,7 @@ export interface SummaryInput {
    * daemon has seen so far, which the egress post records only after every main step.
    */
   pending?: LedgerEvent[];
+  scrub?: (text: string) => string;
 }
 
 function eventsIn(input: SummaryInput): LedgerEvent[] {
@@ -53,31 +54,52 @@ function duringRunBlocks(v: Verdict): Block[] {
   ];
 }
 
+/** The record's own section: how the chain checked out (its finding is an alert at the top). */
 function verdictBlocks(v: Verdict): Block[] {
+  const heading: Block = { kind: 'heading', level: 3, text: 'The record' };
   if (v.status === 'intact')
     return [
-      { kind: 'para', text: 'Record intact: every ledger line chains to the one before it.', strong: true },
+      heading,
+      { kind: 'para', text: 'Record intact: every ledger line chains to the one before it.' },
       ...duringRunBlocks(v),
     ];
-  if (v.status === 'unverified') {
+  if (v.status === 'unverified')
     return [
-      {
-        kind: 'para',
-        text: 'Record not verified: the chain could not be checked (see below).',
-        strong: true,
-      },
+      heading,
+      { kind: 'para', text: 'Record not verified: the chain could not be checked.' },
       { kind: 'list', items: v.details },
     ];
-  }
   return [
+    heading,
     {
       kind: 'para',
-      text: 'RECORD ALTERED while the agent ran: the lines below were changed, removed or inserted. Do not trust this summary as written.',
+      text: 'RECORD ALTERED while the agent ran: these lines were changed, removed or inserted.',
       strong: true,
     },
     { kind: 'list', items: v.details },
     ...duringRunBlocks(v),
   ];
+}
+
+/** Every string in `blocks` through `scrub`. */
+function scrubBlocks(blocks: Block[], scrub: (t: string) => string): Block[] {
+  return blocks.map((b): Block => {
+    switch (b.kind) {
+      case 'table':
+        return {
+          ...b,
+          headers: b.headers.map(scrub),
+          rows: b.rows.map((r) => r.map(scrub)),
+          note: b.note && scrub(b.note),
+        };
+      case 'details':
+        return { ...b, summary: scrub(b.summary), blocks: scrubBlocks(b.blocks, scrub) };
+      case 'list':
+        return { ...b, items: b.items.map(scrub) };
+      default:
+        return { ...b, text: scrub(b.text) };
+    }
+  });
 }
 
 function sourceBlocks(v: Verdict): Block[] {
@@ -97,20 +119,30 @@ function sourceBlocks(v: Verdict): Block[] {
   ];
 }
 
-/** The whole summary, section by section (see sections.ts), after the verdict on the record. */
+/**
+ * The whole summary: the status line and an alert per finding that needs a human (above
+ * every table), then section by section (sections.ts, blocked.ts); the record's section
+ * first when it is not intact, last when it is.
+ */
 export function buildBlocks(input: SummaryInput): Block[] {
   const events = eventsIn(input);
-  return [
+  // An intact record needs no reading past the status line: its section goes last.
+  const record = [...verdictBlocks(input.verdict), ...sourceBlocks(input.verdict)];
+  const intact = input.verdict.status === 'intact';
+  const blocks: Block[] = [
     { kind: 'heading', level: 2, text: 'Cordon: what the agent did' },
-    ...verdictBlocks(input.verdict),
-    ...sourceBlocks(input.verdict),
+    ...findingBlocks(events, input.verdict),
+    ...(intact ? [] : record),
     ...whoSection(events),
     ...allowedSection(events),
     ...touchedSection(events),
     ...blockedSection(events),
+    ...leaksSection(events),
     ...commitsSection(events),
+    ...(intact ? record : []),
     ...otherSection(events, input.lines),
   ];
+  return input.scrub ? scrubBlocks(blocks, input.scrub) : blocks;
 }
 
 /** Markdown for the job summary, degraded (tables cut, noted) until it fits the limit. */

@@ -1,7 +1,7 @@
 /**
  * The summary's sections, one function each, in the order they are shown: who the agent was,
- * what it was allowed, what it touched, what was blocked, the commits it authored, and
- * everything else. Each turns the ledger's events into blocks (see doc.ts).
+ * what it was allowed, what it touched, (blocked.ts: what was blocked, secrets left behind)
+ * the commits it authored, and everything else. Each turns the ledger's events into blocks (see doc.ts).
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import {
@@ -14,6 +14,7 @@ import {
   type RunStarted,
   type TokenRevoked,
 } from '../ledger/events.js';
+import { oneLine, scrubShapes } from '../platform/redact.js';
 import type { Block } from './doc.js';
 
 type Known = keyof EventTypes;
@@ -169,7 +170,7 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
       rows.push(runRow(runsStarted[runsStarted.length - 1], undefined));
     blocks.push({
       kind: 'table',
-      headers: ['Command (sha256)', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
+      headers: ['Command', 'sha256', 'Secrets given', 'Exit', 'Duration', 'Bytes scrubbed'],
       rows,
     });
     for (const st of runsStarted) {
@@ -248,71 +249,6 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
     });
   if (!runsStarted.length && !allowedNames.length)
     blocks.push({ kind: 'para', text: 'No command or network use was recorded.' });
-  return blocks;
-}
-
-/** What was blocked: answers pointing inward, names and destinations refused, secrets written to the workspace, tampering with the fence. */
-export function blockedSection(events: LedgerEvent[]): Block[] {
-  const blocks: Block[] = [];
-  const reports = eventsOf(events, 'egress.report');
-  const runsFinished = eventsOf(events, 'run.finished');
-  blocks.push({ kind: 'heading', level: 3, text: 'What was blocked' });
-  const blockedNames = reports.flatMap((r) =>
-    r.blockedNames.map((b) => [
-      b.name,
-      String(b.queries),
-      b.process ?? '',
-      r.policy === 'audit' ? 'would block (audit)' : 'refused',
-    ]),
-  );
-  const blockedDest = reports.flatMap((r) =>
-    r.blockedDestinations.map((d) => [
-      d.address,
-      `${d.protocol}${d.port ? `/${d.port}` : ''}`,
-      String(d.packets ?? ''),
-      d.process ?? '',
-    ]),
-  );
-  const rebinding = reports.flatMap((r) =>
-    (r.rebinding ?? []).map((b) => [
-      b.name,
-      b.addresses.map((a) => `${a.address} (${a.kind})`).join(', '),
-      String(b.answers),
-      r.policy === 'audit' ? 'would refuse (audit)' : 'refused',
-    ]),
-  );
-  const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
-  if (rebinding.length)
-    blocks.push({
-      kind: 'table',
-      headers: ['Rebinding attempt: name answered inward', 'Addresses', 'Answers', 'Outcome'],
-      rows: rebinding,
-    });
-  if (blockedNames.length)
-    blocks.push({ kind: 'table', headers: ['Name', 'Queries', 'Process', 'Outcome'], rows: blockedNames });
-  if (blockedDest.length)
-    blocks.push({
-      kind: 'table',
-      headers: ['Destination', 'Protocol/port', 'Packets', 'Process'],
-      rows: blockedDest,
-    });
-  if (leaks.length)
-    blocks.push({ kind: 'table', headers: ['Secret written to the workspace', 'Where'], rows: leaks });
-  const unread = runsFinished.flatMap((f) => f.leaksNotScanned ?? []);
-  if (unread.length)
-    blocks.push({ kind: 'para', text: `Not read by the leak scan: ${unread.join('; ')}.`, strong: true });
-  if (!rebinding.length && !blockedNames.length && !blockedDest.length && !leaks.length)
-    blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
-  for (const t of reports.flatMap((r) => r.tamper ?? []))
-    blocks.push({ kind: 'para', text: `Egress fence tampered with: ${t}.`, strong: true });
-  const suggestion = reports.flatMap((r) => r.suggestedAllowlist ?? []);
-  if (suggestion.length) {
-    blocks.push({
-      kind: 'details',
-      summary: 'Suggested allowed-domains (from what was used)',
-      blocks: [{ kind: 'code', text: `allowed-domains: |\n${suggestion.map((d) => `  ${d}`).join('\n')}` }],
-    });
-  }
   return blocks;
 }
 
@@ -407,6 +343,8 @@ function lockText(e: EgressStarted): string {
 
 function runRow(s: RunStarted | undefined, f: RunFinished | undefined): string[] {
   return [
+    // Recorded scrubbed; scrubbed again for what looks like a credential (older ledgers, forged lines).
+    s?.command ? oneLine(scrubShapes(s.command), 100) : '',
     s ? s.commandSha256.slice(0, 16) : '',
     s ? s.secrets.map((x) => x.name).join(', ') : '',
     f ? (f.timedOut ? 'timed out' : String(f.exitCode ?? f.signal ?? '')) : 'still running or lost',

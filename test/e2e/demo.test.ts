@@ -4,6 +4,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT, spawnCollect } from '../../src/devkit/run-action.js';
 import { tempDir } from '../harness/tmp.js';
+import { chromiumOrSkip, expectAlertsAboveTables, layout } from '../harness/chromium.js';
 
 /**
  * The Node that GitHub's runners run the actions with (`using: node24`), fetched by
@@ -63,7 +64,24 @@ describe.each(nodes)('cordon demo (README command one) under %s', (_what, node) 
     }
     const md = readFileSync(join(out, 'summary.md'), 'utf8');
     expect(md).toContain('### Commits the agent authored');
-    expect(readFileSync(join(out, 'summary.html'), 'utf8')).toContain('<table>');
+    // The status line first, then the findings as alerts; the command itself, scrubbed, with its hash.
+    expect(md.split('\n')[2]).toMatch(/^\*\*Cordon: \d+ findings? needs? a human — record intact, /);
+    expect(md).toMatch(
+      /\| echo "agent: calling the model API with key \$DEMO\\_API\\_KEY" ⏎ echo .*… \| [0-9a-f]{16} \|/,
+    );
+    if (process.getuid?.() === 0) {
+      expect(md).toContain('> [!WARNING]\n> 1 name, 1 destination blocked');
+      // Who asked, even when the process was gone before the daemon looked.
+      expect(md).toMatch(/\| exfil\.evil\.test \| \d+ \| (the agent's user|node \(pid)/);
+      expect(md).toMatch(/\| 203\.0\.113\.50 \| tcp\/80 \| \d+ \| (the agent's user|node \(pid)/);
+      expect(md).toMatch(
+        /```yaml\nallowed-domains: \|\n {2}api\.demo\.test {2}# allowed already\n {2}exfil\.evil\.test {2}# blocked; asked by /,
+      );
+    }
+    const html = join(out, 'summary.html');
+    expect(readFileSync(html, 'utf8')).toContain('<table>');
+    const chromium = chromiumOrSkip();
+    if (chromium) expectAlertsAboveTables(await layout(chromium, html));
     for (const f of ['summary.md', 'summary.html', 'ledger.jsonl']) {
       expect(readFileSync(join(out, f), 'utf8')).not.toContain('demo-sk-7Qx9Lr2VbN4pT8wZ');
     }

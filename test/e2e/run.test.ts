@@ -487,6 +487,24 @@ maybe('run action, as a whole program', () => {
     }
   }, 120000);
 
+  test('hostile: a secret pasted into the command line reaches the ledger scrubbed, never as it is', async () => {
+    const job = newJob();
+    const value = 'pasted-secret-value-7Hq2';
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `test -n "${value}" && echo ok # password=hunter2hunter2\nexit 0`,
+        secrets: 'FROM_ENV=env:SOURCE_VALUE',
+      },
+      env: { SOURCE_VALUE: value },
+    });
+    expect(r.code).toBe(0);
+    const started = events(job).find((e) => e.type === 'run.started')?.data;
+    // Registered: scrubbed by the registry; of a credential's shape: by its shape. One line.
+    expect(started?.command).toBe('test -n "***" && echo ok # password=*** ⏎ exit 0');
+    expect(ledgerText(job)).not.toContain('hunter2hunter2');
+    expectNoSecrets(job, r, [value]);
+  });
+
   test('expands a JSON secret to PREFIX_KEY names, and fails on a collision', async () => {
     const job = newJob();
     const dump = join(job.root, 'env.json');

@@ -43,7 +43,9 @@ describe('summary', () => {
     expect(md).toContain('exfil.evil.test');
     expect(md).toContain('203.0.113.9');
     expect(md).toContain('Rebinding attempt: name answered inward');
-    expect(md).toMatch(/imds\.wild\.test \| 169\.254\.169\.254 \(metadata\) \| 2 \| refused/);
+    expect(md).toMatch(
+      /imds\.wild\.test \| 169\.254\.169\.254 \(metadata\) \| 2 \| the agent's user \| refused/,
+    );
     expect(md).toContain('IMPERSONATION');
     expect(md).toContain('NPM\\_TOKEN');
     expect(md).toContain('notes.txt:3');

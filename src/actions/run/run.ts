@@ -7,6 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { CordonError } from '../../platform/errors.js';
+import { commandPreview } from '../../platform/redact.js';
 import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
@@ -183,6 +184,8 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
     if (containment.daemon) started.containmentBy = 'egress daemon';
     if (containment.reason) started.containmentReason = containment.reason;
     if (withheld.length) started.withheld = withheld;
+    // Every secret is registered by now (the checkout token last): the command as the summary shows it.
+    started.command = commandPreview(inputs.run, (t) => registry.scrub(t));
     // The command runs as the same user and can write the ledger: the line written here is
     // checked, with the chain up to it, once the command's processes are gone.
     // run keeps every line's hash up to here in memory: what changed, was removed or inserted shows.

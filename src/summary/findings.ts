@@ -1,0 +1,182 @@
+/**
+ * What needs a human, found in the ledger's events and the verdict on the record: one
+ * status line for the top of the summary and one alert per finding above the tables, so
+ * a reviewer who reads only the first lines still sees an altered record, an impersonating
+ * commit or a leaked secret. Each finding is also shown in its own section below.
+ */
+import type { LedgerEvent } from '../ledger/ledger.js';
+import { eventsOf } from '../ledger/events.js';
+import type { Verdict } from '../ledger/verify.js';
+import type { AlertLevel, Block } from './doc.js';
+
+export interface Finding {
+  level: AlertLevel;
+  /** For the status line: `2 names blocked`. */
+  short: string;
+  /** The alert's text. */
+  text: string;
+}
+
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+function recordFindings(v: Verdict): Finding[] {
+  if (v.status === 'altered')
+    return [
+      {
+        level: 'caution',
+        short: 'record ALTERED',
+        text: `RECORD ALTERED while the agent ran (${plural(v.details.length, 'problem')}, listed under "The record"): lines were changed, removed or inserted. Do not trust this summary as written.`,
+      },
+    ];
+  if (v.status === 'unverified')
+    return [
+      {
+        level: 'caution',
+        short: 'record not verified',
+        text: `Record not verified: ${v.details.join('; ')}. What follows cannot be vouched for.`,
+      },
+    ];
+  return [];
+}
+
+function commitFindings(events: LedgerEvent[]): Finding[] {
+  const impersonating = eventsOf(events, 'commits.observed')
+    .flatMap((c) => c.commits)
+    .filter((c) => c.verdict === 'impersonation');
+  if (!impersonating.length) return [];
+  return [
+    {
+      level: 'caution',
+      short: plural(impersonating.length, 'impersonating commit'),
+      text: `${plural(impersonating.length, 'commit')} made while the agent had an identity of its own claim a human author or committer (${impersonating.map((c) => `${c.sha.slice(0, 12)} as ${c.author}`).join(', ')}): see "Commits the agent authored".`,
+    },
+  ];
+}
+
+function leakFindings(events: LedgerEvent[]): Finding[] {
+  const finished = eventsOf(events, 'run.finished');
+  const leaks = finished.flatMap((f) => f.leaks);
+  const unread = finished.flatMap((f) => f.leaksNotScanned ?? []);
+  const out: Finding[] = unread.length
+    ? [
+        {
+          level: 'warning',
+          short: `${plural(unread.length, 'item')} the leak scan could not read`,
+          text: `The leak scan could not read ${plural(unread.length, 'item')} (past its bounds or in a format it does not open): a secret there would not be found; see "Secrets left behind".`,
+        },
+      ]
+    : [];
+  if (!leaks.length) return out;
+  const names = [...new Set(leaks.map((l) => l.secret))];
+  return [
+    ...out,
+    {
+      level: 'caution',
+      short: `${plural(names.length, 'secret')} left in the workspace`,
+      text: `${plural(names.length, 'secret')} (${names.join(', ')}) left in the workspace or its history at ${plural(leaks.length, 'place')}: rotate ${names.length === 1 ? 'it' : 'them'}; see "Secrets left behind".`,
+    },
+  ];
+}
+
+function fenceFindings(events: LedgerEvent[]): Finding[] {
+  const reports = eventsOf(events, 'egress.report');
+  const out: Finding[] = [];
+  const tamper = [
+    ...reports.flatMap((r) => r.tamper ?? []),
+    ...eventsOf(events, 'egress.tampered').flatMap((t) => t.changes.map((c) => c.what)),
+  ];
+  if (tamper.length)
+    out.push({
+      level: 'caution',
+      short: 'egress fence tampered with',
+      text: `The egress fence was tampered with: ${[...new Set(tamper)].join('; ')}.`,
+    });
+  const audit = reports.some((r) => r.policy === 'audit');
+  const names = reports.reduce((n, r) => n + r.blockedNames.length, 0);
+  const dests = reports.reduce((n, r) => n + r.blockedDestinations.length, 0);
+  const rebound = reports.reduce((n, r) => n + (r.rebinding?.length ?? 0), 0);
+  const parts = [
+    names ? plural(names, 'name') : '',
+    dests ? plural(dests, 'destination') : '',
+    rebound ? plural(rebound, 'name answering inward', 'names answering inward') : '',
+  ].filter(Boolean);
+  if (parts.length) {
+    const verb = audit ? 'would have been blocked (audit mode)' : 'blocked';
+    out.push({
+      level: 'warning',
+      short: `${parts.join(', ')} ${audit ? 'would be blocked' : 'blocked'}`,
+      text: `${parts.join(', ')} ${verb}: see "What was blocked" for who asked, and the allowlist to paste if they were meant.`,
+    });
+  }
+  return out;
+}
+
+function revocationFindings(events: LedgerEvent[]): Finding[] {
+  const out: Finding[] = [];
+  for (const t of eventsOf(events, 'token.revoked'))
+    if (t.status !== 'revoked' || t.confirmStatus === undefined)
+      out.push({
+        level: 'warning',
+        short: 'GitHub token revocation not confirmed',
+        text:
+          t.status === 'revoked'
+            ? 'The GitHub token was revoked, but no follow-up call confirmed it no longer works.'
+            : `The GitHub token was NOT revoked (${t.status}${t.detail ? `: ${t.detail}` : ''}): it stays valid until it expires.`,
+      });
+  for (const b of eventsOf(events, 'broker.stopped'))
+    if (b.revocations.failed > 0)
+      out.push({
+        level: 'warning',
+        short: 'broker revocation failed',
+        text: `The credential broker failed to revoke ${plural(b.revocations.failed, 'token')}${b.handedOutValidUntil ? `; what it handed out stays valid until ${b.handedOutValidUntil}` : ''}.`,
+      });
+  return out;
+}
+
+function identityFindings(events: LedgerEvent[]): Finding[] {
+  const out: Finding[] = [];
+  const finished = eventsOf(events, 'run.finished');
+  eventsOf(events, 'run.started').forEach((r, i) => {
+    if (r.user?.mode === 'runner')
+      out.push({
+        level: 'warning',
+        short: "the agent shared the runner's user",
+        text: `The agent's command ran as the runner user${r.user.fallback ? `, because ${r.user.reason ?? 'no user of its own could be had'}` : ' (user: runner)'}: it could change what later steps run and read their files. Set user: agent to require a user of its own.`,
+      });
+    const end = finished[i]?.agentUser;
+    if (end && !end.removed)
+      out.push({
+        level: 'warning',
+        short: "the agent's user not removed",
+        text: `The agent's user ${end.name} was NOT removed at the end of its step.`,
+      });
+  });
+  return out;
+}
+
+/** Every finding that needs a human, cautions first. */
+export function findings(events: LedgerEvent[], verdict: Verdict): Finding[] {
+  const all = [
+    ...recordFindings(verdict),
+    ...commitFindings(events),
+    ...leakFindings(events),
+    ...fenceFindings(events),
+    ...revocationFindings(events),
+    ...identityFindings(events),
+  ];
+  return [...all.filter((f) => f.level === 'caution'), ...all.filter((f) => f.level === 'warning')];
+}
+
+/** The status line and the alerts, for the top of the summary. */
+export function findingBlocks(events: LedgerEvent[], verdict: Verdict): Block[] {
+  const found = findings(events, verdict);
+  const record =
+    verdict.status === 'intact' ? ['record intact'] : found.length ? [] : [`record ${verdict.status}`];
+  const status = found.length
+    ? `Cordon: ${plural(found.length, 'finding needs', 'findings need')} a human — ${[...record, ...found.map((f) => f.short)].join(', ')}`
+    : `Cordon: nothing needs a human — ${[...record, 'nothing blocked, no secret left behind'].join(', ')}`;
+  return [
+    { kind: 'para', text: status, strong: true },
+    ...found.map((f): Block => ({ kind: 'alert', level: f.level, text: f.text })),
+  ];
+}

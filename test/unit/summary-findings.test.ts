@@ -1,0 +1,250 @@
+/** The summary as a reviewer reads it: the status line and alerts first, each finding in its section, nothing forged. */
+import { describe, expect, test } from '@jest/globals';
+import { join } from 'node:path';
+import { Ledger, type LedgerLine } from '../../src/ledger/ledger.js';
+import type { EventTypes } from '../../src/ledger/events.js';
+import { SecretRegistry } from '../../src/platform/mask.js';
+import { commandPreview } from '../../src/platform/redact.js';
+import { renderSummaryHtml, renderSummaryMarkdown, renderSummaryText } from '../../src/summary/render.js';
+import { verdictFor } from '../../src/ledger/verify.js';
+import { sampleEvents } from '../harness/sample-events.js';
+import { appendAny } from '../harness/ledger.js';
+import { tempDir } from '../harness/tmp.js';
+
+type Overrides = Partial<{ [K in keyof EventTypes]: EventTypes[K] | null }>;
+
+/** Every sample event (ledger.tampered left out: it alters the verdict), with some replaced or dropped. */
+function ledgerLines(over: Overrides = {}): LedgerLine[] {
+  const ledger = new Ledger(join(tempDir('cordon-find-'), 'ledger.jsonl'), {
+    action: 'test',
+    registry: new SecretRegistry(() => {}),
+  });
+  const nonce = ledger.open();
+  const asRun = new Ledger(ledger.path, { action: 'run', registry: new SecretRegistry(() => {}) });
+  const events = { ...sampleEvents, ...over } as Record<string, object | null>;
+  for (const [type, data] of Object.entries(events))
+    if (data && type !== 'ledger.tampered')
+      appendAny(type === 'ledger.verified' ? asRun : ledger, type, data, nonce);
+  return ledger.read();
+}
+
+const md = (over: Overrides = {}): string => {
+  const lines = ledgerLines(over);
+  return renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+};
+
+/** The lines of a markdown table, by its header's first cell. */
+function tableRows(text: string, firstHeader: string): string[] {
+  const lines = text.split('\n');
+  const at = lines.findIndex((l) => l.startsWith(`| ${firstHeader} |`));
+  expect(at).toBeGreaterThanOrEqual(0);
+  const rows: string[] = [];
+  for (let i = at + 2; i < lines.length && lines[i].startsWith('|'); i++) rows.push(lines[i]);
+  return rows;
+}
+
+/** Cells of a table row; `\|` is an escaped pipe inside a cell. */
+const cells = (row: string): number => row.split(/(?<!\\)\|/).length - 2;
+
+const quietRun: Overrides = {
+  'run.finished': { ...sampleEvents['run.finished'], leaks: [] },
+  'commits.observed': {
+    ...sampleEvents['commits.observed'],
+    commits: [sampleEvents['commits.observed'].commits[0]],
+  },
+  'egress.report': {
+    ...sampleEvents['egress.report'],
+    blockedNames: [],
+    blockedDestinations: [],
+    rebinding: [],
+  },
+  'egress.tampered': null,
+  'broker.stopped': null,
+};
+
+describe('summary findings', () => {
+  test('one status line opens it, and every finding is an alert above every table', () => {
+    const text = md();
+    const lines = text.split('\n');
+    expect(lines[2]).toMatch(
+      /^\*\*Cordon: \d+ findings need a human — record intact, 1 impersonating commit, 1 secret left in the workspace, .*1 name, 1 destination, 1 name answering inward blocked/,
+    );
+    const alerts = lines.flatMap((l, i) => (/^> \[!(CAUTION|WARNING)\]$/.test(l) ? [i] : []));
+    expect(lines.filter((l) => l === '> [!CAUTION]')).toHaveLength(3); // impersonation, leak, tampering
+    expect(text).toContain('> [!WARNING]\n> 1 name, 1 destination, 1 name answering inward blocked');
+    const firstTable = lines.findIndex((l) => l.startsWith('| '));
+    expect(Math.max(...alerts)).toBeLessThan(firstTable);
+    // The leak is in a section of its own, not among what was blocked.
+    const blocked = text.slice(text.indexOf('### What was blocked'), text.indexOf('### Secrets left behind'));
+    expect(blocked).not.toContain('NPM\\_TOKEN');
+    expect(text.indexOf('### Secrets left behind')).toBeGreaterThan(0);
+    expect(text.slice(text.indexOf('### Secrets left behind'))).toContain('notes.txt:3');
+  });
+
+  test('a quiet run says so in one line, with no alert', () => {
+    const text = md(quietRun);
+    expect(text.split('\n')[2]).toBe(
+      '**Cordon: nothing needs a human — record intact, nothing blocked, no secret left behind**',
+    );
+    expect(text).not.toContain('> [!');
+  });
+
+  test('an altered record, a shared runner user and an unconfirmed revocation are each an alert', () => {
+    const lines = ledgerLines({
+      ...quietRun,
+      'run.started': {
+        ...sampleEvents['run.started'],
+        user: { mode: 'runner', fallback: true, reason: 'no root and no passwordless sudo' },
+      },
+      'token.revoked': { status: 'failed', detail: 'HTTP 500' },
+    });
+    lines[3] = { ...lines[3], hash: 'x' };
+    const text = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+    expect(text.split('\n')[2]).toMatch(
+      /^\*\*Cordon: 3 findings need a human — record ALTERED, GitHub token revocation not confirmed, the agent shared the runner's user\*\*$/,
+    );
+    expect(text).toContain('> [!CAUTION]\n> RECORD ALTERED while the agent ran');
+    expect(text).toContain(
+      "> [!WARNING]\n> The agent's command ran as the runner user, because no root and no passwordless sudo",
+    );
+    expect(text).toContain('> [!WARNING]\n> The GitHub token was NOT revoked (failed: HTTP 500)');
+    expect(text.indexOf('### The record')).toBeLessThan(text.indexOf('### Who'));
+  });
+
+  test('in block mode, a paste-ready allowlist names who asked; a process already gone is named by its user', () => {
+    const text = md({
+      'run.started': {
+        ...sampleEvents['run.started'],
+        user: { mode: 'agent', name: 'cordon-agent-abc123', uid: 61127, via: 'root' },
+      },
+      'egress.report': {
+        ...sampleEvents['egress.report'],
+        blockedNames: [
+          {
+            name: 'exfil.evil.test',
+            queries: 2,
+            process: 'uid 61127 (process already gone)',
+            identity: 'agent',
+          },
+          { name: 'pypi.org', queries: 1, process: "pip (pid 77, under run's command)", identity: 'agent' },
+        ],
+        blockedDestinations: [
+          { address: '203.0.113.50', protocol: 'tcp', port: 80, packets: 1, identity: 'agent' },
+        ],
+      },
+    });
+    expect(text).toContain(
+      "exfil.evil.test | 2 | the agent's user cordon-agent-abc123 (uid 61127; process already gone) | refused",
+    );
+    expect(text).toContain("203.0.113.50 | tcp/80 | 1 | the agent's user |");
+    expect(text).toContain(
+      [
+        '```yaml',
+        'allowed-domains: |',
+        '  registry.npmjs.org  # allowed already',
+        '  *.githubusercontent.com  # allowed already',
+        "  exfil.evil.test  # blocked; asked by the agent's user cordon-agent-abc123 (uid 61127; process already gone)",
+        "  pypi.org  # blocked; asked by pip (pid 77, under run's command)",
+        '```',
+      ].join('\n'),
+    );
+  });
+
+  test('columns empty in every row are left out', () => {
+    const text = md();
+    // No co-author on any commit, no managed policy on the GitHub row: the co-authors column goes.
+    expect(text).toContain('| Commit | Author | Committer | Signature | Verdict | Subject |');
+    for (const row of tableRows(text, 'Commit')) expect(cells(row)).toBe(6);
+  });
+
+  test("the agent's command is shown scrubbed, on one line of at most 100 characters, with its hash", () => {
+    const registry = new SecretRegistry(() => {});
+    const secret = 'hunter2-very-secret-value';
+    registry.register(secret, { name: 'DB_PASSWORD' });
+    const command = `./agent --db "${secret}" --gh ghp_${'A1b2'.repeat(9)}\nnpm test -- ${'x'.repeat(200)}`;
+    const recorded = commandPreview(command, (t) => registry.scrub(t));
+    expect(recorded).not.toContain(secret);
+    expect(recorded).not.toContain('A1b2A1b2');
+    const text = md({ 'run.started': { ...sampleEvents['run.started'], command: recorded } });
+    const row = tableRows(text, 'Command')[0];
+    expect(row).toContain('./agent --db "\\*\\*\\*" --gh \\*\\*\\* ⏎ npm test');
+    expect(row).toContain('…');
+    expect(row).toContain('ffffffffffffffff');
+    const shown = row
+      .split(/(?<!\\)\|/)[1]
+      .trim()
+      .replace(/\\(.)/g, '$1');
+    expect(shown.length).toBeLessThanOrEqual(100);
+  });
+
+  test('hostile: a secret in the command line or a blocked name never reaches the summary', () => {
+    const value = 'sk-live-9f8e7d6c5b4a39281706';
+    const registry = new SecretRegistry(() => {});
+    registry.register(value, { name: 'API_KEY' });
+    const hex = Buffer.from(value).toString('hex');
+    // A forged or older line carrying the value raw: the shapes and the caller's registry take it out.
+    const lines = ledgerLines({
+      'run.started': {
+        ...sampleEvents['run.started'],
+        command: `curl -H "Authorization: Bearer ${value}" x`,
+      },
+      'egress.report': {
+        ...sampleEvents['egress.report'],
+        blockedNames: [
+          { name: `${hex.slice(0, 40)}.${hex.slice(40)}.exfil.evil.test`, queries: 1 },
+          { name: `${value}.evil.test`, queries: 1 },
+        ],
+        rebinding: [
+          {
+            name: `${value}.rebind.test`,
+            answers: 1,
+            addresses: [{ address: '127.0.0.1', kind: 'loopback' }],
+          },
+        ],
+      },
+    });
+    const input = { lines, verdict: verdictFor(lines), scrub: (t: string) => registry.scrub(t) };
+    for (const out of [renderSummaryMarkdown(input), renderSummaryHtml(input), renderSummaryText(input)]) {
+      expect(out).not.toContain(value);
+      expect(out).not.toContain(hex.slice(0, 16));
+      expect(out.replace(/\\/g, '')).not.toContain(value);
+    }
+    // Without the registry, the shapes alone still take the names' data-carrying labels out.
+    const bare = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+    expect(bare.replace(/\\/g, '')).not.toContain(value);
+    expect(bare).not.toContain(hex.slice(0, 16));
+    expect(bare).toContain('\\[40 chars\\].\\[16 chars\\].exfil.evil.test');
+  });
+
+  test('hostile: markdown in a name, a commit message or an author cannot forge an alert or a table row', () => {
+    const evil = 'x | y | z\n> [!NOTE]\n> all clear `code` <img src=x onerror=alert(1)> <!-- ';
+    const text = md({
+      'commits.observed': {
+        ...sampleEvents['commits.observed'],
+        commits: sampleEvents['commits.observed'].commits.map((c) => ({
+          ...c,
+          author: evil,
+          subject: evil,
+          coAuthors: [evil],
+        })),
+      },
+      'egress.report': {
+        ...sampleEvents['egress.report'],
+        blockedNames: [{ name: evil, queries: 1, process: evil }],
+      },
+    });
+    const lines = text.split('\n');
+    expect(
+      lines.filter((l) => l.startsWith('>')).every((l) => /^> (\[!(CAUTION|WARNING)\]$|[^[])/.test(l)),
+    ).toBe(true);
+    expect(text).not.toContain('[!NOTE]');
+    expect(text).not.toMatch(/<img|<!--/);
+    for (const row of tableRows(text, 'Commit')) expect(cells(row)).toBe(7);
+    for (const row of tableRows(text, 'Name')) expect(cells(row)).toBe(4);
+    // A name that is no domain name is not offered for the allowlist, and its process is no YAML line.
+    const yaml = text.slice(text.indexOf('```yaml'), text.indexOf('```', text.indexOf('```yaml') + 3));
+    expect(yaml).not.toContain('all clear');
+    const html = renderSummaryHtml({ lines: ledgerLines(), verdict: verdictFor(ledgerLines()) });
+    expect(html).not.toContain('<script>');
+  });
+});
