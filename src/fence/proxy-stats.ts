@@ -35,10 +35,11 @@ export class ProxyStats {
 
   constructor(private readonly maxNames = 5000) {}
 
-  query(name: string, allowed: boolean, source?: string): NameStats | undefined {
+  /** Counts a query of `name`; a new name is kept only while there is room and `mayAdd`. */
+  query(name: string, allowed: boolean, source?: string, mayAdd = true): NameStats | undefined {
     let s = this.names.get(name);
     if (!s) {
-      if (this.names.size >= this.maxNames) {
+      if (this.names.size >= this.maxNames || !mayAdd) {
         this.namesDropped++;
         return undefined;
       }

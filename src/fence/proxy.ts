@@ -173,7 +173,7 @@ export class DnsProxy {
       // Counted per source and per name, nothing kept per query; the answer is the query
       // itself turned into NXDOMAIN in place (no copy), unless the source is over budget.
       const answer = this.refusals.refused('udp', rinfo.address, rinfo.port);
-      this.stats.query(q.name, false, this.refusals.lastKey);
+      this.refusedName(q.name);
       if (this.o.policy === 'block') {
         if (answer) sock.send(refuseInPlace(msg, q.end, RCODE_NXDOMAIN), rinfo.port, rinfo.address);
         return;
@@ -201,6 +201,14 @@ export class DnsProxy {
     });
     msg.writeUInt16BE(id, 0);
     this.upstreamSocket.send(msg);
+  }
+
+  /** Counts a refused name against the source just counted (refusals.ts NAMES_PER_SOURCE). */
+  private refusedName(name: string): NameStats | undefined {
+    const before = this.stats.names.size;
+    const stats = this.stats.query(name, false, this.refusals.lastKey, this.refusals.mayName());
+    if (this.stats.names.size > before && this.refusals.last) this.refusals.last.named++;
+    return stats;
   }
 
   private fromUpstream(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -362,7 +370,7 @@ export class DnsProxy {
         const allowed = this.o.matcher.matches(q.name);
         // TCP is flow-controlled, so a refusal over the source's budget is still answered.
         if (!allowed) this.refusals.refused('tcp', c.remoteAddress ?? '', c.remotePort ?? 0);
-        const stats = this.stats.query(q.name, allowed, this.refusals.lastKey);
+        const stats = allowed ? this.stats.query(q.name, true) : this.refusedName(q.name);
         if (!allowed && this.o.policy === 'block') {
           write(refuseInPlace(msg, q.end, RCODE_NXDOMAIN));
           continue;

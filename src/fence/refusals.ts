@@ -13,6 +13,11 @@
 export const REFUSALS_PER_SOURCE_PER_SECOND = 1000;
 /** Sources kept (past it only `sourcesDropped` grows). */
 const MAX_SOURCES = 1024;
+/**
+ * Refused names one source may add to the proxy's table of names (proxy-stats.ts, 5000 in
+ * all): a flood of random names from one socket must not crowd out everyone else's.
+ */
+export const NAMES_PER_SOURCE = 1000;
 /** Who-asked lookups started per second at most. */
 const ASK_PER_SECOND = 20;
 
@@ -27,6 +32,8 @@ export interface RefusedSource {
   peakPerSecond: number;
   second: number;
   inSecond: number;
+  /** Names it added to the proxy's table. */
+  named: number;
   /** Its process has been asked for (lookups are capped per second, so not always at once). */
   looked: boolean;
 }
@@ -62,6 +69,8 @@ export class Refusals {
 
   /** The key of the source last counted (for the name table: which source asked a name first). */
   lastKey = '';
+  /** The source last counted; undefined when the table of sources was full. */
+  last: RefusedSource | undefined;
 
   /** Counts one refused query from a source; true when it is to be answered. */
   refused(proto: 'udp' | 'tcp', address: string, port: number): boolean {
@@ -79,6 +88,7 @@ export class Refusals {
     if (!s) {
       if (this.sources.size >= MAX_SOURCES) {
         this.sourcesDropped++;
+        this.last = undefined;
         return true;
       }
       s = {
@@ -90,10 +100,12 @@ export class Refusals {
         peakPerSecond: 0,
         second: sec,
         inSecond: 0,
+        named: 0,
         looked: false,
       };
       this.sources.set(key, s);
     }
+    this.last = s;
     if (!s.looked) s.looked = this.lookUp(key, proto, port, sec);
     if (s.second !== sec) {
       s.second = sec;
@@ -107,6 +119,12 @@ export class Refusals {
       return false;
     }
     return true;
+  }
+
+  /** Whether the last source may add a name to the proxy's table (and counts it if so). */
+  mayName(): boolean {
+    const s = this.last;
+    return !s || s.named < NAMES_PER_SOURCE;
   }
 
   /** Starts a who-asked lookup unless this second's are used up; true when started. */

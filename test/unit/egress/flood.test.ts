@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import { toEvent } from '../../../src/actions/egress/report.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import { DnsProxy } from '../../../src/fence/proxy.js';
-import { REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
+import { NAMES_PER_SOURCE, REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
 import type { DaemonReport } from '../../../src/rootd/protocol.js';
 import { blockedSection } from '../../../src/summary/sections.js';
 import type { EgressReport } from '../../../src/ledger/events.js';
@@ -116,9 +116,15 @@ describe('a flood of refused names', () => {
     expect(refusalsBack).toBeLessThanOrEqual(src!.refused - src!.unanswered);
     // One who-asked lookup for the socket, not one per name.
     expect(asked).toEqual([key]);
-    // Names kept up to the table's bound; the refused ones remember the socket.
+    // The refused names remember the socket; it added no more than its share of the table,
+    // so a name refused afterwards from another socket is still itemised.
     expect(proxy.stats.names.get('www.a.test')?.queries).toBeGreaterThanOrEqual(10);
     expect(proxy.stats.names.get('n0.flood.test')?.source).toBe(key);
+    expect([...proxy.stats.names.values()].filter((n) => n.source === key).length).toBe(NAMES_PER_SOURCE);
+    const late = new Promise((r) => client.once('message', r));
+    client.send(query('late.evil.test', 99), to, '127.0.0.1');
+    await late;
+    expect(proxy.stats.names.get('late.evil.test')?.source).toBe(`udp 127.0.0.1 ${client.address().port}`);
   });
 
   test('the report records the flood with its source and the summary flags it', () => {
