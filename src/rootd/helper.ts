@@ -184,20 +184,17 @@ export function serveHelper(
   const poll = setInterval(() => {
     if (busy) return;
     busy = true;
-    // One nft for the four sets: a process started every 300 ms, not four (each start
-    // takes CPU from the proxy on a small runner, which showed in its latency's tail).
-    const lists = new Promise<string>((resolve) => {
-      const c = execFile('nft', ['-f', '-'], { timeout: 5000 }, (_e, out) => resolve(out ?? ''));
-      c.stdin?.on('error', () => undefined);
-      c.stdin?.end(
-        ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6']
-          .map((set) => `list set ${TABLE} ${set}\n`)
-          .join(''),
-      );
-    });
-    void lists.then((out) => {
+    const lists = ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6'].map(
+      (set) =>
+        new Promise<string>((resolve) =>
+          execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>
+            resolve(out ?? ''),
+          ),
+        ),
+    );
+    void Promise.all(lists).then((outs) => {
       busy = false;
-      for (const b of parseBlocked(out)) {
+      for (const b of parseBlocked(outs.join('\n'))) {
         const key = destKey(b);
         const n = tries.get(key) ?? 0;
         if (n >= WHO_TRIES) continue;

@@ -15,6 +15,7 @@ import {
   type TokenRevoked,
 } from '../ledger/events.js';
 import type { Block } from './doc.js';
+import { floodBlocks } from './flood.js';
 
 type Known = keyof EventTypes;
 const KNOWN: Known[] = [
@@ -279,23 +280,7 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
     ]),
   );
   const leaks = runsFinished.flatMap((f) => f.leaks.map((l) => [l.secret, `${l.path}:${l.line}`]));
-  // A flood of refused names (threshold in docs/egress.md), with who sent the most.
-  for (const f of reports.flatMap((r) => (r.refusals?.flood ? [r.refusals] : []))) {
-    blocks.push({
-      kind: 'para',
-      text: `A flood of refused DNS names: ${f.total} refused, up to ${f.peakPerSecond} a second; ${f.unanswered} left unanswered and ${f.kernelDropped} dropped by the kernel (a source over its budget).`,
-      strong: true,
-    });
-    blocks.push({
-      kind: 'table',
-      headers: ['Flood source', 'Refused', 'Most in a second'],
-      rows: f.topSources.map((x) => [
-        x.process ?? `${x.protocol} ${x.address} port ${x.port}`,
-        String(x.queries),
-        String(x.peakPerSecond),
-      ]),
-    });
-  }
+  blocks.push(...floodBlocks(reports));
   if (rebinding.length)
     blocks.push({
       kind: 'table',

@@ -146,16 +146,25 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   // One annotation per name and per destination, up to a cap: the runner shows only
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
   const rebinding = event.rebinding ?? [];
+  // A flood's own names are told by its one note (all are in the ledger and the summary),
+  // so they do not use up the annotations other refusals need.
+  const flooders = new Set(
+    (event.refusals?.flood ? event.refusals.topSources : [])
+      .filter((x) => x.queries >= REFUSED_FLOOD_PER_SECOND)
+      .map((x) => x.process),
+  );
   const notes = [
     ...(event.refusals?.flood ? [floodNote(event.refusals)] : []),
     ...rebinding.map(
       (r) =>
         `DNS answer for ${r.name} pointed inward (${r.addresses.map((a) => `${a.address} ${a.kind}`).join(', ')}): a rebinding attempt, ${s.policy === 'block' ? 'refused' : 'let through (audit)'}${forWhom(r.identity)} (${r.answers} answers)`,
     ),
-    ...event.blockedNames.map(
-      (n) =>
-        `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
-    ),
+    ...event.blockedNames
+      .filter((n) => !n.process || !flooders.has(n.process))
+      .map(
+        (n) =>
+          `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+      ),
     ...event.blockedDestinations.map(
       (d) =>
         `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb}${forWhom(d.identity)} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
