@@ -31,6 +31,14 @@ const ND_TYPES =
   '{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld2-listener-report }';
 
 /** The ruleset text; replaces any earlier `inet cordon` in the same transaction. */
+/**
+ * UDP queries a second one client socket may send to the proxies (a burst of as many
+ * more); past it the kernel drops them. A resolver sends a few per lookup; dnsperf's
+ * sockets in the bench send up to a few thousand a second each.
+ */
+export const DNS_FLOOD_PER_SOURCE = 5000;
+const floodLimit = `limit rate over ${DNS_FLOOD_PER_SOURCE}/second burst ${DNS_FLOOD_PER_SOURCE} packets`;
+
 export function renderRuleset(r: FenceRules): string {
   const record = r.recordSeconds ?? 86400;
   const s4 = r.staticAllowed.filter((c) => c.family === 4).map(cidrText);
@@ -70,6 +78,10 @@ export function renderRuleset(r: FenceRules): string {
     blockedSet('blocked4', 'ipv4_addr'),
     blockedSet('blocked6', 'ipv6_addr'),
     // The agent's own: addresses of names the agent asked for, and what it was refused.
+    // A source socket's DNS rate, kept by the kernel (see dns_input).
+    `  set dnsflood4 { type ipv4_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
+    `  set dnsflood6 { type ipv6_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
+    `  counter dnsflood { }`,
     `  set agent4 { type ipv4_addr; flags timeout; }`,
     `  set agent6 { type ipv6_addr; flags timeout; }`,
     blockedSet('agentblocked4', 'ipv4_addr'),
@@ -140,6 +152,13 @@ export function renderRuleset(r: FenceRules): string {
     // The proxy listens on every address for the redirect; nobody outside may use it.
     `  chain dns_input {`,
     `    type filter hook input priority filter; policy accept;`,
+    // One client socket past DNS_FLOOD_PER_SOURCE queries a second loses the rest in the
+    // kernel, before they reach the proxy's socket: a Node proxy drains fewer datagrams a
+    // second than one local socket can send, and once its receive buffer is full every
+    // client's queries are dropped alike (bench/RESULTS-egress.md). Other sockets keep
+    // their own budget, so an allowed lookup is not lost behind a flood.
+    `    udp dport { 53, ${r.agent.dnsPort} } update @dnsflood4 { ip saddr . udp sport ${floodLimit} } counter name dnsflood drop`,
+    `    udp dport { 53, ${r.agent.dnsPort} } update @dnsflood6 { ip6 saddr . udp sport ${floodLimit} } counter name dnsflood drop`,
     `    iif "lo" accept`,
     `    meta l4proto { tcp, udp } th dport 53 ct status dnat accept`,
     `    meta l4proto { tcp, udp } th dport 53 ct state new drop`,

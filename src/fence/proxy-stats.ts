@@ -10,6 +10,8 @@ export interface NameStats {
   queries: number;
   allowed: boolean;
   addresses: Set<string>;
+  /** The source (refusals.ts sourceKey) that asked a refused name first. */
+  source?: string;
 }
 
 /** A name whose answers pointed inward: how many, and the addresses (up to 16) with their kinds. */
@@ -33,14 +35,15 @@ export class ProxyStats {
 
   constructor(private readonly maxNames = 5000) {}
 
-  query(name: string, allowed: boolean): NameStats | undefined {
+  /** Counts a query of `name`; a new name is kept only while there is room and `mayAdd`. */
+  query(name: string, allowed: boolean, source?: string, mayAdd = true): NameStats | undefined {
     let s = this.names.get(name);
     if (!s) {
-      if (this.names.size >= this.maxNames) {
+      if (this.names.size >= this.maxNames || !mayAdd) {
         this.namesDropped++;
         return undefined;
       }
-      s = { queries: 0, allowed, addresses: new Set() };
+      s = { queries: 0, allowed, addresses: new Set(), ...(allowed ? {} : { source }) };
       this.names.set(name, s);
     }
     s.queries++;

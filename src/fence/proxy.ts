@@ -28,6 +28,7 @@ import type { InwardFilter } from './inward.js';
 import { ProxyStats, type NameStats } from './proxy-stats.js';
 import type { DomainMatcher } from './policy.js';
 import { AnswerCache, cacheKey, serveCached, type CacheHit } from './dnscache.js';
+import { Refusals, type SourceAsk } from './refusals.js';
 
 export interface AddressSink {
   /**
@@ -54,10 +55,11 @@ export interface ProxyOptions {
   /** The answer cache; `false` turns it off. Default: a new AnswerCache with its defaults. */
   cache?: AnswerCache | false;
   /**
-   * Called for a name not on the list, after the answer is on its way (never before:
-   * finding who asked must not delay it), with the client socket's port.
+   * Called for a new source of refused names (see refusals.ts: once per client socket, a
+   * few a second at most), after the answer is on its way (finding who asked must not
+   * delay it), with the source's key and the client socket's port.
    */
-  onRefused?: (name: string, from: { proto: 'udp' | 'tcp'; port: number }) => void;
+  onRefused?: SourceAsk;
 }
 
 interface Pending {
@@ -118,9 +120,11 @@ export class DnsProxy {
   private readonly timeoutMs: number;
   private readonly ids = new IdPool();
   readonly cache: AnswerCache | undefined;
+  readonly refusals: Refusals;
 
   constructor(private readonly o: ProxyOptions) {
     this.stats = o.stats ?? new ProxyStats();
+    this.refusals = new Refusals(o.onRefused);
     this.timeoutMs = o.timeoutMs ?? 5000;
     this.cache = o.cache === false ? undefined : (o.cache ?? new AnswerCache());
   }
@@ -165,12 +169,17 @@ export class DnsProxy {
     }
     const q = check.q;
     const allowed = this.o.matcher.matches(q.name);
-    const stats = this.stats.query(q.name, allowed);
-    if (!allowed && this.o.policy === 'block') {
-      sock.send(refusal(msg, q.end, RCODE_NXDOMAIN), rinfo.port, rinfo.address);
-      this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port });
-      return;
+    if (!allowed) {
+      // Counted per source and per name, nothing kept per query; the answer is the query
+      // itself turned into NXDOMAIN in place (no copy), unless the source is over budget.
+      const answer = this.refusals.refused('udp', rinfo.address, rinfo.port);
+      this.refusedName(q.name);
+      if (this.o.policy === 'block') {
+        if (answer) sock.send(refuseInPlace(msg, q.end, RCODE_NXDOMAIN), rinfo.port, rinfo.address);
+        return;
+      }
     }
+    const stats = allowed ? this.stats.query(q.name, true) : this.stats.names.get(q.name);
     let key: string | undefined;
     if (allowed && this.cache) {
       key = cacheKey(msg, q, false);
@@ -178,7 +187,6 @@ export class DnsProxy {
       if (hit && this.fromCache(hit, msg, q.end, stats, { sock, port: rinfo.port, address: rinfo.address }))
         return;
     }
-    if (!allowed) setImmediate(() => this.o.onRefused?.(q.name, { proto: 'udp', port: rinfo.port }));
     if (this.pending.size >= MAX_PENDING || !this.upstreamSocket) {
       sock.send(refusal(msg, q.end, RCODE_SERVFAIL), rinfo.port, rinfo.address);
       return;
@@ -193,6 +201,14 @@ export class DnsProxy {
     });
     msg.writeUInt16BE(id, 0);
     this.upstreamSocket.send(msg);
+  }
+
+  /** Counts a refused name against the source just counted (refusals.ts NAMES_PER_SOURCE). */
+  private refusedName(name: string): NameStats | undefined {
+    const before = this.stats.names.size;
+    const stats = this.stats.query(name, false, this.refusals.lastKey, this.refusals.mayName());
+    if (this.stats.names.size > before && this.refusals.last) this.refusals.last.named++;
+    return stats;
   }
 
   private fromUpstream(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -352,13 +368,11 @@ export class DnsProxy {
         }
         const q = check.q;
         const allowed = this.o.matcher.matches(q.name);
-        const stats = this.stats.query(q.name, allowed);
-        if (!allowed) {
-          const port = c.remotePort ?? 0;
-          setImmediate(() => this.o.onRefused?.(q.name, { proto: 'tcp', port }));
-        }
+        // TCP is flow-controlled, so a refusal over the source's budget is still answered.
+        if (!allowed) this.refusals.refused('tcp', c.remoteAddress ?? '', c.remotePort ?? 0);
+        const stats = allowed ? this.stats.query(q.name, true) : this.refusedName(q.name);
         if (!allowed && this.o.policy === 'block') {
-          write(refusal(msg, q.end, RCODE_NXDOMAIN));
+          write(refuseInPlace(msg, q.end, RCODE_NXDOMAIN));
           continue;
         }
         let key: string | undefined;
@@ -394,6 +408,16 @@ export class DnsProxy {
     this.upstreamSocket?.close();
     for (const s of this.servers) s.close();
   }
+}
+
+/**
+ * The query turned into its refusal in place: same id, opcode, RD and question, QR and RA
+ * set, the rcode, no records (a query has none: readQuery checked). Nothing allocated.
+ */
+function refuseInPlace(msg: Buffer, questionEnd: number, rcode: number): Buffer {
+  msg.writeUInt16BE(0x8000 | (msg.readUInt16BE(2) & 0x7900) | 0x0080 | rcode, 2);
+  msg.writeUInt16BE(0, 10);
+  return msg.subarray(0, questionEnd);
 }
 
 /** What a forwarded query waits with, whichever way its answer goes back. */

@@ -124,6 +124,28 @@ export interface EgressReport {
   /** Names not itemised once the daemon's table of names was full. */
   namesDropped?: number;
   /**
+   * Refused DNS queries: how many, the most in one second, those left unanswered (a
+   * source over its budget) or dropped by the kernel (a client socket over its rate), the
+   * top sources (process when found, else the socket's port), and whether that was a
+   * flood (egress/report.ts REFUSED_FLOOD_PER_SECOND, or any dropped by the kernel).
+   */
+  refusals?: {
+    total: number;
+    peakPerSecond: number;
+    unanswered: number;
+    kernelDropped: number;
+    flood: boolean;
+    topSources: {
+      protocol: string;
+      address: string;
+      port: number;
+      queries: number;
+      peakPerSecond: number;
+      process?: string;
+      identity?: 'agent' | 'runner';
+    }[];
+  };
+  /**
    * How the DNS proxy did: answers served from its cache, queries the upstream never
    * answered, malformed queries refused, and answers refused (SERVFAIL) because the
    * kernel's sets could not be updated.

@@ -49,7 +49,7 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
       queries: n.queries,
       allowed: n.allowed,
       addresses: [...n.addresses],
-      process: askers.get(`name ${name}`),
+      process: n.source === undefined ? undefined : askers.get(`src ${n.source}`),
       identity,
     }));
   const rebinding = (proxy: DnsProxy, identity: Identity): NonNullable<DaemonReport['rebinding']> =>
@@ -60,11 +60,20 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
       identity,
     }));
   const [runner, agent] = [s.proxy.stats, s.agentProxy.stats];
+  let kernelDropped = 0;
+  try {
+    kernelDropped = Number(
+      /packets (\d+)/.exec(await s.shell.run(`list counter ${TABLE} dnsflood`))?.[1] ?? 0,
+    );
+  } catch {
+    s.tamper.note('the counter dnsflood could not be read', true);
+  }
   const rebound = [...rebinding(s.proxy, 'runner'), ...rebinding(s.agentProxy, 'agent')];
   return {
     policy: s.policy,
     names: [...names(s.proxy, 'runner'), ...names(s.agentProxy, 'agent')],
     namesDropped: runner.namesDropped + agent.namesDropped,
+    refusals: refusals(s, askers, kernelDropped),
     ...(rebound.length ? { rebinding: rebound } : {}),
     forgedAnswers: runner.forgedAnswers + agent.forgedAnswers,
     malformed: runner.malformed + agent.malformed,
@@ -105,4 +114,39 @@ export async function serveControl(
   });
   socketForClient(sock, client);
   return () => control.close();
+}
+
+/** Sources of refused queries listed in the report, most first. */
+const TOP_SOURCES = 10;
+
+function refusals(
+  s: ReportSources,
+  askers: ReadonlyMap<string, string>,
+  kernelDropped: number,
+): NonNullable<DaemonReport['refusals']> {
+  const both = [
+    [s.proxy, 'runner'],
+    [s.agentProxy, 'agent'],
+  ] as const;
+  const sources = both
+    .flatMap(([p, identity]) =>
+      [...p.refusals.sources].map(([key, r]) => ({
+        proto: r.proto,
+        address: r.address,
+        port: r.port,
+        refused: r.refused,
+        peakPerSecond: r.peakPerSecond,
+        process: askers.get(`src ${key}`),
+        identity,
+      })),
+    )
+    .sort((a, b) => b.refused - a.refused)
+    .slice(0, TOP_SOURCES);
+  return {
+    total: s.proxy.refusals.total + s.agentProxy.refusals.total,
+    peakPerSecond: Math.max(s.proxy.refusals.peakPerSecond, s.agentProxy.refusals.peakPerSecond),
+    unanswered: s.proxy.refusals.unanswered + s.agentProxy.refusals.unanswered,
+    kernelDropped,
+    sources,
+  };
 }

@@ -33,7 +33,7 @@ export function destKey(b: { address: string; protocol: string; port: number }):
 
 /** The daemon's side: starts the helper and keeps what it answers. */
 export class RootHelper {
-  /** Who asked, by `name <name>` or destKey: the first process found for each. */
+  /** Who asked, by `src <source key>` or destKey: the first process found for each. */
   readonly askers = new Map<string, string>();
   /**
    * How each cgroup made for a non-root run ended; an orphaned one means run was killed
@@ -87,9 +87,9 @@ export class RootHelper {
     });
   }
 
-  /** Asks who sent a refused name (a few times per name at most). */
-  askName(name: string, from: { proto: 'udp' | 'tcp'; port: number }): void {
-    const key = `name ${name}`;
+  /** Asks who is behind a source of refused names (refusals.ts sourceKey; a few times at most). */
+  askSource(source: string, from: { proto: 'udp' | 'tcp'; port: number }): void {
+    const key = `src ${source}`;
     const n = this.nameTries.get(key) ?? 0;
     if (this.askers.has(key) || n >= WHO_TRIES || this.nameTries.size > 8192) return;
     this.nameTries.set(key, n + 1);

@@ -159,6 +159,26 @@ export interface DaemonReport {
     identity?: Identity;
   }[];
   namesDropped: number;
+  /** Refused queries by source (absent from a daemon before it counted them). */
+  refusals?: {
+    total: number;
+    /** The most refused in one second, both proxies together. */
+    peakPerSecond: number;
+    /** Over a source's per-second budget: not answered. */
+    unanswered: number;
+    /** Queries the kernel dropped: one client socket past its per-second limit (firewall.ts). */
+    kernelDropped: number;
+    /** The sources with the most refused queries, most first. */
+    sources: {
+      proto: 'udp' | 'tcp';
+      address: string;
+      port: number;
+      refused: number;
+      peakPerSecond: number;
+      process?: string;
+      identity: Identity;
+    }[];
+  };
   /**
    * Names whose answers pointed inward (loopback, link-local, metadata, the runner's own
    * addresses...): refused in block mode. Absent from a daemon before the filter.

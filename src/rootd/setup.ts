@@ -227,7 +227,7 @@ export async function start(configPath: string): Promise<void> {
             log,
             cache,
             inward,
-            onRefused: (name, from) => helper?.askName(name, from),
+            onRefused: (source, from) => helper?.askSource(source, from),
           });
         const p = make(cfg.domains, sets);
         const l = need(listeners);

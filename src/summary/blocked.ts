@@ -5,6 +5,7 @@
 import type { LedgerEvent } from '../ledger/ledger.js';
 import { eventsOf, type EgressReport } from '../ledger/events.js';
 import { oneLine, redactLabels } from '../platform/redact.js';
+import { floodBlocks } from './flood.js';
 import type { Block } from './doc.js';
 
 /** Names offered in the allowlist at most; a run that asked for thousands needs a look, not a paste. */
@@ -123,6 +124,7 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
       askedBy(d, users),
     ]),
   );
+  blocks.push(...floodBlocks(reports));
   if (rebinding.length)
     blocks.push({
       kind: 'table',

@@ -108,6 +108,16 @@ function fenceFindings(events: LedgerEvent[]): Finding[] {
       text: `${parts.join(', ')} ${verb}: see "What was blocked" for who asked, and the allowlist to paste if they were meant.`,
     });
   }
+  const floods = reports.flatMap((r) => (r.refusals?.flood ? [r.refusals] : []));
+  if (floods.length) {
+    const total = floods.reduce((n, f) => n + f.total, 0);
+    const peak = Math.max(...floods.map((f) => f.peakPerSecond));
+    out.push({
+      level: 'warning',
+      short: 'a flood of refused DNS names',
+      text: `A flood of refused DNS names (${total} refused, up to ${peak} a second): something on the runner tried to starve the DNS proxy; see "What was blocked" for its sources.`,
+    });
+  }
   return out;
 }
 

@@ -59,6 +59,8 @@ suite('egress in block mode', () => {
   let w: World;
   let job: Job;
   let main: StepResult;
+  /** The process that flooded the proxy (the flood test), found in post's report after it. */
+  let floodPid = 0;
 
   beforeAll(async () => {
     w = new World('b');
@@ -207,6 +209,26 @@ suite('egress in block mode', () => {
     expect(connect(c, OTHER6, 80).result).toBe('ECONNREFUSED');
   });
 
+  test('a flood of refused names from one socket does not stop allowed names from being answered, and is recorded with its source', async () => {
+    // 20000 distinct refused names from one socket as fast as it takes them, and 10 lookups
+    // of an allowed name from other sockets in between (each sent again after 1 s, 5 tries,
+    // as a resolver does). Counts only: how many were answered, not how fast.
+    const script = `const d=require('dgram');const f=d.createSocket('udp4');f.on('message',()=>{});
+      const q=(n,id)=>Buffer.concat([Buffer.from([id>>8,id&255,1,0,0,1,0,0,0,0,0,0]),...n.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
+      let ok=0;const ask=(k)=>{const c=d.createSocket('udp4');let tries=0,t;const go=()=>{if(++tries>5){c.close();return}t=setTimeout(go,1000);c.send(q('www.a.test',k),53,'127.0.0.1')};
+        c.on('message',(m)=>{if((m[3]&15)===0&&m.readUInt16BE(6)>0){clearTimeout(t);ok++;c.close()}});go()};
+      (async()=>{for(let i=0;i<20000;i++){f.send(q('n'+i+'.flood.evil.test',i&65535),53,'127.0.0.1');
+        if(i%2000===1999)ask(i/2000);if(i%200===199)await new Promise(r=>setImmediate(r));}
+        const end=Date.now()+8000;while(ok<10&&Date.now()<end)await new Promise(r=>setTimeout(r,100));
+        console.log(JSON.stringify({ok,pid:process.pid}));process.exit(0)})();`;
+    const out = JSON.parse(w.runner.exec([process.execPath, '-e', script], { timeoutMs: 30000 })) as {
+      ok: number;
+      pid: number;
+    };
+    expect(out.ok).toBe(10);
+    floodPid = out.pid;
+  }, 60000);
+
   test('who asked: the process behind a refused name and a blocked destination, and whether it is under the agent', async () => {
     // A "command" (sh, its pid written where the run step would write it) whose child asks
     // for a forbidden name and sends to a forbidden address, holding both sockets a while.
@@ -233,6 +255,7 @@ suite('egress in block mode', () => {
       .pop()!.data as {
       blockedNames: { name: string; process?: string }[];
       blockedDestinations: { address: string; port?: number; process?: string }[];
+      refusals: { total: number; flood: boolean; topSources: { queries: number; process?: string }[] };
     };
     expect(report.blockedNames.find((n) => n.name === 'who.evil.test')?.process).toBe(
       `node (pid ${nodePid}, under run's command)`,
@@ -240,6 +263,11 @@ suite('egress in block mode', () => {
     expect(report.blockedDestinations.find((d) => d.address === EVIL4 && d.port === 9999)?.process).toBe(
       `node (pid ${nodePid}, under run's command)`,
     );
+    // The flood of the test before: its socket first among the sources, with its process.
+    expect(report.refusals.flood).toBe(true);
+    expect(report.refusals.total).toBeGreaterThanOrEqual(report.refusals.topSources[0].queries);
+    expect(report.refusals.topSources[0].process).toMatch(new RegExp(`^node \\(pid ${floodPid}\\b`));
+    expect(report.refusals.topSources[0].queries).toBeGreaterThan(1000);
     expect(
       post.commands.some(
         (c) => c.command === 'warning' && c.message.includes(`asked by node (pid ${nodePid}`),

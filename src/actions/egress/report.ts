@@ -13,6 +13,11 @@ import type { EgressSettings } from './inputs.js';
 import { suggestAllowlist } from '../../fence/policy.js';
 
 const MAX_ANNOTATIONS = 40;
+/**
+ * Refused queries in one second from which the report calls it a flood (docs/egress.md):
+ * a job's programs asking for names they may not have do so a few times a lookup.
+ */
+export const REFUSED_FLOOD_PER_SECOND = 1000;
 
 export interface ReportDeps {
   runner: Runner;
@@ -58,6 +63,7 @@ export function toEvent(r: DaemonReport): EgressReport {
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,
     namesDropped: r.namesDropped,
+    ...(r.refusals ? { refusals: refusalsOf(r.refusals) } : {}),
     dns: {
       answeredFromCache: r.cacheHits ?? 0,
       upstreamTimeouts: r.upstreamTimeouts,
@@ -71,6 +77,34 @@ export function toEvent(r: DaemonReport): EgressReport {
       r.names.filter((n) => n.addresses.length || n.allowed).map((n) => n.name),
     );
   return event;
+}
+
+function refusalsOf(r: NonNullable<DaemonReport['refusals']>): NonNullable<EgressReport['refusals']> {
+  return {
+    total: r.total,
+    peakPerSecond: r.peakPerSecond,
+    unanswered: r.unanswered,
+    kernelDropped: r.kernelDropped,
+    flood: r.peakPerSecond >= REFUSED_FLOOD_PER_SECOND || r.kernelDropped > 0,
+    topSources: r.sources.map((x) => ({
+      protocol: x.proto,
+      address: x.address,
+      port: x.port,
+      queries: x.refused,
+      peakPerSecond: x.peakPerSecond,
+      ...(x.process ? { process: x.process } : {}),
+      identity: x.identity,
+    })),
+  };
+}
+
+/** The annotation for a flood of refused names: the rate and the top sources. */
+export function floodNote(r: NonNullable<EgressReport['refusals']>): string {
+  const top = r.topSources
+    .slice(0, 3)
+    .map((x) => `${x.process ?? `${x.protocol} port ${x.port}`} (${x.queries}, up to ${x.peakPerSecond}/s)`)
+    .join(', ');
+  return `a flood of refused DNS names: ${r.total} refused, up to ${r.peakPerSecond} a second, ${r.unanswered} left unanswered and ${r.kernelDropped} dropped by the kernel; most from ${top || 'unknown sources'}`;
 }
 
 export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<void> {
@@ -112,15 +146,25 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
   // One annotation per name and per destination, up to a cap: the runner shows only
   // the first few dozen annotations of a step anyway; the ledger keeps them all.
   const rebinding = event.rebinding ?? [];
+  // A flood's own names are told by its one note (all are in the ledger and the summary),
+  // so they do not use up the annotations other refusals need.
+  const flooders = new Set(
+    (event.refusals?.flood ? event.refusals.topSources : [])
+      .filter((x) => x.queries >= REFUSED_FLOOD_PER_SECOND)
+      .map((x) => x.process),
+  );
   const notes = [
+    ...(event.refusals?.flood ? [floodNote(event.refusals)] : []),
     ...rebinding.map(
       (r) =>
         `DNS answer for ${r.name} pointed inward (${r.addresses.map((a) => `${a.address} ${a.kind}`).join(', ')}): a rebinding attempt, ${s.policy === 'block' ? 'refused' : 'let through (audit)'}${forWhom(r.identity)} (${r.answers} answers)`,
     ),
-    ...event.blockedNames.map(
-      (n) =>
-        `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
-    ),
+    ...event.blockedNames
+      .filter((n) => !n.process || !flooders.has(n.process))
+      .map(
+        (n) =>
+          `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+      ),
     ...event.blockedDestinations.map(
       (d) =>
         `connection to ${d.address} ${d.protocol}${d.port ? `/${d.port}` : ''} ${verb}${forWhom(d.identity)} (${d.packets} packets${d.process ? `, from ${d.process}` : ''})`,
