@@ -54,7 +54,7 @@ describe('cordon check', () => {
     ].join('\n');
     const { problems, steps } = checkWorkflowText(text, 'w.yml');
     expect(steps).toBe(1);
-    expect(problems.map((p) => `${p.line}:${p.input}`)).toEqual(['8:colour', '7:job-summary']);
+    expect(problems.map((p) => `${p.line}:${p.input}`)).toEqual(['7:job-summary', '8:colour']);
   });
 
   test('a good workflow with expressions has no problems', () => {

@@ -47,7 +47,7 @@ function tableRows(text: string, firstHeader: string): string[] {
 const cells = (row: string): number => row.split(/(?<!\\)\|/).length - 2;
 
 const quietRun: Overrides = {
-  'run.finished': { ...sampleEvents['run.finished'], leaks: [] },
+  'run.finished': { ...sampleEvents['run.finished'], leaks: [], leaksNotScanned: undefined },
   'commits.observed': {
     ...sampleEvents['commits.observed'],
     commits: [sampleEvents['commits.observed'].commits[0]],

@@ -11,7 +11,7 @@ import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import { DnsProxy } from '../../../src/fence/proxy.js';
 import { NAMES_PER_SOURCE, REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
 import type { DaemonReport } from '../../../src/rootd/protocol.js';
-import { blockedSection } from '../../../src/summary/sections.js';
+import { blockedSection } from '../../../src/summary/blocked.js';
 import type { EgressReport } from '../../../src/ledger/events.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { name } from '../../harness/dns.js';
