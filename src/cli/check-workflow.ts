@@ -194,15 +194,22 @@ function allowlist(job: JobInfo): Found[] {
     const active = own ?? fence;
     if (active && s.action !== 'egress')
       for (const need of endpoints(s, awsRegion)) {
-        const { domains, presetDomains } = active.settings;
+        const { domains, presetDomains, own } = active.settings;
         if ([...domains, ...presetDomains].some((p) => covers(p, need.name))) continue;
+        // Cordon's own endpoints (egress's aws-regions) are open to its steps, not to the agent.
+        if (own.some((o) => o.entry === need.name)) continue;
+        const region = /^(?:sts|secretsmanager|ssm)\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(
+          need.name,
+        )?.[1];
         found.push({
           line: s.line,
           column: s.column,
           severity: 'error',
           code: 'egress-endpoint',
           message: `${active.name} blocks ${need.name}, needed here: ${need.why}`,
-          suggestion: `add ${need.name} to allowed-domains of ${active.name}`,
+          suggestion: region
+            ? `add ${region} to aws-regions of ${active.name} (Cordon's own steps reach it there; the agent's user does not)`
+            : `add ${need.name} to allowed-domains of ${active.name}`,
         });
       }
     if (s.action === 'aws') awsRegion = given(s, 'aws-region');

@@ -96,6 +96,34 @@ describe('cordon check: only Cordon’s own actions', () => {
 });
 
 describe('cordon check: the workflow around the steps', () => {
+  test("an endpoint egress opens for Cordon's own steps (aws-regions) is not reported; the fix names aws-regions", () => {
+    const wf = (egressWith: string): string =>
+      [
+        'on: push',
+        'permissions: { id-token: write }',
+        'jobs:',
+        '  a:',
+        '    runs-on: ubuntu-latest',
+        '    steps:',
+        '      - uses: cordon-dev/cordon/actions/start@v1',
+        '      - uses: cordon-dev/cordon/actions/egress@v1',
+        `        with: { allowed-domains: example.com${egressWith} }`,
+        '      - uses: cordon-dev/cordon/actions/run@v1',
+        '        with:',
+        '          run: ./agent.sh',
+        '          secrets: T=aws-sm:ci/t',
+        '          aws-role-to-assume: arn:aws:iam::123456789012:role/agent',
+        '          aws-region: eu-west-1',
+      ].join('\n');
+    const open = checkWorkflowText(wf(''), 'w.yml').problems.filter((p) => p.code === 'egress-endpoint');
+    expect(open.map((p) => p.message)).toEqual([
+      'egress (line 8) blocks sts.eu-west-1.amazonaws.com, needed here: run mints AWS credentials at STS',
+      'egress (line 8) blocks secretsmanager.eu-west-1.amazonaws.com, needed here: run reads aws-sm: secrets',
+    ]);
+    expect(open[0].suggestion).toContain('add eu-west-1 to aws-regions of egress (line 8)');
+    expect(checkWorkflowText(wf(', aws-regions: eu-west-1'), 'w.yml').problems).toEqual([]);
+  });
+
   test('id-token, step order, event text in commands and the allowlist Cordon’s own steps need', () => {
     const ps = check('workflow-mistakes.yml');
     expect(at(ps)).toEqual([
