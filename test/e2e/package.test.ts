@@ -48,11 +48,24 @@ describe('the npm package', () => {
     const [info] = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
     const files = info.files.map((f) => f.path).sort();
     expect(files).toEqual(
-      expect.arrayContaining(['bin/cordon.js', 'dist/cli/main.js', 'dist/package.json', 'package.json']),
+      expect.arrayContaining([
+        'bin/cordon.js',
+        'dist/cli/main.js',
+        'dist/package.json',
+        'package.json',
+        // `cordon check` knows each action's inputs from its metadata.
+        'actions/run/action.yml',
+        'actions/report/action.yml',
+      ]),
     );
     // Nothing else of the repository: no sources, tests or other bundles.
     expect(
-      files.filter((f) => !/^(bin\/cordon\.js|dist\/cli\/main\.js|dist\/package\.json)$/.test(f)),
+      files.filter(
+        (f) =>
+          !/^(bin\/cordon\.js|dist\/cli\/main\.js|dist\/package\.json|actions\/[a-z-]+\/action\.yml)$/.test(
+            f,
+          ),
+      ),
     ).toEqual(files.filter((f) => /^(package\.json|README\.md|LICENSE|CHANGELOG\.md)$/.test(f)));
     const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Record<
       string,
@@ -80,7 +93,7 @@ describe('the npm package', () => {
       home,
     );
     expect(check.stdout).toContain(
-      '.github/workflows/agent.yml:12: egress: input egress-policy "blok" is not valid',
+      '.github/workflows/agent.yml:12:26: error: egress: input egress-policy "blok" is not valid',
     );
     expect(check.stdout).toContain('.github/workflows/agent.yml: 3 Cordon step(s), 1 problem(s)');
     expect(check.code).toBe(1);
