@@ -104,6 +104,22 @@ export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCo
   return command;
 }
 
+/**
+ * The offer, or a line in the daemon's log saying why there is none: the fence matters
+ * more than the agent's own user, and `run` says so when it falls back. What was half made
+ * is removed (the drop-in first: it must never outlive a failed check).
+ */
+export function tryOfferLauncher(o: OfferOptions, backup: LockdownBackup, log: (line: string) => void): void {
+  try {
+    offerLauncher(o, backup);
+  } catch (e) {
+    if (backup.launcher) rmSync(backup.launcher.dropIn, { force: true });
+    backup.launcher = undefined;
+    rmSync(join(o.dir, LAUNCH_DIR), { recursive: true, force: true });
+    log(`run's launcher is not offered: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 /** dist/run/agent.js, beside the daemon's own bundle (dist/egress/daemon.js), if it is there. */
 export function bundledLauncher(daemonScript: string): string | undefined {
   const p = join(dirname(daemonScript), '..', 'run', 'agent.js');

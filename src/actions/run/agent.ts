@@ -93,7 +93,7 @@ function main(): void {
       let userRemoved = !user;
       if (user) {
         try {
-          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE)));
+          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE), undefined, user.uid));
         } catch (e) {
           outputError = describeError(e);
         }
