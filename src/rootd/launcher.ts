@@ -86,6 +86,9 @@ export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCo
   writeFileSync(
     pending,
     `# Cordon egress ${o.id}: the runner user may start the agent launcher as root, with no argument (docs/run.md)\n` +
+      // A command's Defaults come last: whatever the image keeps (env_keep, !env_reset), node
+      // as root gets sudo's bare environment and SUDO_UID only, never NODE_OPTIONS.
+      `Defaults!${node} env_reset, !env_keep\n` +
       `${o.user} ALL=(root) NOPASSWD:NOSETENV: ${node} ${program}\n`,
     { mode: 0o440, flag: 'wx' },
   );

@@ -76,6 +76,7 @@ suite("disable-sudo, then run as the agent's own user through the daemon's launc
     expect(readFileSync(dropIn, 'utf8')).toContain(
       `${runner.name} ALL=(root) NOPASSWD:NOSETENV: ${launch.node} ${launch.program}\n`,
     );
+    expect(readFileSync(dropIn, 'utf8')).toContain(`Defaults!${launch.node} env_reset, !env_keep\n`);
     // Another argument, another program, another environment: not the rule.
     expect(asRunner(['sudo', '-n', launch.node, launch.program, '/etc']).status).not.toBe(0);
     expect(asRunner(['sudo', '-n', launch.node, '-e', 'process.exit(0)']).status).not.toBe(0);
