@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createAgentUser, privilegedExec, sweepAndRemove } from '../src/identity/user.js';
+import { pinWorkspace, unpin } from '../src/identity/pinned.js';
 import { lendWorkspace, type HandOverStrategy } from '../src/identity/workspace.js';
 
 const runs = Math.min(Number(process.argv[2] ?? 5), 20);
@@ -42,10 +43,12 @@ try {
       const total: number[] = [];
       for (let i = 0; i < n; i++) {
         let t = performance.now();
-        const loan = lendWorkspace({ exec, dir, agent, strategy });
+        const pinned = pinWorkspace(dir, 0);
+        const loan = lendWorkspace({ dir: pinned, agent, strategy });
         setup.push(performance.now() - t);
         t = performance.now();
         loan.giveBack();
+        unpin(pinned);
         back.push(performance.now() - t);
         total.push(setup[i] + back[i]);
       }

@@ -10,6 +10,7 @@ import {
   writeFileSync,
   chmodSync,
   chownSync,
+  rmSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
@@ -19,6 +20,8 @@ export interface LockdownBackup {
   sudoers: { path: string; content: string }[];
   groupsLeft: string[];
   docker?: { path: string; mode: number; gid: number };
+  /** The sudoers drop-in that lets the runner user start the agent launcher, and nothing else. */
+  launcher?: { dropIn: string };
 }
 
 const SUDO_GROUPS = ['sudo', 'admin', 'wheel'];
@@ -96,6 +99,7 @@ export function disableDocker(
 }
 
 export function restoreLockdown(b: LockdownBackup, user: string, exec: Exec = execSync): void {
+  if (b.launcher) rmSync(b.launcher.dropIn, { force: true });
   for (const s of b.sudoers) writeFileSync(s.path, s.content);
   for (const g of b.groupsLeft) exec(['gpasswd', '-a', user, g]);
   if (b.docker && existsSync(b.docker.path)) {

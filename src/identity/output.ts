@@ -57,10 +57,16 @@ export function scanFileCommands(text: string): FileCommandItem[] {
 /**
  * Reads and validates the hand-back file. A missing file is no outputs. The file is opened
  * without following a link and must be a regular file (a FIFO would block `run`, a link
- * would read whatever the agent points it at). Errors name the line, never a value.
+ * would read whatever the agent points it at). With `owner`, a file of anyone else's is
+ * refused: root reads it, and a directory of the agent's on the way can be swapped for a
+ * link to one of root's. Errors name the line, never a value.
  */
-export function readAgentOutput(path: string, limits: OutputLimits = OUTPUT_LIMITS): Map<string, string> {
-  const text = readBounded(path, limits.maxBytes);
+export function readAgentOutput(
+  path: string,
+  limits: OutputLimits = OUTPUT_LIMITS,
+  owner?: number,
+): Map<string, string> {
+  const text = readBounded(path, limits.maxBytes, owner);
   const out = new Map<string, string>();
   if (text === undefined) return out;
   const fail = (line: number, why: string) =>
@@ -85,7 +91,7 @@ export function readAgentOutput(path: string, limits: OutputLimits = OUTPUT_LIMI
   return out;
 }
 
-function readBounded(path: string, maxBytes: number): string | undefined {
+function readBounded(path: string, maxBytes: number, owner: number | undefined): string | undefined {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -104,6 +110,13 @@ function readBounded(path: string, maxBytes: number): string | undefined {
       throw new CordonError({
         what: `run: CORDON_OUTPUT (${path}) is not a regular file`,
         fix: 'write the outputs to a plain file',
+      });
+    }
+    if (owner !== undefined && st.uid !== owner) {
+      throw new CordonError({
+        what: `run: CORDON_OUTPUT (${path}) belongs to uid ${st.uid}, not to the agent`,
+        why: 'a directory on the way to it was replaced by a link to somewhere else',
+        fix: 'write the outputs to $CORDON_OUTPUT itself',
       });
     }
     if (st.size > maxBytes) {

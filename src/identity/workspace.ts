@@ -10,9 +10,11 @@
  * - `chown`: `chown -R` to the agent and back; cost grows with the tree. The fallback where
  *   the kernel, the file system or python3 cannot do the mount.
  */
-import { statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { CordonError, describeError } from '../platform/errors.js';
-import type { PrivilegedExec } from './user.js';
+import type { PinnedDir } from './pinned.js';
+import { SAFE_PATH } from './user.js';
 
 export type HandOverStrategy = 'idmap' | 'chown';
 
@@ -30,34 +32,62 @@ export interface WorkspaceLoan {
 }
 
 export interface LendOptions {
-  exec: PrivilegedExec;
-  dir: string;
+  /** The workspace, opened by `pinWorkspace`: every step here goes through its descriptors. */
+  dir: PinnedDir;
   agent: Ids;
   strategy: HandOverStrategy | 'auto';
 }
 
-/** Lends `dir` to the agent; `auto` tries the idmapped mount and falls back to `chown -R`. */
-export function lendWorkspace(opts: LendOptions): WorkspaceLoan {
-  const st = statSync(opts.dir);
-  const owner = { uid: st.uid, gid: st.gid };
-  if (opts.strategy !== 'chown') {
-    try {
-      return lendByIdmap(opts.exec, opts.dir, owner, opts.agent);
-    } catch (e) {
-      if (opts.strategy === 'idmap') throw e;
-      return { ...lendByChown(opts.exec, opts.dir, owner, opts.agent), fallbackReason: describeError(e) };
-    }
-  }
-  return lendByChown(opts.exec, opts.dir, owner, opts.agent);
+/**
+ * Runs a root tool with the pinned directory as its fd 3 (`/proc/self/fd/3`), so what it
+ * changes is the directory that was checked, whatever path now leads where. Root only.
+ */
+function withFd(file: string, args: string[], fd: number): void {
+  const r = spawnSync(file, args, {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe', fd],
+    timeout: 600_000,
+    env: { PATH: SAFE_PATH, LC_ALL: 'C' },
+  });
+  if (r.status !== 0)
+    throw Object.assign(new Error(`${file} exited with ${r.status ?? r.signal}`), { stderr: r.stderr });
 }
 
-function lendByChown(exec: PrivilegedExec, dir: string, owner: Ids, agent: Ids): WorkspaceLoan {
-  // -P --no-dereference: a link the agent plants in the tree must not hand its target to
-  // anyone on the way back (a link to /etc/shadow would otherwise become the runner's).
-  const chown = (to: Ids) =>
-    exec('chown', ['-R', '-P', '--no-dereference', `${to.uid}:${to.gid}`, '--', dir]);
-  attempt('chown', dir, () => chown(agent));
-  return { strategy: 'chown', giveBack: () => attempt('chown', dir, () => chown(owner)) };
+/** Lends the workspace to the agent; `auto` tries the idmapped mount and falls back to `chown -R`. */
+export function lendWorkspace(opts: LendOptions): WorkspaceLoan {
+  const owner = { uid: opts.dir.st.uid, gid: opts.dir.st.gid };
+  if (opts.strategy !== 'chown') {
+    try {
+      return lendByIdmap(opts.dir, owner, opts.agent);
+    } catch (e) {
+      if (opts.strategy === 'idmap') throw e;
+      return { ...lendByChown(opts.dir, owner, opts.agent), fallbackReason: describeError(e) };
+    }
+  }
+  return lendByChown(opts.dir, owner, opts.agent);
+}
+
+function lendByChown(dir: PinnedDir, owner: Ids, agent: Ids): WorkspaceLoan {
+  // -P --no-dereference: a link in the tree is never followed (a link to /etc/shadow
+  // does not hand its target to anyone); the top is the pinned directory itself (`/.`). --from: only files of the
+  // one it is lent from (there) and of the agent (back) change owner, so even a tree
+  // swapped under the descriptor loses nothing of anyone else's.
+  const chown = (from: Ids, to: Ids) =>
+    withFd(
+      'chown',
+      [
+        '-R',
+        '-P',
+        '--no-dereference',
+        `--from=${from.uid}`,
+        `${to.uid}:${to.gid}`,
+        '--',
+        '/proc/self/fd/3/.',
+      ],
+      dir.fd,
+    );
+  attempt('chown', dir.path, () => chown(owner, agent));
+  return { strategy: 'chown', giveBack: () => attempt('chown', dir.path, () => chown(agent, owner)) };
 }
 
 /**
@@ -67,6 +97,7 @@ function lendByChown(exec: PrivilegedExec, dir: string, owner: Ids, agent: Ids):
  * the mapping lives only as long as it takes to open its fd. The syscall numbers are the
  * same on every architecture (all three are above 424, where the tables were unified).
  * The mount is nosuid and nodev: a set-uid file the agent makes is stored as the owner's.
+ * It is made from, and onto, the pinned directory (fd 3, AT_EMPTY_PATH), never a path.
  */
 const IDMAP_MOUNT = String.raw`
 import ctypes, os, signal, sys
@@ -77,7 +108,7 @@ def fail(what):
     e = ctypes.get_errno()
     sys.stderr.write(what + ": " + os.strerror(e) + "\n")
     sys.exit(2)
-src, uidmap, gidmap = sys.argv[1:4]
+uidmap, gidmap = sys.argv[1:3]
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -97,7 +128,7 @@ try:
 finally:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-tree = libc.syscall(L(428), L(-100), ctypes.c_char_p(src.encode()), L(1 | os.O_CLOEXEC))
+tree = libc.syscall(L(428), L(3), ctypes.c_char_p(b""), L(0x1000 | 1 | os.O_CLOEXEC))
 if tree < 0:
     fail("open_tree")
 class Attr(ctypes.Structure):
@@ -105,8 +136,20 @@ class Attr(ctypes.Structure):
 attr = Attr(0x00100000 | 0x2 | 0x4, 0, 0, ns)
 if libc.syscall(L(442), L(tree), ctypes.c_char_p(b""), L(0x1000), ctypes.byref(attr), L(ctypes.sizeof(attr))) < 0:
     fail("mount_setattr(MOUNT_ATTR_IDMAP)")
-if libc.syscall(L(429), L(tree), ctypes.c_char_p(b""), L(-100), ctypes.c_char_p(src.encode()), L(4)) < 0:
+if libc.syscall(L(429), L(tree), ctypes.c_char_p(b""), L(3), ctypes.c_char_p(b""), L(0x4 | 0x40)) < 0:
     fail("move_mount")
+`;
+
+/**
+ * Detaches the mount whose root is fd 3 (MNT_DETACH: the launcher's own descriptor on it
+ * keeps it busy), through the descriptor: a path the caller can swap could name any mount.
+ */
+const UNMOUNT = String.raw`
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.umount2(b"/proc/self/fd/3", 2) != 0:
+    sys.stderr.write("umount2: " + os.strerror(ctypes.get_errno()) + "\n")
+    sys.exit(2)
 `;
 
 /**
@@ -116,30 +159,39 @@ if libc.syscall(L(429), L(tree), ctypes.c_char_p(b""), L(-100), ctypes.c_char_p(
  */
 const PYTHON = '/usr/bin/python3';
 
-function lendByIdmap(exec: PrivilegedExec, dir: string, owner: Ids, agent: Ids): WorkspaceLoan {
+function lendByIdmap(dir: PinnedDir, owner: Ids, agent: Ids): WorkspaceLoan {
   // A mapping line is "<id on disk> <id seen through the mount> 1": only the owner's ids
   // are mapped, so files of anyone else show as nobody and stay out of the agent's reach.
+  const mapping = [`${owner.uid} ${agent.uid} 1`, `${owner.gid} ${agent.gid} 1`];
   attempt(
     'idmapped mount',
-    dir,
-    () =>
-      exec(PYTHON, [
-        '-I',
-        '-S',
-        '-c',
-        IDMAP_MOUNT,
-        dir,
-        `${owner.uid} ${agent.uid} 1`,
-        `${owner.gid} ${agent.gid} 1`,
-      ]),
+    dir.path,
+    () => withFd(PYTHON, ['-I', '-S', '-c', IDMAP_MOUNT, ...mapping], dir.fd),
     IDMAP_FIX,
   );
-  const seen = statSync(dir);
-  const giveBack = () => attempt('umount', dir, () => exec('umount', ['--', dir]));
-  if (seen.uid !== agent.uid || seen.gid !== agent.gid) {
-    giveBack();
+  // The mount's root, looked up in the pinned directory above: the same inode, seen
+  // through the mapping. Held open until the hand-back, which unmounts through it.
+  const holder = dir.above[dir.above.length - 1].fd;
+  const mounted = openSync(
+    `/proc/self/fd/${holder}/${dir.name}`,
+    constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW,
+  );
+  const giveBack = () => {
+    try {
+      attempt('umount', dir.path, () => withFd(PYTHON, ['-I', '-S', '-c', UNMOUNT], mounted));
+    } finally {
+      closeSync(mounted);
+    }
+  };
+  const seen = fstatSync(mounted);
+  if (seen.ino !== dir.st.ino || seen.uid !== agent.uid || seen.gid !== agent.gid) {
+    try {
+      giveBack();
+    } catch {
+      // No mount there to take away; the error below says why.
+    }
     throw new CordonError({
-      what: `workspace: the idmapped mount on ${dir} shows ${seen.uid}:${seen.gid}, not the agent's ${agent.uid}:${agent.gid}`,
+      what: `workspace: the idmapped mount on ${dir.path} shows ${seen.uid}:${seen.gid}, not the agent's ${agent.uid}:${agent.gid}`,
       why: 'the mount was made without its id mapping',
       fix: IDMAP_FIX,
     });

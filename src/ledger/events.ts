@@ -206,7 +206,7 @@ export interface RunUser {
   mode: 'agent' | 'runner';
   name?: string;
   uid?: number;
-  via?: 'root' | 'sudo';
+  via?: 'root' | 'sudo' | 'launcher';
   workspace?: 'idmap' | 'chown';
   fallback?: boolean;
   reason?: string;

@@ -9,7 +9,9 @@
  * reads there (the ledger copy) is root's, readable by the runner's group only:
  *  - `control.sock`: read-only, answers `report` with the daemon's report (`requestReport`);
  *  - `ledger.sock`: one ledger line a line in, appended to the root-owned copy;
- *  - `cgroup.sock`: one connection per cgroup for a `run` step that is not root.
+ *  - `cgroup.sock`: one connection per cgroup for a `run` step that is not root;
+ *  - `launch/`: with `disable-sudo`, root's copy of `run`'s launcher, the one command sudo
+ *    still runs for the runner user (rootd/launcher.ts); `launch/command.json` names it.
  */
 import net from 'node:net';
 import { createHash } from 'node:crypto';
@@ -27,6 +29,21 @@ export const CONTROL_SOCKET = 'control.sock';
 export const LEDGER_SOCKET = 'ledger.sock';
 /** The root helper's cgroup socket. */
 export const CGROUP_SOCKET = 'cgroup.sock';
+
+/** Root's copy of the agent launcher, under the state directory. */
+export const LAUNCH_DIR = 'launch';
+export const LAUNCH_COMMAND = 'command.json';
+
+/** The exact command line sudo allows the runner user after `disable-sudo` (no arguments). */
+export interface LaunchCommand {
+  node: string;
+  program: string;
+}
+
+/** Where `run` finds what the daemon offers it, for the job whose RUNNER_TEMP this is. */
+export function launchCommandPath(runnerTemp: string): string {
+  return join(stateDir(fenceId(runnerTemp)), LAUNCH_DIR, LAUNCH_COMMAND);
+}
 
 /** A stable id per job: the same RUNNER_TEMP gives the same state directory in every step. */
 export function fenceId(runnerTemp: string): string {

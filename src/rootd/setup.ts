@@ -31,6 +31,7 @@ import { readUserFile } from '../platform/user-file.js';
 import { clientOf, readableByClient } from './access.js';
 import { serveControl, buildReport } from './control.js';
 import { RootHelper } from './helper.js';
+import { bundledLauncher, tryOfferLauncher } from './launcher.js';
 import { keepLedgerCopy } from './ledger-server.js';
 import { bindListeners, type Listeners } from './listeners.js';
 import { TamperLog, watchTamper } from './tamper.js';
@@ -194,7 +195,19 @@ export async function start(configPath: string): Promise<void> {
       apply: () => {
         // Half a lockdown is undone here: the step counts as applied only when whole.
         try {
-          if (cfg.disableSudo) disableSudo(cfg.user, lockdown);
+          if (cfg.disableSudo) {
+            disableSudo(cfg.user, lockdown);
+            // sudo gone, `run` still gives the agent its own user: through root's copy of its
+            // launcher, the one command sudo keeps for the runner user (launcher.ts).
+            const agentJs = bundledLauncher(process.argv[1]);
+            if (agentJs)
+              tryOfferLauncher(
+                { user: cfg.user, dir, id: cfg.id, agentJs, node: process.execPath },
+                lockdown,
+                log,
+              );
+            else log('no dist/run/agent.js beside the daemon: run cannot give the agent its own user');
+          }
           if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
         } catch (e) {
           restoreLockdown(lockdown, cfg.user);

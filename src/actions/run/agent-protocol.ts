@@ -1,10 +1,10 @@
 /**
- * What `run` and its root-side launcher (dist/run/agent.js) say to each other. `run` listens
- * on a socket in a directory only its own user can enter; the launcher (root, through
- * `sudo -n` or directly) connects, is handed the command and its environment on that
- * connection (never on a command line, never in a file), makes the agent's user, starts the
- * command as it, and reports back. The agent's user can neither enter the directory nor
- * read the launcher's memory or environment (another uid, and root's).
+ * What `run` and its root-side launcher (dist/run/agent.js) say to each other, on the
+ * launcher's stdin and stdout: `run` starts it (root, through `sudo -n` or directly) with
+ * no argument, hands it the command and its environment on the pipe (never on a command
+ * line, never in a file), and it makes the agent's user, starts the command as it, relays
+ * the command's output as `out` messages and reports back. The agent's user can reach
+ * neither pipe nor read the launcher's memory or environment (another uid, and root's).
  */
 
 /** The agent's hand-back file, in its home (`$CORDON_OUTPUT`). */
@@ -70,6 +70,8 @@ export interface AgentEnd {
 export type LauncherMessage =
   | ({ op: 'ready' } & AgentReady)
   | { op: 'started'; pid: number }
+  /** A chunk of the command's stdout (1) or stderr (2), base64. */
+  | { op: 'out'; fd: 1 | 2; data: string }
   /** How many processes a signal `run` asked for reached. */
   | { op: 'signalled'; count: number }
   | { op: 'exited'; code: number | null; signal: NodeJS.Signals | null }

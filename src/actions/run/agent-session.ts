@@ -1,15 +1,13 @@
 /**
  * `run`'s side of `user: agent`: start the root-side launcher (dist/run/agent.js), hand it
- * the command on a socket only this user can reach, learn the user it made (for
+ * the command on its stdin (a pipe only this process holds), learn the user it made (for
  * `run.started`), then let it start the command and present that as the same
  * `CommandProcess` the rest of `run` uses. Signals and the end go through the launcher:
  * the runner user cannot signal the agent's processes, and does not need to.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { SAFE_PATH } from '../../identity/user.js';
 import { CordonError } from '../../platform/errors.js';
 import {
@@ -19,16 +17,16 @@ import {
   type AgentLaunchConfig,
   type AgentReady,
   type LauncherMessage,
+  type RunMessage,
 } from './agent-protocol.js';
 import type { CommandEnd, CommandExit, CommandProcess } from './spawn.js';
 
 export interface AgentLaunchDeps {
-  via: 'root' | 'sudo';
-  /** dist/run/agent.js (default: next to the running bundle). */
+  /** `launcher`: sudo allows this user the egress daemon's root-owned copy of the launcher only. */
+  via: 'root' | 'sudo' | 'launcher';
+  /** dist/run/agent.js (default: next to the running bundle), or the daemon's copy. */
   program?: string;
   node?: string;
-  /** Where run's private socket directory goes (under RUNNER_TEMP/cordon). */
-  dir: string;
   /** How long the launcher may take to make the user and to start the command (default 30 s each). */
   timeoutMs?: number;
 }
@@ -52,20 +50,23 @@ export class AgentSession {
   ready!: AgentReady;
   /** Processes reached by the signals run asked for (on timeout). */
   signalled = 0;
+  /** The command's stdout and stderr, as the launcher relays them. */
+  private readonly out = [new PassThrough(), new PassThrough()];
 
   constructor(
     private readonly child: ChildProcess,
-    private readonly conn: net.Socket,
     private readonly timeoutMs: number,
   ) {
-    conn.on(
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('end', () => this.out.forEach((o) => o.end()));
+    child.stdin!.on('error', () => undefined);
+    child.stdout!.on(
       'data',
       lineReader<LauncherMessage>(
         (m) => this.onMessage(m),
         (reason) => this.fail(`an unreadable message from the launcher (${reason})`),
       ),
     );
-    conn.on('error', () => undefined);
     child.once('exit', (code, signal) => {
       // The launcher is gone: whatever it did not report did not happen.
       this.exitedResolve({ code: null, signal: null });
@@ -81,7 +82,16 @@ export class AgentSession {
     });
   }
 
+  /** One message to the launcher, on its stdin. */
+  send(m: RunMessage): void {
+    if (!this.child.stdin!.destroyed) this.child.stdin!.write(encodeMessage(m));
+  }
+
   private onMessage(m: LauncherMessage): void {
+    if (m.op === 'out') {
+      if (m.fd === 1 || m.fd === 2) this.out[m.fd - 1].write(Buffer.from(String(m.data), 'base64'));
+      return;
+    }
     if (m.op === 'signalled') {
       this.signalled += m.count;
       return;
@@ -120,19 +130,18 @@ export class AgentSession {
 
   /** Starts the command as the agent's user. */
   async start(): Promise<CommandProcess> {
-    this.conn.write(encodeMessage({ op: 'go' }));
+    this.send({ op: 'go' });
     const m = await this.next();
     if (m.op !== 'started')
       throw failed(`the launcher said ${m.op} where it should have started the command`);
-    const conn = this.conn;
     const ended = this.ended;
     return {
       pid: m.pid,
-      stdout: this.child.stdout as Readable,
-      stderr: this.child.stderr as Readable,
+      stdout: this.out[0] as Readable,
+      stderr: this.out[1] as Readable,
       exited: this.exited,
-      kill(signal) {
-        if (signal === 'SIGTERM' || signal === 'SIGKILL') conn.write(encodeMessage({ op: 'signal', signal }));
+      kill: (signal) => {
+        if (signal === 'SIGTERM' || signal === 'SIGKILL') this.send({ op: 'signal', signal });
         return 0;
       },
       async finish(): Promise<CommandEnd> {
@@ -144,7 +153,7 @@ export class AgentSession {
 
   /** run failed before the command started: the launcher undoes the user and the loan. */
   async abort(): Promise<AgentEnd> {
-    this.conn.write(encodeMessage({ op: 'abort' }));
+    this.send({ op: 'abort' });
     return this.ended;
   }
 }
@@ -154,52 +163,31 @@ export async function prepareAgent(config: AgentLaunchConfig, deps: AgentLaunchD
   const program = deps.program ?? join(dirname(process.argv[1] ?? '.'), 'agent.js');
   const node = deps.node ?? process.execPath;
   const timeoutMs = deps.timeoutMs ?? 30000;
-  // mkdtemp makes the directory 0700: the agent's user cannot reach the socket inside.
-  const dir = mkdtempSync(join(deps.dir, 'agent-'));
-  const socketPath = join(dir, 's');
-  const server = net.createServer();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, resolve);
-    });
-    const argv =
-      deps.via === 'root' ? [node, program, socketPath] : ['sudo', '-n', '--', node, program, socketPath];
-    // A group of its own (a signal to run's group does not reach it), and no environment of
-    // run's: the launcher is root and starts processes as the agent's uid.
-    const child = spawn(argv[0], argv.slice(1), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-      env: { PATH: SAFE_PATH, LC_ALL: 'C' },
-    });
-    const conn = await new Promise<net.Socket>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(failed(`the launcher did not connect within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      const errors: Buffer[] = [];
-      child.stderr?.on('data', (d: Buffer) => errors.length < 16 && errors.push(d));
-      child.once('error', (e) => reject(failed(e.message)));
-      child.once('exit', (code) =>
-        reject(failed(`the launcher ended with ${code}: ${Buffer.concat(errors).toString('utf8').trim()}`)),
-      );
-      // Only the first connection counts; only root (the launcher) can reach the directory.
-      server.once('connection', (c) => {
-        clearTimeout(timer);
-        c.setEncoding('utf8');
-        resolve(c);
-      });
-    });
-    const session = new AgentSession(child, conn, timeoutMs);
-    conn.write(encodeMessage({ op: 'config', config }));
-    const m = await session.next();
-    if (m.op !== 'ready') throw failed(`the launcher said ${m.op} where it should have made the user`);
-    const { op: _op, ...ready } = m;
-    void _op;
-    session.ready = ready;
-    return session;
-  } finally {
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // No argument but the program: sudo's rule for the launcher (`launcher`) names exactly
+  // this command line, and the command itself travels on stdin.
+  const argv = deps.via === 'root' ? [node, program] : ['sudo', '-n', '--', node, program];
+  // A group of its own (a signal to run's group does not reach it), and no environment of
+  // run's: the launcher is root and starts processes as the agent's uid.
+  const child = spawn(argv[0], argv.slice(1), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+    env: { PATH: SAFE_PATH, LC_ALL: 'C' },
+  });
+  const errors: Buffer[] = [];
+  child.stderr?.on('data', (d: Buffer) => errors.length < 16 && errors.push(d));
+  const early = new Promise<never>((_, reject) => {
+    child.once('error', (e) => reject(failed(e.message)));
+    child.once('exit', (code) =>
+      reject(failed(`the launcher ended with ${code}: ${Buffer.concat(errors).toString('utf8').trim()}`)),
+    );
+  });
+  early.catch(() => undefined);
+  const session = new AgentSession(child, timeoutMs);
+  session.send({ op: 'config', config });
+  const m = await Promise.race([session.next(), early]);
+  if (m.op !== 'ready') throw failed(`the launcher said ${m.op} where it should have made the user`);
+  const { op: _op, ...ready } = m;
+  void _op;
+  session.ready = ready;
+  return session;
 }

@@ -1,25 +1,21 @@
 /**
  * `run`'s root side (dist/run/agent.js), started by `run` through `sudo -n` (or directly
- * when `run` is root) with one argument: the socket `run` listens on. It makes the agent's
+ * when `run` is root) with no argument at all: it talks to `run` on its stdin and stdout
+ * (agent-protocol.ts), so sudo's rule for it can name the exact command line and the
+ * caller chooses no path root opens. It makes the agent's
  * own Unix user, lends it the workspace, starts the command as that user in a cgroup of its
  * own, relays the signals `run` asks for, and when the command ends kills every process of
  * the uid, reads the agent's hand-back file, gives the workspace back to the runner user
  * and removes the user. If `run` goes away first, all of it happens all the same.
  */
-import { spawnSync } from 'node:child_process';
-import net from 'node:net';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import { readAgentOutput } from '../../identity/output.js';
-import {
-  createAgentUser,
-  privilegedExec,
-  SAFE_PATH,
-  sweepAndRemove,
-  type AgentUser,
-} from '../../identity/user.js';
+import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from '../../identity/user.js';
+import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
+import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
 import { launchCommand, type CommandProcess } from './spawn.js';
 import {
@@ -33,8 +29,23 @@ import {
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'];
 
-function send(c: net.Socket, m: LauncherMessage): void {
-  if (!c.destroyed) c.write(encodeMessage(m));
+/** To `run`, on stdout: false when the pipe is full (the command's output then waits). */
+function send(m: LauncherMessage): boolean {
+  return process.stdout.destroyed ? true : process.stdout.write(encodeMessage(m));
+}
+
+/** The command's output, relayed as messages; a full pipe to `run` holds the command back. */
+function relay(from: NodeJS.ReadableStream, fd: 1 | 2): Promise<void> {
+  return new Promise((resolve) => {
+    from.on('data', (d: Buffer) => {
+      if (!send({ op: 'out', fd, data: d.toString('base64') })) {
+        from.pause();
+        process.stdout.once('drain', () => from.resume());
+      }
+    });
+    from.once('end', resolve);
+    from.once('error', () => resolve());
+  });
 }
 
 const substitute = (s: string, home: string): string => s.split('{home}').join(home);
@@ -52,80 +63,21 @@ function placeFiles(user: AgentUser, files: AgentLaunchConfig['files']): void {
   }
 }
 
-/**
- * A file the agent made set-uid or set-gid through the mount is stored as the runner
- * user's: the mount's nosuid holds only while it is up. Every such bit on a file whose
- * inode changed since the loan is cleared (one walk of the tree; what did not change keeps
- * its mode).
- */
-function clearSetId(dir: string, since: number): string[] {
-  const r = spawnSync(
-    'find',
-    [
-      dir,
-      '-xdev',
-      '-type',
-      'f',
-      '-newerct',
-      `@${since}`,
-      '(',
-      '-perm',
-      '-4000',
-      '-o',
-      '-perm',
-      '-2000',
-      ')',
-      '-print0',
-    ],
-    { encoding: 'buffer', timeout: 60000, env: { PATH: SAFE_PATH } },
-  );
-  if (r.status !== 0) return [`set-uid files could not be looked for: ${r.stderr.toString().trim()}`];
-  const found = r.stdout.toString('utf8').split('\0').filter(Boolean);
-  for (const f of found) chmodSync(f, lstatSync(f).mode & 0o1777);
-  return found.length ? [`set-uid/set-gid bits cleared on ${found.length} file(s) the agent made`] : [];
-}
-
-/**
- * The agent must be able to walk down to the workspace: a directory above it that others
- * cannot enter (a 0750 home on the way) gets o+x for the step, and its mode back after.
- */
-function openAncestors(dir: string): () => string[] {
-  const changed: { path: string; mode: number }[] = [];
-  for (let p = dirname(resolve(dir)); ; p = dirname(p)) {
-    const st = statSync(p);
-    if (!(st.mode & 0o001)) {
-      changed.push({ path: p, mode: st.mode & 0o7777 });
-      chmodSync(p, (st.mode & 0o7777) | 0o001);
-    }
-    if (p === '/') break;
-  }
-  return () => {
-    const problems: string[] = [];
-    for (const c of changed.reverse()) {
-      try {
-        chmodSync(c.path, c.mode);
-      } catch (e) {
-        problems.push(`the mode of ${c.path} could not be put back: ${describeError(e)}`);
-      }
-    }
-    return problems;
-  };
-}
-
-function main(socketPath: string): void {
+function main(): void {
   const exec = privilegedExec('root');
   const setpriv = SETPRIV.find((p) => existsSync(p));
-  const c = net.connect(socketPath);
-  c.setEncoding('utf8');
-  c.on('error', () => undefined);
+  process.stdin.setEncoding('utf8');
+  process.stdout.on('error', () => undefined);
   let user: AgentUser | undefined;
   let loan: WorkspaceLoan | undefined;
   let closeAncestors: (() => string[]) | undefined;
   let proc: CommandProcess | undefined;
   let lendMs = 0;
   let lentAt = 0;
-  let workspace = '';
+  let pinned: PinnedDir | undefined;
+  const caller = callerUid(process.env, process.getuid?.() ?? -1);
   let finishing: Promise<void> | undefined;
+  let outputDone: Promise<void> | undefined;
 
   // Kills what is left, reads the hand-back file, gives the workspace back, removes the
   // user: once, whichever way the command ended.
@@ -133,12 +85,15 @@ function main(socketPath: string): void {
     (finishing ??= (async () => {
       const problems: string[] = [];
       const end = proc ? await proc.finish() : { alive: 0, left: 0 };
+      // All the command wrote goes out before `ended`: its pipes close once its last
+      // process is killed (bounded, for one that would not die).
+      if (outputDone) await Promise.race([outputDone, new Promise((r) => setTimeout(r, 2000))]);
       let outputs: Record<string, string> | undefined;
       let outputError: string | undefined;
       let userRemoved = !user;
       if (user) {
         try {
-          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE)));
+          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE), undefined, user.uid));
         } catch (e) {
           outputError = describeError(e);
         }
@@ -153,13 +108,14 @@ function main(socketPath: string): void {
       if (loan) {
         try {
           loan.giveBack();
-          problems.push(...clearSetId(workspace, lentAt));
+          if (pinned) problems.push(...clearSetId(pinned, lentAt));
         } catch (e) {
           problems.push(describeError(e));
         }
       }
       if (closeAncestors) problems.push(...closeAncestors());
-      send(c, {
+      if (pinned) unpin(pinned);
+      send({
         op: 'ended',
         alive: end.alive,
         left: end.left,
@@ -173,30 +129,36 @@ function main(socketPath: string): void {
         outputError,
         problems,
       });
-      c.end();
+      // Nothing is left to do: ended once everything sent has reached run (run sees the
+      // launcher's stdout end, and with it the command's output).
+      if (process.stdout.writableLength === 0) process.exit(0);
+      process.stdout.once('drain', () => process.exit(0));
     })());
 
   let launch: (() => Promise<void>) | undefined;
-  const prepare = (config: AgentLaunchConfig): void => {
+  const prepare = (raw: unknown): void => {
     if (!setpriv) throw new Error('setpriv (util-linux) is not installed');
+    // The caller may be any process of the runner user (see agent-config.ts): nothing is
+    // made before its config is checked and its workspace pinned.
+    const config = parseLaunchConfig(raw);
+    const ws = pinWorkspace(config.workspace, caller);
+    pinned = ws;
     const u = createAgentUser(exec);
     user = u;
     placeFiles(u, config.files);
     const t = Date.now();
-    workspace = config.workspace;
     // Seconds, rounded down: find compares ctimes with it (a second early is harmless).
     lentAt = Math.floor(t / 1000);
-    closeAncestors = openAncestors(config.workspace);
+    closeAncestors = openAncestors(ws, caller);
     const lent = lendWorkspace({
-      exec,
-      dir: config.workspace,
+      dir: ws,
       agent: { uid: u.uid, gid: u.gid },
       strategy: 'auto',
     });
     loan = lent;
     lendMs = Date.now() - t;
     const containment = createCgroup({});
-    send(c, {
+    send({
       op: 'ready',
       user: u.name,
       uid: u.uid,
@@ -211,8 +173,19 @@ function main(socketPath: string): void {
     launch = async () => {
       // The shell starts as the agent (node sets groups, gid and uid before exec), so nothing
       // with the command's environment ever runs as root; setpriv then sets no_new_privs, so
-      // no set-uid program (sudo, su, pkexec) can give the agent more than it has.
-      const argv = [setpriv, '--no-new-privs', '--', ...config.argv.map((a) => substitute(a, u.home))];
+      // no set-uid program (sudo, su, pkexec) can give the agent more than it has. The
+      // working directory is entered by the agent's own shell: root never follows a path
+      // of the caller's there.
+      const argv = [
+        setpriv,
+        '--no-new-privs',
+        '--',
+        '/bin/sh',
+        '-c',
+        'cd -- "$0" || exit 125; exec "$@"',
+        substitute(config.cwd, u.home),
+        ...config.argv.map((a) => substitute(a, u.home)),
+      ];
       const env: Record<string, string> = {
         ...Object.fromEntries(Object.entries(config.env).map(([k, v]) => [k, substitute(v, u.home)])),
         HOME: u.home,
@@ -223,26 +196,25 @@ function main(socketPath: string): void {
       const p = await launchCommand({
         argv,
         env,
-        cwd: config.cwd,
+        cwd: u.home,
         containment,
         user: { uid: u.uid, gid: u.gid },
       });
       proc = p;
-      p.stdout.pipe(process.stdout);
-      p.stderr.pipe(process.stderr);
-      send(c, { op: 'started', pid: p.pid });
+      outputDone = Promise.all([relay(p.stdout, 1), relay(p.stderr, 2)]).then(() => undefined);
+      send({ op: 'started', pid: p.pid });
       const exit = await p.exited;
-      send(c, { op: 'exited', code: exit.code, signal: exit.signal });
+      send({ op: 'exited', code: exit.code, signal: exit.signal });
       await finish();
     };
   };
 
   const fail = (e: unknown): void => {
-    send(c, { op: 'error', what: 'could not start the command as its own user', why: describeError(e) });
+    send({ op: 'error', what: 'could not start the command as its own user', why: describeError(e) });
     void finish();
   };
 
-  c.on(
+  process.stdin.on(
     'data',
     lineReader<RunMessage>(
       (m) => {
@@ -257,16 +229,17 @@ function main(socketPath: string): void {
         } else if (m.op === 'go' && launch && !proc && !finishing) {
           launch().catch(fail);
         } else if (m.op === 'signal' && proc && (m.signal === 'SIGTERM' || m.signal === 'SIGKILL')) {
-          send(c, { op: 'signalled', count: proc.kill(m.signal) });
+          send({ op: 'signalled', count: proc.kill(m.signal) });
         }
       },
-      (reason) => send(c, { op: 'error', what: 'an unreadable message from run', why: reason }),
+      (reason) => send({ op: 'error', what: 'an unreadable message from run', why: reason }),
     ),
   );
   // run went away (killed, or its step cancelled), or this process is told to end (sudo
   // relays the signals it gets): nothing of the agent's outlives it either way.
-  const end = (): void => void finish().then(() => process.exit(0));
-  c.on('close', end);
+  const end = (): void => void finish();
+  process.stdin.on('end', end);
+  process.stdin.on('error', end);
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, end);
 }
 
@@ -274,9 +247,8 @@ if (process.getuid?.() !== 0) {
   process.stderr.write('cordon run: agent.js must run as root\n');
   process.exit(2);
 }
-const socketPath = process.argv[2];
-if (!socketPath) {
-  process.stderr.write('usage: agent.js <socket>\n');
+if (process.argv.length > 2) {
+  process.stderr.write('usage: agent.js (no arguments: run sends the command on stdin)\n');
   process.exit(2);
 }
-main(socketPath);
+main();

@@ -5,12 +5,14 @@
  * (`$CORDON_OUTPUT`), whose entries become the step's outputs after checks.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { readAgentOutput } from '../../identity/output.js';
 import { identityAvailable, type IdentityMode } from '../../identity/user.js';
 import type { FileCommandsTampered, RunUser } from '../../ledger/events.js';
 import type { AgentEnd, AgentReady } from './agent-protocol.js';
+import { launchCommandPath, type LaunchCommand } from '../../rootd/protocol.js';
 import { prepareAgent, type AgentSession } from './agent-session.js';
 import { CordonError } from '../../platform/errors.js';
 import type { SecretRegistry } from '../../platform/mask.js';
@@ -26,17 +28,49 @@ export const RUN_OUTPUTS = ['exit-code', 'duration-ms', 'bytes-scrubbed', 'leaks
 
 export interface UserChoice {
   mode: 'agent' | 'runner';
-  via?: 'root' | 'sudo';
+  via?: 'root' | 'sudo' | 'launcher';
+  /** With `launcher`: the command line sudo allows (the egress daemon's copy). */
+  launcher?: LaunchCommand;
   fallback?: boolean;
   reason?: string;
 }
 
-/** `agent` where root or passwordless sudo is there; `auto` falls back to the runner user, saying why. */
-export function chooseUser(asked: UserMode, available: () => IdentityMode = identityAvailable): UserChoice {
+/**
+ * The launcher the egress daemon offers after `disable-sudo` (rootd/launcher.ts), when sudo
+ * lists it for this user; the file only says where it is, sudo decides.
+ */
+export function offeredLauncher(runnerTemp: string | undefined): LaunchCommand | undefined {
+  if (!runnerTemp) return undefined;
+  const file = launchCommandPath(runnerTemp);
+  if (!existsSync(file)) return undefined;
+  let c: Partial<LaunchCommand>;
+  try {
+    c = JSON.parse(readFileSync(file, 'utf8')) as Partial<LaunchCommand>;
+  } catch {
+    return undefined;
+  }
+  if (typeof c.node !== 'string' || typeof c.program !== 'string') return undefined;
+  const listed = spawnSync('sudo', ['-n', '-l', c.node, c.program], { stdio: 'ignore', timeout: 5000 });
+  return listed.status === 0 ? { node: c.node, program: c.program } : undefined;
+}
+
+/**
+ * `agent` where root, passwordless sudo, or the egress daemon's launcher (after
+ * `disable-sudo`) is there; `auto` falls back to the runner user, saying why.
+ */
+export function chooseUser(
+  asked: UserMode,
+  runnerTemp: string | undefined,
+  available: () => IdentityMode = identityAvailable,
+  launcher: (runnerTemp: string | undefined) => LaunchCommand | undefined = offeredLauncher,
+): UserChoice {
   if (asked === 'runner') return { mode: 'runner' };
   const via = available();
   if (via !== 'none') return { mode: 'agent', via };
-  const reason = 'this step has neither root nor passwordless sudo, so no other user can be made';
+  const offered = launcher(runnerTemp);
+  if (offered) return { mode: 'agent', via: 'launcher', launcher: offered };
+  const reason =
+    "this step has neither root nor passwordless sudo, and no egress daemon offers run's launcher, so no other user can be made";
   if (asked === 'agent') {
     throw new CordonError({
       what: 'run: user: agent, but the command cannot be given a user of its own',
@@ -113,7 +147,13 @@ export async function startIdentity(
   p: Parameters<typeof agentLaunchConfig>[0] & { dir: string },
 ): Promise<{ agent?: AgentSession; outputFile?: OutputFile }> {
   if (user.mode === 'agent')
-    return { agent: await prepareAgent(agentLaunchConfig(p), { via: user.via ?? 'sudo', dir: p.dir }) };
+    return {
+      agent: await prepareAgent(agentLaunchConfig(p), {
+        via: user.via ?? 'sudo',
+        node: user.launcher?.node,
+        program: user.launcher?.program,
+      }),
+    };
   const outputFile = runnerOutputFile(p.dir);
   p.env.CORDON_OUTPUT = outputFile.path;
   return { outputFile };

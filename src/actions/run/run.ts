@@ -85,7 +85,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
   const cwd = workingDirectory(inputs, workspace);
-  const user = chooseUser(inputs.user);
+  const user = chooseUser(inputs.user, env.RUNNER_TEMP);
 
   // With `credentials: broker` the broker holds the ID-token pair and hands out fresh keys.
   const broker = await startRunBroker(inputs, deps);

@@ -60,3 +60,17 @@ test('a symbolic link or a FIFO is refused', () => {
   execFileSync('mkfifo', [fifo]);
   expect(() => readAgentOutput(fifo)).toThrow(/not a regular file/);
 });
+
+test("with an owner, a file of someone else's is refused (a directory on the way swapped for a link)", () => {
+  const sub = join(dir, 'elsewhere');
+  execFileSync('mkdir', [sub]);
+  writeFileSync(join(sub, 'output'), 'secret=root-only\n');
+  const home = join(dir, 'home');
+  execFileSync('mkdir', [home]);
+  symlinkSync(sub, join(home, '.cordon'));
+  // root's file, read for an agent of uid 61001: refused, the value never shown.
+  expect(() => readAgentOutput(join(home, '.cordon', 'output'), undefined, 61001)).toThrow(
+    /belongs to uid 0, not to the agent/,
+  );
+  expect(readAgentOutput(join(home, '.cordon', 'output'), undefined, 0).get('secret')).toBe('root-only');
+});

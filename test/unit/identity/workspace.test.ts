@@ -8,6 +8,7 @@ import {
   sweepAndRemove,
   type AgentUser,
 } from '../../../src/identity/user.js';
+import { pinWorkspace, unpin } from '../../../src/identity/pinned.js';
 import { lendWorkspace, type HandOverStrategy } from '../../../src/identity/workspace.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -63,7 +64,8 @@ describe.each<HandOverStrategy>(['idmap', 'chown'])('workspace lent by %s', (str
 
   test("the agent creates and changes files; afterwards every file is the runner's again", () => {
     expect(asAgent('echo x > new.txt', ws).status).not.toBe(0);
-    const loan = lendWorkspace({ exec, dir: ws, agent, strategy });
+    const pinned = pinWorkspace(ws, RUNNER.uid);
+    const loan = lendWorkspace({ dir: pinned, agent, strategy });
     expect(loan.strategy).toBe(strategy);
     try {
       const r = asAgent(
@@ -74,11 +76,28 @@ describe.each<HandOverStrategy>(['idmap', 'chown'])('workspace lent by %s', (str
       expect(r.status).toBe(0);
     } finally {
       loan.giveBack();
+      unpin(pinned);
     }
     expect(notOwnedBy(ws, RUNNER)).toEqual([]);
     expect(lstatSync(ws).uid).toBe(RUNNER.uid);
     // the planted link's target was not handed to anyone
     expect(lstatSync('/etc/shadow').uid).toBe(0);
     expect(asAgent('echo x > again.txt', ws).status).not.toBe(0);
+  });
+
+  test("a file of someone else's in the workspace is never handed to the agent", () => {
+    const theirs = join(ws, 'root-file');
+    writeFileSync(theirs, 'r\n', { mode: 0o644 });
+    chownSync(theirs, 0, 0);
+    const pinned = pinWorkspace(ws, RUNNER.uid);
+    const loan = lendWorkspace({ dir: pinned, agent, strategy });
+    try {
+      expect(asAgent('echo x >> root-file', ws).status).not.toBe(0);
+      expect(lstatSync(theirs).uid).not.toBe(agent.uid);
+    } finally {
+      loan.giveBack();
+      unpin(pinned);
+    }
+    expect(lstatSync(theirs).uid).toBe(0);
   });
 });

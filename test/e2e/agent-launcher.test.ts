@@ -1,0 +1,175 @@
+/**
+ * `disable-sudo` and the agent's own user together, as `actions/agent` and the examples run
+ * them: a runner user with passwordless sudo starts the fence with `disable-sudo: true`,
+ * and `run` after it still gives the agent a user of its own, through the one command sudo
+ * keeps for the runner user: root's copy of run's launcher (rootd/launcher.ts). Then the
+ * runner user, hostile, calls that command itself: every config that would make root touch
+ * something of anyone else's is refused and nothing changes. Needs root, nft, ip, dig,
+ * sudo, useradd and setpriv.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
+import { canUseNetns } from '../../src/devkit/netns.js';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
+import { fenceId, launchCommandPath, stateDir, type LaunchCommand } from '../../src/rootd/protocol.js';
+import { makeTestUser, type TestUser } from '../harness/users.js';
+import { World } from './egress-topology.js';
+
+const usable =
+  canUseNetns() &&
+  ['/usr/sbin/nft', '/usr/bin/dig', '/usr/bin/sudo', '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
+    existsSync(f),
+  );
+if (!usable && process.env.CI === 'true')
+  throw new Error('agent-launcher e2e: needs root, nft, ip, dig, sudo, useradd and setpriv (CI=true)');
+if (!usable) console.warn('agent-launcher e2e skipped: needs root, nft, ip, dig, sudo, useradd and setpriv');
+const suite = usable ? describe : describe.skip;
+
+const WHO =
+  'echo "whoami $(id -un) $(id -u)"; sudo -n true 2>/dev/null && echo "agent sudo WON" || echo "agent sudo held"';
+
+suite("disable-sudo, then run as the agent's own user through the daemon's launcher", () => {
+  let runner: TestUser;
+  let w: World;
+  let job: Job;
+  let main: StepResult;
+  let launch: LaunchCommand;
+  let dropIn: string;
+  const etcBefore = lstatSync('/etc');
+  const asRunner = (argv: string[], input?: string) =>
+    spawnSync('runuser', ['-u', runner.name, '--', ...argv], { input, encoding: 'utf8', timeout: 60000 });
+  const agentUsers = () =>
+    readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('cordon-agent-')).length;
+
+  beforeAll(async () => {
+    runner = makeTestUser('claun', { sudo: true });
+    w = new World('l');
+    await w.serve();
+    job = new Job();
+    chmodSync(job.root, 0o755);
+    main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none', 'disable-sudo': 'true' },
+      wrap: [...w.runner.wrap, ...runner.wrap(job.root)],
+      timeoutMs: 30000,
+    });
+    dropIn = `/etc/sudoers.d/cordon-launch-${fenceId(job.runnerTemp)}`;
+    if (existsSync(launchCommandPath(job.runnerTemp)))
+      launch = JSON.parse(readFileSync(launchCommandPath(job.runnerTemp), 'utf8')) as LaunchCommand;
+  }, 90000);
+
+  afterAll(async () => {
+    await w?.destroy(job ? [fenceId(job.runnerTemp)] : []);
+    if (dropIn) rmSync(dropIn, { force: true });
+    runner?.remove();
+  });
+
+  test("egress took sudo away and left one rule: root's copy of the launcher, no argument", () => {
+    expect(main.code).toBe(0);
+    expect(asRunner(['sudo', '-n', 'true']).status).not.toBe(0);
+    expect(launch.program).toBe(join(stateDir(fenceId(job.runnerTemp)), 'launch', 'agent.mjs'));
+    expect(asRunner(['sudo', '-n', '-l', launch.node, launch.program]).status).toBe(0);
+    expect(readFileSync(dropIn, 'utf8')).toContain(
+      `${runner.name} ALL=(root) NOPASSWD:NOSETENV: ${launch.node} ${launch.program}\n`,
+    );
+    expect(readFileSync(dropIn, 'utf8')).toContain(`Defaults!${launch.node} env_reset, !env_keep\n`);
+    // Another argument, another program, another environment: not the rule.
+    expect(asRunner(['sudo', '-n', launch.node, launch.program, '/etc']).status).not.toBe(0);
+    expect(asRunner(['sudo', '-n', launch.node, '-e', 'process.exit(0)']).status).not.toBe(0);
+    expect(asRunner(['sudo', '-n', '-E', launch.node, launch.program], '').status).not.toBe(0);
+  });
+
+  test.each(['agent', 'auto'])(
+    'user: %s runs the command as a cordon-agent uid, not the runner',
+    async (user) => {
+      const r = await job.run('run', 'main', {
+        inputs: { run: WHO, user },
+        wrap: [...w.runner.wrap, ...runner.wrap(job.root)],
+        timeoutMs: 60000,
+      });
+      expect(r.code).toBe(0);
+      const who = /whoami (\S+) (\d+)/.exec(r.stdout);
+      expect(who?.[1]).toMatch(/^cordon-agent-[0-9a-f]{6}$/);
+      expect(Number(who?.[2])).not.toBe(runner.uid);
+      expect(r.stdout).toContain('agent sudo held');
+      const started = parseLedgerText(readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8'))
+        .flatMap((l) =>
+          l.event?.type === 'run.started' ? [l.event.data as { user?: { via?: string } }] : [],
+        )
+        .pop();
+      expect(started?.user?.via).toBe('launcher');
+      expect(agentUsers()).toBe(0);
+      // The workspace is the runner's again.
+      expect(lstatSync(job.workspace).uid).toBe(runner.uid);
+    },
+    90000,
+  );
+
+  test.each<[string, (ws: string) => Record<string, unknown>, RegExp]>([
+    ['/etc as the workspace', () => ({ workspace: '/etc' }), /belongs to uid 0, not to the caller/],
+    [
+      'a link to /etc as the workspace',
+      (ws) => ({ workspace: join(ws, 'etc-link') }),
+      /etc-link on the way is a symbolic link/,
+    ],
+    [
+      'a workspace below a link to /',
+      (ws) => ({ workspace: join(ws, 'root-link', 'etc') }),
+      /root-link on the way is a symbolic link/,
+    ],
+    ['a uid to run as (0)', () => ({ uid: 0 }), /does not take: uid/],
+    ['a uid and a user to run as', () => ({ uid: 4242, user: 'root' }), /does not take: uid, user/],
+    [
+      'a file outside the agent home',
+      () => ({ files: [{ path: '../../etc/sudoers.d/x', content: 'x', mode: 0o600 }] }),
+      /plain relative name/,
+    ],
+  ])('the runner user calls the launcher itself with %s: refused, nothing changed', (_name, change, why) => {
+    const ws = job.workspace;
+    if (!existsSync(join(ws, 'etc-link'))) {
+      symlinkSync('/etc', join(ws, 'etc-link'));
+      symlinkSync('/', join(ws, 'root-link'));
+    }
+    const config = { argv: ['sh', '-c', 'id'], env: {}, cwd: ws, workspace: ws, files: [], ...change(ws) };
+    const r = asRunner(
+      ['sudo', '-n', launch.node, launch.program],
+      JSON.stringify({ op: 'config', config }) + '\n',
+    );
+    const lines = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { op: string; why?: string });
+    expect(lines.find((l) => l.op === 'error')?.why).toMatch(why);
+    expect(lines.map((l) => l.op)).not.toContain('ready');
+    const etc = lstatSync('/etc');
+    expect([etc.uid, etc.gid, etc.mode]).toEqual([etcBefore.uid, etcBefore.gid, etcBefore.mode]);
+    expect(lstatSync('/etc/shadow').uid).toBe(0);
+    expect(agentUsers()).toBe(0);
+    expect(spawnSync('findmnt', ['-n', '/etc']).status).not.toBe(0);
+  });
+
+  test("the runner user cannot change root's copy of the launcher", () => {
+    for (const script of [
+      `echo 'process.exit(0)' > ${launch.program}`,
+      `mv ${launch.program} ${launch.program}.old`,
+      `rm -rf ${join(stateDir(fenceId(job.runnerTemp)), 'launch')}`,
+    ])
+      expect(asRunner(['sh', '-c', script]).status).not.toBe(0);
+    expect(lstatSync(launch.program).uid).toBe(0);
+    expect(lstatSync(launch.program).mode & 0o022).toBe(0);
+  });
+
+  test('teardown removes the rule and the copy', () => {
+    const down = w.runner.try(
+      [process.execPath, join(REPO_ROOT, 'dist/egress/daemon.js'), 'teardown', fenceId(job.runnerTemp)],
+      30000,
+    );
+    expect(down.stdout).toContain('DONE');
+    expect(existsSync(dropIn)).toBe(false);
+    expect(existsSync(launch.program)).toBe(false);
+  });
+});
