@@ -193,13 +193,11 @@ suite('the quick start and every example run as written', () => {
       expect(mains).toContain('egress');
       const run = r.ran.find((x) => x.action === 'run')!;
       const ranAs = /harmless agent: ran as (\S+) with /.exec(run.result.stdout)?.[1];
-      // `user: auto` gives it a user of its own while the step can still reach root; after
-      // egress's `disable-sudo` it cannot, and run says the command shares the runner's user.
-      const sudoTaken = r.ran.some((x) => x.action === 'egress' && x.inputs['disable-sudo'] === 'true');
-      if (sudoTaken) {
-        expect(ranAs).toBe(user.name);
-        expect(run.result.stdout).toContain('::warning::run: the command runs as the runner user');
-      } else expect(ranAs).toMatch(/^(?!cex)\S+$/);
+      // `user: auto` gives it a user of its own, also after egress's `disable-sudo` (the
+      // launcher is the one command sudo keeps): never the runner's.
+      expect(ranAs).toMatch(/^cordon-agent-/);
+      expect(ranAs).not.toBe(user.name);
+      expect(run.result.stdout).not.toContain('::warning::run: the command runs as the runner user');
       expect(readFileSync(job.summaryFile, 'utf8')).toContain('Record intact');
       // No secret value reaches a log line (the runner hides `::add-mask::` lines themselves).
       const values = [
