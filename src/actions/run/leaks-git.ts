@@ -57,6 +57,8 @@ interface RepoBefore {
 /** The repositories under the workspace and their objects, before the command. */
 export interface GitSnapshot {
   repos: Map<string, RepoBefore>;
+  /** Repositories git could not read before the command (by `rel`). */
+  unreadable: Set<string>;
 }
 
 export interface NewObject {
@@ -167,14 +169,16 @@ function tips(repo: Repo): string[] {
 /** Before the command: each repository's objects and ref tips. A repository git cannot read is left out. */
 export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): GitSnapshot {
   const repos = new Map<string, RepoBefore>();
+  const unreadable = new Set<string>();
   for (const repo of findRepos(workspace, limits).repos) {
     try {
       repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
     } catch {
       // Not a repository git reads (yet): everything in it after the command is new.
+      unreadable.add(repo.rel);
     }
   }
-  return { repos };
+  return { repos, unreadable };
 }
 
 /** Objects reachable from any ref or HEAD now and from none of `before` (sha to path). */
@@ -192,6 +196,15 @@ function newlyReachable(repo: Repo, before: string[]): Map<string, string> {
     } else paths.set(line.slice(0, sp), line.slice(sp + 1));
   }
   return paths;
+}
+
+/** The first line git wrote to stderr when it failed, or how it was stopped. */
+function gitComplaint(e: unknown): string {
+  const err = e as { stderr?: Buffer | string; code?: string; signal?: string };
+  const first = String(err.stderr ?? '')
+    .trim()
+    .split('\n')[0];
+  return first || (err.signal ? `stopped by ${err.signal}` : err.code || 'git failed');
 }
 
 /** After the command: what is new in each repository found now. */
@@ -214,8 +227,13 @@ export function gitChanges(
     let created: string[];
     try {
       created = [...allObjects(repo)].filter((sha) => !was?.objects.has(sha));
-    } catch {
-      // A `.git` git does not read holds no objects to send; its files are read as files.
+    } catch (e) {
+      // Named unless git could not read it before either (something in the workspace that is no
+      // repository): the command can damage a repository after putting a value into it (a HEAD
+      // git refuses), and its objects are compressed, so reading its files as files finds nothing
+      // (the workspace's own .git is not read as files at all).
+      if (!before.unreadable.has(repo.rel))
+        notScanned.push(`${name}: git could not read its objects (${gitComplaint(e)})`);
       continue;
     }
     let reachable = new Map<string, string>();

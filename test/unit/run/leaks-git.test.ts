@@ -64,4 +64,28 @@ describe('leak scan: git objects', () => {
     expect(bySha.has(git(ws, 'rev-parse', 'main:old.txt'))).toBe(false);
     expect(changes.commitsCreated).toEqual([side]);
   });
+
+  test('a repository the command damaged after writing into it is named as not scanned, never passed as clean', () => {
+    const ws = tempDir('cordon-leaks-git-');
+    git(ws, 'init', '-q', '-b', 'main');
+    mkdirSync(join(ws, 'out'));
+    git(join(ws, 'out'), 'init', '-q', '-b', 'main');
+    // Not a repository before or after: nothing to name.
+    mkdirSync(join(ws, 'fixture', '.git'), { recursive: true });
+    const before = snapshotGit(ws);
+    // The command commits a value into each repository, then leaves a HEAD git refuses.
+    for (const dir of [ws, join(ws, 'out')]) {
+      writeFileSync(join(dir, 'value.txt'), 'the value\n');
+      git(dir, 'add', 'value.txt');
+      git(dir, 'commit', '-qm', 'value');
+      writeFileSync(join(dir, '.git', 'HEAD'), 'not a ref\n');
+    }
+    const changes = gitChanges(ws, before);
+    expect(changes.repos).toEqual([]);
+    expect(changes.notScanned).toHaveLength(2);
+    expect(changes.notScanned.find((s) => s.startsWith('the workspace repository: '))).toMatch(
+      /git could not read its objects \(.+\)/,
+    );
+    expect(changes.notScanned.find((s) => s.startsWith('out: '))).toMatch(/git could not read its objects/);
+  });
 });
