@@ -25,6 +25,12 @@ export interface GitLimits {
   maxObjectBytes: number;
   /** Bytes of new objects read at most, over all repositories. */
   maxTotalBytes: number;
+  /**
+   * Seconds git may run in all, in each of the snapshot, the listing after the command and
+   * the reading: a FIFO the command left where git reads (`objects/info/alternates`,
+   * `packed-refs`) holds every git call until it is killed.
+   */
+  maxSeconds: number;
 }
 
 export const GIT_LIMITS: GitLimits = {
@@ -34,6 +40,7 @@ export const GIT_LIMITS: GitLimits = {
   maxObjects: 200_000,
   maxObjectBytes: 64 * 1024 * 1024,
   maxTotalBytes: 1024 * 1024 * 1024,
+  maxSeconds: 600,
 };
 
 /** Commits created in the run, listed at most (the attribution's own bound). */
@@ -46,6 +53,21 @@ interface Repo {
   /** Where it is, relative to the workspace ('' for the workspace itself). */
   rel: string;
   gitDir: string;
+  /** When git's time for this phase is up (ms since epoch). */
+  deadline?: number;
+}
+
+/** git's time for the phase was up before a call. */
+class GitOutOfTime extends Error {}
+
+function withDeadline<T extends Repo>(repos: T[], limits: GitLimits): T[] {
+  const deadline = Date.now() + limits.maxSeconds * 1000;
+  return repos.map((r) => ({ ...r, deadline }));
+}
+
+/** Whether git failed for want of time (its own timeout, or the phase's). */
+function outOfTime(e: unknown): boolean {
+  return e instanceof GitOutOfTime || (e as { code?: string }).code === 'ETIMEDOUT';
 }
 
 interface RepoBefore {
@@ -83,11 +105,13 @@ export interface GitChanges {
 }
 
 function git(repo: Repo, args: string[], input?: string): Buffer {
+  const left = (repo.deadline ?? Infinity) - Date.now();
+  if (left <= 0) throw new GitOutOfTime('out of time');
   return gitBytes([`--git-dir=${repo.gitDir}`, ...args], {
     cwd: repo.gitDir,
     input,
     maxBuffer: 1024 * 1024 * 1024,
-    timeoutMs: 300_000,
+    timeoutMs: Math.min(300_000, Math.ceil(left)),
     // Nothing the configuration names runs, so a repository of the agent's user is read too.
     safeDirectory: '*',
   });
@@ -170,12 +194,13 @@ function tips(repo: Repo): string[] {
 export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): GitSnapshot {
   const repos = new Map<string, RepoBefore>();
   const unreadable = new Set<string>();
-  for (const repo of findRepos(workspace, limits).repos) {
+  for (const repo of withDeadline(findRepos(workspace, limits).repos, limits)) {
     try {
       repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
-    } catch {
-      // Not a repository git reads (yet): everything in it after the command is new.
-      unreadable.add(repo.rel);
+    } catch (e) {
+      // Not a repository git reads (yet): everything in it after the command is new. One git
+      // ran out of time on is not known to be unreadable: after the command, a failure is named.
+      if (!outOfTime(e)) unreadable.add(repo.rel);
     }
   }
   return { repos, unreadable };
@@ -221,8 +246,12 @@ export function gitChanges(
     );
   const repos: RepoObjects[] = [];
   let commitsCreated: string[] = [];
-  for (const repo of found.repos) {
+  for (const repo of withDeadline(found.repos, limits)) {
     const name = repo.rel || 'the workspace repository';
+    if (Date.now() >= (repo.deadline ?? Infinity)) {
+      notScanned.push(`git repositories from ${name} on (past ${limits.maxSeconds} seconds of git)`);
+      break;
+    }
     const was = before.repos.get(repo.rel);
     let created: string[];
     try {
@@ -232,7 +261,7 @@ export function gitChanges(
       // repository): the command can damage a repository after putting a value into it (a HEAD
       // git refuses), and its objects are compressed, so reading its files as files finds nothing
       // (the workspace's own .git is not read as files at all).
-      if (!before.unreadable.has(repo.rel))
+      if (!before.unreadable.has(repo.rel) || outOfTime(e))
         notScanned.push(`${name}: git could not read its objects (${gitComplaint(e)})`);
       continue;
     }
@@ -244,7 +273,15 @@ export function gitChanges(
         `${name}: objects reachable from its refs (${e instanceof Error ? e.message.split('\n')[0] : e})`,
       );
     }
-    const kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    let kinds: Map<string, { type: string; size: number }>;
+    try {
+      kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    } catch (e) {
+      notScanned.push(
+        `${name}: git could not read its objects (${outOfTime(e) ? `past ${limits.maxSeconds} seconds of git` : gitComplaint(e)})`,
+      );
+      continue;
+    }
     const objects: NewObject[] = [];
     for (const [sha, kind] of kinds) {
       const path = reachable.get(sha);
@@ -276,18 +313,22 @@ export function readObjects(
   const notScanned: string[] = [];
   let count = 0;
   let bytes = 0;
-  for (const repo of changes.repos) {
-    const r: Repo = { rel: repo.rel, gitDir: repo.gitDir };
+  for (const repo of withDeadline(changes.repos, limits)) {
     let chunk: NewObject[] = [];
     let chunkBytes = 0;
-    const flush = (): void => {
-      if (!chunk.length) return;
-      const raw = readBatch(git(r, ['cat-file', '--batch'], chunk.map((o) => o.sha).join('\n') + '\n'), [
-        'blob',
-        'commit',
-        'tag',
-        'tree',
-      ]);
+    /** False when git could not read the chunk: named, with every object after it (none is read). */
+    const flush = (): boolean => {
+      if (!chunk.length) return true;
+      let out: Buffer;
+      try {
+        out = git(repo, ['cat-file', '--batch'], chunk.map((o) => o.sha).join('\n') + '\n');
+      } catch (e) {
+        notScanned.push(
+          `git objects from ${objectLabel(repo.rel, chunk[0])} on (${outOfTime(e) ? `past ${limits.maxSeconds} seconds of git` : gitComplaint(e)})`,
+        );
+        return false;
+      }
+      const raw = readBatch(out, ['blob', 'commit', 'tag', 'tree']);
       for (const o of chunk) {
         const data = raw.get(o.sha);
         if (data) visit(objectLabel(repo.rel, o), data);
@@ -295,6 +336,7 @@ export function readObjects(
       }
       chunk = [];
       chunkBytes = 0;
+      return true;
     };
     for (const o of repo.objects) {
       if (o.size > limits.maxObjectBytes) {
@@ -309,11 +351,11 @@ export function readObjects(
         return notScanned;
       }
       bytes += o.size;
-      if (chunk.length >= CHUNK_OBJECTS || chunkBytes + o.size > CHUNK_BYTES) flush();
+      if ((chunk.length >= CHUNK_OBJECTS || chunkBytes + o.size > CHUNK_BYTES) && !flush()) return notScanned;
       chunk.push(o);
       chunkBytes += o.size;
     }
-    flush();
+    if (!flush()) return notScanned;
   }
   return notScanned;
 }
