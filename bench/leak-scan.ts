@@ -60,7 +60,7 @@ try {
     after.push(time(() => gitChanges(dir, before)));
     full.push(
       time(() => {
-        const git = gitChanges(dir, { repos: new Map() });
+        const git = gitChanges(dir, { repos: new Map(), unreadable: new Set() });
         objects = git.repos.reduce((n, r) => n + r.objects.length, 0);
         scanWorkspace({ workspace: dir, registry, since: Date.now() + 60_000, git });
       }),

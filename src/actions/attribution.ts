@@ -20,7 +20,7 @@ import { CordonError, describeError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { ledgerCopyPathsFor } from '../rootd/protocol.js';
 import { ledgerDir, parseLedgerText, type LedgerLine } from '../ledger/ledger.js';
-import { dataOf, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
+import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
@@ -118,6 +118,32 @@ export function recordedCommits(lines: LedgerLine[]): Set<string> {
   for (const l of lines)
     for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) if (c?.sha) shas.add(c.sha);
   return shas;
+}
+
+/**
+ * `commits` with every commit the trusted lines already record added, for start's
+ * `fail-on-impersonation`: the commits report recorded are not listed again by start's post,
+ * and report's own input may have been off.
+ */
+export function withRecordedCommits(
+  lines: LedgerLine[],
+  commits: CommitsObserved | undefined,
+): CommitsObserved | undefined {
+  const seen = new Set(commits?.commits.map((c) => c.sha));
+  const recorded: CommitObserved[] = [];
+  for (const l of lines)
+    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) {
+      if (!c?.sha || seen.has(c.sha)) continue;
+      seen.add(c.sha);
+      recorded.push(c);
+    }
+  if (!recorded.length) return commits;
+  return {
+    base: commits?.base ?? '',
+    head: commits?.head ?? '',
+    ...commits,
+    commits: [...(commits?.commits ?? []), ...recorded],
+  };
 }
 
 /** The last `report.written` among the trusted lines, written by `report` itself. */

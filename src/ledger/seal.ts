@@ -22,7 +22,7 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
-import { closeSync, constants, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { LedgerLine } from './ledger.js';
 import { agentWindows } from './verify.js';
@@ -65,13 +65,27 @@ export function writeSealKey(path: string, key: SealKey): void {
   }
 }
 
-/** Reads the key file without following a link; undefined when it is missing or not a key. */
+/** A key file is about 150 bytes; anything much larger is not one. */
+const MAX_KEY_FILE_BYTES = 4096;
+
+/**
+ * Reads the key file without following a link; undefined when it is missing or not a key.
+ * Opened non-blocking and read only as a small regular file: a FIFO the command left at the
+ * path would otherwise hold start's post (or the next run) until the job times out, with no
+ * verdict written.
+ */
 export function readSealKey(path: string): SealKey | undefined {
   let text: string;
   try {
-    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     try {
-      text = readFileSync(fd, 'utf8');
+      if (!fstatSync(fd).isFile()) return undefined;
+      // One byte more than allowed, so a file that grows while it is read is refused too.
+      const buf = Buffer.alloc(MAX_KEY_FILE_BYTES + 1);
+      let n = 0;
+      for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+      if (n > MAX_KEY_FILE_BYTES) return undefined;
+      text = buf.subarray(0, n).toString('utf8');
     } finally {
       closeSync(fd);
     }

@@ -26,6 +26,18 @@ const NAMED_VALUE = new RegExp(
   'gi',
 );
 
+/**
+ * The password half of `user:password`: in a URL (`https://bot:pw@host`) and after curl's
+ * `-u` / `--user`. The user name is kept; a `$VARIABLE` is no value and is kept.
+ */
+const USER_PASSWORD = [
+  /(\b[a-z][a-z0-9+.-]*:\/\/[^\s/:@'"]*:)([^\s/@'"]+)(?=@)/gi,
+  // Quoted, up to the closing quote (spaces included), then bare.
+  /((?<![\w-])(?:-u|--user)[ \t]+"[^\n:"]*:)([^\n"]+)(?=")/g,
+  /((?<![\w-])(?:-u|--user)[ \t]+'[^\n:']*:)([^\n']+)(?=')/g,
+  /((?<![\w-])(?:-u|--user)[ \t]+[^\s:"']*:)([^\s"']+)/g,
+];
+
 /** A long run of letters and digits that mixes both: a key, whatever its format. */
 const HIGH_ENTROPY = /[A-Za-z0-9+/_=-]{32,}/g;
 
@@ -40,6 +52,10 @@ export function scrubShapes(text: string): string {
   out = out.replace(NAMED_VALUE, (_m, name: string, value: string) =>
     value.startsWith('$') ? `${name}${value}` : `${name}***`,
   );
+  for (const re of USER_PASSWORD)
+    out = out.replace(re, (_m, head: string, value: string) =>
+      value.startsWith('$') ? `${head}${value}` : `${head}***`,
+    );
   return out.replace(HIGH_ENTROPY, (w) => (looksRandom(w) ? '***' : w));
 }
 

@@ -309,6 +309,9 @@ suite('egress in block mode', () => {
   });
 
   test('post records what was allowed and blocked and annotates each blocked name once', async () => {
+    // Hostile: a value hex-encoded into a refused name; the ledger keeps it, no annotation shows it.
+    const carried = '6b6579313233343536';
+    expect(dig(w.runner, `${carried}.x.evil.test`).status).toBe('NXDOMAIN');
     // The same question twice in a row: the second is answered from the proxy's cache.
     for (let i = 0; i < 2; i++) expect(dig(w.runner, 'www.a.test').status).toBe('NOERROR');
     const post = await job.run('egress', 'post', {
@@ -340,6 +343,13 @@ suite('egress in block mode', () => {
       (c) => c.command === 'warning' && c.message.includes('secret.evil.test'),
     );
     expect(warnings).toHaveLength(1);
+    expect(report.blockedNames.find((n) => n.name === `${carried}.x.evil.test`)).toBeDefined();
+    expect(post.commands.filter((c) => c.message.includes(carried))).toEqual([]);
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes('DNS name [18 chars].x.evil.test blocked'),
+      ),
+    ).toBe(true);
   });
 
   test('fail-on-blocked fails post when anything was refused', async () => {

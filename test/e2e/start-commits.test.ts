@@ -202,6 +202,24 @@ describe('start: commit attribution', () => {
     expect(end.summary).toContain('IMPERSONATION');
   }, 120000);
 
+  test("hostile: a commit report recorded (its own fail-on-impersonation off) still fails start's fail-on-impersonation", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    await issueToken(j, s.url, key.pkcs1);
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const report = await j.run('report', 'main');
+    expect(report.code).toBe(0);
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
+    );
+  }, 120000);
+
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {
     const j = repoJob();
     const start = await j.run('start', 'main');

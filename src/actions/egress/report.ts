@@ -8,6 +8,7 @@ import { CordonError } from '../../platform/errors.js';
 import type { EgressReport } from '../../ledger/events.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
+import { redactLabels } from '../../platform/redact.js';
 import { requestReport, type DaemonReport } from '../../rootd/protocol.js';
 import type { EgressSettings } from './inputs.js';
 import { suggestAllowlist } from '../../fence/policy.js';
@@ -159,11 +160,12 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       (r) =>
         `DNS answer for ${r.name} pointed inward (${r.addresses.map((a) => `${a.address} ${a.kind}`).join(', ')}): a rebinding attempt, ${s.policy === 'block' ? 'refused' : 'let through (audit)'}${forWhom(r.identity)} (${r.answers} answers)`,
     ),
+    // A refused name is the agent's choice and can carry a value: shown as the summary shows it.
     ...event.blockedNames
       .filter((n) => !n.process || !flooders.has(n.process))
       .map(
         (n) =>
-          `DNS name ${n.name} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+          `DNS name ${redactLabels(n.name)} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
       ),
     ...event.blockedDestinations.map(
       (d) =>

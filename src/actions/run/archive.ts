@@ -166,6 +166,11 @@ function untar(w: Walk, data: Buffer, path: string, depth: number): void {
         .replace(/[\0 ]+$/, '') || '0',
       8,
     );
+    // A size that is no octal number would end the walk here with nothing named.
+    if (!Number.isSafeInteger(size) || size < 0) {
+      w.notScanned.push(`${path} (damaged tar header at byte ${at})`);
+      return;
+    }
     const type = String.fromCharCode(h[156] || 48);
     const body = data.subarray(at + 512, at + 512 + size);
     const prefix = h.subarray(257, 262).toString('latin1') === 'ustar' ? cstring(h, 345, 155) : '';

@@ -25,6 +25,12 @@ export interface GitLimits {
   maxObjectBytes: number;
   /** Bytes of new objects read at most, over all repositories. */
   maxTotalBytes: number;
+  /**
+   * Seconds git may run in all, in each of the snapshot, the listing after the command and
+   * the reading: a FIFO the command left where git reads (`objects/info/alternates`,
+   * `packed-refs`) holds every git call until it is killed.
+   */
+  maxSeconds: number;
 }
 
 export const GIT_LIMITS: GitLimits = {
@@ -34,6 +40,7 @@ export const GIT_LIMITS: GitLimits = {
   maxObjects: 200_000,
   maxObjectBytes: 64 * 1024 * 1024,
   maxTotalBytes: 1024 * 1024 * 1024,
+  maxSeconds: 600,
 };
 
 /** Commits created in the run, listed at most (the attribution's own bound). */
@@ -46,6 +53,21 @@ interface Repo {
   /** Where it is, relative to the workspace ('' for the workspace itself). */
   rel: string;
   gitDir: string;
+  /** When git's time for this phase is up (ms since epoch). */
+  deadline?: number;
+}
+
+/** git's time for the phase was up before a call. */
+class GitOutOfTime extends Error {}
+
+function withDeadline<T extends Repo>(repos: T[], limits: GitLimits): T[] {
+  const deadline = Date.now() + limits.maxSeconds * 1000;
+  return repos.map((r) => ({ ...r, deadline }));
+}
+
+/** Whether git failed for want of time (its own timeout, or the phase's). */
+function outOfTime(e: unknown): boolean {
+  return e instanceof GitOutOfTime || (e as { code?: string }).code === 'ETIMEDOUT';
 }
 
 interface RepoBefore {
@@ -57,6 +79,8 @@ interface RepoBefore {
 /** The repositories under the workspace and their objects, before the command. */
 export interface GitSnapshot {
   repos: Map<string, RepoBefore>;
+  /** Repositories git could not read before the command (by `rel`). */
+  unreadable: Set<string>;
 }
 
 export interface NewObject {
@@ -81,11 +105,13 @@ export interface GitChanges {
 }
 
 function git(repo: Repo, args: string[], input?: string): Buffer {
+  const left = (repo.deadline ?? Infinity) - Date.now();
+  if (left <= 0) throw new GitOutOfTime('out of time');
   return gitBytes([`--git-dir=${repo.gitDir}`, ...args], {
     cwd: repo.gitDir,
     input,
     maxBuffer: 1024 * 1024 * 1024,
-    timeoutMs: 300_000,
+    timeoutMs: Math.min(300_000, Math.ceil(left)),
     // Nothing the configuration names runs, so a repository of the agent's user is read too.
     safeDirectory: '*',
   });
@@ -167,14 +193,17 @@ function tips(repo: Repo): string[] {
 /** Before the command: each repository's objects and ref tips. A repository git cannot read is left out. */
 export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): GitSnapshot {
   const repos = new Map<string, RepoBefore>();
-  for (const repo of findRepos(workspace, limits).repos) {
+  const unreadable = new Set<string>();
+  for (const repo of withDeadline(findRepos(workspace, limits).repos, limits)) {
     try {
       repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
-    } catch {
-      // Not a repository git reads (yet): everything in it after the command is new.
+    } catch (e) {
+      // Not a repository git reads (yet): everything in it after the command is new. One git
+      // ran out of time on is not known to be unreadable: after the command, a failure is named.
+      if (!outOfTime(e)) unreadable.add(repo.rel);
     }
   }
-  return { repos };
+  return { repos, unreadable };
 }
 
 /** Objects reachable from any ref or HEAD now and from none of `before` (sha to path). */
@@ -194,6 +223,15 @@ function newlyReachable(repo: Repo, before: string[]): Map<string, string> {
   return paths;
 }
 
+/** The first line git wrote to stderr when it failed, or how it was stopped. */
+function gitComplaint(e: unknown): string {
+  const err = e as { stderr?: Buffer | string; code?: string; signal?: string };
+  const first = String(err.stderr ?? '')
+    .trim()
+    .split('\n')[0];
+  return first || (err.signal ? `stopped by ${err.signal}` : err.code || 'git failed');
+}
+
 /** After the command: what is new in each repository found now. */
 export function gitChanges(
   workspace: string,
@@ -208,14 +246,23 @@ export function gitChanges(
     );
   const repos: RepoObjects[] = [];
   let commitsCreated: string[] = [];
-  for (const repo of found.repos) {
+  for (const repo of withDeadline(found.repos, limits)) {
     const name = repo.rel || 'the workspace repository';
+    if (Date.now() >= (repo.deadline ?? Infinity)) {
+      notScanned.push(`git repositories from ${name} on (past ${limits.maxSeconds} seconds of git)`);
+      break;
+    }
     const was = before.repos.get(repo.rel);
     let created: string[];
     try {
       created = [...allObjects(repo)].filter((sha) => !was?.objects.has(sha));
-    } catch {
-      // A `.git` git does not read holds no objects to send; its files are read as files.
+    } catch (e) {
+      // Named unless git could not read it before either (something in the workspace that is no
+      // repository): the command can damage a repository after putting a value into it (a HEAD
+      // git refuses), and its objects are compressed, so reading its files as files finds nothing
+      // (the workspace's own .git is not read as files at all).
+      if (!before.unreadable.has(repo.rel) || outOfTime(e))
+        notScanned.push(`${name}: git could not read its objects (${gitComplaint(e)})`);
       continue;
     }
     let reachable = new Map<string, string>();
@@ -226,7 +273,15 @@ export function gitChanges(
         `${name}: objects reachable from its refs (${e instanceof Error ? e.message.split('\n')[0] : e})`,
       );
     }
-    const kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    let kinds: Map<string, { type: string; size: number }>;
+    try {
+      kinds = kindsOf(repo, [...new Set([...created, ...reachable.keys()])]);
+    } catch (e) {
+      notScanned.push(
+        `${name}: git could not read its objects (${outOfTime(e) ? `past ${limits.maxSeconds} seconds of git` : gitComplaint(e)})`,
+      );
+      continue;
+    }
     const objects: NewObject[] = [];
     for (const [sha, kind] of kinds) {
       const path = reachable.get(sha);
@@ -258,18 +313,22 @@ export function readObjects(
   const notScanned: string[] = [];
   let count = 0;
   let bytes = 0;
-  for (const repo of changes.repos) {
-    const r: Repo = { rel: repo.rel, gitDir: repo.gitDir };
+  for (const repo of withDeadline(changes.repos, limits)) {
     let chunk: NewObject[] = [];
     let chunkBytes = 0;
-    const flush = (): void => {
-      if (!chunk.length) return;
-      const raw = readBatch(git(r, ['cat-file', '--batch'], chunk.map((o) => o.sha).join('\n') + '\n'), [
-        'blob',
-        'commit',
-        'tag',
-        'tree',
-      ]);
+    /** False when git could not read the chunk: named, with every object after it (none is read). */
+    const flush = (): boolean => {
+      if (!chunk.length) return true;
+      let out: Buffer;
+      try {
+        out = git(repo, ['cat-file', '--batch'], chunk.map((o) => o.sha).join('\n') + '\n');
+      } catch (e) {
+        notScanned.push(
+          `git objects from ${objectLabel(repo.rel, chunk[0])} on (${outOfTime(e) ? `past ${limits.maxSeconds} seconds of git` : gitComplaint(e)})`,
+        );
+        return false;
+      }
+      const raw = readBatch(out, ['blob', 'commit', 'tag', 'tree']);
       for (const o of chunk) {
         const data = raw.get(o.sha);
         if (data) visit(objectLabel(repo.rel, o), data);
@@ -277,6 +336,7 @@ export function readObjects(
       }
       chunk = [];
       chunkBytes = 0;
+      return true;
     };
     for (const o of repo.objects) {
       if (o.size > limits.maxObjectBytes) {
@@ -291,11 +351,11 @@ export function readObjects(
         return notScanned;
       }
       bytes += o.size;
-      if (chunk.length >= CHUNK_OBJECTS || chunkBytes + o.size > CHUNK_BYTES) flush();
+      if ((chunk.length >= CHUNK_OBJECTS || chunkBytes + o.size > CHUNK_BYTES) && !flush()) return notScanned;
       chunk.push(o);
       chunkBytes += o.size;
     }
-    flush();
+    if (!flush()) return notScanned;
   }
   return notScanned;
 }

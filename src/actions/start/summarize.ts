@@ -14,6 +14,7 @@ import {
   recordedCommits,
   renderReport,
   verdictOnlyMarkdown,
+  withRecordedCommits,
   writeAttribution,
 } from '../attribution.js';
 import type { StartInputs } from './inputs.js';
@@ -74,5 +75,6 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
       `start: report did not run; attribution written to ${path} (${lineCount} ledger lines${fromCopy ? ", from the egress daemon's copy" : ''}, record ${verdict.status})`,
     );
   }
-  failIfAsked(inputs, verdict, commits, 'start');
+  // Every impersonating commit of the run fails it here, those report recorded included.
+  failIfAsked(inputs, verdict, report ? withRecordedCommits(input.lines, commits) : commits, 'start');
 }

@@ -22,6 +22,22 @@ describe('redact', () => {
     for (const [input, want] of cases) expect(scrubShapes(input)).toBe(want);
   });
 
+  test('the password of user:password, in a URL or after curl -u, is taken out; the user and variables kept', () => {
+    const cases: [string, string][] = [
+      [
+        'git clone https://bot:plain-pw-42@git.example.com/r.git && make',
+        'git clone https://bot:***@git.example.com/r.git && make',
+      ],
+      ['psql postgres://app:Summer2024@db:5432/x', 'psql postgres://app:***@db:5432/x'],
+      ['curl -u admin:S3cret! https://x.test/a', 'curl -u admin:*** https://x.test/a'],
+      ['curl --user "ci:pa ss" x', 'curl --user "ci:***" x'],
+      ["curl -u 'ci:pa ss' x", "curl -u 'ci:***' x"],
+      ['curl -u "$U:$P" https://u:$PASS@x.test', 'curl -u "$U:$P" https://u:$PASS@x.test'],
+      ['open http://x.test:8080/a@b', 'open http://x.test:8080/a@b'],
+    ];
+    for (const [input, want] of cases) expect(scrubShapes(input)).toBe(want);
+  });
+
   test('a name after a newline is not taken as a value of the line before', () => {
     expect(scrubShapes('echo "$API_KEY"\necho done')).toBe('echo "$API_KEY"\necho done');
   });

@@ -1,4 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ledger, ledgerPath } from '../../../src/ledger/ledger.js';
@@ -143,5 +144,30 @@ describe('window seals', () => {
     writeSealKey(path, newSealKey(1).key);
     expect(readFileSync(elsewhere, 'utf8')).toBe('x');
     expect(readSealKey(path)?.window).toBe(1);
+  });
+
+  test('a FIFO or an outsized file at the key path is no key, and never holds the reader', () => {
+    const s = started();
+    const path = sealKeyPath(s.path);
+    const planted = join(tempDir('cordon-seal-fifo-'), 'key.json');
+    writeFileSync(planted, JSON.stringify(newSealKey(1).key));
+    takeSealKey(path);
+    execFileSync('mkfifo', [path]);
+    // A writer standing by to hand a key to whoever opens the FIFO for reading: a blocking
+    // read would wait for it and take its key; the writer is killed when the test is done.
+    const writer = spawn('sh', ['-c', 'sleep 1; cat "$1" > "$2"', 'sh', planted, path], {
+      stdio: 'ignore',
+      timeout: 10_000,
+    });
+    try {
+      expect(readSealKey(path)).toBeUndefined();
+      expect(takeSealKey(path)).toBeUndefined();
+      expect(existsSync(path)).toBe(false);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+    // A valid key padded past any key's size: refused, not read whole into memory.
+    writeFileSync(path, JSON.stringify(newSealKey(1).key) + ' '.repeat(64 * 1024));
+    expect(readSealKey(path)).toBeUndefined();
   });
 });

@@ -68,6 +68,22 @@ describe('archive reader', () => {
     expect(scan(damaged).notScanned).toEqual(['f (damaged tar header at byte 1024)']);
   });
 
+  test('tar: a header whose size is no number, with a valid checksum, is named, never passed', () => {
+    const dir = tempDir('cordon-archive-');
+    writeFileSync(join(dir, 'a'), 'a\n');
+    writeFileSync(join(dir, 'v.gz'), gzipSync(VALUE));
+    execFileSync('tar', ['--format=ustar', '-cf', 't.tar', 'a', 'v.gz'], { cwd: dir });
+    const tar = Buffer.from(readFileSync(join(dir, 't.tar')));
+    expect(scan(tar).hits).toEqual(['f!v.gz!gunzip']);
+    // The first entry's size made "zzzzzzzzzzz", the checksum made to match again.
+    tar.write('zzzzzzzzzzz\0', 124, 'latin1');
+    tar.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < 512; i++) sum += tar[i];
+    tar.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    expect(scan(tar)).toEqual({ hits: [], notScanned: ['f (damaged tar header at byte 0)'] });
+  });
+
   test('bzip2, xz, zstd, 7z and rar are recognised and named as not read', () => {
     const dir = tempDir('cordon-archive-');
     writeFileSync(join(dir, 'v'), VALUE);

@@ -2,7 +2,13 @@ import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findRepos, gitChanges, GIT_LIMITS, snapshotGit } from '../../../src/actions/run/leaks-git.js';
+import {
+  findRepos,
+  gitChanges,
+  GIT_LIMITS,
+  readObjects,
+  snapshotGit,
+} from '../../../src/actions/run/leaks-git.js';
 import { tempDir } from '../../harness/tmp.js';
 
 function git(cwd: string, ...args: string[]): string {
@@ -63,5 +69,64 @@ describe('leak scan: git objects', () => {
     expect(bySha.get(loose)).toMatchObject({ type: 'commit' });
     expect(bySha.has(git(ws, 'rev-parse', 'main:old.txt'))).toBe(false);
     expect(changes.commitsCreated).toEqual([side]);
+  });
+
+  test('FIFOs where git reads hold no git call past the time bound: what was not read is named', () => {
+    const ws = tempDir('cordon-leaks-git-');
+    git(ws, 'init', '-q', '-b', 'main');
+    for (const d of ['a', 'b', 'c']) {
+      mkdirSync(join(ws, d));
+      git(join(ws, d), 'init', '-q', '-b', 'main');
+    }
+    const limits = { ...GIT_LIMITS, maxSeconds: 2 };
+    // One left by an earlier command, before this one's snapshot; the others by this command.
+    execFileSync('mkfifo', [join(ws, 'c', '.git', 'packed-refs')]);
+    const before = snapshotGit(ws, limits);
+    // The FIFO held the snapshot until its time was up: no repository counts as unreadable for it.
+    expect(before.repos.has('c')).toBe(false);
+    expect(before.unreadable).toEqual(new Set());
+    for (const d of ['a', 'b'])
+      execFileSync('mkfifo', [join(ws, d, '.git', 'objects', 'info', 'alternates')]);
+    writeFileSync(join(ws, 'new.txt'), 'new\n');
+    git(ws, 'add', 'new.txt');
+    git(ws, 'commit', '-qm', 'new');
+    // Whichever nested repository comes first uses the time up; the rest are named, unread.
+    const changes = gitChanges(ws, before, limits);
+    const rels = changes.repos.map((r) => r.rel);
+    expect(rels).toContain('');
+    expect(rels).not.toContain('a');
+    expect(rels).not.toContain('b');
+    expect(changes.notScanned).toContainEqual(
+      expect.stringMatching(/^git repositories from \S+ on \(past 2 seconds of git\)$/),
+    );
+    // Reading with no time left: the objects are named, never passed as read.
+    const read: string[] = [];
+    const notRead = readObjects(changes, (label) => read.push(label), { ...limits, maxSeconds: 0 });
+    expect(read).toEqual([]);
+    expect(notRead).toEqual([expect.stringMatching(/^git objects from \S+ on \(past 0 seconds of git\)$/)]);
+  }, 60_000);
+
+  test('a repository the command damaged after writing into it is named as not scanned, never passed as clean', () => {
+    const ws = tempDir('cordon-leaks-git-');
+    git(ws, 'init', '-q', '-b', 'main');
+    mkdirSync(join(ws, 'out'));
+    git(join(ws, 'out'), 'init', '-q', '-b', 'main');
+    // Not a repository before or after: nothing to name.
+    mkdirSync(join(ws, 'fixture', '.git'), { recursive: true });
+    const before = snapshotGit(ws);
+    // The command commits a value into each repository, then leaves a HEAD git refuses.
+    for (const dir of [ws, join(ws, 'out')]) {
+      writeFileSync(join(dir, 'value.txt'), 'the value\n');
+      git(dir, 'add', 'value.txt');
+      git(dir, 'commit', '-qm', 'value');
+      writeFileSync(join(dir, '.git', 'HEAD'), 'not a ref\n');
+    }
+    const changes = gitChanges(ws, before);
+    expect(changes.repos).toEqual([]);
+    expect(changes.notScanned).toHaveLength(2);
+    expect(changes.notScanned.find((s) => s.startsWith('the workspace repository: '))).toMatch(
+      /git could not read its objects \(.+\)/,
+    );
+    expect(changes.notScanned.find((s) => s.startsWith('out: '))).toMatch(/git could not read its objects/);
   });
 });
