@@ -17,7 +17,7 @@ const PARTS = [
   { action: 'egress', id: 'egress' },
   { action: 'run', id: 'run', skip: ['github-token'] },
   // Last, and whatever failed before it: the summary and attribution.json in a main step.
-  { action: 'report', id: 'report', if: 'always()' },
+  { action: 'report', id: 'report', if: 'always()', skip: ['seal-key'] },
 ];
 // The one-step fence locks the runner down unless told otherwise.
 // Inputs several actions declare with one meaning: one composite input feeds them all.
@@ -54,6 +54,8 @@ function build() {
       withMap[name] = WITH[name] ?? `\${{ inputs.${name} }}`;
     }
     if (part.action === 'run') withMap['github-token'] = '${{ steps.token.outputs.token }}';
+    // report checks run's window seals with the public key start's main put in its output.
+    if (part.action === 'report') withMap['seal-key'] = '${{ steps.start.outputs.seal-key }}';
     const step = { id: part.id, uses: `${REF}/actions/${part.action}@${VERSION}`, with: withMap };
     if (part.action === 'github-token') step.if = "inputs.app-id != '' || inputs.client-id != ''";
     if (part.if) step.if = part.if;

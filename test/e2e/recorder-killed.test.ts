@@ -132,6 +132,11 @@ maybe('a recorder that dies, as whole programs', () => {
       expect(cleanPost.summary).toContain('Record intact');
       const model = join(clean.root, 'model.jsonl');
       writeFileSync(model, readFileSync(ledgerFile(clean), 'utf8'));
+      // report, given start's seal-key output, finds the clean record intact too.
+      const cleanReport = await clean.run('report', 'main', {
+        inputs: { 'seal-key': cleanStart.outputs['seal-key'] },
+      });
+      expect([cleanReport.code, cleanReport.outputs.verdict]).toEqual([0, 'intact']);
 
       const job = newJob();
       const start = await job.run('start', 'main');
@@ -168,6 +173,14 @@ maybe('a recorder that dies, as whole programs', () => {
       });
       expect(lenient.code).toBe(0);
       expect(lenient.summary).not.toContain('Record intact');
+
+      // report, with start's seal-key output (the composite wires it), is not fooled either:
+      // the attribution.json an upload step takes says altered, and the step fails.
+      const report = await job.run('report', 'main', { inputs: { 'seal-key': start.outputs['seal-key'] } });
+      expect(report.outputs.verdict).toBe('altered');
+      expect(report.code).not.toBe(0);
+      const attribution = readFileSync(report.outputs['attribution-path'], 'utf8');
+      expect(attribution).toContain('cannot be trusted');
     },
     90000,
   );

@@ -50,12 +50,14 @@ async function fenceSoFar(
 export async function writeReport(inputs: ReportInputs, deps: ReportDeps): Promise<void> {
   const { runner, ledger } = deps;
   // report has no nonce (start's main kept it for its post): start's post verifies with it.
-  const before = await judgeLedger(ledger.path, {});
+  // The seal key is public: start hands it over as a step output, which no later step can change.
+  const opts = { sealKey: inputs.sealKey };
+  const before = await judgeLedger(ledger.path, opts);
   const commits = recordCommits(ledger, runner, undefined, {
     who: 'report',
     known: recordedCommits(before.input.lines),
   });
-  const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, {});
+  const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, opts);
   const { verdict } = input;
   const fence = await fenceSoFar(input.lines, deps);
   const rendered = renderReport(fence.event ? { ...input, pending: [fence.event] } : input, runner, 'report');

@@ -49,6 +49,7 @@ export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<v
   const seal = newSealKey(1);
   writeSealKey(sealKeyPath(ledger.path), seal.key);
   runner.saveState('seal-key', seal.publicKey);
+  runner.setOutput('seal-key', seal.publicKey);
   if (nonce) runner.saveState('nonce', nonce);
   runner.saveState('head', hash);
   runner.saveState('started', new Date().toISOString());
