@@ -83,6 +83,18 @@ export function order(job: JobInfo): Found[] {
       message: `report must be the last Cordon step of ${where(job)}, but ${cordon[report + 1].action} (line ${cordon[report + 1].line}) runs after it`,
       suggestion: 'move report below every other Cordon step, so the summary covers all of them',
     });
+  // Without start's public seal key, report cannot tell a killed run's forged closing lines
+  // from run's own (start's post can, after the upload).
+  if (report >= 0 && cordon.some((s) => s.action === 'run') && !cordon[report].with.has('seal-key'))
+    found.push({
+      line: cordon[report].line,
+      column: cordon[report].column,
+      severity: 'warning',
+      code: 'report-seal-key',
+      message: "report is not given start's seal-key, so it cannot check that each run sealed its window",
+      suggestion:
+        "give start an id and add `seal-key: ${{ steps.<id>.outputs.seal-key }}` under report's `with:`",
+    });
   return found;
 }
 

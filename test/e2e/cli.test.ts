@@ -60,10 +60,15 @@ describe('cordon check through the bundled CLI', () => {
     const r = await cordon(['check', '--format', 'github', fixture('workflow-mistakes.yml')]);
     expect(r.code).toBe(1);
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toHaveLength(8);
-    expect(lines.every((l) => l.startsWith('::error file='))).toBe(true);
-    expect(lines.map((l) => Number(/,line=(\d+),/.exec(l)?.[1]))).toEqual([15, 16, 16, 20, 21, 25, 25, 28]);
-    expect(lines[5]).toContain(',col=31,title=cordon check%3A event-injection::');
+    expect(lines).toHaveLength(9);
+    // Errors, and one warning (report without start's seal-key) as a warning annotation.
+    expect(lines.filter((l) => !l.startsWith('::error file='))).toEqual([
+      expect.stringMatching(/^::warning file=.*,line=20,col=15,title=cordon check%3A report-seal-key::/),
+    ]);
+    expect(lines.map((l) => Number(/,line=(\d+),/.exec(l)?.[1]))).toEqual([
+      15, 16, 16, 20, 20, 21, 25, 25, 28,
+    ]);
+    expect(lines[6]).toContain(',col=31,title=cordon check%3A event-injection::');
   });
 
   test('--format json is an array a CI tool can read; an unknown format is refused', async () => {

@@ -131,6 +131,7 @@ describe('cordon check: the workflow around the steps', () => {
       '16:id-token:',
       '16:egress-endpoint:',
       '20:step-order:',
+      '20:report-seal-key:',
       '21:egress-endpoint:',
       '25:event-injection:',
       '25:event-injection:',
@@ -164,6 +165,14 @@ describe('cordon check: the workflow around the steps', () => {
         'allowed-domains: api.anthropic.com sts.us-west-2.amazonaws.com secretsmanager.us-west-2.amazonaws.com',
       )
       .replace(/( {6}- uses: cordon-dev\/cordon\/actions\/report@v1\n)([\s\S]*?)( {6}- run:)/, '$2$1$3')
+      .replace(
+        / {6}- uses: cordon-dev\/cordon\/actions\/start@v1\n/,
+        '      - id: start\n        uses: cordon-dev/cordon/actions/start@v1\n',
+      )
+      .replace(
+        /( {6}- uses: cordon-dev\/cordon\/actions\/report@v1\n)/,
+        '$1        with: { seal-key: "${{ steps.start.outputs.seal-key }}" }\n',
+      )
       .replace(/"\$\{\{ github.event.comment.body \}\}" --branch \$\{\{ github.head_ref \}\}/, '"$PROMPT"')
       .replace('"${{ github.event.issue.title }}"', '"$TITLE"');
     expect(checkWorkflowText(fixed, 'w.yml').problems).toEqual([]);
