@@ -9,6 +9,7 @@ import {
   closeSync,
   existsSync,
   fstatSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -150,6 +151,11 @@ export class Ledger {
     return existsSync(this.path);
   }
 
+  /** Refuses a ledger path that is not a regular file (see `assertRegularLedger`). */
+  private regular(): void {
+    assertRegularLedger(this.path);
+  }
+
   /**
    * Creates the ledger if absent and returns the nonce its chain starts from; `start`
    * keeps it in saved state, out of reach of later steps. An existing ledger is kept.
@@ -199,6 +205,7 @@ export class Ledger {
     snapshot: boolean,
   ): { hash: string; event: LedgerEvent; hashes?: string[] } {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    this.regular();
     return withLock(this.path, () => {
       const lines = snapshot ? this.rawLines() : undefined;
       const tail = lines ? undefined : readTail(this.path);
@@ -235,6 +242,7 @@ export class Ledger {
 
   private rawLines(): string[] {
     if (!this.exists()) return [];
+    this.regular();
     const text = readFileSync(this.path, 'utf8');
     return text.split('\n').filter((l) => l !== '');
   }
@@ -252,6 +260,33 @@ export class Ledger {
     const lines = this.rawLines();
     return lines.length ? hashLine(lines[lines.length - 1]) : undefined;
   }
+}
+
+/**
+ * The ledger sits in a folder the runner user can write: a FIFO, a device or a link put in
+ * its place would block or redirect every later step's read and append. Anything but a
+ * regular file (or nothing yet) is refused, naming what it is.
+ */
+export function assertRegularLedger(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return; // Not there yet: the first append creates it.
+  }
+  if (st.isFile()) return;
+  const kind = st.isFIFO()
+    ? 'a FIFO'
+    : st.isSymbolicLink()
+      ? 'a symbolic link'
+      : st.isDirectory()
+        ? 'a directory'
+        : 'not a regular file';
+  throw new CordonError({
+    what: `ledger: ${path} is ${kind}`,
+    why: 'the run ledger is a regular file Cordon writes; something replaced it, which is tampering',
+    fix: 'treat this run as compromised and review the steps that ran before this one',
+  });
 }
 
 /** Whether the file's last byte is a newline (or the file is empty or missing). */

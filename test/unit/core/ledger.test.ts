@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   checkChain,
   diffLedger,
@@ -27,6 +27,19 @@ function tempLedger(): { ledger: Ledger; registry: SecretRegistry; path: string 
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 describe('ledger', () => {
+  test('hostile: a FIFO or a link put in place of the ledger is refused at once, never waited on', () => {
+    const fifo = tempLedger();
+    mkdirSync(join(fifo.path, '..'), { recursive: true });
+    expect(spawnSync('mkfifo', [fifo.path]).status).toBe(0);
+    // Without the check, both would block forever: nobody writes to or reads the FIFO.
+    expect(() => appendAny(fifo.ledger, 'tick', { i: 1 })).toThrow(/is a FIFO/);
+    expect(() => fifo.ledger.read()).toThrow(/is a FIFO/);
+    const link = tempLedger();
+    mkdirSync(join(link.path, '..'), { recursive: true });
+    symlinkSync('/dev/zero', link.path);
+    expect(() => link.ledger.read()).toThrow(/is a symbolic link/);
+  });
+
   test('appends events in order and reads them back with their fields', () => {
     const { ledger } = tempLedger();
     const nonce = ledger.open();
