@@ -25,7 +25,7 @@ import {
 import { dirname, join } from 'node:path';
 import { execSync, type Exec } from '../fence/firewall.js';
 import type { LockdownBackup } from '../fence/lockdown.js';
-import { LAUNCH_COMMAND, LAUNCH_DIR, type LaunchCommand } from './protocol.js';
+import { LAUNCH_COMMAND, LAUNCH_DIR, launcherDropIn, type LaunchCommand } from './protocol.js';
 
 const USER_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/;
 
@@ -79,8 +79,7 @@ export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCo
   const command: LaunchCommand = { node, program };
   writeFileSync(join(launch, LAUNCH_COMMAND), JSON.stringify(command), { mode: 0o644 });
 
-  const sudoersDir = o.sudoersDir ?? '/etc/sudoers.d';
-  const dropIn = join(sudoersDir, `cordon-launch-${o.id}`);
+  const dropIn = launcherDropIn(o.id, o.sudoersDir);
   // sudo skips a name with a dot: the rule is checked by visudo before it has its real name.
   const pending = `${dropIn}.pending`;
   writeFileSync(

@@ -62,6 +62,11 @@ export function cgroupMountDir(dir: string): string {
   return join(dirname(dir), `cgroup2-${basename(dir)}`);
 }
 
+/** The sudoers drop-in a fence's launcher rule is written to (with `disable-sudo`). */
+export function launcherDropIn(id: string, sudoersDir = '/etc/sudoers.d'): string {
+  return join(sudoersDir, `cordon-launch-${id}`);
+}
+
 /**
  * Removes a fence's state directory and the cgroup2 mount point beside it, unmounting that
  * first if it is still a mount here (the helper's own unmount is skipped when it is killed).

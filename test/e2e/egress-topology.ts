@@ -3,12 +3,12 @@
  * veth pair with IPv4 and IPv6, the logging DNS server and HTTP/TCP servers in
  * "internet", and optionally a "container" namespace behind a bridge in "runner".
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
-import { removeState, stateDir } from '../../src/rootd/protocol.js';
+import { launcherDropIn, removeState, stateDir } from '../../src/rootd/protocol.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -168,6 +168,9 @@ export class World {
         }
       }
       removeState(id);
+      // With disable-sudo the fence left one sudoers rule (the launcher's); a job's post
+      // without teardown keeps it, as on a runner that is thrown away after the job.
+      rmSync(launcherDropIn(id), { force: true });
     }
     await stop(this.server);
     for (const ns of this.made.reverse()) ns.delete();

@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { removeJobs } from '../../src/devkit/run-action.js';
-import { cgroupMountDir, fenceId, stateDir } from '../../src/rootd/protocol.js';
+import { cgroupMountDir, fenceId, launcherDropIn, stateDir } from '../../src/rootd/protocol.js';
 import { removeTempDirs } from './tmp.js';
 
 const hooks = ((globalThis as { __cordonAfterFile?: (() => void)[] }).__cordonAfterFile ??= []);
@@ -16,7 +16,8 @@ hooks.push(() => {
   const left: string[] = [];
   for (const job of removeJobs()) {
     const dir = stateDir(fenceId(job.runnerTemp));
-    for (const p of [dir, cgroupMountDir(dir)]) if (existsSync(p)) left.push(p);
+    for (const p of [dir, cgroupMountDir(dir), launcherDropIn(fenceId(job.runnerTemp))])
+      if (existsSync(p)) left.push(p);
   }
   if (left.length > 0) throw new Error(`fences of this file's jobs left behind: ${left.join(', ')}`);
 });
