@@ -4,22 +4,13 @@
  * processes are serialised by a lock directory; a line is written with one `write` call.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  appendFileSync,
-  closeSync,
-  existsSync,
-  fstatSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  rmdirSync,
-  statSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { ledgerCopyPathsFor, sendLedgerLine } from './copy.js';
+import { assertRegularLedger, endsWithNewline, readTail, withOpenFile } from './ledger-file.js';
+
+export { assertRegularLedger, lastLine } from './ledger-file.js';
 import type { EventTypes } from './events.js';
 import { secrets as defaultRegistry, type SecretRegistry } from '../platform/mask.js';
 import type { Env } from '../platform/runner.js';
@@ -262,61 +253,6 @@ export class Ledger {
   }
 }
 
-/**
- * The ledger sits in a folder the runner user can write: a FIFO, a device or a link put in
- * its place would block or redirect every later step's read and append. Anything but a
- * regular file (or nothing yet) is refused, naming what it is.
- */
-export function assertRegularLedger(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return; // Not there yet: the first append creates it.
-  }
-  if (st.isFile()) return;
-  const kind = st.isFIFO()
-    ? 'a FIFO'
-    : st.isSymbolicLink()
-      ? 'a symbolic link'
-      : st.isDirectory()
-        ? 'a directory'
-        : 'not a regular file';
-  throw new CordonError({
-    what: `ledger: ${path} is ${kind}`,
-    why: 'the run ledger is a regular file Cordon writes; something replaced it, which is tampering',
-    fix: 'treat this run as compromised and review the steps that ran before this one',
-  });
-}
-
-/** Whether the file's last byte is a newline (or the file is empty or missing). */
-function endsWithNewline(path: string): boolean {
-  return (
-    withOpenFile(path, (fd) => {
-      const size = fstatSync(fd).size;
-      if (size === 0) return true;
-      const b = Buffer.alloc(1);
-      readSync(fd, b, 0, 1, size - 1);
-      return b[0] === 0x0a;
-    }) ?? true
-  );
-}
-
-/** Runs `fn` on the file opened for reading; undefined when it cannot be opened. */
-function withOpenFile<T>(path: string, fn: (fd: number) => T): T | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    return fn(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** The `prev` of the file's first line (the hash its chain starts from), read from its start. */
 export function firstPrev(path: string): string | undefined {
   return withOpenFile(path, (fd) => {
@@ -328,35 +264,6 @@ export function firstPrev(path: string): string | undefined {
 }
 
 const MAX_FIRST_LINE = 256 * 1024;
-
-/**
- * The last non-empty line of the file, read from its end (an append stays cheap however
- * long the ledger grows); undefined when there is none.
- */
-export function lastLine(path: string): string | undefined {
-  return readTail(path)?.line;
-}
-
-/** The last non-empty line, and whether the file ends with a newline; one open. */
-function readTail(path: string): { line: string | undefined; newline: boolean } | undefined {
-  return withOpenFile(path, (fd) => {
-    const size = fstatSync(fd).size;
-    if (size === 0) return { line: undefined, newline: true };
-    let chunk = 4 * 1024;
-    for (;;) {
-      const start = Math.max(0, size - chunk);
-      const buf = Buffer.allocUnsafe(size - start);
-      readSync(fd, buf, 0, buf.length, start);
-      const newline = buf[buf.length - 1] === 0x0a;
-      let end = buf.length;
-      while (end > 0 && buf[end - 1] === 0x0a) end--;
-      const nl = buf.lastIndexOf(0x0a, end - 1);
-      if (nl >= 0 && end > 0) return { line: buf.toString('utf8', nl + 1, end), newline };
-      if (start === 0) return { line: end === 0 ? undefined : buf.toString('utf8', 0, end), newline };
-      chunk *= 4;
-    }
-  });
-}
 
 export function parseLine(raw: string, line: number): LedgerLine {
   const hash = hashLine(raw);
