@@ -9,6 +9,8 @@ import { relative, resolve, sep } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { SecretRegistry } from '../../platform/mask.js';
+import type { Runner } from '../../platform/runner.js';
+import type { LeakScanMode } from './inputs.js';
 import { scanContainers, type ContainerLimits } from './archive.js';
 import { gitChanges, readObjects, type GitChanges, type GitSnapshot } from './leaks-git.js';
 
@@ -174,7 +176,32 @@ export function scanAfterRun(opts: {
 }
 
 /** With `leak-scan: fail`: content the scan could not read fails the step like a value found. */
-export function notScannedError(notScanned: string[]): CordonError {
+/** One annotation per leak, at its file and line: an error under `leak-scan: fail`, else a warning. */
+export function annotateLeaks(leaks: Leak[], mode: LeakScanMode, runner: Runner): void {
+  const report = mode === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);
+  for (const l of leaks)
+    report(`run: secret ${l.secret} was written to ${l.path}:${l.line}`, {
+      file: l.path,
+      line: l.line,
+      title: 'Secret written to the workspace',
+    });
+}
+
+/** What fails the step under `leak-scan: fail`: a secret left behind, else what was not read. */
+export function leakScanError(leaks: Leak[], notScanned: string[]): CordonError | undefined {
+  if (leaks.length) {
+    const names = [...new Set(leaks.map((l) => l.secret))].join(', ');
+    return new CordonError({
+      what: `run: the command wrote ${names} into ${leaks.length} place(s) in the workspace`,
+      why: `secrets must not be left in files a later step could commit or upload: ${leaks.map((l) => `${l.path}:${l.line}`).join(', ')}`,
+      fix: 'remove the files and make the command stop writing the value; set leak-scan: warn to only report',
+      input: 'leak-scan',
+    });
+  }
+  return notScanned.length ? notScannedError(notScanned) : undefined;
+}
+
+function notScannedError(notScanned: string[]): CordonError {
   return new CordonError({
     what: `run: the leak scan could not read everything the command wrote: ${notScanned.slice(0, 5).join('; ')}${notScanned.length > 5 ? '; ...' : ''}`,
     why: 'content the scan cannot read (past a bound, damaged, encrypted, compressed another way) could hide a secret',

@@ -19,7 +19,7 @@ import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from '
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
-import { notScannedError, scanAfterRun, type Leak } from './leaks.js';
+import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
 import { snapshotGit } from './leaks-git.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
@@ -396,14 +396,7 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
   runner.info(
     `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${ran.bytesScrubbed} byte(s) of secrets scrubbed from its output; ${ran.processesKilled} leftover process(es) killed`,
   );
-  const report = inputs.leakScan === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);
-  for (const l of leaks) {
-    report(`run: secret ${l.secret} was written to ${l.path}:${l.line}`, {
-      file: l.path,
-      line: l.line,
-      title: 'Secret written to the workspace',
-    });
-  }
+  annotateLeaks(leaks, inputs.leakScan, runner);
 
   reportIdentity({ tampered: ran.tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
   if (checkoutToken && !ran.checkoutTokenRestored)
@@ -432,16 +425,8 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
       input: 'timeout-minutes',
     });
   }
-  if (leaks.length && inputs.leakScan === 'fail') {
-    const names = [...new Set(leaks.map((l) => l.secret))].join(', ');
-    throw new CordonError({
-      what: `run: the command wrote ${names} into ${leaks.length} place(s) in the workspace`,
-      why: `secrets must not be left in files a later step could commit or upload: ${leaks.map((l) => `${l.path}:${l.line}`).join(', ')}`,
-      fix: 'remove the files and make the command stop writing the value; set leak-scan: warn to only report',
-      input: 'leak-scan',
-    });
-  }
-  if (notScanned.length && inputs.leakScan === 'fail') throw notScannedError(notScanned);
+  const failed = inputs.leakScan === 'fail' ? leakScanError(leaks, notScanned) : undefined;
+  if (failed) throw failed;
   return {
     exitCode: exit.code,
     signal: exit.signal,
