@@ -188,19 +188,37 @@ export function spawnCollect(
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
+    let done = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const settle = (code: number | null): void => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
+      if (graceTimer) clearTimeout(graceTimer);
       resolvePromise({
         code,
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
       });
+    };
+    // Past its time the step is killed, and what it printed is still handed back (with a
+    // line that says so), even when a process it left holds its pipes open.
+    const timer = setTimeout(() => {
+      err.push(Buffer.from(`\n[harness] killed after ${timeoutMs} ms\n`));
+      child.kill('SIGKILL');
+      graceTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        settle(null);
+      }, 2000);
+    }, timeoutMs);
+    child.on('error', (e) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(e);
     });
+    child.on('close', (code) => settle(code));
   });
 }
 

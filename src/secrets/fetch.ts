@@ -42,6 +42,8 @@ export interface FetchDeps {
   credentials?: AwsCredentialValues;
   /** Requests in flight at once (default 8). */
   concurrency?: number;
+  /** How long one request may go unanswered before it is abandoned and retried (ms). */
+  requestTimeoutMs?: number;
   /** Backoff overrides (tests, benchmarks). */
   retry?: Partial<
     Pick<RetryOptions, 'maxAttempts' | 'baseMs' | 'maxDelayMs' | 'maxTotalMs' | 'sleep' | 'random'>
@@ -53,6 +55,8 @@ export interface FetchDeps {
 }
 
 export const DEFAULT_CONCURRENCY = 8;
+/** One request to Secrets Manager or SSM, unanswered this long, is abandoned and retried. */
+export const REQUEST_TIMEOUT_MS = 10000;
 
 /** Region for a call: the environment's, else the one in an ARN. */
 function regionFor(env: Env, ref: string): string | undefined {
@@ -70,7 +74,12 @@ interface ClientConfig {
   credentials?: AwsCredentialValues;
   maxAttempts: number;
   ignoreConfiguredEndpointUrls: boolean;
-  requestHandler: { connectionTimeout: number; requestTimeout: number } & ProxyAgents;
+  requestHandler: {
+    connectionTimeout: number;
+    requestTimeout: number;
+    throwOnRequestTimeout: boolean;
+    socketTimeout: number;
+  } & ProxyAgents;
 }
 
 function clientConfig(
@@ -97,6 +106,7 @@ function clientConfig(
           sessionToken: env.AWS_SESSION_TOKEN || undefined,
         }
       : undefined;
+  const timeout = deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   // Cordon retries with its own backoff, so the SDK's retries are off; the passed env, not
   // process.env or ~/.aws, decides the endpoint.
   return {
@@ -106,9 +116,14 @@ function clientConfig(
     maxAttempts: 1,
     ignoreConfiguredEndpointUrls: true,
     // HTTPS_PROXY / NO_PROXY of the passed env (the SDK's Node handler ignores them).
+    // A request that gets no answer ends and is retried: without throwOnRequestTimeout the
+    // SDK's Node handler only logs the timeout, and an endpoint that accepts and never
+    // answers would hold the step until the job's own timeout.
     requestHandler: {
-      connectionTimeout: 5000,
-      requestTimeout: 15000,
+      connectionTimeout: Math.min(timeout, 5000),
+      requestTimeout: timeout,
+      throwOnRequestTimeout: true,
+      socketTimeout: timeout,
       ...proxyAgents(env, { keepAlive: true }),
     },
   };

@@ -22,7 +22,7 @@ const VALUE = 'sm-value-5d1e2f3a4b';
 const PARAM = 'param-value-9a8b7c';
 
 /** Faults for the next requests, as the JSON-protocol services send them. */
-type JsonFault = { status: number; type: string } | undefined;
+type JsonFault = { status: number; type: string } | 'stall' | undefined;
 
 let moto: Moto;
 let proxy: Server;
@@ -32,6 +32,8 @@ let always: JsonFault;
 let inFlight = 0;
 let maxInFlight = 0;
 let requests = 0;
+/** Requests held open and never answered (a service that accepts and then stalls). */
+const stalled: import('node:http').ServerResponse[] = [];
 
 beforeAll(async () => {
   if (!available) return;
@@ -75,6 +77,11 @@ beforeAll(async () => {
       const fault = plan.length ? plan.shift() : always;
       // Hold each request a little so that concurrency shows.
       setTimeout(() => {
+        if (fault === 'stall') {
+          inFlight--;
+          stalled.push(res);
+          return;
+        }
         if (fault) {
           inFlight--;
           res.writeHead(fault.status, {
@@ -108,6 +115,8 @@ beforeAll(async () => {
 }, 60000);
 
 afterAll(async () => {
+  for (const res of stalled) res.destroy();
+  proxy?.closeAllConnections();
   await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)));
   await moto?.stop();
 });
@@ -153,6 +162,28 @@ maybe('fetchSecrets', () => {
     });
     expect(got[0].value).toBe(VALUE);
     expect(retries).toEqual(['aws-sm:app/one ThrottlingException', 'aws-sm:app/one ThrottlingException']);
+  });
+
+  test('a request the service never answers is abandoned and retried; one that never ends fails by name', async () => {
+    plan = ['stall'];
+    const retries: string[] = [];
+    const got = await fetchSecrets(parseSecretSpecs('A=aws-sm:app/one'), {
+      env: env(),
+      retry: fast,
+      requestTimeoutMs: 400,
+      onRetry: (source, reason) => retries.push(`${source} ${reason}`),
+    });
+    expect(got[0].value).toBe(VALUE);
+    expect(retries).toEqual(['aws-sm:app/one TimeoutError']);
+
+    always = 'stall';
+    await expect(
+      fetchSecrets(parseSecretSpecs('B=ssm:/p/one'), {
+        env: env(),
+        retry: { ...fast, maxAttempts: 2 },
+        requestTimeoutMs: 400,
+      }),
+    ).rejects.toThrow(/B.*ssm:\/p\/one.*the request failed \(TimeoutError, 2 attempts\)/s);
   });
 
   test('throttling that never ends, AccessDenied and a missing secret each give a clear error by name', async () => {
