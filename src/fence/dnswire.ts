@@ -156,38 +156,89 @@ export interface AnswerAddresses {
   aliases: string[];
 }
 
-/** Parses an upstream answer; undefined when malformed. Only records owned by the question name or its CNAME chain count. */
-export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
+/**
+ * Whether `answer` repeats the question of `query` (bytes 12 to `questionEnd`, the type
+ * and class included), letters compared without case: the check that an answer is to
+ * the question asked, on the bytes, with no name decoded. `query` passed readQuery, so
+ * its name is plain labels and a letter byte there is inside a label, never a length.
+ */
+export function sameQuestion(answer: Buffer, query: Buffer, questionEnd: number): boolean {
+  if (answer.length < questionEnd || answer[4] !== 0 || answer[5] !== 1) return false;
+  const nameEnd = questionEnd - 4;
+  for (let i = 12; i < nameEnd; i++) {
+    const a = answer[i];
+    const b = query[i];
+    if (a === b) continue;
+    const lower = b | 0x20;
+    if (lower < 0x61 || lower > 0x7a || (a | 0x20) !== lower) return false;
+  }
+  for (let i = nameEnd; i < questionEnd; i++) if (answer[i] !== query[i]) return false;
+  return true;
+}
+
+/**
+ * Records of the answer being read, one slot each (no object per record): a UDP or TCP
+ * message is at most 65535 bytes and a record at least 11, so 6000 slots hold any.
+ */
+const MAX_RECORDS = 6000;
+const recType = new Uint16Array(MAX_RECORDS);
+const recTtl = new Uint32Array(MAX_RECORDS);
+const recData = new Uint32Array(MAX_RECORDS);
+const recLen = new Uint16Array(MAX_RECORDS);
+/** The owner's name, or undefined when it is a pointer to the question name (the usual case). */
+const recOwner: (string | undefined)[] = new Array<string | undefined>(MAX_RECORDS).fill(undefined);
+
+/**
+ * Parses an upstream answer; undefined when malformed. Only records owned by the question
+ * name or its CNAME chain count. `asked`: the question, when sameQuestion already matched
+ * it to the query (its name is then not decoded again).
+ */
+export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): AnswerAddresses | undefined {
   if (buf.length < 12 || !(buf.readUInt16BE(2) & 0x8000)) return undefined;
   const rcode = buf.readUInt16BE(2) & 0xf;
   const qd = buf.readUInt16BE(4);
   const an = buf.readUInt16BE(6);
   if (qd !== 1) return undefined;
-  const q = readName(buf, 12);
+  const q = asked ? { name: asked.name, end: asked.end - 4 } : readName(buf, 12);
   if (!q || q.end + 4 > buf.length) return undefined;
   const qtype = buf.readUInt16BE(q.end);
   let at = q.end + 4;
-  const records: { owner: string; type: number; ttl: number; rdata: number; rdlen: number }[] = [];
   let cnames = 0;
+  let others = false;
   for (let i = 0; i < an; i++) {
+    if (i >= MAX_RECORDS) return undefined;
     // Owners are nearly always a pointer to the question name: no need to decode it.
-    const owner = buf[at] === 0xc0 && buf[at + 1] === 12 ? { name: q.name, end: at + 2 } : readName(buf, at);
-    if (!owner || owner.end + 10 > buf.length) return undefined;
-    const type = buf.readUInt16BE(owner.end);
-    const ttl = buf.readUInt32BE(owner.end + 4);
-    const rdlen = buf.readUInt16BE(owner.end + 8);
-    const rdata = owner.end + 10;
+    let ownerEnd: number;
+    if (buf[at] === 0xc0 && buf[at + 1] === 12) {
+      recOwner[i] = undefined;
+      ownerEnd = at + 2;
+    } else {
+      const owner = readName(buf, at);
+      if (!owner) return undefined;
+      ownerEnd = owner.end;
+      // The question's own name spelled out counts as the question name.
+      recOwner[i] = owner.name === q.name ? undefined : owner.name;
+      if (recOwner[i] !== undefined) others = true;
+    }
+    if (ownerEnd + 10 > buf.length) return undefined;
+    const type = buf.readUInt16BE(ownerEnd);
+    const ttl = buf.readUInt32BE(ownerEnd + 4);
+    const rdlen = buf.readUInt16BE(ownerEnd + 8);
+    const rdata = ownerEnd + 10;
     if (rdata + rdlen > buf.length) return undefined;
     if (type === TYPE_CNAME) cnames++;
-    records.push({ owner: owner.name, type, ttl: ttl > 0x7fffffff ? 0 : ttl, rdata, rdlen });
+    recType[i] = type;
+    recTtl[i] = ttl > 0x7fffffff ? 0 : ttl;
+    recData[i] = rdata;
+    recLen[i] = rdlen;
     at = rdata + rdlen;
   }
   const chain = [q.name];
   for (let round = 0; cnames > 0 && round < 16; round++) {
     let grew = false;
-    for (const r of records) {
-      if (r.type !== TYPE_CNAME || !chain.includes(r.owner)) continue;
-      const target = readName(buf, r.rdata);
+    for (let i = 0; i < an; i++) {
+      if (recType[i] !== TYPE_CNAME || !inChain(chain, recOwner[i])) continue;
+      const target = readName(buf, recData[i]);
       if (target && !chain.includes(target.name)) {
         chain.push(target.name);
         grew = true;
@@ -196,25 +247,33 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
     if (!grew) break;
   }
   const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: chain.slice(1) };
-  for (const r of records) {
-    if (r.owner !== q.name && !chain.includes(r.owner)) continue;
-    if (r.type === TYPE_A && r.rdlen === 4) {
+  for (let i = 0; i < an; i++) {
+    if (others && !inChain(chain, recOwner[i])) continue;
+    const type = recType[i];
+    const rdata = recData[i];
+    const rdlen = recLen[i];
+    if (type === TYPE_A && rdlen === 4) {
       out.v4.push({
-        address: `${buf[r.rdata]}.${buf[r.rdata + 1]}.${buf[r.rdata + 2]}.${buf[r.rdata + 3]}`,
-        ttl: r.ttl,
-        kind: kindV4(buf, r.rdata),
+        address: `${buf[rdata]}.${buf[rdata + 1]}.${buf[rdata + 2]}.${buf[rdata + 3]}`,
+        ttl: recTtl[i],
+        kind: kindV4(buf, rdata),
       });
-    } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
+    } else if (type === TYPE_AAAA && rdlen === 16) {
       out.v6.push({
-        address: formatAddress(buf.subarray(r.rdata, r.rdata + 16)),
-        ttl: r.ttl,
-        kind: kindV6(buf, r.rdata),
+        address: formatAddress(buf.subarray(rdata, rdata + 16)),
+        ttl: recTtl[i],
+        kind: kindV6(buf, rdata),
       });
-    } else if (r.type === TYPE_HTTPS || r.type === TYPE_SVCB) {
-      svcbHints(buf, r.rdata, r.rdlen, r.ttl, out);
+    } else if (type === TYPE_HTTPS || type === TYPE_SVCB) {
+      svcbHints(buf, rdata, rdlen, recTtl[i], out);
     }
   }
   return out;
+}
+
+/** An owner (undefined: the question name) on the CNAME chain. */
+function inChain(chain: string[], owner: string | undefined): boolean {
+  return owner === undefined || chain.includes(owner);
 }
 
 /**
