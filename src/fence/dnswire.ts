@@ -4,6 +4,7 @@
  * CNAME chain. Everything is bounded: names at 255 bytes, pointer jumps at 32.
  */
 import { formatAddress, kindV4, kindV6, type AddressKind } from './ip.js';
+import { FNV_START, fnvStep, internName, v4Text } from './interned.js';
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
@@ -62,7 +63,8 @@ const nameScratch = Buffer.allocUnsafe(256);
 const scratch = Buffer.allocUnsafe(256);
 
 /**
- * The question name of a query, lower-cased, in one pass and one string. No compression
+ * The question name of a query, lower-cased, in one pass and one string (the one made
+ * before for a name asked again: interned.ts). No compression
  * pointers (a query has nothing to point at). `odd` when a byte is anything but a letter,
  * digit, `-`, `_` or `*`: a `.` or a control byte inside a label would make the text we
  * match differ from the name the upstream sees.
@@ -71,12 +73,16 @@ function questionName(buf: Buffer, off: number): { name: string; end: number; od
   let at = off;
   let w = 0;
   let odd = false;
+  let hash = FNV_START;
   for (;;) {
     if (at >= buf.length) return undefined;
     const len = buf[at];
     if (len === 0) break;
     if (len > 63 || at + 1 + len > buf.length || w + len + 1 > 254) return undefined;
-    if (w > 0) scratch[w++] = 0x2e;
+    if (w > 0) {
+      scratch[w++] = 0x2e;
+      hash = fnvStep(hash, 0x2e);
+    }
     for (let i = at + 1, stop = at + 1 + len; i < stop; i++) {
       let c = buf[i];
       if (c >= 0x41 && c <= 0x5a) c |= 0x20;
@@ -89,10 +95,11 @@ function questionName(buf: Buffer, off: number): { name: string; end: number; od
       ))
         odd = true;
       scratch[w++] = c;
+      hash = fnvStep(hash, c);
     }
     at += 1 + len;
   }
-  return { name: scratch.toString('latin1', 0, w), end: at + 1, odd };
+  return { name: internName(scratch, w, hash), end: at + 1, odd };
 }
 
 /** Checks a client's query: a standard query with exactly one question and a plain name. */
@@ -254,7 +261,7 @@ export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): 
     const rdlen = recLen[i];
     if (type === TYPE_A && rdlen === 4) {
       out.v4.push({
-        address: `${buf[rdata]}.${buf[rdata + 1]}.${buf[rdata + 2]}.${buf[rdata + 3]}`,
+        address: v4Text(buf, rdata),
         ttl: recTtl[i],
         kind: kindV4(buf, rdata),
       });
@@ -295,7 +302,7 @@ function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: Answe
     if (key === 4) {
       for (let i = v; i + 4 <= v + n; i += 4)
         out.v4.push({
-          address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`,
+          address: v4Text(buf, i),
           ttl,
           kind: kindV4(buf, i),
         });
