@@ -160,7 +160,7 @@ export interface AnswerAddresses {
   v4: AnswerAddress[];
   v6: AnswerAddress[];
   /** Names reached through CNAMEs from the question name. */
-  aliases: string[];
+  aliases: readonly string[];
 }
 
 /**
@@ -206,10 +206,13 @@ export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): 
   const qd = buf.readUInt16BE(4);
   const an = buf.readUInt16BE(6);
   if (qd !== 1) return undefined;
-  const q = asked ? { name: asked.name, end: asked.end - 4 } : readName(buf, 12);
-  if (!q || q.end + 4 > buf.length) return undefined;
-  const qtype = buf.readUInt16BE(q.end);
-  let at = q.end + 4;
+  const q = asked ?? readName(buf, 12);
+  if (!q) return undefined;
+  // Past the name (asked: past the whole question, type and class).
+  const nameEnd = asked ? asked.end - 4 : q.end;
+  if (nameEnd + 4 > buf.length) return undefined;
+  const qtype = buf.readUInt16BE(nameEnd);
+  let at = nameEnd + 4;
   let cnames = 0;
   let others = false;
   for (let i = 0; i < an; i++) {
@@ -240,7 +243,8 @@ export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): 
     recLen[i] = rdlen;
     at = rdata + rdlen;
   }
-  const chain = [q.name];
+  // The CNAME chain from the question name, when there is one to follow.
+  const chain = cnames > 0 ? [q.name] : NO_CHAIN;
   for (let round = 0; cnames > 0 && round < 16; round++) {
     let grew = false;
     for (let i = 0; i < an; i++) {
@@ -253,7 +257,8 @@ export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): 
     }
     if (!grew) break;
   }
-  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: chain.slice(1) };
+  const aliases = chain.length > 1 ? chain.slice(1) : NO_ALIASES;
+  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases };
   for (let i = 0; i < an; i++) {
     if (others && !inChain(chain, recOwner[i])) continue;
     const type = recType[i];
@@ -278,8 +283,12 @@ export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): 
   return out;
 }
 
+const NO_ALIASES: readonly string[] = Object.freeze([]);
+/** Never pushed to: a chain is pushed to only when made for CNAMEs. */
+const NO_CHAIN: string[] = [];
+
 /** An owner (undefined: the question name) on the CNAME chain. */
-function inChain(chain: string[], owner: string | undefined): boolean {
+function inChain(chain: readonly string[], owner: string | undefined): boolean {
   return owner === undefined || chain.includes(owner);
 }
 
