@@ -4,6 +4,7 @@
  * CNAME chain. Everything is bounded: names at 255 bytes, pointer jumps at 32.
  */
 import { formatAddress, kindV4, kindV6, type AddressKind } from './ip.js';
+import { FNV_START, fnvStep, internName, v4Text } from './interned.js';
 
 export const TYPE_A = 1;
 export const TYPE_CNAME = 5;
@@ -62,7 +63,8 @@ const nameScratch = Buffer.allocUnsafe(256);
 const scratch = Buffer.allocUnsafe(256);
 
 /**
- * The question name of a query, lower-cased, in one pass and one string. No compression
+ * The question name of a query, lower-cased, in one pass and one string (the one made
+ * before for a name asked again: interned.ts). No compression
  * pointers (a query has nothing to point at). `odd` when a byte is anything but a letter,
  * digit, `-`, `_` or `*`: a `.` or a control byte inside a label would make the text we
  * match differ from the name the upstream sees.
@@ -71,12 +73,16 @@ function questionName(buf: Buffer, off: number): { name: string; end: number; od
   let at = off;
   let w = 0;
   let odd = false;
+  let hash = FNV_START;
   for (;;) {
     if (at >= buf.length) return undefined;
     const len = buf[at];
     if (len === 0) break;
     if (len > 63 || at + 1 + len > buf.length || w + len + 1 > 254) return undefined;
-    if (w > 0) scratch[w++] = 0x2e;
+    if (w > 0) {
+      scratch[w++] = 0x2e;
+      hash = fnvStep(hash, 0x2e);
+    }
     for (let i = at + 1, stop = at + 1 + len; i < stop; i++) {
       let c = buf[i];
       if (c >= 0x41 && c <= 0x5a) c |= 0x20;
@@ -89,10 +95,11 @@ function questionName(buf: Buffer, off: number): { name: string; end: number; od
       ))
         odd = true;
       scratch[w++] = c;
+      hash = fnvStep(hash, c);
     }
     at += 1 + len;
   }
-  return { name: scratch.toString('latin1', 0, w), end: at + 1, odd };
+  return { name: internName(scratch, w, hash), end: at + 1, odd };
 }
 
 /** Checks a client's query: a standard query with exactly one question and a plain name. */
@@ -153,41 +160,96 @@ export interface AnswerAddresses {
   v4: AnswerAddress[];
   v6: AnswerAddress[];
   /** Names reached through CNAMEs from the question name. */
-  aliases: string[];
+  aliases: readonly string[];
 }
 
-/** Parses an upstream answer; undefined when malformed. Only records owned by the question name or its CNAME chain count. */
-export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
+/**
+ * Whether `answer` repeats the question of `query` (bytes 12 to `questionEnd`, the type
+ * and class included), letters compared without case: the check that an answer is to
+ * the question asked, on the bytes, with no name decoded. `query` passed readQuery, so
+ * its name is plain labels and a letter byte there is inside a label, never a length.
+ */
+export function sameQuestion(answer: Buffer, query: Buffer, questionEnd: number): boolean {
+  if (answer.length < questionEnd || answer[4] !== 0 || answer[5] !== 1) return false;
+  const nameEnd = questionEnd - 4;
+  for (let i = 12; i < nameEnd; i++) {
+    const a = answer[i];
+    const b = query[i];
+    if (a === b) continue;
+    const lower = b | 0x20;
+    if (lower < 0x61 || lower > 0x7a || (a | 0x20) !== lower) return false;
+  }
+  for (let i = nameEnd; i < questionEnd; i++) if (answer[i] !== query[i]) return false;
+  return true;
+}
+
+/**
+ * Records of the answer being read, one slot each (no object per record): a UDP or TCP
+ * message is at most 65535 bytes and a record at least 11, so 6000 slots hold any.
+ */
+const MAX_RECORDS = 6000;
+const recType = new Uint16Array(MAX_RECORDS);
+const recTtl = new Uint32Array(MAX_RECORDS);
+const recData = new Uint32Array(MAX_RECORDS);
+const recLen = new Uint16Array(MAX_RECORDS);
+/** The owner's name, or undefined when it is a pointer to the question name (the usual case). */
+const recOwner: (string | undefined)[] = new Array<string | undefined>(MAX_RECORDS).fill(undefined);
+
+/**
+ * Parses an upstream answer; undefined when malformed. Only records owned by the question
+ * name or its CNAME chain count. `asked`: the question, when sameQuestion already matched
+ * it to the query (its name is then not decoded again).
+ */
+export function readAnswer(buf: Buffer, asked?: { name: string; end: number }): AnswerAddresses | undefined {
   if (buf.length < 12 || !(buf.readUInt16BE(2) & 0x8000)) return undefined;
   const rcode = buf.readUInt16BE(2) & 0xf;
   const qd = buf.readUInt16BE(4);
   const an = buf.readUInt16BE(6);
   if (qd !== 1) return undefined;
-  const q = readName(buf, 12);
-  if (!q || q.end + 4 > buf.length) return undefined;
-  const qtype = buf.readUInt16BE(q.end);
-  let at = q.end + 4;
-  const records: { owner: string; type: number; ttl: number; rdata: number; rdlen: number }[] = [];
+  const q = asked ?? readName(buf, 12);
+  if (!q) return undefined;
+  // Past the name (asked: past the whole question, type and class).
+  const nameEnd = asked ? asked.end - 4 : q.end;
+  if (nameEnd + 4 > buf.length) return undefined;
+  const qtype = buf.readUInt16BE(nameEnd);
+  let at = nameEnd + 4;
   let cnames = 0;
+  let others = false;
   for (let i = 0; i < an; i++) {
+    if (i >= MAX_RECORDS) return undefined;
     // Owners are nearly always a pointer to the question name: no need to decode it.
-    const owner = buf[at] === 0xc0 && buf[at + 1] === 12 ? { name: q.name, end: at + 2 } : readName(buf, at);
-    if (!owner || owner.end + 10 > buf.length) return undefined;
-    const type = buf.readUInt16BE(owner.end);
-    const ttl = buf.readUInt32BE(owner.end + 4);
-    const rdlen = buf.readUInt16BE(owner.end + 8);
-    const rdata = owner.end + 10;
+    let ownerEnd: number;
+    if (buf[at] === 0xc0 && buf[at + 1] === 12) {
+      recOwner[i] = undefined;
+      ownerEnd = at + 2;
+    } else {
+      const owner = readName(buf, at);
+      if (!owner) return undefined;
+      ownerEnd = owner.end;
+      // The question's own name spelled out counts as the question name.
+      recOwner[i] = owner.name === q.name ? undefined : owner.name;
+      if (recOwner[i] !== undefined) others = true;
+    }
+    if (ownerEnd + 10 > buf.length) return undefined;
+    const type = buf.readUInt16BE(ownerEnd);
+    const ttl = buf.readUInt32BE(ownerEnd + 4);
+    const rdlen = buf.readUInt16BE(ownerEnd + 8);
+    const rdata = ownerEnd + 10;
     if (rdata + rdlen > buf.length) return undefined;
     if (type === TYPE_CNAME) cnames++;
-    records.push({ owner: owner.name, type, ttl: ttl > 0x7fffffff ? 0 : ttl, rdata, rdlen });
+    recType[i] = type;
+    recTtl[i] = ttl > 0x7fffffff ? 0 : ttl;
+    recData[i] = rdata;
+    recLen[i] = rdlen;
     at = rdata + rdlen;
   }
-  const chain = [q.name];
+  // The CNAME chain from the question name, when there is one to follow.
+  const chain = cnames > 0 ? [q.name] : NO_CHAIN;
   for (let round = 0; cnames > 0 && round < 16; round++) {
     let grew = false;
-    for (const r of records) {
-      if (r.type !== TYPE_CNAME || !chain.includes(r.owner)) continue;
-      const target = readName(buf, r.rdata);
+    for (let i = 0; i < an; i++) {
+      if (recType[i] !== TYPE_CNAME || !inChain(chain, recOwner[i])) continue;
+      const target = readName(buf, recData[i]);
       if (target && !chain.includes(target.name)) {
         chain.push(target.name);
         grew = true;
@@ -195,26 +257,39 @@ export function readAnswer(buf: Buffer): AnswerAddresses | undefined {
     }
     if (!grew) break;
   }
-  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases: chain.slice(1) };
-  for (const r of records) {
-    if (r.owner !== q.name && !chain.includes(r.owner)) continue;
-    if (r.type === TYPE_A && r.rdlen === 4) {
+  const aliases = chain.length > 1 ? chain.slice(1) : NO_ALIASES;
+  const out: AnswerAddresses = { rcode, name: q.name, qtype, v4: [], v6: [], aliases };
+  for (let i = 0; i < an; i++) {
+    if (others && !inChain(chain, recOwner[i])) continue;
+    const type = recType[i];
+    const rdata = recData[i];
+    const rdlen = recLen[i];
+    if (type === TYPE_A && rdlen === 4) {
       out.v4.push({
-        address: `${buf[r.rdata]}.${buf[r.rdata + 1]}.${buf[r.rdata + 2]}.${buf[r.rdata + 3]}`,
-        ttl: r.ttl,
-        kind: kindV4(buf, r.rdata),
+        address: v4Text(buf, rdata),
+        ttl: recTtl[i],
+        kind: kindV4(buf, rdata),
       });
-    } else if (r.type === TYPE_AAAA && r.rdlen === 16) {
+    } else if (type === TYPE_AAAA && rdlen === 16) {
       out.v6.push({
-        address: formatAddress(buf.subarray(r.rdata, r.rdata + 16)),
-        ttl: r.ttl,
-        kind: kindV6(buf, r.rdata),
+        address: formatAddress(buf.subarray(rdata, rdata + 16)),
+        ttl: recTtl[i],
+        kind: kindV6(buf, rdata),
       });
-    } else if (r.type === TYPE_HTTPS || r.type === TYPE_SVCB) {
-      svcbHints(buf, r.rdata, r.rdlen, r.ttl, out);
+    } else if (type === TYPE_HTTPS || type === TYPE_SVCB) {
+      svcbHints(buf, rdata, rdlen, recTtl[i], out);
     }
   }
   return out;
+}
+
+const NO_ALIASES: readonly string[] = Object.freeze([]);
+/** Never pushed to: a chain is pushed to only when made for CNAMEs. */
+const NO_CHAIN: string[] = [];
+
+/** An owner (undefined: the question name) on the CNAME chain. */
+function inChain(chain: readonly string[], owner: string | undefined): boolean {
+  return owner === undefined || chain.includes(owner);
 }
 
 /**
@@ -236,7 +311,7 @@ function svcbHints(buf: Buffer, at: number, len: number, ttl: number, out: Answe
     if (key === 4) {
       for (let i = v; i + 4 <= v + n; i += 4)
         out.v4.push({
-          address: `${buf[i]}.${buf[i + 1]}.${buf[i + 2]}.${buf[i + 3]}`,
+          address: v4Text(buf, i),
           ttl,
           kind: kindV4(buf, i),
         });

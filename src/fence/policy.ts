@@ -173,10 +173,19 @@ function maskBytes(b: Uint8Array, prefix: number): Uint8Array {
   return out;
 }
 
+/** Verdicts remembered per name; past it the memo starts again (a flood of new names keeps it bounded). */
+const VERDICTS = 4096;
+
 /** Case-insensitive matcher over exact names and `*.` suffixes; a wildcard never matches its apex. */
 export class DomainMatcher {
   private readonly exact = new Set<string>();
   private readonly suffixes = new Set<string>();
+  /**
+   * Names decided before: one lookup instead of a lookup and a cut string per label. The
+   * proxy hands in the same string object for a name asked again (interned.ts), whose
+   * hash V8 keeps, so a repeated name is not even hashed again.
+   */
+  private readonly verdicts = new Map<string, boolean>();
 
   constructor(patterns: DomainPattern[]) {
     for (const p of patterns) (p.wildcard ? this.suffixes : this.exact).add(p.name);
@@ -184,6 +193,15 @@ export class DomainMatcher {
 
   /** `name` is lower case without a trailing dot. */
   matches(name: string): boolean {
+    const known = this.verdicts.get(name);
+    if (known !== undefined) return known;
+    const verdict = this.decide(name);
+    if (this.verdicts.size >= VERDICTS) this.verdicts.clear();
+    this.verdicts.set(name, verdict);
+    return verdict;
+  }
+
+  private decide(name: string): boolean {
     if (this.exact.has(name)) return true;
     for (let at = name.indexOf('.'); at >= 0; at = name.indexOf('.', at + 1)) {
       if (this.suffixes.has(name.slice(at + 1))) return true;

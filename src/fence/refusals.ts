@@ -142,3 +142,13 @@ export class Refusals {
     return true;
   }
 }
+
+/**
+ * The query turned into its refusal in place: same id, opcode, RD and question, QR and RA
+ * set, the rcode, no records (a query has none: readQuery checked). Nothing allocated.
+ */
+export function refuseInPlace(msg: Buffer, questionEnd: number, rcode: number): Buffer {
+  msg.writeUInt16BE(0x8000 | (msg.readUInt16BE(2) & 0x7900) | 0x0080 | rcode, 2);
+  msg.writeUInt16BE(0, 10);
+  return msg.subarray(0, questionEnd);
+}
