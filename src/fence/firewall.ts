@@ -42,8 +42,9 @@ const floodLimit = `limit rate over ${DNS_FLOOD_PER_SOURCE}/second burst ${DNS_F
  * DNS queries a second (UDP datagrams and new TCP connections) one local user may send to
  * port 53 or the proxies, whatever its sockets (a burst of as many more); past it the
  * kernel drops them at output. The per-socket limit alone lets 64 sockets send 64 times
- * its rate; a Node proxy drains about 20k a second on a loaded runner
- * (bench/RESULTS-egress.md), so the agent's user and the runner's together stay well under.
+ * its rate; the daemon drains 16-42k refusals a second from many sockets on a loaded
+ * runner (bench/RESULTS-egress.md): the agent's user and the runner's together take at
+ * most a quarter of that.
  */
 export const DNS_FLOOD_PER_UID = 2000;
 const uidLimit = `limit rate over ${DNS_FLOOD_PER_UID}/second burst ${DNS_FLOOD_PER_UID} packets`;
