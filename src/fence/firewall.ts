@@ -38,6 +38,18 @@ const ND_TYPES =
  */
 export const DNS_FLOOD_PER_SOURCE = 5000;
 const floodLimit = `limit rate over ${DNS_FLOOD_PER_SOURCE}/second burst ${DNS_FLOOD_PER_SOURCE} packets`;
+/**
+ * DNS queries a second (UDP datagrams and new TCP connections) one local user may send to
+ * port 53 or the proxies, whatever its sockets (a burst of as many more); past it the
+ * kernel drops them at output. The per-socket limit alone lets 64 sockets send 64 times
+ * its rate; the daemon drains 16-42k refusals a second from many sockets on a loaded
+ * runner (bench/RESULTS-egress.md): the agent's user and the runner's together take at
+ * most a quarter of that.
+ */
+export const DNS_FLOOD_PER_UID = 2000;
+const uidLimit = `limit rate over ${DNS_FLOOD_PER_UID}/second burst ${DNS_FLOOD_PER_UID} packets`;
+/** The set whose elements count, per uid, the DNS queries the kernel dropped (report). */
+export const DNS_UID_DROPS_SET = 'dnsuiddrops';
 
 export function renderRuleset(r: FenceRules): string {
   const record = r.recordSeconds ?? 86400;
@@ -82,12 +94,19 @@ export function renderRuleset(r: FenceRules): string {
     `  set dnsflood4 { type ipv4_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
     `  set dnsflood6 { type ipv6_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
     `  counter dnsflood { }`,
+    // A local user's DNS rate, whatever its sockets (see dns_uid), and what it lost.
+    `  set dnsuid { typeof meta skuid; flags dynamic, timeout; timeout 10s; size 65536; }`,
+    `  set ${DNS_UID_DROPS_SET} { typeof meta skuid; flags dynamic; size 65536; counter; }`,
     `  set agent4 { type ipv4_addr; flags timeout; }`,
     `  set agent6 { type ipv6_addr; flags timeout; }`,
     blockedSet('agentblocked4', 'ipv4_addr'),
     blockedSet('agentblocked6', 'ipv6_addr'),
     `  chain output {`,
     `    type filter hook output priority filter; policy ${policy};`,
+    // Before loopback and established traffic are let through: the proxies are on loopback,
+    // and a UDP socket's later queries are `established`. Root is trusted with the table
+    // itself; the proxy's user asks the upstream for everyone.
+    `    meta l4proto { tcp, udp } th dport { 53, ${r.agent.dnsPort} } meta skuid != { 0, ${r.dnsUid} } jump dns_uid`,
     `    oif "lo" accept`,
     `    ct state established,related accept`,
     // The proxy's own upstream queries, told apart by the socket's owner and destination.
@@ -104,6 +123,14 @@ export function renderRuleset(r: FenceRules): string {
     // The agent never falls through to the runner's sets.
     `    meta skuid ${agentUids} goto agent_decide`,
     `    jump decide`,
+    `  }`,
+    // One user past DNS_FLOOD_PER_UID queries a second loses the rest here, before they
+    // reach a proxy's socket or a forwarder: many sockets each under the per-socket limit
+    // must not add up to more than the proxy drains. Every UDP datagram counts (a socket's
+    // later queries are `established`), and of TCP the connections, not their segments.
+    `  chain dns_uid {`,
+    `    meta l4proto tcp ct state != new return`,
+    `    update @dnsuid { meta skuid ${uidLimit} } update @${DNS_UID_DROPS_SET} { meta skuid } drop`,
     `  }`,
     `  chain forward {`,
     `    type filter hook forward priority filter; policy ${policy};`,
@@ -189,6 +216,14 @@ export function applyRuleset(text: string, file: string, nft = 'nft', exec: Exec
   }
   if (r.code !== 0)
     throw nftError('egress: the firewall ruleset did not load', new Error((r.stderr || r.stdout).trim()));
+}
+
+/** `list set` of DNS_UID_DROPS_SET: the DNS queries the kernel dropped, per uid, most first. */
+export function parseUidDrops(text: string): { uid: number; dropped: number }[] {
+  const out: { uid: number; dropped: number }[] = [];
+  const re = /(\d+) counter packets (\d+)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) out.push({ uid: Number(m[1]), dropped: Number(m[2]) });
+  return out.sort((a, b) => b.dropped - a.dropped);
 }
 
 /** Removes the table; true when it was there. */

@@ -134,6 +134,8 @@ export interface EgressReport {
     peakPerSecond: number;
     unanswered: number;
     kernelDropped: number;
+    /** Of those, the local users' past their own rate (firewall.ts), by uid, most first. */
+    droppedByUid?: { uid: number; dropped: number }[];
     flood: boolean;
     topSources: {
       protocol: string;

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
+import { DNS_UID_DROPS_SET, parseUidDrops } from '../fence/firewall.js';
 import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell } from '../fence/nftshell.js';
 import type { DnsProxy } from '../fence/proxy.js';
 import { socketForClient, type Client } from './access.js';
@@ -68,12 +69,18 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
   } catch {
     s.tamper.note('the counter dnsflood could not be read', true);
   }
+  let byUid: { uid: number; dropped: number }[] = [];
+  try {
+    byUid = parseUidDrops(await s.shell.run(`list set ${TABLE} ${DNS_UID_DROPS_SET}`));
+  } catch {
+    s.tamper.note(`the set ${DNS_UID_DROPS_SET} could not be read`, true);
+  }
   const rebound = [...rebinding(s.proxy, 'runner'), ...rebinding(s.agentProxy, 'agent')];
   return {
     policy: s.policy,
     names: [...names(s.proxy, 'runner'), ...names(s.agentProxy, 'agent')],
     namesDropped: runner.namesDropped + agent.namesDropped,
-    refusals: refusals(s, askers, kernelDropped),
+    refusals: refusals(s, askers, kernelDropped, byUid),
     ...(rebound.length ? { rebinding: rebound } : {}),
     forgedAnswers: runner.forgedAnswers + agent.forgedAnswers,
     malformed: runner.malformed + agent.malformed,
@@ -123,6 +130,7 @@ function refusals(
   s: ReportSources,
   askers: ReadonlyMap<string, string>,
   kernelDropped: number,
+  byUid: { uid: number; dropped: number }[],
 ): NonNullable<DaemonReport['refusals']> {
   const both = [
     [s.proxy, 'runner'],
@@ -146,7 +154,8 @@ function refusals(
     total: s.proxy.refusals.total + s.agentProxy.refusals.total,
     peakPerSecond: Math.max(s.proxy.refusals.peakPerSecond, s.agentProxy.refusals.peakPerSecond),
     unanswered: s.proxy.refusals.unanswered + s.agentProxy.refusals.unanswered,
-    kernelDropped,
+    kernelDropped: kernelDropped + byUid.reduce((n, u) => n + u.dropped, 0),
+    ...(byUid.length ? { droppedByUid: byUid.slice(0, TOP_SOURCES) } : {}),
     sources,
   };
 }

@@ -188,8 +188,10 @@ export interface DaemonReport {
     peakPerSecond: number;
     /** Over a source's per-second budget: not answered. */
     unanswered: number;
-    /** Queries the kernel dropped: one client socket past its per-second limit (firewall.ts). */
+    /** Queries the kernel dropped: a client socket or a local user past its per-second limit (firewall.ts). */
     kernelDropped: number;
+    /** Of those, the ones a local user lost past its own limit, by uid, most first (absent when none). */
+    droppedByUid?: { uid: number; dropped: number }[];
     /** The sources with the most refused queries, most first. */
     sources: {
       proto: 'udp' | 'tcp';

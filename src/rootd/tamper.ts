@@ -22,6 +22,7 @@ const CHAINS = [
   'agent_dns',
   'dns_redirect',
   'dns_input',
+  'dns_uid',
 ];
 const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|agent4|agent6|ack) /;
 const ALLOW_ADD = /^add element inet cordon (allow4|allow6|agent4|agent6) \{ (.*) \}/;

@@ -13,6 +13,15 @@ export function floodBlocks(reports: EgressReport[]): Block[] {
         text: `A flood of refused DNS names: ${f.total} refused, up to ${f.peakPerSecond} a second; ${f.unanswered} left unanswered and ${f.kernelDropped} dropped by the kernel (a source over its budget).`,
         strong: true,
       },
+      ...(f.droppedByUid?.length
+        ? [
+            {
+              kind: 'table' as const,
+              headers: ['User over its DNS rate', 'Dropped by the kernel'],
+              rows: f.droppedByUid.map((u) => [`uid ${u.uid}`, String(u.dropped)]),
+            },
+          ]
+        : []),
       {
         kind: 'table',
         headers: ['Flood source', 'Refused', 'Most in a second'],

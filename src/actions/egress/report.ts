@@ -86,6 +86,7 @@ function refusalsOf(r: NonNullable<DaemonReport['refusals']>): NonNullable<Egres
     peakPerSecond: r.peakPerSecond,
     unanswered: r.unanswered,
     kernelDropped: r.kernelDropped,
+    ...(r.droppedByUid?.length ? { droppedByUid: r.droppedByUid } : {}),
     flood: r.peakPerSecond >= REFUSED_FLOOD_PER_SECOND || r.kernelDropped > 0,
     topSources: r.sources.map((x) => ({
       protocol: x.proto,
@@ -105,7 +106,8 @@ export function floodNote(r: NonNullable<EgressReport['refusals']>): string {
     .slice(0, 3)
     .map((x) => `${x.process ?? `${x.protocol} port ${x.port}`} (${x.queries}, up to ${x.peakPerSecond}/s)`)
     .join(', ');
-  return `a flood of refused DNS names: ${r.total} refused, up to ${r.peakPerSecond} a second, ${r.unanswered} left unanswered and ${r.kernelDropped} dropped by the kernel; most from ${top || 'unknown sources'}`;
+  const uids = (r.droppedByUid ?? []).map((u) => `uid ${u.uid} (${u.dropped})`).join(', ');
+  return `a flood of refused DNS names: ${r.total} refused, up to ${r.peakPerSecond} a second, ${r.unanswered} left unanswered and ${r.kernelDropped} dropped by the kernel${uids ? `, over a user's rate: ${uids}` : ''}; most from ${top || 'unknown sources'}`;
 }
 
 export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<void> {

@@ -1,7 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { applyRuleset, renderRuleset } from '../../../src/fence/firewall.js';
+import {
+  DNS_FLOOD_PER_UID,
+  applyRuleset,
+  parseUidDrops,
+  renderRuleset,
+} from '../../../src/fence/firewall.js';
 import { parseBlocked } from '../../../src/fence/nftshell.js';
 import { parseCidrs } from '../../../src/fence/policy.js';
 import { tempDir } from '../../harness/tmp.js';
@@ -90,6 +95,28 @@ describe('ruleset', () => {
       /chain agent_refuse \{\n[^\n]+@agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
     );
     expect(r).toContain('redirect to :5354');
+  });
+
+  test("a user's DNS rate is limited at output, first, for every uid but root's and the proxy's", () => {
+    const r = renderRuleset({ ...base, policy: 'block' });
+    // First in output: before loopback and established UDP are let through.
+    expect(chain(r, 'output')[1]).toBe(
+      'meta l4proto { tcp, udp } th dport { 53, 5354 } meta skuid != { 0, 997 } jump dns_uid',
+    );
+    expect(chain(r, 'dns_uid')).toEqual([
+      'meta l4proto tcp ct state != new return',
+      `update @dnsuid { meta skuid limit rate over ${DNS_FLOOD_PER_UID}/second burst ${DNS_FLOOD_PER_UID} packets } update @dnsuiddrops { meta skuid } drop`,
+    ]);
+    expect(r).toContain('set dnsuiddrops { typeof meta skuid; flags dynamic; size 65536; counter; }');
+  });
+
+  test('the per-uid drops are parsed, most first', () => {
+    const text = `table inet cordon {\n set dnsuiddrops {\n typeof meta skuid\n counter\n elements = { 1001 counter packets 12 bytes 700, 61000 counter packets 250000 bytes 9000000 }`;
+    expect(parseUidDrops(text)).toEqual([
+      { uid: 61000, dropped: 250000 },
+      { uid: 1001, dropped: 12 },
+    ]);
+    expect(parseUidDrops('table inet cordon {\n set dnsuiddrops {\n }')).toEqual([]);
   });
 
   test('blocked set listing is parsed with counters', () => {
