@@ -95,7 +95,14 @@ export interface EgressReport {
    * `agent` (a uid of the agents' range, which never gets the preset) or `runner`
    * (anyone else); absent in a report from before identities.
    */
-  blockedNames: { name: string; queries: number; process?: string; identity?: 'agent' | 'runner' }[];
+  blockedNames: {
+    name: string;
+    queries: number;
+    process?: string;
+    identity?: 'agent' | 'runner';
+    /** The name carried this secret of run's and is shown as its length (run/dns-names.ts). */
+    carriesSecret?: string;
+  }[];
   /** Destinations refused in the kernel, each with who tried (as for blockedNames). */
   blockedDestinations: {
     address: string;
@@ -256,6 +263,15 @@ export interface RunFinished {
   gitNotRestored?: string[];
   /** Names of the outputs the command handed back through `$CORDON_OUTPUT`. */
   outputs?: string[];
+  /** Secrets the command put into DNS names (run/dns-names.ts): never the names themselves. */
+  secretsInNames?: {
+    secret: string;
+    names: number;
+    queries: number;
+    identity?: 'agent' | 'runner';
+    /** The names were sent on (audit mode or allowed): the value left the runner. */
+    forwarded: boolean;
+  }[];
 }
 
 /** A line written while the agent's command ran: never trusted as Cordon's own. */

@@ -55,6 +55,7 @@ export class SecretRegistry {
   private count = 0;
   private readonly names: string[] = [];
   private matcherCache: Matcher | undefined;
+  private foldedCache: Matcher | undefined;
 
   constructor(private readonly sink: MaskSink = stdoutMaskSink) {}
 
@@ -92,6 +93,7 @@ export class SecretRegistry {
       }
     }
     this.matcherCache = undefined;
+    this.foldedCache = undefined;
     return forms;
   }
 
@@ -180,6 +182,23 @@ export class SecretRegistry {
     return hits;
   }
 
+  /**
+   * Name of a registered secret in `text` when ASCII case is ignored (DNS names arrive
+   * lower-cased, so a value or its base64 sent as a name is only found this way).
+   */
+  findFolded(text: string): string | undefined {
+    if (this.count === 0) return undefined;
+    this.foldedCache ??= new Matcher({
+      data: foldAscii(this.data.subarray(0, this.used)),
+      starts: this.starts.slice(0, this.count + 1),
+    });
+    let found: number | undefined;
+    this.foldedCache.scan(foldAscii(Buffer.from(text, 'utf8')), (_s, _e, i) => {
+      found ??= i;
+    });
+    return found === undefined ? undefined : this.names[this.owner[found]];
+  }
+
   /** Name of a registered secret found in `text`, or undefined. Never returns the value. */
   findIn(text: string | Buffer): string | undefined {
     const buf = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
@@ -197,6 +216,13 @@ export class SecretRegistry {
     if (this.count === 0) return buf;
     return redact(buf, findRanges(this.matcher(), buf, LINE_START));
   }
+}
+
+/** A copy of `buf` with A-Z as a-z. */
+function foldAscii(buf: Buffer): Buffer {
+  const out = Buffer.from(buf);
+  for (let i = 0; i < out.length; i++) if (out[i] >= 65 && out[i] <= 90) out[i] += 32;
+  return out;
 }
 
 /** Every form in `buf`, also across the newlines of wrapped base64, as merged ranges. */

@@ -1,7 +1,9 @@
 /**
- * The control server: `control.sock` answers any request with the daemon's report (JSON)
- * and closes. It changes nothing, but the report names what was asked and by whom, so
- * only the runner user (post asks as that user) and root may connect (access.ts).
+ * The control server: `control.sock` answers a request with the daemon's report (JSON) and
+ * closes; `secret-names <json>` (from run, secret-names.ts) marks names that carried one of
+ * run's secrets, so later reports show them as their length only. The report names what
+ * was asked and by whom, so only the runner user (post asks as that user) and root may
+ * connect (access.ts).
  */
 import net from 'node:net';
 import { join } from 'node:path';
@@ -13,6 +15,7 @@ import { socketForClient, type Client } from './access.js';
 import { destKey, type RootHelper } from './helper.js';
 import type { TamperLog } from './tamper.js';
 import { CONTROL_SOCKET, type DaemonReport, type Identity } from './protocol.js';
+import { parseMarks, type SecretNames } from './secret-names.js';
 
 export interface ReportSources {
   policy: 'block' | 'audit';
@@ -95,21 +98,44 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
   };
 }
 
+/** The longest request read (a `secret-names` list of 1000 names fits). */
+const MAX_REQUEST = 512 * 1024;
+const MARK = 'secret-names ';
+
 /** Serves `control.sock` in `dir`; returns a function that stops serving. */
 export async function serveControl(
   dir: string,
   client: Client,
   report: () => Promise<DaemonReport>,
+  secretNames: SecretNames,
 ): Promise<() => void> {
   const control = net.createServer((c) => {
     c.on('error', () => c.destroy());
     c.setTimeout(5000, () => c.destroy());
-    // Whatever it sends, one report; a sender that never sends is cut off by the timeout.
-    c.once('data', () => {
-      report().then(
-        (r) => c.end(JSON.stringify(r)),
-        (e) => c.end(JSON.stringify({ error: describeError(e) })),
-      );
+    // One request a connection: `secret-names` up to its newline (bounded), anything else
+    // one report; a sender that never sends is cut off by the timeout.
+    let got = '';
+    const answer = (): void => {
+      c.removeAllListeners('data');
+      if (!got.startsWith(MARK)) {
+        report().then(
+          (r) => c.end(JSON.stringify(secretNames.apply(r))),
+          (e) => c.end(JSON.stringify({ error: describeError(e) })),
+        );
+        return;
+      }
+      try {
+        secretNames.add(parseMarks(got.slice(MARK.length).split('\n')[0]));
+        c.end(JSON.stringify({ ok: true }));
+      } catch (e) {
+        c.end(JSON.stringify({ error: `secret-names: ${describeError(e)}` }));
+      }
+    };
+    c.on('data', (d: Buffer) => {
+      got += d.toString('utf8');
+      // Not yet enough to tell a `secret-names` request from a report request.
+      if (got.length < MARK.length && MARK.startsWith(got)) return;
+      if (!got.startsWith(MARK) || got.includes('\n') || got.length > MAX_REQUEST) answer();
     });
   });
   // Post asks once; more at once than this is no client of ours.

@@ -7,7 +7,8 @@
  * The state directory (`/run/cordon/egress-<id>`) is root's, out of the runner user's
  * reach; its sockets are the runner user's alone (0600, see access.ts), and what the runner
  * reads there (the ledger copy) is root's, readable by the runner's group only:
- *  - `control.sock`: read-only, answers `report` with the daemon's report (`requestReport`);
+ *  - `control.sock`: answers `report` with the daemon's report (`requestReport`), and takes
+ *    `secret-names` from run: names that carried one of its secrets (`markSecretNames`);
  *  - `ledger.sock`: one ledger line a line in, appended to the root-owned copy;
  *  - `cgroup.sock`: one connection per cgroup for a `run` step that is not root;
  *  - `launch/`: with `disable-sudo`, root's copy of `run`'s launcher, the one command sudo
@@ -179,6 +180,8 @@ export interface DaemonReport {
     process?: string;
     /** Absent from a daemon before identities: the runner. */
     identity?: Identity;
+    /** The name held this secret of run's (the name is then shown as its length only). */
+    carriesSecret?: string;
   }[];
   namesDropped: number;
   /** Refused queries by source (absent from a daemon before it counted them). */
@@ -212,6 +215,7 @@ export interface DaemonReport {
     answers: number;
     addresses: { address: string; kind: string }[];
     identity: Identity;
+    carriesSecret?: string;
   }[];
   forgedAnswers: number;
   malformed: number;
@@ -253,8 +257,28 @@ export interface CgroupEnd {
   alive: number;
 }
 
+/**
+ * Tells the daemon which names carried one of run's secrets (secret-names.ts): one line
+ * `secret-names <json>` on `control.sock`, answered `{"ok":true}` or `{"error"}`.
+ */
+export function markSecretNames(
+  id: string,
+  marks: { name: string; secret: string }[],
+  timeoutMs = 5000,
+): Promise<void> {
+  return askControl(id, `secret-names ${JSON.stringify(marks)}\n`, timeoutMs).then((r) => {
+    const a = r as { ok?: boolean; error?: string };
+    if (!a.ok) throw new Error(a.error ?? 'the daemon did not take them');
+  });
+}
+
 /** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */
 export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonReport> {
+  return askControl(id, 'report\n', timeoutMs) as Promise<DaemonReport>;
+}
+
+/** One request on `control.sock`, its JSON answer. */
+function askControl(id: string, request: string, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const s = net.connect(join(stateDir(id), CONTROL_SOCKET));
     const chunks: Buffer[] = [];
@@ -262,7 +286,7 @@ export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonRepor
       s.destroy();
       reject(new Error(`no answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    s.on('connect', () => s.write('report\n'));
+    s.on('connect', () => s.write(request));
     s.on('data', (d: Buffer) => chunks.push(d));
     s.on('error', (e) => {
       clearTimeout(timer);
@@ -271,7 +295,7 @@ export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonRepor
     s.on('end', () => {
       clearTimeout(timer);
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as DaemonReport);
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown);
       } catch (e) {
         reject(e instanceof Error ? e : new Error(String(e)));
       }

@@ -30,6 +30,7 @@ import {
 import { readUserFile } from '../platform/user-file.js';
 import { clientOf, readableByClient } from './access.js';
 import { serveControl, buildReport } from './control.js';
+import { SecretNames } from './secret-names.js';
 import { RootHelper } from './helper.js';
 import { bundledLauncher, tryOfferLauncher } from './launcher.js';
 import { keepLedgerCopy } from './ledger-server.js';
@@ -302,7 +303,7 @@ export async function start(configPath: string): Promise<void> {
           tamper,
           helper: need(helper),
         };
-        stops.control = await serveControl(dir, client, () => buildReport(sources));
+        stops.control = await serveControl(dir, client, () => buildReport(sources), new SecretNames());
       },
       undo: () => stops.control?.(),
     },

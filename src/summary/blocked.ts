@@ -110,7 +110,8 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
   );
   const names = reports.flatMap((r) =>
     r.blockedNames.map((b) => [
-      redactLabels(b.name),
+      // A name that carried one of run's secrets comes as its length already.
+      b.carriesSecret ? b.name : redactLabels(b.name),
       String(b.queries),
       askedBy(b, users),
       r.policy === 'audit' ? 'would block (audit)' : 'refused',

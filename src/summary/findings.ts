@@ -66,6 +66,12 @@ function leakFindings(events: LedgerEvent[]): Finding[] {
         },
       ]
     : [];
+  for (const f of finished.flatMap((e) => e.secretsInNames ?? []))
+    out.push({
+      level: 'caution',
+      short: `secret ${f.secret} in DNS names`,
+      text: `The ${f.identity === 'agent' ? "agent's command" : 'command'} put secret ${f.secret} into ${plural(f.names, 'DNS name')} (${plural(f.queries, 'query', 'queries')}): ${f.forwarded ? 'they were sent on, so treat it as leaked and rotate it' : 'every one was refused, none left the runner'}. The names are shown as their length only.`,
+    });
   if (!leaks.length) return out;
   const names = [...new Set(leaks.map((l) => l.secret))];
   return [

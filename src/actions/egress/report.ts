@@ -51,6 +51,7 @@ export function toEvent(r: DaemonReport): EgressReport {
       queries: n.queries,
       ...(n.process ? { process: n.process } : {}),
       ...(n.identity ? { identity: n.identity } : {}),
+      ...(n.carriesSecret ? { carriesSecret: n.carriesSecret } : {}),
     })),
     blockedDestinations: r.blocked.map((b) => ({
       address: b.address,
@@ -75,7 +76,7 @@ export function toEvent(r: DaemonReport): EgressReport {
   };
   if (r.policy === 'audit')
     event.suggestedAllowlist = suggestAllowlist(
-      r.names.filter((n) => n.addresses.length || n.allowed).map((n) => n.name),
+      r.names.filter((n) => (n.addresses.length || n.allowed) && !n.carriesSecret).map((n) => n.name),
     );
   return event;
 }
@@ -167,7 +168,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       .filter((n) => !n.process || !flooders.has(n.process))
       .map(
         (n) =>
-          `DNS name ${redactLabels(n.name)} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+          `DNS name ${n.carriesSecret ? n.name : redactLabels(n.name)} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
       ),
     ...event.blockedDestinations.map(
       (d) =>

@@ -20,6 +20,7 @@ import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
 import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
+import { secretsInNames, type SecretInNames } from './dns-names.js';
 import { snapshotGit } from './leaks-git.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
@@ -73,7 +74,8 @@ const DRAIN_MS = 5000;
 export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunResult> {
   const ready = await prepare(inputs, deps);
   const ran = await execute(inputs, deps, ready);
-  return conclude(inputs, deps, ready, ran);
+  const inNames = await secretsInNames(deps);
+  return conclude(inputs, deps, ready, ran, inNames);
 }
 
 /**
@@ -336,7 +338,13 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
  * After the command: scans the workspace for leaked values, checks the ledger against what
  * run held, records `run.finished`, sets the outputs and fails the step when it must.
  */
-function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Executed): RunResult {
+function conclude(
+  inputs: RunInputs,
+  deps: RunDeps,
+  ready: Prepared,
+  ran: Executed,
+  inNames: SecretInNames[] | undefined,
+): RunResult {
   const { runner, registry } = deps;
   const { workspace, gitBefore, ledger, held, containment, checkoutToken } = ready;
   const { exit, durationMs, timedOut, end, agentEnd } = ran;
@@ -386,6 +394,7 @@ function conclude(inputs: RunInputs, deps: RunDeps, ready: Prepared, ran: Execut
           }
         : undefined,
     outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
+    secretsInNames: inNames?.length ? inNames : undefined,
   };
   ledger.append('run.finished', finished);
   sealWindow(ledger, ready.sealKey);

@@ -315,3 +315,20 @@ describe('registry storage (forms kept as packed bytes)', () => {
     );
   });
 });
+
+describe('findFolded (names that arrive lower-cased, as DNS names do)', () => {
+  it('finds a value and its base64 whatever their case, registered later too, and only them', () => {
+    const { reg } = registry('Zq8xWpLmKtRv');
+    expect(reg.findFolded('zq8xwplmktrv.evil.test')).toBe('SECRET_0');
+    expect(reg.findFolded(`${Buffer.from('Zq8xWpLmKtRv').toString('base64').toLowerCase()}.evil.test`)).toBe(
+      'SECRET_0',
+    );
+    // The exact-case finder misses what DNS lower-cased.
+    expect(reg.findIn('zq8xwplmktrv.evil.test')).toBeUndefined();
+    expect(reg.findFolded('zq8xwplmktr.evil.test')).toBeUndefined();
+    expect(reg.findFolded('innocent.evil.test')).toBeUndefined();
+    reg.register('Second-Value-77', { name: 'LATER' });
+    expect(reg.findFolded('x.second-value-77.test')).toBe('LATER');
+    expect(new SecretRegistry(() => undefined).findFolded('anything')).toBeUndefined();
+  });
+});

@@ -1,0 +1,50 @@
+/** The daemon's side of names that carried one of run's secrets: what it takes and what it shows. */
+import { describe, expect, test } from '@jest/globals';
+import { parseMarks, SecretNames, shownAs } from '../../../src/rootd/secret-names.js';
+import type { DaemonReport } from '../../../src/rootd/protocol.js';
+
+const report = (): DaemonReport => ({
+  policy: 'block',
+  names: [
+    { name: 'zq8xwplmktrv.evil.test', queries: 2, allowed: false, addresses: [], identity: 'agent' },
+    { name: 'innocent.evil.test', queries: 1, allowed: false, addresses: [] },
+  ],
+  namesDropped: 0,
+  rebinding: [{ name: 'zq8xwplmktrv.evil.test', answers: 1, addresses: [], identity: 'agent' }],
+  forgedAnswers: 0,
+  malformed: 0,
+  upstreamTimeouts: 0,
+  setFailures: 0,
+  setUpdates: 0,
+  blocked: [],
+  tamper: [],
+});
+
+describe('secret names in the daemon', () => {
+  test('a marked name is shown as its length and the secret, in names and rebinding; others as asked', () => {
+    const s = new SecretNames();
+    expect(s.apply(report())).toEqual(report());
+    s.add(parseMarks(JSON.stringify([{ name: 'zq8xwplmktrv.evil.test', secret: 'TOKEN' }])));
+    const r = s.apply(report());
+    expect(r.names[0]).toMatchObject({
+      name: '[22 chars carrying TOKEN]',
+      carriesSecret: 'TOKEN',
+      queries: 2,
+    });
+    expect(r.names[1]).toEqual(report().names[1]);
+    expect(r.rebinding?.[0]).toMatchObject({ name: shownAs('zq8xwplmktrv.evil.test', 'TOKEN') });
+    expect(JSON.stringify(r)).not.toContain('zq8xwplmktrv');
+  });
+
+  test('hostile: a request that is not a list of names and secret names is refused whole', () => {
+    expect(() => parseMarks('nope')).toThrow('not JSON');
+    expect(() => parseMarks('{}')).toThrow('not a list');
+    expect(() => parseMarks(JSON.stringify([{ name: 'a.test', secret: 'x]\n[!CAUTION] fake' }]))).toThrow(
+      'a secret name is not one',
+    );
+    expect(() => parseMarks(JSON.stringify([{ name: 'x'.repeat(256), secret: 'T' }]))).toThrow('too long');
+    expect(() => parseMarks(JSON.stringify([{ secret: 'T' }]))).toThrow('missing');
+    const many = Array.from({ length: 1001 }, (_, i) => ({ name: `n${i}.test`, secret: 'T' }));
+    expect(() => parseMarks(JSON.stringify(many))).toThrow('more than 1000');
+  });
+});
