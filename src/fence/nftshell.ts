@@ -275,6 +275,19 @@ export function parseBlocked(text: string): BlockedEntry[] {
   return out;
 }
 
+/**
+ * The destination of a packet line of `nft monitor trace` from Cordon's refuse chains
+ * (`trace id … inet cordon refuse packet: oif … ip daddr A … udp dport P …`), keyed as
+ * the blocked sets key it; undefined for any other line.
+ */
+export function parseTracedDest(line: string): Omit<BlockedEntry, 'packets'> | undefined {
+  if (!/^trace id \S+ inet cordon (agent_)?refuse packet: /.test(line)) return undefined;
+  const address = /\bip6? daddr ([0-9a-fA-F.:]+) /.exec(line)?.[1];
+  const port = /\b(tcp|udp) dport (\d+)\b/.exec(line);
+  if (!address || !port) return undefined;
+  return { address, protocol: port[1], port: Number(port[2]) };
+}
+
 export function nftError(what: string, e: unknown): CordonError {
   return new CordonError({
     what,

@@ -264,6 +264,7 @@ export async function start(configPath: string): Promise<void> {
           // Only root can kill it, and it cannot be started again once the daemon gave up
           // root: from then on there is no who-asked, no resolv.conf put back, no cgroup for run.
           died: (how) => tamper.note(`the daemon's root helper ${how}`),
+          noted: (what) => tamper.note(what),
           orphaned: (e) =>
             tamper.note(
               `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
