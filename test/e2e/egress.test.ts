@@ -484,7 +484,7 @@ suite('egress in block mode', () => {
     expect(tampered.length).toBeGreaterThan(0);
   }, 60000);
 
-  test('with its monitor killed, the full check still finds an added address within seconds; fail-on-tamper: false only warns', async () => {
+  test("with its monitor killed, the full check still finds an added address within seconds and the monitor's end is recorded; fail-on-tamper: false only warns", async () => {
     const { pid } = JSON.parse(
       readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
     ) as { pid: number };
@@ -525,6 +525,11 @@ suite('egress in block mode', () => {
     expect(
       post.commands.some(
         (c) => c.command === 'warning' && c.message.includes(`${OTHER4} added to allow4 by someone else`),
+      ),
+    ).toBe(true);
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes("the daemon's nft monitor ended"),
       ),
     ).toBe(true);
   }, 30000);
