@@ -63,7 +63,12 @@ export function renderRuleset(r: FenceRules): string {
   const blockedSet = (name: string, type: string): string =>
     `  set ${name} { type ${type} . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`;
   // Records the destination in `<prefix>blocked4/6`, then refuses it (block) or lets it go (audit).
+  // A TCP or UDP destination not yet recorded is traced first: the root helper's `nft
+  // monitor trace` learns of it at once (a set filled by the kernel sends no events) and
+  // looks for the socket behind it while it is still open (helper.ts).
   const refuse = (prefix: string): string[] => [
+    `    meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 meta nftrace set 1`,
+    `    meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 meta nftrace set 1`,
     `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . th dport }`,
     `    meta nfproto ipv4 meta l4proto != { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . 0 }`,
     `    meta nfproto ipv6 meta l4proto { tcp, udp, sctp } update @${prefix}blocked6 { ip6 daddr . meta l4proto . th dport }`,

@@ -9,6 +9,8 @@ import { CordonError } from '../platform/errors.js';
 
 export const TABLE = 'inet cordon';
 const SWEEP_GRACE_MS = 5000;
+/** Sentinel numbers a shell goes through before reusing one (the `ack` set is an inet_service). */
+export const ACK_RANGE = 32767;
 
 interface Request {
   seq: number;
@@ -24,7 +26,15 @@ export class NftShell {
   private partial = '';
   private closed: Error | undefined;
 
-  constructor(nft = 'nft') {
+  /**
+   * `ackBase` keeps the sentinels of two shells on one table apart: each shell numbers its
+   * own from ackBase + 1 to ackBase + ACK_RANGE (an element that is already there would
+   * not be echoed, and its request never closed).
+   */
+  constructor(
+    nft = 'nft',
+    private readonly ackBase = 0,
+  ) {
     // stderr joined to stdout so an error is read in order with the echoes around it.
     this.child = spawn('/bin/sh', ['-c', 'exec "$0" -e -i 2>&1', nft], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.child.stdout!.setEncoding('utf8');
@@ -41,7 +51,7 @@ export class NftShell {
   /** Runs one line (several commands joined with `;` are one transaction); resolves with what nft printed. */
   run(line: string): Promise<string> {
     if (this.closed) return Promise.reject(this.closed);
-    const seq = (this.seq = (this.seq % 65535) + 1);
+    const seq = (this.seq = (this.seq % ACK_RANGE) + 1) + this.ackBase;
     return new Promise((resolve, reject) => {
       this.queue.push({ seq, resolve, reject, lines: [] });
       this.child.stdin!.write(
@@ -273,6 +283,19 @@ export function parseBlocked(text: string): BlockedEntry[] {
     out.push({ address: m[1], protocol: m[2], port: Number(m[3]), packets: Number(m[4]) });
   }
   return out;
+}
+
+/**
+ * The destination of a packet line of `nft monitor trace` from Cordon's refuse chains
+ * (`trace id … inet cordon refuse packet: oif … ip daddr A … udp dport P …`), keyed as
+ * the blocked sets key it; undefined for any other line.
+ */
+export function parseTracedDest(line: string): Omit<BlockedEntry, 'packets'> | undefined {
+  if (!/^trace id \S+ inet cordon (agent_)?refuse packet: /.test(line)) return undefined;
+  const address = /\bip6? daddr ([0-9a-fA-F.:]+) /.exec(line)?.[1];
+  const port = /\b(tcp|udp) dport (\d+)\b/.exec(line);
+  if (!address || !port) return undefined;
+  return { address, protocol: port[1], port: Number(port[2]) };
 }
 
 export function nftError(what: string, e: unknown): CordonError {

@@ -8,8 +8,9 @@
  *  - daemon to helper: `resolv` (write `<dir>/resolv.conf` back to /etc/resolv.conf, in
  *    place, as bind mounts need); `who {"key","q"}` (find the process behind query `q`);
  *  - helper to daemon: `who {"key","process"}` (found it); `cgroup {CgroupEnd}` (how a
- *    cgroup made for `run` ended). Blocked destinations are found on the helper's own
- *    polls and answered as `who` lines keyed by `destKey`.
+ *    cgroup made for `run` ended); `note "text"` (for the tamper record). Blocked
+ *    destinations are found by the helper itself (watchBlocked) and answered as `who`
+ *    lines keyed by `destKey`.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -17,14 +18,20 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readUserFile } from '../platform/user-file.js';
 import type { Client } from './access.js';
-import { parseBlocked, TABLE } from '../fence/nftshell.js';
+import { parseBlocked, parseTracedDest, TABLE, type BlockedEntry } from '../fence/nftshell.js';
 import { whoAsked, type WhoQuery } from '../fence/who.js';
 import { serveCgroups } from './cgroups.js';
 import type { CgroupEnd } from './protocol.js';
 
-const BLOCKED_POLL_MS = 300;
-/** Polls (or refusals) in which a process is looked for before giving up on it. */
+/** Lookups (refusals, or RETRY_MS apart for a destination) before giving up on a process. */
 const WHO_TRIES = 3;
+const RETRY_MS = 300;
+/** Destination lookups a round at most (each reads every process's fds), and how many may wait. */
+const WHO_BUDGET = 8;
+const MAX_PENDING = 4096;
+/** The listing of the blocked sets after the trace monitor started, and while it is gone. */
+const START_LIST_MS = 1000;
+const FALLBACK_POLL_MS = 1000;
 
 /** The key a blocked destination's process is reported under. */
 export function destKey(b: { address: string; protocol: string; port: number }): string {
@@ -52,6 +59,8 @@ export class RootHelper {
     client: Client;
     /** Called for each cgroup run's process left behind (run was killed while its command ran). */
     orphaned: (e: CgroupEnd) => void;
+    /** Called with what the helper has to report of itself (its trace monitor ended). */
+    noted: (what: string) => void;
     /** Called once if the helper ends before `close` (how it ended). */
     died: (how: string) => void;
   }) {
@@ -71,6 +80,14 @@ export class RootHelper {
           const e = JSON.parse(line.slice(7)) as CgroupEnd;
           if (this.runCgroups.length < 256) this.runCgroups.push(e);
           if (e.end === 'orphaned') opts.orphaned(e);
+        } catch {
+          // A torn line.
+        }
+        return;
+      }
+      if (line.startsWith('note ')) {
+        try {
+          opts.noted(String(JSON.parse(line.slice(5))));
         } catch {
           // A torn line.
         }
@@ -109,6 +126,8 @@ export class RootHelper {
   }
 }
 
+type BlockedDest = Omit<BlockedEntry, 'packets'>;
+
 /** A pid and a newline; more than this is no pid file `run` wrote. */
 const MAX_PID_FILE = 64;
 
@@ -136,7 +155,7 @@ export function serveHelper(
   proxyUid: number | undefined,
   client: Client,
 ): void {
-  const reply = (key: string, q: WhoQuery): void => {
+  const reply = (key: string, q: WhoQuery): boolean => {
     let found: string | undefined;
     try {
       found = whoAsked(q, rootPid(pidFile));
@@ -144,6 +163,7 @@ export function serveHelper(
       found = undefined;
     }
     if (found) process.stdout.write(`who ${JSON.stringify({ key, process: found })}\n`);
+    return found !== undefined;
   };
   createInterface({ input: process.stdin })
     .on('line', (line) => {
@@ -177,11 +197,65 @@ export function serveHelper(
     client,
     ended: (e) => process.stdout.write(`cgroup ${JSON.stringify(e)}\n`),
   }).catch(() => undefined);
-  // Blocked destinations: the kernel refuses them without user space, so the sets are
-  // polled (a separate nft, never the proxy's) and each new one mapped to a live socket.
+  watchBlocked(
+    (b) => {
+      const key = destKey(b);
+      return reply(key, { kind: 'dest', proto: b.protocol, address: b.address, port: b.port });
+    },
+    (what) => process.stdout.write(`note ${JSON.stringify(what)}\n`),
+  );
+}
+
+/**
+ * Blocked destinations: the kernel records them in the blocked sets without user space
+ * and sends no event for an element it adds itself, so the refuse chains trace a TCP or
+ * UDP packet to a destination not yet recorded (firewall.ts) and one long-lived `nft
+ * monitor trace` hands it over at once, while its socket is most likely still open. A
+ * destination whose process is not found is looked for again a few times, RETRY_MS
+ * apart. If the monitor ends, the sets are listed every FALLBACK_POLL_MS instead, and
+ * `note` says so (the daemon records it). `look` returns true when it found the process.
+ */
+function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) => void): void {
+  /** Lookups made per destination; a destination seen again after WHO_TRIES is left alone. */
   const tries = new Map<string, number>();
+  /** Destinations to look for, with when. */
+  const due = new Map<string, { b: BlockedDest; at: number }>();
+  let timer: NodeJS.Timeout | undefined;
+  const drain = (): void => {
+    timer = undefined;
+    const now = Date.now();
+    let budget = WHO_BUDGET;
+    let next = Infinity;
+    for (const [key, d] of due) {
+      if (d.at > now || budget === 0) {
+        next = Math.min(next, budget === 0 ? now + RETRY_MS : d.at);
+        continue;
+      }
+      budget--;
+      const n = (tries.get(key) ?? 0) + 1;
+      const found = look(d.b);
+      tries.set(key, found ? WHO_TRIES : n);
+      if (found || n >= WHO_TRIES) due.delete(key);
+      else d.at = now + RETRY_MS;
+    }
+    if (due.size) schedule(Math.max(next - now, 0));
+  };
+  const schedule = (ms: number): void => {
+    timer ??= setTimeout(drain, ms);
+    timer.unref();
+  };
+  const seen = (b: BlockedDest): void => {
+    const key = destKey(b);
+    if (due.has(key) || (tries.get(key) ?? 0) >= WHO_TRIES || due.size >= MAX_PENDING) return;
+    if (tries.size > 4096) tries.clear();
+    due.set(key, { b, at: 0 });
+    schedule(0);
+  };
+  // The set of destinations already found is listed as the packets arrive, so what was
+  // blocked before the monitor listened (and anything it missed) comes from a listing:
+  // once at the start, then every FALLBACK_POLL_MS if the monitor ends.
   let busy = false;
-  const poll = setInterval(() => {
+  const list = (): void => {
     if (busy) return;
     busy = true;
     const lists = ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6'].map(
@@ -194,15 +268,31 @@ export function serveHelper(
     );
     void Promise.all(lists).then((outs) => {
       busy = false;
-      for (const b of parseBlocked(outs.join('\n'))) {
-        const key = destKey(b);
-        const n = tries.get(key) ?? 0;
-        if (n >= WHO_TRIES) continue;
-        tries.set(key, n + 1);
-        reply(key, { kind: 'dest', proto: b.protocol, address: b.address, port: b.port });
-        if (tries.size > 4096) tries.clear();
-      }
+      for (const b of parseBlocked(outs.join('\n')))
+        if (b.protocol === 'tcp' || b.protocol === 'udp') seen(b);
     });
-  }, BLOCKED_POLL_MS);
-  poll.unref();
+  };
+  // nft holds the only copy of the pipe it writes to, so the pipe ends when nft does; the
+  // shell ends nft when the helper's end of its stdin closes (the helper died).
+  const monitor = spawn(
+    '/bin/sh',
+    ['-c', 'exec 3>&1 >/dev/null; nft monitor trace >&3 3>&- & m=$!; exec 3>&-; read _; kill $m'],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
+  monitor.on('error', () => undefined);
+  monitor.stdin!.on('error', () => undefined);
+  createInterface({ input: monitor.stdout! })
+    .on('line', (line) => {
+      const b = parseTracedDest(line);
+      if (b) seen(b);
+    })
+    .on('close', () => {
+      // Its shell, still ours, goes too (it would otherwise signal a pid nft no longer holds).
+      monitor.kill();
+      note(
+        `the root helper's nft monitor trace ended: blocked destinations are listed every ${FALLBACK_POLL_MS / 1000} s from then on, so the process behind a short-lived connection may be missed`,
+      );
+      setInterval(list, FALLBACK_POLL_MS).unref();
+    });
+  setTimeout(list, START_LIST_MS).unref();
 }

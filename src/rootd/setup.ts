@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
 import { applyRuleset, execSync, removeTable, renderRuleset } from '../fence/firewall.js';
 import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from '../fence/lockdown.js';
-import { AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
+import { ACK_RANGE, AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
 import { InwardFilter } from '../fence/inward.js';
@@ -121,6 +121,9 @@ export async function start(configPath: string): Promise<void> {
   let resolvedDropIn: string | undefined;
   let listeners: Listeners | undefined;
   let shell: NftShell | undefined;
+  // The tamper watch's and the report's own: their listings (the full check makes a
+  // dozen every 3 s) never hold up a set update that an answer waits for.
+  let watchShell: NftShell | undefined;
   let resolver: ResolverBackup | undefined;
   const lockdown: LockdownBackup = { sudoers: [], groupsLeft: [] };
   let sets: AllowSets | undefined;
@@ -181,7 +184,8 @@ export async function start(configPath: string): Promise<void> {
       name: 'the nft shell',
       apply: async () => {
         shell = new NftShell();
-        await shell.run(`list set ${TABLE} ack`);
+        watchShell = new NftShell('nft', ACK_RANGE);
+        await Promise.all([shell.run(`list set ${TABLE} ack`), watchShell.run(`list set ${TABLE} ack`)]);
       },
     },
     {
@@ -265,6 +269,7 @@ export async function start(configPath: string): Promise<void> {
           // Only root can kill it, and it cannot be started again once the daemon gave up
           // root: from then on there is no who-asked, no resolv.conf put back, no cgroup for run.
           died: (how) => tamper.note(`the daemon's root helper ${how}`),
+          noted: (what) => tamper.note(what),
           orphaned: (e) =>
             tamper.note(
               `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
@@ -280,7 +285,7 @@ export async function start(configPath: string): Promise<void> {
         stops.tamper = await watchTamper({
           dir,
           policy: cfg.policy,
-          shell: need(shell),
+          shell: need(watchShell),
           sets: [need(sets), need(agentSets)],
           resolvedDropIn,
           tamper,
@@ -299,7 +304,7 @@ export async function start(configPath: string): Promise<void> {
           sets: need(sets),
           agentProxy: need(agentProxy),
           agentSets: need(agentSets),
-          shell: need(shell),
+          shell: need(watchShell),
           tamper,
           helper: need(helper),
         };

@@ -26,6 +26,8 @@ const CHAINS = [
 ];
 const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|agent4|agent6|ack) /;
 const ALLOW_ADD = /^add element inet cordon (allow4|allow6|agent4|agent6) \{ (.*) \}/;
+/** The full check: a backstop while the monitor reports every change, the watch itself once it ended. */
+const BACKSTOP_CHECK_MS = 30000;
 const FULL_CHECK_MS = 3000;
 const FILE_CHECK_MS = 500;
 
@@ -87,18 +89,29 @@ function setAddresses(text: string): string[] {
 
 /**
  * Runs `nft monitor ruleset` (as root, before the daemon drops it) and calls `changed`
- * soon after any change to a table other than our own element updates; `added` gets the
- * set and addresses of every element added to an allow set (ours or not).
+ * soon after any change to a table other than our own element updates (and when nft says
+ * it lost events); `added` gets the set and addresses of every element added to an allow
+ * set (ours or not); `ended` once, when nft is gone.
  */
-function watchRuleset(changed: () => void, added: (set: string, addresses: string[]) => void): ChildProcess {
+function watchRuleset(
+  changed: () => void,
+  added: (set: string, addresses: string[]) => void,
+  ended: () => void,
+): ChildProcess {
   // The shell ends the monitor when our end of its stdin closes, that is when the daemon
-  // dies: a monitor in a namespace nobody changes would otherwise never notice.
-  const monitor = spawn('/bin/sh', ['-c', 'nft monitor ruleset & m=$!; read _; kill $m'], {
-    stdio: ['pipe', 'pipe', 'ignore'],
-  });
+  // dies: a monitor in a namespace nobody changes would otherwise never notice. nft holds
+  // the only copy of the pipe it writes to, so the pipe ends when nft does.
+  const monitor = spawn(
+    '/bin/sh',
+    ['-c', 'exec 3>&1 >/dev/null; nft monitor ruleset >&3 3>&- & m=$!; exec 3>&-; read _; kill $m'],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
   monitor.on('error', () => undefined);
+  monitor.stdin!.on('error', () => undefined);
   let timer: NodeJS.Timeout | undefined;
-  createInterface({ input: monitor.stdout! }).on('line', (line) => {
+  const rl = createInterface({ input: monitor.stdout! });
+  rl.on('close', ended);
+  rl.on('line', (line) => {
     const add = ALLOW_ADD.exec(line);
     if (add)
       added(
@@ -214,15 +227,33 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
       },
     );
   };
-  // `nft monitor` reports every ruleset change as it happens, at no cost while nothing
-  // changes; an address added to an allow set is checked against the proxy's own at
-  // once. A full check every few seconds backs it up in case the monitor dies.
-  const monitor = watchRuleset(check, (set, addresses) => {
-    const mine = owner.get(set);
-    if (!mine || addresses.some((a) => !mine.has(a))) check();
-  });
-  const poll = setInterval(check, FULL_CHECK_MS);
+  // `nft monitor` reports every ruleset change as it happens (and says when it lost
+  // some), at no cost while nothing changes; an address added to an allow set is checked
+  // against the proxy's own at once. A full check every 30 s backs it up; once the
+  // monitor has ended (recorded), every 3 s. Each is a dozen listings: every 3 s they
+  // were a burst of nft work next to the proxy all along.
+  let stopping = false;
+  let poll = setInterval(check, BACKSTOP_CHECK_MS);
   poll.unref();
+  const monitor = watchRuleset(
+    check,
+    (set, addresses) => {
+      const mine = owner.get(set);
+      if (!mine || addresses.some((a) => !mine.has(a))) check();
+    },
+    () => {
+      if (stopping) return;
+      // Its shell, still ours, goes too (it would otherwise signal a pid nft no longer holds).
+      monitor.kill();
+      tamper.note(
+        `the daemon's nft monitor ended: the ruleset is checked every ${FULL_CHECK_MS / 1000} s from then on, so a change can stand that long`,
+      );
+      clearInterval(poll);
+      poll = setInterval(check, FULL_CHECK_MS);
+      poll.unref();
+      check();
+    },
+  );
   const files = setInterval(() => {
     // The proxy's record of its own addresses, which the set checks compare against.
     for (const a of sets) a.sweep();
@@ -244,6 +275,7 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
   }, FILE_CHECK_MS);
   files.unref();
   return () => {
+    stopping = true;
     clearInterval(poll);
     clearInterval(files);
     monitor.stdin!.end();

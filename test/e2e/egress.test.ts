@@ -484,7 +484,7 @@ suite('egress in block mode', () => {
     expect(tampered.length).toBeGreaterThan(0);
   }, 60000);
 
-  test('with its monitor killed, the full check still finds an added address within seconds; fail-on-tamper: false only warns', async () => {
+  test("with its monitor killed, the full check still finds an added address within seconds and the monitor's end is recorded; fail-on-tamper: false only warns", async () => {
     const { pid } = JSON.parse(
       readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
     ) as { pid: number };
@@ -525,6 +525,63 @@ suite('egress in block mode', () => {
     expect(
       post.commands.some(
         (c) => c.command === 'warning' && c.message.includes(`${OTHER4} added to allow4 by someone else`),
+      ),
+    ).toBe(true);
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes("the daemon's nft monitor ended"),
+      ),
+    ).toBe(true);
+  }, 30000);
+
+  test("with the root helper's trace monitor killed, a blocked destination's process is still found, and the monitor's end is recorded", async () => {
+    const { pid } = JSON.parse(
+      readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'), 'utf8'),
+    ) as { pid: number };
+    const parent = (p: number): number => {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    };
+    // nft, under the helper's shell, under the helper, under the daemon.
+    const monitors = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((p) => {
+        try {
+          return (
+            readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'nft\0monitor\0trace\0' &&
+            parent(parent(parent(p))) === pid
+          );
+        } catch {
+          return false;
+        }
+      });
+    expect(monitors).toHaveLength(1);
+    process.kill(monitors[0], 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    // A sender to a forbidden address and a port not sent to before, holding its socket 2.5 s.
+    const script = `const u=require('dgram').createSocket('udp4');u.on('error',()=>{});
+      u.connect(9998,'${EVIL4}',()=>u.send('x'));console.log(process.pid);setTimeout(()=>process.exit(0),2500);`;
+    const child = w.runner.spawn([process.execPath, '-e', script]);
+    const nodePid = await new Promise<string>((resolve) =>
+      child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())),
+    );
+    await new Promise((r) => child.on('exit', r));
+    const post = await job.run('egress', 'post', {
+      inputs: { preset: 'none', 'fail-on-tamper': 'false' },
+      state: main.state,
+      wrap: w.runner.wrap,
+    });
+    expect(post.code).toBe(0);
+    const report = ledger(job)
+      .filter((e) => e.type === 'egress.report')
+      .pop()!.data as { blockedDestinations: { address: string; port?: number; process?: string }[] };
+    expect(report.blockedDestinations.find((d) => d.address === EVIL4 && d.port === 9998)?.process).toMatch(
+      new RegExp(`^node \\(pid ${nodePid}\\b`),
+    );
+    expect(
+      post.commands.some(
+        (c) => c.command === 'warning' && c.message.includes("the root helper's nft monitor trace ended"),
       ),
     ).toBe(true);
   }, 30000);

@@ -7,7 +7,7 @@ import {
   parseUidDrops,
   renderRuleset,
 } from '../../../src/fence/firewall.js';
-import { parseBlocked } from '../../../src/fence/nftshell.js';
+import { parseBlocked, parseTracedDest } from '../../../src/fence/nftshell.js';
 import { parseCidrs } from '../../../src/fence/policy.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -92,7 +92,7 @@ describe('ruleset', () => {
   test("audit mode: the agent's chain records and accepts", () => {
     const r = renderRuleset({ ...base, policy: 'audit' });
     expect(r).toMatch(
-      /chain agent_refuse \{\n[^\n]+@agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
+      /chain agent_refuse \{\n[^\n]+\n[^\n]+\n[^\n]+update @agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
     );
     expect(r).toContain('redirect to :5354');
   });
@@ -126,6 +126,44 @@ describe('ruleset', () => {
       { address: '198.51.100.1', protocol: 'udp', port: 5353, packets: 3 },
       { address: '203.0.113.9', protocol: 'icmp', port: 0, packets: 1 },
     ]);
+  });
+
+  test('a TCP or UDP packet to a destination not yet recorded is traced before it is recorded, in both refuse chains', () => {
+    for (const policy of ['block', 'audit'] as const) {
+      const r = renderRuleset({ ...base, policy });
+      for (const [name, prefix] of [
+        ['refuse', ''],
+        ['agent_refuse', 'agent'],
+      ]) {
+        const rules = chain(r, name);
+        const trace4 = rules.indexOf(
+          `meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 meta nftrace set 1`,
+        );
+        const trace6 = rules.indexOf(
+          `meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 meta nftrace set 1`,
+        );
+        expect(trace4).toBe(0);
+        expect(trace6).toBe(1);
+        expect(rules.findIndex((l) => l.includes(`update @${prefix}blocked4`))).toBe(2);
+      }
+    }
+  });
+
+  test("a trace packet line from Cordon's refuse chains gives the destination as the sets key it", () => {
+    const v4 =
+      'trace id 69b8a205 inet cordon refuse packet: oif "eth0" ip saddr 10.9.9.1 ip daddr 10.9.9.9 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31983 ip protocol udp ip length 30 udp sport 57736 udp dport 5353 udp length 10 @th,64,16 0x780a ';
+    const v6 =
+      'trace id 79cab58f inet cordon agent_refuse packet: oif "eth0" ip6 saddr fd00::1 ip6 daddr fd00::9 ip6 dscp cs0 ip6 ecn not-ect ip6 hoplimit 64 ip6 flowlabel 114340 ip6 nexthdr tcp ip6 length 40 tcp sport 40370 tcp dport 443 tcp flags == syn tcp window 65476 ';
+    expect(parseTracedDest(v4)).toEqual({ address: '10.9.9.9', protocol: 'udp', port: 5353 });
+    expect(parseTracedDest(v6)).toEqual({ address: 'fd00::9', protocol: 'tcp', port: 443 });
+    // Rule lines of the same trace, another table's trace, a chain that is not a refuse chain: nothing.
+    expect(
+      parseTracedDest(
+        'trace id 69b8a205 inet cordon refuse rule meta l4proto { tcp, udp } update @blocked4 { ip daddr . meta l4proto . th dport } (verdict continue)',
+      ),
+    ).toBeUndefined();
+    expect(parseTracedDest(v4.replace('inet cordon', 'inet other'))).toBeUndefined();
+    expect(parseTracedDest(v4.replace('cordon refuse', 'cordon decide'))).toBeUndefined();
   });
 });
 

@@ -8,7 +8,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, Netns } from '../../../src/devkit/netns.js';
 import { renderRuleset } from '../../../src/fence/firewall.js';
-import { AllowSets, NftShell } from '../../../src/fence/nftshell.js';
+import { ACK_RANGE, AllowSets, NftShell } from '../../../src/fence/nftshell.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const usable = canUseNetns() && existsSync('/usr/sbin/nft');
@@ -59,6 +59,27 @@ suite('NftShell and AllowSets', () => {
     expect(String((results[1] as PromiseRejectedResult).reason)).toContain('No such file or directory');
     expect(results[2].status).toBe('fulfilled');
     expect((results[3] as PromiseFulfilledResult<string>).value).toContain('192.0.2.7');
+  });
+
+  test("two shells on one table (the proxies' and the tamper watch's) each get every request answered", async () => {
+    // nft echoes no element that is already there: with the same sentinel numbers, the
+    // second shell's request would wait for ever, and every one queued behind it.
+    const other = new NftShell(join(dir, 'nft'), ACK_RANGE);
+    const shells = [shell, other];
+    try {
+      const both = Promise.all(
+        Array.from({ length: 10 }, (_, i) => shells[i % 2].run('list set inet cordon ack')),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('timed out'), 10000);
+      });
+      const outcome = await Promise.race([both.then(() => 'answered'), late]);
+      clearTimeout(timer);
+      expect(outcome).toBe('answered');
+    } finally {
+      other.close();
+    }
   });
 
   test('updates are batched, skipped when the address is already in for long enough, and refreshed when not', async () => {
