@@ -50,6 +50,8 @@ export const DNS_FLOOD_PER_UID = 2000;
 const uidLimit = `limit rate over ${DNS_FLOOD_PER_UID}/second burst ${DNS_FLOOD_PER_UID} packets`;
 /** The set whose elements count, per uid, the DNS queries the kernel dropped (report). */
 export const DNS_UID_DROPS_SET = 'dnsuiddrops';
+/** New blocked destinations traced for the root helper a second (the rest are not named). */
+export const TRACES_PER_SECOND = 200;
 
 export function renderRuleset(r: FenceRules): string {
   const record = r.recordSeconds ?? 86400;
@@ -65,10 +67,12 @@ export function renderRuleset(r: FenceRules): string {
   // Records the destination in `<prefix>blocked4/6`, then refuses it (block) or lets it go (audit).
   // A TCP or UDP destination not yet recorded is traced first: the root helper's `nft
   // monitor trace` learns of it at once (a set filled by the kernel sends no events) and
-  // looks for the socket behind it while it is still open (helper.ts).
+  // looks for the socket behind it while it is still open (helper.ts). At most
+  // TRACES_PER_SECOND a second: a flood of new destinations cannot keep root's monitor and
+  // the helper busy (a destination past it is still recorded and refused, only not named).
   const refuse = (prefix: string): string[] => [
-    `    meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 meta nftrace set 1`,
-    `    meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 meta nftrace set 1`,
+    `    meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
+    `    meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
     `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . th dport }`,
     `    meta nfproto ipv4 meta l4proto != { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . 0 }`,
     `    meta nfproto ipv6 meta l4proto { tcp, udp, sctp } update @${prefix}blocked6 { ip6 daddr . meta l4proto . th dport }`,

@@ -23,6 +23,10 @@ export interface TcpCore {
   refusedName(name: string): NameStats | undefined;
 }
 
+/** Answers not yet taken by a TCP client past which it is not read (it is not reading). */
+const MAX_UNSENT = 64 * 1024;
+/** How long a TCP client over its refusal budget is not read. */
+const HOLD_MS = 200;
 /** Queries one TCP client may have waiting for the upstream at once. */
 const WAITING_PER_CLIENT = 256;
 
@@ -65,9 +69,12 @@ export function tcpClient(c: net.Socket, core: TcpCore): void {
     return u;
   };
   c.on('close', () => upstream?.destroy());
-  c.on('data', (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-    while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+  let held = false;
+  // Answers the whole queries in `buf`; stops for a while when the source is over its
+  // refusal budget or its answers are not being read (a client may pipeline without end).
+  const serve = (): void => {
+    let over = false;
+    while (!over && buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
       const n = buf.readUInt16BE(0);
       const msg = Buffer.from(buf.subarray(2, 2 + n));
       buf = buf.subarray(2 + n);
@@ -79,8 +86,10 @@ export function tcpClient(c: net.Socket, core: TcpCore): void {
       }
       const q = check.q;
       const allowed = o.matcher.matches(q.name);
-      // TCP is flow-controlled, so a refusal over the source's budget is still answered.
-      if (!allowed) refusals.refused('tcp', c.remoteAddress ?? '', c.remotePort ?? 0);
+      // Over the source's budget a refusal is still answered (TCP loses nothing), but the
+      // connection is not read again until HOLD_MS later: one connection cannot pipeline
+      // refused names past the budget the UDP path keeps.
+      if (!allowed) over = !refusals.refused('tcp', c.remoteAddress ?? '', c.remotePort ?? 0);
       const stats = allowed ? proxyStats.query(q.name, true) : core.refusedName(q.name);
       if (!allowed && o.policy === 'block') {
         write(refuseInPlace(msg, q.end, RCODE_NXDOMAIN));
@@ -106,6 +115,21 @@ export function tcpClient(c: net.Socket, core: TcpCore): void {
       len.writeUInt16BE(msg.length);
       upstream.write(Buffer.concat([len, msg]));
     }
-    if (buf.length > 70000) c.destroy();
+    if (buf.length > 70000) return void c.destroy();
+    if (held || c.destroyed || (!over && c.writableLength <= MAX_UNSENT)) return;
+    held = true;
+    c.pause();
+    const resume = (): void => {
+      held = false;
+      if (c.destroyed) return;
+      c.resume();
+      serve();
+    };
+    if (over) setTimeout(resume, HOLD_MS);
+    else c.once('drain', resume);
+  };
+  c.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    serve();
   });
 }

@@ -272,6 +272,8 @@ export interface RunFinished {
     /** The names were sent on (audit mode or allowed): the value left the runner. */
     forwarded: boolean;
   }[];
+  /** DNS names run could not check for its secrets (a full name table, no answer), and why. */
+  dnsNamesNotChecked?: { names: number; why: string };
 }
 
 /** A line written while the agent's command ran: never trusted as Cordon's own. */

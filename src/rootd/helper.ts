@@ -255,6 +255,7 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
   // blocked before the monitor listened (and anything it missed) comes from a listing:
   // once at the start, then every FALLBACK_POLL_MS if the monitor ends.
   let busy = false;
+  let lostAt = 0;
   const list = (): void => {
     if (busy) return;
     busy = true;
@@ -285,6 +286,12 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
     .on('line', (line) => {
       const b = parseTracedDest(line);
       if (b) seen(b);
+      // nft says when the kernel dropped events (a burst of traced packets): what they
+      // carried is in the sets, so they are listed once (at most every FALLBACK_POLL_MS).
+      else if (/lost some netlink events/i.test(line) && Date.now() - lostAt >= FALLBACK_POLL_MS) {
+        lostAt = Date.now();
+        list();
+      }
     })
     .on('close', () => {
       // Its shell, still ours, goes too (it would otherwise signal a pid nft no longer holds).

@@ -273,8 +273,13 @@ export function markSecretNames(
 }
 
 /** Asks the daemon for its report; rejects when nobody answers within `timeoutMs`. */
-export function requestReport(id: string, timeoutMs = 5000): Promise<DaemonReport> {
-  return askControl(id, 'report\n', timeoutMs) as Promise<DaemonReport>;
+export function requestReport(
+  id: string,
+  timeoutMs = 5000,
+  opts: { raw?: boolean } = {},
+): Promise<DaemonReport> {
+  // `raw`: the names as asked, before any mark (run checks them for its secrets).
+  return askControl(id, opts.raw ? 'report raw\n' : 'report\n', timeoutMs) as Promise<DaemonReport>;
 }
 
 /** One request on `control.sock`, its JSON answer. */

@@ -12,7 +12,9 @@ import type { DaemonReport } from './protocol.js';
 /** Names one request may mark; a command with more secret names than this is flagged anyway. */
 const MAX_MARKS = 1000;
 const MAX_NAME = 255;
-const SECRET_NAME = /^[A-Za-z0-9_.:/ -]{1,100}$/;
+const SECRET_NAME = /^[A-Za-z0-9_ -]{1,64}$/;
+/** Both proxies' name tables (proxy-stats.ts, 5000 each) and then some. */
+const MAX_KEPT = 12000;
 
 export interface SecretNameMark {
   name: string;
@@ -49,7 +51,7 @@ export class SecretNames {
 
   add(marks: SecretNameMark[]): void {
     for (const m of marks)
-      if (this.marks.size < MAX_MARKS * 4 || this.marks.has(m.name)) this.marks.set(m.name, m.secret);
+      if (this.marks.size < MAX_KEPT || this.marks.has(m.name)) this.marks.set(m.name, m.secret);
   }
 
   /** The report with every marked name replaced, and the secret named on its entry. */

@@ -5,7 +5,7 @@
  * commit or a leaked secret. Each finding is also shown in its own section below.
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
-import { eventsOf } from '../ledger/events.js';
+import { eventsOf, type RunFinished } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
 
@@ -72,6 +72,7 @@ function leakFindings(events: LedgerEvent[]): Finding[] {
       short: `secret ${f.secret} in DNS names`,
       text: `The ${f.identity === 'agent' ? "agent's command" : 'command'} put secret ${f.secret} into ${plural(f.names, 'DNS name')} (${plural(f.queries, 'query', 'queries')}): ${f.forwarded ? 'they were sent on, so treat it as leaked and rotate it' : 'every one was refused, none left the runner'}. The names are shown as their length only.`,
     });
+  out.push(...dnsNameFindings(events, finished));
   if (!leaks.length) return out;
   const names = [...new Set(leaks.map((l) => l.secret))];
   return [
@@ -82,6 +83,33 @@ function leakFindings(events: LedgerEvent[]): Finding[] {
       text: `${plural(names.length, 'secret')} (${names.join(', ')}) left in the workspace or its history at ${plural(leaks.length, 'place')}: rotate ${names.length === 1 ? 'it' : 'them'}; see "Secrets left behind".`,
     },
   ];
+}
+
+/**
+ * What run could not check of the DNS names for its secrets, and names marked as carrying
+ * one that run did not find: only run marks them, unless the command could reach the
+ * daemon too (user: runner) and hid a name behind a mark of its own.
+ */
+function dnsNameFindings(events: LedgerEvent[], finished: RunFinished[]): Finding[] {
+  const out: Finding[] = [];
+  for (const f of finished)
+    if (f.dnsNamesNotChecked)
+      out.push({
+        level: 'caution',
+        short: 'DNS names not checked for secrets',
+        text: `${plural(f.dnsNamesNotChecked.names, 'DNS name')} the command asked could not be checked for its secrets (${f.dnsNamesNotChecked.why}): a name shown in this job's records may carry one.`,
+      });
+  const found = finished.reduce((n, f) => n + (f.secretsInNames ?? []).reduce((m, s) => m + s.names, 0), 0);
+  const marked = eventsOf(events, 'egress.report')
+    .at(-1)
+    ?.blockedNames.filter((b) => b.carriesSecret).length;
+  if (marked !== undefined && marked > found)
+    out.push({
+      level: 'caution',
+      short: 'DNS names hidden without a finding',
+      text: `${plural(marked - found, 'refused DNS name')} ${marked - found === 1 ? 'is' : 'are'} shown as carrying a secret that run did not find in them: something other than run marked them (under user: runner the command can), which hides what was asked.`,
+    });
+  return out;
 }
 
 function fenceFindings(events: LedgerEvent[]): Finding[] {

@@ -111,6 +111,53 @@ describe('summary findings', () => {
     expect(text.indexOf('### The record')).toBeLessThan(text.indexOf('### Who'));
   });
 
+  test('a secret in DNS names, names run could not check, and names marked by something else are each a caution', () => {
+    const marked = {
+      name: '[22 chars carrying TOKEN]',
+      queries: 2,
+      carriesSecret: 'TOKEN',
+      identity: 'agent' as const,
+    };
+    const found = md({
+      ...quietRun,
+      'run.finished': {
+        ...sampleEvents['run.finished'],
+        leaks: [],
+        leaksNotScanned: undefined,
+        secretsInNames: [{ secret: 'TOKEN', names: 1, queries: 2, identity: 'agent', forwarded: false }],
+      },
+      'egress.report': { ...sampleEvents['egress.report'], blockedNames: [marked], blockedDestinations: [] },
+    });
+    expect(found).toContain(
+      "> [!CAUTION]\n> The agent's command put secret TOKEN into 1 DNS name (2 queries)",
+    );
+    // Markdown-escaped, as every cell is.
+    expect(found).toContain('| \\[22 chars carrying TOKEN\\] |');
+    expect(found).not.toContain('hidden without a finding');
+
+    // Run found none, yet a name is marked: someone else marked it (the command under user: runner).
+    const forged = md({
+      ...quietRun,
+      'egress.report': { ...sampleEvents['egress.report'], blockedNames: [marked], blockedDestinations: [] },
+    });
+    expect(forged).toContain(
+      '> [!CAUTION]\n> 1 refused DNS name is shown as carrying a secret that run did not find',
+    );
+
+    const unchecked = md({
+      ...quietRun,
+      'run.finished': {
+        ...sampleEvents['run.finished'],
+        leaks: [],
+        leaksNotScanned: undefined,
+        dnsNamesNotChecked: { names: 40, why: "the proxy's name table was full, so they were not recorded" },
+      },
+    });
+    expect(unchecked).toContain(
+      "> [!CAUTION]\n> 40 DNS names the command asked could not be checked for its secrets (the proxy's name table was full",
+    );
+  });
+
   test('in block mode, a paste-ready allowlist names who asked; a process already gone is named by its user', () => {
     const text = md({
       'run.started': {

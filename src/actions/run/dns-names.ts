@@ -40,32 +40,49 @@ export interface DnsNamesDeps {
   mark?: (id: string, marks: { name: string; secret: string }[]) => Promise<void>;
 }
 
-/** The secret a name carries, if any: as asked, or with its dots taken out. */
+/** The secret a name carries, if any: as asked, with its dots taken out, or its - and _ too. */
 function carried(registry: SecretRegistry, name: string): string | undefined {
-  return registry.findFolded(name) ?? registry.findFolded(name.replace(/\./g, ''));
+  return (
+    registry.findFolded(name) ??
+    registry.findFolded(name.replace(/\./g, '')) ??
+    registry.findFolded(name.replace(/[._-]/g, ''))
+  );
+}
+
+/** Names sent to the daemon in one request (its bound, secret-names.ts). */
+const MARKS_PER_REQUEST = 1000;
+
+export interface NamesChecked {
+  found: SecretInNames[];
+  /** Names run could not check (not recorded by a full name table, or no answer), and why. */
+  notChecked?: { names: number; why: string };
 }
 
 /**
  * Finds and marks the names that carried one of run's secrets; undefined when there is no
- * fence or no secret. A daemon that cannot be asked is a warning: the names then stay as
- * the daemon saw them (docs/threat-model.md).
+ * fence or no secret. What could not be checked is said (a warning, and in the record):
+ * the names then stay as the daemon saw them (docs/threat-model.md T56).
  */
-export async function secretsInNames(deps: DnsNamesDeps): Promise<SecretInNames[] | undefined> {
+export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked | undefined> {
   const { runner, registry } = deps;
   if (registry.size === 0) return undefined;
   const id = fenceId(runner.tempDir);
   if (!deps.report && !existsSync(join(stateDir(id), CONTROL_SOCKET))) return undefined;
+  const failed = (names: number, why: string): NamesChecked => {
+    runner.warning(`run: the DNS names the command asked were not all checked for its secrets: ${why}`);
+    return { found: [], notChecked: { names, why } };
+  };
   let report: DaemonReport;
   try {
-    report = await (deps.report ?? requestReport)(id);
+    // As asked, not as marked: a name marked before run looks (by the command, under
+    // user: runner) is checked all the same.
+    report = await (deps.report ?? ((i: string) => requestReport(i, 10000, { raw: true })))(id);
   } catch (e) {
-    runner.warning(`run: could not ask the egress daemon which names the command asked: ${describeError(e)}`);
-    return undefined;
+    return failed(0, `the egress daemon did not answer (${describeError(e)})`);
   }
   const marks: { name: string; secret: string }[] = [];
   const bySecret = new Map<string, SecretInNames>();
   for (const n of report.names ?? []) {
-    if (n.carriesSecret) continue;
     const secret = carried(registry, n.name);
     if (!secret) continue;
     marks.push({ name: n.name, secret });
@@ -76,19 +93,29 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<SecretInNames[
     had.forwarded ||= n.allowed || report.policy === 'audit';
     bySecret.set(key, had);
   }
-  if (!marks.length) return [];
-  try {
-    await (deps.mark ?? markSecretNames)(id, marks.slice(0, 1000));
-  } catch (e) {
-    runner.warning(
-      `run: the egress daemon did not take the names that carried a secret: ${describeError(e)}`,
-    );
-  }
   const found = [...bySecret.values()];
   for (const f of found)
     runner.warning(
       `run: the command put secret ${f.secret} into ${f.names} DNS name(s) (${f.queries} queries)${f.forwarded ? ', and they were sent on: treat it as leaked' : '; all refused'}`,
       { title: 'Cordon: a secret in DNS names' },
     );
-  return found;
+  let notChecked: NamesChecked['notChecked'];
+  for (let at = 0; at < marks.length; at += MARKS_PER_REQUEST) {
+    try {
+      await (deps.mark ?? markSecretNames)(id, marks.slice(at, at + MARKS_PER_REQUEST));
+    } catch (e) {
+      notChecked = failed(
+        marks.length - at,
+        `the egress daemon did not take them (${describeError(e)})`,
+      ).notChecked;
+      break;
+    }
+  }
+  // A full name table records no more names: a secret in one of those is not found.
+  if (!notChecked && report.namesDropped > 0)
+    notChecked = failed(
+      report.namesDropped,
+      "the proxy's name table was full, so they were not recorded",
+    ).notChecked;
+  return { found, ...(notChecked ? { notChecked } : {}) };
 }

@@ -20,7 +20,7 @@ import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from
 import type { RunInputs } from './inputs.js';
 import { forward } from './output.js';
 import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
-import { secretsInNames, type SecretInNames } from './dns-names.js';
+import { secretsInNames, type NamesChecked } from './dns-names.js';
 import { snapshotGit } from './leaks-git.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
@@ -343,7 +343,7 @@ function conclude(
   deps: RunDeps,
   ready: Prepared,
   ran: Executed,
-  inNames: SecretInNames[] | undefined,
+  inNames: NamesChecked | undefined,
 ): RunResult {
   const { runner, registry } = deps;
   const { workspace, gitBefore, ledger, held, containment, checkoutToken } = ready;
@@ -394,7 +394,8 @@ function conclude(
           }
         : undefined,
     outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
-    secretsInNames: inNames?.length ? inNames : undefined,
+    secretsInNames: inNames?.found.length ? inNames.found : undefined,
+    dnsNamesNotChecked: inNames?.notChecked,
   };
   ledger.append('run.finished', finished);
   sealWindow(ledger, ready.sealKey);

@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DNS_FLOOD_PER_UID,
+  TRACES_PER_SECOND,
   applyRuleset,
   parseUidDrops,
   renderRuleset,
@@ -128,7 +129,7 @@ describe('ruleset', () => {
     ]);
   });
 
-  test('a TCP or UDP packet to a destination not yet recorded is traced before it is recorded, in both refuse chains', () => {
+  test('a TCP or UDP packet to a destination not yet recorded is traced before it is recorded (at most 200 a second), in both refuse chains', () => {
     for (const policy of ['block', 'audit'] as const) {
       const r = renderRuleset({ ...base, policy });
       for (const [name, prefix] of [
@@ -137,10 +138,10 @@ describe('ruleset', () => {
       ]) {
         const rules = chain(r, name);
         const trace4 = rules.indexOf(
-          `meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 meta nftrace set 1`,
+          `meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
         );
         const trace6 = rules.indexOf(
-          `meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 meta nftrace set 1`,
+          `meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
         );
         expect(trace4).toBe(0);
         expect(trace6).toBe(1);
