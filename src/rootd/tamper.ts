@@ -207,8 +207,21 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
     }
   };
   let checking = false;
+  // A change reported while a check runs may come after that check read the table: it
+  // gets a check of its own once this one ends (the backstop is 30 s away).
+  let again = false;
+  const done = (): void => {
+    checking = false;
+    if (again) {
+      again = false;
+      check();
+    }
+  };
   const check = (): void => {
-    if (checking) return;
+    if (checking) {
+      again = true;
+      return;
+    }
     checking = true;
     fingerprint().then(
       async (now) => {
@@ -218,12 +231,12 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
         }
         await checkSets().catch((e: Error) => log(`set check failed: ${e.message}`));
         await checkTables().catch((e: Error) => log(`table check failed: ${e.message}`));
-        checking = false;
+        done();
       },
       () => {
-        checking = false;
         tamper.note('the table inet cordon was removed');
         reclose();
+        done();
       },
     );
   };
