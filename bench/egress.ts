@@ -19,8 +19,8 @@
  * notes after it are kept.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Job } from '../src/devkit/run-action.js';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Job, removeJobs } from '../src/devkit/run-action.js';
 import { Netns, stop } from '../src/devkit/netns.js';
 import { fenceId } from '../src/rootd/protocol.js';
 import { World } from '../test/e2e/egress-topology.js';
@@ -524,4 +524,7 @@ try {
 } finally {
   for (const k of kids) await stop(k);
   await w.destroy(job ? [fenceId(job.runnerTemp)] : []);
+  // The jobs' folders, and dnsperf's query file: nothing of the bench is left in /tmp.
+  removeJobs();
+  rmSync('/tmp/cordon-bench-egress-queries.txt', { force: true });
 }
