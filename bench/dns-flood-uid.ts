@@ -13,11 +13,10 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { stop } from '../src/devkit/netns.js';
 import { REPO_ROOT } from '../src/devkit/run-action.js';
-import { startDetached } from '../src/platform/detached.js';
 import { parseDomains } from '../src/fence/policy.js';
 import { DNS_FLOOD_PER_UID } from '../src/fence/firewall.js';
-import { requestReport, type DaemonConfig, type DaemonReady } from '../src/rootd/protocol.js';
-import { DNS4, World } from '../test/e2e/egress-topology.js';
+import { requestReport } from '../src/rootd/protocol.js';
+import { World, startDaemon } from '../test/e2e/egress-topology.js';
 import { tempDir } from '../test/harness/tmp.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -58,30 +57,10 @@ async function main(): Promise<void> {
   const id = `flooduid${process.pid}`;
   try {
     await w.serve();
-    const cfg: DaemonConfig = {
+    await startDaemon(w, join(dir, 'config.json'), {
       id,
-      policy: 'block',
       domains: parseDomains('www.a.test'),
       agentDomains: parseDomains('www.a.test'),
-      ips: [],
-      privateAnswers: 'allow',
-      upstream: DNS4,
-      minTtl: 60,
-      disableSudo: false,
-      disableDocker: false,
-      user: 'root',
-    };
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg), { mode: 0o600 });
-    await startDetached<DaemonReady>({
-      name: 'the daemon',
-      argv: [
-        ...w.runner.wrap,
-        process.execPath,
-        join(REPO_ROOT, 'dist/egress/daemon.js'),
-        'start',
-        join(dir, 'config.json'),
-      ],
-      timeoutMs: 20000,
     });
     const rows: Row[] = [];
     for (let round = 0; round < ROUNDS; round++) {

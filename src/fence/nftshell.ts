@@ -305,3 +305,19 @@ export function nftError(what: string, e: unknown): CordonError {
     fix: 'check allowed-ips for overlapping networks and that the kernel has nf_tables; the host was left as it was',
   });
 }
+
+/**
+ * A long-lived `nft monitor <what>` whose stdout is a pipe only nft holds (so it ends when
+ * nft does), under a shell that ends nft when our end of its stdin closes (we died): a
+ * monitor in a namespace nobody changes would otherwise never notice.
+ */
+export function spawnMonitor(what: 'ruleset' | 'trace'): ChildProcess {
+  const monitor = spawn(
+    '/bin/sh',
+    ['-c', `exec 3>&1 >/dev/null; nft monitor ${what} >&3 3>&- & m=$!; exec 3>&-; read _; kill $m`],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
+  monitor.on('error', () => undefined);
+  monitor.stdin!.on('error', () => undefined);
+  return monitor;
+}

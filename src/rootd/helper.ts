@@ -18,7 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readUserFile } from '../platform/user-file.js';
 import type { Client } from './access.js';
-import { parseBlocked, parseTracedDest, TABLE, type BlockedEntry } from '../fence/nftshell.js';
+import { parseBlocked, parseTracedDest, spawnMonitor, TABLE, type BlockedEntry } from '../fence/nftshell.js';
 import { whoAsked, type WhoQuery } from '../fence/who.js';
 import { serveCgroups } from './cgroups.js';
 import type { CgroupEnd } from './protocol.js';
@@ -273,15 +273,7 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
         if (b.protocol === 'tcp' || b.protocol === 'udp') seen(b);
     });
   };
-  // nft holds the only copy of the pipe it writes to, so the pipe ends when nft does; the
-  // shell ends nft when the helper's end of its stdin closes (the helper died).
-  const monitor = spawn(
-    '/bin/sh',
-    ['-c', 'exec 3>&1 >/dev/null; nft monitor trace >&3 3>&- & m=$!; exec 3>&-; read _; kill $m'],
-    { stdio: ['pipe', 'pipe', 'ignore'] },
-  );
-  monitor.on('error', () => undefined);
-  monitor.stdin!.on('error', () => undefined);
+  const monitor = spawnMonitor('trace');
   createInterface({ input: monitor.stdout! })
     .on('line', (line) => {
       const b = parseTracedDest(line);

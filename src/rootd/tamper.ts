@@ -5,12 +5,12 @@
  * allow sets, the runner's and the agent's (taken out again), tables added beside it, /etc/resolv.conf (written back by
  * the root helper), systemd-resolved's drop-in, and /etc/hosts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { isIP } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TABLE, type AllowSets, type NftShell } from '../fence/nftshell.js';
+import { spawnMonitor, TABLE, type AllowSets, type NftShell } from '../fence/nftshell.js';
 
 const CHAINS = [
   'output',
@@ -98,16 +98,7 @@ function watchRuleset(
   added: (set: string, addresses: string[]) => void,
   ended: () => void,
 ): ChildProcess {
-  // The shell ends the monitor when our end of its stdin closes, that is when the daemon
-  // dies: a monitor in a namespace nobody changes would otherwise never notice. nft holds
-  // the only copy of the pipe it writes to, so the pipe ends when nft does.
-  const monitor = spawn(
-    '/bin/sh',
-    ['-c', 'exec 3>&1 >/dev/null; nft monitor ruleset >&3 3>&- & m=$!; exec 3>&-; read _; kill $m'],
-    { stdio: ['pipe', 'pipe', 'ignore'] },
-  );
-  monitor.on('error', () => undefined);
-  monitor.stdin!.on('error', () => undefined);
+  const monitor = spawnMonitor('ruleset');
   let timer: NodeJS.Timeout | undefined;
   const rl = createInterface({ input: monitor.stdout! });
   rl.on('close', ended);

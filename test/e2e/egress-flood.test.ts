@@ -8,17 +8,15 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, stop } from '../../src/devkit/netns.js';
-import { REPO_ROOT } from '../../src/devkit/run-action.js';
-import { startDetached } from '../../src/platform/detached.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
-import { requestReport, type DaemonConfig, type DaemonReady } from '../../src/rootd/protocol.js';
+import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
-import { DNS4, World } from './egress-topology.js';
+import { World, startDaemon } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
 const usable =
@@ -30,7 +28,6 @@ const suite = usable ? describe : describe.skip;
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const LOAD = join(HERE, 'dns-load.py');
-const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
 const ALLOWED = 'www.a.test';
 /** Lookups by the runner's uid, 0.3 s apart; the flood runs until the last is done. */
 const LOOKUPS = 15;
@@ -77,27 +74,11 @@ suite('egress under a DNS flood from many sockets', () => {
     dir = tempDir('cordon-flood-');
     w = new World('f');
     await w.serve();
-    const cfg: DaemonConfig = {
+    id = await startDaemon(w, join(dir, 'config.json'), {
       id: `flood${process.pid}`,
-      policy: 'block',
       domains: parseDomains(ALLOWED),
       agentDomains: parseDomains(ALLOWED),
-      ips: [],
-      privateAnswers: 'allow',
-      upstream: DNS4,
-      minTtl: 60,
-      disableSudo: false,
-      disableDocker: false,
-      user: 'root',
-    };
-    const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(cfg), { mode: 0o600 });
-    await startDetached<DaemonReady>({
-      name: 'the daemon',
-      argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
-      timeoutMs: 20000,
     });
-    id = cfg.id;
   }, 60000);
 
   afterAll(async () => {

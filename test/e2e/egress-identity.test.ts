@@ -7,14 +7,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { REPO_ROOT } from '../../src/devkit/run-action.js';
-import { startDetached } from '../../src/platform/detached.js';
 import { parseDomains, parseCidrs } from '../../src/fence/policy.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
-import { requestReport, type DaemonConfig, type DaemonReady } from '../../src/rootd/protocol.js';
+import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
 import {
   CHAIN4,
@@ -29,6 +27,7 @@ import {
   connect,
   dig,
   fetchUrl,
+  startDaemon,
   type Runs,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
@@ -46,7 +45,6 @@ const suite = usable ? describe : describe.skip;
 /** The agent's name (A) and the preset's (P): different addresses, both with a web server. */
 const A = 'www.a.test';
 const P = 'cdn.other.test';
-const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
 
 /** A free uid of the agents' range, from one that differs per test process. */
 function freeAgentUid(): number {
@@ -59,29 +57,15 @@ function freeAgentUid(): number {
 }
 
 /** Starts the daemon inside `w.runner` with a hand-written config; returns its id. */
-async function startDaemon(w: World, dir: string, policy: 'block' | 'audit', tag: string): Promise<string> {
-  const cfg: DaemonConfig = {
+function startIdentityDaemon(w: World, dir: string, policy: 'block' | 'audit', tag: string): Promise<string> {
+  return startDaemon(w, join(dir, `config-${tag}.json`), {
     id: `identity${tag}${process.pid}`,
     policy,
     // The runner's: the agent's list and the test's preset.
     domains: parseDomains(`${A}\n${P}`),
     agentDomains: parseDomains(A),
     ips: parseCidrs(`${OTHER4}/32`),
-    privateAnswers: 'allow',
-    upstream: DNS4,
-    minTtl: 60,
-    disableSudo: false,
-    disableDocker: false,
-    user: 'root',
-  };
-  const file = join(dir, `config-${tag}.json`);
-  writeFileSync(file, JSON.stringify(cfg), { mode: 0o600 });
-  await startDetached<DaemonReady>({
-    name: 'the daemon',
-    argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
-    timeoutMs: 20000,
   });
-  return cfg.id;
 }
 
 function setElements(w: World, set: string): string {
@@ -104,7 +88,7 @@ suite('egress per identity: the agent gets only its list', () => {
     dir = tempDir('cordon-identity-');
     w = new World('p');
     await w.serve();
-    id = await startDaemon(w, dir, 'block', 'b');
+    id = await startIdentityDaemon(w, dir, 'block', 'b');
     agent = asUid(w.runner, uid, gid);
   }, 60000);
 
@@ -178,7 +162,7 @@ suite('egress per identity: the agent gets only its list', () => {
     await w.destroy([id]);
     w = new World('q');
     await w.serve();
-    id = await startDaemon(w, dir, 'audit', 'a');
+    id = await startIdentityDaemon(w, dir, 'audit', 'a');
     agent = asUid(w.runner, uid, gid);
     // A name off its list is forwarded and recorded; its answer fills the agent's set.
     expect(dig(agent, P).answers).toEqual([CHAIN4]);

@@ -7,16 +7,23 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { REPO_ROOT } from '../../src/devkit/run-action.js';
-import { startDetached } from '../../src/platform/detached.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
-import type { DaemonConfig, DaemonReady } from '../../src/rootd/protocol.js';
 import { parseEgressInputs } from '../../src/actions/egress/inputs.js';
 import { daemonLists } from '../../src/actions/egress/launch.js';
-import { DNS4, WEB4, World, asUid, connect, dig, fetchUrl, type Runs } from './egress-topology.js';
+import {
+  DNS4,
+  WEB4,
+  World,
+  asUid,
+  connect,
+  dig,
+  fetchUrl,
+  startDaemon,
+  type Runs,
+} from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
 const usable =
@@ -35,7 +42,6 @@ const TOKEN = 'token.ids.test';
 /** Test-made addresses on the namespace "internet", each with a web server. */
 const STS4 = '203.0.113.61';
 const TOKEN4 = '203.0.113.62';
-const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
 
 function freeAgentUid(): number {
   const span = AGENT_UID_MAX - AGENT_UID_MIN + 1;
@@ -74,26 +80,7 @@ suite("egress: Cordon's own endpoints serve the runner side, never the agent", (
       'INPUT_AWS-REGIONS': 'us-east-1',
       ACTIONS_ID_TOKEN_REQUEST_URL: `https://${TOKEN}/_apis/token?api-version=2.0`,
     });
-    const cfg: DaemonConfig = {
-      id: `own${process.pid}`,
-      policy: 'block',
-      ...daemonLists(s),
-      ips: [],
-      privateAnswers: 'allow',
-      upstream: DNS4,
-      minTtl: 60,
-      disableSudo: false,
-      disableDocker: false,
-      user: 'root',
-    };
-    const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(cfg), { mode: 0o600 });
-    await startDetached<DaemonReady>({
-      name: 'the daemon',
-      argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
-      timeoutMs: 20000,
-    });
-    id = cfg.id;
+    id = await startDaemon(w, join(dir, 'config.json'), { id: `own${process.pid}`, ...daemonLists(s) });
     agent = asUid(w.runner, uid, gid);
   }, 60000);
 

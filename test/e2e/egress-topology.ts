@@ -8,7 +8,15 @@ import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
-import { launcherDropIn, removeState, stateDir } from '../../src/rootd/protocol.js';
+import {
+  launcherDropIn,
+  removeState,
+  stateDir,
+  type DaemonConfig,
+  type DaemonReady,
+} from '../../src/rootd/protocol.js';
+import { startDetached } from '../../src/platform/detached.js';
+import { REPO_ROOT } from '../../src/devkit/run-action.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -229,4 +237,37 @@ export function connect(ns: Runs, address: string, port: number): { result: stri
 export function fetchUrl(ns: Runs, url: string, family?: 4 | 6): string {
   const r = ns.try(['curl', '-s', '-m', '4', ...(family ? [`-${family}`] : []), '-g', url], 10000);
   return r.code === 0 ? r.stdout.trim() : `curl exit ${r.code}`;
+}
+
+/** The bundled egress daemon. */
+export const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
+
+/**
+ * Starts the bundled daemon inside `w.runner` with a hand-written config (`cfg` over the
+ * defaults: block, no static IPs, private answers allowed, the zone's resolver, root's
+ * user), written to `file`; returns its id for `World.destroy`.
+ */
+export async function startDaemon(
+  w: World,
+  file: string,
+  cfg: Pick<DaemonConfig, 'id' | 'domains' | 'agentDomains'> & Partial<DaemonConfig>,
+): Promise<string> {
+  const full: DaemonConfig = {
+    policy: 'block',
+    ips: [],
+    privateAnswers: 'allow',
+    upstream: DNS4,
+    minTtl: 60,
+    disableSudo: false,
+    disableDocker: false,
+    user: 'root',
+    ...cfg,
+  };
+  writeFileSync(file, JSON.stringify(full), { mode: 0o600 });
+  await startDetached<DaemonReady>({
+    name: 'the daemon',
+    argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
+    timeoutMs: 20000,
+  });
+  return full.id;
 }
