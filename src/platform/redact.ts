@@ -89,3 +89,12 @@ export function redactLabels(name: string): string {
     )
     .join('.');
 }
+
+/**
+ * A refused name as the summary and the annotations show it: one that carried a secret of
+ * run's comes from the daemon as its length already (rootd/secret-names.ts); any other has
+ * its data-carrying labels replaced.
+ */
+export function shownName(n: { name: string; carriesSecret?: string }): string {
+  return n.carriesSecret ? n.name : redactLabels(n.name);
+}

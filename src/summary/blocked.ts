@@ -4,7 +4,7 @@
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
 import { eventsOf, type EgressReport } from '../ledger/events.js';
-import { oneLine, redactLabels } from '../platform/redact.js';
+import { oneLine, redactLabels, shownName } from '../platform/redact.js';
 import { floodBlocks } from './flood.js';
 import type { Block } from './doc.js';
 
@@ -110,8 +110,7 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
   );
   const names = reports.flatMap((r) =>
     r.blockedNames.map((b) => [
-      // A name that carried one of run's secrets comes as its length already.
-      b.carriesSecret ? b.name : redactLabels(b.name),
+      shownName(b),
       String(b.queries),
       askedBy(b, users),
       r.policy === 'audit' ? 'would block (audit)' : 'refused',

@@ -1,5 +1,6 @@
 /** One event of every type Cordon writes, for summary tests and the screenshot check. */
 import type { EventTypes } from '../../src/ledger/events.js';
+import type { DaemonReport } from '../../src/rootd/protocol.js';
 
 export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
   'run.recorded': {
@@ -183,3 +184,20 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     changed: false,
   },
 };
+
+/** A daemon report with nothing in it but what `over` sets (toEvent's input in unit tests). */
+export function daemonReport(over: Partial<DaemonReport> = {}): DaemonReport {
+  return {
+    policy: 'block',
+    names: [],
+    namesDropped: 0,
+    forgedAnswers: 0,
+    malformed: 0,
+    upstreamTimeouts: 0,
+    setFailures: 0,
+    setUpdates: 0,
+    blocked: [],
+    tamper: [],
+    ...over,
+  };
+}

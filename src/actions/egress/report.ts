@@ -8,7 +8,7 @@ import { CordonError } from '../../platform/errors.js';
 import type { EgressReport } from '../../ledger/events.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
-import { redactLabels } from '../../platform/redact.js';
+import { shownName } from '../../platform/redact.js';
 import { requestReport, type DaemonReport } from '../../rootd/protocol.js';
 import type { EgressSettings } from './inputs.js';
 import { suggestAllowlist } from '../../fence/policy.js';
@@ -168,7 +168,7 @@ export async function reportFence(s: EgressSettings, deps: ReportDeps): Promise<
       .filter((n) => !n.process || !flooders.has(n.process))
       .map(
         (n) =>
-          `DNS name ${n.carriesSecret ? n.name : redactLabels(n.name)} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
+          `DNS name ${shownName(n)} ${verb}${forWhom(n.identity)} (${n.queries} queries${n.process ? `, asked by ${n.process}` : ''})`,
       ),
     ...event.blockedDestinations.map(
       (d) =>

@@ -68,9 +68,9 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked |
   if (registry.size === 0) return undefined;
   const id = fenceId(runner.tempDir);
   if (!deps.report && !existsSync(join(stateDir(id), CONTROL_SOCKET))) return undefined;
-  const failed = (names: number, why: string): NamesChecked => {
+  const unchecked = (names: number, why: string): NonNullable<NamesChecked['notChecked']> => {
     runner.warning(`run: the DNS names the command asked were not all checked for its secrets: ${why}`);
-    return { found: [], notChecked: { names, why } };
+    return { names, why };
   };
   let report: DaemonReport;
   try {
@@ -78,7 +78,7 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked |
     // user: runner) is checked all the same.
     report = await (deps.report ?? ((i: string) => requestReport(i, 10000, { raw: true })))(id);
   } catch (e) {
-    return failed(0, `the egress daemon did not answer (${describeError(e)})`);
+    return { found: [], notChecked: unchecked(0, `the egress daemon did not answer (${describeError(e)})`) };
   }
   const marks: { name: string; secret: string }[] = [];
   const bySecret = new Map<string, SecretInNames>();
@@ -104,18 +104,12 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked |
     try {
       await (deps.mark ?? markSecretNames)(id, marks.slice(at, at + MARKS_PER_REQUEST));
     } catch (e) {
-      notChecked = failed(
-        marks.length - at,
-        `the egress daemon did not take them (${describeError(e)})`,
-      ).notChecked;
+      notChecked = unchecked(marks.length - at, `the egress daemon did not take them (${describeError(e)})`);
       break;
     }
   }
   // A full name table records no more names: a secret in one of those is not found.
   if (!notChecked && report.namesDropped > 0)
-    notChecked = failed(
-      report.namesDropped,
-      "the proxy's name table was full, so they were not recorded",
-    ).notChecked;
+    notChecked = unchecked(report.namesDropped, "the proxy's name table was full, so they were not recorded");
   return { found, ...(notChecked ? { notChecked } : {}) };
 }

@@ -8,6 +8,7 @@ import type { DaemonReport } from '../../../src/rootd/protocol.js';
 import { blockedSection } from '../../../src/summary/blocked.js';
 import type { EgressReport } from '../../../src/ledger/events.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { daemonReport } from '../../harness/sample-events.js';
 
 function line(data: EgressReport): LedgerEvent {
   return {
@@ -20,21 +21,7 @@ function line(data: EgressReport): LedgerEvent {
   };
 }
 
-function report(refusals: DaemonReport['refusals']): DaemonReport {
-  return {
-    policy: 'block',
-    names: [],
-    namesDropped: 0,
-    refusals,
-    forgedAnswers: 0,
-    malformed: 0,
-    upstreamTimeouts: 0,
-    setFailures: 0,
-    setUpdates: 0,
-    blocked: [],
-    tamper: [],
-  };
-}
+const report = (refusals: DaemonReport['refusals']): DaemonReport => daemonReport({ refusals });
 
 describe('DNS dropped per uid', () => {
   test('the uid over its rate is in the event, the annotation and the summary, and makes it a flood', () => {

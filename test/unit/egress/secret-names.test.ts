@@ -2,23 +2,16 @@
 import { describe, expect, test } from '@jest/globals';
 import { parseMarks, SecretNames, shownAs } from '../../../src/rootd/secret-names.js';
 import type { DaemonReport } from '../../../src/rootd/protocol.js';
+import { daemonReport } from '../../harness/sample-events.js';
 
-const report = (): DaemonReport => ({
-  policy: 'block',
-  names: [
-    { name: 'zq8xwplmktrv.evil.test', queries: 2, allowed: false, addresses: [], identity: 'agent' },
-    { name: 'innocent.evil.test', queries: 1, allowed: false, addresses: [] },
-  ],
-  namesDropped: 0,
-  rebinding: [{ name: 'zq8xwplmktrv.evil.test', answers: 1, addresses: [], identity: 'agent' }],
-  forgedAnswers: 0,
-  malformed: 0,
-  upstreamTimeouts: 0,
-  setFailures: 0,
-  setUpdates: 0,
-  blocked: [],
-  tamper: [],
-});
+const report = (): DaemonReport =>
+  daemonReport({
+    names: [
+      { name: 'zq8xwplmktrv.evil.test', queries: 2, allowed: false, addresses: [], identity: 'agent' },
+      { name: 'innocent.evil.test', queries: 1, allowed: false, addresses: [] },
+    ],
+    rebinding: [{ name: 'zq8xwplmktrv.evil.test', answers: 1, addresses: [], identity: 'agent' }],
+  });
 
 describe('secret names in the daemon', () => {
   test('a marked name is shown as its length and the secret, in names and rebinding; others as asked', () => {
