@@ -19,7 +19,13 @@ import { join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { ledgerCopyPathsFor } from '../rootd/protocol.js';
-import { assertRegularLedger, ledgerDir, parseLedgerText, type LedgerLine } from '../ledger/ledger.js';
+import {
+  assertRegularLedger,
+  ledgerDir,
+  parseLedgerText,
+  readLedgerText,
+  type LedgerLine,
+} from '../ledger/ledger.js';
 import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits.js';
@@ -74,7 +80,7 @@ export async function judgeLedger(
   opts: { nonce?: string; head?: string; sealKey?: string },
 ): Promise<{ input: SummaryInput; lineCount: number; fromCopy: boolean }> {
   assertRegularLedger(ledgerFile);
-  const fileLines = parseLedgerText(existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8') : '');
+  const fileLines = parseLedgerText(readLedgerText(ledgerFile) ?? '');
   const copyLines = await readCopy(ledgerFile);
   // With the daemon's copy, the summary is rendered from it: the runner user cannot edit it.
   const compared = copyLines ? compareWithCopy(fileLines, copyLines, { nonce: opts.nonce }) : undefined;

@@ -86,8 +86,13 @@ export async function runEntry(
     if (!opts.post && head) {
       runner.saveState(HEAD_STATE, head.hash);
       // What line 1 chains to: deleting every line before this step's shows in post.
-      const first = firstPrev(head.path);
-      if (first) runner.saveState(FIRST_STATE, first);
+      // A link or a FIFO put in the ledger's place since this step wrote is refused here too.
+      try {
+        const first = firstPrev(head.path);
+        if (first) runner.saveState(FIRST_STATE, first);
+      } catch (e) {
+        runner.setFailed(secrets.scrub(isCordonError(e) ? e.message : describeError(e)));
+      }
     }
     await flushLedgerCopy();
   }

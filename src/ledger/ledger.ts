@@ -4,13 +4,20 @@
  * processes are serialised by a lock directory; a line is written with one `write` call.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readSync, rmdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { ledgerCopyPathsFor, sendLedgerLine } from './copy.js';
-import { assertRegularLedger, endsWithNewline, readTail, withOpenFile } from './ledger-file.js';
+import {
+  appendLedger,
+  assertRegularLedger,
+  endsWithNewline,
+  readLedgerText,
+  readTail,
+  withOpenFile,
+} from './ledger-file.js';
 
-export { assertRegularLedger, lastLine } from './ledger-file.js';
+export { assertRegularLedger, lastLine, readLedgerText } from './ledger-file.js';
 import type { EventTypes } from './events.js';
 import { secrets as defaultRegistry, type SecretRegistry } from '../platform/mask.js';
 import type { Env } from '../platform/runner.js';
@@ -221,7 +228,7 @@ export class Ledger {
       }
       // A line someone wrote without its newline must not swallow ours.
       const glue = last !== undefined && !(tail ? tail.newline : endsWithNewline(this.path)) ? '\n' : '';
-      appendFileSync(this.path, glue + raw + '\n', { encoding: 'utf8', mode: 0o600 });
+      appendLedger(this.path, glue + raw + '\n');
       const hash = hashLine(raw);
       lastWritten = { path: this.path, hash };
       // Lines can still reach the daemon out of order (a connection still opening, another
@@ -232,10 +239,8 @@ export class Ledger {
   }
 
   private rawLines(): string[] {
-    if (!this.exists()) return [];
-    this.regular();
-    const text = readFileSync(this.path, 'utf8');
-    return text.split('\n').filter((l) => l !== '');
+    const text = readLedgerText(this.path);
+    return text === undefined ? [] : text.split('\n').filter((l) => l !== '');
   }
 
   /** Every line in file order, parsed; malformed lines are kept with an error. */

@@ -11,6 +11,7 @@ import {
   ledgerPath,
   parseLedgerText,
 } from '../../../src/ledger/ledger.js';
+import { appendLedger, readLedgerText } from '../../../src/ledger/ledger-file.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { CordonError } from '../../../src/platform/errors.js';
 import { appendAny, appendAnyWithSnapshot } from '../../harness/ledger.js';
@@ -38,6 +39,75 @@ describe('ledger', () => {
     mkdirSync(join(link.path, '..'), { recursive: true });
     symlinkSync('/dev/zero', link.path);
     expect(() => link.ledger.read()).toThrow(/is a symbolic link/);
+  });
+
+  test('hostile: the read and the append check what they opened, so a swap after the path check changes nothing', () => {
+    const { path } = tempLedger();
+    mkdirSync(join(path, '..'), { recursive: true });
+    const victim = join(path, '..', 'victim');
+    writeFileSync(victim, 'untouched\n');
+    // No path check before these: each opens without following a link and checks the descriptor.
+    symlinkSync(victim, path);
+    expect(() => appendLedger(path, 'x\n')).toThrow(/is a symbolic link/);
+    expect(() => readLedgerText(path)).toThrow(/is a symbolic link/);
+    expect(() => lastLine(path)).toThrow(/is a symbolic link/);
+    rmSync(path);
+    expect(spawnSync('mkfifo', [path]).status).toBe(0);
+    expect(() => appendLedger(path, 'x\n')).toThrow(/is a FIFO/);
+    expect(() => readLedgerText(path)).toThrow(/is a FIFO/);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+  });
+
+  test("hostile: a link swapped in and out of the ledger's place while steps append never gets a line written through it", async () => {
+    const { ledger, path } = tempLedger();
+    mkdirSync(join(path, '..'), { recursive: true });
+    const victim = join(path, '..', 'victim');
+    writeFileSync(victim, 'untouched\n');
+    appendAny(ledger, 'first', {}, ledger.open());
+    // The runner user's loop: the ledger and a link to the victim take turns in its place,
+    // each for a random 20-200 µs (bounded: 20 s, 200k turns).
+    const swap = [
+      'import os, random, sys, time',
+      'os.chdir(sys.argv[1]); end = time.time() + 20',
+      'def hold():',
+      '  t = time.perf_counter() + random.uniform(20e-6, 200e-6)',
+      '  while time.perf_counter() < t: pass',
+      'print("go", flush=True)',
+      'for i in range(200000):',
+      '  if time.time() > end: break',
+      '  try:',
+      '    os.rename("ledger.jsonl", "keep")',
+      '    try: os.symlink("victim", "ledger.jsonl")',
+      '    except FileExistsError: pass',
+      '    hold(); os.rename("keep", "ledger.jsonl"); hold()',
+      '  except OSError: pass',
+    ].join('\n');
+    const swapper = spawn('python3', ['-c', swap, join(path, '..')], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('the swapper did not start in 10 s')), 10000);
+      swapper.stdout!.once('data', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    let refused = 0;
+    let written = 0;
+    try {
+      for (let i = 0; i < 1500; i++) {
+        try {
+          appendAny(ledger, 'tick', { i });
+          written++;
+        } catch {
+          refused++;
+        }
+        if (i % 50 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+    } finally {
+      swapper.kill('SIGKILL');
+      await new Promise((r) => swapper.once('exit', r));
+    }
+    expect(written + refused).toBe(1500);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
   });
 
   test('appends events in order and reads them back with their fields', () => {
