@@ -4,7 +4,7 @@
  * RUNNER_TEMP, then post with the state main saved. Used by the tests and `cordon demo`.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,6 +176,44 @@ export class Job {
   }
 }
 
+/**
+ * Every process under `pid` (children, theirs, ...), from /proc, bounded: what a step left
+ * running that still hangs from it. Reparented ones (a daemon that detached and whose
+ * parent exited) are no longer under it and are not listed.
+ */
+export function descendantsOf(pid: number, proc = '/proc'): number[] {
+  const children = new Map<number, number[]>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(proc);
+  } catch {
+    return [];
+  }
+  for (const name of names.slice(0, 100000)) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`${proc}/${name}/stat`, 'utf8');
+    } catch {
+      continue; // Gone meanwhile.
+    }
+    // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length && out.length < 100000) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
 export function spawnCollect(
   argv: string[],
   env: Record<string, string>,
@@ -205,7 +243,17 @@ export function spawnCollect(
     // line that says so), even when a process it left holds its pipes open.
     const timer = setTimeout(() => {
       err.push(Buffer.from(`\n[harness] killed after ${timeoutMs} ms\n`));
+      // The whole tree, as the runner does on a timeout: a process the step left must not
+      // outlive the test that started it.
+      const tree = child.pid === undefined ? [] : descendantsOf(child.pid);
       child.kill('SIGKILL');
+      for (const pid of tree) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
       graceTimer = setTimeout(() => {
         child.stdout.destroy();
         child.stderr.destroy();
