@@ -63,8 +63,8 @@ function openLedger(path: string, flags: number): number | undefined {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
     if (code === 'ELOOP') throw replaced(path, 'a symbolic link');
-    // A FIFO opened to write, non-blocking, with nobody reading it.
-    if (code === 'ENXIO') throw replaced(path, 'a FIFO');
+    // A FIFO opened to write, non-blocking, with nobody reading it; or a socket.
+    if (code === 'ENXIO') throw replaced(path, 'a FIFO or a socket');
     throw e;
   }
   const st = fstatSync(fd);
