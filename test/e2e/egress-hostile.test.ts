@@ -14,12 +14,16 @@ import { join } from 'node:path';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import {
+  DNS4,
+  DNS6,
   OTHER4,
   OTHER6,
+  REAL4,
   WEB4,
   WEB6,
   World,
   asUid,
+  connect,
   dig,
   freeAgentUid,
   startDaemon,
@@ -42,6 +46,8 @@ const suite = usable ? describe : describe.skip;
 /** The runner's address on the link to the "internet" (egress-topology.ts). */
 const RUNNER4 = '198.51.100.2';
 const RUNNER6 = '2001:db8:1::2';
+/** The metadata service, which the rebinding names answer from their second query on. */
+const IMDS = '169.254.169.254';
 /** Where the "internet" listens for UDP: each identity sends to its own port. */
 const PORTS = { runner: 9000, agent: 9001 } as const;
 type Who = keyof typeof PORTS;
@@ -96,7 +102,15 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     ]);
     dir = tempDir('cordon-hostile-');
     w = new World('h');
-    await w.serve();
+    await w.serve({
+      zone: Object.fromEntries(
+        (['runner', 'agent'] as const).map((who) => [
+          `rebind-${who}.a.test`,
+          [{ type: 'A', value: REAL4, ttl: 0, later: IMDS }],
+        ]),
+      ),
+      http: [IMDS],
+    });
     for (const who of ['runner', 'agent'] as const) {
       const uid = Number(run(['id', '-u', users[who]]).trim());
       const gid = Number(run(['id', '-g', users[who]]).trim());
@@ -131,8 +145,8 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     });
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `hostile${process.pid}`,
-      domains: parseDomains('www.a.test'),
-      agentDomains: parseDomains('www.a.test'),
+      domains: parseDomains('www.a.test rebind-runner.a.test'),
+      agentDomains: parseDomains('www.a.test rebind-agent.a.test'),
     });
     // Each identity resolves the allowed name, both families, so its set holds WEB4 and WEB6.
     for (const who of ['runner', 'agent'] as const) {
@@ -177,6 +191,17 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     },
   );
 
+  test('as the runner user, not root: TCP to such an address, DNS straight to the upstream and DoT to the allowed address are refused', async () => {
+    for (const a of [OTHER4, OTHER6]) expect(connect(as.runner, a, 80).result).toBe('ECONNREFUSED');
+    for (const server of [DNS4, DNS6]) {
+      expect(dig(as.runner, 'direct-runner.a.test', { server }).status).toMatch(/^failed/);
+      expect(dig(as.runner, 'direct-runner.a.test', { server, tcp: true }).status).toMatch(/^failed/);
+    }
+    expect(await w.asked('direct-runner.a.test')).toEqual([]);
+    expect(connect(as.runner, WEB4, 853).result).toBe('ECONNREFUSED');
+    expect(sets('blocked4')).toContain(`${OTHER4} . tcp . 80`);
+  });
+
   test.each(['runner', 'agent'] as const)(
     'an ICMP echo (%s) to such an address gets no reply and is recorded as ICMP',
     (who) => {
@@ -193,6 +218,21 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     async (who) => {
       for (const a of [WEB4, WEB6]) expect(udp(as[who], a, 853, `doq-${who}-${a}`)).not.toBe('echo');
       expect((await arrivedData()).filter((d) => d.startsWith(`doq-${who}`))).toEqual([]);
+    },
+  );
+
+  test.each(['runner', 'agent'] as const)(
+    'an allowed name answering a public address first and the metadata service the second time (%s) never opens the latter',
+    (who) => {
+      const name = `rebind-${who}.a.test`;
+      const set = who === 'agent' ? 'agent4' : 'allow4';
+      // TTL 0: nothing is cached, so the second lookup reaches the name's server again.
+      expect(dig(as[who], name).answers).toEqual([REAL4]);
+      expect(connect(as[who], REAL4, 80).result).toBe('open');
+      expect(dig(as[who], name).status).toBe('REFUSED');
+      expect(dig(as[who], name, { tcp: true }).status).toBe('REFUSED');
+      expect(sets(set)).not.toContain(IMDS);
+      expect(connect(as[who], IMDS, 80).result).toBe('ECONNREFUSED');
     },
   );
 

@@ -93,10 +93,14 @@ export class World {
 
   /**
    * Starts the internet's servers and waits (bounded) until they listen. `extra` adds names
-   * to the zone, and addresses (on the internet's loopback, each with a web server).
+   * to the zone (a record's `later` is its answer from the second query on), and addresses
+   * (on the internet's loopback, each with a web server).
    */
   async serve(
-    extra: { zone?: Record<string, { type: string; value: string; ttl?: number }[]>; http?: string[] } = {},
+    extra: {
+      zone?: Record<string, { type: string; value: string; ttl?: number; later?: string }[]>;
+      http?: string[];
+    } = {},
   ): Promise<void> {
     for (const a of extra.http ?? []) this.internet.addAddress('lo', `${a}/32`);
     const cfg = {
