@@ -13,6 +13,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
+import { requestReport } from '../../src/rootd/protocol.js';
 import {
   DNS4,
   DNS6,
@@ -284,5 +285,20 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     }
     // The same address from inside is the proxy.
     expect(dig(as.runner, 'www.a.test', { server: RUNNER4 }).answers).toEqual([WEB4]);
+  });
+
+  // Root, as an agent with sudo would be (T16): detected and undone, never prevented.
+  test("an address root adds to the agent's set is deleted again and recorded", async () => {
+    w.runner.exec(['nft', 'add', 'element', 'inet', 'cordon', 'agent4', `{ ${OTHER4} timeout 600s }`]);
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      gone = !sets('agent4').includes(OTHER4);
+    }
+    expect(gone).toBe(true);
+    expect(connect(as.agent, OTHER4, 80).result).toBe('ECONNREFUSED');
+    expect((await requestReport(id)).tamper.join('\n')).toContain(
+      `${OTHER4} added to agent4 by someone else`,
+    );
   });
 });
