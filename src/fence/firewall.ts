@@ -117,6 +117,9 @@ export function renderRuleset(r: FenceRules): string {
     // itself; the proxy's user asks the upstream for everyone.
     `    meta l4proto { tcp, udp } th dport { 53, ${r.agent.dnsPort} } meta skuid != { 0, ${r.dnsUid} } jump dns_uid`,
     `    oif "lo" accept`,
+    // A connection a host outside opened to the agent (a port it listens on) is
+    // established too, and its replies would carry data to an address off the agent's list.
+    `    meta skuid ${agentUids} ct direction reply goto agent_decide`,
     `    ct state established,related accept`,
     // The proxy's own upstream queries, told apart by the socket's owner and destination.
     ...(up4.length

@@ -1,8 +1,10 @@
 // The "internet" for the egress tests, run inside its namespace: an authoritative-style
 // DNS server that logs every query it gets (one JSON line on stdout each), optional
 // forged answers sent from another address, and TCP/HTTP servers on several addresses.
-// Config: one JSON argument { dns: [addr], zone: { name: [{type, value, ttl}] },
+// Config: one JSON argument { dns: [addr], zone: { name: [{type, value, ttl, later}] },
 //   forge: { name: { from, address } }, http: [addr], tcp: [{address, port}] }.
+// A record with `later` answers `value` the first time its name and type are asked, then
+// `later` (a rebinding owner's server).
 import dgram from 'node:dgram';
 import net from 'node:net';
 import http from 'node:http';
@@ -10,6 +12,8 @@ import http from 'node:http';
 const cfg = JSON.parse(process.argv[2]);
 const TYPES = { A: 1, CNAME: 5, TXT: 16, AAAA: 28 };
 const log = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+/** Names and types asked before (name/type), for records with `later`. */
+const asked = new Set();
 
 function readName(buf, off) {
   const labels = [];
@@ -61,9 +65,13 @@ function answer(query, overrideA) {
       name = cname.value;
       continue;
     }
+    const again = asked.has(`${name}/${qtype}`);
+    asked.add(`${name}/${qtype}`);
     for (const r of rrs)
-      if (TYPES[r.type] === qtype)
-        records.push({ owner: name, ...r, value: overrideA && r.type === 'A' ? overrideA : r.value });
+      if (TYPES[r.type] === qtype) {
+        const value = again && r.later ? r.later : r.value;
+        records.push({ owner: name, ...r, value: overrideA && r.type === 'A' ? overrideA : value });
+      }
     break;
   }
   const known = cfg.zone[q.name] !== undefined;

@@ -4,7 +4,7 @@
  * "internet", and optionally a "container" namespace behind a bridge in "runner".
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Netns, stop, veth } from '../../src/devkit/netns.js';
@@ -17,6 +17,7 @@ import {
 } from '../../src/rootd/protocol.js';
 import { startDetached } from '../../src/platform/detached.js';
 import { REPO_ROOT } from '../../src/devkit/run-action.js';
+import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -92,10 +93,14 @@ export class World {
 
   /**
    * Starts the internet's servers and waits (bounded) until they listen. `extra` adds names
-   * to the zone, and addresses (on the internet's loopback, each with a web server).
+   * to the zone (a record's `later` is its answer from the second query on), and addresses
+   * (on the internet's loopback, each with a web server).
    */
   async serve(
-    extra: { zone?: Record<string, { type: string; value: string; ttl?: number }[]>; http?: string[] } = {},
+    extra: {
+      zone?: Record<string, { type: string; value: string; ttl?: number; later?: string }[]>;
+      http?: string[];
+    } = {},
   ): Promise<void> {
     for (const a of extra.http ?? []) this.internet.addAddress('lo', `${a}/32`);
     const cfg = {
@@ -187,6 +192,19 @@ export class World {
 
 /** Where the helpers below run a command: a namespace, or a user inside one. */
 export type Runs = Pick<Netns, 'try'>;
+
+/**
+ * A uid of the agents' range no user has, from one that differs per test process (and per
+ * `offset`, so test files running at once pick different ones).
+ */
+export function freeAgentUid(offset: number): number {
+  const span = AGENT_UID_MAX - AGENT_UID_MIN + 1;
+  for (let i = 0; i < span; i++) {
+    const uid = AGENT_UID_MIN + ((process.pid + offset + i) % span);
+    if (spawnSync('getent', ['passwd', String(uid)]).status !== 0) return uid;
+  }
+  throw new Error('no free uid in the agents range');
+}
 
 /** Runs commands in `ns` as uid:gid, with no supplementary groups. */
 export function asUid(ns: Netns, uid: number, gid: number): Runs {

@@ -90,6 +90,13 @@ describe('ruleset', () => {
     );
   });
 
+  test("the agent's replies on a connection opened from outside go to its own chain, before established traffic is let out", () => {
+    const output = chain(renderRuleset({ ...base, policy: 'block' }), 'output');
+    const reply = output.indexOf('meta skuid 61000-61183 ct direction reply goto agent_decide');
+    expect(reply).toBeGreaterThan(output.indexOf('oif "lo" accept'));
+    expect(reply).toBeLessThan(output.indexOf('ct state established,related accept'));
+  });
+
   test("audit mode: the agent's chain records and accepts", () => {
     const r = renderRuleset({ ...base, policy: 'audit' });
     expect(r).toMatch(

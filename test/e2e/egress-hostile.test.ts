@@ -1,0 +1,304 @@
+/**
+ * Egress attacks the TCP tests do not make, run for real as an unprivileged runner user and
+ * as the agent's own user (a uid of the agents' range) against the bundled daemon in a
+ * "runner" namespace (see egress-topology.ts): UDP and ICMP echo to addresses no allowed
+ * name resolved to, UDP to port 853 (DNS over QUIC), data sent back on a connection a host
+ * outside opened, and the proxy used as an open resolver from outside. Each attack has a
+ * control that the same request to an allowed address does arrive. Needs root, nft, ip,
+ * dig, python3, useradd and setpriv.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { parseDomains } from '../../src/fence/policy.js';
+import { requestReport } from '../../src/rootd/protocol.js';
+import {
+  DNS4,
+  DNS6,
+  OTHER4,
+  OTHER6,
+  REAL4,
+  WEB4,
+  WEB6,
+  World,
+  asUid,
+  connect,
+  dig,
+  freeAgentUid,
+  startDaemon,
+  type Runs,
+} from './egress-topology.js';
+import { tempDir } from '../harness/tmp.js';
+
+const PYTHON = '/usr/bin/python3';
+const usable =
+  canUseNetns() &&
+  ['/usr/sbin/nft', '/usr/bin/dig', PYTHON, '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
+    existsSync(f),
+  );
+if (!usable && process.env.CI === 'true')
+  throw new Error('egress-hostile e2e: needs root, nft, ip, dig, python3, useradd and setpriv (CI=true)');
+if (!usable)
+  console.warn('egress-hostile e2e skipped: needs root, nft, ip, dig, python3, useradd and setpriv');
+const suite = usable ? describe : describe.skip;
+
+/** The runner's address on the link to the "internet" (egress-topology.ts). */
+const RUNNER4 = '198.51.100.2';
+const RUNNER6 = '2001:db8:1::2';
+/** The metadata service, which the rebinding names answer from their second query on. */
+const IMDS = '169.254.169.254';
+/** Where the "internet" listens for UDP: each identity sends to its own port. */
+const PORTS = { runner: 9000, agent: 9001 } as const;
+type Who = keyof typeof PORTS;
+
+/** Sends `payload` over UDP three times in 1.5 s; 'echo' when the listener sent it back. */
+function udp(as: Runs, address: string, port: number, payload: string): string {
+  const script = `const s=require('dgram').createSocket(process.argv[1].includes(':')?'udp6':'udp4');
+    s.on('message',()=>{console.log('echo');process.exit(0)});s.on('error',e=>{console.log(e.code);process.exit(0)});
+    let n=0;const go=()=>{if(n++<3){s.send(process.argv[3],+process.argv[2],process.argv[1],()=>{});setTimeout(go,500)}else{console.log('timeout');process.exit(0)}};go();`;
+  return as.try([process.execPath, '-e', script, address, String(port), payload], 10000).stdout.trim();
+}
+
+/** One ICMP echo through an unprivileged ping socket: 'reply', 'timeout' or the errno. */
+function ping(as: Runs, address: string, payload: string): string {
+  const script = `import socket,struct,sys,errno
+a=sys.argv[1];v6=':' in a
+s=socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,socket.SOCK_DGRAM,socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+s.settimeout(1.5)
+try:
+  s.sendto(struct.pack('!BBHHH',128 if v6 else 8,0,0,0,1)+sys.argv[2].encode(),(a,0))
+  d=s.recv(2048)
+  print('reply' if d[0] in (0,129) else 'type%d'%d[0])
+except socket.timeout: print('timeout')
+except OSError as e: print(errno.errorcode.get(e.errno,str(e.errno)))`;
+  return as.try([PYTHON, '-c', script, address, payload], 10000).stdout.trim();
+}
+
+suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the agent', () => {
+  const users = { runner: `chrun${process.pid % 100000}`, agent: `chagt${process.pid % 100000}` };
+  const as = {} as Record<Who, Runs>;
+  let w: World;
+  let dir: string;
+  let id = '';
+  let listener: ChildProcess | undefined;
+  /** What arrived at the internet's UDP listener. */
+  const arrived: { to: string; port: number; data: string }[] = [];
+
+  const sets = (set: string): string => w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
+
+  beforeAll(async () => {
+    run(['useradd', '--user-group', '--no-create-home', '--shell', '/bin/sh', users.runner]);
+    const agentUid = String(freeAgentUid(13));
+    run([
+      'useradd',
+      '--uid',
+      agentUid,
+      '--user-group',
+      '--no-create-home',
+      '--shell',
+      '/bin/sh',
+      users.agent,
+    ]);
+    dir = tempDir('cordon-hostile-');
+    w = new World('h');
+    await w.serve({
+      zone: Object.fromEntries(
+        (['runner', 'agent'] as const).map((who) => [
+          `rebind-${who}.a.test`,
+          [{ type: 'A', value: REAL4, ttl: 0, later: IMDS }],
+        ]),
+      ),
+      http: [IMDS],
+    });
+    for (const who of ['runner', 'agent'] as const) {
+      const uid = Number(run(['id', '-u', users[who]]).trim());
+      const gid = Number(run(['id', '-g', users[who]]).trim());
+      as[who] = asUid(w.runner, uid, gid);
+    }
+    // As on GitHub's Ubuntu images (systemd's default): every user may open a ping socket.
+    w.runner.sysctl('net.ipv4.ping_group_range', '0 2147483647');
+    // A UDP listener in the "internet" on allowed and forbidden addresses, echoing back.
+    const targets = [OTHER4, OTHER6, WEB4, WEB6].flatMap((a) => [
+      [a, PORTS.runner],
+      [a, PORTS.agent],
+      [a, 853],
+    ]);
+    const script = `const d=require('dgram');const t=JSON.parse(process.argv[1]);let n=0;
+      for(const [a,p] of t){const s=d.createSocket(a.includes(':')?'udp6':'udp4');
+        s.on('message',(m,r)=>{console.log(JSON.stringify({to:a,port:p,data:m.toString()}));s.send(m,r.port,r.address)});
+        s.bind(p,a,()=>{if(++n===t.length)console.log('ready')})}`;
+    listener = w.internet.spawn([process.execPath, '-e', script, JSON.stringify(targets)]);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the UDP listener did not start in 10 s')), 10000);
+      let partial = '';
+      listener!.stdout!.on('data', (b: Buffer) => {
+        const lines = (partial + b.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) {
+          if (l === 'ready') {
+            clearTimeout(timer);
+            resolve();
+          } else if (l) arrived.push(JSON.parse(l) as { to: string; port: number; data: string });
+        }
+      });
+    });
+    id = await startDaemon(w, join(dir, 'config.json'), {
+      id: `hostile${process.pid}`,
+      domains: parseDomains('www.a.test rebind-runner.a.test'),
+      agentDomains: parseDomains('www.a.test rebind-agent.a.test'),
+    });
+    // Each identity resolves the allowed name, both families, so its set holds WEB4 and WEB6.
+    for (const who of ['runner', 'agent'] as const) {
+      expect(dig(as[who], 'www.a.test').answers).toEqual([WEB4]);
+      expect(dig(as[who], 'www.a.test', { type: 'AAAA' }).answers).toEqual([WEB6]);
+    }
+  }, 60000);
+
+  afterAll(async () => {
+    await stop(listener);
+    await w?.destroy(id ? [id] : []);
+    for (const u of Object.values(users)) spawnSync('userdel', [u], { timeout: 15000 });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The payloads that reached the listener, after it has had time to say so. */
+  async function arrivedData(): Promise<string[]> {
+    await new Promise((r) => setTimeout(r, 250));
+    return arrived.map((a) => a.data);
+  }
+
+  test.each(['runner', 'agent'] as const)(
+    'control (%s): UDP and an ICMP echo to the allowed name’s addresses arrive, IPv4 and IPv6',
+    async (who) => {
+      for (const a of [WEB4, WEB6]) {
+        expect(udp(as[who], a, PORTS[who], `ok-${who}-${a}`)).toBe('echo');
+        expect(ping(as[who], a, `ok-${who}`)).toBe('reply');
+      }
+      expect(await arrivedData()).toEqual(expect.arrayContaining([`ok-${who}-${WEB4}`, `ok-${who}-${WEB6}`]));
+    },
+  );
+
+  test.each(['runner', 'agent'] as const)(
+    'UDP (%s) to an address no allowed name resolved to never arrives, IPv4 or IPv6, and the kernel records it',
+    async (who) => {
+      for (const a of [OTHER4, OTHER6])
+        expect(udp(as[who], a, PORTS[who], `exfil-${who}-${a}`)).not.toBe('echo');
+      expect((await arrivedData()).filter((d) => d.startsWith(`exfil-${who}`))).toEqual([]);
+      const prefix = who === 'agent' ? 'agent' : '';
+      expect(sets(`${prefix}blocked4`)).toContain(`${OTHER4} . udp . ${PORTS[who]}`);
+      expect(sets(`${prefix}blocked6`)).toContain(`${OTHER6} . udp . ${PORTS[who]}`);
+    },
+  );
+
+  test('as the runner user, not root: TCP to such an address, DNS straight to the upstream and DoT to the allowed address are refused', async () => {
+    for (const a of [OTHER4, OTHER6]) expect(connect(as.runner, a, 80).result).toBe('ECONNREFUSED');
+    for (const server of [DNS4, DNS6]) {
+      expect(dig(as.runner, 'direct-runner.a.test', { server }).status).toMatch(/^failed/);
+      expect(dig(as.runner, 'direct-runner.a.test', { server, tcp: true }).status).toMatch(/^failed/);
+    }
+    expect(await w.asked('direct-runner.a.test')).toEqual([]);
+    expect(connect(as.runner, WEB4, 853).result).toBe('ECONNREFUSED');
+    expect(sets('blocked4')).toContain(`${OTHER4} . tcp . 80`);
+  });
+
+  test.each(['runner', 'agent'] as const)(
+    'an ICMP echo (%s) to such an address gets no reply and is recorded as ICMP',
+    (who) => {
+      expect(ping(as[who], OTHER4, `exfil-${who}`)).not.toBe('reply');
+      expect(ping(as[who], OTHER6, `exfil-${who}`)).not.toBe('reply');
+      const prefix = who === 'agent' ? 'agent' : '';
+      expect(sets(`${prefix}blocked4`)).toContain(`${OTHER4} . icmp . 0`);
+      expect(sets(`${prefix}blocked6`)).toContain(`${OTHER6} . ipv6-icmp . 0`);
+    },
+  );
+
+  test.each(['runner', 'agent'] as const)(
+    'UDP to port 853 (%s: DNS over QUIC) never arrives, even at the allowed name’s address',
+    async (who) => {
+      for (const a of [WEB4, WEB6]) expect(udp(as[who], a, 853, `doq-${who}-${a}`)).not.toBe('echo');
+      expect((await arrivedData()).filter((d) => d.startsWith(`doq-${who}`))).toEqual([]);
+    },
+  );
+
+  test.each(['runner', 'agent'] as const)(
+    'an allowed name answering a public address first and the metadata service the second time (%s) never opens the latter',
+    (who) => {
+      const name = `rebind-${who}.a.test`;
+      const set = who === 'agent' ? 'agent4' : 'allow4';
+      // TTL 0: nothing is cached, so the second lookup reaches the name's server again.
+      expect(dig(as[who], name).answers).toEqual([REAL4]);
+      expect(connect(as[who], REAL4, 80).result).toBe('open');
+      expect(dig(as[who], name).status).toBe('REFUSED');
+      expect(dig(as[who], name, { tcp: true }).status).toBe('REFUSED');
+      expect(sets(set)).not.toContain(IMDS);
+      expect(connect(as[who], IMDS, 80).result).toBe('ECONNREFUSED');
+    },
+  );
+
+  test('a connection a host outside opens to a port the agent listens on carries nothing out', async () => {
+    const port = 9500;
+    const server = `const s=require('net').createServer(c=>{c.on('error',()=>{});c.write(process.argv[1])});
+      s.listen(+process.argv[2],'::',()=>console.log('listening'));setTimeout(()=>process.exit(0),20000);`;
+    const agentUid = run(['id', '-u', users.agent]).trim();
+    const child = w.runner.spawn([
+      'setpriv',
+      `--reuid=${agentUid}`,
+      `--regid=${run(['id', '-g', users.agent]).trim()}`,
+      '--clear-groups',
+      process.execPath,
+      '-e',
+      server,
+      'inbound-secret',
+      String(port),
+    ]);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the agent’s server did not listen in 10 s')), 10000);
+        child.stdout!.once('data', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      const client = `const c=require('net').connect({host:process.argv[1],port:+process.argv[2]});let d='';
+        c.on('data',x=>d+=x);const done=e=>{console.log(JSON.stringify({data:d,end:e}));process.exit(0)};
+        c.on('close',()=>done('close'));c.on('error',e=>done(e.code));setTimeout(()=>done('timeout'),3000);`;
+      for (const a of [RUNNER4, RUNNER6]) {
+        const out = JSON.parse(
+          w.internet.exec([process.execPath, '-e', client, a, String(port)], { timeoutMs: 10000 }),
+        ) as { data: string };
+        expect(out.data).toBe('');
+      }
+      // Refused as the agent's, toward the outside host.
+      expect(sets('agentblocked4')).toContain('198.51.100.1 . tcp . ');
+      expect(sets('agentblocked6')).toContain('2001:db8:1::1 . tcp . ');
+    } finally {
+      await stop(child);
+    }
+  }, 30000);
+
+  test('from outside, the proxy on the runner’s own addresses answers nothing, over UDP or TCP', () => {
+    for (const server of [RUNNER4, RUNNER6]) {
+      expect(dig(w.internet, 'www.a.test', { server }).status).toMatch(/^failed/);
+      expect(dig(w.internet, 'www.a.test', { server, tcp: true }).status).toMatch(/^failed/);
+    }
+    // The same address from inside is the proxy.
+    expect(dig(as.runner, 'www.a.test', { server: RUNNER4 }).answers).toEqual([WEB4]);
+  });
+
+  // Root, as an agent with sudo would be (T16): detected and undone, never prevented.
+  test("an address root adds to the agent's set is deleted again and recorded", async () => {
+    w.runner.exec(['nft', 'add', 'element', 'inet', 'cordon', 'agent4', `{ ${OTHER4} timeout 600s }`]);
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      gone = !sets('agent4').includes(OTHER4);
+    }
+    expect(gone).toBe(true);
+    expect(connect(as.agent, OTHER4, 80).result).toBe('ECONNREFUSED');
+    expect((await requestReport(id)).tamper.join('\n')).toContain(
+      `${OTHER4} added to agent4 by someone else`,
+    );
+  });
+});
