@@ -113,11 +113,20 @@ export async function judgeLedger(
   };
 }
 
+/**
+ * The commits a `commits.observed` line lists. A line outside the agent's windows is trusted
+ * for rendering but not proved to be Cordon's (T32): `commits` of another shape is none,
+ * never an error that stops the verdict from being written.
+ */
+function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
+  const commits: unknown = dataOf(l.event, 'commits.observed')?.commits;
+  return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
+}
+
 /** The commits the trusted lines already record, by hash. */
 export function recordedCommits(lines: LedgerLine[]): Set<string> {
   const shas = new Set<string>();
-  for (const l of lines)
-    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) if (c?.sha) shas.add(c.sha);
+  for (const l of lines) for (const c of observedCommits(l)) if (c?.sha) shas.add(c.sha);
   return shas;
 }
 
@@ -133,7 +142,7 @@ export function withRecordedCommits(
   const seen = new Set(commits?.commits.map((c) => c.sha));
   const recorded: CommitObserved[] = [];
   for (const l of lines)
-    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) {
+    for (const c of observedCommits(l)) {
       if (!c?.sha || seen.has(c.sha)) continue;
       seen.add(c.sha);
       recorded.push(c);

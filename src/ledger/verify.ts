@@ -179,10 +179,13 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
   // post writes this, after the agent is gone.
   for (const l of lines) {
     if (l.event?.type !== 'egress.report' || l.event.action !== 'egress') continue;
-    const cg = (l.event.data as { runCgroups?: { name?: unknown; end?: unknown; alive?: unknown }[] })
-      .runCgroups;
-    for (const c of Array.isArray(cg) ? cg : [])
-      if (c.end === 'orphaned')
+    // Anyone can write a line in egress's name (the file as the runner user, the daemon's
+    // socket as any user): an entry of any shape, null included, must not stop the verdict.
+    const cg = (l.event.data as { runCgroups?: unknown }).runCgroups;
+    for (const c of Array.isArray(cg)
+      ? (cg as ({ name?: unknown; end?: unknown; alive?: unknown } | null)[])
+      : [])
+      if (c?.end === 'orphaned')
         details.push(
           `run's process went away while its command ran (the egress daemon killed ${String(c.name)}, ${String(c.alive)} process(es) left): what the ledger says of that command is not Cordon's`,
         );
