@@ -380,6 +380,21 @@ describe('github-token', () => {
     expect(everythingPrinted(j, [r])).not.toContain(s.tokens[0].token);
   });
 
+  test('a token reaching a repository not asked for is revoked at once and fails the step', async () => {
+    const s = await server({ overGrantRepositories: ['docs'] });
+    const j = job();
+    const r = await j.run('github-token', 'main', { inputs: inputs(s) });
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(
+      /GitHub granted more than was asked: repository docs \(not asked\).*revoked at once/,
+    );
+    expect(s.tokens[0].repositories).toContain('docs');
+    expect(s.tokens[0].revoked).toBe(true);
+    expect(r.outputs.token).toBeUndefined();
+    expect(ledger(j).some((e) => e.type === 'token.issued')).toBe(false);
+    expect(everythingPrinted(j, [r])).not.toContain(s.tokens[0].token);
+  });
+
   test('a failed revoke warns, records the failure, and the summary says so', async () => {
     const s = await server();
     const j = job();
@@ -400,6 +415,28 @@ describe('github-token', () => {
     expect(end.summary).toMatch(/GitHub token revocation FAILED/);
     expect(end.summary).toContain(`${SLUG}\\[bot\\]`);
     expect(everythingPrinted(j, [start, main, post, end])).not.toContain(s.tokens[0].token);
+  }, 120000);
+
+  test('a revoke answered 204 that leaves the token working is recorded as failed: only the confirming 401 counts', async () => {
+    const s = await server();
+    const j = job();
+    const start = await j.run('start', 'main');
+    const main = await j.run('github-token', 'main', { inputs: inputs(s) });
+    expect(main.code).toBe(0);
+    s.breakRevoke(204);
+    const post = await j.run('github-token', 'post', { state: main.state });
+    expect(post.code).toBe(0);
+    expect(s.count('DELETE', '/installation/token')).toBe(1);
+    expect(s.tokens[0].revoked).toBe(false);
+    expect(ledger(j).find((e) => e.type === 'token.revoked')?.data).toMatchObject({
+      status: 'failed',
+      confirmStatus: 200,
+    });
+    expect(post.commands.some((c) => c.command === 'warning' && /may still be valid/.test(c.message))).toBe(
+      true,
+    );
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(end.summary).toMatch(/GitHub token revocation FAILED/);
   }, 120000);
 
   test('skip-token-revoke leaves the token alive and records why', async () => {
