@@ -25,7 +25,7 @@ import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
 import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
-import { compareWithCopy, untrustedLines, verdictFor, type Verdict } from '../ledger/verify.js';
+import { compareWithCopy, linesDuringRun, ranges, verdictFor, type Verdict } from '../ledger/verify.js';
 
 /** What both steps are told by their inputs. */
 export interface VerdictInputs {
@@ -102,8 +102,19 @@ export async function judgeLedger(
     verdict.status = 'altered';
     verdict.details.push(...seals.details);
   }
-  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
-  const untrusted = untrustedLines(verdict);
+  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events:
+  // every one, also past the lines a verdict lists.
+  const { during, untrusted } = linesDuringRun(lines);
+  // Cordon's own lines always render. A chained line of the broker's kinds written while the
+  // agent ran is otherwise shown as Cordon's (T32); one shaped to break the renderer would
+  // leave the summary as the verdict alone, and every finding's alert with it.
+  const unreadable = [...during].filter((n) => !untrusted.has(n) && !renders(lines[n - 1]));
+  for (const [a, b] of ranges(unreadable))
+    verdict.details.push(
+      `${a === b ? `line ${a} was` : `lines ${a}-${b} were`} written while the agent ran in the shape of the credential broker's events, but cannot be read as one: not Cordon's`,
+    );
+  if (unreadable.length) verdict.status = 'altered';
+  for (const n of unreadable) untrusted.add(n);
   for (const n of seals?.unproven ?? []) untrusted.add(n);
   for (const n of compared?.untrusted ?? []) untrusted.add(n);
   return {
@@ -121,6 +132,19 @@ export async function judgeLedger(
 function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
   const commits: unknown = dataOf(l.event, 'commits.observed')?.commits;
   return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
+}
+
+/** Whether the summary and attribution.json render from this one line. */
+function renders(line: LedgerLine | undefined): boolean {
+  if (!line) return true;
+  const input: SummaryInput = { lines: [line], verdict: { status: 'intact', details: [] } };
+  try {
+    renderSummaryMarkdown(input);
+    buildAttribution(input);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The commits the trusted lines already record, by hash. */

@@ -137,15 +137,20 @@ export function agentWindows(
 }
 
 /**
- * Lines written while the agent ran that are tampering (not chained, or not an event Cordon
- * writes then): shown apart in the verdict, left out of the sections rendered as Cordon's.
+ * Lines written while the agent ran (`during`, every one, not only the ones the verdict
+ * lists) and those of them that are tampering (`untrusted`: not chained, or not an event
+ * Cordon writes then), which are left out of the sections rendered as Cordon's.
  */
-export function untrustedLines(v: Verdict): Set<number> {
-  return new Set(
-    (v.duringRun ?? [])
-      .filter((d) => !d.chained || !d.type || !DURING_RUN_TYPES.includes(d.type))
-      .map((d) => d.line),
-  );
+export function linesDuringRun(lines: LedgerLine[]): { during: Set<number>; untrusted: Set<number> } {
+  const during = new Set<number>();
+  const untrusted = new Set<number>();
+  for (const w of agentWindows(lines))
+    for (const l of w.lines) {
+      during.add(l.line);
+      const d = ref(l, lines[l.line - 2]?.hash);
+      if (!d.chained || !d.type || !DURING_RUN_TYPES.includes(d.type)) untrusted.add(l.line);
+    }
+  return { during, untrusted };
 }
 
 /** The summary's verdict: the chain from the nonce, start's own line, and every agent window. */

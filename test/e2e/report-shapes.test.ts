@@ -68,4 +68,53 @@ describe('the verdict survives lines shaped to break it', () => {
     });
     expect(post.commands.some((c) => c.command === 'error' && /ledger|record/i.test(c.message))).toBe(true);
   }, 90000);
+
+  test("hostile: past the 500 lines a verdict lists, a token.issued forged in the window is still not rendered as Cordon's", async () => {
+    const job = new Job();
+    const start = await job.run('start', 'main');
+    // 520 chained lines of the broker's kinds (not tampering by themselves), then the forgery.
+    const filler = forge('run', 'credentials.refreshed', { issuance: 1, reason: 'filler' });
+    const token = forge('github-token', 'token.issued', {
+      app: 'impostor-app',
+      bot: 'impostor-app[bot]',
+      installationId: 1,
+      repositories: ['octo-org/octo-repo'],
+      permissions: { contents: 'read' },
+      expiresAt: '2030-01-01T00:00:00Z',
+    });
+    const script = `node -e 'for (let i = 0; i < 520; i++) { ${filler} }' && node -e '${token}'`;
+    const run = await job.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    expect(run.code).toBe(1);
+    const report = await job.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
+    expect(report.outputs.verdict).toBe('altered');
+    expect(report.summary).not.toContain('impostor');
+    const attribution = readFileSync(report.outputs['attribution-path'], 'utf8');
+    expect(attribution).not.toContain('impostor');
+    const post = await job.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false' },
+    });
+    expect(post.code).toBe(0);
+    expect(post.summary).not.toContain('impostor');
+  }, 90000);
+
+  test("hostile: a token.refreshed shaped to break the renderer (chained, in the window) is not Cordon's: the record is altered and the rest rendered", async () => {
+    const job = new Job();
+    const start = await job.run('start', 'main');
+    // Of a kind the broker writes while the agent runs, so not tampering by its kind alone.
+    const script = `node -e '${forge('run', 'token.refreshed', { app: 'a', repositories: {}, permissions: 5 })}'`;
+    const run = await job.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    // run itself does not tell it apart from the broker's (T32).
+    expect(run.code).toBe(0);
+    const report = await job.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
+    expect(report.outputs.verdict).toBe('altered');
+    expect(report.summary).not.toContain('could not be rendered');
+    expect(report.summary).toContain(
+      "in the shape of the credential broker's events, but cannot be read as one",
+    );
+    expect(report.summary).toContain('Full ledger');
+    const post = await job.run('start', 'post', { state: start.state });
+    expect(post.code).toBe(1);
+    expect(post.stdout).not.toContain('where report found it');
+  }, 90000);
 });
