@@ -19,7 +19,13 @@ import { join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { ledgerCopyPathsFor } from '../rootd/protocol.js';
-import { assertRegularLedger, ledgerDir, parseLedgerText, type LedgerLine } from '../ledger/ledger.js';
+import {
+  assertRegularLedger,
+  ledgerDir,
+  parseLedgerText,
+  type LedgerEvent,
+  type LedgerLine,
+} from '../ledger/ledger.js';
 import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits.js';
@@ -145,6 +151,11 @@ function renders(line: LedgerLine | undefined): boolean {
   } catch {
     return false;
   }
+}
+
+/** The events of these lines (the trusted ones `judgeLedger` returns). */
+export function eventsIn(lines: LedgerLine[]): LedgerEvent[] {
+  return lines.flatMap((l) => (l.event ? [l.event] : []));
 }
 
 /** The commits the trusted lines already record, by hash. */
