@@ -114,7 +114,14 @@ export async function judgeLedger(
   // Cordon's own lines always render. A chained line of the broker's kinds written while the
   // agent ran is otherwise shown as Cordon's (T32); one shaped to break the renderer would
   // leave the summary as the verdict alone, and every finding's alert with it.
-  const unreadable = [...during].filter((n) => !untrusted.has(n) && !renders(lines[n - 1]));
+  // One render of them all; one each only when that fails, for at most PROBED of them.
+  const broker = [...during].filter((n) => !untrusted.has(n));
+  const unreadable =
+    broker.length === 0 || renders(broker.map((n) => lines[n - 1]))
+      ? []
+      : broker.length > PROBED
+        ? broker
+        : broker.filter((n) => !renders([lines[n - 1]]));
   for (const [a, b] of ranges(unreadable))
     verdict.details.push(
       `${a === b ? `line ${a} was` : `lines ${a}-${b} were`} written while the agent ran in the shape of the credential broker's events, but cannot be read as one: not Cordon's`,
@@ -140,10 +147,12 @@ function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
   return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
 }
 
-/** Whether the summary and attribution.json render from this one line. */
-function renders(line: LedgerLine | undefined): boolean {
-  if (!line) return true;
-  const input: SummaryInput = { lines: [line], verdict: { status: 'intact', details: [] } };
+/** Lines written while the agent ran that are tried one by one when they fail to render together. */
+const PROBED = 500;
+
+/** Whether the summary and attribution.json render from these lines alone. */
+function renders(lines: LedgerLine[]): boolean {
+  const input: SummaryInput = { lines, verdict: { status: 'intact', details: [] } };
   try {
     renderSummaryMarkdown(input);
     buildAttribution(input);
