@@ -24,6 +24,7 @@ import {
   ledgerDir,
   parseLedgerText,
   readLedgerText,
+  type LedgerEvent,
   type LedgerLine,
 } from '../ledger/ledger.js';
 import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
@@ -31,7 +32,7 @@ import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
 import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
-import { compareWithCopy, untrustedLines, verdictFor, type Verdict } from '../ledger/verify.js';
+import { compareWithCopy, linesDuringRun, ranges, verdictFor, type Verdict } from '../ledger/verify.js';
 
 /** What both steps are told by their inputs. */
 export interface VerdictInputs {
@@ -108,8 +109,26 @@ export async function judgeLedger(
     verdict.status = 'altered';
     verdict.details.push(...seals.details);
   }
-  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events.
-  const untrusted = untrustedLines(verdict);
+  // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events:
+  // every one, also past the lines a verdict lists.
+  const { during, untrusted } = linesDuringRun(lines);
+  // Cordon's own lines always render. A chained line of the broker's kinds written while the
+  // agent ran is otherwise shown as Cordon's (T32); one shaped to break the renderer would
+  // leave the summary as the verdict alone, and every finding's alert with it.
+  // One render of them all; one each only when that fails, for at most PROBED of them.
+  const broker = [...during].filter((n) => !untrusted.has(n));
+  const unreadable =
+    broker.length === 0 || renders(broker.map((n) => lines[n - 1]))
+      ? []
+      : broker.length > PROBED
+        ? broker
+        : broker.filter((n) => !renders([lines[n - 1]]));
+  for (const [a, b] of ranges(unreadable))
+    verdict.details.push(
+      `${a === b ? `line ${a} was` : `lines ${a}-${b} were`} written while the agent ran in the shape of the credential broker's events, but cannot be read as one: not Cordon's`,
+    );
+  if (unreadable.length) verdict.status = 'altered';
+  for (const n of unreadable) untrusted.add(n);
   for (const n of seals?.unproven ?? []) untrusted.add(n);
   for (const n of compared?.untrusted ?? []) untrusted.add(n);
   return {
@@ -119,11 +138,40 @@ export async function judgeLedger(
   };
 }
 
+/**
+ * The commits a `commits.observed` line lists. A line outside the agent's windows is trusted
+ * for rendering but not proved to be Cordon's (T32): `commits` of another shape is none,
+ * never an error that stops the verdict from being written.
+ */
+function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
+  const commits: unknown = dataOf(l.event, 'commits.observed')?.commits;
+  return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
+}
+
+/** Lines written while the agent ran that are tried one by one when they fail to render together. */
+const PROBED = 500;
+
+/** Whether the summary and attribution.json render from these lines alone. */
+function renders(lines: LedgerLine[]): boolean {
+  const input: SummaryInput = { lines, verdict: { status: 'intact', details: [] } };
+  try {
+    renderSummaryMarkdown(input);
+    buildAttribution(input);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The events of these lines (the trusted ones `judgeLedger` returns). */
+export function eventsIn(lines: LedgerLine[]): LedgerEvent[] {
+  return lines.flatMap((l) => (l.event ? [l.event] : []));
+}
+
 /** The commits the trusted lines already record, by hash. */
 export function recordedCommits(lines: LedgerLine[]): Set<string> {
   const shas = new Set<string>();
-  for (const l of lines)
-    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) if (c?.sha) shas.add(c.sha);
+  for (const l of lines) for (const c of observedCommits(l)) if (c?.sha) shas.add(c.sha);
   return shas;
 }
 
@@ -139,7 +187,7 @@ export function withRecordedCommits(
   const seen = new Set(commits?.commits.map((c) => c.sha));
   const recorded: CommitObserved[] = [];
   for (const l of lines)
-    for (const c of dataOf(l.event, 'commits.observed')?.commits ?? []) {
+    for (const c of observedCommits(l)) {
       if (!c?.sha || seen.has(c.sha)) continue;
       seen.add(c.sha);
       recorded.push(c);

@@ -33,6 +33,8 @@ export interface GithubApiOptions {
   sendDate?: boolean;
   /** Permissions added to every token beyond what was asked, to play a GitHub that over-grants. */
   overGrant?: Record<string, string>;
+  /** Repositories added to every token beyond those asked, to play a GitHub that over-grants them. */
+  overGrantRepositories?: string[];
   /** Token lifetime in seconds (GitHub: one hour). */
   tokenLifetimeS?: number;
 }
@@ -62,7 +64,10 @@ export interface GithubApiServer {
   failNext(status: number, n?: number, retryAfterS?: number): void;
   /** The next `n` calls answer a secondary rate limit: 403 with `retry-after`. */
   rateLimitNext(n: number, retryAfterS?: number): void;
-  /** Makes DELETE /installation/token answer this status instead of revoking. */
+  /**
+   * Makes DELETE /installation/token answer this status instead of revoking; `204` plays a
+   * GitHub that says it revoked and did not (the token keeps working).
+   */
   breakRevoke(status: number): void;
   close(): Promise<void>;
 }
@@ -297,6 +302,7 @@ export async function startGithubApi(opts: GithubApiOptions): Promise<GithubApiS
         } else {
           repos = inst.repositories === 'all' ? [] : inst.repositories;
         }
+        repos = [...repos, ...(opts.overGrantRepositories ?? [])];
         // GitHub adds metadata: read to any token that reaches repositories.
         const granted: Record<string, string> = { ...askedPerms, ...opts.overGrant };
         if (!granted.metadata) granted.metadata = 'read';
@@ -335,6 +341,7 @@ export async function startGithubApi(opts: GithubApiOptions): Promise<GithubApiS
     if (method === 'DELETE' && path === '/installation/token') {
       const t = tokenFor(req);
       if (!t) return error(401, 'Bad credentials');
+      if (revokeStatus === 204) return send(204);
       if (revokeStatus) return error(revokeStatus, revokeStatus >= 500 ? 'Server Error' : 'Forbidden');
       t.revoked = true;
       return send(204);

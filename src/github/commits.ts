@@ -372,18 +372,20 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
 /**
  * Lists the run's commits and appends `commits.observed`; a git failure warns and never stops
  * the summary. `known`: commits an earlier step recorded (report's, for start's post), left
- * out, and nothing appended when no other commit was made.
+ * out, and nothing appended when no other commit was made. `trusted`: the events to read the
+ * agent's identities and the start sha from, without the lines the agent forged (a
+ * `token.issued` of its own naming a human's address would make that human's commits its own).
  */
 export function recordCommits(
   ledger: Ledger,
   runner: Runner,
   git?: GitRunner,
-  opts: { who?: string; known?: Set<string> } = {},
+  opts: { who?: string; known?: Set<string>; trusted?: LedgerEvent[] } = {},
 ): CommitsObserved | undefined {
   const who = opts.who ?? 'start';
   if (!ledger.exists()) return undefined;
   try {
-    const observed = observeCommits(ledger.events(), { env: runner.env, git });
+    const observed = observeCommits(opts.trusted ?? ledger.events(), { env: runner.env, git });
     if ('skipped' in observed) {
       runner.info(`${who}: commits not listed: ${observed.skipped}`);
       return undefined;

@@ -137,15 +137,20 @@ export function agentWindows(
 }
 
 /**
- * Lines written while the agent ran that are tampering (not chained, or not an event Cordon
- * writes then): shown apart in the verdict, left out of the sections rendered as Cordon's.
+ * Lines written while the agent ran (`during`, every one, not only the ones the verdict
+ * lists) and those of them that are tampering (`untrusted`: not chained, or not an event
+ * Cordon writes then), which are left out of the sections rendered as Cordon's.
  */
-export function untrustedLines(v: Verdict): Set<number> {
-  return new Set(
-    (v.duringRun ?? [])
-      .filter((d) => !d.chained || !d.type || !DURING_RUN_TYPES.includes(d.type))
-      .map((d) => d.line),
-  );
+export function linesDuringRun(lines: LedgerLine[]): { during: Set<number>; untrusted: Set<number> } {
+  const during = new Set<number>();
+  const untrusted = new Set<number>();
+  for (const w of agentWindows(lines))
+    for (const l of w.lines) {
+      during.add(l.line);
+      const d = ref(l, lines[l.line - 2]?.hash);
+      if (!d.chained || !d.type || !DURING_RUN_TYPES.includes(d.type)) untrusted.add(l.line);
+    }
+  return { during, untrusted };
 }
 
 /** The summary's verdict: the chain from the nonce, start's own line, and every agent window. */
@@ -179,10 +184,13 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
   // post writes this, after the agent is gone.
   for (const l of lines) {
     if (l.event?.type !== 'egress.report' || l.event.action !== 'egress') continue;
-    const cg = (l.event.data as { runCgroups?: { name?: unknown; end?: unknown; alive?: unknown }[] })
-      .runCgroups;
-    for (const c of Array.isArray(cg) ? cg : [])
-      if (c.end === 'orphaned')
+    // Anyone can write a line in egress's name (the file as the runner user, the daemon's
+    // socket as any user): an entry of any shape, null included, must not stop the verdict.
+    const cg = (l.event.data as { runCgroups?: unknown }).runCgroups;
+    for (const c of Array.isArray(cg)
+      ? (cg as ({ name?: unknown; end?: unknown; alive?: unknown } | null)[])
+      : [])
+      if (c?.end === 'orphaned')
         details.push(
           `run's process went away while its command ran (the egress daemon killed ${String(c.name)}, ${String(c.alive)} process(es) left): what the ledger says of that command is not Cordon's`,
         );

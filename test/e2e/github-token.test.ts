@@ -380,6 +380,21 @@ describe('github-token', () => {
     expect(everythingPrinted(j, [r])).not.toContain(s.tokens[0].token);
   });
 
+  test('a token reaching a repository not asked for is revoked at once and fails the step', async () => {
+    const s = await server({ overGrantRepositories: ['docs'] });
+    const j = job();
+    const r = await j.run('github-token', 'main', { inputs: inputs(s) });
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(
+      /GitHub granted more than was asked: repository docs \(not asked\).*revoked at once/,
+    );
+    expect(s.tokens[0].repositories).toContain('docs');
+    expect(s.tokens[0].revoked).toBe(true);
+    expect(r.outputs.token).toBeUndefined();
+    expect(ledger(j).some((e) => e.type === 'token.issued')).toBe(false);
+    expect(everythingPrinted(j, [r])).not.toContain(s.tokens[0].token);
+  });
+
   test('a failed revoke warns, records the failure, and the summary says so', async () => {
     const s = await server();
     const j = job();
@@ -402,6 +417,28 @@ describe('github-token', () => {
     expect(everythingPrinted(j, [start, main, post, end])).not.toContain(s.tokens[0].token);
   }, 120000);
 
+  test('a revoke answered 204 that leaves the token working is recorded as failed: only the confirming 401 counts', async () => {
+    const s = await server();
+    const j = job();
+    const start = await j.run('start', 'main');
+    const main = await j.run('github-token', 'main', { inputs: inputs(s) });
+    expect(main.code).toBe(0);
+    s.breakRevoke(204);
+    const post = await j.run('github-token', 'post', { state: main.state });
+    expect(post.code).toBe(0);
+    expect(s.count('DELETE', '/installation/token')).toBe(1);
+    expect(s.tokens[0].revoked).toBe(false);
+    expect(ledger(j).find((e) => e.type === 'token.revoked')?.data).toMatchObject({
+      status: 'failed',
+      confirmStatus: 200,
+    });
+    expect(post.commands.some((c) => c.command === 'warning' && /may still be valid/.test(c.message))).toBe(
+      true,
+    );
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(end.summary).toMatch(/GitHub token revocation FAILED/);
+  }, 120000);
+
   test('skip-token-revoke leaves the token alive and records why', async () => {
     const s = await server();
     const j = job();
@@ -411,4 +448,46 @@ describe('github-token', () => {
     expect(s.count('DELETE', '/installation/token')).toBe(0);
     expect(ledger(j).find((e) => e.type === 'token.revoked')?.data).toMatchObject({ status: 'skipped' });
   });
+});
+
+describe('github-token: its post checks the line its main wrote', () => {
+  test('hostile: a later step removes token.issued and rechains every line after it: the post records the tampering, start says altered', async () => {
+    const s = await server();
+    const j = job();
+    const start = await j.run('start', 'main');
+    const main = await j.run('github-token', 'main', { inputs: inputs(s) });
+    expect(main.code).toBe(0);
+    expect(ledger(j).map((e) => e.type)).toContain('token.issued');
+    // An agent step that is not actions/run, as the runner user: it can hash, so what it
+    // leaves chains from the nonce (line 1 keeps its prev) and start's own line is intact.
+    const rechain = `
+      const fs = require("fs"), c = require("crypto");
+      const f = process.env.RUNNER_TEMP + "/cordon/ledger.jsonl";
+      const kept = fs.readFileSync(f, "utf8").split("\\n").filter(Boolean)
+        .map((l) => JSON.parse(l)).filter((e) => e.type !== "token.issued");
+      let prev = kept[0].prev, out = "";
+      for (const e of kept) { e.prev = prev; const line = JSON.stringify(e); out += line + "\\n";
+        prev = c.createHash("sha256").update(line).digest("hex"); }
+      fs.writeFileSync(f, out);`;
+    execFileSync('node', ['-e', rechain], { env: { PATH: process.env.PATH, RUNNER_TEMP: j.runnerTemp } });
+    expect(ledger(j).map((e) => e.type)).not.toContain('token.issued');
+
+    const post = await j.run('github-token', 'post', { state: main.state });
+    expect(post.code).toBe(0);
+    expect(s.tokens[0].revoked).toBe(true);
+    const tampered = ledger(j).find((e) => e.type === 'ledger.tampered');
+    expect(tampered?.data).toMatchObject({ by: 'github-token post' });
+    expect(String(tampered?.data.details)).toContain(
+      'the last line github-token wrote is no longer in the ledger',
+    );
+    expect(post.commands.some((c) => c.command === 'warning' && /ledger was altered/.test(c.message))).toBe(
+      true,
+    );
+
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(end.code).toBe(1);
+    expect(end.summary).toContain('RECORD ALTERED');
+    expect(end.summary).toContain('no longer in the ledger');
+    expect(everythingPrinted(j, [start, main, post, end])).not.toContain(s.tokens[0].token);
+  }, 120000);
 });

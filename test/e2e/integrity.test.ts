@@ -173,6 +173,36 @@ maybe('integrity, as whole programs', () => {
     expect(post.summary).toContain('line 2 was removed');
   }, 60000);
 
+  test('two earlier lines swapped and every line after rechained while the command ran: the chain holds, run still names them', async () => {
+    const job = newJob();
+    const start = await job.run('start', 'main');
+    await job.run('run', 'main', { inputs: { run: 'true' } });
+    // The chain is public: the command reorders lines 2 and 3 and recomputes every prev
+    // from line 2 on (its own run.started included), so the file chains from the nonce.
+    const script = `node -e '
+      const fs = require("fs"), c = require("crypto");
+      const f = process.env.RUNNER_TEMP + "/cordon/ledger.jsonl";
+      const ls = fs.readFileSync(f, "utf8").split("\\n").filter(Boolean).map((l) => JSON.parse(l));
+      [ls[1], ls[2]] = [ls[2], ls[1]];
+      let prev = ls[0].prev, out = "";
+      for (const e of ls) { e.prev = prev; const line = JSON.stringify(e); out += line + "\\n";
+        prev = c.createHash("sha256").update(line).digest("hex"); }
+      fs.writeFileSync(f, out);'`;
+    // As the runner user: the agent's own user cannot write the ledger at all.
+    const run = await job.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    expect(run.code).not.toBe(0);
+    const lines = parseLedgerText(readFileSync(ledgerFile(job), 'utf8'));
+    // The attack did what it meant to: no line fails to chain.
+    expect(lines.every((l, i) => i === 0 || l.event?.prev === lines[i - 1].hash)).toBe(true);
+    const tampered = events(job).find((e) => e.type === 'ledger.tampered');
+    expect(tampered?.data.changed).toEqual(expect.arrayContaining([2, 3]));
+    const post = await job.run('start', 'post', { state: start.state });
+    expect(post.code).not.toBe(0);
+    expect(post.summary).toContain('RECORD ALTERED');
+    expect(post.summary).toContain('line 2 was changed');
+    expect(post.summary).toContain('line 3 was changed');
+  }, 60000);
+
   test("fresh HOME: earlier steps' credential files and variables out of reach, the checkout token withheld and put back", async () => {
     const job = newJob();
     const SECRET = 'earlier-step-credential-value-9d1f';

@@ -220,6 +220,58 @@ describe('start: commit attribution', () => {
     );
   }, 120000);
 
+  test("hostile: the command commits as a human and forges a token.issued naming that human's address: still impersonation, in report and in post", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    // As the runner user (user: runner): a line that chains, claiming a second bot whose git
+    // identity is the human's, so that the human-authored commit reads as the agent's.
+    const forged = JSON.stringify({
+      action: 'github-token',
+      type: 'token.issued',
+      data: {
+        app: 'mona',
+        bot: 'mona',
+        installationId: 1,
+        repositories: ['octo-org/octo-repo'],
+        permissions: { contents: 'write' },
+        expiresAt: '2030-01-01T00:00:00Z',
+        gitUserName: 'Mona Lisa',
+        gitUserEmail: 'mona@example.com',
+      },
+    });
+    const script = [
+      'echo x > human.txt && git add human.txt',
+      'git -c user.name="Mona Lisa" -c user.email=mona@example.com commit -q --no-gpg-sign -m "human commit"',
+      `node -e '
+        const fs = require("fs"), c = require("crypto");
+        const f = process.env.RUNNER_TEMP + "/cordon/ledger.jsonl";
+        const last = fs.readFileSync(f, "utf8").trim().split("\\n").pop();
+        const prev = c.createHash("sha256").update(last).digest("hex");
+        fs.appendFileSync(f, JSON.stringify({ v: 1, time: new Date().toISOString(), ...${forged}, prev }) + "\\n");'`,
+    ].join('\n');
+    const run = await j.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    expect(run.code).toBe(1);
+    const human = git(j, ['rev-parse', 'HEAD']);
+    expect(git(j, ['log', '-1', '--format=%ae'])).toBe('mona@example.com');
+
+    const report = await j.run('report', 'main', {
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)} by Mona Lisa`));
+    expect(observed(j).commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
+    );
+  }, 120000);
+
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {
     const j = repoJob();
     const start = await j.run('start', 'main');

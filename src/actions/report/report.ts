@@ -8,7 +8,14 @@ import type { Runner } from '../../platform/runner.js';
 import { fenceId, requestReport } from '../../rootd/protocol.js';
 import { recordCommits } from '../../github/commits.js';
 import { toEvent } from '../egress/report.js';
-import { failIfAsked, judgeLedger, recordedCommits, renderReport, writeAttribution } from '../attribution.js';
+import {
+  eventsIn,
+  failIfAsked,
+  judgeLedger,
+  recordedCommits,
+  renderReport,
+  writeAttribution,
+} from '../attribution.js';
 import type { ReportInputs } from './inputs.js';
 
 export interface ReportDeps {
@@ -56,6 +63,7 @@ export async function writeReport(inputs: ReportInputs, deps: ReportDeps): Promi
   const commits = recordCommits(ledger, runner, undefined, {
     who: 'report',
     known: recordedCommits(before.input.lines),
+    trusted: eventsIn(before.input.lines),
   });
   const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, opts);
   const { verdict } = input;

@@ -8,6 +8,7 @@ import type { LedgerLineRef } from '../../ledger/events.js';
 import type { Runner } from '../../platform/runner.js';
 import { recordCommits } from '../../github/commits.js';
 import {
+  eventsIn,
   failIfAsked,
   judgeLedger,
   lastReport,
@@ -30,6 +31,7 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
   const report = lastReport(before.input.lines);
   const commits = recordCommits(ledger, runner, undefined, {
     known: report ? recordedCommits(before.input.lines) : undefined,
+    trusted: eventsIn(before.input.lines),
   });
   const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, opts);
   const { verdict } = input;

@@ -4,6 +4,8 @@ import { Ledger } from '../../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { verdictFor } from '../../../src/ledger/verify.js';
+import { judgeLedger } from '../../../src/actions/attribution.js';
+import { appendAny } from '../../harness/ledger.js';
 import { sampleEvents } from '../../harness/sample-events.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -28,5 +30,36 @@ describe('summary of broker events', () => {
     expect(md).toContain('python3 (pid 4321)');
     expect(md).toContain('Credential broker stopped (stop): 12 request(s), 1 refused (401)');
     expect(md).not.toContain('### Other events');
+  });
+
+  test("written while the agent ran, the broker's own lines are shown, not tampering; one that cannot be rendered is", async () => {
+    const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce = ledger.open();
+    ledger.append('run.started', sampleEvents['run.started'], nonce);
+    for (const type of [
+      'broker.started',
+      'credentials.refreshed',
+      'token.refreshed',
+      'broker.stopped',
+    ] as const)
+      ledger.append(type, sampleEvents[type], nonce);
+    ledger.append('ledger.verified', sampleEvents['ledger.verified'], nonce);
+    const good = await judgeLedger(path, { nonce });
+    expect(good.input.verdict.status).toBe('intact');
+    expect(good.input.lines).toHaveLength(6);
+
+    // The same, with a token.refreshed of the command's own whose repositories are no list.
+    const path2 = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const forged = new Ledger(path2, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce2 = forged.open();
+    forged.append('run.started', sampleEvents['run.started'], nonce2);
+    forged.append('broker.started', sampleEvents['broker.started'], nonce2);
+    appendAny(forged, 'token.refreshed', { ...sampleEvents['token.refreshed'], repositories: {} }, nonce2);
+    forged.append('ledger.verified', sampleEvents['ledger.verified'], nonce2);
+    const bad = await judgeLedger(path2, { nonce: nonce2 });
+    expect(bad.input.verdict.status).toBe('altered');
+    expect(bad.input.verdict.details.join('\n')).toContain('line 3 was written while the agent ran');
+    expect(bad.input.lines.map((l) => l.line)).toEqual([1, 2, 4]);
   });
 });
