@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -244,4 +244,152 @@ suite('run: promises attacked by the command', () => {
     expect(Number(uid)).toBeGreaterThanOrEqual(AGENT_UID_MIN);
     expect(Number(uid)).toBeLessThanOrEqual(AGENT_UID_MAX);
   }, 90000);
+
+  // "the command and its environment reach it on its stdin ..., never on a command line or in
+  // a file": while the command runs, every process's cmdline and every file of the job and of
+  // the agents' homes are searched for the values it was given.
+  test('user: agent: the secrets given to the command are on no command line and in no file while it runs', async () => {
+    const VALUE = 'delivered-secret-value-8c2d71';
+    const job = newJob({ SOURCE_VALUE: VALUE });
+    const mark = join(job.root, 'running');
+    writeFileSync(mark, '', { mode: 0o666 });
+    chmodSync(mark, 0o666);
+    const pending = job.run('run', 'main', {
+      inputs: {
+        run: `echo "$(id -un)" > ${mark}\nsleep 3`,
+        secrets: 'API_KEY=env:SOURCE_VALUE',
+        user: 'agent',
+      },
+    });
+    let name = '';
+    for (let i = 0; i < 300 && !name; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      name = readFileSync(mark, 'utf8').trim();
+    }
+    expect(name).toMatch(/^cordon-agent-/);
+    const cmdlines = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .flatMap((d) => {
+        try {
+          return [readFileSync(`/proc/${d}/cmdline`, 'utf8')];
+        } catch {
+          return [];
+        }
+      });
+    expect(cmdlines.length).toBeGreaterThan(5);
+    // The control: the command has the value, in its own environment.
+    const own = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const uid = statSync(`/proc/${d}`).uid;
+          return (
+            uid >= AGENT_UID_MIN &&
+            uid <= AGENT_UID_MAX &&
+            readFileSync(`/proc/${d}/environ`, 'utf8').includes(VALUE)
+          );
+        } catch {
+          return false;
+        }
+      });
+    expect(own.length).toBeGreaterThan(0);
+    expect(cmdlines.filter((c) => c.includes(VALUE))).toEqual([]);
+    // As root, so every file: the job's (RUNNER_TEMP, the workspace, HOME) and the agent's home.
+    const files = spawnSync('grep', ['-rlF', VALUE, job.root, join(DEFAULT_HOME_BASE, name)], {
+      encoding: 'utf8',
+    });
+    expect(files.stdout).toBe('');
+    expect(files.status).toBe(1);
+    const r = await pending;
+    expect(r.code).toBe(0);
+    expect(everything(job, r)).not.toContain(VALUE);
+  }, 60000);
+
+  // "timeout-minutes: kill every process the command started (SIGTERM, then SIGKILL after 5 s)".
+  test('user: agent: a command that ignores SIGTERM, and a child that left its session, do not outlive the timeout', async () => {
+    const job = newJob();
+    const pids = join(job.root, 'pids');
+    writeFileSync(pids, '', { mode: 0o666 });
+    chmodSync(pids, 0o666);
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `trap '' TERM\nsetsid sh -c 'trap "" TERM; exec sleep 300' >/dev/null 2>&1 &\necho "$$ $!" > ${pids}\nwhile :; do sleep 1; done`,
+        user: 'agent',
+        'timeout-minutes': '0.02',
+      },
+      timeoutMs: 45000,
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.commands.find((c) => c.command === 'error')?.message).toContain('timed out');
+    const [shell, child] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
+    expect(shell).toBeGreaterThan(1);
+    expect(child).toBeGreaterThan(1);
+    expect(alive(shell)).toBe(false);
+    expect(alive(child)).toBe(false);
+    const finished = events(job).find((e) => e.type === 'run.finished')?.data;
+    expect(finished?.timedOut).toBe(true);
+  }, 60000);
+
+  // "every file under the workspace whose content or metadata changed since it started is
+  // read": the workspace's own .git/ too, whose objects are read through git but whose other
+  // files (a reflog message, a file dropped there) an upload of the workspace carries.
+  test('user: agent hides a secret in .git/ outside the objects (a file, a reflog message, the description): found', async () => {
+    const VALUE = 'git-dir-hidden-secret-3b7e52';
+    const job = newJob({ SOURCE_VALUE: VALUE });
+    execFileSync('git', ['init', '-q', '-b', 'main', job.workspace]);
+    writeFileSync(join(job.workspace, 'a.txt'), 'a\n');
+    execFileSync('git', ['-C', job.workspace, 'add', '.']);
+    execFileSync('git', [
+      '-C',
+      job.workspace,
+      '-c',
+      'user.name=t',
+      '-c',
+      'user.email=t@e',
+      'commit',
+      '-qm',
+      'one',
+    ]);
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          'printf "x=%s\\n" "$API_KEY" > .git/stash-notes',
+          'git update-ref -m "moved $API_KEY" refs/heads/side HEAD',
+          'printf "%s\\n" "$API_KEY" > .git/description',
+          'echo hidden',
+        ].join('\n'),
+        secrets: 'API_KEY=env:SOURCE_VALUE',
+        user: 'agent',
+      },
+    });
+    expect(r.stdout).toContain('hidden');
+    expect(r.code).not.toBe(0);
+    const errors = r.commands.filter((c) => c.command === 'error').map((c) => c.message);
+    for (const where of ['.git/stash-notes:1', '.git/logs/refs/heads/side:1', '.git/description:1'])
+      expect(errors).toContain(`run: secret API_KEY was written to ${where}`);
+    expect(everything(job, r)).not.toContain(VALUE);
+  }, 60000);
+
+  // "no_new_privs (no set-uid program gives it more)": a set-uid-root program the agent finds.
+  test('user: agent runs a set-uid-root program: it stays the agent (no_new_privs)', async () => {
+    const job = newJob();
+    const suid = join(job.root, 'suid-id');
+    copyFileSync('/usr/bin/id', suid);
+    chmodSync(suid, 0o4755);
+    // The control: for another unprivileged user without no_new_privs it is root.
+    const control = spawnSync('runuser', ['-u', 'nobody', '--', suid, '-u'], { encoding: 'utf8' });
+    expect(control.stdout.trim()).toBe('0');
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `echo "euid $(${suid} -u) uid $(id -u)"\ngrep NoNewPrivs /proc/self/status`,
+        user: 'agent',
+      },
+    });
+    expect(r.code).toBe(0);
+    const m = /^euid (\d+) uid (\d+)$/m.exec(r.stdout);
+    expect(m?.[2]).toBeDefined();
+    expect(Number(m?.[2])).toBeGreaterThanOrEqual(AGENT_UID_MIN);
+    expect(m?.[1]).toBe(m?.[2]);
+    expect(r.stdout).toMatch(/^NoNewPrivs:\s+1$/m);
+  }, 60000);
 });
