@@ -90,14 +90,6 @@ suite('run: promises attacked by the command', () => {
         `true`,
       ].join('\n');
       const r = await job.run('run', 'main', { inputs: { run: script, user } });
-      if (r.code !== 0)
-        console.log(
-          r.stdout
-            .split('\n')
-            .filter((l) => !l.startsWith('::add-mask'))
-            .join('\n'),
-          r.stderr,
-        );
       expect(r.code).toBe(0);
       const seen = readFileSync(dump, 'utf8');
       const b64 = Buffer.from(`x-access-token:${TOKEN}`).toString('base64');
@@ -391,5 +383,50 @@ suite('run: promises attacked by the command', () => {
     expect(Number(m?.[2])).toBeGreaterThanOrEqual(AGENT_UID_MIN);
     expect(m?.[1]).toBe(m?.[2]);
     expect(r.stdout).toMatch(/^NoNewPrivs:\s+1$/m);
+  }, 60000);
+
+  // actions/checkout v4 and v5 with `submodules: true` write the same header into each
+  // submodule's config, under .git/modules, which the agent's lent workspace holds.
+  test("user: agent: the checkout token checkout wrote into a submodule's config is out of reach, and put back", async () => {
+    const job = newJob();
+    const TOKEN = 'ghs_submoduletoken0000000000000000000000';
+    const header = `AUTHORIZATION: basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`;
+    const origin = join(job.root, 'origin');
+    const git = (cwd: string, ...args: string[]): string =>
+      execFileSync(
+        'git',
+        ['-C', cwd, '-c', 'user.name=t', '-c', 'user.email=t@e', '-c', 'protocol.file.allow=always', ...args],
+        { encoding: 'utf8' },
+      );
+    execFileSync('git', ['init', '-q', '-b', 'main', origin]);
+    writeFileSync(join(origin, 'lib.txt'), 'lib\n');
+    git(origin, 'add', '.');
+    git(origin, 'commit', '-qm', 'lib');
+    execFileSync('git', ['init', '-q', '-b', 'main', job.workspace]);
+    git(job.workspace, 'submodule', 'add', '-q', origin, 'lib');
+    git(job.workspace, 'commit', '-qm', 'with lib');
+    for (const dir of [job.workspace, join(job.workspace, 'lib')])
+      git(dir, 'config', '--local', 'http.https://github.com/.extraheader', header);
+    const subConfig = join(job.workspace, '.git', 'modules', 'lib', 'config');
+    expect(readFileSync(subConfig, 'utf8')).toContain(header);
+    const dump = join(job.root, 'dump.txt');
+    writeFileSync(dump, '', { mode: 0o666 });
+    chmodSync(dump, 0o666);
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `set +e\n{ cat .git/modules/*/config; git -C lib config --get-all http.https://github.com/.extraheader; } >> ${dump} 2>&1\ntrue`,
+        user: 'agent',
+      },
+    });
+    expect(r.code).toBe(0);
+    const seen = readFileSync(dump, 'utf8');
+    expect(seen).toContain('[core]');
+    expect(seen).not.toContain(TOKEN);
+    expect(seen).not.toContain(Buffer.from(`x-access-token:${TOKEN}`).toString('base64'));
+    expect(
+      git(join(job.workspace, 'lib'), 'config', '--get', 'http.https://github.com/.extraheader').trim(),
+    ).toBe(header);
+    expect(events(job).find((e) => e.type === 'run.finished')?.data.checkoutTokenRestored).toBe(true);
+    expect(everything(job, r)).not.toContain(TOKEN);
   }, 60000);
 });

@@ -7,8 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
+import { walkFiles } from '../../platform/walk.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
 
@@ -210,9 +211,23 @@ function putBack(t: TakenFrom): boolean {
 }
 
 /**
+ * The workspace's git configuration files: its own, then each submodule's under
+ * `.git/modules` (checkout v4 and v5 with `submodules: true` put the header there too),
+ * found without following a link; bounded like the rest of the workspace's walks.
+ */
+function configFiles(gitDir: string): string[] {
+  const modules = walkFiles(join(gitDir, 'modules'), {
+    limit: 100000,
+    skip: (_dir, name) => ['objects', 'refs', 'logs', 'hooks', 'info'].includes(name),
+    keep: (p) => basename(p) === 'config',
+  });
+  return [join(gitDir, 'config'), ...modules.files.sort()];
+}
+
+/**
  * Finds credentials `actions/checkout` persisted for the workspace and takes them out while
  * the command runs: an `http.<url>.extraheader` with an Authorization header in
- * `.git/config` (checkout v4, v5), or in a file `.git/config` includes (v6 writes
+ * `.git/config` or a submodule's config (checkout v4, v5), or in a file one includes (v6 writes
  * `$RUNNER_TEMP/git-credentials-<uuid>.config`, 0644, where the command could `cat` it
  * whatever `.git/config` says). An included file is edited only when it is a regular file
  * of `.git/config`'s owner; otherwise its include is taken out instead, which hides the
@@ -220,39 +235,41 @@ function putBack(t: TakenFrom): boolean {
  * discovery, no hooks, nothing of the workspace's runs.
  */
 export function withholdCheckoutToken(workspace: string): CheckoutToken | undefined {
-  const file = join(workspace, '.git', 'config');
-  if (!existsSync(file)) return undefined;
-  const owner = lstatSync(file);
-  const own = headerEntries(file);
-  const secrets = [...own.secrets];
+  const gitDir = join(workspace, '.git');
+  if (!existsSync(join(gitDir, 'config'))) return undefined;
+  const secrets: string[] = [];
   const taken: TakenFrom[] = [];
-  const includes: WithheldEntry[] = [];
   const seen = new Set<string>();
-  for (const e of configEntries(file, '^include(if\\..*)?\\.path$')) {
-    for (const target of e.values) {
-      const p =
-        target.startsWith('~/') || !isAbsolute(target) ? resolve(join(workspace, '.git'), target) : target;
-      if (seen.has(p)) continue;
-      seen.add(p);
-      let st: Stats;
-      let text = '';
-      try {
-        st = lstatSync(p);
-        text = readFileSync(p, 'utf8');
-      } catch {
-        continue;
+  for (const file of configFiles(gitDir)) {
+    const owner = lstatSync(file);
+    const own = headerEntries(file);
+    secrets.push(...own.secrets);
+    const includes: WithheldEntry[] = [];
+    for (const e of configEntries(file, '^include(if\\..*)?\\.path$')) {
+      for (const target of e.values) {
+        const p = target.startsWith('~/') || !isAbsolute(target) ? resolve(dirname(file), target) : target;
+        if (seen.has(p)) continue;
+        seen.add(p);
+        let st: Stats;
+        let text = '';
+        try {
+          st = lstatSync(p);
+          text = readFileSync(p, 'utf8');
+        } catch {
+          continue;
+        }
+        if (!/extraheader/i.test(text)) continue;
+        const held = headerEntries(p);
+        if (!held.entries.length) continue;
+        secrets.push(...held.secrets);
+        if (st.isFile() && st.uid === owner.uid)
+          taken.push({ file: p, label: p, owner: st, entries: held.entries });
+        else if (!includes.includes(e)) includes.push(e);
       }
-      if (!/extraheader/i.test(text)) continue;
-      const held = headerEntries(p);
-      if (!held.entries.length) continue;
-      secrets.push(...held.secrets);
-      if (st.isFile() && st.uid === owner.uid)
-        taken.push({ file: p, label: p, owner: st, entries: held.entries });
-      else if (!includes.includes(e)) includes.push(e);
     }
+    const entries = [...own.entries, ...includes];
+    if (entries.length) taken.push({ file, label: relative(workspace, file), owner, entries });
   }
-  const ownEntries = [...own.entries, ...includes];
-  if (ownEntries.length) taken.unshift({ file, label: '.git/config', owner, entries: ownEntries });
   if (!taken.length) return undefined;
   for (const t of taken) for (const e of t.entries) gitFile(t.file, ['--unset-all', e.key]);
   let restored: boolean | undefined;
