@@ -25,6 +25,8 @@ import { join } from 'node:path';
 const FILES = ['config', 'config.worktree', 'commondir'];
 /** Directories under `.git/` whose every file is guarded. */
 const DIRS = ['hooks', 'info'];
+/** The names directly in `.git/` that are put back as they were (the leak scan leaves them out). */
+export const GUARDED_NAMES: readonly string[] = [...FILES, ...DIRS];
 /** Bounds on what is held in memory: a checkout's hooks and info are a few small files. */
 const MAX_ENTRIES = 1000;
 const MAX_FILE_BYTES = 4 * 1024 * 1024;

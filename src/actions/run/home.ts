@@ -7,8 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
+import { walkFiles } from '../../platform/walk.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
 
@@ -119,12 +120,11 @@ export interface WithheldEntry {
 }
 
 export interface CheckoutToken {
-  /** The config file the entries were taken from. */
-  file: string;
-  entries: WithheldEntry[];
+  /** What was taken out, as `<file>:<key>` (`.git/config:<key>` for the workspace's own). */
+  withheld: string[];
   /** Secret values in them (the header, the token inside it) to mask and scrub. */
   secrets: string[];
-  /** Puts the entries back; returns false when the file is gone or git refused. */
+  /** Puts the entries back; returns false when a file is gone or git refused. */
   restore(): boolean;
 }
 
@@ -133,7 +133,7 @@ function gitFile(file: string, args: string[]): string {
   return git(['config', '--file', file, ...args], { cwd: tmpdir(), timeoutMs: 5000 });
 }
 
-function entries(file: string, pattern: string): WithheldEntry[] {
+function configEntries(file: string, pattern: string): WithheldEntry[] {
   let out: string;
   try {
     out = gitFile(file, ['--null', '--get-regexp', pattern]);
@@ -164,45 +164,114 @@ function secretsIn(value: string): string[] {
   return out.filter((v) => v.length >= 8);
 }
 
-/**
- * Finds credentials `actions/checkout` persisted in the workspace's `.git/config` (an
- * `http.<url>.extraheader` with an Authorization header, or an include of a file holding
- * one) and takes them out of the file. `git config --file` reads that file only: no
- * repository discovery, no hooks, nothing of the workspace's runs.
- */
-export function withholdCheckoutToken(workspace: string): CheckoutToken | undefined {
-  const file = join(workspace, '.git', 'config');
-  if (!existsSync(file)) return undefined;
-  const found: WithheldEntry[] = [];
+/** Entries taken out of one config file, and the file as it was (to put them back only into it). */
+interface TakenFrom {
+  file: string;
+  label: string;
+  owner: Stats;
+  entries: WithheldEntry[];
+}
+
+function headerEntries(file: string): { entries: WithheldEntry[]; secrets: string[] } {
+  const entries: WithheldEntry[] = [];
   const secrets: string[] = [];
-  for (const e of entries(file, '^http\\..*\\.extraheader$')) {
+  for (const e of configEntries(file, '^http\\..*\\.extraheader$')) {
     const s = e.values.flatMap(secretsIn);
     if (s.length) {
-      found.push(e);
+      entries.push(e);
       secrets.push(...s);
     }
   }
-  for (const e of entries(file, '^include(if\\..*)?\\.path$')) {
-    for (const target of e.values) {
-      const p =
-        target.startsWith('~/') || !isAbsolute(target) ? resolve(join(workspace, '.git'), target) : target;
-      let text = '';
-      try {
-        text = readFileSync(p, 'utf8');
-      } catch {
-        continue;
-      }
-      if (/extraheader/i.test(text)) {
-        const s = text.split('\n').flatMap(secretsIn);
-        found.push(e);
-        secrets.push(...s);
-        break;
-      }
+  return { entries, secrets };
+}
+
+/** Puts `t`'s entries back, only into the regular file they came from, owned as it was. */
+function putBack(t: TakenFrom): boolean {
+  // git follows a link the command planted, and would write the token wherever it points.
+  let now: Stats;
+  try {
+    now = lstatSync(t.file);
+  } catch {
+    return false;
+  }
+  if (!now.isFile() || now.uid !== t.owner.uid || (now.mode & ~t.owner.mode & 0o022) !== 0) return false;
+  for (const e of t.entries) {
+    try {
+      gitFile(t.file, ['--unset-all', e.key]);
+    } catch {
+      // Nothing to unset: the command did not put any back.
     }
   }
-  if (!found.length) return undefined;
-  const owner = lstatSync(file);
-  for (const e of found) gitFile(file, ['--unset-all', e.key]);
+  try {
+    for (const e of t.entries) for (const v of e.values) gitFile(t.file, ['--add', e.key, v]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The workspace's git configuration files: its own, then each submodule's under
+ * `.git/modules` (checkout v4 and v5 with `submodules: true` put the header there too),
+ * found without following a link; bounded like the rest of the workspace's walks.
+ */
+function configFiles(gitDir: string): string[] {
+  const modules = walkFiles(join(gitDir, 'modules'), {
+    limit: 100000,
+    skip: (_dir, name) => ['objects', 'refs', 'logs', 'hooks', 'info'].includes(name),
+    keep: (p) => basename(p) === 'config',
+  });
+  return [join(gitDir, 'config'), ...modules.files.sort()];
+}
+
+/**
+ * Finds credentials `actions/checkout` persisted for the workspace and takes them out while
+ * the command runs: an `http.<url>.extraheader` with an Authorization header in
+ * `.git/config` or a submodule's config (checkout v4, v5), or in a file one includes (v6 writes
+ * `$RUNNER_TEMP/git-credentials-<uuid>.config`, 0644, where the command could `cat` it
+ * whatever `.git/config` says). An included file is edited only when it is a regular file
+ * of `.git/config`'s owner; otherwise its include is taken out instead, which hides the
+ * path but leaves the file. `git config --file` reads that file only: no repository
+ * discovery, no hooks, nothing of the workspace's runs.
+ */
+export function withholdCheckoutToken(workspace: string): CheckoutToken | undefined {
+  const gitDir = join(workspace, '.git');
+  if (!existsSync(join(gitDir, 'config'))) return undefined;
+  const secrets: string[] = [];
+  const taken: TakenFrom[] = [];
+  const seen = new Set<string>();
+  for (const file of configFiles(gitDir)) {
+    const owner = lstatSync(file);
+    const own = headerEntries(file);
+    secrets.push(...own.secrets);
+    const includes: WithheldEntry[] = [];
+    for (const e of configEntries(file, '^include(if\\..*)?\\.path$')) {
+      for (const target of e.values) {
+        const p = target.startsWith('~/') || !isAbsolute(target) ? resolve(dirname(file), target) : target;
+        if (seen.has(p)) continue;
+        seen.add(p);
+        let st: Stats;
+        let text = '';
+        try {
+          st = lstatSync(p);
+          text = readFileSync(p, 'utf8');
+        } catch {
+          continue;
+        }
+        if (!/extraheader/i.test(text)) continue;
+        const held = headerEntries(p);
+        if (!held.entries.length) continue;
+        secrets.push(...held.secrets);
+        if (st.isFile() && st.uid === owner.uid)
+          taken.push({ file: p, label: p, owner: st, entries: held.entries });
+        else if (!includes.includes(e)) includes.push(e);
+      }
+    }
+    const entries = [...own.entries, ...includes];
+    if (entries.length) taken.push({ file, label: relative(workspace, file), owner, entries });
+  }
+  if (!taken.length) return undefined;
+  for (const t of taken) for (const e of t.entries) gitFile(t.file, ['--unset-all', e.key]);
   let restored: boolean | undefined;
   // Put back when run exits, also when it fails before the command ends.
   const onExit = (): void => {
@@ -210,36 +279,13 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
   };
   process.once('exit', onExit);
   const token: CheckoutToken = {
-    file,
-    entries: found,
+    withheld: taken.flatMap((t) => t.entries.map((e) => `${t.label}:${e.key}`)),
     secrets: [...new Set(secrets)],
     restore() {
       if (restored !== undefined) return restored;
-      restored = false;
       process.removeListener('exit', onExit);
-      // Only into the regular file it came from, owned as it was: git follows a link the
-      // command planted, and would write the token wherever it points.
-      let now: Stats;
-      try {
-        now = lstatSync(file);
-      } catch {
-        return false;
-      }
-      if (!now.isFile() || now.uid !== owner.uid || (now.mode & ~owner.mode & 0o022) !== 0) return false;
-      for (const e of found) {
-        try {
-          gitFile(file, ['--unset-all', e.key]);
-        } catch {
-          // Nothing to unset: the command did not put any back.
-        }
-      }
-      try {
-        for (const e of found) for (const v of e.values) gitFile(file, ['--add', e.key, v]);
-        restored = true;
-        return true;
-      } catch {
-        return false;
-      }
+      restored = taken.map(putBack).every(Boolean);
+      return restored;
     },
   };
   return token;

@@ -5,13 +5,14 @@
  * never the value.
  */
 import { lstatSync, readFileSync } from 'node:fs';
-import { relative, resolve, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { CordonError } from '../../platform/errors.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 import type { Runner } from '../../platform/runner.js';
 import type { LeakScanMode } from './inputs.js';
 import { scanContainers, type ContainerLimits } from './archive.js';
+import { GUARDED_NAMES } from './gitguard.js';
 import { gitChanges, readObjects, type GitChanges, type GitSnapshot } from './leaks-git.js';
 
 export interface Leak {
@@ -39,11 +40,22 @@ export interface ScanOptions {
   containers?: ContainerLimits;
 }
 
-/** Files under `root` (not `.git`) modified at or after `since`; bounded by `limit` entries visited. */
+/**
+ * Files under `root` modified at or after `since`; bounded by `limit` entries visited.
+ * `.git/objects` is left to the git reader (compressed, read by object), and what gitguard
+ * puts back as it was (`config`, which holds the checkout token again, hooks, info) and
+ * the submodules' `config` files (the token put back) are no output of the command; the rest of `.git` is read as files: a reflog message or a file
+ * dropped there leaves with an upload of the workspace too.
+ */
 function modifiedSince(root: string, since: number, limit: number): { files: string[]; truncated: boolean } {
+  const gitDir = join(root, '.git');
+  const modules = join(gitDir, 'modules') + sep;
   const r = walkFiles(root, {
     limit,
-    skip: (dir, name) => name === '.git' && dir === root,
+    skip: (dir, name) =>
+      (dir === gitDir && (name === 'objects' || GUARDED_NAMES.includes(name))) ||
+      // A submodule's objects are git's to read; its config holds the checkout token again.
+      (dir.startsWith(modules) && (name === 'objects' || name === 'config')),
     keep: (_p, st) => Math.max(st.mtimeMs, st.ctimeMs) >= since,
   });
   return { files: r.files.map((p) => relative(root, p)), truncated: r.truncated };

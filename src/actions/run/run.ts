@@ -154,7 +154,7 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   const checkoutToken = home ? withholdCheckoutToken(workspace) : undefined;
   if (checkoutToken) {
     for (const v of checkoutToken.secrets) registry.register(v, { name: 'checkout token (.git/config)' });
-    withheld.push(...checkoutToken.entries.map((e) => `.git/config:${e.key}`));
+    withheld.push(...checkoutToken.withheld);
   }
   // The agent's own user: the launcher makes it, lends it the workspace and makes the
   // cgroup now, so run.started can name it; the command starts once that line is written.
@@ -411,7 +411,7 @@ function conclude(
   reportIdentity({ tampered: ran.tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
   if (checkoutToken && !ran.checkoutTokenRestored)
     runner.warning(
-      'run: the checkout token could not be put back into .git/config (the command removed the file)',
+      'run: the checkout token could not be put back into .git/config or the file it includes (the command removed or replaced it)',
     );
   endIdentity({
     agentEnd,
