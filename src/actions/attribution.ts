@@ -131,6 +131,25 @@ export async function judgeLedger(
   for (const n of unreadable) untrusted.add(n);
   for (const n of seals?.unproven ?? []) untrusted.add(n);
   for (const n of compared?.untrusted ?? []) untrusted.add(n);
+  // A line that renders alone may still break the summary beside Cordon's own lines (a
+  // broker line with a null field next to start's credentials): the agent's lines (those of
+  // its windows, and every run.started, which opens one) that do are left out too.
+  if (!renders(lines.filter((l) => !untrusted.has(l.line)))) {
+    const suspect = (l: LedgerLine): boolean =>
+      !untrusted.has(l.line) && (during.has(l.line) || l.event?.type === 'run.started');
+    const base = lines.filter((l) => !untrusted.has(l.line) && !suspect(l));
+    const candidates = lines.filter(suspect).map((l) => l.line);
+    const breaking =
+      candidates.length > PROBED
+        ? candidates
+        : candidates.filter((n) => !renders([...base, lines[n - 1]].sort((a, b) => a.line - b.line)));
+    for (const [a, b] of ranges(breaking))
+      verdict.details.push(
+        `${a === b ? `line ${a}` : `lines ${a}-${b}`}, written while the agent ran or opening a command's window, cannot be read beside Cordon's own lines: not Cordon's`,
+      );
+    if (breaking.length) verdict.status = 'altered';
+    for (const n of breaking) untrusted.add(n);
+  }
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
     lineCount: lines.length,

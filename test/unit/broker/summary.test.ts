@@ -62,4 +62,42 @@ describe('summary of broker events', () => {
     expect(bad.input.verdict.details.join('\n')).toContain('line 3 was written while the agent ran');
     expect(bad.input.lines.map((l) => l.line)).toEqual([1, 2, 4]);
   });
+  test("hostile: a broker line that renders alone but breaks the summary beside start's lines is left out, the rest rendered", async () => {
+    const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce = ledger.open();
+    ledger.append('credentials.issued', sampleEvents['credentials.issued'], nonce);
+    ledger.append('run.started', sampleEvents['run.started'], nonce);
+    ledger.append('broker.started', sampleEvents['broker.started'], nonce);
+    appendAny(
+      ledger,
+      'credentials.refreshed',
+      { ...sampleEvents['credentials.refreshed'], assumedRoleArn: null },
+      nonce,
+    );
+    ledger.append('ledger.verified', sampleEvents['ledger.verified'], nonce);
+    const judged = await judgeLedger(path, { nonce });
+    expect(judged.input.verdict.status).toBe('altered');
+    expect(judged.input.verdict.details.join('\n')).toContain('line 4, written while the agent ran');
+    expect(judged.input.lines.map((l) => l.line)).toEqual([1, 2, 3, 5]);
+    // The whole summary renders (not the verdict alone), with start's credentials in it.
+    const md = renderSummaryMarkdown(judged.input);
+    expect(md).toContain('RECORD ALTERED');
+    expect(md).toContain(sampleEvents['credentials.issued'].assumedRoleArn);
+  });
+
+  test('hostile: a run.started the command forges inside its window, shaped to break the summary, is left out', async () => {
+    const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce = ledger.open();
+    ledger.append('credentials.issued', sampleEvents['credentials.issued'], nonce);
+    ledger.append('run.started', sampleEvents['run.started'], nonce);
+    appendAny(ledger, 'run.started', { ...sampleEvents['run.started'], secrets: null }, nonce);
+    ledger.append('ledger.verified', sampleEvents['ledger.verified'], nonce);
+    const judged = await judgeLedger(path, { nonce });
+    expect(judged.input.verdict.status).toBe('altered');
+    expect(judged.input.verdict.details.join('\n')).toContain('line 3, written while the agent ran');
+    expect(judged.input.lines.map((l) => l.line)).not.toContain(3);
+    expect(() => renderSummaryMarkdown(judged.input)).not.toThrow();
+  });
 });
