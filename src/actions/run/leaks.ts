@@ -41,6 +41,14 @@ export interface ScanOptions {
 }
 
 /**
+ * What in a `.git/` is not read as files: the objects (read through git, by object), the
+ * index (paths and hashes of the work tree, which is read itself; a large repository's is
+ * over the size bound and would fail a clean job), and the large-file stores of git-lfs and
+ * git-annex (copies of work-tree files, often over the bound or compressed).
+ */
+const GIT_STORES: readonly string[] = ['objects', 'index', 'lfs', 'annex'];
+
+/**
  * Files under `root` modified at or after `since`; bounded by `limit` entries visited.
  * `.git/objects` is left to the git reader (compressed, read by object), and what gitguard
  * puts back as it was (`config`, which holds the checkout token again, hooks, info) and
@@ -53,9 +61,9 @@ function modifiedSince(root: string, since: number, limit: number): { files: str
   const r = walkFiles(root, {
     limit,
     skip: (dir, name) =>
-      (dir === gitDir && (name === 'objects' || GUARDED_NAMES.includes(name))) ||
-      // A submodule's objects are git's to read; its config holds the checkout token again.
-      (dir.startsWith(modules) && (name === 'objects' || name === 'config')),
+      (dir === gitDir && (GIT_STORES.includes(name) || GUARDED_NAMES.includes(name))) ||
+      // A submodule's stores are git's; its config holds the checkout token again.
+      (dir.startsWith(modules) && (GIT_STORES.includes(name) || name === 'config')),
     keep: (_p, st) => Math.max(st.mtimeMs, st.ctimeMs) >= since,
   });
   return { files: r.files.map((p) => relative(root, p)), truncated: r.truncated };
