@@ -5,7 +5,16 @@
  * the workspace's `.git/config` taken out while the command runs and put back after.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
@@ -170,6 +179,8 @@ interface TakenFrom {
   label: string;
   owner: Stats;
   entries: WithheldEntry[];
+  /** The real path of its folder when taken: a folder above swapped for a link is refused. */
+  dir?: string;
 }
 
 function headerEntries(file: string): { entries: WithheldEntry[]; secrets: string[] } {
@@ -195,6 +206,13 @@ function putBack(t: TakenFrom): boolean {
     return false;
   }
   if (!now.isFile() || now.uid !== t.owner.uid || (now.mode & ~t.owner.mode & 0o022) !== 0) return false;
+  // lstat looks at the last name only: a folder above it (`.git/modules/<name>`, or
+  // RUNNER_TEMP) swapped for a link would send the token into another folder's `config`.
+  try {
+    if (realpathSync(dirname(t.file)) !== t.dir) return false;
+  } catch {
+    return false;
+  }
   for (const e of t.entries) {
     try {
       gitFile(t.file, ['--unset-all', e.key]);
@@ -271,7 +289,17 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
     if (entries.length) taken.push({ file, label: relative(workspace, file), owner, entries });
   }
   if (!taken.length) return undefined;
-  for (const t of taken) for (const e of t.entries) gitFile(t.file, ['--unset-all', e.key]);
+  for (const t of taken) t.dir = realpathSync(dirname(t.file));
+  // Taken out file by file; a failure part way (a stale lock) puts back what was taken and
+  // fails, rather than leaving the token out of the files for the rest of the job.
+  for (let i = 0; i < taken.length; i++) {
+    try {
+      for (const e of taken[i].entries) gitFile(taken[i].file, ['--unset-all', e.key]);
+    } catch (e) {
+      for (const t of taken.slice(0, i + 1)) putBack(t);
+      throw e;
+    }
+  }
   let restored: boolean | undefined;
   // Put back when run exits, also when it fails before the command ends.
   const onExit = (): void => {

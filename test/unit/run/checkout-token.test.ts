@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { chownSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withholdCheckoutToken } from '../../../src/actions/run/home.js';
 import { tempDir } from '../../harness/tmp.js';
@@ -60,4 +60,40 @@ describe('withholdCheckoutToken', () => {
       expect(get(ws, 'include.path')).toBe(link);
     },
   );
+  test('hostile: a submodule folder swapped for a link while the command ran gets no token written through it', () => {
+    const { dir, ws } = repo();
+    const sub = join(ws, '.git', 'modules', 'lib');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, 'config'), `[http "https://github.com/"]\n\textraheader = ${HEADER}\n`);
+    const token = withholdCheckoutToken(ws);
+    expect(token?.withheld).toEqual(['.git/modules/lib/config:http.https://github.com/.extraheader']);
+    // The command moves the folder away and puts a link to a folder of its own in its place.
+    const elsewhere = join(dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    writeFileSync(join(elsewhere, 'config'), '[core]\n');
+    renameSync(sub, join(dir, 'moved'));
+    symlinkSync(elsewhere, sub);
+    expect(token?.restore()).toBe(false);
+    expect(readFileSync(join(elsewhere, 'config'), 'utf8')).toBe('[core]\n');
+  });
+
+  test('a take-out that fails part way puts back what it took and fails, naming no value', () => {
+    const { ws } = repo();
+    execFileSync('git', ['-C', ws, 'config', 'http.https://github.com/.extraheader', HEADER]);
+    const sub = join(ws, '.git', 'modules', 'lib');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, 'config'), `[http "https://github.com/"]\n\textraheader = ${HEADER}\n`);
+    // A stale lock: git cannot write the submodule's config.
+    writeFileSync(join(sub, 'config.lock'), '');
+    let error = '';
+    try {
+      withholdCheckoutToken(ws);
+    } catch (e) {
+      error = String(e);
+    }
+    expect(error).not.toBe('');
+    expect(error).not.toContain('ghs_unittoken');
+    expect(get(ws, 'http.https://github.com/.extraheader')).toBe(HEADER);
+    expect(readFileSync(join(sub, 'config'), 'utf8')).toContain(HEADER);
+  });
 });
