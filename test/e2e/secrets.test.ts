@@ -20,7 +20,9 @@ const INJECT = 'first-line-value\nEVIL=1\nPATH=/tmp/evil';
 const PEM =
   '-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\r\n-----END PRIVATE KEY-----\r\n';
 const DELIM = 'value with a heredoc\nghadelimiter_00000000-0000-0000-0000-000000000000\nEOF';
-const VALUES = [INJECT, PEM, DELIM];
+/** One line, with characters every text encoding changes. */
+const ENCODED = `p@ss w/rd&"x'<é>`;
+const VALUES = [INJECT, PEM, DELIM, ENCODED];
 
 let moto: Moto;
 beforeAll(async () => {
@@ -34,6 +36,7 @@ beforeAll(async () => {
   await sm.send(new CreateSecretCommand({ Name: 'inject', SecretString: INJECT }));
   await sm.send(new CreateSecretCommand({ Name: 'pem', SecretString: PEM }));
   await sm.send(new CreateSecretCommand({ Name: 'delim', SecretString: DELIM }));
+  await sm.send(new CreateSecretCommand({ Name: 'encoded', SecretString: ENCODED }));
   sm.destroy();
 }, 60000);
 afterAll(async () => {
@@ -111,6 +114,26 @@ maybe('secrets action, as a whole program', () => {
     expect(post.code).toBe(0);
     expect(post.env).toEqual({ INJECTED: '', PEM_KEY: '', DELIM: '' });
     expect(job.env.INJECTED).toBe('');
+  });
+
+  test('masks the encoded forms a later step could print, not only the value', async () => {
+    const job = new Job({ env: moto.env });
+    const r = await job.run('secrets', 'main', {
+      inputs: { secrets: 'ENCODED=aws-sm:encoded', export: 'outputs' },
+    });
+    expect(r.code).toBe(0);
+    const utf8 = Buffer.from(ENCODED, 'utf8');
+    // What `base64`, `xxd -p`, a URL encoder, a JSON writer and Python's repr would print.
+    for (const form of [
+      ENCODED,
+      utf8.toString('base64'),
+      utf8.toString('hex'),
+      encodeURIComponent(ENCODED),
+      JSON.stringify(ENCODED).slice(1, -1),
+      new URLSearchParams({ v: ENCODED }).toString().slice(2),
+    ])
+      expect(r.masks).toContain(form);
+    expectNotIn({ log: logOf(r), stderr: r.stderr, summary: r.summary, ledger: ledgerText(job) });
   });
 
   test('exports to masked outputs', async () => {
