@@ -77,6 +77,8 @@ if [ -n "$found" ]; then echo "proc-read WON:$found"; else echo "proc-read held"
 runpid=$(pgrep -u "$RUNNER_NAME" -f 'dist/run/main.js' | head -1)
 echo "run pid $runpid"
 try proc-maps sh -c "test -n \"$runpid\" && cat /proc/$runpid/maps"
+# Opening run's memory at all takes ptrace access (the open checks it, before any read).
+try proc-mem sh -c "test -n \"$runpid\" && exec 3< /proc/$runpid/mem"
 [ -n "$NO_KILL" ] || try kill-run kill -9 "$runpid"
 # Work in the workspace as if it owned it.
 cp /bin/true suid-tool && chmod 6755 suid-tool && echo "suid made"
@@ -192,6 +194,7 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
     'earlier-credentials',
     'proc-read',
     'proc-maps',
+    'proc-mem',
     'kill-run',
   ])('the agent cannot: %s', (attack) => {
     expect(runStep.stdout).toContain(`${attack} held`);
