@@ -20,6 +20,7 @@ import {
   DNS6,
   EVIL4,
   OTHER4,
+  OTHER6,
   WEB4,
   WEB6,
   World,
@@ -87,7 +88,15 @@ suite('egress per identity: the agent gets only its list', () => {
     gid = Number(run(['id', '-g', user]).trim());
     dir = tempDir('cordon-identity-');
     w = new World('p');
-    await w.serve();
+    // P answers over IPv6 too (an address off allowed-ips), for the agent's IPv6 refusal.
+    await w.serve({
+      zone: {
+        [P]: [
+          { type: 'A', value: CHAIN4, ttl: 300 },
+          { type: 'AAAA', value: OTHER6, ttl: 300 },
+        ],
+      },
+    });
     id = await startIdentityDaemon(w, dir, 'block', 'b');
     agent = asUid(w.runner, uid, gid);
   }, 60000);
@@ -135,6 +144,18 @@ suite('egress per identity: the agent gets only its list', () => {
     expect(setElements(w, 'blocked4')).not.toContain(CHAIN4);
     // Root still reaches it.
     expect(connect(w.runner, CHAIN4, 80).result).toBe('open');
+  });
+
+  test("P's IPv6 address, in the runner's set, is refused to the agent and recorded as the agent's", () => {
+    expect(dig(w.runner, P, { type: 'AAAA' }).answers).toEqual([OTHER6]);
+    expect(setElements(w, 'allow6')).toContain(OTHER6);
+    expect(connect(w.runner, OTHER6, 80).result).toBe('open');
+    expect(dig(agent, P, { type: 'AAAA' }).status).toBe('NXDOMAIN');
+    const c = connect(agent, OTHER6, 80);
+    expect(c.result).toBe('ECONNREFUSED');
+    expect(c.ms).toBeLessThan(1000);
+    expect(setElements(w, 'agent6')).not.toContain(OTHER6);
+    expect(setElements(w, 'agentblocked6')).toContain(`${OTHER6} . tcp . 80`);
   });
 
   test('allowed-ips are open to the agent; DoT is not, even to its own address', () => {
