@@ -32,6 +32,8 @@ export class ProxyStats {
   setFailures = 0;
   /** Answers served from the cache (each also counted in its name's queries). */
   cacheHits = 0;
+  /** TCP clients closed to make room past MAX_TCP_CLIENTS (proxy.ts). */
+  tcpEvicted = 0;
 
   constructor(private readonly maxNames = 5000) {}
 

@@ -24,6 +24,13 @@ import { tcpClient } from './proxy-tcp.js';
 export type { AddressSink, ProxyOptions } from './proxy-answer.js';
 
 const MAX_PENDING = 50000;
+/**
+ * TCP clients one proxy keeps at once (each may hold an upstream connection too). Past it
+ * the least recently active is closed for the new one: without a cap, connections held
+ * open (10 s each, 2000 a second under the per-uid limit) would run the daemon out of
+ * file descriptors, and with them its control socket and its nft shells.
+ */
+export const MAX_TCP_CLIENTS = 1000;
 /** Socket buffers asked for (the kernel caps them at net.core.rmem_max / wmem_max). */
 export const BUFFER_BYTES = 4 << 20;
 
@@ -33,6 +40,8 @@ export class DnsProxy {
   private readonly pending = new PendingTable(MAX_PENDING, this.ids);
   private upstreamSocket: dgram.Socket | undefined;
   private readonly servers: (dgram.Socket | net.Server)[] = [];
+  /** Open TCP clients, least recently active first. */
+  private readonly tcp = new Map<net.Socket, true>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
   private readonly answers: AnswerPath;
@@ -57,7 +66,20 @@ export class DnsProxy {
   /** Serves clients on an already-listening TCP server (length-prefixed, pipelined). */
   serveTcp(server: net.Server): void {
     this.servers.push(server);
-    server.on('connection', (c) =>
+    server.on('connection', (c) => {
+      // Least recently active first: a Map keeps insertion order, and activity re-inserts.
+      if (this.tcp.size >= MAX_TCP_CLIENTS) {
+        const oldest = this.tcp.keys().next().value as net.Socket;
+        this.tcp.delete(oldest);
+        oldest.destroy();
+        this.stats.tcpEvicted++;
+      }
+      this.tcp.set(c, true);
+      c.on('data', () => {
+        this.tcp.delete(c);
+        this.tcp.set(c, true);
+      });
+      c.on('close', () => this.tcp.delete(c));
       tcpClient(c, {
         o: this.o,
         stats: this.stats,
@@ -66,8 +88,8 @@ export class DnsProxy {
         ids: this.ids,
         answers: this.answers,
         refusedName: (name) => this.refusedName(name),
-      }),
-    );
+      });
+    });
   }
 
   /**

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from '@jest/globals';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
-import { DnsProxy } from '../../../src/fence/proxy.js';
+import { DnsProxy, MAX_TCP_CLIENTS } from '../../../src/fence/proxy.js';
 import { REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
 import { name } from '../../harness/dns.js';
 
@@ -75,4 +75,30 @@ describe('DnsProxy over TCP, against a hostile client', () => {
     client.send(query('other.evil.test', 7), udpPort, '127.0.0.1');
     expect((await got).readUInt16BE(0)).toBe(7);
   });
+  test('connections held open past the cap close the least recently active, and a new client is still answered', async () => {
+    const { proxy, port } = await setup();
+    const open = async (): Promise<{ sock: net.Socket; closed: Promise<void> }> => {
+      const sock = net.connect(port, '127.0.0.1');
+      closers.push(() => sock.destroy());
+      sock.on('error', () => undefined);
+      const closed = new Promise<void>((res) => sock.once('close', () => res()));
+      await new Promise<void>((res) => sock.once('connect', () => res()));
+      return { sock, closed };
+    };
+    // The hostile client's connections, held open and idle, up to the cap.
+    const held: { sock: net.Socket; closed: Promise<void> }[] = [];
+    for (let i = 0; i < MAX_TCP_CLIENTS; i++) held.push(await open());
+    // The last of them is active: it is not the one closed for room.
+    held[held.length - 1].sock.write(framed(query('x.evil.test', 1)));
+    await sleep(100);
+    const fresh = await open();
+    const answer = new Promise<Buffer>((res) => fresh.sock.once('data', (d: Buffer) => res(d)));
+    fresh.sock.write(framed(query('y.evil.test', 42)));
+    expect((await answer).readUInt16BE(2)).toBe(42);
+    // The first one opened, idle since, was closed to make room; the active one was not.
+    await Promise.race([held[0].closed, sleep(2000)]);
+    expect(held[0].sock.destroyed).toBe(true);
+    expect(held[held.length - 1].sock.destroyed).toBe(false);
+    expect(proxy.stats.tcpEvicted).toBe(1);
+  }, 30000);
 });
