@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parentOf } from '../platform/proc-name.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -191,14 +192,8 @@ export function descendantsOf(pid: number, proc = '/proc'): number[] {
   }
   for (const name of names.slice(0, 100000)) {
     if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`${proc}/${name}/stat`, 'utf8');
-    } catch {
-      continue; // Gone meanwhile.
-    }
-    // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const ppid = parentOf(Number(name), proc);
+    if (ppid === 0) continue; // Gone meanwhile.
     const list = children.get(ppid) ?? [];
     list.push(Number(name));
     children.set(ppid, list);

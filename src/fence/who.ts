@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { processName } from '../platform/proc-name.js';
+import { parentOf, processName } from '../platform/proc-name.js';
 import { canonicalAddress, formatAddress } from './ip.js';
 
 export interface SocketRow {
@@ -116,16 +116,6 @@ export function pidsOfInode(inode: number, proc = '/proc'): number[] {
     }
   }
   return out;
-}
-
-function parentOf(pid: number, proc: string): number {
-  try {
-    const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8');
-    // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0;
-  }
 }
 
 /** True when `pid` is `root` or one of its descendants (bounded walk up the parents). */

@@ -14,15 +14,11 @@ import {
   type Stats,
 } from 'node:fs';
 import { CordonError } from '../platform/errors.js';
+import { kindOf as fileKind } from '../platform/regular-file.js';
 
+/** What stands in the ledger's place (an lstat sees links too). */
 function kindOf(st: Stats): string {
-  return st.isFIFO()
-    ? 'a FIFO'
-    : st.isSymbolicLink()
-      ? 'a symbolic link'
-      : st.isDirectory()
-        ? 'a directory'
-        : 'not a regular file';
+  return st.isSymbolicLink() ? 'a symbolic link' : fileKind(st);
 }
 
 function replaced(path: string, kind: string): CordonError {

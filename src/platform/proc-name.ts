@@ -9,6 +9,17 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { readFile, readlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 
+/** The parent's pid of `pid`, from its `stat`; 0 when it is gone. */
+export function parentOf(pid: number, proc = '/proc'): number {
+  try {
+    const stat = readFileSync(`${proc}/${pid}/stat`, 'utf8');
+    // The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
 /** Thread names runtimes give their main thread, which say nothing about the program. */
 const THREAD_NAMES = new Set(['MainThread']);
 

@@ -22,7 +22,8 @@ export interface ReadRegularOptions {
   expected: string;
 }
 
-function kindOf(st: Stats): string {
+/** What a file that is not a regular one is, for an error message (`a FIFO (named pipe)`). */
+export function kindOf(st: Stats): string {
   if (st.isFIFO()) return 'a FIFO (named pipe)';
   if (st.isCharacterDevice()) return 'a character device';
   if (st.isBlockDevice()) return 'a block device';

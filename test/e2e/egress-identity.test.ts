@@ -11,7 +11,6 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
 import { parseDomains, parseCidrs } from '../../src/fence/policy.js';
-import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
 import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
 import {
@@ -30,6 +29,7 @@ import {
   fetchUrl,
   startDaemon,
   type Runs,
+  freeAgentUid,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
@@ -46,16 +46,6 @@ const suite = usable ? describe : describe.skip;
 /** The agent's name (A) and the preset's (P): different addresses, both with a web server. */
 const A = 'www.a.test';
 const P = 'cdn.other.test';
-
-/** A free uid of the agents' range, from one that differs per test process. */
-function freeAgentUid(): number {
-  const span = AGENT_UID_MAX - AGENT_UID_MIN + 1;
-  for (let i = 0; i < span; i++) {
-    const uid = AGENT_UID_MIN + ((process.pid + i) % span);
-    if (spawnSync('getent', ['passwd', String(uid)]).status !== 0) return uid;
-  }
-  throw new Error('no free uid in the agents range');
-}
 
 /** Starts the daemon inside `w.runner` with a hand-written config; returns its id. */
 function startIdentityDaemon(w: World, dir: string, policy: 'block' | 'audit', tag: string): Promise<string> {
@@ -83,7 +73,7 @@ suite('egress per identity: the agent gets only its list', () => {
   let agent: Runs;
 
   beforeAll(async () => {
-    uid = freeAgentUid();
+    uid = freeAgentUid(0);
     run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
     gid = Number(run(['id', '-g', user]).trim());
     dir = tempDir('cordon-identity-');

@@ -10,7 +10,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
-import { AGENT_UID_MAX, AGENT_UID_MIN } from '../../src/identity/user.js';
 import { parseEgressInputs } from '../../src/actions/egress/inputs.js';
 import { daemonLists } from '../../src/actions/egress/launch.js';
 import {
@@ -23,6 +22,7 @@ import {
   fetchUrl,
   startDaemon,
   type Runs,
+  freeAgentUid,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
@@ -43,15 +43,6 @@ const TOKEN = 'token.ids.test';
 const STS4 = '203.0.113.61';
 const TOKEN4 = '203.0.113.62';
 
-function freeAgentUid(): number {
-  const span = AGENT_UID_MAX - AGENT_UID_MIN + 1;
-  for (let i = 0; i < span; i++) {
-    const uid = AGENT_UID_MIN + ((process.pid + 7 + i) % span);
-    if (spawnSync('getent', ['passwd', String(uid)]).status !== 0) return uid;
-  }
-  throw new Error('no free uid in the agents range');
-}
-
 suite("egress: Cordon's own endpoints serve the runner side, never the agent", () => {
   const user = `cown${process.pid % 100000}`;
   let w: World;
@@ -60,7 +51,7 @@ suite("egress: Cordon's own endpoints serve the runner side, never the agent", (
   let agent: Runs;
 
   beforeAll(async () => {
-    const uid = freeAgentUid();
+    const uid = freeAgentUid(7);
     run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
     const gid = Number(run(['id', '-g', user]).trim());
     dir = tempDir('cordon-own-');

@@ -8,6 +8,15 @@ export function name(n: string): Buffer {
   ]);
 }
 
+/** A standard query (recursion desired) with one question of type A, class IN. */
+export function query(n: string, id: number): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt16BE(id, 0);
+  h.writeUInt16BE(0x0100, 2);
+  h.writeUInt16BE(1, 4);
+  return Buffer.concat([h, name(n), Buffer.from([0, 1, 0, 1])]);
+}
+
 /** A resource record of class IN: owner, type, TTL, then its data. */
 export function rr(owner: Buffer, type: number, ttl: number, data: Buffer): Buffer {
   const f = Buffer.alloc(10);

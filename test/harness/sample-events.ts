@@ -1,5 +1,6 @@
 /** One event of every type Cordon writes, for summary tests and the screenshot check. */
-import type { EventTypes } from '../../src/ledger/events.js';
+import type { EgressReport, EventTypes } from '../../src/ledger/events.js';
+import type { LedgerEvent } from '../../src/ledger/ledger.js';
 import type { DaemonReport } from '../../src/rootd/protocol.js';
 
 export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
@@ -199,5 +200,17 @@ export function daemonReport(over: Partial<DaemonReport> = {}): DaemonReport {
     blocked: [],
     tamper: [],
     ...over,
+  };
+}
+
+/** An `egress.report` as a ledger line's event (the fields the summary reads). */
+export function egressReportLine(data: EgressReport): LedgerEvent {
+  return {
+    v: 1,
+    time: '2026-01-01T00:00:00.000Z',
+    action: 'egress',
+    type: 'egress.report',
+    data: { ...data },
+    prev: '',
   };
 }

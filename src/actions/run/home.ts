@@ -180,7 +180,7 @@ interface TakenFrom {
   owner: Stats;
   entries: WithheldEntry[];
   /** The real path of its folder when taken: a folder above swapped for a link is refused. */
-  dir?: string;
+  dir: string;
 }
 
 function headerEntries(file: string): { entries: WithheldEntry[]; secrets: string[] } {
@@ -281,15 +281,21 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
         if (!held.entries.length) continue;
         secrets.push(...held.secrets);
         if (st.isFile() && st.uid === owner.uid)
-          taken.push({ file: p, label: p, owner: st, entries: held.entries });
+          taken.push({ file: p, label: p, owner: st, entries: held.entries, dir: realpathSync(dirname(p)) });
         else if (!includes.includes(e)) includes.push(e);
       }
     }
     const entries = [...own.entries, ...includes];
-    if (entries.length) taken.push({ file, label: relative(workspace, file), owner, entries });
+    if (entries.length)
+      taken.push({
+        file,
+        label: relative(workspace, file),
+        owner,
+        entries,
+        dir: realpathSync(dirname(file)),
+      });
   }
   if (!taken.length) return undefined;
-  for (const t of taken) t.dir = realpathSync(dirname(t.file));
   // Taken out file by file; a failure part way (a stale lock) puts back what was taken and
   // fails, rather than leaving the token out of the files for the rest of the job.
   for (let i = 0; i < taken.length; i++) {

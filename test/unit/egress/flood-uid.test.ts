@@ -6,20 +6,7 @@ import { describe, expect, test } from '@jest/globals';
 import { floodNote, toEvent } from '../../../src/actions/egress/report.js';
 import type { DaemonReport } from '../../../src/rootd/protocol.js';
 import { blockedSection } from '../../../src/summary/blocked.js';
-import type { EgressReport } from '../../../src/ledger/events.js';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
-import { daemonReport } from '../../harness/sample-events.js';
-
-function line(data: EgressReport): LedgerEvent {
-  return {
-    v: 1,
-    time: '2026-01-01T00:00:00.000Z',
-    action: 'egress',
-    type: 'egress.report',
-    data: { ...data },
-    prev: '',
-  };
-}
+import { daemonReport, egressReportLine } from '../../harness/sample-events.js';
 
 const report = (refusals: DaemonReport['refusals']): DaemonReport => daemonReport({ refusals });
 
@@ -44,7 +31,7 @@ describe('DNS dropped per uid', () => {
       { uid: 1001, dropped: 10 },
     ]);
     expect(floodNote(event.refusals!)).toContain("over a user's rate: uid 61007 (249990), uid 1001 (10)");
-    const text = JSON.stringify(blockedSection([line(event)]));
+    const text = JSON.stringify(blockedSection([egressReportLine(event)]));
     expect(text).toContain('User over its DNS rate');
     expect(text).toContain('uid 61007');
     expect(text).toContain('249990');
@@ -57,6 +44,6 @@ describe('DNS dropped per uid', () => {
     expect(event.refusals).not.toHaveProperty('droppedByUid');
     expect(event.refusals?.flood).toBe(false);
     expect(floodNote(event.refusals!)).not.toContain("user's rate");
-    expect(JSON.stringify(blockedSection([line(event)]))).not.toContain('User over its DNS rate');
+    expect(JSON.stringify(blockedSection([egressReportLine(event)]))).not.toContain('User over its DNS rate');
   });
 });

@@ -10,31 +10,9 @@ import { toEvent } from '../../../src/actions/egress/report.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import { DnsProxy } from '../../../src/fence/proxy.js';
 import { NAMES_PER_SOURCE, REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
-import type { DaemonReport } from '../../../src/rootd/protocol.js';
 import { blockedSection } from '../../../src/summary/blocked.js';
-import type { EgressReport } from '../../../src/ledger/events.js';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
-import { name } from '../../harness/dns.js';
-
-/** The report as a ledger line's event (the fields the summary reads). */
-function line(data: EgressReport): LedgerEvent {
-  return {
-    v: 1,
-    time: '2026-01-01T00:00:00.000Z',
-    action: 'egress',
-    type: 'egress.report',
-    data: { ...data },
-    prev: '',
-  };
-}
-
-function query(n: string, id: number): Buffer {
-  const h = Buffer.alloc(12);
-  h.writeUInt16BE(id, 0);
-  h.writeUInt16BE(0x0100, 2);
-  h.writeUInt16BE(1, 4);
-  return Buffer.concat([h, name(n), Buffer.from([0, 1, 0, 1])]);
-}
+import { query } from '../../harness/dns.js';
+import { daemonReport, egressReportLine } from '../../harness/sample-events.js';
 
 const open: { close(): void }[] = [];
 afterEach(() => {
@@ -128,8 +106,7 @@ describe('a flood of refused names', () => {
   });
 
   test('the report records the flood with its source and the summary flags it', () => {
-    const r: DaemonReport = {
-      policy: 'block',
+    const r = daemonReport({
       names: [
         { name: 'n0.flood.test', queries: 1, allowed: false, addresses: [], process: 'python3 (pid 77)' },
       ],
@@ -159,14 +136,7 @@ describe('a flood of refused names', () => {
           },
         ],
       },
-      forgedAnswers: 0,
-      malformed: 0,
-      upstreamTimeouts: 0,
-      setFailures: 0,
-      setUpdates: 0,
-      blocked: [],
-      tamper: [],
-    };
+    });
     const event = toEvent(r);
     expect(event.refusals).toMatchObject({
       total: 640000,
@@ -177,7 +147,7 @@ describe('a flood of refused names', () => {
         { protocol: 'udp', port: 40002, queries: 3 },
       ],
     });
-    const text = JSON.stringify(blockedSection([line(event)]));
+    const text = JSON.stringify(blockedSection([egressReportLine(event)]));
     expect(text).toContain('A flood of refused DNS names');
     expect(text).toContain('python3 (pid 77)');
     expect(text).toContain('udp 127.0.0.1 port 40002');
@@ -185,7 +155,7 @@ describe('a flood of refused names', () => {
     // A few refusals a second are no flood.
     const calm = toEvent({ ...r, refusals: { ...r.refusals!, peakPerSecond: 5, kernelDropped: 0 } });
     expect(calm.refusals?.flood).toBe(false);
-    const quiet = JSON.stringify(blockedSection([line(calm)]));
+    const quiet = JSON.stringify(blockedSection([egressReportLine(calm)]));
     expect(quiet).not.toContain('A flood');
   });
 });

@@ -9,15 +9,7 @@ import net from 'node:net';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import { DnsProxy, MAX_TCP_CLIENTS } from '../../../src/fence/proxy.js';
 import { REFUSALS_PER_SOURCE_PER_SECOND } from '../../../src/fence/refusals.js';
-import { name } from '../../harness/dns.js';
-
-function query(n: string, id: number): Buffer {
-  const h = Buffer.alloc(12);
-  h.writeUInt16BE(id, 0);
-  h.writeUInt16BE(0x0100, 2);
-  h.writeUInt16BE(1, 4);
-  return Buffer.concat([h, name(n), Buffer.from([0, 1, 0, 1])]);
-}
+import { query } from '../../harness/dns.js';
 
 function framed(q: Buffer): Buffer {
   const len = Buffer.alloc(2);

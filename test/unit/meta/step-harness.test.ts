@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnCollect } from '../../../src/devkit/run-action.js';
+import { alive } from '../../harness/proc.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const dir = tempDir('cordon-step-harness-');
@@ -29,15 +30,8 @@ describe('the step harness', () => {
       const pid = Number(readFileSync(f, 'utf8').trim());
       expect(pid).toBeGreaterThan(1);
       // Gone, or a zombie about to be reaped by whoever inherited it.
-      const alive = (): boolean => {
-        try {
-          return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-        } catch {
-          return false;
-        }
-      };
-      for (let i = 0; i < 40 && alive(); i++) await new Promise((res) => setTimeout(res, 50));
-      expect(alive()).toBe(false);
+      for (let i = 0; i < 40 && alive(pid); i++) await new Promise((res) => setTimeout(res, 50));
+      expect(alive(pid)).toBe(false);
     }
   });
 });
