@@ -58,6 +58,9 @@ export interface QueryLog {
   type?: number;
   proto?: string;
   from?: string;
+  /** The query's source port and id (UDP queries only). */
+  port?: number;
+  id?: number;
   ready?: boolean;
 }
 
@@ -100,6 +103,10 @@ export class World {
     extra: {
       zone?: Record<string, { type: string; value: string; ttl?: number; later?: string }[]>;
       http?: string[];
+      /** Milliseconds a name's UDP answer is held (egress-internet.mjs). */
+      delay?: Record<string, number>;
+      /** Where the internet's forger takes datagrams to send from the DNS server's socket. */
+      spoof?: { address: string; port: number };
     } = {},
   ): Promise<void> {
     for (const a of extra.http ?? []) this.internet.addAddress('lo', `${a}/32`);
@@ -107,6 +114,8 @@ export class World {
       dns: [DNS4, DNS6],
       zone: { ...ZONE, ...extra.zone },
       forge: { 'forged.a.test': { from: FORGER, address: FORGED4 } },
+      delay: extra.delay,
+      spoof: extra.spoof,
       http: [WEB4, WEB6, CHAIN4, OTHER4, OTHER6, SHORT4, EVIL4, FORGED4, REAL4, ...(extra.http ?? [])],
       tcp: [
         { address: OTHER4, port: 853 },
