@@ -272,12 +272,14 @@ export const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
 /**
  * Starts the bundled daemon inside `w.runner` with a hand-written config (`cfg` over the
  * defaults: block, no static IPs, private answers allowed, the zone's resolver, root's
- * user), written to `file`; returns its id for `World.destroy`.
+ * user), written to `file`; returns its id for `World.destroy`. `around` goes between the
+ * namespace and node (a command that runs its last arguments, such as `unshare ... sh -c`).
  */
 export async function startDaemon(
   w: World,
   file: string,
   cfg: Pick<DaemonConfig, 'id' | 'domains' | 'agentDomains'> & Partial<DaemonConfig>,
+  around: string[] = [],
 ): Promise<string> {
   const full: DaemonConfig = {
     policy: 'block',
@@ -293,7 +295,7 @@ export async function startDaemon(
   writeFileSync(file, JSON.stringify(full), { mode: 0o600 });
   await startDetached<DaemonReady>({
     name: 'the daemon',
-    argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
+    argv: [...w.runner.wrap, ...around, process.execPath, DAEMON, 'start', file],
     timeoutMs: 20000,
   });
   return full.id;
