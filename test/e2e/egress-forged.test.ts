@@ -216,8 +216,8 @@ suite('egress: forged DNS answers, against the proxy’s upstream socket (T13)',
     // One after the other, so no wrong id above can be the next query's.
     const otherQuestion = digLater(NAMES[2]);
     const q2 = await asked(NAMES[2]);
-    // The id the proxy is waiting on, for a name it did not ask, and for the name it
-    // asked under another allowed name's question.
+    // With the id the proxy waits on: an answer to a name no one asked, and one to the
+    // name the query before asked.
     spoof(forgedAnswer(0, 'forged-other.a.test', FORGED4), [q2.id]);
     spoof(forgedAnswer(0, NAMES[1], FORGED4), [q2.id]);
     expect(await otherQuestion).toBe(REAL4);
