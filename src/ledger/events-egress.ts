@@ -86,10 +86,17 @@ export interface EgressReport {
   };
   /**
    * How the DNS proxy did: answers served from its cache, queries the upstream never
-   * answered, malformed queries refused, and answers refused (SERVFAIL) because the
-   * kernel's sets could not be updated.
+   * answered, malformed queries refused, answers refused (SERVFAIL) because the kernel's
+   * sets could not be updated, and TCP clients closed to make room for new ones (more held
+   * open at once than a proxy keeps; absent before it was reported).
    */
-  dns?: { answeredFromCache: number; upstreamTimeouts: number; malformed: number; setFailures: number };
+  dns?: {
+    answeredFromCache: number;
+    upstreamTimeouts: number;
+    malformed: number;
+    setFailures: number;
+    tcpEvicted?: number;
+  };
   /**
    * Cgroups the daemon made for a non-root `run`, and how each ended: `removed` by run
    * after its command, or `orphaned` (run was gone first; the daemon killed the cgroup).

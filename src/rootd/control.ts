@@ -90,6 +90,7 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
     upstreamTimeouts: runner.upstreamTimeouts + agent.upstreamTimeouts,
     setFailures: runner.setFailures + agent.setFailures,
     cacheHits: runner.cacheHits + agent.cacheHits,
+    tcpEvicted: runner.tcpEvicted + agent.tcpEvicted,
     setUpdates: s.sets.updates + s.agentSets.updates,
     blocked,
     tamper: s.tamper.entries,

@@ -223,6 +223,11 @@ export interface DaemonReport {
   setFailures: number;
   /** Answers served from the proxy's answer cache (absent from a daemon before it counted them). */
   cacheHits?: number;
+  /**
+   * TCP clients the proxies closed to make room past their cap (MAX_TCP_CLIENTS in
+   * src/fence/proxy.ts); absent from a daemon before it reported them.
+   */
+  tcpEvicted?: number;
   setUpdates: number;
   blocked: {
     address: string;

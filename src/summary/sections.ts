@@ -381,5 +381,10 @@ function dnsHealthText(d: NonNullable<EgressReport['dns']>): Block {
     parts.push(
       `${d.setFailures} answers refused (SERVFAIL) because the firewall's sets could not be updated`,
     );
+  // Only a client holding many connections open at once (a flood, or a leak) gets here.
+  if (d.tcpEvicted)
+    parts.push(
+      `${d.tcpEvicted} TCP clients closed to make room for new ones (more were held open at once than the proxy keeps; the least recently active went, with any lookup still waiting on it)`,
+    );
   return { kind: 'para', text: `DNS proxy: ${parts.join(', ')}.`, strong: d.setFailures > 0 };
 }

@@ -2,7 +2,13 @@
 // DNS server that logs every query it gets (one JSON line on stdout each), optional
 // forged answers sent from another address, and TCP/HTTP servers on several addresses.
 // Config: one JSON argument { dns: [addr], zone: { name: [{type, value, ttl, later}] },
-//   forge: { name: { from, address } }, http: [addr], tcp: [{address, port}] }.
+//   forge: { name: { from, address } }, delay: { name: ms }, spoof: { address, port },
+//   http: [addr], tcp: [{address, port}] }.
+// `delay` holds a name's UDP answer that long (the window a forger races). `spoof` is a
+// control socket for an off-path forger that can fake its source: each datagram it gets,
+// JSON { to, port, hex, ids }, has the message `hex` sent once per id in `ids` (written as
+// its DNS id) from the DNS server's own socket of that family (so from the upstream's
+// address and port 53), then "sent" goes back.
 // A record with `later` answers `value` the first time its name and type are asked, then
 // `later` (a rebinding owner's server).
 import dgram from 'node:dgram';
@@ -14,6 +20,8 @@ const TYPES = { A: 1, CNAME: 5, TXT: 16, AAAA: 28 };
 const log = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 /** Names and types asked before (name/type), for records with `later`. */
 const asked = new Set();
+/** The DNS server's UDP socket per family, for `spoof`. */
+const dnsSockets = {};
 
 function readName(buf, off) {
   const labels = [];
@@ -95,6 +103,7 @@ function answer(query, overrideA) {
 for (const address of cfg.dns ?? []) {
   const type = net.isIP(address) === 6 ? 'udp6' : 'udp4';
   const udp = dgram.createSocket(type);
+  dnsSockets[type] ??= udp;
   udp.on('message', (msg, rinfo) => {
     let a;
     try {
@@ -102,13 +111,25 @@ for (const address of cfg.dns ?? []) {
     } catch {
       return;
     }
-    log({ q: a.name, type: a.qtype, proto: 'udp', from: rinfo.address });
+    log({
+      q: a.name,
+      type: a.qtype,
+      proto: 'udp',
+      from: rinfo.address,
+      port: rinfo.port,
+      id: msg.readUInt16BE(0),
+    });
     const forge = cfg.forge?.[a.name];
     if (forge) {
       const f = answer(msg, forge.address);
       const s = dgram.createSocket(net.isIP(forge.from) === 6 ? 'udp6' : 'udp4');
       s.bind(53, forge.from, () => s.send(f.buf, rinfo.port, rinfo.address, () => s.close()));
       setTimeout(() => udp.send(a.buf, rinfo.port, rinfo.address), 150);
+      return;
+    }
+    const delay = cfg.delay?.[a.name];
+    if (delay) {
+      setTimeout(() => udp.send(a.buf, rinfo.port, rinfo.address), delay);
       return;
     }
     udp.send(a.buf, rinfo.port, rinfo.address);
@@ -133,6 +154,23 @@ for (const address of cfg.dns ?? []) {
       });
     })
     .listen(53, address);
+}
+
+if (cfg.spoof) {
+  const control = dgram.createSocket(net.isIP(cfg.spoof.address) === 6 ? 'udp6' : 'udp4');
+  control.on('message', (msg, rinfo) => {
+    const { to, port, hex, ids } = JSON.parse(msg.toString());
+    const from = dnsSockets[net.isIP(to) === 6 ? 'udp6' : 'udp4'];
+    let i = 0;
+    const next = () => {
+      if (i === ids.length) return control.send('sent', rinfo.port, rinfo.address);
+      const b = Buffer.from(hex, 'hex');
+      b.writeUInt16BE(ids[i++], 0);
+      from.send(b, port, to, next);
+    };
+    next();
+  });
+  control.bind(cfg.spoof.port, cfg.spoof.address);
 }
 
 for (const address of cfg.http ?? []) {

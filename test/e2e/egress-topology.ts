@@ -58,6 +58,9 @@ export interface QueryLog {
   type?: number;
   proto?: string;
   from?: string;
+  /** The query's source port and id (UDP queries only). */
+  port?: number;
+  id?: number;
   ready?: boolean;
 }
 
@@ -100,6 +103,10 @@ export class World {
     extra: {
       zone?: Record<string, { type: string; value: string; ttl?: number; later?: string }[]>;
       http?: string[];
+      /** Milliseconds a name's UDP answer is held (egress-internet.mjs). */
+      delay?: Record<string, number>;
+      /** Where the internet's forger takes datagrams to send from the DNS server's socket. */
+      spoof?: { address: string; port: number };
     } = {},
   ): Promise<void> {
     for (const a of extra.http ?? []) this.internet.addAddress('lo', `${a}/32`);
@@ -107,6 +114,8 @@ export class World {
       dns: [DNS4, DNS6],
       zone: { ...ZONE, ...extra.zone },
       forge: { 'forged.a.test': { from: FORGER, address: FORGED4 } },
+      delay: extra.delay,
+      spoof: extra.spoof,
       http: [WEB4, WEB6, CHAIN4, OTHER4, OTHER6, SHORT4, EVIL4, FORGED4, REAL4, ...(extra.http ?? [])],
       tcp: [
         { address: OTHER4, port: 853 },
@@ -263,12 +272,14 @@ export const DAEMON = join(REPO_ROOT, 'dist', 'egress', 'daemon.js');
 /**
  * Starts the bundled daemon inside `w.runner` with a hand-written config (`cfg` over the
  * defaults: block, no static IPs, private answers allowed, the zone's resolver, root's
- * user), written to `file`; returns its id for `World.destroy`.
+ * user), written to `file`; returns its id for `World.destroy`. `around` goes between the
+ * namespace and node (a command that runs its last arguments, such as `unshare ... sh -c`).
  */
 export async function startDaemon(
   w: World,
   file: string,
   cfg: Pick<DaemonConfig, 'id' | 'domains' | 'agentDomains'> & Partial<DaemonConfig>,
+  around: string[] = [],
 ): Promise<string> {
   const full: DaemonConfig = {
     policy: 'block',
@@ -284,7 +295,7 @@ export async function startDaemon(
   writeFileSync(file, JSON.stringify(full), { mode: 0o600 });
   await startDetached<DaemonReady>({
     name: 'the daemon',
-    argv: [...w.runner.wrap, process.execPath, DAEMON, 'start', file],
+    argv: [...w.runner.wrap, ...around, process.execPath, DAEMON, 'start', file],
     timeoutMs: 20000,
   });
   return full.id;

@@ -71,6 +71,7 @@ export function toEvent(r: DaemonReport): EgressReport {
       upstreamTimeouts: r.upstreamTimeouts,
       malformed: r.malformed,
       setFailures: r.setFailures,
+      tcpEvicted: r.tcpEvicted ?? 0,
     },
     ...(r.runCgroups?.length ? { runCgroups: r.runCgroups } : {}),
   };
