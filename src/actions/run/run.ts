@@ -134,8 +134,9 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   }
   const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
-  // Before the command: the objects of every repository in the workspace (leaks-git.ts).
-  const gitBefore = snapshotGit(workspace);
+  // Before the command: the objects of every repository in the workspace (leaks-git.ts); with
+  // the scan off, only the workspace repository's, for the commits the attribution names.
+  const gitBefore = snapshotGit(workspace, undefined, { commitsOnly: inputs.leakScan === 'off' });
   const ledger = Ledger.forEnv(env, { action: 'run', registry });
   const credentialsGiven = [
     ...(broker ? broker.given : creds ? [`aws:${creds.assumedRoleArn}`] : []),
