@@ -62,6 +62,7 @@ suite("run's cgroup refused by the daemon: the command is not started", () => {
   let job: Job;
   let egress: StepResult;
   let helper: number;
+  let startState: Record<string, string> = {};
   let mount = '';
   const asRunner = (): string[] => wrapAsUser(user, job.root);
   const marker = (): string => join(job.workspace, 'ran.txt');
@@ -76,6 +77,7 @@ suite("run's cgroup refused by the daemon: the command is not started", () => {
     job = new Job();
     chmodSync(job.root, 0o755);
     const start = await job.run('start', 'main', { wrap: asRunner() });
+    startState = start.state;
     expect(start.code).toBe(0);
     egress = await job.run('egress', 'main', {
       inputs: { 'allowed-domains': 'www.a.test', preset: 'none' },
@@ -124,7 +126,11 @@ suite("run's cgroup refused by the daemon: the command is not started", () => {
     const events = parseLedgerText(
       readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8'),
     ).flatMap((l) => (l.event ? [l.event] : []));
-    expect(events.some((e) => e.type === 'run.finished')).toBe(false);
+    // The record says the command was not started, and is closed as at any end: verified, sealed.
+    const finished = events.find((e) => e.type === 'run.finished')?.data;
+    expect(finished).toMatchObject({ exitCode: null, containment: 'cgroup', ledgerIntact: true });
+    expect(String(finished?.notStarted)).toContain('could not put the command in a cgroup');
+    expect(events.map((e) => e.type).slice(-3)).toEqual(['ledger.verified', 'run.finished', 'run.sealed']);
   }, 60000);
 
   test('the control: with the mount writable again the same step runs, in a cgroup the daemon made', async () => {
@@ -136,5 +142,13 @@ suite("run's cgroup refused by the daemon: the command is not started", () => {
     expect(r.code).toBe(0);
     expect(existsSync(marker())).toBe(true);
     expect(r.stdout).toMatch(/^0::\/cordon-run-\d+-[0-9a-f]{8}$/m);
+  }, 60000);
+
+  // Both run steps closed their windows: start's post trusts the record and shows the refusal.
+  test("start's post: the record intact, the refused step shown as not started", async () => {
+    const post = await job.run('start', 'post', { state: startState, wrap: asRunner() });
+    expect(post.summary).not.toContain('RECORD ALTERED');
+    expect(post.summary).toContain('not started');
+    expect(post.commands.filter((c) => c.command === 'error')).toEqual([]);
   }, 60000);
 });
