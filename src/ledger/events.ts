@@ -133,6 +133,8 @@ export interface FileCommandsTampered {
 
 export interface RunFinished {
   exitCode: number | null;
+  /** Set when the command was never started (its cgroup could not be made): why. Nothing ran. */
+  notStarted?: string;
   signal?: string;
   durationMs: number;
   bytesScrubbed: number;

@@ -347,7 +347,13 @@ function runRow(s: RunStarted | undefined, f: RunFinished | undefined): string[]
     s?.command ? oneLine(scrubShapes(s.command), 100) : '',
     s ? s.commandSha256.slice(0, 16) : '',
     s ? s.secrets.map((x) => x.name).join(', ') : '',
-    f ? (f.timedOut ? 'timed out' : String(f.exitCode ?? f.signal ?? '')) : 'still running or lost',
+    f
+      ? f.notStarted
+        ? 'not started'
+        : f.timedOut
+          ? 'timed out'
+          : String(f.exitCode ?? f.signal ?? '')
+      : 'still running or lost',
     f ? `${(f.durationMs / 1000).toFixed(1)}s` : '',
     f ? String(f.bytesScrubbed) : '',
   ];

@@ -6,7 +6,7 @@
  * where root is reachable. Every test greps every output for the value.
  */
 import { describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
@@ -192,4 +192,41 @@ describe('run: the leak scan reads what can leave the runner', () => {
     expect(end.code).toBe(0);
     expect(observed.commits.map((c) => [c.sha, c.subject])).toEqual([[hidden, 'hidden']]);
   });
+
+  // "leak-scan: off": nothing is read for values, so git lists only what the attribution needs
+  // (the workspace repository's commits), never a repository under it. A FIFO where git reads
+  // the nested one's alternates tells whether any git opened it: its writer opens only once a
+  // reader does, then closes (git reads an empty file and goes on).
+  test('with leak-scan: off, git never reads a repository under the workspace; commits created are still recorded', async () => {
+    const job = repoJob();
+    const nested = join(job.workspace, 'vendor', 'lib');
+    execFileSync('git', ['init', '-q', nested]);
+    const fifo = join(nested, '.git', 'objects', 'info', 'alternates');
+    execFileSync('mkfifo', [fifo]);
+    const opened = join(job.root, 'fifo-opened');
+    // git opens it again and again (about 1000 times for a listing): bounded, killed at the end.
+    const writer = spawn(
+      'sh',
+      ['-c', 'for i in $(seq 100000); do exec 3>"$0"; exec 3>&-; echo opened >> "$1"; done', fifo, opened],
+      { stdio: 'ignore' },
+    );
+    try {
+      const r = await runIn(
+        job,
+        `git ${AS} commit-tree -m made "$(git rev-parse HEAD^{tree})" -p HEAD > "${join(job.root, 'made.sha')}"`,
+        'off',
+      );
+      expect(r.code).toBe(0);
+      expect(existsSync(opened)).toBe(false);
+      const made = readFileSync(join(job.root, 'made.sha'), 'utf8').trim();
+      expect(finished(job).commitsCreated).toEqual([made]);
+      expect(finished(job).leaksNotScanned).toBeUndefined();
+      // The control: with the scan on, the same workspace's nested repository is read.
+      const on = await runIn(job, 'true', 'warn');
+      expect(on.code).toBe(0);
+      expect(existsSync(opened)).toBe(true);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+  }, 120000);
 });

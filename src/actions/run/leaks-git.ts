@@ -81,6 +81,11 @@ export interface GitSnapshot {
   repos: Map<string, RepoBefore>;
   /** Repositories git could not read before the command (by `rel`). */
   unreadable: Set<string>;
+  /**
+   * With the scan off: only what the attribution needs, the commits created in the
+   * workspace's own repository; no repository under it, no ref tips, no reachability.
+   */
+  commitsOnly?: boolean;
 }
 
 export interface NewObject {
@@ -190,20 +195,39 @@ function tips(repo: Repo): string[] {
   return [...new Set([...refs, head].filter((s) => /^[0-9a-f]{40,64}$/.test(s)))];
 }
 
-/** Before the command: each repository's objects and ref tips. A repository git cannot read is left out. */
-export function snapshotGit(workspace: string, limits: GitLimits = GIT_LIMITS): GitSnapshot {
+/** The workspace's own repository only (depth 0), when only the attribution needs git. */
+function reposToRead(
+  workspace: string,
+  limits: GitLimits,
+  commitsOnly: boolean,
+): ReturnType<typeof findRepos> {
+  return commitsOnly
+    ? findRepos(workspace, { ...limits, maxDepth: 0, maxRepos: 1 })
+    : findRepos(workspace, limits);
+}
+
+/**
+ * Before the command: each repository's objects and ref tips. A repository git cannot read
+ * is left out. `commitsOnly` (the scan is off): the workspace's own repository's object names.
+ */
+export function snapshotGit(
+  workspace: string,
+  limits: GitLimits = GIT_LIMITS,
+  opts: { commitsOnly?: boolean } = {},
+): GitSnapshot {
+  const commitsOnly = opts.commitsOnly === true;
   const repos = new Map<string, RepoBefore>();
   const unreadable = new Set<string>();
-  for (const repo of withDeadline(findRepos(workspace, limits).repos, limits)) {
+  for (const repo of withDeadline(reposToRead(workspace, limits, commitsOnly).repos, limits)) {
     try {
-      repos.set(repo.rel, { objects: allObjects(repo), tips: tips(repo) });
+      repos.set(repo.rel, { objects: allObjects(repo), tips: commitsOnly ? [] : tips(repo) });
     } catch (e) {
       // Not a repository git reads (yet): everything in it after the command is new. One git
       // ran out of time on is not known to be unreadable: after the command, a failure is named.
       if (!outOfTime(e)) unreadable.add(repo.rel);
     }
   }
-  return { repos, unreadable };
+  return { repos, unreadable, commitsOnly };
 }
 
 /** Objects reachable from any ref or HEAD now and from none of `before` (sha to path). */
@@ -238,7 +262,8 @@ export function gitChanges(
   before: GitSnapshot,
   limits: GitLimits = GIT_LIMITS,
 ): GitChanges {
-  const found = findRepos(workspace, limits);
+  const commitsOnly = before.commitsOnly === true;
+  const found = reposToRead(workspace, limits, commitsOnly);
   const notScanned: string[] = [];
   if (found.truncated)
     notScanned.push(
@@ -267,7 +292,7 @@ export function gitChanges(
     }
     let reachable = new Map<string, string>();
     try {
-      reachable = newlyReachable(repo, was?.tips ?? []);
+      if (!commitsOnly) reachable = newlyReachable(repo, was?.tips ?? []);
     } catch (e) {
       notScanned.push(
         `${name}: objects reachable from its refs (${e instanceof Error ? e.message.split('\n')[0] : e})`,
@@ -291,7 +316,8 @@ export function gitChanges(
       commitsCreated = created
         .filter((sha) => kinds.get(sha)?.type === 'commit')
         .slice(0, MAX_CREATED_COMMITS);
-    repos.push({ rel: repo.rel, gitDir: repo.gitDir, objects });
+    // Nothing is read for values with the scan off.
+    if (!commitsOnly) repos.push({ rel: repo.rel, gitDir: repo.gitDir, objects });
   }
   return { repos, commitsCreated, notScanned };
 }

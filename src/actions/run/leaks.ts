@@ -164,8 +164,9 @@ export interface RunScan {
 }
 
 /**
- * run's scan after the command: what it put into git (listed whatever the mode, for the
- * attribution), then, unless `scan` is off, the files and new objects read for values.
+ * run's scan after the command: what it put into git (with `leak-scan: off` only the
+ * workspace repository's new commits, for the attribution: `before.commitsOnly`), then,
+ * unless `scan` is off, the files and new objects read for values.
  * Paths and reasons are scrubbed: a file or ref name can hold a value too.
  */
 export function scanAfterRun(opts: {

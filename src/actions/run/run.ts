@@ -26,8 +26,7 @@ import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
 import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
-import { checkRunWindow } from '../../ledger/verify.js';
-import { openWindow, sealWindow } from './seal-window.js';
+import { closeUnstarted, openWindow, sealWindow, verifyWindow } from './seal-window.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
 import type { AgentEnd } from './agent-protocol.js';
@@ -134,8 +133,9 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   }
   const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
-  // Before the command: the objects of every repository in the workspace (leaks-git.ts).
-  const gitBefore = snapshotGit(workspace);
+  // Before the command: the objects of every repository in the workspace (leaks-git.ts); with
+  // the scan off, only the workspace repository's, for the commits the attribution names.
+  const gitBefore = snapshotGit(workspace, undefined, { commitsOnly: inputs.leakScan === 'off' });
   const ledger = Ledger.forEnv(env, { action: 'run', registry });
   const credentialsGiven = [
     ...(broker ? broker.given : creds ? [`aws:${creds.assumedRoleArn}`] : []),
@@ -261,7 +261,12 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   try {
     const proc = agent
       ? await agent.start()
-      : await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment });
+      : await launchCommand({ argv: shell.argv, env: commandEnv, cwd, containment }).catch((e: unknown) => {
+          // Refused its cgroup: nothing ran. The record says so, closed and sealed.
+          const why = registry.scrub(e instanceof Error ? e.message : String(e));
+          closeUnstarted(ready.ledger, ready, { notStarted: why, containment: containment.kind });
+          throw e;
+        });
     // The egress daemon labels refused names and destinations "under run's command" from this
     // pid (a hint, not proof: the agent can rewrite the file).
     mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
@@ -358,13 +363,8 @@ function conclude(
   const { leaks, notScanned } = scan;
   for (const s of notScanned) runner.warning(`run: the leak scan did not read ${s}`);
   // The command's processes are gone: compare the ledger with what run held in memory.
-  const window = checkRunWindow(held, ledger.read());
+  const window = verifyWindow(ledger, held);
   const ledgerIntact = window.ok;
-  const { ok: _ok, ...verdict } = window;
-  void _ok;
-  if (ledgerIntact)
-    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
-  else ledger.append('ledger.tampered', verdict);
   const finished: RunFinished = {
     exitCode: exit.code,
     signal: exit.signal ?? undefined,

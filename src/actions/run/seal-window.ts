@@ -2,7 +2,8 @@
  * `run`'s part in sealing its command's window (see `ledger/seal.ts`): take the key before
  * the command starts, seal once its processes are gone, leave the next key for the next run.
  */
-import type { RunStarted } from '../../ledger/events.js';
+import type { RunFinished, RunStarted } from '../../ledger/events.js';
+import { checkRunWindow } from '../../ledger/verify.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import {
   newSealKey,
@@ -43,4 +44,40 @@ export function sealWindow(ledger: Ledger, sealKey: SealKey | undefined): void {
   const next = newSealKey(sealKey.window + 1);
   ledger.appendBound('run.sealed', (prev) => sealData(sealKey, prev, next.publicKey));
   writeSealKey(sealKeyPath(ledger.path), next.key);
+}
+
+/**
+ * Once the command's processes are gone: compares the ledger with the hashes run held in
+ * memory and records the verdict (`ledger.verified` or `ledger.tampered`).
+ */
+export function verifyWindow(ledger: Ledger, held: string[]): ReturnType<typeof checkRunWindow> {
+  const window = checkRunWindow(held, ledger.read());
+  const { ok: _ok, ...verdict } = window;
+  void _ok;
+  if (window.ok)
+    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
+  else ledger.append('ledger.tampered', verdict);
+  return window;
+}
+
+/**
+ * The command was never started (its cgroup could not be made): the window is closed as at
+ * a normal end, with a `run.finished` that says so and why, so the record shows a step that
+ * failed before its command, not a run killed while it ran.
+ */
+export function closeUnstarted(
+  ledger: Ledger,
+  window: { held: string[]; sealKey: SealKey | undefined },
+  finished: Pick<RunFinished, 'notStarted' | 'containment' | 'containmentReason'>,
+): void {
+  const verified = verifyWindow(ledger, window.held);
+  ledger.append('run.finished', {
+    exitCode: null,
+    durationMs: 0,
+    bytesScrubbed: 0,
+    leaks: [],
+    ledgerIntact: verified.ok,
+    ...finished,
+  });
+  sealWindow(ledger, window.sealKey);
 }
