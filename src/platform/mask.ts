@@ -15,7 +15,7 @@ import {
   type LineState,
   type Range,
 } from './match.js';
-import { MIN_SECRET_LENGTH, PEM_ARMOR, secretForms } from './secret-forms.js';
+import { FormBytes, MIN_SECRET_LENGTH, PEM_ARMOR, secretForms } from './secret-forms.js';
 
 export interface RegisterOptions {
   /** Name shown in place of the value (`GH_TOKEN`, `aws session token`). */
@@ -54,6 +54,8 @@ export class SecretRegistry {
   private owner = new Int32Array(4096);
   private count = 0;
   private readonly names: string[] = [];
+  /** The byte count of each form of the value being registered, filled by `secretForms`. */
+  private readonly formBytes = new FormBytes();
   private matcherCache: Matcher | undefined;
   private foldedCache: Matcher | undefined;
 
@@ -72,7 +74,7 @@ export class SecretRegistry {
         fix: 'check that the secret exists and has a value, or mark it as not secret if it is not one',
       });
     }
-    const forms = secretForms(value);
+    const forms = secretForms(value, this.formBytes);
     if (this.values.has(value)) return forms;
     this.values.add(value);
     // A form shared with another secret is kept twice: one more needle costs less than a
@@ -105,13 +107,15 @@ export class SecretRegistry {
     let at = this.used;
     const written = this.data.write(joined, at);
     // Only an ASCII value has forms whose lengths are their byte counts. Otherwise each form's
-    // byte count is measured; if they do not add up to what was written, a surrogate split
+    // byte count is the one counted as it was made (or measured); if they do not add up to what was written, a surrogate split
     // between two forms paired up, and each form is encoded on its own.
     const ascii = written === joined.length;
-    let lengths: number[] | undefined;
+    let lengths: ArrayLike<number> | undefined;
     if (!ascii) {
-      lengths = forms.map((f) => Buffer.byteLength(f));
-      if (lengths.reduce((a, b) => a + b, 0) !== written) lengths = undefined;
+      lengths = this.formBytes.known ? this.formBytes.counts : forms.map((f) => Buffer.byteLength(f));
+      let sum = 0;
+      for (let i = 0; i < forms.length; i++) sum += lengths[i];
+      if (sum !== written) lengths = undefined;
     }
     for (let i = 0; i < forms.length; i++) {
       const f = forms[i];

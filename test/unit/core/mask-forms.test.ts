@@ -124,6 +124,9 @@ function benchCorpus(): string[] {
     const b = lone[(i >> 2) % 4];
     out.push(`${a}x${b64(6)}${b}`, `sec-${i}-${b}`, `${a}\nline-${i}-é\n${b}`, `é-${i}\n${a}${b64(3)}${b}`);
   }
+  // More forms than the registry's first tables hold: a value of 100 lines, one with a lone surrogate.
+  const lines = Array.from({ length: 100 }, (_, i) => `line ${i} ${b64(6)}${i % 3 ? 'é' : ''}`);
+  out.push(lines.join('\n'), `${lines.join('\r\n')}\ud800`);
   return out;
 }
 
