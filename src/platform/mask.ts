@@ -56,6 +56,9 @@ export class SecretRegistry {
   private readonly names: string[] = [];
   /** The byte count of each form of the value being registered, filled by `secretForms`. */
   private readonly formBytes = new FormBytes();
+  /** Scratch lists for `storeSplit`. */
+  private readonly asciiForms: string[] = [];
+  private readonly wideForms: string[] = [];
   private matcherCache: Matcher | undefined;
   private foldedCache: Matcher | undefined;
 
@@ -101,32 +104,79 @@ export class SecretRegistry {
 
   /** Appends the UTF-8 bytes of `forms`, all from secret `secret`. */
   private store(forms: string[], secret: number): void {
+    const bytes = this.formBytes;
+    if (bytes.known && bytes.wide) {
+      this.storeSplit(forms, bytes.counts, secret);
+      return;
+    }
     const joined = forms.join('');
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     this.reserve(joined.length * 3, forms.length);
     let at = this.used;
     const written = this.data.write(joined, at);
     // Only an ASCII value has forms whose lengths are their byte counts. Otherwise each form's
-    // byte count is the one counted as it was made (or measured); if they do not add up to what was written, a surrogate split
+    // byte count is measured; if they do not add up to what was written, a surrogate split
     // between two forms paired up, and each form is encoded on its own.
     const ascii = written === joined.length;
-    let lengths: ArrayLike<number> | undefined;
+    let lengths: number[] | undefined;
     if (!ascii) {
-      lengths = this.formBytes.known ? this.formBytes.counts : forms.map((f) => Buffer.byteLength(f));
-      let sum = 0;
-      for (let i = 0; i < forms.length; i++) sum += lengths[i];
-      if (sum !== written) lengths = undefined;
+      lengths = forms.map((f) => Buffer.byteLength(f));
+      if (lengths.reduce((a, b) => a + b, 0) !== written) lengths = undefined;
     }
     for (let i = 0; i < forms.length; i++) {
-      const f = forms[i];
-      const len = ascii ? f.length : lengths ? lengths[i] : this.data.write(f, at);
-      this.starts[this.count] = at;
-      this.owner[this.count] = secret;
-      this.count++;
+      const len = ascii ? forms[i].length : lengths ? lengths[i] : this.data.write(forms[i], at);
+      this.add(at, secret);
       at += len;
     }
     this.starts[this.count] = at;
     this.used = at;
+  }
+
+  /**
+   * The forms of a value with non-ASCII characters, whose byte counts are known: the ASCII
+   * ones first, copied as one string a byte a character, then the others as UTF-8. Encoding
+   * all of them as UTF-8 in one string cost as much as making them; which of a secret's forms
+   * comes first among the needles changes nothing (a hit names the secret, not the form).
+   */
+  private storeSplit(forms: string[], counts: Int32Array, secret: number): void {
+    const ascii = this.asciiForms;
+    const wide = this.wideForms;
+    ascii.length = 0;
+    wide.length = 0;
+    let wideBytes = 0;
+    for (let i = 0; i < forms.length; i++) {
+      const f = forms[i];
+      if (counts[i] === f.length) {
+        ascii.push(f);
+      } else {
+        wide.push(f);
+        wideBytes += counts[i];
+      }
+    }
+    const a = ascii.join('');
+    const w = wide.join('');
+    this.reserve(a.length + wideBytes, forms.length);
+    let at = this.used;
+    this.data.write(a, at, 'latin1');
+    this.data.write(w, at + a.length);
+    for (const f of ascii) {
+      this.add(at, secret);
+      at += f.length;
+    }
+    for (let i = 0; i < forms.length; i++) {
+      if (counts[i] === forms[i].length) continue;
+      this.add(at, secret);
+      at += counts[i];
+    }
+    this.starts[this.count] = at;
+    this.used = at;
+  }
+
+  /** Records that a form of `secret` starts at `at`. */
+  private add(at: number, secret: number): void {
+    this.starts[this.count] = at;
+    this.owner[this.count] = secret;
+    this.count++;
   }
 
   /** Room for `bytes` more bytes and `forms` more forms (the data is copied when it grows). */
@@ -157,9 +207,11 @@ export class SecretRegistry {
    * already handed out keeps seeing the bytes it was built on (they are never written again).
    */
   matcher(): Matcher {
+    // A view, not a copy: the entries up to `count` are never written again (a later form
+    // starts where the last one ended), and growing makes new arrays.
     this.matcherCache ??= new Matcher({
       data: this.data.subarray(0, this.used),
-      starts: this.starts.slice(0, this.count + 1),
+      starts: this.starts.subarray(0, this.count + 1),
     });
     return this.matcherCache;
   }

@@ -143,6 +143,8 @@ export class FormBytes {
   counts: Int32Array = new Int32Array(64);
   /** False when the value holds a lone surrogate: its forms are then measured by encoding. */
   known = true;
+  /** Whether the value holds non-ASCII characters (some forms then have more bytes than characters). */
+  wide = false;
 }
 
 /**
@@ -166,7 +168,10 @@ function addForm(f: string, min: number, wide = false): void {
   const len = f.length;
   if (len < min) return;
   const slot = len & 63;
-  for (let i = lastOfSlot[slot]; i !== 0; i = earlier[i - 1]) if (forms[i - 1] === f) return;
+  for (let i = lastOfSlot[slot]; i !== 0; i = earlier[i - 1]) {
+    const g = forms[i - 1];
+    if (g.length === len && g === f) return;
+  }
   const at = forms.length;
   if (at === earlier.length) earlier = grow(earlier);
   forms.push(f);
@@ -226,7 +231,10 @@ export function secretForms(value: string, counts?: FormBytes): string[] {
   extra = n - value.length;
   bytes = counts;
   // A lone surrogate is written as U+FFFD by some encoders and escaped by others.
-  if (counts) counts.known = (classes & LONE_SURROGATE) === 0;
+  if (counts) {
+    counts.known = (classes & LONE_SURROGATE) === 0;
+    counts.wide = extra > 0;
+  }
   addForm(value, 0, true);
   if (value.includes('\n')) {
     for (const line of value.split(/\r?\n/)) {
