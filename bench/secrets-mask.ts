@@ -1,14 +1,22 @@
 /**
  * Secret registry and scrubber benchmark (issue 5): registering 10k secrets with every
  * encoded form, and scrubbing an output stream with 1k secrets registered.
- * Run: npx tsx bench/secrets-mask.ts [register|scrub]   (both parts when no argument)
+ * Run: npx tsx bench/secrets-mask.ts [register|scrub] [--before <dir>]
+ *   (both parts when no part is named). With --before, each registration case runs the code
+ *   under <dir>/src/platform (a copy of an older commit, e.g. `git archive <ref> src | tar -x
+ *   -C <dir>`) and this tree's alternately, in this one process, and prints both.
  *
  * Registered means ready to scrub: every form computed, handed to the runner's mask sink
  * (a no-op here) and the matcher built, so the next scrub call does no more work.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { SecretRegistry, StreamScrubber } from '../src/platform/mask.js';
+
+type Registry = Pick<SecretRegistry, 'register' | 'matcher' | 'size'>;
+type MakeRegistry = () => Registry;
 
 const noSink = (): void => undefined;
 
@@ -40,26 +48,40 @@ function stats(xs: number[]): string {
   return `median ${s[Math.floor(s.length / 2)].toFixed(1)} ms, min ${s[0].toFixed(1)}`;
 }
 
-function registerBench(count: number, label: string, make: (i: number) => string, runs = 15): void {
+/**
+ * Registers `count` values into a fresh registry of each implementation, `runs` times,
+ * the implementations taking turns so that each sees the same load.
+ */
+function registerBench(
+  impls: [string, MakeRegistry][],
+  count: number,
+  label: string,
+  make: (i: number) => string,
+  runs = 15,
+): void {
   // Values as they arrive from JSON.parse or the environment: flat strings.
   const values = JSON.parse(JSON.stringify(Array.from({ length: count }, (_, i) => make(i)))) as string[];
-  let forms = 0;
-  const wall: number[] = [];
-  const cpu: number[] = [];
+  const forms = impls.map(() => 0);
+  const wall = impls.map((): number[] => []);
+  const cpu = impls.map((): number[] => []);
   for (let r = 0; r < runs; r++) {
-    const t = performance.now();
-    const c = process.cpuUsage();
-    const reg = new SecretRegistry(noSink);
-    for (let i = 0; i < values.length; i++) reg.register(values[i], { name: `S${i}` });
-    reg.matcher();
-    const d = process.cpuUsage(c);
-    wall.push(performance.now() - t);
-    cpu.push((d.user + d.system) / 1000);
-    forms = reg.size;
+    impls.forEach(([, fresh], k) => {
+      const t = performance.now();
+      const c = process.cpuUsage();
+      const reg = fresh();
+      for (let i = 0; i < values.length; i++) reg.register(values[i], { name: `S${i}` });
+      reg.matcher();
+      const d = process.cpuUsage(c);
+      wall[k].push(performance.now() - t);
+      cpu[k].push((d.user + d.system) / 1000);
+      forms[k] = reg.size;
+    });
   }
-  console.log(
-    `register ${count} ${label} secrets (${forms} forms) + build matcher, ${runs} runs: wall ${stats(wall)}; CPU ${stats(cpu)}`,
-  );
+  impls.forEach(([name], k) => {
+    console.log(
+      `${name}register ${count} ${label} secrets (${forms[k]} forms) + build matcher, ${runs} runs: wall ${stats(wall[k])}; CPU ${stats(cpu[k])}`,
+    );
+  });
 }
 
 function logText(bytes: number): Buffer {
@@ -121,16 +143,29 @@ const load = (): string =>
   loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-const part = process.argv[2];
+const args = process.argv.slice(2);
+const beforeAt = args.indexOf('--before');
+const beforeDir = beforeAt === -1 ? undefined : args.splice(beforeAt, 2)[1];
+const part = args[0];
+const impls: [string, MakeRegistry][] = [];
+if (beforeDir !== undefined) {
+  const old = (await import(pathToFileURL(join(resolve(beforeDir), 'src/platform/mask.ts')).href)) as {
+    SecretRegistry: new (sink: (v: string) => void) => Registry;
+  };
+  impls.push(['before: ', () => new old.SecretRegistry(noSink)]);
+}
+impls.push([beforeDir === undefined ? '' : 'after:  ', () => new SecretRegistry(noSink)]);
 console.log(`load average: ${load()} on ${cpus().length} cores`);
 if (part !== 'scrub') {
-  registerBench(10000, 'token-like', (i) => secretValue(i, 24));
+  registerBench(impls, 10000, 'token-like', (i) => secretValue(i, 24));
   registerBench(
+    impls,
     10000,
     'password-like (URL/JSON/shell forms too)',
     (i) => `p@ss&<${i}>/"${randomBytes(12).toString('base64')}'`,
   );
   registerBench(
+    impls,
     10000,
     'non-ASCII password-like (UTF-16, repr of bytes, C-locale shell forms too)',
     (i) => `pässwörd ${i}/漢字-🔑'"&<${randomBytes(9).toString('base64')}`,

@@ -15,7 +15,7 @@ import {
   type LineState,
   type Range,
 } from './match.js';
-import { MIN_SECRET_LENGTH, PEM_ARMOR, secretForms } from './secret-forms.js';
+import { FormBytes, MIN_SECRET_LENGTH, PEM_ARMOR, secretForms } from './secret-forms.js';
 
 export interface RegisterOptions {
   /** Name shown in place of the value (`GH_TOKEN`, `aws session token`). */
@@ -54,6 +54,11 @@ export class SecretRegistry {
   private owner = new Int32Array(4096);
   private count = 0;
   private readonly names: string[] = [];
+  /** The byte count of each form of the value being registered, filled by `secretForms`. */
+  private readonly formBytes = new FormBytes();
+  /** Scratch lists for `storeSplit`. */
+  private readonly asciiForms: string[] = [];
+  private readonly wideForms: string[] = [];
   private matcherCache: Matcher | undefined;
   private foldedCache: Matcher | undefined;
 
@@ -72,7 +77,7 @@ export class SecretRegistry {
         fix: 'check that the secret exists and has a value, or mark it as not secret if it is not one',
       });
     }
-    const forms = secretForms(value);
+    const forms = secretForms(value, this.formBytes);
     if (this.values.has(value)) return forms;
     this.values.add(value);
     // A form shared with another secret is kept twice: one more needle costs less than a
@@ -99,6 +104,11 @@ export class SecretRegistry {
 
   /** Appends the UTF-8 bytes of `forms`, all from secret `secret`. */
   private store(forms: string[], secret: number): void {
+    const bytes = this.formBytes;
+    if (bytes.known && bytes.wide) {
+      this.storeSplit(forms, bytes.counts, secret);
+      return;
+    }
     const joined = forms.join('');
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     this.reserve(joined.length * 3, forms.length);
@@ -114,15 +124,59 @@ export class SecretRegistry {
       if (lengths.reduce((a, b) => a + b, 0) !== written) lengths = undefined;
     }
     for (let i = 0; i < forms.length; i++) {
-      const f = forms[i];
-      const len = ascii ? f.length : lengths ? lengths[i] : this.data.write(f, at);
-      this.starts[this.count] = at;
-      this.owner[this.count] = secret;
-      this.count++;
+      const len = ascii ? forms[i].length : lengths ? lengths[i] : this.data.write(forms[i], at);
+      this.add(at, secret);
       at += len;
     }
     this.starts[this.count] = at;
     this.used = at;
+  }
+
+  /**
+   * The forms of a value with non-ASCII characters, whose byte counts are known: the ASCII
+   * ones first, copied as one string a byte a character, then the others as UTF-8. Encoding
+   * all of them as UTF-8 in one string cost as much as making them; which of a secret's forms
+   * comes first among the needles changes nothing (a hit names the secret, not the form).
+   */
+  private storeSplit(forms: string[], counts: Int32Array, secret: number): void {
+    const ascii = this.asciiForms;
+    const wide = this.wideForms;
+    ascii.length = 0;
+    wide.length = 0;
+    let wideBytes = 0;
+    for (let i = 0; i < forms.length; i++) {
+      const f = forms[i];
+      if (counts[i] === f.length) {
+        ascii.push(f);
+      } else {
+        wide.push(f);
+        wideBytes += counts[i];
+      }
+    }
+    const a = ascii.join('');
+    const w = wide.join('');
+    this.reserve(a.length + wideBytes, forms.length);
+    let at = this.used;
+    this.data.write(a, at, 'latin1');
+    this.data.write(w, at + a.length);
+    for (const f of ascii) {
+      this.add(at, secret);
+      at += f.length;
+    }
+    for (let i = 0; i < forms.length; i++) {
+      if (counts[i] === forms[i].length) continue;
+      this.add(at, secret);
+      at += counts[i];
+    }
+    this.starts[this.count] = at;
+    this.used = at;
+  }
+
+  /** Records that a form of `secret` starts at `at`. */
+  private add(at: number, secret: number): void {
+    this.starts[this.count] = at;
+    this.owner[this.count] = secret;
+    this.count++;
   }
 
   /** Room for `bytes` more bytes and `forms` more forms (the data is copied when it grows). */
@@ -153,9 +207,11 @@ export class SecretRegistry {
    * already handed out keeps seeing the bytes it was built on (they are never written again).
    */
   matcher(): Matcher {
+    // A view, not a copy: the entries up to `count` are never written again (a later form
+    // starts where the last one ended), and growing makes new arrays.
     this.matcherCache ??= new Matcher({
       data: this.data.subarray(0, this.used),
-      starts: this.starts.slice(0, this.count + 1),
+      starts: this.starts.subarray(0, this.count + 1),
     });
     return this.matcherCache;
   }

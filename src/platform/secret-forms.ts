@@ -6,6 +6,8 @@
  * are what Cordon registers besides it. test/unit/core/encoders.test.ts runs the real encoders
  * (Python, Node, bash, jq) and checks that each form they write is one of these.
  */
+import { ENCODE_URI, PY_QUOTE, PY_QUOTE_PLUS, URI_STRICT, WHATWG_FORM, recode } from './secret-forms-url.js';
+
 /** Values shorter than this cannot be masked without hiding ordinary text. */
 export const MIN_SECRET_LENGTH = 4;
 /** Derived fragments (base64 cores, single lines) shorter than this mask too much innocent text. */
@@ -113,19 +115,80 @@ for (let c = 0; c < 128; c++) {
   CLASS[c] = k;
 }
 
+/** A UTF-16 surrogate not in a pair (only ever computed, not in CLASS). */
+const LONE_SURROGATE = 4096;
+
 /** The classes of every character of `value`, or-ed together. */
 function classesOf(value: string): number {
   let k = 0;
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
-    k |= c < 128 ? CLASS[c] : CHANGED | NON_ASCII;
+    if (c < 128) {
+      k |= CLASS[c];
+      continue;
+    }
+    k |= CHANGED | NON_ASCII;
+    if ((c & 0xf800) !== 0xd800) continue;
+    if (c < 0xdc00 && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++;
+    else k |= LONE_SURROGATE;
   }
   return k;
 }
 
-/** Adds `f` unless too short or already there (a linear scan of one value's ~30 forms, no `Set` per value). */
-function addForm(forms: string[], f: string, min: number): void {
-  if (f.length >= min && !forms.includes(f)) forms.push(f);
+/**
+ * The UTF-8 byte count of each form, counted as the forms are made rather than by encoding
+ * each again: every encoding writes either ASCII only (one byte a character) or the value's
+ * own non-ASCII characters unchanged among ASCII escapes (a `wide` form: as many bytes more
+ * than characters as the value has). The registry keeps one and passes it in.
+ */
+export class FormBytes {
+  counts: Int32Array = new Int32Array(64);
+  /** False when the value holds a lone surrogate: its forms are then measured by encoding. */
+  known = true;
+  /** Whether the value holds non-ASCII characters (some forms then have more bytes than characters). */
+  wide = false;
+}
+
+/**
+ * What `addForm` works on: the value's list of forms, how many more UTF-8 bytes than
+ * characters a wide form has, the byte counts if wanted, and for the dedupe, per form length
+ * modulo 64 the last form of that length (index + 1, 0 = none) and per form the earlier one
+ * in its slot. One value is processed at a time; typed arrays per value cost more than the
+ * comparisons they saved.
+ */
+let forms: string[] = [];
+let extra = 0;
+let bytes: FormBytes | undefined;
+const lastOfSlot = new Int32Array(64);
+let earlier: Int32Array = new Int32Array(64);
+
+/**
+ * Adds `f` unless too short or already there. Only forms of the same length modulo 64 are
+ * compared: comparing each new form with all of a value's ~30 cost more than making most.
+ */
+function addForm(f: string, min: number, wide = false): void {
+  const len = f.length;
+  if (len < min) return;
+  const slot = len & 63;
+  for (let i = lastOfSlot[slot]; i !== 0; i = earlier[i - 1]) {
+    const g = forms[i - 1];
+    if (g.length === len && g === f) return;
+  }
+  const at = forms.length;
+  if (at === earlier.length) earlier = grow(earlier);
+  forms.push(f);
+  earlier[at] = lastOfSlot[slot];
+  lastOfSlot[slot] = at + 1;
+  if (bytes) {
+    if (at === bytes.counts.length) bytes.counts = grow(bytes.counts);
+    bytes.counts[at] = wide ? len + extra : len;
+  }
+}
+
+function grow(a: Int32Array): Int32Array {
+  const grown = new Int32Array(a.length * 2);
+  grown.set(a);
+  return grown;
 }
 
 /** Whether base64 text differs from its url-safe form (`+` and `/` become `-` and `_`). */
@@ -158,56 +221,70 @@ function base32(buf: Buffer, n: number): string {
  * encoded to bytes once; every base64 and hex form is cut from that (no Buffer per form), and
  * each text encoding runs only where the value holds a character it changes.
  */
-export function secretForms(value: string): string[] {
-  const forms = [value];
-  if (value.includes('\n')) {
-    for (const line of value.split(/\r?\n/)) {
-      const t = line.trim();
-      if (!PEM_ARMOR.test(t)) addForm(forms, t, MIN_FORM_LENGTH);
-    }
-  }
+export function secretForms(value: string, counts?: FormBytes): string[] {
   // The value's UTF-8 bytes and a newline after them, in one buffer: every base64 and hex
   // form is cut from it with a range, so each is one flat string and no Buffer is made per form.
   const buf = Buffer.allocUnsafe(value.length * 3 + 1);
   const n = buf.write(value);
   buf[n] = 10;
+  const classes = classesOf(value);
+  forms = [];
+  lastOfSlot.fill(0);
+  extra = n - value.length;
+  bytes = counts;
+  // A lone surrogate is written as U+FFFD by some encoders and escaped by others.
+  if (counts) {
+    counts.known = (classes & LONE_SURROGATE) === 0;
+    counts.wide = extra > 0;
+  }
+  addForm(value, 0, true);
+  if (value.includes('\n')) {
+    for (const line of value.split(/\r?\n/)) {
+      const t = line.trim();
+      if (!PEM_ARMOR.test(t)) addForm(t, MIN_FORM_LENGTH);
+      // A line's byte count is its own: measured.
+      if (counts && forms[forms.length - 1] === t) counts.counts[forms.length - 1] = Buffer.byteLength(t);
+    }
+  }
   const rest = n % 3;
   const b64 = buf.toString('base64', 0, n);
-  addForm(forms, b64, MIN_SECRET_LENGTH);
+  addForm(b64, MIN_SECRET_LENGTH);
   const unpadded = rest === 0 ? b64 : b64.slice(0, b64.length - 3 + rest);
-  addForm(forms, unpadded, MIN_SECRET_LENGTH);
+  addForm(unpadded, MIN_SECRET_LENGTH);
   const urlDiffers = hasPlusOrSlash(unpadded);
   const b64url = urlDiffers ? buf.toString('base64url', 0, n) : unpadded;
-  addForm(forms, b64url, MIN_SECRET_LENGTH);
+  addForm(b64url, MIN_SECRET_LENGTH);
   // Python's urlsafe_b64encode keeps the padding that Node's base64url drops.
-  if (urlDiffers && rest !== 0) addForm(forms, b64url + '='.repeat(3 - rest), MIN_SECRET_LENGTH);
+  if (urlDiffers && rest !== 0) addForm(b64url + '='.repeat(3 - rest), MIN_SECRET_LENGTH);
   // `echo "$S" | base64` encodes the value plus a newline: its last group differs, and the
   // whole of it is masked so that no group with the value's last bytes stays readable.
   const whole = rest === 0 ? b64 : b64.slice(0, ((n - rest) / 3) * 4);
-  addForm(forms, buf.toString('base64', 0, n + 1), MIN_SECRET_LENGTH);
+  addForm(buf.toString('base64', 0, n + 1), MIN_SECRET_LENGTH);
   // Base64 of the value's bytes as they appear inside a larger blob at each of the three
   // offsets: only the groups made of the value's bytes alone. At offset 0 that is a prefix of
   // the value's own base64.
   if (n >= 3) {
-    addForm(forms, whole, 8);
-    addForm(forms, urlDiffers ? b64url.slice(0, whole.length) : whole, 8);
+    addForm(whole, 8);
+    addForm(urlDiffers ? b64url.slice(0, whole.length) : whole, 8);
   }
   for (let skip = 1; skip < 3; skip++) {
     const usable = Math.floor((n - skip) / 3) * 3;
     if (usable <= 0) continue;
     const core = buf.toString('base64', skip, skip + usable);
-    addForm(forms, core, 8);
-    addForm(forms, hasPlusOrSlash(core) ? buf.toString('base64url', skip, skip + usable) : core, 8);
+    addForm(core, 8);
+    addForm(hasPlusOrSlash(core) ? buf.toString('base64url', skip, skip + usable) : core, 8);
   }
   // Base32 (Python's b32encode) without its padding, which the padded form holds.
-  addForm(forms, base32(buf, n), MIN_SECRET_LENGTH);
+  addForm(base32(buf, n), MIN_SECRET_LENGTH);
   const hex = buf.toString('hex', 0, n);
-  addForm(forms, hex, MIN_SECRET_LENGTH);
-  addForm(forms, hex.toUpperCase(), MIN_SECRET_LENGTH);
-  const classes = classesOf(value);
-  addUtf16Forms(forms, value, (classes & NON_ASCII) === 0);
-  if (classes & CHANGED) addTextForms(forms, value, classes, buf.toString('latin1', 0, n));
-  return forms;
+  addForm(hex, MIN_SECRET_LENGTH);
+  addForm(hex.toUpperCase(), MIN_SECRET_LENGTH);
+  addUtf16Forms(value, (classes & NON_ASCII) === 0);
+  if (classes & CHANGED) addTextForms(value, classes, buf.toString('latin1', 0, n));
+  const out = forms;
+  forms = [];
+  bytes = undefined;
+  return out;
 }
 
 /**
@@ -215,29 +292,29 @@ export function secretForms(value: string): string[] {
  * `v.encode('utf-16-le').hex()`, `b16encode`, Node's `Buffer.from(v, 'utf16le')`; PowerShell
  * and Windows APIs hold strings as UTF-16). A byte order mark before them leaves them whole.
  */
-function addUtf16Forms(forms: string[], value: string, ascii: boolean): void {
+function addUtf16Forms(value: string, ascii: boolean): void {
   const le = Buffer.from(value, 'utf16le');
   if (ascii) {
     // Each character is `xx00` little-endian and `00xx` big-endian: both hold `xx00...00zz`,
     // so one form per case covers both orders (the outer `00` is left, as a BOM is).
     const core = le.toString('hex', 0, le.length - 1);
-    addForm(forms, core, MIN_SECRET_LENGTH);
-    addForm(forms, core.toUpperCase(), MIN_SECRET_LENGTH);
+    addForm(core, MIN_SECRET_LENGTH);
+    addForm(core.toUpperCase(), MIN_SECRET_LENGTH);
     return;
   }
   const leHex = le.toString('hex');
   const beHex = le.swap16().toString('hex');
-  addForm(forms, leHex, MIN_SECRET_LENGTH);
-  addForm(forms, leHex.toUpperCase(), MIN_SECRET_LENGTH);
-  addForm(forms, beHex, MIN_SECRET_LENGTH);
-  addForm(forms, beHex.toUpperCase(), MIN_SECRET_LENGTH);
+  addForm(leHex, MIN_SECRET_LENGTH);
+  addForm(leHex.toUpperCase(), MIN_SECRET_LENGTH);
+  addForm(beHex, MIN_SECRET_LENGTH);
+  addForm(beHex.toUpperCase(), MIN_SECRET_LENGTH);
 }
 
 /**
  * URL and form, JSON, Go, `\\uXXXX`, HTML, shell and Python repr forms, each only where it
  * changes the value. `latin1` holds the value's UTF-8 bytes, one character per byte.
  */
-function addTextForms(forms: string[], value: string, classes: number, latin1: string): void {
+function addTextForms(value: string, classes: number, latin1: string): void {
   const min = MIN_SECRET_LENGTH;
   let uri: string;
   try {
@@ -246,101 +323,58 @@ function addTextForms(forms: string[], value: string, classes: number, latin1: s
     // A lone surrogate (from a JSON `\\ud800` escape) is written out as U+FFFD.
     uri = encodeURIComponent(Buffer.from(value, 'utf8').toString('utf8'));
   }
-  addForm(forms, uri, min);
-  if (classes & SPACE) addForm(forms, uri.replaceAll('%20', '+'), min);
+  addForm(uri, min);
+  if (classes & SPACE) addForm(uri.replaceAll('%20', '+'), min);
   // The other URL encoders differ from encodeURIComponent only in which ASCII characters they
   // keep, so each is a re-encoding of its output, made only when the value holds one of them.
-  if (classes & URI_RESERVED) addForm(forms, recode(uri, URI_STRICT), min);
-  if (classes & SLASH) addForm(forms, recode(uri, PY_QUOTE), min);
-  if (classes & SPACE && classes & URI_RESERVED) addForm(forms, recode(uri, PY_QUOTE_PLUS), min);
-  if (classes & FORM_DIFFERS) addForm(forms, recode(uri, WHATWG_FORM), min);
-  if (classes & URI_KEPT) addForm(forms, recode(uri, ENCODE_URI), min);
+  if (classes & URI_RESERVED) addForm(recode(uri, URI_STRICT), min);
+  if (classes & SLASH) addForm(recode(uri, PY_QUOTE), min);
+  if (classes & SPACE && classes & URI_RESERVED) addForm(recode(uri, PY_QUOTE_PLUS), min);
+  if (classes & FORM_DIFFERS) addForm(recode(uri, WHATWG_FORM), min);
+  if (classes & URI_KEPT) addForm(recode(uri, ENCODE_URI), min);
   const json = JSON.stringify(value).slice(1, -1);
-  addForm(forms, json, min);
-  if (classes & GO_HTML) addForm(forms, escapeAscii(json, GO_ESCAPES), min);
+  addForm(json, min, true);
+  if (classes & GO_HTML) addForm(escapeAscii(json, GO_ESCAPES), min, true);
   if (classes & NON_ASCII) {
-    addForm(
-      forms,
-      json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
-      min,
-    );
+    addForm(escapeNonAscii(json), min);
   }
   if (classes & APOS) {
-    addForm(forms, escapeAscii(value, HTML_APOS), min);
-    addForm(forms, escapeAscii(value, HTML_39), min);
+    addForm(escapeAscii(value, HTML_APOS), min, true);
+    addForm(escapeAscii(value, HTML_39), min, true);
   } else if (classes & HTML) {
-    addForm(forms, escapeAscii(value, HTML_APOS), min);
+    addForm(escapeAscii(value, HTML_APOS), min, true);
   }
-  addForm(forms, shellQuote(value), min);
-  if (classes & APOS) addForm(forms, value.replaceAll("'", "'\\''"), min);
-  if (classes & NON_ASCII) addForm(forms, shellQuoteBytes(latin1), min);
+  addForm(shellQuote(value), min, true);
+  if (classes & APOS) addForm(value.replaceAll("'", "'\\''"), min, true);
+  if (classes & NON_ASCII) addForm(shellQuoteBytes(latin1), min);
   // Python's repr quotes with ' unless the value holds a ' and no ", and escapes the quote it uses.
   const apos = (classes & APOS) !== 0 && value.includes('"');
   if (classes & (REPR | CONTROL | APOS)) {
-    addForm(forms, escapeAscii(value, apos ? REPR_STR_APOS : REPR_STR), min);
+    addForm(escapeAscii(value, apos ? REPR_STR_APOS : REPR_STR), min, true);
   }
   // Of an ASCII value, repr of its bytes is the same as of the str.
   if (classes & NON_ASCII) {
-    addForm(forms, escapeAscii(latin1, apos ? REPR_BYTES_APOS : REPR_BYTES), min);
+    addForm(escapeAscii(latin1, apos ? REPR_BYTES_APOS : REPR_BYTES), min);
   }
 }
 
-/** What a URL encoder writes for each ASCII character: itself, `+` (a space) or `%XX`. */
-type UrlTable = readonly string[];
-
-function urlTable(keep: string, plus = false): UrlTable {
-  return Array.from({ length: 128 }, (_, c) => {
-    const ch = String.fromCharCode(c);
-    if (/[A-Za-z0-9]/.test(ch) || keep.includes(ch)) return ch;
-    if (plus && ch === ' ') return '+';
-    return `%${c.toString(16).toUpperCase().padStart(2, '0')}`;
-  });
-}
-
-/** RFC 3986 strict, Python's `quote(v, safe='')` and jq 1.7's `@uri`. */
-const URI_STRICT = urlTable('-_.~');
-/** Python's `quote(v)`: safe='/' by default. */
-const PY_QUOTE = urlTable('-_.~/');
-/** Python's `quote_plus` and `urlencode`. */
-const PY_QUOTE_PLUS = urlTable('-_.~', true);
-/** WHATWG application/x-www-form-urlencoded: URLSearchParams, browsers' forms. */
-const WHATWG_FORM = urlTable('-_.*', true);
-/** JavaScript's encodeURI: keeps what has a meaning in a URL. */
-const ENCODE_URI = urlTable("-_.!~*'();,/?:@&=+$#");
+const HEX2 = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
 /**
- * encodeURIComponent's output `uri` as the encoder with `table` writes it: each `%XX` of an
- * ASCII character and each character left as it is becomes the table's entry; the `%XX` of
- * non-ASCII bytes are the same in every encoder.
+ * `s` with every UTF-16 unit from U+0080 as `\\uxxxx` (lower-case hex, as Python's
+ * `json.dumps` writes). A loop, not a `replace` with a function, which made a string per
+ * character.
  */
-function recode(uri: string, table: UrlTable): string {
-  // Only what the table changes is copied out one by one; the runs between are sliced.
+function escapeNonAscii(s: string): string {
   let out = '';
   let last = 0;
-  for (let i = 0; i < uri.length; i++) {
-    const c = uri.charCodeAt(i);
-    if (c !== 37) {
-      const e = table[c];
-      if (e.length === 1 && e.charCodeAt(0) === c) continue;
-      out += uri.slice(last, i) + e;
-      last = i + 1;
-      continue;
-    }
-    // encodeURIComponent writes upper-case hex; an ASCII byte's first digit is 0-7.
-    const hi = uri.charCodeAt(i + 1) - 48;
-    if (hi > 7) {
-      i += 2;
-      continue;
-    }
-    const lo = uri.charCodeAt(i + 2);
-    const byte = (hi << 4) | (lo >= 65 ? lo - 55 : lo - 48);
-    if (table[byte].length === 1) {
-      out += uri.slice(last, i) + table[byte];
-      last = i + 3;
-    }
-    i += 2;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    out += `${s.slice(last, i)}\\u${HEX2[c >> 8]}${HEX2[c & 0xff]}`;
+    last = i + 1;
   }
-  return last === 0 ? uri : out + uri.slice(last);
+  return last === 0 ? s : out + s.slice(last);
 }
 
 /** Go's json.Marshal escapes these three for HTML safety. */

@@ -103,6 +103,33 @@ function randomCorpus(count: number): string[] {
   return out;
 }
 
+/**
+ * Values shaped like the three cases of bench/secrets-mask.ts (token-like, password-like,
+ * non-ASCII password-like), seeded, and values with lone surrogates where a form's bytes
+ * could pair with the next form's (the registry then measures each form on its own).
+ */
+function benchCorpus(): string[] {
+  const r = rng(20261203);
+  const b64 = (len: number): string =>
+    Buffer.from(Array.from({ length: len }, () => Math.floor(r() * 256))).toString('base64');
+  const out: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    out.push(`tok${i}_${b64(24).replace(/\+/g, '-').replace(/\//g, '_').slice(0, 24)}`);
+    out.push(`p@ss&<${i}>/"${b64(12)}'`);
+    out.push(`pässwörd ${i}/漢字-🔑'"&<${b64(9)}`);
+  }
+  const lone = ['\ud800', '\udc00', '\udbff', '\udfff'];
+  for (let i = 0; i < 40; i++) {
+    const a = lone[i % 4];
+    const b = lone[(i >> 2) % 4];
+    out.push(`${a}x${b64(6)}${b}`, `sec-${i}-${b}`, `${a}\nline-${i}-é\n${b}`, `é-${i}\n${a}${b64(3)}${b}`);
+  }
+  // More forms than the registry's first tables hold: a value of 100 lines, one with a lone surrogate.
+  const lines = Array.from({ length: 100 }, (_, i) => `line ${i} ${b64(6)}${i % 3 ? 'é' : ''}`);
+  out.push(lines.join('\n'), `${lines.join('\r\n')}\ud800`);
+  return out;
+}
+
 interface Captured {
   forms: string[];
   masks: string[];
@@ -139,6 +166,7 @@ function digest(x: unknown): string {
 interface Fixture {
   named: Record<string, Captured>;
   random: { count: number; forms: string; scrub: string; hits: string };
+  bench: { count: number; forms: string; sorted: string; scrub: string };
 }
 
 function build(): Fixture {
@@ -156,6 +184,19 @@ function build(): Fixture {
       scrub: digest(reg.scrub(text)),
       hits: digest(reg.findAll(Buffer.from(text))),
     },
+    bench: benchDigests(),
+  };
+}
+
+function benchDigests(): Fixture['bench'] {
+  const values = benchCorpus();
+  const reg = new SecretRegistry(() => undefined);
+  const all = values.map((v, i) => reg.register(v, { name: `B${i}` }));
+  return {
+    count: values.length,
+    forms: digest(values.map((v) => captureOne(v))),
+    sorted: digest(all.flat().sort()),
+    scrub: digest(reg.scrub(scrubText(values))),
   };
 }
 
@@ -179,5 +220,17 @@ describe('secret forms stay what they were', () => {
 
   it('a seeded corpus of 1500 mixed values: same forms, masks, scrub output and hits', () => {
     expect(now.random).toEqual(golden.random);
+  });
+
+  it('values shaped like the benchmark and lone surrogates: same forms, masks and scrub output', () => {
+    expect(now.bench).toEqual(golden.bench);
+  });
+
+  it('every form registered is found whole, from its own bytes, among the others', () => {
+    const values = benchCorpus();
+    const reg = new SecretRegistry(() => undefined);
+    values.forEach((v, i) => reg.register(v, { name: `B${i}` }));
+    const missed = values.flatMap((v) => secretForms(v).filter((f) => reg.scrub(f) !== '***'));
+    expect(missed).toEqual([]);
   });
 });
