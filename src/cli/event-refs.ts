@@ -73,7 +73,8 @@ function taintOf(path: string[], whole: boolean): Taint {
   if (path[0] !== 'github') return 'none';
   // The whole context, or the whole event: toJSON writes every field, the body too.
   if (path.length === 1 || (path.length === 2 && path[1] === 'event')) return 'attacker';
-  if (path[1] === 'head_ref') return 'attacker';
+  // `github[x]` may name the event or head_ref.
+  if (path[1] === 'head_ref' || path[1] === '?') return 'attacker';
   if (path[1] !== 'event') return 'none';
   // workflow_dispatch inputs: chosen by someone with write access, not by anyone.
   if (path[2] === 'inputs') return 'event';
@@ -103,7 +104,8 @@ export function eventRefs(text: string): EventRef[] {
           path.push(next.text);
           j += 2;
         } else if (list[j]?.text === '[') {
-          const close = closing(list, j);
+          // An index never closed runs to the end of the expression.
+          const close = Math.min(closing(list, j), list.length - 1);
           const inner = list.slice(j + 1, close);
           const literal = inner.length === 1 && inner[0].kind === 'string';
           path.push(literal ? inner[0].text.toLowerCase() : inner[0]?.text === '*' ? '*' : '?');

@@ -362,6 +362,7 @@ describe('cordon check: event text in a command, in every form GitHub reads', ()
       '"${{ github.event.head_commit.author.email }}"',
       '"${{ github.event.workflow_run.head_branch }}"',
       `"\${{ github.event[matrix.field] }}"`,
+      `"\${{ github[matrix.context] }}"`,
       `"\${{ github.event.pull_request.number == 1 && github.event.comment.body || 'none' }}"`,
     ];
     expect(severities(forms)).toEqual(forms.map(() => 'error'));
