@@ -9,6 +9,7 @@ import type { DomainPattern } from '../fence/policy.js';
 import { inputVariable } from '../platform/inputs.js';
 import type { Env } from '../platform/runner.js';
 import { agentParts, type Found } from './check-step.js';
+import { eventRefs } from './event-refs.js';
 import { validators } from './validators.js';
 import { REUSABLE, type CordonStep, type InputValue, type JobInfo } from './workflow.js';
 import { text, type View } from './yaml-view.js';
@@ -98,31 +99,22 @@ export function order(job: JobInfo): Found[] {
   return found;
 }
 
-/** Event fields whose text anyone who can open an issue, a pull request or a branch chooses. */
-const ATTACKER_TEXT =
-  /(?:body|title|message|ref|label|name|email|page_name|default_branch|head_branch|description)$/;
-const EVENT_REF = /\bgithub\s*\.\s*(?:event(?:\s*\.\s*[\w*-]+|\[[^\]]*\])+|head_ref)/g;
-
-/** Each `${{ github.event.* }}` / `github.head_ref` pasted into a command, at its line. */
+/** Each `${{ }}` that pastes event text into a command, at the line of its `${{`. */
 export function eventText(v: InputValue, where: string): Found[] {
-  const found: Found[] = [];
-  v.value.split('\n').forEach((line, i) => {
-    for (const expr of line.matchAll(/\$\{\{(.*?)\}\}/g))
-      for (const ref of expr[1].matchAll(EVENT_REF)) {
-        const name = ref[0].replace(/\s+/g, '');
-        const pos = v.lineOf(i + 1);
-        const attacker = name === 'github.head_ref' || ATTACKER_TEXT.test(name);
-        found.push({
-          line: pos.line,
-          column: pos.column + (expr.index ?? 0),
-          severity: attacker ? 'error' : 'warning',
-          code: 'event-injection',
-          message: `${where} pastes \`${name}\` into the command: ${attacker ? 'whoever opens the issue, comment, pull request or branch writes that text, and the shell runs it' : 'event data is spliced into the script before the shell parses it'}`,
-          suggestion: `pass it through \`env:\` (e.g. \`EVENT_TEXT: \${{ ${name} }}\`) and use "$EVENT_TEXT" in the command`,
-        });
-      }
+  return eventRefs(v.value).map((ref) => {
+    const before = v.value.slice(0, ref.index);
+    const k = before.split('\n').length;
+    const pos = v.lineOf(k);
+    const attacker = ref.taint === 'attacker';
+    return {
+      line: pos.line,
+      column: pos.column + ref.index - (before.lastIndexOf('\n') + 1),
+      severity: attacker ? 'error' : 'warning',
+      code: 'event-injection',
+      message: `${where} pastes \`${ref.name}\` into the command: ${attacker ? 'whoever opens the issue, comment, pull request or branch writes that text, and the shell runs it' : 'event data is spliced into the script before the shell parses it'}`,
+      suggestion: `pass it through \`env:\` (e.g. \`EVENT_TEXT: \${{ ${ref.name} }}\`) and use "$EVENT_TEXT" in the command`,
+    };
   });
-  return found;
 }
 
 export function injection(job: JobInfo): Found[] {

@@ -72,6 +72,39 @@ export function disableSudo(
       input: 'disable-sudo',
     });
   }
+  // `sudo -n true` fails for a grant of one command (`%grp ALL=(ALL) NOPASSWD: /usr/bin/tee`),
+  // which is root all the same: sudo's own list of what is left is the check.
+  const left = sudoGrants(user, exec);
+  if (left.length > 0) {
+    throw new CordonError({
+      what: `egress: disable-sudo did not take effect: sudo still lets ${user} run ${left.join('; ')}`,
+      why: 'a sudoers rule this step does not recognise (a group the user is in, a User_Alias, a rule in an included file) still grants it, and a grant of one command such as tee or cp is root',
+      fix: `remove that grant in the runner image (\`sudo -l -U ${user}\` lists it), or set \`disable-sudo: false\` and do not rely on it`,
+      input: 'disable-sudo',
+    });
+  }
+}
+
+/** Rules named in the error at most: enough to find them, a bounded message. */
+const MAX_RULES = 20;
+
+/**
+ * What sudo still lets the user run, one entry a rule, as `sudo -l -U` (run as root) lists
+ * it; none when sudo says the user may not run it, or there is no sudo. Anything else it
+ * answers is taken as a grant: an unreadable answer must not pass as none.
+ */
+export function sudoGrants(user: string, exec: Exec = execSync): string[] {
+  const r = exec(['env', 'LC_ALL=C', 'sudo', '-n', '-l', '-U', user]);
+  if (r.code === 127) return [];
+  const out = r.stdout.replace(/\r/g, '');
+  if (r.code === 0 && /^User \S+ is not allowed to run sudo on /m.test(out)) return [];
+  const lines = out.split('\n');
+  const from = lines.findIndex((l) => /^User \S+ may run the following commands on /.test(l));
+  const rules = from < 0 ? [] : lines.slice(from + 1, from + 1 + MAX_RULES).filter((l) => /^\s+\S/.test(l));
+  if (r.code === 0 && rules.length > 0) return rules.map((l) => l.trim());
+  return [
+    `an unreadable rule list (\`sudo -l -U ${user}\` said: ${(r.stderr || r.stdout).trim().slice(0, 200)})`,
+  ];
 }
 
 /** Takes the docker socket from the docker group (root only); checks the user can no longer open it. */

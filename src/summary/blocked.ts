@@ -94,6 +94,25 @@ function allowlistBlocks(
   return blocks;
 }
 
+/**
+ * An egress.report with its names as the summary shows them: a refused name or one that
+ * answered inward was chosen by the agent and can carry a secret it is smuggling out, and
+ * attribution.json is uploaded where everyone who can read the run reads it. Names of
+ * another shape (a forged line) are left to the record's own finding.
+ */
+export function shownReport(r: EgressReport): EgressReport {
+  const named = <T extends { name: string }>(
+    list: T[] | undefined,
+    show: (n: T) => string,
+  ): T[] | undefined =>
+    Array.isArray(list) ? list.map((n) => (typeof n?.name === 'string' ? { ...n, name: show(n) } : n)) : list;
+  return {
+    ...r,
+    blockedNames: named(r.blockedNames, shownName) ?? r.blockedNames,
+    ...(r.rebinding ? { rebinding: named(r.rebinding, (n) => redactLabels(n.name)) } : {}),
+  };
+}
+
 /** What was blocked: answers pointing inward, names and destinations refused, tampering with the fence. */
 export function blockedSection(events: LedgerEvent[]): Block[] {
   const blocks: Block[] = [{ kind: 'heading', level: 3, text: 'What was blocked' }];

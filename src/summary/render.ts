@@ -4,11 +4,17 @@
  * summary (markdown), a standalone HTML page and attribution.json.
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
-import { eventsOf, type CredentialsIssued, type RunRecorded, type TokenIssued } from '../ledger/events.js';
+import {
+  dataOf,
+  eventsOf,
+  type CredentialsIssued,
+  type RunRecorded,
+  type TokenIssued,
+} from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 import { allowedSection, commitsSection, otherSection, touchedSection, whoSection } from './sections.js';
-import { blockedSection, leaksSection } from './blocked.js';
+import { blockedSection, leaksSection, shownReport } from './blocked.js';
 import { findingBlocks } from './findings.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
@@ -172,9 +178,18 @@ export function renderSummaryHtml(input: SummaryInput): string {
   return renderHtmlPage('Cordon attribution summary', buildBlocks(input));
 }
 
-/** The machine-readable record uploaded as an artifact. */
+/** An event as attribution.json holds it: an egress.report's names as the summary shows them. */
+function shownEvent(e: LedgerEvent): LedgerEvent {
+  const report = dataOf(e, 'egress.report');
+  return report ? { ...e, data: { ...shownReport(report) } } : e;
+}
+
+/**
+ * The machine-readable record uploaded as an artifact, readable by everyone who can read
+ * the run: names the agent chose are redacted as in the summary (the ledger keeps them).
+ */
 export function buildAttribution(input: SummaryInput): Record<string, unknown> {
-  const events = eventsIn(input);
+  const events = eventsIn(input).map(shownEvent);
   return {
     version: 1,
     verdict: input.verdict,
@@ -192,8 +207,8 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
     secrets: eventsOf(events, 'secrets.fetched'),
     runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
     commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
-    events: input.lines.flatMap((l) => (l.event ? [l.event] : [])),
-    ...(input.pending?.length ? { pending: input.pending } : {}),
+    events: input.lines.flatMap((l) => (l.event ? [shownEvent(l.event)] : [])),
+    ...(input.pending?.length ? { pending: input.pending.map(shownEvent) } : {}),
   };
 }
 

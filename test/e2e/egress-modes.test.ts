@@ -274,6 +274,99 @@ sudoSuite('egress started through sudo by an unprivileged runner user, with disa
   });
 });
 
+sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alias’s, one command', () => {
+  const user = `cegg${process.pid % 100000}`;
+  const group = `${user}g`;
+  const alias = `CORDON_T${process.pid % 100000}`;
+  const grant = `/etc/sudoers.d/${user}`;
+  const extra = `/etc/sudoers.d/${user}-extra`;
+  const tee = `/etc/${user}-tee`;
+  let w: World;
+  const jobs: Job[] = [];
+  const asUser = (job: Job): string[] => [
+    ...w.runner.wrap,
+    process.execPath,
+    '-e',
+    `const cp = require('child_process');
+     cp.execFileSync('chown', ['-R', ${JSON.stringify(user)}, ${JSON.stringify(job.root)}]);
+     const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(user)}, '--', ...process.argv.slice(1)], { stdio: 'inherit' });
+     process.exit(r.status ?? 1);`,
+  ];
+  /** The attack: write a root-owned file through `sudo tee`, as the runner user. */
+  const teeAsUser = (): number | null =>
+    w.runner.try(['runuser', '-u', user, '--', 'sh', '-c', `echo owned | sudo -n tee ${tee} >/dev/null`])
+      .code;
+  const start = async (rule: string): Promise<{ main: StepResult; job: Job }> => {
+    writeFileSync(extra, rule, { mode: 0o440 });
+    const job = new Job();
+    jobs.push(job);
+    run(['chown', '-R', user, job.root]);
+    chmodSync(job.root, 0o755);
+    const main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none', 'disable-sudo': 'true' },
+      wrap: asUser(job),
+      timeoutMs: 30000,
+    });
+    return { main, job };
+  };
+
+  beforeAll(async () => {
+    run(['groupadd', group]);
+    run(['useradd', '--no-create-home', '--shell', '/bin/sh', '-G', `${group},sudo`, user]);
+    // What lets the runner user start the daemon through sudo, as on a hosted runner.
+    writeFileSync(grant, `${user} ALL=(ALL) NOPASSWD:ALL\n`, { mode: 0o440 });
+    w = new World('g');
+    await w.serve();
+  }, 60000);
+
+  afterAll(async () => {
+    await w?.destroy(jobs.map((j) => fenceId(j.runnerTemp)));
+    for (const f of [grant, extra, tee]) rmSync(f, { force: true });
+    run(['userdel', user], { allowFail: true });
+    run(['groupdel', group], { allowFail: true });
+  });
+
+  test.each([
+    ['a group the user is in', `%${group} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`],
+    ['a User_Alias', `User_Alias ${alias} = ${user}\n${alias} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`],
+  ])(
+    'one command through %s: the step fails naming it, with no fence and the runner as it was',
+    async (_, rule) => {
+      const { main, job } = await start(rule);
+      expect(main.code).toBe(1);
+      const [error] = errors(main);
+      expect(error).toContain(`disable-sudo did not take effect: sudo still lets ${user} run`);
+      expect(error).toContain('/usr/bin/tee');
+      expect(error).toContain(`sudo -l -U ${user}`);
+      // Nothing half applied: no ruleset, no fence state, the grants and groups back as they were.
+      expect(w.runner.exec(['nft', 'list', 'tables'])).toBe('');
+      expect(existsSync(stateDir(fenceId(job.runnerTemp)))).toBe(false);
+      expect(readFileSync(grant, 'utf8')).toBe(`${user} ALL=(ALL) NOPASSWD:ALL\n`);
+      expect(readFileSync(extra, 'utf8')).toBe(rule);
+      expect(run(['id', '-nG', user]).trim().split(/\s+/)).toEqual(expect.arrayContaining([group, 'sudo']));
+    },
+    60000,
+  );
+
+  test('one command granted by the user’s own name is removed: the attack through sudo tee fails', async () => {
+    const { main, job } = await start(`${user} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`);
+    expect(errors(main)).toEqual([]);
+    expect(main.code).toBe(0);
+    expect(teeAsUser()).not.toBe(0);
+    expect(existsSync(tee)).toBe(false);
+    expect(w.runner.try(['runuser', '-u', user, '--', 'sudo', '-n', 'true']).code).not.toBe(0);
+    // Root's teardown gives every line back.
+    const down = w.runner.try([
+      process.execPath,
+      join(REPO_ROOT, 'dist/egress/daemon.js'),
+      'teardown',
+      fenceId(job.runnerTemp),
+    ]);
+    expect(down.stdout).toContain('DONE');
+    expect(readFileSync(extra, 'utf8')).toBe(`${user} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`);
+  }, 60000);
+});
+
 suite('egress when another server holds port 53 on 127.0.0.53, as systemd-resolved does', () => {
   let w: World;
   let job: Job;

@@ -491,3 +491,47 @@ describe('github-token: its post checks the line its main wrote', () => {
     expect(everythingPrinted(j, [start, main, post, end])).not.toContain(s.tokens[0].token);
   }, 120000);
 });
+
+describe('github-token: the App’s private key in a successful run', () => {
+  test('hostile: the key, whole, line by line, on one line or as base64, is in no output, log, state, ledger, summary or attribution.json', async () => {
+    const s = await server();
+    const j = job();
+    const pem = key.pkcs8;
+    const start = await j.run('start', 'main');
+    // Given as a workflow secret often is: on one line with escaped \n.
+    const main = await j.run('github-token', 'main', {
+      inputs: inputs(s, { 'private-key': pem.trim().replace(/\n/g, '\\n') }),
+    });
+    expect(errorOf(main)).toBe('');
+    expect(main.code).toBe(0);
+    const post = await j.run('github-token', 'post', { state: main.state });
+    expect(post.code).toBe(0);
+    const report = await j.run('report', 'main');
+    expect(report.code).toBe(0);
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(end.code).toBe(0);
+    expect(end.summary).toContain('| GitHub App bot | cordon-agent\\[bot\\] |');
+
+    const body = pem.split('\n').filter((l) => l && !l.startsWith('-----'));
+    const forms = [
+      pem.trim(),
+      pem.trim().replace(/\n/g, '\\n'),
+      Buffer.from(pem).toString('base64').slice(0, 40),
+      body.join('').slice(0, 40),
+      ...body.filter((l) => l.length >= 16),
+    ];
+    const steps = [start, main, post, report, end];
+    const all = [
+      everythingPrinted(j, steps),
+      ...steps.flatMap((r) => [JSON.stringify(r.outputs), JSON.stringify(r.state)]),
+      readFileSync(report.outputs['attribution-path'], 'utf8'),
+    ].join('\n');
+    expect(all).toContain('"type":"token.issued"');
+    expect(forms.length).toBeGreaterThan(10);
+    // By index: the message must not print the key either.
+    forms.forEach((f, i) => {
+      if (all.includes(f)) throw new Error(`form ${i} of the private key was found`);
+    });
+    expect(all).not.toContain('PRIVATE KEY');
+  }, 120000);
+});

@@ -174,6 +174,35 @@ describe('report, as a whole program', () => {
     expect(followed?.data.reportLine).toBe(reportLines[1].line);
   }, 60000);
 
+  test('job-summary: false writes no summary, and attribution.json all the same: from report, and from start’s post when report never ran', async () => {
+    const job = new Job();
+    const start = await job.run('start', 'main', { inputs: { 'job-summary': 'false' } });
+    expect(start.code).toBe(0);
+    const report = await job.run('report', 'main', { inputs: { 'job-summary': 'false' } });
+    expect(report.code).toBe(0);
+    expect(report.summary).toBe('');
+    const path = report.outputs['attribution-path'];
+    const attribution = JSON.parse(readFileSync(path, 'utf8'));
+    expect(attribution.verdict.status).toBe('intact');
+    expect(attribution.run.repository).toBe('octo-org/octo-repo');
+    expect(events(job).at(-1)).toMatchObject({ action: 'report', type: 'report.written' });
+    const post = await job.run('start', 'post', { state: start.state, inputs: { 'job-summary': 'false' } });
+    expect(post.code).toBe(0);
+    expect(post.summary).toBe('');
+
+    const alone = new Job();
+    const start2 = await alone.run('start', 'main', { inputs: { 'job-summary': 'false' } });
+    const post2 = await alone.run('start', 'post', {
+      state: start2.state,
+      inputs: { 'job-summary': 'false' },
+    });
+    expect(post2.code).toBe(0);
+    expect(post2.stdout).toContain('report did not run');
+    expect(post2.summary).toBe('');
+    expect(post2.outputs['attribution-path']).toBe(join(alone.runnerTemp, 'cordon', 'attribution.json'));
+    expect(JSON.parse(readFileSync(post2.outputs['attribution-path'], 'utf8')).verdict.status).toBe('intact');
+  }, 60000);
+
   test('the job failed before start: report still writes attribution.json, record unverified', async () => {
     const job = new Job();
     const report = await job.run('report', 'main');

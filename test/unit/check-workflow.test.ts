@@ -327,3 +327,119 @@ describe('cordon check: a composite action of one’s own', () => {
     expect(ps[1].message).toContain('first Cordon step of the composite action');
   });
 });
+
+describe('cordon check: event text in a command, in every form GitHub reads', () => {
+  /** One `run:` step per expression; the problems of each step's line, as severity. */
+  const severities = (exprs: string[]): (string | undefined)[] => {
+    const steps = exprs.map((e) => `      - run: echo ${e}`).join('\n');
+    const ps = checkWorkflowText(
+      `on: issue_comment\njobs:\n  a:\n    runs-on: x\n    steps:\n${steps}\n`,
+      'w.yml',
+    ).problems.filter((p) => p.code === 'event-injection');
+    return exprs.map((_, i) => {
+      const here = ps.filter((p) => p.line === 6 + i);
+      return here.length ? here.map((p) => p.severity).join(',') : undefined;
+    });
+  };
+
+  test('text anyone can write is an error however it is spelled: brackets, case, spaces, wrappers, the whole object', () => {
+    const forms = [
+      '"${{ toJSON(github.event) }}"',
+      '"${{ toJSON(github) }}"',
+      '"${{ toJSON(github.event.comment) }}"',
+      '"${{ toJson( github . event . pull_request ) }}"',
+      `"\${{ github.event['comment']['body'] }}"`,
+      `"\${{ github['event']['issue']['title'] }}"`,
+      `"\${{ github.event["comment"].body }}"`,
+      `"\${{ github.event.comment['BODY'] }}"`,
+      '"${{ GITHUB.EVENT.ISSUE.TITLE }}"',
+      `"\${{ format('{0} and }} {1}', github.event.issue.title, 'x') }}"`,
+      `"\${{ join(github.event.commits.*.message, ' ') }}"`,
+      '"${{ github.head_ref }}"',
+      `"\${{ github['head_ref'] }}"`,
+      '"${{ github.event.pull_request.head.ref }}"',
+      '"${{ github.event.pull_request.head.label }}"',
+      '"${{ github.event.head_commit.author.email }}"',
+      '"${{ github.event.workflow_run.head_branch }}"',
+      `"\${{ github.event[matrix.field] }}"`,
+      `"\${{ github[matrix.context] }}"`,
+      `"\${{ github.event.pull_request.number == 1 && github.event.comment.body || 'none' }}"`,
+    ];
+    expect(severities(forms)).toEqual(forms.map(() => 'error'));
+  });
+
+  test('an expression spread over lines of a block is reported at the line of its ${{', () => {
+    const text = [
+      'on: issues',
+      'jobs:',
+      '  a:',
+      '    runs-on: x',
+      '    steps:',
+      '      - run: |',
+      '          echo start',
+      '          echo "${{',
+      '            toJSON(github.event.issue)',
+      '          }}"',
+      '',
+    ].join('\n');
+    const ps = checkWorkflowText(text, 'w.yml').problems;
+    expect(ps.map((p) => [p.line, p.column, p.severity, p.code])).toEqual([
+      [8, 17, 'error', 'event-injection'],
+    ]);
+  });
+
+  test('workflow_dispatch inputs and other event fields are a warning; numbers, SHAs, booleans and other contexts are nothing', () => {
+    expect(
+      severities([
+        '"${{ github.event.inputs.name }}"',
+        '"${{ toJSON(github.event.inputs) }}"',
+        '"${{ github.event.action }}"',
+        '"${{ github.event.issue }}"',
+        '"${{ inputs.task }}"',
+        '"${{ github.event.pull_request.number }}"',
+        '"${{ github.event.issue.id }}"',
+        '"${{ github.event.pull_request.head.sha }}"',
+        '"${{ github.event.comment.created_at }}"',
+        '"${{ toJSON(github.event.pull_request.number) }}"',
+        '"${{ github.sha }} ${{ github.ref }} ${{ github.run_id }} ${{ github.event_name }}"',
+        '"${{ github.repository }} ${{ steps.github.outputs.body }}"',
+        `"\${{ contains(github.event.comment.body, '/deploy') }}"`,
+        `"\${{ startsWith(github.event.issue.title, 'bug') }}"`,
+        `"\${{ github.event.comment.body == 'yes' }}"`,
+        `"\${{ !github.event.issue.title }}"`,
+        `"\${{ 'github.event.comment.body' }}"`,
+        'github.event.comment.body',
+      ]),
+    ).toEqual(['warning', 'warning', 'warning', 'warning', ...Array<undefined>(14).fill(undefined)]);
+  });
+
+  test('the run input of actions/agent and of the reusable workflow are checked like run’s', () => {
+    const text = [
+      'on: issue_comment',
+      'permissions: { id-token: write, contents: read }',
+      'jobs:',
+      '  fence:',
+      '    runs-on: x',
+      '    steps:',
+      '      - uses: cordon-dev/cordon/actions/agent@v1',
+      '        with:',
+      '          allowed-domains: api.anthropic.com',
+      "          run: npx my-agent --task \"${{ github.event['comment']['body'] }}\"",
+      '  reusable:',
+      '    uses: cordon-dev/cordon/.github/workflows/agent.yml@v1',
+      '    with:',
+      '      allowed-domains: api.anthropic.com',
+      '      run: |',
+      '        npx my-agent --pr ${{ github.event.pull_request.number }}',
+      "        npx my-agent --event '${{ toJSON(github.event) }}'",
+      '',
+    ].join('\n');
+    const ps = checkWorkflowText(text, 'w.yml').problems;
+    expect(ps.map((p) => `${p.line}:${p.column}:${p.severity}:${p.code}`)).toEqual([
+      '10:37:error:event-injection',
+      '17:31:error:event-injection',
+    ]);
+    expect(ps[0].message).toContain("the `run` input of agent pastes `github.event['comment']['body']`");
+    expect(ps[1].message).toContain('the `run` input of the reusable workflow pastes `github.event`');
+  });
+});

@@ -5,7 +5,12 @@ import { Ledger, type LedgerLine } from '../../src/ledger/ledger.js';
 import type { EventTypes } from '../../src/ledger/events.js';
 import { SecretRegistry } from '../../src/platform/mask.js';
 import { commandPreview } from '../../src/platform/redact.js';
-import { renderSummaryHtml, renderSummaryMarkdown, renderSummaryText } from '../../src/summary/render.js';
+import {
+  buildAttribution,
+  renderSummaryHtml,
+  renderSummaryMarkdown,
+  renderSummaryText,
+} from '../../src/summary/render.js';
 import { verdictFor } from '../../src/ledger/verify.js';
 import { sampleEvents } from '../harness/sample-events.js';
 import { appendAny } from '../harness/ledger.js';
@@ -261,6 +266,50 @@ describe('summary findings', () => {
     expect(bare.replace(/\\/g, '')).not.toContain(value);
     expect(bare).not.toContain(hex.slice(0, 16));
     expect(bare).toContain('\\[40 chars\\].\\[16 chars\\].exfil.evil.test');
+  });
+
+  test('hostile: a secret-looking label exfiltrated as a DNS name is not in attribution.json, as in the summary', () => {
+    // The agent smuggles a value it read (no registry knows it) out in the labels of names the fence refuses.
+    const value = 'ghs_Q7vX2mK9pL4nR8sT1wY6zB3cD5fH0jA';
+    const hex = Buffer.from(value).toString('hex');
+    const report = {
+      ...sampleEvents['egress.report'],
+      blockedNames: [
+        { name: `${value.toLowerCase()}.evil.test`, queries: 1 },
+        { name: `${hex.slice(0, 40)}.${hex.slice(40)}.exfil.evil.test`, queries: 2 },
+      ],
+      rebinding: [
+        {
+          name: `${value.toLowerCase()}.rebind.test`,
+          answers: 1,
+          addresses: [{ address: '127.0.0.1', kind: 'loopback' as const }],
+        },
+      ],
+    };
+    const lines = ledgerLines({ 'egress.report': report });
+    // report also renders what the daemon has seen so far, not yet in the ledger.
+    const pending = [
+      { ...lines.find((l) => l.event?.type === 'egress.report')!.event!, data: { ...report } },
+    ];
+    const json = JSON.stringify(buildAttribution({ lines, verdict: verdictFor(lines), pending }));
+    expect(json.toLowerCase()).not.toContain(value.toLowerCase());
+    expect(json).not.toContain(hex.slice(0, 16));
+    expect(json).not.toContain(hex.slice(40));
+    // Shown as in the summary, everywhere attribution.json holds the report.
+    const a = JSON.parse(json) as {
+      egress: { reports: { blockedNames: { name: string }[]; rebinding: { name: string }[] }[] };
+      events: { type: string; data: { blockedNames: { name: string }[] } }[];
+      pending: { data: { blockedNames: { name: string }[] } }[];
+    };
+    const shown = ['[35 chars].evil.test', '[40 chars].[30 chars].exfil.evil.test'];
+    expect(a.egress.reports.flatMap((r) => r.blockedNames.map((b) => b.name))).toEqual([...shown, ...shown]);
+    expect(a.egress.reports[0].rebinding.map((r) => r.name)).toEqual(['[35 chars].rebind.test']);
+    expect(a.events.find((e) => e.type === 'egress.report')?.data.blockedNames.map((b) => b.name)).toEqual(
+      shown,
+    );
+    expect(a.pending[0].data.blockedNames.map((b) => b.name)).toEqual(shown);
+    // What the agent could not have put data into stays as it is.
+    expect(json).toContain(sampleEvents['egress.report'].allowed[0].name);
   });
 
   test('hostile: markdown in a name, a commit message or an author cannot forge an alert or a table row', () => {

@@ -52,6 +52,26 @@ describe('redact', () => {
     expect(oneLine('y'.repeat(20), 10)).toBe(`${'y'.repeat(9)}…`);
   });
 
+  test('a JWT and a PEM private key (whole, or cut before its END line) are taken out of the command preview', () => {
+    // Segments under 32 characters: only the JWT shape can see this one.
+    const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOngifQ.c2lnbmF0dXJlLXNpZw';
+    const body = ['MIIEvQIBADANBgkqhkiG9w0BAQEFAASC', 'oVfXk4ZqYb2Rt7LmNw0pQsUe3HcJgAaD', '=='];
+    const pem = ['-----BEGIN RSA PRIVATE KEY-----', ...body, '-----END RSA PRIVATE KEY-----'].join('\n');
+    const none = (t: string): string => t; // no registry knows these: the shapes alone
+    expect(commandPreview(`./agent --oidc ${jwt} && echo ${jwt}|x`, none)).toBe(
+      './agent --oidc *** && echo ***|x',
+    );
+    expect(commandPreview(`printf '%s' '${pem}' > k.pem && ./agent`, none)).toBe(
+      "printf '%s' '***' > k.pem && ./agent",
+    );
+    expect(commandPreview(`echo '-----BEGIN OPENSSH PRIVATE KEY-----\n${body.join('\n')}`, none)).toBe(
+      "echo '***",
+    );
+    for (const out of [commandPreview(`k=${jwt} ./a '${pem}'`, none, 100)]) {
+      expect(out).not.toMatch(/eyJ|PRIVATE KEY|MIIE|oVfX/);
+    }
+  });
+
   test('labels of a name that could carry data are shown by their length', () => {
     expect(redactLabels('registry.npmjs.org')).toBe('registry.npmjs.org');
     expect(redactLabels('s3-us-west-2.amazonaws.com')).toBe('s3-us-west-2.amazonaws.com');
