@@ -1,10 +1,10 @@
 /**
  * The run ledger: append-only JSON Lines under `$RUNNER_TEMP/cordon/`, one event a line,
  * each line chained to the one before by SHA-256 so that edits show. Appends from several
- * processes are serialised by a lock directory; a line is written with one `write` call.
+ * processes are serialised by a lock directory (`lock.ts`); a line is written with one `write` call.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { ledgerCopyPathsFor, sendLedgerLine } from './copy.js';
@@ -19,6 +19,7 @@ import {
 
 export { assertRegularLedger, lastLine, readLedgerText } from './ledger-file.js';
 import type { EventTypes } from './events.js';
+import { lockForced, withLock } from './lock.js';
 import { secrets as defaultRegistry, type SecretRegistry } from '../platform/mask.js';
 import type { Env } from '../platform/runner.js';
 
@@ -75,41 +76,6 @@ export function hashLine(raw: string): string {
   return createHash('sha256').update(raw, 'utf8').digest('hex');
 }
 
-const LOCK_WAIT_MS = 5000;
-const LOCK_STALE_MS = 10000;
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-function withLock<T>(path: string, fn: () => T): T {
-  const lock = `${path}.lock`;
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) rmdirSync(lock);
-      } catch {
-        // The holder released it between our two calls.
-      }
-      if (Date.now() > deadline) {
-        throw new CordonError({
-          what: `ledger: could not lock ${path}`,
-          why: `another process held ${lock} for over ${LOCK_WAIT_MS} ms`,
-          fix: 'remove the stale lock directory if no Cordon step is running',
-        });
-      }
-      Atomics.wait(sleeper, 0, 0, Math.min(20, 1 + attempt));
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    rmdirSync(lock);
-  }
-}
-
 export class Ledger {
   readonly path: string;
   private readonly registry: SecretRegistry;
@@ -134,9 +100,15 @@ export class Ledger {
     const socket = this.copySocket;
     if (!socket || !this.exists()) return 0;
     // Under the lock: no append can land between what is read here and what is sent.
-    return withLock(this.path, () => {
+    return withLock(this.path, (forced) => {
       let n = 0;
-      for (const raw of this.rawLines()) if (sendLedgerLine(socket, raw)) n++;
+      const lines = this.rawLines();
+      for (const raw of lines) if (sendLedgerLine(socket, raw)) n++;
+      if (forced !== undefined && lines.length) {
+        const notice = lockForced(this.action, 'send the ledger to its copy', forced, this.path);
+        this.put('ledger.tampered', notice, hashLine(lines[lines.length - 1]), !endsWithNewline(this.path));
+        n++;
+      }
       return n;
     });
   }
@@ -204,38 +176,60 @@ export class Ledger {
   ): { hash: string; event: LedgerEvent; hashes?: string[] } {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     this.regular();
-    return withLock(this.path, () => {
+    return withLock(this.path, (forced) => {
       const lines = snapshot ? this.rawLines() : undefined;
       const tail = lines ? undefined : readTail(this.path);
       const last = lines ? lines[lines.length - 1] : tail?.line;
-      const prev = last !== undefined ? hashLine(last) : hashLine(nonce ?? randomBytes(32).toString('hex'));
-      const event: LedgerEvent = {
-        v: LEDGER_VERSION,
-        time: this.clock().toISOString(),
-        action: this.action,
-        type,
-        data: (typeof data === 'function' ? data(prev) : data) as Record<string, unknown>,
-        prev,
-      };
-      const raw = JSON.stringify(event);
-      const leaked = this.registry.findIn(raw);
-      if (leaked) {
-        throw new CordonError({
-          what: `ledger: refused to record event ${type} from ${this.action}`,
-          why: `it contains the value of ${leaked}, and the ledger never holds secret values`,
-          fix: 'record the secret by name, never by value (this is a bug in Cordon: please report it)',
-        });
-      }
       // A line someone wrote without its newline must not swallow ours.
-      const glue = last !== undefined && !(tail ? tail.newline : endsWithNewline(this.path)) ? '\n' : '';
-      appendLedger(this.path, glue + raw + '\n');
-      const hash = hashLine(raw);
-      lastWritten = { path: this.path, hash };
-      // Lines can still reach the daemon out of order (a connection still opening, another
-      // process's connection); the summary puts them back in chain order.
-      if (this.copySocket) sendLedgerLine(this.copySocket, raw);
-      return { hash, event, hashes: lines ? [...lines.map(hashLine), hash] : undefined };
+      const glue = last !== undefined && !(tail ? tail.newline : endsWithNewline(this.path));
+      const hashes = lines?.map(hashLine);
+      let prev = last !== undefined ? hashLine(last) : hashLine(nonce ?? randomBytes(32).toString('hex'));
+      if (forced !== undefined) {
+        const notice = this.put(
+          'ledger.tampered',
+          lockForced(this.action, `write ${type}`, forced, this.path),
+          prev,
+          glue,
+        );
+        hashes?.push(notice.hash);
+        prev = notice.hash;
+      }
+      const { hash, event } = this.put(type, data, prev, glue && forced === undefined);
+      return { hash, event, hashes: hashes ? [...hashes, hash] : undefined };
     });
+  }
+
+  /** Writes one line chained to `prev` (the lock held) and sends it to the daemon's copy. */
+  private put(
+    type: string,
+    data: object | ((prev: string) => object),
+    prev: string,
+    glue: boolean,
+  ): { hash: string; event: LedgerEvent } {
+    const event: LedgerEvent = {
+      v: LEDGER_VERSION,
+      time: this.clock().toISOString(),
+      action: this.action,
+      type,
+      data: (typeof data === 'function' ? data(prev) : data) as Record<string, unknown>,
+      prev,
+    };
+    const raw = JSON.stringify(event);
+    const leaked = this.registry.findIn(raw);
+    if (leaked) {
+      throw new CordonError({
+        what: `ledger: refused to record event ${type} from ${this.action}`,
+        why: `it contains the value of ${leaked}, and the ledger never holds secret values`,
+        fix: 'record the secret by name, never by value (this is a bug in Cordon: please report it)',
+      });
+    }
+    appendLedger(this.path, (glue ? '\n' : '') + raw + '\n');
+    const hash = hashLine(raw);
+    lastWritten = { path: this.path, hash };
+    // Lines can still reach the daemon out of order (a connection still opening, another
+    // process's connection); the summary puts them back in chain order.
+    if (this.copySocket) sendLedgerLine(this.copySocket, raw);
+    return { hash, event };
   }
 
   private rawLines(): string[] {

@@ -184,8 +184,8 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
   // post writes this, after the agent is gone.
   for (const l of lines) {
     if (l.event?.type !== 'egress.report' || l.event.action !== 'egress') continue;
-    // Anyone can write a line in egress's name (the file as the runner user, the daemon's
-    // socket as any user): an entry of any shape, null included, must not stop the verdict.
+    // Anyone can write a line in egress's name (the file and the daemon's socket as the
+    // runner user): an entry of any shape, null included, must not stop the verdict.
     const cg = (l.event.data as { runCgroups?: unknown }).runCgroups;
     for (const c of Array.isArray(cg)
       ? (cg as ({ name?: unknown; end?: unknown; alive?: unknown } | null)[])
@@ -214,8 +214,8 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
  * line that chains to the nonce (`rootPrev`, its hash) or else the first line, preferring
  * at a fork the line the file holds too (`inFile`, by hash); lines that
  * are not on that walk (a fork chained to an earlier line, a line that chains to nothing)
- * keep their arrival order at the end and are returned in `unplaced`: anyone can send to
- * the socket, so they are not Cordon's. Lines are numbered by their new place.
+ * keep their arrival order at the end and are returned in `unplaced`: any process of the
+ * runner user (a `user: runner` agent too) can send to the socket, so they are not Cordon's. Lines are numbered by their new place.
  */
 export function orderByChain(
   lines: LedgerLine[],

@@ -8,9 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
+import { compareWithCopy } from '../../src/ledger/verify.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns, run } from '../../src/devkit/netns.js';
 import { CGROUP_SOCKET, fenceId, ledgerCopyPaths, stateDir } from '../../src/rootd/protocol.js';
@@ -129,6 +130,74 @@ suite('integrity with the egress daemon, steps as an unprivileged runner user', 
   }, 60000);
 });
 
+/**
+ * The command, as the runner user inside run's cgroup: starts a shell held exactly as run
+ * holds its own and asks the daemon's helper to move it (out of run's cgroup); sends the
+ * daemon's ledger copy two forged lines (one chained to nothing, one chained to the file's
+ * last line, as if egress wrote it); then opens more connections than the socket keeps.
+ */
+const INSIDE = `
+const net = require('net'), fs = require('fs'), cp = require('child_process'), c = require('crypto');
+const [cgsock, ledsock, ledger, out] = process.argv.slice(2);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ask = (sock, text) => new Promise((res) => {
+  const s = net.connect(sock); let d = '';
+  const t = setTimeout(() => s.destroy(), 5000);
+  s.setEncoding('utf8'); s.on('error', (e) => { d += 'error ' + e.code; });
+  s.on('connect', () => s.write(text));
+  s.on('data', (x) => { d += x; if (d.includes('\\n')) s.end(); });
+  s.on('close', () => { clearTimeout(t); res(d); });
+  if (!text.startsWith('{"op"')) s.on('connect', () => setTimeout(() => s.end(), 200));
+});
+(async () => {
+  const r = {};
+  const held = cp.spawn('/bin/sh', ['-c', 'kill -STOP $$; exec "$@"', 'sh', 'sleep', '30'], { stdio: 'ignore' });
+  for (let i = 0; i < 250; i++) {
+    const st = fs.readFileSync('/proc/' + held.pid + '/stat', 'utf8');
+    if (st.slice(st.lastIndexOf(')') + 2)[0] === 'T') break;
+    await sleep(20);
+  }
+  r.join = await ask(cgsock, JSON.stringify({ op: 'join', pid: held.pid }) + '\\n');
+  r.heldCgroup = fs.readFileSync('/proc/' + held.pid + '/cgroup', 'utf8');
+  held.kill('SIGKILL');
+  const lines = fs.readFileSync(ledger, 'utf8').split('\\n').filter(Boolean);
+  const last = c.createHash('sha256').update(lines[lines.length - 1], 'utf8').digest('hex');
+  const time = new Date().toISOString();
+  r.sent = await ask(ledsock, [
+    { v: 1, time, action: 'start', type: 'commits.observed', data: {}, prev: 'forged-by-the-agent' },
+    { v: 1, time, action: 'egress', type: 'egress.report', data: { runCgroups: [] }, prev: last },
+  ].map((e) => JSON.stringify(e) + '\\n').join(''));
+  const conns = [];
+  let closed = 0;
+  for (let i = 0; i < 72; i++) {
+    const s = net.connect(ledsock);
+    s.on('error', () => undefined);
+    s.on('close', () => closed++);
+    conns.push(s);
+  }
+  await sleep(1500);
+  r.closedByServer = closed;
+  for (const s of conns) s.destroy();
+  fs.writeFileSync(out, JSON.stringify(r));
+})();
+`;
+
+/** Asks the cgroup helper, as `user`, to move `pid`; returns its answer. */
+function askHelper(sock: string, user: string, pid: number): string {
+  return run([
+    'runuser',
+    '-u',
+    user,
+    '--',
+    process.execPath,
+    '-e',
+    `
+    const c = require('net').connect(${JSON.stringify(sock)});
+    c.on('connect', () => c.write(JSON.stringify({ op: 'join', pid: ${pid} }) + '\\n'));
+    c.setEncoding('utf8'); c.on('data', (d) => { process.stdout.write(d); c.destroy(); });`,
+  ]);
+}
+
 suite('the cgroup socket and an agent that kills run', () => {
   const user = `cink${process.pid % 100000}`;
   let w: World;
@@ -137,6 +206,8 @@ suite('the cgroup socket and an agent that kills run', () => {
   let egressState: Record<string, string> = {};
   const asRunner = (): string[] => wrapAsUser(user, job.root);
   const ledgerPath = (): string => join(job.runnerTemp, 'cordon', 'ledger.jsonl');
+  const events = (text: string): { type: string }[] =>
+    parseLedgerText(text).flatMap((l) => (l.event ? [l.event] : []));
 
   beforeAll(async () => {
     run(['useradd', '--no-create-home', '--shell', '/bin/sh', user]);
@@ -191,6 +262,66 @@ suite('the cgroup socket and an agent that kills run', () => {
     egressState = egress.state;
   }, 60000);
 
+  test("hostile, from inside run's cgroup: the helper will not move a held shell there nor one of the proxy's user; lines sent to the copy's socket are judged; it keeps 64 connections", async () => {
+    const sock = join(stateDir(fenceId(job.runnerTemp)), CGROUP_SOCKET);
+    const copy = ledgerCopyPaths(job.runnerTemp);
+    const inside = join(job.root, 'inside.cjs');
+    writeFileSync(inside, INSIDE);
+    const out = join(job.workspace, 'inside.json');
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `"${process.execPath}" "${inside}" "${sock}" "${copy.socket}" "${ledgerPath()}" "${out}"`,
+      },
+      wrap: asRunner(),
+      timeoutMs: 30000,
+    });
+    expect(r.code).toBe(0);
+    const seen = JSON.parse(readFileSync(out, 'utf8')) as Record<string, string | number>;
+    // The held shell stays where it was, in run's cgroup.
+    expect(seen.join).toContain('is already in a cgroup made for run');
+    expect(seen.heldCgroup).toMatch(/^0::\/cordon-run-\d+-[0-9a-f]{8}$/m);
+    // The socket kept at most 64 of the agent's 72 connections (run's own, if open, among them).
+    expect(Number(seen.closedByServer)).toBeGreaterThanOrEqual(8);
+    expect(Number(seen.closedByServer)).toBeLessThan(72);
+
+    // Both forged lines reached the copy; run's lines after the agent's flood reached it too.
+    const copyText = readFileSync(copy.copy, 'utf8');
+    expect(copyText).toContain('forged-by-the-agent');
+    expect(events(copyText).filter((e) => e.type === 'run.finished')).toHaveLength(1);
+    // Judged as the summary does: neither is Cordon's, and the verdict is altered.
+    const judged = compareWithCopy(
+      parseLedgerText(readFileSync(ledgerPath(), 'utf8')),
+      parseLedgerText(copyText),
+      { nonce: startState.nonce },
+    );
+    const said = judged.details.join('\n');
+    expect(said).toMatch(
+      /\(commits\.observed, as start\) does not fit its chain: sent by someone other than a Cordon step/,
+    );
+    expect(said).toMatch(
+      /\(egress\.report, as egress\) does not fit its chain: sent by someone other than a Cordon step/,
+    );
+    expect(judged.untrusted.size).toBe(2);
+
+    // A held shell of the proxy's user (made here, as root): refused, and left where it is.
+    const dnsUid = Number(run(['id', '-u', 'cordon-dns']).trim());
+    const dnsGid = Number(run(['id', '-g', 'cordon-dns']).trim());
+    const proxyHeld = spawn('/bin/sh', ['-c', 'kill -STOP $$; exec "$@"', 'sh', 'sleep', '30'], {
+      stdio: 'ignore',
+      uid: dnsUid,
+      gid: dnsGid,
+    });
+    try {
+      const pid = proxyHeld.pid as number;
+      for (let i = 0; i < 100 && !/\) T /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); i++)
+        await new Promise((res) => setTimeout(res, 20));
+      expect(askHelper(sock, user, pid)).toContain("is not a runner user's");
+      expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).not.toContain('cordon-run-');
+    } finally {
+      proxyHeld.kill('SIGKILL');
+    }
+  }, 60000);
+
   test("the agent forges run's verification, then kills run: its cgroup dies with run, and the record says so", async () => {
     const ledger = ledgerPath();
     const forge = [
@@ -225,5 +356,6 @@ suite('the cgroup socket and an agent that kills run', () => {
     const summary = await job.run('start', 'post', { state: startState, wrap: asRunner() });
     expect(summary.summary).toContain('RECORD ALTERED');
     expect(summary.summary).toContain("run's process went away while its command ran");
+    expect(summary.summary).toContain('does not fit its chain: sent by someone other than a Cordon step');
   }, 60000);
 });

@@ -5,12 +5,13 @@
  * must not call that record intact. Needs root for the cgroup; without it the test fails
  * loudly under CI and is skipped otherwise.
  */
-import { afterAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { chmodSync, existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job } from '../../src/devkit/run-action.js';
 import { cgroup2Mount } from '../../src/platform/cgroup2.js';
+import { canMakeUsers, makeTestUser, type TestUser } from '../harness/users.js';
 
 const root = process.getuid?.() === 0;
 const mount = cgroup2Mount();
@@ -184,4 +185,127 @@ maybe('a recorder that dies, as whole programs', () => {
     },
     90000,
   );
+});
+
+/**
+ * The command (as the runner user, run not root, as on a hosted runner) hunts for the seal
+ * key: the key file, every regular file run and its ancestors hold open (a deleted one too),
+ * their environments and command lines, and their memory; then kills run and writes run's
+ * closing lines, sealed with whatever key it found (a fresh one of its own if none).
+ */
+const HUNT = `
+const { createHash, createPrivateKey, generateKeyPairSync, sign } = require('node:crypto');
+const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
+const [file, out] = process.argv.slice(2);
+const seen = [];
+const grab = (what, f) => { try { seen.push('== ' + what, f()); } catch (e) { seen.push('== ' + what + ' refused: ' + e.code); } };
+grab('key file', () => fs.readFileSync(file.replace(/ledger\\.jsonl$/, 'seal.key'), 'utf8'));
+grab('folder', () => fs.readdirSync(file.replace(/\\/ledger\\.jsonl$/, '')).join(' '));
+let p = process.ppid, runPid = 0, mem = 'not tried';
+for (let i = 0; i < 8 && p > 1; i++) {
+  const cmd = fs.readFileSync('/proc/' + p + '/cmdline', 'utf8');
+  seen.push('== cmdline ' + p, cmd);
+  grab('environ ' + p, () => fs.readFileSync('/proc/' + p + '/environ', 'utf8'));
+  let fds = [];
+  try { fds = fs.readdirSync('/proc/' + p + '/fd'); } catch (e) { seen.push('== fds ' + p + ' refused: ' + e.code); }
+  for (const fd of fds) {
+    const path = '/proc/' + p + '/fd/' + fd;
+    try { if (!fs.statSync(path).isFile()) continue; } catch { continue; }
+    grab('fd ' + path + ' -> ' + (() => { try { return fs.readlinkSync(path); } catch { return '?'; } })(), () => fs.readFileSync(path, 'utf8').slice(0, 1 << 20));
+  }
+  if (cmd.includes('run/main.js')) { runPid = p; break; }
+  p = Number(fs.readFileSync('/proc/' + p + '/stat', 'utf8').split(') ')[1].split(' ')[1]);
+}
+if (runPid) {
+  // Its memory: one byte of its first readable mapping is enough to know whether it can be read.
+  const first = fs.readFileSync('/proc/' + runPid + '/maps', 'utf8').split('\\n').find((l) => / r/.test(l));
+  try {
+    const fd = fs.openSync('/proc/' + runPid + '/mem', 'r');
+    fs.readSync(fd, Buffer.alloc(1), 0, 1, Number.parseInt(first.split('-')[0], 16));
+    mem = 'read';
+  } catch (e) { mem = 'refused: ' + e.code; }
+}
+fs.writeFileSync(out, seen.join('\\n') + '\\n== mem ' + mem + '\\n');
+const found = /"window":(\\d+),"privateKey":"([A-Za-z0-9+/=]+)"/.exec(seen.join('\\n'));
+const key = found
+  ? createPrivateKey({ key: Buffer.from(found[2], 'base64'), format: 'der', type: 'pkcs8' })
+  : generateKeyPairSync('ed25519').privateKey;
+fs.writeFileSync(out + '.found', found ? 'found' : 'none');
+if (runPid) { process.kill(runPid, 'SIGKILL'); for (let i = 0; i < 100 && fs.existsSync('/proc/' + runPid); i++) execFileSync('sleep', ['0.05']); }
+const hash = (t) => createHash('sha256').update(t, 'utf8').digest('hex');
+const lines = fs.readFileSync(file, 'utf8').split('\\n').filter(Boolean);
+const upTo = lines.findIndex((l) => JSON.parse(l).type === 'run.started') + 1;
+let prev = hash(lines[lines.length - 1]);
+const append = (type, data) => {
+  const raw = JSON.stringify({ v: 1, time: new Date().toISOString(), action: 'run', type, data, prev });
+  fs.appendFileSync(file, raw + '\\n');
+  prev = hash(raw);
+};
+append('ledger.verified', { by: 'run', upTo, duringRun: [] });
+append('run.finished', { exitCode: 0, processesAlive: 0, ledgerIntact: true });
+const next = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+const msg = 'cordon run.sealed v1\\nwindow 1\\nprev ' + prev + '\\nnext ' + next + '\\n';
+append('run.sealed', { window: 1, next, signature: sign(null, Buffer.from(msg), key).toString('base64') });
+fs.writeFileSync(out + '.done', '');
+`;
+
+const usersOk = canMakeUsers();
+if (!usersOk && process.env.CI === 'true')
+  throw new Error('recorder-killed e2e needs root to make a runner user');
+(usersOk ? describe : describe.skip)('the seal key while the command runs (run not root)', () => {
+  let user: TestUser;
+  beforeAll(() => {
+    user = makeTestUser('cdseal', { sudo: false });
+  });
+  afterAll(() => user?.remove());
+
+  test('hostile: the command finds no key (file, open files, environments, command lines, memory where Yama guards it); its forged seal is caught', async () => {
+    const job = new Job({});
+    jobs.push(job);
+    const as = (): string[] => user.wrap(job.root);
+    const start = await job.run('start', 'main', { wrap: as() });
+    expect(start.code).toBe(0);
+    // The key run will take: what the command must not find, in any form.
+    const keyText = readFileSync(join(job.runnerTemp, 'cordon', 'seal.key'), 'utf8');
+    const privateKey = (JSON.parse(keyText) as { privateKey: string }).privateKey;
+    expect(privateKey.length).toBeGreaterThan(40);
+    const hunt = join(job.root, 'hunt.cjs');
+    writeFileSync(hunt, HUNT);
+    const out = join(job.root, 'seen.txt');
+    const run = await job.run('run', 'main', {
+      inputs: {
+        run: `exec >/dev/null 2>&1; "${process.execPath}" "${hunt}" "$RUNNER_TEMP/cordon/ledger.jsonl" "${out}"`,
+        user: 'runner',
+      },
+      wrap: as(),
+      timeoutMs: 30000,
+    });
+    // SIGKILLed (the wrapper's runuser reports 137).
+    expect(run.code).not.toBe(0);
+    await waitFor(`${out}.done`);
+    const seen = readFileSync(out, 'utf8');
+    // It looked: the key file is gone, run's command line and environment were read.
+    expect(seen).toMatch(/== key file refused: ENOENT/);
+    expect(seen).toMatch(/== cmdline \d+\n.*run\/main\.js/);
+    expect(seen).toMatch(/== environ \d+\n/);
+    // It found nothing: not the key in any form it could read.
+    for (const form of [privateKey, Buffer.from(privateKey, 'base64').toString('hex')])
+      expect(seen).not.toContain(form);
+    expect(readFileSync(`${out}.found`, 'utf8')).toBe('none');
+    // run's memory: closed to a same-user process only where Yama's ptrace_scope is 1 or more.
+    let scope = 0;
+    try {
+      scope = Number(readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8'));
+    } catch {
+      // No Yama: the same user may read run's memory (threat-model T48).
+    }
+    if (scope >= 1) expect(seen).toMatch(/== mem refused/);
+
+    const post = await job.run('start', 'post', { state: start.state, wrap: as() });
+    expect(post.code).not.toBe(0);
+    expect(post.summary).toContain('RECORD ALTERED while the agent ran');
+    expect(post.summary).toContain("its signature is not run's");
+    expect(post.summary).not.toMatch(/\| run \| (ledger\.verified|run\.finished|run\.sealed) \|/);
+  }, 90000);
 });

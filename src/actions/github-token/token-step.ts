@@ -89,8 +89,16 @@ export async function revokeToken(deps: TokenDeps): Promise<TokenRevoked> {
   const token = runner.getState('token');
   const installationId = Number(runner.getState('installation-id')) || undefined;
   const ledger = Ledger.forEnv(env, { action: 'github-token', registry: deps.registry });
+  // The token is dead or not whatever the ledger does: a ledger the runner user replaced
+  // (start's post judges that) warns here instead of failing the job after the revocation.
   const record = (r: TokenRevoked): TokenRevoked => {
-    ledger.append('token.revoked', { installationId, ...r });
+    try {
+      ledger.append('token.revoked', { installationId, ...r });
+    } catch (e) {
+      runner.warning(
+        `github-token: the token's end (${r.status}) could not be recorded in the run ledger: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
     return r;
   };
   if (!token) {
