@@ -212,10 +212,13 @@ export function withRecordedCommits(
       recorded.push(c);
     }
   if (!recorded.length) return commits;
+  // A list report cut short stays cut short here: past it, no commit was classified.
+  const truncated = lines.some((l) => dataOf(l.event, 'commits.observed')?.truncated === true);
   return {
     base: commits?.base ?? '',
     head: commits?.head ?? '',
     ...commits,
+    ...(truncated ? { truncated } : {}),
     commits: [...(commits?.commits ?? []), ...recorded],
   };
 }

@@ -14,11 +14,20 @@ import { join } from 'node:path';
 import { CordonError } from '../platform/errors.js';
 import { gitBytes } from '../platform/git.js';
 import { walkFiles } from '../platform/walk.js';
-import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
+import {
+  eventsOf,
+  unclassifiedCommits,
+  type CommitObserved,
+  type CommitsObserved,
+  type RunRecorded,
+} from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Env, Runner } from '../platform/runner.js';
 
-/** Most commits listed; a run that makes more is cut and says so. */
+/**
+ * Most commits listed and classified; a run that makes more is cut, and with an identity issued
+ * the rest count as unproven: all of them would make a ledger line as large as the agent likes.
+ */
 export const MAX_COMMITS = 1000;
 
 /** GitHub's own committer on commits made through the API or the web (web-flow). */
@@ -353,7 +362,8 @@ export function observeCommits(
 
 export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
   const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
-  if (bad.length === 0) return undefined;
+  const unlisted = unclassifiedCommits(observed);
+  if (bad.length === 0 && !unlisted) return undefined;
   const list = bad
     .slice(0, 5)
     .map(
@@ -361,10 +371,22 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
         `${c.sha.slice(0, 12)} by ${c.author} <${c.authorEmail}>, committed by ${c.committer} <${c.committerEmail}>`,
     )
     .join('; ');
+  // What went wrong and its fix, for each of the two.
+  const parts: [string, string][] = [];
+  if (bad.length)
+    parts.push([
+      `${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
+      'do not push these commits; let github-token set the git identity (configure-git: true) and credit people with Co-authored-by trailers, not as author',
+    ]);
+  if (unlisted)
+    parts.push([
+      `more than ${MAX_COMMITS} commits were made in this run while the agent had its own identity: those past the first ${MAX_COMMITS} listed were not classified, and any of them may carry a human identity`,
+      `review the authors of every commit since ${observed.base.slice(0, 12)} in the repository history before pushing, or have the agent make at most ${MAX_COMMITS} commits (squash them)`,
+    ]);
   return new CordonError({
-    what: `${who}: ${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
-    why: "an agent's commits must carry its bot identity so that humans review and approve them as the agent's",
-    fix: 'do not push these commits; let github-token set the git identity (configure-git: true) and credit people with Co-authored-by trailers, not as author',
+    what: `${who}: ${parts.map(([w]) => w).join('; and ')}`,
+    why: `an agent's commits must carry its bot identity so that humans review and approve them as the agent's${unlisted ? '; a commit Cordon did not classify cannot be shown to carry it' : ''}`,
+    fix: parts.map(([, f]) => f).join('; '),
     input: 'fail-on-impersonation',
   });
 }
@@ -408,6 +430,10 @@ export function recordCommits(
         `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
       );
     }
+    if (unclassifiedCommits(observed))
+      runner.warning(
+        `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,
+      );
     for (const c of observed.commits.filter((x) => x.verdict === 'impersonation')) {
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,

@@ -234,6 +234,15 @@ export interface CommitsObserved {
   tags?: string[];
 }
 
+/**
+ * Whether commits went unlisted while the agent had an identity of its own: those were never
+ * classified, so none of them can be shown to be the agent's, and a human-authored one can
+ * hide behind the bot's. With an identity every listed commit is the agent's or impersonation.
+ */
+export function unclassifiedCommits(observed: CommitsObserved): boolean {
+  return observed.truncated === true && observed.commits.some((c) => c.verdict !== 'unattributed');
+}
+
 /** The process that asked the broker, found from its socket (best effort). */
 export interface BrokerRequester {
   pid: number;

@@ -5,7 +5,7 @@
  * commit or a leaked secret. Each finding is also shown in its own section below.
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
-import { eventsOf, type RunFinished } from '../ledger/events.js';
+import { eventsOf, unclassifiedCommits, type RunFinished } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
 
@@ -40,11 +40,20 @@ function recordFindings(v: Verdict): Finding[] {
 }
 
 function commitFindings(events: LedgerEvent[]): Finding[] {
-  const impersonating = eventsOf(events, 'commits.observed')
-    .flatMap((c) => c.commits)
-    .filter((c) => c.verdict === 'impersonation');
-  if (!impersonating.length) return [];
+  const observed = eventsOf(events, 'commits.observed');
+  const impersonating = observed.flatMap((c) => c.commits).filter((c) => c.verdict === 'impersonation');
+  const out: Finding[] = observed.some(unclassifiedCommits)
+    ? [
+        {
+          level: 'caution',
+          short: 'commits not classified',
+          text: 'More commits were made than Cordon lists while the agent had an identity of its own: those past the list were not checked for a human author or committer, so any of them may impersonate one. Review them in the repository history.',
+        },
+      ]
+    : [];
+  if (!impersonating.length) return out;
   return [
+    ...out,
     {
       level: 'caution',
       short: plural(impersonating.length, 'impersonating commit'),

@@ -220,6 +220,51 @@ describe('start: commit attribution', () => {
     );
   }, 120000);
 
+  test('hostile: a human-authored commit under 1001 bot commits (past the listed 1000) is not unnoticed: CAUTION, and fail-on-impersonation fails report and post', async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    // As the runner user (user: runner): the human commit first, back-dated (the reflog names
+    // it, so rev-list starts from it too and would list it by its date), then 1001 of the
+    // bot's on top (fast-import, one process): rev-list reaches the human one only past the cap.
+    const script = [
+      'set -e',
+      'echo x > human.txt && git add human.txt',
+      'export GIT_AUTHOR_DATE=2001-01-01T00:00:00Z GIT_COMMITTER_DATE=2001-01-01T00:00:00Z',
+      'git -c user.name="Mona Lisa" -c user.email=mona@example.com commit -q --no-gpg-sign -m "human commit"',
+      'human=$(git rev-parse HEAD); now=$(date +%s); i=0',
+      'while [ $i -lt 1001 ]; do',
+      '  i=$((i+1))',
+      `  printf 'commit refs/heads/main\ncommitter ${SLUG}[bot] <${BOT_EMAIL}> %s +0000\ndata 11\nagent: step\n' "$now"`,
+      '  if [ $i -eq 1 ]; then echo "from $human"; fi',
+      '  echo',
+      'done | git fast-import --quiet',
+    ].join('\n');
+    const run = await j.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    expect(run.code).toBe(0);
+    const human = git(j, ['rev-list', '--author=mona@example.com', 'HEAD', `^${j.env.GITHUB_SHA}`]);
+    expect(human).toMatch(/^[0-9a-f]{40}$/);
+    expect(git(j, ['rev-list', '--count', 'HEAD', `^${j.env.GITHUB_SHA}`])).toBe('1002');
+
+    const report = await j.run('report', 'main', { inputs: { 'fail-on-impersonation': 'true' } });
+    const o = observed(j);
+    expect(o).toMatchObject({ truncated: true });
+    expect(o.commits).toHaveLength(1000);
+    expect(o.commits.map((c) => c.sha)).not.toContain(human);
+    expect(o.commits.every((c) => c.verdict === 'agent')).toBe(true);
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(/report: more than 1000 commits were made in this run/);
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(/start: more than 1000 commits were made in this run.*Fix: /);
+    expect(end.summary).toMatch(/\[!CAUTION\]\s*\n>\s*More commits were made than Cordon lists/);
+    expect(end.summary).toMatch(/Cordon: .*commits not classified/);
+  }, 180000);
+
   test("hostile: the command commits as a human and forges a token.issued naming that human's address: still impersonation, in report and in post", async () => {
     const s = await api();
     const j = repoJob();
@@ -270,6 +315,59 @@ describe('start: commit attribution', () => {
     expect(errors(end)).toMatch(
       new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
     );
+  }, 120000);
+
+  test("hostile: the command commits as a human and appends a chained commits.observed calling it the agent's: still impersonation, in report and in post", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    // As the runner user (user: runner): a line that chains, in the shape start's post writes,
+    // listing the human-authored commit with the verdict agent, so that it reads as recorded.
+    const script = [
+      'echo x > human.txt && git add human.txt',
+      'git -c user.name="Mona Lisa" -c user.email=mona@example.com commit -q --no-gpg-sign -m "human commit"',
+      `SHA=$(git rev-parse HEAD) BASE=${j.env.GITHUB_SHA} node -e '
+        const fs = require("fs"), c = require("crypto");
+        const f = process.env.RUNNER_TEMP + "/cordon/ledger.jsonl";
+        const last = fs.readFileSync(f, "utf8").trim().split("\\n").pop();
+        const prev = c.createHash("sha256").update(last).digest("hex");
+        const bot = "${SLUG}[bot]", email = "${BOT_EMAIL}";
+        const commit = { sha: process.env.SHA, author: bot, authorEmail: email, committer: bot, committerEmail: email,
+          coAuthors: [], signature: "unsigned", subject: "human commit", verdict: "agent" };
+        const data = { base: process.env.BASE, head: process.env.SHA, commits: [commit] };
+        fs.appendFileSync(f, JSON.stringify({ v: 1, time: new Date().toISOString(), action: "start",
+          type: "commits.observed", data, prev }) + "\\n");'`,
+    ].join('\n');
+    const run = await j.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    expect(run.code).toBe(1);
+    const human = git(j, ['rev-parse', 'HEAD']);
+    expect(git(j, ['log', '-1', '--format=%ae'])).toBe('mona@example.com');
+    const forged = readFileSync(join(j.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l && (JSON.parse(l) as { type: string }).type === 'commits.observed');
+    expect(forged).toHaveLength(1);
+    expect(forged[0]).toContain(`"sha":"${human}"`);
+    expect(forged[0]).toContain('"verdict":"agent"');
+
+    const report = await j.run('report', 'main', {
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)} by Mona Lisa`));
+    expect(report.summary).toContain('IMPERSONATION');
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
+    );
+    // The forged line is not rendered as a verdict: the one row for the commit says IMPERSONATION.
+    const rows = end.summary.split('\n').filter((l) => l.startsWith(`| ${human.slice(0, 12)} |`));
+    expect(rows.length).toBeGreaterThan(0);
+    for (const r of rows) expect(r).toContain('IMPERSONATION');
   }, 120000);
 
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {

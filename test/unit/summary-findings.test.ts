@@ -163,6 +163,26 @@ describe('summary findings', () => {
     );
   });
 
+  test('commits past the list while the agent had its own identity are a caution; without one they are not', () => {
+    const cut = (verdict: 'agent' | 'unattributed'): string =>
+      md({
+        ...quietRun,
+        'commits.observed': {
+          ...sampleEvents['commits.observed'],
+          commits: [{ ...sampleEvents['commits.observed'].commits[0], verdict }],
+          truncated: true,
+        },
+      });
+    const withIdentity = cut('agent');
+    expect(withIdentity).toContain(
+      '> [!CAUTION]\n> More commits were made than Cordon lists while the agent had an identity of its own',
+    );
+    expect(withIdentity.split('\n')[2]).toMatch(/commits not classified/);
+    const without = cut('unattributed');
+    expect(without).not.toContain('> [!');
+    expect(without).toContain('More commits were made than listed');
+  });
+
   test('in block mode, a paste-ready allowlist names who asked; a process already gone is named by its user', () => {
     const text = md({
       'run.started': {

@@ -94,6 +94,34 @@ describe('commit verdicts', () => {
     expect(e?.message).toMatch(/aaaaaaaaaaaa by x <mona@example.com>/);
     expect(impersonationError({ base: 'b', head: 'h', commits: [] })).toBeUndefined();
   });
+
+  test('a list cut short with an agent identity issued is an error too; without one it is not', () => {
+    const agent = {
+      ...c('42+bot-app[bot]@users.noreply.github.com', '42+bot-app[bot]@users.noreply.github.com'),
+      verdict: 'agent' as const,
+    };
+    const e = impersonationError(
+      { base: 'b'.repeat(40), head: 'h', commits: [agent], truncated: true },
+      'report',
+    );
+    expect(e?.input).toBe('fail-on-impersonation');
+    expect(e?.message).toMatch(/^report: more than 1000 commits were made in this run .* not classified/);
+    expect(e?.message).toMatch(/Fix: review the authors of every commit since bbbbbbbbbbbb/);
+    const both = impersonationError({
+      base: 'b',
+      head: 'h',
+      commits: [agent, { ...c('mona@example.com', 'mona@example.com'), verdict: 'impersonation' }],
+      truncated: true,
+    });
+    expect(both?.message).toMatch(
+      /1 commit\(s\) made in this run carry a human identity.*; and more than 1000/,
+    );
+    const unattributed = { ...agent, verdict: 'unattributed' as const };
+    expect(
+      impersonationError({ base: 'b', head: 'h', commits: [unattributed], truncated: true }),
+    ).toBeUndefined();
+    expect(impersonationError({ base: 'b', head: 'h', commits: [agent] })).toBeUndefined();
+  });
 });
 
 describe('raw commits and reflogs', () => {
