@@ -192,6 +192,11 @@ export interface LedgerVerified {
   by: string;
   /** Line of `run.started` (the last line held in memory). */
   upTo: number;
+  /**
+   * Hash of that `run.started` line: names the window this check closes, so a `run.started`
+   * the command wrote inside it opens no window of its own.
+   */
+  startedHash?: string;
   /** Lines written while the command ran (e.g. by the credential broker): shown apart. */
   duringRun: LedgerLineRef[];
 }

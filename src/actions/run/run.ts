@@ -363,7 +363,12 @@ function conclude(
   const { ok: _ok, ...verdict } = window;
   void _ok;
   if (ledgerIntact)
-    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
+    ledger.append('ledger.verified', {
+      by: verdict.by,
+      upTo: verdict.upTo,
+      startedHash: verdict.startedHash,
+      duringRun: verdict.duringRun,
+    });
   else ledger.append('ledger.tampered', verdict);
   const finished: RunFinished = {
     exitCode: exit.code,
