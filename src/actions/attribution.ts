@@ -9,6 +9,7 @@ import {
   constants,
   existsSync,
   fchmodSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -17,6 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
+import { readRegularFile } from '../platform/regular-file.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { ledgerCopyPathsFor } from '../rootd/protocol.js';
 import {
@@ -167,6 +169,9 @@ function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
   return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
 }
 
+/** The most start's post reads of attribution.json (report records its size; this caps a forged one). */
+const MAX_ATTRIBUTION = 256 * 1024 * 1024;
+
 /** Lines written while the agent ran that are tried one by one when they fail to render together. */
 const PROBED = 500;
 
@@ -262,9 +267,9 @@ export function renderReport(
 /**
  * Writes attribution.json next to the ledger, replacing whatever is there: a file, a link
  * or a FIFO an earlier step left at that path is removed first, and the new file is created
- * afresh (never opened through a link). Returns its path and SHA-256.
+ * afresh (never opened through a link). Returns its path, SHA-256 and size.
  */
-export function writeAttribution(env: Env, text: string): { path: string; sha256: string } {
+export function writeAttribution(env: Env, text: string): { path: string; sha256: string; bytes: number } {
   const dir = ledgerDir(env);
   // As the ledger makes it: a job that failed before start has none yet.
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -282,7 +287,44 @@ export function writeAttribution(env: Env, text: string): { path: string; sha256
   } finally {
     closeSync(fd);
   }
-  return { path, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+  return {
+    path,
+    sha256: createHash('sha256').update(text, 'utf8').digest('hex'),
+    bytes: Buffer.byteLength(text, 'utf8'),
+  };
+}
+
+/**
+ * Whether attribution.json is still the file `report` wrote (`written`, from its
+ * `report.written` line): start's post, the last step of the job, runs after any upload
+ * step, so a file another step rewrote (a link, a FIFO, a larger file) is named here. It is
+ * read without following a link, without blocking, and no further than report's size.
+ */
+export function checkAttribution(
+  env: Env,
+  written: { attribution?: unknown; attributionBytes?: unknown },
+): { state: 'same' | 'changed' | 'gone'; detail?: string } {
+  const path = join(ledgerDir(env), 'attribution.json');
+  if (!lstatSync(path, { throwIfNoEntry: false })) return { state: 'gone' };
+  const bytes = typeof written.attributionBytes === 'number' ? written.attributionBytes : MAX_ATTRIBUTION;
+  let sha256: string;
+  try {
+    const text = readRegularFile(path, {
+      reader: 'start',
+      maxBytes: Math.min(bytes, MAX_ATTRIBUTION),
+      noFollow: true,
+      expected: "report's attribution.json",
+    });
+    sha256 = createHash('sha256').update(text, 'utf8').digest('hex');
+  } catch (e) {
+    return { state: 'changed', detail: `attribution.json is not the file report wrote: ${describeError(e)}` };
+  }
+  return sha256 === written.attribution
+    ? { state: 'same' }
+    : {
+        state: 'changed',
+        detail: `attribution.json was rewritten after report wrote it (SHA-256 ${sha256.slice(0, 16)}, report wrote ${String(written.attribution).slice(0, 16)}): an upload after that took another file, not report's`,
+      };
 }
 
 /** Fails the step as the inputs ask: an altered record, or commits made as a human. */
