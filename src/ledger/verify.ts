@@ -31,6 +31,9 @@ export const DURING_RUN_TYPES = [
   'broker.stopped',
 ];
 
+/** Lines run writes around its command, never while it runs. */
+const RUN_OWN = ['run.started', 'ledger.verified', 'ledger.tampered', 'run.finished', 'run.sealed'];
+
 /** Lines listed one by one in a ledger event (the rest are counted in the details). */
 const MAX_LISTED = 500;
 
@@ -216,6 +219,17 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
     if (!w.closedBy)
       details.push(
         `the command started at line ${w.started} has no verification after it: the run step was killed, or it is still running`,
+      );
+    // run's check says its window held only the broker's lines, and run writes none of its
+    // own there: a window it "verified" that holds run's lines was closed by someone else's
+    // check (a later step's, T32), folding run's closing lines, or a later command, into it.
+    const folded =
+      w.closedBy?.event?.type === 'ledger.verified'
+        ? w.lines.filter((l) => l.event?.action === 'run' && RUN_OWN.includes(l.event.type))
+        : [];
+    if (folded.length)
+      details.push(
+        `line ${w.closedBy?.line} claims to be run's check that the command started at line ${w.started} wrote nothing, but run's own ${clip(folded[0].event?.type)} (line ${folded[0].line}${folded.length > 1 ? ` and ${folded.length - 1} more` : ''}) comes before it: that check is not run's`,
       );
   }
   // A non-root run whose process went away before it removed its cgroup: the lines that

@@ -164,4 +164,27 @@ describe("the agent's windows", () => {
     // The command's row shows run's exit code, not the forged one's.
     expect(md).toMatch(/real-command[^\n]*\| 9 \|/);
   });
+
+  test("hostile: a later step's check in run's name, appended after run's, folds nothing in unseen: the record is altered", async () => {
+    for (const names of ['the first command', 'nothing'] as const) {
+      const { ledger, nonce } = newLedger();
+      const first = start(ledger, nonce);
+      close(ledger, first, 0);
+      const second = start(ledger);
+      close(ledger, second, 4);
+      expect((await judgeLedger(ledger.path, { nonce })).input.verdict.status).toBe('intact');
+      // After every run step (T32: chained, of the runner user): a verification by "run"
+      // that would take run's closing lines (and, naming the first command, the second
+      // command too) into a window, where they are not rendered.
+      appendAny(ledger, 'ledger.verified', {
+        by: 'run',
+        upTo: 1,
+        startedHash: names === 'nothing' ? undefined : first.hash,
+        duringRun: [],
+      });
+      const judged = await judgeLedger(ledger.path, { nonce });
+      expect([names, judged.input.verdict.status]).toEqual([names, 'altered']);
+      expect(judged.input.verdict.details.join('\n')).toContain('that check is not run');
+    }
+  });
 });
