@@ -9,6 +9,7 @@ import {
   constants,
   existsSync,
   fchmodSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -17,6 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
+import { readRegularFile } from '../platform/regular-file.js';
 import { flushLedgerCopy } from '../ledger/copy.js';
 import { ledgerCopyPathsFor } from '../rootd/protocol.js';
 import {
@@ -112,44 +114,19 @@ export async function judgeLedger(
   // Lines the agent forged are listed in the verdict, not rendered as Cordon's own events:
   // every one, also past the lines a verdict lists.
   const { during, untrusted } = linesDuringRun(lines);
-  // Cordon's own lines always render. A chained line of the broker's kinds written while the
-  // agent ran is otherwise shown as Cordon's (T32); one shaped to break the renderer would
-  // leave the summary as the verdict alone, and every finding's alert with it.
-  // One render of them all; one each only when that fails, for at most PROBED of them.
-  const broker = [...during].filter((n) => !untrusted.has(n));
-  const unreadable =
-    broker.length === 0 || renders(broker.map((n) => lines[n - 1]))
-      ? []
-      : broker.length > PROBED
-        ? broker
-        : broker.filter((n) => !renders([lines[n - 1]]));
-  for (const [a, b] of ranges(unreadable))
+  for (const n of seals?.unproven ?? []) untrusted.add(n);
+  for (const n of compared?.untrusted ?? []) untrusted.add(n);
+  const breaking = breakingLines(lines, during, untrusted);
+  for (const [a, b] of ranges(breaking.alone))
     verdict.details.push(
       `${a === b ? `line ${a} was` : `lines ${a}-${b} were`} written while the agent ran in the shape of the credential broker's events, but cannot be read as one: not Cordon's`,
     );
-  if (unreadable.length) verdict.status = 'altered';
-  for (const n of unreadable) untrusted.add(n);
-  for (const n of seals?.unproven ?? []) untrusted.add(n);
-  for (const n of compared?.untrusted ?? []) untrusted.add(n);
-  // A line that renders alone may still break the summary beside Cordon's own lines (a
-  // broker line with a null field next to start's credentials): the agent's lines (those of
-  // its windows, and every run.started, which opens one) that do are left out too.
-  if (!renders(lines.filter((l) => !untrusted.has(l.line)))) {
-    const suspect = (l: LedgerLine): boolean =>
-      !untrusted.has(l.line) && (during.has(l.line) || l.event?.type === 'run.started');
-    const base = lines.filter((l) => !untrusted.has(l.line) && !suspect(l));
-    const candidates = lines.filter(suspect).map((l) => l.line);
-    const breaking =
-      candidates.length > PROBED
-        ? candidates
-        : candidates.filter((n) => !renders([...base, lines[n - 1]].sort((a, b) => a.line - b.line)));
-    for (const [a, b] of ranges(breaking))
-      verdict.details.push(
-        `${a === b ? `line ${a}` : `lines ${a}-${b}`}, written while the agent ran or opening a command's window, cannot be read beside Cordon's own lines: not Cordon's`,
-      );
-    if (breaking.length) verdict.status = 'altered';
-    for (const n of breaking) untrusted.add(n);
-  }
+  for (const [a, b] of ranges(breaking.beside))
+    verdict.details.push(
+      `${a === b ? `line ${a}` : `lines ${a}-${b}`}, written while the agent ran or opening a command's window, cannot be read beside Cordon's own lines: not Cordon's`,
+    );
+  for (const n of [...breaking.alone, ...breaking.beside]) untrusted.add(n);
+  if (breaking.alone.length || breaking.beside.length) verdict.status = 'altered';
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
     lineCount: lines.length,
@@ -167,8 +144,43 @@ function observedCommits(l: LedgerLine): (CommitObserved | null)[] {
   return Array.isArray(commits) ? (commits as (CommitObserved | null)[]) : [];
 }
 
+/** The most start's post reads of attribution.json (report records its size; this caps a forged one). */
+const MAX_ATTRIBUTION = 256 * 1024 * 1024;
+
 /** Lines written while the agent ran that are tried one by one when they fail to render together. */
 const PROBED = 500;
+
+/**
+ * The agent's lines that break the summary, left out so that the rest renders with every
+ * alert. Cordon's own lines always render; a line of the broker's kinds written while the
+ * agent ran (not tampering by its kind, T32), or a `run.started` (which opens a window), may
+ * be shaped to break it, alone (`alone`: in the broker's shape but not readable as one) or
+ * only beside Cordon's lines (`beside`: a broker line with a null field next to start's
+ * credentials). One render of every trusted line when they render together (the common
+ * path); else each of those lines is rendered beside the rest (or alone, when the rest does
+ * not render either: then it is not to blame), for at most PROBED of them.
+ */
+function breakingLines(
+  lines: LedgerLine[],
+  during: Set<number>,
+  untrusted: Set<number>,
+): { alone: number[]; beside: number[] } {
+  const trusted = lines.filter((l) => !untrusted.has(l.line));
+  if (renders(trusted)) return { alone: [], beside: [] };
+  const suspect = (l: LedgerLine): boolean => during.has(l.line) || l.event?.type === 'run.started';
+  const candidates = trusted.filter(suspect);
+  if (candidates.length > PROBED) return { alone: [], beside: candidates.map((l) => l.line) };
+  const base = trusted.filter((l) => !suspect(l));
+  const context = renders(base) ? base : [];
+  const alone: number[] = [];
+  const beside: number[] = [];
+  for (const c of candidates) {
+    if (renders([...context, c].sort((a, b) => a.line - b.line))) continue;
+    const broker = during.has(c.line) && (context.length === 0 || !renders([c]));
+    (broker ? alone : beside).push(c.line);
+  }
+  return { alone, beside };
+}
 
 /** Whether the summary and attribution.json render from these lines alone. */
 function renders(lines: LedgerLine[]): boolean {
@@ -265,9 +277,9 @@ export function renderReport(
 /**
  * Writes attribution.json next to the ledger, replacing whatever is there: a file, a link
  * or a FIFO an earlier step left at that path is removed first, and the new file is created
- * afresh (never opened through a link). Returns its path and SHA-256.
+ * afresh (never opened through a link). Returns its path, SHA-256 and size.
  */
-export function writeAttribution(env: Env, text: string): { path: string; sha256: string } {
+export function writeAttribution(env: Env, text: string): { path: string; sha256: string; bytes: number } {
   const dir = ledgerDir(env);
   // As the ledger makes it: a job that failed before start has none yet.
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -285,7 +297,44 @@ export function writeAttribution(env: Env, text: string): { path: string; sha256
   } finally {
     closeSync(fd);
   }
-  return { path, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+  return {
+    path,
+    sha256: createHash('sha256').update(text, 'utf8').digest('hex'),
+    bytes: Buffer.byteLength(text, 'utf8'),
+  };
+}
+
+/**
+ * Whether attribution.json is still the file `report` wrote (`written`, from its
+ * `report.written` line): start's post, the last step of the job, runs after any upload
+ * step, so a file another step rewrote (a link, a FIFO, a larger file) is named here. It is
+ * read without following a link, without blocking, and no further than report's size.
+ */
+export function checkAttribution(
+  env: Env,
+  written: { attribution?: unknown; attributionBytes?: unknown },
+): { state: 'same' | 'changed' | 'gone'; detail?: string } {
+  const path = join(ledgerDir(env), 'attribution.json');
+  if (!lstatSync(path, { throwIfNoEntry: false })) return { state: 'gone' };
+  const bytes = typeof written.attributionBytes === 'number' ? written.attributionBytes : MAX_ATTRIBUTION;
+  let sha256: string;
+  try {
+    const text = readRegularFile(path, {
+      reader: 'start',
+      maxBytes: Math.min(bytes, MAX_ATTRIBUTION),
+      noFollow: true,
+      expected: "report's attribution.json",
+    });
+    sha256 = createHash('sha256').update(text, 'utf8').digest('hex');
+  } catch (e) {
+    return { state: 'changed', detail: `attribution.json is not the file report wrote: ${describeError(e)}` };
+  }
+  return sha256 === written.attribution
+    ? { state: 'same' }
+    : {
+        state: 'changed',
+        detail: `attribution.json was rewritten after report wrote it (SHA-256 ${sha256.slice(0, 16)}, report wrote ${String(written.attribution).slice(0, 16)}): an upload after that took another file, not report's`,
+      };
 }
 
 /** Fails the step as the inputs ask: an altered record, or commits made as a human. */

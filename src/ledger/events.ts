@@ -194,6 +194,11 @@ export interface LedgerVerified {
   by: string;
   /** Line of `run.started` (the last line held in memory). */
   upTo: number;
+  /**
+   * Hash of that `run.started` line: names the window this check closes, so a `run.started`
+   * the command wrote inside it opens no window of its own.
+   */
+  startedHash?: string;
   /** Lines written while the command ran (e.g. by the credential broker): shown apart. */
   duringRun: LedgerLineRef[];
 }
@@ -309,8 +314,9 @@ export interface ReportWritten {
   verdict: 'intact' | 'altered' | 'unverified';
   /** How many findings the verdict listed. */
   details: number;
-  /** SHA-256 (hex) of the attribution.json report wrote. */
+  /** SHA-256 (hex) of the attribution.json report wrote, and its size: start's post checks the file against both. */
   attribution: string;
+  attributionBytes?: number;
   /** The job summary was written (`job-summary` on, and a summary file to write to). */
   summary: boolean;
 }
@@ -323,6 +329,8 @@ export interface ReportFollowed {
   verdict: 'intact' | 'altered' | 'unverified';
   /** The verdict at post is not the one report wrote (its details differ). */
   changed: boolean;
+  /** attribution.json at post: the file report wrote, another one (or a link, a FIFO...), or none. */
+  attribution?: 'same' | 'changed' | 'gone';
 }
 
 /** Every event type Cordon writes, with its data shape. */

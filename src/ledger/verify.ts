@@ -31,6 +31,9 @@ export const DURING_RUN_TYPES = [
   'broker.stopped',
 ];
 
+/** Lines run writes around its command, never while it runs. */
+const RUN_OWN = ['run.started', 'ledger.verified', 'ledger.tampered', 'run.finished', 'run.sealed'];
+
 /** Lines listed one by one in a ledger event (the rest are counted in the details). */
 const MAX_LISTED = 500;
 
@@ -101,6 +104,7 @@ export function checkRunWindow(held: string[], lines: LedgerLine[], by = 'run'):
     ok: details.length === 0,
     by,
     upTo: at >= 0 ? at + 1 : held.length,
+    startedHash: held[held.length - 1],
     duringRun: duringRun.slice(0, MAX_LISTED),
     changed: diff.changed,
     removed: diff.removed,
@@ -109,27 +113,65 @@ export function checkRunWindow(held: string[], lines: LedgerLine[], by = 'run'):
   };
 }
 
+/** A check `run` wrote once its command had ended: the only line that closes a window. */
+function isRunCheck(l: LedgerLine): boolean {
+  return (
+    (l.event?.type === 'ledger.verified' || l.event?.type === 'ledger.tampered') && l.event.action === 'run'
+  );
+}
+
 /**
- * The lines between each `run.started` and the last verification (`ledger.verified` or
- * `ledger.tampered`) before the next `run.started`: a line the agent forged to look like a
- * verification does not close the window early.
+ * The `run.started` lines that open a window. The command can append a well-formed
+ * `run.started` while it runs (with `user: runner`); run's own check, written once the
+ * command is gone and so after every line the command wrote, names the hash of the
+ * `run.started` it held. A `run.started` whose window would be closed by a check naming an
+ * earlier one is the command's, inside that window. One without a check after it (a run
+ * step killed before its check) still opens one. Walked from the end, each line once.
+ */
+function openingStarts(lines: LedgerLine[]): number[] {
+  const prevCheck: number[] = [];
+  let last = -1;
+  lines.forEach((l, i) => {
+    prevCheck.push(last);
+    if (isRunCheck(l)) last = i;
+  });
+  prevCheck.push(last);
+  const startAt = new Map<string, number>();
+  lines.forEach((l, i) => {
+    if (l.event?.type === 'run.started' && !startAt.has(l.hash)) startAt.set(l.hash, i);
+  });
+  const opening: number[] = [];
+  let end = lines.length;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i].event?.type !== 'run.started') continue;
+    const close = prevCheck[end];
+    const named: unknown =
+      close > i ? (lines[close].event?.data as { startedHash?: unknown }).startedHash : undefined;
+    const at = typeof named === 'string' ? startAt.get(named) : undefined;
+    if (at !== undefined && at < i) continue;
+    opening.unshift(i);
+    end = i;
+  }
+  return opening;
+}
+
+/**
+ * The lines between each `run.started` that opens a window (see `openingStarts`) and the
+ * last verification by `run` (`ledger.verified` or `ledger.tampered`) before the next one:
+ * a line the agent forged to look like a verification does not close the window early.
  */
 export function agentWindows(
   lines: LedgerLine[],
 ): { started: number; closedBy?: LedgerLine; lines: LedgerLine[] }[] {
-  const starts = lines.filter((l) => l.event?.type === 'run.started').map((l) => l.line);
-  return starts.map((started, i) => {
-    const next = starts[i + 1] ?? lines.length + 1;
-    const inside = lines.filter((l) => l.line > started && l.line < next);
+  const opening = openingStarts(lines);
+  return opening.map((at, k) => {
+    const inside = lines.slice(at + 1, opening[k + 1] ?? lines.length);
     let close = -1;
-    inside.forEach((l, k) => {
-      // Only run's own check closes the window; post steps verify their heads later.
-      if (
-        (l.event?.type === 'ledger.verified' || l.event?.type === 'ledger.tampered') &&
-        l.event.action === 'run'
-      )
-        close = k;
+    // Only run's own check closes the window; post steps verify their heads later.
+    inside.forEach((l, j) => {
+      if (isRunCheck(l)) close = j;
     });
+    const started = lines[at].line;
     return close < 0
       ? { started, lines: inside }
       : { started, closedBy: inside[close], lines: inside.slice(0, close) };
@@ -177,6 +219,17 @@ export function verdictFor(lines: LedgerLine[], opts: { nonce?: string; head?: s
     if (!w.closedBy)
       details.push(
         `the command started at line ${w.started} has no verification after it: the run step was killed, or it is still running`,
+      );
+    // run's check says its window held only the broker's lines, and run writes none of its
+    // own there: a window it "verified" that holds run's lines was closed by someone else's
+    // check (a later step's, T32), folding run's closing lines, or a later command, into it.
+    const folded =
+      w.closedBy?.event?.type === 'ledger.verified'
+        ? w.lines.filter((l) => l.event?.action === 'run' && RUN_OWN.includes(l.event.type))
+        : [];
+    if (folded.length)
+      details.push(
+        `line ${w.closedBy?.line} claims to be run's check that the command started at line ${w.started} wrote nothing, but run's own ${clip(folded[0].event?.type)} (line ${folded[0].line}${folded.length > 1 ? ` and ${folded.length - 1} more` : ''}) comes before it: that check is not run's`,
       );
   }
   // A non-root run whose process went away before it removed its cgroup: the lines that

@@ -6,6 +6,8 @@
  * `report.written` line before report runs.
  */
 import { describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job } from '../../src/devkit/run-action.js';
@@ -107,6 +109,48 @@ describe('report, as a whole program', () => {
       verdict: 'altered',
       changed: true,
       after: [expect.objectContaining({ line: 3, type: 'egress.report', chained: false })],
+    });
+  }, 60000);
+
+  test("hostile: a later step rewrites attribution.json after report (as the runner user): start's post names it, records it and fails the job", async () => {
+    const job = new Job();
+    const start = await job.run('start', 'main');
+    const report = await job.run('report', 'main');
+    expect(report.outputs.verdict).toBe('intact');
+    const path = report.outputs['attribution-path'];
+    const written = events(job).find((e) => e.type === 'report.written');
+    expect(written?.data.attribution).toBe(createHash('sha256').update(readFileSync(path)).digest('hex'));
+    // A later step of the same user as report (the agent's, with user: runner, or any
+    // third-party step): the file it leaves is what an upload after it takes.
+    const later = spawnSync(
+      'sh',
+      [
+        '-c',
+        'printf \'{"version":1,"verdict":{"status":"intact","details":[]}}\' > "$RUNNER_TEMP/cordon/attribution.json"',
+      ],
+      { env: { PATH: process.env.PATH, RUNNER_TEMP: job.runnerTemp }, encoding: 'utf8' },
+    );
+    expect(later.status).toBe(0);
+    const post = await job.run('start', 'post', { state: start.state });
+    expect(post.code).toBe(1);
+    const errors = post.commands.filter((c) => c.command === 'error').map((c) => c.message);
+    expect(errors.join('\n')).toContain('attribution.json was rewritten after report wrote it');
+    expect(post.summary).toContain('### Cordon: after the report');
+    expect(post.summary).toContain('attribution.json was rewritten after report wrote it');
+    expect(events(job).at(-1)).toMatchObject({
+      type: 'report.followed',
+      data: { attribution: 'changed', verdict: 'altered', changed: true },
+    });
+
+    // Left as report wrote it: post says so and stays quiet.
+    const job2 = new Job();
+    const start2 = await job2.run('start', 'main');
+    await job2.run('report', 'main');
+    const post2 = await job2.run('start', 'post', { state: start2.state });
+    expect(post2.code).toBe(0);
+    expect(events(job2).at(-1)).toMatchObject({
+      type: 'report.followed',
+      data: { attribution: 'same', verdict: 'intact', changed: false },
     });
   }, 60000);
 

@@ -1,8 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeAttribution } from '../../src/actions/attribution.js';
+import { checkAttribution, writeAttribution } from '../../src/actions/attribution.js';
 import { tempDir } from '../harness/tmp.js';
 
 describe('writeAttribution: whatever an earlier step left at the path is replaced, never written through', () => {
@@ -25,5 +25,44 @@ describe('writeAttribution: whatever an earlier step left at the path is replace
     expect(readFileSync(path, 'utf8')).toBe('{"version":1}\n');
     expect(sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(readFileSync(join(root, 'decoy'), 'utf8')).toBe('decoy');
+  });
+});
+
+describe("checkAttribution: start's post tells report's attribution.json from one a later step left", () => {
+  const cases: [string, (path: string, root: string) => void, string][] = [
+    ['left as report wrote it', () => {}, 'same'],
+    ['hostile: removed', (p) => rmSync(p), 'gone'],
+    ['hostile: rewritten, same size', (p) => writeFileSync(p, '{"version":2}\n'), 'changed'],
+    [
+      'rewritten, larger',
+      (p) => writeFileSync(p, '{"version":1,"verdict":{"status":"intact"}}\n'),
+      'changed',
+    ],
+    [
+      'hostile: a link to a copy of it',
+      (p, root) => {
+        writeFileSync(join(root, 'copy'), readFileSync(p));
+        rmSync(p);
+        symlinkSync(join(root, 'copy'), p);
+      },
+      'changed',
+    ],
+    [
+      'hostile: a FIFO nobody writes (never waited on)',
+      (p) => {
+        rmSync(p);
+        execFileSync('mkfifo', [p]);
+      },
+      'changed',
+    ],
+  ];
+  test.each(cases)('%s', (_, plant, state) => {
+    const root = tempDir('cordon-attr-check-');
+    const env = { RUNNER_TEMP: root };
+    const written = writeAttribution(env, '{"version":1}\n');
+    plant(written.path, root);
+    const checked = checkAttribution(env, { attribution: written.sha256, attributionBytes: written.bytes });
+    expect(checked.state).toBe(state);
+    if (state === 'changed') expect(checked.detail).toContain('attribution.json');
   });
 });

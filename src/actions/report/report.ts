@@ -79,6 +79,7 @@ export async function writeReport(inputs: ReportInputs, deps: ReportDeps): Promi
     verdict: verdict.status,
     details: verdict.details.length,
     attribution: written.sha256,
+    attributionBytes: written.bytes,
     summary,
   });
   runner.setOutput('attribution-path', written.path);

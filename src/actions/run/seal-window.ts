@@ -55,7 +55,12 @@ export function verifyWindow(ledger: Ledger, held: string[]): ReturnType<typeof 
   const { ok: _ok, ...verdict } = window;
   void _ok;
   if (window.ok)
-    ledger.append('ledger.verified', { by: verdict.by, upTo: verdict.upTo, duringRun: verdict.duringRun });
+    ledger.append('ledger.verified', {
+      by: verdict.by,
+      upTo: verdict.upTo,
+      startedHash: verdict.startedHash,
+      duringRun: verdict.duringRun,
+    });
   else ledger.append('ledger.tampered', verdict);
   return window;
 }

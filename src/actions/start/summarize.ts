@@ -8,6 +8,7 @@ import type { LedgerLineRef } from '../../ledger/events.js';
 import type { Runner } from '../../platform/runner.js';
 import { recordCommits } from '../../github/commits.js';
 import {
+  checkAttribution,
   eventsIn,
   failIfAsked,
   judgeLedger,
@@ -50,12 +51,20 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
           ]
         : [],
     );
+    // The file an upload step took may not be report's: a step after report can rewrite it.
+    const attribution = checkAttribution(runner.env, report.data);
+    if (attribution.detail) {
+      verdict.status = 'altered';
+      verdict.details.push(attribution.detail);
+    } else if (attribution.state === 'gone')
+      runner.info('start: attribution.json is gone: a step after report removed it');
     const changed = report.data.verdict !== verdict.status || report.data.details !== verdict.details.length;
     ledger.append('report.followed', {
       reportLine: report.line.line,
       after: after.slice(0, 500),
       verdict: verdict.status,
       changed,
+      attribution: attribution.state,
     });
     runner.info(
       `start: report ran (ledger line ${report.line.line}); ${after.length} line(s) since: ${after.map((a) => `${a.line} ${a.type ?? '?'} (${a.action ?? '?'})`).join(', ') || 'none'}; record ${verdict.status}`,

@@ -100,4 +100,18 @@ describe('summary of broker events', () => {
     expect(judged.input.lines.map((l) => l.line)).not.toContain(3);
     expect(() => renderSummaryMarkdown(judged.input)).not.toThrow();
   });
+
+  test("a line outside every window that breaks the summary does not get the command's run.started left out", async () => {
+    const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce = ledger.open();
+    ledger.append('run.started', sampleEvents['run.started'], nonce);
+    ledger.append('broker.started', sampleEvents['broker.started'], nonce);
+    ledger.append('ledger.verified', sampleEvents['ledger.verified'], nonce);
+    // A later step of the same user (T32): trusted for rendering, and it breaks the renderer.
+    appendAny(ledger, 'commits.observed', { ...sampleEvents['commits.observed'], commits: {} }, nonce);
+    const judged = await judgeLedger(path, { nonce });
+    expect(judged.input.verdict.details.join('\n')).not.toContain('not Cordon');
+    expect(judged.input.lines.map((l) => l.line)).toEqual([1, 2, 3, 4]);
+  });
 });
