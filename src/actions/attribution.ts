@@ -125,8 +125,13 @@ export async function judgeLedger(
     verdict.details.push(
       `${a === b ? `line ${a}` : `lines ${a}-${b}`}, written while the agent ran or opening a command's window, cannot be read beside Cordon's own lines: not Cordon's`,
     );
-  for (const n of [...breaking.alone, ...breaking.beside]) untrusted.add(n);
-  if (breaking.alone.length || breaking.beside.length) verdict.status = 'altered';
+  for (const [a, b] of ranges(breaking.outside))
+    verdict.details.push(
+      `${a === b ? `line ${a}` : `lines ${a}-${b}`}, outside the agent's windows, cannot be read as the event it names: not Cordon's`,
+    );
+  const left = [...breaking.alone, ...breaking.beside, ...breaking.outside];
+  for (const n of left) untrusted.add(n);
+  if (left.length) verdict.status = 'altered';
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
     lineCount: lines.length,
@@ -149,6 +154,8 @@ const MAX_ATTRIBUTION = 256 * 1024 * 1024;
 
 /** Lines written while the agent ran that are tried one by one when they fail to render together. */
 const PROBED = 500;
+/** Lines outside the agent's windows tried one by one, alone, when the rest fails to render. */
+const PROBED_OUTSIDE = 5000;
 
 /**
  * The agent's lines that break the summary, left out so that the rest renders with every
@@ -164,13 +171,23 @@ function breakingLines(
   lines: LedgerLine[],
   during: Set<number>,
   untrusted: Set<number>,
-): { alone: number[]; beside: number[] } {
+): { alone: number[]; beside: number[]; outside: number[] } {
   const trusted = lines.filter((l) => !untrusted.has(l.line));
-  if (renders(trusted)) return { alone: [], beside: [] };
+  if (renders(trusted)) return { alone: [], beside: [], outside: [] };
   const suspect = (l: LedgerLine): boolean => during.has(l.line) || l.event?.type === 'run.started';
   const candidates = trusted.filter(suspect);
-  if (candidates.length > PROBED) return { alone: [], beside: candidates.map((l) => l.line) };
-  const base = trusted.filter((l) => !suspect(l));
+  if (candidates.length > PROBED) return { alone: [], beside: candidates.map((l) => l.line), outside: [] };
+  let base = trusted.filter((l) => !suspect(l));
+  // A chained line outside every window (a later step's, or a process that outlived its
+  // step) that cannot be rendered on its own is not Cordon's either: Cordon's own lines
+  // always render. Without this, one such line left the verdict "intact" with every alert gone.
+  const outside = renders(base)
+    ? []
+    : base
+        .slice(0, PROBED_OUTSIDE)
+        .filter((l) => !renders([l]))
+        .map((l) => l.line);
+  if (outside.length) base = base.filter((l) => !outside.includes(l.line));
   const context = renders(base) ? base : [];
   const alone: number[] = [];
   const beside: number[] = [];
@@ -179,7 +196,7 @@ function breakingLines(
     const broker = during.has(c.line) && (context.length === 0 || !renders([c]));
     (broker ? alone : beside).push(c.line);
   }
-  return { alone, beside };
+  return { alone, beside, outside };
 }
 
 /** Whether the summary and attribution.json render from these lines alone. */

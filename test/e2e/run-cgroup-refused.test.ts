@@ -20,6 +20,16 @@ import { cgroup2Mount } from '../../src/platform/cgroup2.js';
 import { World } from './egress-topology.js';
 import { wrapAsUser } from '../harness/users.js';
 
+/** The uid's processes (pid and command line), once there are none or after `ms`. */
+async function processesOf(uid: number, ms: number): Promise<string> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const left = spawnSync('pgrep', ['-a', '-u', String(uid)], { encoding: 'utf8' }).stdout.trim();
+    if (left === '' || Date.now() > until) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const usable =
   canUseNetns() &&
   existsSync('/usr/sbin/nft') &&
@@ -121,8 +131,9 @@ suite("run's cgroup refused by the daemon: the command is not started", () => {
     expect(err).toMatch(/read-only file system/i);
     expect(err).toContain('Fix:');
     expect(existsSync(marker())).toBe(false);
-    // The held shell was killed: no process of the runner user is left.
-    expect(spawnSync('pgrep', ['-u', String(uid)], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    // The held shell was killed: no process of the runner user is left (a killed process
+    // may take a moment to be reaped: looked at for up to 5 s, then listed if any is left).
+    expect(await processesOf(uid, 5000)).toBe('');
     const events = parseLedgerText(
       readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8'),
     ).flatMap((l) => (l.event ? [l.event] : []));

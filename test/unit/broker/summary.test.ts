@@ -101,7 +101,7 @@ describe('summary of broker events', () => {
     expect(() => renderSummaryMarkdown(judged.input)).not.toThrow();
   });
 
-  test("a line outside every window that breaks the summary does not get the command's run.started left out", async () => {
+  test("hostile: a chained line outside every window that breaks the summary is not Cordon's; the command's run.started stays", async () => {
     const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
     const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
     const nonce = ledger.open();
@@ -111,7 +111,27 @@ describe('summary of broker events', () => {
     // A later step of the same user (T32): trusted for rendering, and it breaks the renderer.
     appendAny(ledger, 'commits.observed', { ...sampleEvents['commits.observed'], commits: {} }, nonce);
     const judged = await judgeLedger(path, { nonce });
-    expect(judged.input.verdict.details.join('\n')).not.toContain('not Cordon');
-    expect(judged.input.lines.map((l) => l.line)).toEqual([1, 2, 3, 4]);
+    // Before: the verdict stayed "intact" and the summary was the verdict alone, every alert gone.
+    expect(judged.input.verdict.status).toBe('altered');
+    expect(judged.input.verdict.details.join('\n')).toContain(
+      "line 4, outside the agent's windows, cannot be read as the event it names: not Cordon's",
+    );
+    expect(judged.input.verdict.details.join('\n')).not.toContain('line 1');
+    expect(judged.input.lines.map((l) => l.line)).toEqual([1, 2, 3]);
+    expect(renderSummaryMarkdown(judged.input)).toContain('RECORD ALTERED');
+  });
+
+  test("hostile: an empty token.issued appended by a later step leaves start's lines rendered and the record altered", async () => {
+    const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
+    const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
+    const nonce = ledger.open();
+    ledger.append('credentials.issued', sampleEvents['credentials.issued'], nonce);
+    appendAny(ledger, 'token.issued', {}, nonce);
+    const judged = await judgeLedger(path, { nonce });
+    expect(judged.input.verdict.status).toBe('altered');
+    expect(judged.input.lines.map((l) => l.line)).toEqual([1]);
+    const md = renderSummaryMarkdown(judged.input);
+    expect(md).not.toContain('could not be rendered');
+    expect(md).toContain(sampleEvents['credentials.issued'].assumedRoleArn);
   });
 });
