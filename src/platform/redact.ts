@@ -91,6 +91,26 @@ export function redactLabels(name: string): string {
 }
 
 /**
+ * A name the agent reached as the summary and attribution.json show it: a name the egress
+ * step listed is shown as it is; under a listed wildcard (`*.suffix`) the agent chose the
+ * labels left of the suffix, so those are redacted (a secret can ride there, also in a name
+ * that does not exist); a name matching nothing listed (audit mode) is redacted whole.
+ */
+export function shownReached(name: string, listed: readonly string[]): string {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  let suffix = '';
+  for (const d of listed) {
+    if (typeof d !== 'string') continue;
+    const l = d.toLowerCase().replace(/\.$/, '');
+    if (l === n) return name;
+    if (l.startsWith('*.') && n.endsWith(l.slice(1)) && l.length - 1 > suffix.length) suffix = l.slice(1);
+  }
+  if (!suffix) return redactLabels(name);
+  const cut = name.length - name.replace(/\.$/, '').length + suffix.length;
+  return `${redactLabels(name.slice(0, name.length - cut))}${name.slice(name.length - cut)}`;
+}
+
+/**
  * A refused name as the summary and the annotations show it: one that carried a secret of
  * run's comes from the daemon as its length already (rootd/secret-names.ts); any other has
  * its data-carrying labels replaced.

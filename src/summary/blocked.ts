@@ -4,7 +4,7 @@
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
 import { eventsOf, type EgressReport } from '../ledger/events.js';
-import { oneLine, redactLabels, shownName } from '../platform/redact.js';
+import { oneLine, redactLabels, shownName, shownReached } from '../platform/redact.js';
 import { floodBlocks } from './flood.js';
 import type { Block } from './doc.js';
 
@@ -97,10 +97,12 @@ function allowlistBlocks(
 /**
  * An egress.report with its names as the summary shows them: a refused name or one that
  * answered inward was chosen by the agent and can carry a secret it is smuggling out, and
- * attribution.json is uploaded where everyone who can read the run reads it. Names of
+ * attribution.json is uploaded where everyone who can read the run reads it; so can the
+ * labels of a reached name left of the listed wildcard it matched (`listed`: the egress
+ * steps' names). Names of
  * another shape (a forged line) are left to the record's own finding.
  */
-export function shownReport(r: EgressReport): EgressReport {
+export function shownReport(r: EgressReport, listed: readonly string[]): EgressReport {
   const named = <T extends { name: string }>(
     list: T[] | undefined,
     show: (n: T) => string,
@@ -109,8 +111,14 @@ export function shownReport(r: EgressReport): EgressReport {
   return {
     ...r,
     blockedNames: named(r.blockedNames, shownName) ?? r.blockedNames,
+    allowed: named(r.allowed, (n) => shownReached(n.name, listed)) ?? r.allowed,
     ...(r.rebinding ? { rebinding: named(r.rebinding, (n) => redactLabels(n.name)) } : {}),
   };
+}
+
+/** The names the egress steps listed (preset, Cordon's own and the workflow's). */
+export function listedNames(events: LedgerEvent[]): string[] {
+  return eventsOf(events, 'egress.started').flatMap((e) => (Array.isArray(e.domains) ? e.domains : []));
 }
 
 /** What was blocked: answers pointing inward, names and destinations refused, tampering with the fence. */

@@ -14,7 +14,7 @@ import {
 import type { Verdict } from '../ledger/verify.js';
 import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } from './doc.js';
 import { allowedSection, commitsSection, otherSection, touchedSection, whoSection } from './sections.js';
-import { blockedSection, leaksSection, shownReport } from './blocked.js';
+import { blockedSection, leaksSection, listedNames, shownReport } from './blocked.js';
 import { findingBlocks } from './findings.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
@@ -179,9 +179,9 @@ export function renderSummaryHtml(input: SummaryInput): string {
 }
 
 /** An event as attribution.json holds it: an egress.report's names as the summary shows them. */
-function shownEvent(e: LedgerEvent): LedgerEvent {
+function shownEvent(e: LedgerEvent, listed: readonly string[]): LedgerEvent {
   const report = dataOf(e, 'egress.report');
-  return report ? { ...e, data: { ...shownReport(report) } } : e;
+  return report ? { ...e, data: { ...shownReport(report, listed) } } : e;
 }
 
 /**
@@ -189,7 +189,9 @@ function shownEvent(e: LedgerEvent): LedgerEvent {
  * the run: names the agent chose are redacted as in the summary (the ledger keeps them).
  */
 export function buildAttribution(input: SummaryInput): Record<string, unknown> {
-  const events = eventsIn(input).map(shownEvent);
+  const listed = listedNames(eventsIn(input));
+  const shown = (e: LedgerEvent): LedgerEvent => shownEvent(e, listed);
+  const events = eventsIn(input).map(shown);
   return {
     version: 1,
     verdict: input.verdict,
@@ -207,8 +209,8 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
     secrets: eventsOf(events, 'secrets.fetched'),
     runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
     commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
-    events: input.lines.flatMap((l) => (l.event ? [shownEvent(l.event)] : [])),
-    ...(input.pending?.length ? { pending: input.pending.map(shownEvent) } : {}),
+    events: input.lines.flatMap((l) => (l.event ? [shown(l.event)] : [])),
+    ...(input.pending?.length ? { pending: input.pending.map(shown) } : {}),
   };
 }
 

@@ -14,8 +14,9 @@ import {
   type RunStarted,
   type TokenRevoked,
 } from '../ledger/events.js';
-import { oneLine, scrubShapes } from '../platform/redact.js';
+import { oneLine, scrubShapes, shownReached } from '../platform/redact.js';
 import type { Block } from './doc.js';
+import { listedNames } from './blocked.js';
 
 type Known = keyof EventTypes;
 const KNOWN: Known[] = [
@@ -196,11 +197,16 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
   }
   const reports = eventsOf(events, 'egress.report');
   const allowedNames = reports.flatMap((r) => r.allowed);
+  const listed = listedNames(events);
   if (allowedNames.length) {
     blocks.push({
       kind: 'table',
       headers: ['Name reached', 'Queries', 'Addresses'],
-      rows: allowedNames.map((a) => [a.name, String(a.queries), a.addresses.join(', ')]),
+      rows: allowedNames.map((a) => [
+        shownReached(a.name, listed),
+        String(a.queries),
+        a.addresses.join(', '),
+      ]),
     });
   }
   for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));

@@ -332,6 +332,34 @@ describe('summary findings', () => {
     expect(json).toContain(sampleEvents['egress.report'].allowed[0].name);
   });
 
+  test('hostile: a secret in the labels of a name reached under an allowed wildcard is in neither the summary nor attribution.json', () => {
+    // The agent looks up <value>.githubusercontent.com: allowed by the listed wildcard, so it
+    // is a reached name (with an answer or not), and the labels left of the wildcard are its.
+    const value = 'ghs_Q7vX2mK9pL4nR8sT1wY6zB3cD5fH0jA'.toLowerCase();
+    const report = {
+      ...sampleEvents['egress.report'],
+      allowed: [
+        ...sampleEvents['egress.report'].allowed,
+        { name: `${value}.githubusercontent.com`, queries: 1, addresses: [] },
+        { name: 'objects.githubusercontent.com', queries: 4, addresses: ['185.199.108.133'] },
+        // Listed by nobody (audit mode): every label that could carry data is redacted.
+        { name: `${value}.audit.test`, queries: 1, addresses: [] },
+      ],
+    };
+    const lines = ledgerLines({ 'egress.report': report });
+    const md = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+    const json = JSON.stringify(buildAttribution({ lines, verdict: verdictFor(lines) }));
+    // Markdown escapes the brackets: read it without its backslashes.
+    for (const out of [md.replace(/\\/g, ''), json]) {
+      expect(out.toLowerCase()).not.toContain(value);
+      expect(out).toContain('[35 chars].githubusercontent.com');
+      expect(out).toContain('[35 chars].audit.test');
+      // Listed names, and short labels under a wildcard, are shown as they are.
+      expect(out).toContain('registry.npmjs.org');
+      expect(out).toContain('objects.githubusercontent.com');
+    }
+  });
+
   test('hostile: markdown in a name, a commit message or an author cannot forge an alert or a table row', () => {
     const evil = 'x | y | z\n> [!NOTE]\n> all clear `code` <img src=x onerror=alert(1)> <!-- ';
     const text = md({
