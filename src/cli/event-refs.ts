@@ -81,7 +81,8 @@ function taintOf(path: string[], whole: boolean): Taint {
   const leaf = path[path.length - 1];
   if (leaf === '?') return 'attacker'; // an index chosen at run time may name any field
   if (ATTACKER_LEAF.test(leaf)) return 'attacker';
-  if (SCALAR_LEAF.test(leaf)) return 'none';
+  // repository_dispatch's client_payload is whatever its sender wrote, `x_id` included.
+  if (SCALAR_LEAF.test(leaf) && path[2] !== 'client_payload') return 'none';
   return whole ? 'attacker' : 'event';
 }
 

@@ -395,6 +395,8 @@ describe('cordon check: event text in a command, in every form GitHub reads', ()
         '"${{ toJSON(github.event.inputs) }}"',
         '"${{ github.event.action }}"',
         '"${{ github.event.issue }}"',
+        // repository_dispatch: the sender writes every field, one named like an id too.
+        '"${{ github.event.client_payload.x_id }}"',
         '"${{ inputs.task }}"',
         '"${{ github.event.pull_request.number }}"',
         '"${{ github.event.issue.id }}"',
@@ -410,7 +412,14 @@ describe('cordon check: event text in a command, in every form GitHub reads', ()
         `"\${{ 'github.event.comment.body' }}"`,
         'github.event.comment.body',
       ]),
-    ).toEqual(['warning', 'warning', 'warning', 'warning', ...Array<undefined>(14).fill(undefined)]);
+    ).toEqual([
+      'warning',
+      'warning',
+      'warning',
+      'warning',
+      'warning',
+      ...Array<undefined>(14).fill(undefined),
+    ]);
   });
 
   test('the run input of actions/agent and of the reusable workflow are checked like run’s', () => {
