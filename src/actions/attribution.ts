@@ -81,7 +81,7 @@ async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
 export async function judgeLedger(
   ledgerFile: string,
   opts: { nonce?: string; head?: string; sealKey?: string },
-): Promise<{ input: SummaryInput; lineCount: number; fromCopy: boolean }> {
+): Promise<{ input: SummaryInput; all: LedgerLine[]; lineCount: number; fromCopy: boolean }> {
   assertRegularLedger(ledgerFile);
   const fileLines = parseLedgerText(readLedgerText(ledgerFile) ?? '');
   const copyLines = await readCopy(ledgerFile);
@@ -134,6 +134,7 @@ export async function judgeLedger(
   if (left.length) verdict.status = 'altered';
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
+    all: lines,
     lineCount: lines.length,
     fromCopy: compared !== undefined,
   };

@@ -34,11 +34,12 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
     known: report ? recordedCommits(before.input.lines) : undefined,
     trusted: eventsIn(before.input.lines),
   });
-  const { input, lineCount, fromCopy } = await judgeLedger(ledger.path, opts);
+  const { input, all, lineCount, fromCopy } = await judgeLedger(ledger.path, opts);
   const { verdict } = input;
   if (report) {
-    // report's line is among the lines judged again (trusted both times): what follows it is new.
-    const after: LedgerLineRef[] = input.lines.flatMap((l, i) =>
+    // report's line is among the lines judged again (trusted both times): what follows it is
+    // new, every line of it (one left out of the summary as not Cordon's among them).
+    const after: LedgerLineRef[] = all.flatMap((l, i) =>
       l.line > report.line.line
         ? [
             {
@@ -46,7 +47,7 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
               action: l.event?.action,
               type: l.event?.type,
               time: l.event?.time,
-              chained: !!l.event && l.event.prev === input.lines[i - 1]?.hash,
+              chained: !!l.event && l.event.prev === all[i - 1]?.hash,
             },
           ]
         : [],
