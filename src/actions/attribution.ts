@@ -178,18 +178,18 @@ function breakingLines(
   const suspect = (l: LedgerLine): boolean => during.has(l.line) || l.event?.type === 'run.started';
   const candidates = trusted.filter(suspect);
   if (candidates.length > PROBED) return { alone: [], beside: candidates.map((l) => l.line), outside: [] };
-  let base = trusted.filter((l) => !suspect(l));
-  // A chained line outside every window (a later step's, or a process that outlived its
-  // step) that cannot be rendered on its own is not Cordon's either: Cordon's own lines
-  // always render. Without this, one such line left the verdict "intact" with every alert gone.
-  const outside = renders(base)
-    ? []
-    : base
-        .slice(0, PROBED_OUTSIDE)
-        .filter((l) => !renders([l]))
-        .map((l) => l.line);
-  if (outside.length) base = base.filter((l) => !outside.includes(l.line));
-  const context = renders(base) ? base : [];
+  const base = trusted.filter((l) => !suspect(l));
+  let context = base;
+  let outside: number[] = [];
+  if (!renders(base)) {
+    // A chained line outside every window (a later step's, or a process that outlived its
+    // step) that cannot be rendered on its own is not Cordon's either: Cordon's own lines
+    // always render. Without this, one such line left the verdict "intact" with every alert gone.
+    const broken = new Set(base.slice(0, PROBED_OUTSIDE).filter((l) => !renders([l])));
+    outside = [...broken].map((l) => l.line);
+    const rest = base.filter((l) => !broken.has(l));
+    context = broken.size && renders(rest) ? rest : [];
+  }
   const alone: number[] = [];
   const beside: number[] = [];
   for (const c of candidates) {

@@ -149,10 +149,10 @@ function openingStarts(lines: LedgerLine[]): number[] {
       close > i ? (lines[close].event?.data as { startedHash?: unknown }).startedHash : undefined;
     const at = typeof named === 'string' ? startAt.get(named) : undefined;
     if (at !== undefined && at < i) continue;
-    opening.unshift(i);
+    opening.push(i);
     end = i;
   }
-  return opening;
+  return opening.reverse();
 }
 
 /**
