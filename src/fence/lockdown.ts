@@ -26,12 +26,27 @@ export interface LockdownBackup {
 
 const SUDO_GROUPS = ['sudo', 'admin', 'wheel'];
 
-function grantsUser(line: string, user: string): boolean {
-  const first = line.trim().split(/\s+/)[0] ?? '';
-  return first === user;
+/** The line's first word, the user or group (`%sudo`, `%#27`) a sudoers rule is for. */
+function firstWord(line: string): string {
+  return line.trim().split(/\s+/)[0] ?? '';
 }
 
-/** Removes the user's sudoers lines and membership of the sudo groups, then checks `sudo -n true` fails as the user. */
+/** `%name` and `%#gid` for each group: how a sudoers rule names the group. */
+function groupTokens(groups: string[], exec: Exec): string[] {
+  const tokens: string[] = [];
+  for (const g of groups) {
+    tokens.push(`%${g}`);
+    const gid = exec(['getent', 'group', g]).stdout.split(':')[2];
+    if (gid && /^\d+$/.test(gid)) tokens.push(`%#${gid}`);
+  }
+  return tokens;
+}
+
+/**
+ * Removes the user's sudoers lines and its membership of the sudo groups, with the rules
+ * for those groups (processes already running keep the group: see heldGroupGrants), then
+ * checks what sudo still gives the user, fresh and with the groups its processes hold.
+ */
 export function disableSudo(
   user: string,
   backup: LockdownBackup,
@@ -47,6 +62,14 @@ export function disableSudo(
       input: 'disable-sudo',
     });
   }
+  const groups = exec(['id', '-nG', user]).stdout.trim().split(/\s+/);
+  // The group ids the user's processes hold now, kept by them after the user leaves a group.
+  const heldGids = exec(['id', '-G', user])
+    .stdout.trim()
+    .split(/\s+/)
+    .filter((g) => /^\d+$/.test(g));
+  const leaving = SUDO_GROUPS.filter((g) => groups.includes(g));
+  const words = new Set([user, ...groupTokens(leaving, exec)]);
   const files = [root];
   const dir = `${root}.d`;
   if (existsSync(dir)) for (const f of readdirSync(dir).sort()) files.push(join(dir, f));
@@ -54,14 +77,13 @@ export function disableSudo(
     if (!existsSync(path) || !statSync(path).isFile()) continue;
     const content = readFileSync(path, 'utf8');
     const lines = content.split('\n');
-    const kept = lines.filter((l) => !grantsUser(l, user));
+    const kept = lines.filter((l) => !words.has(firstWord(l)));
     if (kept.length === lines.length) continue;
     backup.sudoers.push({ path, content });
     writeFileSync(path, kept.join('\n'));
   }
-  const groups = exec(['id', '-nG', user]).stdout.trim().split(/\s+/);
-  for (const g of SUDO_GROUPS) {
-    if (groups.includes(g) && exec(['gpasswd', '-d', user, g]).code === 0) backup.groupsLeft.push(g);
+  for (const g of leaving) {
+    if (exec(['gpasswd', '-d', user, g]).code === 0) backup.groupsLeft.push(g);
   }
   const check = exec(['runuser', '-u', user, '--', 'sudo', '-n', 'true']);
   if (check.code === 0) {
@@ -83,6 +105,51 @@ export function disableSudo(
       input: 'disable-sudo',
     });
   }
+  if (leaving.length === 0) return;
+  // `gpasswd -d` changes /etc/group, not the groups of processes already running: the
+  // runner's worker, which starts every later step, still holds them, and sudo matches
+  // `%group` rules against the asking process's groups. Both checks above start fresh.
+  const held = heldGroupGrants(user, heldGids, exec);
+  if (held.length > 0) {
+    throw new CordonError({
+      what: `egress: disable-sudo did not take effect: processes ${user} already runs keep the ${leaving.join(', ')} group, and sudo still lets them run ${held.join('; ')}`,
+      why: 'leaving a group does not change the groups of running processes (the runner starts every later step from one), and a rule this step does not remove (an alias naming the group, a rule in an included file) still grants that group',
+      fix: `remove that grant in the runner image, or set \`disable-sudo: false\` and do not rely on it`,
+      input: 'disable-sudo',
+    });
+  }
+}
+
+/**
+ * What sudo lets the user run without a password when asked by a process holding `gids`
+ * (the groups the user's processes had before the step): `sudo -n -l` as the user, with
+ * those groups. Sudo lists without a password only when some rule needs none; a refusal
+ * that a password is required (or that the user may not run sudo) is no grant usable
+ * here. Anything else it answers counts as a grant.
+ */
+export function heldGroupGrants(user: string, gids: string[], exec: Exec = execSync): string[] {
+  const r = exec([
+    'setpriv',
+    `--reuid=${user}`,
+    `--regid=${gids[0] ?? user}`,
+    `--groups=${gids.join(',')}`,
+    '--',
+    'env',
+    '-i',
+    'LC_ALL=C',
+    'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
+    'sudo',
+    '-n',
+    '-l',
+  ]);
+  const out = `${r.stdout}\n${r.stderr}`.replace(/\r/g, '');
+  if (r.code !== 0 && /a password is required|may not run sudo on|is not allowed to run sudo on/.test(out))
+    return [];
+  const lines = r.stdout.replace(/\r/g, '').split('\n');
+  const from = lines.findIndex((l) => /^User \S+ may run the following commands on /.test(l));
+  const rules = from < 0 ? [] : lines.slice(from + 1, from + 1 + MAX_RULES).filter((l) => /^\s+\S/.test(l));
+  if (r.code === 0 && rules.length > 0) return rules.map((l) => l.trim());
+  return [`an unreadable answer (\`sudo -n -l\` with the held groups said: ${out.trim().slice(0, 200)})`];
 }
 
 /** Rules named in the error at most: enough to find them, a bounded message. */

@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
 import type { ChildProcess } from 'node:child_process';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
@@ -283,6 +284,7 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
   const tee = `/etc/${user}-tee`;
   let w: World;
   const jobs: Job[] = [];
+  const heldKids: ChildProcess[] = [];
   const asUser = (job: Job): string[] => [
     ...w.runner.wrap,
     process.execPath,
@@ -320,8 +322,10 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
   }, 60000);
 
   afterAll(async () => {
+    for (const c of heldKids) await stop(c);
     await w?.destroy(jobs.map((j) => fenceId(j.runnerTemp)));
-    for (const f of [grant, extra, tee]) rmSync(f, { force: true });
+    for (const f of [grant, extra, tee, join(tmpdir(), `${user}-go`)]) rmSync(f, { force: true });
+    run(['pkill', '-KILL', '-u', user], { allowFail: true });
     run(['userdel', user], { allowFail: true });
     run(['groupdel', group], { allowFail: true });
   });
@@ -347,6 +351,74 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     },
     60000,
   );
+
+  /**
+   * A process of the runner user started before the step, as the runner's worker is: it
+   * keeps the groups it started with. Once `go` exists (or after 30 s) it tries the attack
+   * and prints sudo's exit code.
+   */
+  const held = (go: string): { done: Promise<string>; child: ChildProcess } => {
+    const child = w.runner.spawn([
+      'runuser',
+      '-u',
+      user,
+      '--',
+      'sh',
+      '-c',
+      `i=0; while [ ! -e ${go} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo owned | sudo -n tee ${tee} >/dev/null 2>&1; echo "rc=$?"`,
+    ]);
+    heldKids.push(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    return { child, done: new Promise((resolve) => child.once('exit', () => resolve(out.trim()))) };
+  };
+
+  test('a rule for the sudo group, used by a process that still holds the group: removed for the job, the attack fails', async () => {
+    const rule = `%sudo ALL=(ALL) NOPASSWD: ALL\n`;
+    const go = join(tmpdir(), `${user}-go`);
+    rmSync(go, { force: true });
+    writeFileSync(extra, rule, { mode: 0o440 });
+    const before = held(go);
+    const sudoers = readFileSync('/etc/sudoers', 'utf8');
+    const { main, job } = await start(rule);
+    expect(errors(main)).toEqual([]);
+    expect(main.code).toBe(0);
+    // The process started before the step still holds the group: sudo must refuse it all the same.
+    const sudoGid = run(['getent', 'group', 'sudo']).split(':')[2];
+    const shell = run(['pgrep', '-n', '-u', user, '-f', go]).trim();
+    const groupsLine = /^Groups:(.*)$/m.exec(readFileSync(`/proc/${shell}/status`, 'utf8'))?.[1] ?? '';
+    expect(groupsLine.trim().split(/\s+/)).toContain(sudoGid);
+    writeFileSync(go, '');
+    expect(await before.done).toMatch(/^rc=[1-9]/);
+    expect(existsSync(tee)).toBe(false);
+    expect(readFileSync(extra, 'utf8')).not.toContain('%sudo');
+    const down = w.runner.try([
+      process.execPath,
+      join(REPO_ROOT, 'dist/egress/daemon.js'),
+      'teardown',
+      fenceId(job.runnerTemp),
+    ]);
+    expect(down.stdout).toContain('DONE');
+    expect(readFileSync(extra, 'utf8')).toBe(rule);
+    expect(readFileSync('/etc/sudoers', 'utf8')).toBe(sudoers);
+    expect(run(['id', '-nG', user]).trim().split(/\s+/)).toContain('sudo');
+    rmSync(go, { force: true });
+  }, 60000);
+
+  test('an alias naming the sudo group: the step fails, since running processes keep the group', async () => {
+    const rule = `User_Alias ${alias} = %sudo\n${alias} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`;
+    const sudoers = readFileSync('/etc/sudoers', 'utf8');
+    const { main, job } = await start(rule);
+    expect(main.code).toBe(1);
+    const [error] = errors(main);
+    expect(error).toContain(`processes ${user} already runs keep the sudo group`);
+    expect(error).toContain('/usr/bin/tee');
+    expect(w.runner.exec(['nft', 'list', 'tables'])).toBe('');
+    expect(existsSync(stateDir(fenceId(job.runnerTemp)))).toBe(false);
+    expect(readFileSync(extra, 'utf8')).toBe(rule);
+    expect(readFileSync('/etc/sudoers', 'utf8')).toBe(sudoers);
+    expect(run(['id', '-nG', user]).trim().split(/\s+/)).toContain('sudo');
+  }, 60000);
 
   test('one command granted by the user’s own name is removed: the attack through sudo tee fails', async () => {
     const { main, job } = await start(`${user} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`);
