@@ -217,10 +217,18 @@ export function eventsIn(lines: LedgerLine[]): LedgerEvent[] {
   return lines.flatMap((l) => (l.event ? [l.event] : []));
 }
 
-/** The commits the trusted lines already record, by hash. */
-export function recordedCommits(lines: LedgerLine[]): Set<string> {
-  const shas = new Set<string>();
-  for (const l of lines) for (const c of observedCommits(l)) if (c?.sha) shas.add(c.sha);
+/**
+ * The commits the trusted lines already record, by hash, with the verdict they were given
+ * (`impersonation` when any line gave it): recordCommits lists a commit again when its own
+ * reading disagrees.
+ */
+export function recordedCommits(lines: LedgerLine[]): Map<string, CommitObserved['verdict']> {
+  const shas = new Map<string, CommitObserved['verdict']>();
+  for (const l of lines)
+    for (const c of observedCommits(l)) {
+      if (!c?.sha || shas.get(c.sha) === 'impersonation') continue;
+      shas.set(c.sha, c.verdict);
+    }
   return shas;
 }
 

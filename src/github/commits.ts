@@ -393,8 +393,11 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
 
 /**
  * Lists the run's commits and appends `commits.observed`; a git failure warns and never stops
- * the summary. `known`: commits an earlier step recorded (report's, for start's post), left
- * out, and nothing appended when no other commit was made. `trusted`: the events to read the
+ * the summary. `known`: commits an earlier line records (report's, for start's post), with
+ * their recorded verdicts: left out of the line appended (nothing appended when no other
+ * commit was made), unless this reading finds impersonation where the record does not (a
+ * line of the agent's own can call its human-authored commit the agent's: T27). Returns
+ * every commit listed, with this reading's verdicts. `trusted`: the events to read the
  * agent's identities and the start sha from, without the lines the agent forged (a
  * `token.issued` of its own naming a human's address would make that human's commits its own).
  */
@@ -402,7 +405,11 @@ export function recordCommits(
   ledger: Ledger,
   runner: Runner,
   git?: GitRunner,
-  opts: { who?: string; known?: Set<string>; trusted?: LedgerEvent[] } = {},
+  opts: {
+    who?: string;
+    known?: ReadonlyMap<string, CommitObserved['verdict']>;
+    trusted?: LedgerEvent[];
+  } = {},
 ): CommitsObserved | undefined {
   const who = opts.who ?? 'start';
   if (!ledger.exists()) return undefined;
@@ -412,20 +419,29 @@ export function recordCommits(
       runner.info(`${who}: commits not listed: ${observed.skipped}`);
       return undefined;
     }
-    if (opts.known) {
-      const known = opts.known;
-      observed.commits = observed.commits.filter((c) => !known.has(c.sha));
-      if (!observed.commits.length) {
-        runner.info(`${who}: no commit made since the report`);
-        return undefined;
-      }
+    const known = opts.known;
+    const disputed = known
+      ? observed.commits.filter(
+          (c) => c.verdict === 'impersonation' && known.has(c.sha) && known.get(c.sha) !== 'impersonation',
+        )
+      : [];
+    const fresh = known
+      ? observed.commits.filter((c) => !known.has(c.sha) || disputed.includes(c))
+      : observed.commits;
+    for (const c of disputed)
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} is recorded in an earlier ledger line as ${known?.get(c.sha)}, but it is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>: listed again as impersonating (a line that is not Cordon's, or the record of another reading)`,
+      );
+    if (known && !fresh.length) {
+      runner.info(`${who}: no commit made since the report`);
+      return observed;
     }
-    ledger.append('commits.observed', observed);
-    const flagged = observed.commits.filter((c) => c.verdict === 'impersonation').length;
+    ledger.append('commits.observed', { ...observed, commits: fresh });
+    const flagged = fresh.filter((c) => c.verdict === 'impersonation').length;
     runner.info(
-      `${who}: ${observed.commits.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
+      `${who}: ${fresh.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
     );
-    for (const c of observed.commits.filter((x) => x.controlCharacters)) {
+    for (const c of fresh.filter((x) => x.controlCharacters)) {
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
       );
@@ -434,7 +450,7 @@ export function recordCommits(
       runner.warning(
         `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,
       );
-    for (const c of observed.commits.filter((x) => x.verdict === 'impersonation')) {
+    for (const c of fresh.filter((x) => x.verdict === 'impersonation' && !disputed.includes(x))) {
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,
       );

@@ -5,7 +5,7 @@
  * commit or a leaked secret. Each finding is also shown in its own section below.
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
-import { eventsOf, unclassifiedCommits, type RunFinished } from '../ledger/events.js';
+import { commitsListed, eventsOf, unclassifiedCommits, type RunFinished } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
 
@@ -41,7 +41,7 @@ function recordFindings(v: Verdict): Finding[] {
 
 function commitFindings(events: LedgerEvent[]): Finding[] {
   const observed = eventsOf(events, 'commits.observed');
-  const impersonating = observed.flatMap((c) => c.commits).filter((c) => c.verdict === 'impersonation');
+  const impersonating = commitsListed(observed).filter((c) => c.verdict === 'impersonation');
   const out: Finding[] = observed.some(unclassifiedCommits)
     ? [
         {

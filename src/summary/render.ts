@@ -5,6 +5,7 @@
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import {
+  commitsListed,
   dataOf,
   eventsOf,
   type CredentialsIssued,
@@ -208,7 +209,7 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
     },
     secrets: eventsOf(events, 'secrets.fetched'),
     runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
-    commits: eventsOf(events, 'commits.observed').flatMap((c) => c.commits),
+    commits: commitsListed(eventsOf(events, 'commits.observed')),
     events: input.lines.flatMap((l) => (l.event ? [shown(l.event)] : [])),
     ...(input.pending?.length ? { pending: input.pending.map(shown) } : {}),
   };

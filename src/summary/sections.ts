@@ -5,6 +5,7 @@
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import {
+  commitsListed,
   eventsOf,
   type CommitsObserved,
   type EgressReport,
@@ -262,7 +263,7 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
 export function commitsSection(events: LedgerEvent[]): Block[] {
   const blocks: Block[] = [];
   blocks.push({ kind: 'heading', level: 3, text: 'Commits the agent authored' });
-  const commits = eventsOf(events, 'commits.observed').flatMap((c) => c.commits);
+  const commits = commitsListed(eventsOf(events, 'commits.observed'));
   blocks.push(
     commits.length
       ? {

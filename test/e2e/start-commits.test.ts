@@ -4,7 +4,8 @@
  */
 import { afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
@@ -368,6 +369,74 @@ describe('start: commit attribution', () => {
     const rows = end.summary.split('\n').filter((l) => l.startsWith(`| ${human.slice(0, 12)} |`));
     expect(rows.length).toBeGreaterThan(0);
     for (const r of rows) expect(r).toContain('IMPERSONATION');
+  }, 120000);
+
+  test("hostile: an agent step that is not run (a uses: action, no window) commits as a human and appends a chained commits.observed calling it the agent's: report and post list it again as impersonation and fail", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    // The agent's own step, outside every run window: a human-authored commit and a line in
+    // the shape Cordon writes, chained, calling it the agent's.
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
+    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
+    const bot = `${SLUG}[bot]`;
+    const forged: CommitData = {
+      sha: human,
+      author: bot,
+      authorEmail: BOT_EMAIL,
+      committer: bot,
+      committerEmail: BOT_EMAIL,
+      coAuthors: [],
+      signature: 'unsigned',
+      subject: 'human commit',
+      verdict: 'agent',
+    };
+    appendFileSync(
+      file,
+      JSON.stringify({
+        v: 1,
+        time: new Date().toISOString(),
+        action: 'start',
+        type: 'commits.observed',
+        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
+        prev: createHash('sha256').update(last).digest('hex'),
+      }) + '\n',
+    );
+
+    const report = await j.run('report', 'main', {
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)} by Mona Lisa`));
+    expect(
+      report.commands.some(
+        (c) =>
+          c.command === 'warning' &&
+          c.message.includes(`commit ${human.slice(0, 12)} is recorded in an earlier ledger line as agent`),
+      ),
+    ).toBe(true);
+    // One row for the commit, with Cordon's reading: the forged author is not shown as its.
+    const rows = report.summary.split('\n').filter((l) => l.startsWith(`| ${human.slice(0, 12)} |`));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toContain('IMPERSONATION');
+    expect(rows[0]).toContain('Mona Lisa');
+    expect(rows[0]).not.toContain('[bot]');
+    const attribution = JSON.parse(readFileSync(report.outputs['attribution-path'], 'utf8')) as {
+      commits: CommitData[];
+    };
+    expect(attribution.commits.filter((c) => c.sha === human).map((c) => c.verdict)).toEqual([
+      'impersonation',
+    ]);
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
+    );
   }, 120000);
 
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {
