@@ -31,7 +31,7 @@ import {
 } from '../ledger/ledger.js';
 import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
-import { impersonationError } from '../github/commits.js';
+import { impersonationError } from '../github/commits-record.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
 import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
 import { compareWithCopy, linesDuringRun, ranges, verdictFor, type Verdict } from '../ledger/verify.js';

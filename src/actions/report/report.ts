@@ -6,7 +6,7 @@
 import type { Ledger, LedgerEvent, LedgerLine } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
 import { fenceId, requestReport } from '../../rootd/protocol.js';
-import { recordCommits } from '../../github/commits.js';
+import { recordCommits } from '../../github/commits-record.js';
 import { toEvent } from '../egress/report.js';
 import {
   eventsIn,

@@ -6,7 +6,7 @@
 import { Ledger } from '../../ledger/ledger.js';
 import type { LedgerLineRef } from '../../ledger/events.js';
 import type { Runner } from '../../platform/runner.js';
-import { recordCommits } from '../../github/commits.js';
+import { recordCommits } from '../../github/commits-record.js';
 import {
   checkAttribution,
   eventsIn,

@@ -5,11 +5,11 @@ import {
   agentIdentities,
   classify,
   coAuthors,
-  impersonationError,
   parseCommit,
   readBatch,
   reflogUpdates,
 } from '../../../src/github/commits.js';
+import { impersonationError } from '../../../src/github/commits-record.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
 

@@ -1,0 +1,111 @@
+/**
+ * What the run's commits mean for the job: the error `fail-on-impersonation` raises, and the
+ * `commits.observed` line report and start's post append (commits.ts lists and classifies).
+ */
+import { CordonError } from '../platform/errors.js';
+import { unclassifiedCommits, type CommitObserved, type CommitsObserved } from '../ledger/events.js';
+import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
+import type { Runner } from '../platform/runner.js';
+import { MAX_COMMITS, observeCommits, type GitRunner } from './commits.js';
+
+export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
+  const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
+  const unlisted = unclassifiedCommits(observed);
+  if (bad.length === 0 && !unlisted) return undefined;
+  const list = bad
+    .slice(0, 5)
+    .map(
+      (c) =>
+        `${c.sha.slice(0, 12)} by ${c.author} <${c.authorEmail}>, committed by ${c.committer} <${c.committerEmail}>`,
+    )
+    .join('; ');
+  // What went wrong and its fix, for each of the two.
+  const parts: [string, string][] = [];
+  if (bad.length)
+    parts.push([
+      `${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
+      'do not push these commits; let github-token set the git identity (configure-git: true) and credit people with Co-authored-by trailers, not as author',
+    ]);
+  if (unlisted)
+    parts.push([
+      `more than ${MAX_COMMITS} commits were made in this run while the agent had its own identity: those past the first ${MAX_COMMITS} listed were not classified, and any of them may carry a human identity`,
+      `review the authors of every commit since ${observed.base.slice(0, 12)} in the repository history before pushing, or have the agent make at most ${MAX_COMMITS} commits (squash them)`,
+    ]);
+  return new CordonError({
+    what: `${who}: ${parts.map(([w]) => w).join('; and ')}`,
+    why: `an agent's commits must carry its bot identity so that humans review and approve them as the agent's${unlisted ? '; a commit Cordon did not classify cannot be shown to carry it' : ''}`,
+    fix: parts.map(([, f]) => f).join('; '),
+    input: 'fail-on-impersonation',
+  });
+}
+
+/**
+ * Lists the run's commits and appends `commits.observed`; a git failure warns and never stops
+ * the summary. `known`: commits an earlier line records (report's, for start's post), with
+ * their recorded verdicts: left out of the line appended (nothing appended when no other
+ * commit was made), unless this reading finds impersonation where the record does not (a
+ * line of the agent's own can call its human-authored commit the agent's: T27). Returns
+ * every commit listed, with this reading's verdicts. `trusted`: the events to read the
+ * agent's identities and the start sha from, without the lines the agent forged (a
+ * `token.issued` of its own naming a human's address would make that human's commits its own).
+ */
+export function recordCommits(
+  ledger: Ledger,
+  runner: Runner,
+  git?: GitRunner,
+  opts: {
+    who?: string;
+    known?: ReadonlyMap<string, CommitObserved['verdict']>;
+    trusted?: LedgerEvent[];
+  } = {},
+): CommitsObserved | undefined {
+  const who = opts.who ?? 'start';
+  if (!ledger.exists()) return undefined;
+  try {
+    const observed = observeCommits(opts.trusted ?? ledger.events(), { env: runner.env, git });
+    if ('skipped' in observed) {
+      runner.info(`${who}: commits not listed: ${observed.skipped}`);
+      return undefined;
+    }
+    const known = opts.known;
+    const disputed = known
+      ? observed.commits.filter(
+          (c) => c.verdict === 'impersonation' && known.has(c.sha) && known.get(c.sha) !== 'impersonation',
+        )
+      : [];
+    const fresh = known
+      ? observed.commits.filter((c) => !known.has(c.sha) || disputed.includes(c))
+      : observed.commits;
+    for (const c of disputed)
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} is recorded in an earlier ledger line as ${known?.get(c.sha)}, but it is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>: listed again as impersonating (a line that is not Cordon's, or the record of another reading)`,
+      );
+    if (known && !fresh.length) {
+      runner.info(`${who}: no commit made since the report`);
+      return observed;
+    }
+    ledger.append('commits.observed', { ...observed, commits: fresh });
+    const flagged = fresh.filter((c) => c.verdict === 'impersonation').length;
+    runner.info(
+      `${who}: ${fresh.length} new commit(s) since ${observed.base.slice(0, 12)}, ${flagged} impersonating`,
+    );
+    for (const c of fresh.filter((x) => x.controlCharacters)) {
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
+      );
+    }
+    if (unclassifiedCommits(observed))
+      runner.warning(
+        `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,
+      );
+    for (const c of fresh.filter((x) => x.verdict === 'impersonation' && !disputed.includes(x))) {
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,
+      );
+    }
+    return observed;
+  } catch (e) {
+    runner.warning(`${who}: could not list the run's commits: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
+}
