@@ -102,7 +102,12 @@ function started(argv: string[]): ChildProcess {
 }
 
 /** Starts the proxy bundle; resolves once it says it serves (10 s at most). */
-function proxy(bundle: string, port: number, cache: 'on' | 'off', flags: string[] = []): Promise<ChildProcess> {
+function proxy(
+  bundle: string,
+  port: number,
+  cache: 'on' | 'off',
+  flags: string[] = [],
+): Promise<ChildProcess> {
   const c = started([process.execPath, ...flags, bundle, String(port), String(UPSTREAM), cache]);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`proxy on ${port} did not start`)), 10000);
@@ -192,7 +197,7 @@ async function main(): Promise<void> {
     ['--interrupt-budget=8192 (tier up sooner)', ['--interrupt-budget=8192'], false],
     ['--no-lazy-feedback-allocation', ['--no-lazy-feedback-allocation'], false],
     ['--max-opt=1 (no optimizing compiler)', ['--max-opt=1'], false],
-    ["threads other than the main one SCHED_IDLE (chrt)", [], true],
+    ['threads other than the main one SCHED_IDLE (chrt)', [], true],
   ];
   const cold: { name: string; first: Sample[]; after: Sample[] }[] = [];
   for (const [name, flags, idle] of variants) {
