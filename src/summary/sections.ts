@@ -7,6 +7,7 @@ import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import {
   commitsListed,
   eventsOf,
+  unclassifiedCommits,
   type CommitsObserved,
   type EgressReport,
   type EgressStarted,
@@ -281,7 +282,8 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
         }
       : { kind: 'para', text: 'No new commits.' },
   );
-  if (eventsOf(events, 'commits.observed').some((c) => c.truncated)) {
+  // With an agent identity issued the cut list is a caution alert (findings.ts), not said twice.
+  if (eventsOf(events, 'commits.observed').some((c) => c.truncated && !unclassifiedCommits(c))) {
     blocks.push({
       kind: 'para',
       text: 'More commits were made than listed; see the repository history.',

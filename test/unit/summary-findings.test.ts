@@ -178,6 +178,8 @@ describe('summary findings', () => {
       '> [!CAUTION]\n> More commits were made than Cordon lists while the agent had an identity of its own',
     );
     expect(withIdentity.split('\n')[2]).toMatch(/commits not classified/);
+    // Said once: the alert, not also the plain line under the commits table.
+    expect(withIdentity).not.toContain('More commits were made than listed');
     const without = cut('unattributed');
     expect(without).not.toContain('> [!');
     expect(without).toContain('More commits were made than listed');
