@@ -52,9 +52,8 @@ export function sealWindow(ledger: Ledger, sealKey: SealKey | undefined): void {
  */
 export function verifyWindow(ledger: Ledger, held: string[]): ReturnType<typeof checkRunWindow> {
   const window = checkRunWindow(held, ledger.read());
-  const { ok: _ok, ...verdict } = window;
-  void _ok;
-  if (window.ok)
+  const { ok, ...verdict } = window;
+  if (ok)
     ledger.append('ledger.verified', {
       by: verdict.by,
       upTo: verdict.upTo,
