@@ -115,10 +115,36 @@ export function openAncestors(p: PinnedDir, callerUid: number): () => string[] {
 }
 
 /**
+ * Opens `rel` below the directory `dirFd`, one component at a time, each inside the one
+ * opened before it and none through a link: the caller can still rename its directories
+ * (it owns them), and a path resolved in one go would follow a directory swapped for a
+ * link to anywhere, with root opening whatever is there (a device included). Throws when
+ * a component is a link, is missing or is not a directory.
+ */
+export function openBeneath(dirFd: number, rel: string, flags: number): number {
+  const parts = rel.split('/');
+  if (parts.some((c) => c === '' || c === '.' || c === '..'))
+    throw new Error(`not a plain relative path: ${rel}`);
+  let dir = dirFd;
+  try {
+    for (const name of parts.slice(0, -1)) {
+      const next = openSync(`/proc/self/fd/${dir}/${name}`, DIR_FLAGS);
+      if (dir !== dirFd) closeSync(dir);
+      dir = next;
+    }
+    return openSync(`/proc/self/fd/${dir}/${parts[parts.length - 1]}`, flags | constants.O_NOFOLLOW);
+  } finally {
+    if (dir !== dirFd) closeSync(dir);
+  }
+}
+
+/**
  * A file the agent made set-uid or set-gid through the mount is stored as the workspace
  * owner's: the mount's nosuid holds only while it is up. Every such bit on a file whose
  * inode changed since the loan is cleared (one walk of the tree, from the pinned
- * descriptor). Each file is opened without following a link and checked on its descriptor:
+ * descriptor). Each file is opened from the pinned descriptor down, no link followed on the
+ * way (openBeneath: the caller may swap a directory for a link between the walk and the
+ * open), and checked on its descriptor:
  * only a regular file of the workspace's owner is changed, whatever was swapped in.
  */
 /** How find names what it finds under the pinned directory. */
@@ -154,8 +180,9 @@ export function clearSetId(p: PinnedDir, since: number): string[] {
   for (const f of found) {
     let fd = -1;
     try {
-      fd = openSync(
-        `/proc/self/fd/${p.fd}/${f.slice(TOP.length)}`,
+      fd = openBeneath(
+        p.fd,
+        f.slice(TOP.length),
         constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
       );
       const st = fstatSync(fd);

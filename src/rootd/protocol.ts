@@ -51,7 +51,15 @@ export function fenceId(runnerTemp: string): string {
   return createHash('sha256').update(resolve(runnerTemp)).digest('hex').slice(0, 16);
 }
 
+/** What a fence id may hold: `fenceId`'s hex, or a test's plain name; never a `/` or a `.`. */
+const FENCE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The fence's state directory, which root empties, fills and removes. The id comes from
+ * the daemon's config or teardown's argument: `../..` in it would name any directory.
+ */
 export function stateDir(id: string): string {
+  if (!FENCE_ID.test(id)) throw new Error(`not a fence id: ${JSON.stringify(id.slice(0, 80))}`);
   return join(STATE_ROOT, `egress-${id}`);
 }
 

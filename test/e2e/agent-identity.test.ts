@@ -312,6 +312,31 @@ suite('run as its own Unix user, steps as a runner user with passwordless sudo',
     ]);
   });
 
+  test('a submodule config the agent left including a FIFO does not hold the next run step', async () => {
+    // A submodule's config is not put back (T43): the agent leaves one whose include.path
+    // names a FIFO no one writes to, for the next step's search for the checkout token.
+    const plant = [
+      'mkdir -p .git/modules/evil',
+      'mkfifo .git/modules/evil/pipe',
+      'printf "[include]\\n\\tpath = %s\\n" "$PWD/.git/modules/evil/pipe" > .git/modules/evil/config',
+      'echo planted',
+    ].join(' && ');
+    const a = await job.run('run', 'main', {
+      inputs: { run: plant },
+      wrap: runnerUser.wrap(job.root),
+      timeoutMs: 60000,
+    });
+    expect(a.stdout).toContain('planted');
+    expect(statSync(join(job.workspace, '.git', 'modules', 'evil', 'pipe')).isFIFO()).toBe(true);
+    const b = await job.run('run', 'main', {
+      inputs: { run: 'echo second step ran' },
+      wrap: runnerUser.wrap(job.root),
+      timeoutMs: 30000,
+    });
+    expect(b.stdout).toContain('second step ran');
+    expect(b.code).toBe(0);
+  }, 120000);
+
   test('the control: the same command as the runner user (user: runner) wins each of these; run puts the file commands back', async () => {
     const r = await job.run('run', 'main', {
       inputs: { run: HOSTILE, user: 'runner' },

@@ -163,6 +163,35 @@ suite("disable-sudo, then run as the agent's own user through the daemon's launc
     expect(lstatSync(launch.program).mode & 0o022).toBe(0);
   });
 
+  test("the runner user swaps a directory for a link during root's set-uid sweep: nothing outside the workspace is touched", () => {
+    // A workspace and a folder of the runner's own, each file set-uid: the sweep must clear
+    // the bits in the workspace (e/ is never swapped) and never reach `outside`.
+    const ws = join(job.root, 'swap-ws');
+    const outside = join(job.root, 'swap-outside');
+    const files = Array.from({ length: 20 }, (_, j) => `x${j}`);
+    expect(
+      asRunner([
+        'sh',
+        '-c',
+        `mkdir ${ws} ${outside} && cd ${outside} && for f in ${files.join(' ')}; do : > $f; chmod 4755 $f; done`,
+      ]).status,
+    ).toBe(0);
+    const script = readFileSync(join(REPO_ROOT, 'test/e2e/launcher-swap.py'), 'utf8');
+    const r = asRunner(['python3', '-c', script, launch.node, launch.program, ws, outside]);
+    const msgs = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { op: string; strategy?: string; problems?: string[] });
+    const ended = msgs.find((m) => m.op === 'ended');
+    expect(ended?.strategy).toBe('idmap');
+    // The control: what the agent left set-uid in the workspace was found and cleared.
+    for (const f of files) expect(lstatSync(join(ws, 'e', f)).mode & 0o7777).toBe(0o755);
+    expect(ended?.problems?.join('\n')).toMatch(/set-uid\/set-gid bits cleared on \d+ file/);
+    const touched = files.filter((f) => (lstatSync(join(outside, f)).mode & 0o7777) !== 0o4755);
+    expect(touched).toEqual([]);
+    expect(agentUsers()).toBe(0);
+  }, 120000);
+
   test('teardown removes the rule and the copy', () => {
     const down = w.runner.try(
       [process.execPath, join(REPO_ROOT, 'dist/egress/daemon.js'), 'teardown', fenceId(job.runnerTemp)],

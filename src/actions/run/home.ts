@@ -5,19 +5,11 @@
  * the workspace's `.git/config` taken out while the command runs and put back after.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  writeFileSync,
-  type Stats,
-} from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, realpathSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
+import { readRegularFile } from '../../platform/regular-file.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
@@ -242,6 +234,9 @@ function configFiles(gitDir: string): string[] {
   return [join(gitDir, 'config'), ...modules.files.sort()];
 }
 
+/** An included config file read for the checkout token at most: far above checkout's few lines. */
+const MAX_INCLUDE_BYTES = 1024 * 1024;
+
 /**
  * Finds credentials `actions/checkout` persisted for the workspace and takes them out while
  * the command runs: an `http.<url>.extraheader` with an Authorization header in
@@ -272,7 +267,13 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
         let text = '';
         try {
           st = lstatSync(p);
-          text = readFileSync(p, 'utf8');
+          // The path is the config's, and a submodule's config is the last agent's (T43): a
+          // FIFO there would hold this step, /dev/zero fill its memory. A regular file only.
+          text = readRegularFile(p, {
+            reader: 'run',
+            maxBytes: MAX_INCLUDE_BYTES,
+            expected: 'a git config file',
+          });
         } catch {
           continue;
         }

@@ -20,6 +20,8 @@ import { join } from 'node:path';
 import { parseCgroupRequest } from '../../../src/rootd/cgroups.js';
 import { keepLedgerCopy } from '../../../src/rootd/ledger-server.js';
 import { clientOf } from '../../../src/rootd/access.js';
+import { stateDir } from '../../../src/rootd/protocol.js';
+import { teardown } from '../../../src/rootd/teardown.js';
 import { readUserFile, UserFileRefused } from '../../../src/platform/user-file.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -107,6 +109,19 @@ describe('files a user can replace', () => {
       expect(readUserFile(join(runnerTemp, '.', 'agent.pid'), 64)).toBe('4242\n');
     },
   );
+});
+
+describe('the fence id', () => {
+  test('an id that would lead the state directory out of /run/cordon is refused before root removes anything', () => {
+    const victim = tmp();
+    writeFileSync(join(victim, 'kept'), 'x');
+    for (const id of [`x/../../..${victim}`, '..', 'a.b', '', 'a/b', 'x'.repeat(65)])
+      expect(() => stateDir(id)).toThrow(/not a fence id/);
+    expect(() => teardown(`x/../../..${victim}`)).toThrow(/not a fence id/);
+    expect(readFileSync(join(victim, 'kept'), 'utf8')).toBe('x');
+    expect(stateDir('0123456789abcdef')).toBe('/run/cordon/egress-0123456789abcdef');
+    expect(stateDir(`own${process.pid}`)).toBe(`/run/cordon/egress-own${process.pid}`);
+  });
 });
 
 describe('the client', () => {

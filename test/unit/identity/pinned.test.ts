@@ -1,6 +1,17 @@
-import { chmodSync, chownSync, lstatSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { clearSetId, openAncestors, pinWorkspace, unpin } from '../../../src/identity/pinned.js';
+import { clearSetId, openAncestors, openBeneath, pinWorkspace, unpin } from '../../../src/identity/pinned.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const RUNNER = 4243;
@@ -99,6 +110,29 @@ describe('pinWorkspace', () => {
       expect(lstatSync(mine).mode & 0o777).toBe(0o750);
     } finally {
       unpin(q);
+    }
+  });
+
+  test('openBeneath opens a file below the pinned directory, and refuses a directory on the way swapped for a link', () => {
+    const ws = join(root, 'ws');
+    mkdirSync(join(ws, 'd'));
+    writeFileSync(join(ws, 'd', 'f'), 'x');
+    mkdirSync(join(root, 'outside'));
+    writeFileSync(join(root, 'outside', 'f'), 'y');
+    const p = pinWorkspace(ws, RUNNER);
+    try {
+      const fd = openBeneath(p.fd, 'd/f', constants.O_RDONLY);
+      expect(fstatSync(fd).ino).toBe(lstatSync(join(ws, 'd', 'f')).ino);
+      closeSync(fd);
+      renameSync(join(ws, 'd'), join(ws, 'd.real'));
+      symlinkSync(join(root, 'outside'), join(ws, 'd'));
+      expect(() => openBeneath(p.fd, 'd/f', constants.O_RDONLY)).toThrow(/ELOOP|ENOTDIR/);
+      symlinkSync(join(root, 'outside', 'f'), join(ws, 'link'));
+      expect(() => openBeneath(p.fd, 'link', constants.O_RDONLY)).toThrow(/ELOOP/);
+      for (const bad of ['../outside/f', 'd.real//f', './d.real/f'])
+        expect(() => openBeneath(p.fd, bad, constants.O_RDONLY)).toThrow(/not a plain relative path/);
+    } finally {
+      unpin(p);
     }
   });
 });

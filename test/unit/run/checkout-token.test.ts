@@ -61,6 +61,31 @@ describe('withholdCheckoutToken', () => {
       expect(get(ws, 'include.path')).toBe(link);
     },
   );
+  test('hostile: includes naming a FIFO, /dev/zero and a huge file are skipped without blocking; a real one is still found', () => {
+    const { dir, ws } = repo();
+    const fifo = join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const huge = join(dir, 'huge.config');
+    writeFileSync(
+      huge,
+      `[http "https://github.com/"]\n\textraheader = ${HEADER}\n`.padEnd(2 * 1024 * 1024, '#'),
+    );
+    const creds = join(dir, 'git-credentials-2.config');
+    writeFileSync(creds, `[http "https://github.com/"]\n\textraheader = ${HEADER}\n`, { mode: 0o644 });
+    for (const [name, target] of [
+      ['a', fifo],
+      ['b', '/dev/zero'],
+      ['c', huge],
+      ['d', creds],
+    ]) {
+      mkdirSync(join(ws, '.git', 'modules', name), { recursive: true });
+      writeFileSync(join(ws, '.git', 'modules', name, 'config'), `[include]\n\tpath = ${target}\n`);
+    }
+    const token = withholdCheckoutToken(ws);
+    expect(token?.withheld).toEqual([`${creds}:http.https://github.com/.extraheader`]);
+    expect(token?.restore()).toBe(true);
+  });
+
   test('hostile: a submodule folder swapped for a link while the command ran gets no token written through it', () => {
     const { dir, ws } = repo();
     const sub = join(ws, '.git', 'modules', 'lib');
