@@ -420,6 +420,23 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     expect(run(['id', '-nG', user]).trim().split(/\s+/)).toContain('sudo');
   }, 60000);
 
+  test('an alias naming the sudo group under `listpw=always`: the step fails all the same', async () => {
+    // `sudo -n -l` asked as the user answers only "a password is required" here, NOPASSWD
+    // rule and all: a check that took that for no grant passed, and a process that kept the
+    // sudo group was root through `sudo tee`.
+    const rule = `Defaults:${user} listpw=always\nUser_Alias ${alias} = %sudo\n${alias} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`;
+    const sudoers = readFileSync('/etc/sudoers', 'utf8');
+    const { main, job } = await start(rule);
+    expect(main.code).toBe(1);
+    const [error] = errors(main);
+    expect(error).toContain(`processes ${user} already runs keep the sudo group`);
+    expect(error).toContain('/usr/bin/tee');
+    expect(existsSync(stateDir(fenceId(job.runnerTemp)))).toBe(false);
+    expect(readFileSync(extra, 'utf8')).toBe(rule);
+    expect(readFileSync('/etc/sudoers', 'utf8')).toBe(sudoers);
+    expect(run(['id', '-nG', user]).trim().split(/\s+/)).toContain('sudo');
+  }, 60000);
+
   test('one command granted by the user’s own name is removed: the attack through sudo tee fails', async () => {
     const { main, job } = await start(`${user} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`);
     expect(errors(main)).toEqual([]);
