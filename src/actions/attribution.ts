@@ -235,20 +235,23 @@ export function recordedCommits(lines: LedgerLine[]): Map<string, CommitObserved
 /**
  * `commits` with every commit the trusted lines already record added, for start's
  * `fail-on-impersonation`: the commits report recorded are not listed again by start's post,
- * and report's own input may have been off.
+ * and report's own input may have been off. A commit recorded more than once counts as
+ * `impersonation` when any line says so, as in the summary: the first line may be the
+ * agent's own calling it the agent's, and report's listing it again comes after (T27).
  */
 export function withRecordedCommits(
   lines: LedgerLine[],
   commits: CommitsObserved | undefined,
 ): CommitsObserved | undefined {
   const seen = new Set(commits?.commits.map((c) => c.sha));
-  const recorded: CommitObserved[] = [];
+  const bySha = new Map<string, CommitObserved>();
   for (const l of lines)
     for (const c of observedCommits(l)) {
       if (!c?.sha || seen.has(c.sha)) continue;
-      seen.add(c.sha);
-      recorded.push(c);
+      const had = bySha.get(c.sha);
+      if (!had || (c.verdict === 'impersonation' && had.verdict !== 'impersonation')) bySha.set(c.sha, c);
     }
+  const recorded = [...bySha.values()];
   if (!recorded.length) return commits;
   // A list report cut short stays cut short here: past it, no commit was classified.
   const truncated = lines.some((l) => dataOf(l.event, 'commits.observed')?.truncated === true);
