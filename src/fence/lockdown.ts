@@ -31,6 +31,23 @@ function firstWord(line: string): string {
   return line.trim().split(/\s+/)[0] ?? '';
 }
 
+/**
+ * The file's lines by statement: a line ending in `\` goes on in the next, so a rule is
+ * removed with its continued lines, and a continued line (`    %sudo` in an alias's list) is
+ * never taken for a rule. Either left sudoers a syntax error for the job.
+ */
+function statements(lines: string[]): string[][] {
+  const out: string[][] = [];
+  let continued = false;
+  for (const l of lines) {
+    if (continued) out[out.length - 1].push(l);
+    else out.push([l]);
+    // A comment runs to the end of its line, backslash and all.
+    continued = l.endsWith('\\') && !l.trimStart().startsWith('#');
+  }
+  return out;
+}
+
 /** `%name` and `%#gid` for each group: how a sudoers rule names the group. */
 function groupTokens(groups: string[], exec: Exec): string[] {
   const tokens: string[] = [];
@@ -71,11 +88,11 @@ export function disableSudo(
   for (const path of files) {
     if (!existsSync(path) || !statSync(path).isFile()) continue;
     const content = readFileSync(path, 'utf8');
-    const lines = content.split('\n');
-    const kept = lines.filter((l) => !words.has(firstWord(l)));
-    if (kept.length === lines.length) continue;
+    const all = statements(content.split('\n'));
+    const kept = all.filter((st) => !words.has(firstWord(st[0])));
+    if (kept.length === all.length) continue;
     backup.sudoers.push({ path, content });
-    writeFileSync(path, kept.join('\n'));
+    writeFileSync(path, kept.flat().join('\n'));
   }
   // `gpasswd -d` changes /etc/group, not the groups of processes already running: the
   // runner's worker, which starts every later step, still holds them, and sudo matches
