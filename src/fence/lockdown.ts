@@ -26,9 +26,15 @@ export interface LockdownBackup {
 
 const SUDO_GROUPS = ['sudo', 'admin', 'wheel'];
 
-/** The line's first word, the user or group (`%sudo`, `%#27`) a sudoers rule is for. */
+/**
+ * The line's first word, the user or group (`%sudo`, `%#27`) a sudoers rule is for, as sudo
+ * matches it: without case (sudo's `case_insensitive_user` and `_group` are on by default,
+ * so `%SUDO` is the sudo group) and an id as its number (`%#027` is gid 27).
+ */
 function firstWord(line: string): string {
-  return line.trim().split(/\s+/)[0] ?? '';
+  const word = (line.trim().split(/\s+/)[0] ?? '').toLowerCase();
+  const id = /^(%?#)0*(\d+)$/.exec(word);
+  return id ? `${id[1]}${id[2]}` : word;
 }
 
 /**
@@ -81,7 +87,12 @@ export function disableSudo(
   }
   const groups = exec(['id', '-nG', user]).stdout.trim().split(/\s+/);
   const leaving = SUDO_GROUPS.filter((g) => groups.includes(g));
-  const words = new Set([user, ...groupTokens(leaving, exec)]);
+  const uid = exec(['id', '-u', user]).stdout.trim();
+  const words = new Set([
+    user.toLowerCase(),
+    ...(/^\d+$/.test(uid) ? [`#${uid}`] : []),
+    ...groupTokens(leaving, exec).map((w) => w.toLowerCase()),
+  ]);
   const files = [root];
   const dir = `${root}.d`;
   if (existsSync(dir)) for (const f of readdirSync(dir).sort()) files.push(join(dir, f));

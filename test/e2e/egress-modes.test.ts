@@ -405,6 +405,35 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     rmSync(go, { force: true });
   }, 60000);
 
+  test.each([
+    ['the group name in capitals', () => `%SUDO ALL=(ALL) NOPASSWD: /usr/bin/tee\n`],
+    [
+      'the gid with a leading zero',
+      () => `%#0${run(['getent', 'group', 'sudo']).split(':')[2]} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`,
+    ],
+    ['the user by uid', () => `#${run(['id', '-u', user]).trim()} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`],
+  ])(
+    'a rule spelled as sudo matches it, %s: removed for the job, given back after',
+    async (_, spell) => {
+      const rule = spell();
+      const { main, job } = await start(rule);
+      expect(errors(main)).toEqual([]);
+      expect(main.code).toBe(0);
+      expect(readFileSync(extra, 'utf8')).not.toContain('/usr/bin/tee');
+      expect(teeAsUser()).not.toBe(0);
+      expect(existsSync(tee)).toBe(false);
+      const down = w.runner.try([
+        process.execPath,
+        join(REPO_ROOT, 'dist/egress/daemon.js'),
+        'teardown',
+        fenceId(job.runnerTemp),
+      ]);
+      expect(down.stdout).toContain('DONE');
+      expect(readFileSync(extra, 'utf8')).toBe(rule);
+    },
+    60000,
+  );
+
   test('an alias naming the sudo group: the step fails, since running processes keep the group', async () => {
     const rule = `User_Alias ${alias} = %sudo\n${alias} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`;
     const sudoers = readFileSync('/etc/sudoers', 'utf8');
