@@ -218,16 +218,17 @@ export function eventsIn(lines: LedgerLine[]): LedgerEvent[] {
 }
 
 /**
- * The commits the trusted lines already record, by hash, with the verdict they were given
- * (`impersonation` when any line gave it): recordCommits lists a commit again when its own
- * reading disagrees.
+ * The commits the trusted lines already record, by hash, each with every entry that lists
+ * it: recordCommits lists a commit again when its own reading disagrees with all of them.
  */
-export function recordedCommits(lines: LedgerLine[]): Map<string, CommitObserved['verdict']> {
-  const shas = new Map<string, CommitObserved['verdict']>();
+export function recordedCommits(lines: LedgerLine[]): Map<string, CommitObserved[]> {
+  const shas = new Map<string, CommitObserved[]>();
   for (const l of lines)
     for (const c of observedCommits(l)) {
-      if (!c?.sha || shas.get(c.sha) === 'impersonation') continue;
-      shas.set(c.sha, c.verdict);
+      if (!c?.sha) continue;
+      const entries = shas.get(c.sha);
+      if (entries) entries.push(c);
+      else shas.set(c.sha, [c]);
     }
   return shas;
 }
@@ -235,20 +236,23 @@ export function recordedCommits(lines: LedgerLine[]): Map<string, CommitObserved
 /**
  * `commits` with every commit the trusted lines already record added, for start's
  * `fail-on-impersonation`: the commits report recorded are not listed again by start's post,
- * and report's own input may have been off.
+ * and report's own input may have been off. A commit recorded more than once is taken as
+ * the last line that calls it `impersonation` lists it, as in the summary (commitsListed):
+ * the first line may be the agent's own calling it the agent's, and report's listing it
+ * again comes after (T27).
  */
 export function withRecordedCommits(
   lines: LedgerLine[],
   commits: CommitsObserved | undefined,
 ): CommitsObserved | undefined {
   const seen = new Set(commits?.commits.map((c) => c.sha));
-  const recorded: CommitObserved[] = [];
+  const bySha = new Map<string, CommitObserved>();
   for (const l of lines)
     for (const c of observedCommits(l)) {
       if (!c?.sha || seen.has(c.sha)) continue;
-      seen.add(c.sha);
-      recorded.push(c);
+      if (!bySha.has(c.sha) || c.verdict === 'impersonation') bySha.set(c.sha, c);
     }
+  const recorded = [...bySha.values()];
   if (!recorded.length) return commits;
   // A list report cut short stays cut short here: past it, no commit was classified.
   const truncated = lines.some((l) => dataOf(l.event, 'commits.observed')?.truncated === true);

@@ -26,9 +26,32 @@ export interface LockdownBackup {
 
 const SUDO_GROUPS = ['sudo', 'admin', 'wheel'];
 
-/** The line's first word, the user or group (`%sudo`, `%#27`) a sudoers rule is for. */
+/**
+ * The line's first word, the user or group (`%sudo`, `%#27`) a sudoers rule is for, as sudo
+ * matches it: without case (sudo's `case_insensitive_user` and `_group` are on by default,
+ * so `%SUDO` is the sudo group) and an id as its number (`%#027` is gid 27).
+ */
 function firstWord(line: string): string {
-  return line.trim().split(/\s+/)[0] ?? '';
+  const word = (line.trim().split(/\s+/)[0] ?? '').toLowerCase();
+  const id = /^(%?#)0*(\d+)$/.exec(word);
+  return id ? `${id[1]}${id[2]}` : word;
+}
+
+/**
+ * The file's lines by statement: a line ending in `\` goes on in the next, so a rule is
+ * removed with its continued lines, and a continued line (`    %sudo` in an alias's list) is
+ * never taken for a rule. Either left sudoers a syntax error for the job.
+ */
+function statements(lines: string[]): string[][] {
+  const out: string[][] = [];
+  let continued = false;
+  for (const l of lines) {
+    if (continued) out[out.length - 1].push(l);
+    else out.push([l]);
+    // A comment runs to the end of its line, backslash and all.
+    continued = l.endsWith('\\') && !l.trimStart().startsWith('#');
+  }
+  return out;
 }
 
 /** `%name` and `%#gid` for each group: how a sudoers rule names the group. */
@@ -44,8 +67,8 @@ function groupTokens(groups: string[], exec: Exec): string[] {
 
 /**
  * Removes the user's sudoers lines and its membership of the sudo groups, with the rules
- * for those groups (processes already running keep the group: see heldGroupGrants), then
- * checks what sudo still gives the user, fresh and with the groups its processes hold.
+ * for those groups (processes already running keep the group), then checks what sudo still
+ * gives the user, with the groups it is left and with those its running processes hold.
  */
 export function disableSudo(
   user: string,
@@ -63,25 +86,32 @@ export function disableSudo(
     });
   }
   const groups = exec(['id', '-nG', user]).stdout.trim().split(/\s+/);
-  // The group ids the user's processes hold now, kept by them after the user leaves a group.
-  const heldGids = exec(['id', '-G', user])
-    .stdout.trim()
-    .split(/\s+/)
-    .filter((g) => /^\d+$/.test(g));
   const leaving = SUDO_GROUPS.filter((g) => groups.includes(g));
-  const words = new Set([user, ...groupTokens(leaving, exec)]);
+  const uid = exec(['id', '-u', user]).stdout.trim();
+  const words = new Set([
+    user.toLowerCase(),
+    ...(/^\d+$/.test(uid) ? [`#${uid}`] : []),
+    ...groupTokens(leaving, exec).map((w) => w.toLowerCase()),
+  ]);
   const files = [root];
   const dir = `${root}.d`;
   if (existsSync(dir)) for (const f of readdirSync(dir).sort()) files.push(join(dir, f));
   for (const path of files) {
     if (!existsSync(path) || !statSync(path).isFile()) continue;
     const content = readFileSync(path, 'utf8');
-    const lines = content.split('\n');
-    const kept = lines.filter((l) => !words.has(firstWord(l)));
-    if (kept.length === lines.length) continue;
+    const all = statements(content.split('\n'));
+    const kept = all.filter((st) => !words.has(firstWord(st[0])));
+    if (kept.length === all.length) continue;
     backup.sudoers.push({ path, content });
-    writeFileSync(path, kept.join('\n'));
+    writeFileSync(path, kept.flat().join('\n'));
   }
+  // `gpasswd -d` changes /etc/group, not the groups of processes already running: the
+  // runner's worker, which starts every later step, still holds them, and sudo matches
+  // `%group` rules against the asking process's groups. So sudo is asked before the user
+  // leaves them, while the group file still gives it what its processes hold; and as root,
+  // whom no `listpw` setting asks for a password (`sudo -n -l` as the user says only "a
+  // password is required" under `listpw=always`, over NOPASSWD rules too).
+  const held = leaving.length > 0 ? sudoGrants(user, exec) : [];
   for (const g of leaving) {
     if (exec(['gpasswd', '-d', user, g]).code === 0) backup.groupsLeft.push(g);
   }
@@ -105,11 +135,8 @@ export function disableSudo(
       input: 'disable-sudo',
     });
   }
-  if (leaving.length === 0) return;
-  // `gpasswd -d` changes /etc/group, not the groups of processes already running: the
-  // runner's worker, which starts every later step, still holds them, and sudo matches
-  // `%group` rules against the asking process's groups. Both checks above start fresh.
-  const held = heldGroupGrants(user, heldGids, exec);
+  // Both checks above read the group file as it is now: a grant left only to the groups the
+  // user left is what the running processes still have.
   if (held.length > 0) {
     throw new CordonError({
       what: `egress: disable-sudo did not take effect: processes ${user} already runs keep the ${leaving.join(', ')} group, and sudo still lets them run ${held.join('; ')}`,
@@ -118,38 +145,6 @@ export function disableSudo(
       input: 'disable-sudo',
     });
   }
-}
-
-/**
- * What sudo lets the user run without a password when asked by a process holding `gids`
- * (the groups the user's processes had before the step): `sudo -n -l` as the user, with
- * those groups. Sudo lists without a password only when some rule needs none; a refusal
- * that a password is required (or that the user may not run sudo) is no grant usable
- * here. Anything else it answers counts as a grant.
- */
-export function heldGroupGrants(user: string, gids: string[], exec: Exec = execSync): string[] {
-  const r = exec([
-    'setpriv',
-    `--reuid=${user}`,
-    `--regid=${gids[0] ?? user}`,
-    `--groups=${gids.join(',')}`,
-    '--',
-    'env',
-    '-i',
-    'LC_ALL=C',
-    'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
-    'sudo',
-    '-n',
-    '-l',
-  ]);
-  const out = `${r.stdout}\n${r.stderr}`.replace(/\r/g, '');
-  if (r.code !== 0 && /a password is required|may not run sudo on|is not allowed to run sudo on/.test(out))
-    return [];
-  const lines = r.stdout.replace(/\r/g, '').split('\n');
-  const from = lines.findIndex((l) => /^User \S+ may run the following commands on /.test(l));
-  const rules = from < 0 ? [] : lines.slice(from + 1, from + 1 + MAX_RULES).filter((l) => /^\s+\S/.test(l));
-  if (r.code === 0 && rules.length > 0) return rules.map((l) => l.trim());
-  return [`an unreadable answer (\`sudo -n -l\` with the held groups said: ${out.trim().slice(0, 200)})`];
 }
 
 /** Rules named in the error at most: enough to find them, a bounded message. */

@@ -39,15 +39,33 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
   });
 }
 
+function sameIdentity(a: CommitObserved, b: CommitObserved): boolean {
+  return (
+    a.author === b.author &&
+    a.authorEmail === b.authorEmail &&
+    a.committer === b.committer &&
+    a.committerEmail === b.committerEmail
+  );
+}
+
+/** What earlier lines call a commit, for the warning: their verdicts, and whom they name when impersonating. */
+function recordedAs(entries: readonly CommitObserved[]): string {
+  const claims = entries.map((r) =>
+    r.verdict === 'impersonation' ? `impersonation by ${r.author} <${r.authorEmail}>` : String(r.verdict),
+  );
+  return [...new Set(claims)].join(', ').slice(0, 300);
+}
+
 /**
  * Lists the run's commits and appends `commits.observed`; a git failure warns and never stops
  * the summary. `known`: commits an earlier line records (report's, for start's post), with
- * their recorded verdicts: left out of the line appended (nothing appended when no other
- * commit was made), unless this reading finds impersonation where the record does not (a
- * line of the agent's own can call its human-authored commit the agent's: T27). Returns
- * every commit listed, with this reading's verdicts. `trusted`: the events to read the
- * agent's identities and the start sha from, without the lines the agent forged (a
- * `token.issued` of its own naming a human's address would make that human's commits its own).
+ * every entry that lists them: left out of the line appended (nothing appended when no
+ * other commit was made), unless this reading finds impersonation that no entry records as
+ * it reads it (a line of the agent's own can call its human-authored commit the agent's, or
+ * name another author: T27). Returns every commit listed, with this reading's verdicts.
+ * `trusted`: the events to read the agent's identities and the start sha from, without the
+ * lines the agent forged (a `token.issued` of its own naming a human's address would make
+ * that human's commits its own).
  */
 export function recordCommits(
   ledger: Ledger,
@@ -55,7 +73,7 @@ export function recordCommits(
   git?: GitRunner,
   opts: {
     who?: string;
-    known?: ReadonlyMap<string, CommitObserved['verdict']>;
+    known?: ReadonlyMap<string, readonly CommitObserved[]>;
     trusted?: LedgerEvent[];
   } = {},
 ): CommitsObserved | undefined {
@@ -68,9 +86,15 @@ export function recordCommits(
       return undefined;
     }
     const known = opts.known;
+    // Cordon's reading of a commit as impersonation stands unless a line already records it
+    // so, with the same author and committer: a line of the agent's own may call it the
+    // agent's, or name someone else than the human it claims to be.
     const disputed = known
       ? observed.commits.filter(
-          (c) => c.verdict === 'impersonation' && known.has(c.sha) && known.get(c.sha) !== 'impersonation',
+          (c) =>
+            c.verdict === 'impersonation' &&
+            known.has(c.sha) &&
+            !known.get(c.sha)?.some((r) => r.verdict === 'impersonation' && sameIdentity(r, c)),
         )
       : [];
     const fresh = known
@@ -78,7 +102,7 @@ export function recordCommits(
       : observed.commits;
     for (const c of disputed)
       runner.warning(
-        `${who}: commit ${c.sha.slice(0, 12)} is recorded in an earlier ledger line as ${known?.get(c.sha)}, but it is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>: listed again as impersonating (a line that is not Cordon's, or the record of another reading)`,
+        `${who}: commit ${c.sha.slice(0, 12)} is recorded in an earlier ledger line as ${recordedAs(known?.get(c.sha) ?? [])}, but it is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>: listed again as impersonating (a line that is not Cordon's, or the record of another reading)`,
       );
     if (known && !fresh.length) {
       runner.info(`${who}: no commit made since the report`);

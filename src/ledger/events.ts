@@ -250,17 +250,15 @@ export function unclassifiedCommits(observed: CommitsObserved): boolean {
 
 /**
  * Every commit the `commits.observed` lines list, once each, in the order first listed. A
- * commit listed more than once takes an `impersonation` entry over any other: a line that
- * calls it the agent's may be the agent's own (T27), and Cordon's later reading of the
- * commit lists it again when it disagrees (recordCommits).
+ * commit listed more than once is shown as the last entry that calls it `impersonation`,
+ * over any other: a line that calls it the agent's, or names another author, may be the
+ * agent's own (T27), and Cordon's later reading of the commit lists it again when it
+ * disagrees (recordCommits).
  */
 export function commitsListed(observed: readonly CommitsObserved[]): CommitObserved[] {
   const bySha = new Map<string, CommitObserved>();
   for (const o of observed)
-    for (const c of o.commits) {
-      const seen = bySha.get(c.sha);
-      if (!seen || (c.verdict === 'impersonation' && seen.verdict !== 'impersonation')) bySha.set(c.sha, c);
-    }
+    for (const c of o.commits) if (!bySha.has(c.sha) || c.verdict === 'impersonation') bySha.set(c.sha, c);
   return [...bySha.values()];
 }
 

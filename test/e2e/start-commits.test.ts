@@ -439,6 +439,110 @@ describe('start: commit attribution', () => {
     );
   }, 120000);
 
+  test("hostile: an agent step that is not run forges a commits.observed calling its human commit the agent's, and a process it left running drops the commit from the workspace after report: start's fail-on-impersonation still fails", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
+    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
+    const bot = `${SLUG}[bot]`;
+    const forged: CommitData = {
+      sha: human,
+      author: bot,
+      authorEmail: BOT_EMAIL,
+      committer: bot,
+      committerEmail: BOT_EMAIL,
+      coAuthors: [],
+      signature: 'unsigned',
+      subject: 'human commit',
+      verdict: 'agent',
+    };
+    appendFileSync(
+      file,
+      JSON.stringify({
+        v: 1,
+        time: new Date().toISOString(),
+        action: 'start',
+        type: 'commits.observed',
+        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
+        prev: createHash('sha256').update(last).digest('hex'),
+      }) + '\n',
+    );
+    // report lists the commit again as impersonation, but its own input is off.
+    const report = await j.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
+    expect(report.code).toBe(0);
+    // After report, the agent's leftover process takes the commit out of the workspace (pushed
+    // already, say): start's post no longer lists it, only the ledger records it.
+    git(j, ['reset', '-q', '--hard', j.env.GITHUB_SHA]);
+    rmSync(join(j.workspace, '.git', 'logs'), { recursive: true, force: true });
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(
+        `start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)} by Mona Lisa`,
+      ),
+    );
+  }, 120000);
+
+  test('hostile: an agent step that is not run records its human commit as impersonation by someone else: report lists it again, and the summary and attribution.json name the human it claims to be', async () => {
+    const s = await api();
+    const j = repoJob();
+    await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
+    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
+    // Flagged, but as a stranger's: whom the commit claims to be (a maintainer, say) is hidden.
+    const forged: CommitData = {
+      sha: human,
+      author: 'Some Contributor',
+      authorEmail: 'someone@example.net',
+      committer: 'Some Contributor',
+      committerEmail: 'someone@example.net',
+      coAuthors: [],
+      signature: 'unsigned',
+      subject: 'human commit',
+      verdict: 'impersonation',
+    };
+    appendFileSync(
+      file,
+      JSON.stringify({
+        v: 1,
+        time: new Date().toISOString(),
+        action: 'start',
+        type: 'commits.observed',
+        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
+        prev: createHash('sha256').update(last).digest('hex'),
+      }) + '\n',
+    );
+    const report = await j.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
+    expect(report.code).toBe(0);
+    expect(
+      report.commands.some(
+        (c) =>
+          c.command === 'warning' &&
+          c.message.includes(
+            `commit ${human.slice(0, 12)} is recorded in an earlier ledger line as impersonation by Some Contributor`,
+          ),
+      ),
+    ).toBe(true);
+    const rows = report.summary.split('\n').filter((l) => l.startsWith(`| ${human.slice(0, 12)} |`));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toContain('Mona Lisa');
+    expect(rows[0]).not.toContain('Some Contributor');
+    const attribution = JSON.parse(readFileSync(report.outputs['attribution-path'], 'utf8')) as {
+      commits: CommitData[];
+    };
+    expect(attribution.commits.filter((c) => c.sha === human).map((c) => [c.author, c.verdict])).toEqual([
+      ['Mona Lisa', 'impersonation'],
+    ]);
+  }, 120000);
+
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {
     const j = repoJob();
     const start = await j.run('start', 'main');
