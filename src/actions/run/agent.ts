@@ -15,6 +15,7 @@ import { readAgentOutput } from '../../identity/output.js';
 import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from '../../identity/user.js';
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
+import { removeLeftovers } from '../../identity/leftovers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
 import { launchCommand, type CommandProcess } from './spawn.js';
@@ -105,13 +106,23 @@ function main(): void {
         }
       }
       const t = Date.now();
+      let handedBack = true;
       if (loan) {
         try {
           loan.giveBack();
           if (pinned) problems.push(...clearSetId(pinned, lentAt));
         } catch (e) {
+          handedBack = false;
           problems.push(describeError(e));
         }
+      }
+      // Only once the workspace is the runner's again (its files may show as the agent's
+      // until then) and no process of the agent's is left to make more.
+      let leftoversRemoved: number | undefined;
+      if (user && userRemoved && handedBack) {
+        const left = removeLeftovers(exec, user.uid);
+        leftoversRemoved = left.removed;
+        problems.push(...left.problems);
       }
       if (closeAncestors) problems.push(...closeAncestors());
       if (pinned) unpin(pinned);
@@ -123,6 +134,7 @@ function main(): void {
         userRemoved,
         lendMs,
         handBackMs: Date.now() - t,
+        leftoversRemoved,
         strategy: loan?.strategy,
         fallbackReason: loan?.fallbackReason,
         outputs,
