@@ -20,8 +20,20 @@ import {
 import { describeError } from '../platform/errors.js';
 import { SAFE_PATH, type PrivilegedExec } from './user.js';
 
-/** The directories every user may write on a Debian or Ubuntu runner (`/dev/mqueue` is not mounted there). */
-export const SHARED_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run/lock'];
+/**
+ * The directories every user may write on a Debian or Ubuntu runner, where they exist:
+ * the temporary ones, POSIX shared memory and message queues, lock files, crash reports
+ * (apport) and PHP's sessions (GitHub's images install PHP).
+ */
+export const SHARED_DIRS = [
+  '/tmp',
+  '/var/tmp',
+  '/dev/shm',
+  '/dev/mqueue',
+  '/run/lock',
+  '/var/crash',
+  '/var/lib/php/sessions',
+];
 
 export interface LeftoverLimits {
   /** How long `find` may look through one directory. */
