@@ -122,6 +122,31 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     90000,
   );
 
+  test("a descriptor run inherited open on a file of root's does not reach the agent's command", async () => {
+    const job = newJob();
+    const secret = join(job.root, 'roots-only');
+    writeFileSync(secret, 'inherited-descriptor-content-5d21\n', { mode: 0o600 });
+    // A step process started with one more descriptor open than stdio (not close-on-exec),
+    // as a parent that leaks one would start it; run as root starts the launcher directly.
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `ls -l /proc/$$/fd`,
+          `if cat <&200 >/dev/null 2>&1; then echo "inherited-fd WON"; else echo "inherited-fd held"; fi`,
+          `if ls -l /proc/$$/fd | grep -q roots-only; then echo "fd-list WON"; else echo "fd-list held"; fi`,
+        ].join('\n'),
+        user: 'agent',
+      },
+      wrap: ['/bin/bash', '-c', 'exec 200<"$0"; exec "$@"', secret],
+      timeoutMs: 60000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^run: the command runs as cordon-agent-/m);
+    expect(r.stdout).toContain('inherited-fd held');
+    expect(r.stdout).toContain('fd-list held');
+    expect(r.stdout).not.toContain('inherited-descriptor-content-5d21');
+  }, 90000);
+
   test("files, a FIFO, a link and a shared memory segment the agent leaves in /tmp, /var/tmp, /dev/shm and /run/lock are gone after the step; no one else's is touched", async () => {
     const job = newJob();
     const tag = `cordon-left-${process.pid}-${randomBytes(3).toString('hex')}`;

@@ -8,7 +8,15 @@
  * the uid, reads the agent's hand-back file, gives the workspace back to the runner user
  * and removes the user. If `run` goes away first, all of it happens all the same.
  */
-import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import { readAgentOutput } from '../../identity/output.js';
@@ -64,7 +72,30 @@ function placeFiles(user: AgentUser, files: AgentLaunchConfig['files']): void {
   }
 }
 
+/** O_CLOEXEC in /proc/<pid>/fdinfo's octal `flags`. */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes every descriptor this process inherited beyond stdio, as sudo does for the launcher
+ * it starts: started directly (when run is root), it would otherwise pass whatever its caller
+ * left open (a file or socket of root's) on to the agent's command. Node's own descriptors
+ * are close-on-exec and stay.
+ */
+function closeInherited(): void {
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd < 3) continue;
+    try {
+      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0) closeSync(fd);
+    } catch {
+      // The descriptor of the listing itself, closed already.
+    }
+  }
+}
+
 function main(): void {
+  closeInherited();
   const exec = privilegedExec('root');
   const setpriv = SETPRIV.find((p) => existsSync(p));
   process.stdin.setEncoding('utf8');
