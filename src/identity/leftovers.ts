@@ -53,8 +53,8 @@ export interface Leftovers {
 }
 
 /**
- * Removes every file of `uid` under `dirs` (deepest first, a directory only once empty) and
- * every SysV IPC object it owns or made. Call only once no process of `uid` is left and the
+ * Removes what `uid` made at the top of each of `dirs`, with everything of its own inside
+ * (deepest first, a directory only once empty), and every SysV IPC object it owns or made. Call only once no process of `uid` is left and the
  * workspace is handed back: before that, the workspace's files may show as the agent's.
  */
 export function removeLeftovers(
@@ -76,7 +76,12 @@ export function removeLeftovers(
       const st = fstatSync(root);
       // A shared directory someone swapped or made their own is not searched as root.
       if (st.uid !== 0) continue;
-      const found = search(dir, uid, limits, out.problems);
+      const all = search(dir, uid, limits, out.problems);
+      // What the agent made at the top of the shared directory, and what is inside that. A
+      // file of its own deeper, in a folder someone else made and opened to others, is left:
+      // that folder's owner asked for what is put there (a scratch folder a later step reads).
+      const tops = new Set(all.filter((p) => !p.slice(dir.length + 1).includes('/')));
+      const found = all.filter((p) => tops.has(`${dir}/${p.slice(dir.length + 1).split('/')[0]}`));
       // Another mount below it (an idmapped workspace shows the runner's files as the agent's).
       const inside = mounts.filter((m) => m.startsWith(`${dir}/`));
       const mine = found.filter((p) => !inside.some((m) => p === m || p.startsWith(`${m}/`)));

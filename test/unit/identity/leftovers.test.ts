@@ -53,6 +53,16 @@ suite('removeLeftovers', () => {
     expect(r.problems).toEqual([`1 path(s) of the agent's under ${shared} could not be removed`]);
   });
 
+  test("the uid's file inside a folder someone else made and opened to all stays: that folder's owner asked for it", () => {
+    const shared = tempDir('leftovers-');
+    mkdirSync(join(shared, 'scratch'));
+    chmodSync(join(shared, 'scratch'), 0o1777);
+    writeFileSync(join(shared, 'scratch', 'handed'), 'x');
+    own(join(shared, 'scratch', 'handed'));
+    expect(removeLeftovers(noExec, UID, [shared]).removed).toBe(0);
+    expect(exists(join(shared, 'scratch', 'handed'))).toBe(true);
+  });
+
   test("a link in the shared directory is not followed: the uid's file behind it stays", () => {
     const shared = tempDir('leftovers-');
     const elsewhere = tempDir('leftovers-elsewhere-');
