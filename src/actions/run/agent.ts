@@ -123,38 +123,53 @@ function main(): void {
       let outputs: Record<string, string> | undefined;
       let outputError: string | undefined;
       let userRemoved = !user;
-      if (user) {
+      let handBackMs = 0;
+      let leftoversRemoved: number | undefined;
+      let handedBack = false;
+      const handBack = (): boolean => {
+        if (handedBack) return false;
+        handedBack = true;
+        const t = Date.now();
         try {
-          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE), undefined, user.uid));
+          loan?.giveBack();
+          if (loan && pinned) problems.push(...clearSetId(pinned, lentAt));
+          return true;
+        } catch (e) {
+          problems.push(describeError(e));
+          return false;
+        } finally {
+          handBackMs = Date.now() - t;
+        }
+      };
+      if (user) {
+        const agent = user;
+        try {
+          outputs = Object.fromEntries(readAgentOutput(join(agent.home, OUTPUT_FILE), undefined, agent.uid));
         } catch (e) {
           outputError = describeError(e);
         }
         try {
-          sweepAndRemove(exec, user);
+          sweepAndRemove(exec, agent, {
+            // No process of the agent's is left, and its uid is still its own (no new agent
+            // can be given it): the workspace goes back, then what it left where all write
+            // (only after the hand-back: until then the workspace's files may show as its).
+            whileReserved: () => {
+              if (!handBack()) return;
+              try {
+                const left = removeLeftovers(exec, agent.uid);
+                leftoversRemoved = left.removed;
+                problems.push(...left.problems);
+              } catch (e) {
+                problems.push(`what the agent left in the shared directories: ${describeError(e)}`);
+              }
+            },
+          });
           userRemoved = true;
         } catch (e) {
           problems.push(describeError(e));
         }
       }
-      const t = Date.now();
-      let handedBack = true;
-      if (loan) {
-        try {
-          loan.giveBack();
-          if (pinned) problems.push(...clearSetId(pinned, lentAt));
-        } catch (e) {
-          handedBack = false;
-          problems.push(describeError(e));
-        }
-      }
-      // Only once the workspace is the runner's again (its files may show as the agent's
-      // until then) and no process of the agent's is left to make more.
-      let leftoversRemoved: number | undefined;
-      if (user && userRemoved && handedBack) {
-        const left = removeLeftovers(exec, user.uid);
-        leftoversRemoved = left.removed;
-        problems.push(...left.problems);
-      }
+      handBack();
       if (closeAncestors) problems.push(...closeAncestors());
       if (pinned) unpin(pinned);
       send({
@@ -164,7 +179,7 @@ function main(): void {
         cgroupRemoved: end.cgroupRemoved,
         userRemoved,
         lendMs,
-        handBackMs: Date.now() - t,
+        handBackMs,
         leftoversRemoved,
         strategy: loan?.strategy,
         fallbackReason: loan?.fallbackReason,
