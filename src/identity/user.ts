@@ -198,6 +198,8 @@ export function processesOf(uid: number): { pid: number; zombie: boolean }[] {
 export interface SweepOptions {
   /** How long to keep killing before giving up. */
   deadlineMs?: number;
+  /** Run once no process of the user is left, before it is deleted (its uid still taken). */
+  whileReserved?: () => void;
 }
 
 /**
@@ -231,6 +233,7 @@ export function sweepAndRemove(
         fix: 'the user is kept so the processes stay attributable; the runner is discarded at job end',
       });
     }
+    opts.whileReserved?.();
     // A zombie holds no resources but makes userdel refuse; --force skips only that check.
     run(exec, 'userdel', left.length ? ['--force', name] : [name], name);
   }

@@ -156,7 +156,15 @@ export interface RunFinished {
   /** The checkout token taken out of .git/config was put back after the command. */
   checkoutTokenRestored?: boolean;
   /** With `user: agent`: its user removed, the workspace lent and given back (ms), what went wrong. */
-  agentUser?: { name: string; removed: boolean; lendMs: number; handBackMs: number; problems?: string[] };
+  agentUser?: {
+    name: string;
+    removed: boolean;
+    lendMs: number;
+    handBackMs: number;
+    /** Files, links, FIFOs, directories and SysV IPC objects the agent left where everyone writes, removed. */
+    leftoversRemoved?: number;
+    problems?: string[];
+  };
   /** Set when the command wrote to the step's file commands (all put back). */
   fileCommandsTampered?: FileCommandsTampered;
   /** What the command changed under the workspace's `.git/` that makes git run programs (config, hooks, info), put back. */

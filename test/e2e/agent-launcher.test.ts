@@ -9,7 +9,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
 import { canUseNetns } from '../../src/devkit/netns.js';
@@ -151,6 +160,82 @@ suite("disable-sudo, then run as the agent's own user through the daemon's launc
     expect(agentUsers()).toBe(0);
     expect(spawnSync('findmnt', ['-n', '/etc']).status).not.toBe(0);
   });
+
+  test("the agent's own user reaches none of the fence's sockets, files or processes; none of them listens on an abstract socket", async () => {
+    const dir = stateDir(fenceId(job.runnerTemp));
+    // The fence's processes: the daemon and its root helper name this fence on their command line.
+    const pids = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+          return argv.includes('dist/egress/daemon.js') && argv.includes(fenceId(job.runnerTemp));
+        } catch {
+          return false;
+        }
+      });
+    expect(pids.length).toBeGreaterThanOrEqual(2);
+    const targets = [
+      'control.sock',
+      'ledger.sock',
+      'cgroup.sock',
+      'ledger.jsonl',
+      'daemon.log',
+      'state.json',
+    ];
+    for (const t of targets) expect(existsSync(join(dir, t))).toBe(true);
+    const connect = `${process.execPath} -e "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', () => process.exit(1))"`;
+    const script = [
+      `try() { name=$1; shift; if ( "$@" ) >/dev/null 2>&1; then echo "$name WON"; else echo "$name held"; fi; }`,
+      ...['control', 'ledger', 'cgroup'].map((s) => `try ${s}-sock ${connect} ${dir}/${s}.sock`),
+      `try ledger-copy cat ${dir}/ledger.jsonl`,
+      `try daemon-log cat ${dir}/daemon.log`,
+      `try state cat ${dir}/state.json`,
+      `try plant-launch touch ${dir}/launch/planted`,
+      ...pids.flatMap((p) => [`try signal-${p} kill -CONT ${p}`, `try environ-${p} cat /proc/${p}/environ`]),
+      `echo "abstract $(grep -c ' @' /proc/net/unix)"`,
+    ].join('\n');
+    const r = await job.run('run', 'main', {
+      inputs: { run: script, user: 'agent' },
+      wrap: [...w.runner.wrap, ...runner.wrap(job.root)],
+      timeoutMs: 60000,
+    });
+    expect(r.code).toBe(0);
+    const names = [
+      'control-sock',
+      'ledger-sock',
+      'cgroup-sock',
+      'ledger-copy',
+      'daemon-log',
+      'state',
+      'plant-launch',
+      ...pids.flatMap((p) => [`signal-${p}`, `environ-${p}`]),
+    ];
+    for (const n of names) expect(r.stdout).toContain(`${n} held`);
+    // The control: the same connect as the runner user gets through, so "held" means held.
+    expect(asRunner(['sh', '-c', `${connect} ${dir}/ledger.sock`]).status).toBe(0);
+    expect(r.stdout).not.toContain('WON');
+    expect(r.stdout).toMatch(/^abstract \d+$/m);
+    // No socket of the fence's processes is abstract (no file mode would keep anyone out of one).
+    const inodes = new Set(
+      pids.flatMap((p) =>
+        readdirSync(`/proc/${p}/fd`).flatMap((fd) => {
+          try {
+            return [/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p}/fd/${fd}`))?.[1] ?? ''];
+          } catch {
+            return [];
+          }
+        }),
+      ),
+    );
+    expect(inodes.size).toBeGreaterThan(0);
+    const abstract = readFileSync('/proc/net/unix', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f[7]?.startsWith('@') && inodes.has(f[6]));
+    expect(abstract).toEqual([]);
+  }, 90000);
 
   test("the runner user cannot change root's copy of the launcher", () => {
     for (const script of [

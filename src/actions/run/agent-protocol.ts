@@ -55,6 +55,8 @@ export interface AgentEnd {
   /** Milliseconds spent lending the workspace and handing it back. */
   lendMs: number;
   handBackMs: number;
+  /** What the agent left in the shared temporary directories and SysV IPC, removed after the hand-back. */
+  leftoversRemoved?: number;
   /** How the workspace was lent: an idmapped mount, or chown -R there and back. */
   strategy?: 'idmap' | 'chown';
   /** Why the idmapped mount could not be used. */

@@ -8,13 +8,22 @@
  * the uid, reads the agent's hand-back file, gives the workspace back to the runner user
  * and removes the user. If `run` goes away first, all of it happens all the same.
  */
-import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import { readAgentOutput } from '../../identity/output.js';
 import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from '../../identity/user.js';
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
+import { removeLeftovers } from '../../identity/leftovers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
 import { launchCommand, type CommandProcess } from './spawn.js';
@@ -63,7 +72,30 @@ function placeFiles(user: AgentUser, files: AgentLaunchConfig['files']): void {
   }
 }
 
+/** O_CLOEXEC in /proc/<pid>/fdinfo's octal `flags`. */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes every descriptor this process inherited beyond stdio, as sudo does for the launcher
+ * it starts: started directly (when run is root), it would otherwise pass whatever its caller
+ * left open (a file or socket of root's) on to the agent's command. Node's own descriptors
+ * are close-on-exec and stay.
+ */
+function closeInherited(): void {
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd < 3) continue;
+    try {
+      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0) closeSync(fd);
+    } catch {
+      // The descriptor of the listing itself, closed already.
+    }
+  }
+}
+
 function main(): void {
+  closeInherited();
   const exec = privilegedExec('root');
   const setpriv = SETPRIV.find((p) => existsSync(p));
   process.stdin.setEncoding('utf8');
@@ -91,28 +123,53 @@ function main(): void {
       let outputs: Record<string, string> | undefined;
       let outputError: string | undefined;
       let userRemoved = !user;
-      if (user) {
+      let handBackMs = 0;
+      let leftoversRemoved: number | undefined;
+      let handedBack = false;
+      const handBack = (): boolean => {
+        if (handedBack) return false;
+        handedBack = true;
+        const t = Date.now();
         try {
-          outputs = Object.fromEntries(readAgentOutput(join(user.home, OUTPUT_FILE), undefined, user.uid));
+          loan?.giveBack();
+          if (loan && pinned) problems.push(...clearSetId(pinned, lentAt));
+          return true;
+        } catch (e) {
+          problems.push(describeError(e));
+          return false;
+        } finally {
+          handBackMs = Date.now() - t;
+        }
+      };
+      if (user) {
+        const agent = user;
+        try {
+          outputs = Object.fromEntries(readAgentOutput(join(agent.home, OUTPUT_FILE), undefined, agent.uid));
         } catch (e) {
           outputError = describeError(e);
         }
         try {
-          sweepAndRemove(exec, user);
+          sweepAndRemove(exec, agent, {
+            // No process of the agent's is left, and its uid is still its own (no new agent
+            // can be given it): the workspace goes back, then what it left where all write
+            // (only after the hand-back: until then the workspace's files may show as its).
+            whileReserved: () => {
+              if (!handBack()) return;
+              try {
+                const left = removeLeftovers(exec, agent.uid);
+                leftoversRemoved = left.removed;
+                problems.push(...left.problems);
+              } catch (e) {
+                problems.push(`what the agent left in the shared directories: ${describeError(e)}`);
+              }
+            },
+          });
           userRemoved = true;
         } catch (e) {
           problems.push(describeError(e));
         }
       }
-      const t = Date.now();
-      if (loan) {
-        try {
-          loan.giveBack();
-          if (pinned) problems.push(...clearSetId(pinned, lentAt));
-        } catch (e) {
-          problems.push(describeError(e));
-        }
-      }
+      handBack();
       if (closeAncestors) problems.push(...closeAncestors());
       if (pinned) unpin(pinned);
       send({
@@ -122,7 +179,8 @@ function main(): void {
         cgroupRemoved: end.cgroupRemoved,
         userRemoved,
         lendMs,
-        handBackMs: Date.now() - t,
+        handBackMs,
+        leftoversRemoved,
         strategy: loan?.strategy,
         fallbackReason: loan?.fallbackReason,
         outputs,

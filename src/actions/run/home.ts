@@ -6,13 +6,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, realpathSync, rmSync, writeFileSync, type Stats } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
 import { readRegularFile } from '../../platform/regular-file.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
 import type { Env } from '../../platform/runner.js';
+
+/**
+ * Where git runs when it reads no repository: `/`, root's, where no one else can make a
+ * `.git`. Not the temporary directory: git reads a `.git/HEAD` it finds there before it
+ * checks who owns it, and a FIFO the agent planted as that HEAD holds git until its timeout.
+ */
+const NO_REPOSITORY = '/';
 
 /** Variables that point tools at credential files; dropped with `home: fresh` unless in keep-env. */
 export const CREDENTIAL_FILE_VARIABLES = [
@@ -54,7 +60,7 @@ export function gitIdentity(env: Env, events: LedgerEvent[]): GitIdentity | unde
     try {
       // The runner's own global configuration; outside the workspace, whose .git an earlier agent may have written.
       return git(['config', '--global', '--get', key], {
-        cwd: tmpdir(),
+        cwd: NO_REPOSITORY,
         home: env.HOME ?? '',
         timeoutMs: 5000,
       }).trim();
@@ -131,7 +137,7 @@ export interface CheckoutToken {
 
 function gitFile(file: string, args: string[]): string {
   // Run outside the workspace: `--file` reads that file only, and no repository is discovered.
-  return git(['config', '--file', file, ...args], { cwd: tmpdir(), timeoutMs: 5000 });
+  return git(['config', '--file', file, ...args], { cwd: NO_REPOSITORY, timeoutMs: 5000 });
 }
 
 function configEntries(file: string, pattern: string): WithheldEntry[] {

@@ -390,6 +390,7 @@ function conclude(
             removed: agentEnd.userRemoved,
             lendMs: agentEnd.lendMs,
             handBackMs: agentEnd.handBackMs,
+            leftoversRemoved: agentEnd.leftoversRemoved,
             problems: agentEnd.problems.length ? agentEnd.problems : undefined,
           }
         : undefined,

@@ -1,0 +1,196 @@
+/**
+ * What the agent's user leaves where every user may write, removed by the root-side
+ * launcher once the workspace is handed back: its files, FIFOs, links and directories in
+ * the shared temporary directories, and its SysV IPC objects. No file mode keeps the agent
+ * out of those, and its user is gone at the end, so whatever it left there would outlive
+ * it: a link or FIFO at a name a later step (the runner user's, or root's) opens, or data
+ * for the next agent, whose uid may be the same.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  unlinkSync,
+} from 'node:fs';
+import { describeError } from '../platform/errors.js';
+import { SAFE_PATH, type PrivilegedExec } from './user.js';
+
+/**
+ * The directories every user may write on a Debian or Ubuntu runner, where they exist:
+ * the temporary ones, POSIX shared memory and message queues, lock files, crash reports
+ * (apport) and PHP's sessions (GitHub's images install PHP).
+ */
+export const SHARED_DIRS = [
+  '/tmp',
+  '/var/tmp',
+  '/dev/shm',
+  '/dev/mqueue',
+  '/run/lock',
+  '/var/crash',
+  '/var/lib/php/sessions',
+];
+
+export interface LeftoverLimits {
+  /** How long `find` may look through one directory. */
+  searchMs: number;
+  /** Paths of the agent's removed at most. */
+  maxPaths: number;
+}
+
+const LIMITS: LeftoverLimits = { searchMs: 20_000, maxPaths: 100_000 };
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+export interface Leftovers {
+  removed: number;
+  /** Why something of the agent's is still there (never a file's content). */
+  problems: string[];
+}
+
+/**
+ * Removes what `uid` made at the top of each of `dirs`, with everything of its own inside
+ * (deepest first, a directory only once empty), and every SysV IPC object it owns or made. Call only once no process of `uid` is left and the
+ * workspace is handed back: before that, the workspace's files may show as the agent's.
+ */
+export function removeLeftovers(
+  exec: PrivilegedExec,
+  uid: number,
+  dirs: readonly string[] = SHARED_DIRS,
+  limits: LeftoverLimits = LIMITS,
+): Leftovers {
+  const out: Leftovers = { removed: 0, problems: [] };
+  const mounts = mountPoints();
+  for (const dir of dirs) {
+    let root: number;
+    try {
+      root = openSync(dir, DIR_FLAGS);
+    } catch {
+      continue;
+    }
+    try {
+      const st = fstatSync(root);
+      // A shared directory someone swapped or made their own is not searched as root.
+      if (st.uid !== 0) continue;
+      const all = search(dir, uid, limits, out.problems);
+      // What the agent made at the top of the shared directory, and what is inside that. A
+      // file of its own deeper, in a folder someone else made and opened to others, is left:
+      // that folder's owner asked for what is put there (a scratch folder a later step reads).
+      const tops = new Set(all.filter((p) => !p.slice(dir.length + 1).includes('/')));
+      const found = all.filter((p) => tops.has(`${dir}/${p.slice(dir.length + 1).split('/')[0]}`));
+      // Another mount below it (an idmapped workspace shows the runner's files as the agent's).
+      const inside = mounts.filter((m) => m.startsWith(`${dir}/`));
+      const mine = found.filter((p) => !inside.some((m) => p === m || p.startsWith(`${m}/`)));
+      // Children before their directory.
+      mine.sort((a, b) => b.split('/').length - a.split('/').length);
+      for (const p of mine)
+        if (removeOne(root, p.slice(dir.length + 1).split('/'), uid, st.dev)) out.removed++;
+      const still = mine.filter((p) => ownedBy(p, uid)).length;
+      if (still) out.problems.push(`${still} path(s) of the agent's under ${dir} could not be removed`);
+    } finally {
+      closeSync(root);
+    }
+  }
+  out.removed += removeIpc(exec, uid, out.problems);
+  return out;
+}
+
+function search(dir: string, uid: number, limits: LeftoverLimits, problems: string[]): string[] {
+  const r = spawnSync('find', [dir, '-xdev', '-uid', String(uid), '-print0'], {
+    encoding: 'utf8',
+    timeout: limits.searchMs,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { PATH: SAFE_PATH, LC_ALL: 'C' },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  if (r.error) problems.push(`${dir} was not searched to the end (${describeError(r.error)})`);
+  const found = (r.stdout ?? '').split('\0').filter((p) => p.startsWith(`${dir}/`));
+  if (found.length > limits.maxPaths)
+    problems.push(`${found.length} paths of the agent's under ${dir}: the first ${limits.maxPaths} removed`);
+  return found.slice(0, limits.maxPaths);
+}
+
+/**
+ * Removes `root/<parts>` if it is still the agent's. Each directory on the way is opened
+ * through the one before it without following a link, and the last name is looked up and
+ * removed in that open directory: a directory on the way swapped for a link (by the runner
+ * user, in a folder of its own) sends root nowhere else.
+ */
+function removeOne(root: number, parts: string[], uid: number, dev: number): boolean {
+  const fds: number[] = [];
+  try {
+    let fd = root;
+    for (const name of parts.slice(0, -1)) {
+      fd = openSync(`/proc/self/fd/${fd}/${name}`, DIR_FLAGS);
+      fds.push(fd);
+      if (fstatSync(fd).dev !== dev) return false;
+    }
+    const target = `/proc/self/fd/${fd}/${parts[parts.length - 1]}`;
+    const st = lstatSync(target);
+    if (st.uid !== uid) return false;
+    if (st.isDirectory()) rmdirSync(target);
+    else unlinkSync(target);
+    return true;
+  } catch {
+    // Gone, not empty (something of someone else's in it), or swapped: left as it is.
+    return false;
+  } finally {
+    for (const fd of fds) closeSync(fd);
+  }
+}
+
+/** Mount points, as /proc/self/mountinfo writes them (octal escapes undone). */
+function mountPoints(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) =>
+      l.split(' ')[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))),
+    );
+}
+
+const IPC = [
+  { kind: 'shm', flag: '-m' },
+  { kind: 'msg', flag: '-q' },
+  { kind: 'sem', flag: '-s' },
+];
+
+/** SysV shared memory, queues and semaphores the agent owns or made: they outlive every process. */
+function removeIpc(exec: PrivilegedExec, uid: number, problems: string[]): number {
+  let removed = 0;
+  for (const { kind, flag } of IPC) {
+    let rows: string[][];
+    try {
+      rows = readFileSync(`/proc/sysvipc/${kind}`, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/));
+    } catch {
+      continue;
+    }
+    const [head, ...body] = rows;
+    const [id, owner, creator] = [1, head.indexOf('uid'), head.indexOf('cuid')];
+    for (const row of body) {
+      if (Number(row[owner]) !== uid && Number(row[creator]) !== uid) continue;
+      try {
+        exec('ipcrm', [flag, row[id]]);
+        removed++;
+      } catch (e) {
+        problems.push(`SysV ${kind} ${row[id]} of the agent's could not be removed: ${describeError(e)}`);
+      }
+    }
+  }
+  return removed;
+}
+
+function ownedBy(p: string, uid: number): boolean {
+  try {
+    return lstatSync(p).uid === uid;
+  } catch {
+    return false;
+  }
+}

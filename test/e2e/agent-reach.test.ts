@@ -1,0 +1,203 @@
+/**
+ * What a process of the agent's own user (`user: agent`) can still reach on the machine,
+ * outside the workspace: the world-writable directories every user shares (`/tmp`,
+ * `/var/tmp`, `/dev/shm`, `/run/lock`) and SysV IPC, which no file mode closes. The agent
+ * plants there what a later step, `run` itself among them, would open: a FIFO as the
+ * `.git/HEAD` of the temporary directory `run` ran git from, links, files and a shared
+ * memory segment that outlive its user. Whole-program runs of dist/run as root; needs
+ * useradd, setpriv, mkfifo and ipcmk.
+ */
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseLedgerText } from '../../src/ledger/ledger.js';
+import { Job } from '../../src/devkit/run-action.js';
+import { canMakeUsers } from '../harness/users.js';
+
+const usable =
+  canMakeUsers() && ['/usr/bin/setpriv', '/usr/bin/mkfifo', '/usr/bin/ipcmk'].every((f) => existsSync(f));
+if (!usable && process.env.CI === 'true')
+  throw new Error('agent-reach e2e: needs root, useradd, setpriv, mkfifo and ipcmk (CI=true)');
+if (!usable) console.warn('agent-reach e2e skipped: needs root, useradd, setpriv, mkfifo and ipcmk');
+const suite = usable ? describe : describe.skip;
+
+const jobs: Job[] = [];
+/** Paths in the shared directories this file makes or has the agent make, removed by name. */
+const planted: string[] = [];
+/** Agents' uids whose SysV IPC objects are removed at the end, whatever the test found. */
+const agentUids: number[] = [];
+afterAll(() => {
+  for (const p of planted) rmSync(p, { recursive: true, force: true });
+  for (const uid of agentUids) {
+    for (const o of ipcOf(uid))
+      spawnSync('ipcrm', [{ shm: '-m', msg: '-q', sem: '-s' }[o.kind] ?? '-m', o.id]);
+  }
+  for (const j of jobs) rmSync(j.root, { recursive: true, force: true });
+});
+
+function newJob(env: Record<string, string> = {}): Job {
+  const j = new Job({ env });
+  jobs.push(j);
+  // As on a runner: the job's folders are open to look into (RUNNER_TEMP is 0755 there).
+  chmodSync(j.root, 0o755);
+  return j;
+}
+
+function finished(job: Job): Record<string, unknown> | undefined {
+  const text = readFileSync(join(job.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8');
+  return parseLedgerText(text)
+    .flatMap((l) => (l.event ? [l.event] : []))
+    .filter((e) => e.type === 'run.finished')
+    .pop()?.data;
+}
+
+const exists = (p: string): boolean => {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** SysV IPC objects (shared memory, queues, semaphores) whose owner is `uid`: kind and id. */
+function ipcOf(uid: number): { kind: string; id: string }[] {
+  const found: { kind: string; id: string }[] = [];
+  for (const kind of ['shm', 'msg', 'sem']) {
+    const [head, ...rows] = readFileSync(`/proc/sysvipc/${kind}`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/));
+    for (const r of rows) if (Number(r[head.indexOf('uid')]) === uid) found.push({ kind, id: r[1] });
+  }
+  return found;
+}
+
+suite("the agent's own user: what it leaves where everyone writes", () => {
+  // Planted by the agent, or before the step by someone else (nobody), whose files the
+  // launcher's cleanup leaves alone: run's git must not wait on it either way.
+  test.each(['the agent', 'another user before the step'])(
+    "a FIFO planted by %s as .git/HEAD in run's temporary directory: the checkout token still goes back",
+    async (who) => {
+      const job = newJob();
+      // The step's TMPDIR, standing for /tmp: world-writable, sticky.
+      const tmp = join(job.root, 'tmp');
+      mkdirSync(tmp);
+      chmodSync(tmp, 0o1777);
+      const TOKEN = 'ghs_fifoplanttoken0000000000000000000000';
+      const header = `AUTHORIZATION: basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`;
+      execFileSync('git', ['init', '-q', job.workspace]);
+      execFileSync('git', ['-C', job.workspace, 'config', 'http.https://github.com/.extraheader', header]);
+      // git looks for a repository from its working directory up, and reads HEAD before it
+      // checks who owns it: a FIFO there holds every git started in that directory.
+      const plant = [
+        `mkdir -p "${tmp}/.git/objects" "${tmp}/.git/refs"`,
+        `mkfifo "${tmp}/.git/HEAD"`,
+        `test -p "${tmp}/.git/HEAD" && echo planted`,
+      ].join('\n');
+      if (who !== 'the agent')
+        execFileSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', plant]);
+      const r = await job.run('run', 'main', {
+        inputs: { run: who === 'the agent' ? plant : 'true', user: 'agent' },
+        env: { TMPDIR: tmp },
+        timeoutMs: 60000,
+      });
+      if (who === 'the agent') expect(r.stdout).toContain('planted');
+      else expect(lstatSync(join(tmp, '.git', 'HEAD')).isFIFO()).toBe(true);
+      expect(r.code).toBe(0);
+      expect(finished(job)?.checkoutTokenRestored).toBe(true);
+      expect(
+        execFileSync(
+          'git',
+          ['-C', job.workspace, 'config', '--get', 'http.https://github.com/.extraheader'],
+          {
+            encoding: 'utf8',
+          },
+        ).trim(),
+      ).toBe(header);
+      expect(r.commands.some((c) => /checkout token/.test(c.message ?? ''))).toBe(false);
+    },
+    90000,
+  );
+
+  test("a descriptor run inherited open on a file of root's does not reach the agent's command", async () => {
+    const job = newJob();
+    const secret = join(job.root, 'roots-only');
+    writeFileSync(secret, 'inherited-descriptor-content-5d21\n', { mode: 0o600 });
+    // A step process started with one more descriptor open than stdio (not close-on-exec),
+    // as a parent that leaks one would start it; run as root starts the launcher directly.
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `ls -l /proc/$$/fd`,
+          `if cat <&200 >/dev/null 2>&1; then echo "inherited-fd WON"; else echo "inherited-fd held"; fi`,
+          `if ls -l /proc/$$/fd | grep -q roots-only; then echo "fd-list WON"; else echo "fd-list held"; fi`,
+        ].join('\n'),
+        user: 'agent',
+      },
+      wrap: ['/bin/bash', '-c', 'exec 200<"$0"; exec "$@"', secret],
+      timeoutMs: 60000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^run: the command runs as cordon-agent-/m);
+    expect(r.stdout).toContain('inherited-fd held');
+    expect(r.stdout).toContain('fd-list held');
+    expect(r.stdout).not.toContain('inherited-descriptor-content-5d21');
+  }, 90000);
+
+  test("files, a FIFO, a link and a shared memory segment the agent leaves in /tmp, /var/tmp, /dev/shm and /run/lock are gone after the step; no one else's is touched", async () => {
+    const job = newJob();
+    const tag = `cordon-left-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const shared = join('/tmp', `${tag}-shared`);
+    const keep = join('/tmp', `${tag}-keep`);
+    planted.push(
+      ...['/tmp', '/var/tmp', '/dev/shm', '/run/lock'].flatMap((d) => [
+        join(d, tag),
+        join(d, `${tag}-dir`),
+        join(d, `${tag}-fifo`),
+        join(d, `${tag}-link`),
+      ]),
+      shared,
+      keep,
+    );
+    // Someone else's: a root file, and a world-writable folder of root's holding one.
+    writeFileSync(keep, 'root keeps this\n');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    writeFileSync(join(shared, 'roots'), 'root keeps this too\n');
+    const script = [
+      `for d in /tmp /var/tmp /dev/shm /run/lock; do`,
+      `  echo plant > "$d/${tag}"`,
+      `  mkdir -p "$d/${tag}-dir/deep" && echo x > "$d/${tag}-dir/deep/f"`,
+      `  mkfifo "$d/${tag}-fifo"`,
+      // A link a later step writing that name would follow.
+      `  ln -s /etc/passwd "$d/${tag}-link"`,
+      `done`,
+      `echo x > "${shared}/agents"`,
+      `ipcmk -M 4096 && ipcmk -Q && ipcmk -S 1`,
+      `echo "uid $(id -u)"`,
+    ].join('\n');
+    const r = await job.run('run', 'main', { inputs: { run: script, user: 'agent' }, timeoutMs: 60000 });
+    const uid = Number(/^uid (\d+)$/m.exec(r.stdout)?.[1]);
+    expect(uid).toBeGreaterThan(0);
+    agentUids.push(uid);
+    expect(r.code).toBe(0);
+    const left = planted.filter((p) => p !== shared && p !== keep && exists(p));
+    expect(left).toEqual([]);
+    // Inside a folder someone else made and opened to all, the agent's file is that folder's
+    // owner's business (a scratch folder a later step reads): left.
+    expect(readFileSync(join(shared, 'agents'), 'utf8')).toBe('x\n');
+    expect(ipcOf(uid)).toEqual([]);
+    // Only the agent's: root's file, folder and the file in it stay as they were.
+    expect(readFileSync(keep, 'utf8')).toBe('root keeps this\n');
+    expect(readFileSync(join(shared, 'roots'), 'utf8')).toBe('root keeps this too\n');
+    expect(lstatSync(shared).mode & 0o7777).toBe(0o1777);
+    const user = finished(job)?.agentUser as { leftoversRemoved?: number; problems?: string[] } | undefined;
+    // 4 directories x (file, dir, deep dir, deep file, FIFO, link) + 3 IPC objects.
+    expect(user?.leftoversRemoved).toBe(4 * 6 + 3);
+    expect(user?.problems).toBeUndefined();
+    expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
+  }, 90000);
+});
