@@ -219,7 +219,7 @@ async function main(): Promise<void> {
   const load = loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-  const f = (x: number): string => x.toFixed(0);
+  const f = (x: number): string => String(Math.round(x) || 0);
   const upstreamP50 = median(runs.map((r) => r[0].p50));
   const lines = [
     '<!-- hops -->',
