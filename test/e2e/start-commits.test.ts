@@ -69,6 +69,39 @@ function repoJob(): Job {
   return j;
 }
 
+/**
+ * An agent step that is not `run` (no window): appends a chained `commits.observed` in
+ * start's name listing `sha` with the identity and verdict it likes.
+ */
+function forgeObserved(j: Job, sha: string, claim: Partial<CommitData>): void {
+  const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
+  const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
+  const bot = `${SLUG}[bot]`;
+  const forged: CommitData = {
+    sha,
+    author: bot,
+    authorEmail: BOT_EMAIL,
+    committer: bot,
+    committerEmail: BOT_EMAIL,
+    coAuthors: [],
+    signature: 'unsigned',
+    subject: 'human commit',
+    verdict: 'agent',
+    ...claim,
+  };
+  appendFileSync(
+    file,
+    JSON.stringify({
+      v: 1,
+      time: new Date().toISOString(),
+      action: 'start',
+      type: 'commits.observed',
+      data: { base: j.env.GITHUB_SHA, head: sha, commits: [forged] },
+      prev: createHash('sha256').update(last).digest('hex'),
+    }) + '\n',
+  );
+}
+
 async function api(): Promise<GithubApiServer> {
   const s = await startGithubApi({
     appId: APP_ID,
@@ -379,31 +412,7 @@ describe('start: commit attribution', () => {
     // The agent's own step, outside every run window: a human-authored commit and a line in
     // the shape Cordon writes, chained, calling it the agent's.
     const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
-    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
-    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
-    const bot = `${SLUG}[bot]`;
-    const forged: CommitData = {
-      sha: human,
-      author: bot,
-      authorEmail: BOT_EMAIL,
-      committer: bot,
-      committerEmail: BOT_EMAIL,
-      coAuthors: [],
-      signature: 'unsigned',
-      subject: 'human commit',
-      verdict: 'agent',
-    };
-    appendFileSync(
-      file,
-      JSON.stringify({
-        v: 1,
-        time: new Date().toISOString(),
-        action: 'start',
-        type: 'commits.observed',
-        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
-        prev: createHash('sha256').update(last).digest('hex'),
-      }) + '\n',
-    );
+    forgeObserved(j, human, {});
 
     const report = await j.run('report', 'main', {
       inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
@@ -445,31 +454,7 @@ describe('start: commit attribution', () => {
     const start = await j.run('start', 'main');
     expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
     const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
-    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
-    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
-    const bot = `${SLUG}[bot]`;
-    const forged: CommitData = {
-      sha: human,
-      author: bot,
-      authorEmail: BOT_EMAIL,
-      committer: bot,
-      committerEmail: BOT_EMAIL,
-      coAuthors: [],
-      signature: 'unsigned',
-      subject: 'human commit',
-      verdict: 'agent',
-    };
-    appendFileSync(
-      file,
-      JSON.stringify({
-        v: 1,
-        time: new Date().toISOString(),
-        action: 'start',
-        type: 'commits.observed',
-        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
-        prev: createHash('sha256').update(last).digest('hex'),
-      }) + '\n',
-    );
+    forgeObserved(j, human, {});
     // report lists the commit again as impersonation, but its own input is off.
     const report = await j.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
     expect(report.code).toBe(0);
@@ -495,31 +480,15 @@ describe('start: commit attribution', () => {
     await j.run('start', 'main');
     expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
     const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
-    const file = join(j.runnerTemp, 'cordon', 'ledger.jsonl');
-    const last = readFileSync(file, 'utf8').trim().split('\n').pop()!;
     // Flagged, but as a stranger's: whom the commit claims to be (a maintainer, say) is hidden.
-    const forged: CommitData = {
-      sha: human,
-      author: 'Some Contributor',
-      authorEmail: 'someone@example.net',
-      committer: 'Some Contributor',
-      committerEmail: 'someone@example.net',
-      coAuthors: [],
-      signature: 'unsigned',
-      subject: 'human commit',
+    const stranger = { name: 'Some Contributor', email: 'someone@example.net' };
+    forgeObserved(j, human, {
+      author: stranger.name,
+      authorEmail: stranger.email,
+      committer: stranger.name,
+      committerEmail: stranger.email,
       verdict: 'impersonation',
-    };
-    appendFileSync(
-      file,
-      JSON.stringify({
-        v: 1,
-        time: new Date().toISOString(),
-        action: 'start',
-        type: 'commits.observed',
-        data: { base: j.env.GITHUB_SHA, head: human, commits: [forged] },
-        prev: createHash('sha256').update(last).digest('hex'),
-      }) + '\n',
-    );
+    });
     const report = await j.run('report', 'main', { inputs: { 'fail-on-tamper': 'false' } });
     expect(report.code).toBe(0);
     expect(
