@@ -160,6 +160,16 @@ suite('egress when the kernel refuses the ruleset', () => {
   });
 });
 
+/** Root's teardown of the job's fence (what `teardown: true` runs through sudo when it is allowed); its output. */
+function teardown(w: World, job: Job): string {
+  return w.runner.try([
+    process.execPath,
+    join(REPO_ROOT, 'dist/egress/daemon.js'),
+    'teardown',
+    fenceId(job.runnerTemp),
+  ]).stdout;
+}
+
 const hasSudo = existsSync('/usr/bin/sudo') && existsSync('/usr/sbin/useradd');
 if (usable && !hasSudo && process.env.CI === 'true')
   throw new Error('egress e2e: sudo and useradd are needed (CI=true)');
@@ -264,13 +274,7 @@ sudoSuite('egress started through sudo by an unprivileged runner user, with disa
     };
     expect(report.blockedNames.map((n) => n.name)).toContain('secret.evil.test');
     // Root can still undo it all (what `teardown: true` runs through sudo when it is allowed).
-    const down = w.runner.try([
-      process.execPath,
-      join(REPO_ROOT, 'dist/egress/daemon.js'),
-      'teardown',
-      fenceId(job.runnerTemp),
-    ]);
-    expect(down.stdout).toContain('DONE');
+    expect(teardown(w, job)).toContain('DONE');
     expect(readFileSync(grant, 'utf8')).toContain(`${user} ALL=(ALL) NOPASSWD:ALL`);
   });
 });
@@ -392,13 +396,7 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     expect(await before.done).toMatch(/^rc=[1-9]/);
     expect(existsSync(tee)).toBe(false);
     expect(readFileSync(extra, 'utf8')).not.toContain('%sudo');
-    const down = w.runner.try([
-      process.execPath,
-      join(REPO_ROOT, 'dist/egress/daemon.js'),
-      'teardown',
-      fenceId(job.runnerTemp),
-    ]);
-    expect(down.stdout).toContain('DONE');
+    expect(teardown(w, job)).toContain('DONE');
     expect(readFileSync(extra, 'utf8')).toBe(rule);
     expect(readFileSync('/etc/sudoers', 'utf8')).toBe(sudoers);
     expect(run(['id', '-nG', user]).trim().split(/\s+/)).toContain('sudo');
@@ -422,13 +420,7 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
       expect(readFileSync(extra, 'utf8')).not.toContain('/usr/bin/tee');
       expect(teeAsUser()).not.toBe(0);
       expect(existsSync(tee)).toBe(false);
-      const down = w.runner.try([
-        process.execPath,
-        join(REPO_ROOT, 'dist/egress/daemon.js'),
-        'teardown',
-        fenceId(job.runnerTemp),
-      ]);
-      expect(down.stdout).toContain('DONE');
+      expect(teardown(w, job)).toContain('DONE');
       expect(readFileSync(extra, 'utf8')).toBe(rule);
     },
     60000,
@@ -457,13 +449,7 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     expect(main.code).toBe(0);
     expect(readFileSync(extra, 'utf8')).not.toContain('/bin/cp');
     expect(w.runner.try(['visudo', '-c', '-f', extra]).code).toBe(0);
-    const down = w.runner.try([
-      process.execPath,
-      join(REPO_ROOT, 'dist/egress/daemon.js'),
-      'teardown',
-      fenceId(job.runnerTemp),
-    ]);
-    expect(down.stdout).toContain('DONE');
+    expect(teardown(w, job)).toContain('DONE');
     expect(readFileSync(extra, 'utf8')).toBe(rule);
   }, 60000);
 
@@ -504,13 +490,7 @@ sudoSuite('disable-sudo against a grant it does not remove: a group’s, an alia
     expect(existsSync(tee)).toBe(false);
     expect(w.runner.try(['runuser', '-u', user, '--', 'sudo', '-n', 'true']).code).not.toBe(0);
     // Root's teardown gives every line back.
-    const down = w.runner.try([
-      process.execPath,
-      join(REPO_ROOT, 'dist/egress/daemon.js'),
-      'teardown',
-      fenceId(job.runnerTemp),
-    ]);
-    expect(down.stdout).toContain('DONE');
+    expect(teardown(w, job)).toContain('DONE');
     expect(readFileSync(extra, 'utf8')).toBe(`${user} ALL=(ALL) NOPASSWD: /usr/bin/tee\n`);
   }, 60000);
 });
