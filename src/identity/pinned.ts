@@ -171,7 +171,15 @@ export function clearSetId(p: PinnedDir, since: number): string[] {
     ],
     { encoding: 'buffer', timeout: 60000, env: { PATH: SAFE_PATH }, stdio: ['ignore', 'pipe', 'pipe', p.fd] },
   );
-  if (r.status !== 0) return [`set-uid files could not be looked for: ${r.stderr.toString().trim()}`];
+  if (r.error || r.status === null)
+    return [`set-uid files could not be looked for: ${r.error?.message ?? `find ended by ${r.signal}`}`];
+  // find exits 1 when a directory goes away under it (the caller swapping one for a link):
+  // what it did find is still cleared, or the caller could have the whole sweep skipped.
+  // Its message is not kept: it names paths in the workspace, which are the agent's to choose.
+  const incomplete =
+    r.status !== 0
+      ? ['set-uid files could not all be looked for: a directory changed while find walked the workspace']
+      : [];
   const found = r.stdout
     .toString('utf8')
     .split('\0')
@@ -196,5 +204,8 @@ export function clearSetId(p: PinnedDir, since: number): string[] {
       if (fd >= 0) closeSync(fd);
     }
   }
-  return cleared ? [`set-uid/set-gid bits cleared on ${cleared} file(s) the agent made`] : [];
+  return [
+    ...incomplete,
+    ...(cleared ? [`set-uid/set-gid bits cleared on ${cleared} file(s) the agent made`] : []),
+  ];
 }
