@@ -29,7 +29,13 @@ import {
   type LedgerEvent,
   type LedgerLine,
 } from '../ledger/ledger.js';
-import { dataOf, type CommitObserved, type CommitsObserved, type ReportWritten } from '../ledger/events.js';
+import {
+  commitsListed,
+  dataOf,
+  type CommitObserved,
+  type CommitsObserved,
+  type ReportWritten,
+} from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits-record.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
@@ -246,13 +252,9 @@ export function withRecordedCommits(
   commits: CommitsObserved | undefined,
 ): CommitsObserved | undefined {
   const seen = new Set(commits?.commits.map((c) => c.sha));
-  const bySha = new Map<string, CommitObserved>();
-  for (const l of lines)
-    for (const c of observedCommits(l)) {
-      if (!c?.sha || seen.has(c.sha)) continue;
-      if (!bySha.has(c.sha) || c.verdict === 'impersonation') bySha.set(c.sha, c);
-    }
-  const recorded = [...bySha.values()];
+  const recorded = commitsListed(
+    lines.map((l) => ({ commits: observedCommits(l).filter((c): c is CommitObserved => !!c?.sha) })),
+  ).filter((c) => !seen.has(c.sha));
   if (!recorded.length) return commits;
   // A list report cut short stays cut short here: past it, no commit was classified.
   const truncated = lines.some((l) => dataOf(l.event, 'commits.observed')?.truncated === true);

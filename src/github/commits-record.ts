@@ -89,16 +89,18 @@ export function recordCommits(
     // Cordon's reading of a commit as impersonation stands unless a line already records it
     // so, with the same author and committer: a line of the agent's own may call it the
     // agent's, or name someone else than the human it claims to be.
-    const disputed = known
-      ? observed.commits.filter(
-          (c) =>
-            c.verdict === 'impersonation' &&
-            known.has(c.sha) &&
-            !known.get(c.sha)?.some((r) => r.verdict === 'impersonation' && sameIdentity(r, c)),
-        )
-      : [];
+    const disputed = new Set(
+      known
+        ? observed.commits.filter(
+            (c) =>
+              c.verdict === 'impersonation' &&
+              known.has(c.sha) &&
+              !known.get(c.sha)?.some((r) => r.verdict === 'impersonation' && sameIdentity(r, c)),
+          )
+        : [],
+    );
     const fresh = known
-      ? observed.commits.filter((c) => !known.has(c.sha) || disputed.includes(c))
+      ? observed.commits.filter((c) => !known.has(c.sha) || disputed.has(c))
       : observed.commits;
     for (const c of disputed)
       runner.warning(
@@ -122,7 +124,7 @@ export function recordCommits(
       runner.warning(
         `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,
       );
-    for (const c of fresh.filter((x) => x.verdict === 'impersonation' && !disputed.includes(x))) {
+    for (const c of fresh.filter((x) => x.verdict === 'impersonation' && !disputed.has(x))) {
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>, not by the agent's identity`,
       );

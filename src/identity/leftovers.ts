@@ -18,6 +18,7 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { describeError } from '../platform/errors.js';
+import { openDirBeneath } from './pinned.js';
 import { SAFE_PATH, type PrivilegedExec } from './user.js';
 
 /**
@@ -121,14 +122,9 @@ function search(dir: string, uid: number, limits: LeftoverLimits, problems: stri
  * user, in a folder of its own) sends root nowhere else.
  */
 function removeOne(root: number, parts: string[], uid: number, dev: number): boolean {
-  const fds: number[] = [];
+  let fd = root;
   try {
-    let fd = root;
-    for (const name of parts.slice(0, -1)) {
-      fd = openSync(`/proc/self/fd/${fd}/${name}`, DIR_FLAGS);
-      fds.push(fd);
-      if (fstatSync(fd).dev !== dev) return false;
-    }
+    fd = openDirBeneath(root, parts.slice(0, -1), (d) => fstatSync(d).dev === dev);
     const target = `/proc/self/fd/${fd}/${parts[parts.length - 1]}`;
     const st = lstatSync(target);
     if (st.uid !== uid) return false;
@@ -139,7 +135,7 @@ function removeOne(root: number, parts: string[], uid: number, dev: number): boo
     // Gone, not empty (something of someone else's in it), or swapped: left as it is.
     return false;
   } finally {
-    for (const fd of fds) closeSync(fd);
+    if (fd !== root) closeSync(fd);
   }
 }
 

@@ -125,16 +125,36 @@ export function openBeneath(dirFd: number, rel: string, flags: number): number {
   const parts = rel.split('/');
   if (parts.some((c) => c === '' || c === '.' || c === '..'))
     throw new Error(`not a plain relative path: ${rel}`);
-  let dir = dirFd;
+  const dir = openDirBeneath(dirFd, parts.slice(0, -1));
   try {
-    for (const name of parts.slice(0, -1)) {
-      const next = openSync(`/proc/self/fd/${dir}/${name}`, DIR_FLAGS);
-      if (dir !== dirFd) closeSync(dir);
-      dir = next;
-    }
     return openSync(`/proc/self/fd/${dir}/${parts[parts.length - 1]}`, flags | constants.O_NOFOLLOW);
   } finally {
     if (dir !== dirFd) closeSync(dir);
+  }
+}
+
+/**
+ * Opens the directories `names`, each inside the one before, from `dirFd`, never through a
+ * link; returns the last one (`dirFd` itself for none: the caller closes any other). Throws
+ * when one is a link, missing, not a directory, or refused by `accept`.
+ */
+export function openDirBeneath(
+  dirFd: number,
+  names: readonly string[],
+  accept: (fd: number) => boolean = () => true,
+): number {
+  let dir = dirFd;
+  try {
+    for (const name of names) {
+      const next = openSync(`/proc/self/fd/${dir}/${name}`, DIR_FLAGS);
+      if (dir !== dirFd) closeSync(dir);
+      dir = next;
+      if (!accept(dir)) throw new Error(`${name}: refused on the way`);
+    }
+    return dir;
+  } catch (e) {
+    if (dir !== dirFd) closeSync(dir);
+    throw e;
   }
 }
 

@@ -263,7 +263,7 @@ export function unclassifiedCommits(observed: CommitsObserved): boolean {
  * agent's own (T27), and Cordon's later reading of the commit lists it again when it
  * disagrees (recordCommits).
  */
-export function commitsListed(observed: readonly CommitsObserved[]): CommitObserved[] {
+export function commitsListed(observed: readonly { commits: readonly CommitObserved[] }[]): CommitObserved[] {
   const bySha = new Map<string, CommitObserved>();
   for (const o of observed)
     for (const c of o.commits) if (!bySha.has(c.sha) || c.verdict === 'impersonation') bySha.set(c.sha, c);
