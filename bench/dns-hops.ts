@@ -194,8 +194,9 @@ async function main(): Promise<void> {
   // A new process's first queries, five starts a variant.
   const variants: [string, string[], boolean][] = [
     ["V8's defaults", [], false],
+    ['--no-concurrent-recompilation (optimize on the main thread)', ['--no-concurrent-recompilation'], false],
+    ['--single-threaded', ['--single-threaded'], false],
     ['--interrupt-budget=8192 (tier up sooner)', ['--interrupt-budget=8192'], false],
-    ['--no-lazy-feedback-allocation', ['--no-lazy-feedback-allocation'], false],
     ['--max-opt=1 (no optimizing compiler)', ['--max-opt=1'], false],
     ['threads other than the main one SCHED_IDLE (chrt)', [], true],
   ];
