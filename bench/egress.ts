@@ -45,6 +45,9 @@ interface Target {
   port: number;
 }
 
+/** Queries the latency client sends to an echo inside itself before it measures anything. */
+const CLIENT_WARMUP = 4000;
+
 /**
  * One query at a time from one client inside the namespace, interleaved: `block` queries to
  * each target in turn, `rounds` times (the first 10 of each block dropped). Returns each
@@ -53,15 +56,20 @@ interface Target {
 function latencies(ns: Netns, targets: Target[], rounds: number, block: number): number[][] {
   const script = `
     const dgram=require('dgram');const s=dgram.createSocket('udp4');
-    const [nm,R,B,...ts]=process.argv.slice(1);const targets=ts.map(t=>t.split(' '));
+    const [nm,R,B,W,...ts]=process.argv.slice(1);const targets=ts.map(t=>t.split(' '));
     const q=Buffer.concat([Buffer.from([0,0,1,0,0,1,0,0,0,0,0,0]),...nm.split('.').map(l=>Buffer.concat([Buffer.from([l.length]),Buffer.from(l)])),Buffer.from([0,0,1,0,1])]);
-    const out=targets.map(()=>[]);let r=0,ti=0,k=0,t=0n,id=0,rt;
+    const out=targets.map(()=>[]);let r=0,ti=0,k=0,t=0n,id=0,rt,warm=+W;
+    // First W queries to an echo inside this process: the client's own code is warm before
+    // the first query is measured, so a pass's first queries are the server's first only.
+    const e=dgram.createSocket('udp4');e.on('message',(m,ri)=>e.send(m,ri.port,ri.address));
     const fin=()=>{console.log(JSON.stringify(out));process.exit(0)};
     // A lost reply: the query is sent again (new id) after 500 ms, that wait not counted.
-    const go=()=>{id=(id+1)&0xffff;q.writeUInt16BE(id,0);t=process.hrtime.bigint();clearTimeout(rt);rt=setTimeout(go,500);s.send(q,+targets[ti][1],targets[ti][0]);};
+    const go=()=>{id=(id+1)&0xffff;q.writeUInt16BE(id,0);t=process.hrtime.bigint();clearTimeout(rt);rt=setTimeout(go,500);
+      if(warm>0)s.send(q,e.address().port,'127.0.0.1');else s.send(q,+targets[ti][1],targets[ti][0]);};
     s.on('message',(m)=>{if(m.readUInt16BE(0)!==id)return;clearTimeout(rt);const d=Number(process.hrtime.bigint()-t)/1000;
+      if(warm>0){warm--;return go();}
       if(k>=10)out[ti].push(d);if(++k>=+B){k=0;if(++ti>=targets.length){ti=0;if(++r>=+R)return fin();}}go();});
-    setTimeout(fin,60000);go();`;
+    setTimeout(fin,60000);e.bind(0,'127.0.0.1',go);`;
   const out = ns.exec(
     [
       process.execPath,
@@ -70,6 +78,7 @@ function latencies(ns: Netns, targets: Target[], rounds: number, block: number):
       NAME,
       String(rounds),
       String(block),
+      String(CLIENT_WARMUP),
       ...targets.map((t) => `${t.server} ${t.port}`),
     ],
     { timeoutMs: 90000 },
