@@ -2,6 +2,8 @@ import { describe, expect, test } from '@jest/globals';
 import { botIdentity, noreplyHosts, shown } from '../../../src/github/bot-identity.js';
 import { agentIdentities, classify } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { gitIdentity } from '../../../src/actions/run/home.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const good = {
   app: 'bot-app',
@@ -91,5 +93,16 @@ describe('the bot identity a token.issued names', () => {
     expect(shown('a"b\\c\x1b[31m\x85')).toBe('"a\\"b\\\\c\\x1b[31m\\x85"');
     expect(shown('x'.repeat(200))).toBe(`"${'x'.repeat(80)}..."`);
     expect(shown({ a: 1 })).toBe('"{\\"a\\":1}"');
+  });
+
+  test("hostile: run does not give the agent a person's identity from a token.issued naming one", () => {
+    // No global git identity: run falls back to the last token.issued naming an App's bot.
+    const env = { HOME: tempDir('cordon-botid-home-') };
+    const forged = issued({ gitUserName: 'bot-app[bot]', gitUserEmail: 'mona@example.com' });
+    expect(gitIdentity(env, [issued({}), forged])).toEqual({
+      name: 'bot-app[bot]',
+      email: '42+bot-app[bot]@users.noreply.github.com',
+    });
+    expect(gitIdentity(env, [forged])).toBeUndefined();
   });
 });
