@@ -38,6 +38,7 @@ import {
 } from '../ledger/events.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits-record.js';
+import { botIdentity } from '../github/bot-identity.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
 import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
 import { compareWithCopy, linesDuringRun, ranges, verdictFor, type Verdict } from '../ledger/verify.js';
@@ -86,8 +87,15 @@ async function readCopy(ledgerFile: string): Promise<LedgerLine[] | undefined> {
  */
 export async function judgeLedger(
   ledgerFile: string,
-  opts: { nonce?: string; head?: string; sealKey?: string },
-): Promise<{ input: SummaryInput; all: LedgerLine[]; lineCount: number; fromCopy: boolean }> {
+  opts: { nonce?: string; head?: string; sealKey?: string; noreplyHosts?: readonly string[] },
+): Promise<{
+  input: SummaryInput;
+  all: LedgerLine[];
+  lineCount: number;
+  fromCopy: boolean;
+  /** Findings on `token.issued` lines naming a bot identity GitHub never gives an App. */
+  botsRefused: string[];
+}> {
   assertRegularLedger(ledgerFile);
   const fileLines = parseLedgerText(readLedgerText(ledgerFile) ?? '');
   const copyLines = await readCopy(ledgerFile);
@@ -137,13 +145,44 @@ export async function judgeLedger(
     );
   const left = [...breaking.alone, ...breaking.beside, ...breaking.outside];
   for (const n of left) untrusted.add(n);
-  if (left.length) verdict.status = 'altered';
+  const botsRefused = refusedBots(lines, untrusted, opts.noreplyHosts ?? ['github.com']);
+  for (const r of botsRefused) {
+    untrusted.add(r.line);
+    verdict.details.push(r.detail);
+  }
+  if (left.length || botsRefused.length) verdict.status = 'altered';
   return {
     input: { lines: lines.filter((l) => !untrusted.has(l.line)), verdict },
     all: lines,
     lineCount: lines.length,
     fromCopy: compared !== undefined,
+    botsRefused: botsRefused.map((r) => r.detail),
   };
+}
+
+/**
+ * The trusted `token.issued` lines that name as the App's bot anything but the identity
+ * GitHub gives it: github-token writes only what GitHub answered, so such a line is not
+ * Cordon's (a step outside every window wrote it, T32), and the address it names, a person's
+ * perhaps, must not make that person's commits the agent's (T27). Left out, record altered.
+ */
+function refusedBots(
+  lines: LedgerLine[],
+  untrusted: ReadonlySet<number>,
+  hosts: readonly string[],
+): { line: number; detail: string }[] {
+  return lines.flatMap((l) => {
+    if (untrusted.has(l.line) || l.event?.type !== 'token.issued') return [];
+    const r = botIdentity(l.event.data, hosts);
+    return 'refused' in r
+      ? [
+          {
+            line: l.line,
+            detail: `line ${l.line}, a token.issued, ${r.refused}: not Cordon's (github-token records the bot GitHub gives the App), and no commit counts as the agent's by it`,
+          },
+        ]
+      : [];
+  });
 }
 
 /**

@@ -16,6 +16,7 @@ import { walkFiles } from '../platform/walk.js';
 import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
 import type { LedgerEvent } from '../ledger/ledger.js';
 import type { Env } from '../platform/runner.js';
+import { botIdentity, noreplyHosts, type AgentIdentity } from './bot-identity.js';
 
 /**
  * Most commits listed and classified; a run that makes more is cut, and with an identity issued
@@ -33,19 +34,21 @@ export type GitRunner = (args: string[], cwd: string, input?: string) => Buffer;
 export const hardenedGit: GitRunner = (args, cwd, input) =>
   gitBytes(args, { cwd, input, safeDirectory: cwd });
 
-export interface AgentIdentity {
-  name: string;
-  emails: string[];
-}
+export type { AgentIdentity } from './bot-identity.js';
 
-/** The git identities of every app bot issued in the run, from the ledger's `token.issued`. */
-export function agentIdentities(events: LedgerEvent[]): AgentIdentity[] {
-  return eventsOf(events, 'token.issued').map((t) => {
-    const emails = new Set<string>();
-    if (t.gitUserEmail) emails.add(t.gitUserEmail.toLowerCase());
-    if (t.botId !== undefined) emails.add(`${t.botId}+${t.bot}@users.noreply.github.com`.toLowerCase());
-    emails.add(`${t.bot}@users.noreply.github.com`.toLowerCase());
-    return { name: t.gitUserName ?? t.bot, emails: [...emails] };
+/**
+ * The git identities of every App bot issued in the run, from the ledger's `token.issued`:
+ * only the identity GitHub gives an App (bot-identity.ts); a line naming anything else is
+ * none (judgeLedger reports it).
+ */
+export function agentIdentities(
+  events: LedgerEvent[],
+  hosts: readonly string[] = ['github.com'],
+): AgentIdentity[] {
+  return events.flatMap((e) => {
+    if (e.type !== 'token.issued') return [];
+    const r = botIdentity(e.data, hosts);
+    return 'identity' in r ? [r.identity] : [];
   });
 }
 
@@ -327,7 +330,7 @@ export function observeCommits(
     .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   const shas = listed.slice(0, MAX_COMMITS);
   const raw = shas.length ? readBatch(git(['cat-file', '--batch'], cwd, shas.join('\n') + '\n')) : new Map();
-  const agents = agentIdentities(events);
+  const agents = agentIdentities(events, noreplyHosts(env));
   const commits: CommitObserved[] = shas.flatMap((sha) => {
     const obj = raw.get(sha);
     if (!obj) return [];

@@ -11,6 +11,7 @@ import { GithubApi, GithubApiError, type ApiDeps } from './api.js';
 import { loadAppKey, signAppJwt } from './app-jwt.js';
 import type { GithubTokenInputs } from './inputs.js';
 import { excessGrants, missingGrants } from './permissions.js';
+import { noreplyHost } from './bot-identity.js';
 
 export interface MintDeps {
   env: Env;
@@ -198,13 +199,6 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
         ? ['*']
         : grantedRepos.map((r) => `${inputs.owner}/${r}`),
   };
-}
-
-/** `users.noreply.github.com`, or the GHES host's own noreply domain. */
-function noreplyHost(apiUrl: string): string {
-  const host = new URL(apiUrl).hostname;
-  if (host === 'api.github.com' || host === '127.0.0.1' || host === 'localhost') return 'github.com';
-  return host;
 }
 
 async function findInstallation(

@@ -512,6 +512,73 @@ describe('start: commit attribution', () => {
     ]);
   }, 120000);
 
+  test("hostile: a plain step outside every window appends a chained token.issued naming a human's address as the App bot's, and the agent commits as that human: report and post still find the impersonation and fail, the bot's commits stay the agent's", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const byBot = commit(j, 'agent: fix the parser');
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    // A plain step of the agent's (no run, no window), with the runner user's rights: a line
+    // in github-token's name, chained, for the real App but with the human's address.
+    const script = join(j.root, 'forge-token.cjs');
+    writeFileSync(
+      script,
+      `const fs = require("fs"), c = require("crypto");
+      const f = process.env.RUNNER_TEMP + "/cordon/ledger.jsonl";
+      const last = fs.readFileSync(f, "utf8").trim().split("\\n").pop();
+      const prev = c.createHash("sha256").update(last).digest("hex");
+      const data = { app: "${SLUG}", bot: "${SLUG}[bot]", botId: ${BOT_ID}, installationId: 55,
+        repositories: ["octo-org/octo-repo"], permissions: { contents: "write" }, expiresAt: "2030-01-01T00:00:00Z",
+        gitUserName: "${SLUG}[bot]", gitUserEmail: "mona@example.com" };
+      fs.appendFileSync(f, JSON.stringify({ v: 1, time: new Date().toISOString(), action: "github-token",
+        type: "token.issued", data, prev }) + "\\n");`,
+    );
+    expect((await j.run('agent-step', 'main', { script })).code).toBe(0);
+    const lines = readFileSync(join(j.runnerTemp, 'cordon', 'ledger.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(lines[lines.length - 1]).toContain('"gitUserEmail":"mona@example.com"');
+    const forgedLine = lines.length;
+
+    const report = await j.run('report', 'main', {
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(
+      new RegExp(
+        `report: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)} by Mona Lisa`,
+      ),
+    );
+    const refused = `line ${forgedLine}, a token.issued, names "mona@example.com" as the bot's address, not GitHub's for it (${BOT_EMAIL})`;
+    expect(
+      report.commands.some((c) => c.command === 'warning' && c.message.includes(`report: ledger ${refused}`)),
+    ).toBe(true);
+    expect(report.summary).toContain('RECORD ALTERED');
+    expect(report.summary).toContain(
+      `line ${forgedLine}, a token.issued, names "mona&#64;example.com" as the bot's`,
+    );
+    const attribution = JSON.parse(readFileSync(report.outputs['attribution-path'], 'utf8')) as {
+      commits: CommitData[];
+    };
+    const verdicts = Object.fromEntries(attribution.commits.map((c) => [c.sha, c.verdict]));
+    expect(verdicts).toEqual({ [byBot]: 'agent', [human]: 'impersonation' });
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(
+        `start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)} by Mona Lisa`,
+      ),
+    );
+    expect(
+      end.commands.some((c) => c.command === 'warning' && c.message.includes(`start: ledger ${refused}`)),
+    ).toBe(true);
+  }, 120000);
+
   test('without an agent identity every new commit is unattributed, and the job does not fail on it', async () => {
     const j = repoJob();
     const start = await j.run('start', 'main');

@@ -7,6 +7,7 @@ import type { Ledger, LedgerEvent, LedgerLine } from '../../ledger/ledger.js';
 import type { Runner } from '../../platform/runner.js';
 import { fenceId, requestReport } from '../../rootd/protocol.js';
 import { recordCommits } from '../../github/commits-record.js';
+import { noreplyHosts } from '../../github/bot-identity.js';
 import { toEvent } from '../egress/report.js';
 import {
   eventsIn,
@@ -58,8 +59,9 @@ export async function writeReport(inputs: ReportInputs, deps: ReportDeps): Promi
   const { runner, ledger } = deps;
   // report has no nonce (start's main kept it for its post): start's post verifies with it.
   // The seal key is public: start hands it over as a step output, which no later step can change.
-  const opts = { sealKey: inputs.sealKey };
+  const opts = { sealKey: inputs.sealKey, noreplyHosts: noreplyHosts(runner.env) };
   const before = await judgeLedger(ledger.path, opts);
+  for (const r of before.botsRefused) runner.warning(`report: ledger ${r}`);
   const commits = recordCommits(ledger, runner, undefined, {
     who: 'report',
     known: recordedCommits(before.input.lines),

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, realpathSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
+import { botIdentity, noreplyHosts } from '../../github/bot-identity.js';
 import { readRegularFile } from '../../platform/regular-file.js';
 import { walkFiles } from '../../platform/walk.js';
 import type { LedgerEvent } from '../../ledger/ledger.js';
@@ -54,7 +55,7 @@ export interface GitIdentity {
   email: string;
 }
 
-/** The bot identity `github-token` set: git's global config first, else the last `token.issued`. */
+/** The bot identity `github-token` set: git's global config first, else the last `token.issued` naming an App's bot. */
 export function gitIdentity(env: Env, events: LedgerEvent[]): GitIdentity | undefined {
   const get = (key: string): string => {
     try {
@@ -71,7 +72,12 @@ export function gitIdentity(env: Env, events: LedgerEvent[]): GitIdentity | unde
   const name = get('user.name');
   const email = get('user.email');
   if (name && email) return { name, email };
-  const issued = [...events].reverse().find((e) => e.type === 'token.issued');
+  // Only a line naming GitHub's form of an App's bot: one naming a person would have the
+  // agent commit as that person.
+  const hosts = noreplyHosts(env);
+  const issued = [...events]
+    .reverse()
+    .find((e) => e.type === 'token.issued' && 'identity' in botIdentity(e.data, hosts));
   const d = issued?.data as { gitUserName?: string; gitUserEmail?: string } | undefined;
   if (d?.gitUserName && d.gitUserEmail) return { name: d.gitUserName, email: d.gitUserEmail };
   return undefined;

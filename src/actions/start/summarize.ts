@@ -7,6 +7,7 @@ import { Ledger } from '../../ledger/ledger.js';
 import type { LedgerLineRef } from '../../ledger/events.js';
 import type { Runner } from '../../platform/runner.js';
 import { recordCommits } from '../../github/commits-record.js';
+import { noreplyHosts } from '../../github/bot-identity.js';
 import {
   checkAttribution,
   eventsIn,
@@ -27,8 +28,10 @@ export async function writeSummary(inputs: StartInputs, runner: Runner): Promise
     nonce: runner.getState('nonce') || undefined,
     head: runner.getState('head') || undefined,
     sealKey: runner.getState('seal-key') || undefined,
+    noreplyHosts: noreplyHosts(runner.env),
   };
   const before = await judgeLedger(ledger.path, opts);
+  for (const r of before.botsRefused) runner.warning(`start: ledger ${r}`);
   const report = lastReport(before.input.lines);
   const commits = recordCommits(ledger, runner, undefined, {
     known: report ? recordedCommits(before.input.lines) : undefined,
