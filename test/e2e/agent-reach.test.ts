@@ -273,4 +273,58 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
     expect(readFileSync('/etc/group', 'utf8')).not.toContain(`${user?.name}:`);
   }, 90000);
+
+  test("a crontab and an at job of the agent's that got into the spools anyway (root put them there mid-step) are removed before its user is, and named in run.finished", async () => {
+    if (!existsSync('/usr/bin/crontab') || !existsSync('/var/spool/cron/atjobs')) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs cron and at installed (CI=true)');
+      console.warn('cron/at spool test skipped: cron and at are not installed (npm test installs them)');
+      return;
+    }
+    const job = newJob();
+    const who = join(job.root, 'who.txt');
+    const go = join(job.root, 'go');
+    writeFileSync(who, '', { mode: 0o666 });
+    chmodSync(who, 0o666);
+    const pending = job.run('run', 'main', {
+      inputs: {
+        // Says who it is, then waits (bounded) for the test to have planted its jobs.
+        run: `echo "$(id -un) $(id -u)" > ${who}\nfor i in $(seq 300); do test -e ${go} && break; sleep 0.1; done`,
+        user: 'agent',
+      },
+      timeoutMs: 60000,
+    });
+    let agent: string[] = [];
+    for (let i = 0; i < 300 && agent.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      agent = readFileSync(who, 'utf8').trim().split(' ').filter(Boolean);
+    }
+    const [name, uidText] = agent;
+    const uid = Number(uidText);
+    expect(name).toMatch(/^cordon-agent-/);
+    agentUids.push(uid);
+    // As a scheduler without these guards would have let it: its crontab (as `crontab`
+    // writes it: its own, group crontab, 0600; root's `crontab -u` honours cron.deny too),
+    // and an at job its uid owns.
+    const crontab = join('/var/spool/cron/crontabs', name);
+    const atJob = join('/var/spool/cron/atjobs', `a${randomBytes(6).toString('hex')}`);
+    planted.push(crontab, atJob);
+    try {
+      writeFileSync(crontab, `* * * * * touch /tmp/cordon-cron-x-${uid}\n`, { mode: 0o600 });
+      execFileSync('chown', [`${uid}:crontab`, crontab]);
+      writeFileSync(atJob, `#!/bin/sh\ntouch /tmp/cordon-at-y-${uid}\n`, { mode: 0o700 });
+      execFileSync('chown', [`${uid}:daemon`, atJob]);
+    } finally {
+      // The command ends whatever happened here.
+      writeFileSync(go, '');
+    }
+    const r = await pending;
+    expect(r.code).toBe(0);
+    expect(existsSync(crontab)).toBe(false);
+    expect(existsSync(atJob)).toBe(false);
+    const user = finished(job)?.agentUser as { scheduledRemoved?: string[]; problems?: string[] } | undefined;
+    expect(user?.scheduledRemoved?.sort()).toEqual([atJob, crontab].sort());
+    expect(user?.problems).toBeUndefined();
+    expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
+  }, 90000);
 });
