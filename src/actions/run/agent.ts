@@ -182,7 +182,9 @@ function main(): void {
         // Its name leaves the deny files once the user is gone; a user still there stays denied.
         if (denial && userRemoved) problems.push(...denial.undo());
         else if (denial?.denied.length)
-          problems.push(`${agent.name} is kept in the cron and at deny files while its user exists`);
+          problems.push(
+            `${agent.name} stays denied cron and at (deny files unchanged) while its user exists`,
+          );
       }
       handBack();
       if (closeAncestors) problems.push(...closeAncestors());
