@@ -25,6 +25,8 @@ export const TEST_NEEDS: readonly Need[] = [
   { command: 'curl', pkg: 'curl', why: 'the agent-side HTTP tests' },
   { command: 'jq', pkg: 'jq', why: 'the encoder corpus (jq @uri, @sh, @base64, @json)' },
   { command: 'chromium', pkg: 'chromium', why: 'the summary page rendered in a headless browser' },
+  { command: 'crontab', pkg: 'cron', why: "the agent's user denied cron jobs" },
+  { command: 'at', pkg: 'at', why: "the agent's user denied at jobs" },
 ];
 
 /** What the demo's fence runs: nftables in a pair of network namespaces. */

@@ -163,6 +163,10 @@ export interface RunFinished {
     handBackMs: number;
     /** Files, links, FIFOs, directories and SysV IPC objects the agent left where everyone writes, removed. */
     leftoversRemoved?: number;
+    /** cron and at, where installed: the agent's user was denied them while it existed. */
+    schedulersDenied?: ('cron' | 'at')[];
+    /** Spool files of the agent's (its crontab, at jobs) removed before its user was deleted. */
+    scheduledRemoved?: string[];
     problems?: string[];
   };
   /** Set when the command wrote to the step's file commands (all put back). */

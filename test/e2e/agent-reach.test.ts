@@ -9,7 +9,17 @@
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
@@ -28,7 +38,13 @@ const jobs: Job[] = [];
 const planted: string[] = [];
 /** Agents' uids whose SysV IPC objects are removed at the end, whatever the test found. */
 const agentUids: number[] = [];
+/** /etc/cron.deny and /etc/at.deny as they were before the step, put back whatever the test found. */
+const denyFiles = new Map<string, string | undefined>();
 afterAll(() => {
+  for (const [file, text] of denyFiles) {
+    if (text === undefined) rmSync(file, { force: true });
+    else writeFileSync(file, text);
+  }
   for (const p of planted) rmSync(p, { recursive: true, force: true });
   for (const uid of agentUids) {
     for (const o of ipcOf(uid))
@@ -197,6 +213,117 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     const user = finished(job)?.agentUser as { leftoversRemoved?: number; problems?: string[] } | undefined;
     // 4 directories x (file, dir, deep dir, deep file, FIFO, link) + 3 IPC objects.
     expect(user?.leftoversRemoved).toBe(4 * 6 + 3);
+    expect(user?.problems).toBeUndefined();
+    expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
+  }, 90000);
+
+  test('the agent registers a crontab line and an at job: both are refused during the step, no spool entry of its uid is left, and the deny files are back as they were', async () => {
+    const crontab = '/usr/bin/crontab';
+    const at = '/usr/bin/at';
+    if (!existsSync(crontab) || !existsSync(at)) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs cron and at installed (CI=true)');
+      console.warn('cron/at test skipped: cron and at are not installed (npm test installs them)');
+      return;
+    }
+    const job = newJob();
+    const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
+    planted.push(`/tmp/cordon-cron-x-${tag}`, `/tmp/cordon-at-y-${tag}`);
+    const state = (f: string): string | undefined => {
+      if (!existsSync(f)) return undefined;
+      const st = statSync(f);
+      return `${st.mode.toString(8)} ${st.uid}:${st.gid} ${JSON.stringify(readFileSync(f, 'utf8'))}`;
+    };
+    const before = new Map(['/etc/cron.deny', '/etc/at.deny'].map((f) => [f, state(f)]));
+    for (const f of before.keys()) denyFiles.set(f, existsSync(f) ? readFileSync(f, 'utf8') : undefined);
+    const script = [
+      `echo "uid $(id -u)"`,
+      `if echo '* * * * * touch /tmp/cordon-cron-x-${tag}' | crontab -; then echo "crontab WON"; else echo "crontab held"; fi`,
+      `if crontab -l >/dev/null 2>&1; then echo "crontab -l WON"; fi`,
+      `if echo 'touch /tmp/cordon-at-y-${tag}' | at now + 1 minute; then echo "at WON"; else echo "at held"; fi`,
+      `if echo 'touch /tmp/cordon-at-y-${tag}' | batch; then echo "batch WON"; else echo "batch held"; fi`,
+    ].join('\n');
+    const r = await job.run('run', 'main', { inputs: { run: script, user: 'agent' }, timeoutMs: 60000 });
+    const uid = Number(/^uid (\d+)$/m.exec(r.stdout)?.[1]);
+    expect(uid).toBeGreaterThan(0);
+    agentUids.push(uid);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/WON/);
+    expect(r.stdout).toContain('crontab held');
+    expect(r.stdout).toContain('at held');
+    expect(r.stdout).toContain('batch held');
+    // Refused by the deny file, before crontab tries its spool.
+    expect(r.stderr).toMatch(/not allowed to use this program \(crontab\)/);
+    const user = finished(job)?.agentUser as
+      | { name: string; schedulersDenied?: string[]; scheduledRemoved?: string[]; problems?: string[] }
+      | undefined;
+    expect(user?.schedulersDenied).toEqual(['cron', 'at']);
+    expect(user?.scheduledRemoved).toBeUndefined();
+    expect(user?.problems).toBeUndefined();
+    // Nothing of its uid in any spool, nor a crontab by its name.
+    const spoolOf = (dir: string): string[] =>
+      existsSync(dir)
+        ? readdirSync(dir).filter((e) => e === user?.name || lstatSync(join(dir, e)).uid === uid)
+        : [];
+    for (const dir of ['/var/spool/cron/crontabs', '/var/spool/cron/atjobs', '/var/spool/cron/atspool'])
+      expect(spoolOf(dir)).toEqual([]);
+    // The deny files as they were (content, mode, owner; absent if they were absent).
+    for (const [f, was] of before) expect(state(f)).toBe(was);
+    // And the user is gone.
+    expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
+    expect(readFileSync('/etc/group', 'utf8')).not.toContain(`${user?.name}:`);
+  }, 90000);
+
+  test("a crontab and an at job of the agent's that got into the spools anyway (root put them there mid-step) are removed before its user is, and named in run.finished", async () => {
+    if (!existsSync('/usr/bin/crontab') || !existsSync('/var/spool/cron/atjobs')) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs cron and at installed (CI=true)');
+      console.warn('cron/at spool test skipped: cron and at are not installed (npm test installs them)');
+      return;
+    }
+    const job = newJob();
+    const who = join(job.root, 'who.txt');
+    const go = join(job.root, 'go');
+    writeFileSync(who, '', { mode: 0o666 });
+    chmodSync(who, 0o666);
+    const pending = job.run('run', 'main', {
+      inputs: {
+        // Says who it is, then waits (bounded) for the test to have planted its jobs.
+        run: `echo "$(id -un) $(id -u)" > ${who}\nfor i in $(seq 300); do test -e ${go} && break; sleep 0.1; done`,
+        user: 'agent',
+      },
+      timeoutMs: 60000,
+    });
+    let agent: string[] = [];
+    for (let i = 0; i < 300 && agent.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      agent = readFileSync(who, 'utf8').trim().split(' ').filter(Boolean);
+    }
+    const [name, uidText] = agent;
+    const uid = Number(uidText);
+    expect(name).toMatch(/^cordon-agent-/);
+    agentUids.push(uid);
+    // As a scheduler without these guards would have let it: its crontab (as `crontab`
+    // writes it: its own, group crontab, 0600; root's `crontab -u` honours cron.deny too),
+    // and an at job its uid owns.
+    const crontab = join('/var/spool/cron/crontabs', name);
+    const atJob = join('/var/spool/cron/atjobs', `a${randomBytes(6).toString('hex')}`);
+    planted.push(crontab, atJob);
+    try {
+      writeFileSync(crontab, `* * * * * touch /tmp/cordon-cron-x-${uid}\n`, { mode: 0o600 });
+      execFileSync('chown', [`${uid}:crontab`, crontab]);
+      writeFileSync(atJob, `#!/bin/sh\ntouch /tmp/cordon-at-y-${uid}\n`, { mode: 0o700 });
+      execFileSync('chown', [`${uid}:daemon`, atJob]);
+    } finally {
+      // The command ends whatever happened here.
+      writeFileSync(go, '');
+    }
+    const r = await pending;
+    expect(r.code).toBe(0);
+    expect(existsSync(crontab)).toBe(false);
+    expect(existsSync(atJob)).toBe(false);
+    const user = finished(job)?.agentUser as { scheduledRemoved?: string[]; problems?: string[] } | undefined;
+    expect(user?.scheduledRemoved?.sort()).toEqual([atJob, crontab].sort());
     expect(user?.problems).toBeUndefined();
     expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
   }, 90000);

@@ -57,6 +57,10 @@ export interface AgentEnd {
   handBackMs: number;
   /** What the agent left in the shared temporary directories and SysV IPC, removed after the hand-back. */
   leftoversRemoved?: number;
+  /** The schedulers installed here that the agent's user was denied while it existed. */
+  schedulersDenied?: ('cron' | 'at')[];
+  /** Its crontab and at jobs, removed from the spools before its user was deleted. */
+  scheduledRemoved?: string[];
   /** How the workspace was lent: an idmapped mount, or chown -R there and back. */
   strategy?: 'idmap' | 'chown';
   /** Why the idmapped mount could not be used. */

@@ -24,6 +24,7 @@ import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from 
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
 import { removeLeftovers } from '../../identity/leftovers.js';
+import { denySchedulers, removeScheduled, type SchedulerDenial } from '../../identity/schedulers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
 import { launchCommand, type CommandProcess } from './spawn.js';
@@ -101,6 +102,7 @@ function main(): void {
   process.stdin.setEncoding('utf8');
   process.stdout.on('error', () => undefined);
   let user: AgentUser | undefined;
+  let denial: SchedulerDenial | undefined;
   let loan: WorkspaceLoan | undefined;
   let closeAncestors: (() => string[]) | undefined;
   let proc: CommandProcess | undefined;
@@ -125,6 +127,7 @@ function main(): void {
       let userRemoved = !user;
       let handBackMs = 0;
       let leftoversRemoved: number | undefined;
+      let scheduledRemoved: string[] | undefined;
       let handedBack = false;
       const handBack = (): boolean => {
         if (handedBack) return false;
@@ -154,6 +157,14 @@ function main(): void {
             // can be given it): the workspace goes back, then what it left where all write
             // (only after the hand-back: until then the workspace's files may show as its).
             whileReserved: () => {
+              // Its crontab and at jobs: atd would run a job for its uid after the step.
+              try {
+                const jobs = removeScheduled(agent);
+                scheduledRemoved = jobs.removed;
+                problems.push(...jobs.problems);
+              } catch (e) {
+                problems.push(`the agent's cron and at jobs: ${describeError(e)}`);
+              }
               if (!handBack()) return;
               try {
                 const left = removeLeftovers(exec, agent.uid);
@@ -168,6 +179,12 @@ function main(): void {
         } catch (e) {
           problems.push(describeError(e));
         }
+        // Its name leaves the deny files once the user is gone; a user still there stays denied.
+        if (denial && userRemoved) problems.push(...denial.undo());
+        else if (denial?.denied.length)
+          problems.push(
+            `${agent.name} stays denied cron and at (deny files unchanged) while its user exists`,
+          );
       }
       handBack();
       if (closeAncestors) problems.push(...closeAncestors());
@@ -181,6 +198,8 @@ function main(): void {
         lendMs,
         handBackMs,
         leftoversRemoved,
+        schedulersDenied: denial?.denied,
+        scheduledRemoved,
         strategy: loan?.strategy,
         fallbackReason: loan?.fallbackReason,
         outputs,
@@ -203,6 +222,8 @@ function main(): void {
     pinned = ws;
     const u = createAgentUser(exec);
     user = u;
+    // Before anything runs as it; on failure nothing was changed, and finish removes the user.
+    denial = denySchedulers(u.name);
     placeFiles(u, config.files);
     const t = Date.now();
     // Seconds, rounded down: find compares ctimes with it (a second early is harmless).

@@ -391,6 +391,8 @@ function conclude(
             lendMs: agentEnd.lendMs,
             handBackMs: agentEnd.handBackMs,
             leftoversRemoved: agentEnd.leftoversRemoved,
+            schedulersDenied: agentEnd.schedulersDenied,
+            scheduledRemoved: agentEnd.scheduledRemoved?.length ? agentEnd.scheduledRemoved : undefined,
             problems: agentEnd.problems.length ? agentEnd.problems : undefined,
           }
         : undefined,

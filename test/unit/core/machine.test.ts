@@ -13,7 +13,19 @@ describe('what the test set-up and the demo install (src/devkit/machine.ts)', ()
   test('a fresh Debian machine as root (Node, git, apt-get): every other test package is installed', () => {
     expect(planInstall(TEST_NEEDS, machine(['git', 'apt-get'], true))).toEqual({
       kind: 'install',
-      packages: ['nftables', 'iproute2', 'dnsutils', 'dnsmasq', 'sudo', 'iperf3', 'curl', 'jq', 'chromium'],
+      packages: [
+        'nftables',
+        'iproute2',
+        'dnsutils',
+        'dnsmasq',
+        'sudo',
+        'iperf3',
+        'curl',
+        'jq',
+        'chromium',
+        'cron',
+        'at',
+      ],
     });
   });
 
