@@ -217,7 +217,13 @@ export async function start(configPath: string): Promise<void> {
               `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
             ),
         });
-        await helper.loaded(HELPER_LOAD_MS);
+        try {
+          await helper.loaded(HELPER_LOAD_MS);
+        } catch (e) {
+          // A step that failed is not undone by the list: the helper is ended here.
+          helper.close();
+          throw e;
+        }
       },
       undo: () => helper?.close(),
     },
@@ -231,7 +237,9 @@ export async function start(configPath: string): Promise<void> {
             // launcher, the one command sudo keeps for the runner user (launcher.ts). Copied
             // before sudo goes: from then on root reads nothing the runner user can write.
             const agentJs = bundledLauncher(process.argv[1]);
-            const launch = agentJs && tryCopyLauncher({ dir, agentJs, node: process.execPath }, log);
+            const launch = agentJs
+              ? tryCopyLauncher({ dir, agentJs, node: process.execPath }, log)
+              : undefined;
             if (!agentJs)
               log('no dist/run/agent.js beside the daemon: run cannot give the agent its own user');
             disableSudo(cfg.user, lockdown);
