@@ -5,6 +5,8 @@
  * it, and serves `run`'s cgroups (cgroups.ts). It exits when the daemon closes its stdin.
  *
  * Its text protocol, one line each way:
+ *  - helper to daemon, first: `ready` (its code is loaded: the daemon applies the lockdown
+ *    only then, since the node and script it was started from are the runner user's files);
  *  - daemon to helper: `resolv` (write `<dir>/resolv.conf` back to /etc/resolv.conf, in
  *    place, as bind mounts need); `who {"key","q"}` (find the process behind query `q`);
  *  - helper to daemon: `who {"key","process"}` (found it); `cgroup {CgroupEnd}` (how a
@@ -50,6 +52,7 @@ export class RootHelper {
   private readonly nameTries = new Map<string, number>();
   private readonly child: ChildProcess;
   private closing = false;
+  private readonly up: Promise<void>;
 
   constructor(opts: {
     dir: string;
@@ -69,12 +72,26 @@ export class RootHelper {
     this.child = spawn(process.execPath, [process.argv[1], ...argv], {
       stdio: ['pipe', 'pipe', 'ignore'],
     });
-    this.child.on('error', () => undefined);
+    let up: () => void = () => undefined;
+    let failed: (e: Error) => void = () => undefined;
+    this.up = new Promise<void>((resolve, reject) => {
+      up = resolve;
+      failed = reject;
+    });
+    // Settled by then when setup has awaited it; never an unhandled rejection otherwise.
+    this.up.catch(() => undefined);
+    this.child.on('error', (e) => failed(new Error(`the root helper could not start: ${e.message}`)));
     this.child.on('exit', (code, signal) => {
-      if (!this.closing) opts.died(signal ? `was killed (${signal})` : `exited (code ${code})`);
+      const how = signal ? `was killed (${signal})` : `exited (code ${code})`;
+      failed(new Error(`the root helper ${how} before it was ready`));
+      if (!this.closing) opts.died(how);
     });
     this.child.stdin!.on('error', () => undefined);
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      if (line === 'ready') {
+        up();
+        return;
+      }
       if (line.startsWith('cgroup ')) {
         try {
           const e = JSON.parse(line.slice(7)) as CgroupEnd;
@@ -102,6 +119,19 @@ export class RootHelper {
         // A torn line: nothing learned.
       }
     });
+  }
+
+  /** Resolves once the helper has loaded its code and said `ready`; rejects after `ms` or when it ends first. */
+  async loaded(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the root helper was not ready within ${ms / 1000} s`)), ms);
+    });
+    try {
+      await Promise.race([this.up, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Asks who is behind a source of refused names (refusals.ts sourceKey; a few times at most). */
@@ -197,6 +227,8 @@ export function serveHelper(
     client,
     ended: (e) => process.stdout.write(`cgroup ${JSON.stringify(e)}\n`),
   }).catch(() => undefined);
+  // Everything the helper runs is loaded (the bundle is one file): the daemon may lock down.
+  process.stdout.write('ready\n');
   watchBlocked(
     (b) => {
       const key = destKey(b);

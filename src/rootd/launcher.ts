@@ -7,7 +7,9 @@
  * write), uses a node binary no one but root can change (copying the running one when it is
  * not), and installs a sudoers drop-in allowing the runner user exactly
  * `<node> <agent.mjs>` with no argument, no password, no environment of its own. The
- * launcher checks everything its caller sends (run/agent-config.ts, identity/pinned.ts).
+ * copies are made before disableSudo and the rule after it (it is checked against what sudo
+ * is left), so root never reads a file the runner user could still replace once sudo is
+ * gone. The launcher checks everything its caller sends (run/agent-config.ts, identity/pinned.ts).
  */
 import {
   chmodSync,
@@ -40,25 +42,22 @@ export function notRootOnly(path: string): string | undefined {
   }
 }
 
-export interface OfferOptions {
-  /** The runner user: the only one the rule names. */
-  user: string;
+export interface CopyOptions {
   /** The daemon's state directory (root's). */
   dir: string;
-  id: string;
   /** dist/run/agent.js next to the daemon's bundle. */
   agentJs: string;
   /** The node running the daemon. */
   node: string;
-  sudoersDir?: string;
-  exec?: Exec;
 }
 
-/** Installs the copy and the drop-in; throws (having undone both) when either cannot be made safe. */
-export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCommand {
-  const exec = o.exec ?? execSync;
-  if (!USER_NAME.test(o.user))
-    throw new Error(`the runner user name ${JSON.stringify(o.user)} cannot stand in a sudoers rule`);
+/**
+ * Root's copies of the launcher and of the node that runs it; throws when they cannot be
+ * made safe (the caller removes what was made). Made before the lockdown: until then the
+ * runner user has root anyway, and from then on it could replace dist/ or its node between
+ * disableSudo and the copy, and root would copy its code into root's own directory.
+ */
+export function copyLauncher(o: CopyOptions): LaunchCommand {
   const launch = join(o.dir, LAUNCH_DIR);
   mkdirSync(launch, { mode: 0o755 });
   chownSync(launch, 0, 0);
@@ -78,7 +77,26 @@ export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCo
   }
   const command: LaunchCommand = { node, program };
   writeFileSync(join(launch, LAUNCH_COMMAND), JSON.stringify(command), { mode: 0o644 });
+  return command;
+}
 
+export interface AllowOptions {
+  /** The runner user: the only one the rule names. */
+  user: string;
+  id: string;
+  sudoersDir?: string;
+  exec?: Exec;
+}
+
+/**
+ * Installs the drop-in allowing the runner user root's copies (copyLauncher), once sudo is
+ * otherwise gone; throws (having removed it) when the rule cannot be made safe.
+ */
+export function allowLauncher(o: AllowOptions, command: LaunchCommand, backup: LockdownBackup): void {
+  const exec = o.exec ?? execSync;
+  if (!USER_NAME.test(o.user))
+    throw new Error(`the runner user name ${JSON.stringify(o.user)} cannot stand in a sudoers rule`);
+  const { node, program } = command;
   const dropIn = launcherDropIn(o.id, o.sudoersDir);
   // sudo skips a name with a dot: the rule is checked by visudo before it has its real name.
   const pending = `${dropIn}.pending`;
@@ -103,21 +121,43 @@ export function offerLauncher(o: OfferOptions, backup: LockdownBackup): LaunchCo
     throw new Error(`\`sudo -n true\` succeeds as ${o.user} with the launcher rule in place`);
   if (asUser(['sudo', '-n', '-l', node, program]) !== 0)
     throw new Error(`sudo does not list the launcher for ${o.user} after the rule was installed`);
-  return command;
+}
+
+/** Removes root's copies (and the command file that names them). */
+export function removeLauncherCopy(dir: string): void {
+  rmSync(join(dir, LAUNCH_DIR), { recursive: true, force: true });
 }
 
 /**
- * The offer, or a line in the daemon's log saying why there is none: the fence matters
- * more than the agent's own user, and `run` says so when it falls back. What was half made
- * is removed (the drop-in first: it must never outlive a failed check).
+ * The copies, or a line in the daemon's log saying why there are none (and nothing half made
+ * left): the fence matters more than the agent's own user, and `run` says so when it falls back.
  */
-export function tryOfferLauncher(o: OfferOptions, backup: LockdownBackup, log: (line: string) => void): void {
+export function tryCopyLauncher(o: CopyOptions, log: (line: string) => void): LaunchCommand | undefined {
   try {
-    offerLauncher(o, backup);
+    return copyLauncher(o);
+  } catch (e) {
+    removeLauncherCopy(o.dir);
+    log(`run's launcher is not offered: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
+}
+
+/**
+ * The rule for the copies, or a line in the daemon's log saying why there is none. What was
+ * half made is removed (the drop-in first: it must never outlive a failed check).
+ */
+export function tryAllowLauncher(
+  o: AllowOptions & { dir: string },
+  command: LaunchCommand,
+  backup: LockdownBackup,
+  log: (line: string) => void,
+): void {
+  try {
+    allowLauncher(o, command, backup);
   } catch (e) {
     if (backup.launcher) rmSync(backup.launcher.dropIn, { force: true });
     backup.launcher = undefined;
-    rmSync(join(o.dir, LAUNCH_DIR), { recursive: true, force: true });
+    removeLauncherCopy(o.dir);
     log(`run's launcher is not offered: ${e instanceof Error ? e.message : String(e)}`);
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The daemon's setup and teardown, as root. Setup is an ordered list of steps, each with
- * what undoes it: bind port 53, load the table, point the resolver at the proxy, apply
- * the lockdown, start the root helper and the watches, serve the sockets, then give up
+ * what undoes it: bind port 53, load the table, point the resolver at the proxy, start
+ * the root helper, apply the lockdown, start the watches, serve the sockets, then give up
  * root for the proxy's own user (its `nft -i` child stays root). When a step fails, the
  * steps already applied are undone in reverse order and the state directory removed, so
  * the host is left as it was; one line, `READY {json}` or `ERROR {json}`, tells the action
@@ -32,7 +32,7 @@ import { clientOf, readableByClient } from './access.js';
 import { serveControl, buildReport } from './control.js';
 import { SecretNames } from './secret-names.js';
 import { RootHelper } from './helper.js';
-import { bundledLauncher, tryOfferLauncher } from './launcher.js';
+import { bundledLauncher, removeLauncherCopy, tryAllowLauncher, tryCopyLauncher } from './launcher.js';
 import { keepLedgerCopy } from './ledger-server.js';
 import { bindListeners, type Listeners } from './listeners.js';
 import { TamperLog, watchTamper } from './tamper.js';
@@ -41,6 +41,8 @@ import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReady, type DaemonS
 const DNS_USER = 'cordon-dns';
 /** The config is written by the runner user: read as a user-writable file, with a cap. */
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+/** How long the root helper may take to start and load its code (a node start, on a busy runner). */
+const HELPER_LOAD_MS = 10000;
 
 /** A uid's primary group, from the user database (root's). */
 function primaryGid(uid: number): number | undefined {
@@ -196,30 +198,64 @@ export async function start(configPath: string): Promise<void> {
       undo: () => restoreResolver(need(resolver)),
     },
     {
+      // Before the lockdown, and whole: it runs the daemon's node and bundle, files the
+      // runner user can replace once sudo is gone (a real runner's externals and _actions),
+      // so they are read while the runner user is still root anyway.
+      name: 'the root helper',
+      apply: async () => {
+        helper = new RootHelper({
+          dir,
+          pidFile: cfg.agentPidFile,
+          proxyUid: proxyUser.uid,
+          client,
+          // Only root can kill it, and it cannot be started again once the daemon gave up
+          // root: from then on there is no who-asked, no resolv.conf put back, no cgroup for run.
+          died: (how) => tamper.note(`the daemon's root helper ${how}`),
+          noted: (what) => tamper.note(what),
+          orphaned: (e) =>
+            tamper.note(
+              `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
+            ),
+        });
+        try {
+          await helper.loaded(HELPER_LOAD_MS);
+        } catch (e) {
+          // A step that failed is not undone by the list: the helper is ended here.
+          helper.close();
+          throw e;
+        }
+      },
+      undo: () => helper?.close(),
+    },
+    {
       name: 'the lockdown',
       apply: () => {
         // Half a lockdown is undone here: the step counts as applied only when whole.
         try {
           if (cfg.disableSudo) {
-            disableSudo(cfg.user, lockdown);
             // sudo gone, `run` still gives the agent its own user: through root's copy of its
-            // launcher, the one command sudo keeps for the runner user (launcher.ts).
+            // launcher, the one command sudo keeps for the runner user (launcher.ts). Copied
+            // before sudo goes: from then on root reads nothing the runner user can write.
             const agentJs = bundledLauncher(process.argv[1]);
-            if (agentJs)
-              tryOfferLauncher(
-                { user: cfg.user, dir, id: cfg.id, agentJs, node: process.execPath },
-                lockdown,
-                log,
-              );
-            else log('no dist/run/agent.js beside the daemon: run cannot give the agent its own user');
+            const launch = agentJs
+              ? tryCopyLauncher({ dir, agentJs, node: process.execPath }, log)
+              : undefined;
+            if (!agentJs)
+              log('no dist/run/agent.js beside the daemon: run cannot give the agent its own user');
+            disableSudo(cfg.user, lockdown);
+            if (launch) tryAllowLauncher({ user: cfg.user, dir, id: cfg.id }, launch, lockdown, log);
           }
           if (cfg.disableDocker) disableDocker(cfg.user, lockdown);
         } catch (e) {
           restoreLockdown(lockdown, cfg.user);
+          removeLauncherCopy(dir);
           throw e;
         }
       },
-      undo: () => restoreLockdown(lockdown, cfg.user),
+      undo: () => {
+        restoreLockdown(lockdown, cfg.user);
+        removeLauncherCopy(dir);
+      },
     },
     {
       name: 'the proxy',
@@ -257,26 +293,6 @@ export async function start(configPath: string): Promise<void> {
         for (const s of l.agent.tcp) a.serveTcp(s);
         agentProxy = a;
       },
-    },
-    {
-      name: 'the root helper',
-      apply: () => {
-        helper = new RootHelper({
-          dir,
-          pidFile: cfg.agentPidFile,
-          proxyUid: proxyUser.uid,
-          client,
-          // Only root can kill it, and it cannot be started again once the daemon gave up
-          // root: from then on there is no who-asked, no resolv.conf put back, no cgroup for run.
-          died: (how) => tamper.note(`the daemon's root helper ${how}`),
-          noted: (what) => tamper.note(what),
-          orphaned: (e) =>
-            tamper.note(
-              `run's process went away while its command ran: the daemon killed the command's cgroup ${e.name} (${e.alive} process(es) left)`,
-            ),
-        });
-      },
-      undo: () => helper?.close(),
     },
     {
       name: 'the tamper watch',
