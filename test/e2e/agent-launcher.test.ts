@@ -13,11 +13,13 @@ import {
   chmodSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   readFileSync,
   readdirSync,
   readlinkSync,
   rmSync,
   symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { Job, REPO_ROOT, type StepResult } from '../../src/devkit/run-action.js';
@@ -90,6 +92,54 @@ suite("disable-sudo, then run as the agent's own user through the daemon's launc
     expect(asRunner(['sudo', '-n', launch.node, launch.program, '/etc']).status).not.toBe(0);
     expect(asRunner(['sudo', '-n', launch.node, '-e', 'process.exit(0)']).status).not.toBe(0);
     expect(asRunner(['sudo', '-n', '-E', launch.node, launch.program], '').status).not.toBe(0);
+  });
+
+  // The rule's Defaults, attacked: an image whose sudoers keeps NODE_OPTIONS for everyone
+  // (and resets nothing for the runner user), and the runner user handing root's node a
+  // --require of its own every way sudo takes an environment. The payload is shown to work
+  // as the runner user first, so "no marker" means held.
+  test("the runner user hands root's node NODE_OPTIONS, also where the image's sudoers keeps it: the launcher never runs its code as root", () => {
+    const dir = join(job.root, 'node-options');
+    mkdirSync(dir, { mode: 0o777 });
+    chmodSync(dir, 0o777);
+    const evil = join(dir, 'evil.cjs');
+    writeFileSync(
+      evil,
+      `require('fs').writeFileSync(${JSON.stringify(dir)} + '/marker-' + process.getuid(), 'ran');\n`,
+      { mode: 0o644 },
+    );
+    const opts = `--require=${evil}`;
+    const control = asRunner(['env', `NODE_OPTIONS=${opts}`, launch.node, '-e', '0']);
+    expect(control.status).toBe(0);
+    expect(existsSync(join(dir, `marker-${runner.uid}`))).toBe(true);
+    const image = `/etc/sudoers.d/zz-cordon-test-image-${process.pid}`;
+    writeFileSync(image, `Defaults env_keep += "NODE_OPTIONS"\nDefaults:${runner.name} !env_reset\n`, {
+      mode: 0o440,
+    });
+    try {
+      expect(spawnSync('visudo', ['-c', '-q']).status).toBe(0);
+      const attempts = [
+        ['env', `NODE_OPTIONS=${opts}`, 'sudo', '-n', launch.node, launch.program],
+        ['env', `NODE_OPTIONS=${opts}`, 'sudo', '-n', '-E', launch.node, launch.program],
+        [
+          'env',
+          `NODE_OPTIONS=${opts}`,
+          'sudo',
+          '-n',
+          '--preserve-env=NODE_OPTIONS',
+          launch.node,
+          launch.program,
+        ],
+        ['sudo', '-n', `NODE_OPTIONS=${opts}`, launch.node, launch.program],
+      ];
+      for (const argv of attempts) asRunner(argv, '');
+      expect(readdirSync(dir).sort()).toEqual(['evil.cjs', `marker-${runner.uid}`]);
+      // Held by the rule, not by sudo refusing every attempt: the first one ran the launcher.
+      expect(asRunner(attempts[0], '').status).toBe(0);
+    } finally {
+      rmSync(image, { force: true });
+    }
+    expect(existsSync(join(dir, 'marker-0'))).toBe(false);
   });
 
   test.each(['agent', 'auto'])(

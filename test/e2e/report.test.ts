@@ -154,6 +154,40 @@ describe('report, as a whole program', () => {
     });
   }, 60000);
 
+  // The same later step, leaving something in place of the file that a reader following
+  // links or opening blocking would take for report's (or hang on): start's post reads it
+  // without following a link, without blocking, no further than report's size.
+  test.each([
+    ['a FIFO', 'rm -f "$F" && mkfifo "$F"'],
+    ["a link to a copy of report's own bytes", 'cp "$F" "$F.copy" && rm "$F" && ln -s "$F.copy" "$F"'],
+    ['a link to /dev/zero', 'rm "$F" && ln -s /dev/zero "$F"'],
+  ])(
+    "hostile: a later step puts %s in place of attribution.json after report: start's post does not block, calls the record altered and fails",
+    async (_what, swap) => {
+      const job = new Job();
+      const start = await job.run('start', 'main');
+      const report = await job.run('report', 'main');
+      expect(report.outputs.verdict).toBe('intact');
+      const path = report.outputs['attribution-path'];
+      const later = spawnSync('sh', ['-c', swap], {
+        env: { PATH: process.env.PATH, F: path },
+        encoding: 'utf8',
+      });
+      expect(later.status).toBe(0);
+      expect(lstatSync(path).isFile()).toBe(false);
+      const post = await job.run('start', 'post', { state: start.state, timeoutMs: 30000 });
+      expect(post.stderr).not.toContain('[harness] killed');
+      expect(post.code).toBe(1);
+      const errors = post.commands.filter((c) => c.command === 'error').map((c) => c.message);
+      expect(errors.join('\n')).toContain('attribution.json is not the file report wrote');
+      expect(events(job).at(-1)).toMatchObject({
+        type: 'report.followed',
+        data: { attribution: 'changed', verdict: 'altered', changed: true },
+      });
+    },
+    60000,
+  );
+
   test('when report never ran, start post renders the summary and attribution.json', async () => {
     const job = new Job();
     const start = await job.run('start', 'main');

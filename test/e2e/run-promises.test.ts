@@ -7,7 +7,17 @@
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -174,6 +184,31 @@ suite('run: promises attacked by the command', () => {
       ),
     ).toEqual([]);
     expect(everything(job, r)).not.toMatch(/^root:/m);
+  }, 60000);
+
+  // The same read one folder up: `$CORDON_OUTPUT` is `.cordon/output` in the agent's home,
+  // and the agent owns `.cordon`. Swapped for a link to a folder of root's that holds a file
+  // of that name, root would read root's file and publish it as the step's outputs.
+  test("user: agent swaps its .cordon folder for a link to a folder of root's: root does not read root's file there", async () => {
+    const job = newJob();
+    const ROOT_ONLY = 'root-only-value-7c2f19';
+    const rootDir = join(job.root, 'roots-folder');
+    mkdirSync(rootDir, { mode: 0o755 });
+    writeFileSync(join(rootDir, 'output'), `secret=${ROOT_ONLY}\n`, { mode: 0o600 });
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `d=$(dirname "$CORDON_OUTPUT"); mv "$d" "$d.moved" && ln -s ${rootDir} "$d" && echo swapped`,
+        user: 'agent',
+      },
+    });
+    expect(r.stdout).toContain('swapped');
+    expect(r.code).not.toBe(0);
+    expect(r.commands.find((c) => c.command === 'error')?.message).toMatch(
+      /belongs to uid 0, not to the agent/,
+    );
+    expect(r.outputs.secret).toBeUndefined();
+    expect(everything(job, r)).not.toContain(ROOT_ONLY);
+    expect(readFileSync(join(rootDir, 'output'), 'utf8')).toBe(`secret=${ROOT_ONLY}\n`);
   }, 60000);
 
   // "If run itself dies, the launcher does the same": the end as after a normal exit.
@@ -430,5 +465,57 @@ suite('run: promises attacked by the command', () => {
     ).toBe(header);
     expect(events(job).find((e) => e.type === 'run.finished')?.data.checkoutTokenRestored).toBe(true);
     expect(everything(job, r)).not.toContain(TOKEN);
+  }, 60000);
+  // The put-back of that token, attacked: the agent moves the submodule's folder away and
+  // leaves a link to another folder with a `config` in its place. `run` is root here, and
+  // git writes through a link: the token would land in whatever folder the agent chose.
+  test("user: agent swaps a submodule's .git/modules folder for a link: the token is put back through no link, and the step says so", async () => {
+    const job = newJob();
+    const TOKEN = 'ghs_swappedmoduletoken00000000000000000';
+    const basic = Buffer.from(`x-access-token:${TOKEN}`).toString('base64');
+    const header = `AUTHORIZATION: basic ${basic}`;
+    const origin = join(job.root, 'origin');
+    const git = (cwd: string, ...args: string[]): string =>
+      execFileSync(
+        'git',
+        ['-C', cwd, '-c', 'user.name=t', '-c', 'user.email=t@e', '-c', 'protocol.file.allow=always', ...args],
+        { encoding: 'utf8' },
+      );
+    execFileSync('git', ['init', '-q', '-b', 'main', origin]);
+    writeFileSync(join(origin, 'lib.txt'), 'lib\n');
+    git(origin, 'add', '.');
+    git(origin, 'commit', '-qm', 'lib');
+    execFileSync('git', ['init', '-q', '-b', 'main', job.workspace]);
+    git(job.workspace, 'submodule', 'add', '-q', origin, 'lib');
+    git(job.workspace, 'commit', '-qm', 'with lib');
+    for (const dir of [job.workspace, join(job.workspace, 'lib')])
+      git(dir, 'config', '--local', 'http.https://github.com/.extraheader', header);
+    // A folder outside the workspace, open to every user, with a config of its own: the
+    // place the agent wants the token written (the runner user's, as the submodule's is).
+    const elsewhere = join(job.root, 'elsewhere');
+    mkdirSync(elsewhere, { mode: 0o755 });
+    writeFileSync(join(elsewhere, 'config'), '[core]\n\tbare = false\n', { mode: 0o644 });
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `mv .git/modules/lib .git/modules/lib.moved && ln -s ${elsewhere} .git/modules/lib && echo swapped`,
+        user: 'agent',
+      },
+    });
+    expect(r.stdout).toContain('swapped');
+    expect(lstatSync(join(job.workspace, '.git', 'modules', 'lib')).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(elsewhere, 'config'), 'utf8')).toBe('[core]\n\tbare = false\n');
+    expect(readFileSync(join(job.workspace, '.git', 'modules', 'lib.moved', 'config'), 'utf8')).not.toContain(
+      basic,
+    );
+    // What was not swapped is put back as before: the workspace's own .git/config.
+    expect(git(job.workspace, 'config', '--get', 'http.https://github.com/.extraheader').trim()).toBe(header);
+    expect(events(job).find((e) => e.type === 'run.finished')?.data.checkoutTokenRestored).toBe(false);
+    expect(
+      r.commands.some(
+        (c) => c.command === 'warning' && /checkout token could not be put back/.test(c.message),
+      ),
+    ).toBe(true);
+    expect(everything(job, r)).not.toContain(TOKEN);
+    expect(everything(job, r)).not.toContain(basic);
   }, 60000);
 });
