@@ -15,14 +15,6 @@ import type { EgressSettings } from './inputs.js';
 import { GITHUB_HOSTED_PRESET } from '../../fence/policy.js';
 import { ownDomains } from '../../fence/own.js';
 
-/**
- * V8 flags for the daemon's node. `--no-concurrent-recompilation`: V8 optimizes the DNS path
- * on the main thread, between two datagrams, rather than on a thread of its own that competes
- * for the runner's cores with the client, the proxy and the upstream over many queries. A new
- * proxy's first-queries p99 halves, its steady p50 does not move (bench/dns-hops.ts).
- */
-export const DAEMON_V8_FLAGS = ['--no-concurrent-recompilation'];
-
 export interface LaunchDeps {
   runner: Runner;
   ledger: Ledger;
@@ -79,8 +71,9 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
   mkdirSync(dirname(cfgPath), { recursive: true, mode: 0o700 });
   writeFileSync(cfgPath, JSON.stringify(cfg), { mode: 0o600 });
   const node = deps.node ?? process.execPath;
-  const script = [...DAEMON_V8_FLAGS, deps.daemonScript, 'start', cfgPath];
-  const argv = isRoot ? [node, ...script] : ['sudo', '-n', node, ...script];
+  const argv = isRoot
+    ? [node, deps.daemonScript, 'start', cfgPath]
+    : ['sudo', '-n', node, deps.daemonScript, 'start', cfgPath];
   let ready: DaemonReady;
   try {
     ready = await startDetached<DaemonReady>({
