@@ -34,13 +34,25 @@ const SLUG = /^[a-z0-9][a-z0-9_-]{0,99}$/i;
 /** Most characters of a claimed value a finding shows. */
 const SHOWN = 80;
 
-/** A value from a line, quoted, its control characters as `\xNN`, cut to SHOWN characters. */
+/**
+ * A value from a line, quoted, its control characters as `\xNN` and the invisible ones that
+ * reorder or hide text (bidi overrides and isolates, marks, zero-width) as `\uNNNN`: a
+ * right-to-left override in a forged address would otherwise turn the rest of the finding
+ * around as shown. Cut to SHOWN characters.
+ */
 export function shown(v: unknown): string {
   const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   const cut = [...s].slice(0, SHOWN).join('');
-  // eslint-disable-next-line no-control-regex
-  const safe = cut.replace(/[\x00-\x1f\x7f-\x9f"\\]/g, (ch) =>
-    ch === '"' || ch === '\\' ? `\\${ch}` : `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  const hex = (ch: string, n: number): string => ch.charCodeAt(0).toString(16).padStart(n, '0');
+  const safe = cut.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\x00-\x1f\x7f-\x9f"\\]|[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g,
+    (ch) =>
+      ch === '"' || ch === '\\'
+        ? `\\${ch}`
+        : ch.charCodeAt(0) > 0xff
+          ? `\\u${hex(ch, 4)}`
+          : `\\x${hex(ch, 2)}`,
   );
   return `"${safe}${cut.length < s.length ? '...' : ''}"`;
 }

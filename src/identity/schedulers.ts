@@ -37,11 +37,29 @@ export interface Scheduler {
   /** When it exists only the users it names may use the tool, and the deny file is not read. */
   allow: string;
   deny: string;
+  /**
+   * With neither file, only root may use the tool (at), or everyone may (Debian's cron). A
+   * deny file made for the agent where only root could would let every other user, the
+   * runner's among them, schedule jobs while the agent runs: none is made.
+   */
+  neitherFile: 'root only' | 'everyone';
 }
 
 export const SCHEDULERS: readonly Scheduler[] = [
-  { tool: 'cron', commands: ['/usr/bin/crontab'], allow: '/etc/cron.allow', deny: '/etc/cron.deny' },
-  { tool: 'at', commands: ['/usr/bin/at'], allow: '/etc/at.allow', deny: '/etc/at.deny' },
+  {
+    tool: 'cron',
+    commands: ['/usr/bin/crontab'],
+    allow: '/etc/cron.allow',
+    deny: '/etc/cron.deny',
+    neitherFile: 'everyone',
+  },
+  {
+    tool: 'at',
+    commands: ['/usr/bin/at'],
+    allow: '/etc/at.allow',
+    deny: '/etc/at.deny',
+    neitherFile: 'root only',
+  },
 ];
 
 /**
@@ -99,7 +117,8 @@ function readRootFile(file: string): { text: string; st: Stats } | undefined {
   if (st.uid !== 0) throw badFile(file, `it is owned by uid ${st.uid}, not root`);
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
-    return { text: readFileSync(fd, 'utf8'), st: fstatSync(fd) };
+    // latin1: every byte one character and back, so a line that is not UTF-8 is written back as it was.
+    return { text: readFileSync(fd, 'latin1'), st: fstatSync(fd) };
   } finally {
     closeSync(fd);
   }
@@ -109,7 +128,8 @@ const names = (text: string): string[] => text.split('\n').map((l) => l.trim());
 
 /**
  * Denies `name` every scheduler installed here. Where an allow file exists it already
- * decides (a fresh name is not in it) and is left alone. Throws a CordonError, with
+ * decides (a fresh name is not in it) and is left alone; so does the lack of both files
+ * where that means root only (at). Throws a CordonError, with
  * nothing changed, when a file is not root's regular file or already names the user.
  */
 export function denySchedulers(name: string, tools: readonly Scheduler[] = SCHEDULERS): SchedulerDenial {
@@ -127,6 +147,10 @@ export function denySchedulers(name: string, tools: readonly Scheduler[] = SCHED
         continue;
       }
       const deny = readRootFile(t.deny);
+      if (!deny && t.neitherFile === 'root only') {
+        denied.push(t.tool);
+        continue;
+      }
       if (deny && names(deny.text).includes(name))
         throw badFile(t.deny, `it already names ${name}, the user just made for the agent`);
       const added = `${deny && deny.text && !deny.text.endsWith('\n') ? '\n' : ''}${name}\n`;
@@ -137,7 +161,9 @@ export function denySchedulers(name: string, tools: readonly Scheduler[] = SCHED
         : openSync(t.deny, flags | constants.O_CREAT | constants.O_EXCL, 0o644);
       try {
         done.push({ tool: t.tool, file: t.deny, added, created: !deny });
-        writeSync(fd, added);
+        // Readable by the tool whatever umask the launcher was started with (sudo keeps the caller's).
+        if (!deny) fchmodSync(fd, 0o644);
+        writeSync(fd, added, null, 'latin1');
       } finally {
         closeSync(fd);
       }
@@ -187,7 +213,7 @@ function replaceFile(file: string, text: string, st: Stats): void {
     0o600,
   );
   try {
-    writeSync(fd, text);
+    writeSync(fd, text, null, 'latin1');
     fchownSync(fd, st.uid, st.gid);
     fchmodSync(fd, st.mode & 0o7777);
   } catch (e) {

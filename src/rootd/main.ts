@@ -7,10 +7,14 @@
  *  - `teardown <id>` removes it all (teardown.ts).
  * Runs on import: this module is the bundle's entry.
  */
+import { rootOnlyPath } from '../platform/root-path.js';
 import { serveHelper } from './helper.js';
 import { start } from './setup.js';
 import { teardown } from './teardown.js';
 
+// Root (and its helper, and what they start) looks programs up only where root alone writes:
+// sudo's secure_path may name a directory the runner user can write (root-path.ts, T70).
+process.env.PATH = rootOnlyPath(process.env.PATH);
 process.stdout.on('error', () => undefined);
 process.on('SIGHUP', () => undefined);
 process.on('SIGPIPE', () => undefined);

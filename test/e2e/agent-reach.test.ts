@@ -274,6 +274,84 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     expect(readFileSync('/etc/group', 'utf8')).not.toContain(`${user?.name}:`);
   }, 90000);
 
+  test('hostile: with neither /etc/at.allow nor /etc/at.deny (at is root only), no deny file is made for the agent: another user (the runner, say) still cannot queue an at job while the agent runs', async () => {
+    if (!existsSync('/usr/bin/at') || existsSync('/etc/at.allow')) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs at installed, no /etc/at.allow (CI=true)');
+      console.warn('at-without-deny test skipped: at is not installed, or /etc/at.allow exists');
+      return;
+    }
+    const deny = '/etc/at.deny';
+    const saved = existsSync(deny) ? { text: readFileSync(deny), st: statSync(deny) } : undefined;
+    if (!denyFiles.has(deny)) denyFiles.set(deny, saved?.text.toString('utf8'));
+    const job = newJob();
+    const who = join(job.root, 'who.txt');
+    const go = join(job.root, 'go');
+    writeFileSync(who, '', { mode: 0o666 });
+    chmodSync(who, 0o666);
+    /** The at jobs of `nobody`, as root sees the queue. */
+    const nobodysJobs = (): string[] =>
+      execFileSync('atq', { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => /\snobody$/.test(l.trim()))
+        .map((l) => l.split('\t')[0]);
+    let other: { status: number | null; stderr: string } | undefined;
+    let denyDuring: boolean | undefined;
+    let denyAfter: boolean | undefined;
+    try {
+      rmSync(deny, { force: true });
+      const pending = job.run('run', 'main', {
+        inputs: {
+          run: [
+            `if echo true | at now + 30 minutes; then echo "at WON"; else echo "at held"; fi`,
+            `echo "$(id -u)" > ${who}`,
+            `for i in $(seq 300); do test -e ${go} && break; sleep 0.1; done`,
+          ].join('\n'),
+          user: 'agent',
+        },
+        timeoutMs: 60000,
+      });
+      let uid = '';
+      for (let i = 0; i < 300 && !uid; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        uid = readFileSync(who, 'utf8').trim();
+      }
+      try {
+        expect(uid).toMatch(/^\d+$/);
+        agentUids.push(Number(uid));
+        denyDuring = existsSync(deny);
+        // Another user than the agent's, while the agent runs (nobody stands for the runner user).
+        other = spawnSync(
+          'setpriv',
+          ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'at', 'now + 30 minutes'],
+          {
+            input: 'true\n',
+            encoding: 'utf8',
+          },
+        );
+      } finally {
+        writeFileSync(go, '');
+      }
+      const r = await pending;
+      denyAfter = existsSync(deny);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('at held');
+      expect(r.stdout).not.toMatch(/WON/);
+      expect(finished(job)?.agentUser).toMatchObject({ schedulersDenied: ['cron', 'at'] });
+    } finally {
+      for (const j of nobodysJobs()) execFileSync('atrm', [j]);
+      if (saved) {
+        writeFileSync(deny, saved.text);
+        chmodSync(deny, saved.st.mode & 0o7777);
+        execFileSync('chown', [`${saved.st.uid}:${saved.st.gid}`, deny]);
+      }
+    }
+    expect(denyDuring).toBe(false);
+    expect(other?.status).not.toBe(0);
+    expect(other?.stderr).toMatch(/permission to use at/);
+    expect(denyAfter).toBe(false);
+  }, 90000);
+
   test("a crontab and an at job of the agent's that got into the spools anyway (root put them there mid-step) are removed before its user is, and named in run.finished", async () => {
     if (!existsSync('/usr/bin/crontab') || !existsSync('/var/spool/cron/atjobs')) {
       if (process.env.CI === 'true')

@@ -15,6 +15,7 @@ import {
   mkdirSync,
   readFileSync,
   realpathSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -245,3 +246,91 @@ suite.each([
     });
   },
 );
+
+/**
+ * sudo gives root its `secure_path`, which puts `/usr/local/sbin` and `/usr/local/bin` before
+ * the system's own directories; on some images one of them is the runner user's to write
+ * (T31). A program of the runner's there, named like one root calls by name (`nft`), must
+ * never be run by the daemon or its helper once the lockdown has begun: the daemon looks
+ * programs up only in the system's directories.
+ */
+suite('disable-sudo with a directory of sudo’s secure_path the runner user can write', () => {
+  const dir = '/usr/local/sbin';
+  let runner: TestUser;
+  let w: World;
+  let job: Job;
+  let main: StepResult;
+  let marker: string;
+  let was: { uid: number; gid: number; mode: number } | undefined;
+  const planted = join(dir, 'nft');
+  const sudoersBefore = readFileSync('/etc/sudoers', 'utf8');
+  const teardown = (): string =>
+    w.runner.try([
+      process.execPath,
+      join(REPO_ROOT, 'dist/egress/daemon.js'),
+      'teardown',
+      fenceId(job.runnerTemp),
+    ]).stdout;
+
+  beforeAll(async () => {
+    if (!/secure_path="?\/usr\/local\/sbin:/m.test(sudoersBefore) || existsSync(planted)) return;
+    runner = makeTestUser('crpth', { sudo: true });
+    const marks = tempDir('cordon-marks-');
+    chmodSync(marks, 0o777);
+    marker = join(marks, 'root-ran');
+    const st = statSync(dir);
+    was = { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
+    run(['chown', runner.name, dir]);
+    // The runner user's `nft`: marks when root runs it, then does what nft does.
+    writeFileSync(
+      planted,
+      `#!/bin/sh\n[ "$(id -u)" = 0 ] && echo "root ran the runner’s nft: $*" >> ${marker}\nexec /usr/sbin/nft "$@"\n`,
+      { mode: 0o755 },
+    );
+    run(['chown', `${runner.name}:`, planted]);
+    w = new World('z');
+    await w.serve();
+    job = new Job();
+    chmodSync(job.root, 0o755);
+    const wrap = [
+      ...w.runner.wrap,
+      process.execPath,
+      '-e',
+      `const cp = require('child_process');
+       cp.execFileSync('chown', ['-R', ${JSON.stringify(runner.name + ':')}, ${JSON.stringify(job.root)}]);
+       const r = cp.spawnSync('runuser', ['-u', ${JSON.stringify(runner.name)}, '--', ${JSON.stringify(process.execPath)}, ...process.argv.slice(2)], { stdio: 'inherit' });
+       process.exit(r.status ?? 1);`,
+    ];
+    main = await job.run('egress', 'main', {
+      inputs: { 'allowed-domains': '*.a.test', preset: 'none', 'disable-sudo': 'true' },
+      wrap,
+      timeoutMs: 30000,
+    });
+  }, 90000);
+
+  afterAll(async () => {
+    if (job && existsSync(join(stateDir(fenceId(job.runnerTemp)), 'state.json'))) teardown();
+    await w?.destroy(job ? [fenceId(job.runnerTemp)] : []);
+    rmSync(planted, { force: true });
+    if (was) {
+      run(['chown', `${was.uid}:${was.gid}`, dir]);
+      chmodSync(dir, was.mode);
+    }
+    runner?.remove();
+  });
+
+  test('hostile: the runner user’s nft in /usr/local/sbin: root never runs it, the fence holds', () => {
+    if (!was) {
+      console.warn('secure_path test skipped: sudo’s secure_path does not start with /usr/local/sbin here');
+      return;
+    }
+    expect(main.code).toBe(0);
+    const asRunner = spawnSync('runuser', ['-u', runner.name, '--', 'sudo', '-n', 'true']);
+    expect(asRunner.status).not.toBe(0);
+    expect(existsSync(marker) ? readFileSync(marker, 'utf8') : '').toBe('');
+    expect(dig(w.runner, 'www.a.test').answers).toEqual([WEB4]);
+    expect(dig(w.runner, 'secret.evil.test').status).toBe('NXDOMAIN');
+    expect(teardown()).toContain('DONE');
+    expect(readFileSync('/etc/sudoers', 'utf8')).toBe(sudoersBefore);
+  });
+});

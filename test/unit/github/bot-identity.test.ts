@@ -95,6 +95,18 @@ describe('the bot identity a token.issued names', () => {
     expect(shown({ a: 1 })).toBe('"{\\"a\\":1}"');
   });
 
+  test('hostile: a claimed value with a right-to-left override, isolates and zero-width marks shows them escaped, so the rest of the finding reads as written', () => {
+    expect(shown('mona\u202e@example.com\u2067x\u2069\u200b\u200f\ufeff')).toBe(
+      '"mona\\u202e@example.com\\u2067x\\u2069\\u200b\\u200f\\ufeff"',
+    );
+    const r = botIdentity(
+      { ...good, gitUserEmail: '42+bot-app[bot]@users.noreply.github.com\u202emoc.elpmaxe@anom' },
+      ['github.com'],
+    );
+    expect('refused' in r && r.refused).toContain('\\u202e');
+    expect(JSON.stringify(r)).not.toContain('\u202e');
+  });
+
   test("hostile: run does not give the agent a person's identity from a token.issued naming one", () => {
     // No global git identity: run falls back to the last token.issued naming an App's bot.
     const env = { HOME: tempDir('cordon-botid-home-') };

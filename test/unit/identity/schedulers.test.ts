@@ -35,6 +35,7 @@ function tools(etc: string): Scheduler[] {
     commands: [join(etc, 'missing'), join(etc, 'cmd')],
     allow: join(etc, `${tool}.allow`),
     deny: join(etc, `${tool}.deny`),
+    neitherFile: tool === 'at' ? ('root only' as const) : ('everyone' as const),
   }));
 }
 
@@ -76,6 +77,45 @@ suite('denySchedulers', () => {
     expect(readFileSync(t[0].allow, 'utf8')).toBe('root\n');
     d.undo();
     expect(existsSync(t[1].deny)).toBe(false);
+  });
+
+  test('hostile: at with neither file (root only): no deny file is made, which would let every other user, the runner too, use at while the agent runs', () => {
+    const etc = tempDir('sched-');
+    const t = tools(etc);
+    const d = denySchedulers(NAME, t);
+    expect(d.denied).toEqual(['cron', 'at']);
+    expect(existsSync(t[1].deny)).toBe(false);
+    expect(existsSync(t[1].allow)).toBe(false);
+    expect(readFileSync(t[0].deny, 'utf8')).toBe(`${NAME}\n`);
+    expect(d.undo()).toEqual([]);
+    expect(existsSync(t[0].deny)).toBe(false);
+  });
+
+  test("hostile: started under umask 077 (sudo keeps the caller's), a deny file made here is still readable by the tool (0644)", () => {
+    const etc = tempDir('sched-');
+    const t = tools(etc);
+    const old = process.umask(0o077);
+    try {
+      denySchedulers(NAME, t.slice(0, 1));
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(t[0].deny).mode & 0o777).toBe(0o644);
+  });
+
+  test('a deny file that is not UTF-8 comes back byte for byte, whichever way the name is taken out', () => {
+    const etc = tempDir('sched-');
+    const t = tools(etc).slice(0, 1);
+    const bytes = Buffer.from([0x67, 0x61, 0x6d, 0x65, 0x73, 0xff, 0xfe, 0x0a, 0xe9, 0x74, 0xe9]);
+    writeFileSync(t[0].deny, bytes);
+    expect(denySchedulers(NAME, t).undo()).toEqual([]);
+    expect(readFileSync(t[0].deny)).toEqual(bytes);
+    const d = denySchedulers(NAME, t);
+    // A line added after the name: the name's line goes, the rest stays as it is.
+    const later = Buffer.from([0x6c, 0xfc, 0x0a]);
+    writeFileSync(t[0].deny, later, { flag: 'a' });
+    expect(d.undo()).toEqual([]);
+    expect(readFileSync(t[0].deny)).toEqual(Buffer.concat([bytes, Buffer.from([0x0a]), later]));
   });
 
   test('a tool not installed is left alone', () => {
