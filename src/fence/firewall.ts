@@ -235,6 +235,9 @@ export function renderRuleset(r: FenceRules): string {
           `  chain agent_web {`,
           `    ip daddr @static4 return`,
           `    ip6 daddr @static6 return`,
+          // An address never answered to the agent is refused by the filter, at once, as before.
+          `    ip daddr != @agent4 return`,
+          `    ip6 daddr != @agent6 return`,
           `    tcp dport 80 redirect to :${web.http}`,
           `    tcp dport 443 redirect to :${web.https}`,
           `  }`,

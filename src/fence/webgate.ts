@@ -79,18 +79,25 @@ export class WebGate {
       c.resetAndDestroy();
     };
     const timer = setTimeout(() => refuse(late), this.o.decideMs ?? GATE_DECIDE_MS);
+    // The client ended its side before naming a site: what it sent is all there will be.
+    let ended = false;
     const decide = (): void => {
-      if (done || address === undefined || !size) return;
+      if (done || address === undefined) return;
+      if (!size) {
+        if (ended) refuse('unreadable start');
+        return;
+      }
       const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
       const p = peek(buf.subarray(0, MAX_PEEK_BYTES));
       if (p.state === 'more') {
-        if (size >= MAX_PEEK_BYTES) refuse('unreadable start');
+        if (size >= MAX_PEEK_BYTES || ended) refuse('unreadable start');
         return;
       }
       if (p.state === 'refuse') return refuse('unreadable start');
       if (!this.o.matcher.matches(p.name)) return refuse('name off the list');
       if (!this.o.answered.answered(p.name, address)) return refuse('address not answered for the name');
       c.off('data', onData);
+      c.off('end', onEnd);
       c.pause();
       late = 'destination unreachable';
       this.join(
@@ -111,6 +118,12 @@ export class WebGate {
       decide();
     };
     c.on('data', onData);
+    const onEnd = (): void => {
+      ended = true;
+      decide();
+    };
+    c.once('end', onEnd);
+    c.once('close', () => clearTimeout(timer));
     const family = c.remoteFamily === 'IPv6' ? 6 : 4;
     const source = c.remoteAddress;
     const sourcePort = c.remotePort;
@@ -171,7 +184,7 @@ export class WebGate {
  * the gate sees (another connection from the same port on another address may have written
  * the port's elements), then removed (a later connection from that port writes its own).
  */
-export function nftOrigin(shell: NftShell): WebGateOptions['origin'] {
+export function nftOrigin(shell: Pick<NftShell, 'run'>): WebGateOptions['origin'] {
   return async (family, source, sourcePort) => {
     if (net.isIP(source) !== family || !Number.isInteger(sourcePort)) return undefined;
     const maps = [`weborig${family}`, `websrc${family}`];
@@ -181,21 +194,23 @@ export function nftOrigin(shell: NftShell): WebGateOptions['origin'] {
     } catch {
       return undefined;
     }
-    shell
-      .run(maps.map((m) => `delete element ${TABLE} ${m} { ${sourcePort} }`).join('; '))
-      .catch(() => undefined);
     const value = (map: string): string | undefined =>
       new RegExp(
         `map ${map} \\{[^}]*elements = \\{ ${sourcePort} (?:expires \\S+ )?: ([0-9a-fA-F.:]+) \\}`,
       ).exec(out)?.[1];
     const [to, from] = maps.map(value);
     if (!to || !from || net.isIP(to) !== family || net.isIP(from) !== family) return undefined;
-    return canonicalAddress(from) === canonicalAddress(source) ? to : undefined;
+    // Another source's elements are left for the connection that wrote them.
+    if (canonicalAddress(from) !== canonicalAddress(source)) return undefined;
+    shell
+      .run(maps.map((m) => `delete element ${TABLE} ${m} { ${sourcePort} }`).join('; '))
+      .catch(() => undefined);
+    return to;
   };
 }
 
 /** Records a refused destination in the agent's blocked sets, where the report reads every block. */
-export function recordRefused(shell: NftShell, address: string, port: number): Promise<string> {
+export function recordRefused(shell: Pick<NftShell, 'run'>, address: string, port: number): Promise<string> {
   const set = net.isIP(address) === 6 ? 'agentblocked6' : 'agentblocked4';
   return shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`);
 }
