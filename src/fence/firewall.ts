@@ -208,6 +208,14 @@ export function renderRuleset(r: FenceRules): string {
         ]),
     `    icmpv6 type ${ND_TYPES} accept`,
     `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto agent_refuse`,
+    // QUIC (HTTP/3) names its site inside encrypted packets the gate cannot read: refused
+    // on the gated ports, so clients fall back to TCP, where the gate reads the name.
+    ...(web === undefined
+      ? []
+      : [
+          `    udp dport ${WEB_PORTS} ip daddr != @static4 goto agent_refuse`,
+          `    udp dport ${WEB_PORTS} ip6 daddr != @static6 goto agent_refuse`,
+        ]),
     `    ip daddr @agent4 accept`,
     `    ip daddr @static4 accept`,
     `    ip6 daddr @agent6 accept`,

@@ -159,6 +159,19 @@ suite("the agent's web gate: a name on its list, on an address answered for that
     );
   });
 
+  test("UDP 443 (QUIC) to the allowed name's address is refused to the agent (clients fall back to TCP), not to the runner", () => {
+    const send = (ns: Runs, port: number): void => {
+      const script = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('quic?'),${port},'${SHARED4}',()=>setTimeout(()=>process.exit(0),200))`;
+      ns.try([process.execPath, '-e', script], 10000);
+    };
+    send(agent, 443);
+    const blocked = w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', 'agentblocked4']);
+    expect(blocked).toContain(`${SHARED4} . udp . 443`);
+    expect(dig(w.runner, OTHER).answers).toEqual([SHARED4]);
+    send(w.runner, 443);
+    expect(w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', 'blocked4'])).not.toContain(SHARED4);
+  });
+
   test('(d) the runner (not an agent uid) is not gated: it reaches both sites on the shared address', () => {
     expect(dig(w.runner, OTHER).answers).toEqual([SHARED4]);
     expect(curl(w.runner, [`https://${OTHER}/`])).toBe(`tls ${OTHER} host ${OTHER}`);

@@ -140,6 +140,12 @@ describe('ruleset', () => {
     expect(chain(r, 'agent_decide')).toContain(
       'ip daddr 127.0.0.1 tcp dport { 40080, 40443 } ct status dnat accept',
     );
+    // QUIC on the gated ports is refused (but to allowed-ips), before the agent's sets accept it.
+    const decide = chain(r, 'agent_decide');
+    expect(decide.indexOf('udp dport { 80, 443 } ip daddr != @static4 goto agent_refuse')).toBeLessThan(
+      decide.indexOf('ip daddr @agent4 accept'),
+    );
+    expect(decide).toContain('udp dport { 80, 443 } ip6 daddr != @static6 goto agent_refuse');
     // The gate's own connections: the proxy's uid, to the agent's answered addresses only.
     expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip daddr @agent4 accept');
     expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip6 daddr @agent6 accept');
