@@ -209,8 +209,44 @@ export function nftOrigin(shell: Pick<NftShell, 'run'>): WebGateOptions['origin'
   };
 }
 
-/** Records a refused destination in the agent's blocked sets, where the report reads every block. */
-export function recordRefused(shell: Pick<NftShell, 'run'>, address: string, port: number): Promise<string> {
-  const set = net.isIP(address) === 6 ? 'agentblocked6' : 'agentblocked4';
-  return shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`);
+/** Refusals the daemon's log names one by one; past them they are only counted (stats). */
+export const LOGGED_REFUSALS = 200;
+/** A destination is written to the blocked set again at most this often (a flood costs no nft work). */
+const RECORD_EVERY_MS = 1000;
+const RECENT_MAX = 4096;
+
+/**
+ * A refused connection's record: its destination in the agent's blocked sets, where the
+ * report reads every block (the name is never kept: it may carry a secret), and a log
+ * line. Bounded: one write per destination a second, LOGGED_REFUSALS lines in all.
+ */
+export class RefusalRecorder {
+  private readonly recent = new Map<string, number>();
+  private logged = 0;
+
+  constructor(
+    private readonly shell: Pick<NftShell, 'run'>,
+    private readonly log: (line: string) => void,
+    private readonly failed: () => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  note(why: GateRefusal, address: string | undefined, port: number): void {
+    if (this.logged < LOGGED_REFUSALS) {
+      this.logged++;
+      this.log(
+        `web gate: reset an agent connection to ${address ?? 'an unknown address'} port ${port}: ${why}`,
+      );
+      if (this.logged === LOGGED_REFUSALS) this.log('web gate: further resets are counted, not logged');
+    }
+    if (!address || !net.isIP(address)) return;
+    const key = `${address} ${port}`;
+    const t = this.now();
+    const last = this.recent.get(key);
+    if (last !== undefined && t - last < RECORD_EVERY_MS) return;
+    if (this.recent.size >= RECENT_MAX) this.recent.clear();
+    this.recent.set(key, t);
+    const set = net.isIP(address) === 6 ? 'agentblocked6' : 'agentblocked4';
+    this.shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`).catch(this.failed);
+  }
 }

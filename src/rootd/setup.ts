@@ -18,7 +18,7 @@ import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
 import { InwardFilter } from '../fence/inward.js';
 import { AnsweredNames } from '../fence/answered.js';
-import { nftOrigin, recordRefused, WebGate } from '../fence/webgate.js';
+import { nftOrigin, RefusalRecorder, WebGate } from '../fence/webgate.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
 import {
   detectUpstreams,
@@ -276,20 +276,14 @@ export async function start(configPath: string): Promise<void> {
       name: 'the web gate',
       apply: () => {
         const shell = need(watchShell);
+        const record = new RefusalRecorder(shell, log, () =>
+          tamper.note("the web gate could not record a block in the agent's blocked sets", true),
+        );
         const g = new WebGate({
           matcher: new DomainMatcher(cfg.agentDomains),
           answered: need(answered),
           origin: nftOrigin(shell),
-          refused: (why, address, port) => {
-            // The destination only: the name the connection asked for may carry a secret.
-            log(
-              `web gate: refused an agent connection to ${address ?? 'an unknown address'} port ${port}: ${why}`,
-            );
-            if (address)
-              recordRefused(shell, address, port).catch(() =>
-                tamper.note('the web gate could not record a block', true),
-              );
-          },
+          refused: (why, address, port) => record.note(why, address, port),
         });
         const l = need(listeners);
         for (const s of l.web.http.servers) g.serve(s, 80);
@@ -344,6 +338,7 @@ export async function start(configPath: string): Promise<void> {
           sets: need(sets),
           agentProxy: need(agentProxy),
           agentSets: need(agentSets),
+          gate: cfg.policy === 'block' ? gate : undefined,
           shell: need(watchShell),
           tamper,
           helper: need(helper),

@@ -186,5 +186,9 @@ suite("the agent's web gate: a name on its list, on an address answered for that
     expect(mine).toContainEqual(expect.objectContaining({ address: SHARED4, port: 80 }));
     expect(mine).toContainEqual(expect.objectContaining({ address: WEB4, port: 80 }));
     expect(event.blockedDestinations.some((b) => b.identity === 'runner')).toBe(false);
+    // (a) let 5 through; (b), (c) and the address checks reset 8 (a client may open more).
+    expect(event.webGate?.passed).toBeGreaterThanOrEqual(5);
+    expect(event.webGate?.refused).toBeGreaterThanOrEqual(8);
+    expect(event.webGate?.overCap).toBe(0);
   });
 });

@@ -2,7 +2,14 @@ import { afterEach, describe, expect, test } from '@jest/globals';
 import net from 'node:net';
 import { AnsweredNames } from '../../../src/fence/answered.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
-import { nftOrigin, WebGate, type GateRefusal, type WebGateOptions } from '../../../src/fence/webgate.js';
+import {
+  LOGGED_REFUSALS,
+  nftOrigin,
+  RefusalRecorder,
+  WebGate,
+  type GateRefusal,
+  type WebGateOptions,
+} from '../../../src/fence/webgate.js';
 
 const closers: (() => void)[] = [];
 afterEach(() => {
@@ -163,5 +170,34 @@ describe('nftOrigin', () => {
     expect(await nftOrigin(s)(6, '198.51.100.3', 40001)).toBeUndefined();
     expect(await nftOrigin(s)(4, '1.2.3.4 } ; flush ruleset', 40001)).toBeUndefined();
     expect(await nftOrigin(s)(4, '198.51.100.3', 40001)).toBe('203.0.113.61');
+  });
+});
+
+describe('RefusalRecorder', () => {
+  test("a destination goes to the agent's blocked set once a second at most; the log names LOGGED_REFUSALS, then says it stops", () => {
+    const lines: string[] = [];
+    const logged: string[] = [];
+    let now = 0;
+    const r = new RefusalRecorder(
+      { run: (l) => (lines.push(l), Promise.resolve('')) },
+      (l) => logged.push(l),
+      () => undefined,
+      () => now,
+    );
+    r.note('name off the list', '203.0.113.61', 443);
+    r.note('name off the list', '203.0.113.61', 443);
+    r.note('address not answered for the name', '2001:db8:2::61', 80);
+    r.note('no original destination', undefined, 80);
+    expect(lines).toEqual([
+      'add element inet cordon agentblocked4 { 203.0.113.61 . tcp . 443 }',
+      'add element inet cordon agentblocked6 { 2001:db8:2::61 . tcp . 80 }',
+    ]);
+    now += 1000;
+    r.note('name off the list', '203.0.113.61', 443);
+    expect(lines).toHaveLength(3);
+    for (let i = 0; i < LOGGED_REFUSALS * 2; i++) r.note('name off the list', '203.0.113.61', 443);
+    expect(logged).toHaveLength(LOGGED_REFUSALS + 1);
+    expect(logged[0]).toBe('web gate: reset an agent connection to 203.0.113.61 port 443: name off the list');
+    expect(logged.at(-1)).toBe('web gate: further resets are counted, not logged');
   });
 });
