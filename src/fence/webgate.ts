@@ -115,6 +115,8 @@ export class WebGate {
     const onData = (d: Buffer): void => {
       chunks.push(d);
       size += d.length;
+      // Enough to decide on: the rest waits in the kernel (the origin may still be on its way).
+      if (size >= MAX_PEEK_BYTES) c.pause();
       decide();
     };
     c.on('data', onData);

@@ -201,3 +201,24 @@ describe('RefusalRecorder', () => {
     expect(logged.at(-1)).toBe('web gate: further resets are counted, not logged');
   });
 });
+
+test('bounded: while the origin is on its way, the gate holds at most one read past MAX_PEEK_BYTES', async () => {
+  const up = await upstream();
+  let release: (a: string) => void = () => undefined;
+  const { port, g, refused } = await gate(undefined, up.port, {
+    origin: () => new Promise<string>((r) => (release = r)),
+  });
+  const c = net.connect({ port, host: '127.0.0.1' });
+  c.on('error', () => undefined);
+  // 32 MiB of a request head that never ends, more than the kernel's buffers hold: what
+  // the gate does not read stays with the client.
+  const flood = Buffer.alloc(32 << 20, 0x61);
+  c.write('GET / HTTP/1.1\r\nX: ');
+  c.write(flood);
+  await new Promise((r) => setTimeout(r, 200));
+  expect(g.connections).toBe(1);
+  expect(c.writableLength).toBeGreaterThan(0);
+  release('203.0.113.61');
+  await new Promise((r) => c.once('close', r));
+  expect(refused.map((r) => r.why)).toEqual(['unreadable start']);
+});
