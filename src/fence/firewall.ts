@@ -33,8 +33,13 @@ export interface WebGatePorts {
 }
 
 const WEB_PORTS = '{ 80, 443 }';
-/** How long a redirected connection's original destination stays in `weborig4/6` for the gate to read. */
-const WEB_ORIGIN_SECONDS = 30;
+/**
+ * How long a redirected connection's original destination stays in `weborig4/6` for the
+ * gate to read (it reads it when it accepts the connection). Shorter than conntrack keeps
+ * a closed connection (10 s at least), so a later connection from the same source port,
+ * which NAT gives another port while that entry lives, never finds this one's element.
+ */
+const WEB_ORIGIN_SECONDS = 5;
 
 const DNS_PORTS = '{ 53, 853 }';
 const ND_TYPES =

@@ -184,7 +184,7 @@ export class WebGate {
  * The gate's `origin` from the kernel's maps (firewall.ts): for the source port, where the
  * connection was going and from which address; taken only when that address is the source
  * the gate sees (another connection from the same port on another address may have written
- * the port's elements), then removed (a later connection from that port writes its own).
+ * the port's elements). They run out by themselves (firewall.ts WEB_ORIGIN_SECONDS).
  */
 export function nftOrigin(shell: Pick<NftShell, 'run'>): WebGateOptions['origin'] {
   return async (family, source, sourcePort) => {
@@ -202,12 +202,7 @@ export function nftOrigin(shell: Pick<NftShell, 'run'>): WebGateOptions['origin'
       ).exec(out)?.[1];
     const [to, from] = maps.map(value);
     if (!to || !from || net.isIP(to) !== family || net.isIP(from) !== family) return undefined;
-    // Another source's elements are left for the connection that wrote them.
-    if (canonicalAddress(from) !== canonicalAddress(source)) return undefined;
-    shell
-      .run(maps.map((m) => `delete element ${TABLE} ${m} { ${sourcePort} }`).join('; '))
-      .catch(() => undefined);
-    return to;
+    return canonicalAddress(from) === canonicalAddress(source) ? to : undefined;
   };
 }
 
