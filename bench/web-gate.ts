@@ -7,10 +7,10 @@
  *     (p50/p95), which for the agent holds the redirect, the map read through the
  *     daemon's nft shell, the name check and the gate's own connect;
  *  2. `GET /big` (64 MiB) on one connection: throughput through the gate's splice.
- * Writes bench/RESULTS-webgate.md.
+ * Writes bench/RESULTS-webgate.md up to its `## Notes`, which are kept.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stop } from '../src/devkit/netns.js';
@@ -125,7 +125,11 @@ async function main(): Promise<void> {
       `Gate cost per new connection at the median: ${(pct(a.small, 50) - pct(b.small, 50)).toFixed(2)} ms; throughput ratio (median of rounds) ${(pct(a.mbps, 50) / pct(b.mbps, 50)).toFixed(2)}x.`,
       '',
     ].join('\n');
-    writeFileSync(join(dirname(fileURLToPath(import.meta.url)), 'RESULTS-webgate.md'), text);
+    // The notes after the generated part are kept.
+    const file = join(dirname(fileURLToPath(import.meta.url)), 'RESULTS-webgate.md');
+    const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    const notes = old.indexOf('## Notes');
+    writeFileSync(file, notes < 0 ? text : `${text}\n${old.slice(notes)}`);
     console.log(text);
   } finally {
     await stop(server);
