@@ -23,8 +23,23 @@ export interface FenceRules {
    * proxy: their traffic gets only the agent's sets and the static networks, never the
    * runner's (the preset), and their DNS, to whatever address, goes to that proxy.
    */
-  agent: { uidMin: number; uidMax: number; dnsPort: number };
+  agent: { uidMin: number; uidMax: number; dnsPort: number; web?: WebGatePorts };
 }
+
+/** The web gate's loopback ports (webgate.ts): the agent's port 80 and port 443 connections go there. */
+export interface WebGatePorts {
+  http: number;
+  https: number;
+}
+
+const WEB_PORTS = '{ 80, 443 }';
+/**
+ * How long a redirected connection's original destination stays in `weborig4/6` for the
+ * gate to read (it reads it when it accepts the connection). Shorter than conntrack keeps
+ * a closed connection (10 s at least), so a later connection from the same source port,
+ * which NAT gives another port while that entry lives, never finds this one's element.
+ */
+const WEB_ORIGIN_SECONDS = 5;
 
 const DNS_PORTS = '{ 53, 853 }';
 const ND_TYPES =
@@ -62,6 +77,10 @@ export function renderRuleset(r: FenceRules): string {
   const policy = r.policy === 'block' ? 'drop' : 'accept';
   const elements = (list: string[]): string => (list.length ? ` elements = { ${list.join(', ')} };` : '');
   const agentUids = `${r.agent.uidMin}-${r.agent.uidMax}`;
+  // The agent's web connections are checked by name in block mode (in audit mode every
+  // destination is let through anyway and recorded by address).
+  const web = r.policy === 'block' ? r.agent.web : undefined;
+  const gate = web && `{ ${web.http}, ${web.https} }`;
   const blockedSet = (name: string, type: string): string =>
     `  set ${name} { type ${type} . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`;
   // Records the destination in `<prefix>blocked4/6`, then refuses it (block) or lets it go (audit).
@@ -110,6 +129,18 @@ export function renderRuleset(r: FenceRules): string {
     `  set agent6 { type ipv6_addr; flags timeout; }`,
     blockedSet('agentblocked4', 'ipv4_addr'),
     blockedSet('agentblocked6', 'ipv6_addr'),
+    // Where each agent web connection redirected to the gate was going (weborig) and from
+    // which address (websrc), by the source port the gate sees (webgate.ts reads both with
+    // `get element`). Keyed by the port alone: nft 1.0.6 corrupts or aborts on a map keyed
+    // by port and IPv6 address.
+    ...(web === undefined
+      ? []
+      : (['4', '6'] as const).flatMap((f) =>
+          ['weborig', 'websrc'].map(
+            (m) =>
+              `  map ${m}${f} { type inet_service : ipv${f}_addr; flags dynamic,timeout; timeout ${WEB_ORIGIN_SECONDS}s; size 65536; }`,
+          ),
+        )),
     `  chain output {`,
     `    type filter hook output priority filter; policy ${policy};`,
     // Before loopback and established traffic are let through: the proxies are on loopback,
@@ -132,6 +163,13 @@ export function renderRuleset(r: FenceRules): string {
           `    meta skuid ${r.dnsUid} meta l4proto { tcp, udp } th dport 53 ip6 daddr { ${up6.join(', ')} } accept`,
         ]
       : []),
+    // The web gate's own connections, for the agent, to addresses answered to the agent.
+    ...(web === undefined
+      ? []
+      : [
+          `    meta skuid ${r.dnsUid} tcp dport ${WEB_PORTS} ip daddr @agent4 accept`,
+          `    meta skuid ${r.dnsUid} tcp dport ${WEB_PORTS} ip6 daddr @agent6 accept`,
+        ]),
     // The agent never falls through to the runner's sets.
     `    meta skuid ${agentUids} goto agent_decide`,
     `    jump decide`,
@@ -166,8 +204,23 @@ export function renderRuleset(r: FenceRules): string {
     // The agent's DNS, redirected to its proxy (the filter still sees the original oif).
     `    ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport ${r.agent.dnsPort} accept`,
     `    ip6 daddr ::1 meta l4proto { tcp, udp } th dport ${r.agent.dnsPort} accept`,
+    // Its web connections, redirected to the gate (agent_web).
+    ...(web === undefined
+      ? []
+      : [
+          `    ip daddr 127.0.0.1 tcp dport ${gate} ct status dnat accept`,
+          `    ip6 daddr ::1 tcp dport ${gate} ct status dnat accept`,
+        ]),
     `    icmpv6 type ${ND_TYPES} accept`,
     `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto agent_refuse`,
+    // QUIC (HTTP/3) names its site inside encrypted packets the gate cannot read: refused
+    // on the gated ports, so clients fall back to TCP, where the gate reads the name.
+    ...(web === undefined
+      ? []
+      : [
+          `    udp dport ${WEB_PORTS} ip daddr != @static4 goto agent_refuse`,
+          `    udp dport ${WEB_PORTS} ip6 daddr != @static6 goto agent_refuse`,
+        ]),
     `    ip daddr @agent4 accept`,
     `    ip daddr @static4 accept`,
     `    ip6 daddr @agent6 accept`,
@@ -182,7 +235,33 @@ export function renderRuleset(r: FenceRules): string {
     `  chain agent_dns {`,
     `    type nat hook output priority -100; policy accept;`,
     `    meta skuid ${agentUids} meta l4proto { tcp, udp } th dport 53 redirect to :${r.agent.dnsPort}`,
+    ...(web === undefined
+      ? []
+      : [`    meta skuid ${agentUids} tcp dport ${WEB_PORTS} oif != "lo" goto agent_web`]),
     `  }`,
+    ...(web === undefined
+      ? []
+      : [
+          // The agent's web connections, to the gate: it lets one through only to an
+          // address its proxy answered for the name the connection asks for. Addresses
+          // allowed as such (allowed-ips) are not asked for a name.
+          `  chain agent_web {`,
+          `    ip daddr @static4 return`,
+          `    ip6 daddr @static6 return`,
+          // An address never answered to the agent is refused by the filter, at once, as before.
+          `    ip daddr != @agent4 return`,
+          `    ip6 daddr != @agent6 return`,
+          `    tcp dport 80 redirect to :${web.http}`,
+          `    tcp dport 443 redirect to :${web.https}`,
+          `  }`,
+          // After NAT, which may have given the connection another source port (two agent
+          // sockets on one port to two destinations): the gate sees that one.
+          `  chain agent_web_origin {`,
+          `    type filter hook postrouting priority 200; policy accept;`,
+          `    meta skuid ${agentUids} ct state new tcp dport ${gate} ct status dnat meta nfproto ipv4 update @weborig4 { tcp sport : ct original ip daddr } update @websrc4 { tcp sport : ip saddr }`,
+          `    meta skuid ${agentUids} ct state new tcp dport ${gate} ct status dnat meta nfproto ipv6 update @weborig6 { tcp sport : ct original ip6 daddr } update @websrc6 { tcp sport : ip6 saddr }`,
+          `  }`,
+        ]),
     // Containers' DNS, to whatever address, answered by the proxy on the bridge's own address.
     `  chain dns_redirect {`,
     `    type nat hook prerouting priority dstnat; policy accept;`,

@@ -6,7 +6,7 @@
 import type { AnswerCache, CacheHit } from './dnscache.js';
 import { serveCached } from './dnscache.js';
 import { readAnswer, refusal, sameQuestion, RCODE_REFUSED, RCODE_SERVFAIL } from './dnswire.js';
-import type { AnswerAddresses } from './dnswire.js';
+import type { AnswerAddresses, Question } from './dnswire.js';
 import type { InwardFilter } from './inward.js';
 import type { DomainMatcher } from './policy.js';
 import type { NameStats, ProxyStats } from './proxy-stats.js';
@@ -24,6 +24,8 @@ export interface AddressSink {
     ageSeconds?: number,
   ): Promise<void> | undefined;
 }
+
+type Addresses = readonly { address: string; ttl: number }[];
 
 export interface ProxyOptions {
   matcher: DomainMatcher;
@@ -43,6 +45,11 @@ export interface ProxyOptions {
    * delay it), with the source's key and the client socket's port.
    */
   onRefused?: SourceAsk;
+  /**
+   * Called with a name on the list and the addresses of an answer to it, before the answer
+   * is sent (the agent's web gate keeps them: answered.ts); `ageSeconds` for a cached one.
+   */
+  onAnswer?: (name: string, v4: Addresses, v6: Addresses, ageSeconds: number) => void;
 }
 
 export function send(to: ReplyTo, b: Buffer): void {
@@ -88,16 +95,11 @@ export class AnswerPath {
    * once the addresses are in the sets for that long (at once when they already are).
    * False when the entry does not fit this query (then it goes upstream as usual).
    */
-  fromCache(
-    hit: CacheHit,
-    msg: Buffer,
-    questionEnd: number,
-    stats: NameStats | undefined,
-    to: ReplyTo,
-  ): boolean {
-    const out = serveCached(hit, msg, questionEnd);
+  fromCache(hit: CacheHit, msg: Buffer, q: Question, stats: NameStats | undefined, to: ReplyTo): boolean {
+    const out = serveCached(hit, msg, q.end);
     if (!out) return false;
     const { v4, v6 } = hit.entry;
+    this.o.onAnswer?.(q.name, v4, v6, hit.age);
     if (stats && stats.addresses.size === 0) addAddresses(stats, v4, v6);
     const update = v4.length || v6.length ? this.o.sink.ensure(v4, v6, hit.age) : undefined;
     // Counted once sent: one refused for want of a set update is a set failure instead.
@@ -138,6 +140,7 @@ export class AnswerPath {
       }
     }
     if (p.stats && p.stats.addresses.size < 64) addAddresses(p.stats, ans.v4, ans.v6);
+    this.o.onAnswer?.(p.name, ans.v4, ans.v6, 0);
     const update = ans.v4.length || ans.v6.length ? this.o.sink.ensure(ans.v4, ans.v6) : undefined;
     if (!update) {
       if (p.key !== undefined) this.cache?.put(p.key, msg, ans);

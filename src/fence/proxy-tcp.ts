@@ -100,7 +100,7 @@ export function tcpClient(c: net.Socket, core: TcpCore): void {
         key = cacheKey(msg, q, true);
         const hit = key === undefined ? undefined : cache.get(key);
         const to = { reply: write, sock: undefined, port: 0, address: '' };
-        if (hit && answers.fromCache(hit, msg, q.end, stats, to)) continue;
+        if (hit && answers.fromCache(hit, msg, q, stats, to)) continue;
       }
       if (waiting.size >= WAITING_PER_CLIENT) {
         write(refusal(msg, q.end, RCODE_SERVFAIL));

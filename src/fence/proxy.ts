@@ -138,7 +138,7 @@ export class DnsProxy {
       key = cacheKey(msg, q, false);
       const hit = key === undefined ? undefined : this.cache.get(key);
       const to = { reply: undefined, sock, port: rinfo.port, address: rinfo.address };
-      if (hit && this.answers.fromCache(hit, msg, q.end, stats, to)) return;
+      if (hit && this.answers.fromCache(hit, msg, q, stats, to)) return;
     }
     if (this.pending.full || !this.upstreamSocket) {
       sock.send(refusal(msg, q.end, RCODE_SERVFAIL), rinfo.port, rinfo.address);

@@ -98,6 +98,12 @@ export interface EgressReport {
     tcpEvicted?: number;
   };
   /**
+   * The agent's web gate in block mode: its port 80/443 connections let through because
+   * the name they asked for was answered at that address, those reset (each destination is
+   * in `blockedDestinations`), and those reset for want of room (docs/egress.md).
+   */
+  webGate?: { passed: number; refused: number; overCap: number };
+  /**
    * Cgroups the daemon made for a non-root `run`, and how each ended: `removed` by run
    * after its command, or `orphaned` (run was gone first; the daemon killed the cgroup).
    */

@@ -11,6 +11,7 @@ import { describeError } from '../platform/errors.js';
 import { DNS_UID_DROPS_SET, parseUidDrops } from '../fence/firewall.js';
 import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell } from '../fence/nftshell.js';
 import type { DnsProxy } from '../fence/proxy.js';
+import type { WebGate } from '../fence/webgate.js';
 import { socketForClient, type Client } from './access.js';
 import { destKey, type RootHelper } from './helper.js';
 import type { TamperLog } from './tamper.js';
@@ -24,6 +25,8 @@ export interface ReportSources {
   /** The agent's proxy and sets (see firewall.ts). */
   agentProxy: DnsProxy;
   agentSets: AllowSets;
+  /** The agent's web gate, in block mode. */
+  gate?: WebGate;
   shell: NftShell;
   tamper: TamperLog;
   helper: RootHelper;
@@ -91,6 +94,7 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
     setFailures: runner.setFailures + agent.setFailures,
     cacheHits: runner.cacheHits + agent.cacheHits,
     tcpEvicted: runner.tcpEvicted + agent.tcpEvicted,
+    ...(s.gate ? { webGate: { ...s.gate.stats } } : {}),
     setUpdates: s.sets.updates + s.agentSets.updates,
     blocked,
     tamper: s.tamper.entries,

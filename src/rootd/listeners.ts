@@ -13,6 +13,8 @@ export interface Listeners {
   wildcard: boolean;
   /** The agent's proxy: one port on 127.0.0.1 (and ::1 when there is IPv6), its DNS redirected there. */
   agent: { port: number; udp: dgram.Socket[]; tcp: net.Server[] };
+  /** The agent's web gate (fence/webgate.ts): a port each for its port 80 and 443 connections, on 127.0.0.1 (and ::1). */
+  web: { http: GatePort; https: GatePort };
   /** Closes every socket above. */
   close(): void;
 }
@@ -34,9 +36,15 @@ function bindUdp(type: 'udp4' | 'udp6', address: string, port = 53): Promise<dgr
   });
 }
 
-function listenTcp(host: string, ipv6Only: boolean, port = 53): Promise<net.Server> {
+export interface GatePort {
+  port: number;
+  servers: net.Server[];
+}
+
+function listenTcp(host: string, ipv6Only: boolean, port = 53, allowHalfOpen = false): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const s = net.createServer();
+    // The gate joins two connections: one side's end must not close the other direction.
+    const s = net.createServer({ allowHalfOpen });
     s.once('error', reject);
     s.listen({ port, host, ipv6Only }, () => {
       s.off('error', reject);
@@ -74,7 +82,11 @@ export async function bindListeners(log: (l: string) => void): Promise<Listeners
         log(`no IPv6 listener: ${describeError(e)}`);
       }
       const agent = await bindAgent(udp6 !== undefined, closers);
-      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', agent, close };
+      const web = {
+        http: await bindGate(udp6 !== undefined, closers),
+        https: await bindGate(udp6 !== undefined, closers),
+      };
+      return { udp4, tcp4, udp6, tcp6, wildcard: v4 === '0.0.0.0', agent, web, close };
     } catch (e) {
       close();
       throw e;
@@ -114,6 +126,29 @@ async function bindAgent(ipv6: boolean, closers: (() => void)[]): Promise<Listen
       }
       closers.push(...mine);
       return { port, udp, tcp };
+    } catch (e) {
+      for (const c of mine) c();
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 4) throw e;
+    }
+  }
+}
+
+/** A web gate port: one the kernel picks on 127.0.0.1, the same on ::1; closed by `closers`. */
+async function bindGate(ipv6: boolean, closers: (() => void)[]): Promise<GatePort> {
+  for (let attempt = 0; ; attempt++) {
+    const mine: (() => void)[] = [];
+    try {
+      const first = await listenTcp('127.0.0.1', false, 0, true);
+      mine.push(() => first.close());
+      const port = (first.address() as net.AddressInfo).port;
+      const servers = [first];
+      if (ipv6) {
+        const s6 = await listenTcp('::1', true, port, true);
+        mine.push(() => s6.close());
+        servers.push(s6);
+      }
+      closers.push(...mine);
+      return { port, servers };
     } catch (e) {
       for (const c of mine) c();
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 4) throw e;

@@ -236,6 +236,11 @@ export interface DaemonReport {
    * src/fence/proxy.ts); absent from a daemon before it reported them.
    */
   tcpEvicted?: number;
+  /**
+   * The agent's web gate (src/fence/webgate.ts): connections let through by name, reset,
+   * and reset for want of room; absent in audit mode and from a daemon before it had one.
+   */
+  webGate?: { passed: number; refused: number; overCap: number };
   setUpdates: number;
   blocked: {
     address: string;

@@ -17,6 +17,8 @@ import { ACK_RANGE, AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
 import { InwardFilter } from '../fence/inward.js';
+import { AnsweredNames } from '../fence/answered.js';
+import { nftOrigin, RefusalRecorder, WebGate } from '../fence/webgate.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
 import {
   detectUpstreams,
@@ -133,6 +135,9 @@ export async function start(configPath: string): Promise<void> {
   // The agent's: its own proxy filling its own sets (see firewall.ts).
   let agentSets: AllowSets | undefined;
   let agentProxy: DnsProxy | undefined;
+  // Which addresses the agent's proxy answered for which name, for its web gate.
+  let answered: AnsweredNames | undefined;
+  let gate: WebGate | undefined;
   let helper: RootHelper | undefined;
   const tamper = new TamperLog(log);
   const stops: Record<string, () => void> = {};
@@ -176,7 +181,12 @@ export async function start(configPath: string): Promise<void> {
             staticAllowed: cfg.ips,
             dnsUid: proxyUser.uid,
             upstreams,
-            agent: { uidMin: AGENT_UID_MIN, uidMax: AGENT_UID_MAX, dnsPort: need(listeners).agent.port },
+            agent: {
+              uidMin: AGENT_UID_MIN,
+              uidMax: AGENT_UID_MAX,
+              dnsPort: need(listeners).agent.port,
+              web: { http: need(listeners).web.http.port, https: need(listeners).web.https.port },
+            },
           }),
           join(dir, 'ruleset.nft'),
         ),
@@ -272,7 +282,9 @@ export async function start(configPath: string): Promise<void> {
           allowed: cfg.ips,
           privateAnswers: cfg.privateAnswers,
         });
-        const make = (domains: typeof cfg.domains, sink: AllowSets): DnsProxy =>
+        const a4 = new AnsweredNames(cfg.minTtl);
+        answered = a4;
+        const make = (domains: typeof cfg.domains, sink: AllowSets, agent: boolean): DnsProxy =>
           new DnsProxy({
             matcher: new DomainMatcher(domains),
             policy: cfg.policy,
@@ -282,17 +294,39 @@ export async function start(configPath: string): Promise<void> {
             cache,
             inward,
             onRefused: (source, from) => helper?.askSource(source, from),
+            onAnswer: agent ? (name, v4, v6, age) => a4.record(name, v4, v6, age) : undefined,
           });
-        const p = make(cfg.domains, sets);
+        const p = make(cfg.domains, sets, false);
         const l = need(listeners);
         for (const s of [l.udp4, l.udp6]) if (s) p.serveUdp(s);
         for (const s of [l.tcp4, l.tcp6]) if (s) p.serveTcp(s);
         proxy = p;
-        const a = make(cfg.agentDomains, agentSets);
+        const a = make(cfg.agentDomains, agentSets, true);
         for (const s of l.agent.udp) a.serveUdp(s);
         for (const s of l.agent.tcp) a.serveTcp(s);
         agentProxy = a;
       },
+    },
+    {
+      // The agent's port 80 and 443 connections, redirected here in block mode (firewall.ts).
+      name: 'the web gate',
+      apply: () => {
+        const shell = need(watchShell);
+        const record = new RefusalRecorder(shell, log, () =>
+          tamper.note("the web gate could not record a block in the agent's blocked sets", true),
+        );
+        const g = new WebGate({
+          matcher: new DomainMatcher(cfg.agentDomains),
+          answered: need(answered),
+          origin: nftOrigin(shell),
+          refused: (why, address, port) => record.note(why, address, port),
+        });
+        const l = need(listeners);
+        for (const s of l.web.http.servers) g.serve(s, 80);
+        for (const s of l.web.https.servers) g.serve(s, 443);
+        gate = g;
+      },
+      undo: () => gate?.close(),
     },
     {
       name: 'the tamper watch',
@@ -320,6 +354,7 @@ export async function start(configPath: string): Promise<void> {
           sets: need(sets),
           agentProxy: need(agentProxy),
           agentSets: need(agentSets),
+          gate: cfg.policy === 'block' ? gate : undefined,
           shell: need(watchShell),
           tamper,
           helper: need(helper),

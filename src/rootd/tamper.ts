@@ -24,7 +24,11 @@ const CHAINS = [
   'dns_input',
   'dns_uid',
 ];
-const OWN_CHANGE = /^(add|delete) element inet cordon (allow4|allow6|agent4|agent6|ack) /;
+/** The agent's web gate's chains, in block mode only (firewall.ts). */
+const WEB_CHAINS = ['agent_web', 'agent_web_origin'];
+/** The daemon's own writes: the allow sets, the sentinels, and the web gate's reads and blocks. */
+const OWN_CHANGE =
+  /^(add|delete) element inet cordon (allow4|allow6|agent4|agent6|ack|weborig4|weborig6|websrc4|websrc6|agentblocked4|agentblocked6) /;
 const ALLOW_ADD = /^add element inet cordon (allow4|allow6|agent4|agent6) \{ (.*) \}/;
 /** The full check: a backstop while the monitor reports every change, the watch itself once it ended. */
 const BACKSTOP_CHECK_MS = 30000;
@@ -150,7 +154,7 @@ export async function watchTamper(w: TamperWatch): Promise<() => void> {
   // The table's chain headers too: a chain someone adds to it (a hook after Cordon's,
   // rewriting an allowed packet's destination, say) is a change like any other.
   const listings = [
-    ...CHAINS.map((c) => `list chain ${TABLE} ${c}`),
+    ...[...CHAINS, ...(w.policy === 'block' ? WEB_CHAINS : [])].map((c) => `list chain ${TABLE} ${c}`),
     `list set ${TABLE} static4`,
     `list set ${TABLE} static6`,
     `list chains ${TABLE.split(' ')[0]}`,

@@ -212,6 +212,7 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
     });
   }
   for (const r of reports) if (r.dns) blocks.push(dnsHealthText(r.dns));
+  for (const r of reports) if (r.webGate) blocks.push(webGateText(r.webGate));
   for (const c of eventsOf(events, 'credentials.ended')) {
     blocks.push({
       kind: 'para',
@@ -383,6 +384,16 @@ function verdictLabel(v: CommitsObserved['commits'][number]['verdict']): string 
     unattributed: 'unattributed',
     human: 'human',
   }[v];
+}
+
+/** One line on the agent's web gate; strong when it reset a connection. */
+function webGateText(g: NonNullable<EgressReport['webGate']>): Block {
+  const parts = [
+    `${g.passed} agent connections on ports 80/443 let through by the name they asked for`,
+    `${g.refused} reset (another name, none, or an address not answered for it)`,
+  ];
+  if (g.overCap) parts.push(`${g.overCap} reset because the gate held as many as it keeps at once`);
+  return { kind: 'para', text: `Web gate: ${parts.join(', ')}.`, strong: g.refused + g.overCap > 0 };
 }
 
 /** One line on how the DNS proxy did; strong when an answer was refused for want of a set update. */

@@ -73,6 +73,7 @@ export function toEvent(r: DaemonReport): EgressReport {
       setFailures: r.setFailures,
       tcpEvicted: r.tcpEvicted ?? 0,
     },
+    ...(r.webGate ? { webGate: r.webGate } : {}),
     ...(r.runCgroups?.length ? { runCgroups: r.runCgroups } : {}),
   };
   if (r.policy === 'audit')

@@ -118,6 +118,42 @@ describe('ruleset', () => {
     expect(r).toContain('set dnsuiddrops { typeof meta skuid; flags dynamic; size 65536; counter; }');
   });
 
+  test("block mode: the agent's port 80/443 connections to answered addresses go to the web gate, recorded after NAT; audit mode: none", () => {
+    const web = { http: 40080, https: 40443 };
+    const r = renderRuleset({ ...base, policy: 'block', agent: { ...base.agent, web } });
+    expect(chain(r, 'agent_dns')).toContain(
+      'meta skuid 61000-61183 tcp dport { 80, 443 } oif != "lo" goto agent_web',
+    );
+    // allowed-ips and addresses never answered to the agent are not gated (the filter decides).
+    expect(chain(r, 'agent_web')).toEqual([
+      'ip daddr @static4 return',
+      'ip6 daddr @static6 return',
+      'ip daddr != @agent4 return',
+      'ip6 daddr != @agent6 return',
+      'tcp dport 80 redirect to :40080',
+      'tcp dport 443 redirect to :40443',
+    ]);
+    expect(chain(r, 'agent_web_origin').slice(1)).toEqual([
+      'meta skuid 61000-61183 ct state new tcp dport { 40080, 40443 } ct status dnat meta nfproto ipv4 update @weborig4 { tcp sport : ct original ip daddr } update @websrc4 { tcp sport : ip saddr }',
+      'meta skuid 61000-61183 ct state new tcp dport { 40080, 40443 } ct status dnat meta nfproto ipv6 update @weborig6 { tcp sport : ct original ip6 daddr } update @websrc6 { tcp sport : ip6 saddr }',
+    ]);
+    expect(chain(r, 'agent_decide')).toContain(
+      'ip daddr 127.0.0.1 tcp dport { 40080, 40443 } ct status dnat accept',
+    );
+    // QUIC on the gated ports is refused (but to allowed-ips), before the agent's sets accept it.
+    const decide = chain(r, 'agent_decide');
+    expect(decide.indexOf('udp dport { 80, 443 } ip daddr != @static4 goto agent_refuse')).toBeLessThan(
+      decide.indexOf('ip daddr @agent4 accept'),
+    );
+    expect(decide).toContain('udp dport { 80, 443 } ip6 daddr != @static6 goto agent_refuse');
+    // The gate's own connections: the proxy's uid, to the agent's answered addresses only.
+    expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip daddr @agent4 accept');
+    expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip6 daddr @agent6 accept');
+    const audit = renderRuleset({ ...base, policy: 'audit', agent: { ...base.agent, web } });
+    for (const gone of ['agent_web', 'weborig4', '40080']) expect(audit).not.toContain(gone);
+    expect(renderRuleset({ ...base, policy: 'block' })).not.toContain('agent_web');
+  });
+
   test('the per-uid drops are parsed, most first', () => {
     const text = `table inet cordon {\n set dnsuiddrops {\n typeof meta skuid\n counter\n elements = { 1001 counter packets 12 bytes 700, 61000 counter packets 250000 bytes 9000000 }`;
     expect(parseUidDrops(text)).toEqual([

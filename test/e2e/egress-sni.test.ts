@@ -1,0 +1,194 @@
+/**
+ * The agent's web gate (docs/egress.md, threat T17), run for real: the bundled daemon in a
+ * "runner" namespace (egress-topology.ts), a Unix user in the agents' range, and one
+ * address in the "internet" namespace serving two sites, `allowed.test` (on the agent's
+ * list) and `other.test` (the runner's only), over HTTP and HTTPS. The agent resolves
+ * allowed.test, then tries to reach other.test on that same address with a forged TLS
+ * server name or Host header; the runner's own traffic is not gated. Needs root, nft, ip,
+ * dig, curl, openssl, useradd and setpriv.
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { parseDomains } from '../../src/fence/policy.js';
+import { requestReport } from '../../src/rootd/protocol.js';
+import { toEvent } from '../../src/actions/egress/report.js';
+import { WEB4, World, asUid, dig, freeAgentUid, startDaemon, type Runs } from './egress-topology.js';
+import { tempDir } from '../harness/tmp.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const TOOLS = [
+  '/usr/sbin/nft',
+  '/usr/bin/dig',
+  '/usr/bin/curl',
+  '/usr/bin/openssl',
+  '/usr/sbin/useradd',
+  '/usr/bin/setpriv',
+];
+const usable = canUseNetns() && TOOLS.every((f) => existsSync(f));
+if (!usable && process.env.CI === 'true')
+  throw new Error('egress-sni e2e: needs root, nft, ip, dig, curl, openssl, useradd and setpriv (CI=true)');
+if (!usable)
+  console.warn('egress-sni e2e skipped: needs root, nft, ip, dig, curl, openssl, useradd and setpriv');
+const suite = usable ? describe : describe.skip;
+
+/** The one address (each family) both sites are served on. */
+const SHARED4 = '203.0.113.61';
+const SHARED6 = '2001:db8:2::61';
+const ALLOWED = 'allowed.test';
+const OTHER = 'other.test';
+
+/** curl inside a namespace; the body, or `curl exit N` when it failed. */
+function curl(ns: Runs, args: string[]): string {
+  const r = ns.try(['curl', '-s', '-k', '-m', '6', '-g', ...args], 15000);
+  return r.code === 0 ? r.stdout.trim() : `curl exit ${r.code}`;
+}
+
+suite("the agent's web gate: a name on its list, on an address answered for that name", () => {
+  const user = `csni${process.pid % 100000}`;
+  let uid = 0;
+  let w: World;
+  let id: string;
+  let agent: Runs;
+  let sites: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    uid = freeAgentUid(7);
+    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
+    const gid = Number(run(['id', '-g', user]).trim());
+    const dir = tempDir('cordon-sni-');
+    // One certificate for both names, as a CDN's edge may hold.
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    run([
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${ALLOWED}`,
+      '-addext',
+      `subjectAltName=DNS:${ALLOWED},DNS:${OTHER}`,
+    ]);
+    w = new World('s');
+    w.internet.addAddress('lo', `${SHARED4}/32`);
+    w.internet.addAddress('lo', `${SHARED6}/128`);
+    await w.serve({
+      zone: {
+        [ALLOWED]: [
+          { type: 'A', value: SHARED4, ttl: 300 },
+          { type: 'AAAA', value: SHARED6, ttl: 300 },
+        ],
+        [OTHER]: [{ type: 'A', value: SHARED4, ttl: 300 }],
+      },
+    });
+    const child = w.internet.spawn([
+      process.execPath,
+      join(HERE, 'egress-sites.mjs'),
+      JSON.stringify({ addresses: [SHARED4, SHARED6], cert, key }),
+    ]);
+    sites = child;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the sites did not start in 10 s')), 10000);
+      child.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`the sites exited ${code}`)));
+    });
+    id = await startDaemon(w, join(dir, 'config.json'), {
+      id: `sni${process.pid}`,
+      domains: parseDomains(`${ALLOWED}\n${OTHER}\nwww.a.test`),
+      agentDomains: parseDomains(`${ALLOWED}\nwww.a.test`),
+    });
+    agent = asUid(w.runner, uid, gid);
+    // The agent's command resolves its name: the shared address is in its set from here on.
+    expect(dig(agent, ALLOWED).answers).toEqual([SHARED4]);
+    expect(dig(agent, ALLOWED, { type: 'AAAA' }).answers).toEqual([SHARED6]);
+    expect(dig(agent, 'www.a.test').answers).toEqual([WEB4]);
+  }, 60000);
+
+  afterAll(async () => {
+    await stop(sites);
+    await w?.destroy(id ? [id] : []);
+    spawnSync('userdel', [user], { timeout: 15000 });
+  });
+
+  test('(a) the agent reaches its own name, over HTTPS and HTTP, IPv4 and IPv6', () => {
+    expect(curl(agent, [`https://${ALLOWED}/`])).toBe(`tls ${ALLOWED} host ${ALLOWED}`);
+    expect(curl(agent, ['-6', `https://${ALLOWED}/`])).toBe(`tls ${ALLOWED} host ${ALLOWED}`);
+    expect(curl(agent, [`http://${ALLOWED}/`])).toBe(`host ${ALLOWED}`);
+    expect(curl(agent, ['-6', `http://${ALLOWED}/`])).toBe(`host ${ALLOWED}`);
+    expect(curl(agent, ['-4', 'http://www.a.test/'])).toBe(`hello from ${WEB4}`);
+  });
+
+  test('(b) another name sent on the allowed address (TLS server name) is reset', () => {
+    expect(curl(agent, ['--resolve', `${OTHER}:443:${SHARED4}`, `https://${OTHER}/`])).toMatch(/^curl exit/);
+    expect(curl(agent, ['-6', '--resolve', `${OTHER}:443:[${SHARED6}]`, `https://${OTHER}/`])).toMatch(
+      /^curl exit/,
+    );
+    // No server name at all (an address as the URL): nothing to check, so reset.
+    expect(curl(agent, [`https://${SHARED4}/`])).toMatch(/^curl exit/);
+  });
+
+  test('(c) another name in the Host header, or in an absolute request target, is reset', () => {
+    expect(curl(agent, ['-H', `Host: ${OTHER}`, `http://${ALLOWED}/`])).toMatch(/^curl exit/);
+    expect(curl(agent, ['--resolve', `${OTHER}:80:${SHARED4}`, `http://${OTHER}/`])).toMatch(/^curl exit/);
+    expect(curl(agent, ['-x', `http://${ALLOWED}:80`, `http://${OTHER}/`])).toMatch(/^curl exit/);
+  });
+
+  test('an allowed name sent to an address answered for another allowed name is reset', () => {
+    expect(curl(agent, ['--resolve', `${ALLOWED}:80:${WEB4}`, `http://${ALLOWED}/`])).toMatch(/^curl exit/);
+    expect(curl(agent, ['--resolve', `www.a.test:80:${SHARED4}`, 'http://www.a.test/'])).toMatch(
+      /^curl exit/,
+    );
+  });
+
+  test("UDP 443 (QUIC) to the allowed name's address is refused to the agent (clients fall back to TCP), not to the runner", () => {
+    const send = (ns: Runs, port: number): void => {
+      const script = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('quic?'),${port},'${SHARED4}',()=>setTimeout(()=>process.exit(0),200))`;
+      ns.try([process.execPath, '-e', script], 10000);
+    };
+    send(agent, 443);
+    const blocked = w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', 'agentblocked4']);
+    expect(blocked).toContain(`${SHARED4} . udp . 443`);
+    expect(dig(w.runner, OTHER).answers).toEqual([SHARED4]);
+    send(w.runner, 443);
+    expect(w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', 'blocked4'])).not.toContain(SHARED4);
+  });
+
+  test('(d) the runner (not an agent uid) is not gated: it reaches both sites on the shared address', () => {
+    expect(dig(w.runner, OTHER).answers).toEqual([SHARED4]);
+    expect(curl(w.runner, [`https://${OTHER}/`])).toBe(`tls ${OTHER} host ${OTHER}`);
+    expect(curl(w.runner, ['-H', `Host: ${OTHER}`, `http://${ALLOWED}/`])).toBe(`host ${OTHER}`);
+  });
+
+  test("the refusals are the agent's blocked destinations in the report, with no name", async () => {
+    const event = toEvent(await requestReport(id));
+    const mine = event.blockedDestinations.filter((b) => b.identity === 'agent');
+    expect(mine).toContainEqual(expect.objectContaining({ address: SHARED4, port: 443 }));
+    expect(mine).toContainEqual(expect.objectContaining({ address: SHARED6, port: 443 }));
+    expect(mine).toContainEqual(expect.objectContaining({ address: SHARED4, port: 80 }));
+    expect(mine).toContainEqual(expect.objectContaining({ address: WEB4, port: 80 }));
+    expect(event.blockedDestinations.some((b) => b.identity === 'runner')).toBe(false);
+    // (a) let 5 through; (b), (c) and the address checks reset 8 (a client may open more).
+    expect(event.webGate?.passed).toBeGreaterThanOrEqual(5);
+    expect(event.webGate?.refused).toBeGreaterThanOrEqual(8);
+    expect(event.webGate?.overCap).toBe(0);
+  });
+});

@@ -1,0 +1,152 @@
+import { describe, expect, test } from '@jest/globals';
+import { MAX_PEEK_BYTES, peekHttp, peekTls, plainName } from '../../../src/fence/sni.js';
+import { AnsweredNames, MAX_ADDRESSES_PER_NAME, MAX_NAMES } from '../../../src/fence/answered.js';
+
+const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
+const ext = (type: number, body: Buffer): Buffer => Buffer.concat([u16(type), u16(body.length), body]);
+/** A server_name extension holding these host names. */
+const sni = (...names: string[]): Buffer => {
+  const list = Buffer.concat(
+    names.map((n) => Buffer.concat([Buffer.from([0]), u16(n.length), Buffer.from(n)])),
+  );
+  return ext(0, Buffer.concat([u16(list.length), list]));
+};
+/** A ClientHello with these extensions, in one TLS record (or split into records of `split` bytes). */
+function hello(exts: Buffer[], split?: number): Buffer {
+  const e = Buffer.concat(exts);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32, 7),
+    Buffer.from([32]),
+    Buffer.alloc(32, 1),
+    u16(4),
+    Buffer.from([0x13, 0x01, 0x13, 0x02]),
+    Buffer.from([1, 0]),
+    u16(e.length),
+    e,
+  ]);
+  const hs = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+  const size = split ?? hs.length;
+  const records: Buffer[] = [];
+  for (let at = 0; at < hs.length; at += size) {
+    const part = hs.subarray(at, at + size);
+    records.push(Buffer.concat([Buffer.from([22, 3, 1]), u16(part.length), part]));
+  }
+  return Buffer.concat(records);
+}
+const ALPN = ext(16, Buffer.from([0, 3, 2, 0x68, 0x32]));
+
+describe('peekTls', () => {
+  test('the server name of a ClientHello, in one record or split across several', () => {
+    expect(peekTls(hello([ALPN, sni('Allowed.Test.')]))).toEqual({ state: 'name', name: 'allowed.test' });
+    expect(peekTls(hello([sni('allowed.test'), ALPN], 20))).toEqual({ state: 'name', name: 'allowed.test' });
+  });
+
+  test('more bytes wanted while the ClientHello is not whole', () => {
+    const full = hello([sni('allowed.test')], 30);
+    for (const n of [0, 3, 5, 40, full.length - 1]) expect(peekTls(full.subarray(0, n)).state).toBe('more');
+  });
+
+  test.each([
+    ['no server name', hello([ALPN])],
+    ['two names in the list', hello([sni('allowed.test', 'other.test')])],
+    ['the extension twice', hello([sni('allowed.test'), sni('other.test')])],
+    ['an encrypted ClientHello', hello([sni('public.test'), ext(0xfe0d, Buffer.alloc(40, 2))])],
+    ['the draft ESNI', hello([sni('public.test'), ext(0xffce, Buffer.alloc(40, 2))])],
+    ['a name that is not a host name', hello([sni('allowed.test\u0000.other.test')])],
+    ['an address as the name', hello([sni('203.0.113.1:443')])],
+    ['HTTP on the TLS port', Buffer.from('GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n')],
+    ['a handshake other than ClientHello', Buffer.from([22, 3, 1, 0, 4, 2, 0, 0, 0])],
+  ])('refused: %s', (_what, bytes) => {
+    expect(peekTls(bytes).state).toBe('refuse');
+  });
+
+  test('a ClientHello claiming more than the fence reads is refused, not waited for', () => {
+    expect(peekTls(Buffer.from([22, 3, 1, 0, 4, 1, 0x01, 0x00, 0x00])).state).toBe('refuse');
+    expect(MAX_PEEK_BYTES).toBe(16384);
+  });
+
+  test('an extension that runs past the message is refused', () => {
+    const h = hello([sni('allowed.test')]);
+    // The extensions' total length one byte longer than what follows.
+    const at = h.length - sni('allowed.test').length - 2;
+    h.writeUInt16BE(h.readUInt16BE(at) + 1, at);
+    expect(peekTls(h).state).toBe('refuse');
+  });
+});
+
+describe('peekHttp', () => {
+  const req = (head: string): Buffer => Buffer.from(`${head}\r\n\r\n`);
+  test('the one Host of a request, with its port and case dropped', () => {
+    expect(peekHttp(req('GET / HTTP/1.1\r\nHost: Allowed.Test:80\r\nAccept: */*'))).toEqual({
+      state: 'name',
+      name: 'allowed.test',
+    });
+    expect(peekHttp(req('GET http://allowed.test/x HTTP/1.1\r\nhost: allowed.test')).state).toBe('name');
+  });
+
+  test('more bytes wanted until the head ends; a head past the limit is refused', () => {
+    expect(peekHttp(Buffer.from('GET / HTTP/1.1\r\nHost: allowed.test\r\n')).state).toBe('more');
+    const long = Buffer.from(`GET / HTTP/1.1\r\nX: ${'a'.repeat(MAX_PEEK_BYTES)}`);
+    expect(peekHttp(long).state).toBe('refuse');
+  });
+
+  test.each([
+    ['two Host headers', 'GET / HTTP/1.1\r\nHost: allowed.test\r\nHost: other.test'],
+    ['no Host', 'GET / HTTP/1.0\r\nAccept: */*'],
+    ['an absolute target naming another host', 'GET http://other.test/ HTTP/1.1\r\nHost: allowed.test'],
+    ['CONNECT to another host', 'CONNECT other.test:443 HTTP/1.1\r\nHost: allowed.test'],
+    ['a folded header', 'GET / HTTP/1.1\r\nHost: allowed.test\r\n other.test'],
+    ['a Host with user info', 'GET / HTTP/1.1\r\nHost: x@other.test'],
+    ['an HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM'],
+    ['TLS on the HTTP port', '\u0016\u0003\u0001 / HTTP/1.1\r\nHost: allowed.test'],
+  ])('refused: %s', (_what, head) => {
+    expect(peekHttp(req(head)).state).toBe('refuse');
+  });
+});
+
+test('plainName: lower case, no trailing dot, labels of letters, digits, - and _ only', () => {
+  expect(plainName('WWW.Allowed.Test.')).toBe('www.allowed.test');
+  for (const bad of ['', 'a..b', 'a b', 'a/b', '[::1]', 'x'.repeat(64) + '.test'])
+    expect(plainName(bad)).toBeUndefined();
+});
+
+describe('AnsweredNames', () => {
+  test('an address answered for a name, for max(TTL - age, min-ttl), canonical IPv6', () => {
+    let now = 1_000_000;
+    const a = new AnsweredNames(60, () => now);
+    a.record(
+      'allowed.test',
+      [{ address: '203.0.113.61', ttl: 300 }],
+      [{ address: '2001:DB8:2:0::61', ttl: 10 }],
+      0,
+    );
+    expect(a.answered('allowed.test', '203.0.113.61')).toBe(true);
+    expect(a.answered('allowed.test', '2001:db8:2::61')).toBe(true);
+    expect(a.answered('other.test', '203.0.113.61')).toBe(false);
+    now += 61_000;
+    expect(a.answered('allowed.test', '2001:db8:2::61')).toBe(false);
+    expect(a.answered('allowed.test', '203.0.113.61')).toBe(true);
+    // A cached answer 250 s old: its address has 50 s left, less than min-ttl.
+    a.record('short.test', [{ address: '203.0.113.9', ttl: 300 }], [], 250);
+    now += 59_000;
+    expect(a.answered('short.test', '203.0.113.9')).toBe(true);
+    now += 2_000;
+    expect(a.answered('short.test', '203.0.113.9')).toBe(false);
+  });
+
+  test('bounded: names past MAX_NAMES push out the least recently answered, addresses per name capped', () => {
+    const a = new AnsweredNames(60);
+    a.record('first.test', [{ address: '203.0.113.1', ttl: 60 }], []);
+    for (let i = 0; i < MAX_NAMES; i++) a.record(`n${i}.test`, [{ address: '203.0.113.2', ttl: 60 }], []);
+    expect(a.answered('first.test', '203.0.113.1')).toBe(false);
+    expect(a.answered(`n${MAX_NAMES - 1}.test`, '203.0.113.2')).toBe(true);
+    const many = Array.from({ length: MAX_ADDRESSES_PER_NAME + 5 }, (_, i) => ({
+      address: `198.51.100.${i}`,
+      ttl: 60,
+    }));
+    a.record('many.test', many, []);
+    expect(a.answered('many.test', '198.51.100.0')).toBe(true);
+    expect(a.answered('many.test', `198.51.100.${MAX_ADDRESSES_PER_NAME + 4}`)).toBe(false);
+  });
+});
