@@ -181,18 +181,38 @@ export class WebGate {
 }
 
 /**
+ * Origin lookups with the nft shell at once. The shell is the tamper watch's and the
+ * report's too (setup.ts): an agent opening hundreds of connections must not put hundreds
+ * of lookups ahead of a re-close of the table.
+ */
+export const MAX_ORIGIN_LOOKUPS = 4;
+
+/**
  * The gate's `origin` from the kernel's maps (firewall.ts): for the source port, where the
  * connection was going and from which address; taken only when that address is the source
  * the gate sees (another connection from the same port on another address may have written
  * the port's elements). They run out by themselves (firewall.ts WEB_ORIGIN_SECONDS).
  */
 export function nftOrigin(shell: Pick<NftShell, 'run'>): WebGateOptions['origin'] {
+  let inShell = 0;
+  const waiting: (() => void)[] = [];
+  const lookup = async (line: string): Promise<string> => {
+    // Bounded waiting here (the gate holds MAX_GATE_CONNECTIONS), not in the shell's queue.
+    if (inShell >= MAX_ORIGIN_LOOKUPS) await new Promise<void>((r) => waiting.push(r));
+    inShell++;
+    try {
+      return await shell.run(line);
+    } finally {
+      inShell--;
+      waiting.shift()?.();
+    }
+  };
   return async (family, source, sourcePort) => {
     if (net.isIP(source) !== family || !Number.isInteger(sourcePort)) return undefined;
     const maps = [`weborig${family}`, `websrc${family}`];
     let out: string;
     try {
-      out = await shell.run(maps.map((m) => `get element ${TABLE} ${m} { ${sourcePort} }`).join('; '));
+      out = await lookup(maps.map((m) => `get element ${TABLE} ${m} { ${sourcePort} }`).join('; '));
     } catch {
       return undefined;
     }
@@ -211,6 +231,8 @@ export const LOGGED_REFUSALS = 200;
 /** A destination is written to the blocked set again at most this often (a flood costs no nft work). */
 const RECORD_EVERY_MS = 1000;
 const RECENT_MAX = 4096;
+/** nft's error for an element that does not fit a set at its `size` (ENFILE). */
+const SET_FULL = /Too many open files in system/;
 
 /**
  * A refused connection's record: its destination in the agent's blocked sets, where the
@@ -220,6 +242,7 @@ const RECENT_MAX = 4096;
 export class RefusalRecorder {
   private readonly recent = new Map<string, number>();
   private logged = 0;
+  private full = false;
 
   constructor(
     private readonly shell: Pick<NftShell, 'run'>,
@@ -244,6 +267,12 @@ export class RefusalRecorder {
     if (this.recent.size >= RECENT_MAX) this.recent.clear();
     this.recent.set(key, t);
     const set = net.isIP(address) === 6 ? 'agentblocked6' : 'agentblocked4';
-    this.shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`).catch(this.failed);
+    this.shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`).catch((e: Error) => {
+      // The agent can fill the set itself (65536 refused destinations); the kernel's own
+      // updates stop there too. Not tampering: the block is still counted (stats).
+      if (!SET_FULL.test(e.message)) return this.failed();
+      if (!this.full) this.log("web gate: the agent's blocked set is full; later blocks are counted only");
+      this.full = true;
+    });
   }
 }

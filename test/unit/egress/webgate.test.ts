@@ -4,6 +4,7 @@ import { AnsweredNames } from '../../../src/fence/answered.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import {
   LOGGED_REFUSALS,
+  MAX_ORIGIN_LOOKUPS,
   nftOrigin,
   RefusalRecorder,
   WebGate,
@@ -170,9 +171,76 @@ describe('nftOrigin', () => {
     expect(await nftOrigin(s)(4, '1.2.3.4 } ; flush ruleset', 40001)).toBeUndefined();
     expect(await nftOrigin(s)(4, '198.51.100.3', 40001)).toBe('203.0.113.61');
   });
+  test('hostile: a flood of connections keeps at most MAX_ORIGIN_LOOKUPS lookups with the shared nft shell, and each still gets its answer', async () => {
+    // The gate shares its nft shell with the tamper watch and the report: an agent that
+    // opens hundreds of connections at once must not queue hundreds of lookups ahead of them.
+    const waiting: (() => void)[] = [];
+    let inShell = 0;
+    let most = 0;
+    const s = {
+      run: (line: string): Promise<string> => {
+        const port = /\{ (\d+) \}/.exec(line)![1];
+        inShell++;
+        most = Math.max(most, inShell);
+        return new Promise<string>((resolve) =>
+          waiting.push(() => {
+            inShell--;
+            resolve(
+              `map weborig4 {\n elements = { ${port} : 203.0.113.61 }\n}\nmap websrc4 {\n elements = { ${port} : 198.51.100.3 }\n}`,
+            );
+          }),
+        );
+      },
+    };
+    const origin = nftOrigin(s);
+    let settled = false;
+    const all = Promise.all(Array.from({ length: 200 }, (_, i) => origin(4, '198.51.100.3', 40000 + i)));
+    void all.then(() => (settled = true));
+    for (let round = 0; round < 1000 && !settled; round++) {
+      await new Promise((r) => setImmediate(r));
+      for (const w of waiting.splice(0)) w();
+    }
+    expect(await all).toEqual(Array.from({ length: 200 }, () => '203.0.113.61'));
+    expect(most).toBe(MAX_ORIGIN_LOOKUPS);
+  });
 });
 
 describe('RefusalRecorder', () => {
+  test('hostile: a full blocked set (the agent filled it with refused destinations) is not tampering', async () => {
+    const logged: string[] = [];
+    let failed = 0;
+    const r = new RefusalRecorder(
+      {
+        // What nft 1.0 says when a set is at its size (seen on this machine).
+        run: () =>
+          Promise.reject(
+            new Error(
+              'Error: Could not process rule: Too many open files in system\nadd element inet cordon agentblocked4 { 203.0.113.61 . tcp . 443 }',
+            ),
+          ),
+      },
+      (l) => logged.push(l),
+      () => failed++,
+    );
+    r.note('name off the list', '203.0.113.61', 443);
+    r.note('name off the list', '203.0.113.62', 443);
+    await new Promise((res) => setImmediate(res));
+    expect(failed).toBe(0);
+    expect(logged.filter((l) => l.includes('blocked set is full'))).toHaveLength(1);
+  });
+
+  test('any other failure to record a block is reported', async () => {
+    let failed = 0;
+    const r = new RefusalRecorder(
+      { run: () => Promise.reject(new Error('Error: Could not process rule: No such file or directory')) },
+      () => undefined,
+      () => failed++,
+    );
+    r.note('name off the list', '203.0.113.61', 443);
+    await new Promise((res) => setImmediate(res));
+    expect(failed).toBe(1);
+  });
+
   test("a destination goes to the agent's blocked set once a second at most; the log names LOGGED_REFUSALS, then says it stops", () => {
     const lines: string[] = [];
     const logged: string[] = [];
