@@ -9,12 +9,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
-import { requestReport } from '../../src/rootd/protocol.js';
+import { requestReport, stateDir } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
 import { WEB4, World, asUid, dig, freeAgentUid, startDaemon, type Runs } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
@@ -191,4 +191,41 @@ suite("the agent's web gate: a name on its list, on an address answered for that
     expect(event.webGate?.refused).toBeGreaterThanOrEqual(8);
     expect(event.webGate?.overCap).toBe(0);
   });
+  test("hostile: the agent connecting straight to the gate's ports (not redirected) reaches no site", () => {
+    // Any local user can list the gate's loopback ports; a connection that no redirect
+    // wrote an origin for is reset, whatever it names.
+    const script = `
+      const net=require('net'),fs=require('fs');
+      const ports=fs.readFileSync('/proc/net/tcp','utf8').split('\\n').map(l=>l.trim().split(/\\s+/))
+        .filter(f=>f[3]==='0A'&&f[1].startsWith('0100007F:')).map(f=>parseInt(f[1].split(':')[1],16));
+      let left=ports.length,got=[];
+      for(const port of ports){const c=net.connect({port,host:'127.0.0.1'});const b=[];
+        c.on('data',d=>b.push(d));c.on('error',()=>{});c.setTimeout(6000,()=>c.destroy());
+        c.on('close',()=>{got.push(port+' '+Buffer.concat(b).toString().replace(/\\s+/g,' '));if(!--left)console.log(JSON.stringify(got))});
+        c.write('GET / HTTP/1.1\\r\\nHost: ${ALLOWED}\\r\\nConnection: close\\r\\n\\r\\n');}`;
+    const r = agent.try([process.execPath, '-e', script], 20000);
+    const got = JSON.parse(r.stdout.trim()) as string[];
+    // The gate's two ports at least.
+    expect(got.length).toBeGreaterThanOrEqual(2);
+    expect(got.filter((g) => g.includes('host '))).toEqual([]);
+    // Control: through the redirect, the same request reaches the site.
+    expect(curl(agent, [`http://${ALLOWED}/`])).toBe(`host ${ALLOWED}`);
+  });
+
+  test('hostile: the agent fills its blocked set; a later gate reset is not put down as tampering, and the gate still decides', async () => {
+    // 65535 ports of one address and 600 of the next: past the set's 65536 elements.
+    const r = agent.try(
+      [process.execPath, join(HERE, 'egress-fill.mjs'), JSON.stringify({ base: '192.0.2.', count: 66135 })],
+      240000,
+    );
+    expect(r.stdout).toMatch(/^done \d+/);
+    // A gate reset to a destination not yet recorded: its element does not fit.
+    expect(curl(agent, ['--resolve', `${ALLOWED}:443:${WEB4}`, `https://${ALLOWED}/`])).toMatch(/^curl exit/);
+    // Logged only when the failure was the set at its size, not put down as tampering.
+    const full = "web gate: the agent's blocked set is full";
+    const log = (): string => readFileSync(join(stateDir(id), 'daemon.log'), 'utf8');
+    for (let i = 0; i < 300 && !log().includes(full); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(log()).toContain(full);
+    expect(curl(agent, [`https://${ALLOWED}/`])).toBe(`tls ${ALLOWED} host ${ALLOWED}`);
+  }, 300000);
 });
