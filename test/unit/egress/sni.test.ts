@@ -100,6 +100,14 @@ describe('peekHttp', () => {
     ['a Host with user info', 'GET / HTTP/1.1\r\nHost: x@other.test'],
     ['an HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM'],
     ['TLS on the HTTP port', '\u0016\u0003\u0001 / HTTP/1.1\r\nHost: allowed.test'],
+    // A server that ends lines at a bare LF would read a second Host in these.
+    ['a second Host after a bare LF', 'GET / HTTP/1.1\r\nHost: allowed.test\nHost: other.test'],
+    ['a bare LF in the request line', 'GET / HTTP/1.1\nHost:other.test\r\nHost: allowed.test'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nHost : other.test\r\nHost: allowed.test'],
+    [
+      'an absolute target with user info',
+      'GET http://allowed.test@other.test/ HTTP/1.1\r\nHost: allowed.test',
+    ],
   ])('refused: %s', (_what, head) => {
     expect(peekHttp(req(head)).state).toBe('refuse');
   });
