@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { basename, join } from 'node:path';
 import { readAgentOutput } from '../../identity/output.js';
 import { identityAvailable, type IdentityMode } from '../../identity/user.js';
-import type { FileCommandsTampered, RunUser } from '../../ledger/events.js';
+import type { FileCommandsTampered, RunFinished, RunUser } from '../../ledger/events.js';
 import type { AgentEnd, AgentReady } from './agent-protocol.js';
 import { launchCommandPath, type LaunchCommand } from '../../rootd/protocol.js';
 import { prepareAgent, type AgentSession } from './agent-session.js';
@@ -277,4 +277,18 @@ export function endIdentity(
     });
   }
   publishOutputs(a.outputs, a.registry, a.runner);
+}
+
+/** What `run.finished` records of the agent's user, from what its launcher reported at the end. */
+export function agentUserRecord(name: string, end: AgentEnd): NonNullable<RunFinished['agentUser']> {
+  return {
+    name,
+    removed: end.userRemoved,
+    lendMs: end.lendMs,
+    handBackMs: end.handBackMs,
+    leftoversRemoved: end.leftoversRemoved,
+    schedulersDenied: end.schedulersDenied,
+    scheduledRemoved: end.scheduledRemoved?.length ? end.scheduledRemoved : undefined,
+    problems: end.problems.length ? end.problems : undefined,
+  };
 }

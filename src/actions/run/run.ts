@@ -33,6 +33,7 @@ import type { AgentEnd } from './agent-protocol.js';
 import { reportGitRestored, restoreGitDir, snapshotGitDir, type GitRestored } from './gitguard.js';
 import {
   agentUser,
+  agentUserRecord,
   anyTampering,
   chooseUser,
   endIdentity,
@@ -383,19 +384,7 @@ function conclude(
     checkoutTokenRestored: ran.checkoutTokenRestored,
     fileCommandsTampered: ran.tampered,
     ...reportGitRestored(ran.gitRestored, (m) => runner.warning(m)),
-    agentUser:
-      agentEnd && ready.agent
-        ? {
-            name: ready.agent.ready.user,
-            removed: agentEnd.userRemoved,
-            lendMs: agentEnd.lendMs,
-            handBackMs: agentEnd.handBackMs,
-            leftoversRemoved: agentEnd.leftoversRemoved,
-            schedulersDenied: agentEnd.schedulersDenied,
-            scheduledRemoved: agentEnd.scheduledRemoved?.length ? agentEnd.scheduledRemoved : undefined,
-            problems: agentEnd.problems.length ? agentEnd.problems : undefined,
-          }
-        : undefined,
+    agentUser: agentEnd && ready.agent ? agentUserRecord(ready.agent.ready.user, agentEnd) : undefined,
     outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
     secretsInNames: inNames?.found.length ? inNames.found : undefined,
     dnsNamesNotChecked: inNames?.notChecked,
