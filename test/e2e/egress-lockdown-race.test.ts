@@ -49,20 +49,26 @@ function markFirst(bundle: string, marker: string, what: string, when: string): 
 
 /**
  * The runner user's process started before the step: it watches what the lockdown changes
- * that the user can see (`/etc/sudoers` loses its `%sudo` rule, `/etc/group` the user),
- * every 2 ms for 20 s at most, and the moment either changes renames each `<file>.evil` over
- * `<file>`.
+ * that the user can see (`/etc/sudoers`, which only the lockdown writes, loses its `%sudo`
+ * rule; `/etc/group` no longer lists the user in `sudo`; other edits of `/etc/group`, such as
+ * the fence's own `cordon-dns` group on a fresh machine, are not the lockdown), every 2 ms
+ * for 20 s at most, and the moment it sees it renames each `<file>.evil` over `<file>`.
  */
 const SWAPPER = `
 const fs = require('fs');
 const files = JSON.parse(process.argv[1]);
-const sig = () => ['/etc/sudoers', '/etc/group'].map((f) => { const s = fs.statSync(f); return s.ino + ':' + s.mtimeMs; }).join(' ');
-const first = sig();
+const user = process.argv[2];
+const inSudo = () => fs.readFileSync('/etc/group', 'utf8').split('\\n')
+  .some((l) => l.startsWith('sudo:') && (l.split(':')[3] || '').split(',').includes(user));
+const sudoers = () => { const s = fs.statSync('/etc/sudoers'); return s.ino + ':' + s.mtimeMs; };
+const first = sudoers();
+if (!inSudo()) { console.log('not in the sudo group to begin with'); process.exit(1); }
+const sig = () => sudoers() !== first || !inSudo();
 const started = Date.now();
 const pause = new Int32Array(new SharedArrayBuffer(4));
 console.log('watching');
 for (let i = 0; i < 10000 && Date.now() - started < 20000; i++) {
-  if (sig() !== first) {
+  if (sig()) {
     for (const f of files) fs.renameSync(f + '.evil', f);
     console.log('swapped');
     process.exit(0);
@@ -170,6 +176,7 @@ suite.each([
           '-e',
           SWAPPER,
           JSON.stringify(Object.values(files).filter(Boolean)),
+          runner.name,
         ],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
