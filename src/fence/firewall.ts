@@ -65,6 +65,16 @@ export const DNS_FLOOD_PER_UID = 2000;
 const uidLimit = `limit rate over ${DNS_FLOOD_PER_UID}/second burst ${DNS_FLOOD_PER_UID} packets`;
 /** The set whose elements count, per uid, the DNS queries the kernel dropped (report). */
 export const DNS_UID_DROPS_SET = 'dnsuiddrops';
+/**
+ * Destinations each blocked set records (address, protocol, port). Past it the kernel
+ * records no new one, the packet is refused all the same, and its count still goes to the
+ * chain's `<prefix>refused` counter: the report tells recorded from unrecorded by the sum.
+ * 8192 keeps a full set's listing near 0.2 s (65536 took 1.6 s of the shell each, and a
+ * report of four full sets outran the 5 s its asker waits, which read as a stopped daemon).
+ */
+export const BLOCKED_SET_SIZE = 8192;
+/** The counters of every packet the two refuse chains saw (report: what the sets did not record). */
+export const REFUSED_COUNTERS = { runner: 'refused', agent: 'agentrefused' } as const;
 /** New blocked destinations traced for the root helper a second (the rest are not named). */
 export const TRACES_PER_SECOND = 200;
 
@@ -82,7 +92,7 @@ export function renderRuleset(r: FenceRules): string {
   const web = r.policy === 'block' ? r.agent.web : undefined;
   const gate = web && `{ ${web.http}, ${web.https} }`;
   const blockedSet = (name: string, type: string): string =>
-    `  set ${name} { type ${type} . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size 65536; counter; }`;
+    `  set ${name} { type ${type} . inet_proto . inet_service; flags dynamic,timeout; timeout ${record}s; size ${BLOCKED_SET_SIZE}; counter; }`;
   // Records the destination in `<prefix>blocked4/6`, then refuses it (block) or lets it go (audit).
   // A TCP or UDP destination not yet recorded is traced first: the root helper's `nft
   // monitor trace` learns of it at once (a set filled by the kernel sends no events) and
@@ -90,6 +100,7 @@ export function renderRuleset(r: FenceRules): string {
   // TRACES_PER_SECOND a second: a flood of new destinations cannot keep root's monitor and
   // the helper busy (a destination past it is still recorded and refused, only not named).
   const refuse = (prefix: string): string[] => [
+    `    counter name ${prefix}refused`,
     `    meta nfproto ipv4 meta l4proto { tcp, udp } ip daddr . meta l4proto . th dport != @${prefix}blocked4 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
     `    meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
     `    meta nfproto ipv4 meta l4proto { tcp, udp, sctp } update @${prefix}blocked4 { ip daddr . meta l4proto . th dport }`,
@@ -122,6 +133,8 @@ export function renderRuleset(r: FenceRules): string {
     `  set dnsflood4 { type ipv4_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
     `  set dnsflood6 { type ipv6_addr . inet_service; flags dynamic, timeout; timeout 10s; size 65536; }`,
     `  counter dnsflood { }`,
+    `  counter ${REFUSED_COUNTERS.runner} { }`,
+    `  counter ${REFUSED_COUNTERS.agent} { }`,
     // A local user's DNS rate, whatever its sockets (see dns_uid), and what it lost.
     `  set dnsuid { typeof meta skuid; flags dynamic, timeout; timeout 10s; size 65536; }`,
     `  set ${DNS_UID_DROPS_SET} { typeof meta skuid; flags dynamic; size 65536; counter; }`,

@@ -268,7 +268,7 @@ export class RefusalRecorder {
     this.recent.set(key, t);
     const set = net.isIP(address) === 6 ? 'agentblocked6' : 'agentblocked4';
     this.shell.run(`add element ${TABLE} ${set} { ${address} . tcp . ${port} }`).catch((e: Error) => {
-      // The agent can fill the set itself (65536 refused destinations); the kernel's own
+      // The agent can fill the set itself (BLOCKED_SET_SIZE refused destinations); the kernel's own
       // updates stop there too. Not tampering: the block is still counted (stats).
       if (!SET_FULL.test(e.message)) return this.failed();
       if (!this.full) this.log("web gate: the agent's blocked set is full; later blocks are counted only");

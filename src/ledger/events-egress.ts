@@ -43,6 +43,13 @@ export interface EgressReport {
     identity?: 'agent' | 'runner';
   }[];
   /**
+   * Recorded destinations past the ones listed (the daemon lists the 500 with the most
+   * packets): how many and their packets; absent when none was left out.
+   */
+  blockedDestinationsLeftOut?: { destinations: number; packets: number };
+  /** Packets refused to destinations the kernel's full record could not hold; absent when none. */
+  blockedUnrecordedPackets?: number;
+  /**
    * Rebinding attempts: names whose answers pointed inward (loopback, link-local, a cloud
    * metadata service, multicast, broadcast, the runner's own addresses, private ones under
    * `private-answers: refuse`), each with the addresses and their kinds; refused in block mode.

@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
-import { DNS_UID_DROPS_SET, parseUidDrops } from '../fence/firewall.js';
+import { DNS_UID_DROPS_SET, REFUSED_COUNTERS, parseUidDrops } from '../fence/firewall.js';
 import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell } from '../fence/nftshell.js';
 import type { DnsProxy } from '../fence/proxy.js';
 import type { WebGate } from '../fence/webgate.js';
@@ -42,14 +42,31 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
     ['agentblocked4', 'agent'],
     ['agentblocked6', 'agent'],
   ];
+  const recorded = { runner: 0, agent: 0 };
   for (const [set, identity] of sets) {
     try {
       const entries: BlockedEntry[] = parseBlocked(await s.shell.run(`list set ${TABLE} ${set}`));
+      for (const b of entries) recorded[identity] += b.packets;
       blocked.push(...entries.map((b) => ({ ...b, process: askers.get(destKey(b)), identity })));
     } catch {
       s.tamper.note(`the set ${set} could not be read`, true);
     }
   }
+  // Packets refused to destinations a full set could not record: what the chain counted
+  // less what the recorded destinations did.
+  let unrecorded = 0;
+  for (const identity of ['runner', 'agent'] as const) {
+    const counter = REFUSED_COUNTERS[identity];
+    try {
+      const seen = Number(
+        /packets (\d+)/.exec(await s.shell.run(`list counter ${TABLE} ${counter}`))?.[1] ?? 0,
+      );
+      unrecorded += Math.max(0, seen - recorded[identity]);
+    } catch {
+      s.tamper.note(`the counter ${counter} could not be read`, true);
+    }
+  }
+  const listed = listedBlocked(blocked);
   const names = (proxy: DnsProxy, identity: Identity): DaemonReport['names'] =>
     [...proxy.stats.names].map(([name, n]) => ({
       name,
@@ -96,10 +113,52 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
     tcpEvicted: runner.tcpEvicted + agent.tcpEvicted,
     ...(s.gate ? { webGate: { ...s.gate.stats } } : {}),
     setUpdates: s.sets.updates + s.agentSets.updates,
-    blocked,
+    blocked: listed.blocked,
+    ...(listed.leftOut.destinations ? { blockedLeftOut: listed.leftOut } : {}),
+    ...(unrecorded ? { blockedUnrecorded: unrecorded } : {}),
     tamper: s.tamper.entries,
     tamperSeen: s.tamper.times,
     ...(runCgroups.length ? { runCgroups } : {}),
+  };
+}
+
+/**
+ * Blocked destinations a report lists; the rest are counted. Four full sets hold 32768:
+ * listed whole they made a report of megabytes, and a ledger event and summary table
+ * nobody reads past the first screen.
+ */
+export const LISTED_BLOCKED = 500;
+
+/**
+ * The destinations a report lists, and what is left out: first the one with the most
+ * packets of each address (per identity), then the rest by packets, LISTED_BLOCKED in all.
+ * So a scan of one host's ports, however many packets it sends, takes one place before it
+ * takes the rest, and a lone attempt at another address stays listed.
+ */
+export function listedBlocked(all: DaemonReport['blocked']): {
+  blocked: DaemonReport['blocked'];
+  leftOut: { destinations: number; packets: number };
+} {
+  const sorted = [...all].sort(
+    (a, b) =>
+      b.packets - a.packets || (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port),
+  );
+  const first: DaemonReport['blocked'] = [];
+  const rest: DaemonReport['blocked'] = [];
+  const seen = new Set<string>();
+  for (const b of sorted) {
+    const key = `${b.identity ?? ''} ${b.address}`;
+    if (seen.has(key)) rest.push(b);
+    else {
+      seen.add(key);
+      first.push(b);
+    }
+  }
+  const ordered = [...first, ...rest];
+  const left = ordered.slice(LISTED_BLOCKED);
+  return {
+    blocked: ordered.slice(0, LISTED_BLOCKED),
+    leftOut: { destinations: left.length, packets: left.reduce((n, b) => n + b.packets, 0) },
   };
 }
 

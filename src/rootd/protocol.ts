@@ -250,6 +250,16 @@ export interface DaemonReport {
     process?: string;
     identity?: Identity;
   }[];
+  /**
+   * Recorded blocked destinations past the LISTED_BLOCKED with the most packets (control.ts):
+   * how many, and their packets; absent when none was left out.
+   */
+  blockedLeftOut?: { destinations: number; packets: number };
+  /**
+   * Packets refused to destinations no blocked set could record, once one was full
+   * (firewall.ts BLOCKED_SET_SIZE); absent when none.
+   */
+  blockedUnrecorded?: number;
   tamper: string[];
   /** When each `tamper` entry was first seen (ISO time), same order. */
   tamperSeen?: string[];

@@ -166,6 +166,20 @@ export function blockedSection(events: LedgerEvent[]): Block[] {
       headers: ['Destination', 'Protocol/port', 'Packets', 'Asked by'],
       rows: dests,
     });
+  for (const r of reports) {
+    const left = r.blockedDestinationsLeftOut;
+    if (left?.destinations)
+      blocks.push({
+        kind: 'para',
+        text: `${left.destinations} more blocked destination(s), ${left.packets} packet(s) in all, are left out of this list: it holds those with the most packets.`,
+      });
+    if (r.blockedUnrecordedPackets)
+      blocks.push({
+        kind: 'para',
+        text: `${r.blockedUnrecordedPackets} packet(s) went to destinations the full record could not hold: refused, but not listed.`,
+        strong: true,
+      });
+  }
   if (!rebinding.length && !names.length && !dests.length)
     blocks.push({ kind: 'para', text: 'Nothing was blocked.' });
   for (const t of reports.flatMap((r) => r.tamper ?? []))

@@ -136,7 +136,11 @@ function fenceFindings(events: LedgerEvent[]): Finding[] {
     });
   const audit = reports.some((r) => r.policy === 'audit');
   const names = reports.reduce((n, r) => n + r.blockedNames.length, 0);
-  const dests = reports.reduce((n, r) => n + r.blockedDestinations.length, 0);
+  const dests = reports.reduce(
+    (n, r) => n + r.blockedDestinations.length + (r.blockedDestinationsLeftOut?.destinations ?? 0),
+    0,
+  );
+  const unrecorded = reports.reduce((n, r) => n + (r.blockedUnrecordedPackets ?? 0), 0);
   const rebound = reports.reduce((n, r) => n + (r.rebinding?.length ?? 0), 0);
   const parts = [
     names ? plural(names, 'name') : '',
@@ -151,6 +155,12 @@ function fenceFindings(events: LedgerEvent[]): Finding[] {
       text: `${parts.join(', ')} ${verb}: see "What was blocked" for who asked, and the allowlist to paste if they were meant.`,
     });
   }
+  if (unrecorded)
+    out.push({
+      level: 'warning',
+      short: 'the record of blocked destinations was full',
+      text: `The fence's record of blocked destinations was full: ${plural(unrecorded, 'packet')} went to destinations it could not record (refused all the same). Something tried thousands of destinations: a scan, or a flood meant to bury what else it tried.`,
+    });
   const floods = reports.flatMap((r) => (r.refusals?.flood ? [r.refusals] : []));
   if (floods.length) {
     const total = floods.reduce((n, f) => n + f.total, 0);

@@ -61,6 +61,8 @@ export function toEvent(r: DaemonReport): EgressReport {
       ...(b.process ? { process: b.process } : {}),
       ...(b.identity ? { identity: b.identity } : {}),
     })),
+    ...(r.blockedLeftOut?.destinations ? { blockedDestinationsLeftOut: r.blockedLeftOut } : {}),
+    ...(r.blockedUnrecorded ? { blockedUnrecordedPackets: r.blockedUnrecorded } : {}),
     ...(r.rebinding?.length ? { rebinding: r.rebinding } : {}),
     forgedAnswers: r.forgedAnswers,
     tamper: r.tamper,

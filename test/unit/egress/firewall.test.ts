@@ -100,7 +100,7 @@ describe('ruleset', () => {
   test("audit mode: the agent's chain records and accepts", () => {
     const r = renderRuleset({ ...base, policy: 'audit' });
     expect(r).toMatch(
-      /chain agent_refuse \{\n[^\n]+\n[^\n]+\n[^\n]+update @agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
+      /chain agent_refuse \{\n[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+update @agentblocked4[^\n]+\n[^\n]+\n[^\n]+\n[^\n]+\n\s+accept\n/,
     );
     expect(r).toContain('redirect to :5354');
   });
@@ -186,9 +186,11 @@ describe('ruleset', () => {
         const trace6 = rules.indexOf(
           `meta nfproto ipv6 meta l4proto { tcp, udp } ip6 daddr . meta l4proto . th dport != @${prefix}blocked6 limit rate ${TRACES_PER_SECOND}/second meta nftrace set 1`,
         );
-        expect(trace4).toBe(0);
-        expect(trace6).toBe(1);
-        expect(rules.findIndex((l) => l.includes(`update @${prefix}blocked4`))).toBe(2);
+        // First, every packet the chain sees is counted (what a full set did not record).
+        expect(rules[0]).toBe(`counter name ${prefix}refused`);
+        expect(trace4).toBe(1);
+        expect(trace6).toBe(2);
+        expect(rules.findIndex((l) => l.includes(`update @${prefix}blocked4`))).toBe(3);
       }
     }
   });
