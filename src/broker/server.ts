@@ -152,6 +152,9 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   const fail = (res: ServerResponse, status: number, message: string): void =>
     send(res, status, JSON.stringify({ message }));
 
+  /** Each source's latest issuance record, which the next waits for. */
+  const lastRecorded = new WeakMap<object, Promise<void>>();
+
   /** Serves a source: the cached value at once, or a new one recorded with its requester. */
   async function serve<T>(
     req: IncomingMessage,
@@ -173,11 +176,14 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     }
     send(res, 200, rendered(got.issued, render));
     if (!got.started) return;
-    // Recorded when the refresh this request began settles, even if it was answered before.
-    const recorded = Promise.all([got.started, peer]).then(
+    // Recorded when the refresh this request began settles, even if it was answered before,
+    // and after the source's previous issuance was (its requester's lookup may take longer
+    // than the next refresh: the ledger keeps issuances in their order).
+    const recorded = Promise.all([got.started, peer, lastRecorded.get(source)]).then(
       ([issued, p]) => recordIssued(issued, p),
       (e: unknown) => log(`refresh failed: ${describeError(e)}`),
     );
+    lastRecorded.set(source, recorded);
     recording.add(recorded);
     await recorded.finally(() => recording.delete(recorded));
   }

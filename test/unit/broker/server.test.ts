@@ -115,6 +115,34 @@ describe('serveBroker', () => {
     expect(types[2].data.requester?.comm).toBe('slow');
   });
 
+  test('issuances are recorded in their order even when an earlier requester takes longer to find', async () => {
+    const cfg = config({ refreshBeforeSeconds: 4000 });
+    let asked = 0;
+    // The first request's requester is found after 400 ms, the second's at once.
+    const peer = (): Promise<{ pid: number; comm: string }> => {
+      const n = ++asked;
+      return new Promise((r) => setTimeout(() => r({ pid: n, comm: `asker${n}` }), n === 1 ? 400 : 0));
+    };
+    const b = await serveBroker(cfg, { findPeer: peer });
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`http://127.0.0.1:${b.port}/github/token`, {
+        headers: { authorization: cfg.bearer },
+      });
+      expect(res.status).toBe(200);
+    }
+    await b.stop('stop');
+    const refreshed = readFileSync(cfg.ledgerPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; data: { issuance: number; requester?: { comm: string } } })
+      .filter((e) => e.type === 'token.refreshed');
+    expect(refreshed.map((e) => [e.data.issuance, e.data.requester?.comm])).toEqual([
+      [1, undefined],
+      [2, 'asker1'],
+      [3, 'asker2'],
+    ]);
+  });
+
   test('serves on the IPv6 loopback too', async () => {
     const cfg = config({ bind: '::1' });
     const b = await serveBroker(cfg);
