@@ -7,18 +7,9 @@
  * for the next agent, whose uid may be the same.
  */
 import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  lstatSync,
-  openSync,
-  readFileSync,
-  rmdirSync,
-  unlinkSync,
-} from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { describeError } from '../platform/errors.js';
-import { openDirBeneath } from './pinned.js';
+import { DIR_FLAGS, openDirBeneath } from '../platform/dir-fd.js';
 import { SAFE_PATH, type PrivilegedExec } from './user.js';
 
 /**
@@ -44,8 +35,6 @@ export interface LeftoverLimits {
 }
 
 const LIMITS: LeftoverLimits = { searchMs: 20_000, maxPaths: 100_000 };
-
-const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 export interface Leftovers {
   removed: number;

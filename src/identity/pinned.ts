@@ -10,10 +10,10 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, constants, fchmodSync, fstatSync, openSync, type Stats } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
+import { DIR_FLAGS, openDirBeneath } from '../platform/dir-fd.js';
 import { CordonError } from '../platform/errors.js';
 import { SAFE_PATH } from './user.js';
 
-const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 /** Deeper than any checkout; bounds the descriptors one walk keeps open. */
 const MAX_DEPTH = 64;
 
@@ -130,31 +130,6 @@ export function openBeneath(dirFd: number, rel: string, flags: number): number {
     return openSync(`/proc/self/fd/${dir}/${parts[parts.length - 1]}`, flags | constants.O_NOFOLLOW);
   } finally {
     if (dir !== dirFd) closeSync(dir);
-  }
-}
-
-/**
- * Opens the directories `names`, each inside the one before, from `dirFd`, never through a
- * link; returns the last one (`dirFd` itself for none: the caller closes any other). Throws
- * when one is a link, missing, not a directory, or refused by `accept`.
- */
-export function openDirBeneath(
-  dirFd: number,
-  names: readonly string[],
-  accept: (fd: number) => boolean = () => true,
-): number {
-  let dir = dirFd;
-  try {
-    for (const name of names) {
-      const next = openSync(`/proc/self/fd/${dir}/${name}`, DIR_FLAGS);
-      if (dir !== dirFd) closeSync(dir);
-      dir = next;
-      if (!accept(dir)) throw new Error(`${name}: refused on the way`);
-    }
-    return dir;
-  } catch (e) {
-    if (dir !== dirFd) closeSync(dir);
-    throw e;
   }
 }
 

@@ -26,7 +26,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { basename, dirname } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
-import { openDirBeneath } from './pinned.js';
+import { DIR_FLAGS, openDirBeneath } from '../platform/dir-fd.js';
 
 export type SchedulerTool = 'cron' | 'at';
 
@@ -230,8 +230,6 @@ export interface ScheduledRemoved {
   removed: string[];
   problems: string[];
 }
-
-const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
  * Removes the user's crontab and every spool file its uid owns. Each spool is opened from

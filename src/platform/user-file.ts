@@ -13,6 +13,7 @@
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DIR_FLAGS } from './dir-fd.js';
 
 /** Why a user-writable file was not read. */
 export class UserFileRefused extends Error {}
@@ -47,7 +48,6 @@ export function readUserFile(path: string, maxBytes: number): string {
 
 /** Links followed in one walk, as the kernel's own limit. */
 const MAX_LINKS = 40;
-const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 function partsOf(path: string): string[] {
   return path.split('/').filter((p) => p !== '' && p !== '.');
