@@ -38,6 +38,8 @@ const jobs: Job[] = [];
 const planted: string[] = [];
 /** Agents' uids whose SysV IPC objects are removed at the end, whatever the test found. */
 const agentUids: number[] = [];
+/** Uids whose kernel keys (user, user-session and persistent keyrings) are dropped at the end. */
+const keyUids: number[] = [];
 /** /etc/cron.deny and /etc/at.deny as they were before the step, put back whatever the test found. */
 const denyFiles = new Map<string, string | undefined>();
 afterAll(() => {
@@ -50,6 +52,7 @@ afterAll(() => {
     for (const o of ipcOf(uid))
       spawnSync('ipcrm', [{ shm: '-m', msg: '-q', sem: '-s' }[o.kind] ?? '-m', o.id]);
   }
+  for (const uid of keyUids) asUid(uid, DROP_KEYS);
   for (const j of jobs) rmSync(j.root, { recursive: true, force: true });
 });
 
@@ -90,6 +93,46 @@ function ipcOf(uid: number): { kind: string; id: string }[] {
   }
   return found;
 }
+
+/** keyctl(2) and add_key(2) by architecture (perl has no wrapper for either). */
+const KEY_SYSCALLS: Partial<Record<string, { keyctl: number; addKey: number }>> = {
+  x64: { keyctl: 250, addKey: 248 },
+  arm64: { keyctl: 219, addKey: 217 },
+};
+const keySyscalls = KEY_SYSCALLS[process.arch];
+const keysUsable = Boolean(keySyscalls) && existsSync('/proc/key-users') && existsSync('/usr/bin/perl');
+/** Perl, as `uid`: `$K` is keyctl's number, `$A` add_key's; prints what the script prints. */
+function asUid(uid: number, script: string): string {
+  return execFileSync(
+    'setpriv',
+    [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'perl', '-e', script, ...keyArgs()],
+    { encoding: 'utf8' },
+  );
+}
+const keyArgs = (): string[] => [String(keySyscalls?.keyctl), String(keySyscalls?.addKey)];
+const PERL_KEYS = 'my ($K, $A) = @ARGV; my ($t, $v) = ("user", "left-by-agent");';
+/** Adds a key to the uid's user keyring and one to its persistent keyring; prints their serials. */
+const PLANT_KEYS = `${PERL_KEYS}
+my ($du, $dp) = ("cordon-planted-u", "cordon-planted-p");
+print "user-key ", syscall($A, $t, $du, $v, length($v), -4), "\n";
+my $p = syscall($K, 22, -1, -2);
+print "persistent-key ", ($p > 0 ? syscall($A, $t, $dp, $v, length($v), $p) : -1), "\n";`;
+/** What a later process of the uid finds: the serial of each planted key, or -1. */
+const FIND_KEYS = `${PERL_KEYS}
+my ($du, $dp) = ("cordon-planted-u", "cordon-planted-p");
+print "user-key ", syscall($K, 10, -4, $t, $du, 0), "\n";
+my $p = syscall($K, 22, -1, -2);
+print "persistent-key ", ($p > 0 ? syscall($K, 10, $p, $t, $dp, 0) : -1), "\n";`;
+/** Clears and invalidates the uid's user, user-session and persistent keyrings. */
+const DROP_KEYS = `${PERL_KEYS}
+my @ids = map { syscall($K, 0, $_, 0) } (-4, -5);
+push @ids, syscall($K, 22, -1, -2);
+for my $id (grep { $_ > 0 } @ids) { syscall($K, 7, $id); syscall($K, 21, $id); }`;
+/** The uid's line in /proc/key-users (keys it owns), if it owns any. */
+const keyUser = (uid: number): string | undefined =>
+  readFileSync('/proc/key-users', 'utf8')
+    .split('\n')
+    .find((l) => l.trim().startsWith(`${uid}:`));
 
 suite("the agent's own user: what it leaves where everyone writes", () => {
   // Planted by the agent, or before the step by someone else (nobody), whose files the
@@ -404,5 +447,41 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     expect(user?.scheduledRemoved?.sort()).toEqual([atJob, crontab].sort());
     expect(user?.problems).toBeUndefined();
     expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
+  }, 90000);
+
+  test('keys the agent leaves in its kernel keyrings (its user keyring, its persistent keyring) are gone after the step: a later process given its uid finds none', async () => {
+    if (!keysUsable) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs kernel keys, perl and an x64 or arm64 machine (CI=true)');
+      console.warn('keyring test skipped: needs kernel keys (/proc/key-users), perl, x64 or arm64');
+      return;
+    }
+    const job = newJob();
+    // The agent's own: what it can always do, with no tool beyond perl (keyctl(2) directly).
+    const r = await job.run('run', 'main', {
+      inputs: { run: `echo "uid $(id -u)"\nperl -e '${PLANT_KEYS}' ${keyArgs().join(' ')}`, user: 'agent' },
+      timeoutMs: 60000,
+    });
+    const uid = Number(/^uid (\d+)$/m.exec(r.stdout)?.[1]);
+    expect(uid).toBeGreaterThan(0);
+    keyUids.push(uid);
+    expect(r.code).toBe(0);
+    // Planted: both add_key calls gave a serial.
+    expect(r.stdout).toMatch(/^user-key [1-9]\d*$/m);
+    expect(r.stdout).toMatch(/^persistent-key [1-9]\d*$/m);
+    // The uid owns no key once its user is gone (the kernel frees an invalidated key at once,
+    // but its collector runs on its own: a second at most).
+    let left = keyUser(uid);
+    for (let i = 0; i < 20 && left; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      left = keyUser(uid);
+    }
+    // The next agent given this uid (one in 184 per step; on a long-lived runner, in time,
+    // every one) looks: nothing of the earlier agent's.
+    const found = asUid(uid, FIND_KEYS);
+    expect({ left, found }).toEqual({ left: undefined, found: 'user-key -1\npersistent-key -1\n' });
+    const user = finished(job)?.agentUser as { leftoversRemoved?: number; problems?: string[] } | undefined;
+    expect(user?.leftoversRemoved).toBe(2);
+    expect(user?.problems).toBeUndefined();
   }, 90000);
 });

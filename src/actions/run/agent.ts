@@ -24,6 +24,7 @@ import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from 
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
 import { removeLeftovers } from '../../identity/leftovers.js';
+import { removeKeys } from '../../identity/keys.js';
 import { denySchedulers, removeScheduled, type SchedulerDenial } from '../../identity/schedulers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
@@ -165,10 +166,20 @@ function main(): void {
               } catch (e) {
                 problems.push(`the agent's cron and at jobs: ${describeError(e)}`);
               }
+              // Its kernel keys: the kernel keeps them under its uid for the next agent given it.
+              let keysRemoved = 0;
+              try {
+                const keys = removeKeys(exec, agent.uid, agent.gid);
+                keysRemoved = keys.removed;
+                if (keysRemoved) leftoversRemoved = keysRemoved;
+                problems.push(...keys.problems);
+              } catch (e) {
+                problems.push(`the agent's kernel keys: ${describeError(e)}`);
+              }
               if (!handBack()) return;
               try {
                 const left = removeLeftovers(exec, agent.uid);
-                leftoversRemoved = left.removed;
+                leftoversRemoved = left.removed + keysRemoved;
                 problems.push(...left.problems);
               } catch (e) {
                 problems.push(`what the agent left in the shared directories: ${describeError(e)}`);

@@ -1,0 +1,111 @@
+/**
+ * The agent's kernel keys (keyrings(7)): a key its command adds to its user keyring, its
+ * user-session keyring or its persistent keyring is kept by the kernel under its uid after
+ * its last process ends and after its user is deleted (since Linux 5.3 a user's keyrings
+ * live in the user namespace, not with the user's processes; a persistent keyring lasts
+ * three days after its last use). The next agent given the same uid (one of 184) reads it
+ * with a plain `keyctl(2)`: data carried from one step to a later one, past every file the
+ * leftover sweep removes. Root cannot clear another uid's keyrings (key permissions bind
+ * root too), so the clearing runs as the uid, once no process of it is left.
+ */
+import { readFileSync } from 'node:fs';
+import { describeError } from '../platform/errors.js';
+import type { PrivilegedExec } from './user.js';
+
+/** keyctl(2)'s number by Node's `process.arch` (perl, the tool sure to be there, has no wrapper). */
+export const KEYCTL_SYSCALL: Partial<Record<string, number>> = {
+  x64: 250,
+  arm64: 219,
+  riscv64: 219,
+  ia32: 288,
+  arm: 311,
+};
+
+/**
+ * As the uid: the serials of its user and user-session keyrings (looked up before either is
+ * invalidated: a lookup of one fails once the other is gone) and its persistent keyring,
+ * then each is counted (how many keys are linked in it), cleared and invalidated, so the
+ * kernel frees them and every key only they held. Prints the number of keys that were
+ * linked in them. Arguments: keyctl's syscall number.
+ */
+const DROP_KEYS = [
+  'my $K = $ARGV[0]; my $n = 0;',
+  'my @ids = map { syscall($K, 0, $_, 0) } (-4, -5);', // KEYCTL_GET_KEYRING_ID @u, @us (no create)
+  'push @ids, syscall($K, 22, -1, -2);', // KEYCTL_GET_PERSISTENT, linked to this process only
+  'for my $id (grep { $_ > 0 } @ids) {',
+  '  my $b = "\\0" x 65536; my $l = syscall($K, 11, $id, $b, 65536); $n += $l / 4 if $l > 0;', // KEYCTL_READ
+  '  syscall($K, 7, $id);', // KEYCTL_CLEAR
+  '  syscall($K, 21, $id) == 0 or die "invalidate $id: $!\\n";', // KEYCTL_INVALIDATE
+  '}',
+  'print "$n\\n";',
+].join('\n');
+
+export interface KeysRemoved {
+  /** Keys that were linked in the uid's keyrings, now unlinked and freed. */
+  removed: number;
+  /** Why a key of the uid's may still be there (never a key's content). */
+  problems: string[];
+}
+
+/** The uid's line in /proc/key-users: there only while the uid owns a key. */
+export function ownsKeys(uid: number, keyUsers = '/proc/key-users'): boolean {
+  let text: string;
+  try {
+    text = readFileSync(keyUsers, 'utf8');
+  } catch {
+    return false; // A kernel without keys: nothing to leave.
+  }
+  return text.split('\n').some((l) => l.trim().startsWith(`${uid}:`));
+}
+
+export interface KeyDeps {
+  arch?: string;
+  keyUsers?: string;
+  /** How long the kernel's key collector gets to free what was invalidated (default 1 s). */
+  settleMs?: number;
+}
+
+/**
+ * Unlinks and frees every key in `uid`'s user, user-session and persistent keyrings. Call
+ * only once no process of `uid` is left (the clearing process runs as the uid: a process of
+ * the agent's could trace it) and before its user is deleted (no new agent has the uid).
+ * Does nothing, and runs nothing, when the uid owns no key.
+ */
+export function removeKeys(exec: PrivilegedExec, uid: number, gid: number, deps: KeyDeps = {}): KeysRemoved {
+  const out: KeysRemoved = { removed: 0, problems: [] };
+  const keyUsers = deps.keyUsers ?? '/proc/key-users';
+  if (!ownsKeys(uid, keyUsers)) return out;
+  const nr = KEYCTL_SYSCALL[deps.arch ?? process.arch];
+  if (nr === undefined) {
+    out.problems.push(
+      `the agent's kernel keys were not removed: keyctl's system call number on ${deps.arch ?? process.arch} is not known`,
+    );
+    return out;
+  }
+  try {
+    const printed = exec('setpriv', [
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      '--clear-groups',
+      '--',
+      'perl',
+      '-e',
+      DROP_KEYS,
+      String(nr),
+    ]);
+    out.removed = Number(printed.trim()) || 0;
+  } catch (e) {
+    const stderr = (e as { stderr?: string }).stderr?.trim();
+    out.problems.push(`the agent's kernel keys were not removed: ${stderr || describeError(e)}`);
+    return out;
+  }
+  // Invalidated keys are freed by the kernel's collector, at once but not synchronously.
+  const deadline = Date.now() + (deps.settleMs ?? 1000);
+  while (ownsKeys(uid, keyUsers) && Date.now() < deadline)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  if (ownsKeys(uid, keyUsers))
+    out.problems.push(
+      `the agent's uid ${uid} still owns kernel keys (held by a keyring other than its own); the next agent given the uid may read them`,
+    );
+  return out;
+}

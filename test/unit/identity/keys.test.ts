@@ -1,0 +1,172 @@
+/**
+ * removeKeys: the kernel keys a uid left in its user, user-session and persistent keyrings
+ * are unlinked and freed, as that uid, and no one else's. Adds real keys as uids no user
+ * holds; needs root, perl and an x64 or arm64 kernel with keys. The pure checks (no key, an
+ * unknown architecture, a failing clear) run anywhere.
+ */
+import { afterAll, describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KEYCTL_SYSCALL, ownsKeys, removeKeys } from '../../../src/identity/keys.js';
+import { privilegedExec, type PrivilegedExec } from '../../../src/identity/user.js';
+import { tempDir } from '../../harness/tmp.js';
+
+/** add_key(2) by architecture, for planting only. */
+const ADD_KEY: Partial<Record<string, number>> = { x64: 248, arm64: 217 };
+const usable =
+  process.getuid?.() === 0 &&
+  ADD_KEY[process.arch] !== undefined &&
+  existsSync('/proc/key-users') &&
+  existsSync('/usr/bin/perl') &&
+  existsSync('/usr/bin/setpriv');
+const real = usable ? describe : describe.skip;
+
+/** Uids no user holds, outside the agents' range: the agent's, and someone else's. */
+const AGENT = 60997;
+const OTHER = 60996;
+
+function asUid(uid: number, script: string): string {
+  return execFileSync(
+    'setpriv',
+    [
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      '--clear-groups',
+      'perl',
+      '-e',
+      `my ($K, $A) = @ARGV; my ($t, $v) = ("user", "left-behind"); ${script}`,
+      String(KEYCTL_SYSCALL[process.arch]),
+      String(ADD_KEY[process.arch]),
+    ],
+    { encoding: 'utf8' },
+  );
+}
+
+/** A key in the uid's user keyring, one in its user-session keyring and one in its persistent keyring. */
+const PLANT = `
+my ($a, $b, $c) = ("k-user", "k-session", "k-persistent");
+syscall($A, $t, $a, $v, length($v), -4) > 0 or die "user: $!";
+syscall($A, $t, $b, $v, length($v), -5) > 0 or die "session: $!";
+my $p = syscall($K, 22, -1, -2); $p > 0 or die "persistent: $!";
+syscall($A, $t, $c, $v, length($v), $p) > 0 or die "in persistent: $!";`;
+/** What a later process of the uid finds of them (-1 each when nothing). */
+const FIND = `
+my ($a, $b, $c) = ("k-user", "k-session", "k-persistent");
+my $p = syscall($K, 22, -1, -2);
+print join(" ", syscall($K, 10, -4, $t, $a, 0), syscall($K, 10, -5, $t, $b, 0), syscall($K, 10, $p, $t, $c, 0)), "\\n";`;
+const DROP = `
+my @ids = map { syscall($K, 0, $_, 0) } (-4, -5); push @ids, syscall($K, 22, -1, -2);
+for my $id (grep { $_ > 0 } @ids) { syscall($K, 7, $id); syscall($K, 21, $id); }`;
+
+afterAll(() => {
+  if (usable) for (const uid of [AGENT, OTHER]) asUid(uid, DROP);
+});
+
+real('removeKeys, with real keys', () => {
+  test("a uid's keys in its user, user-session and persistent keyrings are freed: a later process of the uid finds none", () => {
+    asUid(AGENT, PLANT);
+    expect(ownsKeys(AGENT)).toBe(true);
+    const r = removeKeys(privilegedExec('root'), AGENT, AGENT);
+    expect(r).toEqual({ removed: 3, problems: [] });
+    expect(ownsKeys(AGENT)).toBe(false);
+    // As the next agent given the uid would look.
+    expect(asUid(AGENT, FIND).trim()).toBe('-1 -1 -1');
+  });
+
+  test("someone else's keys stay: the clearing runs as the uid, and touches its own keyrings only", () => {
+    asUid(AGENT, PLANT);
+    asUid(OTHER, PLANT);
+    expect(removeKeys(privilegedExec('root'), AGENT, AGENT).removed).toBe(3);
+    expect(ownsKeys(OTHER)).toBe(true);
+    expect(asUid(OTHER, FIND).trim()).toMatch(/^[1-9]\d* [1-9]\d* [1-9]\d*$/);
+    asUid(OTHER, DROP);
+  });
+});
+
+describe('removeKeys, without keys to remove', () => {
+  const keyUsers = (text: string): string => {
+    const f = join(tempDir('key-users-'), 'key-users');
+    writeFileSync(f, text);
+    return f;
+  };
+  const line = (uid: number): string =>
+    `    0:     9 9/9 9/1000000 90/25000000\n${uid}:     2 2/2 2/200 30/20000\n`;
+  const calls: string[][] = [];
+  const recording: PrivilegedExec = (cmd, args) => {
+    calls.push([cmd, ...args]);
+    return '2\n';
+  };
+
+  test('a uid that owns no key: nothing runs, nothing is reported', () => {
+    calls.length = 0;
+    expect(removeKeys(recording, 61001, 61001, { keyUsers: keyUsers(line(61002)) })).toEqual({
+      removed: 0,
+      problems: [],
+    });
+    expect(calls).toEqual([]);
+  });
+
+  test('a kernel without keys (no /proc/key-users): nothing runs', () => {
+    calls.length = 0;
+    expect(removeKeys(recording, 61001, 61001, { keyUsers: '/nonexistent/key-users' }).problems).toEqual([]);
+    expect(calls).toEqual([]);
+  });
+
+  test('keys on an architecture whose keyctl number is not known: named as not removed, nothing run', () => {
+    calls.length = 0;
+    const r = removeKeys(recording, 61001, 61001, {
+      keyUsers: keyUsers(line(61001)),
+      arch: 'mips',
+      settleMs: 0,
+    });
+    expect(r.removed).toBe(0);
+    expect(r.problems).toEqual([
+      "the agent's kernel keys were not removed: keyctl's system call number on mips is not known",
+    ]);
+    expect(calls).toEqual([]);
+  });
+
+  test('the clearing runs as the uid and its group, groups cleared, through perl; keys still owned after it are named', () => {
+    calls.length = 0;
+    const r = removeKeys(recording, 61001, 61005, {
+      keyUsers: keyUsers(line(61001)),
+      arch: 'x64',
+      settleMs: 0,
+    });
+    expect(calls).toHaveLength(1);
+    expect(calls[0].slice(0, 7)).toEqual([
+      'setpriv',
+      '--reuid=61001',
+      '--regid=61005',
+      '--clear-groups',
+      '--',
+      'perl',
+      '-e',
+    ]);
+    expect(calls[0].at(-1)).toBe('250');
+    expect(r.removed).toBe(2);
+    expect(r.problems).toEqual([
+      "the agent's uid 61001 still owns kernel keys (held by a keyring other than its own); the next agent given the uid may read them",
+    ]);
+  });
+
+  test("a clearing that fails (perl missing) is named, with the tool's words", () => {
+    const failing: PrivilegedExec = () => {
+      throw Object.assign(new Error('Command failed'), {
+        stderr: 'setpriv: failed to execute perl: No such file or directory\n',
+      });
+    };
+    const r = removeKeys(failing, 61001, 61001, {
+      keyUsers: keyUsers(line(61001)),
+      arch: 'x64',
+      settleMs: 0,
+    });
+    expect(r).toEqual({
+      removed: 0,
+      problems: [
+        "the agent's kernel keys were not removed: setpriv: failed to execute perl: No such file or directory",
+      ],
+    });
+  });
+});
