@@ -273,12 +273,24 @@ function unescapeProperty(s: string): string {
   return unescapeData(s).replace(/%3A/g, ':').replace(/%2C/g, ',');
 }
 
-/** Parses `::command k=v,k2=v2::message` lines as the runner does. */
+/**
+ * Parses `::command k=v,k2=v2::message` lines as the runner does, `::stop-commands::TOKEN`
+ * included: from it until a `::TOKEN::` line no command is taken.
+ */
 export function parseCommands(stdout: string): WorkflowCommand[] {
   const out: WorkflowCommand[] = [];
+  let stopped: string | undefined;
   for (const line of stdout.split(/\r?\n/)) {
-    const m = /^::([A-Za-z-]+)(?: ([^:]*))?::(.*)$/.exec(line);
+    const m = /^::([A-Za-z0-9_-]+)(?: ([^:]*))?::(.*)$/.exec(line.trimStart());
     if (!m) continue;
+    if (stopped !== undefined) {
+      if (m[1].toLowerCase() === stopped.toLowerCase()) stopped = undefined;
+      continue;
+    }
+    if (m[1] === 'stop-commands' && m[3]) {
+      stopped = m[3];
+      continue;
+    }
     const properties: Record<string, string> = {};
     for (const kv of (m[2] ?? '').split(',').filter(Boolean)) {
       const at = kv.indexOf('=');

@@ -61,7 +61,7 @@ export function ownsKeys(uid: number, keyUsers = '/proc/key-users'): boolean {
 export interface KeyDeps {
   arch?: string;
   keyUsers?: string;
-  /** How long the kernel's key collector gets to free what was invalidated (default 1 s). */
+  /** How long the kernel's key collector gets to free what was invalidated (default 5 s). */
   settleMs?: number;
 }
 
@@ -100,7 +100,7 @@ export function removeKeys(exec: PrivilegedExec, uid: number, gid: number, deps:
     return out;
   }
   // Invalidated keys are freed by the kernel's collector, at once but not synchronously.
-  const deadline = Date.now() + (deps.settleMs ?? 1000);
+  const deadline = Date.now() + (deps.settleMs ?? 5000);
   while (ownsKeys(uid, keyUsers) && Date.now() < deadline)
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   if (ownsKeys(uid, keyUsers))

@@ -27,7 +27,30 @@ export interface RegisterOptions {
 /** Where `::add-mask::` lines go; the runner reads them from stdout. */
 export type MaskSink = (value: string) => void;
 
+/** Masks registered while the runner takes no workflow command (see `holdMasks`). */
+let heldMasks: string[] | undefined;
+
+/**
+ * From now until `releaseMasks`, `::add-mask::` lines wait: the runner takes no command
+ * while the agent's output is fenced off (`::stop-commands::`), and a line written between
+ * two of the agent's bytes would land inside one of its lines.
+ */
+export function holdMasks(): void {
+  heldMasks ??= [];
+}
+
+/** Writes the masks held since `holdMasks`, in order, and stops holding. */
+export function releaseMasks(): void {
+  const held = heldMasks;
+  heldMasks = undefined;
+  for (const v of held ?? []) stdoutMaskSink(v);
+}
+
 export function stdoutMaskSink(value: string): void {
+  if (heldMasks) {
+    heldMasks.push(value);
+    return;
+  }
   const escaped = value.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
   process.stdout.write(`::add-mask::${escaped}\n`);
 }
