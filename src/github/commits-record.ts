@@ -120,6 +120,11 @@ export function recordCommits(
         `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
       );
     }
+    for (const c of fresh.filter((x) => x.objectMismatch)) {
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} is not what git holds under its name: its object was rewritten after it was made (what was pushed may name someone else), so it is not the agent's`,
+      );
+    }
     if (unclassifiedCommits(observed))
       runner.warning(
         `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,

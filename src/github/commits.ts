@@ -9,6 +9,7 @@
  * Commits are read raw (`cat-file --batch`, length-prefixed), so no byte in a name or a
  * message can shift a field.
  */
+import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitBytes } from '../platform/git.js';
@@ -80,8 +81,9 @@ export function classify(
   agents: AgentIdentity[],
 ): CommitObserved['verdict'] {
   if (agents.length === 0) return 'unattributed';
-  // An identity with a control character is never the agent's, whatever its address.
-  if (c.controlCharacters) return 'impersonation';
+  // An identity with a control character is never the agent's, whatever its address; nor is
+  // one read from an object that is not the commit its name says (rewritten after a push).
+  if (c.controlCharacters || c.objectMismatch) return 'impersonation';
   const isAgent = (email: string): boolean => agents.some((a) => a.emails.includes(email.toLowerCase()));
   const committerOk = isAgent(c.committerEmail) || c.committerEmail.toLowerCase() === WEB_FLOW_EMAIL;
   return isAgent(c.authorEmail) && committerOk ? 'agent' : 'impersonation';
@@ -259,6 +261,19 @@ export function readBatch(out: Buffer, types: readonly string[] = ['commit']): M
   return objects;
 }
 
+/**
+ * Whether `raw` is the commit object `sha` names: git hashes `commit <size>\0<content>`
+ * (SHA-1, or SHA-256 for a 64-digit name). git reads a loose or packed object without
+ * checking that, so an object file rewritten in place (the agent pushes its human-authored
+ * commit, then writes the bot's identity into the same file) is read as it now says.
+ */
+export function objectMatches(sha: string, raw: Buffer): boolean {
+  const h = createHash(sha.length === 64 ? 'sha256' : 'sha1');
+  h.update(`commit ${raw.length}\0`);
+  h.update(raw);
+  return h.digest('hex') === sha.toLowerCase();
+}
+
 /** git's subject: the first paragraph's lines joined by a space. */
 function subjectOf(message: string): string {
   const lines = message.replace(/^\n+/, '').split('\n');
@@ -347,6 +362,7 @@ export function observeCommits(
       subject: visible(subjectOf(p.message)),
     };
     if (names.some(hasControl)) c.controlCharacters = true;
+    if (!objectMatches(sha, obj)) c.objectMismatch = true;
     return [{ ...c, verdict: classify(c, agents) }];
   });
   const result: CommitsObserved = { base, head, commits };

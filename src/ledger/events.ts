@@ -236,6 +236,11 @@ export interface CommitObserved {
   subject: string;
   /** The author or committer holds a control character (shown as `\xNN`): never the agent's identity. */
   controlCharacters?: boolean;
+  /**
+   * The object git holds under this name does not hash to it: rewritten in place (the agent's
+   * real commit pushed first), so what it says of the author is not the commit's. Never the agent's.
+   */
+  objectMismatch?: boolean;
   verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
 }
 

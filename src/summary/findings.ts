@@ -5,7 +5,13 @@
  * commit or a leaked secret. Each finding is also shown in its own section below.
  */
 import type { LedgerEvent } from '../ledger/ledger.js';
-import { commitsListed, eventsOf, unclassifiedCommits, type RunFinished } from '../ledger/events.js';
+import {
+  commitsListed,
+  eventsOf,
+  unclassifiedCommits,
+  type CommitObserved,
+  type RunFinished,
+} from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
 
@@ -39,6 +45,26 @@ function recordFindings(v: Verdict): Finding[] {
   return [];
 }
 
+/** Most commits an alert names, and most characters of an author it shows: the agent chose both. */
+const ALERT_COMMITS = 5;
+const ALERT_NAME = 60;
+/** Most characters of one alert: what follows it must stay above the summary's limit too. */
+const ALERT_TEXT = 1000;
+
+const cut = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/** The first commits by sha and author, each name cut, and how many more. */
+function named(commits: readonly CommitObserved[]): string {
+  const shown = commits
+    .slice(0, ALERT_COMMITS)
+    .map(
+      (c) =>
+        `${c.sha.slice(0, 12)} as ${cut(c.author, ALERT_NAME)}${c.objectMismatch ? ' (its object rewritten)' : ''}`,
+    );
+  const more = commits.length - shown.length;
+  return `${shown.join(', ')}${more > 0 ? `, and ${more} more` : ''}`;
+}
+
 function commitFindings(events: LedgerEvent[]): Finding[] {
   const observed = eventsOf(events, 'commits.observed');
   const impersonating = commitsListed(observed).filter((c) => c.verdict === 'impersonation');
@@ -57,7 +83,7 @@ function commitFindings(events: LedgerEvent[]): Finding[] {
     {
       level: 'caution',
       short: plural(impersonating.length, 'impersonating commit'),
-      text: `${plural(impersonating.length, 'commit')} made while the agent had an identity of its own claim a human author or committer (${impersonating.map((c) => `${c.sha.slice(0, 12)} as ${c.author}`).join(', ')}): see "Commits the agent authored".`,
+      text: `${plural(impersonating.length, 'commit')} made while the agent had an identity of its own claim a human author or committer (${named(impersonating)}): see "Commits the agent authored".`,
     },
   ];
 }
@@ -240,6 +266,7 @@ export function findingBlocks(events: LedgerEvent[], verdict: Verdict): Block[] 
     : `Cordon: nothing needs a human — ${[...record, 'nothing blocked, no secret left behind'].join(', ')}`;
   return [
     { kind: 'para', text: status, strong: true },
-    ...found.map((f): Block => ({ kind: 'alert', level: f.level, text: f.text })),
+    // Each alert bounded: one the agent's strings fill cannot push the others past the limit.
+    ...found.map((f): Block => ({ kind: 'alert', level: f.level, text: cut(f.text, ALERT_TEXT) })),
   ];
 }

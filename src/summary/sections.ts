@@ -277,7 +277,7 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
             `${c.committer} <${c.committerEmail}>`,
             c.coAuthors.join(', '),
             c.signature,
-            verdictLabel(c.verdict),
+            verdictLabel(c.verdict) + (c.objectMismatch ? ' (object rewritten)' : ''),
             c.subject,
           ]),
         }

@@ -404,6 +404,56 @@ describe('start: commit attribution', () => {
     for (const r of rows) expect(r).toContain('IMPERSONATION');
   }, 120000);
 
+  test("hostile: the command commits as a human, pushes it, then rewrites the commit's object file in place to name the bot: still impersonation, in report and in post", async () => {
+    const s = await api();
+    const j = repoJob();
+    const remote = join(j.root, 'remote.git');
+    execFileSync('git', ['init', '-q', '--bare', remote], { env: j.env });
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    // As the runner user (user: runner): the human-authored commit leaves as it is; then the
+    // same object file is given the bot's identity, which git reads without checking its name.
+    const script = [
+      'echo x > human.txt && git add human.txt',
+      'git -c user.name="Mona Lisa" -c user.email=mona@example.com commit -q --no-gpg-sign -m "human commit"',
+      `git push -q ${remote} HEAD:refs/heads/main`,
+      `SHA=$(git rev-parse HEAD) node -e '
+        const fs = require("fs"), z = require("zlib"), { execFileSync } = require("child_process");
+        const sha = process.env.SHA, bot = "${SLUG}[bot] <${BOT_EMAIL}>";
+        const body = Buffer.from(execFileSync("git", ["cat-file", "commit", sha], { encoding: "utf8" })
+          .replace(/Mona Lisa <mona@example\\.com>/g, bot));
+        const file = ".git/objects/" + sha.slice(0, 2) + "/" + sha.slice(2);
+        fs.chmodSync(file, 0o644);
+        fs.writeFileSync(file, z.deflateSync(Buffer.concat([Buffer.from("commit " + body.length + "\\0"), body])));'`,
+    ].join('\n');
+    await j.run('run', 'main', { inputs: { run: script, user: 'runner' } });
+    const human = git(j, ['rev-parse', 'HEAD']);
+    // What left is Mona's; what the workspace's object now says is the bot's.
+    expect(git(j, ['--git-dir', remote, 'log', '-1', '--format=%ae', human])).toBe('mona@example.com');
+    expect(git(j, ['log', '-1', '--format=%ae', human])).toBe(BOT_EMAIL);
+
+    const report = await j.run('report', 'main', {
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(observed(j).commits.find((c) => c.sha === human)).toMatchObject({
+      verdict: 'impersonation',
+      objectMismatch: true,
+    });
+    expect(report.code).toBe(1);
+    expect(errors(report)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)}`));
+    expect(report.summary).toMatch(
+      new RegExp(`\\| ${human.slice(0, 12)} \\|.*IMPERSONATION \\(object rewritten\\)`),
+    );
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-tamper': 'false', 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`start: 1 commit\\(s\\) made in this run carry a human identity.*${human.slice(0, 12)}`),
+    );
+  }, 120000);
+
   test("hostile: an agent step that is not run (a uses: action, no window) commits as a human and appends a chained commits.observed calling it the agent's: report and post list it again as impersonation and fail", async () => {
     const s = await api();
     const j = repoJob();

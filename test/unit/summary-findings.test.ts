@@ -185,6 +185,32 @@ describe('summary findings', () => {
     expect(without).toContain('More commits were made than listed');
   });
 
+  test('hostile: impersonating commits with huge author names do not push the other alerts past the summary limit', () => {
+    // 300 commits of the agent's, each named by 4000 characters it chose: 1.2 MB of names.
+    const human = sampleEvents['commits.observed'].commits[1];
+    const commits = Array.from({ length: 300 }, (_, i) => ({
+      ...human,
+      sha: (0x1000 + i).toString(16).padStart(40, '0'),
+      author: `Mona ${'A'.repeat(4000)}`,
+    }));
+    const text = md({ 'commits.observed': { ...sampleEvents['commits.observed'], commits } });
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(1024 * 1024);
+    const lines = text.split('\n');
+    expect(lines[2]).toMatch(/300 impersonating commits, 1 secret left in the workspace/);
+    // Every caution and warning the full ledger holds is still an alert, above every table.
+    expect(text).toContain(
+      '> [!CAUTION]\n> 300 commits made while the agent had an identity of its own claim',
+    );
+    expect(text).toContain('> [!CAUTION]\n> 1 secret (');
+    expect(text).toContain('> [!CAUTION]\n> The egress fence was tampered with');
+    expect(text).toContain('> [!WARNING]\n> 1 name, 1 destination, 1 name answering inward blocked');
+    const alert = lines.find((l) => l.startsWith('> 300 commits')) ?? '';
+    expect(alert.length).toBeLessThan(2000);
+    expect(alert).toContain('and 295 more');
+    // The commits table is cut to fit, with a note, never dropped.
+    expect(text).toContain('| Commit | Author |');
+  });
+
   test('in block mode, a paste-ready allowlist names who asked; a process already gone is named by its user', () => {
     const text = md({
       'run.started': {

@@ -1,10 +1,13 @@
 import { describe, expect, test } from '@jest/globals';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import {
   agentIdentities,
   classify,
   coAuthors,
+  observeCommits,
   parseCommit,
   readBatch,
   reflogUpdates,
@@ -183,6 +186,86 @@ describe('raw commits and reflogs', () => {
           line(sha('3'), sha('4'), 1000, 'update by push'),
       );
       expect(reflogUpdates(dir, 500).sort()).toEqual([sha('2'), sha('4')]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('commit objects as read', () => {
+  const BOT = '42+bot-app[bot]@users.noreply.github.com';
+  function repo(): { dir: string; git: (args: string[], env?: Record<string, string>) => string } {
+    const dir = tempDir('objects-');
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+    };
+    const git = (args: string[], extra: Record<string, string> = {}): string =>
+      execFileSync('git', args, { cwd: dir, env: { ...env, ...extra }, encoding: 'utf8' }).trim();
+    git(['init', '-q', '-b', 'main']);
+    return { dir, git };
+  }
+  const who = (name: string, email: string): Record<string, string> => ({
+    GIT_AUTHOR_NAME: name,
+    GIT_AUTHOR_EMAIL: email,
+    GIT_COMMITTER_NAME: name,
+    GIT_COMMITTER_EMAIL: email,
+  });
+  function recorded(sha: string): LedgerEvent {
+    return {
+      v: 1,
+      time: new Date().toISOString(),
+      action: 'start',
+      type: 'run.recorded',
+      prev: '',
+      data: { sha },
+    };
+  }
+
+  test("hostile: a human commit whose loose object is rewritten in place to name the bot is not the agent's", () => {
+    const { dir, git } = repo();
+    try {
+      git(
+        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'],
+        who('Mona Lisa', 'mona@example.com'),
+      );
+      const base = git(['rev-parse', 'HEAD']);
+      git(
+        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'human work'],
+        who('Mona Lisa', 'mona@example.com'),
+      );
+      const human = git(['rev-parse', 'HEAD']);
+      // What the agent does once the real commit is pushed: the same name, the bot's identity inside.
+      const forged = Buffer.from(
+        git(['cat-file', 'commit', human]).replace(
+          /Mona Lisa <mona@example\.com>/g,
+          `bot-app[bot] <${BOT}>`,
+        ) + '\n',
+      );
+      const file = join(dir, '.git', 'objects', human.slice(0, 2), human.slice(2));
+      chmodSync(file, 0o644);
+      writeFileSync(file, deflateSync(Buffer.concat([Buffer.from(`commit ${forged.length}\0`), forged])));
+      expect(git(['log', '-1', '--format=%ae', human])).toBe(BOT); // git reads it as the bot's
+
+      const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits).toHaveLength(1);
+      expect(seen.commits[0]).toMatchObject({ sha: human, objectMismatch: true, verdict: 'impersonation' });
+
+      // The control: an untouched bot commit beside it (on the base: git itself now refuses
+      // to commit on the rewritten one) is the agent's, its object as named.
+      const bot = git(
+        ['commit-tree', '-p', base, '-m', 'bot work', `${base}^{tree}`],
+        who('bot-app[bot]', BOT),
+      );
+      git(['branch', 'bot', bot]);
+      const again = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
+      if ('skipped' in again) throw new Error(again.skipped);
+      expect(again.commits.find((x) => x.sha === bot)).toMatchObject({ verdict: 'agent', authorEmail: BOT });
+      expect(again.commits.find((x) => x.sha === bot)?.objectMismatch).toBeUndefined();
+      expect(again.commits.find((x) => x.sha === human)?.verdict).toBe('impersonation');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
