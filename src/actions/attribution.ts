@@ -40,6 +40,7 @@ import type { Env, Runner } from '../platform/runner.js';
 import { impersonationError } from '../github/commits-record.js';
 import { botIdentity } from '../github/bot-identity.js';
 import { buildAttribution, renderSummaryMarkdown, type SummaryInput } from '../summary/render.js';
+import { mdEscape } from '../summary/doc.js';
 import { checkSeals, readSealKey, sealKeyPath } from '../ledger/seal.js';
 import { compareWithCopy, linesDuringRun, ranges, verdictFor, type Verdict } from '../ledger/verify.js';
 
@@ -58,12 +59,14 @@ export function verdictOnlyMarkdown(v: Verdict, heading = '## Cordon: what the a
       : v.status === 'altered'
         ? '**RECORD ALTERED while the agent ran**: the summary could not be rendered from the ledger.'
         : '**Record not verified**.';
-  const lines = [heading, '', head, '', ...v.details.map((d) => `- ${d.replace(/[<>]/g, '')}`)];
+  // Escaped as the summary escapes: a detail names the type and action of a line the agent
+  // wrote, which may hold a line break (a lone CR too), `#` or a list marker of its own.
+  const lines = [heading, '', head, '', ...v.details.map((d) => `- ${mdEscape(d)}`)];
   if (v.duringRun?.length) {
     lines.push('', `Written while the agent ran (${v.duringRun.length} line(s)):`, '');
     for (const d of v.duringRun.slice(0, 200))
       lines.push(
-        `- line ${d.line}: ${String(d.type ?? '(not an event)').replace(/[<>`|]/g, '')}${d.chained ? '' : ' (does not chain)'}`,
+        `- line ${d.line}: ${mdEscape(String(d.type ?? '(not an event)'))}${d.chained ? '' : ' (does not chain)'}`,
       );
   }
   return lines.join('\n') + '\n';

@@ -247,7 +247,11 @@ export function presetDomains(preset: PresetName): DomainPattern[] {
 
 /** `allowed-domains` text for audit mode: the names actually used, grouped under a wildcard when three or more share a parent. */
 export function suggestAllowlist(names: string[]): string[] {
-  const uniq = [...new Set(names.map((n) => n.toLowerCase().replace(/\.$/, '')))].sort();
+  // Only domain names: the proxy reads a name's labels as bytes, and under a listed wildcard
+  // (or answered by a zone of the agent's) a label may hold a line break, markdown or `*`.
+  const uniq = [...new Set(names.map((n) => n.toLowerCase().replace(/\.$/, '')))]
+    .filter((n) => n.length <= 253 && n.split('.').every((l) => LABEL.test(l)))
+    .sort();
   const byParent = new Map<string, string[]>();
   for (const n of uniq) {
     const at = n.indexOf('.');

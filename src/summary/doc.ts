@@ -27,19 +27,38 @@ export function withoutEmptyColumns(b: { headers: string[]; rows: string[][] }):
   };
 }
 
-/** Escapes text for a markdown table cell or paragraph; the summary renders HTML, so `<` too. */
+const hex = (ch: string, n: number): string => ch.charCodeAt(0).toString(16).padStart(n, '0');
+
+/**
+ * The characters that reorder text as shown (bidi embeddings, overrides and isolates) as
+ * `\uNNNN`, and C0/C1 controls as `\xNN`: a right-to-left override in a name would turn the
+ * rest of a finding around.
+ */
+export function visibleControls(s: string): string {
+  return s.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\x00-\x08\x0b-\x1f\x7f-\x9f]|[\u202a-\u202e\u2066-\u2069]/g,
+    (ch) => (ch.charCodeAt(0) > 0xff ? `\\u${hex(ch, 4)}` : `\\x${hex(ch, 2)}`),
+  );
+}
+
+/**
+ * Escapes text for a markdown table cell or paragraph; the summary renders HTML, so `<` too.
+ * Every line ending CommonMark knows (LF, CR LF, and a lone CR, which would end a table row
+ * and start a list of the agent's), and the Unicode line and paragraph separators, is a space.
+ */
 export function mdEscape(s: string): string {
-  return s
+  return visibleControls(s.replace(/\r\n|[\r\n\u2028\u2029\x85]/g, ' '))
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
-    .replace(/\r?\n/g, ' ')
     .replace(/([\\`*_[\]|#~!])/g, '\\$1')
     .replace(/@/g, '&#64;');
 }
 
 export function htmlEscape(s: string): string {
   return s
+    .replace(/[\u202a-\u202e\u2066-\u2069]/g, (ch) => `\\u${hex(ch, 4)}`)
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
@@ -169,7 +188,8 @@ export function capTables(blocks: Block[], maxRows: number): Block[] {
 export function renderText(blocks: Block[], width = 120): string {
   const out: string[] = [];
   const clip = (s: string, n: number): string => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
-  const oneLine = (s: string): string => s.replace(/[\r\n\t]+/g, ' ').replace(/\p{Cc}/gu, '?');
+  const oneLine = (s: string): string =>
+    visibleControls(s.replace(/[\r\n\t\u2028\u2029\x85]+/g, ' ')).replace(/\p{Cc}/gu, '?');
   for (const b of blocks) {
     switch (b.kind) {
       case 'heading':

@@ -50,7 +50,7 @@ suite('egress in audit mode', () => {
   let main: StepResult;
   const inputs = {
     'egress-policy': 'audit',
-    'allowed-domains': 'www.a.test',
+    'allowed-domains': 'www.a.test\n*.w.a.test',
     preset: 'none',
     teardown: 'true',
   };
@@ -75,6 +75,9 @@ suite('egress in audit mode', () => {
     expect(connect(w.runner, WEB4, 80).result).toBe('open');
     // Straight to the upstream is let through too, and recorded as a would-be block.
     expect(dig(w.runner, 'direct.a.test', { server: DNS4 }).answers).toEqual([WEB4]);
+    // Hostile: under a listed wildcard a name is allowed whatever its labels hold (the proxy
+    // reads bytes): line breaks, a wildcard of its own, markdown. It is no suggestion.
+    dig(w.runner, 'x\\010*.s3.amazonaws.com\\010```\\010<img\\032src=x>.w.a.test');
 
     // report, a main step before every post: the suggestion as an output a later step can read.
     const fromReport = await job.run('report', 'main', { wrap: w.runner.wrap });
@@ -104,7 +107,8 @@ suite('egress in audit mode', () => {
     expect(report.blockedDestinations.find((d) => d.address === WEB4)).toBeUndefined();
     expect(report.suggestedAllowlist).toEqual(['secret.evil.test', 'www.a.test']);
     expect(post.outputs['suggested-allowed-domains']).toBe('secret.evil.test\nwww.a.test');
-    expect(post.summary).toContain('allowed-domains: |\n  secret.evil.test\n  www.a.test');
+    expect(post.summary).toContain('allowed-domains: |\n  secret.evil.test\n  www.a.test\n```');
+    expect(post.summary).not.toMatch(/s3\.amazonaws|<img/);
     const notice = post.commands.find((c) => c.command === 'notice');
     expect(notice?.message).toContain('allowed-domains: |');
 

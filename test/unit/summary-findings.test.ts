@@ -419,4 +419,26 @@ describe('summary findings', () => {
     const html = renderSummaryHtml({ lines: ledgerLines(), verdict: verdictFor(ledgerLines()) });
     expect(html).not.toContain('<script>');
   });
+
+  test('hostile: a bidi override or isolate in a commit author cannot turn a finding around', () => {
+    // A commit's author is UTF-8 as the agent wrote it: a right-to-left override reverses
+    // the rest of the alert as shown ("tnega eht yb" reads "by the agent").
+    const author = 'Mona \u202etnega eht yb\u2066';
+    const lines = ledgerLines({
+      'commits.observed': {
+        ...sampleEvents['commits.observed'],
+        commits: sampleEvents['commits.observed'].commits.map((c) => ({
+          ...c,
+          author,
+          subject: 's\u2028- ok',
+        })),
+      },
+    });
+    const text = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+    expect(text).not.toMatch(/[\r\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+    expect(text).toContain('Mona \\\\u202etnega eht yb\\\\u2066');
+    const html = renderSummaryHtml({ lines, verdict: verdictFor(lines) });
+    expect(html).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+    expect(html).toContain('Mona \\u202etnega eht yb\\u2066');
+  });
 });

@@ -180,4 +180,23 @@ describe('audit suggestion', () => {
       ]),
     ).toEqual(['*.x.test', 'api.example.com', 'one.y.test']);
   });
+
+  test('hostile: a name that is no domain name (markdown, a line break, a wildcard of its own) is never suggested', () => {
+    // Audit mode: a name under a listed wildcard is allowed whatever its labels hold (the
+    // proxy reads them as bytes), and egress's post pastes the suggestion into a yaml block
+    // of the job summary; report's suggested-allowed-domains output is one name a line.
+    const suffix = 'blob.core.windows.net';
+    const names = [
+      `x\n\`\`\`\n> [!caution]\n> all clear\n\`\`\`yaml\ny.${suffix}`,
+      `x\n*.s3.amazonaws.com\ny.${suffix}`,
+      `x\r\n<img src=//evil.test>.${suffix}`,
+      `x y.${suffix}`,
+      `-x.${suffix}`,
+      `ok.${suffix}`,
+    ];
+    const out = suggestAllowlist(names);
+    expect(out).toEqual([`ok.${suffix}`]);
+    // Three of them under one parent fold into a wildcard only when they are names.
+    expect(suggestAllowlist(['a.p.test', 'b.p.test', 'c\n.p.test'])).toEqual(['a.p.test', 'b.p.test']);
+  });
 });

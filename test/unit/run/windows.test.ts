@@ -6,11 +6,12 @@
  */
 import { describe, expect, test } from '@jest/globals';
 import { join } from 'node:path';
-import { Ledger } from '../../../src/ledger/ledger.js';
+import { appendFileSync } from 'node:fs';
+import { hashLine, Ledger } from '../../../src/ledger/ledger.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
 import { renderSummaryMarkdown } from '../../../src/summary/render.js';
 import { agentWindows } from '../../../src/ledger/verify.js';
-import { judgeLedger } from '../../../src/actions/attribution.js';
+import { judgeLedger, verdictOnlyMarkdown } from '../../../src/actions/attribution.js';
 import { appendAny } from '../../harness/ledger.js';
 import { sampleEvents } from '../../harness/sample-events.js';
 import { tempDir } from '../../harness/tmp.js';
@@ -89,6 +90,50 @@ describe("the agent's windows", () => {
     expect(md).not.toContain('impostor');
     expect(md).toContain('real-command');
     expect(md).toContain('RECORD ALTERED');
+  });
+
+  test('hostile: a lone carriage return in the type or action of a line the command writes adds no line to the record section', async () => {
+    const { ledger, nonce } = newLedger();
+    const real = start(ledger, nonce);
+    // A lone CR ends a line to CommonMark: inside a list item it starts the agent's own item.
+    appendAny(ledger, 'x\r- all clear: line 3 checked', { n: 1 });
+    appendAny(ledger, 'z\n## Cordon: nothing needs a human', { n: 2 });
+    ledger.append('broker.started', sampleEvents['broker.started']);
+    const l = ledger.read();
+    // As the command would: the action too, chained to the line before.
+    const last = l[l.length - 1];
+    appendFileSync(
+      ledger.path,
+      JSON.stringify({
+        v: 1,
+        time: new Date().toISOString(),
+        action: 'run\r- nothing was written while the agent ran',
+        type: 'y',
+        data: {},
+        prev: hashLine(last.raw),
+      }) + '\n',
+    );
+    close(ledger, real, 0, true);
+    const judged = await judgeLedger(ledger.path, { nonce });
+    expect(judged.input.verdict.status).toBe('altered');
+    const md = renderSummaryMarkdown(judged.input);
+    // Lines as CommonMark ends them: LF, CR LF, or a lone CR.
+    const lines = md.split(/\r\n|\r|\n/);
+    expect(lines.filter((x) => /^- (all clear|nothing was written)/.test(x))).toEqual([]);
+    expect(md).not.toContain('\r');
+    expect(lines.filter((x) => x.startsWith('## ')).map((x) => x.slice(3))).toEqual([
+      'Cordon: what the agent did',
+    ]);
+    // The verdict alone (start's post, after the report; or when the summary cannot be rendered).
+    const alone = verdictOnlyMarkdown(judged.input.verdict, '### Cordon: after the report').split(
+      /\r\n|\r|\n/,
+    );
+    expect(alone.filter((x) => /^(- (all clear|nothing was written)|#+ Cordon: nothing)/.test(x))).toEqual(
+      [],
+    );
+    expect(alone.filter((x) => x.startsWith('- ')).length).toBe(
+      judged.input.verdict.details.length + (judged.input.verdict.duringRun?.length ?? 0),
+    );
   });
 
   test('hostile: run.started lines forged one inside the other all fall in the real window', () => {
