@@ -120,6 +120,11 @@ export function recordCommits(
         `${who}: commit ${c.sha.slice(0, 12)} names its author or committer with a control character (shown as \\xNN); it is not the agent's identity`,
       );
     }
+    for (const c of fresh.filter((x) => x.ambiguousIdentity)) {
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} names two addresses for its author or committer (git reads the first, GitHub may read the last); it is not the agent's`,
+      );
+    }
     for (const c of fresh.filter((x) => x.objectMismatch)) {
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} is not what git holds under its name: its object was rewritten after it was made (what was pushed may name someone else), so it is not the agent's`,

@@ -82,8 +82,9 @@ export function classify(
 ): CommitObserved['verdict'] {
   if (agents.length === 0) return 'unattributed';
   // An identity with a control character is never the agent's, whatever its address; nor is
-  // one read from an object that is not the commit its name says (rewritten after a push).
-  if (c.controlCharacters || c.objectMismatch) return 'impersonation';
+  // one read from an object that is not the commit its name says (rewritten after a push),
+  // nor one that names two addresses (git and libgit2 read a different one).
+  if (c.controlCharacters || c.objectMismatch || c.ambiguousIdentity) return 'impersonation';
   const isAgent = (email: string): boolean => agents.some((a) => a.emails.includes(email.toLowerCase()));
   const committerOk = isAgent(c.committerEmail) || c.committerEmail.toLowerCase() === WEB_FLOW_EMAIL;
   return isAgent(c.authorEmail) && committerOk ? 'agent' : 'impersonation';
@@ -202,6 +203,12 @@ interface RawCommit {
   committerEmail: string;
   signed: boolean;
   message: string;
+  /**
+   * The author or committer line holds more than one `<` or `>`: git reads the first
+   * `<...>` as the address, libgit2 (what GitHub reads commits with) the last. git never
+   * writes such a line; whose commit it is depends on who reads it.
+   */
+  ambiguous: boolean;
 }
 
 /** `Name <email> time tz` as git splits it: the first `<`, the first `>` after it. */
@@ -223,11 +230,17 @@ export function parseCommit(raw: Buffer): RawCommit {
   let author: [string, string] | undefined;
   let committer: [string, string] | undefined;
   let signed = false;
+  let ambiguous = false;
+  const twice = (line: string): boolean => line.split('<').length > 2 || line.split('>').length > 2;
   for (const h of headers) {
     if (h.startsWith(' ')) continue;
-    if (!author && h.startsWith('author ')) author = ident(h.slice(7));
-    else if (!committer && h.startsWith('committer ')) committer = ident(h.slice(10));
-    else if (h.startsWith('gpgsig ') || h.startsWith('gpgsig-sha256 ')) signed = true;
+    if (!author && h.startsWith('author ')) {
+      author = ident(h.slice(7));
+      ambiguous ||= twice(h);
+    } else if (!committer && h.startsWith('committer ')) {
+      committer = ident(h.slice(10));
+      ambiguous ||= twice(h);
+    } else if (h.startsWith('gpgsig ') || h.startsWith('gpgsig-sha256 ')) signed = true;
   }
   return {
     author: author?.[0] ?? '',
@@ -236,6 +249,7 @@ export function parseCommit(raw: Buffer): RawCommit {
     committerEmail: committer?.[1] ?? '',
     signed,
     message,
+    ambiguous,
   };
 }
 
@@ -363,6 +377,7 @@ export function observeCommits(
     };
     if (names.some(hasControl)) c.controlCharacters = true;
     if (!objectMatches(sha, obj)) c.objectMismatch = true;
+    if (p.ambiguous) c.ambiguousIdentity = true;
     return [{ ...c, verdict: classify(c, agents) }];
   });
   const result: CommitsObserved = { base, head, commits };

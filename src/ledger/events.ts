@@ -241,6 +241,8 @@ export interface CommitObserved {
    * real commit pushed first), so what it says of the author is not the commit's. Never the agent's.
    */
   objectMismatch?: boolean;
+  /** The author or committer names two addresses, read one way by git and another by GitHub: never the agent's. */
+  ambiguousIdentity?: boolean;
   verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
 }
 

@@ -277,7 +277,9 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
             `${c.committer} <${c.committerEmail}>`,
             c.coAuthors.join(', '),
             c.signature,
-            verdictLabel(c.verdict) + (c.objectMismatch ? ' (object rewritten)' : ''),
+            verdictLabel(c.verdict) +
+              (c.objectMismatch ? ' (object rewritten)' : '') +
+              (c.ambiguousIdentity ? ' (two addresses)' : ''),
             c.subject,
           ]),
         }

@@ -152,6 +152,7 @@ describe('raw commits and reflogs', () => {
       committerEmail: 'bot@example.com',
       signed: true,
       message: 'subject line\ncontinued\n\nCo-authored-by: A <a@x>',
+      ambiguous: false,
     });
   });
 
@@ -223,6 +224,39 @@ describe('commit objects as read', () => {
       data: { sha },
     };
   }
+
+  test("hostile: an identity with a second address, read as the bot's by git and as the human's by libgit2, is not the agent's", () => {
+    const { dir, git } = repo();
+    try {
+      git(
+        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'],
+        who('Mona Lisa', 'mona@example.com'),
+      );
+      const base = git(['rev-parse', 'HEAD']);
+      // git takes the first <...> as the address, libgit2 (GitHub's reader) the last one.
+      const raw = [
+        `tree ${git(['rev-parse', 'HEAD^{tree}'])}`,
+        `parent ${base}`,
+        `author Mona Lisa <${BOT}> <mona@example.com> 1700000000 +0000`,
+        `committer bot-app[bot] <${BOT}> 1700000000 +0000`,
+        '',
+        'two addresses',
+        '',
+      ].join('\n');
+      writeFileSync(join(dir, 'c'), raw);
+      const sha = git(['hash-object', '-t', 'commit', '-w', '--literally', 'c']);
+      git(['branch', 'two', sha]);
+      expect(git(['log', '-1', '--format=%ae', sha])).toBe(BOT);
+      const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.find((x) => x.sha === sha)).toMatchObject({
+        verdict: 'impersonation',
+        ambiguousIdentity: true,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test("hostile: a human commit whose loose object is rewritten in place to name the bot is not the agent's", () => {
     const { dir, git } = repo();
