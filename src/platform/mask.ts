@@ -27,32 +27,22 @@ export interface RegisterOptions {
 /** Where `::add-mask::` lines go; the runner reads them from stdout. */
 export type MaskSink = (value: string) => void;
 
-/** Masks registered while the runner takes no workflow command (see `holdMasks`). */
-let heldMasks: string[] | undefined;
+/** Whether the last byte written to a stream ended a line. */
+export interface LineEnd {
+  ended: boolean;
+}
 
 /**
- * From now until `releaseMasks`, `::add-mask::` lines wait: the runner takes no command
- * while the agent's output is fenced off (`::stop-commands::`), and a line written between
- * two of the agent's bytes would land inside one of its lines.
+ * The step's stdout, as `run` forwards the command's output to it: a mask line written while
+ * the command has a line open there would land inside that line, and the runner would take
+ * no mask from it (and show the value it was to hide). `stdoutMaskSink` ends the line first.
  */
-export function holdMasks(): void {
-  heldMasks ??= [];
-}
-
-/** Writes the masks held since `holdMasks`, in order, and stops holding. */
-export function releaseMasks(): void {
-  const held = heldMasks;
-  heldMasks = undefined;
-  for (const v of held ?? []) stdoutMaskSink(v);
-}
+export const stdoutLine: LineEnd = { ended: true };
 
 export function stdoutMaskSink(value: string): void {
-  if (heldMasks) {
-    heldMasks.push(value);
-    return;
-  }
   const escaped = value.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
-  process.stdout.write(`::add-mask::${escaped}\n`);
+  process.stdout.write(`${stdoutLine.ended ? '' : '\n'}::add-mask::${escaped}\n`);
+  stdoutLine.ended = true;
 }
 
 export interface SecretHit {

@@ -5,7 +5,7 @@
  * output), `::set-output::` (outputs past `$CORDON_OUTPUT`'s checks), `::set-env::` and
  * `::add-path::` (later steps' environment, where the workflow sets
  * ACTIONS_ALLOW_UNSECURE_COMMANDS), and annotations in run's name. Whole-program runs of
- * dist/run (the harness parses the output as the runner does, `::stop-commands::` included);
+ * dist/run (the harness parses the output as the runner does);
  * the agent's own user needs root, useradd and setpriv.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
@@ -48,22 +48,22 @@ describe("the agent's output is not read as workflow commands", () => {
       execFileSync('git', ['init', '-q', job.workspace]);
       const r = await job.run('run', 'main', { inputs: { run: HOSTILE, user }, timeoutMs: 60000 });
       expect(r.code).toBe(0);
-      // The agent's lines are in the log as text.
-      expect(r.stdout).toContain('::add-mask::CAUTION');
-      expect(r.stdout).toContain('::warning::forged by the agent, unterminated');
+      // The agent's lines are in the log as text (a zero-width space between the colons).
+      expect(r.stdout).toContain(':\u200b:add-mask::CAUTION');
+      expect(r.stdout).toContain(':\u200b:warning::forged by the agent, unterminated');
       const forged = r.commands.filter(
         (c) =>
           /forged|by-the-agent|CAUTION|matcher/.test(c.message) ||
           ['add-matcher', 'set-output', 'set-env'].includes(c.command),
       );
       expect(forged).toEqual([]);
-      // run's own warning after the command is still a command (commands resumed).
+      // run's own warning after the command is still a command.
       expect(
         r.commands.some(
           (c) => c.command === 'warning' && /put back as before it: \.git\/hooks\/pre-commit/.test(c.message),
         ),
       ).toBe(true);
-      // Each stream's open line was ended before the runner took commands again.
+      // Each stream's open line was ended before run wrote its own.
       expect(r.stderr).toContain('forged by the agent, unterminated on stderr\n');
       expect(r.stdout).toMatch(/forged by the agent, unterminated\n/);
     },

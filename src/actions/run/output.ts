@@ -1,32 +1,81 @@
-/** The command's output on its way to the runner's log, scrubbed of secret values as a stream. */
+/**
+ * The command's output on its way to the runner's log: scrubbed of secret values as a
+ * stream, and with every workflow command in it defanged, so the runner reads none of the
+ * command's lines as one (`::add-mask::` would hide a word, Cordon's findings among them, in
+ * every later line of the log and in the job summary; `::stop-commands::` would silence
+ * every command after it, for the rest of the job; `::error::` could pass for Cordon's).
+ */
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
-import { randomBytes } from 'node:crypto';
-import { holdMasks, releaseMasks, type StreamScrubber } from '../../platform/mask.js';
+import type { LineEnd, StreamScrubber } from '../../platform/mask.js';
 
-class ScrubTransform extends Transform {
-  constructor(readonly scrubber: StreamScrubber) {
+/** A zero-width space: not whitespace to the runner, so a line starting with it is no command. */
+const ZWSP = Buffer.from('\u200b', 'utf8');
+
+/**
+ * Breaks every workflow command the runner would read in a stream of bytes: the runner reads
+ * a line (ended by CR, LF or CR LF) as a command when, with leading whitespace trimmed, it
+ * starts with `::`, or when it holds `##[` anywhere (the old form). A zero-width space goes
+ * between the two colons and between `##` and `[`; nothing else changes. Leading bytes that
+ * are controls, spaces or not ASCII (any of them may be Unicode whitespace) count as the
+ * line's start. Holds nothing back: each byte's fate is known when it is read.
+ */
+export class CommandDefang {
+  /** Only controls, spaces or non-ASCII bytes since the line began. */
+  private atStart = true;
+  /** The byte before was a `:` at the line's start. */
+  private colonAtStart = false;
+  /** `#` bytes just before. */
+  private hashes = 0;
+
+  push(chunk: Buffer): Buffer {
+    const out: Buffer[] = [];
+    let from = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      let mark = false;
+      if (c === 0x3a) {
+        mark = this.colonAtStart;
+        this.colonAtStart = !mark && this.atStart;
+        this.atStart = false;
+        this.hashes = 0;
+      } else {
+        this.colonAtStart = false;
+        mark = c === 0x5b && this.hashes >= 2;
+        this.hashes = c === 0x23 ? this.hashes + 1 : 0;
+        if (c === 0x0a || c === 0x0d) this.atStart = true;
+        else if (c > 0x20 && c < 0x80) this.atStart = false;
+      }
+      if (mark) {
+        out.push(chunk.subarray(from, i), ZWSP);
+        from = i;
+      }
+    }
+    if (!out.length) return chunk;
+    out.push(chunk.subarray(from));
+    return Buffer.concat(out);
+  }
+}
+
+class OutputTransform extends Transform {
+  private readonly defang = new CommandDefang();
+  constructor(readonly scrubber?: StreamScrubber) {
     super();
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    const out = this.scrubber.push(chunk);
-    if (out.length) this.push(out);
+    const out = this.scrubber ? this.scrubber.push(chunk) : chunk;
+    if (out.length) this.push(this.defang.push(out));
     done();
   }
   _flush(done: TransformCallback): void {
-    const out = this.scrubber.flush();
-    if (out.length) this.push(out);
+    const out = this.scrubber?.flush();
+    if (out?.length) this.push(this.defang.push(out));
     done();
   }
 }
 
-/** Whether the last byte written to a stream ended a line. */
-export class LineEnd {
-  ended = true;
-}
-
 /**
- * Pipes `from` to `to` (scrubbed or not) and resolves when `from` has ended and all was
- * written; `line` follows whether what was written ends a line.
+ * Pipes `from` to `to`, scrubbed (when given a scrubber) and defanged, and resolves when
+ * `from` has ended and all was written; `line` follows whether what was written ends a line.
  */
 export function forward(
   from: Readable,
@@ -34,7 +83,7 @@ export function forward(
   scrubber?: StreamScrubber,
   line?: LineEnd,
 ): Promise<void> {
-  const src = scrubber ? from.pipe(new ScrubTransform(scrubber)) : from;
+  const src = from.pipe(new OutputTransform(scrubber));
   if (line) src.on('data', (d: Buffer) => d.length && (line.ended = d[d.length - 1] === 0x0a));
   src.pipe(to, { end: false });
   return new Promise((res) => {
@@ -45,49 +94,12 @@ export function forward(
 }
 
 /**
- * The runner reads `run`'s output, the command's included, for workflow commands: a
- * `::add-mask::`, `::add-matcher::`, `::set-env::` or annotation the command prints would
- * act on the whole job, past every check `run` makes of what the command hands back. From
- * `open` until `close` the runner takes none (`::stop-commands::` with a token the command
- * never sees), and `run`'s own masks wait.
+ * Ends a line the command left open on `to`: else the runner reads it with the next bytes
+ * written there, and run's own annotation after the command (a warning on stdout) would be
+ * taken into the command's line, not read as a command.
  */
-export class CommandFence {
-  private readonly token = `cordon-${randomBytes(16).toString('hex')}`;
-  readonly stdoutLine = new LineEnd();
-  readonly stderrLine = new LineEnd();
-  private up = false;
-
-  constructor(
-    private readonly stdout: Writable,
-    private readonly stderr: Writable,
-    /** How long the runner gets to read an ended stderr line before commands resume. */
-    private readonly settleMs = 250,
-  ) {}
-
-  /** Before the command can write: from here on the runner takes no command. */
-  open(): void {
-    if (this.up) return;
-    this.up = true;
-    holdMasks();
-    this.stdout.write(`::stop-commands::${this.token}\n`);
-  }
-
-  /**
-   * Once the command's output has ended: a line it left open is ended first (else the
-   * runner reads it with `run`'s next line: the resume token would be swallowed, or `run`'s
-   * own annotation taken into the command's line). The runner reads stderr before stdout
-   * within a batch, on threads of their own: an ended stderr line gets `settleMs` to be read
-   * before the resume token goes out on stdout. Then the masks held meanwhile.
-   */
-  async close(): Promise<void> {
-    if (!this.up) return;
-    this.up = false;
-    const openErr = !this.stderrLine.ended;
-    if (openErr) this.stderr.write('\n');
-    if (!this.stdoutLine.ended) this.stdout.write('\n');
-    this.stderrLine.ended = this.stdoutLine.ended = true;
-    if (openErr) await new Promise((r) => setTimeout(r, this.settleMs));
-    this.stdout.write(`::${this.token}::\n`);
-    releaseMasks();
-  }
+export function endOpenLine(to: Writable, line: LineEnd): void {
+  if (line.ended) return;
+  to.write('\n');
+  line.ended = true;
 }

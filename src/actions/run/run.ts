@@ -10,7 +10,7 @@ import { CordonError } from '../../platform/errors.js';
 import { commandPreview } from '../../platform/redact.js';
 import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
-import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
+import { StreamScrubber, stdoutLine, type SecretRegistry } from '../../platform/mask.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
@@ -18,7 +18,7 @@ import { mintAwsCredentials } from './aws-credentials.js';
 import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from './env.js';
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
-import { CommandFence, forward } from './output.js';
+import { endOpenLine, forward } from './output.js';
 import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
 import { secretsInNames, type NamesChecked } from './dns-names.js';
 import { snapshotGit } from './leaks-git.js';
@@ -54,8 +54,6 @@ export interface RunDeps {
   stderr?: Writable;
   /** Between SIGTERM and SIGKILL on timeout (default 5000 ms). */
   killGraceMs?: number;
-  /** How long the runner gets to read the command's last stderr line before commands resume (default 250 ms). */
-  commandSettleMs?: number;
   /** Backoff overrides for secret fetches (tests). */
   fetchRetry?: FetchDeps['retry'];
 }
@@ -248,10 +246,9 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   let gitRestored: GitRestored | undefined;
   let outputs: Record<string, string> = {};
   let outputError: string | undefined;
-  // From here until the command's output has ended, the runner takes no workflow command:
-  // a `::add-mask::` or `::add-matcher::` the command prints would act on the whole job.
-  const fence = new CommandFence(stdout, stderr, deps.commandSettleMs);
-  fence.open();
+  // Whether each stream's last byte of the command's ended a line: run's own lines after it
+  // (its masks, its warnings) must start a line of their own to be read as commands.
+  const lines = { stdout: stdout === process.stdout ? stdoutLine : { ended: true }, stderr: { ended: true } };
   // The step's file commands as they are now: put back after the command, whoever it runs as.
   const fileCommands = snapshotFileCommands(deps.env);
   // And what in the workspace's .git makes git run programs (the checkout token is already out).
@@ -279,8 +276,8 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
     writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
     const drained = Promise.all([
-      forward(proc.stdout, stdout, scrubbers[0], fence.stdoutLine),
-      forward(proc.stderr, stderr, scrubbers[1], fence.stderrLine),
+      forward(proc.stdout, stdout, scrubbers[0], lines.stdout),
+      forward(proc.stderr, stderr, scrubbers[1], lines.stderr),
     ]);
     let killTimer: NodeJS.Timeout | undefined;
     const timer =
@@ -312,15 +309,18 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
       proc.stdout.destroy();
       proc.stderr.destroy();
     }
-    // Nothing more of the command's reaches the runner: it takes commands again (run's own).
-    await fence.close();
+    // Nothing more of the command's reaches the runner: a line it left open is ended, so
+    // run's own warnings after it start lines of their own.
+    endOpenLine(stdout, lines.stdout);
+    endOpenLine(stderr, lines.stderr);
     if (late) {
       runner.warning('run: a process the command started left its process group and kept the output open');
     }
     ({ agentEnd, outputs, outputError } = await handedBack(agent, outputFile));
   } finally {
-    // Started or not, run's own commands (its error, its warnings) reach the runner.
-    await fence.close();
+    // Started or not, run's own commands (its error, its warnings) start lines of their own.
+    endOpenLine(stdout, lines.stdout);
+    endOpenLine(stderr, lines.stderr);
     tampered = anyTampering(restoreFileCommands(fileCommands));
     // Started but failed before the command ran: the launcher undoes the user and the loan.
     if (agent && !agentEnd) agentEnd = await agent.abort();
