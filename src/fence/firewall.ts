@@ -77,6 +77,15 @@ export const BLOCKED_SET_SIZE = 8192;
 export const REFUSED_COUNTERS = { runner: 'refused', agent: 'agentrefused' } as const;
 /** New blocked destinations traced for the root helper a second (the rest are not named). */
 export const TRACES_PER_SECOND = 200;
+/**
+ * The bit of a connection's `ct mark` that says an agent's socket opened it (set on the
+ * connection's first packet, the other bits kept). The kernel keeps a UDP flow or an ICMP
+ * echo by its addresses and ports (echo identifier) alone, for 30 s and more after its last
+ * packet: an agent socket bound to the local port of a flow the runner opened to an address
+ * of the runner's list (the preset) would find it established. Without this bit, the agent's
+ * packet is judged by the agent's chain instead of let through as established.
+ */
+export const AGENT_CT_MARK = 0x10000000;
 
 export function renderRuleset(r: FenceRules): string {
   const record = r.recordSeconds ?? 86400;
@@ -87,6 +96,7 @@ export function renderRuleset(r: FenceRules): string {
   const policy = r.policy === 'block' ? 'drop' : 'accept';
   const elements = (list: string[]): string => (list.length ? ` elements = { ${list.join(', ')} };` : '');
   const agentUids = `${r.agent.uidMin}-${r.agent.uidMax}`;
+  const agentMark = `0x${AGENT_CT_MARK.toString(16).padStart(8, '0')}`;
   // The agent's web connections are checked by name in block mode (in audit mode every
   // destination is let through anyway and recorded by address).
   const web = r.policy === 'block' ? r.agent.web : undefined;
@@ -160,6 +170,13 @@ export function renderRuleset(r: FenceRules): string {
     // and a UDP socket's later queries are `established`. Root is trusted with the table
     // itself; the proxy's user asks the upstream for everyone.
     `    meta l4proto { tcp, udp } th dport { 53, ${r.agent.dnsPort} } meta skuid != { 0, ${r.dnsUid} } jump dns_uid`,
+    // Every connection an agent's socket opens (the kernel's entry is made for this packet,
+    // not yet confirmed) is marked as the agent's: loopback ones too, before they are let through.
+    `    meta skuid ${agentUids} ct status & confirmed == 0 ct mark set ct mark | ${agentMark}`,
+    // An established flow the agent did not open (the runner's UDP flow or ICMP echo, whose
+    // local port or echo identifier the agent bound after the runner's socket closed) is not
+    // the agent's to use: its packets are judged by the agent's chain, as a new one's are.
+    `    meta skuid ${agentUids} ct direction original ct state established,related ct mark & ${agentMark} == 0 goto agent_decide`,
     `    oif "lo" accept`,
     // A connection a host outside opened to the agent (a port it listens on) is
     // established too, and its replies would carry data to an address off the agent's list.

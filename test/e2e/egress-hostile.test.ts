@@ -52,28 +52,46 @@ const IMDS = '169.254.169.254';
 /** Where the "internet" listens for UDP: each identity sends to its own port. */
 const PORTS = { runner: 9000, agent: 9001 } as const;
 type Who = keyof typeof PORTS;
+/**
+ * A name on the runner's list only (as the preset's are), its addresses, and the port of the
+ * internet's UDP listener there: the runner's flows to it, which the agent must not borrow.
+ */
+const RUNNER_ONLY = 'runner-only.a.test';
+const RUNNER_ONLY4 = '203.0.113.60';
+const RUNNER_ONLY6 = '2001:db8:2::60';
+const FLOW_PORT = 9002;
 
-/** Sends `payload` over UDP three times in 1.5 s; 'echo' when the listener sent it back. */
-function udp(as: Runs, address: string, port: number, payload: string): string {
+/**
+ * Sends `payload` over UDP three times in 1.5 s, from `localPort` when given; 'echo' when
+ * the listener sent it back.
+ */
+function udp(as: Runs, address: string, port: number, payload: string, localPort = 0): string {
   const script = `const s=require('dgram').createSocket(process.argv[1].includes(':')?'udp6':'udp4');
     s.on('message',()=>{console.log('echo');process.exit(0)});s.on('error',e=>{console.log(e.code);process.exit(0)});
-    let n=0;const go=()=>{if(n++<3){s.send(process.argv[3],+process.argv[2],process.argv[1],()=>{});setTimeout(go,500)}else{console.log('timeout');process.exit(0)}};go();`;
-  return as.try([process.execPath, '-e', script, address, String(port), payload], 10000).stdout.trim();
+    let n=0;const go=()=>{if(n++<3){s.send(process.argv[3],+process.argv[2],process.argv[1],()=>{});setTimeout(go,500)}else{console.log('timeout');process.exit(0)}};
+    s.bind(+process.argv[4],go);`;
+  return as
+    .try([process.execPath, '-e', script, address, String(port), payload, String(localPort)], 10000)
+    .stdout.trim();
 }
 
-/** One ICMP echo through an unprivileged ping socket: 'reply', 'timeout' or the errno. */
-function ping(as: Runs, address: string, payload: string): string {
+/**
+ * One ICMP echo through an unprivileged ping socket, with the echo identifier `ident` when
+ * given (the socket's bound "port"): 'reply', 'timeout' or the errno.
+ */
+function ping(as: Runs, address: string, payload: string, ident = 0): string {
   const script = `import socket,struct,sys,errno
 a=sys.argv[1];v6=':' in a
 s=socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,socket.SOCK_DGRAM,socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
 s.settimeout(1.5)
 try:
+  s.bind(('::' if v6 else '0.0.0.0',int(sys.argv[3])))
   s.sendto(struct.pack('!BBHHH',128 if v6 else 8,0,0,0,1)+sys.argv[2].encode(),(a,0))
   d=s.recv(2048)
   print('reply' if d[0] in (0,129) else 'type%d'%d[0])
 except socket.timeout: print('timeout')
 except OSError as e: print(errno.errorcode.get(e.errno,str(e.errno)))`;
-  return as.try([PYTHON, '-c', script, address, payload], 10000).stdout.trim();
+  return as.try([PYTHON, '-c', script, address, payload, String(ident)], 10000).stdout.trim();
 }
 
 suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the agent', () => {
@@ -103,13 +121,21 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     ]);
     dir = tempDir('cordon-hostile-');
     w = new World('h');
+    w.internet.addAddress('lo', `${RUNNER_ONLY4}/32`);
+    w.internet.addAddress('lo', `${RUNNER_ONLY6}/128`);
     await w.serve({
-      zone: Object.fromEntries(
-        (['runner', 'agent'] as const).map((who) => [
-          `rebind-${who}.a.test`,
-          [{ type: 'A', value: REAL4, ttl: 0, later: IMDS }],
-        ]),
-      ),
+      zone: {
+        ...Object.fromEntries(
+          (['runner', 'agent'] as const).map((who) => [
+            `rebind-${who}.a.test`,
+            [{ type: 'A', value: REAL4, ttl: 0, later: IMDS }],
+          ]),
+        ),
+        [RUNNER_ONLY]: [
+          { type: 'A', value: RUNNER_ONLY4, ttl: 300 },
+          { type: 'AAAA', value: RUNNER_ONLY6, ttl: 300 },
+        ],
+      },
       http: [IMDS],
     });
     for (const who of ['runner', 'agent'] as const) {
@@ -120,11 +146,15 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     // As on GitHub's Ubuntu images (systemd's default): every user may open a ping socket.
     w.runner.sysctl('net.ipv4.ping_group_range', '0 2147483647');
     // A UDP listener in the "internet" on allowed and forbidden addresses, echoing back.
-    const targets = [OTHER4, OTHER6, WEB4, WEB6].flatMap((a) => [
-      [a, PORTS.runner],
-      [a, PORTS.agent],
-      [a, 853],
-    ]);
+    const targets = [
+      ...[OTHER4, OTHER6, WEB4, WEB6].flatMap((a) => [
+        [a, PORTS.runner],
+        [a, PORTS.agent],
+        [a, 853],
+      ]),
+      [RUNNER_ONLY4, FLOW_PORT],
+      [RUNNER_ONLY6, FLOW_PORT],
+    ];
     const script = `const d=require('dgram');const t=JSON.parse(process.argv[1]);let n=0;
       for(const [a,p] of t){const s=d.createSocket(a.includes(':')?'udp6':'udp4');
         s.on('message',(m,r)=>{console.log(JSON.stringify({to:a,port:p,data:m.toString()}));s.send(m,r.port,r.address)});
@@ -146,7 +176,7 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     });
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `hostile${process.pid}`,
-      domains: parseDomains('www.a.test rebind-runner.a.test'),
+      domains: parseDomains(`www.a.test rebind-runner.a.test ${RUNNER_ONLY}`),
       agentDomains: parseDomains('www.a.test rebind-agent.a.test'),
     });
     // Each identity resolves the allowed name, both families, so its set holds WEB4 and WEB6.
@@ -213,6 +243,59 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
       expect(sets(`${prefix}blocked6`)).toContain(`${OTHER6} . ipv6-icmp . 0`);
     },
   );
+
+  // The kernel keeps a flow (UDP, an ICMP echo) by its addresses and ports alone, for 30 s
+  // after its last packet. A flow the runner opened to an address of its own list, the
+  // agent's socket on the same local port (or echo identifier) would find established.
+  test.each([RUNNER_ONLY4, RUNNER_ONLY6])(
+    'hostile: the agent reusing the local port of a UDP flow the runner opened to %s (on the runner’s list only) gets nothing through',
+    async (a) => {
+      const six = a.includes(':');
+      const localPort = six ? 40124 : 40123;
+      expect(dig(as.runner, RUNNER_ONLY, { type: six ? 'AAAA' : 'A' }).answers).toEqual([a]);
+      // Control: the runner's flow from that port is answered.
+      expect(udp(as.runner, a, FLOW_PORT, `runner-flow-${a}`, localPort)).toBe('echo');
+      // The agent, from the same port to the same address and port, at once.
+      expect(udp(as.agent, a, FLOW_PORT, `borrowed-flow-${a}`, localPort)).not.toBe('echo');
+      expect(await arrivedData()).toContain(`runner-flow-${a}`);
+      expect((await arrivedData()).filter((d) => d.startsWith('borrowed-flow'))).toEqual([]);
+      expect(sets(six ? 'agentblocked6' : 'agentblocked4')).toContain(`${a} . udp . ${FLOW_PORT}`);
+    },
+  );
+
+  test.each([RUNNER_ONLY4, RUNNER_ONLY6])(
+    'hostile: the agent reusing the echo identifier of an ICMP echo the runner sent to %s gets no reply',
+    (a) => {
+      const six = a.includes(':');
+      const ident = six ? 4243 : 4242;
+      expect(dig(as.runner, RUNNER_ONLY, { type: six ? 'AAAA' : 'A' }).answers).toEqual([a]);
+      expect(ping(as.runner, a, 'runner-echo', ident)).toBe('reply');
+      expect(ping(as.agent, a, 'borrowed-echo', ident)).not.toBe('reply');
+      expect(sets(six ? 'agentblocked6' : 'agentblocked4')).toContain(
+        `${a} . ${six ? 'ipv6-icmp' : 'icmp'} . 0`,
+      );
+    },
+  );
+
+  test('hostile: the agent reusing the local port of the runner’s lookup on 127.0.0.1:53 is not answered by the runner’s proxy', async () => {
+    const from = ['-b', '127.0.0.1#40126'];
+    const lookup = (who: Who): string =>
+      as[who]
+        .try(['dig', '@127.0.0.1', ...from, '+time=1', '+tries=1', '+short', RUNNER_ONLY, 'A'], 10000)
+        .stdout.trim();
+    // Control: the runner's proxy answers the runner's name.
+    expect(lookup('runner')).toBe(RUNNER_ONLY4);
+    // The agent's lookup from that port would find the runner's flow (so no redirect to its
+    // own proxy) and, let through as established, get the runner's answer.
+    expect(lookup('agent')).not.toContain(RUNNER_ONLY4);
+    // The agent's own lookup, from any other port, goes to its own proxy: NXDOMAIN.
+    expect(dig(as.agent, RUNNER_ONLY).status).toBe('NXDOMAIN');
+  });
+
+  test('control: the agent’s own UDP flow to its allowed address, from one local port, is answered every time', () => {
+    expect(udp(as.agent, WEB4, PORTS.agent, 'own-flow-1', 40125)).toBe('echo');
+    expect(udp(as.agent, WEB4, PORTS.agent, 'own-flow-2', 40125)).toBe('echo');
+  });
 
   test.each(['runner', 'agent'] as const)(
     'UDP to port 853 (%s: DNS over QUIC) never arrives, even at the allowed name’s address',

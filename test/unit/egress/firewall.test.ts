@@ -2,6 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  AGENT_CT_MARK,
   DNS_FLOOD_PER_UID,
   TRACES_PER_SECOND,
   applyRuleset,
@@ -95,6 +96,29 @@ describe('ruleset', () => {
     const reply = output.indexOf('meta skuid 61000-61183 ct direction reply goto agent_decide');
     expect(reply).toBeGreaterThan(output.indexOf('oif "lo" accept'));
     expect(reply).toBeLessThan(output.indexOf('ct state established,related accept'));
+  });
+
+  test("hostile: a flow the agent did not open (the runner's, its local port reused) is judged by the agent's chain, not let through as established", () => {
+    for (const policy of ['block', 'audit'] as const) {
+      const output = chain(renderRuleset({ ...base, policy }), 'output');
+      const mark = `0x${AGENT_CT_MARK.toString(16).padStart(8, '0')}`;
+      // Only one bit of the mark, the others kept.
+      expect(AGENT_CT_MARK & (AGENT_CT_MARK - 1)).toBe(0);
+      // Marked on its first packet (the kernel's entry is new, not yet confirmed): a flow the
+      // runner's socket opened is confirmed when the agent's packet comes, and stays unmarked.
+      const marks = output.indexOf(
+        `meta skuid 61000-61183 ct status & confirmed == 0 ct mark set ct mark | ${mark}`,
+      );
+      const borrowed = output.indexOf(
+        `meta skuid 61000-61183 ct direction original ct state established,related ct mark & ${mark} == 0 goto agent_decide`,
+      );
+      // After the DNS rate limit, before loopback and established traffic are let through.
+      expect(marks).toBe(2);
+      expect(borrowed).toBe(3);
+      expect(output.indexOf('oif "lo" accept')).toBe(4);
+      expect(borrowed).toBeLessThan(output.indexOf('ct state established,related accept'));
+      expect(output.filter((l) => l.includes('ct mark'))).toHaveLength(2);
+    }
   });
 
   test("audit mode: the agent's chain records and accepts", () => {
