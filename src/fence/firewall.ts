@@ -86,6 +86,16 @@ export const TRACES_PER_SECOND = 200;
  * packet is judged by the agent's chain instead of let through as established.
  */
 export const AGENT_CT_MARK = 0x10000000;
+/**
+ * The bit of a connection's `ct mark` that says a socket outside the agents' range answered
+ * it: set by its first packet in the reply direction whose socket owner is known and not an
+ * agent's. `meta skuid` knows no owner for a SYN-ACK sent as a SYN cookie (a listener's
+ * queue is full) nor for what a socket sends after it was closed (its unsent data, once the
+ * peer's window opens): on a connection a host outside opened to an agent's port, these are
+ * the agent's, and without this bit they would leave as established traffic (block mode:
+ * such a TCP packet, a SYN-ACK or a reset aside, is dropped).
+ */
+export const ANSWERED_CT_MARK = 0x20000000;
 
 export function renderRuleset(r: FenceRules): string {
   const record = r.recordSeconds ?? 86400;
@@ -96,7 +106,9 @@ export function renderRuleset(r: FenceRules): string {
   const policy = r.policy === 'block' ? 'drop' : 'accept';
   const elements = (list: string[]): string => (list.length ? ` elements = { ${list.join(', ')} };` : '');
   const agentUids = `${r.agent.uidMin}-${r.agent.uidMax}`;
-  const agentMark = `0x${AGENT_CT_MARK.toString(16).padStart(8, '0')}`;
+  const mark = (bit: number): string => `0x${bit.toString(16).padStart(8, '0')}`;
+  const agentMark = mark(AGENT_CT_MARK);
+  const answeredMark = mark(ANSWERED_CT_MARK);
   // The agent's web connections are checked by name in block mode (in audit mode every
   // destination is let through anyway and recorded by address).
   const web = r.policy === 'block' ? r.agent.web : undefined;
@@ -181,6 +193,16 @@ export function renderRuleset(r: FenceRules): string {
     // A connection a host outside opened to the agent (a port it listens on) is
     // established too, and its replies would carry data to an address off the agent's list.
     `    meta skuid ${agentUids} ct direction reply goto agent_decide`,
+    // The same connection's packets with no socket owner (a SYN cookie's SYN-ACK, a closed
+    // socket's unsent data) carry the agent's data too: in block mode, a TCP packet in the
+    // reply direction is let out without an owner only once a socket outside the agents'
+    // range has answered on that connection (a SYN-ACK or a reset, which carry nothing, aside).
+    ...(r.policy === 'block'
+      ? [
+          `    ct direction reply ct mark & ${answeredMark} == 0 meta skuid != ${agentUids} ct mark set ct mark | ${answeredMark}`,
+          `    ct direction reply ct mark & ${answeredMark} == 0 meta l4proto tcp tcp flags & (syn | rst) == 0 drop`,
+        ]
+      : []),
     `    ct state established,related accept`,
     // The proxy's own upstream queries, told apart by the socket's owner and destination.
     ...(up4.length

@@ -361,6 +361,110 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
     }
   }, 30000);
 
+  // The agent's own packets on such a connection are refused (above), but packets with no
+  // socket owner are not the agent's as far as `meta skuid` can tell: a SYN-ACK sent as a
+  // SYN cookie (the listener's queue is full) and what a socket sends after it was closed
+  // (an orphan: its unsent data once the peer's window opens). The host outside fills the
+  // agent's queue with SYNs, holds its window at 0 while the agent writes and closes, then
+  // opens it.
+  /**
+   * A host outside opens 30 connections, 30 ms apart, to a listener of `who` (backlog 0, so
+   * the kernel answers with SYN cookies once its queue is full), which writes to each one it
+   * accepts and closes it at once; with `zeroWindow`, the host outside advertises a zero
+   * window for the first 1.5 s, so what was written leaves only after the socket was closed.
+   * Returns whether the listener wrote and how many bytes the host outside received.
+   */
+  async function inbound(
+    who: Who,
+    port: number,
+    zeroWindow: boolean,
+  ): Promise<{ wrote: boolean; data: number }> {
+    // The kernel's default: cookies once a listener's SYN queue is full.
+    w.runner.sysctl('net.ipv4.tcp_syncookies', '1');
+    const server = `import socket,sys,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',int(sys.argv[1]))); s.listen(0)
+print('listening',flush=True)
+s.settimeout(8)
+try:
+  while True:
+    c,_=s.accept(); c.setblocking(False)
+    try: c.send(b'inbound-secret'*1000)
+    except OSError: pass
+    c.close(); print('sent',flush=True)
+except OSError: pass
+time.sleep(3)`;
+    const uid = run(['id', '-u', users[who]]).trim();
+    const gid = run(['id', '-g', users[who]]).trim();
+    const child = w.runner.spawn([
+      'setpriv',
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      '--clear-groups',
+      PYTHON,
+      '-c',
+      server,
+      String(port),
+    ]);
+    let said = '';
+    child.stdout!.on('data', (b: Buffer) => (said += b.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`the ${who}’s listener did not start in 10 s`)),
+          10000,
+        );
+        child.stdout!.once('data', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      if (zeroWindow)
+        for (const cmd of [
+          ['add', 'table', 'inet', 'zerowin'],
+          ['add', 'chain', 'inet', 'zerowin', 'out', '{ type filter hook output priority 0; }'],
+          ['add', 'rule', 'inet', 'zerowin', 'out', `tcp dport ${port} tcp window set 0`],
+        ])
+          w.internet.exec(['nft', ...cmd]);
+      const client = `let data=0;const net=require('net');
+        for(let i=0;i<30;i++)setTimeout(()=>{const c=net.connect({host:process.argv[1],port:+process.argv[2]});
+          c.on('data',x=>data+=x.length);c.on('error',()=>{})},i*30);
+        setTimeout(()=>{console.log(JSON.stringify({data}));process.exit(0)},6000);`;
+      const outside = w.internet.spawn([process.execPath, '-e', client, RUNNER4, String(port)]);
+      let out = '';
+      outside.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+      await new Promise((r) => setTimeout(r, 1500));
+      if (zeroWindow) w.internet.exec(['nft', 'delete', 'table', 'inet', 'zerowin']);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10000);
+        outside.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return { wrote: said.includes('sent'), data: (JSON.parse(out.trim()) as { data: number }).data };
+    } finally {
+      if (zeroWindow) w.internet.try(['nft', 'delete', 'table', 'inet', 'zerowin']);
+      await stop(child);
+    }
+  }
+
+  // The agent's own packets on such a connection are refused (above), but packets with no
+  // socket owner are not the agent's as far as `meta skuid` can tell: a SYN-ACK sent as a
+  // SYN cookie (the listener's queue is full) and what a socket sends after it was closed
+  // (an orphan: its unsent data once the peer's window opens).
+  test('hostile: a host outside gets nothing from the agent through SYN cookies and a closed socket’s unsent data', async () => {
+    const got = await inbound('agent', 9600, true);
+    // The kernel's SYN cookies completed some handshakes: the agent accepted and wrote.
+    expect(got.wrote).toBe(true);
+    expect(got.data).toBe(0);
+  }, 30000);
+
+  test('control: the runner user’s listener still answers a host outside, through SYN cookies too (the runner identity is not held: T61)', async () => {
+    const got = await inbound('runner', 9601, false);
+    expect(got.wrote).toBe(true);
+    expect(got.data).toBeGreaterThan(0);
+  }, 30000);
+
   test('from outside, the proxy on the runner’s own addresses answers nothing, over UDP or TCP', () => {
     for (const server of [RUNNER4, RUNNER6]) {
       expect(dig(w.internet, 'www.a.test', { server }).status).toMatch(/^failed/);

@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   AGENT_CT_MARK,
+  ANSWERED_CT_MARK,
   DNS_FLOOD_PER_UID,
   TRACES_PER_SECOND,
   applyRuleset,
@@ -117,8 +118,30 @@ describe('ruleset', () => {
       expect(borrowed).toBe(3);
       expect(output.indexOf('oif "lo" accept')).toBe(4);
       expect(borrowed).toBeLessThan(output.indexOf('ct state established,related accept'));
-      expect(output.filter((l) => l.includes('ct mark'))).toHaveLength(2);
+      expect(output.filter((l) => l.includes(mark))).toHaveLength(2);
     }
+  });
+
+  test("hostile: block mode: a TCP packet in the reply direction with no socket owner leaves only on a connection a socket outside the agents' range answered (a SYN-ACK or a reset aside)", () => {
+    const output = chain(renderRuleset({ ...base, policy: 'block' }), 'output');
+    const mark = `0x${ANSWERED_CT_MARK.toString(16).padStart(8, '0')}`;
+    expect(ANSWERED_CT_MARK & (ANSWERED_CT_MARK - 1)).toBe(0);
+    expect(ANSWERED_CT_MARK & AGENT_CT_MARK).toBe(0);
+    const agentReply = output.indexOf('meta skuid 61000-61183 ct direction reply goto agent_decide');
+    const answered = output.indexOf(
+      `ct direction reply ct mark & ${mark} == 0 meta skuid != 61000-61183 ct mark set ct mark | ${mark}`,
+    );
+    const ownerless = output.indexOf(
+      `ct direction reply ct mark & ${mark} == 0 meta l4proto tcp tcp flags & (syn | rst) == 0 drop`,
+    );
+    // The agent's own replies go to its chain first; then a known owner marks the connection;
+    // then what has no owner on an unmarked one is dropped, all before established is let out.
+    expect(agentReply).toBeGreaterThan(0);
+    expect(answered).toBe(agentReply + 1);
+    expect(ownerless).toBe(agentReply + 2);
+    expect(output[ownerless + 1]).toBe('ct state established,related accept');
+    // Audit mode lets everything out anyway.
+    expect(renderRuleset({ ...base, policy: 'audit' })).not.toContain(mark);
   });
 
   test("audit mode: the agent's chain records and accepts", () => {
