@@ -14,6 +14,11 @@ export const DEFAULT_REFRESH_BEFORE_SECONDS = 300;
  * under the JavaScript SDK's 1 s container-credentials timeout (botocore allows 2 s).
  */
 export const DEFAULT_REFRESH_WAIT_MS = 800;
+/**
+ * How long stop waits for a refresh already on its way (and the requests waiting on it)
+ * before it revokes: under the 20 s the parent gives the stop request.
+ */
+export const DEFAULT_STOP_WAIT_MS = 5000;
 /** A GitHub-hosted job runs at most 6 hours; the broker never outlives that on its own. */
 export const DEFAULT_MAX_LIFETIME_SECONDS = 6 * 3600 + 600;
 
@@ -64,6 +69,8 @@ export interface BrokerConfig {
   refreshBeforeSeconds: number;
   /** See DEFAULT_REFRESH_WAIT_MS. */
   refreshWaitMs?: number;
+  /** See DEFAULT_STOP_WAIT_MS. */
+  stopWaitMs?: number;
   maxLifetimeSeconds: number;
   /** Stop when this process is gone (the parent step), checked every 2 s. */
   parentPid?: number;

@@ -23,6 +23,7 @@ import {
   assertLoopback,
   AWS_PATH,
   DEFAULT_REFRESH_WAIT_MS,
+  DEFAULT_STOP_WAIT_MS,
   GITHUB_TOKEN_PATH,
   STOP_PATH,
   type BrokerConfig,
@@ -95,6 +96,8 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   let stopping: Promise<BrokerStopped> | undefined;
   /** Issuance events still waiting for their requester: written before broker.stopped. */
   const recording = new Set<Promise<void>>();
+  /** Credential requests being answered: stop waits for them (bounded) before it revokes. */
+  const serving = new Set<Promise<void>>();
   let resolveStopped: (r: BrokerStopped) => void = () => undefined;
   const stopped = new Promise<BrokerStopped>((r) => (resolveStopped = r));
 
@@ -171,10 +174,14 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     try {
       got = await source.get(cfg.refreshWaitMs ?? DEFAULT_REFRESH_WAIT_MS);
     } catch (e) {
+      if (stopping) return fail(res, 503, 'the broker is stopping');
       log(`refresh failed: ${describeError(e)}`);
       return fail(res, 503, 'the broker could not get new credentials; see the step log');
     }
-    send(res, 200, rendered(got.issued, render));
+    // Stop began while this request waited on a refresh: what the refresh brought is
+    // revoked (GitHub) or never handed out (AWS), and recorded below all the same.
+    if (stopping) fail(res, 503, 'the broker is stopping');
+    else send(res, 200, rendered(got.issued, render));
     if (!got.started) return;
     // Recorded when the refresh this request began settles, even if it was answered before,
     // and after the source's previous issuance was (its requester's lookup may take longer
@@ -206,16 +213,21 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     }
     if (stopping) return fail(res, 503, 'the broker is stopping');
     if (req.method !== 'GET') return fail(res, 405, 'method not allowed');
-    if (path === AWS_PATH && aws) return serve(req, res, aws, containerCredentials, recordAws);
-    if (path === GITHUB_TOKEN_PATH && github)
-      return serve(
+    let served: Promise<void> | undefined;
+    if (path === AWS_PATH && aws) served = serve(req, res, aws, containerCredentials, recordAws);
+    else if (path === GITHUB_TOKEN_PATH && github)
+      served = serve(
         req,
         res,
         github,
         (t) => JSON.stringify({ token: t.token, expiresAt: t.expiresAt }),
         recordGithub,
       );
-    return fail(res, 404, 'not found');
+    else return fail(res, 404, 'not found');
+    // Tracked from the moment it is taken: a stop that comes while it waits on a refresh
+    // waits for that refresh, so what it mints is revoked and recorded.
+    serving.add(served);
+    return served.finally(() => serving.delete(served));
   }
 
   const server: Server = createServer((req, res) => {
@@ -246,10 +258,27 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   function stop(reason: BrokerStopped['reason']): Promise<BrokerStopped> {
     stopping ??= (async () => {
       log(`stopping (${reason})`);
-      await Promise.allSettled([...recording]);
-      const revocations = github
-        ? await revokeAll(cfg.github!.apiUrl, github.issued, { fetch: deps.fetch, env: cfg.proxyEnv ?? {} })
+      // No refresh starts from here on; one already on its way is waited for (bounded),
+      // with the requests waiting on it, so what it brings is in `issued` to be revoked.
+      aws?.close();
+      github?.close();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...serving, ...recording]),
+        new Promise<void>((r) => (timer = setTimeout(r, cfg.stopWaitMs ?? DEFAULT_STOP_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      // A mint still on its way may leave a token at GitHub that nothing here can revoke.
+      const unsettled = github && !(await github.settled(0)) ? 1 : 0;
+      if (unsettled)
+        log('github: a token mint was still on its way at stop; it may stay valid until it expires');
+      const revoked = github
+        ? await revokeAll(cfg.github!.apiUrl, [...github.issued], {
+            fetch: deps.fetch,
+            env: cfg.proxyEnv ?? {},
+          })
         : { revoked: 0, failed: 0, skipped: 0, results: [] };
+      const revocations = { ...revoked, failed: revoked.failed + unsettled };
       for (const r of revocations.results)
         if (r.status === 'failed') log(`github: a token may stay valid until it expires: ${r.detail ?? ''}`);
       const latest = Math.max(aws?.latestExpiry ?? 0, revocations.failed ? (github?.latestExpiry ?? 0) : 0);

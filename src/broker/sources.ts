@@ -26,6 +26,7 @@ export class CachedCredential<T> {
   private current: Issued<T> | undefined;
   private pending: Promise<Issued<T>> | undefined;
   private count = 0;
+  private closed = false;
   /** Every value issued, oldest first (the GitHub source revokes them all at stop). */
   readonly issued: Issued<T>[] = [];
 
@@ -42,6 +43,35 @@ export class CachedCredential<T> {
   /** The latest expiry of anything handed out (seconds), or undefined. */
   get latestExpiry(): number | undefined {
     return this.issued.length ? Math.max(...this.issued.map((i) => i.expiresAt)) : undefined;
+  }
+
+  /** Whether an exchange is on its way (a value may exist that is not in `issued` yet). */
+  get inFlight(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /**
+   * No exchange starts after this (the broker is stopping): `get` throws unless one is
+   * already on its way, whose value still lands in `issued` to be revoked.
+   */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Resolves once no exchange is on its way, or after `ms`; true when none is. */
+  async settled(ms: number): Promise<boolean> {
+    const pending = this.pending;
+    if (!pending) return true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pending.then(
+        () => undefined,
+        () => undefined,
+      ),
+      new Promise<void>((r) => (timer = setTimeout(r, ms))),
+    ]);
+    clearTimeout(timer);
+    return this.pending === undefined;
   }
 
   /** The current credential when it has more than `refreshBeforeSeconds` left, without waiting. */
@@ -63,6 +93,7 @@ export class CachedCredential<T> {
     if (c) return { issued: c };
     let started: Promise<Issued<T>> | undefined;
     if (!this.pending) {
+      if (this.closed) throw new Error('the broker is stopping: no new credentials are fetched');
       started = this.pending = this.fetchNew()
         .then(({ value, expiresAt }) => {
           this.count++;

@@ -163,3 +163,110 @@ describe('serveBroker', () => {
     expect(api.calls.length).toBe(before);
   });
 });
+
+describe('serveBroker: a refresh racing stop (T7x)', () => {
+  /** fetch that holds the n-th POST .../access_tokens (1-based) for `ms` before sending it. */
+  function slowMint(n: number, ms: number): typeof fetch {
+    let mints = 0;
+    return async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if ((init?.method ?? 'GET') === 'POST' && url.endsWith('/access_tokens') && ++mints === n)
+        await new Promise((r) => setTimeout(r, ms));
+      return fetch(input, init);
+    };
+  }
+
+  test('a token whose mint began before stop is revoked too, counted and recorded before broker.stopped', async () => {
+    // Every request wants a new token (4000 s > the token's hour); the second mint is slow,
+    // so the request is answered with the first token after refreshWaitMs and stop comes
+    // while the mint is still on its way.
+    const cfg = config({ refreshBeforeSeconds: 4000, refreshWaitMs: 100 });
+    const before = api.tokens.length;
+    const b = await serveBroker(cfg, { fetch: slowMint(2, 700) });
+    const res = await fetch(`http://127.0.0.1:${b.port}/github/token`, {
+      headers: { authorization: cfg.bearer },
+    });
+    expect(res.status).toBe(200);
+    const report = await b.stop('stop');
+    // Bounded: the slow mint has landed by now whatever stop did.
+    for (let i = 0; i < 40 && api.tokens.length < before + 2; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const mine = api.tokens.slice(before);
+    expect(mine).toHaveLength(2);
+    expect(mine.filter((t) => !t.revoked)).toHaveLength(0);
+    expect(report.tokenRefreshes).toBe(2);
+    expect(report.revocations).toEqual({ revoked: 2, failed: 0, skipped: 0 });
+    const types = readFileSync(cfg.ledgerPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    expect(types).toEqual(['token.refreshed', 'broker.started', 'token.refreshed', 'broker.stopped']);
+  });
+
+  test('hostile: a request waiting on a mint when stop comes gets no token that outlives the stop', async () => {
+    // The request waits on the mint (refreshWaitMs longer than it takes); the mint is held
+    // at GitHub's door until stop has answered, then let through.
+    const cfg = config({ refreshBeforeSeconds: 4000, refreshWaitMs: 5000 });
+    const before = api.tokens.length;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let mints = 0;
+    const gated: typeof fetch = async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if ((init?.method ?? 'GET') === 'POST' && url.endsWith('/access_tokens') && ++mints === 2) await gate;
+      return fetch(input, init);
+    };
+    const b = await serveBroker(cfg, { fetch: gated });
+    const asked = fetch(`http://127.0.0.1:${b.port}/github/token`, {
+      headers: { authorization: cfg.bearer },
+    }).then(
+      async (r) => ({ status: r.status, body: await r.text() }),
+      () => ({ status: 0, body: '' }),
+    );
+    for (let i = 0; i < 100 && mints < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(mints).toBe(2);
+    const stopping = b.stop('stop');
+    // Let the mint through a moment after stop began (a stop that waits for it, or not).
+    setTimeout(release, 100);
+    const report = await stopping;
+    const got = await asked;
+    for (let i = 0; i < 40 && api.tokens.length < before + 2; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const mine = api.tokens.slice(before);
+    expect(mine).toHaveLength(2);
+    // Every token minted is revoked, counted as such, and whatever the request got is dead.
+    expect(mine.filter((t) => !t.revoked).map((t) => got.body.includes(t.token))).toEqual([]);
+    expect(report.tokenRefreshes).toBe(2);
+    expect(report.revocations).toEqual({ revoked: 2, failed: 0, skipped: 0 });
+  });
+
+  test('a mint still on its way when stop stops waiting is counted as a failed revocation', async () => {
+    const cfg = config({ refreshBeforeSeconds: 4000, refreshWaitMs: 5000, stopWaitMs: 200 });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let mints = 0;
+    const gated: typeof fetch = async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if ((init?.method ?? 'GET') === 'POST' && url.endsWith('/access_tokens') && ++mints === 2) await gate;
+      return fetch(input, init);
+    };
+    const lines: string[] = [];
+    const b = await serveBroker(cfg, { fetch: gated, log: (l) => lines.push(l) });
+    const asked = fetch(`http://127.0.0.1:${b.port}/github/token`, {
+      headers: { authorization: cfg.bearer },
+    }).then(
+      (r) => r.status,
+      () => 0,
+    );
+    for (let i = 0; i < 100 && mints < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    try {
+      const report = await b.stop('stop');
+      expect(report.revocations).toEqual({ revoked: 1, failed: 1, skipped: 0 });
+      expect(report.handedOutValidUntil).toBeDefined();
+      expect(lines.join('\n')).toMatch(/mint was still on its way at stop/);
+    } finally {
+      release();
+    }
+    expect([0, 503]).toContain(await asked);
+  });
+});

@@ -99,4 +99,33 @@ describe('CachedCredential', () => {
     c.advance(860);
     expect((await cache.get(10)).issued.value).toBe(2);
   });
+
+  test('after close no exchange starts; one on its way still lands in issued, and settled says when', async () => {
+    const c = clock();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let n = 0;
+    const cache = new CachedCredential(
+      async () => {
+        n++;
+        if (n === 2) await gate;
+        return { value: n, expiresAt: c.now() + 900 };
+      },
+      300,
+      c.now,
+    );
+    await cache.get();
+    c.advance(700);
+    const waiting = cache.get();
+    expect(cache.inFlight).toBe(true);
+    cache.close();
+    expect(await cache.settled(20)).toBe(false);
+    release();
+    expect(await cache.settled(1000)).toBe(true);
+    expect((await waiting).issued.value).toBe(2);
+    expect(cache.issued.map((i) => i.value)).toEqual([1, 2]);
+    c.advance(700);
+    await expect(cache.get()).rejects.toThrow(/stopping/);
+    expect(n).toBe(2);
+  });
 });
