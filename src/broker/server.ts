@@ -38,7 +38,12 @@ export interface BrokerDeps {
   /** Called with every new secret value (the process entry sends them to the parent to mask). */
   onSecret?: (value: string) => void;
   /** Find the requesting process (default: /proc lookup). */
-  findPeer?: (clientPort: number, serverPort: number) => Promise<BrokerRequester | undefined>;
+  findPeer?: (
+    clientPort: number,
+    serverPort: number,
+    clientAddress?: string,
+    serverAddress?: string,
+  ) => Promise<BrokerRequester | undefined>;
 }
 
 export interface RunningBroker {
@@ -89,7 +94,8 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     : undefined;
   const findPeer =
     deps.findPeer ??
-    ((client: number, server: number) => findPeerProcess(client, server, { selfPid: process.pid }));
+    ((client: number, server: number, clientAddress?: string, serverAddress?: string) =>
+      findPeerProcess(client, server, { selfPid: process.pid, clientAddress, serverAddress }));
   let port = 0;
   let requests = 0;
   let unauthorized = 0;
@@ -169,7 +175,12 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
     const cached = source.fresh();
     if (cached) return send(res, 200, rendered(cached, render));
     // Looked up while the exchange runs; recorded after the answer, so it never delays it.
-    const peer = findPeer(req.socket.remotePort ?? 0, port).catch(() => undefined);
+    const peer = findPeer(
+      req.socket.remotePort ?? 0,
+      port,
+      req.socket.remoteAddress,
+      req.socket.localAddress,
+    ).catch(() => undefined);
     let got: { issued: Issued<T>; started?: Promise<Issued<T>> };
     try {
       got = await source.get(cfg.refreshWaitMs ?? DEFAULT_REFRESH_WAIT_MS);

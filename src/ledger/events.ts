@@ -283,9 +283,12 @@ export function commitsListed(observed: readonly { commits: readonly CommitObser
 
 /** The process that asked the broker, found from its socket (best effort). */
 export interface BrokerRequester {
-  pid: number;
+  /** Absent when the requesting process is another user's (its /proc/<pid>/fd is not readable). */
+  pid?: number;
   /** `/proc/<pid>/comm`. */
   comm?: string;
+  /** The uid owning the connection's socket, from /proc/net/tcp (the kernel's, not the process's say). */
+  uid?: number;
 }
 
 export interface BrokerStarted {

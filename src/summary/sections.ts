@@ -45,6 +45,13 @@ const KNOWN: Known[] = [
   'report.followed',
 ];
 
+/** Who asked the broker: `comm (pid N, uid U)`, or `uid U` when only the socket's owner is known. */
+function askedBy(r: { pid?: number; comm?: string; uid?: number }): string {
+  const uid = typeof r.uid === 'number' ? `uid ${r.uid}` : '';
+  if (typeof r.pid !== 'number') return uid || '?';
+  return `${str(r.comm ?? '?')} (pid ${r.pid}${uid ? `, ${uid}` : ''})`;
+}
+
 /** Who the agent was: every identity issued to it (by a step or the broker), and the run it ran in. */
 export function whoSection(events: LedgerEvent[]): Block[] {
   const blocks: Block[] = [];
@@ -237,8 +244,8 @@ export function touchedSection(events: LedgerEvent[]): Block[] {
       t.requester,
     ]),
   ].map(([kind, scope, n, expires, who]) => {
-    const r = who as { pid: number; comm?: string } | undefined;
-    return [str(kind), str(scope), str(n), until(str(expires)), r ? `${r.comm ?? '?'} (pid ${r.pid})` : ''];
+    const r = who as { pid?: number; comm?: string; uid?: number } | undefined;
+    return [str(kind), str(scope), str(n), until(str(expires)), r ? askedBy(r) : ''];
   });
   if (brokerRows.length)
     blocks.push({

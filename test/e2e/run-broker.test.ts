@@ -293,6 +293,13 @@ maybe('run with credentials: broker', () => {
     }
     const refreshed = events(j, 'token.refreshed');
     expect(refreshed.length).toBe(minted.length);
+    // Each mint the command asked for names the uid of the socket that asked: the agent's own
+    // user (recorded from the socket table even where its processes cannot be read).
+    const askers = refreshed
+      .slice(1)
+      .map((e) => (e.data as { requester?: { uid?: number; pid?: number } }).requester);
+    for (const a of askers) expect(a?.uid).toEqual(expect.any(Number));
+    for (const a of askers) expect(a?.uid).not.toBe(process.getuid!());
     const stopped = events(j, 'broker.stopped')[0].data as {
       revocations: { revoked: number; failed: number };
     };

@@ -1,7 +1,10 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { findPeerProcess, findSocketInode } from '../../../src/broker/peer.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:A0B1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11111 1 0000000000000000 100 0 0 10 0
@@ -44,9 +47,82 @@ describe('requesting process lookup', () => {
       });
       expect(peer?.pid).toBe(child!.pid);
       expect(peer?.comm).toBe('node');
+      expect(peer?.uid).toBe(process.getuid!());
     } finally {
       s.destroy();
       child?.kill('SIGKILL');
+    }
+  });
+});
+
+describe('requesting process lookup: addresses and uid (T7x)', () => {
+  // The runner's own connection 127.0.0.1:50000 -> broker 127.0.0.1:41137 (uid 1000) is listed
+  // before the agent's 127.0.0.2:50000 -> 127.0.0.1:41137 (uid 1001): same two ports.
+  const SHARED = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:C350 0100007F:A0B1 01 00000000:00000000 00:00000000 00000000  1000        0 55555 1 0000000000000000 20 4 30 10 -1
+   1: 0200007F:C350 0100007F:A0B1 01 00000000:00000000 00:00000000 00000000  1001        0 66666 1 0000000000000000 20 4 30 10 -1
+`;
+
+  test('hostile: a connection from another loopback address with the same client port is not taken for the runner', () => {
+    expect(findSocketInode(SHARED, 50000, 41137, '127.0.0.2', '127.0.0.1')).toBe('66666');
+    expect(findSocketInode(SHARED, 50000, 41137, '127.0.0.1', '127.0.0.1')).toBe('55555');
+    expect(findSocketInode(SHARED, 50000, 41137, '::ffff:127.0.0.2', '::ffff:127.0.0.1')).toBe('66666');
+  });
+
+  test("the requester's uid comes from the socket table, also when its process cannot be read", async () => {
+    const root = tempDir('cordon-peer-');
+    try {
+      mkdirSync(join(root, 'net'));
+      writeFileSync(join(root, 'net', 'tcp'), SHARED);
+      writeFileSync(join(root, 'net', 'tcp6'), '');
+      const peer = await findPeerProcess(50000, 41137, {
+        procRoot: root,
+        clientAddress: '127.0.0.2',
+        serverAddress: '127.0.0.1',
+      });
+      expect(peer).toEqual({ uid: 1001 });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('hostile: two real connections from the same client port on two loopback addresses are told apart', async () => {
+    const accepted: Socket[] = [];
+    const server = createServer((c) => accepted.push(c));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    // This process: 127.0.0.1:C -> server. A child: 127.0.0.2:C -> server (same C).
+    const mine = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+    await new Promise<void>((r) => mine.once('connect', r));
+    const c = mine.localPort!;
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const s = require('net').connect({ host: '127.0.0.1', port: ${port}, localAddress: '127.0.0.2', localPort: ${c} }); s.on('connect', () => console.log('up')); setTimeout(() => {}, 20000)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    try {
+      await new Promise<void>((r, j) => {
+        child.stdout!.once('data', () => r());
+        setTimeout(() => j(new Error('the child did not connect')), 5000).unref();
+      });
+      for (let i = 0; i < 100 && accepted.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      const theirs = accepted.find((a) => a.remoteAddress === '127.0.0.2')!;
+      expect(theirs.remotePort).toBe(c);
+      const peer = await findPeerProcess(c, port, {
+        selfPid: process.pid,
+        budgetMs: 2000,
+        clientAddress: theirs.remoteAddress,
+        serverAddress: theirs.localAddress,
+      });
+      expect(peer?.pid).toBe(child.pid);
+    } finally {
+      child.kill('SIGKILL');
+      mine.destroy();
+      for (const a of accepted) a.destroy();
+      server.close();
     }
   });
 });

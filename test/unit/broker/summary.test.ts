@@ -32,6 +32,29 @@ describe('summary of broker events', () => {
     expect(md).not.toContain('### Other events');
   });
 
+  test("a requester known only by its socket's uid is shown by it; one with a process by both", () => {
+    const ledger = new Ledger(join(tempDir('cordon-broker-uid-'), 'ledger.jsonl'), {
+      action: 'run',
+      registry: new SecretRegistry(() => {}),
+    });
+    const nonce = ledger.open();
+    ledger.append(
+      'credentials.refreshed',
+      { ...sampleEvents['credentials.refreshed'], requester: { uid: 1001 } },
+      nonce,
+    );
+    ledger.append(
+      'token.refreshed',
+      { ...sampleEvents['token.refreshed'], requester: { pid: 77, comm: 'git', uid: 1000 } },
+      nonce,
+    );
+    const lines = ledger.read();
+    const md = renderSummaryMarkdown({ lines, verdict: verdictFor(lines) });
+    expect(md).toContain('| uid 1001 |');
+    expect(md).toContain('git (pid 77, uid 1000)');
+    expect(md).not.toContain('pid undefined');
+  });
+
   test("written while the agent ran, the broker's own lines are shown, not tampering; one that cannot be rendered is", async () => {
     const path = join(tempDir('cordon-broker-judge-'), 'ledger.jsonl');
     const ledger = new Ledger(path, { action: 'run', registry: new SecretRegistry(() => {}) });
