@@ -55,7 +55,7 @@ describe('requesting process lookup', () => {
   });
 });
 
-describe('requesting process lookup: addresses and uid (T7x)', () => {
+describe('requesting process lookup: addresses and uid (T78)', () => {
   // The runner's own connection 127.0.0.1:50000 -> broker 127.0.0.1:41137 (uid 1000) is listed
   // before the agent's 127.0.0.2:50000 -> 127.0.0.1:41137 (uid 1001): same two ports.
   const SHARED = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

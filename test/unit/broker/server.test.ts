@@ -164,7 +164,7 @@ describe('serveBroker', () => {
   });
 });
 
-describe('serveBroker: a refresh racing stop (T7x)', () => {
+describe('serveBroker: a refresh racing stop (T77)', () => {
   /** fetch that holds the n-th POST .../access_tokens (1-based) for `ms` before sending it. */
   function slowMint(n: number, ms: number): typeof fetch {
     let mints = 0;
