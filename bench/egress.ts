@@ -23,6 +23,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Job, removeJobs } from '../src/devkit/run-action.js';
 import { Netns, stop } from '../src/devkit/netns.js';
 import { fenceId } from '../src/rootd/protocol.js';
+import { BENCH_NEEDS, provide } from '../src/devkit/machine.js';
 import { World } from '../test/e2e/egress-topology.js';
 
 const UP = '203.0.113.53';
@@ -278,6 +279,7 @@ const log = (s: string): void => {
   lines.push(s);
 };
 
+provide(BENCH_NEEDS, 'the egress benchmark', (l) => console.log(`bench: ${l}`));
 const w = new World('x');
 const kids: ChildProcess[] = [];
 let job: Job | undefined;

@@ -29,6 +29,12 @@ export const TEST_NEEDS: readonly Need[] = [
   { command: 'at', pkg: 'at', why: "the agent's user denied at jobs" },
 ];
 
+/** What the egress benchmark runs besides the tests' tools: dnsperf for throughput. */
+export const BENCH_NEEDS: readonly Need[] = [
+  ...TEST_NEEDS.filter((n) => ['nft', 'ip', 'dig', 'dnsmasq', 'iperf3'].includes(n.command)),
+  { command: 'dnsperf', pkg: 'dnsperf', why: 'the DNS throughput comparison' },
+];
+
 /** What the demo's fence runs: nftables in a pair of network namespaces. */
 export const DEMO_NEEDS: readonly Need[] = TEST_NEEDS.filter((n) => ['nft', 'ip'].includes(n.command));
 
@@ -93,5 +99,15 @@ export function aptInstall(packages: string[], log: (line: string) => void): voi
         why: (r.stderr ?? '').trim().split('\n').slice(-3).join(' ') || 'apt-get printed nothing',
         fix: `install ${packages.join(' ')} yourself, then run this again`,
       });
+  }
+}
+
+/** Installs what `needs` lists and the machine lacks (root, apt-get), or throws what to do. */
+export function provide(needs: readonly Need[], what: string, log: (line: string) => void): void {
+  const plan = planInstall(needs, machineProbe());
+  if (plan.kind === 'cannot') throw cannotInstallError(what, plan);
+  if (plan.kind === 'install') {
+    log(`installing ${plan.packages.join(', ')} (Debian packages ${what} needs)`);
+    aptInstall(plan.packages, log);
   }
 }
