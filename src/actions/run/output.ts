@@ -27,6 +27,13 @@ export class CommandDefang {
   /** `#` bytes just before. */
   private hashes = 0;
 
+  /** Another writer ended the line (run's mask, between two of the command's chunks). */
+  lineEnded(): void {
+    this.atStart = true;
+    this.colonAtStart = false;
+    this.hashes = 0;
+  }
+
   push(chunk: Buffer): Buffer {
     const out: Buffer[] = [];
     let from = 0;
@@ -56,19 +63,18 @@ export class CommandDefang {
   }
 }
 
-class OutputTransform extends Transform {
-  private readonly defang = new CommandDefang();
+class ScrubTransform extends Transform {
   constructor(readonly scrubber?: StreamScrubber) {
     super();
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const out = this.scrubber ? this.scrubber.push(chunk) : chunk;
-    if (out.length) this.push(this.defang.push(out));
+    if (out.length) this.push(out);
     done();
   }
   _flush(done: TransformCallback): void {
     const out = this.scrubber?.flush();
-    if (out?.length) this.push(this.defang.push(out));
+    if (out?.length) this.push(out);
     done();
   }
 }
@@ -76,6 +82,9 @@ class OutputTransform extends Transform {
 /**
  * Pipes `from` to `to`, scrubbed (when given a scrubber) and defanged, and resolves when
  * `from` has ended and all was written; `line` follows whether what was written ends a line.
+ * The defang runs as each chunk is written, not before: a line another writer ended on `to`
+ * in between (run's mask, `stdoutMaskSink`) is a line the runner starts afresh, so the
+ * command's next byte is at a line's start to the defang too.
  */
 export function forward(
   from: Readable,
@@ -83,9 +92,18 @@ export function forward(
   scrubber?: StreamScrubber,
   line?: LineEnd,
 ): Promise<void> {
-  const src = from.pipe(new OutputTransform(scrubber));
-  if (line) src.on('data', (d: Buffer) => d.length && (line.ended = d[d.length - 1] === 0x0a));
-  src.pipe(to, { end: false });
+  const src = from.pipe(new ScrubTransform(scrubber));
+  const defang = new CommandDefang();
+  src.on('data', (d: Buffer) => {
+    if (!d.length) return;
+    if (line?.ended) defang.lineEnded();
+    const out = defang.push(d);
+    if (line) line.ended = out[out.length - 1] === 0x0a;
+    if (!to.write(out)) {
+      src.pause();
+      to.once('drain', () => src.resume());
+    }
+  });
   return new Promise((res) => {
     src.once('end', res);
     src.once('error', res);

@@ -70,4 +70,44 @@ describe('the lines run writes after the command', () => {
     expect(lines).toContain('::add-mask::another-refreshed-value-5678');
     expect(lines[0]).toBe('the agent prints without a newline: ');
   });
+
+  test("hostile: the command's bytes after a mask that broke its line are read as a line's start", async () => {
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string | Uint8Array) => {
+      written.push(Buffer.from(chunk).toString());
+      return true;
+    }) as typeof process.stdout.write;
+    const from = new PassThrough();
+    try {
+      const done = forward(from, process.stdout, undefined, stdoutLine);
+      // The agent holds a line open, the broker's refresh registers a mask (run ends the line
+      // for it), and the agent then prints a command: to the runner it starts a line.
+      from.write('x');
+      await new Promise((r) => setImmediate(r));
+      new SecretRegistry(stdoutMaskSink).register('refreshed-secret-value-1234', {
+        name: 'broker credential',
+      });
+      from.write(' \t::add-mask::CAUTION\n');
+      await new Promise((r) => setImmediate(r));
+      new SecretRegistry(stdoutMaskSink).register('another-refreshed-value-5678', {
+        name: 'broker credential',
+      });
+      from.end('##[error]x\n');
+      await done;
+    } finally {
+      process.stdout.write = write;
+      stdoutLine.ended = true;
+    }
+    const lines = written.join('').split(/\r\n|\r|\n/);
+    // eslint-disable-next-line no-control-regex
+    const commands = lines.filter(
+      (l) => l.replace(/^[\s\x00-\x20]+/, '').startsWith('::') || l.includes('##['),
+    );
+    // run's masks are read; the command's own two lines are not.
+    expect(commands).toContain('::add-mask::refreshed-secret-value-1234');
+    expect(commands).toContain('::add-mask::another-refreshed-value-5678');
+    expect(lines.filter((l) => l.includes('CAUTION') || l.includes('[error]')).length).toBe(2);
+    expect(commands.filter((l) => l.includes('CAUTION') || l.includes('[error]'))).toEqual([]);
+  });
 });
