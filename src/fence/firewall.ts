@@ -89,7 +89,7 @@ export const AGENT_CT_MARK = 0x10000000;
 /**
  * The bit of a connection's `ct mark` that says a socket outside the agents' range answered
  * it: set by its first packet in the reply direction whose socket owner is known and not an
- * agent's. `meta skuid` knows no owner for a SYN-ACK sent as a SYN cookie (a listener's
+ * agent's, or by an agent's that its chain lets out (the host is on the agent's list). `meta skuid` knows no owner for a SYN-ACK sent as a SYN cookie (a listener's
  * queue is full) nor for what a socket sends after it was closed (its unsent data, once the
  * peer's window opens): on a connection a host outside opened to an agent's port, these are
  * the agent's, and without this bit they would leave as established traffic (block mode:
@@ -273,6 +273,17 @@ export function renderRuleset(r: FenceRules): string {
           `    udp dport ${WEB_PORTS} ip daddr != @static4 goto agent_refuse`,
           `    udp dport ${WEB_PORTS} ip6 daddr != @static6 goto agent_refuse`,
         ]),
+    // The agent answering a host on its list (a connection that host opened) answers that
+    // connection: what the kernel sends on it without an owner after this (a closed socket's
+    // unsent data, a TIME_WAIT ACK) goes to that same host and is let out (T61).
+    ...(r.policy === 'block'
+      ? [
+          `    ct direction reply ip daddr @agent4 ct mark set ct mark | ${answeredMark}`,
+          `    ct direction reply ip daddr @static4 ct mark set ct mark | ${answeredMark}`,
+          `    ct direction reply ip6 daddr @agent6 ct mark set ct mark | ${answeredMark}`,
+          `    ct direction reply ip6 daddr @static6 ct mark set ct mark | ${answeredMark}`,
+        ]
+      : []),
     `    ip daddr @agent4 accept`,
     `    ip daddr @static4 accept`,
     `    ip6 daddr @agent6 accept`,

@@ -372,13 +372,15 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
    * the kernel answers with SYN cookies once its queue is full), which writes to each one it
    * accepts and closes it at once; with `zeroWindow`, the host outside advertises a zero
    * window for the first 1.5 s, so what was written leaves only after the socket was closed.
-   * Returns whether the listener wrote and how many bytes the host outside received.
+   * Returns whether the listener wrote, to how many connections, and how many bytes the host
+   * outside received; it connects from `from` (one of its addresses) when given.
    */
   async function inbound(
     who: Who,
     port: number,
     zeroWindow: boolean,
-  ): Promise<{ wrote: boolean; data: number }> {
+    from?: string,
+  ): Promise<{ wrote: boolean; sent: number; data: number }> {
     // The kernel's default: cookies once a listener's SYN queue is full.
     w.runner.sysctl('net.ipv4.tcp_syncookies', '1');
     const server = `import socket,sys,time
@@ -426,10 +428,11 @@ time.sleep(3)`;
         ])
           w.internet.exec(['nft', ...cmd]);
       const client = `let data=0;const net=require('net');
-        for(let i=0;i<30;i++)setTimeout(()=>{const c=net.connect({host:process.argv[1],port:+process.argv[2]});
+        for(let i=0;i<30;i++)setTimeout(()=>{
+          const c=net.connect({host:process.argv[1],port:+process.argv[2],...(process.argv[3]?{localAddress:process.argv[3]}:{})});
           c.on('data',x=>data+=x.length);c.on('error',()=>{})},i*30);
         setTimeout(()=>{console.log(JSON.stringify({data}));process.exit(0)},6000);`;
-      const outside = w.internet.spawn([process.execPath, '-e', client, RUNNER4, String(port)]);
+      const outside = w.internet.spawn([process.execPath, '-e', client, RUNNER4, String(port), from ?? '']);
       let out = '';
       outside.stdout!.on('data', (b: Buffer) => (out += b.toString()));
       await new Promise((r) => setTimeout(r, 1500));
@@ -441,7 +444,11 @@ time.sleep(3)`;
           resolve();
         });
       });
-      return { wrote: said.includes('sent'), data: (JSON.parse(out.trim()) as { data: number }).data };
+      return {
+        wrote: said.includes('sent'),
+        sent: said.split('\n').filter((l) => l === 'sent').length,
+        data: (JSON.parse(out.trim()) as { data: number }).data,
+      };
     } finally {
       if (zeroWindow) w.internet.try(['nft', 'delete', 'table', 'inet', 'zerowin']);
       await stop(child);
@@ -457,6 +464,15 @@ time.sleep(3)`;
     // The kernel's SYN cookies completed some handshakes: the agent accepted and wrote.
     expect(got.wrote).toBe(true);
     expect(got.data).toBe(0);
+  }, 30000);
+
+  test('control: the agent’s listener answers a host on its list in full, through SYN cookies and a closed socket too', async () => {
+    // WEB4 is on the agent's list (answered to it for www.a.test); the host outside connects from it.
+    expect(dig(as.agent, 'www.a.test').answers).toEqual([WEB4]);
+    const got = await inbound('agent', 9602, true, WEB4);
+    expect(got.sent).toBeGreaterThan(0);
+    // Every byte the agent wrote, most of it sent after its socket was closed.
+    expect(got.data).toBe(got.sent * 14000);
   }, 30000);
 
   test('control: the runner user’s listener still answers a host outside, through SYN cookies too (the runner identity is not held: T61)', async () => {

@@ -144,6 +144,31 @@ describe('ruleset', () => {
     expect(renderRuleset({ ...base, policy: 'audit' })).not.toContain(mark);
   });
 
+  test("block mode: the agent's reply to a host on its list marks the connection answered, so its closed socket's data reaches that host; a reply to another does not", () => {
+    const decide = chain(renderRuleset({ ...base, policy: 'block' }), 'agent_decide');
+    const mark = `0x${ANSWERED_CT_MARK.toString(16).padStart(8, '0')}`;
+    for (const [family, set] of [
+      ['ip', 'agent4'],
+      ['ip', 'static4'],
+      ['ip6', 'agent6'],
+      ['ip6', 'static6'],
+    ]) {
+      const marks = decide.indexOf(
+        `ct direction reply ${family} daddr @${set} ct mark set ct mark | ${mark}`,
+      );
+      // Only where the same packet is then let out: after every refusal that could come first.
+      expect(marks).toBeGreaterThan(
+        decide.findIndex((l) => l.includes('th dport { 53, 853 } goto agent_refuse')),
+      );
+      expect(marks).toBeLessThan(decide.indexOf(`${family} daddr @${set} accept`));
+      expect(
+        decide.slice(marks + 1, decide.indexOf(`${family} daddr @${set} accept`)).join('\n'),
+      ).not.toContain('goto agent_refuse');
+    }
+    expect(decide.filter((l) => l.includes(mark))).toHaveLength(4);
+    expect(chain(renderRuleset({ ...base, policy: 'block' }), 'agent_refuse').join('\n')).not.toContain(mark);
+  });
+
   test("audit mode: the agent's chain records and accepts", () => {
     const r = renderRuleset({ ...base, policy: 'audit' });
     expect(r).toMatch(
