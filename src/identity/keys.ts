@@ -8,7 +8,7 @@
  * leftover sweep removes. Root cannot clear another uid's keyrings (key permissions bind
  * root too), so the clearing runs as the uid, once no process of it is left.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describeError } from '../platform/errors.js';
 import type { PrivilegedExec } from './user.js';
 
@@ -24,21 +24,62 @@ export const KEYCTL_SYSCALL: Partial<Record<string, number>> = {
 /**
  * As the uid: the serials of its user and user-session keyrings (looked up before either is
  * invalidated: a lookup of one fails once the other is gone) and its persistent keyring,
- * then each is counted (how many keys are linked in it), cleared and invalidated, so the
- * kernel frees them and every key only they held. Prints the number of keys that were
- * linked in them. Arguments: keyctl's syscall number.
+ * then what each holds is listed, and each is cleared and invalidated, so the kernel frees
+ * them and every key only they held. Prints how many keys were linked in them (each once,
+ * the three keyrings not counted: the user-session keyring links the user keyring).
+ * Arguments: keyctl's syscall number.
  */
 const DROP_KEYS = [
-  'my $K = $ARGV[0]; my $n = 0;',
+  'my $K = $ARGV[0]; my %keys;',
   'my @ids = map { syscall($K, 0, $_, 0) } (-4, -5);', // KEYCTL_GET_KEYRING_ID @u, @us (no create)
   'push @ids, syscall($K, 22, -1, -2);', // KEYCTL_GET_PERSISTENT, linked to this process only
-  'for my $id (grep { $_ > 0 } @ids) {',
-  '  my $b = "\\0" x 65536; my $l = syscall($K, 11, $id, $b, 65536); $n += $l / 4 if $l > 0;', // KEYCTL_READ
+  '@ids = grep { $_ > 0 } @ids;',
+  'for my $id (@ids) {',
+  '  my $b = "\\0" x 65536; my $l = syscall($K, 11, $id, $b, 65536);', // KEYCTL_READ: serials
+  '  $keys{$_} = 1 for ($l > 0 ? unpack("l*", substr($b, 0, $l)) : ());',
+  '}',
+  'delete @keys{@ids};',
+  'for my $id (@ids) {',
   '  syscall($K, 7, $id);', // KEYCTL_CLEAR
   '  syscall($K, 21, $id) == 0 or die "invalidate $id: $!\\n";', // KEYCTL_INVALIDATE
   '}',
-  'print "$n\\n";',
+  'print scalar(keys %keys), "\\n";',
 ].join('\n');
+
+/**
+ * Before the command: the agent joins a new session keyring of its own (its owner the
+ * agent's uid, held by its processes only, freed with the last of them), then runs the
+ * command. Else it would possess the session keyring it inherited: the runner's (systemd
+ * gives a service one, which every step's processes inherit; sudo on Ubuntu keeps it), where
+ * a key it adds is held for the runner's life and found by every later step's processes,
+ * a later agent of any uid among them. Arguments: keyctl's syscall number, then the command.
+ */
+const OWN_SESSION = [
+  'my $K = shift;',
+  'syscall($K, 1, 0) > 0 or die "cordon: the agent\'s own session keyring: $!\\n";', // KEYCTL_JOIN_SESSION_KEYRING, no name
+  'exec { $ARGV[0] } @ARGV or die "cordon: $ARGV[0]: $!\\n";',
+].join('\n');
+
+const PERL = ['/usr/bin/perl', '/bin/perl'];
+
+/**
+ * The argv that runs `argv` in a session keyring of its own (see OWN_SESSION), or a reason
+ * it cannot (no perl, keyctl's number unknown): then `argv` runs in the inherited one.
+ */
+export function inOwnSessionKeyring(
+  argv: string[],
+  deps: { arch?: string; exists?: (p: string) => boolean } = {},
+): { argv: string[]; problem?: string } {
+  const arch = deps.arch ?? process.arch;
+  const nr = KEYCTL_SYSCALL[arch];
+  const perl = PERL.find(deps.exists ?? existsSync);
+  if (nr === undefined || !perl)
+    return {
+      argv,
+      problem: `the agent's command ran in the session keyring it inherited (${perl ? `keyctl's system call number on ${arch} is not known` : 'perl is not installed'}): a key it added there may be found by later steps`,
+    };
+  return { argv: [perl, '-e', OWN_SESSION, '--', String(nr), ...argv] };
+}
 
 export interface KeysRemoved {
   /** Keys that were linked in the uid's keyrings, now unlinked and freed. */

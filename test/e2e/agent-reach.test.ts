@@ -8,7 +8,7 @@
  * useradd, setpriv, mkfifo and ipcmk.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -487,4 +487,69 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
       problems: undefined,
     });
   }, 90000);
+
+  test("hostile: a key the agent adds to the session keyring it was started in is not there for a later step's agent", async () => {
+    if (!keysUsable) {
+      if (process.env.CI === 'true')
+        throw new Error('agent-reach e2e: needs kernel keys, perl and an x64 or arm64 machine (CI=true)');
+      console.warn('keyring test skipped: needs kernel keys (/proc/key-users), perl, x64 or arm64');
+      return;
+    }
+    // The runner's session keyring, as systemd gives a service (KeyringMode=private): held by
+    // the runner for its life, inherited by every step's processes (sudo on Ubuntu keeps it).
+    // Here each step joins it by name (its owner may search it: a test's stand-in for inheriting).
+    const name = `cordon-ses-${process.pid}`;
+    const holder = spawn(
+      'perl',
+      [
+        '-e',
+        '$| = 1; my $id = syscall($ARGV[0], 1, $ARGV[1]); $id > 0 or die "join: $!"; syscall($ARGV[0], 5, $id, 0x3f3f0000) == 0 or die "setperm: $!"; print "held\\n"; sleep 120',
+        keyArgs()[0],
+        name,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the keyring holder did not start in 10 s')), 10000);
+        holder.stdout!.once('data', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      const wrap = [
+        'perl',
+        '-e',
+        'my ($k, $n) = splice(@ARGV, 0, 2); syscall($k, 1, $n) > 0 or die "join: $!"; exec @ARGV or die',
+        keyArgs()[0],
+        name,
+      ];
+      const plant = `perl -e '${PERL_KEYS} my $d = "cordon-planted-s"; print "session-key ", syscall($A, $t, $d, $v, length($v), -3), "\\n"' ${keyArgs().join(' ')}`;
+      const find = `perl -e '${PERL_KEYS} my $d = "cordon-planted-s"; my $k = syscall($K, 10, -3, $t, $d, 0); my $b = "\\0" x 64; my $l = $k > 0 ? syscall($K, 11, $k, $b, 64) : -1; print "found ", ($l > 0 ? substr($b, 0, $l) : "none"), "\\n"' ${keyArgs().join(' ')}`;
+      const first = newJob();
+      const r1 = await first.run('run', 'main', {
+        inputs: { run: `echo "uid $(id -u)"\n${plant}`, user: 'agent' },
+        wrap,
+        timeoutMs: 60000,
+      });
+      const uid = Number(/^uid (\d+)$/m.exec(r1.stdout)?.[1]);
+      if (uid > 0) keyUids.push(uid);
+      expect(r1.code).toBe(0);
+      expect(r1.stdout).toMatch(/^session-key [1-9]\d*$/m);
+      // A later step's agent, started in the same keyring, looks for it.
+      const r2 = await newJob().run('run', 'main', {
+        inputs: { run: find, user: 'agent' },
+        wrap,
+        timeoutMs: 60000,
+      });
+      expect(r2.code).toBe(0);
+      const user = finished(first)?.agentUser as { problems?: string[] } | undefined;
+      expect({ found: /^found .*$/m.exec(r2.stdout)?.[0], problems: user?.problems }).toEqual({
+        found: 'found none',
+        problems: undefined,
+      });
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 150000);
 });

@@ -24,7 +24,7 @@ import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from 
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
 import { removeLeftovers } from '../../identity/leftovers.js';
-import { removeKeys } from '../../identity/keys.js';
+import { inOwnSessionKeyring, removeKeys } from '../../identity/keys.js';
 import { denySchedulers, removeScheduled, type SchedulerDenial } from '../../identity/schedulers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
@@ -112,13 +112,15 @@ function main(): void {
   let pinned: PinnedDir | undefined;
   const caller = callerUid(process.env, process.getuid?.() ?? -1);
   let finishing: Promise<void> | undefined;
+  /** What went short of the plan at launch, for `ended`'s problems. */
+  const launchProblems: string[] = [];
   let outputDone: Promise<void> | undefined;
 
   // Kills what is left, reads the hand-back file, gives the workspace back, removes the
   // user: once, whichever way the command ended.
   const finish = (): Promise<void> =>
     (finishing ??= (async () => {
-      const problems: string[] = [];
+      const problems: string[] = [...launchProblems];
       const end = proc ? await proc.finish() : { alive: 0, left: 0 };
       // All the command wrote goes out before `ended`: its pipes close once its last
       // process is killed (bounded, for one that would not die).
@@ -167,23 +169,26 @@ function main(): void {
                 problems.push(`the agent's cron and at jobs: ${describeError(e)}`);
               }
               // Its kernel keys: the kernel keeps them under its uid for the next agent given it.
-              let keysRemoved = 0;
-              try {
-                const keys = removeKeys(exec, agent.uid, agent.gid);
-                keysRemoved = keys.removed;
-                if (keysRemoved) leftoversRemoved = keysRemoved;
-                problems.push(...keys.problems);
-              } catch (e) {
-                problems.push(`the agent's kernel keys: ${describeError(e)}`);
-              }
-              if (!handBack()) return;
+              // Last: what it left (a shared memory segment's file) holds its credentials, and
+              // with them its own session keyring, until it is removed.
+              const keys = (): void => {
+                try {
+                  const k = removeKeys(exec, agent.uid, agent.gid);
+                  if (k.removed) leftoversRemoved = (leftoversRemoved ?? 0) + k.removed;
+                  problems.push(...k.problems);
+                } catch (e) {
+                  problems.push(`the agent's kernel keys: ${describeError(e)}`);
+                }
+              };
+              if (!handBack()) return keys();
               try {
                 const left = removeLeftovers(exec, agent.uid);
-                leftoversRemoved = left.removed + keysRemoved;
+                leftoversRemoved = left.removed;
                 problems.push(...left.problems);
               } catch (e) {
                 problems.push(`what the agent left in the shared directories: ${describeError(e)}`);
               }
+              keys();
             },
           });
           userRemoved = true;
@@ -266,16 +271,16 @@ function main(): void {
       // no set-uid program (sudo, su, pkexec) can give the agent more than it has. The
       // working directory is entered by the agent's own shell: root never follows a path
       // of the caller's there.
-      const argv = [
-        setpriv,
-        '--no-new-privs',
-        '--',
+      // In a session keyring of its own (keys.ts): not the one this launcher inherited.
+      const own = inOwnSessionKeyring([
         '/bin/sh',
         '-c',
         'cd -- "$0" || exit 125; exec "$@"',
         substitute(config.cwd, u.home),
         ...config.argv.map((a) => substitute(a, u.home)),
-      ];
+      ]);
+      if (own.problem) launchProblems.push(own.problem);
+      const argv = [setpriv, '--no-new-privs', '--', ...own.argv];
       const env: Record<string, string> = {
         ...Object.fromEntries(Object.entries(config.env).map(([k, v]) => [k, substitute(v, u.home)])),
         HOME: u.home,

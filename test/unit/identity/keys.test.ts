@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KEYCTL_SYSCALL, ownsKeys, removeKeys } from '../../../src/identity/keys.js';
+import { KEYCTL_SYSCALL, inOwnSessionKeyring, ownsKeys, removeKeys } from '../../../src/identity/keys.js';
 import { privilegedExec, type PrivilegedExec } from '../../../src/identity/user.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -81,6 +81,75 @@ real('removeKeys, with real keys', () => {
     expect(ownsKeys(OTHER)).toBe(true);
     expect(asUid(OTHER, FIND).trim()).toMatch(/^[1-9]\d* [1-9]\d* [1-9]\d*$/);
     asUid(OTHER, DROP);
+  });
+});
+
+real('the command in a session keyring of its own', () => {
+  /**
+   * In a fresh session keyring (as systemd gives the runner's service, inherited by every
+   * step): `first` runs, then `then`; what `then` prints.
+   */
+  function inSession(first: string[], then: string[]): string {
+    return execFileSync(
+      'perl',
+      [
+        '-e',
+        'my $K = shift; syscall($K, 1, 0) > 0 or die "join: $!"; my $n = shift; system(splice(@ARGV, 0, $n)) == 0 or die "first: $?"; exec @ARGV',
+        String(KEYCTL_SYSCALL[process.arch]),
+        String(first.length),
+        ...first,
+        ...then,
+      ],
+      { encoding: 'utf8' },
+    );
+  }
+  const as = (uid: number, argv: string[]): string[] => [
+    'setpriv',
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    '--clear-groups',
+    ...argv,
+  ];
+  const perl = (script: string): string[] => [
+    '/usr/bin/perl',
+    '-e',
+    `my ($K, $A) = @ARGV; my ($t, $v, $d) = ("user", "left-behind", "k-inherited"); ${script}`,
+    String(KEYCTL_SYSCALL[process.arch]),
+    String(ADD_KEY[process.arch]),
+  ];
+  const plant = perl('syscall($A, $t, $d, $v, length($v), -3) > 0 or die "add: $!";');
+  const find = perl('print syscall($K, 10, -3, $t, $d, 0), "\\n";');
+
+  test('hostile: a key the command adds to its session keyring is not found by a later process of another uid in the one it inherited', () => {
+    // The attack as it was: the agent's key, in the inherited keyring, found by someone else.
+    expect(inSession(as(AGENT, plant), as(OTHER, find)).trim()).toMatch(/^[1-9]\d*$/);
+    const own = inOwnSessionKeyring(plant);
+    expect(own.problem).toBeUndefined();
+    expect(inSession(as(AGENT, own.argv), as(OTHER, find)).trim()).toBe('-1');
+    // Its own keyring went with its process: the uid owns nothing.
+    let owns = ownsKeys(AGENT);
+    for (let i = 0; i < 100 && owns; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      owns = ownsKeys(AGENT);
+    }
+    expect(owns).toBe(false);
+  });
+});
+
+describe('inOwnSessionKeyring, without the means', () => {
+  test('the command runs as given, and why is said, without perl or a known keyctl number', () => {
+    const argv = ['/bin/sh', '-c', 'true'];
+    expect(inOwnSessionKeyring(argv, { arch: 'x64', exists: () => false })).toEqual({
+      argv,
+      problem:
+        "the agent's command ran in the session keyring it inherited (perl is not installed): a key it added there may be found by later steps",
+    });
+    expect(inOwnSessionKeyring(argv, { arch: 'mips', exists: () => true }).problem).toContain(
+      "keyctl's system call number on mips is not known",
+    );
+    const own = inOwnSessionKeyring(argv, { arch: 'arm64', exists: (p) => p === '/bin/perl' });
+    expect(own.argv.slice(0, 2)).toEqual(['/bin/perl', '-e']);
+    expect(own.argv.slice(3)).toEqual(['--', '219', ...argv]);
   });
 });
 
