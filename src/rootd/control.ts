@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
-import { DNS_UID_DROPS_SET, REFUSED_COUNTERS, parseUidDrops } from '../fence/firewall.js';
+import { BLOCKED_SET_SIZE, DNS_UID_DROPS_SET, REFUSED_COUNTERS, parseUidDrops } from '../fence/firewall.js';
 import { parseBlocked, TABLE, type AllowSets, type BlockedEntry, type NftShell } from '../fence/nftshell.js';
 import type { DnsProxy } from '../fence/proxy.js';
 import type { WebGate } from '../fence/webgate.js';
@@ -42,29 +42,38 @@ export async function buildReport(s: ReportSources): Promise<DaemonReport> {
     ['agentblocked4', 'agent'],
     ['agentblocked6', 'agent'],
   ];
+  // Each refuse chain's counter first, then its sets: a packet refused in between is in the
+  // sets only, never taken for one they could not record.
+  const seen: Partial<Record<Identity, number>> = {};
+  for (const identity of ['runner', 'agent'] as const) {
+    const counter = REFUSED_COUNTERS[identity];
+    try {
+      seen[identity] = Number(
+        /packets (\d+)/.exec(await s.shell.run(`list counter ${TABLE} ${counter}`))?.[1] ?? 0,
+      );
+    } catch {
+      s.tamper.note(`the counter ${counter} could not be read`, true);
+    }
+  }
   const recorded = { runner: 0, agent: 0 };
+  const full = { runner: false, agent: false };
   for (const [set, identity] of sets) {
     try {
       const entries: BlockedEntry[] = parseBlocked(await s.shell.run(`list set ${TABLE} ${set}`));
       for (const b of entries) recorded[identity] += b.packets;
+      if (entries.length >= BLOCKED_SET_SIZE) full[identity] = true;
       blocked.push(...entries.map((b) => ({ ...b, process: askers.get(destKey(b)), identity })));
     } catch {
       s.tamper.note(`the set ${set} could not be read`, true);
     }
   }
   // Packets refused to destinations a full set could not record: what the chain counted
-  // less what the recorded destinations did.
+  // less what the recorded destinations did. Only where a set is full: else every
+  // destination was recorded (and one whose record expired is not a full set's doing).
   let unrecorded = 0;
   for (const identity of ['runner', 'agent'] as const) {
-    const counter = REFUSED_COUNTERS[identity];
-    try {
-      const seen = Number(
-        /packets (\d+)/.exec(await s.shell.run(`list counter ${TABLE} ${counter}`))?.[1] ?? 0,
-      );
-      unrecorded += Math.max(0, seen - recorded[identity]);
-    } catch {
-      s.tamper.note(`the counter ${counter} could not be read`, true);
-    }
+    const n = seen[identity];
+    if (n !== undefined && full[identity]) unrecorded += Math.max(0, n - recorded[identity]);
   }
   const listed = listedBlocked(blocked);
   const names = (proxy: DnsProxy, identity: Identity): DaemonReport['names'] =>

@@ -167,6 +167,35 @@ describe('buildReport: a full set of blocked destinations', () => {
     expect(JSON.stringify(blockedSection(events))).not.toContain('left out of this list');
   });
 
+  test('packets refused while the report reads (sets not full) are not taken for unrecorded ones', async () => {
+    // The runner's and the agent's refused retries go on while the sets are listed: each
+    // chain's counter, read after, is ahead of what the sets held when read.
+    const reads: string[] = [];
+    const src = sources({
+      blocked4: setListing('blocked4', [{ address: '203.0.113.5', port: 25, packets: 2 }]),
+      blocked6: setListing('blocked6', []),
+      agentblocked4: setListing('agentblocked4', [{ address: '192.0.2.1', port: 443, packets: 5 }]),
+      agentblocked6: setListing('agentblocked6', []),
+      [REFUSED_COUNTERS.runner]: counter(REFUSED_COUNTERS.runner, 9),
+      [REFUSED_COUNTERS.agent]: counter(REFUSED_COUNTERS.agent, 12),
+      dnsflood: counter('dnsflood', 0),
+      dnsuiddrops: 'table inet cordon {\n}\n',
+    });
+    const run = src.shell.run.bind(src.shell);
+    src.shell = {
+      run: (cmd: string) => {
+        reads.push(cmd);
+        return run(cmd);
+      },
+    } as unknown as ReportSources['shell'];
+    const r = await buildReport(src);
+    expect(r.blockedUnrecorded).toBeUndefined();
+    // And the counters are read before the sets: what arrives in between is in the sets only.
+    const last = (k: string): number => reads.findIndex((c) => c.endsWith(` ${k}`));
+    expect(last(REFUSED_COUNTERS.agent)).toBeLessThan(last('agentblocked4'));
+    expect(last(REFUSED_COUNTERS.runner)).toBeLessThan(last('blocked4'));
+  });
+
   test('a counter that cannot be read is recorded as tampering', async () => {
     const tamper = new TamperLog(() => undefined);
     await buildReport(
