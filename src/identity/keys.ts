@@ -56,7 +56,10 @@ const DROP_KEYS = [
  */
 const OWN_SESSION = [
   'my $K = shift;',
-  'syscall($K, 1, 0) > 0 or die "cordon: the agent\'s own session keyring: $!\\n";', // KEYCTL_JOIN_SESSION_KEYRING, no name
+  // KEYCTL_JOIN_SESSION_KEYRING, no name. A kernel without keys (ENOSYS) or a seccomp filter
+  // that refuses them (EPERM: Docker's default, so a runner in a container) gives the command
+  // none to use either: it runs. Any other failure stops it.
+  'if (syscall($K, 1, 0) < 0) { $!{ENOSYS} || $!{EPERM} or die "cordon: the agent\'s own session keyring: $!\\n" }',
   'exec { $ARGV[0] } @ARGV or die "cordon: $ARGV[0]: $!\\n";',
 ].join('\n');
 
@@ -68,10 +71,10 @@ const PERL = ['/usr/bin/perl', '/bin/perl'];
  */
 export function inOwnSessionKeyring(
   argv: string[],
-  deps: { arch?: string; exists?: (p: string) => boolean } = {},
+  deps: { arch?: string; exists?: (p: string) => boolean; keyctl?: number } = {},
 ): { argv: string[]; problem?: string } {
   const arch = deps.arch ?? process.arch;
-  const nr = KEYCTL_SYSCALL[arch];
+  const nr = deps.keyctl ?? KEYCTL_SYSCALL[arch];
   const perl = PERL.find(deps.exists ?? existsSync);
   if (nr === undefined || !perl)
     return {

@@ -5,7 +5,7 @@
  * unknown architecture, a failing clear) run anywhere.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KEYCTL_SYSCALL, inOwnSessionKeyring, ownsKeys, removeKeys } from '../../../src/identity/keys.js';
@@ -133,6 +133,21 @@ real('the command in a session keyring of its own', () => {
       owns = ownsKeys(AGENT);
     }
     expect(owns).toBe(false);
+  });
+});
+
+describe('inOwnSessionKeyring, where the kernel refuses keys', () => {
+  test('a kernel without keys or a filter that refuses them (a runner in a container) still runs the command; another failure stops it', () => {
+    if (!existsSync('/usr/bin/perl')) return;
+    // A system call number no kernel has: ENOSYS, as a kernel without keys answers.
+    const none = inOwnSessionKeyring(['/bin/echo', 'ran'], { keyctl: 4095 });
+    expect(none.problem).toBeUndefined();
+    expect(execFileSync(none.argv[0], none.argv.slice(1), { encoding: 'utf8' })).toBe('ran\n');
+    // A call that fails for another reason stops it: pipe2's number, called as (1, 0), is EFAULT.
+    const other = inOwnSessionKeyring(['/bin/echo', 'ran'], { keyctl: process.arch === 'x64' ? 293 : 59 });
+    const r = spawnSync(other.argv[0], other.argv.slice(1), { encoding: 'utf8' });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain("cordon: the agent's own session keyring:");
   });
 });
 
