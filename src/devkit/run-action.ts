@@ -280,7 +280,8 @@ function unescapeProperty(s: string): string {
 export function parseCommands(stdout: string): WorkflowCommand[] {
   const out: WorkflowCommand[] = [];
   let stopped: string | undefined;
-  for (const line of stdout.split(/\r?\n/)) {
+  // Lines end as the runner's reader ends them: LF, CR LF, or a lone CR.
+  for (const line of stdout.split(/\r\n|\r|\n/)) {
     const m = /^::([A-Za-z0-9_-]+)(?: ([^:]*))?::(.*)$/.exec(line.trimStart());
     if (!m) continue;
     if (stopped !== undefined) {

@@ -15,4 +15,11 @@ describe('runner file and workflow commands', () => {
       { command: 'add-mask', properties: {}, message: 'abcd' },
     ]);
   });
+
+  test('a lone CR ends a line for the commands, as the runner reads them', () => {
+    expect(parseCommands('progress 50%\r::add-mask::after-cr\r\n::warning::w\n')).toEqual([
+      { command: 'add-mask', properties: {}, message: 'after-cr' },
+      { command: 'warning', properties: {}, message: 'w' },
+    ]);
+  });
 });
