@@ -7,16 +7,20 @@ import { unclassifiedCommits, type CommitObserved, type CommitsObserved } from '
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Runner } from '../platform/runner.js';
 import { MAX_COMMITS, observeCommits, type GitRunner } from './commits.js';
+import { visibleControls } from '../summary/doc.js';
 
 export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
   const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
   const unlisted = unclassifiedCommits(observed);
   if (bad.length === 0 && !unlisted) return undefined;
+  // The names are the agent's to choose: each cut, and shown without turning the text
+  // around (a right-to-left override), in the annotation and the log.
+  const shown = (v: string): string => visibleControls(v.length > 60 ? `${v.slice(0, 59)}…` : v);
   const list = bad
     .slice(0, 5)
     .map(
       (c) =>
-        `${c.sha.slice(0, 12)} by ${c.author} <${c.authorEmail}>, committed by ${c.committer} <${c.committerEmail}>`,
+        `${c.sha.slice(0, 12)} by ${shown(c.author)} <${shown(c.authorEmail)}>, committed by ${shown(c.committer)} <${shown(c.committerEmail)}>`,
     )
     .join('; ');
   // What went wrong and its fix, for each of the two.

@@ -98,6 +98,21 @@ describe('commit verdicts', () => {
     expect(impersonationError({ base: 'b', head: 'h', commits: [] })).toBeUndefined();
   });
 
+  test("hostile: the error's names are cut and shown without a right-to-left override: 5 commits with 4000-character names stay short", () => {
+    const long = `Mona\u202e${'x'.repeat(4000)}`;
+    const bad = Array.from({ length: 5 }, (_, i) => ({
+      ...c(`${'m'.repeat(4000)}@example.com`, 'mona@example.com'),
+      sha: String(i).repeat(40),
+      author: long,
+      committer: long,
+      verdict: 'impersonation' as const,
+    }));
+    const e = impersonationError({ base: 'b', head: 'h', commits: bad });
+    expect(e?.message).not.toContain('\u202e');
+    expect(e?.message).toContain('Mona\\u202e');
+    expect(e?.message.length).toBeLessThan(3000);
+  });
+
   test('a list cut short with an agent identity issued is an error too; without one it is not', () => {
     const agent = {
       ...c('42+bot-app[bot]@users.noreply.github.com', '42+bot-app[bot]@users.noreply.github.com'),
