@@ -100,10 +100,10 @@ describe('the lines run writes after the command', () => {
       stdoutLine.ended = true;
     }
     const lines = written.join('').split(/\r\n|\r|\n/);
+    // Leading whitespace and controls, as the runner's TrimStart takes them (and more).
     // eslint-disable-next-line no-control-regex
-    const commands = lines.filter(
-      (l) => l.replace(/^[\s\x00-\x20]+/, '').startsWith('::') || l.includes('##['),
-    );
+    const lead = /^[\s\x00-\x20]+/;
+    const commands = lines.filter((l) => l.replace(lead, '').startsWith('::') || l.includes('##['));
     // run's masks are read; the command's own two lines are not.
     expect(commands).toContain('::add-mask::refreshed-secret-value-1234');
     expect(commands).toContain('::add-mask::another-refreshed-value-5678');
