@@ -72,8 +72,14 @@ export function snapshotFileCommands(env: Env): FileCommandSnapshot {
   return { kept };
 }
 
-/** Puts every file back as it was and says what the command added. */
-export function restoreFileCommands(snapshot: FileCommandSnapshot): FileCommandTampering {
+/**
+ * Puts every file back as it was and says what the command added; each name shown is
+ * passed through `scrub` (run's secret registry) whole, before it is cut for showing.
+ */
+export function restoreFileCommands(
+  snapshot: FileCommandSnapshot,
+  scrub: (text: string) => string = (t) => t,
+): FileCommandTampering {
   const found: FileCommandTampering = {
     env: [],
     output: [],
@@ -93,7 +99,7 @@ export function restoreFileCommands(snapshot: FileCommandSnapshot): FileCommandT
     const before = k.bytes ?? Buffer.alloc(0);
     const after = now !== 'not-regular' ? now?.bytes : undefined;
     if (after?.subarray(0, before.length).equals(before)) {
-      record(found, k.variable, after.subarray(before.length).toString('utf8'));
+      record(found, k.variable, after.subarray(before.length).toString('utf8'), scrub);
     } else {
       found.rewritten.push(k.variable);
     }
@@ -106,7 +112,12 @@ function sameContent(a: Buffer | undefined, b: Buffer | undefined): boolean {
   return a === undefined || b === undefined ? a === b : a.equals(b);
 }
 
-function record(found: FileCommandTampering, variable: FileCommand, added: string): void {
+function record(
+  found: FileCommandTampering,
+  variable: FileCommand,
+  added: string,
+  scrub: (text: string) => string,
+): void {
   if (variable === 'GITHUB_STEP_SUMMARY') {
     found.summary = true;
     return;
@@ -122,7 +133,11 @@ function record(found: FileCommandTampering, variable: FileCommand, added: strin
     GITHUB_PATH: found.path,
   }[variable];
   for (const n of names) {
-    const shown = n.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_NAME);
+    // Scrubbed whole, before it is cut: a secret longer than the cut would leave its first
+    // MAX_NAME characters, which match no form, in the log and the ledger.
+    const shown = scrub(n)
+      .replace(/[^\x20-\x7e]/g, '?')
+      .slice(0, MAX_NAME);
     if (into.length >= MAX_NAMES) break;
     if (!into.includes(shown)) into.push(shown);
   }

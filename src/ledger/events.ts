@@ -188,6 +188,11 @@ export interface RunFinished {
   }[];
   /** DNS names run could not check for its secrets (a full name table, no answer), and why. */
   dnsNamesNotChecked?: { names: number; why: string };
+  /**
+   * Secrets in the name of a process the fence reported (who asked a refused name, who sent
+   * to a blocked destination): the process's name is the command's to choose. Counts only.
+   */
+  secretsInProcessNames?: { secret: string; processes: number }[];
 }
 
 /** A line written while the agent's command ran: never trusted as Cordon's own. */

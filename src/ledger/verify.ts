@@ -57,21 +57,34 @@ export interface WindowCheck extends LedgerTampered {
   ok: boolean;
 }
 
-function ref(l: LedgerLine, prevHash: string | undefined): LedgerLineRef {
+function ref(
+  l: LedgerLine,
+  prevHash: string | undefined,
+  scrub: (text: string) => string = (t) => t,
+): LedgerLineRef {
+  const text = (v: unknown): string | undefined => (typeof v === 'string' ? scrub(v) : undefined);
   return {
     line: l.line,
-    action: l.event?.action,
-    type: l.event?.type,
-    time: l.event?.time,
+    action: text(l.event?.action),
+    type: text(l.event?.type),
+    time: text(l.event?.time),
     chained: !!l.event && prevHash !== undefined && l.event.prev === prevHash,
   };
 }
 
 /**
  * Compares the ledger now with `held`, the hash of every line up to `run.started` as
- * `run` wrote it, and judges the lines after it (written while the command ran).
+ * `run` wrote it, and judges the lines after it (written while the command ran). The
+ * `action`, `type` and `time` of those lines are the writer's own text: each goes through
+ * `scrub` (run's secret registry) whole, before it is cut for the details, so that a secret
+ * there neither keeps the verdict out of the ledger nor leaves its first characters in it.
  */
-export function checkRunWindow(held: string[], lines: LedgerLine[], by = 'run'): WindowCheck {
+export function checkRunWindow(
+  held: string[],
+  lines: LedgerLine[],
+  by = 'run',
+  scrub: (text: string) => string = (t) => t,
+): WindowCheck {
   const diff = diffLedger(held, lines);
   const details: string[] = [];
   for (const n of diff.changed) details.push(`line ${n} was changed`);
@@ -80,7 +93,7 @@ export function checkRunWindow(held: string[], lines: LedgerLine[], by = 'run'):
   const at = lines.findIndex((l) => l.hash === held[held.length - 1]);
   if (at < 0) details.push('the run.started line written before the command is gone or changed');
   const from = at >= 0 ? at + 1 : held.length;
-  const duringRun = lines.slice(from).map((l, i) => ref(l, (lines[from + i - 1] ?? undefined)?.hash));
+  const duringRun = lines.slice(from).map((l, i) => ref(l, (lines[from + i - 1] ?? undefined)?.hash, scrub));
   const inserted = [...diff.inserted];
   const unchained: number[] = [];
   for (const d of duringRun) {

@@ -287,6 +287,25 @@ export class SecretRegistry {
   }
 }
 
+/**
+ * `value` with every string in it (at any depth of arrays and plain objects) scrubbed of
+ * every registered form; numbers, booleans and the keys of objects as they are. For records
+ * that carry names the command chose (an output's name, a file it left, a line it wrote to a
+ * file command): the ledger refuses a line holding a secret, so one such name would
+ * otherwise keep the whole line out of the record.
+ */
+export function scrubStrings<T>(value: T, registry: SecretRegistry): T {
+  if (registry.size === 0) return value;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return registry.scrub(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  return walk(value) as T;
+}
+
 /** A copy of `buf` with A-Z as a-z. */
 function foldAscii(buf: Buffer): Buffer {
   const out = Buffer.from(buf);

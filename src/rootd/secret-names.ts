@@ -4,8 +4,9 @@
  * its secrets (mask.ts `findFolded`) and tells the daemon over `control.sock`
  * (`secret-names <json>`); from then on every report shows such a name only as its length
  * and the secret's name, so the value never reaches the ledger, the summary or
- * attribution.json. A caller can only hide a name behind a louder finding: a marked name
- * stays counted and is reported as carrying a secret.
+ * attribution.json. The same goes for the name of a process the report shows (who asked,
+ * who sent), which the command chooses too. A caller can only hide a name behind a louder
+ * finding: a marked name stays counted and is reported as carrying a secret.
  */
 import type { DaemonReport } from './protocol.js';
 
@@ -54,16 +55,26 @@ export class SecretNames {
       if (this.marks.size < MAX_KEPT || this.marks.has(m.name)) this.marks.set(m.name, m.secret);
   }
 
-  /** The report with every marked name replaced, and the secret named on its entry. */
+  /**
+   * The report with every marked name replaced, and the secret named on its entry; and
+   * every process (who asked, who sent) whose text was marked shown as its length: a
+   * process's name is its own to choose (a link named by the value), so run marks those too.
+   */
   apply(r: DaemonReport): DaemonReport {
     if (!this.marks.size) return r;
-    const swap = <T extends { name: string }>(n: T): T & { carriesSecret?: string } => {
+    const proc = <T extends { process?: string }>(n: T): T => {
+      const secret = n.process === undefined ? undefined : this.marks.get(n.process);
+      return secret && n.process !== undefined ? { ...n, process: shownAs(n.process, secret) } : n;
+    };
+    const swap = <T extends { name: string; process?: string }>(n: T): T & { carriesSecret?: string } => {
       const secret = this.marks.get(n.name);
-      return secret ? { ...n, name: shownAs(n.name, secret), carriesSecret: secret } : n;
+      return proc(secret ? { ...n, name: shownAs(n.name, secret), carriesSecret: secret } : n);
     };
     return {
       ...r,
       names: r.names.map(swap),
+      blocked: r.blocked.map(proc),
+      ...(r.refusals ? { refusals: { ...r.refusals, sources: r.refusals.sources.map(proc) } } : {}),
       ...(r.rebinding ? { rebinding: r.rebinding.map(swap) } : {}),
     };
   }

@@ -107,6 +107,12 @@ function leakFindings(events: LedgerEvent[]): Finding[] {
       short: `secret ${f.secret} in DNS names`,
       text: `The ${f.identity === 'agent' ? "agent's command" : 'command'} put secret ${f.secret} into ${plural(f.names, 'DNS name')} (${plural(f.queries, 'query', 'queries')}): ${f.forwarded ? 'they were sent on, so treat it as leaked and rotate it' : 'every one was refused, none left the runner'}. The names are shown as their length only.`,
     });
+  for (const f of finished.flatMap((e) => e.secretsInProcessNames ?? []))
+    out.push({
+      level: 'caution',
+      short: `secret ${f.secret} in a process name`,
+      text: `The command named ${plural(f.processes, 'process', 'processes')} the fence reported (who asked a refused name or sent to a blocked destination) with secret ${f.secret}: an attempt to carry it into this job's records. Those names are shown as their length only.`,
+    });
   out.push(...dnsNameFindings(events, finished));
   if (!leaks.length) return out;
   const names = [...new Set(leaks.map((l) => l.secret))];

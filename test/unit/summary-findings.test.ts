@@ -163,6 +163,20 @@ describe('summary findings', () => {
     );
   });
 
+  test('a secret in the name of a process the fence reported is a caution', () => {
+    const text = md({
+      ...quietRun,
+      'run.finished': {
+        ...sampleEvents['run.finished'],
+        leaks: [],
+        leaksNotScanned: undefined,
+        secretsInProcessNames: [{ secret: 'TOKEN', processes: 1 }],
+      },
+    });
+    expect(text).toContain('> [!CAUTION]\n> The command named 1 process the fence reported');
+    expect(text).toContain('secret TOKEN in a process name');
+  });
+
   test('commits past the list while the agent had its own identity are a caution; without one they are not', () => {
     const cut = (verdict: 'agent' | 'unattributed'): string =>
       md({

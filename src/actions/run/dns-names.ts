@@ -4,7 +4,9 @@
  * reads the daemon's names, finds those that hold one of its secrets (ignoring case, as
  * DNS lower-cases names, and across the dots of a value split into labels), and marks them
  * with the daemon, which from then on shows them as their length and the secret's name
- * only. What run records is the secret's name and the count, never the name asked.
+ * only. What run records is the secret's name and the count, never the name asked. The
+ * process the report names for a name, a blocked destination or a loud source is the
+ * command's to name too, so those are checked and marked the same way (threat model T80).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,8 +54,16 @@ function carried(registry: SecretRegistry, name: string): string | undefined {
 /** Names sent to the daemon in one request (its bound, secret-names.ts). */
 const MARKS_PER_REQUEST = 1000;
 
+export interface SecretInProcessNames {
+  secret: string;
+  /** Distinct process texts (`name (pid N, ...)`) that carried it. */
+  processes: number;
+}
+
 export interface NamesChecked {
   found: SecretInNames[];
+  /** Secrets in the name of a process the report shows (who asked, who sent). */
+  inProcesses?: SecretInProcessNames[];
   /** Names run could not check (not recorded by a full name table, or no answer), and why. */
   notChecked?: { names: number; why: string };
 }
@@ -93,6 +103,24 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked |
     had.forwarded ||= n.allowed || report.policy === 'audit';
     bySecret.set(key, had);
   }
+  // Who asked a name, who sent to a blocked destination, the loudest sources: a process's
+  // name is the command's to choose (a link named by the value), shown in the same records.
+  const processes = new Set<string>();
+  for (const n of report.names ?? []) if (n.process) processes.add(n.process);
+  for (const b of report.blocked ?? []) if (b.process) processes.add(b.process);
+  for (const src of report.refusals?.sources ?? []) if (src.process) processes.add(src.process);
+  const inProcesses = new Map<string, number>();
+  for (const p of processes) {
+    const secret = registry.findFolded(p);
+    if (!secret) continue;
+    marks.push({ name: p, secret });
+    inProcesses.set(secret, (inProcesses.get(secret) ?? 0) + 1);
+  }
+  for (const [secret, count] of inProcesses)
+    runner.warning(
+      `run: the command put secret ${secret} into the name of ${count} process(es) the fence reported; they are shown by length only`,
+      { title: 'Cordon: a secret in a process name' },
+    );
   const found = [...bySecret.values()];
   for (const f of found)
     runner.warning(
@@ -111,5 +139,11 @@ export async function secretsInNames(deps: DnsNamesDeps): Promise<NamesChecked |
   // A full name table records no more names: a secret in one of those is not found.
   if (!notChecked && report.namesDropped > 0)
     notChecked = unchecked(report.namesDropped, "the proxy's name table was full, so they were not recorded");
-  return { found, ...(notChecked ? { notChecked } : {}) };
+  return {
+    found,
+    ...(inProcesses.size
+      ? { inProcesses: [...inProcesses].map(([secret, processes]) => ({ secret, processes })) }
+      : {}),
+    ...(notChecked ? { notChecked } : {}),
+  };
 }

@@ -204,11 +204,21 @@ function runnerOutputFile(dir: string): {
 /**
  * Sets what the command handed back as the step's outputs. Refused, with an error naming
  * the output: one of run's own names, and a value holding a secret (outputs are not masked
- * by name: a later step could print or upload it).
+ * by name: a later step could print or upload it); and a name holding one, with an error
+ * that does not name it.
  */
 function publishOutputs(outputs: Record<string, string>, registry: SecretRegistry, runner: Runner): string[] {
   const names = Object.keys(outputs);
   for (const name of names) {
+    // An output's name is shown wherever its value is used, and nothing masks it: a secret
+    // there is refused as in a value, and the error cannot say which name it was.
+    if (registry.size && registry.scrub(name) !== name) {
+      throw new CordonError({
+        what: 'run: the name of an output the command handed back through CORDON_OUTPUT holds a secret (or one of its encoded forms)',
+        why: 'output names are shown in the workflow and to later steps, and nothing masks them',
+        fix: 'name outputs for what they hold, never with a value',
+      });
+    }
     if (RUN_OUTPUTS.includes(name)) {
       throw new CordonError({
         what: `run: the command handed back an output named "${name}" through CORDON_OUTPUT`,

@@ -10,7 +10,7 @@ import { CordonError } from '../../platform/errors.js';
 import { commandPreview } from '../../platform/redact.js';
 import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
-import { StreamScrubber, stdoutLine, type SecretRegistry } from '../../platform/mask.js';
+import { StreamScrubber, scrubStrings, stdoutLine, type SecretRegistry } from '../../platform/mask.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
@@ -321,7 +321,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     // Started or not, run's own commands (its error, its warnings) start lines of their own.
     endOpenLine(stdout, lines.stdout);
     endOpenLine(stderr, lines.stderr);
-    tampered = anyTampering(restoreFileCommands(fileCommands));
+    tampered = anyTampering(restoreFileCommands(fileCommands, (t) => registry.scrub(t)));
     // Started but failed before the command ran: the launcher undoes the user and the loan.
     if (agent && !agentEnd) agentEnd = await agent.abort();
     // The workspace is back with this user: .git as it was, then the checkout token into it.
@@ -376,7 +376,7 @@ function conclude(
   const { leaks, notScanned } = scan;
   for (const s of notScanned) runner.warning(`run: the leak scan did not read ${s}`);
   // The command's processes are gone: compare the ledger with what run held in memory.
-  const window = verifyWindow(ledger, held);
+  const window = verifyWindow(ledger, held, (t) => registry.scrub(t));
   const ledgerIntact = window.ok;
   const finished: RunFinished = {
     exitCode: exit.code,
@@ -395,13 +395,17 @@ function conclude(
     ledgerIntact,
     checkoutTokenRestored: ran.checkoutTokenRestored,
     fileCommandsTampered: ran.tampered,
-    ...reportGitRestored(ran.gitRestored, (m) => runner.warning(m)),
+    ...reportGitRestored(ran.gitRestored, (m) => runner.warning(registry.scrub(m))),
     agentUser: agentEnd && ready.agent ? agentUserRecord(ready.agent.ready.user, agentEnd) : undefined,
     outputs: Object.keys(ran.outputs).length ? Object.keys(ran.outputs) : undefined,
     secretsInNames: inNames?.found.length ? inNames.found : undefined,
     dnsNamesNotChecked: inNames?.notChecked,
+    secretsInProcessNames: inNames?.inProcesses,
   };
-  ledger.append('run.finished', finished);
+  // Names the command chose (its outputs', a file it left in .git, a line it wrote to a file
+  // command) are recorded scrubbed: the ledger refuses a line holding a secret, and a name
+  // holding one would keep the whole of run.finished out of the record (T79).
+  ledger.append('run.finished', scrubStrings(finished, registry));
   sealWindow(ledger, ready.sealKey);
   runner.setOutput('exit-code', exit.code === null ? '' : String(exit.code));
   runner.setOutput('duration-ms', String(durationMs));

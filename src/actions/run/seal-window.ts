@@ -50,8 +50,12 @@ export function sealWindow(ledger: Ledger, sealKey: SealKey | undefined): void {
  * Once the command's processes are gone: compares the ledger with the hashes run held in
  * memory and records the verdict (`ledger.verified` or `ledger.tampered`).
  */
-export function verifyWindow(ledger: Ledger, held: string[]): ReturnType<typeof checkRunWindow> {
-  const window = checkRunWindow(held, ledger.read());
+export function verifyWindow(
+  ledger: Ledger,
+  held: string[],
+  scrub?: (text: string) => string,
+): ReturnType<typeof checkRunWindow> {
+  const window = checkRunWindow(held, ledger.read(), 'run', scrub);
   const { ok, ...verdict } = window;
   if (ok)
     ledger.append('ledger.verified', {

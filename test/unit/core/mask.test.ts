@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { SecretRegistry, StreamScrubber } from '../../../src/platform/mask.js';
+import { SecretRegistry, StreamScrubber, scrubStrings } from '../../../src/platform/mask.js';
 import { secretForms, shellQuote } from '../../../src/platform/secret-forms.js';
 
 const S = 'hunter2-Pa$$w0rd&<x>"q\'/+=';
@@ -330,5 +330,39 @@ describe('findFolded (names that arrive lower-cased, as DNS names do)', () => {
     reg.register('Second-Value-77', { name: 'LATER' });
     expect(reg.findFolded('x.second-value-77.test')).toBe('LATER');
     expect(new SecretRegistry(() => undefined).findFolded('anything')).toBeUndefined();
+  });
+});
+
+describe('scrubStrings (records that carry names the command chose)', () => {
+  test('scrubs every string at any depth, keeps numbers, booleans, keys and absent values', () => {
+    const registry = new SecretRegistry(() => {});
+    const value = 'deep-secret-value-91c3';
+    registry.register(value, { name: 'API_KEY' });
+    const hex = Buffer.from(value).toString('hex');
+    const record = {
+      outputs: ['fine', value, `x${hex}`],
+      agentUser: { problems: [`left /tmp/${value}`], removed: true, leftoversRemoved: 3 },
+      gitRestored: [`.git/hooks/${value}`],
+      exitCode: 0,
+      signal: undefined,
+      none: null,
+    };
+    const out = scrubStrings(record, registry);
+    expect(out).toEqual({
+      outputs: ['fine', '***', 'x***'],
+      agentUser: { problems: ['left /tmp/***'], removed: true, leftoversRemoved: 3 },
+      gitRestored: ['.git/hooks/***'],
+      exitCode: 0,
+      signal: undefined,
+      none: null,
+    });
+    expect(registry.findIn(JSON.stringify(out))).toBeUndefined();
+    // The input is left as it was.
+    expect(record.outputs[1]).toBe(value);
+  });
+
+  test('an empty registry hands back the same object', () => {
+    const record = { a: ['b'] };
+    expect(scrubStrings(record, new SecretRegistry(() => {}))).toBe(record);
   });
 });

@@ -29,6 +29,44 @@ describe('secret names in the daemon', () => {
     expect(JSON.stringify(r)).not.toContain('zq8xwplmktrv');
   });
 
+  test('hostile: a marked process text is shown as its length wherever a process is named; others as they are', () => {
+    const proc = "Zq8xWpLmKtRv (pid 4242, under run's command)";
+    const withProcesses = (): DaemonReport =>
+      daemonReport({
+        names: [{ name: 'innocent.evil.test', queries: 1, allowed: false, addresses: [], process: proc }],
+        blocked: [
+          { address: '203.0.113.50', protocol: 'udp', port: 9999, packets: 6, process: proc },
+          { address: '203.0.113.51', protocol: 'udp', port: 53, packets: 1, process: 'curl (pid 7)' },
+        ],
+        refusals: {
+          total: 1,
+          peakPerSecond: 1,
+          unanswered: 0,
+          kernelDropped: 0,
+          sources: [
+            {
+              proto: 'udp',
+              address: '10.0.0.2',
+              port: 5353,
+              refused: 1,
+              peakPerSecond: 1,
+              process: proc,
+              identity: 'agent',
+            },
+          ],
+        },
+      });
+    const s = new SecretNames();
+    s.add(parseMarks(JSON.stringify([{ name: proc, secret: 'TOKEN' }])));
+    const r = s.apply(withProcesses());
+    const shown = shownAs(proc, 'TOKEN');
+    expect(r.names[0]).toMatchObject({ name: 'innocent.evil.test', process: shown });
+    expect(r.names[0].carriesSecret).toBeUndefined();
+    expect(r.blocked.map((b) => b.process)).toEqual([shown, 'curl (pid 7)']);
+    expect(r.refusals?.sources[0].process).toBe(shown);
+    expect(JSON.stringify(r)).not.toContain('Zq8xWpLmKtRv');
+  });
+
   test('hostile: a request that is not a list of names and secret names is refused whole', () => {
     expect(() => parseMarks('nope')).toThrow('not JSON');
     expect(() => parseMarks('{}')).toThrow('not a list');

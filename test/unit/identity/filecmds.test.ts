@@ -52,6 +52,22 @@ test('lines the command appended are reverted and reported by name, never by val
   for (const [k, v] of Object.entries(ORIGINAL)) expect(readFileSync(env[k], 'utf8')).toBe(v);
 });
 
+test('hostile: a name holding a secret is scrubbed whole before it is cut, so no part of a long value is shown', () => {
+  const value = `file-command-secret-${'Vb42kQ'.repeat(20)}`;
+  const scrub = (t: string): string => t.replaceAll(value, '***');
+  const snap = snapshotFileCommands(env);
+  appendFileSync(env.GITHUB_PATH, `${value}\n/opt/${value}/bin\n`);
+  appendFileSync(env.GITHUB_ENV, `${value}=1\n`);
+  const found = restoreFileCommands(snap, scrub);
+  expect(found.path).toEqual(['***', '/opt/***/bin']);
+  expect(found.env).toEqual(['***']);
+  expect(JSON.stringify(found)).not.toContain(value.slice(0, 30));
+  // Without the scrub the name is cut at 100 characters: the first 100 of the value.
+  const again = snapshotFileCommands(env);
+  appendFileSync(env.GITHUB_PATH, `${value}\n`);
+  expect(restoreFileCommands(again).path).toEqual([value.slice(0, 100)]);
+});
+
 test('an untouched set reports nothing', () => {
   const found = restoreFileCommands(snapshotFileCommands(env));
   expect(found).toEqual({ env: [], path: [], output: [], state: [], summary: false, rewritten: [] });

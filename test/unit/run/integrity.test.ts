@@ -106,6 +106,25 @@ describe('run window check and verdict', () => {
     expect(w.details[0]).toMatch(/Cordon writes no such event then/);
   });
 
+  test('hostile: a secret as the type of a line written during the run is scrubbed whole before it is cut, and the verdict is recorded', () => {
+    const { ledger, held, dir } = setup();
+    const registry = new SecretRegistry(() => {});
+    const value = `during-run-secret-${'Zq81xT'.repeat(12)}`;
+    registry.register(value, { name: 'API_KEY' });
+    appendAny(ledger, value, {});
+    const w = checkRunWindow(held, ledger.read(), 'run', (t) => registry.scrub(t));
+    expect(w.ok).toBe(false);
+    expect(w.duringRun).toEqual([expect.objectContaining({ line: 3, type: '***' })]);
+    const text = JSON.stringify(w);
+    // Neither the value nor the 60 characters the details cut a type to.
+    expect(text).not.toContain(value.slice(0, 30));
+    const guarded = new Ledger(join(dir, 'ledger.jsonl'), { action: 'run', registry });
+    expect(() => guarded.append('ledger.tampered', w)).not.toThrow();
+    // Unscrubbed, the line is refused whole: what kept ledger.tampered and run.finished out.
+    const raw = checkRunWindow(held, ledger.read());
+    expect(() => guarded.append('ledger.tampered', raw)).toThrow(/refused to record event ledger.tampered/);
+  });
+
   test('a run that never verified (killed) leaves the record altered; a forged verification does not close the window', () => {
     const { ledger, nonce, held } = setup();
     expect(verdictFor(ledger.read(), { nonce }).details.join()).toMatch(/no verification after it/);
