@@ -6,11 +6,13 @@
  * unrecordable: the step ended on "ledger: refused to record event run.finished" with no
  * `run.finished` (its leaks, commits and findings) and no seal; and a line cut at 100
  * characters carried the first 100 characters of a longer value into the log and the ledger.
+ * And every process `run` starts, traced (strace), has no secret on its command line: before
+ * the fix, the checkout token went back into `.git/config` through git's argv.
  * Needs root for `user: agent`.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseLedgerText } from '../../src/ledger/ledger.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -135,4 +137,81 @@ suite('run: a secret in a name the command chooses is recorded by name, never by
     };
     expect(finished.fileCommandsTampered?.path).toEqual(['***']);
   }, 60000);
+});
+
+/** strace follows every process run starts and writes each execve's argv. */
+const STRACE = ['/usr/bin/strace', '/bin/strace'].find((p) => existsSync(p));
+if (!STRACE && usable && process.env.CI === 'true')
+  throw new Error('run-secret-record e2e: needs strace (CI=true)');
+if (!STRACE) console.warn('run-secret-record e2e: the command-line test is skipped: needs strace');
+const traced = usable && STRACE ? describe : describe.skip;
+
+traced('run: no process run starts has a secret on its command line', () => {
+  test.each(['agent', 'runner'])(
+    'hostile: user: %s: with a secret, the github-token and the checkout token, no execve run or its helpers make holds one',
+    async (user) => {
+      const TOKEN = 'ghs_cmdlinecheckouttoken00000000000000';
+      const header = `AUTHORIZATION: basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`;
+      const GH = 'ghs_cmdlinegithubtoken0000000000000000';
+      const job = newJob({ SOURCE_VALUE: SECRET });
+      execFileSync('git', ['init', '-q', job.workspace]);
+      execFileSync('git', [
+        '-C',
+        job.workspace,
+        'config',
+        '--add',
+        'http.https://github.com/.extraheader',
+        header,
+      ]);
+      const trace = join(job.root, 'execve.trace');
+      const r = await job.run('run', 'main', {
+        inputs: {
+          // The command itself puts no value in an argument: only what run and its helpers start is judged.
+          run: 'git status --short >/dev/null; echo ran',
+          secrets: 'API_KEY=env:SOURCE_VALUE',
+          'github-token': GH,
+          user,
+        },
+        // Each exec is written, then strace lets go of that process (-b execve): a traced
+        // shell could not stop itself for the agent's launcher, which waits for that.
+        wrap: [
+          STRACE as string,
+          '-f',
+          '-b',
+          'execve',
+          '-qq',
+          '-e',
+          'trace=execve',
+          '-s',
+          '65535',
+          '-o',
+          trace,
+        ],
+      });
+      expect(r.stdout).toContain('ran');
+      expect(r.code).toBe(0);
+      const execs = readFileSync(trace, 'utf8');
+      // The trace saw run's own git calls (the checkout token withheld and put back).
+      expect(execs).toMatch(/execve\("[^"]*git", \[[^\]]*"config", "--file"/);
+      expect(
+        execFileSync(
+          'git',
+          ['-C', job.workspace, 'config', '--get', 'http.https://github.com/.extraheader'],
+          { encoding: 'utf8' },
+        ).trim(),
+      ).toBe(header);
+      for (const [what, v] of [
+        ['the secret', SECRET],
+        ['the github-token', GH],
+        ['the checkout token', TOKEN],
+        ['its header', Buffer.from(`x-access-token:${TOKEN}`).toString('base64')],
+      ])
+        if (execs.includes(v)) {
+          const line = execs.split('\n').find((l) => l.includes(v)) ?? '';
+          // The program, never the value.
+          throw new Error(`${what} is on the command line of ${line.slice(0, line.indexOf('['))}`);
+        }
+    },
+    60000,
+  );
 });

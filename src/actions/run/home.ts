@@ -5,7 +5,21 @@
  * the workspace's `.git/config` taken out while the command runs and put back after.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, realpathSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { git } from '../../platform/git.js';
 import { botIdentity, noreplyHosts } from '../../github/bot-identity.js';
@@ -185,6 +199,61 @@ interface TakenFrom {
   entries: WithheldEntry[];
   /** The real path of its folder when taken: a folder above swapped for a link is refused. */
   dir: string;
+  /** The file's bytes before the entries were taken out, and right after. */
+  before?: Buffer;
+  after?: Buffer;
+}
+
+/** The bytes of a regular file, read without following a link; undefined when that fails. */
+function fileBytes(file: string): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    return fstatSync(fd).isFile() ? readFileSync(fd) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes `data` over a regular file in place (its owner and mode kept), never through a link. */
+function writeInPlace(file: string, data: Buffer | string, append: boolean): void {
+  const flags = constants.O_WRONLY | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
+  const fd = openSync(file, flags);
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A value or subsection in git config's double quotes (`\\`, `\"`, and `\n`/`\t` in values). */
+function quoted(v: string): string {
+  return `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\t/g, '\\t')}"`;
+}
+
+/**
+ * `entries` as git config text, a section header for each: the key `http.<url>.extraheader`
+ * as git lists it (section and name lower-cased, the subsection as written) is split at its
+ * first and last dots.
+ */
+function configText(entries: WithheldEntry[]): string {
+  let out = '';
+  for (const e of entries) {
+    const first = e.key.indexOf('.');
+    const last = e.key.lastIndexOf('.');
+    const section = e.key.slice(0, first);
+    const name = e.key.slice(last + 1);
+    const head = last > first ? `[${section} ${quoted(e.key.slice(first + 1, last))}]` : `[${section}]`;
+    out += `${head}\n${e.values.map((v) => `\t${name} = ${quoted(v)}\n`).join('')}`;
+  }
+  return out;
 }
 
 function headerEntries(file: string): { entries: WithheldEntry[]; secrets: string[] } {
@@ -217,6 +286,18 @@ function putBack(t: TakenFrom): boolean {
   } catch {
     return false;
   }
+  // The values go into the file, never onto git's command line, where every process on the
+  // runner could read the token in /proc/<pid>/cmdline while git ran. The file as it was
+  // right after they were taken out (gitguard puts .git/config back so): its bytes before.
+  const bytes = fileBytes(t.file);
+  try {
+    if (bytes && t.before && t.after?.equals(bytes)) {
+      writeInPlace(t.file, t.before, false);
+      return true;
+    }
+  } catch {
+    return false;
+  }
   for (const e of t.entries) {
     try {
       gitFile(t.file, ['--unset-all', e.key]);
@@ -225,7 +306,10 @@ function putBack(t: TakenFrom): boolean {
     }
   }
   try {
-    for (const e of t.entries) for (const v of e.values) gitFile(t.file, ['--add', e.key, v]);
+    const rest = fileBytes(t.file);
+    if (!rest) return false;
+    const nl = rest.length && rest[rest.length - 1] !== 10 ? '\n' : '';
+    writeInPlace(t.file, nl + configText(t.entries), true);
     return true;
   } catch {
     return false;
@@ -313,7 +397,9 @@ export function withholdCheckoutToken(workspace: string): CheckoutToken | undefi
   // fails, rather than leaving the token out of the files for the rest of the job.
   for (let i = 0; i < taken.length; i++) {
     try {
+      taken[i].before = fileBytes(taken[i].file);
       for (const e of taken[i].entries) gitFile(taken[i].file, ['--unset-all', e.key]);
+      taken[i].after = fileBytes(taken[i].file);
     } catch (e) {
       for (const t of taken.slice(0, i + 1)) putBack(t);
       throw e;

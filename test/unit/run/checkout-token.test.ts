@@ -40,6 +40,36 @@ describe('withholdCheckoutToken', () => {
     expect(get(ws, 'http.https://github.com/.extraheader')).toBe(HEADER);
   });
 
+  test('put back as the file was, byte for byte; after the command changed the file, written into it, read by git the same', () => {
+    const { ws } = repo();
+    const config = join(ws, '.git', 'config');
+    // Two headers, one with the characters git config quotes, in a subsection with a dot.
+    const ODD = 'AUTHORIZATION: bearer "ghs_odd\\token\ttab"0000000000';
+    execFileSync('git', ['-C', ws, 'config', '--add', 'http.https://github.com/.extraheader', HEADER]);
+    execFileSync('git', ['-C', ws, 'config', '--add', 'http.https://ghe.example.com/.extraheader', ODD]);
+    const before = readFileSync(config, 'utf8');
+    const first = withholdCheckoutToken(ws);
+    expect(readFileSync(config, 'utf8')).not.toContain('AUTHORIZATION');
+    expect(first?.restore()).toBe(true);
+    expect(readFileSync(config, 'utf8')).toBe(before);
+
+    const second = withholdCheckoutToken(ws);
+    // The command changed the file meanwhile (a setting of its own, and a header of its own).
+    execFileSync('git', ['-C', ws, 'config', 'core.editor', 'vi']);
+    execFileSync('git', [
+      '-C',
+      ws,
+      'config',
+      '--add',
+      'http.https://github.com/.extraheader',
+      'AUTHORIZATION: basic eA==',
+    ]);
+    expect(second?.restore()).toBe(true);
+    expect(get(ws, 'http.https://github.com/.extraheader')).toBe(HEADER);
+    expect(get(ws, 'http.https://ghe.example.com/.extraheader')).toBe(ODD);
+    expect(get(ws, 'core.editor')).toBe('vi');
+  });
+
   // Needs root (chown); in CI it always runs, and fails loudly without root.
   const runs = process.getuid?.() === 0 || process.env.CI === 'true';
   (runs ? test : test.skip)(
