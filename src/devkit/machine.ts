@@ -27,6 +27,7 @@ export const TEST_NEEDS: readonly Need[] = [
   { command: 'chromium', pkg: 'chromium', why: 'the summary page rendered in a headless browser' },
   { command: 'crontab', pkg: 'cron', why: "the agent's user denied cron jobs" },
   { command: 'at', pkg: 'at', why: "the agent's user denied at jobs" },
+  { command: 'strace', pkg: 'strace', why: 'no secret on any command line run starts (every execve traced)' },
 ];
 
 /** What the egress benchmark runs besides the tests' tools: dnsperf for throughput. */

@@ -193,6 +193,11 @@ export interface RunFinished {
    * to a blocked destination): the process's name is the command's to choose. Counts only.
    */
   secretsInProcessNames?: { secret: string; processes: number }[];
+  /**
+   * Secrets the command printed with terminal escapes or invisible characters between their
+   * characters (platform/hidden-forms.ts): in the job log unmasked. Names only.
+   */
+  secretsHiddenInOutput?: string[];
 }
 
 /** A line written while the agent's command ran: never trusted as Cordon's own. */

@@ -210,6 +210,11 @@ export class SecretRegistry {
     }
   }
 
+  /** The name of the secret whose form has index `i` in the matcher. */
+  nameOfForm(i: number): string {
+    return this.names[this.owner[i]];
+  }
+
   /** Number of forms registered. */
   get size(): number {
     return this.count;

@@ -113,6 +113,12 @@ function leakFindings(events: LedgerEvent[]): Finding[] {
       short: `secret ${f.secret} in a process name`,
       text: `The command named ${plural(f.processes, 'process', 'processes')} the fence reported (who asked a refused name or sent to a blocked destination) with secret ${f.secret}: an attempt to carry it into this job's records. Those names are shown as their length only.`,
     });
+  for (const secret of new Set(finished.flatMap((e) => e.secretsHiddenInOutput ?? [])))
+    out.push({
+      level: 'caution',
+      short: `secret ${secret} hidden in the output`,
+      text: `The command printed secret ${secret} with terminal escape sequences or invisible characters between its characters, which the job log does not show and masking does not see: it is in the log unmasked. Treat it as leaked and rotate it.`,
+    });
   out.push(...dnsNameFindings(events, finished));
   if (!leaks.length) return out;
   const names = [...new Set(leaks.map((l) => l.secret))];

@@ -7,8 +7,9 @@
  * `run.finished` (its leaks, commits and findings) and no seal; and a line cut at 100
  * characters carried the first 100 characters of a longer value into the log and the ledger.
  * And every process `run` starts, traced (strace), has no secret on its command line: before
- * the fix, the checkout token went back into `.git/config` through git's argv.
- * Needs root for `user: agent`.
+ * the fix, the checkout token went back into `.git/config` through git's argv. And a value
+ * printed with colour codes or zero-width spaces between its characters, which passes the
+ * scrubber, is named as leaked. Needs root for `user: agent`.
  */
 import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
@@ -211,6 +212,44 @@ traced('run: no process run starts has a secret on its command line', () => {
           // The program, never the value.
           throw new Error(`${what} is on the command line of ${line.slice(0, line.indexOf('['))}`);
         }
+    },
+    60000,
+  );
+});
+
+suite('run: a secret printed behind what the log does not show', () => {
+  test.each([
+    ['colour codes', "sed 's/./&\\x1b[0m/g'"],
+    ['zero-width spaces', "sed 's/./&\\xe2\\x80\\x8b/g'"],
+  ])(
+    'hostile: the value with %s between its characters reaches the log, and is named in run.finished, a warning and the summary',
+    async (_what, interleave) => {
+      const job = newJob({ SOURCE_VALUE: SECRET });
+      const start = await job.run('start', 'main');
+      const r = await job.run('run', 'main', {
+        inputs: {
+          run: `printf '%s\\n' "$API_KEY" | ${interleave}\necho done`,
+          secrets: 'API_KEY=env:SOURCE_VALUE',
+          user: 'runner',
+        },
+      });
+      expect(r.code).toBe(0);
+      // The attack: past the scrubber, and shown as the value by a viewer that hides escapes.
+      // eslint-disable-next-line no-control-regex -- the escapes a log viewer hides
+      const shown = r.stdout.replace(/\x1b\[[0-9;]*m/g, '').replace(/\u200b/g, '');
+      expect(shown).toContain(SECRET);
+      const finished = events(job).find((e) => e.type === 'run.finished')?.data;
+      expect(finished?.secretsHiddenInOutput).toEqual(['API_KEY']);
+      expect(
+        r.commands.some(
+          (c) => c.command === 'warning' && c.message.includes('printed secret API_KEY with terminal escape'),
+        ),
+      ).toBe(true);
+      const post = await job.run('start', 'post', { state: start.state });
+      // Markdown-escaped, as every name in the summary is.
+      expect(post.summary).toContain(
+        '> [!CAUTION]\n> The command printed secret API\\_KEY with terminal escape',
+      );
     },
     60000,
   );

@@ -177,6 +177,20 @@ describe('summary findings', () => {
     expect(text).toContain('secret TOKEN in a process name');
   });
 
+  test('a secret printed behind terminal escapes or invisible characters is a caution', () => {
+    const text = md({
+      ...quietRun,
+      'run.finished': {
+        ...sampleEvents['run.finished'],
+        leaks: [],
+        leaksNotScanned: undefined,
+        secretsHiddenInOutput: ['TOKEN'],
+      },
+    });
+    expect(text).toContain('> [!CAUTION]\n> The command printed secret TOKEN with terminal escape sequences');
+    expect(text).toContain('secret TOKEN hidden in the output');
+  });
+
   test('commits past the list while the agent had its own identity are a caution; without one they are not', () => {
     const cut = (verdict: 'agent' | 'unattributed'): string =>
       md({

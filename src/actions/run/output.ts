@@ -7,6 +7,7 @@
  */
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
 import type { LineEnd, StreamScrubber } from '../../platform/mask.js';
+import type { HiddenFormDetector } from '../../platform/hidden-forms.js';
 
 /** A zero-width space: not whitespace to the runner, so a line starting with it is no command. */
 const ZWSP = Buffer.from('\u200b', 'utf8');
@@ -64,17 +65,27 @@ export class CommandDefang {
 }
 
 class ScrubTransform extends Transform {
-  constructor(readonly scrubber?: StreamScrubber) {
+  constructor(
+    readonly scrubber?: StreamScrubber,
+    readonly detector?: HiddenFormDetector,
+  ) {
     super();
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     const out = this.scrubber ? this.scrubber.push(chunk) : chunk;
-    if (out.length) this.push(out);
+    if (out.length) {
+      // What goes to the log, as scrubbed: a value still in it behind escapes is named.
+      this.detector?.push(out);
+      this.push(out);
+    }
     done();
   }
   _flush(done: TransformCallback): void {
     const out = this.scrubber?.flush();
-    if (out?.length) this.push(out);
+    if (out?.length) {
+      this.detector?.push(out);
+      this.push(out);
+    }
     done();
   }
 }
@@ -91,8 +102,9 @@ export function forward(
   to: Writable,
   scrubber?: StreamScrubber,
   line?: LineEnd,
+  detector?: HiddenFormDetector,
 ): Promise<void> {
-  const src = from.pipe(new ScrubTransform(scrubber));
+  const src = from.pipe(new ScrubTransform(scrubber, detector));
   const defang = new CommandDefang();
   src.on('data', (d: Buffer) => {
     if (!d.length) return;

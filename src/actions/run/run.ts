@@ -19,6 +19,7 @@ import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from '
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
 import { endOpenLine, forward } from './output.js';
+import { HiddenFormDetector } from '../../platform/hidden-forms.js';
 import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
 import { secretsInNames, type NamesChecked } from './dns-names.js';
 import { snapshotGit } from './leaks-git.js';
@@ -260,6 +261,16 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
         ? [new RefreshingScrubber(registry), new RefreshingScrubber(registry)]
         : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
       : [];
+  // A value the scrubber let through behind terminal escapes or invisible characters is named after.
+  const detectors = scrubbers.length
+    ? [0, 1].map(
+        () =>
+          new HiddenFormDetector(
+            () => registry.matcher(),
+            (i) => registry.nameOfForm(i),
+          ),
+      )
+    : [];
   // run.started is in the egress daemon's copy of the ledger before the command can write.
   await flushLedgerCopy();
   try {
@@ -276,8 +287,8 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
     writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
     const drained = Promise.all([
-      forward(proc.stdout, stdout, scrubbers[0], lines.stdout),
-      forward(proc.stderr, stderr, scrubbers[1], lines.stderr),
+      forward(proc.stdout, stdout, scrubbers[0], lines.stdout, detectors[0]),
+      forward(proc.stderr, stderr, scrubbers[1], lines.stderr, detectors[1]),
     ]);
     let killTimer: NodeJS.Timeout | undefined;
     const timer =
@@ -335,7 +346,9 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   }
   const durationMs = Date.now() - startedAt;
   const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
+  const hiddenInOutput = [...new Set(detectors.flatMap((d) => d.found))];
   return {
+    hiddenInOutput,
     exit,
     startedAt,
     durationMs,
@@ -401,6 +414,7 @@ function conclude(
     secretsInNames: inNames?.found.length ? inNames.found : undefined,
     dnsNamesNotChecked: inNames?.notChecked,
     secretsInProcessNames: inNames?.inProcesses,
+    secretsHiddenInOutput: ran.hiddenInOutput.length ? ran.hiddenInOutput : undefined,
   };
   // Names the command chose (its outputs', a file it left in .git, a line it wrote to a file
   // command) are recorded scrubbed: the ledger refuses a line holding a secret, and a name
@@ -415,6 +429,11 @@ function conclude(
     `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${ran.bytesScrubbed} byte(s) of secrets scrubbed from its output; ${ran.processesKilled} leftover process(es) killed`,
   );
   annotateLeaks(leaks, inputs.leakScan, runner);
+  for (const name of ran.hiddenInOutput)
+    runner.warning(
+      `run: the command printed secret ${name} with terminal escape sequences or invisible characters between its characters, which the log does not show: it reached the job log unmasked; treat it as leaked`,
+      { title: 'Cordon: a secret hidden in the output' },
+    );
 
   reportIdentity({ tampered: ran.tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
   if (checkoutToken && !ran.checkoutTokenRestored)

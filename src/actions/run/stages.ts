@@ -39,6 +39,8 @@ export interface Prepared {
 /** What `execute` saw of the command. */
 export interface Executed {
   exit: CommandExit;
+  /** Secrets found in the output behind escapes or invisible characters (names). */
+  hiddenInOutput: string[];
   startedAt: number;
   durationMs: number;
   timedOut: boolean;

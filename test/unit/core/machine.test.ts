@@ -25,6 +25,7 @@ describe('what the test set-up and the demo install (src/devkit/machine.ts)', ()
         'chromium',
         'cron',
         'at',
+        'strace',
       ],
     });
   });
