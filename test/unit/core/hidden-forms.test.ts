@@ -69,4 +69,43 @@ describe('HiddenFormDetector', () => {
     const text = `\x1b]0;${'x'.repeat(5000)}${between(VALUE, '\x1b[0m')}\n`;
     expect(run(text, 512).found).toEqual(['API_KEY']);
   });
+
+  // The runner splits the log at line ends (LF, a lone CR): an escape left open on one line
+  // does not hide the next line in the viewer, so it cannot hide it from the detector either.
+  test.each([
+    ['an OSC', '\x1b]0;'],
+    ['an OSC at its ESC', '\x1b]0;\x1b'],
+    ['a lone ESC', '\x1b'],
+  ])('hostile: %s left open at a line end does not hide the next line', (_what, open) => {
+    for (const end of ['\n', '\r']) {
+      for (const size of [1, 5, 4096]) {
+        const { found } = run(`${open}${end}${between(VALUE, '\x1b[0m')}\n`, size);
+        expect(found).toEqual(['API_KEY']);
+      }
+    }
+  });
+
+  // Characters a browser draws as nothing, beyond the zero-width ones.
+  test.each([
+    ['left-to-right and right-to-left marks', '\u200e\u200f'],
+    ['bidi embeddings and isolates', '\u202a\u202c\u2066\u2069'],
+    ['invisible operators', '\u2061\u2062\u2063\u2064'],
+    ['a combining grapheme joiner', '\u034f'],
+    ['variation selectors', '\ufe0f'],
+  ])('hostile: the value with %s between characters is named', (_what, sep) => {
+    for (const size of [1, 3, 4096]) expect(run(`${between(VALUE, sep)}\n`, size).found).toEqual(['API_KEY']);
+  });
+
+  // A guard against a cost per byte that grows (it read 90 ms a megabyte before the trie, 20 after).
+  test('ten megabytes of coloured, non-ASCII output are read in under two seconds', () => {
+    const line = '\x1b[32m✓\x1b[0m test passed — “quoted” ─── ok\n';
+    const text = line.repeat(Math.ceil(10_000_000 / Buffer.byteLength(line)));
+    const { detector } = setup();
+    const buf = Buffer.from(text, 'utf8');
+    const t = process.hrtime.bigint();
+    for (let at = 0; at < buf.length; at += 65536) detector.push(buf.subarray(at, at + 65536));
+    const ms = Number(process.hrtime.bigint() - t) / 1e6;
+    expect(detector.found).toEqual([]);
+    expect(ms).toBeLessThan(2000);
+  });
 });
