@@ -9,12 +9,16 @@ import {
   closeSync,
   constants,
   existsSync,
+  fchmodSync,
+  fchownSync,
   fstatSync,
+  fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   writeFileSync,
   writeSync,
@@ -221,15 +225,34 @@ function fileBytes(file: string): Buffer | undefined {
   }
 }
 
-/** Writes `data` over a regular file in place (its owner and mode kept), never through a link. */
-function writeInPlace(file: string, data: Buffer | string, append: boolean): void {
-  const flags = constants.O_WRONLY | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC);
-  const fd = openSync(file, flags);
+/**
+ * Replaces `file` with a new file holding `data`, owned and moded as `like`: written beside
+ * it (O_EXCL, never through a link) and renamed over it, as git does. Never in place: a hard
+ * link the command made to the file (its owner the runner's again once the workspace is
+ * handed back) would get the token too, and a file cut short by a failure would lose the
+ * rest of the config.
+ */
+function replaceFile(file: string, data: Buffer, like: Stats): void {
+  const tmp = join(dirname(file), `.${basename(file)}.cordon-${randomBytes(6).toString('hex')}`);
+  const fd = openSync(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
-    if (!fstatSync(fd).isFile()) throw new Error(`${file} is not a regular file`);
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-  } finally {
-    closeSync(fd);
+    try {
+      if (process.getuid?.() !== like.uid || process.getgid?.() !== like.gid)
+        fchownSync(fd, like.uid, like.gid);
+      fchmodSync(fd, like.mode & 0o777);
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
 }
 
@@ -292,7 +315,7 @@ function putBack(t: TakenFrom): boolean {
   const bytes = fileBytes(t.file);
   try {
     if (bytes && t.before && t.after?.equals(bytes)) {
-      writeInPlace(t.file, t.before, false);
+      replaceFile(t.file, t.before, t.owner);
       return true;
     }
   } catch {
@@ -309,7 +332,7 @@ function putBack(t: TakenFrom): boolean {
     const rest = fileBytes(t.file);
     if (!rest) return false;
     const nl = rest.length && rest[rest.length - 1] !== 10 ? '\n' : '';
-    writeInPlace(t.file, nl + configText(t.entries), true);
+    replaceFile(t.file, Buffer.concat([rest, Buffer.from(nl + configText(t.entries), 'utf8')]), t.owner);
     return true;
   } catch {
     return false;

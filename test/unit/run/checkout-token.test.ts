@@ -5,7 +5,20 @@
  */
 import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { withholdCheckoutToken } from '../../../src/actions/run/home.js';
 import { tempDir } from '../../harness/tmp.js';
@@ -114,6 +127,52 @@ describe('withholdCheckoutToken', () => {
     const token = withholdCheckoutToken(ws);
     expect(token?.withheld).toEqual([`${creds}:http.https://github.com/.extraheader`]);
     expect(token?.restore()).toBe(true);
+  });
+
+  // A second name for .git/config's file (a hard link the command made while it owned the
+  // workspace, its owner the runner's again once handed back) must not receive the token.
+  test.each([
+    ['unchanged', false],
+    ['changed by the command', true],
+  ])(
+    'hostile: a hard link to .git/config, the file %s, gets no token when it is put back',
+    (_what, changed) => {
+      const { ws } = repo();
+      const config = join(ws, '.git', 'config');
+      execFileSync('git', ['-C', ws, 'config', '--add', 'http.https://github.com/.extraheader', HEADER]);
+      const token = withholdCheckoutToken(ws);
+      if (changed) execFileSync('git', ['-C', ws, 'config', 'core.editor', 'vi']);
+      const leak = join(ws, 'leak.txt');
+      linkSync(config, leak);
+      expect(token?.restore()).toBe(true);
+      expect(readFileSync(leak, 'utf8')).not.toContain('basic');
+      expect(get(ws, 'http.https://github.com/.extraheader')).toBe(HEADER);
+      expect(statSync(config).nlink).toBe(1);
+    },
+  );
+
+  test('hostile: .git/config made a FIFO is not opened (nothing blocks) and gets no token', () => {
+    const { ws } = repo();
+    const config = join(ws, '.git', 'config');
+    execFileSync('git', ['-C', ws, 'config', '--add', 'http.https://github.com/.extraheader', HEADER]);
+    const token = withholdCheckoutToken(ws);
+    rmSync(config);
+    execFileSync('mkfifo', [config]);
+    expect(token?.restore()).toBe(false);
+    expect(lstatSync(config).isFIFO()).toBe(true);
+  });
+
+  test('put back with the mode the file had', () => {
+    const { ws } = repo();
+    const config = join(ws, '.git', 'config');
+    execFileSync('git', ['-C', ws, 'config', '--add', 'http.https://github.com/.extraheader', HEADER]);
+    chmodSync(config, 0o600);
+    const token = withholdCheckoutToken(ws);
+    execFileSync('git', ['-C', ws, 'config', 'core.editor', 'vi']);
+    chmodSync(config, 0o600);
+    expect(token?.restore()).toBe(true);
+    expect(statSync(config).mode & 0o777).toBe(0o600);
+    expect(readdirSync(join(ws, '.git')).filter((n) => n.includes('cordon'))).toEqual([]);
   });
 
   test('hostile: a submodule folder swapped for a link while the command ran gets no token written through it', () => {
