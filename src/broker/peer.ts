@@ -5,7 +5,7 @@
  * processes of the broker's own user are readable (another user's request is recorded by
  * its uid alone), and a client that closed its socket is gone from the table.
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { BrokerRequester } from '../ledger/events.js';
 import { processNameAsync } from '../platform/proc-name.js';
@@ -15,19 +15,52 @@ function hexPort(port: number): string {
   return port.toString(16).toUpperCase().padStart(4, '0');
 }
 
+/** An IPv6 address's 16 bytes (a zone `%lo` dropped, an embedded IPv4 tail read), or undefined. */
+function ipv6Bytes(address: string): number[] | undefined {
+  const a = address.replace(/%.*$/, '');
+  if (!isIPv6(a)) return undefined;
+  const words = (part: string): number[] =>
+    part === ''
+      ? []
+      : part.split(':').flatMap((w) => {
+          if (!isIPv4(w)) return [parseInt(w, 16)];
+          const b = w.split('.').map(Number);
+          return [(b[0] << 8) | b[1], (b[2] << 8) | b[3]];
+        });
+  const [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
+  const hw = words(head);
+  const tw = tail === undefined ? [] : words(tail);
+  const all = [...hw, ...new Array<number>(8 - hw.length - tw.length).fill(0), ...tw];
+  return all.flatMap((w) => [w >> 8, w & 0xff]);
+}
+
+/** Bytes as /proc/net/tcp{,6} prints them: each 32-bit word read in host order (little-endian here). */
+function kernelHex(bytes: number[]): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 4)
+    out += bytes
+      .slice(i, i + 4)
+      .reverse()
+      .map((b) => b.toString(16).toUpperCase().padStart(2, '0'))
+      .join('');
+  return out;
+}
+
 /**
- * An address in /proc/net/tcp's notation (the bytes as the kernel holds them, read as
- * 32-bit host-order words: little-endian here), or undefined for what is not an IPv4 one.
- * `::ffff:a.b.c.d` is its IPv4 address: Node names an IPv4 peer so on a dual-stack socket.
+ * An address in the notation of /proc/net/tcp (`tcp6` false) or /proc/net/tcp6; null for an
+ * address that table cannot hold (an IPv6 one in tcp), undefined for none given. In tcp an
+ * IPv4 address is itself (`::ffff:a.b.c.d` too: Node names an IPv4 peer so on a dual-stack
+ * socket); in tcp6 it is its mapped form, the client's dual-stack socket's.
  */
-function hexAddress(address: string): string | undefined {
+function hexAddress(address: string | undefined, tcp6: boolean): string | null | undefined {
+  if (address === undefined) return undefined;
   const v4 = address.replace(/^::ffff:/i, '');
-  if (!isIPv4(v4)) return undefined;
-  return v4
-    .split('.')
-    .reverse()
-    .map((b) => Number(b).toString(16).toUpperCase().padStart(2, '0'))
-    .join('');
+  if (isIPv4(v4)) {
+    const b = v4.split('.').map(Number);
+    return tcp6 ? kernelHex([...new Array<number>(10).fill(0), 0xff, 0xff, ...b]) : kernelHex(b);
+  }
+  const b6 = ipv6Bytes(address);
+  return b6 && tcp6 ? kernelHex(b6) : null;
 }
 
 /** The socket's line in the table: its inode and the uid that owns it. */
@@ -39,15 +72,13 @@ export function findSocketLine(
   serverAddress?: string,
   tcp6 = false,
 ): { inode: string; uid: number } | undefined {
-  // With addresses (IPv4), the whole `address:port` must match: two connections may share
-  // both ports from different loopback addresses, and must not be taken for each other.
-  // In tcp6 an IPv4 address is the client's dual-stack socket's ::ffff:a.b.c.d.
-  const hex = (a?: string): string | undefined => {
-    const h = a !== undefined ? hexAddress(a) : undefined;
-    return h && tcp6 ? `0000000000000000FFFF0000${h}` : h;
-  };
-  const ca = hex(clientAddress);
-  const sa = hex(serverAddress);
+  // With addresses, the whole `address:port` must match: two connections may share both
+  // ports from different addresses (127.0.0.2 and 127.0.0.1; an IPv4 one and a broker's on
+  // ::1), and must not be taken for each other.
+  const ca = hexAddress(clientAddress, tcp6);
+  const sa = hexAddress(serverAddress, tcp6);
+  // An address this table cannot hold: the connection is in the other one.
+  if (ca === null || sa === null) return undefined;
   const local = `${ca ?? ''}:${hexPort(clientPort)}`;
   const remote = `${sa ?? ''}:${hexPort(serverPort)}`;
   const same = (field: string, want: string, exact: boolean): boolean =>
@@ -95,7 +126,6 @@ export async function findPeerProcess(
   const deadline = Date.now() + (opts.budgetMs ?? 250);
   let found: { inode: string; uid: number } | undefined;
   for (const table of ['net/tcp', 'net/tcp6']) {
-    // ::1: matched on the ports alone (as before), both ends being the IPv6 loopback.
     found = findSocketLine(
       await readFile(`${root}/${table}`, 'utf8').catch(() => ''),
       clientPort,

@@ -125,4 +125,65 @@ describe('requesting process lookup: addresses and uid (T78)', () => {
       server.close();
     }
   });
+
+  // A broker bound on ::1 (bind: ::1): the runner's request [::1]:50000 -> [::1]:41137 (uid
+  // 1000) is in tcp6; the agent (uid 1001) holds 127.0.0.3:50000 -> 127.0.0.3:41137 in tcp,
+  // the same two ports on addresses of its own (it can hold one for every ephemeral port).
+  const V6 = {
+    tcp: `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0300007F:C350 0300007F:A0B1 01 00000000:00000000 00:00000000 00000000  1001        0 77777 1 0000000000000000 20 4 30 10 -1
+`,
+    tcp6: `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0000000000000000000000000100000A:C350 00000000000000000000000001000000:A0B1 01 00000000:00000000 00:00000000 00000000  1002        0 99999 1 0000000000000000 20 4 30 10 -1
+   1: 00000000000000000000000001000000:C350 00000000000000000000000001000000:A0B1 01 00000000:00000000 00:00000000 00000000  1000        0 88888 1 0000000000000000 20 4 30 10 -1
+`,
+  };
+
+  test('hostile: a request to a broker on ::1 is not taken for an IPv4 or another IPv6 connection with the same ports', async () => {
+    const root = tempDir('cordon-peer-');
+    try {
+      mkdirSync(join(root, 'net'));
+      writeFileSync(join(root, 'net', 'tcp'), V6.tcp);
+      writeFileSync(join(root, 'net', 'tcp6'), V6.tcp6);
+      const lookup = (clientAddress: string, serverAddress: string): Promise<unknown> =>
+        findPeerProcess(50000, 41137, { procRoot: root, clientAddress, serverAddress });
+      expect(await lookup('::1', '::1')).toEqual({ uid: 1000 });
+      // The kernel prints each 32-bit word in host order: 0100000A is the bytes 0a 00 00 01.
+      expect(await lookup('::a00:1', '::1')).toEqual({ uid: 1002 });
+      expect(await lookup('127.0.0.3', '127.0.0.3')).toEqual({ uid: 1001 });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  test('finds the process holding a real connection to a broker on ::1', async () => {
+    const accepted: Socket[] = [];
+    const server = createServer((c) => accepted.push(c));
+    await new Promise<void>((r) => server.listen(0, '::1', r));
+    const port = (server.address() as { port: number }).port;
+    const child = spawn(
+      process.execPath,
+      ['-e', `require('net').connect(${port}, '::1', () => console.log('up')); setTimeout(() => {}, 20000)`],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    try {
+      await new Promise<void>((r, j) => {
+        child.stdout!.once('data', () => r());
+        setTimeout(() => j(new Error('the child did not connect')), 5000).unref();
+      });
+      for (let i = 0; i < 100 && !accepted.length; i++) await new Promise((r) => setTimeout(r, 10));
+      const a = accepted[0];
+      const peer = await findPeerProcess(a.remotePort!, port, {
+        selfPid: process.pid,
+        budgetMs: 2000,
+        clientAddress: a.remoteAddress,
+        serverAddress: a.localAddress,
+      });
+      expect(peer?.pid).toBe(child.pid);
+    } finally {
+      child.kill('SIGKILL');
+      for (const a of accepted) a.destroy();
+      server.close();
+    }
+  });
 });
