@@ -113,8 +113,10 @@ export class HiddenFormDetector {
     for (const c of chunk) {
       switch (this.state) {
         case 'esc':
-          // CSI (`ESC [`) and OSC (`ESC ]`) run on; any other escape is two bytes. A line
+          // CSI (`ESC [`) and OSC (`ESC ]`) run on; intermediates (0x20-0x2f: `ESC ( B`, which
+          // `tput sgr0` writes) run to a final byte; any other escape is two bytes. A line
           // end is text: the log viewer reads each line on its own.
+          if (c >= 0x20 && c <= 0x2f) continue;
           this.state = c === 0x5b ? 'csi' : c === 0x5d ? 'osc' : 'text';
           this.oscBytes = 0;
           if (!isLineEnd(c)) continue;

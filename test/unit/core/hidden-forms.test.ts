@@ -45,6 +45,7 @@ describe('HiddenFormDetector', () => {
     ['zero-width spaces', between(VALUE, '\u200b')],
     ['zero-width joiners and word joiners', between(VALUE, '\u200d\u2060')],
     ['byte order marks and soft hyphens', between(VALUE, '\ufeff\u00ad')],
+    ["tput sgr0's reset (a charset escape, then SGR)", between(VALUE, '\x1b(B\x1b[m')],
     ['an OSC title between halves', `${VALUE.slice(0, 9)}\x1b]0;title\x07${VALUE.slice(9)}`],
     ['its hex, behind escapes', between(Buffer.from(VALUE).toString('hex'), '\x1b[m')],
   ];
