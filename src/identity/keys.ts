@@ -55,6 +55,10 @@ const DROP_KEYS = [
  * a later agent of any uid among them. Arguments: keyctl's syscall number, then the command.
  */
 const OWN_SESSION = [
+  // The workflow's PERL* variables, held under other names (ownSessionEnv), are the
+  // command's again; perl itself ran without them.
+  'delete $ENV{PERL_BADLANG};',
+  'for my $k (grep { /^CORDON_HELD_PERL/ } keys %ENV) { $ENV{substr($k, 12)} = delete $ENV{$k} }',
   'my $K = shift;',
   // KEYCTL_JOIN_SESSION_KEYRING, no name. A kernel without keys (ENOSYS) or a seccomp filter
   // that refuses them (EPERM: Docker's default, so a runner in a container) gives the command
@@ -64,6 +68,20 @@ const OWN_SESSION = [
 ].join('\n');
 
 const PERL = ['/usr/bin/perl', '/bin/perl'];
+
+/**
+ * The environment for inOwnSessionKeyring's argv: every PERL* variable held under another
+ * name, which the perl step gives back to the command before it runs it, and that step's
+ * locale warnings off. Else the workflow's own settings for its perl (`PERL5OPT=-MDevel::Cover`,
+ * a `PERL5LIB` the agent cannot read, `PERL5DB`, an unsupported `LANG`) stop the agent's
+ * command before it starts, or write to its stderr.
+ */
+export function ownSessionEnv(env: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) out[k.startsWith('PERL') ? `CORDON_HELD_${k}` : k] = v;
+  out.PERL_BADLANG = '0';
+  return out;
+}
 
 /**
  * The argv that runs `argv` in a session keyring of its own (see OWN_SESSION), or a reason

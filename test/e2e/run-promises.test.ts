@@ -518,4 +518,48 @@ suite('run: promises attacked by the command', () => {
     expect(everything(job, r)).not.toContain(TOKEN);
     expect(everything(job, r)).not.toContain(basic);
   }, 60000);
+
+  // The agent owns the workspace while it runs: it makes a second name for .git/config's
+  // file. Handed back, that file is the runner user's again and its bytes are what run left;
+  // the token written back into the file in place would be in the second name too, for the
+  // next agent given the workspace (or an artifact) to read.
+  test('user: agent hard-links .git/config into the workspace: the token goes back into .git/config only', async () => {
+    const job = newJob();
+    const TOKEN = 'ghs_hardlinkedconfigtoken000000000000000';
+    const basic = Buffer.from(`x-access-token:${TOKEN}`).toString('base64');
+    const header = `AUTHORIZATION: basic ${basic}`;
+    execFileSync('git', ['init', '-q', job.workspace]);
+    execFileSync('git', ['-C', job.workspace, 'config', 'http.https://github.com/.extraheader', header]);
+    const r = await job.run('run', 'main', {
+      inputs: { run: 'ln .git/config notes.txt && echo linked', user: 'agent' },
+    });
+    expect(r.stdout).toContain('linked');
+    // Before the fix the token was in notes.txt after the step (the leak scan, run after the
+    // put-back, then failed the step for it; with leak-scan: warn it stayed there).
+    expect(readFileSync(join(job.workspace, 'notes.txt'), 'utf8')).not.toContain(basic);
+    expect(r.code).toBe(0);
+    expect(
+      execFileSync('git', ['-C', job.workspace, 'config', '--get', 'http.https://github.com/.extraheader'], {
+        encoding: 'utf8',
+      }).trim(),
+    ).toBe(header);
+    expect(statSync(join(job.workspace, '.git', 'config')).nlink).toBe(1);
+    expect(events(job).find((e) => e.type === 'run.finished')?.data.checkoutTokenRestored).toBe(true);
+  }, 60000);
+
+  // The agent's command starts through perl (its own session keyring): the workflow's
+  // settings for its own perl must neither stop that step nor be lost to the command.
+  test("user: agent: the workflow's PERL5OPT, PERL5LIB and an unsupported locale reach the command, which runs", async () => {
+    const job = newJob({
+      PERL5OPT: '-MNo::Such::Module',
+      PERL5LIB: '/nonexistent/lib',
+      LC_ALL: 'xx_XX.UTF-8',
+    });
+    const r = await job.run('run', 'main', {
+      inputs: { run: 'echo "opt=$PERL5OPT lib=$PERL5LIB held=${CORDON_HELD_PERL5OPT-none}"', user: 'agent' },
+    });
+    expect(r.stdout).toContain('opt=-MNo::Such::Module lib=/nonexistent/lib held=none');
+    expect(r.stdout + r.stderr).not.toMatch(/Can't locate|locale failed/);
+    expect(r.code).toBe(0);
+  }, 60000);
 });

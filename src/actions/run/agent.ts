@@ -24,7 +24,7 @@ import { createAgentUser, privilegedExec, sweepAndRemove, type AgentUser } from 
 import { clearSetId, openAncestors, pinWorkspace, unpin, type PinnedDir } from '../../identity/pinned.js';
 import { lendWorkspace, type WorkspaceLoan } from '../../identity/workspace.js';
 import { removeLeftovers } from '../../identity/leftovers.js';
-import { inOwnSessionKeyring, removeKeys } from '../../identity/keys.js';
+import { inOwnSessionKeyring, ownSessionEnv, removeKeys } from '../../identity/keys.js';
 import { denySchedulers, removeScheduled, type SchedulerDenial } from '../../identity/schedulers.js';
 import { callerUid, parseLaunchConfig } from './agent-config.js';
 import { createCgroup } from './cgroup.js';
@@ -290,7 +290,7 @@ function main(): void {
       };
       const p = await launchCommand({
         argv,
-        env,
+        env: own.problem ? env : ownSessionEnv(env),
         cwd: u.home,
         containment,
         user: { uid: u.uid, gid: u.gid },

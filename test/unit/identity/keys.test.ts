@@ -8,7 +8,13 @@ import { afterAll, describe, expect, test } from '@jest/globals';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KEYCTL_SYSCALL, inOwnSessionKeyring, ownsKeys, removeKeys } from '../../../src/identity/keys.js';
+import {
+  KEYCTL_SYSCALL,
+  inOwnSessionKeyring,
+  ownSessionEnv,
+  ownsKeys,
+  removeKeys,
+} from '../../../src/identity/keys.js';
 import { privilegedExec, type PrivilegedExec } from '../../../src/identity/user.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -148,6 +154,31 @@ describe('inOwnSessionKeyring, where the kernel refuses keys', () => {
     const r = spawnSync(other.argv[0], other.argv.slice(1), { encoding: 'utf8' });
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain("cordon: the agent's own session keyring:");
+  });
+});
+
+describe("inOwnSessionKeyring, with the workflow's perl settings", () => {
+  test('PERL5OPT, PERL5LIB, PERL5DB and an unsupported locale reach the command as they were and do not stop it or write to its stderr', () => {
+    if (!existsSync('/usr/bin/perl')) return;
+    const env = {
+      PATH: '/usr/bin:/bin',
+      PERL5OPT: '-MNo::Such::Module',
+      PERL5LIB: '/nonexistent/lib',
+      PERL5DB: 'BEGIN { die "debugger" }',
+      LC_ALL: 'xx_XX.UTF-8',
+    };
+    const own = inOwnSessionKeyring(['/usr/bin/env']);
+    // As the workflow's env was handed to perl: the command did not start.
+    const plain = spawnSync(own.argv[0], own.argv.slice(1), { env, encoding: 'utf8' });
+    expect(plain.status).not.toBe(0);
+    const r = spawnSync(own.argv[0], own.argv.slice(1), { env: ownSessionEnv(env), encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort(),
+    );
   });
 });
 
