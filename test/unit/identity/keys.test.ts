@@ -182,6 +182,25 @@ describe("inOwnSessionKeyring, with the workflow's perl settings", () => {
   });
 });
 
+describe('inOwnSessionKeyring, what the command gets', () => {
+  test('its argv word for word (spaces, quotes, newlines, empty words, a leading dash), its exit status and the signal that killed it', () => {
+    if (!existsSync('/usr/bin/perl')) return;
+    const words = ['a b', '', 'x\ny', `q'"\\`, '-e', '--', 'é'];
+    const own = inOwnSessionKeyring(['/usr/bin/printf', '[%s]\n', ...words]);
+    const r = spawnSync(own.argv[0], own.argv.slice(1), { encoding: 'utf8' });
+    expect(r.stdout).toBe(words.map((w) => `[${w}]\n`).join(''));
+    const exit = inOwnSessionKeyring(['/bin/sh', '-c', 'exit 200']);
+    expect(spawnSync(exit.argv[0], exit.argv.slice(1)).status).toBe(200);
+    const killed = inOwnSessionKeyring(['/bin/sh', '-c', 'kill -TERM $$']);
+    const k = spawnSync(killed.argv[0], killed.argv.slice(1));
+    expect([k.status, k.signal]).toEqual([null, 'SIGTERM']);
+    const input = inOwnSessionKeyring(['/bin/cat']);
+    expect(spawnSync(input.argv[0], input.argv.slice(1), { input: 'stdin\n', encoding: 'utf8' }).stdout).toBe(
+      'stdin\n',
+    );
+  });
+});
+
 describe('inOwnSessionKeyring, without the means', () => {
   test('the command runs as given, and why is said, without perl or a known keyctl number', () => {
     const argv = ['/bin/sh', '-c', 'true'];
