@@ -275,7 +275,8 @@ export function endIdentity(
   if (a.agentEnd && a.user && !a.agentEnd.userRemoved) {
     throw new CordonError({
       what: `run: the agent's user ${a.user} could not be removed`,
-      why: a.agentEnd.problems.join('; ') || 'the launcher did not say why',
+      // Problems name paths and processes the agent chose: scrubbed like the rest of run's text.
+      why: a.registry.scrub(a.agentEnd.problems.join('; ')) || 'the launcher did not say why',
       fix: 'a process of the agent may still run: treat this runner as compromised for the rest of the job',
     });
   }
