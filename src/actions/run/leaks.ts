@@ -197,6 +197,15 @@ export function scanAfterRun(opts: {
 }
 
 /** With `leak-scan: fail`: content the scan could not read fails the step like a value found. */
+/** A warning for each secret the command printed hidden behind escapes (output.ts CommandOutput). */
+export function annotateHidden(names: readonly string[], runner: Runner): void {
+  for (const name of names)
+    runner.warning(
+      `run: the command printed secret ${name} with terminal escape sequences or invisible characters between its characters, which the log does not show: it reached the job log unmasked; treat it as leaked`,
+      { title: 'Cordon: a secret hidden in the output' },
+    );
+}
+
 /** One annotation per leak, at its file and line: an error under `leak-scan: fail`, else a warning. */
 export function annotateLeaks(leaks: Leak[], mode: LeakScanMode, runner: Runner): void {
   const report = mode === 'fail' ? runner.error.bind(runner) : runner.warning.bind(runner);

@@ -6,8 +6,8 @@
  * every command after it, for the rest of the job; `::error::` could pass for Cordon's).
  */
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
-import type { LineEnd, StreamScrubber } from '../../platform/mask.js';
-import type { HiddenFormDetector } from '../../platform/hidden-forms.js';
+import { stdoutLine, type LineEnd, type SecretRegistry, type StreamScrubber } from '../../platform/mask.js';
+import { HiddenFormDetector } from '../../platform/hidden-forms.js';
 
 /** A zero-width space: not whitespace to the runner, so a line starting with it is no command. */
 const ZWSP = Buffer.from('\u200b', 'utf8');
@@ -132,4 +132,64 @@ export function endOpenLine(to: Writable, line: LineEnd): void {
   if (line.ended) return;
   to.write('\n');
   line.ended = true;
+}
+
+/**
+ * The command's stdout and stderr on their way to the step's: each scrubbed and read for
+ * values the scrubber let through behind escapes (when scrubbing is on), defanged, with
+ * whether its last byte ended a line, so run's own lines after it (its masks on the step's
+ * stdout, its warnings) start lines of their own.
+ */
+export class CommandOutput {
+  private readonly streams: {
+    to: Writable;
+    line: LineEnd;
+    scrubber?: StreamScrubber;
+    detector?: HiddenFormDetector;
+  }[];
+
+  constructor(
+    stdout: Writable,
+    stderr: Writable,
+    registry: SecretRegistry,
+    /** Scrubbing on: a scrubber a stream (each also read for values hidden behind escapes). */
+    scrubber?: () => StreamScrubber,
+  ) {
+    this.streams = [stdout, stderr].map((to) => ({
+      to,
+      // The mask sink writes to process.stdout: it must see the same line state.
+      line: to === process.stdout ? stdoutLine : { ended: true },
+      scrubber: scrubber?.(),
+      detector: scrubber
+        ? new HiddenFormDetector(
+            () => registry.matcher(),
+            (i) => registry.nameOfForm(i),
+          )
+        : undefined,
+    }));
+  }
+
+  /** Forwards the command's two streams; resolves when both have ended and all was written. */
+  forward(from: { stdout: Readable; stderr: Readable }): Promise<void> {
+    const [out, err] = this.streams;
+    return Promise.all([
+      forward(from.stdout, out.to, out.scrubber, out.line, out.detector),
+      forward(from.stderr, err.to, err.scrubber, err.line, err.detector),
+    ]).then(() => undefined);
+  }
+
+  /** Ends a line the command left open on either stream (once; nothing when none is). */
+  endLines(): void {
+    for (const s of this.streams) endOpenLine(s.to, s.line);
+  }
+
+  /** Bytes of secrets scrubbed from both streams. */
+  get scrubbed(): number {
+    return this.streams.reduce((n, s) => n + (s.scrubber?.scrubbed ?? 0), 0);
+  }
+
+  /** Names of the secrets found hidden in either stream, each once. */
+  get hidden(): string[] {
+    return [...new Set(this.streams.flatMap((s) => s.detector?.found ?? []))];
+  }
 }

@@ -10,7 +10,7 @@ import { CordonError } from '../../platform/errors.js';
 import { commandPreview } from '../../platform/redact.js';
 import type { RunFinished, RunStarted } from '../../ledger/events.js';
 import { Ledger } from '../../ledger/ledger.js';
-import { StreamScrubber, scrubStrings, stdoutLine, type SecretRegistry } from '../../platform/mask.js';
+import { StreamScrubber, scrubStrings, type SecretRegistry } from '../../platform/mask.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import { fetchSecrets, type FetchDeps } from '../../secrets/fetch.js';
 import { registerFetched } from '../../secrets/register.js';
@@ -18,15 +18,15 @@ import { mintAwsCredentials } from './aws-credentials.js';
 import { buildCommandEnv, commandDigest, prepareShell, workingDirectory } from './env.js';
 import { RefreshingScrubber, startRunBroker, stopRunBroker, withBrokerEnv } from './broker.js';
 import type { RunInputs } from './inputs.js';
-import { endOpenLine, forward } from './output.js';
-import { HiddenFormDetector } from '../../platform/hidden-forms.js';
-import { annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
+import { CommandOutput } from './output.js';
+import { annotateHidden, annotateLeaks, leakScanError, scanAfterRun, type Leak } from './leaks.js';
 import { secretsInNames, type NamesChecked } from './dns-names.js';
 import { snapshotGit } from './leaks-git.js';
 import { launchCommand, type CommandEnd, type CommandExit } from './spawn.js';
 import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } from './cgroup.js';
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
-import { CREDENTIAL_FILE_VARIABLES, gitIdentity, makeFreshHome, withholdCheckoutToken } from './home.js';
+import { gitIdentity, homeForCommand } from './home.js';
+import { withholdCheckoutToken } from './checkout-token.js';
 import { closeUnstarted, openWindow, sealWindow, verifyWindow } from './seal-window.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
@@ -114,25 +114,16 @@ async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   });
   // Earlier steps' credentials: a fresh HOME, credential-file variables dropped.
   const withheld: string[] = [];
-  const home =
-    inputs.home === 'fresh'
-      ? makeFreshHome({
-          dir: join(runner.tempDir, 'cordon', 'run'),
-          realHome: env.HOME,
-          workspace,
-          identity: gitIdentity(env, Ledger.forEnv(env, { action: 'run' }).events()),
-        })
-      : undefined;
-  if (home) {
-    withheld.push(...home.withheld);
-    for (const k of CREDENTIAL_FILE_VARIABLES) {
-      if (builtEnv[k] !== undefined && !inputs.keepEnv.includes(k)) {
-        delete builtEnv[k];
-        withheld.push(`env:${k}`);
-      }
-    }
-    builtEnv.HOME = home.path;
-  }
+  const home = homeForCommand({
+    mode: inputs.home,
+    env: builtEnv,
+    keepEnv: inputs.keepEnv,
+    withheld,
+    dir: join(runner.tempDir, 'cordon', 'run'),
+    realHome: env.HOME,
+    workspace,
+    identity: () => gitIdentity(env, Ledger.forEnv(env, { action: 'run' }).events()),
+  });
   const commandEnv = broker ? withBrokerEnv(builtEnv, removed, broker) : builtEnv;
   const shell = prepareShell(inputs.run, inputs.shell, join(runner.tempDir, 'cordon', 'run'));
   // Before the command: the objects of every repository in the workspace (leaks-git.ts); with
@@ -247,30 +238,19 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   let gitRestored: GitRestored | undefined;
   let outputs: Record<string, string> = {};
   let outputError: string | undefined;
-  // Whether each stream's last byte of the command's ended a line: run's own lines after it
-  // (its masks, its warnings) must start a line of their own to be read as commands.
-  const lines = { stdout: stdout === process.stdout ? stdoutLine : { ended: true }, stderr: { ended: true } };
   // The step's file commands as they are now: put back after the command, whoever it runs as.
   const fileCommands = snapshotFileCommands(deps.env);
   // And what in the workspace's .git makes git run programs (the checkout token is already out).
   const gitGuard = snapshotGitDir(ready.workspace);
   const matcher = registry.size ? registry.matcher() : undefined;
-  const scrubbers =
+  const output = new CommandOutput(
+    stdout,
+    stderr,
+    registry,
     inputs.scrubOutput && matcher
-      ? broker
-        ? [new RefreshingScrubber(registry), new RefreshingScrubber(registry)]
-        : [new StreamScrubber(matcher), new StreamScrubber(matcher)]
-      : [];
-  // A value the scrubber let through behind terminal escapes or invisible characters is named after.
-  const detectors = scrubbers.length
-    ? [0, 1].map(
-        () =>
-          new HiddenFormDetector(
-            () => registry.matcher(),
-            (i) => registry.nameOfForm(i),
-          ),
-      )
-    : [];
+      ? () => (broker ? new RefreshingScrubber(registry) : new StreamScrubber(matcher))
+      : undefined,
+  );
   // run.started is in the egress daemon's copy of the ledger before the command can write.
   await flushLedgerCopy();
   try {
@@ -286,10 +266,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     // pid (a hint, not proof: the agent can rewrite the file).
     mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
     writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
-    const drained = Promise.all([
-      forward(proc.stdout, stdout, scrubbers[0], lines.stdout, detectors[0]),
-      forward(proc.stderr, stderr, scrubbers[1], lines.stderr, detectors[1]),
-    ]);
+    const drained = output.forward(proc);
     let killTimer: NodeJS.Timeout | undefined;
     const timer =
       inputs.timeoutMs > 0
@@ -322,16 +299,14 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     }
     // Nothing more of the command's reaches the runner: a line it left open is ended, so
     // run's own warnings after it start lines of their own.
-    endOpenLine(stdout, lines.stdout);
-    endOpenLine(stderr, lines.stderr);
+    output.endLines();
     if (late) {
       runner.warning('run: a process the command started left its process group and kept the output open');
     }
     ({ agentEnd, outputs, outputError } = await handedBack(agent, outputFile));
   } finally {
     // Started or not, run's own commands (its error, its warnings) start lines of their own.
-    endOpenLine(stdout, lines.stdout);
-    endOpenLine(stderr, lines.stderr);
+    output.endLines();
     tampered = anyTampering(restoreFileCommands(fileCommands, (t) => registry.scrub(t)));
     // Started but failed before the command ran: the launcher undoes the user and the loan.
     if (agent && !agentEnd) agentEnd = await agent.abort();
@@ -345,8 +320,8 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     if (broker) await stopRunBroker(broker, runner);
   }
   const durationMs = Date.now() - startedAt;
-  const bytesScrubbed = scrubbers.reduce((n, s) => n + s.scrubbed, 0);
-  const hiddenInOutput = [...new Set(detectors.flatMap((d) => d.found))];
+  const bytesScrubbed = output.scrubbed;
+  const hiddenInOutput = output.hidden;
   return {
     hiddenInOutput,
     exit,
@@ -429,11 +404,7 @@ function conclude(
     `run: the command ended with ${exit.code !== null ? `exit code ${exit.code}` : `signal ${exit.signal}`} after ${durationMs} ms; ${ran.bytesScrubbed} byte(s) of secrets scrubbed from its output; ${ran.processesKilled} leftover process(es) killed`,
   );
   annotateLeaks(leaks, inputs.leakScan, runner);
-  for (const name of ran.hiddenInOutput)
-    runner.warning(
-      `run: the command printed secret ${name} with terminal escape sequences or invisible characters between its characters, which the log does not show: it reached the job log unmasked; treat it as leaked`,
-      { title: 'Cordon: a secret hidden in the output' },
-    );
+  annotateHidden(ran.hiddenInOutput, runner);
 
   reportIdentity({ tampered: ran.tampered, agentEnd, user: ready.agent?.ready.user, registry, runner });
   if (checkoutToken && !ran.checkoutTokenRestored)

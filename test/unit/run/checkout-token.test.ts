@@ -20,7 +20,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { withholdCheckoutToken } from '../../../src/actions/run/home.js';
+import { withholdCheckoutToken } from '../../../src/actions/run/checkout-token.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const HEADER = `AUTHORIZATION: basic ${Buffer.from('x-access-token:ghs_unittoken00000000000000000000000').toString('base64')}`;
