@@ -134,6 +134,11 @@ export function recordCommits(
         `${who}: commit ${c.sha.slice(0, 12)} is not what git holds under its name: its object was rewritten after it was made (what was pushed may name someone else), so it is not the agent's`,
       );
     }
+    for (const c of fresh.filter((x) => x.hiddenFromHistory)) {
+      runner.warning(
+        `${who}: commit ${c.sha.slice(0, 12)} was left out of git's history by something written into the repository (.git/shallow, a rewritten object of the history before the run) and found through the commits' own objects; it is not the agent's`,
+      );
+    }
     if (unclassifiedCommits(observed))
       runner.warning(
         `${who}: more than ${MAX_COMMITS} commits were made since ${observed.base.slice(0, 12)}: those past the first ${MAX_COMMITS} were not checked for a human author or committer`,

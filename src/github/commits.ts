@@ -31,9 +31,13 @@ const WEB_FLOW_EMAIL = 'noreply@github.com';
 /** Runs git in `cwd` (with `input` on its stdin); its stdout. Throws when git fails. */
 export type GitRunner = (args: string[], cwd: string, input?: string) => Buffer;
 
-/** git with the repository's configuration neutralised and none of the step's environment. */
+/**
+ * git with the repository's configuration neutralised and none of the step's environment.
+ * The commit-graph is not read: it is a file the agent can write, and git takes the parents
+ * it lists without reading the commits (grafts and replace refs are off in every hardened git).
+ */
 export const hardenedGit: GitRunner = (args, cwd, input) =>
-  gitBytes(args, { cwd, input, safeDirectory: cwd });
+  gitBytes(['-c', 'core.commitGraph=false', ...args], { cwd, input, safeDirectory: cwd });
 
 export type { AgentIdentity } from './bot-identity.js';
 
@@ -84,7 +88,9 @@ export function classify(
   // An identity with a control character is never the agent's, whatever its address; nor is
   // one read from an object that is not the commit its name says (rewritten after a push),
   // nor one that names two addresses (git and libgit2 read a different one).
-  if (c.controlCharacters || c.objectMismatch || c.ambiguousIdentity) return 'impersonation';
+  // Nor one git's walk left out because of what the agent wrote into the repository.
+  if (c.controlCharacters || c.objectMismatch || c.ambiguousIdentity || c.hiddenFromHistory)
+    return 'impersonation';
   const isAgent = (email: string): boolean => agents.some((a) => a.emails.includes(email.toLowerCase()));
   const committerOk = isAgent(c.committerEmail) || c.committerEmail.toLowerCase() === WEB_FLOW_EMAIL;
   return isAgent(c.authorEmail) && committerOk ? 'agent' : 'impersonation';
@@ -203,6 +209,8 @@ interface RawCommit {
   committerEmail: string;
   signed: boolean;
   message: string;
+  /** The `parent` headers, in order. */
+  parents: string[];
   /**
    * The author or committer line holds more than one `<` or `>`: git reads the first
    * `<...>` as the address, libgit2 (what GitHub reads commits with) the last. git never
@@ -231,10 +239,12 @@ export function parseCommit(raw: Buffer): RawCommit {
   let committer: [string, string] | undefined;
   let signed = false;
   let ambiguous = false;
+  const parents: string[] = [];
   const twice = (line: string): boolean => line.split('<').length > 2 || line.split('>').length > 2;
   for (const h of headers) {
     if (h.startsWith(' ')) continue;
-    if (!author && h.startsWith('author ')) {
+    if (!author && !committer && h.startsWith('parent ')) parents.push(h.slice(7).trim());
+    else if (!author && h.startsWith('author ')) {
       author = ident(h.slice(7));
       ambiguous ||= twice(h);
     } else if (!committer && h.startsWith('committer ')) {
@@ -250,6 +260,7 @@ export function parseCommit(raw: Buffer): RawCommit {
     signed,
     message,
     ambiguous,
+    parents,
   };
 }
 
@@ -299,6 +310,95 @@ function subjectOf(message: string): string {
   return para.join(' ');
 }
 
+/** Commits of the recorded sha's history read first, and at most, to confirm what git left out. */
+const FIRST_HISTORY = 1000;
+const MAX_HISTORY = 100_000;
+
+/**
+ * The commits of `base`'s history (its first `limit` as git walks it) joined to `base` by
+ * objects that hash to their names. git takes a commit's parents from whatever holds its
+ * name (a rewritten object, `.git/shallow`); an object checked here says what the commit did.
+ */
+function verifiedHistory(
+  git: GitRunner,
+  cwd: string,
+  base: string,
+  limit: number,
+): { known: Set<string>; complete: boolean } {
+  const walked = text(git, ['rev-list', `--max-count=${limit}`, base], cwd)
+    .split('\n')
+    .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  const objects = readBatch(git(['cat-file', '--batch'], cwd, walked.join('\n') + '\n'));
+  const parents = new Map<string, string[]>();
+  for (const sha of walked) {
+    const obj = objects.get(sha);
+    if (obj && objectMatches(sha, obj)) parents.set(sha, parseCommit(obj).parents);
+  }
+  const known = new Set<string>();
+  const queue = [base];
+  while (queue.length) {
+    const sha = queue.pop() as string;
+    const up = parents.get(sha);
+    if (known.has(sha) || !up) continue;
+    known.add(sha);
+    queue.push(...up);
+  }
+  return { known, complete: walked.length < limit };
+}
+
+/**
+ * Of `candidates` (commits git did not list: the tips, the parents of listed commits), those
+ * not confirmed to be in `base`'s history: git left them out only because something the agent
+ * wrote said they were. The history is read further only while some are unconfirmed.
+ */
+function unconfirmed(
+  git: GitRunner,
+  cwd: string,
+  base: string,
+  candidates: string[],
+): { left: string[]; known: Set<string> } {
+  let limit = FIRST_HISTORY;
+  for (;;) {
+    let h: { known: Set<string>; complete: boolean };
+    try {
+      h = verifiedHistory(git, cwd, base, limit);
+    } catch {
+      h = { known: new Set(), complete: true };
+    }
+    const left = candidates.filter((c) => !h.known.has(c));
+    if (!left.length || h.complete || limit >= MAX_HISTORY) return { left, known: h.known };
+    limit = Math.min(limit * 8, MAX_HISTORY);
+  }
+}
+
+/**
+ * The commits reached from `start` through their own objects' parents, stopping at `stop`
+ * (listed already, or confirmed in the recorded history), at most `budget`: what git's walk
+ * left out. A missing object ends its line (a genuine shallow boundary).
+ */
+function walkHidden(
+  git: GitRunner,
+  cwd: string,
+  start: string[],
+  stop: (sha: string) => boolean,
+  budget: number,
+): Map<string, Buffer> {
+  const found = new Map<string, Buffer>();
+  let frontier = [...new Set(start)];
+  while (frontier.length && found.size < budget) {
+    const objects = readBatch(git(['cat-file', '--batch'], cwd, frontier.join('\n') + '\n'));
+    const next = new Set<string>();
+    for (const sha of frontier) {
+      const obj = objects.get(sha);
+      if (!obj || found.size >= budget) continue;
+      found.set(sha, obj);
+      for (const p of parseCommit(obj).parents) if (!stop(p) && !found.has(p)) next.add(p);
+    }
+    frontier = [...next].filter((sha) => !found.has(sha));
+  }
+  return found;
+}
+
 export interface ObserveOptions {
   env: Env;
   git?: GitRunner;
@@ -327,7 +427,7 @@ export function observeCommits(
   if (!/^[0-9a-f]{40,64}$/.test(base) || /^0+$/.test(base))
     return { skipped: 'no commit was recorded at start' };
   try {
-    git(['cat-file', '-e', `${base}^{commit}`], cwd);
+    if (text(git, ['cat-file', '-t', base], cwd).trim() !== 'commit') throw new Error('not a commit');
   } catch {
     return {
       skipped: `the commit recorded at start (${base.slice(0, 12)}) is not in the workspace repository`,
@@ -358,7 +458,47 @@ export function observeCommits(
     .split('\n')
     .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   const shas = listed.slice(0, MAX_COMMITS);
-  const raw = shas.length ? readBatch(git(['cat-file', '--batch'], cwd, shas.join('\n') + '\n')) : new Map();
+  const raw: Map<string, Buffer> = shas.length
+    ? readBatch(git(['cat-file', '--batch'], cwd, shas.join('\n') + '\n'))
+    : new Map();
+  // What git left out must be in the recorded history, read through objects that hash to
+  // their names: a shallow file, a rewritten object of that history claiming the agent's
+  // commit as a parent, would leave the agent's commits out of git's walk.
+  const hidden = new Set<string>();
+  if (listed.length <= MAX_COMMITS) {
+    const inList = new Set(shas);
+    const tips = text(
+      git,
+      ['rev-list', '--no-walk', 'HEAD', '--branches', ...tags, ...pushed, '--stdin'],
+      cwd,
+      updates.join('\n') + (updates.length ? '\n' : ''),
+    )
+      .split('\n')
+      .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+    const parents = [...raw.values()].flatMap((obj) => parseCommit(obj).parents);
+    const candidates = commitish(
+      git,
+      cwd,
+      [...new Set([...tips, ...parents])].filter((sha) => sha !== base && !inList.has(sha)),
+    );
+    if (candidates.length) {
+      const { left, known } = unconfirmed(git, cwd, base, candidates);
+      const found = walkHidden(
+        git,
+        cwd,
+        left,
+        (sha) => sha === base || inList.has(sha) || known.has(sha),
+        MAX_COMMITS + 1 - shas.length,
+      );
+      for (const [sha, obj] of found) {
+        listed.push(sha);
+        if (shas.length >= MAX_COMMITS) continue;
+        shas.push(sha);
+        raw.set(sha, obj);
+        hidden.add(sha);
+      }
+    }
+  }
   const agents = agentIdentities(events, noreplyHosts(env));
   const commits: CommitObserved[] = shas.flatMap((sha) => {
     const obj = raw.get(sha);
@@ -378,6 +518,7 @@ export function observeCommits(
     if (names.some(hasControl)) c.controlCharacters = true;
     if (!objectMatches(sha, obj)) c.objectMismatch = true;
     if (p.ambiguous) c.ambiguousIdentity = true;
+    if (hidden.has(sha)) c.hiddenFromHistory = true;
     return [{ ...c, verdict: classify(c, agents) }];
   });
   const result: CommitsObserved = { base, head, commits };

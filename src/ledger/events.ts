@@ -253,6 +253,12 @@ export interface CommitObserved {
   objectMismatch?: boolean;
   /** The author or committer names two addresses, read one way by git and another by GitHub: never the agent's. */
   ambiguousIdentity?: boolean;
+  /**
+   * git's walk from the refs left it out: something the agent wrote (`.git/shallow`, an
+   * object of the recorded history rewritten to claim it as a parent) hid it, and it was
+   * found by reading the commits' own objects. Never the agent's.
+   */
+  hiddenFromHistory?: boolean;
   verdict: 'agent' | 'impersonation' | 'unattributed' | 'human';
 }
 

@@ -66,6 +66,8 @@ export function gitEnv(home?: string, globalConfig?: string): Record<string, str
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_TERMINAL_PROMPT: '0',
     GIT_NO_REPLACE_OBJECTS: '1',
+    // `.git/info/grafts` would give any commit the parents the agent wrote there.
+    GIT_GRAFT_FILE: '/nonexistent',
     GIT_NO_LAZY_FETCH: '1',
     GIT_OPTIONAL_LOCKS: '0',
     GIT_ATTR_NOSYSTEM: '1',

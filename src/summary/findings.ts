@@ -59,7 +59,7 @@ function named(commits: readonly CommitObserved[]): string {
     .slice(0, ALERT_COMMITS)
     .map(
       (c) =>
-        `${c.sha.slice(0, 12)} as ${cut(c.author, ALERT_NAME)}${c.objectMismatch ? ' (its object rewritten)' : ''}`,
+        `${c.sha.slice(0, 12)} as ${cut(c.author, ALERT_NAME)}${c.objectMismatch ? ' (its object rewritten)' : ''}${c.hiddenFromHistory ? " (hidden from git's history)" : ''}`,
     );
   const more = commits.length - shown.length;
   return `${shown.join(', ')}${more > 0 ? `, and ${more} more` : ''}`;

@@ -286,7 +286,8 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
             c.signature,
             verdictLabel(c.verdict) +
               (c.objectMismatch ? ' (object rewritten)' : '') +
-              (c.ambiguousIdentity ? ' (two addresses)' : ''),
+              (c.ambiguousIdentity ? ' (two addresses)' : '') +
+              (c.hiddenFromHistory ? " (hidden from git's history)" : ''),
             c.subject,
           ]),
         }

@@ -168,6 +168,7 @@ describe('raw commits and reflogs', () => {
       signed: true,
       message: 'subject line\ncontinued\n\nCo-authored-by: A <a@x>',
       ambiguous: false,
+      parents: [],
     });
   });
 

@@ -1,0 +1,209 @@
+import { describe, expect, test } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { observeCommits } from '../../../src/github/commits.js';
+import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { tempDir } from '../../harness/tmp.js';
+
+// What the agent writes into `.git/` to make git's walk from the refs leave its commits out
+// (or take them for the history before the run): the attribution must still list them.
+
+const BOT = '42+bot-app[bot]@users.noreply.github.com';
+const issued: LedgerEvent = {
+  v: 1,
+  time: '2026-01-01T00:00:00Z',
+  action: 'github-token',
+  type: 'token.issued',
+  prev: '',
+  data: {
+    app: 'bot-app',
+    bot: 'bot-app[bot]',
+    botId: 42,
+    installationId: 1,
+    repositories: [],
+    permissions: {},
+    expiresAt: '',
+  },
+};
+function recorded(sha: string): LedgerEvent {
+  return {
+    v: 1,
+    time: new Date().toISOString(),
+    action: 'start',
+    type: 'run.recorded',
+    prev: '',
+    data: { sha },
+  };
+}
+const who = (name: string, email: string): Record<string, string> => ({
+  GIT_AUTHOR_NAME: name,
+  GIT_AUTHOR_EMAIL: email,
+  GIT_COMMITTER_NAME: name,
+  GIT_COMMITTER_EMAIL: email,
+});
+const MONA = who('Mona Lisa', 'mona@example.com');
+
+/**
+ * A repository with two commits before the run (the second is `base`, what start recorded)
+ * and, after it, the agent's two: `human` (authored as Mona) and `bot` on top. `git` runs
+ * as the agent would, with the repository's own settings.
+ */
+function setup(): {
+  dir: string;
+  git: (args: string[], env?: Record<string, string>) => string;
+  base: string;
+  human: string;
+  bot: string;
+} {
+  const dir = tempDir('history-');
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: dir,
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+  };
+  const git = (args: string[], extra: Record<string, string> = {}): string =>
+    execFileSync('git', args, {
+      cwd: dir,
+      env: { ...env, ...extra },
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }).trim();
+  git(['init', '-q', '-b', 'main']);
+  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);
+  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'], MONA);
+  const base = git(['rev-parse', 'HEAD']);
+  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
+  const human = git(['rev-parse', 'HEAD']);
+  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
+  const bot = git(['rev-parse', 'HEAD']);
+  return { dir, git, base, human, bot };
+}
+
+function observe(dir: string, base: string) {
+  const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
+  if ('skipped' in seen) throw new Error(seen.skipped);
+  return seen;
+}
+
+describe('commits git was told to leave out', () => {
+  test("hostile: .git/info/grafts giving the recorded commit the agent's commit as a parent hides neither of the agent's commits", () => {
+    const { dir, git, base, human, bot } = setup();
+    try {
+      writeFileSync(join(dir, '.git', 'info', 'grafts'), `${base} ${bot}\n`);
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe(''); // git, as the agent left it, lists nothing
+      const seen = observe(dir, base);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+      expect(seen.commits.find((c) => c.sha === bot)?.verdict).toBe('agent');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("hostile: a .git/shallow naming the agent's last commit does not cut its earlier one out", () => {
+    const { dir, git, base, human, bot } = setup();
+    try {
+      writeFileSync(join(dir, '.git', 'shallow'), `${bot}\n`);
+      rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true }); // no reflog names it
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe(bot);
+      const seen = observe(dir, base);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.commits.find((c) => c.sha === human)).toMatchObject({
+        verdict: 'impersonation',
+        hiddenFromHistory: true,
+        authorEmail: 'mona@example.com',
+      });
+      expect(seen.commits.find((c) => c.sha === bot)?.verdict).toBe('agent');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("hostile: the recorded commit's object rewritten to claim the agent's commit as a parent hides neither", () => {
+    const { dir, git, base, human, bot } = setup();
+    try {
+      const body =
+        git(['cat-file', 'commit', base]).replace(/^(parent [0-9a-f]+)$/m, `$1\nparent ${bot}`) + '\n';
+      const file = join(dir, '.git', 'objects', base.slice(0, 2), base.slice(2));
+      chmodSync(file, 0o644);
+      writeFileSync(
+        file,
+        deflateSync(Buffer.concat([Buffer.from(`commit ${Buffer.byteLength(body)}\0`), Buffer.from(body)])),
+      );
+      rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true }); // no reflog names them
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe('');
+      const seen = observe(dir, base);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      for (const c of seen.commits)
+        expect(c).toMatchObject({ verdict: 'impersonation', hiddenFromHistory: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("hostile: a commit-graph that gives the recorded commit the agent's commit as a parent hides neither", () => {
+    const { dir, git, base, human, bot } = setup();
+    try {
+      git(['commit-graph', 'write', '--reachable']);
+      const path = join(dir, '.git', 'objects', 'info', 'commit-graph');
+      const graph = readFileSync(path);
+      // Chunk table from byte 8: 4-byte id, 8-byte offset. OIDL holds the sorted names, CDAT
+      // per commit the tree, the first and second parent's positions and the generation/date.
+      const chunk = (id: string): number => {
+        for (let at = 8; ; at += 12) {
+          if (graph.subarray(at, at + 4).toString('latin1') === id)
+            return Number(graph.readBigUInt64BE(at + 4));
+          if (graph.readUInt32BE(at) === 0) throw new Error(`no ${id} chunk`);
+        }
+      };
+      const oidl = chunk('OIDL');
+      const cdat = chunk('CDAT');
+      const n = graph.readUInt32BE(chunk('OIDF') + 255 * 4);
+      const names = Array.from({ length: n }, (_, i) =>
+        graph.subarray(oidl + i * 20, oidl + i * 20 + 20).toString('hex'),
+      );
+      const entry = cdat + names.indexOf(base) * 36;
+      graph.writeUInt32BE(names.indexOf(bot), entry + 20); // base's first parent: the bot's commit
+      chmodSync(path, 0o644);
+      writeFileSync(path, graph);
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe('');
+      const seen = observe(dir, base);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+      expect(seen.commits.find((c) => c.sha === bot)?.verdict).toBe('agent');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the control: a shallow clone as actions/checkout makes lists the commits made on it, none hidden', () => {
+    const { dir, git, base } = setup();
+    const clone = tempDir('history-clone-');
+    try {
+      git(['branch', 'at-base', base]);
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: clone,
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_CONFIG_GLOBAL: '/dev/null',
+      };
+      const run = (cwd: string, args: string[], extra: Record<string, string> = {}): string =>
+        execFileSync('git', args, { cwd, env: { ...env, ...extra }, encoding: 'utf8', stdio: 'pipe' }).trim();
+      run(clone, ['clone', '-q', '--depth=1', '--branch', 'at-base', `file://${dir}`, '.']);
+      run(clone, ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'one'], who('bot-app[bot]', BOT));
+      run(clone, ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'two'], who('bot-app[bot]', BOT));
+      const seen = observe(clone, base);
+      expect(seen.commits.map((c) => c.subject)).toEqual(['two', 'one']);
+      for (const c of seen.commits) {
+        expect(c.verdict).toBe('agent');
+        expect(c.hiddenFromHistory).toBeUndefined();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(clone, { recursive: true, force: true });
+    }
+  });
+});
