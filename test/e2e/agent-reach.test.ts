@@ -181,6 +181,42 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     90000,
   );
 
+  test("hostile: an earlier step's file-command files and step script in RUNNER_TEMP are closed to the agent while it runs; the mode is back after", async () => {
+    const job = newJob();
+    // What the runner leaves in RUNNER_TEMP for the job: each step's file-command files (an
+    // earlier step exported a secret through GITHUB_ENV; the runner keeps the file until the
+    // job ends) and a `run:` step's script, with the secret its expression put in it.
+    const SECRET = 'exported-secret-value-7c1f0a';
+    const files = join(job.runnerTemp, '_runner_file_commands');
+    mkdirSync(files, { recursive: true });
+    writeFileSync(join(files, 'set_env_earlier'), `DEPLOY_TOKEN<<EOF\n${SECRET}\nEOF\n`, { mode: 0o644 });
+    writeFileSync(join(job.runnerTemp, 'earlier-step.sh'), `curl -H "token: ${SECRET}" x\n`, { mode: 0o644 });
+    chmodSync(job.runnerTemp, 0o755);
+    chmodSync(files, 0o755);
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `if cat "$RUNNER_TEMP"/_runner_file_commands/set_env_* 2>/dev/null | grep -q .; then echo "file-commands WON"; else echo "file-commands held"; fi`,
+          `if cat "$RUNNER_TEMP"/*.sh 2>/dev/null | grep -q .; then echo "step-script WON"; else echo "step-script held"; fi`,
+          `if ls "$RUNNER_TEMP" >/dev/null 2>&1; then echo "list WON"; else echo "list held"; fi`,
+          `if ls "$RUNNER_TEMP/cordon" >/dev/null 2>&1; then echo "cordon-dir WON"; else echo "cordon-dir held"; fi`,
+        ].join('\n'),
+        user: 'agent',
+      },
+      timeoutMs: 60000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^run: the command runs as cordon-agent-/m);
+    for (const a of ['file-commands', 'step-script', 'list', 'cordon-dir'])
+      expect(r.stdout).toContain(`${a} held`);
+    expect(r.stdout).not.toMatch(/WON/);
+    expect(r.stdout).not.toContain(SECRET);
+    // Open to others again for the steps after it, as it was.
+    expect(statSync(job.runnerTemp).mode & 0o7777).toBe(0o755);
+    // Cordon's own directory in it is private whoever made it first.
+    expect(statSync(join(job.runnerTemp, 'cordon')).mode & 0o077).toBe(0);
+  }, 90000);
+
   test("a descriptor run inherited open on a file of root's does not reach the agent's command", async () => {
     const job = newJob();
     const secret = join(job.root, 'roots-only');

@@ -27,6 +27,7 @@ import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } fro
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
 import { gitIdentity, homeForCommand } from './home.js';
 import { withholdCheckoutToken } from './checkout-token.js';
+import { closeRunnerTemp } from './runner-temp.js';
 import { closeUnstarted, openWindow, sealWindow, verifyWindow } from './seal-window.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
@@ -253,6 +254,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
   );
   // run.started is in the egress daemon's copy of the ledger before the command can write.
   await flushLedgerCopy();
+  const closedTemp = agent && closeRunnerTemp(deps.env.RUNNER_TEMP, ready.workspace, runner);
   try {
     const proc = agent
       ? await agent.start()
@@ -264,7 +266,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
         });
     // The egress daemon labels refused names and destinations "under run's command" from this
     // pid (a hint, not proof: the agent can rewrite the file).
-    mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true });
+    mkdirSync(join(runner.tempDir, 'cordon'), { recursive: true, mode: 0o700 });
     writeFileSync(join(runner.tempDir, 'cordon', 'agent.pid'), `${proc.pid}\n`);
     const drained = output.forward(proc);
     let killTimer: NodeJS.Timeout | undefined;
@@ -310,6 +312,7 @@ async function execute(inputs: RunInputs, deps: RunDeps, ready: Prepared): Promi
     tampered = anyTampering(restoreFileCommands(fileCommands, (t) => registry.scrub(t)));
     // Started but failed before the command ran: the launcher undoes the user and the loan.
     if (agent && !agentEnd) agentEnd = await agent.abort();
+    if (closedTemp) closedTemp.reopen();
     // The workspace is back with this user: .git as it was, then the checkout token into it.
     if (gitGuard) gitRestored = restoreGitDir(gitGuard);
     outputFile?.remove();
