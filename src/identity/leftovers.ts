@@ -7,7 +7,16 @@
  * for the next agent, whose uid may be the same.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, fstatSync, lstatSync, openSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  lstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  unlinkSync,
+} from 'node:fs';
 import { describeError } from '../platform/errors.js';
 import { DIR_FLAGS, openDirBeneath } from '../platform/dir-fd.js';
 import { SAFE_PATH, type PrivilegedExec } from './user.js';
@@ -54,6 +63,76 @@ export function removeLeftovers(
   limits: LeftoverLimits = LIMITS,
 ): Leftovers {
   const out: Leftovers = { removed: 0, problems: [] };
+  // POSIX message queues live in the kernel's mqueue file system whether or not it is
+  // mounted: where /dev/mqueue is not (a container, a runner without systemd), one is
+  // mounted for the search alone, root's, and taken down after.
+  const mq = dirs.includes(MQUEUE) ? mqueueToSearch(exec, out.problems) : undefined;
+  try {
+    removeIn(
+      dirs.flatMap((d) => (d !== MQUEUE ? [d] : mq ? [mq.dir] : [])),
+      uid,
+      limits,
+      out,
+    );
+  } finally {
+    mq?.unmount();
+  }
+  out.removed += removeIpc(exec, uid, out.problems);
+  return out;
+}
+
+const MQUEUE = '/dev/mqueue';
+
+/** Mounts the mqueue file system where /dev/mqueue has none; undefined when it cannot. */
+function mqueueToSearch(
+  exec: PrivilegedExec,
+  problems: string[],
+): { dir: string; unmount(): void } | undefined {
+  if (fsTypeAt(MQUEUE) === 'mqueue') return { dir: MQUEUE, unmount: () => undefined };
+  let dir: string;
+  try {
+    // 0700, root's, in /run (root's): no one else can reach the mount while it is there.
+    dir = mkdtempSync('/run/cordon-mqueue-');
+  } catch (e) {
+    problems.push(`POSIX message queues were not searched: ${describeError(e)}`);
+    return undefined;
+  }
+  try {
+    exec('mount', ['-t', 'mqueue', '-o', 'nosuid,nodev,noexec', 'cordon-mqueue', dir]);
+  } catch (e) {
+    rmdirSync(dir);
+    problems.push(
+      `POSIX message queues were not searched (no mqueue mount could be made): ${describeError(e)}`,
+    );
+    return undefined;
+  }
+  return {
+    dir,
+    unmount() {
+      try {
+        exec('umount', [dir]);
+        rmdirSync(dir);
+      } catch (e) {
+        problems.push(`the mqueue mount at ${dir} could not be taken down: ${describeError(e)}`);
+      }
+    },
+  };
+}
+
+/** The file system type mounted at `path`, from /proc/self/mountinfo (the last mount wins). */
+function fsTypeAt(path: string): string | undefined {
+  let type: string | undefined;
+  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [before, after] = l.split(' - ');
+    if (after && unoctal(before.split(' ')[4]) === path) type = after.split(' ')[0];
+  }
+  return type;
+}
+
+const unoctal = (p: string): string =>
+  p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, out: Leftovers): void {
   const mounts = mountPoints();
   for (const dir of dirs) {
     let root: number;
@@ -85,8 +164,6 @@ export function removeLeftovers(
       closeSync(root);
     }
   }
-  out.removed += removeIpc(exec, uid, out.problems);
-  return out;
 }
 
 function search(dir: string, uid: number, limits: LeftoverLimits, problems: string[]): string[] {
@@ -133,9 +210,7 @@ function mountPoints(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((l) =>
-      l.split(' ')[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))),
-    );
+    .map((l) => unoctal(l.split(' ')[4]));
 }
 
 const IPC = [

@@ -296,6 +296,48 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     expect(spawnSync('id', ['-u', String(uid)]).status).not.toBe(0);
   }, 90000);
 
+  test('hostile: a POSIX message queue the agent opens is gone after the step, also where /dev/mqueue is not mounted', async () => {
+    if (!existsSync('/usr/bin/python3')) {
+      if (process.env.CI === 'true') throw new Error('agent-reach e2e: needs /usr/bin/python3 (CI=true)');
+      console.warn('mqueue test skipped: needs /usr/bin/python3');
+      return;
+    }
+    const job = newJob();
+    const name = `cordon-mq-${process.pid}-${randomBytes(3).toString('hex')}`;
+    // mq_open(3) through libc: the queue lives in the kernel's mqueue file system whether or
+    // not it is mounted anywhere, and keeps its messages after its last process is gone.
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `echo "uid $(id -u)"`,
+          `/usr/bin/python3 -c 'import ctypes, ctypes.util, os; c = ctypes.CDLL(ctypes.util.find_library("rt") or ctypes.util.find_library("c")); fd = c.mq_open(b"/${name}", os.O_CREAT | os.O_RDWR, 0o644, None); print("mq", fd, c.mq_send(fd, b"left-for-later", 14, 0))'`,
+        ].join('\n'),
+        user: 'agent',
+      },
+      timeoutMs: 60000,
+    });
+    const uid = Number(/^uid (\d+)$/m.exec(r.stdout)?.[1]);
+    expect(uid).toBeGreaterThan(0);
+    agentUids.push(uid);
+    expect(r.code).toBe(0);
+    // Made, with a message in it.
+    expect(r.stdout).toMatch(/^mq \d+ 0$/m);
+    // Root looks through an mqueue mount of its own (the same queues, whatever is mounted where).
+    const look = join(job.root, 'mq');
+    mkdirSync(look);
+    execFileSync('mount', ['-t', 'mqueue', 'cordon-test-mq', look]);
+    let left: string[];
+    try {
+      left = readdirSync(look).filter((e) => e === name);
+      for (const e of left) rmSync(join(look, e), { force: true });
+    } finally {
+      execFileSync('umount', [look]);
+    }
+    expect(left).toEqual([]);
+    const user = finished(job)?.agentUser as { problems?: string[] } | undefined;
+    expect(user?.problems).toBeUndefined();
+  }, 90000);
+
   test('the agent registers a crontab line and an at job: both are refused during the step, no spool entry of its uid is left, and the deny files are back as they were', async () => {
     const crontab = '/usr/bin/crontab';
     const at = '/usr/bin/at';
