@@ -9,6 +9,8 @@
 import { spawnSync } from 'node:child_process';
 import {
   closeSync,
+  constants,
+  fchmodSync,
   fstatSync,
   lstatSync,
   mkdtempSync,
@@ -82,6 +84,30 @@ export function removeLeftovers(
 }
 
 const MQUEUE = '/dev/mqueue';
+
+/**
+ * Takes the set-uid and set-gid bits off `root/<parts>` if it is a regular file of the
+ * agent's: opened through its open parent without following a link, checked and changed
+ * through that descriptor, so nothing swapped in loses its bits instead.
+ */
+function clearSetId(root: number, parts: string[], uid: number, dev: number): void {
+  let dir = root;
+  let fd: number | undefined;
+  try {
+    dir = openDirBeneath(root, parts.slice(0, -1), (d) => fstatSync(d).dev === dev);
+    fd = openSync(
+      `/proc/self/fd/${dir}/${parts[parts.length - 1]}`,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+    const st = fstatSync(fd);
+    if (st.isFile() && st.uid === uid && st.mode & 0o6000) fchmodSync(fd, st.mode & 0o1777);
+  } catch {
+    // Gone, not a file, or swapped: nothing to clear.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    if (dir !== root) closeSync(dir);
+  }
+}
 
 /** Mounts the mqueue file system where /dev/mqueue has none; undefined when it cannot. */
 function mqueueToSearch(
@@ -158,6 +184,10 @@ function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, 
       mine.sort((a, b) => b.split('/').length - a.split('/').length);
       for (const p of mine)
         if (removeOne(root, p.slice(dir.length + 1).split('/'), uid, st.dev)) out.removed++;
+      // What is left of its own (in someone else's folder) keeps no set-uid or set-gid bit: run
+      // by a later step, it would take the agent's uid, which the next agent may be given.
+      for (const p of all.filter((q) => !mine.includes(q)))
+        clearSetId(root, p.slice(dir.length + 1).split('/'), uid, st.dev);
       const still = mine.filter((p) => ownedBy(p, uid)).length;
       if (still) out.problems.push(`${still} path(s) of the agent's under ${dir} could not be removed`);
     } finally {

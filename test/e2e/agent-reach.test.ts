@@ -242,7 +242,7 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     expect(r.stdout).not.toContain('inherited-descriptor-content-5d21');
   }, 90000);
 
-  test("files, a FIFO, a link and a shared memory segment the agent leaves in /tmp, /var/tmp, /dev/shm and /run/lock are gone after the step; no one else's is touched", async () => {
+  test("files, a FIFO, a link and a shared memory segment the agent leaves in /tmp, /var/tmp, /dev/shm and /run/lock are gone after the step; no one else's is touched; a program it leaves in someone else's folder loses its set-id bits", async () => {
     const job = newJob();
     const tag = `cordon-left-${process.pid}-${randomBytes(3).toString('hex')}`;
     const shared = join('/tmp', `${tag}-shared`);
@@ -271,6 +271,8 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
       `  ln -s /etc/passwd "$d/${tag}-link"`,
       `done`,
       `echo x > "${shared}/agents"`,
+      // A program a later step may run from there: set-uid and set-gid to the agent's ids.
+      `cp /bin/true "${shared}/setid" && chmod 6755 "${shared}/setid"`,
       `ipcmk -M 4096 && ipcmk -Q && ipcmk -S 1`,
       `echo "uid $(id -u)"`,
     ].join('\n');
@@ -282,8 +284,9 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     const left = planted.filter((p) => p !== shared && p !== keep && exists(p));
     expect(left).toEqual([]);
     // Inside a folder someone else made and opened to all, the agent's file is that folder's
-    // owner's business (a scratch folder a later step reads): left.
+    // owner's business (a scratch folder a later step reads): left, but with no set-id bit.
     expect(readFileSync(join(shared, 'agents'), 'utf8')).toBe('x\n');
+    expect(statSync(join(shared, 'setid')).mode & 0o7777).toBe(0o755);
     expect(ipcOf(uid)).toEqual([]);
     // Only the agent's: root's file, folder and the file in it stay as they were.
     expect(readFileSync(keep, 'utf8')).toBe('root keeps this\n');
