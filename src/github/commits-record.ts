@@ -12,7 +12,7 @@ import { visibleControls } from '../summary/doc.js';
 export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
   const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
   const unlisted = unclassifiedCommits(observed);
-  if (bad.length === 0 && !unlisted) return undefined;
+  if (bad.length === 0 && !unlisted && !observed.unchecked) return undefined;
   // The names are the agent's to choose: each cut, and shown without turning the text
   // around (a right-to-left override), in the annotation and the log.
   const shown = (v: string): string => visibleControls(v.length > 60 ? `${v.slice(0, 59)}…` : v);
@@ -29,6 +29,11 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
     parts.push([
       `${bad.length} commit(s) made in this run carry a human identity while the agent had its own: ${list}${bad.length > 5 ? '; ...' : ''}`,
       'do not push these commits; let github-token set the git identity (configure-git: true) and credit people with Co-authored-by trailers, not as author',
+    ]);
+  if (observed.unchecked)
+    parts.push([
+      `the commits made in this run could not be checked: ${observed.unchecked}`,
+      `review the authors of every commit since ${observed.base.slice(0, 12)} in what was pushed before trusting it; the workspace repository was changed after start`,
     ]);
   if (unlisted)
     parts.push([
@@ -86,8 +91,23 @@ export function recordCommits(
   try {
     const observed = observeCommits(opts.trusted ?? ledger.events(), { env: runner.env, git });
     if ('skipped' in observed) {
-      runner.info(`${who}: commits not listed: ${observed.skipped}`);
-      return undefined;
+      if (!observed.unchecked) {
+        runner.info(`${who}: commits not listed: ${observed.skipped}`);
+        return undefined;
+      }
+      // Start saw the recorded commit here: something since removed it or the repository.
+      const base = (opts.trusted ?? ledger.events()).find((e) => e.type === 'run.recorded')?.data.sha;
+      const unchecked: CommitsObserved = {
+        base: typeof base === 'string' ? base : '',
+        head: '',
+        commits: [],
+        unchecked: observed.skipped,
+      };
+      ledger.append('commits.observed', { ...unchecked });
+      runner.warning(
+        `${who}: the run's commits could not be checked for a human author or committer: ${observed.skipped}`,
+      );
+      return unchecked;
     }
     const known = opts.known;
     // Cordon's reading of a commit as impersonation stands unless a line already records it

@@ -10,11 +10,17 @@
  * message can shift a field.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitBytes } from '../platform/git.js';
 import { walkFiles } from '../platform/walk.js';
-import { eventsOf, type CommitObserved, type CommitsObserved, type RunRecorded } from '../ledger/events.js';
+import {
+  eventsOf,
+  type CommitObserved,
+  type CommitsObserved,
+  type RunRecorded,
+  type WorkspaceAtStart,
+} from '../ledger/events.js';
 import type { LedgerEvent } from '../ledger/ledger.js';
 import type { Env } from '../platform/runner.js';
 import { botIdentity, noreplyHosts, type AgentIdentity } from './bot-identity.js';
@@ -404,41 +410,102 @@ export interface ObserveOptions {
   git?: GitRunner;
 }
 
+/** The git directory's device and inode: another directory put in its place has others. */
+function dirId(gitDir: string): string {
+  const st = statSync(gitDir);
+  return `${st.dev}:${st.ino}`;
+}
+
+/**
+ * What `start`'s main sees of the workspace repository: whether the sha it records is a
+ * commit there, and which directory is its `.git`. The post tells from it whether a
+ * repository it cannot read is one the agent changed (a warning) or one there never was.
+ */
+export function workspaceAtStart(
+  env: Env,
+  sha: string | undefined,
+  git: GitRunner = hardenedGit,
+): WorkspaceAtStart {
+  const cwd = env.GITHUB_WORKSPACE || process.cwd();
+  let gitDir: string;
+  try {
+    gitDir = text(git, ['rev-parse', '--absolute-git-dir'], cwd).trim();
+  } catch {
+    return { shaPresent: false };
+  }
+  let shaPresent = false;
+  try {
+    shaPresent =
+      !!sha && /^[0-9a-f]{40,64}$/.test(sha) && text(git, ['cat-file', '-t', sha], cwd).trim() === 'commit';
+  } catch {
+    shaPresent = false;
+  }
+  try {
+    return { shaPresent, gitDirId: dirId(gitDir) };
+  } catch {
+    return { shaPresent };
+  }
+}
+
+/** No commits listed, and why; `unchecked` when start saw the recorded commit in the workspace. */
+export interface Skipped {
+  skipped: string;
+  unchecked?: boolean;
+}
+
 /**
  * The commits made since the recorded start sha, or a reason there are none to list
- * (no workspace repository, no recorded sha, sha not in the repository).
+ * (no workspace repository, no recorded sha, sha not in the repository). When start saw
+ * the recorded commit in the workspace repository, any of those means the repository was
+ * changed since (its commit deleted, its `.git` replaced or made unreadable): `unchecked`.
  */
-export function observeCommits(
-  events: LedgerEvent[],
-  opts: ObserveOptions,
-): CommitsObserved | { skipped: string } {
+export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): CommitsObserved | Skipped {
   const { env } = opts;
   const git = opts.git ?? hardenedGit;
   const cwd = env.GITHUB_WORKSPACE || process.cwd();
   const recorded = events.find((e) => e.type === 'run.recorded');
   const run = recorded?.data as RunRecorded | undefined;
   const base = run?.sha || env.GITHUB_SHA || '';
+  const atStart = run?.workspace;
+  const skip = (why: string): Skipped =>
+    atStart?.shaPresent === true ? { skipped: why, unchecked: true } : { skipped: why };
   let gitDir: string;
   try {
     gitDir = text(git, ['rev-parse', '--absolute-git-dir'], cwd).trim();
   } catch {
-    return { skipped: `the workspace ${cwd} is not a git repository` };
+    return skip(`the workspace ${cwd} is not a git repository`);
   }
-  if (!/^[0-9a-f]{40,64}$/.test(base) || /^0+$/.test(base))
-    return { skipped: 'no commit was recorded at start' };
+  if (!/^[0-9a-f]{40,64}$/.test(base) || /^0+$/.test(base)) return skip('no commit was recorded at start');
+  if (atStart?.gitDirId) {
+    let now = '';
+    try {
+      now = dirId(gitDir);
+    } catch {
+      // unreadable: not the one start saw
+    }
+    if (now !== atStart.gitDirId)
+      return skip(
+        `the workspace's git directory (${gitDir}) is not the one start saw: its .git was replaced or pointed elsewhere`,
+      );
+  }
   try {
     if (text(git, ['cat-file', '-t', base], cwd).trim() !== 'commit') throw new Error('not a commit');
   } catch {
-    return {
-      skipped: `the commit recorded at start (${base.slice(0, 12)}) is not in the workspace repository`,
-    };
+    return skip(
+      atStart?.shaPresent
+        ? `the commit recorded at start (${base.slice(0, 12)}) is gone from the workspace repository (start saw it there), or the repository can no longer be read`
+        : `the commit recorded at start (${base.slice(0, 12)}) is not in the workspace repository`,
+    );
   }
-  let head: string;
+  // HEAD may name a branch that does not exist (or anything else the agent wrote there):
+  // the walk then starts from the branches, tags and reflogs without it.
+  let head = '';
   try {
-    head = text(git, ['rev-parse', 'HEAD'], cwd).trim();
+    head = text(git, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], cwd).trim();
   } catch {
-    return { skipped: 'the workspace repository has no HEAD' };
+    head = '';
   }
+  const fromHead = head ? ['HEAD'] : [];
   const pushed = pushedRefs(git, cwd);
   // From a minute before start's main: a reflog's time is in whole seconds.
   const since = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000) - 60;
@@ -451,7 +518,7 @@ export function observeCommits(
   const updates = commitish(git, cwd, [...new Set([...reflogUpdates(gitDir, since), ...created])]);
   const listed = text(
     git,
-    ['rev-list', `--max-count=${MAX_COMMITS + 1}`, 'HEAD', '--branches', ...tags, ...pushed, '--stdin'],
+    ['rev-list', `--max-count=${MAX_COMMITS + 1}`, ...fromHead, '--branches', ...tags, ...pushed, '--stdin'],
     cwd,
     [...updates, `^${base}`].join('\n') + '\n',
   )
@@ -469,7 +536,7 @@ export function observeCommits(
     const inList = new Set(shas);
     const tips = text(
       git,
-      ['rev-list', '--no-walk', 'HEAD', '--branches', ...tags, ...pushed, '--stdin'],
+      ['rev-list', '--no-walk', ...fromHead, '--branches', ...tags, ...pushed, '--stdin'],
       cwd,
       updates.join('\n') + (updates.length ? '\n' : ''),
     )

@@ -24,6 +24,14 @@ export interface RunRecorded {
   serverUrl?: string;
   /** OIDC claims when `id-token: write` was granted. */
   oidc?: Record<string, unknown>;
+  /** The workspace repository as start's main saw it (commits.ts, workspaceAtStart). */
+  workspace?: WorkspaceAtStart;
+}
+
+/** Whether `sha` was a commit in the workspace repository at start, and its git directory's `dev:ino`. */
+export interface WorkspaceAtStart {
+  shaPresent: boolean;
+  gitDirId?: string;
 }
 
 /** An AWS role session: what `credentials.issued` and `credentials.refreshed` share. */
@@ -272,6 +280,11 @@ export interface CommitsObserved {
   pushedRefs?: string[];
   /** Tags written in the run; their new commits are listed too. */
   tags?: string[];
+  /**
+   * Why no commit could be listed though start saw the recorded commit in the workspace
+   * repository: it was deleted, or the repository replaced or made unreadable since.
+   */
+  unchecked?: string;
 }
 
 /**

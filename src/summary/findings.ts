@@ -77,6 +77,13 @@ function commitFindings(events: LedgerEvent[]): Finding[] {
         },
       ]
     : [];
+  const unchecked = observed.find((o) => o.unchecked)?.unchecked;
+  if (unchecked)
+    out.push({
+      level: 'caution',
+      short: 'commits not checked',
+      text: `The commits made in this run could not be checked for a human author or committer: ${cut(unchecked, 300)}. Review them in what was pushed.`,
+    });
   if (!impersonating.length) return out;
   return [
     ...out,

@@ -273,6 +273,9 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
   const blocks: Block[] = [];
   blocks.push({ kind: 'heading', level: 3, text: 'Commits the agent authored' });
   const commits = commitsListed(eventsOf(events, 'commits.observed'));
+  const unchecked = new Set(
+    eventsOf(events, 'commits.observed').flatMap((c) => (c.unchecked ? [c.unchecked] : [])),
+  );
   blocks.push(
     commits.length
       ? {
@@ -291,8 +294,12 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
             c.subject,
           ]),
         }
-      : { kind: 'para', text: 'No new commits.' },
+      : unchecked.size
+        ? { kind: 'para', text: 'No commits listed.' }
+        : { kind: 'para', text: 'No new commits.' },
   );
+  for (const why of unchecked)
+    blocks.push({ kind: 'para', text: `The commits could not be checked: ${why}.`, strong: true });
   // With an agent identity issued the cut list is a caution alert (findings.ts), not said twice.
   if (eventsOf(events, 'commits.observed').some((c) => c.truncated && !unclassifiedCommits(c))) {
     blocks.push({

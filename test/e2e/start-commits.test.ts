@@ -4,7 +4,15 @@
  */
 import { afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -804,4 +812,148 @@ describe('start: commit attribution', () => {
     expect(shas).not.toContain(theirs);
     expect(o).toMatchObject({ tags: ['refs/tags/v-agent'] });
   });
+});
+
+/**
+ * Gives `base` the first parent `parent` in the repository's commit-graph, as a step of the
+ * agent's would: git's walk then reads the recorded commit as coming after the agent's.
+ */
+function forgeCommitGraph(j: Job, base: string, parent: string): void {
+  git(j, ['commit-graph', 'write', '--reachable']);
+  const path = join(j.workspace, '.git', 'objects', 'info', 'commit-graph');
+  const graph = readFileSync(path);
+  // Chunk table from byte 8: 4-byte id, 8-byte offset. OIDL holds the sorted names, CDAT per
+  // commit the tree and the first and second parent's positions.
+  const chunk = (id: string): number => {
+    for (let at = 8; at < 8 + 12 * 16; at += 12)
+      if (graph.subarray(at, at + 4).toString('latin1') === id) return Number(graph.readBigUInt64BE(at + 4));
+    throw new Error(`no ${id} chunk`);
+  };
+  const oidl = chunk('OIDL');
+  const n = graph.readUInt32BE(chunk('OIDF') + 255 * 4);
+  const names = Array.from({ length: n }, (_, i) =>
+    graph.subarray(oidl + i * 20, oidl + i * 20 + 20).toString('hex'),
+  );
+  graph.writeUInt32BE(names.indexOf(parent), chunk('CDAT') + names.indexOf(base) * 36 + 20);
+  chmodSync(path, 0o644);
+  writeFileSync(path, graph);
+}
+
+describe('start: what the agent writes into .git cannot hide its commits', () => {
+  test("hostile: a later step (as the runner user) plants .git/info/grafts giving the recorded commit the agent's commits as parents: post still lists both, the human-authored one as impersonation, and fails", async () => {
+    const s = await api();
+    const j = repoJob();
+    const base = j.env.GITHUB_SHA;
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const bot = commit(j, 'agent commit', { as: [`${SLUG}[bot]`, BOT_EMAIL] });
+    writeFileSync(join(j.workspace, '.git', 'info', 'grafts'), `${base} ${bot}\n`);
+    // git, as the agent left the repository, lists nothing after the recorded commit.
+    expect(git(j, ['rev-list', 'HEAD', `^${base}`])).toBe('');
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    const o = observed(j);
+    expect(o.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+    expect(o.commits.find((c) => c.sha === human)).toMatchObject({ verdict: 'impersonation' });
+    expect(o.commits.find((c) => c.sha === bot)).toMatchObject({ verdict: 'agent' });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)} by Mona Lisa`));
+    expect(end.summary).toContain('IMPERSONATION');
+  }, 120000);
+
+  test("hostile: a later step forges the commit-graph and .git/shallow and drops the reflogs: post still lists the human-authored commit, hidden from git's history, as impersonation", async () => {
+    const s = await api();
+    const j = repoJob();
+    const base = j.env.GITHUB_SHA;
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const human = commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const bot = commit(j, 'agent commit', { as: [`${SLUG}[bot]`, BOT_EMAIL] });
+    forgeCommitGraph(j, base, bot);
+    expect(git(j, ['rev-list', 'HEAD', `^${base}`])).toBe('');
+    // A shallow boundary at the bot's commit cuts the human one out of a walk without the graph.
+    writeFileSync(join(j.workspace, '.git', 'shallow'), `${bot}\n`);
+    rmSync(join(j.workspace, '.git', 'logs'), { recursive: true, force: true });
+    expect(git(j, ['-c', 'core.commitGraph=false', 'rev-list', 'HEAD', `^${base}`])).toBe(bot);
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    const o = observed(j);
+    expect(o.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+    expect(o.commits.find((c) => c.sha === human)).toMatchObject({
+      verdict: 'impersonation',
+      hiddenFromHistory: true,
+      authorEmail: 'mona@example.com',
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(new RegExp(`carry a human identity.*${human.slice(0, 12)}`));
+    expect(end.summary).toMatch(
+      new RegExp(`\\| ${human.slice(0, 12)} \\|.*IMPERSONATION \\(hidden from git's history\\)`),
+    );
+    expect(
+      end.commands.filter((c) => c.command === 'warning' && /left out of git's history/.test(c.message)),
+    ).toHaveLength(1);
+  }, 120000);
+
+  test("hostile: a later step deletes the recorded commit's object: post warns that the commits could not be checked, records it, and fail-on-impersonation fails", async () => {
+    const s = await api();
+    const j = repoJob();
+    const base = j.env.GITHUB_SHA;
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    rmSync(join(j.workspace, '.git', 'objects', base.slice(0, 2), base.slice(2)));
+    expect(() => git(j, ['cat-file', '-e', base])).toThrow();
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(observed(j)).toMatchObject({
+      base,
+      commits: [],
+      unchecked: expect.stringMatching(
+        new RegExp(`${base.slice(0, 12)}\\) is gone from the workspace repository`),
+      ),
+    });
+    expect(
+      end.commands.filter((c) => c.command === 'warning' && /commits could not be checked/.test(c.message)),
+    ).toHaveLength(1);
+    expect(end.stdout).not.toMatch(/commits not listed/);
+    expect(end.summary).toMatch(/\[!CAUTION\]\s*\n>\s*The commits made in this run could not be checked/);
+    expect(end.summary).toMatch(/Cordon: .*commits not checked/);
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(/start: the commits made in this run could not be checked: .*Fix: /);
+  }, 120000);
+
+  test("hostile: a later step replaces .git with a gitdir file pointing at a copy without the agent's commits: post warns that the commits could not be checked", async () => {
+    const s = await api();
+    const j = repoJob();
+    const base = j.env.GITHUB_SHA;
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const decoy = join(j.root, 'decoy.git');
+    git(j, ['clone', '-q', '--bare', '--no-local', join(j.workspace, '.git'), decoy]);
+    git(j, ['--git-dir', decoy, 'update-ref', 'refs/heads/main', base]);
+    renameSync(join(j.workspace, '.git'), join(j.root, 'moved.git'));
+    writeFileSync(join(j.workspace, '.git'), `gitdir: ${decoy}\n`);
+    expect(git(j, ['rev-list', 'HEAD', `^${base}`])).toBe('');
+
+    const end = await j.run('start', 'post', { state: start.state });
+    expect(observed(j)).toMatchObject({
+      commits: [],
+      unchecked: expect.stringMatching(/is not the one start saw/),
+    });
+    expect(
+      end.commands.filter((c) => c.command === 'warning' && /commits could not be checked/.test(c.message)),
+    ).toHaveLength(1);
+    expect(end.summary).toMatch(/Cordon: .*commits not checked/);
+  }, 120000);
 });

@@ -3,6 +3,7 @@ import { Ledger } from '../../ledger/ledger.js';
 import { newSealKey, sealKeyPath, writeSealKey } from '../../ledger/seal.js';
 import { decodeClaims, displayClaims, getIdToken, hasIdTokenAccess } from '../../platform/oidc.js';
 import type { RunRecorded } from '../../ledger/events.js';
+import { workspaceAtStart } from '../../github/commits.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import type { SecretRegistry } from '../../platform/mask.js';
 import type { StartInputs } from './inputs.js';
@@ -37,6 +38,9 @@ export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<v
   const ledger = Ledger.forEnv(env, { action: 'start', registry: deps.registry });
   const nonce = ledger.open();
   const run = describeRun(env);
+  // Whether the recorded commit is in the workspace repository now: the post warns when it is
+  // gone (or the repository replaced) rather than skipping the commits with an info line.
+  run.workspace = workspaceAtStart(env, run.sha);
   if (hasIdTokenAccess(env)) {
     const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch, registry: deps.registry });
     run.oidc = displayClaims(decodeClaims(token));

@@ -1,9 +1,9 @@
 import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { observeCommits } from '../../../src/github/commits.js';
+import { observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -27,14 +27,14 @@ const issued: LedgerEvent = {
     expiresAt: '',
   },
 };
-function recorded(sha: string): LedgerEvent {
+function recorded(sha: string, workspace?: ReturnType<typeof workspaceAtStart>): LedgerEvent {
   return {
     v: 1,
     time: new Date().toISOString(),
     action: 'start',
     type: 'run.recorded',
     prev: '',
-    data: { sha },
+    data: workspace ? { sha, workspace } : { sha },
   };
 }
 const who = (name: string, email: string): Record<string, string> => ({
@@ -204,6 +204,174 @@ describe('commits git was told to leave out', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
       rmSync(clone, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('packed-refs the agent writes', () => {
+  test("hostile: an annotated tag on the agent's commits, its packed-refs peeled line pointed at the recorded commit, hides neither (git peels the tag object)", () => {
+    const { dir, git, base, human, bot } = setup();
+    try {
+      // The agent's commits leave only through the tag: the branch and every reflog put back.
+      git(['tag', '-a', '-m', 'release', 'v-agent', bot], MONA);
+      git(['reset', '-q', '--hard', base]);
+      rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true });
+      git(['pack-refs', '--all']);
+      const file = join(dir, '.git', 'packed-refs');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^\^[0-9a-f]+$/m, `^${base}`));
+      expect(readFileSync(file, 'utf8')).toContain(`^${base}`);
+      const seen = observe(dir, base);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+      expect(seen.tags).toEqual(['refs/tags/v-agent']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a workspace repository changed after start so that it cannot be read', () => {
+  /** The repository as start's main saw it (base there), then `change` as the agent's step. */
+  function afterChange(change: (r: ReturnType<typeof setup>) => void) {
+    const r = setup();
+    const atStart = workspaceAtStart({ GITHUB_WORKSPACE: r.dir }, r.base);
+    change(r);
+    return {
+      ...r,
+      seen: observeCommits([recorded(r.base, atStart), issued], { env: { GITHUB_WORKSPACE: r.dir } }),
+    };
+  }
+
+  test('start records the recorded commit as present in the workspace, and a sha that is not there as absent', () => {
+    const { dir, base } = setup();
+    try {
+      expect(workspaceAtStart({ GITHUB_WORKSPACE: dir }, base)).toMatchObject({
+        shaPresent: true,
+        gitDirId: expect.stringMatching(/^\d+:\d+$/),
+      });
+      expect(workspaceAtStart({ GITHUB_WORKSPACE: dir }, 'ab'.repeat(20)).shaPresent).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('hostile: the recorded commit deleted after start is unchecked, not skipped quietly', () => {
+    const { dir, seen, base } = afterChange(({ dir, base }) =>
+      rmSync(join(dir, '.git', 'objects', base.slice(0, 2), base.slice(2))),
+    );
+    try {
+      expect(seen).toEqual({
+        skipped: expect.stringContaining(`(${base.slice(0, 12)}) is gone from the workspace repository`),
+        unchecked: true,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the control: a recorded commit that was never in the workspace is skipped as before, not unchecked', () => {
+    const { dir, base } = setup();
+    try {
+      const absent = 'ab'.repeat(20);
+      const atStart = workspaceAtStart({ GITHUB_WORKSPACE: dir }, absent);
+      const seen = observeCommits([recorded(absent, atStart), issued], { env: { GITHUB_WORKSPACE: dir } });
+      expect(seen).toEqual({ skipped: expect.stringContaining('is not in the workspace repository') });
+      expect(base).not.toBe(absent);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test.each([
+    ['an unknown extensions.* with repositoryformatversion 1', ['extensions.cordonProbe', 'x']],
+    ['extensions.objectFormat=sha256 on a SHA-1 repository', ['extensions.objectFormat', 'sha256']],
+    ['core.repositoryformatversion=99', undefined],
+  ])('hostile: %s in .git/config makes the commits unchecked, not skipped quietly', (_, ext) => {
+    const { dir, seen } = afterChange(({ git }) => {
+      git(['config', 'core.repositoryformatversion', ext ? '1' : '99']);
+      if (ext) git(['config', ...ext]);
+    });
+    try {
+      expect(seen).toMatchObject({ unchecked: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('hostile: a packed-refs line git cannot parse makes the commits unchecked', () => {
+    const { dir, seen } = afterChange(({ dir, git }) => {
+      git(['pack-refs', '--all']);
+      appendFileSync(join(dir, '.git', 'packed-refs'), 'not a ref line\n');
+    });
+    try {
+      expect(seen).toMatchObject({ unchecked: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("hostile: .git replaced by a gitdir file pointing at a copy without the agent's commits is unchecked", () => {
+    const { dir, seen } = afterChange(({ dir, git, base }) => {
+      const decoy = `${dir}-decoy.git`;
+      git(['clone', '-q', '--bare', '--no-local', join(dir, '.git'), decoy]);
+      git(['--git-dir', decoy, 'update-ref', 'refs/heads/main', base]);
+      renameSync(join(dir, '.git'), `${dir}-moved.git`);
+      writeFileSync(join(dir, '.git'), `gitdir: ${decoy}\n`);
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe('');
+    });
+    try {
+      expect(seen).toEqual({ skipped: expect.stringContaining('is not the one start saw'), unchecked: true });
+    } finally {
+      for (const d of [dir, `${dir}-decoy.git`, `${dir}-moved.git`])
+        rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test("the control: .git as a gitdir file pointing at the repository start saw still lists the agent's commits", () => {
+    const { dir, seen, human, bot } = afterChange(({ dir }) => {
+      renameSync(join(dir, '.git'), `${dir}-moved.git`);
+      writeFileSync(join(dir, '.git'), `gitdir: ${dir}-moved.git\n`);
+    });
+    try {
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(`${dir}-moved.git`, { recursive: true, force: true });
+    }
+  });
+
+  test.each([
+    [
+      'a branch that does not exist',
+      (d: string) => writeFileSync(join(d, '.git', 'HEAD'), 'ref: refs/heads/nowhere\n'),
+    ],
+    [
+      'a path out of refs/',
+      (d: string) => writeFileSync(join(d, '.git', 'HEAD'), 'ref: refs/../../../etc/passwd\n'),
+    ],
+  ])("hostile: HEAD pointing at %s still lists the agent's commits from the branches", (_, point) => {
+    const { dir, seen, human, bot } = afterChange(({ dir }) => point(dir));
+    try {
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.head).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test.each([
+    ['core.bare=true', ['core.bare', 'true']],
+    ['core.worktree pointing elsewhere', ['core.worktree', '/tmp']],
+  ])("%s in .git/config changes nothing: the agent's commits are listed", (_, setting) => {
+    const { dir, seen, human, bot } = afterChange(({ git }) => git(['config', ...setting]));
+    try {
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
+      expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
