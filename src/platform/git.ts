@@ -67,7 +67,7 @@ export function gitEnv(home?: string, globalConfig?: string): Record<string, str
     GIT_TERMINAL_PROMPT: '0',
     GIT_NO_REPLACE_OBJECTS: '1',
     // `.git/info/grafts` would give any commit the parents the agent wrote there.
-    GIT_GRAFT_FILE: '/nonexistent',
+    GIT_GRAFT_FILE: '/dev/null',
     GIT_NO_LAZY_FETCH: '1',
     GIT_OPTIONAL_LOCKS: '0',
     GIT_ATTR_NOSYSTEM: '1',
