@@ -76,7 +76,15 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   if (cfg.github) registry.register(cfg.github.privateKey, { name: 'GitHub App private key' });
   const log = (line: string): void => deps.log?.(registry.scrub(line));
   const ledger = new Ledger(cfg.ledgerPath, { action: cfg.action, registry });
+  /** Set once broker.stopped is written: the ledger's last word from this broker. */
+  let ledgerClosed = false;
   const record = <K extends keyof EventTypes>(type: K, data: EventTypes[K]): void => {
+    if (ledgerClosed) {
+      // A refresh that settled after stop stopped waiting: stop counted it (a GitHub token as
+      // a failed revocation; AWS credentials are never handed out while stopping).
+      log(`ledger: ${type} came after broker.stopped and is not recorded`);
+      return;
+    }
     try {
       ledger.append(type, data);
     } catch (e) {
@@ -283,6 +291,8 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       const unsettled = github && !(await github.settled(0)) ? 1 : 0;
       if (unsettled)
         log('github: a token mint was still on its way at stop; it may stay valid until it expires');
+      if (aws && !(await aws.settled(0)))
+        log('aws: an STS exchange was still on its way at stop; its credentials are handed to no one');
       const revoked = github
         ? await revokeAll(cfg.github!.apiUrl, [...github.issued], {
             fetch: deps.fetch,
@@ -308,6 +318,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
         ...(latest > 0 ? { handedOutValidUntil: new Date(latest * 1000).toISOString() } : {}),
       };
       record('broker.stopped', report);
+      ledgerClosed = true;
       // Answers in flight (the stop request's own) finish; nothing new is accepted.
       server.close();
       setTimeout(() => server.closeAllConnections(), 200).unref();

@@ -269,4 +269,54 @@ describe('serveBroker: a refresh racing stop (T77)', () => {
     }
     expect([0, 503]).toContain(await asked);
   });
+
+  test('hostile: a mint that lands after stop stopped waiting writes nothing after broker.stopped', async () => {
+    const cfg = config({ refreshBeforeSeconds: 4000, refreshWaitMs: 5000, stopWaitMs: 200 });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let mints = 0;
+    let landed = 0;
+    const gated: typeof fetch = async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      const mint = (init?.method ?? 'GET') === 'POST' && url.endsWith('/access_tokens');
+      if (mint && ++mints === 2) {
+        await gate;
+        const res = await fetch(input, init);
+        landed++;
+        return res;
+      }
+      return fetch(input, init);
+    };
+    const lines: string[] = [];
+    const b = await serveBroker(cfg, { fetch: gated, log: (l) => lines.push(l) });
+    const asked = fetch(`http://127.0.0.1:${b.port}/github/token`, {
+      headers: { authorization: cfg.bearer },
+    }).then(
+      (r) => r.status,
+      () => 0,
+    );
+    for (let i = 0; i < 100 && mints < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(mints).toBe(2);
+    let report;
+    try {
+      report = await b.stop('stop');
+    } finally {
+      // The mint lands after broker.stopped is written.
+      release();
+    }
+    expect([0, 503]).toContain(await asked);
+    for (let i = 0; i < 100 && landed < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(landed).toBe(1);
+    // Whatever the late mint's bookkeeping does, it has had time to do it.
+    await new Promise((r) => setTimeout(r, 300));
+    const types = readFileSync(cfg.ledgerPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    expect(types.at(-1)).toBe('broker.stopped');
+    expect(types.filter((t) => t === 'broker.stopped')).toHaveLength(1);
+    // The late token is not silently lost: stop counted it as a failed revocation, and the log says why.
+    expect(report.revocations.failed).toBe(1);
+    expect(lines.join('\n')).toMatch(/after broker\.stopped/);
+  });
 });
