@@ -138,6 +138,13 @@ export function parseGithubTokenInputs(env: Env): GithubTokenInputs {
   };
 }
 
+/**
+ * `repositories`: `*`, or names and `owner/name`s of `owner`'s repositories. Blank entries,
+ * trailing commas and `#` comments are skipped (nothing is lost); every other entry is
+ * taken whole or refused, never cut: `owner/repo/extra` or a URL is refused rather than
+ * read as `owner/repo`. Names repeated in another case are one repository (GitHub's names
+ * ignore case), listed once as first written.
+ */
 function parseRepositories(i: Inputs, owner: string, currentOwner?: string, currentRepo?: string): string[] {
   const given = i.list('repositories');
   if (given.length === 1 && given[0] === '*') return [];
@@ -150,9 +157,29 @@ function parseRepositories(i: Inputs, owner: string, currentOwner?: string, curr
       'list the repositories the agent needs, or `*` for every repository the app is installed on',
     );
   }
-  const names: string[] = [];
+  const names = new Map<string, string>();
   for (const r of given) {
-    const [o, n] = r.includes('/') ? r.split('/', 2) : [owner, r];
+    if (r === '*') {
+      i.fail(
+        'repositories',
+        given.join(', '),
+        '`*` stands for every repository the app is installed on and cannot be listed with names',
+        'write `*` alone, or only the names the agent needs',
+      );
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(r) || /^(www\.)?github\.com\//i.test(r)) {
+      i.fail('repositories', r, 'that is a URL, not a repository', 'write `repo` or `owner/repo`');
+    }
+    const parts = r.split('/');
+    if (parts.length > 2) {
+      i.fail(
+        'repositories',
+        r,
+        `a repository is \`repo\` or \`owner/repo\`, and this has ${parts.length} parts; a token is for a whole repository, never a path or branch in one`,
+        `write \`${parts.slice(0, 2).join('/')}\` if that is the repository meant`,
+      );
+    }
+    const [o, n] = parts.length === 2 ? parts : [owner, r];
     if (o.toLowerCase() !== owner.toLowerCase()) {
       i.fail(
         'repositories',
@@ -161,9 +188,9 @@ function parseRepositories(i: Inputs, owner: string, currentOwner?: string, curr
         `list only ${owner}'s repositories, or set owner`,
       );
     }
-    if (!/^[A-Za-z0-9._-]+$/.test(n))
+    if (!/^[A-Za-z0-9._-]+$/.test(n) || n === '.' || n === '..')
       i.fail('repositories', r, 'not a repository name', 'write `repo` or `owner/repo`');
-    names.push(n);
+    if (!names.has(n.toLowerCase())) names.set(n.toLowerCase(), n);
   }
-  return [...new Set(names)];
+  return [...names.values()];
 }

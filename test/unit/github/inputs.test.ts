@@ -60,6 +60,22 @@ describe('github-token inputs', () => {
     expect(parseWith({ INPUT_OWNER: 'elsewhere', INPUT_REPOSITORIES: 'x' }).repositories).toEqual(['x']);
   });
 
+  test('repositories: an entry is taken whole or refused, never cut (owner/repo/extra, a URL, * among names)', () => {
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'octo-org/b/extra' })).toThrow(
+      /repositories "octo-org\/b\/extra" is not valid.*has 3 parts.*write `octo-org\/b`/s,
+    );
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'a, octo-org/b/tree/main' })).toThrow(/has 4 parts/);
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'https://github.com/octo-org/b' })).toThrow(
+      /that is a URL, not a repository/,
+    );
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'github.com/octo-org/b' })).toThrow(/that is a URL/);
+    expect(() => parseWith({ INPUT_REPOSITORIES: '*, a' })).toThrow(/cannot be listed with names/);
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'octo-org/..' })).toThrow(/not a repository name/);
+    expect(() => parseWith({ INPUT_REPOSITORIES: 'octo-org / b' })).toThrow(/is not valid/);
+    // Blank entries and trailing commas lose nothing; the same name in another case is one repository.
+    expect(parseWith({ INPUT_REPOSITORIES: 'a,, b,\n\nA, octo-org/B,' }).repositories).toEqual(['a', 'b']);
+  });
+
   test('app-id and client-id: exactly one, well formed', () => {
     expect(() => parseWith({ 'INPUT_CLIENT-ID': 'Iv23abc' })).toThrow(/both app-id and client-id/);
     expect(() => parseWith({ 'INPUT_APP-ID': '' })).toThrow(/app-id \(or client-id\) is required/);
