@@ -7,6 +7,7 @@
 import { CordonError } from '../platform/errors.js';
 import { inputVariable, Inputs } from '../platform/inputs.js';
 import type { Env } from '../platform/runner.js';
+import { checkRefreshBefore, DEFAULT_REFRESH_BEFORE_SECONDS } from '../broker/config.js';
 import { buildSessionPolicy, type SessionPolicy } from './policy.js';
 
 export const DEFAULT_AUDIENCE = 'sts.amazonaws.com';
@@ -282,6 +283,16 @@ export function parseAwsActionInputs(inputs: Inputs, env: Env = inputs.env): Aws
       }
     }
   }
+  const refreshBeforeSeconds = inputs.integer('refresh-before-seconds', DEFAULT_REFRESH_BEFORE_SECONDS, {
+    min: 0,
+    max: MAX_DURATION_SECONDS,
+  });
+  if (exportMode === 'broker') {
+    checkRefreshBefore(refreshBeforeSeconds, {
+      action: inputs.action,
+      aws: { durationSeconds: session.durationSeconds, input: 'role-duration-seconds' },
+    });
+  }
   const disableRetry = inputs.boolean('disable-retry', false);
   const attempts = inputs.integer('retry-max-attempts', 5, { min: 1, max: MAX_RETRY_ATTEMPTS });
   return {
@@ -290,10 +301,7 @@ export function parseAwsActionInputs(inputs: Inputs, env: Env = inputs.env): Aws
     profileName,
     retryMaxAttempts: disableRetry ? 1 : attempts,
     maskAccountId: inputs.boolean('mask-aws-account-id', true),
-    refreshBeforeSeconds: inputs.integer('refresh-before-seconds', 300, {
-      min: 0,
-      max: MAX_DURATION_SECONDS,
-    }),
+    refreshBeforeSeconds,
     dropIn: {
       roleChaining,
       externalId: externalId || undefined,

@@ -19,6 +19,15 @@ export const DEFAULT_REFRESH_WAIT_MS = 800;
  * before it revokes: under the 20 s the parent gives the stop request.
  */
 export const DEFAULT_STOP_WAIT_MS = 5000;
+/**
+ * The least time a credential is handed out before the broker fetches the next:
+ * `refresh-before-seconds` must be at most its lifetime less this. At or above the lifetime
+ * a credential is never fresh, so every request would mint a new STS session or
+ * installation token (thousands over a long run, each a token to revoke at stop).
+ */
+export const MIN_FRESH_SECONDS = 60;
+/** GitHub gives an installation token one hour, whatever is asked. */
+export const GITHUB_TOKEN_LIFETIME_SECONDS = 3600;
 /** A GitHub-hosted job runs at most 6 hours; the broker never outlives that on its own. */
 export const DEFAULT_MAX_LIFETIME_SECONDS = 6 * 3600 + 600;
 
@@ -127,4 +136,53 @@ export function parseBrokerConfig(text: string): BrokerConfig {
     bad('aws needs the ID-token request URL and token');
   if (c.github && !c.github.privateKey) bad('github needs the private key');
   return c;
+}
+
+/**
+ * Refuses a `refresh-before-seconds` that leaves a credential fresh for less than
+ * MIN_FRESH_SECONDS of its lifetime: the AWS role duration (named by `aws.input`), the
+ * GitHub token's hour, or both (the smaller decides).
+ */
+export function checkRefreshBefore(
+  refreshBeforeSeconds: number,
+  opts: {
+    action: string;
+    input?: string;
+    aws?: { durationSeconds: number; input: string };
+    github?: boolean;
+  },
+): void {
+  const input = opts.input ?? 'refresh-before-seconds';
+  const lifetimes = [
+    ...(opts.aws
+      ? [
+          {
+            seconds: opts.aws.durationSeconds,
+            what: `AWS credentials live ${opts.aws.durationSeconds} s (${opts.aws.input})`,
+          },
+        ]
+      : []),
+    ...(opts.github
+      ? [
+          {
+            seconds: GITHUB_TOKEN_LIFETIME_SECONDS,
+            what: `an installation token lives ${GITHUB_TOKEN_LIFETIME_SECONDS} s (GitHub's fixed hour)`,
+          },
+        ]
+      : []),
+  ].sort((a, b) => a.seconds - b.seconds);
+  const shortest = lifetimes[0];
+  if (!shortest) return;
+  const most = shortest.seconds - MIN_FRESH_SECONDS;
+  if (refreshBeforeSeconds <= most) return;
+  const never = refreshBeforeSeconds >= shortest.seconds;
+  throw new CordonError({
+    what: `${opts.action}: input ${input} "${refreshBeforeSeconds}" is not valid`,
+    why:
+      `${shortest.what}, so ${never ? 'they are never' : `they would be fresh for under ${MIN_FRESH_SECONDS} s, not`} ` +
+      `fresher than ${refreshBeforeSeconds} s: the broker would get new ones on ${never ? 'every request' : 'almost every request'} ` +
+      `(a new session or token each time, every one to revoke or outlive at stop); it must leave at least ${MIN_FRESH_SECONDS} s`,
+    fix: `use ${input}: 300 (the default) or anything up to ${most}${opts.aws ? `, or raise ${opts.aws.input}` : ''}`,
+    input,
+  });
 }

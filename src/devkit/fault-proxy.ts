@@ -92,7 +92,15 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 /** Starts the proxy on 127.0.0.1 in front of `target` (e.g. moto's endpoint). */
 export async function startFaultProxy(
   target: string,
-  opts: { plan?: (Fault | undefined)[] } = {},
+  opts: {
+    plan?: (Fault | undefined)[];
+    /**
+     * Rewrite every forwarded `<Expiration>` to this many seconds from now: credentials
+     * shorter-lived than STS's 900 s floor, so a broker test sees refreshes within a
+     * `refresh-before-seconds` the inputs accept.
+     */
+    lifetimeS?: number;
+  } = {},
 ): Promise<FaultProxy> {
   const upstream = new URL(target);
   const queue: (Fault | undefined)[] = [...(opts.plan ?? [])];
@@ -152,13 +160,29 @@ export async function startFaultProxy(
         },
         (upRes) => {
           record.status = upRes.statusCode;
-          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           const chunks: Buffer[] = [];
           upRes.on('data', (c: Buffer) => chunks.push(c));
+          if (opts.lifetimeS === undefined) {
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+            upRes.on('end', () => {
+              record.response = Buffer.concat(chunks).toString('utf8');
+            });
+            upRes.pipe(res);
+            return;
+          }
+          const lifetimeS = opts.lifetimeS;
           upRes.on('end', () => {
-            record.response = Buffer.concat(chunks).toString('utf8');
+            const expires = new Date(Date.now() + lifetimeS * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+            const text = Buffer.concat(chunks)
+              .toString('utf8')
+              .replace(/<Expiration>[^<]*<\/Expiration>/g, `<Expiration>${expires}</Expiration>`);
+            record.response = text;
+            const body = Buffer.from(text, 'utf8');
+            const headers = { ...upRes.headers, 'content-length': String(body.length) };
+            delete headers['transfer-encoding'];
+            res.writeHead(upRes.statusCode ?? 502, headers);
+            res.end(body);
           });
-          upRes.pipe(res);
         },
       );
       up.on('error', () => {

@@ -7,6 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/ledger/ledger.js';
+import { startFaultProxy, type FaultProxy } from '../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, spawnCollect } from '../../src/devkit/run-action.js';
@@ -20,17 +21,20 @@ if (!available) console.log('aws-broker e2e skipped: moto_server is not on PATH 
 const maybe = available ? describe : describe.skip;
 
 let moto: Moto;
+/** STS through a proxy that gives credentials 839 s: under refresh-before-seconds 840, so every request refreshes. */
+let shortSts: FaultProxy;
 let issuer: OidcIssuer;
 const jobs: Job[] = [];
 
 beforeAll(async () => {
   if (!available) return;
   [moto, issuer] = await Promise.all([startMoto(), startOidcIssuer()]);
+  shortSts = await startFaultProxy(moto.endpoint, { lifetimeS: 839 });
 }, 60000);
 
 afterAll(async () => {
   for (const j of jobs.splice(0)) rmSync(j.root, { recursive: true, force: true });
-  await Promise.all([moto?.stop(), issuer?.close()]);
+  await Promise.all([shortSts?.close(), moto?.stop(), issuer?.close()]);
 });
 
 function events(j: Job, type: string): LedgerEvent[] {
@@ -72,14 +76,15 @@ print(json.dumps(out))
 maybe('aws with export: broker', () => {
   test('a later step refreshes through the exported container-credentials variables; post stops the broker', async () => {
     // moto.env holds static keys from "an earlier step": they are blanked for later steps.
-    const j = new Job({ env: { ...moto.env, ...issuer.env } });
+    const j = new Job({ env: { ...moto.env, ...issuer.env, ...shortSts.env } });
     jobs.push(j);
     const main = await j.run('aws', 'main', {
       inputs: {
         'role-to-assume': ROLE,
         'aws-region': 'eu-west-1',
         export: 'broker',
-        'refresh-before-seconds': '1000',
+        // The most a 900 s role accepts; the proxy's 839 s credentials are never fresher: every request is a new exchange.
+        'refresh-before-seconds': '840',
       },
     });
     if (main.code !== 0) throw new Error(`aws main failed:\n${main.stdout}\n${main.stderr}`);
@@ -136,7 +141,8 @@ maybe('aws with export: broker', () => {
       unauthorized: 0,
     });
     const ended = events(j, 'credentials.ended')[0].data as { secondsLeft: number };
-    expect(ended.secondsLeft).toBeGreaterThan(800);
+    // The proxy's 839 s lifetime, less the test's own time.
+    expect(ended.secondsLeft).toBeGreaterThan(700);
     expect(post.stdout).toContain('credential broker stopped');
 
     // Secrets: the ID-token request token and every AWS key are nowhere; the bearer token is

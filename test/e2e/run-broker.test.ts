@@ -11,6 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/ledger/ledger.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { startFaultProxy, type FaultProxy } from '../../src/devkit/fault-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
@@ -24,6 +25,8 @@ if (!available) console.log('run-broker e2e skipped: moto_server is not on PATH 
 const maybe = available ? describe : describe.skip;
 
 let moto: Moto;
+/** STS through a proxy that gives credentials 839 s: under refresh-before-seconds 840, so every request refreshes. */
+let shortSts: FaultProxy;
 let issuer: OidcIssuer;
 let github: GithubApiServer;
 let key: ReturnType<typeof makeAppKey>;
@@ -40,6 +43,8 @@ beforeAll(async () => {
       slug: 'cordon-run-agent',
       botId: 9100002,
       publicKey: key.publicKey,
+      // Under refresh-before-seconds 3540 (the most the inputs accept): every request mints.
+      tokenLifetimeS: 3500,
       installations: [
         {
           id: 888,
@@ -50,6 +55,7 @@ beforeAll(async () => {
       ],
     }),
   ]);
+  shortSts = await startFaultProxy(moto.endpoint, { lifetimeS: 839 });
   // Moto keeps data per account and takes it from the caller's keys: 'testing' is 123456789012.
   const sm = new SecretsManagerClient({
     endpoint: moto.endpoint,
@@ -64,7 +70,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const j of jobs.splice(0)) rmSync(j.root, { recursive: true, force: true });
-  await Promise.all([moto?.stop(), issuer?.close(), github?.close()]);
+  await Promise.all([shortSts?.close(), moto?.stop(), issuer?.close(), github?.close()]);
 });
 
 function newJob(): Job {
@@ -143,6 +149,7 @@ print('secret=' + out[-1]['secret'])
 maybe('run with credentials: broker', () => {
   test('boto3 refreshes through the broker: two keys, both recorded; no static keys, no ID-token pair; port closed after', async () => {
     const j = newJob();
+    Object.assign(j.env, shortSts.env);
     const dump = join(j.root, 'seen.json');
     const r = await j.run('run', 'main', {
       inputs: {
@@ -153,8 +160,8 @@ maybe('run with credentials: broker', () => {
         'aws-role-to-assume': ROLE,
         'aws-region': 'us-east-1',
         credentials: 'broker',
-        // Above the 900 s lifetime: every request is a new exchange.
-        'refresh-before-seconds': '1000',
+        // The most a 900 s role accepts; the proxy's 839 s credentials are never fresher: every request is a new exchange.
+        'refresh-before-seconds': '840',
         secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
       },
       env: { SCRIPT: BOTO },
@@ -255,8 +262,8 @@ maybe('run with credentials: broker', () => {
         'github-app-id': '515151',
         'github-app-private-key': key.pkcs1,
         'github-app-permissions': 'contents: write\npull-requests: read',
-        // Above the hour a token lives: every request mints a new one.
-        'refresh-before-seconds': '4000',
+        // Above the 3500 s the stand-in gives a token: every request mints a new one.
+        'refresh-before-seconds': '3540',
       },
       timeoutMs: 120000,
     });

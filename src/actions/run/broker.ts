@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { AwsSessionInputs } from '../../aws/inputs.js';
 import type { AwsCredentials } from '../../aws/sts.js';
 import { startBroker, type StartedBroker } from '../../broker/start.js';
-import { AWS_PATH } from '../../broker/config.js';
+import { AWS_PATH, checkRefreshBefore } from '../../broker/config.js';
 import { CordonError, describeError } from '../../platform/errors.js';
 import type { Inputs } from '../../platform/inputs.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
@@ -127,6 +127,13 @@ export function parseRunBrokerInputs(i: Inputs, aws: AwsSessionInputs | undefine
       why: 'the broker keeps credentials fresh for a role or an app; without one it has nothing to serve',
       fix: 'add `aws-role-to-assume` and `aws-region` (or `github-app-id` and `github-app-private-key`), or remove `credentials: broker`',
       input: 'credentials',
+    });
+  }
+  if (mode === 'broker') {
+    checkRefreshBefore(refreshBeforeSeconds, {
+      action: 'run',
+      ...(aws ? { aws: { durationSeconds: aws.durationSeconds, input: 'aws-role-duration-seconds' } } : {}),
+      github: github !== undefined,
     });
   }
   return { mode, refreshBeforeSeconds, ...(github ? { github } : {}) };

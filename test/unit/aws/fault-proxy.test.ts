@@ -71,4 +71,25 @@ describe('fault proxy', () => {
     proxy.always(undefined);
     expect((await post('z')).status).toBe(200);
   });
+
+  test('lifetimeS rewrites every forwarded Expiration to that many seconds from now', async () => {
+    const xmlUp = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/xml' });
+      res.end('<R><Credentials><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></R>');
+    });
+    await new Promise<void>((r) => xmlUp.listen(0, '127.0.0.1', r));
+    const short = await startFaultProxy(`http://127.0.0.1:${(xmlUp.address() as AddressInfo).port}`, {
+      lifetimeS: 120,
+    });
+    try {
+      const text = await (await fetch(short.url + '/', { method: 'POST', body: 'Action=x' })).text();
+      const m = /<Expiration>([^<]+)<\/Expiration>/.exec(text);
+      const left = (Date.parse(m?.[1] ?? '') - Date.now()) / 1000;
+      expect(left).toBeGreaterThan(110);
+      expect(left).toBeLessThanOrEqual(120);
+    } finally {
+      await short.close();
+      await new Promise<void>((r) => xmlUp.close(() => r()));
+    }
+  });
 });

@@ -150,3 +150,41 @@ describe('session inputs', () => {
     ).toContain('profile-name');
   });
 });
+
+describe('refresh-before-seconds against the credential lifetime', () => {
+  const base = { 'INPUT_ROLE-TO-ASSUME': ROLE, 'INPUT_AWS-REGION': 'us-east-1', INPUT_EXPORT: 'broker' };
+  const parse = (extra: Record<string, string>) =>
+    parseAwsActionInputs(new Inputs('aws', { ...base, ...extra }));
+
+  test('at or above the role duration (a new session on every request) is refused, naming the input and the fix', () => {
+    const e = errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '1000' }));
+    expect(e.input).toBe('refresh-before-seconds');
+    expect(e.message).toContain('aws: input refresh-before-seconds "1000" is not valid');
+    expect(e.message).toContain('AWS credentials live 900 s (role-duration-seconds)');
+    expect(e.message).toContain('every request');
+    expect(e.message).toMatch(/up to 840, or raise role-duration-seconds/);
+    expect(errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '900' })).message).toContain(
+      'every request',
+    );
+    // Under a minute of freshness is as bad in practice.
+    expect(errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '899' })).message).toContain(
+      'fresh for under 60 s',
+    );
+    expect(
+      errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '3600', 'INPUT_ROLE-DURATION-SECONDS': '3600' }))
+        .message,
+    ).toContain('up to 3540');
+  });
+
+  test('a minute short of the duration, or a longer duration, is accepted; other export modes do not use it', () => {
+    expect(parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '840' }).refreshBeforeSeconds).toBe(840);
+    expect(parse({}).refreshBeforeSeconds).toBe(300);
+    expect(
+      parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '1000', 'INPUT_ROLE-DURATION-SECONDS': '3600' })
+        .refreshBeforeSeconds,
+    ).toBe(1000);
+    expect(parse({ INPUT_EXPORT: 'env', 'INPUT_REFRESH-BEFORE-SECONDS': '1000' }).refreshBeforeSeconds).toBe(
+      1000,
+    );
+  });
+});

@@ -1,0 +1,73 @@
+/** run's `credentials: broker` inputs, parsed as the action parses them (no broker is started). */
+import { describe, expect, test } from '@jest/globals';
+import { errorOf } from '../../harness/errors.js';
+import { parseRunInputs } from '../../../src/actions/run/inputs.js';
+
+const AWS = {
+  INPUT_RUN: 'true',
+  INPUT_CREDENTIALS: 'broker',
+  'INPUT_AWS-ROLE-TO-ASSUME': 'arn:aws:iam::111122223333:role/agent',
+  'INPUT_AWS-REGION': 'us-east-1',
+};
+const APP = {
+  INPUT_RUN: 'true',
+  INPUT_CREDENTIALS: 'broker',
+  GITHUB_REPOSITORY: 'octo-org/octo-repo',
+  'INPUT_GITHUB-APP-ID': '123',
+  'INPUT_GITHUB-APP-PRIVATE-KEY': '-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n',
+  'INPUT_GITHUB-APP-PERMISSIONS': 'contents: read',
+};
+
+describe('run: refresh-before-seconds against what the broker serves', () => {
+  test("at or above the AWS role duration is refused, naming run's inputs", () => {
+    const e = errorOf(() => parseRunInputs({ ...AWS, 'INPUT_REFRESH-BEFORE-SECONDS': '1000' }));
+    expect(e.input).toBe('refresh-before-seconds');
+    expect(e.message).toContain('run: input refresh-before-seconds "1000" is not valid');
+    expect(e.message).toContain('(aws-role-duration-seconds)');
+    expect(e.message).toContain('raise aws-role-duration-seconds');
+    expect(
+      parseRunInputs({
+        ...AWS,
+        'INPUT_REFRESH-BEFORE-SECONDS': '1000',
+        'INPUT_AWS-ROLE-DURATION-SECONDS': '1h',
+      }).broker?.refreshBeforeSeconds,
+    ).toBe(1000);
+    // Static credentials have nothing to refresh: the value is not used, so not refused.
+    expect(
+      parseRunInputs({ ...AWS, INPUT_CREDENTIALS: 'static', 'INPUT_REFRESH-BEFORE-SECONDS': '1000' }).broker
+        ?.mode,
+    ).toBe('static');
+  });
+
+  test('at or above the installation token hour is refused (a token minted per request, each revoked at stop)', () => {
+    const e = errorOf(() => parseRunInputs({ ...APP, 'INPUT_REFRESH-BEFORE-SECONDS': '4000' }));
+    expect(e.message).toContain('an installation token lives 3600 s');
+    expect(e.message).toContain('up to 3540');
+    expect(e.message).not.toContain('raise');
+    expect(
+      parseRunInputs({ ...APP, 'INPUT_REFRESH-BEFORE-SECONDS': '3540' }).broker?.refreshBeforeSeconds,
+    ).toBe(3540);
+    // Both served: the shorter lifetime decides.
+    expect(
+      errorOf(() =>
+        parseRunInputs({
+          ...AWS,
+          ...APP,
+          'INPUT_AWS-ROLE-DURATION-SECONDS': '2h',
+          'INPUT_REFRESH-BEFORE-SECONDS': '3600',
+        }),
+      ).message,
+    ).toContain('an installation token lives 3600 s');
+  });
+});
+
+describe('run: github-app-repositories', () => {
+  test("owner/repo/extra is refused under run's input name, not cut to owner/repo", () => {
+    const e = errorOf(() =>
+      parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-REPOSITORIES': 'octo-org/octo-repo/docs' }),
+    );
+    expect(e.input).toBe('github-app-repositories');
+    expect(e.message).toContain('run: input github-app-repositories "octo-org/octo-repo/docs" is not valid');
+    expect(e.message).toContain('has 3 parts');
+  });
+});
