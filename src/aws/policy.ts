@@ -36,6 +36,12 @@ export interface SessionPolicy {
   json?: string;
   statements: StatementSummary[];
   managedPolicyArns: string[];
+  /**
+   * Set when no session policy narrows the role, so the credentials carry every permission
+   * the role has: `default` when none was given, `chosen` when the `allow` input was `*`
+   * alone (the explicit opt-out `actions/run` asks for).
+   */
+  unscoped?: 'default' | 'chosen';
 }
 
 /** Input names used in messages; `actions/run` passes its own (`aws-allow`, ...). */
@@ -392,12 +398,39 @@ export function buildSessionPolicy(
   const action = opts.action ?? 'aws';
   const names = opts.names ?? DEFAULT_POLICY_INPUTS;
   const statements: PolicyStatement[] = [];
+  const allow = given.allow ?? [];
+  if (allow.some((l) => l.text === '*')) {
+    // `*` alone: every permission the role has, said out loud. Nothing else may come with it.
+    const other =
+      allow.length > 1
+        ? `another ${names.allow} line`
+        : given.inline && given.inline.trim() !== ''
+          ? names.inline
+          : given.managed?.length
+            ? names.managed
+            : undefined;
+    if (other) {
+      fail(
+        action,
+        names.allow,
+        `line ${allow.find((l) => l.text === '*')?.line ?? 1} is "*" and ${other} is given too`,
+        `"*" alone means no session policy: the credentials carry every permission the role has, so nothing can narrow it`,
+        `remove the "*" line to keep the session policy, or remove the rest to hand over the role unscoped`,
+      );
+    }
+    return { statements: [], managedPolicyArns: [], unscoped: 'chosen' };
+  }
   if (given.inline && given.inline.trim() !== '')
     statements.push(...parseInlinePolicy(given.inline, { action, input: names.inline }));
   if (given.allow && given.allow.length)
-    statements.push(...parseAllowLines(given.allow, { action, input: names.allow }));
+    statements.push(...parseAllowLines(allow, { action, input: names.allow }));
   const managedPolicyArns = validateManagedPolicyArns(given.managed ?? [], { action, input: names.managed });
-  if (statements.length === 0) return { statements: [], managedPolicyArns };
+  if (statements.length === 0)
+    return {
+      statements: [],
+      managedPolicyArns,
+      ...(managedPolicyArns.length ? {} : { unscoped: 'default' }),
+    };
   const document: PolicyDocument = { Version: '2012-10-17', Statement: statements };
   const json = JSON.stringify(document);
   if (json.length > MAX_POLICY_CHARS) {

@@ -50,6 +50,10 @@ export interface BrokerAwsConfig {
   /** Inline session policy, compact JSON. */
   policy?: string;
   managedPolicyArns?: string[];
+  /** What the session policy allows, for the ledger (the first issuance's event). */
+  statements?: { effect: string; actions: string[]; resources: string[] }[];
+  /** No session policy: recorded on every issuance. */
+  unscoped?: 'default' | 'chosen';
   /** ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN: held in memory only. */
   idTokenRequestUrl: string;
   idTokenRequestToken: string;

@@ -126,6 +126,9 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
       durationSeconds: c.durationSeconds,
       issuance: i.issuance,
       reason: i.reason,
+      ...(i.issuance === 1 && c.statements?.length ? { statements: c.statements } : {}),
+      ...(i.issuance === 1 && c.managedPolicyArns?.length ? { managedPolicies: c.managedPolicyArns } : {}),
+      ...(c.unscoped ? { unscoped: c.unscoped } : {}),
       ...(requester ? { requester } : {}),
     };
     record('credentials.refreshed', event);

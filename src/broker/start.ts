@@ -205,6 +205,8 @@ export async function startBroker(
             durationSeconds: cfg.aws.durationSeconds,
             policy: cfg.aws.policy.json,
             managedPolicyArns: cfg.aws.policy.managedPolicyArns,
+            statements: cfg.aws.policy.statements,
+            ...(cfg.aws.policy.unscoped ? { unscoped: cfg.aws.policy.unscoped } : {}),
             idTokenRequestUrl: env.ACTIONS_ID_TOKEN_REQUEST_URL as string,
             idTokenRequestToken: env.ACTIONS_ID_TOKEN_REQUEST_TOKEN as string,
             stsEnv: Object.fromEntries(STS_ENV.flatMap((k) => (env[k] ? [[k, env[k] as string]] : []))),

@@ -44,12 +44,20 @@ export interface AwsSession {
   durationSeconds: number;
 }
 
+/**
+ * No session policy narrowed the role: the credentials carry every permission it has.
+ * `default`: none was given (`actions/aws`, as configure-aws-credentials allows);
+ * `chosen`: `allow: '*'` said so (the only way `actions/run` hands the agent such credentials).
+ */
+export type Unscoped = 'default' | 'chosen';
+
 export interface CredentialsIssued extends AwsSession {
   account?: string;
   region?: string;
   export: string;
   statements?: { effect: string; actions: string[]; resources: string[] }[];
   managedPolicies?: string[];
+  unscoped?: Unscoped;
 }
 
 export interface CredentialsEnded {
@@ -331,6 +339,11 @@ export interface BrokerStarted {
 export interface CredentialsRefreshed extends AwsSession {
   /** 1 for the first issuance, then counting. */
   issuance: number;
+  /** The session policy's statements and managed ARNs: on the first issuance (the same every time). */
+  statements?: { effect: string; actions: string[]; resources: string[] }[];
+  managedPolicies?: string[];
+  /** On every issuance when no session policy narrows the role. */
+  unscoped?: Unscoped;
   reason: 'start' | 'expiring';
   requester?: BrokerRequester;
 }

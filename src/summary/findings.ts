@@ -241,6 +241,18 @@ function revocationFindings(events: LedgerEvent[]): Finding[] {
   return out;
 }
 
+/** AWS credentials no session policy narrowed: every permission the role has, said at the top. */
+function scopeFindings(events: LedgerEvent[]): Finding[] {
+  const unscoped = new Map<string, 'default' | 'chosen'>();
+  for (const c of [...eventsOf(events, 'credentials.issued'), ...eventsOf(events, 'credentials.refreshed')])
+    if (c.unscoped && !unscoped.has(c.role)) unscoped.set(c.role, c.unscoped);
+  return [...unscoped].map(([role, how]) => ({
+    level: 'warning',
+    short: 'AWS credentials UNSCOPED',
+    text: `AWS credentials UNSCOPED: ${cut(role, 200)} was handed out with no session policy, so they carried every permission the role has (${how === 'chosen' ? "the workflow chose this with allow: '*'" : 'no session policy was given'}).`,
+  }));
+}
+
 function identityFindings(events: LedgerEvent[]): Finding[] {
   const out: Finding[] = [];
   const finished = eventsOf(events, 'run.finished');
@@ -270,6 +282,7 @@ export function findings(events: LedgerEvent[], verdict: Verdict): Finding[] {
     ...leakFindings(events),
     ...fenceFindings(events),
     ...revocationFindings(events),
+    ...scopeFindings(events),
     ...identityFindings(events),
   ];
   return [...all.filter((f) => f.level === 'caution'), ...all.filter((f) => f.level === 'warning')];

@@ -124,14 +124,20 @@ export function allowedSection(events: LedgerEvent[]): Block[] {
   const tokens = eventsOf(events, 'token.issued');
   blocks.push({ kind: 'heading', level: 3, text: 'What the agent was allowed' });
   const allowedRows: string[][] = [];
-  for (const c of creds) {
+  // The broker's first issuance of a role no step recorded as issued stands for its credentials.
+  const brokered = eventsOf(events, 'credentials.refreshed').filter(
+    (c) => c.issuance === 1 && !creds.some((i) => i.role === c.role),
+  );
+  for (const c of [...creds, ...brokered]) {
     const stmts = (c.statements ?? [])
       .map((s) => `${s.effect} ${s.actions.join(', ')} on ${s.resources.join(', ')}`)
       .join('; ');
     allowedRows.push([
-      'AWS',
+      'issuance' in c ? 'AWS (broker)' : 'AWS',
       c.role,
-      stmts || 'role policy only',
+      c.unscoped
+        ? `UNSCOPED: every permission the role has (no session policy${c.unscoped === 'chosen' ? "; allow: '*'" : ''})`
+        : stmts || 'role policy only',
       [...(c.managedPolicies ?? [])].join(', '),
       until(c.expiration),
     ]);

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { allFiles } from '../harness/files.js';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -162,6 +162,8 @@ maybe('run with credentials: broker', () => {
         credentials: 'broker',
         // The most a 900 s role accepts; the proxy's 839 s credentials are never fresher: every request is a new exchange.
         'refresh-before-seconds': '840',
+        'aws-allow':
+          'secretsmanager:GetSecretValue arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*',
         secrets: 'DB_PASSWORD=aws-sm:prod/db#password',
       },
       env: { SCRIPT: BOTO },
@@ -209,6 +211,15 @@ maybe('run with credentials: broker', () => {
     expect(refreshed.length).toBeGreaterThanOrEqual(keys.length);
     expect(refreshed.map((e) => e.data.issuance)).toEqual(refreshed.map((_, i) => i + 1));
     for (const e of refreshed) expect(e.data).toMatchObject({ role: ROLE, durationSeconds: 900 });
+    // The session policy is on the first issuance, for the summary; none is unscoped.
+    expect(refreshed[0].data.statements).toEqual([
+      {
+        effect: 'Allow',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: ['arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*'],
+      },
+    ]);
+    expect(refreshed.some((e) => 'unscoped' in e.data)).toBe(false);
     expect(refreshed.slice(1).every((e) => e.data.reason === 'expiring')).toBe(true);
     expect(events(j, 'credentials.issued')).toHaveLength(0);
     const started = events(j, 'run.started')[0].data as { credentials: string[]; envRemoved: string[] };
@@ -366,10 +377,48 @@ maybe('run with credentials: broker', () => {
         credentials: 'broker',
         'aws-role-to-assume': ROLE,
         'aws-region': 'us-east-1',
+        'aws-allow': '*',
         'refresh-before-seconds': 'soon',
       },
     });
     expect(r.code).not.toBe(0);
     expect(r.commands.find((c) => c.command === 'error')?.message).toContain('refresh-before-seconds');
   });
+
+  test("hostile: a role without a session policy is refused before the command runs; aws-allow: '*' hands it over, recorded UNSCOPED", async () => {
+    const j = newJob();
+    const marker = join(j.root, 'ran');
+    const refused = await j.run('run', 'main', {
+      inputs: {
+        run: `touch ${marker}`,
+        'aws-role-to-assume': ROLE,
+        'aws-region': 'us-east-1',
+      },
+    });
+    expect(refused.code).not.toBe(0);
+    expect(existsSync(marker)).toBe(false);
+    const error = refused.commands.find((c) => c.command === 'error')?.message ?? '';
+    expect(error).toContain('run: aws-role-to-assume was given without a session policy');
+    expect(error).toContain("aws-allow: '*'");
+    expect(events(j, 'credentials.issued')).toHaveLength(0);
+
+    for (const credentials of ['static', 'broker']) {
+      const k = newJob();
+      const r = await k.run('run', 'main', {
+        inputs: {
+          run: 'echo ran',
+          'aws-role-to-assume': ROLE,
+          'aws-region': 'us-east-1',
+          'aws-allow': '*',
+          credentials,
+        },
+        timeoutMs: 60000,
+      });
+      if (r.code !== 0) throw new Error(`run (${credentials}) failed:\n${r.stdout}\n${r.stderr}`);
+      expect(r.stdout).toContain('UNSCOPED');
+      const issued = events(k, credentials === 'static' ? 'credentials.issued' : 'credentials.refreshed');
+      expect(issued.length).toBeGreaterThanOrEqual(1);
+      for (const e of issued) expect(e.data).toMatchObject({ role: ROLE, unscoped: 'chosen' });
+    }
+  }, 150000);
 });

@@ -114,6 +114,7 @@ describe('cordon check: the workflow around the steps', () => {
         '          secrets: T=aws-sm:ci/t',
         '          aws-role-to-assume: arn:aws:iam::123456789012:role/agent',
         '          aws-region: eu-west-1',
+        '          aws-allow: secretsmanager:GetSecretValue arn:aws:secretsmanager:eu-west-1:123456789012:secret:ci/t-*',
       ].join('\n');
     const open = checkWorkflowText(wf(''), 'w.yml').problems.filter((p) => p.code === 'egress-endpoint');
     expect(open.map((p) => p.message)).toEqual([
@@ -122,6 +123,14 @@ describe('cordon check: the workflow around the steps', () => {
     ]);
     expect(open[0].suggestion).toContain('add eu-west-1 to aws-regions of egress (line 8)');
     expect(checkWorkflowText(wf(', aws-regions: eu-west-1'), 'w.yml').problems).toEqual([]);
+    // Without a session policy the agent's credentials would be the whole role: reported at the step.
+    const unscoped = checkWorkflowText(
+      wf(', aws-regions: eu-west-1').replace(/\n.*aws-allow.*/, ''),
+      'w.yml',
+    ).problems;
+    expect(unscoped.map((p) => `${p.code}:${p.input}`)).toEqual(['invalid-input:aws-allow']);
+    expect(unscoped[0].message).toContain('run: aws-role-to-assume was given without a session policy');
+    expect(unscoped[0].suggestion).toContain("aws-allow: '*'");
   });
 
   test('id-token, step order, event text in commands and the allowlist Cordon’s own steps need', () => {
@@ -294,6 +303,7 @@ describe('cordon check: the reusable workflow’s own fence', () => {
       '      run: ./agent.sh',
       '      aws-role-to-assume: arn:aws:iam::123456789012:role/agent',
       '      aws-region: eu-central-1',
+      "      aws-allow: '*'",
       '      allowed-domains: api.anthropic.com',
       '',
     ].join('\n');

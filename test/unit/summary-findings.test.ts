@@ -470,3 +470,48 @@ describe('summary findings', () => {
     expect(html).toContain('Mona \\u202etnega eht yb\\u2066');
   });
 });
+
+describe('summary: AWS credentials no session policy narrowed', () => {
+  test('unscoped credentials (none given, or allow: *) are an alert at the top and UNSCOPED in the allowed table', () => {
+    const scoped = md(quietRun);
+    expect(scoped).not.toContain('UNSCOPED');
+    const issued = { ...sampleEvents['credentials.issued'], statements: [], managedPolicies: [] };
+    const none = md({ ...quietRun, 'credentials.issued': { ...issued, unscoped: 'default' } });
+    expect(none.split('\n')[2]).toContain('AWS credentials UNSCOPED');
+    expect(none).toContain(
+      'AWS credentials UNSCOPED: arn:aws:iam::123456789012:role/agent was handed out with no session policy',
+    );
+    expect(none).toContain('(no session policy was given)');
+    const row = tableRows(none, 'Kind').find((r) => r.startsWith('| AWS |'));
+    expect(row).toContain('UNSCOPED: every permission the role has (no session policy)');
+    const chosen = md({ ...quietRun, 'credentials.issued': { ...issued, unscoped: 'chosen' } });
+    // Markdown escapes the star.
+    expect(chosen).toContain("the workflow chose this with allow: '\\*'");
+    expect(tableRows(chosen, 'Kind').find((r) => r.startsWith('| AWS |'))).toContain("allow: '\\*'");
+  });
+
+  test("the broker's credentials: its first issuance stands for them in the allowed table, and unscoped ones are an alert", () => {
+    const first = {
+      ...sampleEvents['credentials.refreshed'],
+      role: 'arn:aws:iam::123456789012:role/brokered',
+      issuance: 1,
+      reason: 'start' as const,
+      unscoped: 'chosen' as const,
+    };
+    const text = md({ ...quietRun, 'credentials.refreshed': first });
+    const row = tableRows(text, 'Kind').find((r) => r.startsWith('| AWS (broker) |'));
+    expect(row).toContain('arn:aws:iam::123456789012:role/brokered');
+    expect(row).toContain('UNSCOPED');
+    expect(text.split('\n')[2]).toContain('AWS credentials UNSCOPED');
+    const scopedFirst = {
+      ...first,
+      unscoped: undefined,
+      statements: [{ effect: 'Allow', actions: ['s3:GetObject'], resources: ['arn:aws:s3:::b/*'] }],
+    };
+    const scopedText = md({ ...quietRun, 'credentials.refreshed': scopedFirst });
+    expect(tableRows(scopedText, 'Kind').find((r) => r.startsWith('| AWS (broker) |'))).toContain(
+      'Allow s3:GetObject on arn:aws:s3:::b/\\*',
+    );
+    expect(scopedText).not.toContain('UNSCOPED');
+  });
+});

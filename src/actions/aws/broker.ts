@@ -10,7 +10,7 @@ import type { SecretRegistry } from '../../platform/mask.js';
 import { hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import type { AwsActionInputs } from '../../aws/inputs.js';
-import type { AwsState } from './issue.js';
+import { unscopedWarning, type AwsState } from './issue.js';
 
 export interface ExportBrokerDeps {
   env: Env;
@@ -108,8 +108,9 @@ export async function exportThroughBroker(inputs: AwsActionInputs, deps: ExportB
   const state: AwsState = { export: 'broker', role: inputs.role.arn, expiration };
   runner.saveState('aws', JSON.stringify(state));
   runner.info(
-    `aws: credential broker for ${arn} on ${broker.url} (pid ${broker.pid}); later steps get credentials through AWS_CONTAINER_CREDENTIALS_FULL_URI, refreshed when fewer than ${inputs.refreshBeforeSeconds} s remain, until post stops it${blanked.length ? `; blanked ${blanked.join(', ')}` : ''}`,
+    `aws: credential broker for ${arn} on ${broker.url} (pid ${broker.pid}); later steps get credentials through AWS_CONTAINER_CREDENTIALS_FULL_URI, refreshed when fewer than ${inputs.refreshBeforeSeconds} s remain, until post stops it${inputs.policy.unscoped ? '; UNSCOPED: no session policy, every permission the role has' : ''}${blanked.length ? `; blanked ${blanked.join(', ')}` : ''}`,
   );
+  if (inputs.policy.unscoped === 'default') runner.warning(unscopedWarning(inputs.role.arn));
 }
 
 /**

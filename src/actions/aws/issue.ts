@@ -176,6 +176,7 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     export: inputs.export,
     statements: inputs.policy.statements,
     managedPolicies: inputs.policy.managedPolicyArns,
+    ...(inputs.policy.unscoped ? { unscoped: inputs.policy.unscoped } : {}),
   };
   Ledger.forEnv(env, { action: 'aws', registry }).append('credentials.issued', event);
   const state: AwsState = {
@@ -186,10 +187,10 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     files,
   };
   runner.saveState('aws', JSON.stringify(state));
-  const scope =
-    inputs.policy.statements.length || inputs.policy.managedPolicyArns.length
-      ? `session policy: ${inputs.policy.statements.length} statement(s), ${inputs.policy.managedPolicyArns.length} managed`
-      : "no session policy: the role's own permissions apply";
+  const scope = inputs.policy.unscoped
+    ? `UNSCOPED: no session policy, every permission the role has${inputs.policy.unscoped === 'chosen' ? ' (allow: *)' : ''}`
+    : `session policy: ${inputs.policy.statements.length} statement(s), ${inputs.policy.managedPolicyArns.length} managed`;
+  if (inputs.policy.unscoped === 'default') runner.warning(unscopedWarning(inputs.role.arn));
   const where = {
     env: 'as AWS_* variables',
     profile: `as profile ${inputs.profileName}`,
@@ -201,4 +202,9 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
     `aws: ${chain ? 'chained to' : 'assumed'} ${creds.assumedRoleArn} until ${expiration} (${inputs.durationSeconds} s; ${scope}); exported ${where}`,
   );
   return creds;
+}
+
+/** The warning for credentials no session policy narrows, when nobody said that was meant. */
+export function unscopedWarning(role: string): string {
+  return `aws: no session policy: the credentials carry every permission ${role} has (unscoped). Add \`allow\` lines (or inline-session-policy / managed-session-policies) for what the later steps need, or \`allow: '*'\` to say unscoped is meant`;
 }

@@ -61,7 +61,12 @@ export async function mintAwsCredentials(
     export: 'command',
     statements: aws.policy.statements,
     managedPolicies: aws.policy.managedPolicyArns,
+    ...(aws.policy.unscoped ? { unscoped: aws.policy.unscoped } : {}),
   };
   Ledger.forEnv(deps.env, { action: 'run', registry: deps.registry }).append('credentials.issued', event);
+  if (aws.policy.unscoped)
+    deps.runner.info(
+      `run: the command's AWS credentials are UNSCOPED (aws-allow: '*'): every permission ${aws.role.arn} has`,
+    );
   return creds;
 }

@@ -233,7 +233,7 @@ export async function startRunBroker(
     ...(gh ? [`github-app-broker:${gh.issuerInput}=${gh.issuer}`] : []),
   ];
   runner.info(
-    `run: credential broker serving ${broker.given.join(', ')} on ${started.url} (pid ${started.pid}); it refreshes when fewer than ${inputs.broker.refreshBeforeSeconds} s remain`,
+    `run: credential broker serving ${broker.given.join(', ')} on ${started.url} (pid ${started.pid}); it refreshes when fewer than ${inputs.broker.refreshBeforeSeconds} s remain${inputs.aws?.policy.unscoped ? `; its AWS credentials are UNSCOPED (aws-allow: '*'): every permission ${inputs.aws.role.arn} has` : ''}`,
   );
   return broker;
 }

@@ -1,5 +1,6 @@
 /** `actions/run`'s inputs, typed and validated in one place. */
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../../aws/inputs.js';
+import { CordonError } from '../../platform/errors.js';
 import { Inputs } from '../../platform/inputs.js';
 import type { Env } from '../../platform/runner.js';
 import { parseSecretSourceInputs, type SecretSourceInputs } from '../../secrets/inputs.js';
@@ -54,6 +55,7 @@ export function parseRunInputs(env: Env): RunInputs {
     timeoutMs = Math.round(minutes * 60000);
   }
   const aws = parseAwsSessionInputs(i, { prefix: 'aws-', optional: true, env });
+  if (aws?.policy.unscoped === 'default') throw unscopedAwsError(aws);
   return {
     ...parseSecretSourceInputs(i),
     run,
@@ -69,4 +71,23 @@ export function parseRunInputs(env: Env): RunInputs {
     aws,
     broker: parseRunBrokerInputs(i, aws),
   };
+}
+
+/**
+ * The command is the agent: the AWS credentials run hands it are narrowed by a session
+ * policy, or handed over unscoped only when the workflow says so (`aws-allow: '*'`).
+ */
+function unscopedAwsError(aws: AwsSessionInputs): CordonError {
+  return new CordonError({
+    what: 'run: aws-role-to-assume was given without a session policy',
+    why:
+      `the command would get every permission ${aws.role.arn} has; run's AWS credentials go to the agent, ` +
+      'so they are narrowed by aws-allow, aws-inline-session-policy or aws-managed-session-policies, ' +
+      'or handed over unscoped only when the workflow says so',
+    fix:
+      'add `aws-allow` lines for what the command needs (e.g. `secretsmanager:GetSecretValue ' +
+      `arn:aws:secretsmanager:${aws.region}:${aws.role.account}:secret:<name>-*\` for its aws-sm: secrets), ` +
+      "or `aws-allow: '*'` to hand it the role's own permissions, recorded as unscoped",
+    input: 'aws-allow',
+  });
 }

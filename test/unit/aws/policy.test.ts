@@ -186,7 +186,42 @@ describe('managed policies and the merged policy', () => {
       { effect: 'Allow', actions: ['s3:GetObject'], resources: ['arn:aws:s3:::b/*'] },
     ]);
     expect(p.managedPolicyArns).toEqual(['arn:aws:iam::aws:policy/ReadOnlyAccess']);
-    expect(buildSessionPolicy({})).toEqual({ statements: [], managedPolicyArns: [] });
+    expect(p.unscoped).toBeUndefined();
+    expect(buildSessionPolicy({})).toEqual({ statements: [], managedPolicyArns: [], unscoped: 'default' });
+    expect(
+      buildSessionPolicy({ managed: ['arn:aws:iam::aws:policy/ReadOnlyAccess'] }).unscoped,
+    ).toBeUndefined();
+  });
+
+  test("allow: '*' alone hands over the role unscoped, said so; '*' with anything else is refused", () => {
+    expect(buildSessionPolicy({ allow: lines('*') })).toEqual({
+      statements: [],
+      managedPolicyArns: [],
+      unscoped: 'chosen',
+    });
+    const names = {
+      inline: 'aws-inline-session-policy',
+      allow: 'aws-allow',
+      managed: 'aws-managed-session-policies',
+    };
+    const withLine = errorOf(() =>
+      buildSessionPolicy({ allow: lines('s3:GetObject arn:aws:s3:::b/*\n*') }, { action: 'run', names }),
+    );
+    expect(withLine.input).toBe('aws-allow');
+    expect(withLine.message).toContain('line 2 is "*" and another aws-allow line is given too');
+    expect(
+      errorOf(() =>
+        buildSessionPolicy({ allow: lines('*'), managed: ['arn:aws:iam::aws:policy/ReadOnlyAccess'] }),
+      ).message,
+    ).toContain('managed-session-policies is given too');
+    expect(
+      errorOf(() =>
+        buildSessionPolicy({
+          allow: lines('*'),
+          inline: '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}',
+        }),
+      ).message,
+    ).toContain('inline-session-policy is given too');
   });
 
   test('refuses a policy over the 2,048 characters STS accepts', () => {

@@ -8,6 +8,7 @@ const AWS = {
   INPUT_CREDENTIALS: 'broker',
   'INPUT_AWS-ROLE-TO-ASSUME': 'arn:aws:iam::111122223333:role/agent',
   'INPUT_AWS-REGION': 'us-east-1',
+  'INPUT_AWS-ALLOW': 's3:GetObject arn:aws:s3:::agent-scratch/*',
 };
 const APP = {
   INPUT_RUN: 'true',
@@ -69,5 +70,44 @@ describe('run: github-app-repositories', () => {
     expect(e.input).toBe('github-app-repositories');
     expect(e.message).toContain('run: input github-app-repositories "octo-org/octo-repo/docs" is not valid');
     expect(e.message).toContain('has 3 parts');
+  });
+});
+
+describe('run: the AWS credentials the command gets are scoped, or unscoped by choice', () => {
+  const role = { ...AWS, INPUT_CREDENTIALS: 'static', 'INPUT_AWS-ALLOW': '' };
+
+  test('hostile: aws-role-to-assume without a session policy is refused, naming aws-allow and both fixes', () => {
+    for (const mode of ['static', 'broker']) {
+      const e = errorOf(() => parseRunInputs({ ...role, INPUT_CREDENTIALS: mode }));
+      expect(e.input).toBe('aws-allow');
+      expect(e.message).toContain('run: aws-role-to-assume was given without a session policy');
+      expect(e.message).toContain('every permission arn:aws:iam::111122223333:role/agent has');
+      expect(e.message).toContain('arn:aws:secretsmanager:us-east-1:111122223333:secret:<name>-*');
+      expect(e.message).toContain("aws-allow: '*'");
+    }
+  });
+
+  test("a session policy by any of the three inputs is enough; aws-allow: '*' hands over the role, marked unscoped", () => {
+    expect(
+      parseRunInputs({ ...role, 'INPUT_AWS-ALLOW': 's3:GetObject arn:aws:s3:::b/*' }).aws?.policy.unscoped,
+    ).toBe(undefined);
+    expect(
+      parseRunInputs({
+        ...role,
+        'INPUT_AWS-MANAGED-SESSION-POLICIES': 'arn:aws:iam::aws:policy/ReadOnlyAccess',
+      }).aws?.policy.unscoped,
+    ).toBe(undefined);
+    expect(
+      parseRunInputs({
+        ...role,
+        'INPUT_AWS-INLINE-SESSION-POLICY':
+          '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}',
+      }).aws?.policy.unscoped,
+    ).toBe(undefined);
+    const chosen = parseRunInputs({ ...role, 'INPUT_AWS-ALLOW': '*' }).aws?.policy;
+    expect(chosen).toMatchObject({ unscoped: 'chosen', statements: [] });
+    expect(chosen?.json).toBeUndefined();
+    // No role, nothing to scope.
+    expect(parseRunInputs({ INPUT_RUN: 'true' }).aws).toBeUndefined();
   });
 });
