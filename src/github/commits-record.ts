@@ -3,7 +3,12 @@
  * `commits.observed` line report and start's post append (commits.ts lists and classifies).
  */
 import { CordonError } from '../platform/errors.js';
-import { unclassifiedCommits, type CommitObserved, type CommitsObserved } from '../ledger/events.js';
+import {
+  unclassifiedCommits,
+  type CommitObserved,
+  type CommitsObserved,
+  type RunRecorded,
+} from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Runner } from '../platform/runner.js';
 import { MAX_COMMITS, observeCommits, type GitRunner } from './commits.js';
@@ -12,7 +17,8 @@ import { visibleControls } from '../summary/doc.js';
 export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {
   const bad = observed.commits.filter((c) => c.verdict === 'impersonation');
   const unlisted = unclassifiedCommits(observed);
-  if (bad.length === 0 && !unlisted && !observed.unchecked) return undefined;
+  const partial = observed.partial?.length ? observed.partial : undefined;
+  if (bad.length === 0 && !unlisted && !observed.unchecked && !partial) return undefined;
   // The names are the agent's to choose: each cut, and shown without turning the text
   // around (a right-to-left override), in the annotation and the log.
   const shown = (v: string): string => visibleControls(v.length > 60 ? `${v.slice(0, 59)}…` : v);
@@ -35,6 +41,11 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
       `the commits made in this run could not be checked: ${observed.unchecked}`,
       `review the authors of every commit since ${observed.base.slice(0, 12)} in what was pushed before trusting it; the workspace repository was changed after start`,
     ]);
+  if (partial)
+    parts.push([
+      `the commits made in this run were looked for only in part (bounds reached: ${partial.map(shownWhy).join('; ')}): a commit only what was not read holds is not listed`,
+      `review the authors of every commit since ${observed.base.slice(0, 12)} in what was pushed before trusting it; a run that writes this many refs or reflogs cannot have its commits checked`,
+    ]);
   if (unlisted)
     parts.push([
       `more than ${MAX_COMMITS} commits were made in this run while the agent had its own identity: those past the first ${MAX_COMMITS} listed were not classified, and any of them may carry a human identity`,
@@ -46,6 +57,20 @@ export function impersonationError(observed: CommitsObserved, who = 'start'): Co
     fix: parts.map(([, f]) => f).join('; '),
     input: 'fail-on-impersonation',
   });
+}
+
+/** A bound reached, as said in an error or warning: short, its controls shown. */
+function shownWhy(v: string): string {
+  return visibleControls(v.length > 200 ? `${v.slice(0, 199)}…` : v);
+}
+
+/** The last line of an error: git's own (the first is the command it ran). */
+function lastLine(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  return lines[lines.length - 1] ?? message;
 }
 
 function sameIdentity(a: CommitObserved, b: CommitObserved): boolean {
@@ -130,7 +155,11 @@ export function recordCommits(
       runner.warning(
         `${who}: commit ${c.sha.slice(0, 12)} is recorded in an earlier ledger line as ${recordedAs(known?.get(c.sha) ?? [])}, but it is authored by ${c.author} <${c.authorEmail}> and committed by ${c.committer} <${c.committerEmail}>: listed again as impersonating (a line that is not Cordon's, or the record of another reading)`,
       );
-    if (known && !fresh.length) {
+    if (observed.partial?.length)
+      runner.warning(
+        `${who}: the run's commits were looked for only in part, so some may not be listed: ${observed.partial.map(shownWhy).join('; ')}`,
+      );
+    if (known && !fresh.length && !observed.partial?.length) {
       runner.info(`${who}: no commit made since the report`);
       return observed;
     }
@@ -170,7 +199,35 @@ export function recordCommits(
     }
     return observed;
   } catch (e) {
-    runner.warning(`${who}: could not list the run's commits: ${e instanceof Error ? e.message : String(e)}`);
+    const message = e instanceof Error ? e.message : String(e);
+    // Start saw the recorded commit here: git failing now (a tag naming no object, output
+    // past git's bound) is the agent's to cause after committing as a human, so it is no
+    // quieter than a repository that cannot be read (unchecked).
+    let events: LedgerEvent[] = [];
+    try {
+      events = opts.trusted ?? ledger.events();
+    } catch {
+      events = [];
+    }
+    const run = events.find((x) => x.type === 'run.recorded')?.data as RunRecorded | undefined;
+    if (run?.workspace?.shaPresent === true) {
+      const unchecked: CommitsObserved = {
+        base: typeof run.sha === 'string' ? run.sha : '',
+        head: '',
+        commits: [],
+        unchecked: `git failed while listing them (${shownWhy(lastLine(message))})`,
+      };
+      try {
+        ledger.append('commits.observed', { ...unchecked });
+      } catch {
+        // the warning below still says it
+      }
+      runner.warning(
+        `${who}: the run's commits could not be checked for a human author or committer: ${unchecked.unchecked}`,
+      );
+      return unchecked;
+    }
+    runner.warning(`${who}: could not list the run's commits: ${message}`);
     return undefined;
   }
 }

@@ -10,7 +10,16 @@
  * message can shift a field.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { gitBytes } from '../platform/git.js';
 import { walkFiles } from '../platform/walk.js';
@@ -112,79 +121,197 @@ export function coAuthors(message: string): string[] {
   return out;
 }
 
-/** Most remote-tracking refs whose reflog is read. */
-const MAX_REFS = 200;
-/** Most reflog files read, and most of their entries taken, under `.git/logs`. */
-const MAX_REFLOGS = 1000;
-const MAX_REFLOG_ENTRIES = 5000;
-/** A reflog file larger than this is read up to it. */
+/**
+ * Bounds on what is read to find the run's commits, every one the agent's to reach: refs
+ * listed under `refs/tags` or `refs/remotes`, entries visited under each part of
+ * `.git/logs/refs`, reflog files read (of those changed since start), bytes of one reflog
+ * and of all, distinct commits the reflogs name. What is filtered (tags not written in the
+ * run, reflogs not changed in it, remote-tracking refs no push moved) is filtered before
+ * it is counted; a bound reached is said (`partial`), never a shorter list alone.
+ */
+const MAX_REFS_LISTED = 100_000;
+/** Most tags and pushed refs named in `commits.observed`: every one is walked from. */
+const MAX_REFS_NAMED = 200;
+const MAX_LOG_ENTRIES = 100_000;
+const MAX_REFLOGS = 10_000;
+/** A reflog file larger than this is read from its end (its newest entries) up to it. */
 const MAX_REFLOG_BYTES = 16 * 1024 * 1024;
+const MAX_REFLOGS_BYTES = 64 * 1024 * 1024;
+const MAX_REFLOG_SHAS = 200_000;
 
 function text(git: GitRunner, args: string[], cwd: string, input?: string): string {
   return git(args, cwd, input).toString('utf8');
 }
 
-/**
- * Remote-tracking refs a push from this workspace moved: git logs `update by push` in the
- * ref's reflog. A commit pushed and then dropped locally is still found through them.
- */
-export function pushedRefs(git: GitRunner, cwd: string): string[] {
-  const refs = text(git, ['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/remotes'], cwd)
-    .split('\n')
-    .filter((r) => r !== '' && !r.endsWith('/HEAD'));
-  return refs.filter((ref) => {
-    try {
-      return text(git, ['reflog', 'show', '--format=%gs', ref, '--'], cwd)
-        .split('\n')
-        .some((l) => l.startsWith('update by push'));
-    } catch {
-      return false;
-    }
-  });
+/** A name the agent chose (a ref, a path), short and with its control characters shown. */
+function named(v: string): string {
+  const s = visible(v);
+  return s.length > 120 ? `${s.slice(0, 119)}…` : s;
 }
 
-/** Files under `dir`, not following links, bounded. */
-function filesUnder(dir: string, limit: number): string[] {
-  return walkFiles(dir, { limit }).files;
+/** `for-each-ref` of `prefix`: `[objectname, refname]`, at most MAX_REFS_LISTED, and whether there were more. */
+function refsUnder(git: GitRunner, cwd: string, prefix: string): { refs: [string, string][]; more: boolean } {
+  const lines = text(
+    git,
+    ['for-each-ref', '--format=%(objectname) %(refname)', `--count=${MAX_REFS_LISTED + 1}`, prefix],
+    cwd,
+  )
+    .split('\n')
+    .filter((l) => l !== '');
+  const refs = lines.slice(0, MAX_REFS_LISTED).flatMap((l): [string, string][] => {
+    const sp = l.indexOf(' ');
+    return sp > 0 ? [[l.slice(0, sp), l.slice(sp + 1)]] : [];
+  });
+  return { refs, more: lines.length > MAX_REFS_LISTED };
+}
+
+/** Refs found, with the objects they point at (what the walk starts from) and the bounds reached. */
+export interface RefsFound {
+  refs: string[];
+  objects: string[];
+  partial: string[];
+}
+
+/**
+ * Remote-tracking refs a push from this workspace moved: git logs `update by push` in the
+ * ref's reflog (`pushed`, from readReflogs). A commit pushed and then dropped locally is
+ * still found through them.
+ */
+export function pushedRefs(git: GitRunner, cwd: string, pushed: ReadonlySet<string>): RefsFound {
+  const { refs, more } = refsUnder(git, cwd, 'refs/remotes');
+  const moved = refs.filter(([, r]) => !r.endsWith('/HEAD') && pushed.has(r));
+  return {
+    refs: moved.map(([, r]) => r),
+    objects: moved.map(([o]) => o),
+    partial: more ? [`more than ${MAX_REFS_LISTED} remote-tracking refs: those past them were not read`] : [],
+  };
+}
+
+/** What the reflogs hold from the run: the commits they name, and the remote-tracking refs a push moved. */
+export interface Reflogs {
+  updates: string[];
+  pushed: Set<string>;
+  partial: string[];
+}
+
+/** Reads up to `max` bytes from the end of a regular file, opened without following a link or blocking. */
+function tail(file: string, max: number): { body: string; size: number; read: number } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return undefined;
+    const n = Math.max(0, Math.min(st.size, max));
+    const buf = Buffer.alloc(n);
+    let got = 0;
+    while (got < n) {
+      const r = readSync(fd, buf, got, n - got, st.size - n + got);
+      if (r <= 0) break;
+      got += r;
+    }
+    let body = buf.subarray(0, got).toString('utf8');
+    // Started inside a line: that line is not whole.
+    if (n < st.size) body = body.slice(body.indexOf('\n') + 1);
+    return { body, size: st.size, read: got };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
  * Every ref update the reflogs hold from `since` (seconds) on: commits made and then reset
  * away, amended, stashed, or on a branch deleted since (HEAD's reflog keeps them). A fetch
  * into a remote-tracking ref brings other people's commits: only pushes count there.
+ * HEAD's reflog is read first, then the stash's, the local branches', the remote-tracking
+ * refs' and the other refs'; only reflog files changed since `since` (ctime, which no
+ * process sets back) are read, so reflogs from before the run do not count toward the bounds.
  */
-export function reflogUpdates(gitDir: string, since: number): string[] {
+export function readReflogs(gitDir: string, since: number): Reflogs {
   const logs = join(gitDir, 'logs');
-  const out = new Set<string>();
-  for (const file of filesUnder(logs, MAX_REFLOGS)) {
-    const ref = file.slice(logs.length + 1);
-    let body: string;
+  const partial: string[] = [];
+  const changed = (st: Stats): boolean => st.ctimeMs >= since * 1000;
+  const files: string[] = [];
+  for (const f of [join(logs, 'HEAD'), join(logs, 'refs', 'stash')]) {
     try {
-      const buf = readFileSync(file);
-      body = buf.subarray(0, MAX_REFLOG_BYTES).toString('utf8');
+      const st = lstatSync(f);
+      if (st.isFile() && changed(st)) files.push(f);
     } catch {
-      continue;
+      // none
     }
-    for (const line of body.split('\n')) {
+  }
+  const own = new Set(['heads', 'remotes', 'stash']);
+  for (const [dir, skip] of [
+    [join(logs, 'refs', 'heads'), undefined],
+    [join(logs, 'refs', 'remotes'), undefined],
+    [join(logs, 'refs'), (d: string, name: string) => d === join(logs, 'refs') && own.has(name)],
+  ] as const) {
+    const walked = walkFiles(dir, { limit: MAX_LOG_ENTRIES, keep: (_, st) => changed(st), skip });
+    files.push(...walked.files);
+    if (walked.truncated)
+      partial.push(
+        `${named(dir.slice(gitDir.length + 1))} holds more than ${MAX_LOG_ENTRIES} entries: reflogs past them were not read`,
+      );
+  }
+  if (files.length > MAX_REFLOGS)
+    partial.push(
+      `${files.length} reflogs changed in the run: those past the first ${MAX_REFLOGS} were not read`,
+    );
+  const out = new Set<string>();
+  const pushed = new Set<string>();
+  let budget = MAX_REFLOGS_BYTES;
+  for (const file of files.slice(0, MAX_REFLOGS)) {
+    if (budget <= 0) {
+      partial.push(
+        `the reflogs changed in the run hold more than ${MAX_REFLOGS_BYTES} bytes: those past them were not read`,
+      );
+      break;
+    }
+    const ref = file.slice(logs.length + 1);
+    const read = tail(file, Math.min(MAX_REFLOG_BYTES, budget));
+    if (!read) continue;
+    budget -= read.read;
+    if (read.read < read.size)
+      partial.push(
+        `the reflog ${named(`logs/${ref}`)} is ${read.size} bytes: only its last ${read.read} were read`,
+      );
+    const remote = ref.startsWith('refs/remotes/');
+    for (const line of read.body.split('\n')) {
       const tab = line.indexOf('\t');
       const head = (tab < 0 ? line : line.slice(0, tab)).split(' ');
       const message = tab < 0 ? '' : line.slice(tab + 1);
+      if (remote && message.startsWith('update by push')) pushed.add(ref);
       const sha = head[1] ?? '';
       const time = Number(head[head.length - 2]);
       if (!/^[0-9a-f]{40,64}$/.test(sha) || /^0+$/.test(sha) || !(time >= since)) continue;
-      if (ref.startsWith('refs/remotes/') && !message.startsWith('update by push')) continue;
+      if (remote && !message.startsWith('update by push')) continue;
+      if (out.size >= MAX_REFLOG_SHAS) {
+        partial.push(
+          `the reflogs name more than ${MAX_REFLOG_SHAS} commits since start: those past them were not read`,
+        );
+        return { updates: [...out], pushed, partial };
+      }
       out.add(sha);
-      if (out.size >= MAX_REFLOG_ENTRIES) return [...out];
     }
   }
-  return [...out];
+  return { updates: [...out], pushed, partial };
+}
+
+/** The commits readReflogs finds. */
+export function reflogUpdates(gitDir: string, since: number): string[] {
+  return readReflogs(gitDir, since).updates;
 }
 
 /**
  * Tags written in the run (tags have no reflog): a loose tag whose file changed since `since`
  * (ctime, which no process sets back), or every tag when the packed refs changed.
  */
-export function tagsWritten(git: GitRunner, cwd: string, gitDir: string, since: number): string[] {
+export function tagsWritten(git: GitRunner, cwd: string, gitDir: string, since: number): RefsFound {
   const changed = (p: string): boolean => {
     try {
       return lstatSync(p).ctimeMs >= since * 1000;
@@ -193,9 +320,13 @@ export function tagsWritten(git: GitRunner, cwd: string, gitDir: string, since: 
     }
   };
   const all = changed(join(gitDir, 'packed-refs'));
-  return text(git, ['for-each-ref', '--format=%(refname)', `--count=${MAX_REFS}`, 'refs/tags'], cwd)
-    .split('\n')
-    .filter((r) => r.startsWith('refs/tags/') && (all || changed(join(gitDir, r))));
+  const { refs, more } = refsUnder(git, cwd, 'refs/tags');
+  const written = refs.filter(([, r]) => r.startsWith('refs/tags/') && (all || changed(join(gitDir, r))));
+  return {
+    refs: written.map(([, r]) => r),
+    objects: written.map(([o]) => o),
+    partial: more ? [`more than ${MAX_REFS_LISTED} tags: those past them were not read`] : [],
+  };
 }
 
 /** Of `shas`, those that name a commit or a tag in the repository (reflogs may name pruned ones). */
@@ -305,6 +436,55 @@ export function objectMatches(sha: string, raw: Buffer): boolean {
   return h.digest('hex') === sha.toLowerCase();
 }
 
+/** A commit object larger than this is not read, and named as not read (`partial`): a message is the agent's to size. */
+const MAX_COMMIT_BYTES = 1024 * 1024;
+/** Most bytes of objects one `cat-file --batch` is asked for (git's output is bounded). */
+const BATCH_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The commit objects of `shas` (raw), read in batches of bounded size; one larger than
+ * MAX_COMMIT_BYTES is not read but put in `large` with its size. A missing one is left out.
+ */
+function readCommits(
+  git: GitRunner,
+  cwd: string,
+  shas: readonly string[],
+  large: Map<string, number>,
+): Map<string, Buffer> {
+  const objects = new Map<string, Buffer>();
+  if (!shas.length) return objects;
+  const sized = text(
+    git,
+    ['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'],
+    cwd,
+    shas.join('\n') + '\n',
+  )
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([sha, type]) => type === 'commit' && /^[0-9a-f]{40,64}$/.test(sha));
+  let chunk: string[] = [];
+  let bytes = 0;
+  const flush = (): void => {
+    if (!chunk.length) return;
+    for (const [sha, obj] of readBatch(git(['cat-file', '--batch'], cwd, chunk.join('\n') + '\n')))
+      objects.set(sha, obj);
+    chunk = [];
+    bytes = 0;
+  };
+  for (const [sha, , size] of sized) {
+    const n = Number(size);
+    if (!(n <= MAX_COMMIT_BYTES)) {
+      large.set(sha, n);
+      continue;
+    }
+    if (bytes + n > BATCH_BYTES) flush();
+    chunk.push(sha);
+    bytes += n;
+  }
+  flush();
+  return objects;
+}
+
 /** git's subject: the first paragraph's lines joined by a space. */
 function subjectOf(message: string): string {
   const lines = message.replace(/^\n+/, '').split('\n');
@@ -334,7 +514,8 @@ function verifiedHistory(
   const walked = text(git, ['rev-list', `--max-count=${limit}`, base], cwd)
     .split('\n')
     .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
-  const objects = readBatch(git(['cat-file', '--batch'], cwd, walked.join('\n') + '\n'));
+  // A commit of the history too large to read is not confirmed: walked from, it is named.
+  const objects = readCommits(git, cwd, walked, new Map());
   const parents = new Map<string, string[]>();
   for (const sha of walked) {
     const obj = objects.get(sha);
@@ -388,11 +569,12 @@ function walkHidden(
   start: string[],
   stop: (sha: string) => boolean,
   budget: number,
+  large: Map<string, number>,
 ): Map<string, Buffer> {
   const found = new Map<string, Buffer>();
   let frontier = [...new Set(start)];
   while (frontier.length && found.size < budget) {
-    const objects = readBatch(git(['cat-file', '--batch'], cwd, frontier.join('\n') + '\n'));
+    const objects = readCommits(git, cwd, frontier, large);
     const next = new Set<string>();
     for (const sha of frontier) {
       const obj = objects.get(sha);
@@ -506,28 +688,33 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
     head = '';
   }
   const fromHead = head ? ['HEAD'] : [];
-  const pushed = pushedRefs(git, cwd);
   // From a minute before start's main: a reflog's time is in whole seconds.
   const since = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000) - 60;
+  const reflogs = readReflogs(gitDir, since);
+  const pushed = pushedRefs(git, cwd, reflogs.pushed);
   const tags = tagsWritten(git, cwd, gitDir, since);
+  const partial: string[] = [...reflogs.partial, ...pushed.partial, ...tags.partial];
   // Commit objects each `run` saw created while its command ran, whether or not a ref holds
   // them: one made with commit-tree and pushed to a URL moves no ref and leaves no reflog.
   const created = eventsOf(events, 'run.finished')
     .flatMap((f) => f.commitsCreated ?? [])
     .filter((sha) => /^[0-9a-f]{40,64}$/.test(sha));
-  const updates = commitish(git, cwd, [...new Set([...reflogUpdates(gitDir, since), ...created])]);
+  // Tags and pushed refs by the objects they point at (on stdin: there may be many).
+  const updates = commitish(git, cwd, [
+    ...new Set([...reflogs.updates, ...created, ...tags.objects, ...pushed.objects]),
+  ]);
   const listed = text(
     git,
-    ['rev-list', `--max-count=${MAX_COMMITS + 1}`, ...fromHead, '--branches', ...tags, ...pushed, '--stdin'],
+    ['rev-list', `--max-count=${MAX_COMMITS + 1}`, ...fromHead, '--branches', '--stdin'],
     cwd,
     [...updates, `^${base}`].join('\n') + '\n',
   )
     .split('\n')
     .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   const shas = listed.slice(0, MAX_COMMITS);
-  const raw: Map<string, Buffer> = shas.length
-    ? readBatch(git(['cat-file', '--batch'], cwd, shas.join('\n') + '\n'))
-    : new Map();
+  // Commits too large to read: named as not read (their size is the agent's to choose).
+  const large = new Map<string, number>();
+  const raw = readCommits(git, cwd, shas, large);
   // What git left out must be in the recorded history, read through objects that hash to
   // their names: a shallow file, a rewritten object of that history claiming the agent's
   // commit as a parent, would leave the agent's commits out of git's walk.
@@ -536,7 +723,7 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
     const inList = new Set(shas);
     const tips = text(
       git,
-      ['rev-list', '--no-walk', ...fromHead, '--branches', ...tags, ...pushed, '--stdin'],
+      ['rev-list', '--no-walk', ...fromHead, '--branches', '--stdin'],
       cwd,
       updates.join('\n') + (updates.length ? '\n' : ''),
     )
@@ -556,6 +743,7 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
         left,
         (sha) => sha === base || inList.has(sha) || known.has(sha),
         MAX_COMMITS + 1 - shas.length,
+        large,
       );
       for (const [sha, obj] of found) {
         listed.push(sha);
@@ -589,8 +777,13 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
     return [{ ...c, verdict: classify(c, agents) }];
   });
   const result: CommitsObserved = { base, head, commits };
-  if (pushed.length) result.pushedRefs = pushed;
-  if (tags.length) result.tags = tags;
+  if (pushed.refs.length) result.pushedRefs = pushed.refs.slice(0, MAX_REFS_NAMED);
+  if (tags.refs.length) result.tags = tags.refs.slice(0, MAX_REFS_NAMED);
   if (listed.length > MAX_COMMITS) result.truncated = true;
+  for (const [sha, size] of large)
+    partial.push(`commit ${sha} is ${size} bytes, past ${MAX_COMMIT_BYTES}: not read, so not classified`);
+  if (partial.length)
+    result.partial =
+      partial.length > 10 ? [...partial.slice(0, 9), `and ${partial.length - 9} more`] : partial;
   return result;
 }

@@ -284,10 +284,15 @@ export interface CommitsObserved {
   commits: CommitObserved[];
   /** More commits were made than listed. */
   truncated?: boolean;
-  /** Remote-tracking refs a push from the workspace moved; their new commits are listed too. */
+  /** Remote-tracking refs a push from the workspace moved (the first 200 named); their new commits are listed too. */
   pushedRefs?: string[];
-  /** Tags written in the run; their new commits are listed too. */
+  /** Tags written in the run (the first 200 named); their new commits are listed too. */
   tags?: string[];
+  /**
+   * Bounds reached while looking for the run's commits (refs, reflog files, a reflog's
+   * size): what was not read. A commit only that held is not listed.
+   */
+  partial?: string[];
   /**
    * Why no commit could be listed though start saw the recorded commit in the workspace
    * repository: it was deleted, or the repository replaced or made unreadable since.

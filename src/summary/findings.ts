@@ -84,6 +84,13 @@ function commitFindings(events: LedgerEvent[]): Finding[] {
       short: 'commits not checked',
       text: `The commits made in this run could not be checked for a human author or committer: ${cut(unchecked, 300)}. Review them in what was pushed.`,
     });
+  const partial = [...new Set(observed.flatMap((o) => (Array.isArray(o.partial) ? o.partial : [])))];
+  if (partial.length)
+    out.push({
+      level: 'caution',
+      short: 'commits partly checked',
+      text: `The commits made in this run were looked for only in part, so a commit with a human author or committer may not be listed: ${cut(partial.join('; '), 300)}. Review them in what was pushed.`,
+    });
   if (!impersonating.length) return out;
   return [
     ...out,

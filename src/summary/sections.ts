@@ -306,6 +306,15 @@ export function commitsSection(events: LedgerEvent[]): Block[] {
   );
   for (const why of unchecked)
     blocks.push({ kind: 'para', text: `The commits could not be checked: ${why}.`, strong: true });
+  const partial = new Set(
+    eventsOf(events, 'commits.observed').flatMap((c) => (Array.isArray(c.partial) ? c.partial : [])),
+  );
+  if (partial.size)
+    blocks.push({
+      kind: 'para',
+      text: `The commits were looked for only in part: ${[...partial].join('; ').slice(0, 1000)}.`,
+      strong: true,
+    });
   // With an agent identity issued the cut list is a caution alert (findings.ts), not said twice.
   if (eventsOf(events, 'commits.observed').some((c) => c.truncated && !unclassifiedCommits(c))) {
     blocks.push({

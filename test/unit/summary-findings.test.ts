@@ -213,6 +213,20 @@ describe('summary findings', () => {
     expect(without).toContain('More commits were made than listed');
   });
 
+  test('commits looked for only in part (a bound reached) are a caution, named in the commits section too', () => {
+    const why = '10001 reflogs changed in the run: those past the first 10000 were not read';
+    const text = md({
+      ...quietRun,
+      'commits.observed': { ...sampleEvents['commits.observed'], partial: [why] },
+    });
+    expect(text).toContain(
+      `> [!CAUTION]\n> The commits made in this run were looked for only in part, so a commit with a human author or committer may not be listed: ${why}.`,
+    );
+    expect(text.split('\n')[2]).toMatch(/commits partly checked/);
+    expect(text).toContain(`**The commits were looked for only in part: ${why}.**`);
+    expect(md({ ...quietRun })).not.toContain('looked for only in part');
+  });
+
   test('hostile: impersonating commits with huge author names do not push the other alerts past the summary limit', () => {
     // 300 commits of the agent's, each named by 4000 characters it chose: 1.2 MB of names.
     const human = sampleEvents['commits.observed'].commits[1];
