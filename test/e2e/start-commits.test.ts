@@ -956,4 +956,61 @@ describe('start: what the agent writes into .git cannot hide its commits', () =>
     ).toHaveLength(1);
     expect(end.summary).toMatch(/Cordon: .*commits not checked/);
   }, 120000);
+
+  test('hostile: a later step writes 200 tags sorting before the one on its human-authored commit (made with commit-tree, so no reflog names it): post still lists it as impersonation and fails', async () => {
+    const s = await api();
+    const j = repoJob();
+    const base = j.env.GITHUB_SHA;
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    const mona = {
+      GIT_AUTHOR_NAME: 'Mona Lisa',
+      GIT_AUTHOR_EMAIL: 'mona@example.com',
+      GIT_COMMITTER_NAME: 'Mona Lisa',
+      GIT_COMMITTER_EMAIL: 'mona@example.com',
+    };
+    const human = git(j, ['commit-tree', `${base}^{tree}`, '-p', base, '-m', 'as mona'], mona);
+    git(j, ['tag', 'v9', human]);
+    for (let i = 0; i < 200; i++)
+      writeFileSync(join(j.workspace, '.git', 'refs', 'tags', `a${i}`), `${base}\n`);
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(observed(j).commits.find((c) => c.sha === human)).toMatchObject({ verdict: 'impersonation' });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toMatch(
+      new RegExp(`carry a human identity while the agent had its own: ${human.slice(0, 12)}`),
+    );
+  }, 120000);
+
+  test("hostile: a later step writes a tag naming an object that is not there, so git's listing fails: post does not only warn, the commits are unchecked and fail-on-impersonation fails", async () => {
+    const s = await api();
+    const j = repoJob();
+    const start = await j.run('start', 'main');
+    expect((await issueToken(j, s.url, key.pkcs1)).code).toBe(0);
+    commit(j, 'human commit', { as: ['Mona Lisa', 'mona@example.com'] });
+    const tag = execFileSync('git', ['hash-object', '-t', 'tag', '-w', '--stdin', '--literally'], {
+      cwd: j.workspace,
+      env: j.env,
+      input: `object ${'d'.repeat(40)}\ntype commit\ntag x\ntagger A <a@x> 1 +0000\n\nx\n`,
+      encoding: 'utf8',
+    }).trim();
+    git(j, ['update-ref', 'refs/tags/x', tag]);
+
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(observed(j)).toMatchObject({
+      commits: [],
+      unchecked: expect.stringMatching(/^git failed while listing them \(.*bad object d{40}/),
+    });
+    expect(
+      end.commands.filter((c) => c.command === 'warning' && /commits could not be checked/.test(c.message)),
+    ).toHaveLength(1);
+    expect(end.summary).toMatch(/Cordon: .*commits not checked/);
+    expect(end.code).toBe(1);
+  }, 120000);
 });
