@@ -11,7 +11,8 @@ import {
 } from '../ledger/events.js';
 import type { Ledger, LedgerEvent } from '../ledger/ledger.js';
 import type { Runner } from '../platform/runner.js';
-import { MAX_COMMITS, observeCommits, type GitRunner } from './commits.js';
+import type { GitRunner } from './commit-objects.js';
+import { MAX_COMMITS, observeCommits } from './commits.js';
 import { visibleControls } from '../summary/doc.js';
 
 export function impersonationError(observed: CommitsObserved, who = 'start'): CordonError | undefined {

@@ -10,7 +10,7 @@
 import { readdirSync, lstatSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { gitBytes } from '../../platform/git.js';
-import { readBatch } from '../../github/commits.js';
+import { readBatch } from '../../github/commit-objects.js';
 
 export interface GitLimits {
   /** Directory levels under the workspace searched for repositories. */

@@ -3,15 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import {
-  agentIdentities,
-  classify,
-  coAuthors,
-  observeCommits,
-  parseCommit,
-  readBatch,
-  reflogUpdates,
-} from '../../../src/github/commits.js';
+import { parseCommit, readBatch } from '../../../src/github/commit-objects.js';
+import { agentIdentities, classify, coAuthors, observeCommits } from '../../../src/github/commits.js';
+import { reflogUpdates } from '../../../src/github/reflogs.js';
 import { impersonationError } from '../../../src/github/commits-record.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
