@@ -4,12 +4,22 @@
  * (TLS server_name, HTTP Host: sni.ts) is on the agent's list AND its original
  * destination is an address the agent's proxy answered for that very name (answered.ts).
  * Nothing is terminated: the bytes read to decide are sent on as they came, then the two
- * connections are joined. Otherwise the connection is reset and the destination recorded
+ * connections are joined, the client's side still read: on port 80 every request on the
+ * connection (HttpFollower), on port 443 every ClientHello up to the first encrypted data
+ * record (TlsFollower), each of which must ask for the first name. Otherwise the connection is reset and the destination recorded
  * as the agent's block. The gate's own connections carry the proxy's uid, not an agent's,
  * so they are not redirected back here.
  */
 import net from 'node:net';
-import { MAX_PEEK_BYTES, peekHttp, peekTls, type Peek } from './sni.js';
+import {
+  HttpFollower,
+  MAX_PEEK_BYTES,
+  peekHttp,
+  peekTls,
+  TlsFollower,
+  type Follow,
+  type Peek,
+} from './sni.js';
 import type { AnsweredNames } from './answered.js';
 import type { DomainMatcher } from './policy.js';
 import { TABLE, type NftShell } from './nftshell.js';
@@ -26,7 +36,9 @@ export type GateRefusal =
   | 'no name in time'
   | 'name off the list'
   | 'address not answered for the name'
-  | 'destination unreachable';
+  | 'destination unreachable'
+  | 'another name later on the connection'
+  | 'a later request the gate cannot read';
 
 export interface WebGateOptions {
   matcher: DomainMatcher;
@@ -103,6 +115,7 @@ export class WebGate {
       this.join(
         c,
         buf,
+        port === 443 ? new TlsFollower(p.name) : new HttpFollower(p.name),
         address,
         port,
         () => {
@@ -140,10 +153,15 @@ export class WebGate {
     );
   }
 
-  /** Sends what was read on to the original destination, then joins the two connections. */
+  /**
+   * Sends what was read on to the original destination, then joins the two connections:
+   * the server's side piped, the client's side through `follow` until it says `done`
+   * (then piped), reset when it refuses.
+   */
   private join(
     c: net.Socket,
     head: Buffer,
+    follow: HttpFollower | TlsFollower,
     address: string,
     port: number,
     joined: () => void,
@@ -160,13 +178,54 @@ export class WebGate {
     });
     c.once('close', () => up.destroy());
     up.once('close', () => c.destroy());
+    let stopped = false;
+    /** Sends on what the follower let through; false when the connection was reset. */
+    const send = (f: Follow): boolean => {
+      if (f.state === 'refuse') {
+        stopped = true;
+        this.stats.refused++;
+        this.o.refused(
+          f.other ? 'another name later on the connection' : 'a later request the gate cannot read',
+          address,
+          port,
+        );
+        up.resetAndDestroy();
+        c.resetAndDestroy();
+        return false;
+      }
+      let room = true;
+      for (const b of f.out) room = up.write(b) && room;
+      if (f.state === 'done') {
+        stopped = true;
+        c.off('data', onData);
+        c.off('end', onEnd);
+        up.off('drain', onDrain);
+        c.pipe(up);
+      } else if (!room) c.pause();
+      return true;
+    };
+    const onData = (d: Buffer): void => {
+      if (!stopped) send(follow.feed(d));
+    };
+    const onDrain = (): void => {
+      if (!stopped) c.resume();
+    };
+    // What the client sent up to its end goes on; a head it had not finished does not.
+    const onEnd = (): void => {
+      if (!stopped) up.end();
+    };
     up.once('connect', () => {
       joined();
       this.stats.passed++;
-      up.write(head);
-      c.pipe(up);
+      if (!send(follow.feed(head))) return;
       up.pipe(c);
-      c.resume();
+      if (stopped) return;
+      c.on('data', onData);
+      up.on('drain', onDrain);
+      // The client may have ended while the gate connected (a socket ends even paused).
+      if (c.readableEnded) onEnd();
+      else c.once('end', onEnd);
+      if (!up.writableNeedDrain) c.resume();
     });
   }
 

@@ -161,6 +161,44 @@ suite("the agent's web gate: a name on its list, on an address answered for that
     );
   });
 
+  test('hostile: a second request on a kept-alive port 80 connection naming another site on the same address is reset', () => {
+    // The first request names the agent's site; the second, on the same connection (as a
+    // client reusing it would), names the other site the address serves.
+    const script = `
+      const net=require('net');
+      const c=net.connect({host:'${SHARED4}',port:80});let got='',sent=false;
+      c.on('data',d=>{got+=d;if(!sent&&got.includes('host ${ALLOWED}')){sent=true;c.write('GET / HTTP/1.1\\r\\nHost: ${OTHER}\\r\\n\\r\\n')}});
+      c.on('error',e=>got+=' error '+e.code);c.setTimeout(5000,()=>{got+=' timeout';c.destroy()});
+      c.on('close',()=>console.log(JSON.stringify(got)));
+      c.write('GET / HTTP/1.1\\r\\nHost: ${ALLOWED}\\r\\n\\r\\n');`;
+    const got = JSON.parse(agent.try([process.execPath, '-e', script], 15000).stdout.trim()) as string;
+    expect(got).toContain(`host ${ALLOWED}`);
+    expect(got).not.toContain(`host ${OTHER}`);
+    expect(got).toContain('error ECONNRESET');
+    // The same two requests pipelined in one write.
+    const piped = `
+      const net=require('net');
+      const c=net.connect({host:'${SHARED4}',port:80});let got='';
+      c.on('data',d=>got+=d);c.on('error',e=>got+=' error '+e.code);c.setTimeout(5000,()=>{got+=' timeout';c.destroy()});
+      c.on('close',()=>console.log(JSON.stringify(got)));
+      c.write('GET / HTTP/1.1\\r\\nHost: ${ALLOWED}\\r\\n\\r\\nGET / HTTP/1.1\\r\\nHost: ${OTHER}\\r\\n\\r\\n');`;
+    const both = JSON.parse(agent.try([process.execPath, '-e', piped], 15000).stdout.trim()) as string;
+    expect(both).not.toContain(`host ${OTHER}`);
+    // Control: two requests for the agent's own site on one connection (curl reuses it), one
+    // of them with a chunked body.
+    expect(
+      curl(agent, [
+        `http://${ALLOWED}/`,
+        '-H',
+        'Transfer-Encoding: chunked',
+        '-d',
+        'x=1',
+        '--next',
+        `http://${ALLOWED}/`,
+      ]),
+    ).toBe(`host ${ALLOWED}\nhost ${ALLOWED}`);
+  });
+
   test("UDP 443 (QUIC) to the allowed name's address is refused to the agent (clients fall back to TCP), not to the runner", () => {
     const send = (ns: Runs, port: number): void => {
       const script = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('quic?'),${port},'${SHARED4}',()=>setTimeout(()=>process.exit(0),200))`;

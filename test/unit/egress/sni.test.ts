@@ -1,5 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
-import { MAX_PEEK_BYTES, peekHttp, peekTls, plainName } from '../../../src/fence/sni.js';
+import {
+  HttpFollower,
+  MAX_PEEK_BYTES,
+  peekHttp,
+  peekTls,
+  plainName,
+  TlsFollower,
+} from '../../../src/fence/sni.js';
 import { AnsweredNames, MAX_ADDRESSES_PER_NAME, MAX_NAMES } from '../../../src/fence/answered.js';
 
 const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
@@ -75,12 +82,116 @@ describe('peekTls', () => {
   });
 });
 
+/** A record of `type` (20 CCS, 21 alert, 22 handshake, 23 application data) holding `body`. */
+const record = (type: number, body: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([type, 3, 3]), u16(body.length), body]);
+const CCS = record(20, Buffer.from([1]));
+/** A handshake message of `type` with `body`, its 4-byte header first. */
+const message = (type: number, body: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([type, 0, body.length >> 8, body.length & 0xff]), body]);
+/** Feeds `bytes` to a follower in pieces of `step` bytes; the last answer's state, or the first refusal. */
+function follow(f: TlsFollower | HttpFollower, bytes: Buffer, step = bytes.length): string {
+  let last = 'go';
+  for (let at = 0; at < bytes.length; at += step) {
+    const r = f.feed(bytes.subarray(at, at + step));
+    if (r.state === 'refuse') return `refuse: ${r.why}`;
+    last = r.state;
+    if (last === 'done') break;
+  }
+  return last;
+}
+
+describe('TlsFollower: every ClientHello up to the first encrypted record', () => {
+  const first = hello([sni('allowed.test')]);
+  const data = record(23, Buffer.alloc(40, 0xab));
+
+  test('hostile: a second ClientHello (after a HelloRetryRequest) naming another site is refused, with or without the compatibility CCS, in any pieces', () => {
+    for (const step of [1, 7, 10000])
+      for (const ccs of [[], [CCS]]) {
+        const flight = Buffer.concat([first, ...ccs, hello([sni('other.test'), ALPN]), data]);
+        expect(follow(new TlsFollower('allowed.test'), flight, step)).toBe(
+          'refuse: a later request or ClientHello names another site',
+        );
+      }
+    // Split across records too (a server joins them).
+    const split = Buffer.concat([first, CCS, hello([sni('other.test')], 25), data]);
+    expect(follow(new TlsFollower('allowed.test'), split)).toMatch(/^refuse: a later .* names another site/);
+  });
+
+  test.each([
+    ['no name', hello([ALPN])],
+    ['two names', hello([sni('allowed.test', 'other.test')])],
+    ['an encrypted ClientHello', hello([sni('allowed.test'), ext(0xfe0d, Buffer.alloc(40, 2))])],
+  ])('hostile: a second ClientHello with %s is refused', (_what, second) => {
+    expect(follow(new TlsFollower('allowed.test'), Buffer.concat([first, CCS, second, data]))).toMatch(
+      /^refuse/,
+    );
+  });
+
+  test('a TLS 1.3 handshake with a HelloRetryRequest: the same name twice, then encrypted records go on unread', () => {
+    const flight = Buffer.concat([
+      first,
+      CCS,
+      hello([sni('Allowed.Test'), ALPN]),
+      data,
+      record(22, message(1, Buffer.alloc(9))),
+    ]);
+    for (const step of [1, 3, 10000])
+      expect(follow(new TlsFollower('allowed.test'), flight, step)).toBe('done');
+  });
+
+  test('TLS 1.2: ClientKeyExchange, CCS and an encrypted Finished (a handshake record of random bytes) go on, even one that starts like a ClientHello', () => {
+    const kex = record(22, message(16, Buffer.concat([Buffer.from([32]), Buffer.alloc(32, 5)])));
+    // GCM: an 8-byte nonce, the 16-byte Finished and a 16-byte tag, encrypted: here, bytes
+    // whose first four read as a ClientHello header of 0x01ffff bytes, and of 0x000fff.
+    for (const head of [
+      [1, 1, 0xff, 0xff],
+      [1, 0, 0x0f, 0xff],
+      [20, 0, 0, 12],
+    ]) {
+      const finished = record(22, Buffer.concat([Buffer.from(head), Buffer.alloc(36, 0x5c)]));
+      const flight = Buffer.concat([first, kex, CCS, finished, data]);
+      expect(follow(new TlsFollower('allowed.test'), flight)).toBe('done');
+      expect(follow(new TlsFollower('allowed.test'), flight, 1)).toBe('done');
+    }
+  });
+
+  test('hostile: a second ClientHello longer than the fence reads is refused once a record continues it', () => {
+    const big = message(1, Buffer.alloc(20000, 0));
+    const records = [record(22, big.subarray(0, 16000)), record(22, big.subarray(16000))];
+    expect(follow(new TlsFollower('allowed.test'), Buffer.concat([first, CCS, ...records, data]))).toBe(
+      'refuse: a ClientHello larger than the fence reads',
+    );
+  });
+
+  test.each([
+    ['a record of another type', record(24, Buffer.alloc(3))],
+    ['not TLS', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
+  ])('refused after the first ClientHello: %s', (_what, next) => {
+    expect(follow(new TlsFollower('allowed.test'), Buffer.concat([first, next]))).toMatch(/^refuse/);
+  });
+});
+
+describe('HttpFollower', () => {
+  test('a request whose head is not whole is held, never sent on in part', () => {
+    const f = new HttpFollower('allowed.test');
+    const r = f.feed(Buffer.from('GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET / HTTP/1.1\r\nHost: oth'));
+    expect(r.state === 'go' && Buffer.concat(r.out).toString()).toBe(
+      'GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n',
+    );
+    expect(f.holding).toBe(true);
+    expect(f.feed(Buffer.from('er.test\r\n\r\n')).state).toBe('refuse');
+  });
+});
+
 describe('peekHttp', () => {
   const req = (head: string): Buffer => Buffer.from(`${head}\r\n\r\n`);
   test('the one Host of a request, with its port and case dropped', () => {
     expect(peekHttp(req('GET / HTTP/1.1\r\nHost: Allowed.Test:80\r\nAccept: */*'))).toEqual({
       state: 'name',
       name: 'allowed.test',
+      size: 54,
+      body: 0,
     });
     expect(peekHttp(req('GET http://allowed.test/x HTTP/1.1\r\nhost: allowed.test')).state).toBe('name');
   });

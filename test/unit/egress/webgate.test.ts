@@ -1,5 +1,11 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { tempDir } from '../../harness/tmp.js';
 import { AnsweredNames } from '../../../src/fence/answered.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import {
@@ -35,7 +41,12 @@ async function upstream(): Promise<{ port: number; got: Buffer[] }> {
 }
 
 /** A gate on loopback whose "original destination" is always `origin`, reaching `up` in its place. */
-async function gate(origin: string | undefined, upPort: number, over: Partial<WebGateOptions> = {}) {
+async function gate(
+  origin: string | undefined,
+  upPort: number,
+  over: Partial<WebGateOptions> = {},
+  gatePort: 80 | 443 = 80,
+) {
   const refused: { why: GateRefusal; address?: string; port: number }[] = [];
   const answered = new AnsweredNames(60);
   answered.record('allowed.test', [{ address: '203.0.113.61', ttl: 300 }], []);
@@ -49,7 +60,7 @@ async function gate(origin: string | undefined, upPort: number, over: Partial<We
     ...over,
   });
   const server = net.createServer({ allowHalfOpen: true });
-  g.serve(server, 80);
+  g.serve(server, gatePort);
   return { port: await listen(server), refused, g };
 }
 
@@ -72,7 +83,7 @@ describe('WebGate', () => {
   test('a name on the list, to an address answered for it: the bytes go on unchanged and the reply comes back', async () => {
     const up = await upstream();
     const { port, refused, g } = await gate('203.0.113.61', up.port);
-    const body = `${GET('allowed.test')}rest of the body`;
+    const body = `POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 16\r\n\r\nrest of the body`;
     expect(await exchange(port, body)).toBe(`echo:${body}`);
     expect(refused).toEqual([]);
     expect(g.stats.passed).toBe(1);
@@ -129,6 +140,309 @@ describe('WebGate', () => {
     const { port, refused } = await gate('203.0.113.61', dead);
     expect(await exchange(port, GET('allowed.test'))).toMatch(/^reset/);
     expect(refused).toEqual([{ why: 'destination unreachable', address: '203.0.113.61', port: 80 }]);
+  });
+});
+
+/** An HTTP upstream answering each request with the Host it read and the body's length. */
+async function httpUpstream(): Promise<{ port: number; hosts: string[] }> {
+  const hosts: string[] = [];
+  const s = http.createServer((req, res) => {
+    hosts.push(req.headers.host ?? 'none');
+    let n = 0;
+    req.on('data', (d: Buffer) => (n += d.length));
+    req.on('end', () => res.end(`host ${req.headers.host} body ${n}\n`));
+  });
+  return { port: await listen(s as unknown as net.Server), hosts };
+}
+
+/**
+ * Writes `parts` one after another on one connection, each once the replies so far say
+ * `wait[i]`; resolves with all that came back and how it ended.
+ */
+function session(port: number, parts: (string | Buffer)[], wait: string[] = []): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    let got = '';
+    let next = 0;
+    const go = (): void => {
+      while (next < parts.length && (next === 0 || got.includes(wait[next - 1] ?? '')))
+        c.write(parts[next++]);
+    };
+    c.on('data', (d) => {
+      got += d.toString();
+      go();
+    });
+    c.on('error', (e) => (got += ` reset ${(e as NodeJS.ErrnoException).code}`));
+    c.setTimeout(3000, () => {
+      got += ' timeout';
+      c.destroy();
+    });
+    c.on('close', () => resolve(got));
+    c.on('connect', go);
+    // Closed by the test once every reply is in.
+    setTimeout(() => c.end(), 1500);
+  });
+}
+
+describe('WebGate, port 80: every request on a joined connection', () => {
+  const get = (host: string, extra = ''): string => `GET / HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`;
+
+  test('hostile: a second request on a kept-alive connection naming another site is reset, the first answered', async () => {
+    const up = await httpUpstream();
+    const { port, refused } = await gate('203.0.113.61', up.port);
+    const got = await session(port, [get('allowed.test'), get('other.test')], ['host allowed.test']);
+    expect(got).toContain('host allowed.test body 0');
+    expect(got).not.toContain('other.test');
+    expect(got).toMatch(/reset ECONNRESET$/);
+    expect(up.hosts).toEqual(['allowed.test']);
+    expect(refused).toEqual([
+      { why: 'another name later on the connection', address: '203.0.113.61', port: 80 },
+    ]);
+  });
+
+  test('hostile: pipelined in one write, after a body, or split byte by byte, the other site is never asked', async () => {
+    const up = await httpUpstream();
+    const { port, refused } = await gate('203.0.113.61', up.port);
+    const post = 'POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 3\r\n\r\nabc';
+    expect(await session(port, [get('allowed.test') + get('other.test')])).not.toContain('other.test');
+    expect(await session(port, [post + get('other.test')])).not.toContain('other.test');
+    const bytes = Buffer.from(get('allowed.test') + get('other.test'));
+    const one = await session(
+      port,
+      [...bytes].map((b) => Buffer.from([b])),
+      [],
+    );
+    expect(one).not.toContain('other.test');
+    expect(up.hosts).not.toContain('other.test');
+    expect(refused.map((r) => r.why)).toEqual(Array(3).fill('another name later on the connection'));
+  });
+
+  test('requests for the first name all go on: bodies by length and chunked are counted through, not read as requests', async () => {
+    const up = await httpUpstream();
+    const { port, refused } = await gate('203.0.113.61', up.port);
+    // A body that looks like a request for another site is a body.
+    const inner = get('other.test');
+    const chunked = `POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n`;
+    const parts = [
+      get('Allowed.Test:80'),
+      `POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: ${inner.length}\r\n\r\n${inner}`,
+      `\r\n${chunked}`,
+      `GET http://allowed.test/x HTTP/1.1\r\nHost: allowed.test\r\n\r\n`,
+    ];
+    const got = await session(port, parts, ['body 0', `body ${inner.length}`, `body ${inner.length + 3}`]);
+    expect(got.match(/host \S+ body \d+/g)).toEqual([
+      'host Allowed.Test:80 body 0',
+      `host allowed.test body ${inner.length}`,
+      `host allowed.test body ${inner.length + 3}`,
+      'host allowed.test body 0',
+    ]);
+    expect(refused).toEqual([]);
+    // The same, every byte its own write.
+    const all = Buffer.from(parts.join(''));
+    const slow = await session(
+      port,
+      [...all].map((b) => Buffer.from([b])),
+    );
+    expect(slow.match(/host \S+ body \d+/g)).toHaveLength(4);
+    expect(refused).toEqual([]);
+  });
+
+  test.each([
+    [
+      'an Upgrade (no plain-HTTP WebSocket)',
+      get('allowed.test', 'Connection: Upgrade\r\nUpgrade: websocket\r\n'),
+    ],
+    ['CONNECT', 'CONNECT other.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n'],
+    [
+      'both Content-Length and Transfer-Encoding',
+      get('allowed.test', 'Content-Length: 4\r\nTransfer-Encoding: chunked\r\n'),
+    ],
+    ['two Content-Lengths', get('allowed.test', 'Content-Length: 0\r\nContent-Length: 40\r\n')],
+    ['a Content-Length list', get('allowed.test', 'Content-Length: 0, 40\r\n')],
+    ['a coding before chunked', get('allowed.test', 'Transfer-Encoding: gzip, chunked\r\n')],
+    [
+      'chunked in HTTP/1.0',
+      'POST / HTTP/1.0\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ],
+    [
+      'a chunk size with an extension',
+      `${get('allowed.test', 'Transfer-Encoding: chunked\r\n')}3;x=${'1'.repeat(20)}\r\nabc\r\n0\r\n\r\n`,
+    ],
+    [
+      'a chunk size that is not hex',
+      `${get('allowed.test', 'Transfer-Encoding: chunked\r\n')}-3\r\nabc\r\n0\r\n\r\n`,
+    ],
+    [
+      'a chunk not followed by CRLF',
+      `${get('allowed.test', 'Transfer-Encoding: chunked\r\n')}3\r\nabcd\r\n0\r\n\r\n`,
+    ],
+    ['a second head over 16 KiB', get('allowed.test', `X: ${'a'.repeat(17000)}\r\n`)],
+    [
+      'an absolute target naming another host',
+      'GET http://other.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n',
+    ],
+  ])('refused as a later request: %s', async (_what, second) => {
+    const up = await httpUpstream();
+    const { port, refused } = await gate('203.0.113.61', up.port);
+    const got = await session(port, [get('allowed.test'), second], ['host allowed.test']);
+    expect(got).toContain('host allowed.test body 0');
+    expect(got).toMatch(/reset ECONNRESET$/);
+    expect(up.hosts).toEqual(['allowed.test']);
+    expect(refused).toHaveLength(1);
+  });
+
+  test('an Upgrade as the first request is refused before anything goes on', async () => {
+    const up = await httpUpstream();
+    const { port, refused } = await gate('203.0.113.61', up.port);
+    const got = await session(port, [get('allowed.test', 'Connection: Upgrade\r\nUpgrade: h2c\r\n')]);
+    expect(got).toMatch(/reset ECONNRESET$/);
+    expect(up.hosts).toEqual([]);
+    expect(refused.map((r) => r.why)).toEqual(['unreadable start']);
+  });
+
+  test('bounded: a large body goes on in the reads it came in, held by neither side of the gate', async () => {
+    const up = await httpUpstream();
+    const { port } = await gate('203.0.113.61', up.port);
+    const size = 32 << 20;
+    const got = await session(port, [
+      `POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: ${size}\r\n\r\n`,
+      Buffer.alloc(size, 0x61),
+    ]);
+    expect(got).toContain(`host allowed.test body ${size}`);
+  });
+});
+
+/** A TLS record of `type` holding `body`. */
+const record = (type: number, body: Buffer): Buffer =>
+  Buffer.concat([Buffer.from([type, 3, 3, body.length >> 8, body.length & 0xff]), body]);
+/** A ClientHello naming `name` (TLS 1.3's shape: a 32-byte session id, two suites), in one record. */
+function clientHello(name: string): Buffer {
+  const entry = Buffer.concat([Buffer.from([0, 0, name.length]), Buffer.from(name)]);
+  const list = Buffer.concat([Buffer.from([0, entry.length]), entry]);
+  const exts = Buffer.concat([Buffer.from([0, 0, 0, list.length]), list]);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32, 7),
+    Buffer.from([32]),
+    Buffer.alloc(32, 1),
+    Buffer.from([0, 4, 0x13, 0x01, 0x13, 0x02, 1, 0, 0, exts.length]),
+    exts,
+  ]);
+  return record(22, Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]));
+}
+
+describe('WebGate, port 443: every ClientHello before the encrypted records', () => {
+  const ccs = record(20, Buffer.from([1]));
+  const data = record(23, Buffer.alloc(64, 0x61));
+
+  test('hostile: a second ClientHello (after a HelloRetryRequest) naming another site is reset, before it reaches the server', async () => {
+    const up = await upstream();
+    const { port, refused } = await gate('203.0.113.61', up.port, {}, 443);
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const ended = new Promise<string>((resolve) => {
+      c.on('error', (e) => resolve(`reset ${(e as NodeJS.ErrnoException).code}`));
+      c.on('end', () => resolve('end'));
+    });
+    c.write(clientHello('allowed.test'));
+    // As a client does once the server's HelloRetryRequest came: CCS, then the second hello.
+    await new Promise((r) => setTimeout(r, 100));
+    c.write(Buffer.concat([ccs, clientHello('other.test')]));
+    expect(await ended).toBe('reset ECONNRESET');
+    expect(Buffer.concat(up.got).includes('other.test')).toBe(false);
+    expect(refused).toEqual([
+      { why: 'another name later on the connection', address: '203.0.113.61', port: 443 },
+    ]);
+  });
+
+  test('the same name twice, then encrypted records: everything goes on unchanged', async () => {
+    const up = await upstream();
+    const { port, refused } = await gate('203.0.113.61', up.port, {}, 443);
+    const flight = Buffer.concat([clientHello('allowed.test'), ccs, clientHello('allowed.test'), data]);
+    // After the first encrypted record nothing is read: even a record that would be refused.
+    const after = record(22, clientHello('other.test'));
+    const reply = await exchange(port, Buffer.concat([flight, after]));
+    expect(Buffer.from(reply, 'latin1').length).toBe(5 + flight.length + after.length);
+    expect(refused).toEqual([]);
+  });
+});
+
+/** A TLS server on loopback for both names (one certificate), answering the server name it was asked for. */
+async function tlsUpstream(over: tls.TlsOptions): Promise<{ port: number; names: string[] }> {
+  const dir = tempDir('cordon-gate-tls-');
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  const made = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ].concat([
+      '-days',
+      '1',
+      '-subj',
+      '/CN=allowed.test',
+      '-addext',
+      'subjectAltName=DNS:allowed.test,DNS:other.test',
+    ]),
+    { timeout: 15000 },
+  );
+  if (made.status !== 0) throw new Error(`openssl req failed: ${made.stderr}`);
+  const names: string[] = [];
+  const s = tls.createServer({ key: readFileSync(key), cert: readFileSync(cert), ...over }, (c) => {
+    names.push((c as tls.TLSSocket & { servername?: string }).servername ?? 'none');
+    c.end(`tls ${(c as tls.TLSSocket & { servername?: string }).servername}`);
+  });
+  return { port: await listen(s as unknown as net.Server), names };
+}
+
+/** A real TLS client through the gate: the server's answer and the group its key exchange ended on. */
+function tlsThrough(port: number, over: tls.ConnectionOptions = {}): Promise<string> {
+  return new Promise((resolve) => {
+    const c = tls.connect({
+      port,
+      host: '127.0.0.1',
+      servername: 'allowed.test',
+      rejectUnauthorized: false,
+      ...over,
+    });
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('error', (e) => resolve(`error ${e.message}`));
+    c.on('end', () =>
+      resolve(
+        `${got} ${c.getProtocol()} ${(c.getEphemeralKeyInfo() as { name?: string } | null)?.name ?? ''}`,
+      ),
+    );
+  });
+}
+
+describe('WebGate, port 443, a real TLS client and server', () => {
+  test('TLS 1.3 with a HelloRetryRequest (the server takes only P-384, the client offers an X25519 share first), and TLS 1.2, go through', async () => {
+    const up = await tlsUpstream({ ecdhCurve: 'P-384' });
+    const { port, refused } = await gate(
+      '203.0.113.61',
+      up.port,
+      { connect: () => net.connect({ port: up.port, host: '127.0.0.1' }) },
+      443,
+    );
+    // The client's first share is X25519: ending on P-384 means the server asked again.
+    expect(await tlsThrough(port, { ecdhCurve: 'X25519:P-384' })).toBe('tls allowed.test TLSv1.3 secp384r1');
+    // TLS 1.2: the client's encrypted Finished is a handshake record after its CCS (random
+    // bytes each time; 20 handshakes).
+    for (let i = 0; i < 20; i++)
+      expect(await tlsThrough(port, { maxVersion: 'TLSv1.2', ecdhCurve: 'P-384:P-256' })).toBe(
+        'tls allowed.test TLSv1.2 secp384r1',
+      );
+    expect(refused).toEqual([]);
+    expect(up.names).toEqual(Array(21).fill('allowed.test'));
   });
 });
 
