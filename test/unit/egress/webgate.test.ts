@@ -34,6 +34,8 @@ function listen(server: net.Server): Promise<number> {
 async function upstream(): Promise<{ port: number; got: Buffer[] }> {
   const got: Buffer[] = [];
   const s = net.createServer({ allowHalfOpen: true }, (c) => {
+    // The gate resets both sides of a connection it refuses once joined.
+    c.on('error', () => undefined);
     c.on('data', (d) => got.push(d));
     c.on('end', () => c.end(Buffer.concat([Buffer.from('echo:'), ...got])));
   });
@@ -443,6 +445,56 @@ describe('WebGate, port 443, a real TLS client and server', () => {
       );
     expect(refused).toEqual([]);
     expect(up.names).toEqual(Array(21).fill('allowed.test'));
+  });
+});
+
+describe('WebGate, port 443, a real TLS 1.3 HelloRetryRequest', () => {
+  test("hostile: a real client's second ClientHello naming another site (its first rewritten to the agent's name) never reaches the server", async () => {
+    const up = await tlsUpstream({ ecdhCurve: 'P-384' });
+    // What the gate sends the server, every write.
+    const sent: Buffer[] = [];
+    const { port, refused } = await gate(
+      '203.0.113.10',
+      up.port,
+      {
+        connect: () => {
+          const s = net.connect({ port: up.port, host: '127.0.0.1' });
+          const write = s.write.bind(s) as (b: Buffer) => boolean;
+          s.write = ((b: Buffer) => (sent.push(Buffer.from(b)), write(b))) as typeof s.write;
+          return s;
+        },
+      },
+      443,
+    );
+    // Between the client and the gate: the first ClientHello's other.test becomes www.a.test
+    // (same length), the rest goes on as it is; the server's HelloRetryRequest then makes
+    // the client send a second ClientHello, naming other.test.
+    const relay = net.createServer((c) => {
+      const g = net.connect({ port, host: '127.0.0.1' });
+      let first = true;
+      c.on('data', (d: Buffer) => {
+        if (first) {
+          const at = d.indexOf('other.test');
+          if (at >= 0) d.write('www.a.test', at, 'latin1');
+          first = false;
+        }
+        g.write(d);
+      });
+      g.pipe(c);
+      g.on('error', () => c.destroy());
+      c.on('error', () => g.destroy());
+      g.on('close', () => c.destroy());
+    });
+    const relayPort = await listen(relay);
+    const got = await tlsThrough(relayPort, { servername: 'other.test', ecdhCurve: 'X25519:P-384' });
+    expect(got).not.toMatch(/^tls/);
+    const upstreamGot = Buffer.concat(sent);
+    // The first ClientHello went on; the second did not.
+    expect(upstreamGot.includes('www.a.test')).toBe(true);
+    expect(upstreamGot.includes('other.test')).toBe(false);
+    expect(refused).toEqual([
+      { why: 'another name later on the connection', address: '203.0.113.10', port: 443 },
+    ]);
   });
 });
 
