@@ -7,6 +7,8 @@
  * Its text protocol, one line each way:
  *  - helper to daemon, first: `ready` (its code is loaded: the daemon applies the lockdown
  *    only then, since the node and script it was started from are the runner user's files);
+ *    then `listed` (the blocked sets were listed once its trace monitor listened: the
+ *    daemon says READY only after, so those `nft` starts are part of setup);
  *  - daemon to helper: `resolv` (write `<dir>/resolv.conf` back to /etc/resolv.conf, in
  *    place, as bind mounts need); `who {"key","q"}` (find the process behind query `q`);
  *  - helper to daemon: `who {"key","process"}` (found it); `cgroup {CgroupEnd}` (how a
@@ -31,9 +33,66 @@ const RETRY_MS = 300;
 /** Destination lookups a round at most (each reads every process's fds), and how many may wait. */
 const WHO_BUDGET = 8;
 const MAX_PENDING = 4096;
-/** The listing of the blocked sets after the trace monitor started, and while it is gone. */
-const START_LIST_MS = 1000;
+/** The listing of the blocked sets while the trace monitor is gone. */
 const FALLBACK_POLL_MS = 1000;
+/**
+ * The first listing waits for the trace monitor to listen (its socket looked for every
+ * SUBSCRIBE_POLL_MS), at most SUBSCRIBE_WAIT_MS; then the sets are listed anyway.
+ */
+const SUBSCRIBE_POLL_MS = 5;
+const SUBSCRIBE_WAIT_MS = 1000;
+/** NETLINK_NETFILTER, and NFNLGRP_NFTRACE (group 9) as a bit of /proc/net/netlink's Groups. */
+const NETLINK_NETFILTER = 12;
+const NFTRACE_GROUP_BIT = 1 << 8;
+
+/**
+ * The pids that hold a netfilter netlink socket receiving trace events, from the text of
+ * /proc/net/netlink (the reader's network namespace): `nft monitor trace`'s socket is
+ * bound to its pid, with NFNLGRP_NFTRACE among its groups, once it listens.
+ */
+export function traceListeners(netlink: string): number[] {
+  const pids: number[] = [];
+  for (const line of netlink.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || Number(f[1]) !== NETLINK_NETFILTER) continue;
+    if (parseInt(f[3], 16) & NFTRACE_GROUP_BIT && Number(f[2]) > 0) pids.push(Number(f[2]));
+  }
+  return pids;
+}
+
+/** What watchBlocked runs; tests give their own. */
+export interface BlockedWatchDeps {
+  /** Starts `nft monitor trace` (nftshell.ts spawnMonitor: a shell, nft its child). */
+  monitor: () => Pick<ChildProcess, 'pid' | 'stdout' | 'kill'>;
+  /** Whether the monitor started under the shell with this pid listens yet. */
+  listening: (shellPid: number | undefined) => boolean;
+  /** `nft list set` of one blocked set: its text, or '' when it failed. */
+  listSet: (set: string) => Promise<string>;
+}
+
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+const blockedWatchDeps: BlockedWatchDeps = {
+  monitor: () => spawnMonitor('trace'),
+  // Its nft is the shell's child: a listener whose parent is that shell.
+  listening: (shellPid) =>
+    shellPid !== undefined &&
+    traceListeners(readOr('/proc/net/netlink')).some(
+      (pid) => Number(/\) \S+ (\d+)/.exec(readOr(`/proc/${pid}/stat`))?.[1]) === shellPid,
+    ),
+  listSet: (set) =>
+    new Promise<string>((resolve) =>
+      execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>
+        resolve(out ?? ''),
+      ),
+    ),
+};
 
 /** The key a blocked destination's process is reported under. */
 export function destKey(b: { address: string; protocol: string; port: number }): string {
@@ -53,6 +112,7 @@ export class RootHelper {
   private readonly child: ChildProcess;
   private closing = false;
   private readonly up: Promise<void>;
+  private readonly firstListing: Promise<void>;
 
   constructor(opts: {
     dir: string;
@@ -73,6 +133,8 @@ export class RootHelper {
       stdio: ['pipe', 'pipe', 'ignore'],
     });
     let up: () => void = () => undefined;
+    let listed: () => void = () => undefined;
+    this.firstListing = new Promise<void>((resolve) => (listed = resolve));
     let failed: (e: Error) => void = () => undefined;
     this.up = new Promise<void>((resolve, reject) => {
       up = resolve;
@@ -90,6 +152,10 @@ export class RootHelper {
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       if (line === 'ready') {
         up();
+        return;
+      }
+      if (line === 'listed') {
+        listed();
         return;
       }
       if (line.startsWith('cgroup ')) {
@@ -129,6 +195,23 @@ export class RootHelper {
     });
     try {
       await Promise.race([this.up, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Resolves once the helper has listed the blocked sets the first time (as soon as its
+   * trace monitor listens), or after `ms` (false then): the listing only names processes,
+   * so setup goes on without it.
+   */
+  async blockedListed(ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    try {
+      return await Promise.race([this.firstListing.then(() => true), late]);
     } finally {
       clearTimeout(timer);
     }
@@ -229,13 +312,16 @@ export function serveHelper(
   }).catch(() => undefined);
   // Everything the helper runs is loaded (the bundle is one file): the daemon may lock down.
   process.stdout.write('ready\n');
-  watchBlocked(
+  // The daemon is READY only once the blocked sets were listed the first time.
+  void watchBlocked(
     (b) => {
       const key = destKey(b);
       return reply(key, { kind: 'dest', proto: b.protocol, address: b.address, port: b.port });
     },
     (what) => process.stdout.write(`note ${JSON.stringify(what)}\n`),
-  );
+  )
+    .catch(() => undefined)
+    .then(() => process.stdout.write('listed\n'));
 }
 
 /**
@@ -246,8 +332,13 @@ export function serveHelper(
  * destination whose process is not found is looked for again a few times, RETRY_MS
  * apart. If the monitor ends, the sets are listed every FALLBACK_POLL_MS instead, and
  * `note` says so (the daemon records it). `look` returns true when it found the process.
+ * Resolves once the sets were listed the first time, as soon as the monitor listens.
  */
-function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) => void): void {
+export async function watchBlocked(
+  look: (b: BlockedDest) => boolean,
+  note: (what: string) => void,
+  deps: BlockedWatchDeps = blockedWatchDeps,
+): Promise<void> {
   /** Lookups made per destination; a destination seen again after WHO_TRIES is left alone. */
   const tries = new Map<string, number>();
   /** Destinations to look for, with when. */
@@ -285,27 +376,18 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
   };
   // The set of destinations already found is listed as the packets arrive, so what was
   // blocked before the monitor listened (and anything it missed) comes from a listing:
-  // once at the start, then every FALLBACK_POLL_MS if the monitor ends.
+  // once the monitor listens, then every FALLBACK_POLL_MS if the monitor ends.
   let busy = false;
   let lostAt = 0;
-  const list = (): void => {
+  const list = async (): Promise<void> => {
     if (busy) return;
     busy = true;
-    const lists = ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6'].map(
-      (set) =>
-        new Promise<string>((resolve) =>
-          execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>
-            resolve(out ?? ''),
-          ),
-        ),
-    );
-    void Promise.all(lists).then((outs) => {
-      busy = false;
-      for (const b of parseBlocked(outs.join('\n')))
-        if (b.protocol === 'tcp' || b.protocol === 'udp') seen(b);
-    });
+    const sets = ['blocked4', 'blocked6', 'agentblocked4', 'agentblocked6'];
+    const outs = await Promise.all(sets.map((set) => deps.listSet(set)));
+    busy = false;
+    for (const b of parseBlocked(outs.join('\n'))) if (b.protocol === 'tcp' || b.protocol === 'udp') seen(b);
   };
-  const monitor = spawnMonitor('trace');
+  const monitor = deps.monitor();
   createInterface({ input: monitor.stdout! })
     .on('line', (line) => {
       const b = parseTracedDest(line);
@@ -314,7 +396,7 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
       // carried is in the sets, so they are listed once (at most every FALLBACK_POLL_MS).
       else if (/lost some netlink events/i.test(line) && Date.now() - lostAt >= FALLBACK_POLL_MS) {
         lostAt = Date.now();
-        list();
+        void list();
       }
     })
     .on('close', () => {
@@ -323,7 +405,13 @@ function watchBlocked(look: (b: BlockedDest) => boolean, note: (what: string) =>
       note(
         `the root helper's nft monitor trace ended: blocked destinations are listed every ${FALLBACK_POLL_MS / 1000} s from then on, so the process behind a short-lived connection may be missed`,
       );
-      setInterval(list, FALLBACK_POLL_MS).unref();
+      setInterval(() => void list(), FALLBACK_POLL_MS).unref();
     });
-  setTimeout(list, START_LIST_MS).unref();
+  // The first listing as soon as the monitor listens, not a fixed time after: the helper
+  // says `ready` only after it, so its four `nft` starts are part of setup and not on the
+  // 2 cores beside the proxy's first queries (bench/RESULTS-egress.md, 2026-12-04).
+  const until = Date.now() + SUBSCRIBE_WAIT_MS;
+  while (!deps.listening(monitor.pid) && Date.now() < until)
+    await new Promise((r) => setTimeout(r, SUBSCRIBE_POLL_MS));
+  await list();
 }

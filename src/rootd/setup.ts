@@ -45,6 +45,8 @@ const DNS_USER = 'cordon-dns';
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 /** How long the root helper may take to start and load its code (a node start, on a busy runner). */
 const HELPER_LOAD_MS = 10000;
+/** How long READY waits for the root helper's first listing of the blocked sets. */
+const HELPER_LIST_MS = 3000;
 
 /** A uid's primary group, from the user database (root's). */
 function primaryGid(uid: number): number | undefined {
@@ -369,6 +371,15 @@ export async function start(configPath: string): Promise<void> {
         stops.ledger = await keepLedgerCopy(dir, client, log);
       },
       undo: () => stops.ledger?.(),
+    },
+    {
+      // The helper's first listing of the blocked sets (four `nft` starts), made once its
+      // trace monitor listens: part of setup, not on the cores beside the first lookups.
+      name: 'the blocked sets listed',
+      apply: async () => {
+        if (!(await need(helper).blockedListed(HELPER_LIST_MS)))
+          log(`the root helper had not listed the blocked sets within ${HELPER_LIST_MS / 1000} s`);
+      },
     },
     {
       // Removed with the state directory.
