@@ -186,7 +186,8 @@ function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, 
         if (removeOne(root, p.slice(dir.length + 1).split('/'), uid, st.dev)) out.removed++;
       // What is left of its own (in someone else's folder) keeps no set-uid or set-gid bit: run
       // by a later step, it would take the agent's uid, which the next agent may be given.
-      for (const p of all.filter((q) => !mine.includes(q)))
+      const gone = new Set(mine);
+      for (const p of all.filter((q) => !gone.has(q)))
         clearSetId(root, p.slice(dir.length + 1).split('/'), uid, st.dev);
       const still = mine.filter((p) => ownedBy(p, uid)).length;
       if (still) out.problems.push(`${still} path(s) of the agent's under ${dir} could not be removed`);

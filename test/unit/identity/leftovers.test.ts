@@ -82,4 +82,23 @@ suite('removeLeftovers', () => {
     expect(removeLeftovers(noExec, UID, [shared, join(shared, 'missing')]).removed).toBe(0);
     expect(exists(join(shared, 'f'))).toBe(true);
   });
+
+  test('hostile: eighty thousand files of the uid are swept in seconds, not minutes', () => {
+    const shared = tempDir('leftovers-');
+    chmodSync(shared, 0o1777);
+    // Made as the agent would (seconds); the sweep compared each path with every other before.
+    execFileSync('sh', ['-c', 'seq 1 80000 | sed "s/^/f/" | xargs touch'], { cwd: shared });
+    mkdirSync(join(shared, 'scratch'));
+    execFileSync('sh', ['-c', 'seq 1 2000 | sed "s/^/s/" | xargs touch'], { cwd: join(shared, 'scratch') });
+    execFileSync('chown', ['-R', `${UID}:${UID}`, shared]);
+    chownSync(shared, 0, 0);
+    chownSync(join(shared, 'scratch'), 0, 0);
+    chmodSync(join(shared, 'scratch'), 0o1777);
+    const started = Date.now();
+    const r = removeLeftovers(noExec, UID, [shared]);
+    const took = Date.now() - started;
+    expect(took).toBeLessThan(10_000); // about 20 s before, 2 s after
+    expect(r.removed).toBe(80_000);
+    expect(exists(join(shared, 'scratch', 's2000'))).toBe(true);
+  });
 });
