@@ -7,7 +7,7 @@
  * HOME), and cannot write there anyway; run is the directory's owner (or root) and takes the
  * bits for "other" away before the command starts and puts them back after it.
  */
-import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, openSync, realpathSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import type { Runner } from '../../platform/runner.js';
@@ -21,8 +21,17 @@ export interface ClosedTemp {
   reopen(): void;
 }
 
+/** `p` as the kernel reaches it (links above it followed), or as written when it is not there. */
+const real = (p: string): string => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+};
+
 const inside = (dir: string, p: string): boolean => {
-  const rel = relative(resolve(dir), resolve(p));
+  const rel = relative(real(dir), real(p));
   return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep));
 };
 

@@ -58,4 +58,22 @@ describe('closeRunnerTemp', () => {
     expect(mode(root)).toBe(0o700);
     expect(s.lines).toEqual(['info run: RUNNER_TEMP stays open to other users: RUNNER_TEMP is not set']);
   });
+
+  test('the workspace reached through a link above RUNNER_TEMP (or RUNNER_TEMP through one) is inside it: left open', () => {
+    const root = tempDir('cordon-rt-');
+    const temp = join(root, 'real', 'runner-temp');
+    mkdirSync(join(temp, 'ws'), { recursive: true });
+    chmodSync(temp, 0o755);
+    symlinkSync(join(root, 'real'), join(root, 'alias'));
+    const s = say();
+    const viaAlias = join(root, 'alias', 'runner-temp');
+    expect(closeRunnerTemp(temp, join(viaAlias, 'ws'), s).skipped).toBe(
+      'the workspace is inside RUNNER_TEMP',
+    );
+    expect(closeRunnerTemp(viaAlias, join(temp, 'ws/'), s).skipped).toBe(
+      'the workspace is inside RUNNER_TEMP',
+    );
+    expect(closeRunnerTemp(temp, join(temp, 'ws', '..', '..', 'elsewhere'), s).skipped).toBeUndefined();
+    expect(mode(temp)).toBe(0o750);
+  });
 });
