@@ -296,10 +296,13 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
   }
   const fromHead = head ? ['HEAD'] : [];
   // From a minute before start's main: a reflog's time is in whole seconds.
-  const since = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000) - 60;
+  const started = Math.floor((recorded ? Date.parse(recorded.time) : 0) / 1000);
+  const since = started - 60;
   const reflogs = readReflogs(gitDir, since);
   const pushed = pushedRefs(git, cwd, reflogs.pushed);
-  const tags = tagsWritten(git, cwd, gitDir, since);
+  // Tags by their files' ctime (to the nanosecond), from start itself, a second's margin: the
+  // tags a checkout fetched seconds before start (fetch-depth: 0) are not the run's.
+  const tags = tagsWritten(git, cwd, gitDir, started - 1);
   const partial: string[] = [...reflogs.partial, ...pushed.partial, ...tags.partial];
   // Commit objects each `run` saw created while its command ran, whether or not a ref holds
   // them: one made with commit-tree and pushed to a URL moves no ref and leaves no reflog.

@@ -208,6 +208,47 @@ describe('commits git was told to leave out', () => {
   });
 });
 
+describe('tags fetched by the checkout before start', () => {
+  test('the control: a full checkout (tags fetched) seconds before start does not list a release tag outside the recorded history', () => {
+    const { dir, git, base } = setup();
+    const clone = tempDir('history-clone-');
+    try {
+      git(['branch', 'at-base', base]);
+      git(['checkout', '-q', '-b', 'release', base]);
+      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'release fix'], MONA);
+      git(['tag', 'v1.0.1']);
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: clone,
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_CONFIG_GLOBAL: '/dev/null',
+      };
+      const run = (args: string[], extra: Record<string, string> = {}): string =>
+        execFileSync('git', args, {
+          cwd: clone,
+          env: { ...env, ...extra },
+          encoding: 'utf8',
+          stdio: 'pipe',
+        }).trim();
+      // As actions/checkout does with fetch-depth: 0: init, fetch branches and tags, check out.
+      run(['init', '-q']);
+      run(['remote', 'add', 'origin', `file://${dir}`]);
+      run(['fetch', '-q', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
+      run(['checkout', '-q', '-B', 'at-base', 'refs/remotes/origin/at-base']);
+      // start's main records the run a few seconds after the checkout step.
+      const startedAt: LedgerEvent = { ...recorded(base), time: new Date(Date.now() + 3000).toISOString() };
+      run(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'one'], who('bot-app[bot]', BOT));
+      const seen = observeCommits([startedAt, issued], { env: { GITHUB_WORKSPACE: clone } });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => [c.subject, c.verdict])).toEqual([['one', 'agent']]);
+      expect(seen.tags).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(clone, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('packed-refs the agent writes', () => {
   test("hostile: an annotated tag on the agent's commits, its packed-refs peeled line pointed at the recorded commit, hides neither (git peels the tag object)", () => {
     const { dir, git, base, human, bot } = setup();
