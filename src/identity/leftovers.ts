@@ -179,7 +179,8 @@ function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, 
       const found = all.filter((p) => tops.has(`${dir}/${p.slice(dir.length + 1).split('/')[0]}`));
       // Another mount below it (an idmapped workspace shows the runner's files as the agent's).
       const inside = mounts.filter((m) => m.startsWith(`${dir}/`));
-      const mine = found.filter((p) => !inside.some((m) => p === m || p.startsWith(`${m}/`)));
+      const here = (p: string): boolean => !inside.some((m) => p === m || p.startsWith(`${m}/`));
+      const mine = found.filter(here);
       // Children before their directory.
       mine.sort((a, b) => b.split('/').length - a.split('/').length);
       for (const p of mine)
@@ -187,7 +188,7 @@ function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, 
       // What is left of its own (in someone else's folder) keeps no set-uid or set-gid bit: run
       // by a later step, it would take the agent's uid, which the next agent may be given.
       const gone = new Set(mine);
-      for (const p of all.filter((q) => !gone.has(q)))
+      for (const p of all.filter((q) => !gone.has(q) && here(q)))
         clearSetId(root, p.slice(dir.length + 1).split('/'), uid, st.dev);
       const still = mine.filter((p) => ownedBy(p, uid)).length;
       if (still) out.problems.push(`${still} path(s) of the agent's under ${dir} could not be removed`);

@@ -101,4 +101,22 @@ suite('removeLeftovers', () => {
     expect(r.removed).toBe(80_000);
     expect(exists(join(shared, 'scratch', 's2000'))).toBe(true);
   });
+
+  test("a set-uid file shown as the uid's through another mount below the shared directory keeps its bits (an idmapped workspace)", () => {
+    const shared = tempDir('leftovers-');
+    const elsewhere = tempDir('leftovers-elsewhere-');
+    writeFileSync(join(elsewhere, 'tool'), 'x');
+    own(join(elsewhere, 'tool'));
+    chmodSync(join(elsewhere, 'tool'), 0o4755);
+    mkdirSync(join(shared, 'scratch'));
+    chmodSync(join(shared, 'scratch'), 0o1777);
+    mkdirSync(join(shared, 'scratch', 'ws'));
+    execFileSync('mount', ['--bind', elsewhere, join(shared, 'scratch', 'ws')]);
+    try {
+      removeLeftovers(noExec, UID, [shared]);
+      expect(lstatSync(join(elsewhere, 'tool')).mode & 0o7777).toBe(0o4755);
+    } finally {
+      execFileSync('umount', [join(shared, 'scratch', 'ws')]);
+    }
+  });
 });
