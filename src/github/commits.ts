@@ -117,16 +117,18 @@ function verifiedHistory(
   cwd: string,
   base: string,
   limit: number,
-): { known: Set<string>; complete: boolean } {
+): { known: Set<string>; complete: boolean; clean: boolean } {
   const walked = text(git, ['rev-list', `--max-count=${limit}`, base], cwd)
     .split('\n')
     .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   // A commit of the history too large to read is not confirmed: walked from, it is named.
   const objects = readCommits(git, cwd, walked, new Map());
   const parents = new Map<string, string[]>();
+  let clean = true;
   for (const sha of walked) {
     const obj = objects.get(sha);
     if (obj && objectMatches(sha, obj)) parents.set(sha, parseCommit(obj).parents);
+    else clean = false;
   }
   const known = new Set<string>();
   const queue = [base];
@@ -137,7 +139,7 @@ function verifiedHistory(
     known.add(sha);
     queue.push(...up);
   }
-  return { known, complete: walked.length < limit };
+  return { known, complete: walked.length < limit, clean };
 }
 
 /**
@@ -150,18 +152,20 @@ function unconfirmed(
   cwd: string,
   base: string,
   candidates: string[],
-): { left: string[]; known: Set<string> } {
-  let limit = FIRST_HISTORY;
+  most: number,
+): { left: string[]; known: Set<string>; cleanButCut: boolean } {
+  let limit = Math.min(FIRST_HISTORY, most);
   for (;;) {
-    let h: { known: Set<string>; complete: boolean };
+    let h: { known: Set<string>; complete: boolean; clean: boolean };
     try {
       h = verifiedHistory(git, cwd, base, limit);
     } catch {
-      h = { known: new Set(), complete: true };
+      h = { known: new Set(), complete: true, clean: false };
     }
     const left = candidates.filter((c) => !h.known.has(c));
-    if (!left.length || h.complete || limit >= MAX_HISTORY) return { left, known: h.known };
-    limit = Math.min(limit * 8, MAX_HISTORY);
+    if (!left.length || h.complete || limit >= most)
+      return { left, known: h.known, cleanButCut: !h.complete && h.clean };
+    limit = Math.min(limit * 8, most);
   }
 }
 
@@ -197,6 +201,8 @@ function walkHidden(
 export interface ObserveOptions {
   env: Env;
   git?: GitRunner;
+  /** Most commits of the recorded history read to confirm what git left out (tests). */
+  maxHistory?: number;
 }
 
 /** The git directory's device and inode: another directory put in its place has others. */
@@ -346,11 +352,28 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
       [...new Set([...tips, ...parents])].filter((sha) => sha !== base && !inList.has(sha)),
     );
     if (candidates.length) {
-      const { left, known } = unconfirmed(git, cwd, base, candidates);
+      const { left, known, cleanButCut } = unconfirmed(
+        git,
+        cwd,
+        base,
+        candidates,
+        opts.maxHistory ?? MAX_HISTORY,
+      );
+      // A ref git places in the recorded history past what was read of it, every commit read
+      // there hashing to its name (a tag on an old release of a large repository, all tags
+      // counted once the packed refs are rewritten): not confirmed, said so, not walked and
+      // listed as hidden. A parent git did not list is walked whatever the history's size.
+      const parentSet = new Set(parents);
+      const deep = cleanButCut ? left.filter((c) => !parentSet.has(c)) : [];
+      const deepSet = new Set(deep);
+      if (deep.length)
+        partial.push(
+          `${deep.length} commit(s) a ref points at (${deep[0].slice(0, 12)}${deep.length > 1 ? ', ...' : ''}) are, by git's walk, in the recorded history but past the ${opts.maxHistory ?? MAX_HISTORY} commits of it read and checked: not confirmed`,
+        );
       const found = walkHidden(
         git,
         cwd,
-        left,
+        left.filter((c) => !deepSet.has(c)),
         (sha) => sha === base || inList.has(sha) || known.has(sha),
         MAX_COMMITS + 1 - shas.length,
         large,

@@ -249,6 +249,71 @@ describe('tags fetched by the checkout before start', () => {
   });
 });
 
+describe('a recorded history longer than what is read to confirm it', () => {
+  /** `setup`'s repository with 30 more commits before `base`, an old tag on the first, and 10 read. */
+  function deep() {
+    const r = setup();
+    r.git(['tag', 'v0', `${r.base}~1`]);
+    r.git(['checkout', '-q', '-b', 'long', r.base]);
+    for (let i = 0; i < 30; i++)
+      r.git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', `old ${i}`], MONA);
+    const base = r.git(['rev-parse', 'HEAD']);
+    r.git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
+    const bot = r.git(['rev-parse', 'HEAD']);
+    r.git(['branch', '-q', '-D', 'main']);
+    rmSync(join(r.dir, '.git', 'logs'), { recursive: true, force: true }); // setup's commits are not the run's
+    return { ...r, base, bot };
+  }
+
+  test('the control: an old tag, every tag counted (the packed refs rewritten in the run), is said to be unconfirmed, not listed with its history as hidden', () => {
+    const { dir, git, base, bot } = deep();
+    try {
+      git(['pack-refs', '--all']);
+      const seen = observeCommits([recorded(base), issued], {
+        env: { GITHUB_WORKSPACE: dir },
+        maxHistory: 10,
+      });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[bot, 'agent']]);
+      expect(seen.partial).toEqual([
+        expect.stringMatching(/^1 commit\(s\) a ref points at .* not confirmed$/),
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("hostile: there, the recorded commit's object rewritten to claim the agent's commit as a parent still lists it as hidden", () => {
+    const { dir, git, base, bot } = deep();
+    try {
+      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
+      const human = git(['rev-parse', 'HEAD']);
+      git(['reset', '-q', '--hard', base]);
+      git(['branch', '-q', 'agent', human]);
+      const body =
+        git(['cat-file', 'commit', base]).replace(/^(parent [0-9a-f]+)$/m, `$1\nparent ${human}`) + '\n';
+      const file = join(dir, '.git', 'objects', base.slice(0, 2), base.slice(2));
+      chmodSync(file, 0o644);
+      writeFileSync(
+        file,
+        deflateSync(Buffer.concat([Buffer.from(`commit ${Buffer.byteLength(body)}\0`), Buffer.from(body)])),
+      );
+      rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true });
+      expect(git(['rev-list', 'HEAD', '--branches', `^${base}`])).toBe('');
+      const seen = observeCommits([recorded(base), issued], {
+        env: { GITHUB_WORKSPACE: dir },
+        maxHistory: 10,
+      });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => c.sha)).toEqual(expect.arrayContaining([bot, human]));
+      for (const c of seen.commits)
+        expect(c).toMatchObject({ verdict: 'impersonation', hiddenFromHistory: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('packed-refs the agent writes', () => {
   test("hostile: an annotated tag on the agent's commits, its packed-refs peeled line pointed at the recorded commit, hides neither (git peels the tag object)", () => {
     const { dir, git, base, human, bot } = setup();
