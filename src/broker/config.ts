@@ -163,6 +163,7 @@ export function checkRefreshBefore(
           {
             seconds: opts.aws.durationSeconds,
             what: `AWS credentials live ${opts.aws.durationSeconds} s (${opts.aws.input})`,
+            raise: opts.aws.input,
           },
         ]
       : []),
@@ -171,6 +172,7 @@ export function checkRefreshBefore(
           {
             seconds: GITHUB_TOKEN_LIFETIME_SECONDS,
             what: `an installation token lives ${GITHUB_TOKEN_LIFETIME_SECONDS} s (GitHub's fixed hour)`,
+            raise: undefined,
           },
         ]
       : []),
@@ -186,7 +188,8 @@ export function checkRefreshBefore(
       `${shortest.what}, so ${never ? 'they are never' : `they would be fresh for under ${MIN_FRESH_SECONDS} s, not`} ` +
       `fresher than ${refreshBeforeSeconds} s: the broker would get new ones on ${never ? 'every request' : 'almost every request'} ` +
       `(a new session or token each time, every one to revoke or outlive at stop); it must leave at least ${MIN_FRESH_SECONDS} s`,
-    fix: `use ${input}: 300 (the default) or anything up to ${most}${opts.aws ? `, or raise ${opts.aws.input}` : ''}`,
+    // Raising the AWS role duration helps only when it, not GitHub's hour, is the shorter.
+    fix: `use ${input}: 300 (the default) or anything up to ${most}${shortest.raise ? `, or raise ${shortest.raise}` : ''}`,
     input,
   });
 }

@@ -60,6 +60,20 @@ describe('run: refresh-before-seconds against what the broker serves', () => {
       ).message,
     ).toContain('an installation token lives 3600 s');
   });
+
+  test("both served, GitHub's hour deciding: the fix does not say to raise the AWS role duration (it would not help)", () => {
+    const e = errorOf(() =>
+      parseRunInputs({
+        ...AWS,
+        ...APP,
+        'INPUT_AWS-ROLE-DURATION-SECONDS': '2h',
+        'INPUT_REFRESH-BEFORE-SECONDS': '3550',
+      }),
+    );
+    expect(e.message).toContain('an installation token lives 3600 s');
+    expect(e.message).toContain('up to 3540');
+    expect(e.message).not.toContain('raise aws-role-duration-seconds');
+  });
 });
 
 describe('run: github-app-repositories', () => {
