@@ -183,7 +183,9 @@ function walkHidden(
   large: Map<string, number>,
 ): Map<string, Buffer> {
   const found = new Map<string, Buffer>();
-  let frontier = [...new Set(start)];
+  // A commit names as many parents as the agent likes (20 000 in a 1 MiB object): a round
+  // never reads, or keeps names of, more than what is left of the budget.
+  let frontier = [...new Set(start)].slice(0, budget);
   while (frontier.length && found.size < budget) {
     const objects = readCommits(git, cwd, frontier, large);
     const next = new Set<string>();
@@ -191,9 +193,12 @@ function walkHidden(
       const obj = objects.get(sha);
       if (!obj || found.size >= budget) continue;
       found.set(sha, obj);
-      for (const p of parseCommit(obj).parents) if (!stop(p) && !found.has(p)) next.add(p);
+      for (const p of parseCommit(obj).parents) {
+        if (next.size >= budget - found.size) break;
+        if (!stop(p) && !found.has(p)) next.add(p);
+      }
     }
-    frontier = [...next].filter((sha) => !found.has(sha));
+    frontier = [...next].filter((sha) => !found.has(sha)).slice(0, budget - found.size);
   }
   return found;
 }

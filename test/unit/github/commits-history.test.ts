@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
+import { hardenedGit, observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
 
@@ -206,6 +206,71 @@ describe('commits git was told to leave out', () => {
       rmSync(clone, { recursive: true, force: true });
     }
   });
+});
+
+describe('a hidden commit naming more parents than the walk may read', () => {
+  test('hostile: a hidden commit with 1500 parents: no round of the walk asks git for more commits than are left to list', () => {
+    const { dir, git, base, bot } = setup();
+    try {
+      // 1500 commits on the recorded one, made in one fast-import stream, then one the bot
+      // makes with all of them as parents, and the bot's next on top; the recorded commit's
+      // object rewritten to claim the top as a parent, so git lists none of them.
+      const N = 1500;
+      const lines: string[] = [];
+      for (let i = 1; i <= N; i++)
+        lines.push(
+          `commit refs/heads/w${i}`,
+          `mark :${i}`,
+          'committer Mona Lisa <mona@example.com> 1700000000 +0000',
+          `data ${`w${i}`.length}`,
+          `w${i}`,
+          `from ${base}`,
+          '',
+        );
+      execFileSync('git', ['fast-import', '--quiet'], { cwd: dir, input: lines.join('\n') + '\n' });
+      const parents = execFileSync('git', ['for-each-ref', '--format=%(objectname)', 'refs/heads/w*'], {
+        cwd: dir,
+        encoding: 'utf8',
+      })
+        .trim()
+        .split('\n');
+      expect(parents).toHaveLength(N);
+      for (const p of parents) git(['update-ref', '-d', `refs/heads/w${parents.indexOf(p) + 1}`]);
+      const tree = git(['rev-parse', `${bot}^{tree}`]);
+      const wide = git(
+        ['commit-tree', tree, '-m', 'wide', ...parents.flatMap((p) => ['-p', p])],
+        who('bot-app[bot]', BOT),
+      );
+      const top = git(['commit-tree', tree, '-p', wide, '-m', 'top'], who('bot-app[bot]', BOT));
+      git(['update-ref', 'refs/heads/main', top]);
+      const body =
+        git(['cat-file', 'commit', base]).replace(/^(parent [0-9a-f]+)$/m, `$1\nparent ${top}`) + '\n';
+      const file = join(dir, '.git', 'objects', base.slice(0, 2), base.slice(2));
+      chmodSync(file, 0o644);
+      writeFileSync(
+        file,
+        deflateSync(Buffer.concat([Buffer.from(`commit ${Buffer.byteLength(body)}\0`), Buffer.from(body)])),
+      );
+      rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true });
+      expect(git(['rev-list', 'HEAD', `^${base}`])).toBe('');
+      let most = 0;
+      const counting = (args: string[], cwd: string, input?: string): Buffer => {
+        // the hidden commits' walk (the recorded history is read to its own bound first)
+        if (args.includes('cat-file') && input && new Error().stack?.includes('walkHidden'))
+          most = Math.max(most, input.split('\n').filter(Boolean).length);
+        return hardenedGit(args, cwd, input);
+      };
+      const seen = observeCommits([recorded(base), issued], {
+        env: { GITHUB_WORKSPACE: dir },
+        git: counting,
+      });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.find((c) => c.sha === wide)).toMatchObject({ hiddenFromHistory: true });
+      expect(most).toBeLessThanOrEqual(1001);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('tags fetched by the checkout before start', () => {
