@@ -13,7 +13,6 @@ import {
   fchmodSync,
   fstatSync,
   lstatSync,
-  mkdtempSync,
   openSync,
   readFileSync,
   rmdirSync,
@@ -66,19 +65,17 @@ export function removeLeftovers(
 ): Leftovers {
   const out: Leftovers = { removed: 0, problems: [] };
   // POSIX message queues live in the kernel's mqueue file system whether or not it is
-  // mounted: where /dev/mqueue is not (a container, a runner without systemd), one is
-  // mounted for the search alone, root's, and taken down after.
-  const mq = dirs.includes(MQUEUE) ? mqueueToSearch(exec, out.problems) : undefined;
-  try {
-    removeIn(
-      dirs.flatMap((d) => (d !== MQUEUE ? [d] : mq ? [mq.dir] : [])),
-      uid,
-      limits,
-      out,
-    );
-  } finally {
-    mq?.unmount();
-  }
+  // mounted: where /dev/mqueue is not (a container, a runner without systemd), they are
+  // searched through a mount made in a private mount namespace of its own (removeQueues).
+  const mqMounted = dirs.includes(MQUEUE) && fsTypeAt(MQUEUE) === 'mqueue';
+  if (dirs.includes(MQUEUE)) removeStaleMqueueMounts(exec, out.problems);
+  removeIn(
+    dirs.filter((d) => d !== MQUEUE || mqMounted),
+    uid,
+    limits,
+    out,
+  );
+  if (dirs.includes(MQUEUE) && !mqMounted) removeQueues(exec, uid, out);
   out.removed += removeIpc(exec, uid, out.problems);
   return out;
 }
@@ -109,46 +106,88 @@ function clearSetId(root: number, parts: string[], uid: number, dev: number): vo
   }
 }
 
-/** Mounts the mqueue file system where /dev/mqueue has none; undefined when it cannot. */
-function mqueueToSearch(
-  exec: PrivilegedExec,
-  problems: string[],
-): { dir: string; unmount(): void } | undefined {
-  if (fsTypeAt(MQUEUE) === 'mqueue') return { dir: MQUEUE, unmount: () => undefined };
-  let dir: string;
+/**
+ * Removes `uid`'s POSIX message queues where /dev/mqueue has no mqueue mount: `unshare`
+ * makes a mount namespace whose mounts are all private, the mqueue file system is mounted
+ * there (over /dev/mqueue, or /tmp where there is none) and searched, and the namespace goes
+ * with the process: the mount is never seen by any other namespace (a peer of /run's, a
+ * container's) and nothing is left, however the launcher ends. The file system holds queues
+ * only (no directory, no link); the agent may make at most queues_max of them (256).
+ * Writes `.` for each queue removed and `x` for each of its own still there.
+ */
+function removeQueues(exec: PrivilegedExec, uid: number, out: Leftovers): void {
+  const at = isDir(MQUEUE) ? MQUEUE : '/tmp';
+  const script = [
+    'set -e',
+    'mount -t mqueue -o nosuid,nodev,noexec cordon-mqueue "$1"',
+    'find "$1" -xdev -mindepth 1 -maxdepth 1 -type f -uid "$2" -delete -printf .',
+    'find "$1" -xdev -mindepth 1 -maxdepth 1 -uid "$2" -printf x',
+  ].join('\n');
+  let marks: string;
   try {
-    // 0700, root's, in /run (root's): no one else can reach the mount while it is there.
-    dir = mkdtempSync('/run/cordon-mqueue-');
+    marks = exec('unshare', [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      script,
+      'sh',
+      at,
+      String(uid),
+    ]);
   } catch (e) {
-    problems.push(`POSIX message queues were not searched: ${describeError(e)}`);
-    return undefined;
-  }
-  try {
-    exec('mount', ['-t', 'mqueue', '-o', 'nosuid,nodev,noexec', 'cordon-mqueue', dir]);
-  } catch (e) {
-    rmdirSync(dir);
-    problems.push(
-      `POSIX message queues were not searched (no mqueue mount could be made): ${describeError(e)}`,
+    out.problems.push(
+      `POSIX message queues were not searched (no private mqueue mount): ${describeError(e)}`,
     );
-    return undefined;
+    return;
   }
-  return {
-    dir,
-    unmount() {
-      try {
-        exec('umount', [dir]);
-        rmdirSync(dir);
-      } catch (e) {
-        problems.push(`the mqueue mount at ${dir} could not be taken down: ${describeError(e)}`);
-      }
-    },
-  };
+  out.removed += marks.split('.').length - 1;
+  const still = marks.split('x').length - 1;
+  if (still) out.problems.push(`${still} POSIX message queue(s) of the agent's could not be removed`);
 }
+
+/** A launcher of an earlier version mounted mqueue at /run/cordon-mqueue-XXXXXX; a killed one left it. */
+const STALE_MQUEUE = /^\/run\/cordon-mqueue-[A-Za-z0-9]{6}$/;
+
+/**
+ * Takes down what a killed launcher of an earlier version left: mqueue mounts (that type
+ * only) at /run/cordon-mqueue-XXXXXX, and the directory (rmdir: only when empty and no mount).
+ */
+function removeStaleMqueueMounts(exec: PrivilegedExec, problems: string[]): void {
+  const stale = new Map<string, string>();
+  for (const l of readMountinfo()) {
+    const [before, after] = l.split(' - ');
+    const at = unoctal(before.split(' ')[4] ?? '');
+    if (after && STALE_MQUEUE.test(at)) stale.set(at, after.split(' ')[0]);
+  }
+  for (const [at, type] of stale) {
+    if (type !== 'mqueue') continue;
+    try {
+      // Every mount stacked there, if mqueue is the topmost (the last line wins).
+      for (let i = 0; i < 8 && fsTypeAt(at) === 'mqueue'; i++) exec('umount', [at]);
+      if (fsTypeAt(at) === undefined) rmdirSync(at);
+    } catch (e) {
+      problems.push(`a stale mqueue mount at ${at} could not be taken down: ${describeError(e)}`);
+    }
+  }
+}
+
+const isDir = (p: string): boolean => {
+  try {
+    return lstatSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+const readMountinfo = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
 
 /** The file system type mounted at `path`, from /proc/self/mountinfo (the last mount wins). */
 function fsTypeAt(path: string): string | undefined {
   let type: string | undefined;
-  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  for (const l of readMountinfo()) {
     const [before, after] = l.split(' - ');
     if (after && unoctal(before.split(' ')[4]) === path) type = after.split(' ')[0];
   }

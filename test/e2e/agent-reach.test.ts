@@ -307,22 +307,37 @@ suite("the agent's own user: what it leaves where everyone writes", () => {
     }
     const job = newJob();
     const name = `cordon-mq-${process.pid}-${randomBytes(3).toString('hex')}`;
+    // The launcher's own mqueue mount (where /dev/mqueue has none) is never seen from this
+    // mount namespace (a peer of the runner's): looked for every 2 ms while the step runs.
+    const mqMounts = (): string[] =>
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[4] ?? '')
+        .filter((m) => m.startsWith('/run/cordon-mqueue-'));
+    const seen = new Set<string>();
+    const watch = setInterval(() => mqMounts().forEach((m) => seen.add(m)), 2);
     // mq_open(3) through libc: the queue lives in the kernel's mqueue file system whether or
     // not it is mounted anywhere, and keeps its messages after its last process is gone.
-    const r = await job.run('run', 'main', {
-      inputs: {
-        run: [
-          `echo "uid $(id -u)"`,
-          `/usr/bin/python3 -c 'import ctypes, ctypes.util, os; c = ctypes.CDLL(ctypes.util.find_library("rt") or ctypes.util.find_library("c")); fd = c.mq_open(b"/${name}", os.O_CREAT | os.O_RDWR, 0o644, None); print("mq", fd, c.mq_send(fd, b"left-for-later", 14, 0))'`,
-        ].join('\n'),
-        user: 'agent',
-      },
-      timeoutMs: 60000,
-    });
+    const r = await job
+      .run('run', 'main', {
+        inputs: {
+          run: [
+            `echo "uid $(id -u)"`,
+            `/usr/bin/python3 -c 'import ctypes, ctypes.util, os; c = ctypes.CDLL(ctypes.util.find_library("rt") or ctypes.util.find_library("c")); fd = c.mq_open(b"/${name}", os.O_CREAT | os.O_RDWR, 0o644, None); print("mq", fd, c.mq_send(fd, b"left-for-later", 14, 0))'`,
+          ].join('\n'),
+          user: 'agent',
+        },
+        timeoutMs: 60000,
+      })
+      .finally(() => clearInterval(watch));
     const uid = Number(/^uid (\d+)$/m.exec(r.stdout)?.[1]);
     expect(uid).toBeGreaterThan(0);
     agentUids.push(uid);
     expect(r.code).toBe(0);
+    // No mqueue mount of the launcher's was seen, and none (nor its directory) is left.
+    expect([...seen]).toEqual([]);
+    expect(mqMounts()).toEqual([]);
+    expect(readdirSync('/run').filter((e) => e.startsWith('cordon-mqueue-'))).toEqual([]);
     // Made, with a message in it.
     expect(r.stdout).toMatch(/^mq \d+ 0$/m);
     // Root looks through an mqueue mount of its own (the same queues, whatever is mounted where).

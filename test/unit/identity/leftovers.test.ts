@@ -4,10 +4,22 @@
  * Needs root (to give files to another uid).
  */
 import { describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { removeLeftovers } from '../../../src/identity/leftovers.js';
+import { privilegedExec } from '../../../src/identity/user.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const root = process.getuid?.() === 0;
@@ -117,6 +129,54 @@ suite('removeLeftovers', () => {
       expect(lstatSync(join(elsewhere, 'tool')).mode & 0o7777).toBe(0o4755);
     } finally {
       execFileSync('umount', [join(shared, 'scratch', 'ws')]);
+    }
+  });
+
+  test("a killed launcher's mqueue mount at /run/cordon-mqueue-XXXXXX is taken down at the next sweep (only mqueue, only that name); the uid's queue goes through a mount no one else sees", () => {
+    const mountedAt = (p: string): string[] =>
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.split(' ')[4] === p)
+        .map((l) => l.split(' - ')[1].split(' ')[0]);
+    const stale = mkdtempSync('/run/cordon-mqueue-');
+    const other = mkdtempSync('/run/cordon-mqueue-');
+    const offName = mkdtempSync('/run/cordon-mqueue-x-');
+    execFileSync('mount', ['-t', 'mqueue', 'cordon-mqueue', stale]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1k', 'cordon-test', other]);
+    execFileSync('mount', ['-t', 'mqueue', 'cordon-mqueue', offName]);
+    const queue = `cordon-unit-mq-${process.pid}`;
+    try {
+      // A queue of the uid's, opened as it through libc (it outlives its process).
+      if (existsSync('/usr/bin/python3'))
+        execFileSync('setpriv', [
+          `--reuid=${UID}`,
+          `--regid=${UID}`,
+          '--clear-groups',
+          '/usr/bin/python3',
+          '-c',
+          `import ctypes, ctypes.util, os; c = ctypes.CDLL(ctypes.util.find_library("rt") or ctypes.util.find_library("c")); assert c.mq_open(b"/${queue}", os.O_CREAT | os.O_RDWR, 0o600, None) >= 0`,
+        ]);
+      const r = removeLeftovers(privilegedExec('root'), UID, ['/dev/mqueue']);
+      expect(r.problems).toEqual([]);
+      expect(mountedAt(stale)).toEqual([]);
+      expect(existsSync(stale)).toBe(false);
+      expect(mountedAt(other)).toEqual(['tmpfs']);
+      expect(mountedAt(offName)).toEqual(['mqueue']);
+      if (existsSync('/usr/bin/python3')) {
+        expect(r.removed).toBe(1);
+        expect(existsSync(join(offName, queue))).toBe(false);
+      }
+      // Nothing of the sweep's own is mounted or left in /run.
+      const mq = readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(' - mqueue '))
+        .map((l) => l.split(' ')[4]);
+      expect(mq.filter((m) => m.startsWith('/run/cordon-mqueue-'))).toEqual([offName]);
+    } finally {
+      for (const d of [stale, other, offName]) {
+        spawnSync('umount', [d]);
+        spawnSync('rmdir', [d]);
+      }
     }
   });
 });
