@@ -27,7 +27,7 @@ import { CGROUP_SOCKET, createCgroup, removeDaemonCgroup, type Containment } fro
 import { fenceId, flushLedgerCopy, stateDir } from '../../ledger/copy.js';
 import { gitIdentity, homeForCommand } from './home.js';
 import { withholdCheckoutToken } from './checkout-token.js';
-import { closeRunnerTemp } from './runner-temp.js';
+import { closeRunnerTemp, recoverRunnerTemp } from './runner-temp.js';
 import { closeUnstarted, openWindow, sealWindow, verifyWindow } from './seal-window.js';
 import type { Executed, Prepared } from './stages.js';
 import { restoreFileCommands, snapshotFileCommands } from '../../identity/filecmds.js';
@@ -86,6 +86,8 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
  */
 async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   const { env, runner, registry } = deps;
+  // A run step killed while RUNNER_TEMP was closed to other users left its mode recorded.
+  recoverRunnerTemp(env.RUNNER_TEMP, runner, 'run');
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
   const cwd = workingDirectory(inputs, workspace);

@@ -6,9 +6,25 @@
  * can reach the directory. The agent needs nothing there (its script and files are in its own
  * HOME), and cannot write there anyway; run is the directory's owner (or root) and takes the
  * bits for "other" away before the command starts and puts them back after it.
+ *
+ * A step killed in between (its timeout, a cancel, SIGKILL) never puts them back: so the mode
+ * is first recorded in `$RUNNER_TEMP/cordon/runner-temp-mode` (the directory 0700, the file
+ * 0600, run's), the put-back removes the record, and the next `run` step and start's post put
+ * a recorded mode back (see recoverRunnerTemp).
  */
-import { closeSync, constants, fchmodSync, fstatSync, openSync, realpathSync } from 'node:fs';
-import { relative, resolve, sep } from 'node:path';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
 import { describeError } from '../../platform/errors.js';
 import type { Runner } from '../../platform/runner.js';
 
@@ -64,8 +80,12 @@ export function closeRunnerTemp(
       closeSync(fd);
       return none(mode & 0o1000 ? 'RUNNER_TEMP is a directory every user shares (sticky)' : undefined);
     }
+    // Recorded before it is closed: a step killed after this leaves what puts it back.
+    const st = fstatSync(fd);
+    writeRecord(fd, { dev: st.dev, ino: st.ino, was: mode, set: mode & ~0o007 });
     fchmodSync(fd, mode & ~0o007);
   } catch (e) {
+    dropRecord(fd);
     closeSync(fd);
     return none(`RUNNER_TEMP could not be closed to other users: ${describeError(e)}`);
   }
@@ -77,6 +97,7 @@ export function closeRunnerTemp(
       open = false;
       try {
         fchmodSync(fd, mode);
+        dropRecord(fd);
       } catch (e) {
         say.warning(
           `run: RUNNER_TEMP's mode (${mode.toString(8)}) could not be put back: ${describeError(e)}`,
@@ -86,4 +107,134 @@ export function closeRunnerTemp(
       }
     },
   };
+}
+
+/** What a closed RUNNER_TEMP was, kept until its mode is back. */
+interface ModeRecord {
+  dev: number;
+  ino: number;
+  /** The mode to put back. */
+  was: number;
+  /** The mode run set (only a directory still with it is put back). */
+  set: number;
+}
+
+const RECORD = 'runner-temp-mode';
+
+/**
+ * `$RUNNER_TEMP/cordon/`, reached through the open RUNNER_TEMP without following a link,
+ * made 0700 when missing; refused unless it is a directory of this user's closed to others.
+ */
+function recordDir(dirFd: number, make: boolean): string {
+  const path = `/proc/self/fd/${dirFd}/cordon`;
+  if (make) mkdirSync(path, { mode: 0o700, recursive: true });
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const st = fstatSync(fd);
+    if (st.uid !== process.geteuid?.() || st.mode & 0o077)
+      throw new Error(
+        `${RECORD}: $RUNNER_TEMP/cordon is not this user's alone (mode ${(st.mode & 0o7777).toString(8)})`,
+      );
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}
+
+function writeRecord(dirFd: number, r: ModeRecord): void {
+  const path = join(recordDir(dirFd, true), RECORD);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+  const fd = openSync(path, flags, 0o600);
+  try {
+    fchmodSync(fd, 0o600);
+    writeSync(fd, `${JSON.stringify(r)}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function dropRecord(dirFd: number): void {
+  try {
+    unlinkSync(join(recordDir(dirFd, false), RECORD));
+  } catch {
+    // None was written.
+  }
+}
+
+function readRecord(dirFd: number): ModeRecord | undefined {
+  let text: string;
+  try {
+    const fd = openSync(join(recordDir(dirFd, false), RECORD), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      text = readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  try {
+    const r = JSON.parse(text) as Partial<ModeRecord>;
+    const n = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    if (n(r.dev) && n(r.ino) && n(r.was) && n(r.set) && r.was <= 0o7777 && r.set <= 0o7777)
+      return r as ModeRecord;
+  } catch {
+    // Not a record of ours: dropped below.
+  }
+  return { dev: -1, ino: -1, was: -1, set: -1 };
+}
+
+/**
+ * Puts back RUNNER_TEMP's mode that a killed `run` step left closed, from its record: only
+ * while the directory is still the one closed (same dev:ino) and still has the mode run set
+ * (anything else is someone's later choice). Said in the log either way; the record is removed.
+ * Returns the mode put back (octal), if any.
+ */
+export function recoverRunnerTemp(
+  dir: string | undefined,
+  say: Pick<Runner, 'info' | 'warning'>,
+  who: string,
+): string | undefined {
+  if (!dir) return undefined;
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const r = readRecord(fd);
+    if (!r) return undefined;
+    dropRecord(fd);
+    if (r.was < 0) {
+      say.warning(
+        `${who}: $RUNNER_TEMP/cordon/${RECORD} is not a record run wrote; removed, the mode left as it is`,
+      );
+      return undefined;
+    }
+    const st = fstatSync(fd);
+    const now = st.mode & 0o7777;
+    if (st.dev !== r.dev || st.ino !== r.ino) {
+      say.info(
+        `${who}: RUNNER_TEMP left closed by a killed run step is another directory now; its mode is left as it is`,
+      );
+      return undefined;
+    }
+    if (now !== r.set) {
+      say.info(
+        `${who}: RUNNER_TEMP left closed by a killed run step has had its mode changed since (${now.toString(8)}, run set ${r.set.toString(8)}); left as it is`,
+      );
+      return undefined;
+    }
+    fchmodSync(fd, r.was);
+    say.info(
+      `${who}: RUNNER_TEMP's mode put back to ${r.was.toString(8)} (a run step was ended before it could put it back)`,
+    );
+    return r.was.toString(8);
+  } catch (e) {
+    say.warning(`${who}: RUNNER_TEMP's recorded mode could not be put back: ${describeError(e)}`);
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }

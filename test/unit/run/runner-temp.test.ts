@@ -1,8 +1,8 @@
 /** RUNNER_TEMP closed to other users while the agent's own user runs (runner-temp.ts). */
 import { describe, expect, test } from '@jest/globals';
-import { chmodSync, mkdirSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeRunnerTemp } from '../../../src/actions/run/runner-temp.js';
+import { closeRunnerTemp, recoverRunnerTemp } from '../../../src/actions/run/runner-temp.js';
 import { tempDir } from '../../harness/tmp.js';
 
 const say = () => {
@@ -75,5 +75,78 @@ describe('closeRunnerTemp', () => {
     );
     expect(closeRunnerTemp(temp, join(temp, 'ws', '..', '..', 'elsewhere'), s).skipped).toBeUndefined();
     expect(mode(temp)).toBe(0o750);
+  });
+});
+
+describe('recoverRunnerTemp', () => {
+  const closedAndKilled = (m: number): { root: string; temp: string } => {
+    const root = tempDir('cordon-rt-');
+    const temp = join(root, 'runner-temp');
+    mkdirSync(temp);
+    chmodSync(temp, m);
+    // The step is killed after closing it: reopen() never runs.
+    expect(closeRunnerTemp(temp, join(root, 'workspace'), say()).was).toBe(m.toString(8));
+    expect(mode(temp)).toBe(m & ~0o007);
+    return { root, temp };
+  };
+  const record = (temp: string): string => join(temp, 'cordon', 'runner-temp-mode');
+
+  test('a run step killed with RUNNER_TEMP closed: the next step puts the exact mode back, says so, and the record goes', () => {
+    const { temp } = closedAndKilled(0o2775);
+    expect(mode(join(temp, 'cordon')) & 0o777).toBe(0o700);
+    expect(mode(record(temp))).toBe(0o600);
+    const s = say();
+    expect(recoverRunnerTemp(temp, s, 'run')).toBe('2775');
+    expect(mode(temp)).toBe(0o2775);
+    expect(existsSync(record(temp))).toBe(false);
+    expect(s.lines).toEqual([
+      "info run: RUNNER_TEMP's mode put back to 2775 (a run step was ended before it could put it back)",
+    ]);
+    // Once only: nothing recorded is left.
+    expect(recoverRunnerTemp(temp, s, 'start')).toBeUndefined();
+    expect(s.lines).toHaveLength(1);
+  });
+
+  test('put back by the step itself: no record left, nothing for the next step to do', () => {
+    const root = tempDir('cordon-rt-');
+    const temp = join(root, 'runner-temp');
+    mkdirSync(temp);
+    chmodSync(temp, 0o755);
+    closeRunnerTemp(temp, join(root, 'workspace'), say()).reopen();
+    expect(existsSync(record(temp))).toBe(false);
+    const s = say();
+    expect(recoverRunnerTemp(temp, s, 'run')).toBeUndefined();
+    expect(mode(temp)).toBe(0o755);
+    expect(s.lines).toEqual([]);
+  });
+
+  test('a mode changed since, or another directory in its place: left as it is, said so, the record removed', () => {
+    const changed = closedAndKilled(0o755);
+    chmodSync(changed.temp, 0o711);
+    const s = say();
+    expect(recoverRunnerTemp(changed.temp, s, 'start')).toBeUndefined();
+    expect(mode(changed.temp)).toBe(0o711);
+    expect(existsSync(record(changed.temp))).toBe(false);
+    expect(s.lines[0]).toMatch(/^info start: .*mode changed since \(711, run set 750\); left as it is$/);
+
+    const swapped = closedAndKilled(0o755);
+    renameSync(swapped.temp, join(swapped.root, 'old'));
+    mkdirSync(swapped.temp);
+    chmodSync(swapped.temp, 0o750);
+    renameSync(join(swapped.root, 'old', 'cordon'), join(swapped.temp, 'cordon'));
+    expect(recoverRunnerTemp(swapped.temp, s, 'run')).toBeUndefined();
+    expect(mode(swapped.temp)).toBe(0o750);
+    expect(existsSync(record(swapped.temp))).toBe(false);
+    expect(s.lines[1]).toMatch(/another directory now/);
+  });
+
+  test('a record that is not one run wrote is removed and the mode left', () => {
+    const { temp } = closedAndKilled(0o755);
+    writeFileSync(record(temp), '{"dev":1,"ino":2,"was":"777","set":488}\n');
+    const s = say();
+    expect(recoverRunnerTemp(temp, s, 'run')).toBeUndefined();
+    expect(mode(temp)).toBe(0o750);
+    expect(existsSync(record(temp))).toBe(false);
+    expect(s.lines[0]).toMatch(/^warning run: .* is not a record run wrote/);
   });
 });
