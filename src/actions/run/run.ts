@@ -86,7 +86,6 @@ export async function runCommand(inputs: RunInputs, deps: RunDeps): Promise<RunR
  */
 async function prepare(inputs: RunInputs, deps: RunDeps): Promise<Prepared> {
   const { env, runner, registry } = deps;
-  // A run step killed while RUNNER_TEMP was closed to other users left its mode recorded.
   recoverRunnerTemp(env.RUNNER_TEMP, runner, 'run');
   if (inputs.githubToken) registry.register(inputs.githubToken, { name: 'github-token' });
   const workspace = resolve(env.GITHUB_WORKSPACE || process.cwd());
