@@ -1,5 +1,4 @@
 import { describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { observeCommits } from '../../../src/github/commits.js';
@@ -7,66 +6,20 @@ import { impersonationError, recordCommits } from '../../../src/github/commits-r
 import { Ledger } from '../../../src/ledger/ledger.js';
 import type { Runner } from '../../../src/platform/runner.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
+import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
 
 // The bounds on what post reads to find the run's commits (refs, reflog files, reflog lines,
 // a reflog's size) are the agent's to reach: reaching one must not silently hide a commit.
 
-const issued: LedgerEvent = {
-  v: 1,
-  time: '2026-01-01T00:00:00Z',
-  action: 'github-token',
-  type: 'token.issued',
-  prev: '',
-  data: {
-    app: 'bot-app',
-    bot: 'bot-app[bot]',
-    botId: 42,
-    installationId: 1,
-    repositories: [],
-    permissions: {},
-    expiresAt: '',
-  },
-};
-const recorded = (sha: string): LedgerEvent => ({
-  v: 1,
-  time: new Date().toISOString(),
-  action: 'start',
-  type: 'run.recorded',
-  prev: '',
-  data: { sha },
-});
-const who = (name: string, email: string): Record<string, string> => ({
-  GIT_AUTHOR_NAME: name,
-  GIT_AUTHOR_EMAIL: email,
-  GIT_COMMITTER_NAME: name,
-  GIT_COMMITTER_EMAIL: email,
-});
-const MONA = who('Mona Lisa', 'mona@example.com');
-const BOT = '42+bot-app[bot]@users.noreply.github.com';
-
 /** A repository with two commits before the run; `base` is what start recorded. */
 function setup(): {
   dir: string;
-  git: (args: string[], env?: Record<string, string>, input?: string) => string;
+  git: TestGit;
   base: string;
 } {
   const dir = tempDir('caps-');
-  const env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: dir,
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-  };
-  const git = (args: string[], extra: Record<string, string> = {}, input?: string): string =>
-    execFileSync('git', args, {
-      cwd: join(dir, 'work'),
-      env: { ...env, ...extra },
-      input,
-      encoding: 'utf8',
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }).trim();
+  const git = gitIn(join(dir, 'work'), dir);
   mkdirSync(join(dir, 'work'));
   git(['init', '-q', '-b', 'main']);
   git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);

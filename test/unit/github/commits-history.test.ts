@@ -6,44 +6,10 @@ import { deflateSync } from 'node:zlib';
 import { hardenedGit, observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
+import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
 
 // What the agent writes into `.git/` to make git's walk from the refs leave its commits out
 // (or take them for the history before the run): the attribution must still list them.
-
-const BOT = '42+bot-app[bot]@users.noreply.github.com';
-const issued: LedgerEvent = {
-  v: 1,
-  time: '2026-01-01T00:00:00Z',
-  action: 'github-token',
-  type: 'token.issued',
-  prev: '',
-  data: {
-    app: 'bot-app',
-    bot: 'bot-app[bot]',
-    botId: 42,
-    installationId: 1,
-    repositories: [],
-    permissions: {},
-    expiresAt: '',
-  },
-};
-function recorded(sha: string, workspace?: ReturnType<typeof workspaceAtStart>): LedgerEvent {
-  return {
-    v: 1,
-    time: new Date().toISOString(),
-    action: 'start',
-    type: 'run.recorded',
-    prev: '',
-    data: workspace ? { sha, workspace } : { sha },
-  };
-}
-const who = (name: string, email: string): Record<string, string> => ({
-  GIT_AUTHOR_NAME: name,
-  GIT_AUTHOR_EMAIL: email,
-  GIT_COMMITTER_NAME: name,
-  GIT_COMMITTER_EMAIL: email,
-});
-const MONA = who('Mona Lisa', 'mona@example.com');
 
 /**
  * A repository with two commits before the run (the second is `base`, what start recorded)
@@ -52,25 +18,13 @@ const MONA = who('Mona Lisa', 'mona@example.com');
  */
 function setup(): {
   dir: string;
-  git: (args: string[], env?: Record<string, string>) => string;
+  git: TestGit;
   base: string;
   human: string;
   bot: string;
 } {
   const dir = tempDir('history-');
-  const env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: dir,
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-  };
-  const git = (args: string[], extra: Record<string, string> = {}): string =>
-    execFileSync('git', args, {
-      cwd: dir,
-      env: { ...env, ...extra },
-      encoding: 'utf8',
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }).trim();
+  const git = gitIn(dir, dir);
   git(['init', '-q', '-b', 'main']);
   git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);
   git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'], MONA);
@@ -409,7 +363,9 @@ describe('a workspace repository changed after start so that it cannot be read',
     change(r);
     return {
       ...r,
-      seen: observeCommits([recorded(r.base, atStart), issued], { env: { GITHUB_WORKSPACE: r.dir } }),
+      seen: observeCommits([recorded(r.base, { workspace: atStart }), issued], {
+        env: { GITHUB_WORKSPACE: r.dir },
+      }),
     };
   }
 
@@ -445,7 +401,9 @@ describe('a workspace repository changed after start so that it cannot be read',
     try {
       const absent = 'ab'.repeat(20);
       const atStart = workspaceAtStart({ GITHUB_WORKSPACE: dir }, absent);
-      const seen = observeCommits([recorded(absent, atStart), issued], { env: { GITHUB_WORKSPACE: dir } });
+      const seen = observeCommits([recorded(absent, { workspace: atStart }), issued], {
+        env: { GITHUB_WORKSPACE: dir },
+      });
       expect(seen).toEqual({ skipped: expect.stringContaining('is not in the workspace repository') });
       expect(base).not.toBe(absent);
     } finally {

@@ -9,23 +9,8 @@ import { reflogUpdates } from '../../../src/github/reflogs.js';
 import { impersonationError } from '../../../src/github/commits-record.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
+import { issued } from './fixtures.js';
 
-const issued: LedgerEvent = {
-  v: 1,
-  time: '2026-01-01T00:00:00Z',
-  action: 'github-token',
-  type: 'token.issued',
-  prev: '',
-  data: {
-    app: 'bot-app',
-    bot: 'bot-app[bot]',
-    botId: 42,
-    installationId: 1,
-    repositories: [],
-    permissions: {},
-    expiresAt: '',
-  },
-};
 const agents = agentIdentities([issued]);
 
 function c(authorEmail: string, committerEmail: string) {
