@@ -6,6 +6,7 @@
  */
 import { requireAsciiLine, showInvisible } from '../platform/ascii.js';
 import { CordonError } from '../platform/errors.js';
+import type { Unscoped } from '../ledger/events.js';
 
 export interface PolicyStatement {
   Sid?: string;
@@ -41,7 +42,7 @@ export interface SessionPolicy {
    * the role has: `default` when none was given, `chosen` when the `allow` input was `*`
    * alone (the explicit opt-out `actions/run` asks for).
    */
-  unscoped?: 'default' | 'chosen';
+  unscoped?: Unscoped;
 }
 
 /** Input names used in messages; `actions/run` passes its own (`aws-allow`, ...). */
@@ -401,14 +402,11 @@ export function buildSessionPolicy(
   const allow = given.allow ?? [];
   if (allow.some((l) => l.text === '*')) {
     // `*` alone: every permission the role has, said out loud. Nothing else may come with it.
-    const other =
-      allow.length > 1
-        ? `another ${names.allow} line`
-        : given.inline && given.inline.trim() !== ''
-          ? names.inline
-          : given.managed?.length
-            ? names.managed
-            : undefined;
+    const other = [
+      allow.length > 1 && `another ${names.allow} line`,
+      given.inline?.trim() && names.inline,
+      given.managed?.length && names.managed,
+    ].find((o): o is string => typeof o === 'string' && o !== '');
     if (other) {
       fail(
         action,

@@ -151,12 +151,11 @@ export function checkRefreshBefore(
   refreshBeforeSeconds: number,
   opts: {
     action: string;
-    input?: string;
     aws?: { durationSeconds: number; input: string };
     github?: boolean;
   },
 ): void {
-  const input = opts.input ?? 'refresh-before-seconds';
+  const input = 'refresh-before-seconds';
   const lifetimes = [
     ...(opts.aws
       ? [

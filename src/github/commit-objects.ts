@@ -57,7 +57,7 @@ export interface RawCommit {
 }
 
 /** `Name <email> time tz` as git splits it: the first `<`, the first `>` after it. */
-export function ident(line: string): [string, string] {
+function ident(line: string): [string, string] {
   const lt = line.indexOf('<');
   if (lt < 0) return [line.trim(), ''];
   const gt = line.indexOf('>', lt + 1);

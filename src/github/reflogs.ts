@@ -48,7 +48,7 @@ function refsUnder(git: GitRunner, cwd: string, prefix: string): { refs: [string
 }
 
 /** Refs found, with the objects they point at (what the walk starts from) and the bounds reached. */
-export interface RefsFound {
+interface RefsFound {
   refs: string[];
   objects: string[];
   partial: string[];
@@ -70,7 +70,7 @@ export function pushedRefs(git: GitRunner, cwd: string, pushed: ReadonlySet<stri
 }
 
 /** What the reflogs hold from the run: the commits they name, and the remote-tracking refs a push moved. */
-export interface Reflogs {
+interface Reflogs {
   updates: string[];
   pushed: Set<string>;
   partial: string[];

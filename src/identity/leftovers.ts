@@ -87,7 +87,7 @@ const MQUEUE = '/dev/mqueue';
  * agent's: opened through its open parent without following a link, checked and changed
  * through that descriptor, so nothing swapped in loses its bits instead.
  */
-function clearSetId(root: number, parts: string[], uid: number, dev: number): void {
+function dropSetIdBits(root: number, parts: string[], uid: number, dev: number): void {
   let dir = root;
   let fd: number | undefined;
   try {
@@ -228,7 +228,7 @@ function removeIn(dirs: readonly string[], uid: number, limits: LeftoverLimits, 
       // by a later step, it would take the agent's uid, which the next agent may be given.
       const gone = new Set(mine);
       for (const p of all.filter((q) => !gone.has(q) && here(q)))
-        clearSetId(root, p.slice(dir.length + 1).split('/'), uid, st.dev);
+        dropSetIdBits(root, p.slice(dir.length + 1).split('/'), uid, st.dev);
       const still = mine.filter((p) => ownedBy(p, uid)).length;
       if (still) out.problems.push(`${still} path(s) of the agent's under ${dir} could not be removed`);
     } finally {
@@ -278,8 +278,7 @@ function removeOne(root: number, parts: string[], uid: number, dev: number): boo
 
 /** Mount points, as /proc/self/mountinfo writes them (octal escapes undone). */
 function mountPoints(): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
+  return readMountinfo()
     .filter(Boolean)
     .map((l) => unoctal(l.split(' ')[4]));
 }

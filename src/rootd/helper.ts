@@ -20,6 +20,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parentOf } from '../platform/proc-name.js';
 import { readUserFile } from '../platform/user-file.js';
 import type { Client } from './access.js';
 import { parseBlocked, parseTracedDest, spawnMonitor, TABLE, type BlockedEntry } from '../fence/nftshell.js';
@@ -39,7 +40,7 @@ const FALLBACK_POLL_MS = 1000;
  * The first listing waits for the trace monitor to listen (its socket looked for every
  * SUBSCRIBE_POLL_MS), at most SUBSCRIBE_WAIT_MS; then the sets are listed anyway.
  */
-const SUBSCRIBE_POLL_MS = 5;
+const SUBSCRIBE_POLL_MS = 25;
 const SUBSCRIBE_WAIT_MS = 1000;
 /** NETLINK_NETFILTER, and NFNLGRP_NFTRACE (group 9) as a bit of /proc/net/netlink's Groups. */
 const NETLINK_NETFILTER = 12;
@@ -83,9 +84,7 @@ const blockedWatchDeps: BlockedWatchDeps = {
   // Its nft is the shell's child: a listener whose parent is that shell.
   listening: (shellPid) =>
     shellPid !== undefined &&
-    traceListeners(readOr('/proc/net/netlink')).some(
-      (pid) => Number(/\) \S+ (\d+)/.exec(readOr(`/proc/${pid}/stat`))?.[1]) === shellPid,
-    ),
+    traceListeners(readOr('/proc/net/netlink')).some((pid) => parentOf(pid) === shellPid),
   listSet: (set) =>
     new Promise<string>((resolve) =>
       execFile('nft', ['list', 'set', ...TABLE.split(' '), set], { timeout: 5000 }, (_e, out) =>

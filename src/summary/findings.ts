@@ -11,6 +11,7 @@ import {
   unclassifiedCommits,
   type CommitObserved,
   type RunFinished,
+  type Unscoped,
 } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
@@ -250,7 +251,7 @@ function revocationFindings(events: LedgerEvent[]): Finding[] {
 
 /** AWS credentials no session policy narrowed: every permission the role has, said at the top. */
 function scopeFindings(events: LedgerEvent[]): Finding[] {
-  const unscoped = new Map<string, 'default' | 'chosen'>();
+  const unscoped = new Map<string, Unscoped>();
   for (const c of [...eventsOf(events, 'credentials.issued'), ...eventsOf(events, 'credentials.refreshed')])
     if (c.unscoped && !unscoped.has(c.role)) unscoped.set(c.role, c.unscoped);
   return [...unscoped].map(([role, how]) => ({

@@ -25,6 +25,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
+import { DIR_FLAGS } from '../../platform/dir-fd.js';
 import { describeError } from '../../platform/errors.js';
 import type { Runner } from '../../platform/runner.js';
 
@@ -68,20 +69,20 @@ export function closeRunnerTemp(
   if (inside(dir, workspace)) return none('the workspace is inside RUNNER_TEMP');
   let fd: number;
   try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    fd = openSync(dir, DIR_FLAGS);
   } catch (e) {
     return none(`RUNNER_TEMP could not be opened: ${describeError(e)}`);
   }
   let mode: number;
   try {
-    mode = fstatSync(fd).mode & 0o7777;
+    const st = fstatSync(fd);
+    mode = st.mode & 0o7777;
     // Nothing open to others; or a directory every user shares (/tmp, sticky), not run's to close.
     if ((mode & 0o007) === 0 || mode & 0o1000) {
       closeSync(fd);
       return none(mode & 0o1000 ? 'RUNNER_TEMP is a directory every user shares (sticky)' : undefined);
     }
     // Recorded before it is closed: a step killed after this leaves what puts it back.
-    const st = fstatSync(fd);
     writeRecord(fd, { dev: st.dev, ino: st.ino, was: mode, set: mode & ~0o007 });
     fchmodSync(fd, mode & ~0o007);
   } catch (e) {
@@ -128,7 +129,7 @@ const RECORD = 'runner-temp-mode';
 function recordDir(dirFd: number, make: boolean): string {
   const path = `/proc/self/fd/${dirFd}/cordon`;
   if (make) mkdirSync(path, { mode: 0o700, recursive: true });
-  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  const fd = openSync(path, DIR_FLAGS);
   try {
     const st = fstatSync(fd);
     if (st.uid !== process.geteuid?.() || st.mode & 0o077)
@@ -198,7 +199,7 @@ export function recoverRunnerTemp(
   if (!dir) return undefined;
   let fd: number;
   try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    fd = openSync(dir, DIR_FLAGS);
   } catch {
     return undefined;
   }
