@@ -1,6 +1,6 @@
 /**
  * Commit attribution for `start`'s post step: every commit made since the sha recorded at
- * start (on HEAD, local branches, tags written in the run, every ref update the reflogs hold
+ * start (on HEAD, local branches, tags new or moved in the run, every ref update the reflogs hold
  * from the run, pushed refs, every commit object a `run` step saw created, reachable or not), who wrote it, who committed it, its co-authors and whether it
  * is signed, and a verdict. An agent never commits as a developer: with an agent identity
  * issued in the run, a commit whose author or committer is anyone else is impersonation.
@@ -33,7 +33,8 @@ import {
   visible,
   type GitRunner,
 } from './commit-objects.js';
-import { MAX_REFS_NAMED, pushedRefs, readReflogs, tagsWritten } from './reflogs.js';
+import { MAX_REFS_NAMED, pushedRefs, readReflogs } from './reflogs.js';
+import { recordTags, tagsWritten } from './tags.js';
 
 /**
  * Most commits listed and classified; a run that makes more is cut, and with an identity issued
@@ -218,8 +219,9 @@ function dirId(gitDir: string): string {
 
 /**
  * What `start`'s main sees of the workspace repository: whether the sha it records is a
- * commit there, and which directory is its `.git`. The post tells from it whether a
- * repository it cannot read is one the agent changed (a warning) or one there never was.
+ * commit there, which directory is its `.git`, and its tags. The post tells from it whether a
+ * repository it cannot read is one the agent changed (a warning) or one there never was, and
+ * which tags the run wrote (new or moved since: tags.ts).
  */
 export function workspaceAtStart(
   env: Env,
@@ -240,11 +242,18 @@ export function workspaceAtStart(
   } catch {
     shaPresent = false;
   }
+  const seen: WorkspaceAtStart = { shaPresent };
   try {
-    return { shaPresent, gitDirId: dirId(gitDir) };
+    seen.gitDirId = dirId(gitDir);
   } catch {
-    return { shaPresent };
+    // none: the post cannot tell the directory apart
   }
+  try {
+    seen.tags = recordTags(git, cwd);
+  } catch {
+    // git could not list them (a tag naming no object): the post judges tags by their files' times
+  }
+  return seen;
 }
 
 /** No commits listed, and why; `unchecked` when start saw the recorded commit in the workspace. */
@@ -311,9 +320,10 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
   const since = started - 60;
   const reflogs = readReflogs(gitDir, since);
   const pushed = pushedRefs(git, cwd, reflogs.pushed);
-  // Tags by their files' ctime (to the nanosecond), from start itself, a second's margin: the
-  // tags a checkout fetched seconds before start (fetch-depth: 0) are not the run's.
-  const tags = tagsWritten(git, cwd, gitDir, started - 1);
+  // Tags new or moved since start's record; without one, by their files' ctime (to the
+  // nanosecond), from start itself, a second's margin: the tags a checkout fetched seconds
+  // before start (fetch-depth: 0) are not the run's.
+  const tags = tagsWritten(git, cwd, gitDir, started - 1, atStart?.tags);
   const partial: string[] = [...reflogs.partial, ...pushed.partial, ...tags.partial];
   // Commit objects each `run` saw created while its command ran, whether or not a ref holds
   // them: one made with commit-tree and pushed to a URL moves no ref and leaves no reflog.

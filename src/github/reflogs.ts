@@ -1,6 +1,6 @@
 /**
- * Where the run's commits are looked for besides HEAD: tags written and refs pushed in the run,
- * and the reflogs changed since start, under bounds every one the agent's to reach.
+ * Where the run's commits are looked for besides HEAD: refs pushed in the run and the reflogs
+ * changed since start (tags.ts: the tags written in it), under bounds every one the agent's to reach.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
@@ -9,10 +9,9 @@ import { gitText as text, visible, type GitRunner } from './commit-objects.js';
 
 /**
  * Bounds on what is read to find the run's commits, every one the agent's to reach: refs
- * listed under `refs/tags` or `refs/remotes`, entries visited under each part of
+ * listed under `refs/remotes`, entries visited under each part of
  * `.git/logs/refs`, reflog files read (of those changed since start), bytes of one reflog
- * and of all, distinct commits the reflogs name. What is filtered (tags not written in the
- * run, reflogs not changed in it, remote-tracking refs no push moved) is filtered before
+ * and of all, distinct commits the reflogs name. What is filtered (reflogs not changed in it, remote-tracking refs no push moved) is filtered before
  * it is counted; a bound reached is said (`partial`), never a shorter list alone.
  */
 const MAX_REFS_LISTED = 100_000;
@@ -187,26 +186,4 @@ export function readReflogs(gitDir: string, since: number): Reflogs {
 /** The commits readReflogs finds. */
 export function reflogUpdates(gitDir: string, since: number): string[] {
   return readReflogs(gitDir, since).updates;
-}
-
-/**
- * Tags written in the run (tags have no reflog): a loose tag whose file changed since `since`
- * (ctime, which no process sets back), or every tag when the packed refs changed.
- */
-export function tagsWritten(git: GitRunner, cwd: string, gitDir: string, since: number): RefsFound {
-  const changed = (p: string): boolean => {
-    try {
-      return lstatSync(p).ctimeMs >= since * 1000;
-    } catch {
-      return false;
-    }
-  };
-  const all = changed(join(gitDir, 'packed-refs'));
-  const { refs, more } = refsUnder(git, cwd, 'refs/tags');
-  const written = refs.filter(([, r]) => r.startsWith('refs/tags/') && (all || changed(join(gitDir, r))));
-  return {
-    refs: written.map(([, r]) => r),
-    objects: written.map(([o]) => o),
-    partial: more ? [`more than ${MAX_REFS_LISTED} tags: those past them were not read`] : [],
-  };
 }

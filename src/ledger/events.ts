@@ -35,6 +35,20 @@ export interface RunRecorded {
 export interface WorkspaceAtStart {
   shaPresent: boolean;
   gitDirId?: string;
+  /** The tags that existed (github/tags.ts): post counts a tag as the run's only if new or moved since. */
+  tags?: TagsAtStart;
+}
+
+/**
+ * The tags of the workspace repository at start, each a salted digest of its name, object and
+ * peeled object (16 characters, concatenated in git's order); `cut`: there were more than the
+ * first `count` recorded.
+ */
+export interface TagsAtStart {
+  salt: string;
+  count: number;
+  digests: string;
+  cut?: boolean;
 }
 
 /** An AWS role session: what `credentials.issued` and `credentials.refreshed` share. */

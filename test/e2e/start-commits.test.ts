@@ -815,6 +815,77 @@ describe('start: commit attribution', () => {
 });
 
 /**
+ * Before start: someone else's release fix, on base, held only by the tag v1.0.0 (made with
+ * commit-tree: no reflog names it), as in a repository checked out with its tags.
+ */
+function releaseTag(j: Job): string {
+  const fix = git(
+    j,
+    ['commit-tree', `${j.env.GITHUB_SHA}^{tree}`, '-p', j.env.GITHUB_SHA, '-m', 'release fix'],
+    {
+      GIT_AUTHOR_NAME: 'Someone',
+      GIT_AUTHOR_EMAIL: 'someone@example.com',
+      GIT_COMMITTER_NAME: 'Someone',
+      GIT_COMMITTER_EMAIL: 'someone@example.com',
+    },
+  );
+  git(j, ['tag', 'v1.0.0', fix]);
+  return fix;
+}
+
+describe('start: tags that existed at start', () => {
+  test("an honest job that runs git gc (every tag rewritten into the packed refs) does not list a release tag's commits, and fail-on-impersonation passes", async () => {
+    const s = await api();
+    const j = repoJob();
+    const fix = releaseTag(j);
+    const start = await j.run('start', 'main');
+    await issueToken(j, s.url);
+    const byBot = commit(j, 'agent: fix the parser');
+    git(j, ['gc', '-q']);
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(errors(end)).toBe('');
+    expect(end.code).toBe(0);
+    const o = observed(j);
+    expect(o.commits.map((c) => [c.sha, c.verdict])).toEqual([[byBot, 'agent']]);
+    expect(o.commits.map((c) => c.sha)).not.toContain(fix);
+    expect(o).not.toHaveProperty('tags');
+  }, 120000);
+
+  test('hostile: that tag moved in the run to a human-authored commit made with commit-tree, then git gc: post lists it as impersonation and fails', async () => {
+    const s = await api();
+    const j = repoJob();
+    const fix = releaseTag(j);
+    const start = await j.run('start', 'main');
+    await issueToken(j, s.url);
+    const human = git(
+      j,
+      ['commit-tree', `${j.env.GITHUB_SHA}^{tree}`, '-p', j.env.GITHUB_SHA, '-m', 'as mona'],
+      {
+        GIT_AUTHOR_NAME: 'Mona Lisa',
+        GIT_AUTHOR_EMAIL: 'mona@example.com',
+        GIT_COMMITTER_NAME: 'Mona Lisa',
+        GIT_COMMITTER_EMAIL: 'mona@example.com',
+      },
+    );
+    git(j, ['tag', '-f', 'v1.0.0', human]);
+    git(j, ['gc', '-q']);
+    const end = await j.run('start', 'post', {
+      state: start.state,
+      inputs: { 'fail-on-impersonation': 'true' },
+    });
+    expect(end.code).toBe(1);
+    expect(errors(end)).toContain(`${human.slice(0, 12)} by Mona Lisa <mona@example.com>`);
+    const o = observed(j);
+    expect(o.commits.map((c) => [c.sha, c.verdict])).toEqual([[human, 'impersonation']]);
+    expect(o.commits.map((c) => c.sha)).not.toContain(fix);
+    expect(o).toMatchObject({ tags: ['refs/tags/v1.0.0'] });
+  }, 120000);
+});
+
+/**
  * Gives `base` the first parent `parent` in the repository's commit-graph, as a step of the
  * agent's would: git's walk then reads the recorded commit as coming after the agent's.
  */

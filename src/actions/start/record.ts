@@ -41,6 +41,15 @@ export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<v
   // Whether the recorded commit is in the workspace repository now: the post warns when it is
   // gone (or the repository replaced) rather than skipping the commits with an info line.
   run.workspace = workspaceAtStart(env, run.sha);
+  const tags = run.workspace.tags;
+  if (!tags)
+    runner.info(
+      'start: no tags recorded (the workspace is not a git repository yet, or git could not list its tags): the post counts a tag whose file changes after this step, such as one a checkout placed after start fetches, as written in the run; place start after actions/checkout',
+    );
+  else if (tags.cut)
+    runner.info(
+      `start: the workspace repository has more than ${tags.count} tags: the first ${tags.count} are recorded, and the post judges the others by when their files changed`,
+    );
   if (hasIdTokenAccess(env)) {
     const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch, registry: deps.registry });
     run.oidc = displayClaims(decodeClaims(token));
