@@ -143,9 +143,10 @@ export function parseBrokerConfig(text: string): BrokerConfig {
 }
 
 /**
- * Refuses a `refresh-before-seconds` that leaves a credential fresh for less than
- * MIN_FRESH_SECONDS of its lifetime: the AWS role duration (named by `aws.input`), the
- * GitHub token's hour, or both (the smaller decides).
+ * Refuses a `refresh-before-seconds` that is not a whole number >= 0, or that leaves a
+ * credential fresh for less than MIN_FRESH_SECONDS of its lifetime: the AWS role duration
+ * (named by `aws.input`), the GitHub token's hour, or both (the smaller decides). The
+ * inputs of `run` and `aws` and `startBroker` itself check by this one rule.
  */
 export function checkRefreshBefore(
   refreshBeforeSeconds: number,
@@ -177,16 +178,24 @@ export function checkRefreshBefore(
       : []),
   ].sort((a, b) => a.seconds - b.seconds);
   const shortest = lifetimes[0];
+  if (!(Number.isInteger(refreshBeforeSeconds) && refreshBeforeSeconds >= 0)) {
+    throw new CordonError({
+      what: `${opts.action}: input ${input} "${refreshBeforeSeconds}" is not valid`,
+      why: 'it must be a whole number of seconds, 0 or more',
+      fix: `use ${input}: 300 (the default)`,
+      input,
+    });
+  }
   if (!shortest) return;
   const most = shortest.seconds - MIN_FRESH_SECONDS;
   if (refreshBeforeSeconds <= most) return;
-  const never = refreshBeforeSeconds >= shortest.seconds;
+  const every = refreshBeforeSeconds >= shortest.seconds ? 'every' : 'almost every';
   throw new CordonError({
     what: `${opts.action}: input ${input} "${refreshBeforeSeconds}" is not valid`,
     why:
-      `${shortest.what}, so ${never ? 'they are never' : `they would be fresh for under ${MIN_FRESH_SECONDS} s, not`} ` +
-      `fresher than ${refreshBeforeSeconds} s: the broker would get new ones on ${never ? 'every request' : 'almost every request'} ` +
-      `(a new session or token each time, every one to revoke or outlive at stop); it must leave at least ${MIN_FRESH_SECONDS} s`,
+      `it must be at most ${most}, the credentials' lifetime less ${MIN_FRESH_SECONDS} s: ${shortest.what}, ` +
+      `and the broker replaces them once fewer than ${refreshBeforeSeconds} s remain, so it would replace them on ${every} request ` +
+      '(a new session or token each time, each one to revoke or outlive at stop)',
     // Raising the AWS role duration helps only when it, not GitHub's hour, is the shorter.
     fix: `use ${input}: 300 (the default) or anything up to ${most}${shortest.raise ? `, or raise ${shortest.raise}` : ''}`,
     input,

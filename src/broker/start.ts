@@ -23,6 +23,7 @@ import {
   ENV_BROKER_URL,
   STOP_PATH,
   assertLoopback,
+  checkRefreshBefore,
   type BrokerConfig,
   type BrokerGithubConfig,
 } from './config.js';
@@ -41,8 +42,13 @@ export interface StartBrokerConfig {
   aws?: AwsSessionInputs;
   /** The GitHub App token to keep fresh (same repositories and permissions). */
   github?: GithubTokenInputs;
-  /** Re-exchange when fewer seconds than this remain (default 300). */
+  /**
+   * Re-exchange when fewer seconds than this remain (default 300); at most the shortest
+   * credential lifetime less 60 s (checkRefreshBefore), refused otherwise.
+   */
   refreshBeforeSeconds?: number;
+  /** The input that set `aws.durationSeconds`, for the refresh-before error (default `role-duration-seconds`). */
+  awsDurationInput?: string;
   /**
    * How long a request waits for a refresh while the current credentials are still valid
    * (default 800 ms); after that it gets the current ones and the refresh goes on.
@@ -71,6 +77,11 @@ export interface StartBrokerDeps {
    * Without it the broker sends none.
    */
   onSecret?: (value: string) => void;
+  /**
+   * Tests only: take any refresh-before, so a test can have every request refresh. Every
+   * action leaves it unset (and its inputs are checked by the same rule anyway).
+   */
+  anyRefreshBefore?: boolean;
 }
 
 /** What the parent keeps in saved state to stop the broker from another process (post). */
@@ -155,6 +166,20 @@ export async function startBroker(
       fix: 'give it an AWS role, a GitHub App, or both',
     });
   }
+  const refreshBeforeSeconds = cfg.refreshBeforeSeconds ?? DEFAULT_REFRESH_BEFORE_SECONDS;
+  if (!deps.anyRefreshBefore)
+    checkRefreshBefore(refreshBeforeSeconds, {
+      action: cfg.action,
+      ...(cfg.aws
+        ? {
+            aws: {
+              durationSeconds: cfg.aws.durationSeconds,
+              input: cfg.awsDurationInput ?? 'role-duration-seconds',
+            },
+          }
+        : {}),
+      github: cfg.github !== undefined,
+    });
   const env = cfg.env;
   if (cfg.aws && !(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN)) {
     throw new CordonError({
@@ -189,7 +214,7 @@ export async function startBroker(
     ledgerPath: ledgerPath(env),
     action: cfg.action,
     logPath,
-    refreshBeforeSeconds: cfg.refreshBeforeSeconds ?? DEFAULT_REFRESH_BEFORE_SECONDS,
+    refreshBeforeSeconds,
     refreshWaitMs: cfg.refreshWaitMs,
     maxLifetimeSeconds: cfg.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS,
     parentPid: cfg.watchParent === false ? undefined : process.pid,

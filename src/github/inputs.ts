@@ -28,98 +28,184 @@ export function normalizePem(raw: string): string {
   return pem.replace(/\r\n?/g, '\n') + '\n';
 }
 
+/** The inputs that name the app and what its token reaches, by their `actions/github-token` names. */
+export type GithubAppInput = 'app-id' | 'client-id' | 'private-key' | 'owner' | 'repositories';
+
+/** A permission as given: its name (dashes, lower case), its level (lower case), the text to quote. */
+export interface GivenPermission {
+  name: string;
+  level: string;
+  text: string;
+}
+
+/**
+ * How an action spells the app's inputs, so every message names the input the user wrote
+ * from the start (never a message rewritten afterwards): `actions/github-token`'s own, or
+ * `run`'s `github-app-*`.
+ */
+export interface GithubAppNaming {
+  /** The input name for each of github-token's. */
+  input: Record<GithubAppInput, string>;
+  /** The permissions given (names and levels are checked by the parser), or none. */
+  permissions(i: Inputs): GivenPermission[];
+  /** The one input that lists every permission (run's), or undefined: one input each. */
+  permissionsInput?: string;
+  /** The input that gives this permission. */
+  permissionInput(name: string): string;
+  /** How to write this permission at this level (for a fix). */
+  writePermission(name: string, level: string): string;
+  /** How to write several permissions (for the fix when none was given). */
+  writePermissions(p: [string, string][]): string;
+  /** The fix for a permission name GitHub does not have. */
+  unknownFix: string;
+  /** Where `github-api-url` is read from; undefined: GITHUB_API_URL (the runner's). */
+  apiUrlInput?: string;
+}
+
+/** `actions/github-token`'s own inputs: `permission-<name>: <level>` one input each. */
+export const GITHUB_TOKEN_NAMING: GithubAppNaming = {
+  input: {
+    'app-id': 'app-id',
+    'client-id': 'client-id',
+    'private-key': 'private-key',
+    owner: 'owner',
+    repositories: 'repositories',
+  },
+  permissions: (i) =>
+    Object.keys(i.env)
+      .filter((k) => k.startsWith('INPUT_PERMISSION-'))
+      .map((k) => k.slice('INPUT_'.length).toLowerCase())
+      .filter((k) => i.has(k))
+      .map((k) => {
+        const level = i.raw(k).toLowerCase();
+        return { name: k.slice('permission-'.length), level, text: level };
+      }),
+  permissionInput: (name) => `permission-${name}`,
+  writePermission: (name, level) => `\`permission-${name}: ${level}\``,
+  writePermissions: (p) => p.map(([n, l]) => `\`permission-${n}: ${l}\``).join(' and '),
+  unknownFix:
+    'use one of the permission-* inputs listed in the action (names use dashes: permission-pull-requests)',
+  apiUrlInput: 'github-api-url',
+};
+
 export function parseGithubTokenInputs(env: Env): GithubTokenInputs {
   const i = new Inputs('github-token', env);
-  const appId = i.string('app-id');
-  const clientId = i.string('client-id');
+  return {
+    ...parseGithubApp(i, GITHUB_TOKEN_NAMING),
+    skipTokenRevoke: i.boolean('skip-token-revoke', false),
+    configureGit: i.boolean('configure-git', true),
+  };
+}
+
+/**
+ * The app, its key, owner, repositories and permissions, read from `i` under `naming`'s
+ * input names: one set of checks for `actions/github-token` and `run`'s `github-app-*`.
+ */
+export function parseGithubApp(
+  i: Inputs,
+  naming: GithubAppNaming,
+): Omit<GithubTokenInputs, 'skipTokenRevoke' | 'configureGit'> {
+  const n = naming.input;
+  const env = i.env;
+  const appId = i.string(n['app-id']);
+  const clientId = i.string(n['client-id']);
   if (appId && clientId) {
     throw new CordonError({
-      what: 'github-token: both app-id and client-id are set',
+      what: `${i.action}: both ${n['app-id']} and ${n['client-id']} are set`,
       why: 'the app is named by one of them; two could disagree',
-      fix: 'keep one: client-id (recommended by GitHub) or app-id',
-      input: 'client-id',
+      fix: `keep one: ${n['client-id']} (recommended by GitHub) or ${n['app-id']}`,
+      input: n['client-id'],
     });
   }
   if (!appId && !clientId) {
     throw new CordonError({
-      what: 'github-token: input app-id (or client-id) is required',
+      what: `${i.action}: input ${n['app-id']} (or ${n['client-id']}) is required`,
       why: 'the app JWT names the app it speaks for',
-      fix: "add `app-id: ${{ vars.APP_ID }}` (or `client-id:`) under `with:`; both are on the app's settings page",
-      input: 'app-id',
+      fix: `add \`${n['app-id']}: \${{ vars.APP_ID }}\` (or \`${n['client-id']}:\`) under \`with:\`; both are on the app's settings page`,
+      input: n['app-id'],
     });
   }
   if (appId && !/^\d+$/.test(appId)) {
     i.fail(
-      'app-id',
+      n['app-id'],
       appId,
       'an app id is a number',
-      "copy the App ID from the app's settings page, or use client-id",
+      `copy the App ID from the app's settings page, or use ${n['client-id']}`,
     );
   }
   if (clientId && !/^[A-Za-z0-9._-]+$/.test(clientId)) {
     i.fail(
-      'client-id',
+      n['client-id'],
       clientId,
       'a client id is letters, digits and dots (Iv23...)',
       "copy the Client ID from the app's settings page",
     );
   }
-  const privateKey = normalizePem(i.multiline('private-key', { required: true, secret: true }));
+  const privateKey = normalizePem(i.multiline(n['private-key'], { required: true, secret: true }));
 
   const repository = env.GITHUB_REPOSITORY ?? '';
   const [currentOwner, currentRepo] = repository.split('/');
-  const owner = i.string('owner', { default: currentOwner ?? '' });
+  const owner = i.string(n.owner, { default: currentOwner ?? '' });
   if (!owner) {
     i.fail(
-      'owner',
+      n.owner,
       undefined,
-      'no owner was given and GITHUB_REPOSITORY is not set',
-      'add `owner: <org or user>`',
+      `no ${n.owner} was given and GITHUB_REPOSITORY is not set`,
+      `add \`${n.owner}: <org or user>\``,
     );
   }
-  const repositories = parseRepositories(i, owner, currentOwner, currentRepo);
+  const repositories = parseRepositories(i, n, owner, currentOwner, currentRepo);
 
   const permissions: Record<string, string> = {};
-  for (const [name, levels] of Object.entries(PERMISSIONS)) {
-    const v = i.raw(`permission-${name}`).toLowerCase();
-    if (v === '') continue;
-    if (!(levels as string[]).includes(v)) {
+  const unknown: GivenPermission[] = [];
+  for (const p of naming.permissions(i)) {
+    const levels = Object.hasOwn(PERMISSIONS, p.name) ? PERMISSIONS[p.name] : undefined;
+    if (!levels) {
+      unknown.push(p);
+      continue;
+    }
+    if (!(levels as string[]).includes(p.level)) {
       i.fail(
-        `permission-${name}`,
-        v,
-        `it accepts ${levels.join(' or ')}`,
-        `write \`permission-${name}: ${levels[0]}\``,
+        naming.permissionInput(p.name),
+        p.text,
+        `${p.name} accepts ${levels.join(' or ')}`,
+        `write ${naming.writePermission(p.name, levels[0] as string)}`,
       );
     }
-    permissions[apiName(name)] = v;
+    permissions[apiName(p.name)] = p.level;
   }
-  const unknown = Object.keys(env)
-    .filter((k) => k.startsWith('INPUT_PERMISSION-') && (env[k] ?? '').trim() !== '')
-    .map((k) => k.slice('INPUT_'.length).toLowerCase())
-    .filter((k) => !(k.slice('permission-'.length) in PERMISSIONS));
   if (unknown.length) {
+    const one = naming.permissionsInput;
+    const names = unknown.map((p) => p.name);
     throw new CordonError({
-      what: `github-token: unknown permission input ${unknown.join(', ')}`,
+      what: one
+        ? `${i.action}: input ${one} names an unknown permission: ${names.join(', ')}`
+        : `${i.action}: unknown permission input ${names.map((m) => naming.permissionInput(m)).join(', ')}`,
       why: 'GitHub has no installation permission by that name',
-      fix: 'use one of the permission-* inputs listed in the action (names use dashes: permission-pull-requests)',
-      input: unknown[0],
+      fix: naming.unknownFix,
+      input: naming.permissionInput(names[0] as string),
     });
   }
   if (Object.keys(permissions).length === 0) {
+    const one = naming.permissionsInput;
     throw new CordonError({
-      what: 'github-token: no permission-* input was given',
+      what: one ? `${i.action}: input ${one} is empty` : `${i.action}: no permission-* input was given`,
       why: 'without them GitHub grants every permission the app holds; the agent must ask only for what it needs',
-      fix: 'add the permissions the agent needs, e.g. `permission-contents: write` and `permission-pull-requests: write`',
-      input: 'permission-contents',
+      fix: `add the permissions the agent needs, e.g. ${naming.writePermissions([
+        ['contents', 'write'],
+        ['pull-requests', 'write'],
+      ])}`,
+      input: naming.permissionInput('contents'),
     });
   }
 
-  const apiUrl = i
-    .string('github-api-url', { default: env.GITHUB_API_URL || 'https://api.github.com' })
-    .replace(/\/+$/, '');
+  const apiDefault = (env.GITHUB_API_URL || 'https://api.github.com').replace(/\/+$/, '');
+  const apiUrl = naming.apiUrlInput
+    ? i.string(naming.apiUrlInput, { default: apiDefault }).replace(/\/+$/, '')
+    : apiDefault;
   if (!/^https?:\/\/[^/]/.test(apiUrl)) {
     i.fail(
-      'github-api-url',
+      naming.apiUrlInput ?? 'github-api-url',
       apiUrl,
       'expected an http(s) URL',
       'use https://api.github.com or https://<ghes-host>/api/v3',
@@ -133,8 +219,6 @@ export function parseGithubTokenInputs(env: Env): GithubTokenInputs {
     repositories,
     permissions,
     apiUrl,
-    skipTokenRevoke: i.boolean('skip-token-revoke', false),
-    configureGit: i.boolean('configure-git', true),
   };
 }
 
@@ -145,35 +229,42 @@ export function parseGithubTokenInputs(env: Env): GithubTokenInputs {
  * read as `owner/repo`. Names repeated in another case are one repository (GitHub's names
  * ignore case), listed once as first written.
  */
-function parseRepositories(i: Inputs, owner: string, currentOwner?: string, currentRepo?: string): string[] {
-  const given = i.list('repositories');
+function parseRepositories(
+  i: Inputs,
+  named: Record<GithubAppInput, string>,
+  owner: string,
+  currentOwner?: string,
+  currentRepo?: string,
+): string[] {
+  const input = named.repositories;
+  const given = i.list(input);
   if (given.length === 1 && given[0] === '*') return [];
   if (given.length === 0) {
     if (currentRepo && currentOwner?.toLowerCase() === owner.toLowerCase()) return [currentRepo];
     return i.fail(
-      'repositories',
+      input,
       undefined,
-      `owner ${owner} is not the owner of the current repository, so there is no default repository`,
-      'list the repositories the agent needs, or `*` for every repository the app is installed on',
+      `${named.owner} is ${owner}, not the current repository's owner, so there is no default repository`,
+      `list the repositories the agent needs in ${input}, or \`*\` for every repository the app is installed on`,
     );
   }
   const names = new Map<string, string>();
   for (const r of given) {
     if (r === '*') {
       i.fail(
-        'repositories',
+        input,
         given.join(', '),
         '`*` stands for every repository the app is installed on and cannot be listed with names',
         'write `*` alone, or only the names the agent needs',
       );
     }
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(r) || /^(www\.)?github\.com\//i.test(r)) {
-      i.fail('repositories', r, 'that is a URL, not a repository', 'write `repo` or `owner/repo`');
+      i.fail(input, r, 'that is a URL, not a repository', 'write `repo` or `owner/repo`');
     }
     const parts = r.split('/');
     if (parts.length > 2) {
       i.fail(
-        'repositories',
+        input,
         r,
         `a repository is \`repo\` or \`owner/repo\`, and this has ${parts.length} parts; a token is for a whole repository, never a path or branch in one`,
         `write \`${parts.slice(0, 2).join('/')}\` if that is the repository meant`,
@@ -182,14 +273,14 @@ function parseRepositories(i: Inputs, owner: string, currentOwner?: string, curr
     const [o, n] = parts.length === 2 ? parts : [owner, r];
     if (o.toLowerCase() !== owner.toLowerCase()) {
       i.fail(
-        'repositories',
+        input,
         r,
-        `a token reaches one owner's repositories, and owner is ${owner}`,
-        `list only ${owner}'s repositories, or set owner`,
+        `a token reaches one owner's repositories, and ${named.owner} is ${owner}`,
+        `list only ${owner}'s repositories, or set ${named.owner}`,
       );
     }
     if (!/^[A-Za-z0-9._-]+$/.test(n) || n === '.' || n === '..')
-      i.fail('repositories', r, 'not a repository name', 'write `repo` or `owner/repo`');
+      i.fail(input, r, 'not a repository name', 'write `repo` or `owner/repo`');
     if (!names.has(n.toLowerCase())) names.set(n.toLowerCase(), n);
   }
   return [...names.values()];

@@ -100,7 +100,11 @@ async function broker(
   cfg: Partial<StartBrokerConfig>,
   deps: { onSecret?: (v: string) => void } = {},
 ): Promise<StartedBroker> {
-  const b = await startBroker({ action: 'run', env: j.env, ...cfg }, { brokerScript: BROKER, ...deps });
+  // Any refresh-before: these tests set one above the lifetime to have every request refresh.
+  const b = await startBroker(
+    { action: 'run', env: j.env, ...cfg },
+    { brokerScript: BROKER, anyRefreshBefore: true, ...deps },
+  );
   brokers.push(b);
   return b;
 }

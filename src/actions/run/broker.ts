@@ -16,7 +16,11 @@ import type { Inputs } from '../../platform/inputs.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
 import { hasIdTokenAccess, missingIdTokenError } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
-import { parseGithubTokenInputs, type GithubTokenInputs } from '../../github/inputs.js';
+import {
+  parseGithubApp as parseGithubAppInputs,
+  type GithubAppNaming,
+  type GithubTokenInputs,
+} from '../../github/inputs.js';
 import type { SecretSpec } from '../../secrets/spec.js';
 
 export const CREDENTIAL_MODES = ['static', 'broker'] as const;
@@ -30,74 +34,58 @@ export interface RunBrokerInputs {
   github?: GithubTokenInputs;
 }
 
-/** The `github-app-*` inputs of run, by the `actions/github-token` input each stands for. */
-const GITHUB_APP_INPUTS: Record<string, string> = {
-  'app-id': 'github-app-id',
-  'client-id': 'github-app-client-id',
-  'private-key': 'github-app-private-key',
-  owner: 'github-app-owner',
-  repositories: 'github-app-repositories',
-};
-
-function runInputName(name: string): string {
-  return GITHUB_APP_INPUTS[name] ?? (name.startsWith('permission-') ? 'github-app-permissions' : name);
-}
+const PERMISSIONS_INPUT = 'github-app-permissions';
 
 /**
- * Parses the `github-app-*` inputs through `actions/github-token`'s own parser (one set of
- * checks), with its input names and messages turned into run's.
+ * run's `github-app-*` inputs, for `actions/github-token`'s parser (one set of checks, each
+ * message naming run's input from the start). Permissions are one `name: level` a line.
  */
+export const RUN_GITHUB_APP_NAMING: GithubAppNaming = {
+  input: {
+    'app-id': 'github-app-id',
+    'client-id': 'github-app-client-id',
+    'private-key': 'github-app-private-key',
+    owner: 'github-app-owner',
+    repositories: 'github-app-repositories',
+  },
+  permissions: (i) =>
+    i.lines(PERMISSIONS_INPUT).map(({ text }) => {
+      const m = /^([a-z][a-z_-]*)\s*[:=]\s*([a-z]+)$/i.exec(text);
+      if (!m) {
+        return i.fail(
+          PERMISSIONS_INPUT,
+          text,
+          'each line is `<permission>: <level>`',
+          'write e.g. `contents: write` and `pull-requests: write`, one a line',
+        );
+      }
+      return { name: m[1].replace(/_/g, '-').toLowerCase(), level: m[2].toLowerCase(), text };
+    }),
+  permissionsInput: PERMISSIONS_INPUT,
+  permissionInput: () => PERMISSIONS_INPUT,
+  writePermission: (name, level) => `\`${name}: ${level}\` in ${PERMISSIONS_INPUT}`,
+  writePermissions: (p) =>
+    `${p.map(([n, l]) => `\`${n}: ${l}\``).join(' and ')}, one a line in ${PERMISSIONS_INPUT}`,
+  unknownFix:
+    'use a name from the permission list in docs/github-token.md, with dashes (e.g. `pull-requests: write`)',
+};
+
+/** Parses the `github-app-*` inputs (undefined when no app is named). */
 function parseGithubApp(i: Inputs): GithubTokenInputs | undefined {
-  const names = Object.values(GITHUB_APP_INPUTS).concat('github-app-permissions');
-  if (!i.has('github-app-id') && !i.has('github-app-client-id')) {
-    const stray = names.find((n) => i.has(n));
+  const n = RUN_GITHUB_APP_NAMING.input;
+  if (!i.has(n['app-id']) && !i.has(n['client-id'])) {
+    const stray = [n['private-key'], n.owner, n.repositories, PERMISSIONS_INPUT].find((x) => i.has(x));
     if (stray) {
       throw new CordonError({
         what: `run: ${stray} was given without github-app-id or github-app-client-id`,
+        why: 'the github-app-* inputs describe an app whose tokens the broker mints; no app is named',
         fix: 'add `github-app-id` (or `github-app-client-id`) and `github-app-private-key`, or remove it',
         input: stray,
       });
     }
     return undefined;
   }
-  const env: Env = {};
-  for (const [k, v] of Object.entries(i.env)) if (!k.startsWith('INPUT_')) env[k] = v;
-  for (const [theirs, ours] of Object.entries(GITHUB_APP_INPUTS)) {
-    const v = i.raw(ours);
-    if (v !== '') env[`INPUT_${theirs.toUpperCase()}`] = v;
-  }
-  for (const { text } of i.lines('github-app-permissions')) {
-    const m = /^([a-z][a-z_-]*)\s*[:=]\s*([a-z]+)$/i.exec(text.trim());
-    if (!m) {
-      i.fail(
-        'github-app-permissions',
-        text,
-        'each line is `<permission>: <level>`',
-        'write e.g. `contents: write` and `pull-requests: write`, one a line',
-      );
-    }
-    env[`INPUT_PERMISSION-${m[1].replace(/_/g, '-').toUpperCase()}`] = m[2];
-  }
-  try {
-    return parseGithubTokenInputs(env);
-  } catch (e) {
-    if (!(e instanceof CordonError)) throw e;
-    const rename = (t?: string): string | undefined =>
-      t
-        ?.replace(/^github-token:/, 'run:')
-        .replace('no permission-* input was given', 'github-app-permissions is empty')
-        .replace(/permission-\* inputs?/g, 'github-app-permissions lines')
-        .replace(/\b(app-id|client-id|private-key|owner|repositories)\b(?!\/)/g, (n) => runInputName(n))
-        .replace(/`?permission-([a-z-]+)(: ?([a-z]+))?`?/g, (_m, p: string, _l, lv?: string) =>
-          lv ? `\`github-app-permissions: ${p}: ${lv}\`` : `${p} in github-app-permissions`,
-        );
-    throw new CordonError({
-      what: rename(e.what) as string,
-      why: rename(e.why),
-      fix: rename(e.fix),
-      input: e.input ? runInputName(e.input) : undefined,
-    });
-  }
+  return { ...parseGithubAppInputs(i, RUN_GITHUB_APP_NAMING), skipTokenRevoke: false, configureGit: true };
 }
 
 /** Reads `credentials` and `refresh-before-seconds`; `broker` needs `aws-role-to-assume`. */
@@ -213,6 +201,7 @@ export async function startRunBroker(
       aws: inputs.aws,
       github: inputs.broker.github,
       refreshBeforeSeconds: inputs.broker.refreshBeforeSeconds,
+      awsDurationInput: 'aws-role-duration-seconds',
     },
     { onSecret, ...(deps.brokerScript ? { brokerScript: deps.brokerScript } : {}) },
   );

@@ -168,7 +168,7 @@ describe('refresh-before-seconds against the credential lifetime', () => {
     );
     // Under a minute of freshness is as bad in practice.
     expect(errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '899' })).message).toContain(
-      'fresh for under 60 s',
+      'it must be at most 840',
     );
     expect(
       errorOf(() => parse({ 'INPUT_REFRESH-BEFORE-SECONDS': '3600', 'INPUT_ROLE-DURATION-SECONDS': '3600' }))

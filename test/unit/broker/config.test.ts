@@ -1,5 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
-import { assertLoopback, parseBrokerConfig } from '../../../src/broker/config.js';
+import { assertLoopback, checkRefreshBefore, parseBrokerConfig } from '../../../src/broker/config.js';
+import { errorOf } from '../../harness/errors.js';
 
 const valid = {
   v: 1,
@@ -60,6 +61,39 @@ describe('broker config', () => {
       expect(message).toMatch(/configuration on stdin is not valid/);
       expect(message).not.toContain('request-token-value');
       expect(message).not.toContain('aaaa');
+    }
+  });
+});
+
+describe('refresh-before-seconds: one rule, said plainly', () => {
+  test('the error names the input, the highest value allowed and why, and the fix', () => {
+    const e = errorOf(() =>
+      checkRefreshBefore(899, {
+        action: 'aws',
+        aws: { durationSeconds: 900, input: 'role-duration-seconds' },
+      }),
+    );
+    expect(e.input).toBe('refresh-before-seconds');
+    expect(e.what).toBe('aws: input refresh-before-seconds "899" is not valid');
+    expect(e.why).toBe(
+      "it must be at most 840, the credentials' lifetime less 60 s: AWS credentials live 900 s (role-duration-seconds), " +
+        'and the broker replaces them once fewer than 899 s remain, so it would replace them on almost every request ' +
+        '(a new session or token each time, each one to revoke or outlive at stop)',
+    );
+    expect(e.fix).toBe(
+      'use refresh-before-seconds: 300 (the default) or anything up to 840, or raise role-duration-seconds',
+    );
+    expect(errorOf(() => checkRefreshBefore(3600, { action: 'run', github: true })).why).toContain(
+      'so it would replace them on every request',
+    );
+    expect(() => checkRefreshBefore(3540, { action: 'run', github: true })).not.toThrow();
+  });
+
+  test('a value that is not a whole number of seconds >= 0 is refused (a programmatic caller)', () => {
+    for (const n of [-1, 1.5, Number.NaN]) {
+      const e = errorOf(() => checkRefreshBefore(n, { action: 'run', github: true }));
+      expect(e.input).toBe('refresh-before-seconds');
+      expect(e.why).toContain('a whole number of seconds, 0 or more');
     }
   });
 });

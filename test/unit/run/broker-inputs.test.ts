@@ -85,6 +85,44 @@ describe('run: github-app-repositories', () => {
     expect(e.message).toContain('run: input github-app-repositories "octo-org/octo-repo/docs" is not valid');
     expect(e.message).toContain('has 3 parts');
   });
+
+  test("errors name run's inputs without turning the words owner and repositories into input names", () => {
+    const other = errorOf(() => parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-REPOSITORIES': 'other-org/x' }));
+    expect(other.input).toBe('github-app-repositories');
+    expect(other.message).toContain(
+      "a token reaches one owner's repositories, and github-app-owner is octo-org",
+    );
+    expect(other.message).toContain("list only octo-org's repositories, or set github-app-owner");
+    const none = errorOf(() => parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-OWNER': 'elsewhere' }));
+    expect(none.input).toBe('github-app-repositories');
+    expect(none.message).toContain('list the repositories the agent needs in github-app-repositories');
+    for (const e of [other, none]) {
+      expect(e.message).not.toMatch(/github-app-owner's|github-app-repositories the|the github-app-owner/);
+    }
+  });
+
+  test('github-app-permissions errors say the line to write, in its own form', () => {
+    const level = errorOf(() =>
+      parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-PERMISSIONS': 'contents: admin' }),
+    );
+    expect(level.input).toBe('github-app-permissions');
+    expect(level.message).toContain('run: input github-app-permissions "contents: admin" is not valid');
+    expect(level.message).toContain('contents accepts read or write');
+    expect(level.message).toContain('write `contents: read` in github-app-permissions');
+    const unknown = errorOf(() =>
+      parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-PERMISSIONS': 'everything: write' }),
+    );
+    expect(unknown.input).toBe('github-app-permissions');
+    expect(unknown.message).toContain(
+      'run: input github-app-permissions names an unknown permission: everything',
+    );
+    expect(unknown.message).not.toContain('permission-');
+    const empty = errorOf(() => parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-PERMISSIONS': '' }));
+    expect(empty.input).toBe('github-app-permissions');
+    expect(empty.message).toContain('run: input github-app-permissions is empty');
+    expect(empty.message).toContain('`contents: write`');
+    expect(empty.message).not.toContain('permission-');
+  });
 });
 
 describe('run: the AWS credentials the command gets are scoped, or unscoped by choice', () => {
