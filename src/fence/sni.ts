@@ -9,10 +9,16 @@
 /** Bytes read from a connection before its name must be known. */
 export const MAX_PEEK_BYTES = 16 * 1024;
 
-export type Peek = { state: 'more' } | { state: 'name'; name: string } | { state: 'refuse'; why: string };
+/**
+ * What the first bytes ask for: more bytes, a name (with `size`, the bytes the ClientHello's
+ * records or the request head took, which the follower need not read again), or a refusal.
+ */
+export type Peek =
+  { state: 'more' } | { state: 'name'; name: string; size: number } | { state: 'refuse'; why: string };
 
-const MORE: Peek = { state: 'more' };
-const refuse = (why: string): Peek => ({ state: 'refuse', why });
+type Refusal = { state: 'refuse'; why: string };
+const MORE = { state: 'more' } as const;
+const refuse = (why: string): Refusal => ({ state: 'refuse', why });
 
 const EXT_SERVER_NAME = 0;
 /** encrypted_client_hello (RFC 9849) and the draft ESNI before it. */
@@ -28,9 +34,9 @@ export function plainName(raw: string): string | undefined {
 
 /**
  * The ClientHello's handshake message, joined from the TLS records it spans (a client may
- * split it); `more` until it is whole.
+ * split it), and the bytes those records take; `more` until it is whole.
  */
-function handshake(buf: Buffer): Buffer | Peek {
+function handshake(buf: Buffer): { hs: Buffer; size: number } | typeof MORE | Refusal {
   const parts: Buffer[] = [];
   let have = 0;
   for (let at = 0; ;) {
@@ -49,19 +55,22 @@ function handshake(buf: Buffer): Buffer | Peek {
     if (hs[0] !== 1) return refuse('the first handshake message is not a ClientHello');
     const need = 4 + hs.readUIntBE(1, 3);
     if (need > MAX_PEEK_BYTES) return refuse('a ClientHello larger than the fence reads');
+    // Its records end with it: after them a TlsFollower starts as on a new connection.
     if (hs.length >= need)
-      return hs.length === need ? hs : refuse('bytes after the ClientHello in its record');
+      return hs.length === need ? { hs, size: at } : refuse('bytes after the ClientHello in its record');
   }
 }
 
 /** The server name a TLS ClientHello asks for. */
 export function peekTls(buf: Buffer): Peek {
-  const hs = handshake(buf);
-  return Buffer.isBuffer(hs) ? helloName(hs) : hs;
+  const h = handshake(buf);
+  if (!('hs' in h)) return h;
+  const p = helloName(h.hs);
+  return p.state === 'name' ? { ...p, size: h.size } : p;
 }
 
 /** The one server name of a whole ClientHello handshake message (its 4-byte header included). */
-function helloName(hs: Buffer): Peek {
+function helloName(hs: Buffer): { state: 'name'; name: string } | Refusal {
   let at = 4 + 2 + 32;
   const skip = (lenBytes: 1 | 2): boolean => {
     if (at + lenBytes > hs.length) return false;
@@ -110,7 +119,7 @@ function hostOf(authority: string): string | undefined {
 export type Body = number | 'chunked';
 
 /** An HTTP/1.x request head read: its one name, its length in bytes and how its body is framed. */
-export type Head = Peek | { state: 'name'; name: string; size: number; body: Body };
+export type Head = typeof MORE | Refusal | { state: 'name'; name: string; size: number; body: Body };
 
 /**
  * The name an HTTP/1.x request's head asks for: its one Host, which an absolute target must
@@ -199,7 +208,21 @@ export class HttpFollower {
   /** Body (or chunk) bytes still to count through. */
   private left = 0;
 
-  constructor(private readonly name: string) {}
+  /**
+   * `first`: how the body of the connection's first head is framed, when that head was read
+   * already (peekHttp, by the gate before it joined): the follower starts after it, and is fed
+   * only what came after it.
+   */
+  constructor(
+    private readonly name: string,
+    first?: Body,
+  ) {
+    if (first === 'chunked') this.state = 'size';
+    else if (first) {
+      this.state = 'body';
+      this.left = first;
+    }
+  }
 
   feed(d: Buffer): Follow {
     const out: Buffer[] = [];
@@ -273,7 +296,7 @@ export class HttpFollower {
         if (h.state === 'more') return -1;
         if (h.state === 'refuse') return h.why;
         if (h.name !== this.name) return OTHER_NAME;
-        if (!('size' in h)) return 'not an HTTP/1.x request';
+
         if (h.body === 'chunked') this.state = 'size';
         else if (h.body > 0) {
           this.state = 'body';
@@ -305,7 +328,9 @@ const OTHER_NAME = 'a later request or ClientHello names another site';
  * after a HelloRetryRequest) names the connection's first name. CCS and alert records are
  * passed over; a TLS 1.2 Finished (an encrypted handshake record after CCS) reads as
  * random bytes, not a ClientHello, unless by a 2^-27 chance. Nothing is held but the
- * bytes of a ClientHello (at most MAX_PEEK_BYTES) and of record and message headers.
+ * bytes of a ClientHello (at most MAX_PEEK_BYTES) and of record and message headers. The
+ * gate feeds it what follows the first ClientHello's records (peekTls read those, and they
+ * end with it), so it starts as on a new connection.
  */
 export class TlsFollower {
   /** A record header not whole yet. */

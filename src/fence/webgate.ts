@@ -18,6 +18,7 @@ import {
   peekTls,
   TlsFollower,
   type Follow,
+  type Head,
   type Peek,
 } from './sni.js';
 import type { AnsweredNames } from './answered.js';
@@ -75,7 +76,7 @@ export class WebGate {
     this.open++;
     c.once('close', () => this.open--);
     c.on('error', () => c.destroy());
-    const peek: (b: Buffer) => Peek = port === 443 ? peekTls : peekHttp;
+    const peek: (b: Buffer) => Peek | Head = port === 443 ? peekTls : peekHttp;
     const chunks: Buffer[] = [];
     let size = 0;
     let address: string | undefined;
@@ -112,10 +113,13 @@ export class WebGate {
       c.off('end', onEnd);
       c.pause();
       late = 'destination unreachable';
+      // The first ClientHello or head is read once: it goes on as it came, the follower
+      // reads what comes after it (sni.ts).
       this.join(
         c,
-        buf,
-        port === 443 ? new TlsFollower(p.name) : new HttpFollower(p.name),
+        buf.subarray(0, p.size),
+        buf.subarray(p.size),
+        'body' in p ? new HttpFollower(p.name, p.body) : new TlsFollower(p.name),
         address,
         port,
         () => {
@@ -154,13 +158,14 @@ export class WebGate {
   }
 
   /**
-   * Sends what was read on to the original destination, then joins the two connections:
-   * the server's side piped, the client's side through `follow` until it says `done`
-   * (then piped), reset when it refuses.
+   * Sends what was read on to the original destination (`first`, read already; `rest`,
+   * through `follow`), then joins the two connections: the server's side piped, the
+   * client's side through `follow` until it says `done` (then piped), reset when it refuses.
    */
   private join(
     c: net.Socket,
-    head: Buffer,
+    first: Buffer,
+    rest: Buffer,
     follow: HttpFollower | TlsFollower,
     address: string,
     port: number,
@@ -183,6 +188,9 @@ export class WebGate {
     const send = (f: Follow): boolean => {
       if (f.state === 'refuse') {
         stopped = true;
+        // Counted as let through when it joined: each connection counts once, as the summary
+        // reads them (let through, or reset).
+        this.stats.passed--;
         this.stats.refused++;
         this.o.refused(
           f.other ? 'another name later on the connection' : 'a later request the gate cannot read',
@@ -217,7 +225,8 @@ export class WebGate {
     up.once('connect', () => {
       joined();
       this.stats.passed++;
-      if (!send(follow.feed(head))) return;
+      up.write(first);
+      if (rest.length && !send(follow.feed(rest))) return;
       up.pipe(c);
       if (stopped) return;
       c.on('data', onData);

@@ -45,8 +45,15 @@ const ALPN = ext(16, Buffer.from([0, 3, 2, 0x68, 0x32]));
 
 describe('peekTls', () => {
   test('the server name of a ClientHello, in one record or split across several', () => {
-    expect(peekTls(hello([ALPN, sni('Allowed.Test.')]))).toEqual({ state: 'name', name: 'allowed.test' });
-    expect(peekTls(hello([sni('allowed.test'), ALPN], 20))).toEqual({ state: 'name', name: 'allowed.test' });
+    const one = hello([ALPN, sni('Allowed.Test.')]);
+    const split = hello([sni('allowed.test'), ALPN], 20);
+    // `size`: the bytes its records take, whatever follows them.
+    expect(peekTls(Buffer.concat([one, Buffer.from([20, 3, 3, 0, 1, 1])]))).toEqual({
+      state: 'name',
+      name: 'allowed.test',
+      size: one.length,
+    });
+    expect(peekTls(split)).toEqual({ state: 'name', name: 'allowed.test', size: split.length });
   });
 
   test('more bytes wanted while the ClientHello is not whole', () => {
@@ -181,6 +188,41 @@ describe('HttpFollower', () => {
     );
     expect(f.holding).toBe(true);
     expect(f.feed(Buffer.from('er.test\r\n\r\n')).state).toBe('refuse');
+  });
+});
+
+describe('the first ClientHello or request head is read once (by the peek), the follower starts after it', () => {
+  test('TLS: the follower fed only what follows the first ClientHello reads it as the gate needs', () => {
+    const first = hello([sni('allowed.test')], 20);
+    const later = Buffer.concat([CCS, hello([sni('other.test')])]);
+    const p = peekTls(Buffer.concat([first, later]));
+    expect(p).toEqual({ state: 'name', name: 'allowed.test', size: first.length });
+    expect(follow(new TlsFollower('allowed.test'), later)).toBe(
+      'refuse: a later request or ClientHello names another site',
+    );
+    const data = record(23, Buffer.alloc(40, 0xab));
+    expect(
+      follow(new TlsFollower('allowed.test'), Buffer.concat([CCS, hello([sni('allowed.test')]), data])),
+    ).toBe('done');
+  });
+
+  test("HTTP: a follower told the first head's body framing counts that body through, then reads the next head", () => {
+    const head = 'POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 3\r\n\r\n';
+    const get = (host: string): string => `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+    const p = peekHttp(Buffer.from(head + 'abc' + get('other.test')));
+    expect(p).toMatchObject({ state: 'name', name: 'allowed.test', size: head.length, body: 3 });
+    const after = (body: 3 | 'chunked', rest: string, step?: number): string =>
+      follow(new HttpFollower('allowed.test', body), Buffer.from(rest), step);
+    expect(after(3, `abc${get('allowed.test')}`)).toBe('go');
+    expect(after(3, `abc${get('other.test')}`, 1)).toBe(
+      'refuse: a later request or ClientHello names another site',
+    );
+    expect(after('chunked', `3\r\nabc\r\n0\r\n\r\n${get('allowed.test')}`)).toBe('go');
+    expect(after('chunked', `3\r\nabc\r\n0\r\n\r\n${get('other.test')}`)).toMatch(/names another site/);
+    // No body: the next bytes are the next head.
+    expect(follow(new HttpFollower('allowed.test', 0), Buffer.from(get('other.test')))).toMatch(
+      /names another site/,
+    );
   });
 });
 

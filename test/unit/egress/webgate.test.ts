@@ -219,6 +219,16 @@ describe('WebGate, port 80: every request on a joined connection', () => {
     expect(refused.map((r) => r.why)).toEqual(Array(3).fill('another name later on the connection'));
   });
 
+  test('a connection reset after it joined counts once, as reset, not also as let through', async () => {
+    const up = await httpUpstream();
+    const { port, g } = await gate('203.0.113.61', up.port);
+    // Refused at its first bytes (pipelined), refused at a later request, and one let through.
+    await session(port, [get('allowed.test') + get('other.test')]);
+    await session(port, [get('allowed.test'), get('other.test')], ['host allowed.test']);
+    expect(await session(port, [get('allowed.test')])).toContain('host allowed.test body 0');
+    expect(g.stats).toEqual({ passed: 1, refused: 2, overCap: 0 });
+  });
+
   test('requests for the first name all go on: bodies by length and chunked are counted through, not read as requests', async () => {
     const up = await httpUpstream();
     const { port, refused } = await gate('203.0.113.61', up.port);
@@ -354,6 +364,15 @@ describe('WebGate, port 443: every ClientHello before the encrypted records', ()
     expect(refused).toEqual([
       { why: 'another name later on the connection', address: '203.0.113.61', port: 443 },
     ]);
+  });
+
+  test('a connection reset at a later ClientHello counts once, as reset', async () => {
+    const up = await upstream();
+    const { port, g } = await gate('203.0.113.61', up.port, {}, 443);
+    expect(
+      await exchange(port, Buffer.concat([clientHello('allowed.test'), ccs, clientHello('other.test')])),
+    ).toMatch(/^reset/);
+    expect(g.stats).toEqual({ passed: 0, refused: 1, overCap: 0 });
   });
 
   test('the same name twice, then encrypted records: everything goes on unchanged', async () => {
