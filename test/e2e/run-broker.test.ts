@@ -351,7 +351,7 @@ maybe('run with credentials: broker', () => {
     });
     expect(noPerms.code).not.toBe(0);
     const msg = noPerms.commands.find((c) => c.command === 'error')?.message ?? '';
-    expect(msg).toContain('run: github-app-permissions is empty');
+    expect(msg).toContain('run: input github-app-permissions is empty');
     expect(msg).not.toContain('github-token:');
     expect(msg).toContain('github-app-permissions');
     for (const l of key.pkcs1.split('\n').slice(1, -2))
