@@ -55,6 +55,8 @@ export interface AgentUser {
   uid: number;
   gid: number;
   home: string;
+  /** createAgentUser made the home base: sweepAndRemove removes it once it is empty. */
+  madeBase?: boolean;
 }
 
 /** Runs a command with root's rights; returns its stdout, throws on a non-zero exit. */
@@ -96,15 +98,7 @@ export function asAgentArgv(user: AgentUser, mode: 'root' | 'sudo', argv: string
 export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT_HOME_BASE): AgentUser {
   const name = AGENT_PREFIX + randomBytes(3).toString('hex');
   const home = join(homeBase, name);
-  run(exec, 'install', ['-d', '-o', 'root', '-g', 'root', '-m', '0755', '--', homeBase], name);
-  const base = lstatSync(homeBase);
-  if (!base.isDirectory() || base.uid !== 0) {
-    throw new CordonError({
-      what: `identity: the home base ${homeBase} is not a root-owned directory`,
-      why: 'an agent HOME under a directory someone else controls could be swapped for a link',
-      fix: 'remove it or pass another home base',
-    });
-  }
+  let madeBase = makeHomeBase(exec, homeBase, name);
   // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
   // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
   const id = String(freeAgentUid());
@@ -140,13 +134,35 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
       });
     }
     // mkdir without -p: a HOME that already exists is someone else's, never reused.
-    run(exec, 'mkdir', ['-m', '0700', '--', home], name);
+    try {
+      run(exec, 'mkdir', ['-m', '0700', '--', home], name);
+    } catch (e) {
+      // Another step that made the base removes it once empty (sweepAndRemove): made again, once.
+      if (exists(homeBase)) throw e;
+      madeBase = makeHomeBase(exec, homeBase, name) || madeBase;
+      run(exec, 'mkdir', ['-m', '0700', '--', home], name);
+    }
     run(exec, 'chown', ['--no-dereference', `${user.uid}:${user.gid}`, '--', home], name);
-    return user;
+    return { ...user, madeBase };
   } catch (e) {
-    sweepAndRemove(exec, { name, home });
+    sweepAndRemove(exec, { name, home, madeBase });
     throw e;
   }
+}
+
+/** Makes the root-owned home base if it is not there; says whether it was made here. */
+function makeHomeBase(exec: PrivilegedExec, homeBase: string, name: string): boolean {
+  const made = !exists(homeBase);
+  run(exec, 'install', ['-d', '-o', 'root', '-g', 'root', '-m', '0755', '--', homeBase], name);
+  const base = lstatSync(homeBase);
+  if (!base.isDirectory() || base.uid !== 0) {
+    throw new CordonError({
+      what: `identity: the home base ${homeBase} is not a root-owned directory`,
+      why: 'an agent HOME under a directory someone else controls could be swapped for a link',
+      fix: 'remove it or pass another home base',
+    });
+  }
+  return made;
 }
 
 function lookUp(name: string, home: string): AgentUser {
@@ -208,7 +224,7 @@ export interface SweepOptions {
  */
 export function sweepAndRemove(
   exec: PrivilegedExec,
-  user: Pick<AgentUser, 'name' | 'home'>,
+  user: Pick<AgentUser, 'name' | 'home' | 'madeBase'>,
   opts: SweepOptions = {},
 ): void {
   const { name, home } = user;
@@ -252,6 +268,15 @@ export function sweepAndRemove(
       });
     }
     run(exec, 'rm', ['-rf', '--one-file-system', '--', home], name);
+  }
+  // The base this user's creation made, once empty: rmdir refuses it while another agent's
+  // HOME is there (that agent's removal takes it then only if it made it).
+  if (user.madeBase) {
+    try {
+      exec('rmdir', ['--', dirname(home)]);
+    } catch {
+      // Another agent's HOME is there, or it is gone already.
+    }
   }
 }
 

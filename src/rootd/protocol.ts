@@ -17,7 +17,7 @@
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Cidr, DomainPattern } from '../fence/policy.js';
 import type { ResolverBackup } from '../fence/resolver.js';
@@ -82,7 +82,7 @@ export function launcherDropIn(id: string, sudoersDir = '/etc/sudoers.d'): strin
  * Only `rmdir` for the mount point, never a recursive removal: if it cannot be unmounted,
  * nothing walks into the cgroup file system.
  */
-export function removeState(id: string): void {
+export function removeState(id: string, madeRoot = false): void {
   const dir = stateDir(id);
   rmSync(dir, { recursive: true, force: true });
   const mount = cgroupMountDir(dir);
@@ -91,6 +91,40 @@ export function removeState(id: string): void {
     rmdirSync(mount);
   } catch {
     // Gone already, or busy: nothing to do.
+  }
+  if (madeRoot) removeStateRoot();
+}
+
+/**
+ * Makes the fence's state directory, empty, under `STATE_ROOT`; says whether it made
+ * `STATE_ROOT` too (then the fence removes it when done, if empty: `removeStateRoot`).
+ * Another fence that made `STATE_ROOT` may remove it, once empty, between the two mkdirs
+ * here: made again (at most three tries).
+ */
+export function makeStateDir(id: string): boolean {
+  const dir = stateDir(id);
+  let madeRoot = false;
+  for (let i = 0; ; i++) {
+    madeRoot = mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 }) !== undefined || madeRoot;
+    rmSync(dir, { recursive: true, force: true });
+    try {
+      mkdirSync(dir, { mode: 0o755 });
+      return madeRoot;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || i >= 2) throw e;
+    }
+  }
+}
+
+/**
+ * Removes `STATE_ROOT`, made by this fence, when nothing is left in it: `rmdir` only, which
+ * refuses a directory that is not empty (another fence's state is there), so never a race.
+ */
+export function removeStateRoot(): void {
+  try {
+    rmdirSync(STATE_ROOT);
+  } catch {
+    // Another fence's state is there (it goes when that fence is done), or gone already.
   }
 }
 
@@ -171,6 +205,8 @@ export interface DaemonState {
   lockdown?: LockdownBackup;
   user: string;
   setupMs: number;
+  /** Setup made `STATE_ROOT` (/run/cordon): teardown removes it, if empty. */
+  madeRoot?: boolean;
 }
 
 /** Who a name was asked by, or a destination tried by: the agent's uids, or any other. */

@@ -7,7 +7,7 @@
  * the host is left as it was; one line, `READY {json}` or `ERROR {json}`, tells the action
  * that started it (platform/detached). teardown.ts undoes a running fence.
  */
-import { mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
@@ -38,7 +38,15 @@ import { bundledLauncher, removeLauncherCopy, tryAllowLauncher, tryCopyLauncher 
 import { keepLedgerCopy } from './ledger-server.js';
 import { bindListeners, type Listeners } from './listeners.js';
 import { TamperLog, watchTamper } from './tamper.js';
-import { stateDir, STATE_ROOT, type DaemonConfig, type DaemonReady, type DaemonState } from './protocol.js';
+import {
+  cgroupMountDir,
+  makeStateDir,
+  removeStateRoot,
+  stateDir,
+  type DaemonConfig,
+  type DaemonReady,
+  type DaemonState,
+} from './protocol.js';
 
 const DNS_USER = 'cordon-dns';
 /** The config is written by the runner user: read as a user-writable file, with a cap. */
@@ -112,9 +120,7 @@ export async function start(configPath: string): Promise<void> {
   const cfg = JSON.parse(readUserFile(configPath, MAX_CONFIG_BYTES)) as DaemonConfig;
   const client = clientOf(cfg, process.env, primaryGid);
   const dir = stateDir(cfg.id);
-  mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 });
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { mode: 0o755 });
+  const madeRoot = makeStateDir(cfg.id);
   const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o640);
   readableByClient(join(dir, 'daemon.log'), client);
   const log = (line: string): void => {
@@ -394,6 +400,7 @@ export async function start(configPath: string): Promise<void> {
           lockdown,
           user: cfg.user,
           setupMs: Date.now() - started,
+          madeRoot,
         };
         writeFileSync(join(dir, 'state.json'), JSON.stringify(state), { mode: 0o600 });
       },
@@ -416,6 +423,14 @@ export async function start(configPath: string): Promise<void> {
     await applySteps(steps, log);
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
+    if (madeRoot) {
+      // The root helper, told to end by the undo, removes its cgroup2 mount point beside the
+      // state directory once it reads the end of its stdin: waited for (the event loop runs
+      // meanwhile), at most 3 s, so /run/cordon is empty when this fence made it.
+      const mount = cgroupMountDir(dir);
+      for (let i = 0; i < 60 && existsSync(mount); i++) await new Promise((r) => setTimeout(r, 50));
+      removeStateRoot();
+    }
     process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
     process.exit(1);
   }

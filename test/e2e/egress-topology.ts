@@ -14,6 +14,7 @@ import {
   stateDir,
   type DaemonConfig,
   type DaemonReady,
+  type DaemonState,
 } from '../../src/rootd/protocol.js';
 import { startDetached } from '../../src/platform/detached.js';
 import { REPO_ROOT } from '../../src/devkit/run-action.js';
@@ -179,17 +180,22 @@ export class World {
 
   /** Stops the servers and the fence's daemon (by the pid it recorded), deletes everything made. */
   async destroy(fenceIds: string[]): Promise<void> {
-    for (const id of fenceIds) {
+    // The last fence first: the first one may have made /run/cordon, which goes with it once empty.
+    for (const id of [...fenceIds].reverse()) {
       const file = join(stateDir(id), 'state.json');
+      let madeRoot = false;
       if (existsSync(file)) {
-        const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number };
+        const state = JSON.parse(readFileSync(file, 'utf8')) as Pick<DaemonState, 'pid' | 'madeRoot'>;
+        madeRoot = state.madeRoot === true;
         try {
-          if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('daemon')) process.kill(pid, 'SIGKILL');
+          if (readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').includes('daemon'))
+            process.kill(state.pid, 'SIGKILL');
         } catch {
           // Already gone.
         }
       }
-      removeState(id);
+      // /run/cordon too when this fence made it (its state.json says so) and it is empty now.
+      removeState(id, madeRoot);
       // With disable-sudo the fence left one sudoers rule (the launcher's); a job's post
       // without teardown keeps it, as on a runner that is thrown away after the job.
       rmSync(launcherDropIn(id), { force: true });

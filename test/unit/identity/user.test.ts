@@ -118,6 +118,39 @@ test('sweepAndRemove kills a double-forked sleep of the uid, deletes user, group
   expect(() => sweepAndRemove(exec, victim)).not.toThrow();
 });
 
+test('a home base createAgentUser made goes with the removal of the agent that made it, once no other HOME is in it', () => {
+  const homes = join(tempDir('cordon-homes-'), 'base');
+  const first = createAgentUser(exec, homes);
+  made.push(first);
+  const second = createAgentUser(exec, homes);
+  made.push(second);
+  expect(first.madeBase).toBe(true);
+  expect(second.madeBase).toBe(false);
+  sweepAndRemove(exec, second);
+  expect(statSync(homes).isDirectory()).toBe(true);
+  sweepAndRemove(exec, first);
+  expect(() => statSync(homes)).toThrow(/ENOENT/);
+});
+
+test("a home base that was there before the agent, or still holds another's HOME, stays", () => {
+  const homes = join(tempDir('cordon-homes-'), 'base');
+  const maker = createAgentUser(exec, homes);
+  made.push(maker);
+  const other = createAgentUser(exec, homes);
+  made.push(other);
+  sweepAndRemove(exec, maker);
+  // Not empty: rmdir refuses it, and the HOME in it is untouched.
+  expect(statSync(other.home).isDirectory()).toBe(true);
+  sweepAndRemove(exec, other);
+  expect(statSync(homes).isDirectory()).toBe(true);
+  // The run's shared base (made by tempDir, before any agent): kept.
+  const kept = createAgentUser(exec, base);
+  made.push(kept);
+  expect(kept.madeBase).toBe(false);
+  sweepAndRemove(exec, kept);
+  expect(statSync(base).isDirectory()).toBe(true);
+});
+
 test('sweepAndRemove refuses a name Cordon did not make', () => {
   expect(() => sweepAndRemove(exec, { name: 'runner', home: '/home/runner' })).toThrow(
     /refusing to remove "runner"/,
