@@ -99,6 +99,9 @@ export class NftShell {
  * is still on its way to the kernel is not yet "in": a second answer carrying it waits
  * for the same update as the first.
  */
+/** What a set of allowed addresses needs of its shell (warmup.ts gives one that writes nothing). */
+export type SetShell = Pick<NftShell, 'run'>;
+
 export class AllowSets {
   private readonly expiry = new Map<string, number>();
   /** Addresses written but not yet confirmed by nft, with the update that carries them. */
@@ -110,7 +113,7 @@ export class AllowSets {
   updates = 0;
 
   constructor(
-    private readonly shell: NftShell,
+    private readonly shell: SetShell,
     private readonly minTtl: number,
     private readonly now: () => number = Date.now,
     /** The IPv4 and IPv6 sets this instance fills. */

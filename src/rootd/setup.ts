@@ -8,7 +8,6 @@
  * that started it (platform/detached). teardown.ts undoes a running fence.
  */
 import { existsSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { describeError } from '../platform/errors.js';
 import { applyRuleset, execSync, removeTable, renderRuleset } from '../fence/firewall.js';
@@ -16,7 +15,7 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { ACK_RANGE, AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
-import { InwardFilter } from '../fence/inward.js';
+import { WARM_BUDGET_MS, WARM_QUERIES, warmUp, type WarmResult } from '../fence/warmup.js';
 import { AnsweredNames } from '../fence/answered.js';
 import { nftOrigin, RefusalRecorder, WebGate } from '../fence/webgate.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
@@ -37,6 +36,7 @@ import { RootHelper } from './helper.js';
 import { bundledLauncher, removeLauncherCopy, tryAllowLauncher, tryCopyLauncher } from './launcher.js';
 import { keepLedgerCopy } from './ledger-server.js';
 import { bindListeners, type Listeners } from './listeners.js';
+import { buildProxies, proxyBuilder } from './proxies.js';
 import { TamperLog, watchTamper } from './tamper.js';
 import {
   cgroupMountDir,
@@ -96,11 +96,15 @@ interface Step {
  */
 async function applySteps(steps: Step[], log: (l: string) => void): Promise<void> {
   const applied: Step[] = [];
+  const took: string[] = [];
   try {
     for (const step of steps) {
+      const t0 = Date.now();
       await step.apply();
+      took.push(`${step.name} ${Date.now() - t0}`);
       applied.push(step);
     }
+    log(`setup steps, ms: ${took.join(', ')}`);
   } catch (e) {
     log(`setup failed: ${describeError(e)}`);
     for (const step of applied.reverse()) {
@@ -145,6 +149,8 @@ export async function start(configPath: string): Promise<void> {
   let agentProxy: DnsProxy | undefined;
   // Which addresses the agent's proxy answered for which name, for its web gate.
   let answered: AnsweredNames | undefined;
+  /** The warm-up (fence/warmup.ts), begun once the proxies are built, awaited last. */
+  let warming: Promise<WarmResult | Error> | undefined;
   let gate: WebGate | undefined;
   let helper: RootHelper | undefined;
   const tamper = new TamperLog(log);
@@ -278,41 +284,18 @@ export async function start(configPath: string): Promise<void> {
     {
       name: 'the proxy',
       apply: () => {
-        sets = new AllowSets(need(shell), cfg.minTtl);
-        agentSets = new AllowSets(need(shell), cfg.minTtl, Date.now, ['agent4', 'agent6']);
-        // The answer cache is on; `CORDON_EGRESS_DNS_CACHE=off` in the daemon's environment
-        // (a root start only: sudo drops it) turns it off, for the benchmark's comparison.
-        const cache = process.env.CORDON_EGRESS_DNS_CACHE === 'off' ? false : undefined;
-        // One filter for both proxies; the runner's addresses as they are now (an interface
-        // made later, a container bridge, is not known to it).
-        const inward = new InwardFilter({
-          own: Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)),
-          allowed: cfg.ips,
-          privateAnswers: cfg.privateAnswers,
+        const builder = proxyBuilder(cfg, log);
+        const built = buildProxies(cfg, {
+          builder,
+          shell: need(shell),
+          upstream: upstreams[0],
+          listeners: need(listeners),
+          ask: (source, from) => helper?.askSource(source, from),
         });
-        const a4 = new AnsweredNames(cfg.minTtl);
-        answered = a4;
-        const make = (domains: typeof cfg.domains, sink: AllowSets, agent: boolean): DnsProxy =>
-          new DnsProxy({
-            matcher: new DomainMatcher(domains),
-            policy: cfg.policy,
-            upstream: { address: upstreams[0], port: 53 },
-            sink,
-            log,
-            cache,
-            inward,
-            onRefused: (source, from) => helper?.askSource(source, from),
-            onAnswer: agent ? (name, v4, v6, age) => a4.record(name, v4, v6, age) : undefined,
-          });
-        const p = make(cfg.domains, sets, false);
-        const l = need(listeners);
-        for (const s of [l.udp4, l.udp6]) if (s) p.serveUdp(s);
-        for (const s of [l.tcp4, l.tcp6]) if (s) p.serveTcp(s);
-        proxy = p;
-        const a = make(cfg.agentDomains, agentSets, true);
-        for (const s of l.agent.udp) a.serveUdp(s);
-        for (const s of l.agent.tcp) a.serveTcp(s);
-        agentProxy = a;
+        ({ sets, proxy, agentSets, agentProxy, answered } = built);
+        // Once the fence is enforced (the table, the helper): the warm-up runs while the
+        // steps below wait on nft and the ledger, and is awaited last, before READY.
+        warming = warmUp(builder.warm).catch((e: Error) => e);
       },
     },
     {
@@ -415,6 +398,19 @@ export async function start(configPath: string): Promise<void> {
         process.setuid!(proxyUser.uid);
         await need(proxy).connectUpstream();
         await need(agentProxy).connectUpstream();
+      },
+    },
+    {
+      // Last: the first lookups of the job find the answer path compiled, not compiling
+      // beside them (warmup.ts). Never fails setup.
+      name: 'the answer path warmed',
+      apply: async () => {
+        const w = await need(warming);
+        if (w instanceof Error) log(`the answer path was not warmed: ${describeError(w)}`);
+        else
+          log(
+            `the answer path warmed: ${w.answered} of ${w.sent} queries answered in ${w.ms} ms${w.finished ? '' : ` (stopped at ${WARM_BUDGET_MS} ms, of ${WARM_QUERIES})`}`,
+          );
       },
     },
   ];

@@ -93,6 +93,14 @@ suite('egress in block mode', () => {
     expect(w.runner.exec(['nft', 'list', 'chain', 'inet', 'cordon', 'output'])).toContain('policy drop');
   });
 
+  test('the daemon warmed its answer path before READY, and none of it is in the sets', () => {
+    const log = readFileSync(join(stateDir(fenceId(job.runnerTemp)), 'daemon.log'), 'utf8');
+    expect(log).toMatch(/the answer path warmed: [1-9]\d* of [1-9]\d* queries answered in \d+ ms/);
+    // The warm upstream answers from 192.0.2.0/24 and 2001:db8::/32: none of it in any set.
+    for (const set of ['allow4', 'allow6', 'agent4', 'agent6'])
+      expect(setElements(w, set)).not.toMatch(/192\.0\.2\.|2001:db8:/);
+  });
+
   test('an allowed name is reachable over IPv4 and IPv6 through the system resolver', () => {
     expect(fetchUrl(w.runner, 'http://www.a.test/', 4)).toBe(`hello from ${WEB4}`);
     expect(fetchUrl(w.runner, 'http://www.a.test/', 6)).toBe(`hello from ${WEB6}`);
@@ -257,6 +265,8 @@ suite('egress in block mode', () => {
       blockedDestinations: { address: string; port?: number; process?: string }[];
       refusals: { total: number; flood: boolean; topSources: { queries: number; process?: string }[] };
     };
+    // The warm-up's names (warmup.ts) are the throwaway proxy's, never the report's.
+    expect(JSON.stringify(report)).not.toMatch(/warm\.cordon\.invalid|refused\.invalid/);
     expect(report.blockedNames.find((n) => n.name === 'who.evil.test')?.process).toBe(
       `node (pid ${nodePid}, under run's command)`,
     );
