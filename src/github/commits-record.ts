@@ -114,26 +114,33 @@ export function recordCommits(
 ): CommitsObserved | undefined {
   const who = opts.who ?? 'start';
   if (!ledger.exists()) return undefined;
-  try {
-    const observed = observeCommits(opts.trusted ?? ledger.events(), { env: runner.env, git });
-    if ('skipped' in observed) {
-      if (!observed.unchecked) {
-        runner.info(`${who}: commits not listed: ${observed.skipped}`);
-        return undefined;
-      }
-      // Start saw the recorded commit here: something since removed it or the repository.
-      const base = (opts.trusted ?? ledger.events()).find((e) => e.type === 'run.recorded')?.data.sha;
-      const unchecked: CommitsObserved = {
-        base: typeof base === 'string' ? base : '',
-        head: '',
-        commits: [],
-        unchecked: observed.skipped,
-      };
+  // The ledger is read once: the start sha and what start saw of the workspace are in it.
+  let events: LedgerEvent[] = [];
+  // Start saw the recorded commit here, and the commits cannot be listed now: said so, and
+  // recorded (`commits.observed` with no commits and why), never skipped quietly (T83).
+  const notChecked = (why: string): CommitsObserved => {
+    const sha = (events.find((x) => x.type === 'run.recorded')?.data as RunRecorded | undefined)?.sha;
+    const unchecked: CommitsObserved = {
+      base: typeof sha === 'string' ? sha : '',
+      head: '',
+      commits: [],
+      unchecked: why,
+    };
+    try {
       ledger.append('commits.observed', { ...unchecked });
-      runner.warning(
-        `${who}: the run's commits could not be checked for a human author or committer: ${observed.skipped}`,
-      );
-      return unchecked;
+    } catch {
+      // the warning below still says it
+    }
+    runner.warning(`${who}: the run's commits could not be checked for a human author or committer: ${why}`);
+    return unchecked;
+  };
+  try {
+    events = opts.trusted ?? ledger.events();
+    const observed = observeCommits(events, { env: runner.env, git });
+    if ('skipped' in observed) {
+      if (observed.unchecked) return notChecked(observed.skipped);
+      runner.info(`${who}: commits not listed: ${observed.skipped}`);
+      return undefined;
     }
     const known = opts.known;
     // Cordon's reading of a commit as impersonation stands unless a line already records it
@@ -202,32 +209,11 @@ export function recordCommits(
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     // Start saw the recorded commit here: git failing now (a tag naming no object, output
-    // past git's bound) is the agent's to cause after committing as a human, so it is no
-    // quieter than a repository that cannot be read (unchecked).
-    let events: LedgerEvent[] = [];
-    try {
-      events = opts.trusted ?? ledger.events();
-    } catch {
-      events = [];
-    }
+    // past git's bound, a history it cannot walk) is the agent's to cause after committing as
+    // a human, so it is no quieter than a repository that cannot be read (unchecked).
     const run = events.find((x) => x.type === 'run.recorded')?.data as RunRecorded | undefined;
-    if (run?.workspace?.shaPresent === true) {
-      const unchecked: CommitsObserved = {
-        base: typeof run.sha === 'string' ? run.sha : '',
-        head: '',
-        commits: [],
-        unchecked: `git failed while listing them (${shownWhy(lastLine(message))})`,
-      };
-      try {
-        ledger.append('commits.observed', { ...unchecked });
-      } catch {
-        // the warning below still says it
-      }
-      runner.warning(
-        `${who}: the run's commits could not be checked for a human author or committer: ${unchecked.unchecked}`,
-      );
-      return unchecked;
-    }
+    if (run?.workspace?.shaPresent === true)
+      return notChecked(`git failed while listing them (${shownWhy(lastLine(message))})`);
     runner.warning(`${who}: could not list the run's commits: ${message}`);
     return undefined;
   }

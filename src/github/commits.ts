@@ -32,6 +32,7 @@ import {
   subjectOf,
   visible,
   type GitRunner,
+  type RawCommit,
 } from './commit-objects.js';
 import { MAX_REFS_NAMED, pushedRefs, readReflogs } from './reflogs.js';
 import { recordTags, tagsWritten } from './tags.js';
@@ -109,44 +110,15 @@ const FIRST_HISTORY = 1000;
 const MAX_HISTORY = 100_000;
 
 /**
- * The commits of `base`'s history (its first `limit` as git walks it) joined to `base` by
- * objects that hash to their names. git takes a commit's parents from whatever holds its
- * name (a rewritten object, `.git/shallow`); an object checked here says what the commit did.
- */
-function verifiedHistory(
-  git: GitRunner,
-  cwd: string,
-  base: string,
-  limit: number,
-): { known: Set<string>; complete: boolean; clean: boolean } {
-  const walked = text(git, ['rev-list', `--max-count=${limit}`, base], cwd)
-    .split('\n')
-    .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
-  // A commit of the history too large to read is not confirmed: walked from, it is named.
-  const objects = readCommits(git, cwd, walked, new Map());
-  const parents = new Map<string, string[]>();
-  let clean = true;
-  for (const sha of walked) {
-    const obj = objects.get(sha);
-    if (obj && objectMatches(sha, obj)) parents.set(sha, parseCommit(obj).parents);
-    else clean = false;
-  }
-  const known = new Set<string>();
-  const queue = [base];
-  while (queue.length) {
-    const sha = queue.pop() as string;
-    const up = parents.get(sha);
-    if (known.has(sha) || !up) continue;
-    known.add(sha);
-    queue.push(...up);
-  }
-  return { known, complete: walked.length < limit, clean };
-}
-
-/**
  * Of `candidates` (commits git did not list: the tips, the parents of listed commits), those
  * not confirmed to be in `base`'s history: git left them out only because something the agent
- * wrote said they were. The history is read further only while some are unconfirmed.
+ * wrote said they were. That history is the commits of `base`'s (its first FIRST_HISTORY as
+ * git walks it, eight times more each round while some are unconfirmed, up to `most`) joined
+ * to `base` by objects that hash to their names: git takes a commit's parents from whatever
+ * holds its name (a rewritten object, `.git/shallow`); an object checked here says what the
+ * commit did. Each object is read and checked once, whatever the rounds. A git failure is
+ * thrown: the caller cannot tell what git left out (unchecked, T83), and walking every
+ * candidate as hidden would call the history before the run impersonation.
  */
 function unconfirmed(
   git: GitRunner,
@@ -155,17 +127,34 @@ function unconfirmed(
   candidates: string[],
   most: number,
 ): { left: string[]; known: Set<string>; cleanButCut: boolean } {
+  // The parents of each commit of the history read so far; null: its object does not hash to
+  // its name, or was too large to read (walked from, it is named).
+  const checked = new Map<string, string[] | null>();
   let limit = Math.min(FIRST_HISTORY, most);
   for (;;) {
-    let h: { known: Set<string>; complete: boolean; clean: boolean };
-    try {
-      h = verifiedHistory(git, cwd, base, limit);
-    } catch {
-      h = { known: new Set(), complete: true, clean: false };
+    const walked = text(git, ['rev-list', `--max-count=${limit}`, base], cwd)
+      .split('\n')
+      .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+    const fresh = walked.filter((sha) => !checked.has(sha));
+    const objects = readCommits(git, cwd, fresh, new Map());
+    for (const sha of fresh) {
+      const obj = objects.get(sha);
+      checked.set(sha, obj && objectMatches(sha, obj) ? parseCommit(obj).parents : null);
     }
-    const left = candidates.filter((c) => !h.known.has(c));
-    if (!left.length || h.complete || limit >= most)
-      return { left, known: h.known, cleanButCut: !h.complete && h.clean };
+    const inWalk = new Set(walked);
+    const known = new Set<string>();
+    const queue = [base];
+    while (queue.length) {
+      const sha = queue.pop() as string;
+      const up = inWalk.has(sha) ? checked.get(sha) : undefined;
+      if (known.has(sha) || !up) continue;
+      known.add(sha);
+      queue.push(...up);
+    }
+    const complete = walked.length < limit;
+    const left = candidates.filter((c) => !known.has(c));
+    if (!left.length || complete || limit >= most)
+      return { left, known, cleanButCut: !complete && walked.every((sha) => checked.get(sha)) };
     limit = Math.min(limit * 8, most);
   }
 }
@@ -182,6 +171,7 @@ function walkHidden(
   stop: (sha: string) => boolean,
   budget: number,
   large: Map<string, number>,
+  parse: (sha: string, obj: Buffer) => RawCommit,
 ): Map<string, Buffer> {
   const found = new Map<string, Buffer>();
   // A commit names as many parents as the agent likes (20 000 in a 1 MiB object): a round
@@ -194,7 +184,7 @@ function walkHidden(
       const obj = objects.get(sha);
       if (!obj || found.size >= budget) continue;
       found.set(sha, obj);
-      for (const p of parseCommit(obj).parents) {
+      for (const p of parse(sha, obj).parents) {
         if (next.size >= budget - found.size) break;
         if (!stop(p) && !found.has(p)) next.add(p);
       }
@@ -346,6 +336,13 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
   // Commits too large to read: named as not read (their size is the agent's to choose).
   const large = new Map<string, number>();
   const raw = readCommits(git, cwd, shas, large);
+  // Each commit listed is parsed once: for its parents here, for its identities below.
+  const parsed = new Map<string, RawCommit>();
+  const parse = (sha: string, obj: Buffer): RawCommit => {
+    let p = parsed.get(sha);
+    if (!p) parsed.set(sha, (p = parseCommit(obj)));
+    return p;
+  };
   // What git left out must be in the recorded history, read through objects that hash to
   // their names: a shallow file, a rewritten object of that history claiming the agent's
   // commit as a parent, would leave the agent's commits out of git's walk.
@@ -360,7 +357,7 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
     )
       .split('\n')
       .filter((l) => /^[0-9a-f]{40,64}$/.test(l));
-    const parents = [...raw.values()].flatMap((obj) => parseCommit(obj).parents);
+    const parents = [...raw].flatMap(([sha, obj]) => parse(sha, obj).parents);
     const candidates = commitish(
       git,
       cwd,
@@ -392,6 +389,7 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
         (sha) => sha === base || inList.has(sha) || known.has(sha),
         MAX_COMMITS + 1 - shas.length,
         large,
+        parse,
       );
       for (const [sha, obj] of found) {
         listed.push(sha);
@@ -406,7 +404,7 @@ export function observeCommits(events: LedgerEvent[], opts: ObserveOptions): Com
   const commits: CommitObserved[] = shas.flatMap((sha) => {
     const obj = raw.get(sha);
     if (!obj) return [];
-    const p = parseCommit(obj);
+    const p = parse(sha, obj);
     const names = [p.author, p.authorEmail, p.committer, p.committerEmail];
     const c: Omit<CommitObserved, 'verdict'> = {
       sha,

@@ -4,7 +4,11 @@ import { appendFileSync, chmodSync, readFileSync, renameSync, rmSync, writeFileS
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { hardenedGit, observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { recordCommits } from '../../../src/github/commits-record.js';
+import type { TokenIssued } from '../../../src/ledger/events.js';
+import { Ledger, type LedgerEvent } from '../../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import type { Runner } from '../../../src/platform/runner.js';
 import { tempDir } from '../../harness/tmp.js';
 import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
 
@@ -333,6 +337,52 @@ describe('a recorded history longer than what is read to confirm it', () => {
   });
 });
 
+describe('a recorded history read further than its first 1000 commits', () => {
+  test('each commit object of the history is asked of git once, however many rounds widen the read', () => {
+    const dir = tempDir('history-wide-');
+    try {
+      const git = gitIn(dir, dir);
+      git(['init', '-q', '-b', 'main']);
+      // 1200 commits before the run (fast-import: seconds, not minutes), a tag on the first.
+      const stream: string[] = [];
+      for (let i = 1; i <= 1200; i++)
+        stream.push(
+          'commit refs/heads/main',
+          `mark :${i}`,
+          `committer Mona Lisa <mona@example.com> ${1_700_000_000 + i} +0000`,
+          `data ${`old ${i}`.length}`,
+          `old ${i}`,
+          ...(i > 1 ? [`from :${i - 1}`] : []),
+          '',
+        );
+      git(['fast-import', '--quiet'], {}, stream.join('\n') + '\n');
+      git(['tag', 'v0', 'main~1199']);
+      git(['reset', '-q', '--hard', 'main']);
+      const base = git(['rev-parse', 'HEAD']);
+      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
+      const bot = git(['rev-parse', 'HEAD']);
+      git(['pack-refs', '--all']); // every tag counted as written in the run
+      const asked = new Map<string, number>();
+      const counting = (args: string[], cwd: string, input?: string): Buffer => {
+        if (args.includes('--batch') && input)
+          for (const sha of input.split('\n').filter(Boolean)) asked.set(sha, (asked.get(sha) ?? 0) + 1);
+        return hardenedGit(args, cwd, input);
+      };
+      const seen = observeCommits([recorded(base), issued], {
+        env: { GITHUB_WORKSPACE: dir },
+        git: counting,
+      });
+      if ('skipped' in seen) throw new Error(seen.skipped);
+      expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[bot, 'agent']]);
+      expect(seen.partial).toBeUndefined(); // the tag 1199 commits down is confirmed, read past the first 1000
+      expect(asked.size).toBeGreaterThanOrEqual(1200);
+      expect([...asked.values()].filter((n) => n > 1)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('packed-refs the agent writes', () => {
   test("hostile: an annotated tag on the agent's commits, its packed-refs peeled line pointed at the recorded commit, hides neither (git peels the tag object)", () => {
     const { dir, git, base, human, bot } = setup();
@@ -499,6 +549,66 @@ describe('a workspace repository changed after start so that it cannot be read',
       if ('skipped' in seen) throw new Error(seen.skipped);
       expect(seen.commits.map((c) => c.sha).sort()).toEqual([human, bot].sort());
       expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('git failing while the recorded history is read to confirm what it left out', () => {
+  test("an honest job whose recorded history git cannot walk (an old commit's object missing) is unchecked with git's error, not told its commits are hidden impersonation", () => {
+    const dir = tempDir('history-broken-');
+    try {
+      const git = gitIn(dir, dir);
+      git(['init', '-q', '-b', 'main']);
+      for (const m of ['zero', 'one', 'base'])
+        git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', m], MONA);
+      const base = git(['rev-parse', 'HEAD']);
+      const one = git(['rev-parse', 'HEAD~1']);
+      const zero = git(['rev-parse', 'HEAD~2']);
+      git(['branch', 'old', one]); // a branch of the history before the run: a tip git does not list
+      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
+      const bot = git(['rev-parse', 'HEAD']);
+      // A damaged repository, nothing the agent did: an object of the recorded history is gone.
+      rmSync(join(dir, '.git', 'objects', zero.slice(0, 2), zero.slice(2)));
+      expect(git(['rev-list', 'HEAD', '--branches', `^${base}`])).toBe(bot); // git's listing still works
+      expect(() => git(['rev-list', '--max-count=1000', base])).toThrow(/Could not read|Failed to traverse/);
+      const ledger = new Ledger(join(dir, 'ledger.jsonl'), {
+        action: 'start',
+        registry: new SecretRegistry(() => {}),
+        copySocket: false,
+      });
+      ledger.open();
+      ledger.append('run.recorded', {
+        sha: base,
+        workspace: workspaceAtStart({ GITHUB_WORKSPACE: dir }, base),
+      });
+      ledger.append('token.issued', issued.data as unknown as TokenIssued);
+      const lines: string[] = [];
+      const runner = {
+        env: { GITHUB_WORKSPACE: dir },
+        info: (m: string) => lines.push(`info ${m}`),
+        warning: (m: string) => lines.push(`warning ${m}`),
+      } as unknown as Runner;
+      const seen = recordCommits(ledger, runner, undefined, { who: 'start' });
+      expect(seen).toEqual({
+        base,
+        head: '',
+        commits: [],
+        unchecked: expect.stringMatching(/^git failed while listing them \(fatal: .*[0-9a-f]{40}.*\)$/),
+      });
+      expect(
+        ledger
+          .events()
+          .filter((e) => e.type === 'commits.observed')
+          .map((e) => e.data),
+      ).toEqual([seen]);
+      expect(lines).toEqual([
+        expect.stringMatching(
+          /^warning start: the run's commits could not be checked for a human author or committer: git failed while listing them \(fatal: /,
+        ),
+      ]);
+      expect(lines.join('\n')).not.toMatch(/impersonat|hidden|left out of git's history/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
