@@ -110,12 +110,23 @@ export async function warmUp(
   let proxy: DnsProxy | undefined;
   let n = 0;
   const result: WarmResult = { answered: 0, sent: 0, ms: 0, finished: false };
+  let limit: NodeJS.Timeout | undefined;
   try {
     upstream.on('message', (m, r) => upstream.send(warmAnswer(m, n++), r.port, r.address));
     await Promise.all([bound(upstream), bound(server), bound(client)]);
+    // An error on a socket of its own (a send the kernel refused) must not end the daemon:
+    // the query it carried is given up as unanswered.
+    for (const s of [upstream, client]) s.on('error', () => undefined);
     proxy = make({ address: '127.0.0.1', port: upstream.address().port });
     proxy.serveUdp(server);
-    await proxy.connectUpstream();
+    // A proxy whose upstream socket never connects (its connect failed: logged, never
+    // settled) must not hold setup: the budget bounds this wait too.
+    const connected = await Promise.race([
+      proxy.connectUpstream().then(() => true),
+      new Promise<false>((r) => (limit = setTimeout(() => r(false), budgetMs))),
+    ]);
+    clearTimeout(limit);
+    if (!connected) return result;
     const port = server.address().port;
     const over = (): boolean => Date.now() - started >= budgetMs;
     /** Sends queries `from` to `to`, WINDOW at a time; settles once each is answered or given up. */
@@ -157,6 +168,7 @@ export async function warmUp(
     await round(first, queries);
     result.finished = result.sent === queries;
   } finally {
+    clearTimeout(limit);
     proxy?.close();
     for (const s of [upstream, client]) s.close();
     if (!proxy) server.close();

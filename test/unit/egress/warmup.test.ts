@@ -88,3 +88,23 @@ test('a warm-up whose upstream never answers stops at its time budget and says i
     silent.close();
   }
 });
+
+test('a warm-up whose proxy never connects its upstream still stops at its time budget, and closes the proxy', async () => {
+  const t0 = Date.now();
+  let closed = 0;
+  const r = await warmUp(
+    (up) => {
+      const p = warmProxy(up, [], new AnsweredNames(60));
+      // As DnsProxy.connectUpstream does when the socket's connect fails: an error logged, the
+      // promise never settled.
+      p.connectUpstream = () => new Promise<void>(() => undefined);
+      const close = p.close.bind(p);
+      p.close = () => (closed++, close());
+      return p;
+    },
+    { queries: 100, budgetMs: 200 },
+  );
+  expect(r).toMatchObject({ finished: false, sent: 0 });
+  expect(closed).toBe(1);
+  expect(Date.now() - t0).toBeLessThan(200 + 500);
+}, 3000);
