@@ -200,16 +200,26 @@ export function parseGithubApp(
   }
 
   const apiDefault = (env.GITHUB_API_URL || 'https://api.github.com').replace(/\/+$/, '');
-  const apiUrl = naming.apiUrlInput
-    ? i.string(naming.apiUrlInput, { default: apiDefault }).replace(/\/+$/, '')
-    : apiDefault;
+  const fromInput = naming.apiUrlInput !== undefined && i.has(naming.apiUrlInput);
+  const apiUrl = fromInput ? i.raw(naming.apiUrlInput as string).replace(/\/+$/, '') : apiDefault;
   if (!/^https?:\/\/[^/]/.test(apiUrl)) {
-    i.fail(
-      naming.apiUrlInput ?? 'github-api-url',
-      apiUrl,
-      'expected an http(s) URL',
-      'use https://api.github.com or https://<ghes-host>/api/v3',
-    );
+    if (fromInput) {
+      i.fail(
+        naming.apiUrlInput as string,
+        apiUrl,
+        'expected an http(s) URL',
+        'use https://api.github.com or https://<ghes-host>/api/v3',
+      );
+    }
+    // No input gave it: the runner's variable did, and an error must not name an input
+    // the user never wrote (or, for run, one the action does not have).
+    throw new CordonError({
+      what: `${i.action}: GITHUB_API_URL "${apiUrl.slice(0, 80)}" is not valid`,
+      why: "expected an http(s) URL: the runner's GITHUB_API_URL is where the GitHub API is looked for",
+      fix: naming.apiUrlInput
+        ? `set \`${naming.apiUrlInput}: https://<ghes-host>/api/v3\` (or https://api.github.com), or fix the runner's GITHUB_API_URL`
+        : "fix the runner's GITHUB_API_URL (https://api.github.com or https://<ghes-host>/api/v3)",
+    });
   }
   return {
     issuer: appId || clientId,

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '../../../src/devkit/run-action.js';
+import { errorOf } from '../../harness/errors.js';
 import { normalizePem, parseGithubTokenInputs } from '../../../src/github/inputs.js';
 import { excessGrants, missingGrants, PERMISSIONS } from '../../../src/github/permissions.js';
 
@@ -88,6 +89,16 @@ describe('github-token inputs', () => {
 
   test('the private key never appears in an input error', () => {
     expect(() => parseWith({ 'INPUT_PRIVATE-KEY': '' })).toThrow(/private-key is required/);
+  });
+
+  test('github-api-url: a bad input is named as the input; a bad GITHUB_API_URL with no input, as the variable', () => {
+    const input = errorOf(() => parseWith({ 'INPUT_GITHUB-API-URL': 'ghes.example.com' }));
+    expect(input.input).toBe('github-api-url');
+    expect(input.message).toContain('github-token: input github-api-url "ghes.example.com" is not valid');
+    const variable = errorOf(() => parseWith({ GITHUB_API_URL: 'ghes.example.com' }));
+    expect(variable.input).toBeUndefined();
+    expect(variable.message).toContain('github-token: GITHUB_API_URL "ghes.example.com" is not valid');
+    expect(variable.message).toContain('github-api-url');
   });
 
   test('escaped \\n and CRLF in a PEM become newlines', () => {

@@ -123,6 +123,13 @@ describe('run: github-app-repositories', () => {
     expect(empty.message).toContain('`contents: write`');
     expect(empty.message).not.toContain('permission-');
   });
+
+  test("a malformed GITHUB_API_URL is named as the runner's variable, not as an input run does not have", () => {
+    const e = errorOf(() => parseRunInputs({ ...APP, GITHUB_API_URL: 'api.github.com' }));
+    expect(e.message).toContain('run: GITHUB_API_URL "api.github.com" is not valid');
+    expect(e.message).not.toContain('input github-api-url');
+    expect(e.input).toBeUndefined();
+  });
 });
 
 describe('run: the AWS credentials the command gets are scoped, or unscoped by choice', () => {
