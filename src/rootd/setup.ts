@@ -15,7 +15,7 @@ import { disableDocker, disableSudo, restoreLockdown, type LockdownBackup } from
 import { ACK_RANGE, AllowSets, NftShell, TABLE } from '../fence/nftshell.js';
 import { DomainMatcher } from '../fence/policy.js';
 import { DnsProxy } from '../fence/proxy.js';
-import { WARM_BUDGET_MS, WARM_QUERIES, warmUp, type WarmResult } from '../fence/warmup.js';
+import { WARM_BUDGET_MS, WARM_QUERIES, warmUp } from '../fence/warmup.js';
 import { AnsweredNames } from '../fence/answered.js';
 import { nftOrigin, RefusalRecorder, WebGate } from '../fence/webgate.js';
 import { AGENT_UID_MAX, AGENT_UID_MIN } from '../identity/user.js';
@@ -36,7 +36,7 @@ import { RootHelper } from './helper.js';
 import { bundledLauncher, removeLauncherCopy, tryAllowLauncher, tryCopyLauncher } from './launcher.js';
 import { keepLedgerCopy } from './ledger-server.js';
 import { bindListeners, type Listeners } from './listeners.js';
-import { buildProxies, proxyBuilder } from './proxies.js';
+import { buildProxies, proxyBuilder, type ProxyBuilder } from './proxies.js';
 import { TamperLog, watchTamper } from './tamper.js';
 import {
   cgroupMountDir,
@@ -149,8 +149,8 @@ export async function start(configPath: string): Promise<void> {
   let agentProxy: DnsProxy | undefined;
   // Which addresses the agent's proxy answered for which name, for its web gate.
   let answered: AnsweredNames | undefined;
-  /** The warm-up (fence/warmup.ts), begun once the proxies are built, awaited last. */
-  let warming: Promise<WarmResult | Error> | undefined;
+  /** Builds the warm-up's throwaway proxy (fence/warmup.ts), the last step. */
+  let warmProxy: ProxyBuilder['warm'] | undefined;
   let gate: WebGate | undefined;
   let helper: RootHelper | undefined;
   const tamper = new TamperLog(log);
@@ -293,9 +293,7 @@ export async function start(configPath: string): Promise<void> {
           ask: (source, from) => helper?.askSource(source, from),
         });
         ({ sets, proxy, agentSets, agentProxy, answered } = built);
-        // Once the fence is enforced (the table, the helper): the warm-up runs while the
-        // steps below wait on nft and the ledger, and is awaited last, before READY.
-        warming = warmUp(builder.warm).catch((e: Error) => e);
+        warmProxy = builder.warm;
       },
     },
     {
@@ -401,11 +399,12 @@ export async function start(configPath: string): Promise<void> {
       },
     },
     {
-      // Last: the first lookups of the job find the answer path compiled, not compiling
-      // beside them (warmup.ts). Never fails setup.
+      // Last, once the fence is enforced and `setupMs` taken: the job's first lookups find
+      // the answer path compiled, not compiling beside them (warmup.ts). Run alone, not
+      // beside the steps above: on two cores it only slowed them as much. Never fails setup.
       name: 'the answer path warmed',
       apply: async () => {
-        const w = await need(warming);
+        const w = await warmUp(need(warmProxy)).catch((e: Error) => e);
         if (w instanceof Error) log(`the answer path was not warmed: ${describeError(w)}`);
         else
           log(
