@@ -6,7 +6,10 @@ export interface EgressStarted {
   preset: string;
   disableSudo: boolean;
   disableDocker: boolean;
+  /** The action's start to the fence enforced (the DNS warm-up after it not counted). */
   setupMs?: number;
+  /** The daemon warming its DNS answer path, after the fence was enforced (docs/egress.md). */
+  warmUpMs?: number;
   /** Resolver the proxy forwards allowed names to. */
   upstreams?: string[];
   /** The proxy also listens and filters on IPv6. */

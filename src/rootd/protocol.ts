@@ -191,6 +191,8 @@ export interface DaemonReady {
   pid: number;
   upstreams: string[];
   setupMs: number;
+  /** The DNS warm-up's ms (fence/warmup.ts), after the fence was enforced and before READY. */
+  warmMs?: number;
   ipv6: boolean;
   /** Port 53 on every address, or loopback only. */
   wildcard: boolean;

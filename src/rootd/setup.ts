@@ -151,6 +151,7 @@ export async function start(configPath: string): Promise<void> {
   let answered: AnsweredNames | undefined;
   /** Builds the warm-up's throwaway proxy (fence/warmup.ts), the last step. */
   let warmProxy: ProxyBuilder['warm'] | undefined;
+  let warmMs = 0;
   let gate: WebGate | undefined;
   let helper: RootHelper | undefined;
   const tamper = new TamperLog(log);
@@ -404,7 +405,9 @@ export async function start(configPath: string): Promise<void> {
       // beside the steps above: on two cores it only slowed them as much. Never fails setup.
       name: 'the answer path warmed',
       apply: async () => {
+        const t0 = Date.now();
         const w = await warmUp(need(warmProxy)).catch((e: Error) => e);
+        warmMs = Date.now() - t0;
         if (w instanceof Error) log(`the answer path was not warmed: ${describeError(w)}`);
         else
           log(
@@ -437,6 +440,7 @@ export async function start(configPath: string): Promise<void> {
     pid: process.pid,
     upstreams,
     setupMs: need(state).setupMs,
+    warmMs,
     ipv6: l.udp6 !== undefined,
     wildcard: l.wildcard,
   };

@@ -99,6 +99,10 @@ suite('egress in block mode', () => {
     // The warm upstream answers from 192.0.2.0/24 and 2001:db8::/32: none of it in any set.
     for (const set of ['allow4', 'allow6', 'agent4', 'agent6'])
       expect(setElements(w, set)).not.toMatch(/192\.0\.2\.|2001:db8:/);
+    // Its time is recorded apart: setup-ms is the fence enforced, the warm-up comes after.
+    const warm = ledger(job).find((e) => e.type === 'egress.started')?.data.warmUpMs as number;
+    expect(warm).toBeGreaterThan(0);
+    expect(Number(main.outputs['setup-ms']) + warm).toBeLessThanOrEqual(main.durationMs);
   });
 
   test('an allowed name is reachable over IPv4 and IPv6 through the system resolver', () => {

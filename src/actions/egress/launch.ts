@@ -100,7 +100,9 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     preset: s.preset,
     disableSudo: s.disableSudo,
     disableDocker: s.disableDocker,
-    setupMs: Date.now() - started,
+    // To the fence enforced: the warm-up that follows it inside the daemon is not counted.
+    setupMs: Date.now() - started - (ready.warmMs ?? 0),
+    warmUpMs: ready.warmMs,
   };
   ledger.append('egress.started', {
     ...data,
@@ -117,6 +119,6 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     );
   }
   runner.info(
-    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset and ${s.own.length} Cordon's own endpoints${s.own.length ? ` (${s.own.map((e) => e.entry).join(' ')})` : ''}, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms`,
+    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset and ${s.own.length} Cordon's own endpoints${s.own.length ? ` (${s.own.map((e) => e.entry).join(' ')})` : ''}, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms${ready.warmMs ? ` (then its DNS answer path warmed in ${ready.warmMs} ms)` : ''}`,
   );
 }
