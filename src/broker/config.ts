@@ -59,6 +59,19 @@ export interface BrokerAwsConfig {
   idTokenRequestToken: string;
   /** AWS_ENDPOINT_URL(_STS), AWS_USE_FIPS_ENDPOINT, ...: steers STS (tests aim it at moto). */
   stsEnv?: Record<string, string>;
+  /**
+   * The session inputs as the user wrote them (run's `aws-*`), for STS errors; absent:
+   * actions/aws's own (`role-to-assume`, ...).
+   */
+  inputNames?: BrokerAwsInputNames;
+}
+
+/** The inputs an STS error names: role, duration, audience, inline policy. */
+export interface BrokerAwsInputNames {
+  roleToAssume: string;
+  duration: string;
+  audience: string;
+  inline: string;
 }
 
 /** The app token to keep minting: the github-token inputs, the private key held in memory only. */
@@ -139,6 +152,8 @@ export function parseBrokerConfig(text: string): BrokerConfig {
   if (c.aws && (!c.aws.idTokenRequestUrl || !c.aws.idTokenRequestToken))
     bad('aws needs the ID-token request URL and token');
   if (c.github && !c.github.privateKey) bad('github needs the private key');
+  if (c.github && !(typeof c.github.names?.action === 'string' && c.github.names.input))
+    bad('github needs the names of the inputs it came from');
   return c;
 }
 

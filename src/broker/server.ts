@@ -93,7 +93,7 @@ export async function serveBroker(cfg: BrokerConfig, deps: BrokerDeps = {}): Pro
   };
   const bearer = new BearerCheck(cfg.bearer);
   const control = new BearerCheck(cfg.controlToken);
-  const sourceDeps = { registry, log, fetch: deps.fetch, proxyEnv: cfg.proxyEnv ?? {} };
+  const sourceDeps = { registry, log, fetch: deps.fetch, proxyEnv: cfg.proxyEnv ?? {}, action: cfg.action };
   const aws = cfg.aws
     ? new CachedCredential<AwsCredentials>(awsSource(cfg.aws, sourceDeps), cfg.refreshBeforeSeconds)
     : undefined;

@@ -140,6 +140,8 @@ export interface SourceDeps {
   fetch?: typeof fetch;
   /** HTTPS_PROXY, NO_PROXY, ...: the way out for STS, the ID token and GitHub. */
   proxyEnv: Env;
+  /** The action the user wrote (`run`, `aws`): the prefix of the errors the sources raise. */
+  action?: string;
 }
 
 /** ID token, then AssumeRoleWithWebIdentity with the same role, session policy and name each time. */
@@ -168,7 +170,9 @@ export function awsSource(
       {
         env,
         registry: deps.registry,
-        action: 'broker',
+        // Named as the user wrote them: run's aws-* (from the config), or actions/aws's own.
+        action: deps.action ?? 'broker',
+        ...(cfg.inputNames ? { inputNames: cfg.inputNames } : {}),
         onRetry: (reason, attempt, delay) =>
           deps.log(`aws: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
       },

@@ -24,6 +24,7 @@ import {
   STOP_PATH,
   assertLoopback,
   checkRefreshBefore,
+  type BrokerAwsInputNames,
   type BrokerConfig,
   type BrokerGithubConfig,
 } from './config.js';
@@ -49,6 +50,8 @@ export interface StartBrokerConfig {
   refreshBeforeSeconds?: number;
   /** The input that set `aws.durationSeconds`, for the refresh-before error (default `role-duration-seconds`). */
   awsDurationInput?: string;
+  /** The AWS session inputs as the user wrote them (run's `aws-*`), for the broker's STS errors; default actions/aws's. */
+  awsInputNames?: BrokerAwsInputNames;
   /**
    * How long a request waits for a refresh while the current credentials are still valid
    * (default 800 ms); after that it gets the current ones and the refresh goes on.
@@ -235,6 +238,7 @@ export async function startBroker(
             idTokenRequestUrl: env.ACTIONS_ID_TOKEN_REQUEST_URL as string,
             idTokenRequestToken: env.ACTIONS_ID_TOKEN_REQUEST_TOKEN as string,
             stsEnv: Object.fromEntries(STS_ENV.flatMap((k) => (env[k] ? [[k, env[k] as string]] : []))),
+            ...(cfg.awsInputNames ? { inputNames: cfg.awsInputNames } : {}),
           },
         }
       : {}),
@@ -248,6 +252,8 @@ export async function startBroker(
             repositories: cfg.github.repositories,
             permissions: cfg.github.permissions,
             apiUrl: cfg.github.apiUrl,
+            // The inputs as the user wrote them, so the broker's messages name them (run's github-app-*).
+            names: cfg.github.names,
           } satisfies BrokerGithubConfig,
         }
       : {}),

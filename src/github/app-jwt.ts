@@ -7,24 +7,30 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { CordonError } from '../platform/errors.js';
+import { GITHUB_TOKEN_NAMES, type GithubAppNames } from './inputs.js';
 
 export const IAT_BACKDATE_S = 60;
 export const EXP_AHEAD_S = 540;
 
-/** Reads a PKCS#1 or PKCS#8 RSA key; throws a CordonError naming the input, never the key. */
-export function loadAppKey(pem: string): KeyObject {
+/**
+ * Reads a PKCS#1 or PKCS#8 RSA key; throws a CordonError naming the input as `names` spells
+ * it (github-token's `private-key`, run's `github-app-private-key`), never quoting the key.
+ */
+export function loadAppKey(pem: string, names: GithubAppNames = GITHUB_TOKEN_NAMES): KeyObject {
+  const input = names.input['private-key'];
+  const what = `${names.action}: input ${input}`;
   const fix =
-    "paste the whole .pem file from the app's settings page (Private keys > Generate) into a secret, " +
+    `paste the whole .pem file from the app's settings page (Private keys > Generate) into the secret given as ${input}, ` +
     'BEGIN and END lines included; a one-line secret may use \\n for the line breaks';
   if (!/-----BEGIN (RSA )?PRIVATE KEY-----/.test(pem)) {
     const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(pem);
     throw new CordonError({
-      what: 'github-token: input private-key is not a GitHub App private key',
+      what: `${what} is not a GitHub App private key`,
       why: encrypted
         ? 'it is an encrypted PKCS#8 key; GitHub App keys are not encrypted'
         : 'it has no "-----BEGIN RSA PRIVATE KEY-----" (PKCS#1) or "-----BEGIN PRIVATE KEY-----" (PKCS#8) line',
       fix,
-      input: 'private-key',
+      input,
     });
   }
   let key: KeyObject;
@@ -32,18 +38,18 @@ export function loadAppKey(pem: string): KeyObject {
     key = createPrivateKey({ key: pem, format: 'pem' });
   } catch {
     throw new CordonError({
-      what: 'github-token: input private-key is malformed',
+      what: `${what} is malformed`,
       why: 'its PEM armour is there but the key inside does not decode (cut short, wrapped, or quoted?)',
       fix,
-      input: 'private-key',
+      input,
     });
   }
   if (key.asymmetricKeyType !== 'rsa') {
     throw new CordonError({
-      what: `github-token: input private-key is a ${key.asymmetricKeyType ?? 'non-RSA'} key`,
+      what: `${what} is a ${key.asymmetricKeyType ?? 'non-RSA'} key`,
       why: 'GitHub App JWTs are signed with RS256, which needs the RSA key GitHub generated',
       fix,
-      input: 'private-key',
+      input,
     });
   }
   return key;

@@ -19,6 +19,12 @@ export interface GithubTokenInputs {
   apiUrl: string;
   skipTokenRevoke: boolean;
   configureGit: boolean;
+  /**
+   * The inputs as the user wrote them (github-token's or run's), for the messages of what
+   * happens later (the key, GitHub's answers), in the broker too: plain data, so it crosses
+   * to the broker in its config.
+   */
+  names: GithubAppNames;
 }
 
 /** PEM from a secret: escaped `\n` (one-line secrets) and CRLF turned into real newlines. */
@@ -62,6 +68,36 @@ export interface GithubAppNaming {
   apiUrlInput?: string;
 }
 
+/**
+ * A naming as plain data: what later messages (the key, the JWT, the installation, the
+ * token) need to name the inputs the user wrote, from `mintToken` in a step or in the broker.
+ */
+export interface GithubAppNames {
+  /** The action the user wrote (`github-token`, `run`): each message's prefix. */
+  action: string;
+  /** The input name for each of github-token's. */
+  input: Record<GithubAppInput, string>;
+  /** The one input that lists every permission (run's), or undefined: `permission-<name>` each. */
+  permissionsInput?: string;
+  /** The input that sets the API URL, or undefined: the runner's GITHUB_API_URL. */
+  apiUrlInput?: string;
+}
+
+/** `naming` as plain data, for messages of `action`. */
+export function appNames(action: string, naming: GithubAppNaming): GithubAppNames {
+  return {
+    action,
+    input: { ...naming.input },
+    ...(naming.permissionsInput ? { permissionsInput: naming.permissionsInput } : {}),
+    ...(naming.apiUrlInput ? { apiUrlInput: naming.apiUrlInput } : {}),
+  };
+}
+
+/** The input that gives permission `name` (dashes), under `names`. */
+export function permissionInputOf(names: GithubAppNames, name: string): string {
+  return names.permissionsInput ?? `permission-${name}`;
+}
+
 /** `actions/github-token`'s own inputs: `permission-<name>: <level>` one input each. */
 export const GITHUB_TOKEN_NAMING: GithubAppNaming = {
   input: {
@@ -87,6 +123,9 @@ export const GITHUB_TOKEN_NAMING: GithubAppNaming = {
     'use one of the permission-* inputs listed in the action (names use dashes: permission-pull-requests)',
   apiUrlInput: 'github-api-url',
 };
+
+/** GITHUB_TOKEN_NAMING as plain data. */
+export const GITHUB_TOKEN_NAMES: GithubAppNames = appNames('github-token', GITHUB_TOKEN_NAMING);
 
 export function parseGithubTokenInputs(env: Env): GithubTokenInputs {
   const i = new Inputs('github-token', env);
@@ -229,6 +268,7 @@ export function parseGithubApp(
     repositories,
     permissions,
     apiUrl,
+    names: appNames(i.action, naming),
   };
 }
 

@@ -9,7 +9,7 @@ import type { SecretRegistry } from '../platform/mask.js';
 import type { Env, Runner } from '../platform/runner.js';
 import { GithubApi, GithubApiError, type ApiDeps } from './api.js';
 import { loadAppKey, signAppJwt } from './app-jwt.js';
-import type { GithubTokenInputs } from './inputs.js';
+import { permissionInputOf, type GithubTokenInputs } from './inputs.js';
 import { excessGrants, missingGrants } from './permissions.js';
 import { noreplyHost } from './bot-identity.js';
 
@@ -103,13 +103,14 @@ function isClockMessage(m: string): boolean {
 export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Promise<MintedToken> {
   const { runner } = deps;
   const now = deps.now ?? (() => Date.now() / 1000);
-  const key = loadAppKey(inputs.privateKey);
-  deps.registry.register(inputs.privateKey, { name: 'private-key' });
+  const names = inputs.names;
+  const key = loadAppKey(inputs.privateKey, names);
+  deps.registry.register(inputs.privateKey, { name: names.input['private-key'] });
   const api = new GithubApi(inputs.apiUrl, {
     env: deps.env,
     ...deps.api,
     onRetry: (what, ms) => {
-      runner.info(`github-token: ${what}; retrying in ${(ms / 1000).toFixed(1)}s`);
+      runner.info(`${names.action}: ${what}; retrying in ${(ms / 1000).toFixed(1)}s`);
       deps.api?.onRetry?.(what, ms);
     },
   });
@@ -121,7 +122,7 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
     } catch (e) {
       if (!auth.correctClock(e)) throw e;
       runner.warning(
-        `github-token: GitHub's clock is ${auth.clockOffsetS}s from this runner's; signed a new app JWT on GitHub's time`,
+        `${names.action}: GitHub's clock is ${auth.clockOffsetS}s from this runner's; signed a new app JWT on GitHub's time`,
       );
       await auth.sign();
       return (await api.request<T>(method, path, () => auth.header, body)).body;
@@ -131,7 +132,7 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
   const app = await withJwt<AppInfo>('GET', '/app').catch((e: unknown) => {
     throw appError(e, inputs);
   });
-  runner.info(`github-token: app ${app.slug} (id ${app.id})`);
+  runner.info(`${names.action}: app ${app.slug} (id ${app.id})`);
 
   const installation = await findInstallation(inputs, app, withJwt);
   const body: Record<string, unknown> = { permissions: inputs.permissions };
@@ -145,7 +146,7 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
   });
   if (typeof issued?.token !== 'string' || issued.token.length < 8) {
     throw new CordonError({
-      what: `github-token: GitHub answered the token request for installation ${installation.id} without a token`,
+      what: `${names.action}: GitHub answered the token request for installation ${installation.id} without a token`,
     });
   }
   // Masked before anything else is done with it.
@@ -163,9 +164,9 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
   if (excess.length) {
     const revoked = await revokeAndConfirm(api, token);
     throw new CordonError({
-      what: `github-token: GitHub granted more than was asked: ${excess.join(', ')}`,
+      what: `${names.action}: GitHub granted more than was asked: ${excess.join(', ')}`,
       why: `the token was ${revoked.status === 'revoked' ? 'revoked at once' : `not revoked (${revoked.detail ?? 'unknown'}); it expires at ${issued.expires_at}`}, because a token wider than asked defeats the fence`,
-      fix: "compare the app's installation permissions with the permission-* inputs; report this if GitHub ignored the ask",
+      fix: `compare the app's installation permissions with ${permissionsText(inputs)}; report this if GitHub ignored the ask`,
     });
   }
 
@@ -179,9 +180,9 @@ export async function mintToken(inputs: GithubTokenInputs, deps: MintDeps): Prom
     .then((r) => r.body)
     .catch((e: unknown) => {
       throw new CordonError({
-        what: `github-token: could not look up the app's bot user ${botLogin}`,
+        what: `${names.action}: could not look up the app's bot user ${botLogin}`,
         why: e instanceof Error ? e.message : String(e),
-        fix: 'retry the job; on GitHub Enterprise Server check github-api-url',
+        fix: `retry the job; on GitHub Enterprise Server check ${apiUrlText(inputs)}`,
       });
     });
   return {
@@ -206,6 +207,7 @@ async function findInstallation(
   app: AppInfo,
   withJwt: <T>(method: string, path: string) => Promise<T>,
 ): Promise<Installation> {
+  const n = inputs.names.input;
   const owner = encodeURIComponent(inputs.owner);
   const installUrl = `https://github.com/apps/${app.slug}/installations/new`;
   if (inputs.repositories.length) {
@@ -214,86 +216,101 @@ async function findInstallation(
       (e: unknown) => {
         if (e instanceof GithubApiError && e.status === 404) {
           throw new CordonError({
-            what: `github-token: app ${app.slug} is not installed on ${inputs.owner}/${repo}`,
+            what: `${inputs.names.action}: app ${app.slug} is not installed on ${inputs.owner}/${repo}`,
             why: `GitHub answered 404 (${e.apiMessage || 'Not Found'}): the app has no installation that reaches this repository, or the repository does not exist`,
-            fix: `install the app on ${inputs.owner} and give it access to ${repo} (${installUrl}), or fix owner/repositories`,
-            input: 'repositories',
+            fix: `install the app on ${inputs.owner} and give it access to ${repo} (${installUrl}), or fix ${n.owner}/${n.repositories}`,
+            input: n.repositories,
           });
         }
-        throw apiFailure(e, 'find the installation');
+        throw apiFailure(e, 'find the installation', inputs);
       },
     );
   }
   try {
     return await withJwt<Installation>('GET', `/orgs/${owner}/installation`);
   } catch (e) {
-    if (!(e instanceof GithubApiError && e.status === 404)) throw apiFailure(e, 'find the installation');
+    if (!(e instanceof GithubApiError && e.status === 404))
+      throw apiFailure(e, 'find the installation', inputs);
   }
   return withJwt<Installation>('GET', `/users/${owner}/installation`).catch((e: unknown) => {
     if (e instanceof GithubApiError && e.status === 404) {
       throw new CordonError({
-        what: `github-token: app ${app.slug} is not installed on ${inputs.owner}`,
+        what: `${inputs.names.action}: app ${app.slug} is not installed on ${inputs.owner}`,
         why: 'GitHub has no installation of the app on that organization or user',
-        fix: `install the app (${installUrl}), or fix owner`,
-        input: 'owner',
+        fix: `install the app (${installUrl}), or fix ${n.owner}`,
+        input: n.owner,
       });
     }
-    throw apiFailure(e, 'find the installation');
+    throw apiFailure(e, 'find the installation', inputs);
   });
 }
 
 function appError(e: unknown, inputs: GithubTokenInputs): Error {
-  if (!(e instanceof GithubApiError)) return apiFailure(e, 'authenticate as the app');
-  const who = `${inputs.issuerInput} ${inputs.issuer}`;
+  if (!(e instanceof GithubApiError)) return apiFailure(e, 'authenticate as the app', inputs);
+  const { action, input: n } = inputs.names;
+  const issuerInput = n[inputs.issuerInput];
+  const who = `${issuerInput} ${inputs.issuer}`;
   if (e.status === 401 && isClockMessage(e.apiMessage)) {
     return new CordonError({
-      what: `github-token: GitHub refused the app JWT's times (${e.apiMessage})`,
+      what: `${action}: GitHub refused the app JWT's times (${e.apiMessage})`,
       why: "the runner's clock is too far from GitHub's, and GitHub's answer carried no time to correct by",
       fix: `sync the runner's clock (NTP: \`timedatectl set-ntp true\` on self-hosted runners); see ${DOCS_JWT}`,
     });
   }
   if (e.status === 404 || e.status === 401) {
     return new CordonError({
-      what: `github-token: GitHub does not accept the app JWT for ${who} (HTTP ${e.status}: ${e.apiMessage})`,
+      what: `${action}: GitHub does not accept the app JWT for ${who} (HTTP ${e.status}: ${e.apiMessage})`,
       why:
         e.status === 404
-          ? `no GitHub App has ${inputs.issuerInput} ${inputs.issuer}`
-          : `private-key is not a key of the app with ${inputs.issuerInput} ${inputs.issuer}: the id is wrong, or the key belongs to another app or was deleted`,
-      fix: `copy the ${inputs.issuerInput === 'app-id' ? 'App ID' : 'Client ID'} and generate a private key on the same app's settings page`,
-      input: inputs.issuerInput,
+          ? `no GitHub App has ${who}`
+          : `${n['private-key']} is not a key of the app with ${who}: the id is wrong, or the key belongs to another app or was deleted`,
+      fix: `copy the ${inputs.issuerInput === 'app-id' ? 'App ID' : 'Client ID'} into ${issuerInput} and generate a private key for ${n['private-key']} on the same app's settings page`,
+      input: issuerInput,
     });
   }
-  return apiFailure(e, 'authenticate as the app');
+  return apiFailure(e, 'authenticate as the app', inputs);
 }
 
 function tokenError(e: unknown, inputs: GithubTokenInputs, app: AppInfo, inst: Installation): Error {
   if (!(e instanceof GithubApiError) || e.status !== 422)
-    return apiFailure(e, 'create the installation token');
+    return apiFailure(e, 'create the installation token', inputs);
+  const { action, input: n } = inputs.names;
   if (/repositor/i.test(e.apiMessage)) {
     return new CordonError({
-      what: `github-token: installation ${inst.id} of app ${app.slug} cannot reach every repository asked for (${inputs.repositories.join(', ')})`,
+      what: `${action}: installation ${inst.id} of app ${app.slug} cannot reach every repository asked for (${inputs.repositories.join(', ')})`,
       why: `GitHub answered 422: ${e.apiMessage}`,
-      fix: `give the installation access to those repositories (https://github.com/apps/${app.slug}/installations/new), or remove them from repositories`,
-      input: 'repositories',
+      fix: `give the installation access to those repositories (https://github.com/apps/${app.slug}/installations/new), or remove them from ${n.repositories}`,
+      input: n.repositories,
     });
   }
   const missing = missingGrants(inputs.permissions, inst.permissions ?? {});
   const first = missing[0]?.split(':')[0];
+  const one = inputs.names.permissionsInput;
   return new CordonError({
-    what: `github-token: app ${app.slug} was never granted ${missing.length ? missing.join(', ') : 'a permission asked for'}`,
+    what: `${action}: app ${app.slug} was never granted ${missing.length ? missing.join(', ') : 'a permission asked for'}`,
     why: `GitHub answered 422: ${e.apiMessage}`,
-    fix: `lower the permission-* input${missing.length > 1 ? 's' : ''}, or add the permission in the app's settings and have an owner of ${inputs.owner} accept it`,
-    input: first ? `permission-${first.replace(/_/g, '-')}` : undefined,
+    fix: `lower ${one ? `the level in ${one}` : `the permission-* input${missing.length > 1 ? 's' : ''}`}, or add the permission in the app's settings and have an owner of ${inputs.owner} accept it`,
+    input: first ? permissionInputOf(inputs.names, first.replace(/_/g, '-')) : undefined,
   });
 }
 
-function apiFailure(e: unknown, doing: string): Error {
+/** Where the permissions were asked for: run's one input, or github-token's `permission-*` inputs. */
+function permissionsText(inputs: GithubTokenInputs): string {
+  return inputs.names.permissionsInput ?? 'the permission-* inputs';
+}
+
+/** Where the API URL was set: github-token's `github-api-url`, or the runner's GITHUB_API_URL. */
+function apiUrlText(inputs: GithubTokenInputs): string {
+  return inputs.names.apiUrlInput ?? "GITHUB_API_URL (the runner's)";
+}
+
+function apiFailure(e: unknown, doing: string, inputs: GithubTokenInputs): Error {
   if (e instanceof CordonError) return e;
   const why = e instanceof Error ? e.message : String(e);
   return new CordonError({
-    what: `github-token: could not ${doing}`,
+    what: `${inputs.names.action}: could not ${doing}`,
     why,
-    fix: 'check github-api-url and GitHub status; retry the job',
+    fix: `check ${apiUrlText(inputs)} and GitHub status; retry the job`,
   });
 }
 

@@ -9,6 +9,7 @@ import type { SecretRegistry } from '../../platform/mask.js';
 import { getIdToken, hasIdTokenAccess, missingIdTokenError, type OidcDeps } from '../../platform/oidc.js';
 import type { Env, Runner } from '../../platform/runner.js';
 import type { RunInputs } from './inputs.js';
+import { RUN_AWS_INPUT_NAMES } from './broker.js';
 
 export interface MintDeps {
   env: Env;
@@ -39,12 +40,7 @@ export async function mintAwsCredentials(
       env: deps.env,
       registry: deps.registry,
       action: 'run',
-      inputNames: {
-        roleToAssume: 'aws-role-to-assume',
-        duration: 'aws-role-duration-seconds',
-        audience: 'aws-audience',
-        inline: 'aws-inline-session-policy',
-      },
+      inputNames: RUN_AWS_INPUT_NAMES,
       onRetry: (reason, attempt, delay) =>
         deps.runner.info(`run: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
     },

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { AwsSessionInputs } from '../../aws/inputs.js';
 import type { AwsCredentials } from '../../aws/sts.js';
 import { startBroker, type StartedBroker } from '../../broker/start.js';
-import { AWS_PATH, checkRefreshBefore } from '../../broker/config.js';
+import { AWS_PATH, checkRefreshBefore, type BrokerAwsInputNames } from '../../broker/config.js';
 import { CordonError, describeError } from '../../platform/errors.js';
 import type { Inputs } from '../../platform/inputs.js';
 import { StreamScrubber, type SecretRegistry } from '../../platform/mask.js';
@@ -35,6 +35,14 @@ export interface RunBrokerInputs {
 }
 
 const PERMISSIONS_INPUT = 'github-app-permissions';
+
+/** run's AWS session inputs, as STS errors name them (the broker's too). */
+export const RUN_AWS_INPUT_NAMES: BrokerAwsInputNames = {
+  roleToAssume: 'aws-role-to-assume',
+  duration: 'aws-role-duration-seconds',
+  audience: 'aws-audience',
+  inline: 'aws-inline-session-policy',
+};
 
 /**
  * run's `github-app-*` inputs, for `actions/github-token`'s parser (one set of checks, each
@@ -202,6 +210,7 @@ export async function startRunBroker(
       github: inputs.broker.github,
       refreshBeforeSeconds: inputs.broker.refreshBeforeSeconds,
       awsDurationInput: 'aws-role-duration-seconds',
+      awsInputNames: RUN_AWS_INPUT_NAMES,
     },
     { onSecret, ...(deps.brokerScript ? { brokerScript: deps.brokerScript } : {}) },
   );

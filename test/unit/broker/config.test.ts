@@ -65,6 +65,37 @@ describe('broker config', () => {
   });
 });
 
+describe('broker config: the app', () => {
+  const github = {
+    issuer: '11',
+    issuerInput: 'app-id',
+    privateKey: '-----BEGIN RSA PRIVATE KEY-----\nkeybodykeybody\n-----END RSA PRIVATE KEY-----\n',
+    owner: 'octo-org',
+    repositories: [],
+    permissions: { contents: 'read' },
+    apiUrl: 'http://127.0.0.1:1',
+  };
+  const names = {
+    action: 'run',
+    input: {
+      'app-id': 'github-app-id',
+      'client-id': 'github-app-client-id',
+      'private-key': 'github-app-private-key',
+      owner: 'github-app-owner',
+      repositories: 'github-app-repositories',
+    },
+    permissionsInput: 'github-app-permissions',
+  };
+
+  test("the app's input names cross to the broker with it; an app without them is refused", () => {
+    const cfg = parseBrokerConfig(JSON.stringify({ ...valid, aws: undefined, github: { ...github, names } }));
+    expect(cfg.github?.names.input['private-key']).toBe('github-app-private-key');
+    const e = errorOf(() => parseBrokerConfig(JSON.stringify({ ...valid, aws: undefined, github })));
+    expect(e.message).toContain('github needs the names of the inputs it came from');
+    expect(e.message).not.toContain('keybody');
+  });
+});
+
 describe('refresh-before-seconds: one rule, said plainly', () => {
   test('the error names the input, the highest value allowed and why, and the fix', () => {
     const e = errorOf(() =>

@@ -1,10 +1,12 @@
 /** serveBroker in this process against the loopback GitHub API: routes, counts, masking, revocation. */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONFIG_VERSION, type BrokerConfig } from '../../../src/broker/config.js';
 import { serveBroker } from '../../../src/broker/server.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../../src/devkit/github-api.js';
+import { appNames, GITHUB_TOKEN_NAMES } from '../../../src/github/inputs.js';
+import { RUN_GITHUB_APP_NAMING } from '../../../src/actions/run/broker.js';
 import { tempDir } from '../../harness/tmp.js';
 
 let api: GithubApiServer;
@@ -48,6 +50,7 @@ function config(over: Partial<BrokerConfig> = {}): BrokerConfig {
       repositories: ['octo-repo'],
       permissions: { contents: 'write' },
       apiUrl: api.url,
+      names: GITHUB_TOKEN_NAMES,
     },
     ...over,
   };
@@ -154,6 +157,24 @@ describe('serveBroker', () => {
     } finally {
       await b.stop('stop');
     }
+  });
+
+  test("a key of another app fails the start naming run's github-app-* inputs, the key in no error, log or ledger", async () => {
+    const wrong = makeAppKey();
+    const body = wrong.pkcs1.trim().split('\n')[10] as string;
+    const lines: string[] = [];
+    const cfg = config();
+    cfg.github = { ...cfg.github!, privateKey: wrong.pkcs1, names: appNames('run', RUN_GITHUB_APP_NAMING) };
+    const err = await serveBroker(cfg, { log: (l) => lines.push(l) }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toContain('run: GitHub does not accept the app JWT for github-app-id 11 (HTTP 401');
+    expect(err?.message).toContain('github-app-private-key is not a key of the app with github-app-id 11');
+    expect(err?.message).not.toMatch(/github-token|(?<![\w-])(private-key|app-id)(?![\w-])/);
+    expect(err?.message).not.toContain(body);
+    expect(lines.join('\n')).not.toContain(body);
+    expect(existsSync(cfg.ledgerPath) ? readFileSync(cfg.ledgerPath, 'utf8') : '').not.toContain(body);
   });
 
   test('refuses a non-loopback bind before doing anything', async () => {

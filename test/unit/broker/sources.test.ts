@@ -1,5 +1,11 @@
 import { describe, expect, test } from '@jest/globals';
-import { CachedCredential } from '../../../src/broker/sources.js';
+import { RUN_AWS_INPUT_NAMES } from '../../../src/actions/run/broker.js';
+import type { BrokerAwsConfig } from '../../../src/broker/config.js';
+import { awsSource, CachedCredential } from '../../../src/broker/sources.js';
+import { startFaultProxy, STS_FAULTS } from '../../../src/devkit/fault-proxy.js';
+import { startOidcIssuer } from '../../../src/devkit/oidc-issuer.js';
+import { CordonError } from '../../../src/platform/errors.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
 
 function clock(start = 1_000_000): { now: () => number; advance: (s: number) => void } {
   let t = start;
@@ -127,5 +133,58 @@ describe('CachedCredential', () => {
     c.advance(700);
     await expect(cache.get()).rejects.toThrow(/stopping/);
     expect(n).toBe(2);
+  });
+});
+
+describe('awsSource: STS errors name the inputs the user wrote', () => {
+  // STS answers AccessDenied from a loopback fault proxy (its upstream is never reached).
+  async function deniedUnder(
+    action: string,
+    inputNames?: BrokerAwsConfig['inputNames'],
+  ): Promise<CordonError> {
+    const issuer = await startOidcIssuer();
+    const proxy = await startFaultProxy('http://127.0.0.1:1', { plan: [STS_FAULTS.accessDenied] });
+    try {
+      const get = awsSource(
+        {
+          roleArn: 'arn:aws:iam::111122223333:role/agent',
+          region: 'us-east-1',
+          audience: 'sts.amazonaws.com',
+          sessionName: 's1',
+          durationSeconds: 900,
+          idTokenRequestUrl: issuer.env.ACTIONS_ID_TOKEN_REQUEST_URL,
+          idTokenRequestToken: issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+          stsEnv: proxy.env,
+          ...(inputNames ? { inputNames } : {}),
+        },
+        { registry: new SecretRegistry(() => undefined), log: () => undefined, proxyEnv: {}, action },
+      );
+      const e = await get().then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      if (!(e instanceof CordonError)) throw new Error(`expected a CordonError, got ${String(e)}`);
+      return e;
+    } finally {
+      await proxy.close();
+      await issuer.close();
+    }
+  }
+
+  test("under run: run's aws-role-to-assume and aws-audience, prefixed run:", async () => {
+    const e = await deniedUnder('run', RUN_AWS_INPUT_NAMES);
+    expect(e.message).toMatch(
+      /^run: STS refused to let this run assume arn:aws:iam::111122223333:role\/agent/,
+    );
+    expect(e.message).toContain('check aws-role-to-assume and aws-audience');
+    expect(e.input).toBe('aws-role-to-assume');
+    expect(e.message).not.toMatch(/^broker:/);
+  });
+
+  test('under actions/aws: its own role-to-assume and audience, prefixed aws:', async () => {
+    const e = await deniedUnder('aws');
+    expect(e.message).toMatch(/^aws: STS refused/);
+    expect(e.message).toContain('check role-to-assume and audience');
+    expect(e.input).toBe('role-to-assume');
   });
 });

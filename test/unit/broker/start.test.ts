@@ -1,7 +1,7 @@
 /** startBroker's checks before it starts anything (no process is spawned). */
 import { describe, expect, test } from '@jest/globals';
 import { startBroker } from '../../../src/broker/start.js';
-import type { GithubTokenInputs } from '../../../src/github/inputs.js';
+import { GITHUB_TOKEN_NAMES, type GithubTokenInputs } from '../../../src/github/inputs.js';
 import { CordonError } from '../../../src/platform/errors.js';
 
 const github: GithubTokenInputs = {
@@ -14,6 +14,7 @@ const github: GithubTokenInputs = {
   apiUrl: 'http://127.0.0.1:1',
   skipTokenRevoke: false,
   configureGit: true,
+  names: GITHUB_TOKEN_NAMES,
 };
 
 describe('startBroker: refresh-before-seconds', () => {
