@@ -58,7 +58,14 @@ export interface StsDeps {
   /** Backoff overrides (tests). */
   retry?: Partial<Pick<RetryOptions, 'baseMs' | 'maxDelayMs' | 'maxTotalMs' | 'sleep' | 'random'>>;
   /** Input names for error messages (`actions/run` passes `aws-role-to-assume`, ...). */
-  inputNames?: { roleToAssume?: string; duration?: string; audience?: string; inline?: string };
+  inputNames?: {
+    roleToAssume?: string;
+    duration?: string;
+    audience?: string;
+    inline?: string;
+    /** The input that sets how often STS is tried; '' when the action has none (run). */
+    retryMaxAttempts?: string;
+  };
   /** Prefix for messages (default `aws`). */
   action?: string;
 }
@@ -221,6 +228,7 @@ export function explainStsError(
     duration: 'role-duration-seconds',
     audience: 'audience',
     inline: 'inline-session-policy',
+    retryMaxAttempts: 'retry-max-attempts',
     ...deps.inputNames,
   };
   const name = awsErrorCode(e);
@@ -284,7 +292,7 @@ export function explainStsError(
       ? `${endpoint} kept failing after the retries allowed`
       : `${endpoint} answered with an error Cordon does not retry`,
     fix: isRetryableAwsError(e)
-      ? 'retry the job later, or raise retry-max-attempts'
+      ? `retry the job later${names.retryMaxAttempts ? `, or raise ${names.retryMaxAttempts}` : ''}`
       : 'read the STS message above; check the role ARN and region',
   });
 }

@@ -72,6 +72,8 @@ export interface BrokerAwsInputNames {
   duration: string;
   audience: string;
   inline: string;
+  /** '' when the action has no input for it (run). */
+  retryMaxAttempts?: string;
 }
 
 /** The app token to keep minting: the github-token inputs, the private key held in memory only. */

@@ -172,7 +172,8 @@ export function awsSource(
         registry: deps.registry,
         // Named as the user wrote them: run's aws-* (from the config), or actions/aws's own.
         action: deps.action ?? 'broker',
-        ...(cfg.inputNames ? { inputNames: cfg.inputNames } : {}),
+        // The broker tries STS its own number of times: no retry-max-attempts to raise.
+        inputNames: { ...cfg.inputNames, retryMaxAttempts: '' },
         onRetry: (reason, attempt, delay) =>
           deps.log(`aws: STS call ${attempt} failed (${reason}); retrying in ${delay} ms`),
       },

@@ -358,6 +358,43 @@ maybe('run with credentials: broker', () => {
       expect(noPerms.stdout.replace(/^::add-mask::.*$/gm, '')).not.toContain(l);
   });
 
+  test("a bad github-app-private-key or a key of another app fails the broker's start naming run's inputs; the key is in no error, log or ledger", async () => {
+    const lines = key.pkcs1.trim().split('\n');
+    // Armour intact, the inside cut short: it does not decode.
+    const cut = [...lines.slice(0, 8), lines[lines.length - 1]].join('\n') + '\n';
+    const other = makeAppKey();
+    const cases: [string, string, string[]][] = [
+      [cut, 'run: input github-app-private-key is malformed', lines.slice(1, 8)],
+      [
+        other.pkcs1,
+        'github-app-private-key is not a key of the app with github-app-id 515151',
+        other.pkcs1.trim().split('\n').slice(1, -1),
+      ],
+    ];
+    for (const [pem, says, body] of cases) {
+      const j = newJob();
+      j.env.GITHUB_API_URL = github.url;
+      const r = await j.run('run', 'main', {
+        inputs: {
+          run: 'echo ran',
+          credentials: 'broker',
+          'github-app-id': '515151',
+          'github-app-private-key': pem,
+          'github-app-permissions': 'contents: read',
+        },
+        timeoutMs: 90000,
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.stdout).not.toContain('ran\n');
+      const msg = r.commands.find((c) => c.command === 'error')?.message ?? '';
+      expect(msg).toContain('run: the credential broker did not start');
+      expect(msg).toContain(says);
+      expect(msg).not.toContain('github-token');
+      expect(msg).not.toMatch(/(?<![\w-])(private-key|app-id)(?![\w-])/);
+      expectNoSecrets(j, r, body);
+    }
+  }, 200000);
+
   test('credentials: broker without a role is refused before anything runs', async () => {
     const j = newJob();
     const r = await j.run('run', 'main', { inputs: { run: 'echo ran', credentials: 'broker' } });

@@ -42,6 +42,8 @@ export const RUN_AWS_INPUT_NAMES: BrokerAwsInputNames = {
   duration: 'aws-role-duration-seconds',
   audience: 'aws-audience',
   inline: 'aws-inline-session-policy',
+  // run has no retry-max-attempts: its STS errors do not say to raise it.
+  retryMaxAttempts: '',
 };
 
 /**

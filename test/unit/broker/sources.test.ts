@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { RUN_AWS_INPUT_NAMES } from '../../../src/actions/run/broker.js';
 import type { BrokerAwsConfig } from '../../../src/broker/config.js';
 import { awsSource, CachedCredential } from '../../../src/broker/sources.js';
-import { startFaultProxy, STS_FAULTS } from '../../../src/devkit/fault-proxy.js';
+import { startFaultProxy, STS_FAULTS, type Fault } from '../../../src/devkit/fault-proxy.js';
 import { startOidcIssuer } from '../../../src/devkit/oidc-issuer.js';
 import { CordonError } from '../../../src/platform/errors.js';
 import { SecretRegistry } from '../../../src/platform/mask.js';
@@ -141,9 +141,10 @@ describe('awsSource: STS errors name the inputs the user wrote', () => {
   async function deniedUnder(
     action: string,
     inputNames?: BrokerAwsConfig['inputNames'],
+    plan: Fault[] = [STS_FAULTS.accessDenied],
   ): Promise<CordonError> {
     const issuer = await startOidcIssuer();
-    const proxy = await startFaultProxy('http://127.0.0.1:1', { plan: [STS_FAULTS.accessDenied] });
+    const proxy = await startFaultProxy('http://127.0.0.1:1', { plan });
     try {
       const get = awsSource(
         {
@@ -187,4 +188,18 @@ describe('awsSource: STS errors name the inputs the user wrote', () => {
     expect(e.message).toContain('check role-to-assume and audience');
     expect(e.input).toBe('role-to-assume');
   });
+
+  test('STS failing on every try says to retry the job, never to raise retry-max-attempts (the broker has none)', async () => {
+    // Five answers of 503: every try the broker makes (about 4 s of backoff).
+    const plan: Fault[] = Array.from({ length: 5 }, () => ({ kind: 'status', status: 503 }) as const);
+    for (const [action, names] of [
+      ['run', RUN_AWS_INPUT_NAMES],
+      ['aws', undefined],
+    ] as const) {
+      const e = await deniedUnder(action, names, plan);
+      expect(e.message).toMatch(new RegExp(`^${action}: AssumeRoleWithWebIdentity failed`));
+      expect(e.message).toContain('Fix: retry the job later');
+      expect(e.message).not.toContain('retry-max-attempts');
+    }
+  }, 30000);
 });
