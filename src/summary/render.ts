@@ -10,6 +10,7 @@ import {
   eventsOf,
   type CredentialsIssued,
   type RunRecorded,
+  type TagsAtStart,
   type TokenIssued,
 } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
@@ -179,10 +180,28 @@ export function renderSummaryHtml(input: SummaryInput): string {
   return renderHtmlPage('Cordon attribution summary', buildBlocks(input));
 }
 
-/** An event as attribution.json holds it: an egress.report's names as the summary shows them. */
+/**
+ * An event as attribution.json holds it: an egress.report's names as the summary shows them,
+ * and run.recorded's tag record (a salt and up to 8192 digests, 128 KiB) as its count and
+ * whether it was cut. The ledger keeps the record: post reads it there, and the chain hashes
+ * the line as written; the artifact holds parsed events, not lines to verify.
+ */
 function shownEvent(e: LedgerEvent, listed: readonly string[]): LedgerEvent {
   const report = dataOf(e, 'egress.report');
-  return report ? { ...e, data: { ...shownReport(report, listed) } } : e;
+  if (report) return { ...e, data: { ...shownReport(report, listed) } };
+  const run = dataOf(e, 'run.recorded');
+  const workspace: unknown = run?.workspace;
+  if (!workspace || typeof workspace !== 'object' || !('tags' in workspace)) return e;
+  return { ...e, data: { ...run, workspace: { ...workspace, tags: shownTags(workspace.tags) } } };
+}
+
+/** A tag record as attribution.json shows it: how many tags start recorded, and whether there were more. */
+function shownTags(tags: unknown): { count?: number; cut?: true } {
+  const t = tags && typeof tags === 'object' ? (tags as Partial<Record<keyof TagsAtStart, unknown>>) : {};
+  return {
+    ...(typeof t.count === 'number' ? { count: t.count } : {}),
+    ...(t.cut === true ? { cut: true as const } : {}),
+  };
 }
 
 /**

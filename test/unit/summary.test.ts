@@ -106,4 +106,65 @@ describe('summary', () => {
     expect(a.commits).toHaveLength(2);
     expect(a.verdict.status).toBe('intact');
   });
+
+  test("attribution.json gives start's tag record as its count, not its 8192 digests twice; the ledger line keeps them", () => {
+    const ledger = new Ledger(join(tempDir('cordon-sum-'), 'ledger.jsonl'), {
+      action: 'start',
+      registry: new SecretRegistry(() => {}),
+    });
+    const nonce = ledger.open();
+    const salt = 'f'.repeat(32);
+    // The most start records (src/github/tags.ts): 8192 digests of 16 characters, 128 KiB.
+    const digests = Array.from({ length: 8192 }, (_, i) => i.toString(16).padStart(16, '0')).join('');
+    const tags = { salt, count: 8192, digests, cut: true };
+    appendAny(
+      ledger,
+      'run.recorded',
+      { ...sampleEvents['run.recorded'], workspace: { shaPresent: true, tags } },
+      nonce,
+    );
+    appendAny(ledger, 'token.issued', sampleEvents['token.issued']);
+    const lines = ledger.read();
+    // The ledger is untouched: its line is what the chain hashes.
+    expect(lines.filter((l) => l.raw.includes(digests))).toHaveLength(1);
+    const a = buildAttribution({ lines, verdict: verdictFor(lines) }) as {
+      run: { repository: string; workspace: { shaPresent: boolean; tags: unknown } };
+      events: { type: string; data: { workspace?: { tags: unknown } } }[];
+    };
+    const json = JSON.stringify(a, null, 2);
+    // Not the digests (any 4 KiB of them), not the salt: either copy was 128 KiB.
+    expect(json.includes(digests.slice(0, 4096))).toBe(false);
+    expect(json.includes(salt)).toBe(false);
+    expect(Buffer.byteLength(json)).toBeLessThan(16 * 1024);
+    expect(a.run.repository).toBe('octo-org/octo-repo');
+    expect(a.run.workspace).toEqual({ shaPresent: true, tags: { count: 8192, cut: true } });
+    expect(a.events.find((e) => e.type === 'run.recorded')?.data.workspace).toEqual({
+      shaPresent: true,
+      tags: { count: 8192, cut: true },
+    });
+  });
+
+  test('attribution.json: a tag record of another shape (a forged line) is shown as what count it names, nothing else', () => {
+    const ledger = new Ledger(join(tempDir('cordon-sum-'), 'ledger.jsonl'), {
+      action: 'start',
+      registry: new SecretRegistry(() => {}),
+    });
+    const nonce = ledger.open();
+    const huge = 'x'.repeat(64 * 1024);
+    appendAny(ledger, 'run.recorded', { workspace: { shaPresent: true, tags: huge } }, nonce);
+    appendAny(ledger, 'run.recorded', {
+      workspace: { shaPresent: false, tags: { count: '7', cut: 'yes', digests: huge } },
+    });
+    appendAny(ledger, 'run.recorded', { workspace: { shaPresent: true } });
+    const lines = ledger.read();
+    const a = buildAttribution({ lines, verdict: verdictFor(lines) }) as {
+      events: { data: { workspace?: unknown } }[];
+    };
+    expect(JSON.stringify(a).includes(huge)).toBe(false);
+    expect(a.events.map((e) => e.data.workspace)).toEqual([
+      { shaPresent: true, tags: {} },
+      { shaPresent: false, tags: {} },
+      { shaPresent: true },
+    ]);
+  });
 });
