@@ -99,30 +99,7 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
   const name = AGENT_PREFIX + randomBytes(3).toString('hex');
   const home = join(homeBase, name);
   let madeBase = makeHomeBase(exec, homeBase, name);
-  // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
-  // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
-  const id = String(freeAgentUid());
-  // Its group has the same number, in the agents' range: never a gid a later groupadd
-  // (docker's, say) could be handed while a file of the agent's still carries it.
-  run(exec, 'groupadd', ['--system', '--gid', id, name], name);
-  run(
-    exec,
-    'useradd',
-    [
-      '--system',
-      '--uid',
-      id,
-      '--gid',
-      id,
-      '--no-create-home',
-      '--home-dir',
-      home,
-      '--shell',
-      '/bin/bash',
-      name,
-    ],
-    name,
-  );
+  addUser(exec, name, home, madeBase ? homeBase : undefined);
   try {
     const user = lookUp(name, home);
     const groups = run(exec, 'id', ['-G', name], name).trim().split(/\s+/);
@@ -148,6 +125,85 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
     sweepAndRemove(exec, { name, home, madeBase });
     throw e;
   }
+}
+
+/**
+ * groupadd, then useradd. If either fails (or no uid of the range is free), what this call
+ * made is taken back, and only that: the group it added (by name, while it still has the gid
+ * given it), and the home base when `madeBase` names it, once empty (rmdir). A user that
+ * useradd refused is never deleted: its name could be someone else's.
+ */
+function addUser(exec: PrivilegedExec, name: string, home: string, madeBase: string | undefined): void {
+  let added: string | undefined;
+  try {
+    // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
+    // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
+    const id = String(freeAgentUid());
+    // Its group has the same number, in the agents' range: never a gid a later groupadd
+    // (docker's, say) could be handed while a file of the agent's still carries it.
+    run(exec, 'groupadd', ['--system', '--gid', id, name], name);
+    added = id;
+    run(
+      exec,
+      'useradd',
+      [
+        '--system',
+        '--uid',
+        id,
+        '--gid',
+        id,
+        '--no-create-home',
+        '--home-dir',
+        home,
+        '--shell',
+        '/bin/bash',
+        name,
+      ],
+      name,
+    );
+  } catch (e) {
+    takeBack(exec, name, added, madeBase, e);
+    throw e;
+  }
+}
+
+/** Removes the group `name` if it still has gid `added`, and the base `madeBase` if empty; says what is left. */
+function takeBack(
+  exec: PrivilegedExec,
+  name: string,
+  added: string | undefined,
+  madeBase: string | undefined,
+  cause: unknown,
+): void {
+  let left = '';
+  if (added !== undefined && groupEntry(name)?.[2] === added) {
+    try {
+      exec('groupdel', [name]);
+    } catch (e) {
+      left = `the group ${name} (gid ${added}) it added is left: ${(e as { stderr?: string }).stderr?.trim() || describeError(e)}`;
+    }
+  }
+  if (madeBase) {
+    try {
+      exec('rmdir', ['--', madeBase]);
+    } catch {
+      // Not empty (another agent's HOME is there: its removal takes it), or gone already.
+    }
+  }
+  if (left) {
+    throw new CordonError({
+      what: `identity: making ${name} failed (${describeError(cause)}), and ${left}`,
+      fix: `remove it on this runner (groupdel ${name})`,
+    });
+  }
+}
+
+/** The fields of the line of /etc/group naming `name`, if there is one. */
+function groupEntry(name: string): string[] | undefined {
+  return readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`))
+    ?.split(':');
 }
 
 /** Makes the root-owned home base if it is not there; says whether it was made here. */
@@ -254,12 +310,7 @@ export function sweepAndRemove(
     run(exec, 'userdel', left.length ? ['--force', name] : [name], name);
   }
   // userdel takes the group along only where USERGROUPS_ENAB says so.
-  if (
-    readFileSync('/etc/group', 'utf8')
-      .split('\n')
-      .some((l) => l.startsWith(`${name}:`))
-  )
-    run(exec, 'groupdel', [name], name);
+  if (groupEntry(name)) run(exec, 'groupdel', [name], name);
   if (exists(home)) {
     if (lstatSync(dirname(home)).uid !== 0) {
       throw new CordonError({

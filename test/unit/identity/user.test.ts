@@ -151,6 +151,64 @@ test("a home base that was there before the agent, or still holds another's HOME
   expect(statSync(base).isDirectory()).toBe(true);
 });
 
+const agentGroups = () =>
+  readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('cordon-agent-'))
+    .map((l) => l.split(':')[0]);
+
+/**
+ * Runs `fn` while `file` (/etc/passwd or /etc/group) is locked as shadow's tools lock it: a
+ * `<file>.lock` naming a live process (this one), as another useradd or vipw holds it. The
+ * tool that needs it fails (at once here; some shadow versions retry for up to 15 s). Whatever
+ * agent group appears meanwhile is removed afterwards, however the test ends.
+ */
+function whileLocked(file: string, fn: () => void): void {
+  const before = new Set(agentGroups());
+  // 'wx': never over a lock someone else holds (the test then fails rather than removing it).
+  writeFileSync(`${file}.lock`, String(process.pid), { flag: 'wx' });
+  try {
+    fn();
+  } finally {
+    rmSync(`${file}.lock`, { force: true });
+    for (const g of agentGroups().filter((g) => !before.has(g)))
+      spawnSync('groupdel', [g], { stdio: 'ignore' });
+  }
+}
+
+test('a useradd that fails (the passwd file locked) takes back the group it added and the home base it made', () => {
+  const parent = tempDir('cordon-homes-');
+  const homes = join(parent, 'base');
+  const before = agentGroups();
+  whileLocked('/etc/passwd', () => {
+    expect(() => createAgentUser(exec, homes)).toThrow(/`useradd` for cordon-agent-[0-9a-f]{6} failed/);
+    expect(agentGroups()).toEqual(before);
+    expect(() => statSync(homes)).toThrow(/ENOENT/);
+  });
+  expect(statSync(parent).isDirectory()).toBe(true);
+});
+
+test('a groupadd that fails (the group file locked) takes back the home base it made, and no group', () => {
+  const homes = join(tempDir('cordon-homes-'), 'base');
+  const before = agentGroups();
+  whileLocked('/etc/group', () => {
+    expect(() => createAgentUser(exec, homes)).toThrow(/`groupadd` for cordon-agent-[0-9a-f]{6} failed/);
+    expect(() => statSync(homes)).toThrow(/ENOENT/);
+  });
+  expect(agentGroups()).toEqual(before);
+});
+
+test("a failed useradd leaves a home base that was there before, empty or holding another agent's HOME", () => {
+  const empty = tempDir('cordon-homes-');
+  whileLocked('/etc/passwd', () => {
+    expect(() => createAgentUser(exec, empty)).toThrow(/`useradd` for cordon-agent-[0-9a-f]{6} failed/);
+    // The suite's base, with the suite's agent's HOME in it.
+    expect(() => createAgentUser(exec, base)).toThrow(/`useradd` for cordon-agent-[0-9a-f]{6} failed/);
+  });
+  expect(statSync(empty).isDirectory()).toBe(true);
+  expect(statSync(user.home).uid).toBe(user.uid);
+}, 120_000);
+
 test('sweepAndRemove refuses a name Cordon did not make', () => {
   expect(() => sweepAndRemove(exec, { name: 'runner', home: '/home/runner' })).toThrow(
     /refusing to remove "runner"/,
