@@ -47,6 +47,18 @@ export function daemonLists(s: EgressSettings): Pick<DaemonConfig, 'domains' | '
   return { domains: [...s.presetDomains, ...ownDomains(s.own), ...s.domains], agentDomains: s.domains };
 }
 
+/**
+ * The daemon's warm-up time as READY gave it, when it is one: a whole number of ms, not
+ * negative, within the `elapsed` ms main waited. READY is another process's line (parsed,
+ * not checked, by startDetached): anything else is not taken off `setup-ms` (which would
+ * turn it negative, fractional or NaN) nor written to the ledger as it came.
+ */
+export function warmUpMs(warm: unknown, elapsed: number): number | undefined {
+  return typeof warm === 'number' && Number.isSafeInteger(warm) && warm >= 0 && warm <= elapsed
+    ? warm
+    : undefined;
+}
+
 export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<void> {
   const started = Date.now();
   const { runner, ledger } = deps;
@@ -93,6 +105,8 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
   runner.saveState('egress-id', id);
   // The daemon's copy of the ledger starts with what was written before the fence.
   const seeded = ledger.seedCopy();
+  const elapsed = Date.now() - started;
+  const warmMs = warmUpMs(ready.warmMs, elapsed);
   const data: EgressStarted = {
     policy: s.policy,
     domains: cfg.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name)),
@@ -101,8 +115,8 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     disableSudo: s.disableSudo,
     disableDocker: s.disableDocker,
     // To the fence enforced: the warm-up that follows it inside the daemon is not counted.
-    setupMs: Date.now() - started - (ready.warmMs ?? 0),
-    warmUpMs: ready.warmMs,
+    setupMs: elapsed - (warmMs ?? 0),
+    ...(warmMs !== undefined ? { warmUpMs: warmMs } : {}),
   };
   ledger.append('egress.started', {
     ...data,
@@ -119,6 +133,6 @@ export async function startFence(s: EgressSettings, deps: LaunchDeps): Promise<v
     );
   }
   runner.info(
-    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset and ${s.own.length} Cordon's own endpoints${s.own.length ? ` (${s.own.map((e) => e.entry).join(' ')})` : ''}, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms${ready.warmMs ? ` (then its DNS answer path warmed in ${ready.warmMs} ms)` : ''}`,
+    `egress: ${s.policy} mode, ${cfg.domains.length} allowed name patterns (${s.preset === 'github-hosted' ? GITHUB_HOSTED_PRESET.length : 0} from the preset and ${s.own.length} Cordon's own endpoints${s.own.length ? ` (${s.own.map((e) => e.entry).join(' ')})` : ''}, which the agent's uids do not get: ${cfg.agentDomains.length} for them), ${s.ips.length} static networks, upstream ${ready.upstreams.join(' ')}, enforced in ${data.setupMs} ms${warmMs ? ` (then its DNS answer path warmed in ${warmMs} ms)` : ''}`,
   );
 }
