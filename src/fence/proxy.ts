@@ -43,6 +43,7 @@ export class DnsProxy {
   /** Open TCP clients, least recently active first. */
   private readonly tcp = new Map<net.Socket, true>();
   private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly timeoutMs: number;
   private readonly answers: AnswerPath;
   readonly cache: AnswerCache | undefined;
@@ -105,6 +106,11 @@ export class DnsProxy {
     s.on('message', (msg, rinfo) => this.fromUpstream(msg, rinfo));
     s.on('error', (e) => this.o.log?.(`upstream socket: ${e.message}`));
     await new Promise<void>((resolve) => s.connect(this.o.upstream.port, this.o.upstream.address, resolve));
+    // Closed while connecting (the warm-up gives up at its budget): nothing is left open.
+    if (this.closed) {
+      s.close();
+      return;
+    }
     this.upstreamSocket = s;
     // One sweeper for every waiting query, not a timer each.
     this.sweeper = setInterval(() => {
@@ -182,6 +188,7 @@ export class DnsProxy {
   }
 
   close(): void {
+    this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.upstreamSocket?.close();
     for (const s of this.servers) s.close();

@@ -108,3 +108,13 @@ test('a warm-up whose proxy never connects its upstream still stops at its time 
   expect(closed).toBe(1);
   expect(Date.now() - t0).toBeLessThan(200 + 500);
 }, 3000);
+
+test('a proxy closed while its upstream connects opens no upstream socket and no sweeper after', async () => {
+  const p = warmProxy({ address: '127.0.0.1', port: 9 }, [], new AnsweredNames(60));
+  const connecting = p.connectUpstream();
+  p.close();
+  await connecting;
+  const inner = p as unknown as { upstreamSocket?: unknown; sweeper?: unknown };
+  expect(inner.upstreamSocket).toBeUndefined();
+  expect(inner.sweeper).toBeUndefined();
+});
