@@ -136,11 +136,12 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
 function addUser(exec: PrivilegedExec, name: string, home: string, madeBase: string | undefined): void {
   let added: string | undefined;
   try {
-    // A uid of the agents' range (see AGENT_UID_MIN); --user-group gives it a
-    // group of its own, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
+    // A uid of the agents' range (see AGENT_UID_MIN). groupadd first makes a group of the
+    // user's name with that same number as its gid, and useradd --gid makes it the user's
+    // primary group, so its gid is shared with no one. No -G: not docker, not sudo, nothing.
     const id = String(freeAgentUid());
-    // Its group has the same number, in the agents' range: never a gid a later groupadd
-    // (docker's, say) could be handed while a file of the agent's still carries it.
+    // The gid is in the agents' range: never a gid a later groupadd (docker's, say) could
+    // be handed while a file of the agent's still carries it.
     run(exec, 'groupadd', ['--system', '--gid', id, name], name);
     added = id;
     run(
