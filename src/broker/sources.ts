@@ -156,7 +156,14 @@ export function awsSource(
     ACTIONS_ID_TOKEN_REQUEST_TOKEN: cfg.idTokenRequestToken,
   };
   return async () => {
-    const token = await getIdToken(cfg.audience, { env, fetch: deps.fetch, registry: deps.registry });
+    const token = await getIdToken(cfg.audience, {
+      env,
+      fetch: deps.fetch,
+      registry: deps.registry,
+      // Named as the user wrote it: run's aws-audience (from the config), or actions/aws's audience.
+      action: deps.action ?? 'broker',
+      audienceInput: cfg.inputNames?.audience || 'audience',
+    });
     const creds = await assumeRoleWithWebIdentity(
       {
         roleArn: cfg.roleArn,

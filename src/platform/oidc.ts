@@ -15,6 +15,10 @@ export interface OidcDeps {
   env: Env;
   fetch?: HttpGet;
   registry?: SecretRegistry;
+  /** The action the user wrote (`run`, `aws`, `start`): the error's prefix; default `oidc`. */
+  action?: string;
+  /** The input that set the audience as the user wrote it (`aws-audience`, `audience`), for the error. */
+  audienceInput?: string;
 }
 
 export function hasIdTokenAccess(env: Env): boolean {
@@ -67,10 +71,14 @@ export async function getIdToken(audience: string, deps: OidcDeps): Promise<stri
       isRetryable: (e) => !(e instanceof HttpError) || e.status >= 500 || e.status === 429,
     },
   ).catch((e: unknown) => {
+    const input = deps.audienceInput;
     throw new CordonError({
-      what: `oidc: could not get an ID token for audience "${audience}"`,
+      what: `${deps.action ?? 'oidc'}: could not get an ID token for audience "${audience}"${input ? ` (set by input ${input})` : ''}`,
       why: e instanceof Error ? e.message : String(e),
-      fix: 'check that the job has `permissions: id-token: write`; retry the job if the service was down',
+      fix: input
+        ? `check that the job has \`permissions: id-token: write\` and that ${input} is the audience meant (the one the role's trust policy or the relying party expects; not given, it takes its default); retry the job if the service was down`
+        : 'check that the job has `permissions: id-token: write`; retry the job if the service was down',
+      ...(input ? { input } : {}),
     });
   });
   deps.registry?.register(token, { name: 'OIDC ID token' });

@@ -113,7 +113,13 @@ export async function issueCredentials(inputs: AwsActionInputs, deps: IssueDeps)
   // node:http is loaded for the SDK anyway; global fetch would load undici just for this GET.
   const token = chain
     ? ''
-    : await getIdToken(inputs.audience, { env, fetch: deps.fetch ?? httpGetFor(env), registry });
+    : await getIdToken(inputs.audience, {
+        env,
+        fetch: deps.fetch ?? httpGetFor(env),
+        registry,
+        action: 'aws',
+        audienceInput: 'audience',
+      });
   const request: AssumeRequest = {
     roleArn: inputs.role.arn,
     sessionName: inputs.sessionName,

@@ -25,7 +25,13 @@ export async function mintAwsCredentials(
   const aws = inputs.aws;
   if (!aws) return undefined;
   if (!hasIdTokenAccess(deps.env)) throw missingIdTokenError('run');
-  const token = await getIdToken(aws.audience, { env: deps.env, fetch: deps.fetch, registry: deps.registry });
+  const token = await getIdToken(aws.audience, {
+    env: deps.env,
+    fetch: deps.fetch,
+    registry: deps.registry,
+    action: 'run',
+    audienceInput: RUN_AWS_INPUT_NAMES.audience,
+  });
   const creds = await assumeRoleWithWebIdentity(
     {
       roleArn: aws.role.arn,

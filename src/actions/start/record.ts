@@ -51,7 +51,13 @@ export async function recordRun(inputs: StartInputs, deps: StartDeps): Promise<v
       `start: the workspace repository has more than ${tags.count} tags: the first ${tags.count} are recorded, and the post judges the others by when their files changed`,
     );
   if (hasIdTokenAccess(env)) {
-    const token = await getIdToken(inputs.audience, { env, fetch: deps.fetch, registry: deps.registry });
+    const token = await getIdToken(inputs.audience, {
+      env,
+      fetch: deps.fetch,
+      registry: deps.registry,
+      action: 'start',
+      audienceInput: 'oidc-audience',
+    });
     run.oidc = displayClaims(decodeClaims(token));
   } else {
     runner.info('start: no id-token permission; the run is recorded without OIDC claims');

@@ -142,6 +142,7 @@ describe('awsSource: STS errors name the inputs the user wrote', () => {
     action: string,
     inputNames?: BrokerAwsConfig['inputNames'],
     plan: Fault[] = [STS_FAULTS.accessDenied],
+    idTokenRequestToken?: string,
   ): Promise<CordonError> {
     const issuer = await startOidcIssuer();
     const proxy = await startFaultProxy('http://127.0.0.1:1', { plan });
@@ -154,7 +155,7 @@ describe('awsSource: STS errors name the inputs the user wrote', () => {
           sessionName: 's1',
           durationSeconds: 900,
           idTokenRequestUrl: issuer.env.ACTIONS_ID_TOKEN_REQUEST_URL,
-          idTokenRequestToken: issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+          idTokenRequestToken: idTokenRequestToken ?? issuer.env.ACTIONS_ID_TOKEN_REQUEST_TOKEN,
           stsEnv: proxy.env,
           ...(inputNames ? { inputNames } : {}),
         },
@@ -202,4 +203,24 @@ describe('awsSource: STS errors name the inputs the user wrote', () => {
       expect(e.message).not.toContain('retry-max-attempts');
     }
   }, 30000);
+
+  test('an ID token refused names the audience input the user wrote: aws-audience under run, audience under actions/aws', async () => {
+    // The token service answers 401 to a request token it did not issue (not retried).
+    for (const [action, names, input] of [
+      ['run', RUN_AWS_INPUT_NAMES, 'aws-audience'],
+      ['aws', undefined, 'audience'],
+    ] as const) {
+      const e = await deniedUnder(action, names, [], 'not-the-request-token');
+      expect(e.message).toMatch(
+        new RegExp(
+          `^${action}: could not get an ID token for audience "sts\\.amazonaws\\.com" \\(set by input ${input}\\) — the ID token service answered HTTP 401`,
+        ),
+      );
+      expect(e.message).toContain(
+        `Fix: check that the job has \`permissions: id-token: write\` and that ${input} is the audience meant`,
+      );
+      expect(e.input).toBe(input);
+      expect(e.message).not.toContain('not-the-request-token');
+    }
+  });
 });
