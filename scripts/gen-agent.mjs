@@ -159,9 +159,19 @@ function build() {
             shell: 'bash',
             env: { PERMS: '${{ inputs.permissions }}' },
             run: [
+              // A permission given twice (`contents: write` then `contents: read`, or
+              // `pull_requests` and `pull-requests`) is refused: as outputs, the last line
+              // would silently decide the level.
+              'declare -A seen',
               'while IFS=: read -r name level; do',
-              '  name=$(echo "$name" | tr -d "[:space:]" | tr _ -); level=$(echo "$level" | tr -d "[:space:]")',
-              '  [ -n "$name" ] && echo "permission-$name=$level" >> "$GITHUB_OUTPUT"',
+              '  name=$(echo "$name" | tr -d "[:space:]" | tr _ - | tr "[:upper:]" "[:lower:]"); level=$(echo "$level" | tr -d "[:space:]")',
+              '  [ -n "$name" ] || continue',
+              '  if [ -n "${seen[$name]+x}" ]; then',
+              '    echo "::error title=agent-workflow: permissions::agent-workflow: input permissions gives $name twice: \\"$name: ${seen[$name]}\\" and \\"$name: $level\\" — a permission has one level, and which line wins would be decided by their order. Fix: keep one line per permission"',
+              '    exit 1',
+              '  fi',
+              '  seen[$name]=$level',
+              '  echo "permission-$name=$level" >> "$GITHUB_OUTPUT"',
               'done <<< "$PERMS"',
             ].join('\n'),
           },

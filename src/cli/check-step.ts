@@ -193,6 +193,7 @@ function reusableInputs(
   const w = new Map([...known].filter(([k]) => k !== 'runs-on' && k !== 'permissions'));
   const found: Found[] = [];
   const perms = known.get('permissions');
+  const seen = new Map<string, string>();
   if (perms && !perms.dynamic)
     perms.value.split('\n').forEach((l, i) => {
       if (!l.trim()) return;
@@ -209,7 +210,23 @@ function reusableInputs(
         });
         return;
       }
-      w.set(`permission-${m[1].replace(/_/g, '-')}`, {
+      const name = m[1].replace(/_/g, '-').toLowerCase();
+      const first = seen.get(name);
+      if (first !== undefined) {
+        // The workflow refuses it too: as step outputs, the last line would decide the level.
+        found.push({
+          ...perms.lineOf(i + 1),
+          severity: 'error',
+          code: 'invalid-input',
+          action: REUSABLE,
+          input: 'permissions',
+          message: `permissions: ${name} is given twice: "${first}" and "${l.trim()}"; which line wins would be decided by their order`,
+          suggestion: 'keep one line per permission',
+        });
+        return;
+      }
+      seen.set(name, l.trim());
+      w.set(`permission-${name}`, {
         ...perms,
         ...perms.lineOf(i + 1),
         value: m[2],

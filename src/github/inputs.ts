@@ -108,9 +108,13 @@ export const GITHUB_TOKEN_NAMING: GithubAppNaming = {
     repositories: 'repositories',
   },
   permissions: (i) =>
-    Object.keys(i.env)
-      .filter((k) => k.startsWith('INPUT_PERMISSION-'))
-      .map((k) => k.slice('INPUT_'.length).toLowerCase())
+    [
+      ...new Set(
+        Object.keys(i.env)
+          .filter((k) => k.startsWith('INPUT_PERMISSION-'))
+          .map((k) => k.slice('INPUT_'.length).toLowerCase()),
+      ),
+    ]
       .filter((k) => i.has(k))
       .map((k) => {
         const level = i.raw(k).toLowerCase();
@@ -197,6 +201,7 @@ export function parseGithubApp(
 
   const permissions: Record<string, string> = {};
   const unknown: GivenPermission[] = [];
+  const seen = new Map<string, GivenPermission>();
   for (const p of naming.permissions(i)) {
     const levels = Object.hasOwn(PERMISSIONS, p.name) ? PERMISSIONS[p.name] : undefined;
     if (!levels) {
@@ -211,6 +216,22 @@ export function parseGithubApp(
         `write ${naming.writePermission(p.name, levels[0] as string)}`,
       );
     }
+    const first = seen.get(apiName(p.name));
+    if (first) {
+      // Kept silently, the last line would decide the level: `contents: write` above
+      // `contents: read` (or `pull_requests` and `pull-requests`) asks for read.
+      const one = naming.permissionsInput;
+      const levels = [...new Set([first.level, p.level])];
+      throw new CordonError({
+        what: one
+          ? `${i.action}: input ${one} gives ${p.name} twice: "${first.text}" and "${p.text}"`
+          : `${i.action}: input ${naming.permissionInput(p.name)} is given twice: "${first.text}" and "${p.text}"`,
+        why: 'a permission has one level, and which line wins would be decided by their order',
+        fix: `keep one line per permission: ${levels.map((l) => naming.writePermission(p.name, l)).join(' or ')}`,
+        input: naming.permissionInput(p.name),
+      });
+    }
+    seen.set(apiName(p.name), p);
     permissions[apiName(p.name)] = p.level;
   }
   if (unknown.length) {

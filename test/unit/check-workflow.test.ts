@@ -461,4 +461,39 @@ describe('cordon check: event text in a command, in every form GitHub reads', ()
     expect(ps[0].message).toContain("the `run` input of agent pastes `github.event['comment']['body']`");
     expect(ps[1].message).toContain('the `run` input of the reusable workflow pastes `github.event`');
   });
+
+  test('a permission given twice in the reusable workflow’s permissions is reported at the second line', () => {
+    const text = [
+      'on: pull_request',
+      'permissions: { id-token: write, contents: read }',
+      'jobs:',
+      '  reusable:',
+      '    uses: cordon-dev/cordon/.github/workflows/agent.yml@v1',
+      '    with:',
+      '      allowed-domains: api.anthropic.com',
+      '      run: npx my-agent',
+      '      permissions: |',
+      '        contents: write',
+      '        pull_requests: write',
+      '        contents: read',
+      '        pull-requests: read',
+      '',
+    ].join('\n');
+    const ps = checkWorkflowText(text, 'w.yml').problems;
+    expect(ps.map((p) => `${p.line}:${p.code}:${p.input ?? ''}`)).toEqual([
+      '12:invalid-input:permissions',
+      '13:invalid-input:permissions',
+    ]);
+    expect(ps[0].message).toContain(
+      'permissions: contents is given twice: "contents: write" and "contents: read"',
+    );
+    expect(ps[1].message).toContain(
+      'permissions: pull-requests is given twice: "pull_requests: write" and "pull-requests: read"',
+    );
+    expect(ps[0].suggestion).toBe('keep one line per permission');
+    expect(
+      checkWorkflowText(text.replace('        contents: read\n        pull-requests: read\n', ''), 'w.yml')
+        .problems,
+    ).toEqual([]);
+  });
 });

@@ -1,11 +1,12 @@
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { NoOperationTraceWriter, parseWorkflow } from '@actions/workflow-parser';
 import { parseAction } from '@actions/workflow-parser/actions/action-parser';
 import { REPO_ROOT } from '../../../src/devkit/run-action.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const actionFiles = readdirSync(join(REPO_ROOT, 'actions')).map((a) =>
   join(REPO_ROOT, 'actions', a, 'action.yml'),
@@ -67,6 +68,41 @@ describe('the one-step fence and the reusable workflow', () => {
     });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+  });
+
+  test('the reusable workflow refuses a permission given twice, and turns one line each into permission-* outputs', () => {
+    const wf = parse(readFileSync(join(REPO_ROOT, '.github/workflows/agent.yml'), 'utf8')) as {
+      jobs: { agent: { steps: { id?: string; run?: string }[] } };
+    };
+    const script = wf.jobs.agent.steps.find((s) => s.id === 'perms')?.run ?? '';
+    const dir = tempDir('cordon-perms-');
+    const run = (perms: string) => {
+      const out = join(dir, `out-${Math.random().toString(36).slice(2)}`);
+      writeFileSync(out, '');
+      const r = spawnSync('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], {
+        env: { PATH: process.env.PATH, PERMS: perms, GITHUB_OUTPUT: out },
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      return { status: r.status, stdout: r.stdout, outputs: readFileSync(out, 'utf8') };
+    };
+    const ok = run('contents: write\n  Pull_Requests : read\n');
+    expect(ok.status).toBe(0);
+    expect(ok.outputs).toBe('permission-contents=write\npermission-pull-requests=read\n');
+    for (const [perms, said] of [
+      ['contents: write\ncontents: read', 'gives contents twice: "contents: write" and "contents: read"'],
+      [
+        'pull_requests: write\npull-requests: read',
+        'gives pull-requests twice: "pull-requests: write" and "pull-requests: read"',
+      ],
+    ]) {
+      const r = run(perms);
+      expect(r.status).toBe(1);
+      expect(r.stdout).toContain(
+        `::error title=agent-workflow: permissions::agent-workflow: input permissions ${said}`,
+      );
+      expect(r.stdout).toContain('Fix: keep one line per permission');
+    }
   });
 
   test('pass every input of the wrapped actions through under the same name, locked down by default', () => {

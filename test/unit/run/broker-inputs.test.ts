@@ -124,6 +124,48 @@ describe('run: github-app-repositories', () => {
     expect(empty.message).not.toContain('permission-');
   });
 
+  test('a permission given twice in github-app-permissions is refused, whichever spelling or order', () => {
+    for (const [lines, first, second, fix] of [
+      [
+        'contents: write\ncontents: read',
+        'contents: write',
+        'contents: read',
+        '`contents: write` in github-app-permissions or `contents: read` in github-app-permissions',
+      ],
+      [
+        'contents: read\nContents: write',
+        'contents: read',
+        'Contents: write',
+        '`contents: read` in github-app-permissions or `contents: write` in github-app-permissions',
+      ],
+      [
+        'pull_requests: write\npull-requests: read',
+        'pull_requests: write',
+        'pull-requests: read',
+        '`pull-requests: write` in github-app-permissions or `pull-requests: read` in github-app-permissions',
+      ],
+      [
+        'issues: read\nissues: read',
+        'issues: read',
+        'issues: read',
+        'keep one line per permission: `issues: read` in github-app-permissions',
+      ],
+    ]) {
+      const e = errorOf(() => parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-PERMISSIONS': lines }));
+      expect(e.input).toBe('github-app-permissions');
+      expect(e.message).toContain(
+        `run: input github-app-permissions gives ${first.split(':')[0].toLowerCase().replace(/_/g, '-')} twice: "${first}" and "${second}"`,
+      );
+      expect(e.message).toContain('which line wins would be decided by their order');
+      expect(e.message.endsWith(fix)).toBe(true);
+    }
+    // One line each is still taken.
+    expect(
+      parseRunInputs({ ...APP, 'INPUT_GITHUB-APP-PERMISSIONS': 'contents: write\npull_requests: read' })
+        .broker?.github?.permissions,
+    ).toEqual({ contents: 'write', pull_requests: 'read' });
+  });
+
   test("a malformed GITHUB_API_URL is named as the runner's variable, not as an input run does not have", () => {
     const e = errorOf(() => parseRunInputs({ ...APP, GITHUB_API_URL: 'api.github.com' }));
     expect(e.message).toContain('run: GITHUB_API_URL "api.github.com" is not valid');
