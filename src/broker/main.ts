@@ -78,7 +78,10 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   const message = isCordonError(e) ? e.message : `broker failed: ${describeError(e)}`;
-  emit(`ERROR ${JSON.stringify({ message })}`);
+  // The input the error names and its fix go along, so the parent's error names run's input
+  // (github-app-private-key): both are input names and fixed text, never a value.
+  const named = isCordonError(e) ? { input: e.input, fix: e.fix } : {};
+  emit(`ERROR ${JSON.stringify({ message, ...named })}`);
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 100);
 });

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { AwsSessionInputs } from '../aws/inputs.js';
 import { CordonError, describeError } from '../platform/errors.js';
 import { dataOf, type BrokerStopped } from '../ledger/events.js';
-import { startDetached } from '../platform/detached.js';
+import { DetachedError, startDetached } from '../platform/detached.js';
 import { Ledger, ledgerDir, ledgerPath } from '../ledger/ledger.js';
 import type { Env } from '../platform/runner.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
@@ -279,11 +279,7 @@ export async function startBroker(
       keepReading: Boolean(deps.onSecret),
     });
   } catch (e) {
-    throw new CordonError({
-      what: `${cfg.action}: the credential broker did not start`,
-      why: describeError(e),
-      fix: `see the broker log ${logPath}; check the role, the app and the network`,
-    });
+    throw notStarted(cfg.action, e, logPath);
   } finally {
     closeSync(logFd);
   }
@@ -314,6 +310,31 @@ export async function startBroker(
     state,
     stop: () => stopBrokerByState(state),
   };
+}
+
+/**
+ * The error for a broker that did not start. When the broker's own error named an input
+ * (run's github-app-private-key, aws-role-to-assume) and gave a fix, this one names the same
+ * input and leads with that fix, so the step's annotation points at what the user wrote.
+ */
+function notStarted(action: string, e: unknown, logPath: string): CordonError {
+  const logFix = `see the broker log ${logPath}`;
+  if (e instanceof DetachedError && (e.input || e.fix)) {
+    // The message already ends with ". Fix: <fix>": keep it once, in fix.
+    const suffix = e.fix ? `. Fix: ${e.fix}` : '';
+    const why = suffix && e.message.endsWith(suffix) ? e.message.slice(0, -suffix.length) : e.message;
+    return new CordonError({
+      what: `${action}: the credential broker did not start`,
+      why,
+      fix: e.fix ? `${e.fix}; ${logFix}` : `${logFix}; check the role, the app and the network`,
+      ...(e.input ? { input: e.input } : {}),
+    });
+  }
+  return new CordonError({
+    what: `${action}: the credential broker did not start`,
+    why: describeError(e),
+    fix: `${logFix}; check the role, the app and the network`,
+  });
 }
 
 function alive(pid: number): boolean {

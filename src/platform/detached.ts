@@ -1,7 +1,7 @@
 /**
  * Starting a detached child that outlives this process (the egress daemon, the credential
  * broker) and waiting, bounded, for the one status line it prints on stdout: `READY {json}`
- * once it serves, or `ERROR {"message"}` when it could not start.
+ * once it serves, or `ERROR {"message", "input"?, "fix"?}` when it could not start.
  */
 import { spawn } from 'node:child_process';
 import { Socket } from 'node:net';
@@ -30,7 +30,54 @@ export interface DetachedOptions {
   keepReading?: boolean;
 }
 
-/** Starts the child and resolves with its READY data; rejects with its ERROR message or why it gave none. */
+/**
+ * The child's ERROR: its message, and the input its error named and that error's fix when
+ * it gave them. Those two are taken only as plain strings of bounded length (an input name,
+ * a fixed sentence); anything else is dropped, so a child cannot pass more through them.
+ */
+export class DetachedError extends Error {
+  readonly input?: string;
+  readonly fix?: string;
+  constructor(message: string, input?: string, fix?: string) {
+    super(message);
+    this.name = 'DetachedError';
+    if (input !== undefined) this.input = input;
+    if (fix !== undefined) this.fix = fix;
+  }
+}
+
+export const MAX_ERROR_INPUT = 64;
+export const MAX_ERROR_FIX = 600;
+
+/** An input name: lower-case letters, digits and dashes, at most MAX_ERROR_INPUT long. */
+function inputName(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length <= MAX_ERROR_INPUT && /^[a-z][a-z0-9-]*$/.test(v) ? v : undefined;
+}
+
+/** Control characters (C0, DEL, C1) and the Unicode line breaks: a fix is one printable line. */
+// eslint-disable-next-line no-control-regex
+const NOT_ONE_LINE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** A fix: printable text on one line, at most MAX_ERROR_FIX long. */
+function fixText(v: unknown): string | undefined {
+  const ok = typeof v === 'string' && v.length > 0 && v.length <= MAX_ERROR_FIX && !NOT_ONE_LINE.test(v);
+  return ok ? v : undefined;
+}
+
+/** Reads an `ERROR {json}` line's payload. */
+export function parseErrorLine(payload: string, name: string): DetachedError {
+  let data: unknown;
+  try {
+    data = JSON.parse(payload);
+  } catch {
+    return new DetachedError(`${name} reported an error that is not JSON: ${payload.slice(0, 200)}`);
+  }
+  const o = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+  const message = typeof o.message === 'string' ? o.message : `${name} reported an error without a message`;
+  return new DetachedError(message, inputName(o.input), fixText(o.fix));
+}
+
+/** Starts the child and resolves with its READY data; rejects with its ERROR (a DetachedError) or why it gave none. */
 export function startDetached<Ready>(o: DetachedOptions): Promise<Ready> {
   return new Promise((resolve, reject) => {
     const child = spawn(o.argv[0], o.argv.slice(1), {
@@ -70,8 +117,8 @@ export function startDetached<Ready>(o: DetachedOptions): Promise<Ready> {
           const ready = JSON.parse(line.slice(6)) as Ready;
           finish(true, () => resolve(ready));
         } else if (line.startsWith('ERROR ')) {
-          const { message } = JSON.parse(line.slice(6)) as { message: string };
-          finish(false, () => reject(new Error(message)));
+          const error = parseErrorLine(line.slice(6), o.name);
+          finish(false, () => reject(error));
         } else if (o.onLine) o.onLine(line);
         else
           finish(false, () => reject(new Error(`unexpected output from ${o.name}: ${line.slice(0, 200)}`)));
