@@ -21,7 +21,8 @@ const PARTS = [
 ];
 // The one-step fence locks the runner down unless told otherwise.
 // Inputs several actions declare with one meaning: one composite input feeds them all.
-const SHARED = ['fail-on-tamper', 'fail-on-impersonation', 'job-summary'];
+// github-api-url: the API github-token mints at is the one run's broker mints at (GHES).
+const SHARED = ['fail-on-tamper', 'fail-on-impersonation', 'job-summary', 'github-api-url'];
 const OVERRIDES = { 'disable-sudo': 'true', 'disable-docker': 'true', 'egress-policy': 'block' };
 // The fence opens STS, Secrets Manager and SSM of run's region to Cordon's own steps too.
 const WITH = { 'aws-regions': '${{ inputs.aws-regions || inputs.aws-region }}' };

@@ -289,7 +289,8 @@ export function parseGithubApp(
     repositories,
     permissions,
     apiUrl,
-    names: appNames(i.action, naming),
+    // Later messages name the input only when it gave the URL; else the runner's variable did.
+    names: appNames(i.action, fromInput ? naming : { ...naming, apiUrlInput: undefined }),
   };
 }
 

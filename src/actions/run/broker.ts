@@ -78,6 +78,9 @@ export const RUN_GITHUB_APP_NAMING: GithubAppNaming = {
     `${p.map(([n, l]) => `\`${n}: ${l}\``).join(' and ')}, one a line in ${PERMISSIONS_INPUT}`,
   unknownFix:
     'use a name from the permission list in docs/github-token.md, with dashes (e.g. `pull-requests: write`)',
+  // The API the broker mints at: the input when given (actions/agent passes the one
+  // github-token used, so on GHES both reach the same server), else the runner's GITHUB_API_URL.
+  apiUrlInput: 'github-api-url',
 };
 
 /** Parses the `github-app-*` inputs (undefined when no app is named). */

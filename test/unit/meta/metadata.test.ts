@@ -105,6 +105,27 @@ describe('the one-step fence and the reusable workflow', () => {
     }
   });
 
+  test("agent passes its github-api-url to github-token and to run (run's broker mints at the same API on GHES)", () => {
+    const agent = parse(readFileSync(join(REPO_ROOT, 'actions/agent/action.yml'), 'utf8')) as {
+      inputs: Record<string, { default?: string }>;
+      runs: { steps: { id: string; with: Record<string, string> }[] };
+    };
+    const step = (id: string) => agent.runs.steps.find((s) => s.id === id);
+    expect(step('token')?.with['github-api-url']).toBe('${{ inputs.github-api-url }}');
+    expect(step('run')?.with['github-api-url']).toBe('${{ inputs.github-api-url }}');
+    expect(agent.inputs['github-api-url'].default).toBe('${{ github.api_url }}');
+    const run = parse(readFileSync(join(REPO_ROOT, 'actions/run/action.yml'), 'utf8')) as {
+      inputs: Record<string, unknown>;
+    };
+    expect(run.inputs['github-api-url']).toBeDefined();
+    // The reusable workflow hands its github-api-url to the one-step fence.
+    const wf = parse(readFileSync(join(REPO_ROOT, '.github/workflows/agent.yml'), 'utf8')) as {
+      jobs: { agent: { steps: { id?: string; with?: Record<string, string> }[] } };
+    };
+    const fence = wf.jobs.agent.steps.find((s) => s.id === 'fence');
+    expect(fence?.with?.['github-api-url']).toBe('${{ inputs.github-api-url }}');
+  });
+
   test('pass every input of the wrapped actions through under the same name, locked down by default', () => {
     const agent = parse(readFileSync(join(REPO_ROOT, 'actions/agent/action.yml'), 'utf8')) as {
       inputs: Record<string, { default?: string }>;

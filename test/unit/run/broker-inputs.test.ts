@@ -166,11 +166,30 @@ describe('run: github-app-repositories', () => {
     ).toEqual({ contents: 'write', pull_requests: 'read' });
   });
 
-  test("a malformed GITHUB_API_URL is named as the runner's variable, not as an input run does not have", () => {
+  test("a malformed GITHUB_API_URL with no github-api-url is named as the runner's variable, not as the input", () => {
     const e = errorOf(() => parseRunInputs({ ...APP, GITHUB_API_URL: 'api.github.com' }));
     expect(e.message).toContain('run: GITHUB_API_URL "api.github.com" is not valid');
     expect(e.message).not.toContain('input github-api-url');
     expect(e.input).toBeUndefined();
+  });
+
+  test("github-api-url (GHES) is the API the broker mints at, over the runner's GITHUB_API_URL; a bad one is named", () => {
+    const ghes = { ...APP, GITHUB_API_URL: 'https://api.github.com' };
+    const github = parseRunInputs({ ...ghes, 'INPUT_GITHUB-API-URL': 'https://ghes.example.com/api/v3/' })
+      .broker?.github;
+    expect(github?.apiUrl).toBe('https://ghes.example.com/api/v3');
+    // The broker's later messages (GitHub unreachable) name the input that set it.
+    expect(github?.names.apiUrlInput).toBe('github-api-url');
+    // Not given (run alone, or agent passing an empty one): the runner's, named as such.
+    const runner = parseRunInputs({ ...ghes, 'INPUT_GITHUB-API-URL': '' }).broker?.github;
+    expect(runner?.apiUrl).toBe('https://api.github.com');
+    expect(runner?.names.apiUrlInput).toBeUndefined();
+    const e = errorOf(() => parseRunInputs({ ...ghes, 'INPUT_GITHUB-API-URL': 'ghes.example.com' }));
+    expect(e.input).toBe('github-api-url');
+    expect(e.message).toContain('run: input github-api-url "ghes.example.com" is not valid');
+    // Without an app the input is not used, and not refused (agent always passes one).
+    const { broker } = parseRunInputs({ ...AWS, 'INPUT_GITHUB-API-URL': 'https://ghes.example.com/api/v3' });
+    expect(broker?.github).toBeUndefined();
   });
 });
 
