@@ -315,7 +315,7 @@ export async function startBroker(
 /**
  * The error for a broker that did not start. When the broker's own error named an input
  * (run's github-app-private-key, aws-role-to-assume) and gave a fix, this one names the same
- * input and leads with that fix, so the step's annotation points at what the user wrote.
+ * input and leads with that fix, so a caller (and its tests) sees the input the user wrote.
  */
 function notStarted(action: string, e: unknown, logPath: string): CordonError {
   const logFix = `see the broker log ${logPath}`;
