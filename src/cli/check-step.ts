@@ -197,32 +197,33 @@ function reusableInputs(
   if (perms && !perms.dynamic)
     perms.value.split('\n').forEach((l, i) => {
       if (!l.trim()) return;
-      const m = /^\s*([A-Za-z_-]+)\s*:\s*(\S*)\s*$/.exec(l);
-      if (!m) {
+      const bad = (message: string, suggestion: string): void => {
         found.push({
           ...perms.lineOf(i + 1),
           severity: 'error',
           code: 'invalid-input',
           action: REUSABLE,
           input: 'permissions',
-          message: `permissions: line ${i + 1} "${l.trim()}" is not "name: level"`,
-          suggestion: 'write one permission a line, such as `contents: write`',
+          message: `permissions: ${message}`,
+          suggestion,
         });
+      };
+      const m = /^\s*([A-Za-z_-]+)\s*:\s*(\S*)\s*$/.exec(l);
+      if (!m) {
+        bad(
+          `line ${i + 1} "${l.trim()}" is not "name: level"`,
+          'write one permission a line, such as `contents: write`',
+        );
         return;
       }
       const name = m[1].replace(/_/g, '-').toLowerCase();
       const first = seen.get(name);
       if (first !== undefined) {
         // The workflow refuses it too: as step outputs, the last line would decide the level.
-        found.push({
-          ...perms.lineOf(i + 1),
-          severity: 'error',
-          code: 'invalid-input',
-          action: REUSABLE,
-          input: 'permissions',
-          message: `permissions: ${name} is given twice: "${first}" and "${l.trim()}"; which line wins would be decided by their order`,
-          suggestion: 'keep one line per permission',
-        });
+        bad(
+          `${name} is given twice: "${first}" and "${l.trim()}"; which line wins would be decided by their order`,
+          'keep one line per permission',
+        );
         return;
       }
       seen.set(name, l.trim());
