@@ -42,9 +42,12 @@ const NAME = /^cordon-run-\d+-[0-9a-f]{8}$/;
 function findMount(dir: string): { mount: string; own?: boolean } | undefined {
   const found = cgroup2Mount();
   if (found) return { mount: found };
+  // Beside the fence's state directory, never making it or the state root: a helper that
+  // starts after its fence was torn down (a setup that failed) must leave nothing behind.
+  if (!existsSync(dir)) return undefined;
   const own = cgroupMountDir(dir);
   try {
-    mkdirSync(own, { recursive: true, mode: 0o755 });
+    if (!existsSync(own)) mkdirSync(own, { mode: 0o755 });
     if (!existsSync(join(own, 'cgroup.procs'))) execFileSync('mount', ['-t', 'cgroup2', 'cgroup2', own]);
     return { mount: own, own: true };
   } catch {
