@@ -1,7 +1,11 @@
-/** What `run`'s three stages hand each other. */
+/** What `run`'s three stages are given and hand each other. */
+import type { Writable } from 'node:stream';
 import type { FileCommandsTampered } from '../../ledger/events.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import type { SealKey } from '../../ledger/seal.js';
+import type { SecretRegistry } from '../../platform/mask.js';
+import type { Env, Runner } from '../../platform/runner.js';
+import type { FetchDeps } from '../../secrets/fetch.js';
 import type { AgentEnd } from './agent-protocol.js';
 import type { AgentSession } from './agent-session.js';
 import type { RunBroker } from './broker.js';
@@ -13,6 +17,21 @@ import type { CheckoutToken } from './checkout-token.js';
 import type { OutputFile } from './identity.js';
 import type { GitSnapshot } from './leaks-git.js';
 import type { CommandEnd, CommandExit } from './spawn.js';
+
+/** What every stage is given: the step's environment, the runner, the secrets registered so far. */
+export interface RunDeps {
+  env: Env;
+  runner: Runner;
+  registry: SecretRegistry;
+  fetch?: typeof fetch;
+  /** Where the command's output goes (the runner's log). */
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Between SIGTERM and SIGKILL on timeout (default 5000 ms). */
+  killGraceMs?: number;
+  /** Backoff overrides for secret fetches (tests). */
+  fetchRetry?: FetchDeps['retry'];
+}
 
 /** What `prepare` readied: the command, its environment and what `execute` and `conclude` undo or check. */
 export interface Prepared {
