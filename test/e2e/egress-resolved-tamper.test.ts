@@ -17,6 +17,7 @@ import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
 import { DNS4, World, asUid, dig, startDaemon } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
+import { inPrivateMounts } from '../harness/mounts.js';
 
 const usable =
   canUseNetns() &&
@@ -63,19 +64,10 @@ async function fenced(tag: string): Promise<Fenced> {
       w,
       join(dir, 'config.json'),
       { id, domains: parseDomains('www.a.test'), agentDomains: parseDomains('www.a.test') },
-      [
-        'unshare',
-        '--mount',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
+      inPrivateMounts(
         'mount --bind "$1" /run/systemd && mount --bind "$2" /etc/systemd && PATH="$3:$PATH" && shift 3 && exec "$@"',
-        'sh',
-        run,
-        etc,
-        bin,
-      ],
+        ['sh', run, etc, bin],
+      ),
     );
   } catch (e) {
     await w.destroy([id]);

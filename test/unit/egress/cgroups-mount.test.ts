@@ -9,6 +9,7 @@ import { expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { inPrivateMounts } from '../../harness/mounts.js';
 
 const root = process.getuid?.() === 0;
 if (!root && process.env.CI === 'true') throw new Error('cgroups-mount.test.ts needs root in CI');
@@ -22,20 +23,11 @@ function serveWithoutCgroup2(dir: string): string {
     console.log(typeof stop === 'function' ? 'served' : String(stop ?? 'none'));
     if (typeof stop === 'function') stop();
     process.exit(0);`;
-  const r = spawnSync(
-    'unshare',
-    [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      'umount -l /sys/fs/cgroup 2>/dev/null; exec "$0" --import tsx --input-type=module -e "$1"',
-      process.execPath,
-      script,
-    ],
-    { encoding: 'utf8', timeout: 30000 },
+  const [unshare, ...args] = inPrivateMounts(
+    'umount -l /sys/fs/cgroup 2>/dev/null; exec "$0" --import tsx --input-type=module -e "$1"',
+    [process.execPath, script],
   );
+  const r = spawnSync(unshare, args, { encoding: 'utf8', timeout: 30000 });
   return `${r.stdout}`.trim() || `status ${r.status}: ${r.stderr}`;
 }
 

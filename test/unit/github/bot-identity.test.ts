@@ -4,29 +4,13 @@ import { agentIdentities, classify } from '../../../src/github/commits.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { gitIdentity } from '../../../src/actions/run/home.js';
 import { tempDir } from '../../harness/tmp.js';
+import { BOT, issued as tokenIssued } from './fixtures.js';
 
-const good = {
-  app: 'bot-app',
-  bot: 'bot-app[bot]',
-  botId: 42,
-  installationId: 1,
-  repositories: [],
-  permissions: {},
-  expiresAt: '',
-  gitUserName: 'bot-app[bot]',
-  gitUserEmail: '42+bot-app[bot]@users.noreply.github.com',
-};
+/** The token's record with the git identity it names. */
+const good = { ...tokenIssued.data, gitUserName: 'bot-app[bot]', gitUserEmail: BOT };
 
-function issued(data: object): LedgerEvent {
-  return {
-    v: 1,
-    time: '',
-    action: 'github-token',
-    type: 'token.issued',
-    prev: '',
-    data: { ...good, ...data },
-  };
-}
+/** The token's record, with `data` over `good`. */
+const issued = (data: object): LedgerEvent => ({ ...tokenIssued, data: { ...good, ...data } });
 
 function refused(data: object, hosts = ['github.com']): string {
   const r = botIdentity({ ...good, ...data }, hosts);

@@ -3,11 +3,22 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { observeCommits } from '../../../src/github/commits.js';
 import { impersonationError, recordCommits } from '../../../src/github/commits-record.js';
-import { Ledger } from '../../../src/ledger/ledger.js';
-import type { Runner } from '../../../src/platform/runner.js';
-import { SecretRegistry } from '../../../src/platform/mask.js';
 import { tempDir } from '../../harness/tmp.js';
-import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
+import {
+  agentCommit,
+  AS_BOT,
+  commitAs,
+  gitIn,
+  humanCommit,
+  issued,
+  observed,
+  observedLines,
+  recorded,
+  recordingRunner,
+  startLedger,
+  twoCommits,
+  type TestGit,
+} from './fixtures.js';
 
 // The bounds on what post reads to find the run's commits (refs, reflog files, reflog lines,
 // a reflog's size) are the agent's to reach: reaching one must not silently hide a commit.
@@ -21,27 +32,17 @@ function setup(): {
   const dir = tempDir('caps-');
   const git = gitIn(join(dir, 'work'), dir);
   mkdirSync(join(dir, 'work'));
-  git(['init', '-q', '-b', 'main']);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'], MONA);
-  return { dir, git, base: git(['rev-parse', 'HEAD']) };
+  return { dir, git, base: twoCommits(git) };
 }
 
-function observe(dir: string, base: string) {
-  const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: join(dir, 'work') } });
-  if ('skipped' in seen) throw new Error(seen.skipped);
-  return seen;
-}
+/** post's reading of the commits in `dir`'s workspace since `base`. */
+const observe = (dir: string, base: string) => observed(join(dir, 'work'), recorded(base));
 
 /** `n` files named so that they sort (and are walked) before `HEAD` and `refs`, in `dir`. */
 function junk(dir: string, n: number, body = ''): void {
   mkdirSync(dir, { recursive: true });
   for (let i = 0; i < n; i++) writeFileSync(join(dir, String(i).padStart(5, '0')), body);
 }
-
-/** A human-authored commit on `base` that neither HEAD's nor any branch's reflog names. */
-const humanCommit = (git: (args: string[], env?: Record<string, string>) => string, base: string): string =>
-  git(['commit-tree', `${base}^{tree}`, '-p', base, '-m', 'as mona'], MONA);
 
 describe('the bounds on finding the run commits', () => {
   test('hostile: 200 tags that sort before the tag the agent wrote do not hide the human-authored commit only that tag holds', () => {
@@ -82,8 +83,7 @@ describe('the bounds on finding the run commits', () => {
   test("hostile: 1001 files in .git/logs that sort before HEAD do not hide a human-authored commit reset away (only HEAD's reflog holds it)", () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-      const human = git(['rev-parse', 'HEAD']);
+      const human = commitAs(git, 'as mona');
       git(['reset', '-q', '--hard', base]);
       rmSync(join(dir, 'work', '.git', 'logs', 'refs'), { recursive: true, force: true }); // HEAD's is the one left
       junk(join(dir, 'work', '.git', 'logs'), 1001);
@@ -98,8 +98,7 @@ describe('the bounds on finding the run commits', () => {
   test("hostile: 5000 reflog lines naming no object, before the real one, do not hide a commit only HEAD's reflog holds", () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-      const human = git(['rev-parse', 'HEAD']);
+      const human = commitAs(git, 'as mona');
       git(['reset', '-q', '--hard', base]);
       rmSync(join(dir, 'work', '.git', 'logs', 'refs'), { recursive: true, force: true });
       const head = join(dir, 'work', '.git', 'logs', 'HEAD');
@@ -120,8 +119,7 @@ describe('the bounds on finding the run commits', () => {
   test("hostile: HEAD's reflog padded past 16 MiB in front of the run's entries still lists the commit, and says the reflog was read only in part", () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-      const human = git(['rev-parse', 'HEAD']);
+      const human = commitAs(git, 'as mona');
       git(['reset', '-q', '--hard', base]);
       rmSync(join(dir, 'work', '.git', 'logs', 'refs'), { recursive: true, force: true });
       const head = join(dir, 'work', '.git', 'logs', 'HEAD');
@@ -138,8 +136,7 @@ describe('the bounds on finding the run commits', () => {
   test("hostile: past the bound on reflogs (10,001 written in the run), HEAD's is still read first and the list is said to be partial: fail-on-impersonation fails", () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
-      const bot = git(['rev-parse', 'HEAD']);
+      const bot = agentCommit(git, 'as the bot');
       git(['reset', '-q', '--hard', base]);
       const line = `${base} ${base} A <a@x> ${Math.floor(Date.now() / 1000)} +0000\tx\n`;
       junk(join(dir, 'work', '.git', 'logs', 'refs', 'a'), 10_001, line);
@@ -183,11 +180,10 @@ describe('the bounds on finding the run commits', () => {
   test('hostile: a commit whose message is past what git hands back (65 MiB) does not stop the list: the human-authored commit under it is impersonation, the large one named as not read', () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-      const human = git(['rev-parse', 'HEAD']);
+      const human = commitAs(git, 'as mona');
       const msg = join(dir, 'msg');
       writeFileSync(msg, `big\n\n${'x'.repeat(80)}\n`.repeat(Math.ceil((65 * 1024 * 1024) / 86)));
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-F', msg], who('bot-app[bot]', BOT));
+      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-F', msg], AS_BOT);
       const big = git(['rev-parse', 'HEAD']);
       const seen = observe(dir, base);
       expect(seen.commits.find((c) => c.sha === human)?.verdict).toBe('impersonation');
@@ -203,38 +199,23 @@ describe('the bounds on finding the run commits', () => {
   test("hostile: a tag written in the run naming an object that is not there makes git's listing fail: the commits are unchecked, not skipped with a warning alone", () => {
     const { dir, git, base } = setup();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
+      commitAs(git, 'as mona');
       const tag = git(
         ['hash-object', '-t', 'tag', '-w', '--stdin', '--literally'],
         {},
         `object ${'d'.repeat(40)}\ntype commit\ntag x\ntagger A <a@x> 1 +0000\n\nx\n`,
       );
       git(['update-ref', 'refs/tags/x', tag]);
-      const ledger = new Ledger(join(dir, 'ledger.jsonl'), {
-        action: 'start',
-        registry: new SecretRegistry(() => {}),
-        copySocket: false,
-      });
-      ledger.open();
+      const ledger = startLedger(dir);
       ledger.append('run.recorded', { sha: base, workspace: { shaPresent: true } });
-      const lines: string[] = [];
-      const runner = {
-        env: { GITHUB_WORKSPACE: join(dir, 'work') },
-        info: (m: string) => lines.push(`info ${m}`),
-        warning: (m: string) => lines.push(`warning ${m}`),
-      } as unknown as Runner;
+      const { runner, lines } = recordingRunner(join(dir, 'work'));
       const seen = recordCommits(ledger, runner, undefined, { who: 'start' });
       expect(seen).toMatchObject({
         base,
         commits: [],
         unchecked: expect.stringMatching(/^git failed while listing them \(.*(bad|missing) object d{40}/),
       });
-      expect(
-        ledger
-          .events()
-          .filter((e) => e.type === 'commits.observed')
-          .map((e) => e.data),
-      ).toEqual([seen]);
+      expect(observedLines(ledger)).toEqual([seen]);
       expect(lines).toEqual([
         expect.stringMatching(
           /^warning start: the run's commits could not be checked for a human author or committer: git failed/,

@@ -6,11 +6,24 @@ import { deflateSync } from 'node:zlib';
 import { hardenedGit, observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
 import { recordCommits } from '../../../src/github/commits-record.js';
 import type { TokenIssued } from '../../../src/ledger/events.js';
-import { Ledger, type LedgerEvent } from '../../../src/ledger/ledger.js';
-import { SecretRegistry } from '../../../src/platform/mask.js';
-import type { Runner } from '../../../src/platform/runner.js';
+import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
-import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
+import {
+  agentCommit,
+  AS_BOT,
+  commitAs,
+  fullCheckout,
+  gitIn,
+  issued,
+  MONA,
+  observed,
+  observedLines,
+  recorded,
+  recordingRunner,
+  startLedger,
+  twoCommits,
+  type TestGit,
+} from './fixtures.js';
 
 // What the agent writes into `.git/` to make git's walk from the refs leave its commits out
 // (or take them for the history before the run): the attribution must still list them.
@@ -29,22 +42,14 @@ function setup(): {
 } {
   const dir = tempDir('history-');
   const git = gitIn(dir, dir);
-  git(['init', '-q', '-b', 'main']);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'], MONA);
-  const base = git(['rev-parse', 'HEAD']);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-  const human = git(['rev-parse', 'HEAD']);
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
-  const bot = git(['rev-parse', 'HEAD']);
+  const base = twoCommits(git);
+  const human = commitAs(git, 'as mona');
+  const bot = agentCommit(git, 'as the bot');
   return { dir, git, base, human, bot };
 }
 
-function observe(dir: string, base: string) {
-  const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
-  if ('skipped' in seen) throw new Error(seen.skipped);
-  return seen;
-}
+/** post's reading of the commits in `dir` since `base`. */
+const observe = (dir: string, base: string) => observed(dir, recorded(base));
 
 describe('commits git was told to leave out', () => {
   test("hostile: .git/info/grafts giving the recorded commit the agent's commit as a parent hides neither of the agent's commits", () => {
@@ -142,17 +147,10 @@ describe('commits git was told to leave out', () => {
     const clone = tempDir('history-clone-');
     try {
       git(['branch', 'at-base', base]);
-      const env = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: clone,
-        GIT_CONFIG_NOSYSTEM: '1',
-        GIT_CONFIG_GLOBAL: '/dev/null',
-      };
-      const run = (cwd: string, args: string[], extra: Record<string, string> = {}): string =>
-        execFileSync('git', args, { cwd, env: { ...env, ...extra }, encoding: 'utf8', stdio: 'pipe' }).trim();
-      run(clone, ['clone', '-q', '--depth=1', '--branch', 'at-base', `file://${dir}`, '.']);
-      run(clone, ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'one'], who('bot-app[bot]', BOT));
-      run(clone, ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'two'], who('bot-app[bot]', BOT));
+      const run = gitIn(clone, clone);
+      run(['clone', '-q', '--depth=1', '--branch', 'at-base', `file://${dir}`, '.']);
+      agentCommit(run, 'one');
+      agentCommit(run, 'two');
       const seen = observe(clone, base);
       expect(seen.commits.map((c) => c.subject)).toEqual(['two', 'one']);
       for (const c of seen.commits) {
@@ -195,11 +193,8 @@ describe('a hidden commit naming more parents than the walk may read', () => {
       expect(parents).toHaveLength(N);
       for (const p of parents) git(['update-ref', '-d', `refs/heads/w${parents.indexOf(p) + 1}`]);
       const tree = git(['rev-parse', `${bot}^{tree}`]);
-      const wide = git(
-        ['commit-tree', tree, '-m', 'wide', ...parents.flatMap((p) => ['-p', p])],
-        who('bot-app[bot]', BOT),
-      );
-      const top = git(['commit-tree', tree, '-p', wide, '-m', 'top'], who('bot-app[bot]', BOT));
+      const wide = git(['commit-tree', tree, '-m', 'wide', ...parents.flatMap((p) => ['-p', p])], AS_BOT);
+      const top = git(['commit-tree', tree, '-p', wide, '-m', 'top'], AS_BOT);
       git(['update-ref', 'refs/heads/main', top]);
       const body =
         git(['cat-file', 'commit', base]).replace(/^(parent [0-9a-f]+)$/m, `$1\nparent ${top}`) + '\n';
@@ -218,11 +213,7 @@ describe('a hidden commit naming more parents than the walk may read', () => {
           most = Math.max(most, input.split('\n').filter(Boolean).length);
         return hardenedGit(args, cwd, input);
       };
-      const seen = observeCommits([recorded(base), issued], {
-        env: { GITHUB_WORKSPACE: dir },
-        git: counting,
-      });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base), { git: counting });
       expect(seen.commits.find((c) => c.sha === wide)).toMatchObject({ hiddenFromHistory: true });
       expect(most).toBeLessThanOrEqual(1001);
     } finally {
@@ -240,29 +231,12 @@ describe('tags fetched by the checkout before start', () => {
       git(['checkout', '-q', '-b', 'release', base]);
       git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'release fix'], MONA);
       git(['tag', 'v1.0.1']);
-      const env = {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: clone,
-        GIT_CONFIG_NOSYSTEM: '1',
-        GIT_CONFIG_GLOBAL: '/dev/null',
-      };
-      const run = (args: string[], extra: Record<string, string> = {}): string =>
-        execFileSync('git', args, {
-          cwd: clone,
-          env: { ...env, ...extra },
-          encoding: 'utf8',
-          stdio: 'pipe',
-        }).trim();
-      // As actions/checkout does with fetch-depth: 0: init, fetch branches and tags, check out.
-      run(['init', '-q']);
-      run(['remote', 'add', 'origin', `file://${dir}`]);
-      run(['fetch', '-q', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
-      run(['checkout', '-q', '-B', 'at-base', 'refs/remotes/origin/at-base']);
+      const run = gitIn(clone, clone);
+      fullCheckout(run, dir, 'at-base');
       // start's main records the run a few seconds after the checkout step.
       const startedAt: LedgerEvent = { ...recorded(base), time: new Date(Date.now() + 3000).toISOString() };
-      run(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'one'], who('bot-app[bot]', BOT));
-      const seen = observeCommits([startedAt, issued], { env: { GITHUB_WORKSPACE: clone } });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      agentCommit(run, 'one');
+      const seen = observed(clone, startedAt);
       expect(seen.commits.map((c) => [c.subject, c.verdict])).toEqual([['one', 'agent']]);
       expect(seen.tags).toBeUndefined();
     } finally {
@@ -281,8 +255,7 @@ describe('a recorded history longer than what is read to confirm it', () => {
     for (let i = 0; i < 30; i++)
       r.git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', `old ${i}`], MONA);
     const base = r.git(['rev-parse', 'HEAD']);
-    r.git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
-    const bot = r.git(['rev-parse', 'HEAD']);
+    const bot = agentCommit(r.git, 'as the bot');
     r.git(['branch', '-q', '-D', 'main']);
     rmSync(join(r.dir, '.git', 'logs'), { recursive: true, force: true }); // setup's commits are not the run's
     return { ...r, base, bot };
@@ -292,11 +265,7 @@ describe('a recorded history longer than what is read to confirm it', () => {
     const { dir, git, base, bot } = deep();
     try {
       git(['pack-refs', '--all']);
-      const seen = observeCommits([recorded(base), issued], {
-        env: { GITHUB_WORKSPACE: dir },
-        maxHistory: 10,
-      });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base), { maxHistory: 10 });
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[bot, 'agent']]);
       expect(seen.partial).toEqual([
         expect.stringMatching(/^1 commit\(s\) a ref points at .* not confirmed$/),
@@ -309,8 +278,7 @@ describe('a recorded history longer than what is read to confirm it', () => {
   test("hostile: there, the recorded commit's object rewritten to claim the agent's commit as a parent still lists it as hidden", () => {
     const { dir, git, base, bot } = deep();
     try {
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as mona'], MONA);
-      const human = git(['rev-parse', 'HEAD']);
+      const human = commitAs(git, 'as mona');
       git(['reset', '-q', '--hard', base]);
       git(['branch', '-q', 'agent', human]);
       const body =
@@ -323,11 +291,7 @@ describe('a recorded history longer than what is read to confirm it', () => {
       );
       rmSync(join(dir, '.git', 'logs'), { recursive: true, force: true });
       expect(git(['rev-list', 'HEAD', '--branches', `^${base}`])).toBe('');
-      const seen = observeCommits([recorded(base), issued], {
-        env: { GITHUB_WORKSPACE: dir },
-        maxHistory: 10,
-      });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base), { maxHistory: 10 });
       expect(seen.commits.map((c) => c.sha)).toEqual(expect.arrayContaining([bot, human]));
       for (const c of seen.commits)
         expect(c).toMatchObject({ verdict: 'impersonation', hiddenFromHistory: true });
@@ -359,8 +323,7 @@ describe('a recorded history read further than its first 1000 commits', () => {
       git(['tag', 'v0', 'main~1199']);
       git(['reset', '-q', '--hard', 'main']);
       const base = git(['rev-parse', 'HEAD']);
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
-      const bot = git(['rev-parse', 'HEAD']);
+      const bot = agentCommit(git, 'as the bot');
       git(['pack-refs', '--all']); // every tag counted as written in the run
       const asked = new Map<string, number>();
       const counting = (args: string[], cwd: string, input?: string): Buffer => {
@@ -368,11 +331,7 @@ describe('a recorded history read further than its first 1000 commits', () => {
           for (const sha of input.split('\n').filter(Boolean)) asked.set(sha, (asked.get(sha) ?? 0) + 1);
         return hardenedGit(args, cwd, input);
       };
-      const seen = observeCommits([recorded(base), issued], {
-        env: { GITHUB_WORKSPACE: dir },
-        git: counting,
-      });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base), { git: counting });
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[bot, 'agent']]);
       expect(seen.partial).toBeUndefined(); // the tag 1199 commits down is confirmed, read past the first 1000
       expect(asked.size).toBeGreaterThanOrEqual(1200);
@@ -567,29 +526,18 @@ describe('git failing while the recorded history is read to confirm what it left
       const one = git(['rev-parse', 'HEAD~1']);
       const zero = git(['rev-parse', 'HEAD~2']);
       git(['branch', 'old', one]); // a branch of the history before the run: a tip git does not list
-      git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'as the bot'], who('bot-app[bot]', BOT));
-      const bot = git(['rev-parse', 'HEAD']);
+      const bot = agentCommit(git, 'as the bot');
       // A damaged repository, nothing the agent did: an object of the recorded history is gone.
       rmSync(join(dir, '.git', 'objects', zero.slice(0, 2), zero.slice(2)));
       expect(git(['rev-list', 'HEAD', '--branches', `^${base}`])).toBe(bot); // git's listing still works
       expect(() => git(['rev-list', '--max-count=1000', base])).toThrow(/Could not read|Failed to traverse/);
-      const ledger = new Ledger(join(dir, 'ledger.jsonl'), {
-        action: 'start',
-        registry: new SecretRegistry(() => {}),
-        copySocket: false,
-      });
-      ledger.open();
+      const ledger = startLedger(dir);
       ledger.append('run.recorded', {
         sha: base,
         workspace: workspaceAtStart({ GITHUB_WORKSPACE: dir }, base),
       });
       ledger.append('token.issued', issued.data as unknown as TokenIssued);
-      const lines: string[] = [];
-      const runner = {
-        env: { GITHUB_WORKSPACE: dir },
-        info: (m: string) => lines.push(`info ${m}`),
-        warning: (m: string) => lines.push(`warning ${m}`),
-      } as unknown as Runner;
+      const { runner, lines } = recordingRunner(dir);
       const seen = recordCommits(ledger, runner, undefined, { who: 'start' });
       expect(seen).toEqual({
         base,
@@ -597,12 +545,7 @@ describe('git failing while the recorded history is read to confirm what it left
         commits: [],
         unchecked: expect.stringMatching(/^git failed while listing them \(fatal: .*[0-9a-f]{40}.*\)$/),
       });
-      expect(
-        ledger
-          .events()
-          .filter((e) => e.type === 'commits.observed')
-          .map((e) => e.data),
-      ).toEqual([seen]);
+      expect(observedLines(ledger)).toEqual([seen]);
       expect(lines).toEqual([
         expect.stringMatching(
           /^warning start: the run's commits could not be checked for a human author or committer: git failed while listing them \(fatal: /,

@@ -1,11 +1,22 @@
 import { describe, expect, test } from '@jest/globals';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { hardenedGit, observeCommits, workspaceAtStart } from '../../../src/github/commits.js';
+import { hardenedGit, workspaceAtStart } from '../../../src/github/commits.js';
 import { recordTags, tagsWritten } from '../../../src/github/tags.js';
 import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
-import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixtures.js';
+import {
+  agentCommit,
+  commitAs,
+  fullCheckout,
+  gitIn,
+  humanCommit,
+  MONA,
+  observed,
+  recorded,
+  twoCommits,
+  type TestGit,
+} from './fixtures.js';
 
 // Tags have no reflog: start records the tags that exist, and post counts one as written in
 // the run only if it is new or moved since. Other people's release tags a step fetches again,
@@ -19,49 +30,21 @@ import { BOT, gitIn, issued, MONA, recorded, who, type TestGit } from './fixture
 function setup(): { origin: string; dir: string; git: TestGit; base: string; release: string } {
   const origin = tempDir('tags-origin-');
   const o = gitIn(origin, origin);
-  o(['init', '-q', '-b', 'main']);
-  o(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'first'], MONA);
-  o(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'], MONA);
-  const base = o(['rev-parse', 'HEAD']);
+  const base = twoCommits(o);
   o(['checkout', '-q', '-b', 'release']);
-  o(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'release fix'], MONA);
-  const release = o(['rev-parse', 'HEAD']);
+  const release = commitAs(o, 'release fix');
   o(['tag', 'v1.0.1']);
   o(['tag', '-a', '-m', 'release', 'v1.0.0'], MONA);
   o(['checkout', '-q', 'main']);
   const dir = tempDir('tags-work-');
   const git = gitIn(dir, dir);
-  checkout(git, origin);
+  fullCheckout(git, origin);
   return { origin, dir, git, base, release };
-}
-
-/** As actions/checkout does with fetch-depth: 0: init, fetch branches and tags, check out main. */
-function checkout(git: TestGit, origin: string): void {
-  git(['init', '-q']);
-  git(['remote', 'add', 'origin', `file://${origin}`]);
-  git(['fetch', '-q', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
-  git(['checkout', '-q', '-B', 'main', 'refs/remotes/origin/main']);
 }
 
 /** start's record of `dir` now. */
 function atStart(dir: string, base: string): LedgerEvent {
   return recorded(base, { workspace: workspaceAtStart({ GITHUB_WORKSPACE: dir }, base) });
-}
-
-function observe(dir: string, start: LedgerEvent) {
-  const seen = observeCommits([start, issued], { env: { GITHUB_WORKSPACE: dir } });
-  if ('skipped' in seen) throw new Error(seen.skipped);
-  return seen;
-}
-
-function agentCommit(git: TestGit, subject: string): string {
-  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', subject], who('bot-app[bot]', BOT));
-  return git(['rev-parse', 'HEAD']);
-}
-
-/** A commit as Mona on `base` made with commit-tree: no ref and no reflog names it. */
-function humanCommit(git: TestGit, base: string): string {
-  return git(['commit-tree', `${base}^{tree}`, '-p', base, '-m', 'as mona'], MONA);
 }
 
 describe('tags start recorded', () => {
@@ -74,11 +57,11 @@ describe('tags start recorded', () => {
       git(['pack-refs', '--all']);
       git(['gc', '-q']);
       const one = agentCommit(git, 'one');
-      const seen = observe(dir, start);
+      const seen = observed(dir, start);
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[one, 'agent']]);
       expect(seen.tags).toBeUndefined();
       // Judged by their files' times (no record), every tag counts once the packed refs are rewritten.
-      const before = observe(dir, recorded(base));
+      const before = observed(dir, recorded(base));
       expect(before.commits.find((c) => c.sha === release)?.verdict).toBe('impersonation');
       expect(before.tags?.sort()).toEqual(['refs/tags/v1.0.0', 'refs/tags/v1.0.1']);
     } finally {
@@ -93,7 +76,7 @@ describe('tags start recorded', () => {
       const human = humanCommit(git, base);
       git(['tag', 'v-agent', human]);
       git(['pack-refs', '--all']);
-      const seen = observe(dir, start);
+      const seen = observed(dir, start);
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[human, 'impersonation']]);
       expect(seen.tags).toEqual(['refs/tags/v-agent']);
       expect(seen.commits.map((c) => c.sha)).not.toContain(release);
@@ -109,7 +92,7 @@ describe('tags start recorded', () => {
       const human = humanCommit(git, base);
       git(['tag', '-f', 'v1.0.1', human]);
       git(['pack-refs', '--all']);
-      const seen = observe(dir, start);
+      const seen = observed(dir, start);
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[human, 'impersonation']]);
       expect(seen.tags).toEqual(['refs/tags/v1.0.1']);
       expect(seen.commits.map((c) => c.sha)).not.toContain(release);
@@ -168,8 +151,8 @@ describe("the record's bound, and start before the checkout", () => {
       expect(atStartSeen).toEqual({ shaPresent: false });
       const start = recorded(origin.base, { workspace: atStartSeen });
       const git = gitIn(dir, dir);
-      checkout(git, origin.origin);
-      const seen = observe(dir, start);
+      fullCheckout(git, origin.origin);
+      const seen = observed(dir, start);
       expect(seen.commits.map((c) => [c.sha, c.verdict])).toEqual([[origin.release, 'impersonation']]);
       expect(seen.tags?.sort()).toEqual(['refs/tags/v1.0.0', 'refs/tags/v1.0.1']);
     } finally {

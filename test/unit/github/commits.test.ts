@@ -1,15 +1,13 @@
 import { describe, expect, test } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { parseCommit, readBatch } from '../../../src/github/commit-objects.js';
-import { agentIdentities, classify, coAuthors, observeCommits } from '../../../src/github/commits.js';
+import { agentIdentities, classify, coAuthors } from '../../../src/github/commits.js';
 import { reflogUpdates } from '../../../src/github/reflogs.js';
 import { impersonationError } from '../../../src/github/commits-record.js';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
 import { tempDir } from '../../harness/tmp.js';
-import { issued } from './fixtures.js';
+import { AS_BOT, BOT, commitAs, gitIn, issued, observed, recorded, type TestGit } from './fixtures.js';
 
 const agents = agentIdentities([issued]);
 
@@ -189,45 +187,17 @@ describe('raw commits and reflogs', () => {
 });
 
 describe('commit objects as read', () => {
-  const BOT = '42+bot-app[bot]@users.noreply.github.com';
-  function repo(): { dir: string; git: (args: string[], env?: Record<string, string>) => string } {
+  function repo(): { dir: string; git: TestGit } {
     const dir = tempDir('objects-');
-    const env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dir,
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_CONFIG_GLOBAL: '/dev/null',
-    };
-    const git = (args: string[], extra: Record<string, string> = {}): string =>
-      execFileSync('git', args, { cwd: dir, env: { ...env, ...extra }, encoding: 'utf8' }).trim();
+    const git = gitIn(dir, dir);
     git(['init', '-q', '-b', 'main']);
     return { dir, git };
-  }
-  const who = (name: string, email: string): Record<string, string> => ({
-    GIT_AUTHOR_NAME: name,
-    GIT_AUTHOR_EMAIL: email,
-    GIT_COMMITTER_NAME: name,
-    GIT_COMMITTER_EMAIL: email,
-  });
-  function recorded(sha: string): LedgerEvent {
-    return {
-      v: 1,
-      time: new Date().toISOString(),
-      action: 'start',
-      type: 'run.recorded',
-      prev: '',
-      data: { sha },
-    };
   }
 
   test("hostile: an identity with a second address, read as the bot's by git and as the human's by libgit2, is not the agent's", () => {
     const { dir, git } = repo();
     try {
-      git(
-        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'],
-        who('Mona Lisa', 'mona@example.com'),
-      );
-      const base = git(['rev-parse', 'HEAD']);
+      const base = commitAs(git, 'base');
       // git takes the first <...> as the address, libgit2 (GitHub's reader) the last one.
       const raw = [
         `tree ${git(['rev-parse', 'HEAD^{tree}'])}`,
@@ -242,8 +212,7 @@ describe('commit objects as read', () => {
       const sha = git(['hash-object', '-t', 'commit', '-w', '--literally', 'c']);
       git(['branch', 'two', sha]);
       expect(git(['log', '-1', '--format=%ae', sha])).toBe(BOT);
-      const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base));
       expect(seen.commits.find((x) => x.sha === sha)).toMatchObject({
         verdict: 'impersonation',
         ambiguousIdentity: true,
@@ -256,16 +225,8 @@ describe('commit objects as read', () => {
   test("hostile: a human commit whose loose object is rewritten in place to name the bot is not the agent's", () => {
     const { dir, git } = repo();
     try {
-      git(
-        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'base'],
-        who('Mona Lisa', 'mona@example.com'),
-      );
-      const base = git(['rev-parse', 'HEAD']);
-      git(
-        ['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', 'human work'],
-        who('Mona Lisa', 'mona@example.com'),
-      );
-      const human = git(['rev-parse', 'HEAD']);
+      const base = commitAs(git, 'base');
+      const human = commitAs(git, 'human work');
       // What the agent does once the real commit is pushed: the same name, the bot's identity inside.
       const forged = Buffer.from(
         git(['cat-file', 'commit', human]).replace(
@@ -278,20 +239,15 @@ describe('commit objects as read', () => {
       writeFileSync(file, deflateSync(Buffer.concat([Buffer.from(`commit ${forged.length}\0`), forged])));
       expect(git(['log', '-1', '--format=%ae', human])).toBe(BOT); // git reads it as the bot's
 
-      const seen = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
-      if ('skipped' in seen) throw new Error(seen.skipped);
+      const seen = observed(dir, recorded(base));
       expect(seen.commits).toHaveLength(1);
       expect(seen.commits[0]).toMatchObject({ sha: human, objectMismatch: true, verdict: 'impersonation' });
 
       // The control: an untouched bot commit beside it (on the base: git itself now refuses
       // to commit on the rewritten one) is the agent's, its object as named.
-      const bot = git(
-        ['commit-tree', '-p', base, '-m', 'bot work', `${base}^{tree}`],
-        who('bot-app[bot]', BOT),
-      );
+      const bot = git(['commit-tree', '-p', base, '-m', 'bot work', `${base}^{tree}`], AS_BOT);
       git(['branch', 'bot', bot]);
-      const again = observeCommits([recorded(base), issued], { env: { GITHUB_WORKSPACE: dir } });
-      if ('skipped' in again) throw new Error(again.skipped);
+      const again = observed(dir, recorded(base));
       expect(again.commits.find((x) => x.sha === bot)).toMatchObject({ verdict: 'agent', authorEmail: BOT });
       expect(again.commits.find((x) => x.sha === bot)?.objectMismatch).toBeUndefined();
       expect(again.commits.find((x) => x.sha === human)?.verdict).toBe('impersonation');

@@ -1,7 +1,12 @@
 // What the attribution tests share: the App bot's ledger line, start's record, git identities,
-// and git run in a test repository as the agent would run it (its own settings, no others).
+// git run in a test repository as the agent would run it (its own settings, no others), the
+// commits made there, and post's reading of them (directly, or recorded in a ledger).
 import { execFileSync } from 'node:child_process';
-import type { LedgerEvent } from '../../../src/ledger/ledger.js';
+import { join } from 'node:path';
+import { observeCommits } from '../../../src/github/commits.js';
+import { Ledger, type LedgerEvent } from '../../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../../src/platform/mask.js';
+import type { Runner } from '../../../src/platform/runner.js';
 
 export const BOT = '42+bot-app[bot]@users.noreply.github.com';
 
@@ -41,6 +46,8 @@ export const who = (name: string, email: string): Record<string, string> => ({
   GIT_COMMITTER_EMAIL: email,
 });
 export const MONA = who('Mona Lisa', 'mona@example.com');
+/** The App's bot, as git is told it by the token's identity. */
+export const AS_BOT = who('bot-app[bot]', BOT);
 
 export type TestGit = (args: string[], env?: Record<string, string>, input?: string) => string;
 
@@ -61,3 +68,75 @@ export function gitIn(cwd: string, home: string): TestGit {
       stdio: ['pipe', 'pipe', 'pipe'],
     }).trim();
 }
+
+/** An empty commit `subject` on HEAD by `as` (Mona unless told); its sha. */
+export function commitAs(git: TestGit, subject: string, as: Record<string, string> = MONA): string {
+  git(['commit', '-q', '--allow-empty', '--no-gpg-sign', '-m', subject], as);
+  return git(['rev-parse', 'HEAD']);
+}
+
+/** A new repository on main with two commits by Mona, `first` and `base`; base's sha. */
+export function twoCommits(git: TestGit): string {
+  git(['init', '-q', '-b', 'main']);
+  commitAs(git, 'first');
+  return commitAs(git, 'base');
+}
+
+/** An empty commit `subject` on HEAD as the App's bot; its sha. */
+export const agentCommit = (git: TestGit, subject: string): string => commitAs(git, subject, AS_BOT);
+
+/** A commit as Mona on `base` made with commit-tree: no ref and no reflog names it. */
+export function humanCommit(git: TestGit, base: string): string {
+  return git(['commit-tree', `${base}^{tree}`, '-p', base, '-m', 'as mona'], MONA);
+}
+
+/** As actions/checkout does with fetch-depth: 0: init, fetch branches and tags, check out `branch`. */
+export function fullCheckout(git: TestGit, origin: string, branch = 'main'): void {
+  git(['init', '-q']);
+  git(['remote', 'add', 'origin', `file://${origin}`]);
+  git(['fetch', '-q', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*']);
+  git(['checkout', '-q', '-B', branch, `refs/remotes/origin/${branch}`]);
+}
+
+/**
+ * post's reading of the commits in `workspace` since `start`, with the bot's token issued
+ * (and `more` of observeCommits' options); a skipped reading throws its reason.
+ */
+export function observed(
+  workspace: string,
+  start: LedgerEvent,
+  more: Omit<Parameters<typeof observeCommits>[1], 'env'> = {},
+) {
+  const seen = observeCommits([start, issued], { env: { GITHUB_WORKSPACE: workspace }, ...more });
+  if ('skipped' in seen) throw new Error(seen.skipped);
+  return seen;
+}
+
+/** start's ledger, opened, in `dir`. */
+export function startLedger(dir: string): Ledger {
+  const ledger = new Ledger(join(dir, 'ledger.jsonl'), {
+    action: 'start',
+    registry: new SecretRegistry(() => {}),
+    copySocket: false,
+  });
+  ledger.open();
+  return ledger;
+}
+
+/** A runner in `workspace` whose info and warning lines are kept in `lines`. */
+export function recordingRunner(workspace: string): { runner: Runner; lines: string[] } {
+  const lines: string[] = [];
+  const runner = {
+    env: { GITHUB_WORKSPACE: workspace },
+    info: (m: string) => lines.push(`info ${m}`),
+    warning: (m: string) => lines.push(`warning ${m}`),
+  } as unknown as Runner;
+  return { runner, lines };
+}
+
+/** The data of every `commits.observed` line in `ledger`. */
+export const observedLines = (ledger: Ledger): unknown[] =>
+  ledger
+    .events()
+    .filter((e) => e.type === 'commits.observed')
+    .map((e) => e.data);
