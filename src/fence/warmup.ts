@@ -41,47 +41,133 @@ export interface WarmResult {
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
 
-/** A query for `name` of `qtype` (RD set), with `id`. */
+/**
+ * Bytes handed out once each from blocks made ahead, for the queries and answers a warm-up
+ * writes in place: one allocation a block, not a few a message. A piece is never handed out
+ * again: dgram's `send` may read a buffer after it returns (an unconnected socket looks its
+ * address up on the next tick; a send the kernel would block waits in libuv's queue), so a
+ * buffer written again for the next message could change what an earlier send carries.
+ */
+export class Slab {
+  private block: Buffer;
+  private used = 0;
+
+  constructor(private readonly blockBytes = 64 * 1024) {
+    this.block = Buffer.allocUnsafe(blockBytes);
+  }
+
+  /** `n` bytes no other call was given; the caller writes every one of them. */
+  take(n: number): Buffer {
+    if (this.used + n > this.block.length) {
+      this.block = Buffer.allocUnsafe(Math.max(this.blockBytes, n));
+      this.used = 0;
+    }
+    this.used += n;
+    return this.block.subarray(this.used - n, this.used);
+  }
+}
+
+/** `name`'s labels as the wire has them, ending with the root label, at `at` in `to`; the end. */
+function writeName(to: Buffer, at: number, name: string): number {
+  for (const label of name.split('.')) {
+    to[at] = label.length;
+    at += 1 + to.write(label, at + 1, 'latin1');
+  }
+  to[at] = 0;
+  return at + 1;
+}
+
+/** A query's header: RD set, one question, no records; its id is written per query. */
+const HEADER = Buffer.from([0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+/** A query for `name` (ASCII, no trailing dot) of `qtype` (RD set), with `id`. */
 export function warmQuery(id: number, name: string, qtype: number): Buffer {
-  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
-  const q = Buffer.concat([Buffer.alloc(12), ...labels, Buffer.from([0, 0, 0, 0, 1])]);
+  const q = Buffer.allocUnsafe(12 + name.length + 2 + 4);
+  HEADER.copy(q, 0);
   q.writeUInt16BE(id, 0);
-  q.writeUInt16BE(0x0100, 2);
-  q.writeUInt16BE(1, 4);
-  q.writeUInt16BE(qtype, q.length - 4);
+  const end = writeName(q, 12, name);
+  q.writeUInt16BE(qtype, end);
+  q.writeUInt16BE(1, end + 2);
   return q;
 }
 
 /**
- * The warm upstream's answer to `query`: one A or AAAA record for its name (a pointer to
- * the question), an address from the documentation ranges picked by `n`, TTL 300.
+ * The ten queries every ten of a warm-up: mostly one name again (cached), new names, AAAA,
+ * refused names. A numbered one's first label is its letter and the query's index.
  */
-export function warmAnswer(query: Buffer, n: number): Buffer {
-  const qtype = query.readUInt16BE(query.length - 4);
-  const v6 = qtype === TYPE_AAAA;
-  const rr = Buffer.alloc(12 + (v6 ? 16 : 4));
-  rr.writeUInt16BE(0xc00c, 0);
-  rr.writeUInt16BE(v6 ? TYPE_AAAA : TYPE_A, 2);
-  rr.writeUInt16BE(1, 4);
-  rr.writeUInt32BE(300, 6);
-  rr.writeUInt16BE(v6 ? 16 : 4, 10);
-  if (v6) {
-    rr.writeUInt32BE(0x20010db8, 12);
-    rr.writeUInt16BE(n & 0xffff, 26);
-  } else rr.set([192, 0, 2, 1 + (n % 250)], 12);
-  const out = Buffer.concat([query, rr]);
-  out.writeUInt16BE(0x8180, 2);
-  out.writeUInt16BE(1, 6);
-  return out;
+const MIX = [
+  ...Array.from({ length: 6 }, () => ({
+    first: 'a',
+    numbered: false,
+    rest: 'warm.cordon.invalid',
+    qtype: TYPE_A,
+  })),
+  { first: 'n', numbered: true, rest: 'warm.cordon.invalid', qtype: TYPE_A },
+  { first: 'n', numbered: true, rest: 'warm.cordon.invalid', qtype: TYPE_A },
+  { first: 'n', numbered: true, rest: 'warm.cordon.invalid', qtype: TYPE_AAAA },
+  { first: 'r', numbered: true, rest: 'refused.invalid', qtype: TYPE_A },
+].map((m) => {
+  // What follows the first label, written once: the other labels, the root, type and class.
+  const tail = Buffer.alloc(m.rest.length + 2 + 4);
+  const end = writeName(tail, 0, m.rest);
+  tail.writeUInt16BE(m.qtype, end);
+  tail.writeUInt16BE(1, end + 2);
+  return { ...m, letter: m.first.charCodeAt(0), tail };
+});
+
+/** The i-th query's name and type (what `queryAt` writes). */
+export function nth(i: number): { name: string; qtype: number } {
+  const m = MIX[i % 10];
+  return { name: `${m.first}${m.numbered ? i : ''}.${m.rest}`, qtype: m.qtype };
 }
 
-/** The i-th query of a warm-up: mostly one name again (cached), new names, AAAA, refused names. */
-function nth(i: number): { name: string; qtype: number } {
-  const k = i % 10;
-  if (k < 6) return { name: 'a.warm.cordon.invalid', qtype: TYPE_A };
-  if (k < 8) return { name: `n${i}.warm.cordon.invalid`, qtype: TYPE_A };
-  if (k === 8) return { name: `n${i}.warm.cordon.invalid`, qtype: TYPE_AAAA };
-  return { name: `r${i}.refused.invalid`, qtype: TYPE_A };
+/** The i-th query of a warm-up, with `id`, written into bytes of `slab` from the templates. */
+export function queryAt(slab: Slab, i: number, id: number): Buffer {
+  const m = MIX[i % 10];
+  let digits = 0;
+  if (m.numbered) for (let v = i; digits === 0 || v > 0; v = Math.floor(v / 10)) digits++;
+  const label = 1 + digits;
+  const q = slab.take(12 + 1 + label + m.tail.length);
+  HEADER.copy(q, 0);
+  q.writeUInt16BE(id, 0);
+  q[12] = label;
+  q[13] = m.letter;
+  for (let at = 13 + label, v = i, d = 0; d < digits; d++, v = Math.floor(v / 10)) q[--at] = 0x30 + (v % 10);
+  m.tail.copy(q, 13 + label);
+  return q;
+}
+
+/** The warm upstream's record of `type`, TTL 300, its name a pointer to the question's. */
+function record(type: number, rdata: number[]): Buffer {
+  const r = Buffer.alloc(12 + rdata.length);
+  r.writeUInt16BE(0xc00c, 0);
+  r.writeUInt16BE(type, 2);
+  r.writeUInt16BE(1, 4);
+  r.writeUInt32BE(300, 6);
+  r.writeUInt16BE(rdata.length, 10);
+  r.set(rdata, 12);
+  return r;
+}
+/** Their addresses' last byte (A) or two (AAAA) are written per answer. */
+const RECORD_A = record(TYPE_A, [192, 0, 2, 0]);
+const RECORD_AAAA = record(TYPE_AAAA, [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(12).fill(0)]);
+
+/**
+ * The warm upstream's answer to `query`: one A or AAAA record for its name (a pointer to
+ * the question), an address from the documentation ranges picked by `n`, TTL 300; written
+ * into bytes of `slab`.
+ */
+export function warmAnswer(query: Buffer, n: number, slab: Slab = new Slab(query.length + 28)): Buffer {
+  const v6 = query.readUInt16BE(query.length - 4) === TYPE_AAAA;
+  const rr = v6 ? RECORD_AAAA : RECORD_A;
+  const out = slab.take(query.length + rr.length);
+  query.copy(out, 0);
+  rr.copy(out, query.length);
+  out.writeUInt16BE(0x8180, 2);
+  out.writeUInt16BE(1, 6);
+  if (v6) out.writeUInt16BE(n & 0xffff, out.length - 2);
+  else out[out.length - 1] = 1 + (n % 250);
+  return out;
 }
 
 const bound = (s: dgram.Socket): Promise<void> =>
@@ -109,10 +195,13 @@ export async function warmUp(
   const client = dgram.createSocket('udp4');
   let proxy: DnsProxy | undefined;
   let n = 0;
+  // Every query and answer of this warm-up written in place into these (see Slab).
+  const queryBytes = new Slab();
+  const answerBytes = new Slab();
   const result: WarmResult = { answered: 0, sent: 0, ms: 0, finished: false };
   let limit: NodeJS.Timeout | undefined;
   try {
-    upstream.on('message', (m, r) => upstream.send(warmAnswer(m, n++), r.port, r.address));
+    upstream.on('message', (m, r) => upstream.send(warmAnswer(m, n++, answerBytes), r.port, r.address));
     await Promise.all([bound(upstream), bound(server), bound(client)]);
     // An error on a socket of its own (a send the kernel refused) must not end the daemon:
     // the query it carried is given up as unanswered.
@@ -136,11 +225,10 @@ export async function warmUp(
         let i = from;
         const fill = (): void => {
           while (out.size < WINDOW && i < to && !over()) {
-            const { name, qtype } = nth(i);
             const id = (i % 0xffff) + 1;
             out.set(id, Date.now());
             result.sent++;
-            client.send(warmQuery(id, name, qtype), port, '127.0.0.1');
+            client.send(queryAt(queryBytes, i, id), port, '127.0.0.1');
             i++;
           }
           if (out.size) return;
