@@ -152,12 +152,22 @@ function record(type: number, rdata: number[]): Buffer {
 const RECORD_A = record(TYPE_A, [192, 0, 2, 0]);
 const RECORD_AAAA = record(TYPE_AAAA, [0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(12).fill(0)]);
 
+/** The fewest bytes a query with a question has: the header, the root name, type and class. */
+const QUESTION_MIN = 12 + 1 + 4;
+
 /**
  * The warm upstream's answer to `query`: one A or AAAA record for its name (a pointer to
  * the question), an address from the documentation ranges picked by `n`, TTL 300; written
- * into bytes of `slab`.
+ * into bytes of `slab`. None to a datagram too short to hold a question: any local process
+ * can send to the warm upstream's port while it is open, and a throw in its handler would
+ * end the daemon.
  */
-export function warmAnswer(query: Buffer, n: number, slab: Slab = new Slab(query.length + 28)): Buffer {
+export function warmAnswer(
+  query: Buffer,
+  n: number,
+  slab: Slab = new Slab(query.length + 28),
+): Buffer | undefined {
+  if (query.length < QUESTION_MIN) return undefined;
   const v6 = query.readUInt16BE(query.length - 4) === TYPE_AAAA;
   const rr = v6 ? RECORD_AAAA : RECORD_A;
   const out = slab.take(query.length + rr.length);
@@ -201,7 +211,10 @@ export async function warmUp(
   const result: WarmResult = { answered: 0, sent: 0, ms: 0, finished: false };
   let limit: NodeJS.Timeout | undefined;
   try {
-    upstream.on('message', (m, r) => upstream.send(warmAnswer(m, n++, answerBytes), r.port, r.address));
+    upstream.on('message', (m, r) => {
+      const answer = warmAnswer(m, n++, answerBytes);
+      if (answer) upstream.send(answer, r.port, r.address);
+    });
     await Promise.all([bound(upstream), bound(server), bound(client)]);
     // An error on a socket of its own (a send the kernel refused) must not end the daemon:
     // the query it carried is given up as unanswered.

@@ -37,15 +37,25 @@ function warmProxy(up: { address: string; port: number }, lines: string[], names
 }
 
 test('the warm upstream answers a query with one address of its type from the documentation ranges', () => {
-  const a = readAnswer(warmAnswer(warmQuery(7, 'x.warm.cordon.invalid', 1), 3), {
+  const a = readAnswer(warmAnswer(warmQuery(7, 'x.warm.cordon.invalid', 1), 3)!, {
     name: 'x.warm.cordon.invalid',
     end: 12 + 23 + 4,
   });
   expect(a?.v4.map((v) => [v.address, v.ttl])).toEqual([['192.0.2.4', 300]]);
   const q6 = warmQuery(8, 'y.warm.cordon.invalid', 28);
   expect(readQuery(q6)).toMatchObject({ ok: true, q: { id: 8, qtype: 28 } });
-  const a6 = readAnswer(warmAnswer(q6, 0x1234), { name: 'y.warm.cordon.invalid', end: q6.length });
+  const a6 = readAnswer(warmAnswer(q6, 0x1234)!, { name: 'y.warm.cordon.invalid', end: q6.length });
   expect(a6?.v6.map((v) => v.address)).toEqual(['2001:db8::1234']);
+});
+
+test('hostile: a datagram too short for a question, sent to the warm upstream, gets no answer and throws nothing', () => {
+  // Any local process can send to the warm upstream's loopback port while the warm-up runs;
+  // a throw in its message handler would end the daemon during setup (it read the type at
+  // length - 4, a RangeError below 4 bytes).
+  for (let len = 0; len < 17; len++) expect(warmAnswer(Buffer.alloc(len, 0xff), len)).toBeUndefined();
+  // The shortest query with a question (the root name) is answered.
+  const root = Buffer.from('0001010000010000000000000000010001', 'hex');
+  expect(warmAnswer(root, 0)?.length).toBe(17 + 16);
 });
 
 /** The warm-up's query for `name`, as it was built before it was written in place (split, concat). */
@@ -90,7 +100,7 @@ test("the warm-up's queries and answers written in place are, byte for byte, tho
     const q0 = builtQuery(id, name, qtype);
     const a0 = builtAnswer(q0, i);
     const q = queryAt(queries, i, id);
-    const a = warmAnswer(q, i, answers);
+    const a = warmAnswer(q, i, answers)!;
     if (!q.equals(q0) || !a.equals(a0)) wrong++;
     written.push({ i, q, a, q0, a0 });
   }
@@ -143,7 +153,7 @@ test.each([
     const { name, qtype } = nth(i);
     // The proxy's own reader: the question ends where the query does (one root label, no more).
     expect(readQuery(q)).toEqual({ ok: true, q: { id, name, qtype, qclass: 1, end: q.length } });
-    const a = warmAnswer(q, i, slab);
+    const a = warmAnswer(q, i, slab)!;
     expect(a.toString('hex')).toBe(answer);
     expect(a.readUInt16BE(0)).toBe(id);
     expect(sameQuestion(a, q, q.length)).toBe(true);
