@@ -80,11 +80,6 @@ export interface StartBrokerDeps {
    * Without it the broker sends none.
    */
   onSecret?: (value: string) => void;
-  /**
-   * Tests only: take any refresh-before, so a test can have every request refresh. Every
-   * action leaves it unset (and its inputs are checked by the same rule anyway).
-   */
-  anyRefreshBefore?: boolean;
 }
 
 /** What the parent keeps in saved state to stop the broker from another process (post). */
@@ -170,19 +165,18 @@ export async function startBroker(
     });
   }
   const refreshBeforeSeconds = cfg.refreshBeforeSeconds ?? DEFAULT_REFRESH_BEFORE_SECONDS;
-  if (!deps.anyRefreshBefore)
-    checkRefreshBefore(refreshBeforeSeconds, {
-      action: cfg.action,
-      ...(cfg.aws
-        ? {
-            aws: {
-              durationSeconds: cfg.aws.durationSeconds,
-              input: cfg.awsDurationInput ?? 'role-duration-seconds',
-            },
-          }
-        : {}),
-      github: cfg.github !== undefined,
-    });
+  checkRefreshBefore(refreshBeforeSeconds, {
+    action: cfg.action,
+    ...(cfg.aws
+      ? {
+          aws: {
+            durationSeconds: cfg.aws.durationSeconds,
+            input: cfg.awsDurationInput ?? 'role-duration-seconds',
+          },
+        }
+      : {}),
+    github: cfg.github !== undefined,
+  });
   const env = cfg.env;
   if (cfg.aws && !(env.ACTIONS_ID_TOKEN_REQUEST_URL && env.ACTIONS_ID_TOKEN_REQUEST_TOKEN)) {
     throw new CordonError({

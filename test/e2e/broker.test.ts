@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseAwsSessionInputs, type AwsSessionInputs } from '../../src/aws/inputs.js';
 import { Inputs } from '../../src/platform/inputs.js';
 import { Ledger, ledgerPath, type LedgerEvent } from '../../src/ledger/ledger.js';
-import { startFaultProxy } from '../../src/devkit/fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../../src/devkit/fault-proxy.js';
 import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
 import { motoAvailable, startMoto, type Moto } from '../../src/devkit/moto.js';
 import { startOidcIssuer, type OidcIssuer } from '../../src/devkit/oidc-issuer.js';
@@ -21,6 +21,13 @@ import { startBroker, type StartBrokerConfig, type StartedBroker } from '../../s
 
 const ROLE = 'arn:aws:iam::111122223333:role/cordon-agent';
 const BROKER = join(REPO_ROOT, 'dist', 'broker', 'main.js');
+/**
+ * The most refresh-before-seconds a 900 s role accepts (checkRefreshBefore). The stand-ins
+ * hand out credentials that live 839 s (STS through `shortSts`) and tokens that live 839 s
+ * (the GitHub API), never fresher than that: under it, every request refreshes, for real.
+ */
+const REFRESH_EVERY_TIME = 840;
+const SHORT_LIFETIME_S = 839;
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')
   throw new Error('moto_server is not on PATH; CI must provide it (.ci/run checks)');
@@ -28,6 +35,8 @@ if (!available) console.log('broker e2e skipped: moto_server is not on PATH and 
 const maybe = available ? describe : describe.skip;
 
 let moto: Moto;
+/** STS through a proxy that gives credentials SHORT_LIFETIME_S: point a job at it with `shortSts.env`. */
+let shortSts: FaultProxy;
 let issuer: OidcIssuer;
 let github: GithubApiServer;
 let key: ReturnType<typeof makeAppKey>;
@@ -45,6 +54,7 @@ beforeAll(async () => {
       slug: 'cordon-agent',
       botId: 9100001,
       publicKey: key.publicKey,
+      tokenLifetimeS: SHORT_LIFETIME_S,
       installations: [
         {
           id: 777,
@@ -55,6 +65,7 @@ beforeAll(async () => {
       ],
     }),
   ]);
+  shortSts = await startFaultProxy(moto.endpoint, { lifetimeS: SHORT_LIFETIME_S });
 }, 60000);
 
 afterEach(async () => {
@@ -63,7 +74,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([moto?.stop(), issuer?.close(), github?.close()]);
+  await Promise.all([shortSts?.close(), moto?.stop(), issuer?.close(), github?.close()]);
 });
 
 /** The step's environment: the runner's, with the ID-token pair, steered at moto. */
@@ -100,11 +111,7 @@ async function broker(
   cfg: Partial<StartBrokerConfig>,
   deps: { onSecret?: (v: string) => void } = {},
 ): Promise<StartedBroker> {
-  // Any refresh-before: these tests set one above the lifetime to have every request refresh.
-  const b = await startBroker(
-    { action: 'run', env: j.env, ...cfg },
-    { brokerScript: BROKER, anyRefreshBefore: true, ...deps },
-  );
+  const b = await startBroker({ action: 'run', env: j.env, ...cfg }, { brokerScript: BROKER, ...deps });
   brokers.push(b);
   return b;
 }
@@ -176,8 +183,13 @@ function get(url: string, auth?: string): Promise<Response> {
 maybe('credential broker', () => {
   test('boto3 with only the container-credentials variables gets two different keys across a forced refresh', async () => {
     const j = job();
-    // Above the 900 s lifetime: every request is a new exchange.
-    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000, refreshWaitMs: 30000 });
+    // Credentials that live 839 s under refresh-before 840: every request is a new exchange.
+    Object.assign(j.env, shortSts.env);
+    const b = await broker(j, {
+      aws: awsInputs(j),
+      refreshBeforeSeconds: REFRESH_EVERY_TIME,
+      refreshWaitMs: 30000,
+    });
     const env = commandEnv(j, b);
     const onlyContainer = {
       PATH: env.PATH,
@@ -221,7 +233,12 @@ maybe('credential broker', () => {
 
   test('the AWS SDK for JavaScript (default chain) uses the broker with only the container variables', async () => {
     const j = job();
-    const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000, refreshWaitMs: 30000 });
+    Object.assign(j.env, shortSts.env);
+    const b = await broker(j, {
+      aws: awsInputs(j),
+      refreshBeforeSeconds: REFRESH_EVERY_TIME,
+      refreshWaitMs: 30000,
+    });
     const script = [
       "import { STSClient, GetCallerIdentityCommand } from '@aws-sdk/client-sts';",
       'const out = [];',
@@ -275,11 +292,15 @@ maybe('credential broker', () => {
 
   test('a slow STS answers with the still-valid credentials within the SDK timeouts; the refresh lands later', async () => {
     const j = job();
-    // The start's exchange goes straight through; the next is held 2.5 s.
-    const proxy = await startFaultProxy(moto.endpoint, { plan: [undefined, { kind: 'delay', ms: 2500 }] });
+    // The start's exchange goes straight through; the next is held 2.5 s. Its credentials
+    // live 839 s, under refresh-before 840: the first request asks for a refresh.
+    const proxy = await startFaultProxy(moto.endpoint, {
+      plan: [undefined, { kind: 'delay', ms: 2500 }],
+      lifetimeS: SHORT_LIFETIME_S,
+    });
     try {
       j.env.AWS_ENDPOINT_URL_STS = proxy.url;
-      const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: 1000 });
+      const b = await broker(j, { aws: awsInputs(j), refreshBeforeSeconds: REFRESH_EVERY_TIME });
       const t0 = Date.now();
       const res = await get(
         b.env.AWS_CONTAINER_CREDENTIALS_FULL_URI,
@@ -363,11 +384,11 @@ maybe('credential broker', () => {
 
   test('git credential fill through the helper returns a token the API accepts, a fresh one after a forced refresh, and every token is dead after stop', async () => {
     const j = job();
-    // Above the hour an installation token lives: every request mints a new one.
+    // Tokens that live 839 s under refresh-before 840: every request mints a new one.
     const masked: string[] = [];
     const b = await broker(
       j,
-      { github: githubInputs(j), refreshBeforeSeconds: 4000, refreshWaitMs: 30000 },
+      { github: githubInputs(j), refreshBeforeSeconds: REFRESH_EVERY_TIME, refreshWaitMs: 30000 },
       { onSecret: (v) => masked.push(v) },
     );
     expect(b.gitConfigPath).toBeDefined();
@@ -421,10 +442,11 @@ maybe('credential broker', () => {
 
   test('the ID-token request token and the app key reach no environment, file, ledger or log the command can read', async () => {
     const j = job();
+    Object.assign(j.env, shortSts.env);
     const b = await broker(j, {
       aws: awsInputs(j),
       github: githubInputs(j),
-      refreshBeforeSeconds: 4000,
+      refreshBeforeSeconds: REFRESH_EVERY_TIME,
       refreshWaitMs: 30000,
     });
     const env = commandEnv(j, b);
@@ -445,7 +467,9 @@ maybe('credential broker', () => {
         env,
       });
       expect(filled.stdout).toContain('password=ghs_');
-      await waitEvents(j, 'token.refreshed', 2);
+      // Under the normal rule, both refreshed past their start issuance.
+      expect((await waitEvents(j, 'token.refreshed', 2)).length).toBeGreaterThanOrEqual(2);
+      expect((await waitEvents(j, 'credentials.refreshed', 2)).length).toBeGreaterThanOrEqual(2);
       const haystacks: [string, string][] = [
         ['command env', JSON.stringify(env)],
         [`/proc/${child.pid}/environ`, readFileSync(`/proc/${child.pid}/environ`, 'latin1')],
