@@ -322,6 +322,62 @@ suite('the cgroup socket and an agent that kills run', () => {
     }
   }, 60000);
 
+  // docs/integrity.md: "Everything in the cgroup stays root's, so nothing inside can move out
+  // or lock run out". The command tries each way out a cgroup v2 offers its own user.
+  test("hostile, from inside run's cgroup: the command cannot move itself out, make a child cgroup, freeze or limit it; what it left dies", async () => {
+    const m = mount as string;
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: String.raw`
+try() { name=$1; shift; if ( "$@" ) >/dev/null 2>&1; then echo "$name WON"; else echo "$name held"; fi; }
+cg=$(sed -n 's/^0:://p' /proc/self/cgroup)
+runcg=$(sed -n 's/^0:://p' /proc/$PPID/cgroup)
+echo "cgroup $cg"
+echo "run-cgroup $runcg"
+for f in "${m}/cgroup.procs" "${m}$runcg/cgroup.procs" "${m}$cg/cgroup.freeze" "${m}$cg/cgroup.subtree_control" "${m}$cg/cgroup.max.descendants"; do
+  [ -e "$f" ] && echo "exists $f"
+done
+try move-to-root sh -c "echo $$ > ${m}/cgroup.procs"
+try move-to-run sh -c "echo $$ > ${m}$runcg/cgroup.procs"
+try child-cgroup mkdir "${m}$cg/escape"
+try freeze sh -c "echo 1 > ${m}$cg/cgroup.freeze"
+try subtree sh -c "echo +pids > ${m}$cg/cgroup.subtree_control"
+try descendants sh -c "echo 0 > ${m}$cg/cgroup.max.descendants"
+echo "after $(sed -n 's/^0:://p' /proc/self/cgroup)"
+setsid nohup sleep 600 >/dev/null 2>&1 &
+echo "sleeper $!"
+`,
+      },
+      wrap: asRunner(),
+      timeoutMs: 30000,
+    });
+    expect(r.code).toBe(0);
+    const cg = /^cgroup (\/cordon-run-\d+-[0-9a-f]{8})$/m.exec(r.stdout)?.[1];
+    expect(cg).toBeDefined();
+    const runCg = /^run-cgroup (\S+)$/m.exec(r.stdout)?.[1];
+    expect(runCg).toBeDefined();
+    expect(runCg).not.toBe(cg);
+    // The targets were there, so "held" means held.
+    for (const f of [`${m}/cgroup.procs`, `${m}${runCg}/cgroup.procs`, `${m}${cg}/cgroup.freeze`])
+      expect(r.stdout).toContain(`exists ${f}`);
+    for (const attack of [
+      'move-to-root',
+      'move-to-run',
+      'child-cgroup',
+      'freeze',
+      'subtree',
+      'descendants',
+    ]) {
+      expect(r.stdout).toContain(`${attack} held`);
+      expect(r.stdout).not.toContain(`${attack} WON`);
+    }
+    expect(r.stdout).toContain(`after ${cg}`);
+    const sleeper = Number(/^sleeper (\d+)$/m.exec(r.stdout)?.[1]);
+    expect(sleeper).toBeGreaterThan(1);
+    expect(alive(sleeper)).toBe(false);
+    expect(existsSync(`${m}${cg}`)).toBe(false);
+  }, 60000);
+
   test("the agent forges run's verification, then kills run: its cgroup dies with run, and the record says so", async () => {
     const ledger = ledgerPath();
     const forge = [

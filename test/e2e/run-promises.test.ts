@@ -425,6 +425,40 @@ suite('run: promises attacked by the command', () => {
     expect(r.stdout).toMatch(/^NoNewPrivs:\s+1$/m);
   }, 60000);
 
+  // The same promise against file capabilities, which images carry (ping's cap_net_raw, a
+  // backup tool's cap_dac_read_search): a program that has them gives the agent none.
+  test('user: agent runs a program with file capabilities: it gains none of them (no_new_privs)', async () => {
+    const job = newJob();
+    const capCat = join(job.root, 'cap-cat');
+    copyFileSync('/bin/cat', capCat);
+    chmodSync(capCat, 0o755);
+    execFileSync('setcap', ['cap_dac_read_search+ep', capCat]);
+    // The control: for another unprivileged user without no_new_privs it reads /etc/shadow.
+    const control = spawnSync('runuser', ['-u', 'nobody', '--', capCat, '/etc/shadow'], { encoding: 'utf8' });
+    expect(control.stdout).toMatch(/^root:/m);
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: [
+          `if ${capCat} /etc/shadow >/dev/null 2>&1; then echo "shadow WON"; else echo "shadow held"; fi`,
+          `sh -c 'grep -E "^(CapPrm|CapEff|CapAmb|NoNewPrivs):" /proc/self/status'`,
+          `${capCat} /proc/self/status | grep -E "^(CapPrm|CapEff):" | sed "s/^/cat-with-caps /"`,
+          'echo "uid $(id -u)"',
+        ].join('\n'),
+        user: 'agent',
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(Number(/^uid (\d+)$/m.exec(r.stdout)?.[1])).toBeGreaterThanOrEqual(AGENT_UID_MIN);
+    expect(r.stdout).toContain('shadow held');
+    expect(r.stdout).not.toContain('shadow WON');
+    expect(r.stdout).toMatch(/^NoNewPrivs:\s+1$/m);
+    for (const set of ['CapPrm', 'CapEff', 'CapAmb'])
+      expect(r.stdout).toMatch(new RegExp(`^${set}:\\s+0+$`, 'm'));
+    // The capable program itself runs with none: the kernel took its file capabilities away.
+    expect(r.stdout).toMatch(/^cat-with-caps CapPrm:\s+0+$/m);
+    expect(r.stdout).toMatch(/^cat-with-caps CapEff:\s+0+$/m);
+  }, 60000);
+
   // actions/checkout v4 and v5 with `submodules: true` write the same header into each
   // submodule's config, under .git/modules, which the agent's lent workspace holds.
   test("user: agent: the checkout token checkout wrote into a submodule's config is out of reach, and put back", async () => {
