@@ -42,6 +42,14 @@ const WEB_PORTS = '{ 80, 443 }';
 const WEB_ORIGIN_SECONDS = 5;
 
 const DNS_PORTS = '{ 53, 853 }';
+/**
+ * Every transport whose ports `th dport` reads (they sit where TCP's and UDP's do). DNS and
+ * DoT are refused by port on all of them: a rule naming TCP and UDP alone let the agent send
+ * UDP-Lite to port 53 or 853 of an allowed address (test/e2e/egress-transports.test.ts).
+ */
+const PORTED = '{ tcp, udp, udplite, sctp, dccp }';
+/** The datagram transports QUIC could ride (the agent's are refused on the web ports). */
+const DATAGRAM = '{ udp, udplite }';
 const ND_TYPES =
   '{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld2-listener-report }';
 
@@ -242,7 +250,7 @@ export function renderRuleset(r: FenceRules): string {
     `  chain decide {`,
     `    icmpv6 type ${ND_TYPES} accept`,
     // DNS and DoT go through the proxy or nowhere, whatever the address.
-    `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto refuse`,
+    `    meta l4proto ${PORTED} th dport ${DNS_PORTS} goto refuse`,
     `    ip daddr @allow4 accept`,
     `    ip daddr @static4 accept`,
     `    ip6 daddr @allow6 accept`,
@@ -264,14 +272,14 @@ export function renderRuleset(r: FenceRules): string {
           `    ip6 daddr ::1 tcp dport ${gate} ct status dnat accept`,
         ]),
     `    icmpv6 type ${ND_TYPES} accept`,
-    `    meta l4proto { tcp, udp } th dport ${DNS_PORTS} goto agent_refuse`,
+    `    meta l4proto ${PORTED} th dport ${DNS_PORTS} goto agent_refuse`,
     // QUIC (HTTP/3) names its site inside encrypted packets the gate cannot read: refused
     // on the gated ports, so clients fall back to TCP, where the gate reads the name.
     ...(web === undefined
       ? []
       : [
-          `    udp dport ${WEB_PORTS} ip daddr != @static4 goto agent_refuse`,
-          `    udp dport ${WEB_PORTS} ip6 daddr != @static6 goto agent_refuse`,
+          `    meta l4proto ${DATAGRAM} th dport ${WEB_PORTS} ip daddr != @static4 goto agent_refuse`,
+          `    meta l4proto ${DATAGRAM} th dport ${WEB_PORTS} ip6 daddr != @static6 goto agent_refuse`,
         ]),
     // The agent answering a host on its list (a connection that host opened) answers that
     // connection: what the kernel sends on it without an owner after this (a closed socket's

@@ -74,7 +74,13 @@ describe('ruleset', () => {
     expect(decide).not.toMatch(/@allow[46]/);
     expect(decide).toContain('ip daddr 127.0.0.1 meta l4proto { tcp, udp } th dport 5354 accept');
     expect(decide).toContain('ip6 daddr ::1 meta l4proto { tcp, udp } th dport 5354 accept');
-    expect(decide).toMatch(/th dport \{ 53, 853 \} goto agent_refuse\n/);
+    // DNS and DoT by port on every transport with ports, not TCP and UDP alone (UDP-Lite got through).
+    expect(decide).toContain(
+      'meta l4proto { tcp, udp, udplite, sctp, dccp } th dport { 53, 853 } goto agent_refuse',
+    );
+    expect(chain(r, 'decide')).toContain(
+      'meta l4proto { tcp, udp, udplite, sctp, dccp } th dport { 53, 853 } goto refuse',
+    );
     expect(chain(r, 'agent_decide').pop()).toBe('goto agent_refuse');
     const refuse = chain(r, 'agent_refuse').join('\n');
     expect(refuse).toContain('update @agentblocked4 { ip daddr . meta l4proto . th dport }');
@@ -214,10 +220,14 @@ describe('ruleset', () => {
     );
     // QUIC on the gated ports is refused (but to allowed-ips), before the agent's sets accept it.
     const decide = chain(r, 'agent_decide');
-    expect(decide.indexOf('udp dport { 80, 443 } ip daddr != @static4 goto agent_refuse')).toBeLessThan(
-      decide.indexOf('ip daddr @agent4 accept'),
+    expect(
+      decide.indexOf(
+        'meta l4proto { udp, udplite } th dport { 80, 443 } ip daddr != @static4 goto agent_refuse',
+      ),
+    ).toBeLessThan(decide.indexOf('ip daddr @agent4 accept'));
+    expect(decide).toContain(
+      'meta l4proto { udp, udplite } th dport { 80, 443 } ip6 daddr != @static6 goto agent_refuse',
     );
-    expect(decide).toContain('udp dport { 80, 443 } ip6 daddr != @static6 goto agent_refuse');
     // The gate's own connections: the proxy's uid, to the agent's answered addresses only.
     expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip daddr @agent4 accept');
     expect(chain(r, 'output')).toContain('meta skuid 997 tcp dport { 80, 443 } ip6 daddr @agent6 accept');
