@@ -21,11 +21,12 @@ import net from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cgroup2Mount, killCgroup } from '../platform/cgroup2.js';
 import {
   CGROUP_SOCKET,
   cgroupMountDir,
+  removeStateRoot,
   type CgroupEnd,
   type CgroupReply,
   type CgroupRequest,
@@ -225,6 +226,9 @@ export async function serveCgroups(
       } catch {
         // Left mounted in this namespace only; it goes with it.
       }
+      // The mount point may have been the last thing there (teardown or a failed setup
+      // ran first): the state root then goes too, as teardown would have removed it.
+      removeStateRoot(dirname(mount));
     }
   };
 }

@@ -17,7 +17,7 @@
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Cidr, DomainPattern } from '../fence/policy.js';
 import type { ResolverBackup } from '../fence/resolver.js';
@@ -80,9 +80,10 @@ export function launcherDropIn(id: string, sudoersDir = '/etc/sudoers.d'): strin
  * Removes a fence's state directory and the cgroup2 mount point beside it, unmounting that
  * first if it is still a mount here (the helper's own unmount is skipped when it is killed).
  * Only `rmdir` for the mount point, never a recursive removal: if it cannot be unmounted,
- * nothing walks into the cgroup file system.
+ * nothing walks into the cgroup file system. Then the state root, if a fence made it and
+ * nothing is left in it (`removeStateRoot`).
  */
-export function removeState(id: string, madeRoot = false): void {
+export function removeState(id: string): void {
   const dir = stateDir(id);
   rmSync(dir, { recursive: true, force: true });
   const mount = cgroupMountDir(dir);
@@ -92,24 +93,33 @@ export function removeState(id: string, madeRoot = false): void {
   } catch {
     // Gone already, or busy: nothing to do.
   }
-  if (madeRoot) removeStateRoot();
+  removeStateRoot();
 }
 
 /**
- * Makes the fence's state directory, empty, under `STATE_ROOT`; says whether it made
- * `STATE_ROOT` too (then the fence removes it when done, if empty: `removeStateRoot`).
- * Another fence that made `STATE_ROOT` may remove it, once empty, between the two mkdirs
- * here: made again (at most three tries).
+ * What marks `STATE_ROOT` as made by a fence: the sticky bit, set by the mkdir that makes
+ * it. On a directory only root can write it changes nothing; it tells the fences that the
+ * state root is theirs to remove. Which fence made it does not matter: fences overlap (two
+ * jobs on one runner, a test's two fences), and the one that made it may end first, while
+ * another's state is still there. So whichever of them (or of their root helpers) empties
+ * it removes it. A state root without the mark (made by something else, or by an older
+ * Cordon) is never removed.
  */
-export function makeStateDir(id: string): boolean {
+export const STATE_ROOT_MARK = 0o1000;
+
+/**
+ * Makes the fence's state directory, empty, under `STATE_ROOT`, and `STATE_ROOT` with its
+ * mark when it is not there. Another fence may remove `STATE_ROOT`, once empty, between
+ * the two mkdirs here: made again (at most three tries).
+ */
+export function makeStateDir(id: string): void {
   const dir = stateDir(id);
-  let madeRoot = false;
   for (let i = 0; ; i++) {
-    madeRoot = mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 }) !== undefined || madeRoot;
+    mkdirSync(STATE_ROOT, { recursive: true, mode: 0o755 | STATE_ROOT_MARK });
     rmSync(dir, { recursive: true, force: true });
     try {
       mkdirSync(dir, { mode: 0o755 });
-      return madeRoot;
+      return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || i >= 2) throw e;
     }
@@ -117,12 +127,15 @@ export function makeStateDir(id: string): boolean {
 }
 
 /**
- * Removes `STATE_ROOT`, made by this fence, when nothing is left in it: `rmdir` only, which
- * refuses a directory that is not empty (another fence's state is there), so never a race.
+ * Removes `STATE_ROOT` when a fence made it (its mark, `STATE_ROOT_MARK`) and nothing is
+ * left in it: `rmdir` only, which refuses a directory that is not empty (another fence's
+ * state is there; that fence removes it when done), so never a race. Called by every fence
+ * once it removed its own entries, whichever fence made the root. `root` is the state
+ * root's path, given by the root helper as the directory its mount point is in.
  */
-export function removeStateRoot(): void {
+export function removeStateRoot(root = STATE_ROOT): void {
   try {
-    rmdirSync(STATE_ROOT);
+    if ((lstatSync(root).mode & STATE_ROOT_MARK) !== 0) rmdirSync(root);
   } catch {
     // Another fence's state is there (it goes when that fence is done), or gone already.
   }
@@ -207,8 +220,6 @@ export interface DaemonState {
   lockdown?: LockdownBackup;
   user: string;
   setupMs: number;
-  /** Setup made `STATE_ROOT` (/run/cordon): teardown removes it, if empty. */
-  madeRoot?: boolean;
 }
 
 /** Who a name was asked by, or a destination tried by: the agent's uids, or any other. */

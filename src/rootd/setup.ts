@@ -124,7 +124,7 @@ export async function start(configPath: string): Promise<void> {
   const cfg = JSON.parse(readUserFile(configPath, MAX_CONFIG_BYTES)) as DaemonConfig;
   const client = clientOf(cfg, process.env, primaryGid);
   const dir = stateDir(cfg.id);
-  const madeRoot = makeStateDir(cfg.id);
+  makeStateDir(cfg.id);
   const logFd = openSync(join(dir, 'daemon.log'), 'a', 0o640);
   readableByClient(join(dir, 'daemon.log'), client);
   const log = (line: string): void => {
@@ -382,7 +382,6 @@ export async function start(configPath: string): Promise<void> {
           lockdown,
           user: cfg.user,
           setupMs: Date.now() - started,
-          madeRoot,
         };
         writeFileSync(join(dir, 'state.json'), JSON.stringify(state), { mode: 0o600 });
       },
@@ -422,14 +421,13 @@ export async function start(configPath: string): Promise<void> {
     await applySteps(steps, log);
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
-    if (madeRoot) {
-      // The root helper, told to end by the undo, removes its cgroup2 mount point beside the
-      // state directory once it reads the end of its stdin: waited for (the event loop runs
-      // meanwhile), at most 3 s, so /run/cordon is empty when this fence made it.
-      const mount = cgroupMountDir(dir);
-      for (let i = 0; i < 60 && existsSync(mount); i++) await new Promise((r) => setTimeout(r, 50));
-      removeStateRoot();
-    }
+    // The root helper, told to end by the undo, removes its cgroup2 mount point beside the
+    // state directory once it reads the end of its stdin: waited for (the event loop runs
+    // meanwhile), at most 3 s, so /run/cordon is empty when no other fence is there. The
+    // helper removes the state root itself if it empties it later.
+    const mount = cgroupMountDir(dir);
+    for (let i = 0; i < 60 && existsSync(mount); i++) await new Promise((r) => setTimeout(r, 50));
+    removeStateRoot();
     process.stdout.write(`ERROR ${JSON.stringify({ message: describeError(e) })}\n`);
     process.exit(1);
   }

@@ -30,6 +30,6 @@ export function teardown(id: string): void {
   removeTable();
   if (state.resolver) restoreResolver(state.resolver);
   if (state.lockdown) restoreLockdown(state.lockdown, state.user);
-  removeState(id, state.madeRoot);
+  removeState(id);
   process.stdout.write('DONE\n');
 }

@@ -180,13 +180,10 @@ export class World {
 
   /** Stops the servers and the fence's daemon (by the pid it recorded), deletes everything made. */
   async destroy(fenceIds: string[]): Promise<void> {
-    // The last fence first: the first one may have made /run/cordon, which goes with it once empty.
-    for (const id of [...fenceIds].reverse()) {
+    for (const id of fenceIds) {
       const file = join(stateDir(id), 'state.json');
-      let madeRoot = false;
       if (existsSync(file)) {
-        const state = JSON.parse(readFileSync(file, 'utf8')) as Pick<DaemonState, 'pid' | 'madeRoot'>;
-        madeRoot = state.madeRoot === true;
+        const state = JSON.parse(readFileSync(file, 'utf8')) as Pick<DaemonState, 'pid'>;
         try {
           if (readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').includes('daemon'))
             process.kill(state.pid, 'SIGKILL');
@@ -194,8 +191,8 @@ export class World {
           // Already gone.
         }
       }
-      // /run/cordon too when this fence made it (its state.json says so) and it is empty now.
-      removeState(id, madeRoot);
+      // /run/cordon too when a fence made it and it is empty now, whichever fence that was.
+      removeState(id);
       // With disable-sudo the fence left one sudoers rule (the launcher's); a job's post
       // without teardown keeps it, as on a runner that is thrown away after the job.
       rmSync(launcherDropIn(id), { force: true });
