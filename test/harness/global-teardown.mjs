@@ -17,14 +17,6 @@ import { E2E_MARK, machineState, newSince } from './machine-state.mjs';
  */
 const CACHES = /^(tsx-\d+|\.e2e-ran)$/;
 
-function emptyDir(path) {
-  try {
-    return readdirSync(path).length === 0;
-  } catch {
-    return false;
-  }
-}
-
 async function removeDnsUser() {
   if (process.env.CORDON_TEST_DNS_USER_BEFORE !== 'false') return;
   if (spawnSync('getent', ['passwd', 'cordon-dns']).status !== 0) return;
@@ -44,15 +36,7 @@ export default async function globalTeardown() {
   // Only after e2e files (they hold the e2e lock): a unit run beside an e2e run would see
   // that run's fences as its own.
   if (before && dir && existsSync(join(dir, E2E_MARK))) {
-    let made = newSince(JSON.parse(before), machineState());
-    // Known and not yet found: now and then an empty /run/cordon (the state root) outlives
-    // the fence that made it (see the session notes). Empty, it holds nothing: removed and
-    // said, not failed on; anything in it, or anything else, still fails the run.
-    if (made.includes('run: /run/cordon') && emptyDir('/run/cordon')) {
-      spawnSync('rmdir', ['/run/cordon']);
-      console.warn('test run: removed an empty /run/cordon it left (a known leftover, source not found yet)');
-      made = newSince(JSON.parse(before), machineState());
-    }
+    const made = newSince(JSON.parse(before), machineState());
     if (made.length > 0)
       problems.push(
         `the test run left ${made.length} things on the machine that were not there at its start (each test removes what it made, by name, however it ends): ${made.join(', ')}`,
