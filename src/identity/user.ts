@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CordonError, describeError } from '../platform/errors.js';
+import { removeSharedRoot, SHARED_ROOT_MARK } from '../platform/shared-root.js';
 
 /** How this process can make another user: it is root, it has passwordless sudo, or neither. */
 export type IdentityMode = 'root' | 'sudo' | 'none';
@@ -47,7 +48,13 @@ export function freeAgentUid(passwd = '/etc/passwd', group = '/etc/group'): numb
   });
 }
 
-/** Where the agents' homes live unless the caller says otherwise: root-owned, on tmpfs. */
+/**
+ * Where the agents' homes live unless the caller says otherwise: root-owned, on tmpfs,
+ * 0755 so each agent reaches its own HOME (0700) through it. Made by the first agent that
+ * needs it with the mark of a shared root (the sticky bit, `SHARED_ROOT_MARK`: 1755), and
+ * removed by whichever agent's removal leaves it empty, not only by the one that made it
+ * (agents overlap: two jobs on one runner). One without the mark is never removed.
+ */
 export const DEFAULT_HOME_BASE = '/run/cordon-home';
 
 export interface AgentUser {
@@ -55,8 +62,6 @@ export interface AgentUser {
   uid: number;
   gid: number;
   home: string;
-  /** createAgentUser made the home base: sweepAndRemove removes it once it is empty. */
-  madeBase?: boolean;
 }
 
 /** Runs a command with root's rights; returns its stdout, throws on a non-zero exit. */
@@ -98,8 +103,8 @@ export function asAgentArgv(user: AgentUser, mode: 'root' | 'sudo', argv: string
 export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT_HOME_BASE): AgentUser {
   const name = AGENT_PREFIX + randomBytes(3).toString('hex');
   const home = join(homeBase, name);
-  let madeBase = makeHomeBase(exec, homeBase, name);
-  addUser(exec, name, home, madeBase ? homeBase : undefined);
+  makeHomeBase(exec, homeBase, name);
+  addUser(exec, name, home, homeBase);
   try {
     const user = lookUp(name, home);
     const groups = run(exec, 'id', ['-G', name], name).trim().split(/\s+/);
@@ -114,15 +119,15 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
     try {
       run(exec, 'mkdir', ['-m', '0700', '--', home], name);
     } catch (e) {
-      // Another step that made the base removes it once empty (sweepAndRemove): made again, once.
+      // Another agent's removal may remove the base once empty (sweepAndRemove): made again, once.
       if (exists(homeBase)) throw e;
-      madeBase = makeHomeBase(exec, homeBase, name) || madeBase;
+      makeHomeBase(exec, homeBase, name);
       run(exec, 'mkdir', ['-m', '0700', '--', home], name);
     }
     run(exec, 'chown', ['--no-dereference', `${user.uid}:${user.gid}`, '--', home], name);
-    return { ...user, madeBase };
+    return user;
   } catch (e) {
-    sweepAndRemove(exec, { name, home, madeBase });
+    sweepAndRemove(exec, { name, home });
     throw e;
   }
 }
@@ -130,10 +135,10 @@ export function createAgentUser(exec: PrivilegedExec, homeBase: string = DEFAULT
 /**
  * groupadd, then useradd. If either fails (or no uid of the range is free), what this call
  * made is taken back, and only that: the group it added (by name, while it still has the gid
- * given it), and the home base when `madeBase` names it, once empty (rmdir). A user that
- * useradd refused is never deleted: its name could be someone else's.
+ * given it), and the home base `homeBase` if an agent made it (its mark) and it is empty
+ * (rmdir). A user that useradd refused is never deleted: its name could be someone else's.
  */
-function addUser(exec: PrivilegedExec, name: string, home: string, madeBase: string | undefined): void {
+function addUser(exec: PrivilegedExec, name: string, home: string, homeBase: string): void {
   let added: string | undefined;
   try {
     // A uid of the agents' range (see AGENT_UID_MIN). groupadd first makes a group of the
@@ -163,17 +168,20 @@ function addUser(exec: PrivilegedExec, name: string, home: string, madeBase: str
       name,
     );
   } catch (e) {
-    takeBack(exec, name, added, madeBase, e);
+    takeBack(exec, name, added, homeBase, e);
     throw e;
   }
 }
 
-/** Removes the group `name` if it still has gid `added`, and the base `madeBase` if empty; says what is left. */
+/**
+ * Removes the group `name` if it still has gid `added`, and the home base `homeBase` if an
+ * agent made it and it is empty; says what is left.
+ */
 function takeBack(
   exec: PrivilegedExec,
   name: string,
   added: string | undefined,
-  madeBase: string | undefined,
+  homeBase: string,
   cause: unknown,
 ): void {
   let left = '';
@@ -184,13 +192,8 @@ function takeBack(
       left = `the group ${name} (gid ${added}) it added is left: ${(e as { stderr?: string }).stderr?.trim() || describeError(e)}`;
     }
   }
-  if (madeBase) {
-    try {
-      exec('rmdir', ['--', madeBase]);
-    } catch {
-      // Not empty (another agent's HOME is there: its removal takes it), or gone already.
-    }
-  }
+  // Not empty (another agent's HOME is there: its removal takes it), or not made by an agent.
+  removeHomeBase(exec, homeBase);
   if (left) {
     throw new CordonError({
       what: `identity: making ${name} failed (${describeError(cause)}), and ${left}`,
@@ -207,10 +210,21 @@ function groupEntry(name: string): string[] | undefined {
     ?.split(':');
 }
 
-/** Makes the root-owned home base if it is not there; says whether it was made here. */
-function makeHomeBase(exec: PrivilegedExec, homeBase: string, name: string): boolean {
-  const made = !exists(homeBase);
-  run(exec, 'install', ['-d', '-o', 'root', '-g', 'root', '-m', '0755', '--', homeBase], name);
+/**
+ * Makes the root-owned home base, 0755 with its mark (1755), if it is not there; one that
+ * is there is given root as owner and 0755, its mark kept if it has one and never added
+ * (`install -d` sets the mode of a directory that exists too: 0755 alone would take the mark
+ * another agent's creation gave it, and with it the base's removal).
+ */
+function makeHomeBase(exec: PrivilegedExec, homeBase: string, name: string): void {
+  let mark = SHARED_ROOT_MARK;
+  try {
+    mark = lstatSync(homeBase).mode & SHARED_ROOT_MARK;
+  } catch {
+    // Not there: made here, with the mark.
+  }
+  const mode = (0o755 | mark).toString(8).padStart(4, '0');
+  run(exec, 'install', ['-d', '-o', 'root', '-g', 'root', '-m', mode, '--', homeBase], name);
   const base = lstatSync(homeBase);
   if (!base.isDirectory() || base.uid !== 0) {
     throw new CordonError({
@@ -219,7 +233,11 @@ function makeHomeBase(exec: PrivilegedExec, homeBase: string, name: string): boo
       fix: 'remove it or pass another home base',
     });
   }
-  return made;
+}
+
+/** Removes the home base if an agent made it (its mark) and no HOME is left in it. */
+function removeHomeBase(exec: PrivilegedExec, homeBase: string): void {
+  removeSharedRoot(homeBase, (dir) => exec('rmdir', ['--', dir]));
 }
 
 function lookUp(name: string, home: string): AgentUser {
@@ -281,7 +299,7 @@ export interface SweepOptions {
  */
 export function sweepAndRemove(
   exec: PrivilegedExec,
-  user: Pick<AgentUser, 'name' | 'home' | 'madeBase'>,
+  user: Pick<AgentUser, 'name' | 'home'>,
   opts: SweepOptions = {},
 ): void {
   const { name, home } = user;
@@ -321,15 +339,9 @@ export function sweepAndRemove(
     }
     run(exec, 'rm', ['-rf', '--one-file-system', '--', home], name);
   }
-  // The base this user's creation made, once empty: rmdir refuses it while another agent's
-  // HOME is there (that agent's removal takes it then only if it made it).
-  if (user.madeBase) {
-    try {
-      exec('rmdir', ['--', dirname(home)]);
-    } catch {
-      // Another agent's HOME is there, or it is gone already.
-    }
-  }
+  // The base, if an agent made it (whichever: the one that made it may have ended first),
+  // once empty: rmdir refuses it while another agent's HOME is there (its removal takes it).
+  removeHomeBase(exec, dirname(home));
 }
 
 /**

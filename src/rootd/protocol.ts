@@ -17,11 +17,12 @@
 import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Cidr, DomainPattern } from '../fence/policy.js';
 import type { ResolverBackup } from '../fence/resolver.js';
 import type { LockdownBackup } from '../fence/lockdown.js';
+import { removeSharedRoot, SHARED_ROOT_MARK } from '../platform/shared-root.js';
 
 export const STATE_ROOT = '/run/cordon';
 /** The daemon's copy of the ledger, in its state directory. */
@@ -97,15 +98,12 @@ export function removeState(id: string): void {
 }
 
 /**
- * What marks `STATE_ROOT` as made by a fence: the sticky bit, set by the mkdir that makes
- * it. On a directory only root can write it changes nothing; it tells the fences that the
- * state root is theirs to remove. Which fence made it does not matter: fences overlap (two
- * jobs on one runner, a test's two fences), and the one that made it may end first, while
- * another's state is still there. So whichever of them (or of their root helpers) empties
- * it removes it. A state root without the mark (made by something else, or by an older
- * Cordon) is never removed.
+ * What marks `STATE_ROOT` as made by a fence: the sticky bit (`SHARED_ROOT_MARK`), set by
+ * the mkdir that makes it. Which fence made it does not matter: whichever of them (or of
+ * their root helpers) empties it removes it. A state root without the mark (made by
+ * something else, or by an older Cordon) is never removed.
  */
-export const STATE_ROOT_MARK = 0o1000;
+export const STATE_ROOT_MARK = SHARED_ROOT_MARK;
 
 /**
  * Makes the fence's state directory, empty, under `STATE_ROOT`, and `STATE_ROOT` with its
@@ -134,11 +132,7 @@ export function makeStateDir(id: string): void {
  * root's path, given by the root helper as the directory its mount point is in.
  */
 export function removeStateRoot(root = STATE_ROOT): void {
-  try {
-    if ((lstatSync(root).mode & STATE_ROOT_MARK) !== 0) rmdirSync(root);
-  } catch {
-    // Another fence's state is there (it goes when that fence is done), or gone already.
-  }
+  removeSharedRoot(root);
 }
 
 /** Whether `path` is a mount point in this mount namespace (field 5 of mountinfo). */

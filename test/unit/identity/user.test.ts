@@ -118,21 +118,22 @@ test('sweepAndRemove kills a double-forked sleep of the uid, deletes user, group
   expect(() => sweepAndRemove(exec, victim)).not.toThrow();
 });
 
-test('a home base createAgentUser made goes with the removal of the agent that made it, once no other HOME is in it', () => {
+test('a home base createAgentUser made, 1755 (0755 and its mark), goes with the removal of the last agent in it', () => {
   const homes = join(tempDir('cordon-homes-'), 'base');
   const first = createAgentUser(exec, homes);
   made.push(first);
+  expect((statSync(homes).mode & 0o7777).toString(8)).toBe('1755');
   const second = createAgentUser(exec, homes);
   made.push(second);
-  expect(first.madeBase).toBe(true);
-  expect(second.madeBase).toBe(false);
+  // The second creation sets the base's owner and mode again: the mark stays.
+  expect((statSync(homes).mode & 0o7777).toString(8)).toBe('1755');
   sweepAndRemove(exec, second);
   expect(statSync(homes).isDirectory()).toBe(true);
   sweepAndRemove(exec, first);
   expect(() => statSync(homes)).toThrow(/ENOENT/);
 });
 
-test("a home base that was there before the agent, or still holds another's HOME, stays", () => {
+test("a home base whose maker is removed first stays while another's HOME is in it, then goes with that one; one that was there before stays", () => {
   const homes = join(tempDir('cordon-homes-'), 'base');
   const maker = createAgentUser(exec, homes);
   made.push(maker);
@@ -142,11 +143,11 @@ test("a home base that was there before the agent, or still holds another's HOME
   // Not empty: rmdir refuses it, and the HOME in it is untouched.
   expect(statSync(other.home).isDirectory()).toBe(true);
   sweepAndRemove(exec, other);
-  expect(statSync(homes).isDirectory()).toBe(true);
-  // The run's shared base (made by tempDir, before any agent): kept.
+  expect(() => statSync(homes)).toThrow(/ENOENT/);
+  // The run's shared base (made by tempDir, before any agent): 0755, no mark, kept.
   const kept = createAgentUser(exec, base);
   made.push(kept);
-  expect(kept.madeBase).toBe(false);
+  expect((statSync(base).mode & 0o7777).toString(8)).toBe('755');
   sweepAndRemove(exec, kept);
   expect(statSync(base).isDirectory()).toBe(true);
 });
