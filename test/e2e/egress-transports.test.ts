@@ -148,11 +148,15 @@ for _ in range(an):
 print(' '.join([names.get(rcode, 'rcode%d' % rcode)] + out))
 `;
 
-/** Three UDP-Lite datagrams in 1.5 s to host:port: `echo` when the listener sent one back. */
+/**
+ * Three UDP-Lite datagrams (UDP with a fourth argument `udp`) in 1.5 s to host:port: `echo`
+ * when the listener sent one back.
+ */
 const UDPLITE_SEND = String.raw`
 import errno, socket, sys
 host, port, payload = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
-s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM, ${IPPROTO_UDPLITE})
+proto = socket.IPPROTO_UDP if sys.argv[4:] == ['udp'] else ${IPPROTO_UDPLITE}
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM, proto)
 s.settimeout(0.5)
 last = 'timeout'
 for _ in range(3):
@@ -168,12 +172,16 @@ for _ in range(3):
 print(last)
 `;
 
-/** The internet's UDP-Lite listeners, both families, one a port: echo and print each datagram's data. */
+/**
+ * The internet's UDP-Lite listeners (UDP with a first argument `udp`), both families, one a
+ * port: echo and print each datagram's data.
+ */
 const UDPLITE_LISTEN = String.raw`
 import select, socket, sys
 socks = []
-for port in sys.argv[1:]:
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, ${IPPROTO_UDPLITE})
+proto = socket.IPPROTO_UDP if sys.argv[1] == 'udp' else ${IPPROTO_UDPLITE}
+for port in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, proto)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(('::', int(port)))
     socks.append(s)
@@ -202,6 +210,7 @@ suite("the agent's fence against other transports and its own user namespace", (
   let id: string;
   let agent: Runs;
   let lite: ChildProcess | undefined;
+  let udp: ChildProcess | undefined;
   const arrived: string[] = [];
 
   beforeAll(async () => {
@@ -211,22 +220,32 @@ suite("the agent's fence against other transports and its own user namespace", (
     dir = tempDir('cordon-transports-');
     w = new World('m');
     await w.serve({ zone: { [P]: [{ type: 'A', value: CHAIN4, ttl: 300 }] } });
-    lite = w.internet.spawn([PYTHON, '-c', UDPLITE_LISTEN, ...[LITE_PORT, 53, 853, 443].map(String)]);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the UDP-Lite listener did not start in 10 s')), 10000);
-      let partial = '';
-      lite!.stdout!.on('data', (b: Buffer) => {
-        const lines = (partial + b.toString()).split('\n');
-        partial = lines.pop() ?? '';
-        for (const l of lines) {
-          if (l === 'ready') {
-            clearTimeout(timer);
-            resolve();
-          } else if (l) arrived.push(l);
-        }
-      });
-      lite!.on('exit', (code) => reject(new Error(`the UDP-Lite listener exited ${code}`)));
-    });
+    lite = w.internet.spawn([PYTHON, '-c', UDPLITE_LISTEN, 'lite', ...[LITE_PORT, 53, 853, 443].map(String)]);
+    // UDP on QUIC's ports, and one port QUIC does not use.
+    udp = w.internet.spawn([PYTHON, '-c', UDPLITE_LISTEN, 'udp', ...[LITE_PORT, 80, 443].map(String)]);
+    await Promise.all(
+      [lite, udp].map(
+        (listener) =>
+          new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(
+              () => reject(new Error('a datagram listener did not start in 10 s')),
+              10000,
+            );
+            let partial = '';
+            listener.stdout!.on('data', (b: Buffer) => {
+              const lines = (partial + b.toString()).split('\n');
+              partial = lines.pop() ?? '';
+              for (const l of lines) {
+                if (l === 'ready') {
+                  clearTimeout(timer);
+                  resolve();
+                } else if (l) arrived.push(l);
+              }
+            });
+            listener.on('exit', (code) => reject(new Error(`a datagram listener exited ${code}`)));
+          }),
+      ),
+    );
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `transports${process.pid}`,
       // The runner's list: the agent's name and the test's preset name.
@@ -246,6 +265,7 @@ suite("the agent's fence against other transports and its own user namespace", (
 
   afterAll(async () => {
     await stop(lite);
+    await stop(udp);
     await w?.destroy(id ? [id] : []);
     spawnSync('userdel', [user], { timeout: 15000 });
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -304,6 +324,26 @@ suite("the agent's fence against other transports and its own user namespace", (
     }
     await new Promise((r) => setTimeout(r, 250));
     expect(arrived.filter((a) => a.startsWith('lite-port-'))).toEqual([]);
+  });
+
+  // docs/egress.md: "The agent's UDP and UDP-Lite to ports 80 and 443 are refused (but to
+  // `allowed-ips`)". OTHER4 is in allowed-ips; WEB4 is the address of the agent's own name.
+  test("hostile: the agent's UDP and UDP-Lite to ports 80 and 443 of its own name's address are refused (QUIC); to an allowed-ips address they arrive", async () => {
+    // The control: UDP to another port of its own name's address arrives.
+    expect(py(agent, UDPLITE_SEND, [WEB4, String(LITE_PORT), 'udp-web-other', 'udp'])).toBe('echo');
+    for (const port of [80, 443]) {
+      expect(py(agent, UDPLITE_SEND, [WEB4, String(port), `udp-web-${port}`, 'udp'])).not.toBe('echo');
+      expect(py(agent, UDPLITE_SEND, [WEB6, String(port), `udp-web6-${port}`, 'udp'])).not.toBe('echo');
+      expect(setElements(w, 'agentblocked4')).toContain(`${WEB4} . udp . ${port}`);
+      expect(py(agent, UDPLITE_SEND, [OTHER4, String(port), `udp-static-${port}`, 'udp'])).toBe('echo');
+    }
+    expect(py(agent, UDPLITE_SEND, [WEB4, '443', 'lite-web-443'])).not.toBe('echo');
+    expect(py(agent, UDPLITE_SEND, [OTHER4, '443', 'lite-static-443'])).toBe('echo');
+    await new Promise((r) => setTimeout(r, 250));
+    expect(arrived.filter((a) => /^(udp|lite)-(web|static)/.test(a)).sort()).toEqual(
+      ['lite-static-443', 'udp-static-443', 'udp-static-80', 'udp-web-other'].sort(),
+    );
+    expect(setElements(w, 'agentblocked4')).not.toContain(OTHER4);
   });
 
   test("hostile: root of a user namespace of its own, the agent cannot change the fence's table", () => {
