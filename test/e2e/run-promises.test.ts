@@ -402,6 +402,29 @@ suite('run: promises attacked by the command', () => {
     expect(everything(job, r)).not.toContain(VALUE);
   }, 60000);
 
+  // "Set-uid files: the mount is `nosuid`": the option itself, on the mount the agent's command
+  // finds its workspace on (its own /proc/self/mountinfo), beside what the hand-back clears.
+  test('user: agent: the workspace the command works in is a nosuid, nodev mount while it runs', async () => {
+    const job = newJob();
+    const r = await job.run('run', 'main', {
+      inputs: {
+        run: `awk -v d="$(pwd -P)" '$5 == d { print "mount", $6 }' /proc/self/mountinfo\necho "cwd $(pwd -P)"\nid -u`,
+        user: 'agent',
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`cwd ${job.workspace}`);
+    const uid = Number(/^(\d+)$/m.exec(r.stdout)?.[1]);
+    expect(uid).toBeGreaterThanOrEqual(AGENT_UID_MIN);
+    // The loan is an idmapped mount here (the fallback, chown, has no mount: see the ledger).
+    const lent = events(job).find((e) => e.type === 'run.started');
+    expect((lent?.data.user as { workspace?: string } | undefined)?.workspace).toBe('idmap');
+    const options = /^mount (\S+)$/m.exec(r.stdout)?.[1]?.split(',') ?? [];
+    expect(options).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+    // Gone once the step ended.
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${job.workspace} `);
+  }, 60000);
+
   // "no_new_privs (no set-uid program gives it more)": a set-uid-root program the agent finds.
   test('user: agent runs a set-uid-root program: it stays the agent (no_new_privs)', async () => {
     const job = newJob();
