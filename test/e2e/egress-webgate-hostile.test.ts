@@ -83,6 +83,12 @@ function hello(names: Buffer | undefined, extra: Buffer[] = [], share = true): B
   return Buffer.concat([Buffer.from([22, 3, 1]), u16(hs.length), hs]);
 }
 const CCS = Buffer.from([20, 3, 3, 0, 1, 1]);
+/** The types of the TLS records in `b`, in order (a last one cut short included). */
+function types(b: Buffer): number[] {
+  const out: number[] = [];
+  for (let at = 0; at + 5 <= b.length; at += 5 + b.readUInt16BE(at + 3)) out.push(b[at]);
+  return out;
+}
 /** An application_data record, as 0-RTT early data looks on the wire (any bytes: the server cannot read it). */
 const appData = (): Buffer => Buffer.concat([Buffer.from([23, 3, 3]), u16(64), randomBytes(64)]);
 
@@ -244,12 +250,13 @@ suite("the agent's web gate, attacked end to end", () => {
       { after: hrr, send: Buffer.concat([appData(), CCS, hello(sni(OTHER))]) },
     ]);
     expect(smuggled.bytes.subarray(0, 3)).toEqual(hrr);
-    // Only the HelloRetryRequest came back: no ServerHello for the other name.
-    expect(smuggled.bytes.length).toBe(5 + smuggled.bytes.readUInt16BE(3));
+    // Only the HelloRetryRequest (and the server's compatibility CCS) came back: no
+    // ServerHello for the other name.
+    expect(types(smuggled.bytes)).toEqual([22, 20]);
     expect(smuggled.error).toBe('ECONNRESET');
     // Without the early-data record, as the docs said before: reset.
     const plain = talk(443, [{ send: first }, { after: hrr, send: Buffer.concat([CCS, hello(sni(OTHER))]) }]);
-    expect(plain.bytes.length).toBe(5 + plain.bytes.readUInt16BE(3));
+    expect(types(plain.bytes)).toEqual([22, 20]);
     expect(plain.error).toBe('ECONNRESET');
     // Control: the same with the allowed name in the second ClientHello: the server answers it.
     const ok = talk(443, [
@@ -257,7 +264,7 @@ suite("the agent's web gate, attacked end to end", () => {
       { after: hrr, send: Buffer.concat([appData(), CCS, hello(sni(ALLOWED))]) },
     ]);
     expect(ok.error).toBe('');
-    expect(ok.bytes.length).toBeGreaterThan(5 + ok.bytes.readUInt16BE(3));
+    expect(types(ok.bytes).slice(0, 3)).toEqual([22, 20, 22]);
   });
 
   test('hostile: plain HTTP with two Host headers, none, a folded Host, or HTTP/2 without TLS is reset; one allowed Host passes', async () => {
@@ -361,7 +368,8 @@ suite("the agent's web gate, attacked end to end", () => {
     const r = agent.try([process.execPath, join(HERE, 'egress-gate-client.mjs'), JSON.stringify(arg)], 40000);
     const out = JSON.parse(r.stdout.trim()) as { held: number; extra: Talk; after: Talk & { tries: number } };
     expect(out.held).toBe(MAX_GATE_CONNECTIONS);
-    expect(out.extra).toEqual({ got: '', error: 'ECONNRESET', closed: true });
+    // Reset as the gate takes it: maybe before the client's request was written.
+    expect(out.extra).toMatchObject({ got: '', error: 'ECONNRESET' });
     expect(Buffer.from(out.after.got, 'hex').toString()).toContain(`host ${ALLOWED}`);
     expect((await requestReport(id)).webGate?.overCap).toBe(before + 1);
   }, 60000);
