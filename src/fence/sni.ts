@@ -11,16 +11,21 @@ export const MAX_PEEK_BYTES = 16 * 1024;
 
 /**
  * What the first bytes ask for: more bytes, a name (with `size`, the bytes the ClientHello's
- * records or the request head took, which the follower need not read again), or a refusal.
+ * records or the request head took, which the follower need not read again, and `early`,
+ * whether a ClientHello offers 0-RTT early data), or a refusal.
  */
 export type Peek =
-  { state: 'more' } | { state: 'name'; name: string; size: number } | { state: 'refuse'; why: string };
+  | { state: 'more' }
+  | { state: 'name'; name: string; size: number; early?: boolean }
+  | { state: 'refuse'; why: string };
 
 type Refusal = { state: 'refuse'; why: string };
 const MORE = { state: 'more' } as const;
 const refuse = (why: string): Refusal => ({ state: 'refuse', why });
 
 const EXT_SERVER_NAME = 0;
+/** early_data (RFC 8446 4.2.10): 0-RTT records (application_data) may follow the ClientHello. */
+const EXT_EARLY_DATA = 42;
 /** encrypted_client_hello (RFC 9849) and the draft ESNI before it. */
 const EXT_ECH = 0xfe0d;
 const EXT_ESNI = 0xffce;
@@ -69,8 +74,11 @@ export function peekTls(buf: Buffer): Peek {
   return p.state === 'name' ? { ...p, size: h.size } : p;
 }
 
-/** The one server name of a whole ClientHello handshake message (its 4-byte header included). */
-function helloName(hs: Buffer): { state: 'name'; name: string } | Refusal {
+/**
+ * The one server name of a whole ClientHello handshake message (its 4-byte header included),
+ * and whether it offers early data (`early`, only when it does).
+ */
+function helloName(hs: Buffer): { state: 'name'; name: string; early?: true } | Refusal {
   let at = 4 + 2 + 32;
   const skip = (lenBytes: 1 | 2): boolean => {
     if (at + lenBytes > hs.length) return false;
@@ -85,6 +93,7 @@ function helloName(hs: Buffer): { state: 'name'; name: string } | Refusal {
   at += 2;
   const seen = new Set<number>();
   let name: string | undefined;
+  let early = false;
   while (at < hs.length) {
     if (at + 4 > hs.length) return refuse('a malformed ClientHello');
     const type = hs.readUInt16BE(at);
@@ -96,6 +105,7 @@ function helloName(hs: Buffer): { state: 'name'; name: string } | Refusal {
     seen.add(type);
     if (type === EXT_ECH || type === EXT_ESNI)
       return refuse('an encrypted ClientHello (its real name is hidden)');
+    if (type === EXT_EARLY_DATA) early = true;
     if (type !== EXT_SERVER_NAME) continue;
     // One entry of type host_name: a list of two is two names.
     if (len < 5 || body.readUInt16BE(0) !== len - 2 || body[2] !== 0 || body.readUInt16BE(3) !== len - 5)
@@ -103,7 +113,8 @@ function helloName(hs: Buffer): { state: 'name'; name: string } | Refusal {
     name = plainName(body.toString('latin1', 5));
     if (!name) return refuse('a server name that is not a plain host name');
   }
-  return name ? { state: 'name', name } : refuse('a ClientHello without a server name');
+  if (!name) return refuse('a ClientHello without a server name');
+  return early ? { state: 'name', name, early } : { state: 'name', name };
 }
 
 const METHOD = /^[A-Z]{1,20}$/;
@@ -331,6 +342,13 @@ const OTHER_NAME = 'a later request or ClientHello names another site';
  * bytes of a ClientHello (at most MAX_PEEK_BYTES) and of record and message headers. The
  * gate feeds it what follows the first ClientHello's records (peekTls read those, and they
  * end with it), so it starts as on a new connection.
+ *
+ * Early data: after a ClientHello that offers it, application_data records may be 0-RTT
+ * data the server skips unread when it rejects it, and a HelloRetryRequest's second
+ * ClientHello comes after them (RFC 8446 4.2.10): an agent can send any bytes as such a
+ * record, so they are passed over, not taken as the encryption, until a later ClientHello
+ * that does not offer early data (none may: then the records are the handshake's), to the
+ * connection's end when none comes.
  */
 export class TlsFollower {
   /** A record header not whole yet. */
@@ -348,7 +366,11 @@ export class TlsFollower {
   /** A ClientHello longer than the fence reads: refused if another record continues it. */
   private tooBig = false;
 
-  constructor(private readonly name: string) {}
+  /** `early`: the first ClientHello (read by peekTls) offers early data. */
+  constructor(
+    private readonly name: string,
+    private early = false,
+  ) {}
 
   feed(d: Buffer): Follow {
     let at = 0;
@@ -361,8 +383,8 @@ export class TlsFollower {
         this.type = this.header[0];
         const len = this.header.readUInt16BE(3);
         this.header = Buffer.alloc(0);
-        if (this.type === 23) return { state: 'done', out: [d] };
-        if (this.type < 20 || this.type > 22)
+        if (this.type === 23 && !this.early) return { state: 'done', out: [d] };
+        if (this.type < 20 || this.type > 23)
           return { state: 'refuse', why: 'a TLS record of another type before the encrypted data' };
         if (len > 16384 + 2048) return { state: 'refuse', why: 'a TLS record of an invalid length' };
         if (this.type === 22 && this.tooBig && len)
@@ -401,6 +423,7 @@ export class TlsFollower {
         this.hello = [];
         if (p.state !== 'name') return p.state === 'refuse' ? p.why : 'a malformed ClientHello';
         if (p.name !== this.name) return OTHER_NAME;
+        this.early = p.early === true;
         continue;
       }
       const need = 4 - this.msgHeader.length;

@@ -119,7 +119,9 @@ export class WebGate {
         c,
         buf.subarray(0, p.size),
         buf.subarray(p.size),
-        'body' in p ? new HttpFollower(p.name, p.body) : new TlsFollower(p.name),
+        'body' in p
+          ? new HttpFollower(p.name, p.body)
+          : new TlsFollower(p.name, 'early' in p && p.early === true),
         address,
         port,
         () => {

@@ -171,6 +171,35 @@ describe('TlsFollower: every ClientHello up to the first encrypted record', () =
     );
   });
 
+  test('hostile: after a ClientHello offering early data, an application_data record (0-RTT, skipped by a server that rejects it) does not end the reading: a second ClientHello naming another site is refused', () => {
+    const EARLY = ext(42, Buffer.alloc(0));
+    const early = hello([sni('allowed.test'), EARLY]);
+    expect(peekTls(early)).toEqual({ state: 'name', name: 'allowed.test', size: early.length, early: true });
+    const flight = Buffer.concat([data, data, CCS, hello([sni('other.test')]), data]);
+    for (const step of [1, 7, 10000])
+      expect(follow(new TlsFollower('allowed.test', true), flight, step)).toBe(
+        'refuse: a later request or ClientHello names another site',
+      );
+    // Without early data offered, the first application_data record is the encryption, as before.
+    expect(follow(new TlsFollower('allowed.test'), flight)).toBe('done');
+    // The same name in the second ClientHello (which offers no early data): the next
+    // application_data record is the handshake's, and ends the reading.
+    const ok = Buffer.concat([
+      data,
+      CCS,
+      hello([sni('allowed.test')]),
+      data,
+      record(22, message(1, Buffer.alloc(9))),
+    ]);
+    for (const step of [1, 10000])
+      expect(follow(new TlsFollower('allowed.test', true), ok, step)).toBe('done');
+    // 0-RTT accepted (no second ClientHello): read to the end, every record framed.
+    expect(follow(new TlsFollower('allowed.test', true), Buffer.concat([data, data, data]))).toBe('go');
+    expect(
+      follow(new TlsFollower('allowed.test', true), Buffer.concat([data, record(24, Buffer.alloc(3))])),
+    ).toMatch(/^refuse/);
+  });
+
   test.each([
     ['a record of another type', record(24, Buffer.alloc(3))],
     ['not TLS', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
