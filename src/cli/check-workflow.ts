@@ -84,6 +84,22 @@ export function order(job: JobInfo): Found[] {
       message: `report must be the last Cordon step of ${where(job)}, but ${cordon[report + 1].action} (line ${cordon[report + 1].line}) runs after it`,
       suggestion: 'move report below every other Cordon step, so the summary covers all of them',
     });
+  // publish pushes what run recorded: before it (or with no run at all) there is no record.
+  const lastRun = cordon.reduce((at, s, k) => (s.action === 'run' || s.action === 'agent' ? k : at), -1);
+  cordon.forEach((s, k) => {
+    if (s.action !== 'publish' || (lastRun >= 0 && k > lastRun)) return;
+    found.push({
+      line: s.line,
+      column: s.column,
+      severity: 'error',
+      code: 'step-order',
+      message:
+        lastRun < 0
+          ? `publish needs run (or agent) before it in ${where(job)}: it pushes only commits run recorded as made by the agent`
+          : `publish must come after run (or agent) in ${where(job)}, but ${cordon[lastRun].action} (line ${cordon[lastRun].line}) runs after it`,
+      suggestion: 'place publish after the step that runs the agent (and before report)',
+    });
+  });
   // Without start's public seal key, report cannot tell a killed run's forged closing lines
   // from run's own (start's post can, after the upload).
   if (report >= 0 && cordon.some((s) => s.action === 'run') && !cordon[report].with.has('seal-key'))
@@ -183,6 +199,11 @@ function endpoints(s: CordonStep, awsRegion: string | undefined): { name: string
   }
   if (s.action === 'github-token' || ((s.action === 'run' || agentLike(s)) && given(s, 'github-app-id')))
     out.push({ name: 'api.github.com', why: `${label(s)} mints a GitHub App token` });
+  if (s.action === 'publish')
+    out.push(
+      { name: 'api.github.com', why: 'publish mints its GitHub App token' },
+      { name: 'github.com', why: 'publish pushes the commits there' },
+    );
   return out;
 }
 

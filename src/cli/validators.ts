@@ -8,6 +8,7 @@ import { parseRunInputs } from '../actions/run/inputs.js';
 import { parseSecretsActionInputs } from '../secrets/inputs.js';
 import { parseStartInputs } from '../actions/start/inputs.js';
 import { parseReportInputs } from '../actions/report/inputs.js';
+import { parsePublishInputs } from '../actions/publish/inputs.js';
 
 export const validators: Record<string, (env: Env) => unknown> = {
   start: (env) => parseStartInputs(env),
@@ -17,4 +18,5 @@ export const validators: Record<string, (env: Env) => unknown> = {
   run: (env) => parseRunInputs(env),
   secrets: (env) => parseSecretsActionInputs(new Inputs('secrets', env)),
   report: (env) => parseReportInputs(env),
+  publish: (env) => parsePublishInputs(env),
 };

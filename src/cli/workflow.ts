@@ -8,7 +8,17 @@ import { field, parseYaml, text, type Pos, type View } from './yaml-view.js';
 
 /** Cordon's repository under the names it is published as (README and docs use both). */
 export const CORDON_REPOS = ['cordon-dev/cordon', 'octo-org/cordon'];
-export const CORDON_ACTIONS = ['start', 'aws', 'egress', 'secrets', 'run', 'github-token', 'agent', 'report'];
+export const CORDON_ACTIONS = [
+  'start',
+  'aws',
+  'egress',
+  'secrets',
+  'run',
+  'github-token',
+  'agent',
+  'report',
+  'publish',
+];
 /** `jobs.<id>.uses` of the reusable workflow; the name `cordon check` gives it. */
 export const REUSABLE = 'agent-workflow';
 

@@ -37,6 +37,8 @@ export interface GithubApiOptions {
   overGrantRepositories?: string[];
   /** Token lifetime in seconds (GitHub: one hour). */
   tokenLifetimeS?: number;
+  /** `default_branch` of every repository (GET /repos/{owner}/{repo}); `main` by default. */
+  defaultBranch?: string;
 }
 
 export interface ApiCall {
@@ -358,6 +360,26 @@ export async function startGithubApi(opts: GithubApiOptions): Promise<GithubApiS
       return send(200, {
         total_count: names.length,
         repositories: names.map((r, n) => ({ id: 5000 + n, name: r, full_name: `${inst?.account}/${r}` })),
+      });
+    }
+    const repoPath = /^\/repos\/([^/]+)\/([^/]+)$/.exec(path);
+    if (method === 'GET' && repoPath) {
+      const t = tokenFor(req);
+      if (!t) return error(401, 'Bad credentials');
+      const inst = opts.installations.find((i) => i.id === t.installationId);
+      const [owner, name] = [decodeURIComponent(repoPath[1]), decodeURIComponent(repoPath[2])];
+      const reaches =
+        inst?.account.toLowerCase() === owner.toLowerCase() &&
+        (t.repositories.length
+          ? t.repositories.some((r) => r.toLowerCase() === name.toLowerCase())
+          : inst.repositories === 'all' ||
+            inst.repositories.some((r) => r.toLowerCase() === name.toLowerCase()));
+      if (!reaches) return error(404, 'Not Found', `${DOCS}/repos/repos#get-a-repository`);
+      return send(200, {
+        name,
+        full_name: `${inst.account}/${name}`,
+        private: true,
+        default_branch: opts.defaultBranch ?? 'main',
       });
     }
     const user = /^\/users\/([^/]+)$/.exec(path);

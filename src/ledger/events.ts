@@ -361,6 +361,28 @@ export interface ReportFollowed {
 }
 
 /** Every event type Cordon writes, with its data shape. */
+/** `publish` pushed the run's commits (src/actions/publish): never the token. */
+export interface PublishPushed {
+  branch: string;
+  commit: string;
+  /** Commits between the recorded start and the commit pushed. */
+  commits: number;
+  /** The remote pushed to (`<server>/<owner>/<repo>.git`). */
+  remote: string;
+  /** What became of the step's own token: `revoked` (confirmed dead) or why not. */
+  token: string;
+}
+
+/** `publish` pushed nothing, and why. */
+export interface PublishRefused {
+  branch: string;
+  /** The workspace's HEAD when it could be read. */
+  commit?: string;
+  reason: string;
+  /** Set when a token had been minted: `revoked` (confirmed dead) or why not. */
+  token?: string;
+}
+
 export interface EventTypes {
   'run.recorded': RunRecorded;
   'credentials.issued': CredentialsIssued;
@@ -383,6 +405,8 @@ export interface EventTypes {
   'ledger.tampered': LedgerTampered;
   'report.written': ReportWritten;
   'report.followed': ReportFollowed;
+  'publish.pushed': PublishPushed;
+  'publish.refused': PublishRefused;
 }
 
 /**

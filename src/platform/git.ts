@@ -56,6 +56,12 @@ export interface GitOptions {
    * because nothing its configuration names runs.
    */
   safeDirectory?: string;
+  /**
+   * Variables added to git's environment (publish's `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`:
+   * a setting that holds a token goes there, never on a command line, which every local
+   * user reads in /proc).
+   */
+  extraEnv?: Record<string, string>;
 }
 
 /** The whole environment git gets: no variable of the step reaches it. */
@@ -88,7 +94,7 @@ export function gitArgs(args: string[], safeDirectory?: string): string[] {
 export function gitBytes(args: string[], opts: GitOptions): Buffer {
   return execFileSync('git', gitArgs(args, opts.safeDirectory), {
     cwd: opts.cwd,
-    env: gitEnv(opts.home, opts.globalConfig),
+    env: { ...gitEnv(opts.home, opts.globalConfig), ...opts.extraEnv },
     input: opts.input,
     maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
     timeout: opts.timeoutMs ?? 60_000,

@@ -184,6 +184,18 @@ export const sampleEvents: { [K in keyof EventTypes]: EventTypes[K] } = {
     verdict: 'altered',
     changed: false,
   },
+  'publish.pushed': {
+    branch: 'agent/issue-42',
+    commit: 'c'.repeat(40),
+    commits: 2,
+    remote: 'https://github.com/octo-org/octo-repo.git',
+    token: 'revoked',
+  },
+  'publish.refused': {
+    branch: 'agent/issue-42',
+    commit: 'c'.repeat(40),
+    reason: 'the run ledger is altered',
+  },
 };
 
 /** A daemon report with nothing in it but what `over` sets (toEvent's input in unit tests). */
