@@ -100,6 +100,18 @@ export function order(job: JobInfo): Found[] {
       suggestion: 'place publish after the step that runs the agent (and before report)',
     });
   });
+  // Without it, publish (as report) cannot tell a killed run's forged closing lines from run's own.
+  for (const s of cordon)
+    if (s.action === 'publish' && lastRun >= 0 && !s.with.has('seal-key'))
+      found.push({
+        line: s.line,
+        column: s.column,
+        severity: 'warning',
+        code: 'publish-seal-key',
+        message: "publish is not given start's seal-key, so it cannot check that each run sealed its window",
+        suggestion:
+          "give start an id and add `seal-key: ${{ steps.<id>.outputs.seal-key }}` under publish's `with:`",
+      });
   // Without start's public seal key, report cannot tell a killed run's forged closing lines
   // from run's own (start's post can, after the upload).
   if (report >= 0 && cordon.some((s) => s.action === 'run') && !cordon[report].with.has('seal-key'))

@@ -398,6 +398,31 @@ describe('publish', () => {
     expect(writeTokens(w.s)).toEqual([]);
   }, 120000);
 
+  test('hostile: the agent commits a secret run handed it (leak-scan: warn, so run passes): refused, nothing pushed, the secret named, not its value', async () => {
+    const w = await world();
+    const value = 'publish-leak-value-5c2e9d71aa';
+    const run = await w.j.run('run', 'main', {
+      inputs: {
+        run: `set -e\nprintf '%s\\n' "$TOKEN" > config.txt && git add config.txt\n${asBot} -m "agent: config"`,
+        user: 'runner',
+        secrets: 'TOKEN=env:SOURCE_VALUE',
+        'leak-scan': 'warn',
+      },
+      env: { SOURCE_VALUE: value },
+    });
+    expect(run.code).toBe(0);
+    expect(git(w.j.workspace, ['show', 'HEAD:config.txt'])).toBe(value);
+    const before = remoteRefs(w);
+    const r = await publish(w);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(
+      /publish: nothing pushed to agent\/issue-42: run's leak scan found TOKEN in \d+ place/,
+    );
+    expect(everything(w.j, [r])).not.toContain(value);
+    expect(remoteRefs(w)).toBe(before);
+    expect(writeTokens(w.s)).toEqual([]);
+  }, 120000);
+
   test('hostile: a tampered ledger (a line before the run rewritten): refused, nothing pushed, the record named', async () => {
     const w = await world();
     await agent(w, `set -e\necho e > e.txt && git add e.txt\n${asBot} -m "agent: e"`);

@@ -20,20 +20,32 @@ function workflow(steps: string, egress = ''): string {
 }
 
 const RUN = '      - uses: cordon-dev/cordon/actions/run@v1\n        with: { run: ./agent.sh }';
-const publish = (w: string): string =>
-  `      - uses: cordon-dev/cordon/actions/publish@v1\n        with:\n          app-id: \${{ vars.APP_ID }}\n          private-key: \${{ secrets.KEY }}\n${w}`;
+const publish = (w: string, seal = true): string =>
+  [
+    '      - uses: cordon-dev/cordon/actions/publish@v1',
+    '        with:',
+    '          app-id: ${{ vars.APP_ID }}',
+    '          private-key: ${{ secrets.KEY }}',
+    ...(seal ? ['          seal-key: ${{ steps.s.outputs.seal-key }}'] : []),
+    w,
+  ].join('\n');
 
 describe('cordon check: publish', () => {
-  test('after run, with a branch: clean', () => {
+  test('after run, with a branch and the seal key: clean; without the seal key: a warning', () => {
     const r = checkWorkflowText(workflow(`${RUN}\n${publish('          branch: agent/x')}`), 'w.yml');
     expect(r.problems).toEqual([]);
+    const bare = checkWorkflowText(
+      workflow(`${RUN}\n${publish('          branch: agent/x', false)}`),
+      'w.yml',
+    );
+    expect(bare.problems.map((p) => `${p.severity}:${p.code}`)).toEqual(['warning:publish-seal-key']);
   });
 
   test('before run, or with no run at all: step-order, naming run', () => {
     const before = checkWorkflowText(workflow(`${publish('          branch: agent/x')}\n${RUN}`), 'w.yml');
     expect(at(before.problems)).toEqual(['8:step-order:']);
     expect(before.problems[0].message).toMatch(
-      /publish must come after run .* but run \(line 13\) runs after it/,
+      /publish must come after run .* but run \(line 14\) runs after it/,
     );
     const none = checkWorkflowText(workflow(publish('          branch: agent/x')), 'w.yml');
     expect(none.problems[0].message).toMatch(/publish needs run \(or agent\) before it/);
@@ -44,12 +56,12 @@ describe('cordon check: publish', () => {
     expect(at(missing.problems)).toEqual(['10:invalid-input:branch']);
     expect(missing.problems[0].message).toMatch(/publish: input branch is required/);
     const bad = checkWorkflowText(workflow(`${RUN}\n${publish('          branch: agent..x')}`), 'w.yml');
-    expect(at(bad.problems)).toEqual(['14:invalid-input:branch']);
+    expect(at(bad.problems)).toEqual(['15:invalid-input:branch']);
     const both = checkWorkflowText(
       workflow(`${RUN}\n${publish('          branch: agent/x\n          client-id: Iv23abc')}`),
       'w.yml',
     );
-    expect(at(both.problems)).toEqual(['15:invalid-input:client-id']);
+    expect(at(both.problems)).toEqual(['16:invalid-input:client-id']);
   });
 
   test('an egress allowlist in front of it that blocks github.com is reported', () => {
