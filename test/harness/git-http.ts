@@ -129,6 +129,8 @@ export async function startGitHttp(opts: {
       const cgi = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
       const out: Buffer[] = [];
       cgi.stdout.on('data', (c: Buffer) => out.push(c));
+      // http-backend may answer (a GET) without reading its stdin: EPIPE is no failure.
+      cgi.stdin.on('error', () => undefined);
       cgi.stdin.end(body);
       cgi.on('close', () => {
         const all = Buffer.concat(out);

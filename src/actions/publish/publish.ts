@@ -255,9 +255,23 @@ export function pushCommit(opts: {
   try {
     const repo = join(dir, 'repo.git');
     const run = (args: string[], extraEnv?: Record<string, string>, timeoutMs?: number): string =>
-      gitBytes(['-c', 'core.commitGraph=false', ...args], { cwd: repo, extraEnv, timeoutMs }).toString(
-        'utf8',
-      );
+      gitBytes(
+        [
+          // The workspace's commit-graph, bitmaps and multi-pack index are files the agent
+          // wrote (read through the alternates): git takes parents and object lists from them
+          // without reading the objects. No gc of this repository either.
+          '-c',
+          'core.commitGraph=false',
+          '-c',
+          'pack.useBitmaps=false',
+          '-c',
+          'core.multiPackIndex=false',
+          '-c',
+          'gc.auto=0',
+          ...args,
+        ],
+        { cwd: repo, extraEnv, timeoutMs },
+      ).toString('utf8');
     gitBytes(['init', '-q', '--bare', '--template=', repo], { cwd: dir });
     mkdirSync(join(repo, 'objects', 'info'), { recursive: true });
     if (/[\n\r]/.test(opts.objects) || !opts.objects.startsWith('/'))
