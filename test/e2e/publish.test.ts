@@ -423,6 +423,19 @@ describe('publish', () => {
     expect(writeTokens(w.s)).toEqual([]);
   }, 120000);
 
+  test('a key of another App: no token, nothing pushed, the refusal recorded and the input named', async () => {
+    const w = await world();
+    await agent(w, `set -e\necho k > k.txt && git add k.txt\n${asBot} -m "agent: k"`);
+    const r = await publish(w, { 'private-key': makeAppKey().pkcs1 });
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(
+      /publish: nothing pushed to agent\/issue-42: GitHub does not accept the app JWT.*private-key is not a key of the app/,
+    );
+    expect(w.remote.requests).toEqual([]);
+    expect(writeTokens(w.s)).toEqual([]);
+    expect(ledger(w.j).filter((l) => l.type === 'publish.refused')).toHaveLength(1);
+  }, 120000);
+
   test('hostile: a tampered ledger (a line before the run rewritten): refused, nothing pushed, the record named', async () => {
     const w = await world();
     await agent(w, `set -e\necho e > e.txt && git add e.txt\n${asBot} -m "agent: e"`);

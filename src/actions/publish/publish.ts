@@ -15,7 +15,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { CordonError, describeError } from '../../platform/errors.js';
+import { CordonError, describeError, isCordonError } from '../../platform/errors.js';
 import { gitBytes } from '../../platform/git.js';
 import type { Ledger } from '../../ledger/ledger.js';
 import { eventsOf, unclassifiedCommits, type CommitsObserved } from '../../ledger/events.js';
@@ -396,7 +396,25 @@ export async function publish(inputs: PublishInputs, deps: PublishDeps): Promise
       ),
     );
   }
-  const t = await mintToken(inputs.app, { env, runner, registry, api: deps.api });
+  let t: Awaited<ReturnType<typeof mintToken>>;
+  try {
+    t = await mintToken(inputs.app, { env, runner, registry, api: deps.api });
+  } catch (e) {
+    // mintToken's own error (the key, the App, the installation) is the step's; recorded too.
+    const r = isCordonError(e)
+      ? new Refusal(
+          e.what.replace(/^publish: /, ''),
+          e.why ?? 'no token could be minted',
+          e.fix ?? 'see the error',
+          e.input,
+        )
+      : new Refusal(
+          `could not mint the token: ${shown(describeError(e), 300)}`,
+          'no token, no push',
+          'retry the job',
+        );
+    throw refused(r);
+  }
   const api = new GithubApi(inputs.app.apiUrl, { env, maxAttempts: 3, maxTotalMs: 30000, ...deps.api });
   let failure: Refusal | undefined;
   try {
