@@ -124,14 +124,15 @@ export function readBatch(out: Buffer, types: readonly string[] = ['commit']): M
 }
 
 /**
- * Whether `raw` is the commit object `sha` names: git hashes `commit <size>\0<content>`
+ * Whether `raw` is the object `sha` names (a commit unless `type` says otherwise): git hashes
+ * `<type> <size>\0<content>`
  * (SHA-1, or SHA-256 for a 64-digit name). git reads a loose or packed object without
  * checking that, so an object file rewritten in place (the agent pushes its human-authored
  * commit, then writes the bot's identity into the same file) is read as it now says.
  */
-export function objectMatches(sha: string, raw: Buffer): boolean {
+export function objectMatches(sha: string, raw: Buffer, type = 'commit'): boolean {
   const h = createHash(sha.length === 64 ? 'sha256' : 'sha1');
-  h.update(`commit ${raw.length}\0`);
+  h.update(`${type} ${raw.length}\0`);
   h.update(raw);
   return h.digest('hex') === sha.toLowerCase();
 }

@@ -10,7 +10,7 @@
 import { readdirSync, lstatSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { gitBytes } from '../../platform/git.js';
-import { readBatch } from '../../github/commit-objects.js';
+import { objectMatches, readBatch } from '../../github/commit-objects.js';
 
 export interface GitLimits {
   /** Directory levels under the workspace searched for repositories. */
@@ -357,8 +357,17 @@ export function readObjects(
       const raw = readBatch(out, ['blob', 'commit', 'tag', 'tree']);
       for (const o of chunk) {
         const data = raw.get(o.sha);
-        if (data) visit(objectLabel(repo.rel, o), data);
-        else notScanned.push(`${objectLabel(repo.rel, o)} (gone before it was read)`);
+        if (data) {
+          // A pack index or multi-pack-index the command wrote can name one object's bytes
+          // with another's name, and git reads them unchecked. What else reads the store
+          // (publish's push, from a repository whose alternates name this one, without the
+          // multi-pack-index) may find the real object, with the value, under that name.
+          if (!objectMatches(o.sha, data, o.type))
+            notScanned.push(
+              `${objectLabel(repo.rel, o)} (the bytes git gave for it do not hash to its name: a pack index or object file was rewritten)`,
+            );
+          visit(objectLabel(repo.rel, o), data);
+        } else notScanned.push(`${objectLabel(repo.rel, o)} (gone before it was read)`);
       }
       chunk = [];
       chunkBytes = 0;

@@ -1,6 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import {
   findRepos,
@@ -128,5 +129,65 @@ describe('leak scan: git objects', () => {
       /git could not read its objects \(.+\)/,
     );
     expect(changes.notScanned.find((s) => s.startsWith('out: '))).toMatch(/git could not read its objects/);
+  });
+  test('an object whose bytes do not hash to its name (a lying pack index behind a multi-pack-index) is named as not scanned', () => {
+    const ws = tempDir('cordon-leaks-git-');
+    git(ws, 'init', '-q', '-b', 'main');
+    git(ws, 'commit', '-q', '--allow-empty', '-m', 'base');
+    const before = snapshotGit(ws);
+    // The command: a value in pack p2 (kept aside), clean bytes in pack p1 whose index names
+    // them as the value's blob; a multi-pack-index written from that index; then p1's real
+    // index back and p2 beside it. git reading with the multi-pack-index (the scan) gets the
+    // clean bytes under the value's name; without it (publish's push) the value.
+    const scratch = tempDir('cordon-leaks-git-scratch-');
+    git(scratch, 'init', '-q');
+    const hash = (text: string): string =>
+      execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: scratch, input: text }).toString().trim();
+    const value = hash('AKIAIOSFODNN7EXAMPLE the value\n');
+    const clean = hash('clean bytes....\n');
+    const aside = tempDir('cordon-leaks-git-aside-');
+    const pack = (sha: string, base: string): void => {
+      execFileSync('git', ['pack-objects', '-q', base], { cwd: scratch, input: `${sha}\n` });
+    };
+    const packDir = join(ws, '.git', 'objects', 'pack');
+    pack(value, join(aside, 'p2'));
+    pack(clean, join(packDir, 'p1'));
+    const idx = join(
+      packDir,
+      readdirSync(packDir).find((f) => f.startsWith('p1-') && f.endsWith('.idx'))!,
+    );
+    copyFileSync(idx, join(aside, 'p1.idx'));
+    // A v2 index of one object, renamed: fan-out, the one name, then the rest as it was.
+    const real = readFileSync(idx);
+    const name = Buffer.from(value, 'hex');
+    const fanout = Buffer.alloc(1024);
+    for (let i = name[0]; i < 256; i++) fanout.writeUInt32BE(1, i * 4);
+    const body = Buffer.concat([
+      real.subarray(0, 8),
+      fanout,
+      name,
+      real.subarray(8 + 1024 + 20, real.length - 20),
+    ]);
+    writeFileSync(idx, Buffer.concat([body, createHash('sha1').update(body).digest()]));
+    git(ws, 'multi-pack-index', 'write');
+    copyFileSync(join(aside, 'p1.idx'), idx);
+    for (const f of readdirSync(aside).filter((f) => f.startsWith('p2-')))
+      renameSync(join(aside, f), join(packDir, f));
+    const tree = execFileSync('git', ['mktree'], { cwd: ws, input: `100644 blob ${value}\tnotes.txt\n` })
+      .toString()
+      .trim();
+    git(ws, 'update-ref', 'refs/heads/main', git(ws, 'commit-tree', tree, '-p', 'HEAD', '-m', 'work'));
+    expect(git(ws, 'cat-file', 'blob', value)).toBe('clean bytes....');
+    expect(git(ws, '-c', 'core.multiPackIndex=false', 'cat-file', 'blob', value)).toBe(
+      'AKIAIOSFODNN7EXAMPLE the value',
+    );
+
+    const changes = gitChanges(ws, before);
+    const read = new Map<string, string>();
+    const notRead = readObjects(changes, (label, data) => read.set(label, data.toString()));
+    expect(read.get(`notes.txt@${value.slice(0, 12)}`)).toBe('clean bytes....\n');
+    expect(notRead).toEqual([
+      `notes.txt@${value.slice(0, 12)} (the bytes git gave for it do not hash to its name: a pack index or object file was rewritten)`,
+    ]);
   });
 });
