@@ -398,6 +398,36 @@ describe('publish', () => {
     expect(writeTokens(w.s)).toEqual([]);
   }, 120000);
 
+  test("hostile: the agent's commit on top of a commit in the bot's name made after start but outside run: refused, the earlier commit named, nothing pushed", async () => {
+    const w = await world();
+    // A step between start and run commits in the bot's name: listed among the run's
+    // commits as the bot's, but no run saw it made and no leak scan read it.
+    writeFileSync(join(w.j.workspace, 'between.txt'), 'between\n');
+    git(w.j.workspace, ['add', '-A']);
+    git(w.j.workspace, [
+      '-c',
+      `user.name=${BOT}`,
+      '-c',
+      `user.email=${BOT_EMAIL}`,
+      'commit',
+      '-q',
+      '-m',
+      'between',
+    ]);
+    const between = git(w.j.workspace, ['rev-parse', 'HEAD']);
+    const run = await agent(w, `set -e\necho work > work.txt && git add work.txt\n${asBot} -m "agent: work"`);
+    expect(run.code).toBe(0);
+    const head = git(w.j.workspace, ['rev-parse', 'HEAD']);
+    expect(git(w.j.workspace, ['rev-parse', 'HEAD~1'])).toBe(between);
+    const before = remoteRefs(w);
+    const r = await publish(w);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toContain(`${between.slice(0, 12)} (the bot's, not made in a run)`);
+    expect(errorOf(r)).not.toContain(head.slice(0, 12));
+    expect(remoteRefs(w)).toBe(before);
+    expect(writeTokens(w.s)).toEqual([]);
+  }, 120000);
+
   test('hostile: the agent commits a secret run handed it (leak-scan: warn, so run passes): refused, nothing pushed, the secret named, not its value', async () => {
     const w = await world();
     const value = 'publish-leak-value-5c2e9d71aa';

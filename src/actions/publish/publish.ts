@@ -116,17 +116,23 @@ async function whatToPush(
       'have the agent squash its work',
     );
   const verdicts = new Map(observed.commits.map((c) => [c.sha, c.verdict]));
-  const notAgents = range.filter((sha) => verdicts.get(sha) !== 'agent');
+  // The agent's own are the bot's commits run saw made: one in the bot's name made outside a
+  // run (an earlier run's, a step's before run) was never scanned and is not this agent's.
+  const created = new Set(eventsOf(events, 'run.finished').flatMap((f) => f.commitsCreated ?? []));
+  const why = (sha: string): string =>
+    verdicts.get(sha) === 'agent'
+      ? "the bot's, not made in a run"
+      : (verdicts.get(sha) ?? 'not made in this run');
+  const notAgents = range.filter((sha) => verdicts.get(sha) !== 'agent' || !created.has(sha));
   if (notAgents.length)
     throw new Refusal(
       `${notAgents.length} commit(s) between the recorded start (${observed.base.slice(0, 12)}) and HEAD are not the agent's in Cordon's record: ${notAgents
         .slice(0, 5)
-        .map((s) => `${s.slice(0, 12)} (${verdicts.get(s) ?? 'not made in this run'})`)
+        .map((s) => `${s.slice(0, 12)} (${why(s)})`)
         .join(', ')}`,
       "publish pushes only the agent's own commits made in this run; a commit from before the run is someone else's to push",
       "base the agent's work on the commit the run started from (the checkout), and let it commit only as its bot",
     );
-  const created = new Set(eventsOf(events, 'run.finished').flatMap((f) => f.commitsCreated ?? []));
   if (!created.has(head))
     throw new Refusal(
       `HEAD (${head.slice(0, 12)}) is not a commit run saw made`,
