@@ -226,7 +226,11 @@ maybe('credential broker', () => {
       .map((e) => (e.data.requester as { comm?: string } | undefined)?.comm);
     expect(requesters.some((c) => /python/.test(c ?? ''))).toBe(true);
     const report = await b.stop();
-    expect(report.awsRefreshes).toBe(refreshed.length);
+    // boto3 refreshes credentials that live under 15 minutes on its own calls, so how many
+    // exchanges there were depends on its timing; the ledger, read once the broker stopped
+    // (every line it wrote flushed), and its report must agree on the count.
+    expect(report.awsRefreshes).toBe(events(j, 'credentials.refreshed').length);
+    expect(report.awsRefreshes).toBeGreaterThanOrEqual(refreshed.length);
     expect(report.unauthorized).toBe(0);
     expect(report.handedOutValidUntil).toBeDefined();
   }, 90000);
