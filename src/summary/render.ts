@@ -1,6 +1,6 @@
 /**
  * Ledger -> attribution summary: who the agent was, what it was allowed, what it touched,
- * what was blocked, and which commits it authored. The same model renders to the job
+ * what was blocked, which commits it authored and what publish pushed. The same model renders to the job
  * summary (markdown), a standalone HTML page and attribution.json.
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
@@ -18,6 +18,7 @@ import { capTables, renderHtmlPage, renderMarkdown, renderText, type Block } fro
 import { allowedSection, commitsSection, otherSection, touchedSection, whoSection } from './sections.js';
 import { blockedSection, leaksSection, listedNames, shownReport } from './blocked.js';
 import { findingBlocks } from './findings.js';
+import { publishSection, shownPublishEvent, shownPushed, shownRefused } from './publish.js';
 
 export const SUMMARY_LIMIT_BYTES = 1024 * 1024;
 
@@ -147,6 +148,7 @@ export function buildBlocks(input: SummaryInput): Block[] {
     ...blockedSection(events),
     ...leaksSection(events),
     ...commitsSection(events),
+    ...publishSection(events),
     ...(intact ? record : []),
     ...otherSection(events, input.lines),
   ];
@@ -181,12 +183,15 @@ export function renderSummaryHtml(input: SummaryInput): string {
 }
 
 /**
- * An event as attribution.json holds it: an egress.report's names as the summary shows them,
+ * An event as attribution.json holds it: a publish line as the summary shows it (publish.ts),
+ * an egress.report's names as the summary shows them,
  * and run.recorded's tag record (a salt and up to 8192 digests, 128 KiB) as its count and
  * whether it was cut. The ledger keeps the record: post reads it there, and the chain hashes
  * the line as written; the artifact holds parsed events, not lines to verify.
  */
 function shownEvent(e: LedgerEvent, listed: readonly string[]): LedgerEvent {
+  const published = shownPublishEvent(e);
+  if (published) return published;
   const report = dataOf(e, 'egress.report');
   if (report) return { ...e, data: { ...shownReport(report, listed) } };
   const run = dataOf(e, 'run.recorded');
@@ -229,6 +234,10 @@ export function buildAttribution(input: SummaryInput): Record<string, unknown> {
     secrets: eventsOf(events, 'secrets.fetched'),
     runs: { started: eventsOf(events, 'run.started'), finished: eventsOf(events, 'run.finished') },
     commits: commitsListed(eventsOf(events, 'commits.observed')),
+    publish: {
+      pushed: eventsOf(eventsIn(input), 'publish.pushed').map(shownPushed),
+      refused: eventsOf(eventsIn(input), 'publish.refused').map(shownRefused),
+    },
     events: input.lines.flatMap((l) => (l.event ? [shown(l.event)] : [])),
     ...(input.pending?.length ? { pending: input.pending.map(shown) } : {}),
   };

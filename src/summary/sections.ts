@@ -1,7 +1,7 @@
 /**
  * The summary's sections, one function each, in the order they are shown: who the agent was,
  * what it was allowed, what it touched, (blocked.ts: what was blocked, secrets left behind)
- * the commits it authored, and everything else. Each turns the ledger's events into blocks (see doc.ts).
+ * the commits it authored, (publish.ts: what publish pushed or refused) and everything else. Each turns the ledger's events into blocks (see doc.ts).
  */
 import type { LedgerEvent, LedgerLine } from '../ledger/ledger.js';
 import {
@@ -43,6 +43,8 @@ const KNOWN: Known[] = [
   'ledger.tampered',
   'report.written',
   'report.followed',
+  'publish.pushed',
+  'publish.refused',
 ];
 
 /** Who asked the broker: `comm (pid N, uid U)`, or `uid U` when only the socket's owner is known. */

@@ -1,0 +1,156 @@
+/** The summary's "Published" part: publish.pushed and publish.refused in every form. */
+import { describe, expect, test } from '@jest/globals';
+import { join } from 'node:path';
+import { Ledger, type LedgerLine } from '../../src/ledger/ledger.js';
+import { SecretRegistry } from '../../src/platform/mask.js';
+import {
+  buildAttribution,
+  renderSummaryHtml,
+  renderSummaryMarkdown,
+  renderSummaryText,
+} from '../../src/summary/render.js';
+import { verdictFor } from '../../src/ledger/verify.js';
+import { sampleEvents } from '../harness/sample-events.js';
+import { appendAny } from '../harness/ledger.js';
+import { tempDir } from '../harness/tmp.js';
+
+const COMMIT = 'c'.repeat(40);
+const TOKEN = 'ghs_' + 'A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8';
+
+/** A ledger of run.recorded, commits.observed and the given publish lines. */
+function ledgerOf(publish: [string, object][]): LedgerLine[] {
+  const ledger = new Ledger(join(tempDir('cordon-sum-pub-'), 'ledger.jsonl'), {
+    action: 'test',
+    registry: new SecretRegistry(() => {}),
+  });
+  ledger.open();
+  appendAny(ledger, 'run.recorded', sampleEvents['run.recorded']);
+  appendAny(ledger, 'commits.observed', sampleEvents['commits.observed']);
+  const asPublish = new Ledger(ledger.path, { action: 'publish', registry: new SecretRegistry(() => {}) });
+  for (const [type, data] of publish) appendAny(asPublish, type, data);
+  return ledger.read();
+}
+
+function forms(lines: LedgerLine[]): { md: string; html: string; text: string; json: string } {
+  const input = { lines, verdict: verdictFor(lines) };
+  return {
+    md: renderSummaryMarkdown(input),
+    html: renderSummaryHtml(input),
+    text: renderSummaryText(input),
+    json: JSON.stringify(buildAttribution(input)),
+  };
+}
+
+describe('the summary: what publish pushed or refused', () => {
+  test('publish.pushed: a Published part names the branch, the commit, how many commits and the repository, in markdown, HTML, text and attribution.json', () => {
+    const lines = ledgerOf([['publish.pushed', sampleEvents['publish.pushed']]]);
+    const { md, html, text, json } = forms(lines);
+    expect(md).toContain('### Published');
+    expect(md).toContain(
+      "| Pushed to branch | Commit | Commits | Repository | publish's token |\n| --- | --- | --- | --- | --- |\n" +
+        '| agent/issue-42 | cccccccccccc | 2 | github.com/octo-org/octo-repo | revoked (a call with it answered 401) |',
+    );
+    expect(md).not.toContain('### Other events');
+    expect(md.indexOf('### Published')).toBeGreaterThan(md.indexOf('### Commits the agent authored'));
+    expect(html).toContain('<h3>Published</h3>');
+    expect(html).toContain('<td>github.com/octo-org/octo-repo</td>');
+    expect(text).toContain('-- Published --');
+    expect(text).toMatch(/agent\/issue-42 +\| cccccccccccc \| 2 +\| github\.com\/octo-org\/octo-repo/);
+    const attribution = JSON.parse(json) as { publish: { pushed: unknown[]; refused: unknown[] } };
+    expect(attribution.publish).toEqual({
+      pushed: [
+        {
+          branch: 'agent/issue-42',
+          commit: COMMIT,
+          commits: 2,
+          repository: 'github.com/octo-org/octo-repo',
+          token: 'revoked (a call with it answered 401)',
+        },
+      ],
+      refused: [],
+    });
+  });
+
+  test('publish.refused: a hostile reason with markdown, HTML and control characters is shown inert in every form', () => {
+    const reason =
+      'HEAD is not the agent\'s\n\n## Injected heading\n<img src=x onerror="alert(1)"> \x1b[31m**bold**|col| ' +
+      '[link](https://evil.test) @octocat \u202Eright-to-left\r- a list item';
+    const lines = ledgerOf([
+      ['publish.refused', { branch: 'agent/issue-42', commit: COMMIT, reason, token: 'revoked' }],
+    ]);
+    // The line holds the hostile text as written: what the summary shows is its doing.
+    expect(lines.some((l) => l.raw.includes('<img src=x'))).toBe(true);
+    const { md, html, text, json } = forms(lines);
+    expect(md).toContain('### Published');
+    expect(md).toContain('**Refused: nothing was pushed to branch agent/issue-42 (HEAD cccccccccccc): ');
+    for (const out of [md, html, text, json]) {
+      expect(out).not.toContain('\x1b');
+      expect(out).not.toContain('\u202E');
+    }
+    expect(md).not.toMatch(/^## Injected/m);
+    expect(md).not.toMatch(/^- a list item/m);
+    expect(md).not.toContain('<img');
+    expect(md).toContain('&lt;img src=x onerror="alert(1)"&gt;');
+    expect(md).toContain('\\\\x1b\\[31m\\*\\*bold\\*\\*\\|col\\|');
+    expect(md).toContain('\\[link\\](https://evil.test) &#64;octocat \\\\u202eright-to-left');
+    expect(html).not.toContain('<img');
+    expect(html).toContain('&lt;img src=x onerror=&quot;alert(1)&quot;&gt;');
+    expect(html).toContain('\\x1b[31m');
+    expect(text).not.toMatch(/^## Injected/m);
+    expect(text).toContain('>> Refused: nothing was pushed to branch agent/issue-42');
+    expect(text).toContain('\\x1b[31m**bold**');
+    const attribution = JSON.parse(json) as { publish: { refused: { reason: string }[] } };
+    expect(attribution.publish.refused[0].reason).toContain('\\x1b[31m');
+    expect(attribution.publish.refused[0].reason).not.toContain('\n');
+  });
+
+  test('neither publish.pushed nor publish.refused: no Published part', () => {
+    const lines = ledgerOf([]);
+    const { md, html, text, json } = forms(lines);
+    expect(md).toContain('### Commits the agent authored');
+    expect(md).not.toContain('Published');
+    expect(html).not.toContain('Published');
+    expect(text).not.toContain('Published');
+    expect(JSON.parse(json)).toMatchObject({ publish: { pushed: [], refused: [] } });
+  });
+
+  test('a publish line with a token-like field shows no token, in no form', () => {
+    const lines = ledgerOf([
+      [
+        'publish.pushed',
+        {
+          ...sampleEvents['publish.pushed'],
+          remote: `https://x-access-token:${TOKEN}@github.com/octo-org/octo-repo.git?t=${TOKEN}`,
+          token: TOKEN,
+          accessToken: TOKEN,
+        },
+      ],
+      [
+        'publish.refused',
+        { branch: 'agent/x', reason: 'refused', token: `not revoked: HTTP 500 token=${TOKEN}`, auth: TOKEN },
+      ],
+    ]);
+    // The lines hold it (a forged line can): the summary must not show it.
+    expect(lines.filter((l) => l.raw.includes(TOKEN))).toHaveLength(2);
+    const { md, html, text, json } = forms(lines);
+    for (const out of [md, html, text]) expect(out).not.toContain(TOKEN.slice(4, 16));
+    const attribution = JSON.parse(json) as {
+      publish: { pushed: Record<string, unknown>[]; refused: Record<string, unknown>[] };
+      events: unknown[];
+    };
+    expect(JSON.stringify(attribution.publish)).not.toContain(TOKEN.slice(4, 16));
+    expect(JSON.stringify(attribution.events)).not.toContain(TOKEN.slice(4, 16));
+    expect(md).not.toContain('accessToken');
+    expect(md).toContain('github.com/octo-org/octo-repo');
+    expect(md).toContain('(not a state publish records: not shown)');
+    expect(md).toContain("**publish's token for agent/issue-42 was not confirmed revoked");
+    expect(md).toContain('NOT confirmed revoked: HTTP 500 token=\\*\\*\\*');
+    expect(attribution.publish.pushed[0]).toEqual({
+      branch: 'agent/issue-42',
+      commit: COMMIT,
+      commits: 2,
+      repository: 'github.com/octo-org/octo-repo',
+      token: '(not a state publish records: not shown)',
+    });
+  });
+});
