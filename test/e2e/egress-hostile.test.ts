@@ -7,11 +7,11 @@
  * control that the same request to an allowed address does arrive. Needs root, nft, ip,
  * dig, python3, useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { run, stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import { requestReport } from '../../src/rootd/protocol.js';
 import {
@@ -26,23 +26,16 @@ import {
   asUid,
   connect,
   dig,
+  egressSuite,
   freeAgentUid,
   startDaemon,
+  untilReady,
   type Runs,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
 const PYTHON = '/usr/bin/python3';
-const usable =
-  canUseNetns() &&
-  ['/usr/sbin/nft', '/usr/bin/dig', PYTHON, '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
-    existsSync(f),
-  );
-if (!usable && process.env.CI === 'true')
-  throw new Error('egress-hostile e2e: needs root, nft, ip, dig, python3, useradd and setpriv (CI=true)');
-if (!usable)
-  console.warn('egress-hostile e2e skipped: needs root, nft, ip, dig, python3, useradd and setpriv');
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-hostile', ['python3']);
 
 /** The runner's address on the link to the "internet" (egress-topology.ts). */
 const RUNNER4 = '198.51.100.2';
@@ -160,20 +153,9 @@ suite('egress: UDP, ICMP, DoQ and inbound attacks, as the runner user and the ag
         s.on('message',(m,r)=>{console.log(JSON.stringify({to:a,port:p,data:m.toString()}));s.send(m,r.port,r.address)});
         s.bind(p,a,()=>{if(++n===t.length)console.log('ready')})}`;
     listener = w.internet.spawn([process.execPath, '-e', script, JSON.stringify(targets)]);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the UDP listener did not start in 10 s')), 10000);
-      let partial = '';
-      listener!.stdout!.on('data', (b: Buffer) => {
-        const lines = (partial + b.toString()).split('\n');
-        partial = lines.pop() ?? '';
-        for (const l of lines) {
-          if (l === 'ready') {
-            clearTimeout(timer);
-            resolve();
-          } else if (l) arrived.push(JSON.parse(l) as { to: string; port: number; data: string });
-        }
-      });
-    });
+    await untilReady(listener, 'the UDP listener', (l) =>
+      arrived.push(JSON.parse(l) as { to: string; port: number; data: string }),
+    );
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `hostile${process.pid}`,
       domains: parseDomains(`www.a.test rebind-runner.a.test ${RUNNER_ONLY}`),

@@ -5,11 +5,10 @@
  * root (the runner side) and never the agent, neither by name nor by address. Needs root,
  * nft, ip, dig, curl, useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { canUseNetns, run } from '../../src/devkit/netns.js';
 import { parseDomains, parseCidrs } from '../../src/fence/policy.js';
 import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
@@ -23,25 +22,19 @@ import {
   WEB4,
   WEB6,
   World,
+  addAgentUser,
   asUid,
   connect,
   dig,
+  egressSuite,
   fetchUrl,
+  setElements,
   startDaemon,
   type Runs,
-  freeAgentUid,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
-const usable =
-  canUseNetns() &&
-  ['/usr/sbin/nft', '/usr/bin/dig', '/usr/bin/curl', '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
-    existsSync(f),
-  );
-if (!usable && process.env.CI === 'true')
-  throw new Error('egress-identity e2e: needs root, nft, ip, dig, curl, useradd and setpriv (CI=true)');
-if (!usable) console.warn('egress-identity e2e skipped: needs root, nft, ip, dig, curl, useradd and setpriv');
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-identity', ['curl']);
 
 /** The agent's name (A) and the preset's (P): different addresses, both with a web server. */
 const A = 'www.a.test';
@@ -59,10 +52,6 @@ function startIdentityDaemon(w: World, dir: string, policy: 'block' | 'audit', t
   });
 }
 
-function setElements(w: World, set: string): string {
-  return w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
-}
-
 suite('egress per identity: the agent gets only its list', () => {
   const user = `cagent${process.pid % 100000}`;
   let uid = 0;
@@ -73,9 +62,7 @@ suite('egress per identity: the agent gets only its list', () => {
   let agent: Runs;
 
   beforeAll(async () => {
-    uid = freeAgentUid(0);
-    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
-    gid = Number(run(['id', '-g', user]).trim());
+    ({ uid, gid } = addAgentUser(user, 0));
     dir = tempDir('cordon-identity-');
     w = new World('p');
     // P answers over IPv6 too (an address off allowed-ips), for the agent's IPv6 refusal.

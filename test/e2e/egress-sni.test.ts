@@ -7,35 +7,33 @@
  * server name or Host header; the runner's own traffic is not gated. Needs root, nft, ip,
  * dig, curl, openssl, useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import { requestReport, stateDir } from '../../src/rootd/protocol.js';
 import { LISTED_BLOCKED } from '../../src/rootd/control.js';
 import { BLOCKED_SET_SIZE } from '../../src/fence/firewall.js';
 import { toEvent } from '../../src/actions/egress/report.js';
-import { WEB4, World, asUid, dig, freeAgentUid, startDaemon, type Runs } from './egress-topology.js';
+import {
+  WEB4,
+  World,
+  addAgentUser,
+  asUid,
+  dig,
+  egressSuite,
+  startSites,
+  startDaemon,
+  type Runs,
+} from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
+import { selfSignedCert } from '../harness/tls.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const TOOLS = [
-  '/usr/sbin/nft',
-  '/usr/bin/dig',
-  '/usr/bin/curl',
-  '/usr/bin/openssl',
-  '/usr/sbin/useradd',
-  '/usr/bin/setpriv',
-];
-const usable = canUseNetns() && TOOLS.every((f) => existsSync(f));
-if (!usable && process.env.CI === 'true')
-  throw new Error('egress-sni e2e: needs root, nft, ip, dig, curl, openssl, useradd and setpriv (CI=true)');
-if (!usable)
-  console.warn('egress-sni e2e skipped: needs root, nft, ip, dig, curl, openssl, useradd and setpriv');
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-sni', ['curl', 'openssl']);
 
 /** The one address (each family) both sites are served on. */
 const SHARED4 = '203.0.113.61';
@@ -52,39 +50,17 @@ function curl(ns: Runs, args: string[]): string {
 suite("the agent's web gate: a name on its list, on an address answered for that name", () => {
   const user = `csni${process.pid % 100000}`;
   let uid = 0;
+  let gid = 0;
   let w: World;
   let id: string;
   let agent: Runs;
   let sites: ChildProcess | undefined;
 
   beforeAll(async () => {
-    uid = freeAgentUid(7);
-    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
-    const gid = Number(run(['id', '-g', user]).trim());
+    ({ uid, gid } = addAgentUser(user, 7));
     const dir = tempDir('cordon-sni-');
     // One certificate for both names, as a CDN's edge may hold.
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    run([
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${ALLOWED}`,
-      '-addext',
-      `subjectAltName=DNS:${ALLOWED},DNS:${OTHER}`,
-    ]);
+    const { cert, key } = selfSignedCert(dir, [ALLOWED, OTHER]);
     w = new World('s');
     w.internet.addAddress('lo', `${SHARED4}/32`);
     w.internet.addAddress('lo', `${SHARED6}/128`);
@@ -97,22 +73,9 @@ suite("the agent's web gate: a name on its list, on an address answered for that
         [OTHER]: [{ type: 'A', value: SHARED4, ttl: 300 }],
       },
     });
-    const child = w.internet.spawn([
-      process.execPath,
-      join(HERE, 'egress-sites.mjs'),
-      JSON.stringify({ addresses: [SHARED4, SHARED6], cert, key }),
-    ]);
-    sites = child;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the sites did not start in 10 s')), 10000);
-      child.stdout!.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`the sites exited ${code}`)));
-    });
+    const started = startSites(w, { addresses: [SHARED4, SHARED6], cert, key });
+    sites = started.child;
+    await started.ready;
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `sni${process.pid}`,
       domains: parseDomains(`${ALLOWED}\n${OTHER}\nwww.a.test`),

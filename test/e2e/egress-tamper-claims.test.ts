@@ -17,11 +17,11 @@
  *
  * Needs root, nft, ip, dig, python3, useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { run, stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import { CONTROL_SOCKET, requestReport, stateDir, type DaemonState } from '../../src/rootd/protocol.js';
 import {
@@ -31,6 +31,7 @@ import {
   asUid,
   connect,
   dig,
+  egressSuite,
   freeAgentUid,
   startDaemon,
   type Runs,
@@ -38,18 +39,7 @@ import {
 import { tempDir } from '../harness/tmp.js';
 
 const PYTHON = '/usr/bin/python3';
-const usable =
-  canUseNetns() &&
-  ['/usr/sbin/nft', '/usr/bin/dig', PYTHON, '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) =>
-    existsSync(f),
-  );
-if (!usable && process.env.CI === 'true')
-  throw new Error(
-    'egress-tamper-claims e2e: needs root, nft, ip, dig, python3, useradd and setpriv (CI=true)',
-  );
-if (!usable)
-  console.warn('egress-tamper-claims e2e skipped: needs root, nft, ip, dig, python3, useradd and setpriv');
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-tamper-claims', ['python3']);
 
 /** The agent's name (on WEB4) and the runner's: the runner's list has both. */
 const A = 'www.a.test';

@@ -7,7 +7,8 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Netns, stop, veth } from '../../src/devkit/netns.js';
+import { describe } from '@jest/globals';
+import { Netns, canUseNetns, run, stop, veth } from '../../src/devkit/netns.js';
 import {
   launcherDropIn,
   removeState,
@@ -216,6 +217,76 @@ export function freeAgentUid(offset: number): number {
     if (spawnSync('getent', ['passwd', String(uid)]).status !== 0) return uid;
   }
   throw new Error('no free uid in the agents range');
+}
+
+/**
+ * The egress e2e files' `describe`: the real one when this machine has network namespaces,
+ * nft, ip, dig, useradd, setpriv and `more` (commands in /usr/bin, such as `curl`); else
+ * `describe.skip` with a warning, or, in CI (CI=true), an error. `name` is the test's
+ * (`egress-sni`).
+ */
+export function egressSuite(name: string, more: string[] = []): typeof describe.skip {
+  const tools = ['/usr/sbin/nft', '/usr/bin/dig', ...more.map((t) => `/usr/bin/${t}`)];
+  const usable =
+    canUseNetns() && [...tools, '/usr/sbin/useradd', '/usr/bin/setpriv'].every((f) => existsSync(f));
+  const needs = `root, nft, ip, dig, ${more.map((t) => `${t}, `).join('')}useradd and setpriv`;
+  if (!usable && process.env.CI === 'true') throw new Error(`${name} e2e: needs ${needs} (CI=true)`);
+  if (!usable) console.warn(`${name} e2e skipped: needs ${needs}`);
+  return usable ? describe : describe.skip;
+}
+
+/**
+ * Starts egress-sites.mjs in `w.internet`: HTTP on port 80 and HTTPS (`cert`, `key`) on 443
+ * of each of `addresses`, answering which site was asked for. `child` is there at once (for
+ * the caller's cleanup); `ready` resolves once every server listens (at most 10 s).
+ */
+export function startSites(
+  w: World,
+  cfg: { addresses: string[]; cert: string; key: string },
+): { child: ChildProcess; ready: Promise<void> } {
+  const child = w.internet.spawn([process.execPath, join(HERE, 'egress-sites.mjs'), JSON.stringify(cfg)]);
+  return { child, ready: untilReady(child, 'the sites') };
+}
+
+/**
+ * Waits (at most 10 s) for `child` to print the line `ready`, handing each other non-empty
+ * line to `line`; `what` names it in the errors (`the sites did not start in 10 s`).
+ */
+export function untilReady(
+  child: ChildProcess,
+  what: string,
+  line: (l: string) => void = () => {},
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start in 10 s`)), 10000);
+    let partial = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      const lines = (partial + b.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) {
+        if (l === 'ready') {
+          clearTimeout(timer);
+          resolve();
+        } else if (l) line(l);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`${what} exited ${code}`)));
+  });
+}
+
+/**
+ * Adds the Unix user `user` (its own group, no home, /bin/sh) on a free uid of the agents'
+ * range (`freeAgentUid(offset)`); returns its uid and gid. The caller deletes it (userdel).
+ */
+export function addAgentUser(user: string, offset: number): { uid: number; gid: number } {
+  const uid = freeAgentUid(offset);
+  run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
+  return { uid, gid: Number(run(['id', '-g', user]).trim()) };
+}
+
+/** The elements of the fence's nft set `set` (inet cordon) in `w.runner`, as nft lists them. */
+export function setElements(w: World, set: string): string {
+  return w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
 }
 
 /** Runs commands in `ns` as uid:gid, with no supplementary groups. */

@@ -16,11 +16,11 @@
  * Each attack has a control that shows the same request works where it is allowed. Needs
  * root, nft, ip, dig, python3 (the system's), unshare, useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { stop } from '../../src/devkit/netns.js';
 import { parseCidrs, parseDomains } from '../../src/fence/policy.js';
 import { requestReport } from '../../src/rootd/protocol.js';
 import { toEvent } from '../../src/actions/egress/report.js';
@@ -32,34 +32,20 @@ import {
   WEB4,
   WEB6,
   World,
+  addAgentUser,
   asUid,
   connect,
   dig,
-  freeAgentUid,
+  egressSuite,
+  setElements,
   startDaemon,
+  untilReady,
   type Runs,
 } from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
 
 const PYTHON = '/usr/bin/python3';
-const TOOLS = [
-  '/usr/sbin/nft',
-  '/usr/bin/dig',
-  PYTHON,
-  '/usr/bin/unshare',
-  '/usr/sbin/useradd',
-  '/usr/bin/setpriv',
-];
-const usable = canUseNetns() && TOOLS.every((f) => existsSync(f));
-if (!usable && process.env.CI === 'true')
-  throw new Error(
-    'egress-transports e2e: needs root, nft, ip, dig, python3, unshare, useradd and setpriv (CI=true)',
-  );
-if (!usable)
-  console.warn(
-    'egress-transports e2e skipped: needs root, nft, ip, dig, python3, unshare, useradd and setpriv',
-  );
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-transports', ['python3', 'unshare']);
 
 /** The agent's name (A), on WEB4/WEB6, and the preset's (P), on CHAIN4: the runner's list only. */
 const A = 'www.a.test';
@@ -197,10 +183,6 @@ function py(as: Runs, script: string, args: string[]): string {
   return as.try([PYTHON, '-c', script, ...args], 15000).stdout.trim();
 }
 
-function setElements(w: World, set: string): string {
-  return w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', set]);
-}
-
 suite("the agent's fence against other transports and its own user namespace", () => {
   const user = `ctrp${process.pid % 100000}`;
   let uid = 0;
@@ -214,9 +196,7 @@ suite("the agent's fence against other transports and its own user namespace", (
   const arrived: string[] = [];
 
   beforeAll(async () => {
-    uid = freeAgentUid(11);
-    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
-    gid = Number(run(['id', '-g', user]).trim());
+    ({ uid, gid } = addAgentUser(user, 11));
     dir = tempDir('cordon-transports-');
     w = new World('m');
     await w.serve({ zone: { [P]: [{ type: 'A', value: CHAIN4, ttl: 300 }] } });
@@ -224,27 +204,7 @@ suite("the agent's fence against other transports and its own user namespace", (
     // UDP on QUIC's ports, and one port QUIC does not use.
     udp = w.internet.spawn([PYTHON, '-c', UDPLITE_LISTEN, 'udp', ...[LITE_PORT, 80, 443].map(String)]);
     await Promise.all(
-      [lite, udp].map(
-        (listener) =>
-          new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(
-              () => reject(new Error('a datagram listener did not start in 10 s')),
-              10000,
-            );
-            let partial = '';
-            listener.stdout!.on('data', (b: Buffer) => {
-              const lines = (partial + b.toString()).split('\n');
-              partial = lines.pop() ?? '';
-              for (const l of lines) {
-                if (l === 'ready') {
-                  clearTimeout(timer);
-                  resolve();
-                } else if (l) arrived.push(l);
-              }
-            });
-            listener.on('exit', (code) => reject(new Error(`a datagram listener exited ${code}`)));
-          }),
-      ),
+      [lite, udp].map((listener) => untilReady(listener, 'a datagram listener', (l) => arrived.push(l))),
     );
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `transports${process.pid}`,

@@ -9,29 +9,31 @@
  * gate that let the attack through would fail the test. Needs root, nft, ip, dig, openssl,
  * useradd and setpriv.
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, expect, test } from '@jest/globals';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { canUseNetns, run, stop } from '../../src/devkit/netns.js';
+import { stop } from '../../src/devkit/netns.js';
 import { parseDomains } from '../../src/fence/policy.js';
 import { requestReport, stateDir } from '../../src/rootd/protocol.js';
 import { MAX_GATE_CONNECTIONS } from '../../src/fence/webgate.js';
-import { World, asUid, dig, freeAgentUid, startDaemon, type Runs } from './egress-topology.js';
+import {
+  World,
+  addAgentUser,
+  asUid,
+  dig,
+  egressSuite,
+  startSites,
+  startDaemon,
+  type Runs,
+} from './egress-topology.js';
 import { tempDir } from '../harness/tmp.js';
+import { selfSignedCert } from '../harness/tls.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const TOOLS = ['/usr/sbin/nft', '/usr/bin/dig', '/usr/bin/openssl', '/usr/sbin/useradd', '/usr/bin/setpriv'];
-const usable = canUseNetns() && TOOLS.every((f) => existsSync(f));
-if (!usable && process.env.CI === 'true')
-  throw new Error(
-    'egress-webgate-hostile e2e: needs root, nft, ip, dig, openssl, useradd and setpriv (CI=true)',
-  );
-if (!usable)
-  console.warn('egress-webgate-hostile e2e skipped: needs root, nft, ip, dig, openssl, useradd and setpriv');
-const suite = usable ? describe : describe.skip;
+const suite = egressSuite('egress-webgate-hostile', ['openssl']);
 
 const SHARED4 = '203.0.113.62';
 const ALLOWED = 'allowed.test';
@@ -98,6 +100,7 @@ type Talk = { got: string; error: string; closed: boolean };
 suite("the agent's web gate, attacked end to end", () => {
   const user = `cwgh${process.pid % 100000}`;
   let uid = 0;
+  let gid = 0;
   let w: World;
   let id: string;
   let agent: Runs;
@@ -132,32 +135,9 @@ suite("the agent's web gate, attacked end to end", () => {
   const blocked = (): string => w.runner.exec(['nft', 'list', 'set', 'inet', 'cordon', 'agentblocked4']);
 
   beforeAll(async () => {
-    uid = freeAgentUid(11);
-    run(['useradd', '--uid', String(uid), '--user-group', '--no-create-home', '--shell', '/bin/sh', user]);
-    const gid = Number(run(['id', '-g', user]).trim());
+    ({ uid, gid } = addAgentUser(user, 11));
     const dir = tempDir('cordon-wgh-');
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    run([
-      'openssl',
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${ALLOWED}`,
-      '-addext',
-      `subjectAltName=DNS:${ALLOWED},DNS:${OTHER}`,
-    ]);
+    const { cert, key } = selfSignedCert(dir, [ALLOWED, OTHER]);
     w = new World('h');
     w.internet.addAddress('lo', `${SHARED4}/32`);
     await w.serve({
@@ -166,22 +146,9 @@ suite("the agent's web gate, attacked end to end", () => {
         [OTHER]: [{ type: 'A', value: SHARED4, ttl: 300 }],
       },
     });
-    const child = w.internet.spawn([
-      process.execPath,
-      join(HERE, 'egress-sites.mjs'),
-      JSON.stringify({ addresses: [SHARED4], cert, key }),
-    ]);
-    sites = child;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the sites did not start in 10 s')), 10000);
-      child.stdout!.on('data', (d: Buffer) => {
-        if (d.toString().includes('ready')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`the sites exited ${code}`)));
-    });
+    const started = startSites(w, { addresses: [SHARED4], cert, key });
+    sites = started.child;
+    await started.ready;
     id = await startDaemon(w, join(dir, 'config.json'), {
       id: `wgh${process.pid}`,
       domains: parseDomains(`${ALLOWED}\n${OTHER}`),

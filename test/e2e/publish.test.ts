@@ -3,13 +3,14 @@
  * read-only token) and run (user: runner), pushing to a loopback git server that wraps real
  * `git http-backend` and accepts only a token the GitHub stand-in issued with contents: write.
  */
-import { afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { beforeAll, describe, expect, test } from '@jest/globals';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
-import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { makeAppKey, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { closeAfterEach, startAppApi } from '../harness/github-app.js';
 import { startGitHttp, type GitHttpServer } from '../harness/git-http.js';
 
 const APP_ID = 31338;
@@ -19,14 +20,10 @@ const BOT = `${SLUG}[bot]`;
 const BOT_EMAIL = `${BOT_ID}+${SLUG}[bot]@users.noreply.github.com`;
 const BRANCH = 'agent/issue-42';
 let key: ReturnType<typeof makeAppKey>;
-const cleanup: (() => Promise<void> | void)[] = [];
+const cleanup = closeAfterEach();
 
 beforeAll(() => {
   key = makeAppKey();
-});
-
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
 });
 
 function git(cwd: string, args: string[], env: Record<string, string> = {}): string {
@@ -43,23 +40,11 @@ function git(cwd: string, args: string[], env: Record<string, string> = {}): str
   }).trim();
 }
 
-async function api(): Promise<GithubApiServer> {
-  const s = await startGithubApi({
-    appId: APP_ID,
-    slug: SLUG,
-    botId: BOT_ID,
-    publicKey: key.publicKey,
-    installations: [
-      {
-        id: 56,
-        account: 'octo-org',
-        repositories: ['octo-repo'],
-        permissions: { contents: 'write', metadata: 'read' },
-      },
-    ],
-  });
-  cleanup.push(() => s.close());
-  return s;
+function api(): Promise<GithubApiServer> {
+  return startAppApi(
+    { appId: APP_ID, slug: SLUG, botId: BOT_ID, publicKey: key.publicKey, installationId: 56 },
+    cleanup,
+  );
 }
 
 interface World {
@@ -163,6 +148,12 @@ function remoteRefs(w: World): string {
 /** publish's own tokens: contents: write (the agent's is read). */
 function writeTokens(s: GithubApiServer): GithubApiServer['tokens'] {
   return s.tokens.filter((t) => t.permissions.contents === 'write');
+}
+
+/** Commits all in `cwd` in the bot's name, outside any run (as another step of the job could). */
+function commitAsBot(cwd: string, subject: string): void {
+  git(cwd, ['add', '-A']);
+  git(cwd, ['-c', `user.name=${BOT}`, '-c', `user.email=${BOT_EMAIL}`, 'commit', '-q', '-m', subject]);
 }
 
 /** Every byte a step printed or left, but the add-mask lines. */
@@ -374,17 +365,7 @@ describe('publish', () => {
       // A commit in the bot's name on a branch that existed before start (an earlier run's).
       git(j.workspace, ['checkout', '-q', '-b', 'old']);
       writeFileSync(join(j.workspace, 'old.txt'), 'old\n');
-      git(j.workspace, ['add', '-A']);
-      git(j.workspace, [
-        '-c',
-        `user.name=${BOT}`,
-        '-c',
-        `user.email=${BOT_EMAIL}`,
-        'commit',
-        '-q',
-        '-m',
-        'earlier',
-      ]);
+      commitAsBot(j.workspace, 'earlier');
       old = git(j.workspace, ['rev-parse', 'HEAD']);
       git(j.workspace, ['checkout', '-q', 'main']);
     });
@@ -404,17 +385,7 @@ describe('publish', () => {
     // A step between start and run commits in the bot's name: listed among the run's
     // commits as the bot's, but no run saw it made and no leak scan read it.
     writeFileSync(join(w.j.workspace, 'between.txt'), 'between\n');
-    git(w.j.workspace, ['add', '-A']);
-    git(w.j.workspace, [
-      '-c',
-      `user.name=${BOT}`,
-      '-c',
-      `user.email=${BOT_EMAIL}`,
-      'commit',
-      '-q',
-      '-m',
-      'between',
-    ]);
+    commitAsBot(w.j.workspace, 'between');
     const between = git(w.j.workspace, ['rev-parse', 'HEAD']);
     const run = await agent(w, `set -e\necho work > work.txt && git add work.txt\n${asBot} -m "agent: work"`);
     expect(run.code).toBe(0);

@@ -2,7 +2,7 @@
  * Commit attribution in `start`'s post step, over a real temporary git repository: commits by
  * the app's bot (identity set by github-token), by a human, co-authored, and on a side branch.
  */
-import { afterEach, beforeAll, describe, expect, test } from '@jest/globals';
+import { beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import {
   appendFileSync,
@@ -16,7 +16,8 @@ import {
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Job, type StepResult } from '../../src/devkit/run-action.js';
-import { makeAppKey, startGithubApi, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { makeAppKey, type GithubApiServer } from '../../src/devkit/github-api.js';
+import { closeAfterEach, startAppApi } from '../harness/github-app.js';
 import type { CommitObserved } from '../../src/ledger/events.js';
 
 const APP_ID = 31337;
@@ -24,14 +25,10 @@ const BOT_ID = 9200002;
 const SLUG = 'agent-app';
 const BOT_EMAIL = `${BOT_ID}+${SLUG}[bot]@users.noreply.github.com`;
 let key: ReturnType<typeof makeAppKey>;
-const cleanup: (() => Promise<void> | void)[] = [];
+const cleanup = closeAfterEach();
 
 beforeAll(() => {
   key = makeAppKey();
-});
-
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
 });
 
 type CommitData = CommitObserved;
@@ -110,23 +107,11 @@ function forgeObserved(j: Job, sha: string, claim: Partial<CommitData>): void {
   );
 }
 
-async function api(): Promise<GithubApiServer> {
-  const s = await startGithubApi({
-    appId: APP_ID,
-    slug: SLUG,
-    botId: BOT_ID,
-    publicKey: key.publicKey,
-    installations: [
-      {
-        id: 55,
-        account: 'octo-org',
-        repositories: ['octo-repo'],
-        permissions: { contents: 'write', metadata: 'read' },
-      },
-    ],
-  });
-  cleanup.push(() => s.close());
-  return s;
+function api(): Promise<GithubApiServer> {
+  return startAppApi(
+    { appId: APP_ID, slug: SLUG, botId: BOT_ID, publicKey: key.publicKey, installationId: 55 },
+    cleanup,
+  );
 }
 
 function observed(j: Job): { base: string; head: string; commits: CommitData[]; pushedRefs?: string[] } {

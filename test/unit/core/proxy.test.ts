@@ -6,12 +6,10 @@
  * proves the HTTPS tunnel (CONNECT, then TLS to the real host inside it).
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, get as httpsGet } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { startConnectProxy, type ConnectProxy } from '../../../src/devkit/connect-proxy.js';
 import { motoAvailable, startMoto, type Moto } from '../../../src/devkit/moto.js';
@@ -25,6 +23,7 @@ import { getIdToken } from '../../../src/platform/oidc.js';
 import { bypassesProxy, proxyAgents, proxyFor } from '../../../src/platform/proxy.js';
 import { CordonError } from '../../../src/platform/errors.js';
 import { tempDir } from '../../harness/tmp.js';
+import { selfSignedCert } from '../../harness/tls.js';
 
 const available = motoAvailable();
 if (!available && process.env.CI === 'true')
@@ -70,31 +69,7 @@ describe('the HTTPS tunnel', () => {
 
   beforeAll(async () => {
     const dir = tempDir('cordon-proxy-tls-');
-    const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-    const full = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      { encoding: 'utf8', timeout: 20000 },
-    );
-    if (full.status !== 0) throw new Error(`openssl failed: ${full.stderr}`);
+    const { key, cert } = selfSignedCert(dir, ['localhost']);
     ca = readFileSync(cert, 'utf8');
     server = createHttpsServer({ key: readFileSync(key), cert: ca }, (_req, res) => res.end('tls-ok'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

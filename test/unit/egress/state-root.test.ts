@@ -8,8 +8,8 @@
  * a fresh /run (unshare, a tmpfs), never on the host's /run/cordon.
  */
 import { expect, test } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { printed, runOnFreshRun } from '../../harness/fresh-run.js';
 
 const root = process.getuid?.() === 0;
 if (!root && process.env.CI === 'true') throw new Error('state-root.test.ts needs root in CI');
@@ -28,25 +28,7 @@ function onFreshRun(body: string): unknown {
     const root = () => (fs.existsSync('/run/cordon') ? (fs.readdirSync('/run/cordon').sort().join(',') || 'empty') : 'gone');
     ${body}
     process.exit(0);`;
-  const r = spawnSync(
-    'unshare',
-    [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      'mount -t tmpfs -o mode=0755 cordon-test /run && umount -l /sys/fs/cgroup 2>/dev/null; exec "$0" --import tsx --input-type=module -e "$1"',
-      process.execPath,
-      script,
-    ],
-    { encoding: 'utf8', timeout: 30000 },
-  );
-  try {
-    return JSON.parse(r.stdout);
-  } catch {
-    return `status ${r.status}: ${r.stdout} ${r.stderr}`;
-  }
+  return printed(runOnFreshRun(script, { timeoutMs: 30000, withoutCgroup2: true }));
 }
 
 maybe(

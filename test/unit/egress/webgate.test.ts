@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { tempDir } from '../../harness/tmp.js';
+import { selfSignedCert } from '../../harness/tls.js';
 import { AnsweredNames } from '../../../src/fence/answered.js';
 import { DomainMatcher, parseDomains } from '../../../src/fence/policy.js';
 import {
@@ -390,32 +389,7 @@ describe('WebGate, port 443: every ClientHello before the encrypted records', ()
 /** A TLS server on loopback for both names (one certificate), answering the server name it was asked for. */
 async function tlsUpstream(over: tls.TlsOptions): Promise<{ port: number; names: string[] }> {
   const dir = tempDir('cordon-gate-tls-');
-  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-  const made = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ].concat([
-      '-days',
-      '1',
-      '-subj',
-      '/CN=allowed.test',
-      '-addext',
-      'subjectAltName=DNS:allowed.test,DNS:other.test',
-    ]),
-    { timeout: 15000 },
-  );
-  if (made.status !== 0) throw new Error(`openssl req failed: ${made.stderr}`);
+  const { key, cert } = selfSignedCert(dir, ['allowed.test', 'other.test']);
   const names: string[] = [];
   const s = tls.createServer({ key: readFileSync(key), cert: readFileSync(cert), ...over }, (c) => {
     names.push((c as tls.TLSSocket & { servername?: string }).servername ?? 'none');

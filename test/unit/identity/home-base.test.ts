@@ -8,9 +8,9 @@
  * are real (/etc/passwd is the host's) and removed however the case ends.
  */
 import { expect, test } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { printed, runOnFreshRun } from '../../harness/fresh-run.js';
 import { DEFAULT_HOME_BASE, privilegedExec, sweepAndRemove } from '../../../src/identity/user.js';
 
 const root = process.getuid?.() === 0;
@@ -40,30 +40,13 @@ function onFreshRun(body: string): unknown {
     };
     ${body}
     process.exit(0);`;
-  const r = spawnSync(
-    'unshare',
-    [
-      '--mount',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      'mount -t tmpfs -o mode=0755 cordon-test /run && exec "$0" --import tsx --input-type=module -e "$1"',
-      process.execPath,
-      script,
-    ],
-    { encoding: 'utf8', timeout: 60000 },
-  );
+  const r = runOnFreshRun(script, { timeoutMs: 60000 });
   const exec = privilegedExec('root');
   for (const [, name] of (r.stderr ?? '').matchAll(/^MADE (cordon-agent-[0-9a-f]{6})$/gm)) {
     if (readFileSync('/etc/passwd', 'utf8').includes(`\n${name}:`))
       sweepAndRemove(exec, { name, home: join(DEFAULT_HOME_BASE, name) });
   }
-  try {
-    return JSON.parse(r.stdout);
-  } catch {
-    return `status ${r.status}: ${r.stdout} ${r.stderr}`;
-  }
+  return printed(r);
 }
 
 maybe(
