@@ -380,6 +380,25 @@ describe('publish', () => {
     expect(writeTokens(w.s)).toEqual([]);
   }, 120000);
 
+  test('hostile: HEAD reset to an ancestor of the commit the run started from (nothing between them): refused as not made in the run, nothing pushed', async () => {
+    let first = '';
+    const w = await world((j) => {
+      // The checkout's history has two commits; the run starts from the second.
+      first = git(j.workspace, ['rev-parse', 'HEAD']);
+      writeFileSync(join(j.workspace, 'second.txt'), 'second\n');
+      commitAsBot(j.workspace, 'second');
+      j.env.GITHUB_SHA = git(j.workspace, ['rev-parse', 'HEAD']);
+    });
+    await agent(w, 'git reset -q --hard HEAD~1');
+    expect(git(w.j.workspace, ['rev-parse', 'HEAD'])).toBe(first);
+    const before = remoteRefs(w);
+    const r = await publish(w);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toContain(`HEAD (${first.slice(0, 12)}) is not a commit run saw made`);
+    expect(remoteRefs(w)).toBe(before);
+    expect(writeTokens(w.s)).toEqual([]);
+  }, 120000);
+
   test("hostile: the agent's commit on top of a commit in the bot's name made after start but outside run: refused, the earlier commit named, nothing pushed", async () => {
     const w = await world();
     // A step between start and run commits in the bot's name: listed among the run's
