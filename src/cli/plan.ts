@@ -15,6 +15,7 @@ import type { EgressSettings } from '../actions/egress/inputs.js';
 import type { GithubTokenInputs } from '../github/inputs.js';
 import { REMOVED_BY_DEFAULT } from '../actions/run/env.js';
 import type { RunInputs } from '../actions/run/inputs.js';
+import type { PublishInputs } from '../actions/publish/inputs.js';
 import { placeholderFor } from './check-step.js';
 import { findCordonSteps, type CordonStep } from './workflow.js';
 import { validators } from './validators.js';
@@ -110,6 +111,17 @@ function planStep(step: CordonStep): string[] {
         `  removed from its environment: ${REMOVED_BY_DEFAULT.filter((n) => !r.keepEnv.includes(n)).join(', ')}`,
         `  GitHub token: ${r.githubToken ? 'GH_TOKEN and GITHUB_TOKEN' : 'none'}; timeout: ${r.timeoutMs ? `${r.timeoutMs / 60000} min` : 'none'}; leak scan: ${r.leakScan}`,
         ...(r.aws ? awsLines(r.aws, 'AWS, minted for this command only') : ['  AWS: none minted']),
+      );
+      break;
+    }
+    case 'publish': {
+      const p = parsed as PublishInputs;
+      const branch = step.with.get('branch');
+      out.push(
+        `  pushes the workspace's HEAD to branch ${branch?.dynamic ? `${branch.value} (known at run time)` : p.branch} of this repository, never forced`,
+        `  token: app ${dynamic.includes(p.app.issuerInput) ? `from ${p.app.issuerInput} at run time` : p.app.issuer} mints contents: write on this repository only, for this step only, never an output; revoked and confirmed dead before the step ends`,
+        `  pushes only when: the ledger's verdict is intact${p.sealKey || step.with.has('seal-key') ? " (run's window seals checked with seal-key)" : " (no seal-key: run's window seals NOT checked)"}; an agent identity was issued; the run's commits were listed in full and every one is the agent's, made in run; every commit from the recorded start to HEAD is one of them, HEAD included; run's leak scan found no secret and read everything; GitHub granted exactly contents: write`,
+        `  default branch: ${p.allowDefaultBranch ? 'allowed (allow-default-branch: true)' : 'refused (set allow-default-branch: true to allow it)'}`,
       );
       break;
     }

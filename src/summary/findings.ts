@@ -15,6 +15,7 @@ import {
 } from '../ledger/events.js';
 import type { Verdict } from '../ledger/verify.js';
 import type { AlertLevel, Block } from './doc.js';
+import { shownRefused, shownText, tokenState } from './publish.js';
 
 export interface Finding {
   level: AlertLevel;
@@ -249,6 +250,42 @@ function revocationFindings(events: LedgerEvent[]): Finding[] {
   return out;
 }
 
+/**
+ * What publish did that needs a human: a refusal (nothing pushed: the agent's work waits
+ * for one), and a push or refusal whose own `contents: write` token was not confirmed
+ * revoked (it can write to the repository until it expires). The branch and reason are
+ * shown as the Published part shows them (shownRefused: one line, controls made visible).
+ */
+function publishFindings(events: LedgerEvent[]): Finding[] {
+  const out: Finding[] = [];
+  for (const p of eventsOf(events, 'publish.pushed')) {
+    // publish writes a token state on every push: a push without one was not confirmed either.
+    const t = tokenState(p.token) ?? { text: 'no state recorded', bad: true };
+    if (t.bad)
+      out.push({
+        level: 'caution',
+        short: "publish's token not confirmed revoked",
+        text: `publish pushed to ${shownText(p.branch, 300)}, but its contents: write token was not confirmed revoked (${cut(t.text, 300)}): it can write to the repository until it expires. Revoke it from the App's settings; see "Published".`,
+      });
+  }
+  for (const r of eventsOf(events, 'publish.refused')) {
+    const s = shownRefused(r);
+    out.push({
+      level: 'warning',
+      short: 'publish refused',
+      text: `publish refused: nothing pushed to ${String(s.branch)}: ${cut(String(s.reason), 300)}. See "Published".`,
+    });
+    const t = tokenState(r.token);
+    if (t?.bad)
+      out.push({
+        level: 'caution',
+        short: "publish's token not confirmed revoked",
+        text: `publish refused to push to ${String(s.branch)}, but the contents: write token it had minted was not confirmed revoked (${cut(t.text, 300)}): it can write to the repository until it expires. Revoke it from the App's settings; see "Published".`,
+      });
+  }
+  return out;
+}
+
 /** AWS credentials no session policy narrowed: every permission the role has, said at the top. */
 function scopeFindings(events: LedgerEvent[]): Finding[] {
   const unscoped = new Map<string, Unscoped>();
@@ -290,6 +327,7 @@ export function findings(events: LedgerEvent[], verdict: Verdict): Finding[] {
     ...leakFindings(events),
     ...fenceFindings(events),
     ...revocationFindings(events),
+    ...publishFindings(events),
     ...scopeFindings(events),
     ...identityFindings(events),
   ];

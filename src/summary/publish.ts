@@ -16,7 +16,7 @@ const REASON_MAX = 2000;
  * Text from a ledger line, one line: line breaks as spaces, controls and bidi characters
  * visible (`\xNN`, `\uNNNN`) in every form, HTML included; the renderers escape the rest.
  */
-function shownText(v: unknown, max: number): string {
+export function shownText(v: unknown, max: number): string {
   if (typeof v !== 'string') return '';
   const flat = visibleControls(v.replace(/\r\n|[\r\n\u2028\u2029\x85]/g, ' '));
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
@@ -55,7 +55,7 @@ function decodeURIComponentSafe(s: string): string {
  * What became of publish's own token: `revoked`, or why not (scrubbed of anything shaped
  * like a credential). Any other value is not shown: publish writes nothing else there.
  */
-function tokenState(v: unknown): { text: string; bad: boolean } | undefined {
+export function tokenState(v: unknown): { text: string; bad: boolean } | undefined {
   if (v === undefined) return undefined;
   if (v === 'revoked') return { text: 'revoked (a call with it answered 401)', bad: false };
   if (typeof v === 'string' && v.startsWith('not revoked'))

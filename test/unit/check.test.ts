@@ -144,4 +144,47 @@ describe('cordon plan', () => {
     expect(text).toContain('ACTIONS_ID_TOKEN_REQUEST_TOKEN');
     expect(text).toContain('api.anthropic.com');
   });
+
+  test('prints what publish would do: the branch, its own token, the conditions, the default branch', async () => {
+    const { planWorkflowText } = await import('../../src/cli/plan.js');
+    const step = (w: string): string =>
+      planWorkflowText(
+        [
+          'on: issues',
+          'jobs:',
+          '  agent:',
+          '    runs-on: ubuntu-latest',
+          '    steps:',
+          '      - uses: cordon-dev/cordon/actions/publish@v1',
+          '        with:',
+          ...w.split('\n').map((l) => `          ${l}`),
+        ].join('\n'),
+      );
+    const text = step(
+      'app-id: ${{ vars.AGENT_APP_ID }}\nprivate-key: ${{ secrets.AGENT_APP_KEY }}\nbranch: agent/issue-${{ github.event.issue.number }}\nseal-key: ${{ steps.start.outputs.seal-key }}',
+    );
+    expect(text).not.toContain('nothing to plan beyond its inputs');
+    expect(text).not.toContain('cannot plan');
+    expect(text).toContain(
+      "  pushes the workspace's HEAD to branch agent/issue-${{ github.event.issue.number }} (known at run time) of this repository, never forced",
+    );
+    expect(text).toContain(
+      '  token: app from app-id at run time mints contents: write on this repository only, for this step only, never an output; revoked and confirmed dead before the step ends',
+    );
+    expect(text).toContain(
+      "  pushes only when: the ledger's verdict is intact (run's window seals checked with seal-key);",
+    );
+    expect(text).toContain(
+      "run's leak scan found no secret and read everything; GitHub granted exactly contents: write",
+    );
+    expect(text).toContain('  default branch: refused (set allow-default-branch: true to allow it)');
+    const fixed = step(
+      "app-id: '12345'\nprivate-key: ${{ secrets.AGENT_APP_KEY }}\nbranch: main\nallow-default-branch: 'true'",
+    );
+    expect(fixed).toContain("  pushes the workspace's HEAD to branch main of this repository, never forced");
+    expect(fixed).toContain('  token: app 12345 mints contents: write');
+    expect(fixed).toContain("(no seal-key: run's window seals NOT checked)");
+    expect(fixed).toContain('  default branch: allowed (allow-default-branch: true)');
+    expect(step('app-id: 1\nprivate-key: x\nbranch: refs/heads/main')).toContain('  cannot plan: ');
+  });
 });

@@ -65,6 +65,7 @@ const quietRun: Overrides = {
   },
   'egress.tampered': null,
   'broker.stopped': null,
+  'publish.refused': null,
 };
 
 describe('summary findings', () => {

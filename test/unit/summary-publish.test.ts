@@ -154,3 +154,89 @@ describe('the summary: what publish pushed or refused', () => {
     });
   });
 });
+
+/** The alerts at the top of a markdown summary: each `> [!LEVEL]` block's level and text. */
+function alertsOf(md: string): { level: string; text: string }[] {
+  const lines = md.split('\n');
+  return lines.flatMap((l, i) => {
+    const m = /^> \[!(CAUTION|WARNING)\]$/.exec(l);
+    return m ? [{ level: m[1], text: lines[i + 1].replace(/^> /, '') }] : [];
+  });
+}
+
+describe('the summary: publish at the top', () => {
+  test('publish.refused is a warning alert above every table, its reason shown inert, and named in the status line', () => {
+    const reason =
+      'HEAD is not the agent\'s\n\n## Injected heading\n<img src=x onerror="alert(1)"> \x1b[31m\u202E|col|';
+    const lines = ledgerOf([['publish.refused', { branch: 'agent/issue-42\n# hi', commit: COMMIT, reason }]]);
+    const { md, html, text } = forms(lines);
+    const status = md.split('\n')[2];
+    expect(status).toMatch(/^\*\*Cordon: \d+ findings? needs? a human — .*publish refused/);
+    const refused = alertsOf(md).filter((a) => a.text.startsWith('publish refused'));
+    expect(refused).toHaveLength(1);
+    expect(refused[0].level).toBe('WARNING');
+    expect(refused[0].text).toContain(
+      'publish refused: nothing pushed to agent/issue-42 \\# hi: HEAD is not the agent\'s  \\#\\# Injected heading &lt;img src=x onerror="alert(1)"&gt; \\\\x1b\\[31m\\\\u202e\\|col\\|. See "Published".',
+    );
+    const lines2 = md.split('\n');
+    const at = lines2.findIndex((l) => l.startsWith('> publish refused'));
+    expect(at).toBeLessThan(lines2.findIndex((l) => l.startsWith('| ')));
+    expect(md).not.toMatch(/^(## Injected|# hi)/m);
+    for (const out of [md, html]) expect(out).not.toContain('<img');
+    for (const out of [md, html, text]) {
+      expect(out).not.toContain('\x1b');
+      expect(out).not.toContain('\u202E');
+    }
+    expect(html).toContain(
+      'publish refused: nothing pushed to agent/issue-42 # hi: HEAD is not the agent&#39;s',
+    );
+    expect(text).toContain('publish refused: nothing pushed to agent/issue-42 # hi:');
+    // Its token was revoked: no caution about it.
+    expect(alertsOf(md).some((a) => a.text.includes('not confirmed revoked'))).toBe(false);
+  });
+
+  test('a push whose token was not confirmed revoked is a caution alert; a confirmed one is none', () => {
+    const confirmed = forms(ledgerOf([['publish.pushed', sampleEvents['publish.pushed']]])).md;
+    expect(alertsOf(confirmed).some((a) => a.text.startsWith('publish'))).toBe(false);
+    expect(confirmed.split('\n')[2]).not.toContain('publish');
+    const lines = ledgerOf([
+      [
+        'publish.pushed',
+        { ...sampleEvents['publish.pushed'], token: `not revoked: HTTP 500 token=${TOKEN}` },
+      ],
+    ]);
+    const { md, html, text, json } = forms(lines);
+    const alerts = alertsOf(md).filter((a) => a.text.startsWith('publish'));
+    expect(alerts).toEqual([
+      {
+        level: 'CAUTION',
+        text: 'publish pushed to agent/issue-42, but its contents: write token was not confirmed revoked (NOT confirmed revoked: HTTP 500 token=\\*\\*\\*): it can write to the repository until it expires. Revoke it from the App\'s settings; see "Published".',
+      },
+    ]);
+    expect(md.split('\n')[2]).toContain("publish's token not confirmed revoked");
+    for (const out of [md, html, text, json]) expect(out).not.toContain(TOKEN.slice(4, 16));
+    // A push line with no token state at all was not confirmed either.
+    const { token: _dropped, ...noToken } = sampleEvents['publish.pushed'];
+    void _dropped;
+    const none = forms(ledgerOf([['publish.pushed', noToken]])).md;
+    expect(alertsOf(none)).toContainEqual({
+      level: 'CAUTION',
+      text: expect.stringContaining('was not confirmed revoked (no state recorded)') as unknown as string,
+    });
+  });
+
+  test('a refusal whose minted token was not confirmed revoked is a warning and a caution', () => {
+    const lines = ledgerOf([
+      [
+        'publish.refused',
+        { branch: 'main', reason: 'branch main is the default branch', token: 'not revoked: HTTP 502' },
+      ],
+    ]);
+    const alerts = alertsOf(forms(lines).md).filter((a) => a.text.startsWith('publish'));
+    // The caution first, as every caution comes before every warning.
+    expect(alerts.map((a) => a.level)).toEqual(['CAUTION', 'WARNING']);
+    expect(alerts.find((a) => a.level === 'CAUTION')?.text).toContain(
+      'publish refused to push to main, but the contents: write token it had minted was not confirmed revoked (NOT confirmed revoked: HTTP 502)',
+    );
+  });
+});
