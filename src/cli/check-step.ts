@@ -124,6 +124,7 @@ export function placeholderFor(name: string): string {
   if (/^run$/.test(name)) return 'true';
   // An Ed25519 public key's shape, as start writes it (report's and publish's parsers check it).
   if (/^seal-key$/.test(name)) return `${'A'.repeat(43)}=`;
+  if (/^allow-default-branch$/.test(name)) return 'false';
   return 'placeholder-value';
 }
 

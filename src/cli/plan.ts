@@ -121,7 +121,7 @@ function planStep(step: CordonStep): string[] {
         `  pushes the workspace's HEAD to branch ${branch?.dynamic ? `${branch.value} (known at run time)` : p.branch} of this repository, never forced`,
         `  token: app ${dynamic.includes(p.app.issuerInput) ? `from ${p.app.issuerInput} at run time` : p.app.issuer} mints contents: write on this repository only, for this step only, never an output; revoked and confirmed dead before the step ends`,
         `  pushes only when: the ledger's verdict is intact${p.sealKey || step.with.has('seal-key') ? " (run's window seals checked with seal-key)" : " (no seal-key: run's window seals NOT checked)"}; an agent identity was issued; the run's commits were listed in full and every one is the agent's, made in run; every commit from the recorded start to HEAD is one of them, HEAD included; run's leak scan found no secret and read everything; GitHub granted exactly contents: write`,
-        `  default branch: ${p.allowDefaultBranch ? 'allowed (allow-default-branch: true)' : 'refused (set allow-default-branch: true to allow it)'}`,
+        `  default branch: ${dynamic.includes('allow-default-branch') ? 'refused unless allow-default-branch is true at run time' : p.allowDefaultBranch ? 'allowed (allow-default-branch: true)' : 'refused (set allow-default-branch: true to allow it)'}`,
       );
       break;
     }

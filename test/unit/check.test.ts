@@ -186,5 +186,8 @@ describe('cordon plan', () => {
     expect(fixed).toContain("(no seal-key: run's window seals NOT checked)");
     expect(fixed).toContain('  default branch: allowed (allow-default-branch: true)');
     expect(step('app-id: 1\nprivate-key: x\nbranch: refs/heads/main')).toContain('  cannot plan: ');
+    expect(
+      step('app-id: 1\nprivate-key: ${{ secrets.K }}\nbranch: a\nallow-default-branch: ${{ inputs.allow }}'),
+    ).toContain('  default branch: refused unless allow-default-branch is true at run time');
   });
 });
