@@ -107,6 +107,14 @@ suite("the agent's web gate, attacked end to end", () => {
   let sites: ChildProcess | undefined;
 
   /** One raw conversation as the agent, to the shared address; what came back (text) and how it ended. */
+  /** The client's one JSON line; when it printed none, what it said instead (it failed to run). */
+  const clientSaid = (r: { stdout: string; stderr: string; code: number | null }): unknown => {
+    try {
+      return JSON.parse(r.stdout.trim());
+    } catch {
+      throw new Error(`the agent's client printed no result (status ${r.code}): ${r.stderr.slice(-800)}`);
+    }
+  };
   const talk = (port: 80 | 443, steps: Step[], ms = 2500): { text: string; bytes: Buffer; error: string } => {
     const hex = (b: Buffer | string): string => Buffer.from(b).toString('hex');
     const arg = {
@@ -116,7 +124,7 @@ suite("the agent's web gate, attacked end to end", () => {
       steps: steps.map((s) => ({ send: hex(s.send), after: s.after && hex(s.after) })),
     };
     const r = agent.try([process.execPath, join(HERE, 'egress-gate-client.mjs'), JSON.stringify(arg)], 40000);
-    const out = JSON.parse(r.stdout.trim()) as Talk;
+    const out = clientSaid(r) as Talk;
     const bytes = Buffer.from(out.got, 'hex');
     return { text: bytes.toString('latin1'), bytes, error: out.error };
   };
@@ -333,7 +341,7 @@ suite("the agent's web gate, attacked end to end", () => {
       request: Buffer.from(`GET / HTTP/1.1\r\nHost: ${ALLOWED}\r\nConnection: close\r\n\r\n`).toString('hex'),
     };
     const r = agent.try([process.execPath, join(HERE, 'egress-gate-client.mjs'), JSON.stringify(arg)], 40000);
-    const out = JSON.parse(r.stdout.trim()) as { held: number; extra: Talk; after: Talk & { tries: number } };
+    const out = clientSaid(r) as { held: number; extra: Talk; after: Talk & { tries: number } };
     expect(out.held).toBe(MAX_GATE_CONNECTIONS);
     // Reset as the gate takes it: maybe before the client's request was written.
     expect(out.extra).toMatchObject({ got: '', error: 'ECONNRESET' });
