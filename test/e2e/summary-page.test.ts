@@ -30,8 +30,8 @@ describe('the summary page in headless Chromium', () => {
     const boxes = await layout(chromium, page);
     // Without run's own check (ledger.verified) the record is altered: its section and table come
     // right after the alerts. Altered, impersonation, leak, tampering (caution), blocked and
-    // what the leak scan could not read (warning).
-    expect(boxes.alerts).toHaveLength(6);
+    // what the leak scan could not read, and publish refused (warning).
+    expect(boxes.alerts).toHaveLength(7);
     expectAlertsAboveTables(boxes);
   }, 90000);
 
